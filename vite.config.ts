@@ -1,0 +1,17 @@
+import { defineConfig } from 'vite';
+
+// Cross-origin isolation (COOP/COEP) gives the page SharedArrayBuffer, which
+// onnxruntime-web needs for threaded wasm. The Node server (src/node/static-server.ts)
+// sends the same headers in production.
+const isolation = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig({
+  // Module workers: `new Worker(new URL(...), { type: 'module' })` needs ES output.
+  worker: { format: 'es' },
+  server: { headers: isolation, host: '127.0.0.1' },
+  preview: { headers: isolation, host: '127.0.0.1' },
+  build: { target: 'es2022', outDir: 'dist', chunkSizeWarningLimit: 4096 },
+});
