@@ -5,6 +5,10 @@ export type BackendName = 'webgpu' | 'cpu';
 
 let webgpuRegistered = false;
 
+// Production mode silences tfjs' console nags (e.g. "install tfjs-node" in Node), which would
+// otherwise drown CLI output; it changes no numerics.
+tf.enableProdMode();
+
 /**
  * Switch tfjs to `name`. The webgpu backend module is imported lazily so that Node and
  * browsers without WebGPU never load it. tfjs-backend-webgpu 4.22 already reads
