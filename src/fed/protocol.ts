@@ -1,0 +1,126 @@
+// Federation wire format: versioned binary frames, a JSON header without tensor values, and raw
+// tensor bytes (see codec.ts). Every frame is validated before use (decodeMessage), so a
+// malformed or hostile message becomes a ProtocolError, never a crash or a wrong number.
+//
+// Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
+import type { TensorEntry } from './codec.ts';
+import type { WeightSpec } from './named-weights.ts';
+
+export const PROTOCOL_VERSION = 1;
+const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
+const PREFIX = 12;
+
+export type Method = 'ffe' | 'asym' | 'fedavg';
+
+export interface FederationConfig {
+  method: Method;
+  configuration: '3d_fullres' | '2d';
+  rounds: number;
+  itersPerRound: number;
+  minSites: number;
+  roundDeadlineMs: number;
+  weighting: 'uniform' | 'cases';
+  encoding: 'fp32' | 'fp16' | 'int8';
+}
+
+/** Messages with their header fields. `payload` carries tensor bytes where `tensors` is set. */
+export type Message =
+  | { type: 'hello'; token: string; siteName: string; siteId?: string; numCases: number }
+  | { type: 'welcome'; siteId: string; config: FederationConfig; phase: string; round: number }
+  | { type: 'refused'; reason: string }
+  | { type: 'fingerprint'; fingerprint: Record<string, unknown>; numCases: number }
+  | { type: 'aggregate-fingerprint'; fingerprint: Record<string, unknown> }
+  | { type: 'spec'; spec: WeightSpec }
+  | { type: 'shared-spec'; spec: WeightSpec; local: number }
+  | { type: 'round'; round: number; deadline: number; iters: number; tensors: TensorEntry[] }
+  | { type: 'update'; round: number; numCases: number; metrics: Record<string, number>; tensors: TensorEntry[] }
+  | { type: 'update-result'; round: number; accepted: boolean; reason?: string }
+  | { type: 'final'; round: number; tensors: TensorEntry[] }
+  | { type: 'error'; message: string };
+
+export type MessageType = Message['type'];
+
+export class ProtocolError extends Error {}
+
+type Check = (v: unknown) => boolean;
+const str: Check = (v) => typeof v === 'string' && v.length <= 4096;
+const int: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 0;
+const num: Check = (v) => typeof v === 'number' && Number.isFinite(v);
+const obj: Check = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const shape: Check = (v) => Array.isArray(v) && v.length <= 8 && v.every((d) => int(d) && (d as number) > 0);
+const spec: Check = (v) => Array.isArray(v) && v.every((e) => obj(e) && str((e as any).name) && shape((e as any).shape));
+const tensors: Check = (v) =>
+  Array.isArray(v) &&
+  v.every((e) => obj(e) && str(e.name) && shape(e.shape) && ['fp32', 'fp16', 'int8'].includes(e.encoding) && int(e.offset) && int(e.byteLength) && int(e.crc32) && (e.scale === undefined || num(e.scale)));
+const metrics: Check = (v) => obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
+const config: Check = (v) => {
+  const c = v as FederationConfig;
+  return obj(v) && ['ffe', 'asym', 'fedavg'].includes(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
+    int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
+    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding);
+};
+const optional = (c: Check): Check => (v) => v === undefined || c(v);
+
+const SCHEMA: Record<MessageType, Record<string, Check>> = {
+  hello: { token: str, siteName: str, siteId: optional(str), numCases: int },
+  welcome: { siteId: str, config, phase: str, round: int },
+  refused: { reason: str },
+  fingerprint: { fingerprint: obj, numCases: int },
+  'aggregate-fingerprint': { fingerprint: obj },
+  spec: { spec },
+  'shared-spec': { spec, local: int },
+  round: { round: int, deadline: num, iters: int, tensors },
+  update: { round: int, numCases: int, metrics, tensors },
+  'update-result': { round: int, accepted: (v) => typeof v === 'boolean', reason: optional(str) },
+  final: { round: int, tensors },
+  error: { message: str },
+};
+
+export interface Frame {
+  message: Message;
+  payload: Uint8Array;
+}
+
+export function encodeMessage(message: Message, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const header = new TextEncoder().encode(JSON.stringify(message));
+  const pad = (4 - ((PREFIX + header.length) % 4)) % 4;
+  const out = new Uint8Array(PREFIX + header.length + pad + payload.length);
+  out.set(MAGIC, 0);
+  out[4] = PROTOCOL_VERSION;
+  new DataView(out.buffer).setUint32(8, header.length, true);
+  out.set(header, PREFIX);
+  out.set(payload, PREFIX + header.length + pad);
+  return out;
+}
+
+export function decodeMessage(bytes: Uint8Array, maxBytes = Infinity): Frame {
+  if (bytes.length > maxBytes) throw new ProtocolError(`message of ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
+  if (bytes.length < PREFIX || MAGIC.some((b, i) => bytes[i] !== b)) throw new ProtocolError('not a FednnU-Net message (bad magic)');
+  if (bytes[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${bytes[4]} is not supported (this is version ${PROTOCOL_VERSION})`);
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
+  if (PREFIX + headerLength > bytes.length) throw new ProtocolError('truncated message header');
+  let message: unknown;
+  try {
+    message = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(PREFIX, PREFIX + headerLength)));
+  } catch {
+    throw new ProtocolError('message header is not valid JSON');
+  }
+  validate(message);
+  const pad = (4 - ((PREFIX + headerLength) % 4)) % 4;
+  const payload = bytes.subarray(Math.min(bytes.length, PREFIX + headerLength + pad));
+  if ('tensors' in message) {
+    const end = Math.max(0, ...message.tensors.map((t) => t.offset + t.byteLength));
+    if (end > payload.length) throw new ProtocolError(`payload truncated: ${payload.length} of ${end} bytes`);
+  }
+  return { message, payload };
+}
+
+function validate(m: unknown): asserts m is Message {
+  if (!obj(m)) throw new ProtocolError('message header is not an object');
+  const type = (m as { type?: unknown }).type;
+  if (typeof type !== 'string' || !(type in SCHEMA)) throw new ProtocolError(`unknown message type '${String(type)}'`);
+  const schema = SCHEMA[type as MessageType];
+  for (const [field, check] of Object.entries(schema)) {
+    if (!check((m as Record<string, unknown>)[field])) throw new ProtocolError(`'${type}' message has an invalid '${field}'`);
+  }
+}

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { decodeMessage, encodeMessage, ProtocolError, type Message } from '../../src/fed/protocol.ts';
+import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
+
+describe('protocol frames', () => {
+  it('round-trips a message with tensors', () => {
+    const enc = encodeWeights(new Map([['w', { shape: [3], data: Float32Array.from([1, 2, 3]) }]]), 'fp32');
+    const msg: Message = { type: 'update', round: 4, numCases: 5, metrics: { loss: 0.5 }, tensors: enc.entries };
+    const frame = decodeMessage(encodeMessage(msg, enc.payload));
+    expect(frame.message).toEqual(msg);
+    expect([...decodeWeights((frame.message as any).tensors, frame.payload).get('w')!.data]).toEqual([1, 2, 3]);
+  });
+  it('rejects malformed frames with specific errors', () => {
+    const ok = encodeMessage({ type: 'refused', reason: 'x' });
+    expect(() => decodeMessage(new Uint8Array([1, 2, 3]))).toThrow(/bad magic/);
+    const v2 = ok.slice();
+    v2[4] = 2;
+    expect(() => decodeMessage(v2)).toThrow(/version 2/);
+    expect(() => decodeMessage(ok.subarray(0, 14))).toThrow(/truncated/);
+    expect(() => decodeMessage(ok, 10)).toThrow(/exceeds the limit/);
+    const garbage = ok.slice();
+    garbage[12] = 0x7b + 1;
+    expect(() => decodeMessage(garbage)).toThrow(/not valid JSON/);
+    expect(() => decodeMessage(encodeMessage({ type: 'nope' } as any))).toThrow(/unknown message type/);
+    expect(() => decodeMessage(encodeMessage({ type: 'hello', token: 't', siteName: 's', numCases: -1 } as any))).toThrow(/invalid 'numCases'/);
+    const withTensors = encodeMessage({ type: 'final', round: 1, tensors: [{ name: 'w', shape: [4], encoding: 'fp32', offset: 0, byteLength: 16, crc32: 0 }] });
+    expect(() => decodeMessage(withTensors)).toThrow(ProtocolError);
+  });
+});
