@@ -10,4 +10,5 @@ type Loader = () => Promise<Command>;
 export const COMMANDS: Record<string, Loader> = {
   doctor: async () => (await import('./commands/doctor.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
+  relay: async () => (await import('./commands/relay.ts')).default,
 };

@@ -1,0 +1,91 @@
+// `fednnunet relay`: the federation relay (static app + WebSocket endpoint), state in a data dir.
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Command } from '../commands.ts';
+import { parse, UsageError } from '../args.ts';
+import { startRelay } from '../../fed/relay/server.ts';
+import type { FederationConfig } from '../../fed/protocol.ts';
+
+const HELP = `fednnunet relay [options]
+  --port N             (default 8080; 0 = any free port)
+  --host H             (default 127.0.0.1; 0.0.0.0 to accept other machines)
+  --data-dir DIR       state, persisted after every round (default ./relay-data)
+  --method M           ffe | asym | fedavg (default ffe)
+  --config C           3d_fullres | 2d (default 3d_fullres)
+  --sites N            sites expected before the federation starts (default 2)
+  --min-sites N        quorum to close a round at its deadline (default = sites)
+  --rounds N           (default 10)   --iters N   iterations per round (default 250)
+  --deadline-s N       round deadline in seconds (default 3600)
+  --weighting W        uniform (as FednnU-Net) | cases (default uniform)
+  --encoding E         fp16 | int8 | fp32 for uploads (default fp16)
+  --token T            join token (default: a random code, printed)
+  --static DIR         web app to serve (default ./dist)`;
+
+function int(v: string | undefined, name: string, min = 0): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(v: string | undefined, name: string, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+const command: Command = {
+  summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
+  async run(argv) {
+    const { values } = parse(argv, {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'data-dir': { type: 'string', default: 'relay-data' },
+      method: { type: 'string', default: 'ffe' },
+      config: { type: 'string', default: '3d_fullres' },
+      sites: { type: 'string', default: '2' },
+      'min-sites': { type: 'string' },
+      rounds: { type: 'string', default: '10' },
+      iters: { type: 'string', default: '250' },
+      'deadline-s': { type: 'string', default: '3600' },
+      weighting: { type: 'string', default: 'uniform' },
+      encoding: { type: 'string', default: 'fp16' },
+      token: { type: 'string' },
+      static: { type: 'string', default: join(process.cwd(), 'dist') },
+      help: { type: 'boolean' },
+    }, false);
+    if (values.help) {
+      console.log(HELP);
+      return 0;
+    }
+    const sites = int(values.sites, 'sites', 1);
+    const config: FederationConfig & { expectedSites: number; token: string } = {
+      method: oneOf(values.method, 'method', ['ffe', 'asym', 'fedavg'] as const),
+      configuration: oneOf(values.config, 'config', ['3d_fullres', '2d'] as const),
+      rounds: int(values.rounds, 'rounds', 1),
+      itersPerRound: int(values.iters, 'iters', 1),
+      minSites: values['min-sites'] ? int(values['min-sites'], 'min-sites', 1) : sites,
+      roundDeadlineMs: int(values['deadline-s'], 'deadline-s', 1) * 1000,
+      weighting: oneOf(values.weighting, 'weighting', ['uniform', 'cases'] as const),
+      encoding: oneOf(values.encoding, 'encoding', ['fp16', 'int8', 'fp32'] as const),
+      expectedSites: sites,
+      token: values.token ?? randomBytes(4).toString('hex'),
+    };
+    if (config.minSites > sites) throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
+    const relay = await startRelay({
+      port: int(values.port, 'port'),
+      host: values.host,
+      dataDir: values['data-dir']!,
+      staticDir: values.static,
+      config,
+      aggregateFingerprints: undefined,
+    });
+    console.log(`FednnU-Net relay: open ${relay.url}?join=${config.token}`);
+    console.log(`join code: ${config.token}   federation endpoint: ${relay.wsUrl}`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    await relay.close();
+    return 0;
+  },
+};
+export default command;

@@ -1,0 +1,249 @@
+// A site's side of the federation, platform-free: the page/worker and the Node simulator run
+// the same state machine. Transport (WebSocket, PeerJS) and training are injected.
+//
+// On a dropped connection it reconnects by itself and says hello with its siteId; the relay then
+// re-sends what the site needs (aggregate fingerprint, shared spec, the open round). An update
+// already computed for the open round is re-sent rather than trained again.
+import { applyShared, pick, subtract } from './aggregate.ts';
+import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
+import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
+import type { NamedWeights, WeightSpec } from './named-weights.ts';
+
+export interface Transport {
+  send(bytes: Uint8Array): void;
+  close(): void;
+}
+
+export interface TransportHandlers {
+  onMessage(bytes: Uint8Array): void;
+  onClose(): void;
+}
+
+export type Connect = (h: TransportHandlers) => Promise<Transport>;
+
+/** What a site plugs in: its data, planner and trainer. */
+export interface SiteTrainer {
+  numCases: number;
+  localFingerprint(): Promise<Record<string, unknown>>;
+  /** Plan (on the aggregate under FFE, locally otherwise), preprocess, build the network. */
+  prepare(aggregateFingerprint: Record<string, unknown> | null, config: FederationConfig): Promise<void>;
+  /** The network's current weights, all of them, by nnU-Net name (live buffers). */
+  weights(): NamedWeights;
+  /** Called after weights() buffers were overwritten with the global ones. */
+  weightsChanged?(): void;
+  train(round: number, iters: number): Promise<Record<string, number>>;
+  finish?(global: NamedWeights, shared: WeightSpec): Promise<void>;
+}
+
+export interface ClientTraffic {
+  round: number;
+  sent: number;
+  received: number;
+}
+
+export interface SiteResult {
+  siteId: string;
+  rounds: number;
+  shared: WeightSpec;
+  global: NamedWeights;
+  traffic: ClientTraffic[];
+  metrics: Array<{ round: number; metrics: Record<string, number> }>;
+  /** Every message the site sent: type, bytes, round, tensor names (for the egress panel and tests). */
+  sentLog: Array<{ type: string; bytes: number; round?: number; tensors?: string[] }>;
+}
+
+export interface SiteClientOptions {
+  connect: Connect;
+  token: string;
+  siteName: string;
+  trainer: SiteTrainer;
+  /** Encoding of uploads; the relay's config wins when it names one. */
+  encoding?: Encoding;
+  siteId?: string;
+  onSiteId?: (id: string) => void;
+  log?: (line: string) => void;
+  reconnect?: { initialMs: number; maxMs: number; maxTries: number };
+}
+
+export class FederationError extends Error {}
+
+export class SiteClient {
+  private transport?: Transport;
+  private siteId?: string;
+  private config?: FederationConfig;
+  private shared?: WeightSpec;
+  private sentFingerprint = false;
+  private sentSpec = false;
+  private preparing?: Promise<void>;
+  private pending?: { round: number; bytes: Uint8Array };
+  private trainingRound = 0;
+  private done = false;
+  private stopped = false;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly traffic = new Map<number, ClientTraffic>();
+  private currentRound = 0;
+  private readonly metrics: SiteResult['metrics'] = [];
+  private readonly sentLog: SiteResult['sentLog'] = [];
+  private resolve!: (r: SiteResult) => void;
+  private reject!: (e: Error) => void;
+  private readonly log: (l: string) => void;
+
+  constructor(private readonly o: SiteClientOptions) {
+    this.siteId = o.siteId;
+    this.log = o.log ?? (() => undefined);
+  }
+
+  /** Runs until the federation is done (resolves) or refuses / fails the site (rejects). */
+  run(): Promise<SiteResult> {
+    const p = new Promise<SiteResult>((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    void this.connect(0);
+    return p;
+  }
+
+  /** Leaves without reconnecting (a site closing its tab). */
+  stop(): void {
+    this.stopped = true;
+    this.transport?.close();
+  }
+
+  private count(kind: 'sent' | 'received', n: number): void {
+    const t = this.traffic.get(this.currentRound) ?? { round: this.currentRound, sent: 0, received: 0 };
+    t[kind] += n;
+    this.traffic.set(this.currentRound, t);
+  }
+
+  private send(message: Message, payload?: Uint8Array): void {
+    const bytes = encodeMessage(message, payload);
+    this.count('sent', bytes.length);
+    const round = 'round' in message ? message.round : undefined;
+    const tensors = 'tensors' in message ? message.tensors.map((t) => t.name) : undefined;
+    this.sentLog.push({ type: message.type, bytes: bytes.length, ...(round !== undefined ? { round } : {}), ...(tensors ? { tensors } : {}) });
+    this.transport?.send(bytes);
+    if (message.type === 'update') this.pending = { round: message.round, bytes };
+  }
+
+  private async connect(attempt: number): Promise<void> {
+    const rc = this.o.reconnect ?? { initialMs: 200, maxMs: 5000, maxTries: 60 };
+    try {
+      this.transport = await this.o.connect({
+        onMessage: (b) => {
+          this.count('received', b.length);
+          this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
+        },
+        onClose: () => {
+          this.transport = undefined;
+          if (this.done || this.stopped) return;
+          this.log('connection lost; reconnecting');
+          setTimeout(() => void this.connect(1), rc.initialMs);
+        },
+      });
+      this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
+    } catch (e) {
+      if (this.stopped) return;
+      if (attempt >= rc.maxTries) return this.fail(new FederationError(`cannot reach the relay after ${attempt} tries: ${String(e)}`));
+      setTimeout(() => void this.connect(attempt + 1), Math.min(rc.maxMs, rc.initialMs * 2 ** attempt));
+    }
+  }
+
+  private fail(e: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.transport?.close();
+    this.reject(e instanceof Error ? e : new Error(String(e)));
+  }
+
+  private async onMessage(bytes: Uint8Array): Promise<void> {
+    if (this.done) return;
+    const { message: m, payload } = decodeMessage(bytes);
+    switch (m.type) {
+      case 'refused':
+        throw new FederationError(`the relay refused this site: ${m.reason}`);
+      case 'error':
+        throw new FederationError(`relay error: ${m.message}`);
+      case 'welcome':
+        this.siteId = m.siteId;
+        this.config = m.config;
+        this.o.onSiteId?.(m.siteId);
+        if (m.phase === 'fingerprint' && !this.sentFingerprint) {
+          this.sentFingerprint = true;
+          this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
+        } else if (m.phase === 'spec' && m.config.method !== 'ffe') {
+          await this.prepareAndDeclare(null);
+        }
+        return;
+      case 'aggregate-fingerprint':
+        await this.prepareAndDeclare(m.fingerprint);
+        return;
+      case 'shared-spec':
+        this.shared = m.spec;
+        this.log(`sharing ${m.spec.length} tensors, keeping ${m.local} local`);
+        return;
+      case 'round':
+        return this.round(m, payload);
+      case 'update-result':
+        if (!m.accepted) this.log(`update for round ${m.round} rejected: ${m.reason}`);
+        if (this.pending?.round === m.round) this.pending = undefined;
+        return;
+      case 'final': {
+        const global = decodeWeights(m.tensors, payload);
+        applyShared(this.o.trainer.weights(), global);
+        this.o.trainer.weightsChanged?.();
+        await this.o.trainer.finish?.(global, this.shared ?? []);
+        this.done = true;
+        this.transport?.close();
+        this.resolve({
+          siteId: this.siteId!,
+          rounds: m.round,
+          shared: this.shared ?? [],
+          global,
+          traffic: [...this.traffic.values()].sort((a, b) => a.round - b.round),
+          metrics: this.metrics,
+          sentLog: this.sentLog,
+        });
+        return;
+      }
+      default:
+        throw new FederationError(`unexpected message '${m.type}' from the relay`);
+    }
+  }
+
+  private async prepareAndDeclare(aggregate: Record<string, unknown> | null): Promise<void> {
+    if (this.sentSpec) return;
+    this.preparing ??= this.o.trainer.prepare(aggregate, this.config!);
+    await this.preparing;
+    const spec = [...this.o.trainer.weights()].map(([name, t]) => ({ name, shape: t.shape }));
+    this.sentSpec = true;
+    this.send({ type: 'spec', spec });
+  }
+
+  private async round(m: Extract<Message, { type: 'round' }>, payload: Uint8Array): Promise<void> {
+    if (!this.shared) throw new FederationError('round started before the shared spec arrived');
+    this.currentRound = m.round;
+    if (m.round === 0) {
+      // Initial global model: this site's own shared weights, sent whole and lossless.
+      const enc = encodeWeights(pick(this.o.trainer.weights(), this.shared), 'fp32');
+      this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
+      return;
+    }
+    if (this.pending?.round === m.round) {
+      // Reconnected while our update for this round was in flight: send it again.
+      this.count('sent', this.pending.bytes.length);
+      this.transport?.send(this.pending.bytes);
+      return;
+    }
+    if (this.trainingRound >= m.round) return;
+    this.trainingRound = m.round;
+    const global = decodeWeights(m.tensors, payload);
+    const weights = this.o.trainer.weights();
+    applyShared(weights, global);
+    this.o.trainer.weightsChanged?.();
+    const metrics = await this.o.trainer.train(m.round, m.iters);
+    this.metrics.push({ round: m.round, metrics });
+    const delta = subtract(pick(this.o.trainer.weights(), this.shared), global);
+    const enc = encodeWeights(delta, this.config?.encoding ?? this.o.encoding ?? 'fp16');
+    this.send({ type: 'update', round: m.round, numCases: this.o.trainer.numCases, metrics, tensors: enc.entries }, enc.payload);
+  }
+}

@@ -1,0 +1,349 @@
+// The federation's server logic, platform-free: the Node relay (relay/server.ts) and the
+// workshop host tab (issue 9) both drive it. It sees decoded messages from sites and returns
+// the messages to send; time and persistence are injected, so tests drive it deterministically.
+//
+// Phases: join → fingerprint (FFE only) → spec → init → rounds → done.
+// - join: sites present the token; the federation starts once `expectedSites` have joined.
+// - fingerprint (ffe): every site sends its local fingerprint; the aggregate goes back to all.
+// - spec: every site plans (locally or on the aggregate) and declares its (name, shape) list;
+//   the shared key set (AsymFedAvg) is computed before any weight moves. FedAvg/FFE require
+//   every key to be shared; a site sharing nothing under asym is refused.
+// - init: one site (the first to join, as FednnU-Net starts from one client's parameters) sends
+//   its shared weights; they become the global model.
+// - rounds: global → sites train → deltas → streaming mean → next round. A round closes when
+//   every connected site reported, or at the deadline once `minSites` updates arrived.
+import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
+import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
+import type { FederationConfig, Message } from './protocol.ts';
+import type { NamedWeights, WeightSpec } from './named-weights.ts';
+
+export type Phase = 'join' | 'fingerprint' | 'spec' | 'init' | 'rounds' | 'done';
+
+export interface SiteRecord {
+  siteId: string;
+  siteName: string;
+  numCases: number;
+  spec?: WeightSpec;
+  fingerprint?: Record<string, unknown>;
+}
+
+/** What survives a restart (written after every phase change and every closed round). */
+export interface CoordinatorSnapshot {
+  config: FederationConfig & { expectedSites: number };
+  phase: Phase;
+  /** Last completed round (0 = none yet). */
+  round: number;
+  sites: SiteRecord[];
+  aggregateFingerprint?: Record<string, unknown>;
+  shared?: WeightSpec;
+  /** Global weights of the shared subset, fp32-encoded. */
+  global?: EncodedWeights;
+  history: RoundRecord[];
+}
+
+export interface RoundRecord {
+  round: number;
+  contributors: string[];
+  rejected: Array<{ siteId: string; reason: string }>;
+  metrics: Record<string, Record<string, number>>;
+  closedBy: 'all' | 'deadline';
+}
+
+export interface Outgoing {
+  to: string;
+  message: Message;
+  payload?: Uint8Array;
+}
+
+export interface CoordinatorOptions {
+  config: FederationConfig & { expectedSites: number; token: string };
+  /** FFE merge rule (src/fingerprint/ffe.ts): fingerprints in join order, weighted by case counts. */
+  aggregateFingerprints?: (fps: Record<string, unknown>[], weights: number[]) => Record<string, unknown>;
+  now?: () => number;
+  persist?: (s: CoordinatorSnapshot) => void;
+  log?: (line: string) => void;
+  /** Reject an update whose norm exceeds this multiple of the median of accepted norms. */
+  normFactor?: number;
+  newSiteId?: () => string;
+}
+
+interface OpenRound {
+  round: number;
+  deadline: number;
+  mean: StreamingMean;
+  reported: Set<string>;
+  record: RoundRecord;
+}
+
+export class Coordinator {
+  private s: CoordinatorSnapshot;
+  private readonly connected = new Set<string>();
+  private open?: OpenRound;
+  private globalWeights?: NamedWeights;
+  private readonly acceptedNorms: number[] = [];
+  private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
+  private idCounter = 0;
+
+  constructor(opts: CoordinatorOptions, restored?: CoordinatorSnapshot) {
+    this.opts = {
+      now: () => Date.now(),
+      persist: () => undefined,
+      log: () => undefined,
+      normFactor: 10,
+      newSiteId: () => `site-${++this.idCounter}-${Math.random().toString(36).slice(2, 8)}`,
+      ...opts,
+    };
+    const { token: _token, ...config } = opts.config;
+    this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [] };
+    if (restored?.global) this.globalWeights = decodeWeights(restored.global.entries, restored.global.payload);
+  }
+
+  get snapshot(): Readonly<CoordinatorSnapshot> {
+    return this.s;
+  }
+  get phase(): Phase {
+    return this.s.phase;
+  }
+  get round(): number {
+    return this.s.round;
+  }
+  get global(): NamedWeights | undefined {
+    return this.globalWeights;
+  }
+
+  /** A transport-level disconnect. The site stays in the roster and may come back. */
+  disconnected(siteId: string): Outgoing[] {
+    this.connected.delete(siteId);
+    return this.maybeCloseRound();
+  }
+
+  /** Called periodically (and by tests) to enforce round deadlines. */
+  tick(): Outgoing[] {
+    return this.maybeCloseRound();
+  }
+
+  /** Handles one decoded message from a connection. `siteId` is undefined before hello. */
+  handle(siteId: string | undefined, message: Message, payload: Uint8Array = new Uint8Array(0)): { siteId?: string; out: Outgoing[] } {
+    if (message.type === 'hello') return this.hello(message);
+    if (!siteId || !this.s.sites.some((x) => x.siteId === siteId)) {
+      return { out: [] };
+    }
+    switch (message.type) {
+      case 'fingerprint':
+        return { siteId, out: this.fingerprint(siteId, message.fingerprint) };
+      case 'spec':
+        return { siteId, out: this.spec(siteId, message.spec) };
+      case 'update':
+        return { siteId, out: this.update(siteId, message, payload) };
+      default:
+        return { siteId, out: [{ to: siteId, message: { type: 'error', message: `unexpected '${message.type}' from a site` } }] };
+    }
+  }
+
+  private site(id: string): SiteRecord {
+    return this.s.sites.find((x) => x.siteId === id)!;
+  }
+
+  private hello(m: Extract<Message, { type: 'hello' }>): { siteId?: string; out: Outgoing[] } {
+    if (m.token !== this.opts.config.token) {
+      this.opts.log(`refused '${m.siteName}': wrong token`);
+      return { out: [{ to: '', message: { type: 'refused', reason: 'wrong or missing join token' } }] };
+    }
+    let rec = m.siteId ? this.s.sites.find((x) => x.siteId === m.siteId) : undefined;
+    if (!rec) {
+      if (this.s.phase !== 'join') {
+        return { out: [{ to: '', message: { type: 'refused', reason: 'this federation has already started; new sites cannot join' } }] };
+      }
+      rec = { siteId: this.opts.newSiteId(), siteName: m.siteName, numCases: m.numCases };
+      this.s.sites.push(rec);
+      this.opts.log(`site '${m.siteName}' joined as ${rec.siteId} (${this.s.sites.length}/${this.s.config.expectedSites})`);
+    }
+    this.connected.add(rec.siteId);
+    const id = rec.siteId;
+    const out: Outgoing[] = [{ to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } }];
+    if (this.s.phase === 'join' && this.s.sites.length >= this.s.config.expectedSites) {
+      this.s.phase = this.s.config.method === 'ffe' ? 'fingerprint' : 'spec';
+      this.persist();
+      for (const x of this.s.sites) if (x.siteId !== id) out.push({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } });
+      out[0] = { to: id, message: { ...(out[0].message as any), phase: this.s.phase } };
+    } else {
+      out.push(...this.catchUp(id));
+    }
+    return { siteId: id, out };
+  }
+
+  /** What a (re)connecting site needs to continue where the federation is. */
+  private catchUp(id: string): Outgoing[] {
+    const out: Outgoing[] = [];
+    if (this.s.aggregateFingerprint && this.s.phase !== 'join' && this.s.phase !== 'fingerprint') {
+      out.push({ to: id, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint } });
+    }
+    if (this.s.shared && (this.s.phase === 'init' || this.s.phase === 'rounds' || this.s.phase === 'done')) {
+      out.push(this.sharedSpecFor(id));
+    }
+    if (this.s.phase === 'init' && id === this.s.sites[0].siteId) out.push(this.initRequest());
+    if (this.s.phase === 'rounds') {
+      // After a relay restart no round is open: the first site back re-opens it.
+      if (!this.open) out.push(...this.openRound());
+      else if (!this.open.reported.has(id)) out.push(this.roundMessage(id));
+    }
+    if (this.s.phase === 'done') out.push(this.finalMessage(id));
+    return out;
+  }
+
+  private fingerprint(id: string, fp: Record<string, unknown>): Outgoing[] {
+    if (this.s.phase !== 'fingerprint') return [{ to: id, message: { type: 'error', message: `fingerprints are not expected in phase '${this.s.phase}'` } }];
+    this.site(id).fingerprint = fp;
+    if (!this.s.sites.every((x) => x.fingerprint)) return [];
+    if (!this.opts.aggregateFingerprints) throw new Error('FFE needs an aggregateFingerprints function');
+    this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => x.numCases));
+    this.s.phase = 'spec';
+    this.persist();
+    this.opts.log(`FFE: aggregated ${this.s.sites.length} fingerprints`);
+    return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint! } }));
+  }
+
+  private spec(id: string, spec: WeightSpec): Outgoing[] {
+    if (this.s.phase !== 'spec') return [{ to: id, message: { type: 'error', message: `a weight spec is not expected in phase '${this.s.phase}'` } }];
+    this.site(id).spec = spec;
+    if (!this.s.sites.every((x) => x.spec)) return [];
+    const shared = sharedSpec(this.s.sites.map((x) => x.spec!));
+    const out: Outgoing[] = [];
+    if (this.s.config.method !== 'asym') {
+      const mismatch = this.s.sites.filter((x) => x.spec!.length !== shared.length);
+      if (mismatch.length) {
+        const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use asym)`;
+        for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
+        this.opts.log(reason);
+        return out;
+      }
+    }
+    if (shared.length === 0) {
+      const reason = 'the sites\' networks share no parameter (name and shape); nothing can be averaged';
+      for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
+      this.opts.log(reason);
+      return out;
+    }
+    this.s.shared = shared;
+    this.s.phase = 'init';
+    this.persist();
+    this.opts.log(`shared ${shared.length} tensors; local per site: ${this.s.sites.map((x) => `${x.siteName}=${x.spec!.length - shared.length}`).join(', ')}`);
+    for (const x of this.s.sites) out.push(this.sharedSpecFor(x.siteId));
+    out.push(this.initRequest());
+    return out;
+  }
+
+  private sharedSpecFor(id: string): Outgoing {
+    const local = this.site(id).spec!.length - this.s.shared!.length;
+    return { to: id, message: { type: 'shared-spec', spec: this.s.shared!, local } };
+  }
+
+  private initRequest(): Outgoing {
+    return { to: this.s.sites[0].siteId, message: { type: 'round', round: 0, deadline: 0, iters: 0, tensors: [] } };
+  }
+
+  private update(id: string, m: Extract<Message, { type: 'update' }>, payload: Uint8Array): Outgoing[] {
+    const reject = (reason: string): Outgoing[] => {
+      this.opts.log(`rejected update from ${this.site(id).siteName} for round ${m.round}: ${reason}`);
+      this.open?.record.rejected.push({ siteId: id, reason });
+      return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
+    };
+    let w: NamedWeights;
+    try {
+      w = decodeWeights(m.tensors, payload);
+      validateUpdate(w, this.s.shared ?? []);
+    } catch (e) {
+      return reject(e instanceof Error ? e.message : String(e));
+    }
+    if (this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId) {
+      this.globalWeights = w;
+      this.s.phase = 'rounds';
+      this.persist();
+      return [{ to: id, message: { type: 'update-result', round: 0, accepted: true } }, ...this.openRound()];
+    }
+    if (this.s.phase !== 'rounds' || !this.open || m.round !== this.open.round) {
+      return reject(`round ${m.round} is not open (current: ${this.open?.round ?? 'none'})`);
+    }
+    if (this.open.reported.has(id)) return reject(`already reported for round ${m.round}`);
+    const norm = l2Norm(w);
+    const ref = median(this.acceptedNorms);
+    if (this.acceptedNorms.length >= 2 && norm > this.opts.normFactor * ref) {
+      return reject(`update norm ${norm.toPrecision(3)} is over ${this.opts.normFactor}× the median ${ref.toPrecision(3)}`);
+    }
+    try {
+      this.open.mean.add(w, this.s.config.weighting === 'cases' ? Math.max(1, m.numCases) : 1);
+    } catch (e) {
+      if (e instanceof UpdateRejected) return reject(e.message);
+      throw e;
+    }
+    this.acceptedNorms.push(norm);
+    this.open.reported.add(id);
+    this.open.record.contributors.push(id);
+    this.open.record.metrics[id] = m.metrics;
+    return [{ to: id, message: { type: 'update-result', round: m.round, accepted: true } }, ...this.maybeCloseRound()];
+  }
+
+  private openRound(): Outgoing[] {
+    const round = this.s.round + 1;
+    this.open = {
+      round,
+      deadline: this.opts.now() + this.s.config.roundDeadlineMs,
+      mean: new StreamingMean(this.s.shared!),
+      reported: new Set(),
+      record: { round, contributors: [], rejected: [], metrics: {}, closedBy: 'all' },
+    };
+    this.encodedGlobal = undefined;
+    return [...this.connected].map((id) => this.roundMessage(id));
+  }
+
+  private encodedGlobal?: EncodedWeights;
+
+  private roundMessage(id: string): Outgoing {
+    // Broadcast fp32: the global is the reference every delta is taken against; lossy
+    // encodings are for uploads, where errors average out.
+    this.encodedGlobal ??= encodeWeights(this.globalWeights!, 'fp32');
+    const o = this.open!;
+    return { to: id, message: { type: 'round', round: o.round, deadline: o.deadline, iters: this.s.config.itersPerRound, tensors: this.encodedGlobal.entries }, payload: this.encodedGlobal.payload };
+  }
+
+  private finalMessage(id: string): Outgoing {
+    this.encodedGlobal ??= encodeWeights(this.globalWeights!, 'fp32');
+    return { to: id, message: { type: 'final', round: this.s.round, tensors: this.encodedGlobal.entries }, payload: this.encodedGlobal.payload };
+  }
+
+  private maybeCloseRound(): Outgoing[] {
+    const o = this.open;
+    if (!o || this.s.phase !== 'rounds') return [];
+    const present = [...this.connected];
+    const allPresentReported = present.length > 0 && present.every((id) => o.reported.has(id));
+    const quorum = o.reported.size >= this.s.config.minSites;
+    const pastDeadline = this.opts.now() >= o.deadline;
+    if (!((allPresentReported && quorum) || (pastDeadline && quorum))) return [];
+    o.record.closedBy = allPresentReported ? 'all' : 'deadline';
+    this.globalWeights = addDelta(this.globalWeights!, o.mean.result());
+    this.s.round = o.round;
+    this.s.history.push(o.record);
+    this.open = undefined;
+    this.encodedGlobal = undefined;
+    this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.reported.size} update(s)`);
+    if (this.s.round >= this.s.config.rounds) {
+      this.s.phase = 'done';
+      this.persist();
+      return present.map((id) => this.finalMessage(id));
+    }
+    this.persist();
+    return this.openRound();
+  }
+
+  private persist(): void {
+    this.s.global = this.globalWeights ? encodeWeights(this.globalWeights, 'fp32') : undefined;
+    this.opts.persist(this.s);
+  }
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

@@ -1,0 +1,128 @@
+// The relay: one Node process serving the built web app (static), the federation WebSocket
+// endpoint (/fed) and, later, a PeerJS signalling server for workshop mode.
+import { createServer, type Server } from 'node:http';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { Coordinator, type CoordinatorOptions, type Outgoing } from '../coordinator.ts';
+import { decodeMessage, encodeMessage, ProtocolError } from '../protocol.ts';
+import { staticHandler } from '../../node/static-server.ts';
+import { loadSnapshot, saveSnapshot } from './persistence.ts';
+
+export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
+  port?: number;
+  host?: string;
+  dataDir: string;
+  staticDir?: string;
+  /** Largest accepted message; a 31 M parameter fp32 model is ~125 MB. */
+  maxMessageBytes?: number;
+  /** Messages per second a connection may send before it is cut off. */
+  maxMessagesPerSecond?: number;
+}
+
+export interface Relay {
+  url: string;
+  wsUrl: string;
+  port: number;
+  coordinator: Coordinator;
+  close(): Promise<void>;
+}
+
+export async function startRelay(opts: RelayOptions): Promise<Relay> {
+  const log = opts.log ?? ((l: string) => console.log(`[relay] ${l}`));
+  const restored = loadSnapshot(opts.dataDir);
+  if (restored) log(`restored state from ${opts.dataDir}: phase ${restored.phase}, round ${restored.round}`);
+  const coordinator = new Coordinator({ ...opts, log, persist: (s) => saveSnapshot(opts.dataDir, s) }, restored);
+  const maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
+  const maxRate = opts.maxMessagesPerSecond ?? 50;
+
+  const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
+  const server: Server = createServer((req, res) => {
+    if (serveApp) serveApp(req, res);
+    else res.writeHead(404).end('this relay serves no app');
+  });
+  const wss = new WebSocketServer({ server, path: '/fed', maxPayload: maxBytes });
+  const sockets = new Map<string, WebSocket>();
+
+  const route = (from: WebSocket, out: Outgoing[]): void => {
+    for (const o of out) {
+      const ws = o.to === '' ? from : sockets.get(o.to);
+      if (ws && ws.readyState === ws.OPEN) ws.send(encodeMessage(o.message, o.payload));
+    }
+  };
+
+  wss.on('connection', (ws) => {
+    let siteId: string | undefined;
+    let windowStart = Date.now();
+    let count = 0;
+    ws.on('message', (data, isBinary) => {
+      const now = Date.now();
+      if (now - windowStart > 1000) {
+        windowStart = now;
+        count = 0;
+      }
+      if (++count > maxRate) {
+        ws.send(encodeMessage({ type: 'error', message: `rate limit: more than ${maxRate} messages per second` }));
+        ws.close(1008, 'rate limit');
+        return;
+      }
+      if (!isBinary) {
+        ws.send(encodeMessage({ type: 'error', message: 'text frames are not part of the protocol' }));
+        return;
+      }
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      let frame;
+      try {
+        frame = decodeMessage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxBytes);
+      } catch (e) {
+        const reason = e instanceof ProtocolError ? e.message : String(e);
+        log(`malformed message from ${siteId ?? 'unknown'}: ${reason}`);
+        ws.send(encodeMessage({ type: 'error', message: reason }));
+        return;
+      }
+      try {
+        const r = coordinator.handle(siteId, frame.message, frame.payload);
+        if (r.siteId && r.siteId !== siteId) {
+          siteId = r.siteId;
+          const old = sockets.get(siteId);
+          if (old && old !== ws) old.close(1000, 'replaced by a new connection');
+          sockets.set(siteId, ws);
+        }
+        route(ws, r.out);
+      } catch (e) {
+        log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
+        ws.send(encodeMessage({ type: 'error', message: 'internal relay error' }));
+      }
+    });
+    ws.on('close', () => {
+      if (siteId && sockets.get(siteId) === ws) {
+        sockets.delete(siteId);
+        route(ws, coordinator.disconnected(siteId));
+      }
+    });
+    ws.on('error', () => undefined);
+  });
+
+  const timer = setInterval(() => route(undefined as unknown as WebSocket, coordinator.tick()), 100);
+  timer.unref();
+
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => ok());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = opts.host ?? '127.0.0.1';
+  return {
+    url: `http://${host}:${port}/`,
+    wsUrl: `ws://${host}:${port}/fed`,
+    port,
+    coordinator,
+    async close() {
+      clearInterval(timer);
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((ok) => wss.close(() => ok()));
+      await new Promise<void>((ok) => server.close(() => ok()));
+    },
+  };
+}
