@@ -1,0 +1,82 @@
+// nnU-Net's optimizer (spec §7.1): SGD, momentum 0.99, Nesterov, coupled weight decay 3e-5,
+// gradient-norm clipping at 12 — in PyTorch's order: clip, then add wd·p, then momentum.
+// tfjs' MomentumOptimizer has neither weight decay nor clipping and hides its buffers, so we
+// keep our own (they go into checkpoints and stay local under AsymFedAvg).
+import type * as TF from '@tensorflow/tfjs';
+
+export interface SGDOptions {
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+  /** Max global gradient L2 norm; 0 or Infinity disables clipping. */
+  clipNorm?: number;
+}
+
+export class SGDNesterov {
+  lr: number;
+  readonly momentum: number;
+  readonly weightDecay: number;
+  readonly clipNorm: number;
+  // Unnamed variables: tfjs variable names are global, and several models may coexist.
+  private readonly buffers = new Map<string, TF.Variable>();
+
+  constructor(private readonly tf: typeof TF, private readonly params: Map<string, TF.Variable>, o: SGDOptions) {
+    this.lr = o.lr;
+    this.momentum = o.momentum ?? 0.99;
+    this.weightDecay = o.weightDecay ?? 3e-5;
+    this.clipNorm = o.clipNorm ?? 12;
+  }
+
+  /** One step. Returns the gradient norm before clipping (as nnU-Net logs it). */
+  step(grads: Map<string, TF.Tensor>): number {
+    const tf = this.tf;
+    const norm = tf.tidy(() => {
+      const sq = [...grads.values()].map((g) => tf.sum(tf.square(g)));
+      return tf.sqrt(tf.addN(sq));
+    });
+    const total = norm.dataSync()[0];
+    norm.dispose();
+    if (!Number.isFinite(total)) throw new Error(`gradient norm is ${total}: training diverged (NaN/Inf)`);
+    // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied only when < 1.
+    const coef = this.clipNorm > 0 && Number.isFinite(this.clipNorm) ? Math.min(1, this.clipNorm / (total + 1e-6)) : 1;
+    for (const [name, p] of this.params) {
+      const g = grads.get(name);
+      if (!g) continue;
+      let buf = this.buffers.get(name);
+      if (!buf) {
+        buf = tf.variable(tf.zerosLike(p), false);
+        this.buffers.set(name, buf);
+      }
+      const b = buf;
+      tf.tidy(() => {
+        const d = tf.add(tf.mul(g, coef), tf.mul(p, this.weightDecay));
+        const nb = tf.add(tf.mul(b, this.momentum), d);
+        b.assign(nb);
+        p.assign(tf.sub(p, tf.mul(tf.add(d, tf.mul(nb, this.momentum)), this.lr)));
+      });
+    }
+    return total;
+  }
+
+  /** Momentum buffers by parameter name (tfjs layout), for checkpoints. */
+  async state(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, b] of this.buffers) out.set(name, { shape: [...b.shape], data: (await b.data()) as Float32Array });
+    return out;
+  }
+
+  loadState(state: Map<string, { shape: number[]; data: Float32Array }>): void {
+    for (const [name, s] of state) {
+      const p = this.params.get(name);
+      if (!p) throw new Error(`optimizer state names unknown parameter '${name}'`);
+      if (p.shape.join() !== s.shape.join()) throw new Error(`optimizer state for '${name}' has shape [${s.shape}], parameter has [${p.shape}]`);
+      this.buffers.get(name)?.dispose();
+      this.buffers.set(name, this.tf.variable(this.tf.tensor(s.data, s.shape), false));
+    }
+  }
+
+  dispose(): void {
+    for (const b of this.buffers.values()) b.dispose();
+    this.buffers.clear();
+  }
+}
