@@ -8,7 +8,7 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
 
 const LOCAL = resolve(import.meta.dirname, '../fixtures');
-export function dir(path: string): NamedBytes[] {
+function dir(path: string): NamedBytes[] {
   return readdirSync(path).sort().map((name) => ({ name, bytes: new Uint8Array(readFileSync(resolve(path, name))) }));
 }
 
