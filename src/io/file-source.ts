@@ -1,0 +1,80 @@
+// A read-only tree of files, so dataset code works the same on Node's fs, a browser folder picker
+// (File with webkitRelativePath), a FileSystemDirectoryHandle, or bytes in memory (tests).
+
+export interface FileSource {
+  /** A label for messages, e.g. the folder name. */
+  readonly name: string;
+  /** Every file path below the root, '/'-separated, relative, sorted. */
+  list(): Promise<string[]>;
+  /** Bytes of one listed path; rejects with a message naming the path when it is missing. */
+  read(path: string): Promise<Uint8Array>;
+}
+
+export function memorySource(name: string, files: Record<string, Uint8Array>): FileSource {
+  return {
+    name,
+    list: async () => Object.keys(files).sort(),
+    read: async (path) => {
+      const b = files[path];
+      if (!b) throw new Error(`${name}: no file ${path}`);
+      return b;
+    },
+  };
+}
+
+/**
+ * Files from `<input type=file webkitdirectory>`: paths are `webkitRelativePath` without the
+ * picked folder's own name.
+ */
+export function fileListSource(files: ArrayLike<File>): FileSource {
+  const map = new Map<string, File>();
+  let name = 'files';
+  for (const f of Array.from(files)) {
+    const rel = f.webkitRelativePath || f.name;
+    const parts = rel.split('/');
+    if (parts.length > 1) name = parts[0];
+    map.set(parts.length > 1 ? parts.slice(1).join('/') : rel, f);
+  }
+  return {
+    name,
+    list: async () => [...map.keys()].sort(),
+    read: async (path) => {
+      const f = map.get(path);
+      if (!f) throw new Error(`${name}: no file ${path}`);
+      return new Uint8Array(await f.arrayBuffer());
+    },
+  };
+}
+
+/** The part of FileSystemDirectoryHandle we use (typed here: not every TS DOM lib has its iterators). */
+export interface DirectoryHandleLike {
+  readonly name: string;
+  readonly kind: 'directory';
+  entries(): AsyncIterable<[string, DirectoryHandleLike | { kind: 'file'; name: string; getFile(): Promise<File> }]>;
+}
+
+export function directoryHandleSource(root: DirectoryHandleLike): FileSource {
+  let files: Map<string, () => Promise<File>> | undefined;
+  const walk = async (dir: DirectoryHandleLike, prefix: string, out: Map<string, () => Promise<File>>) => {
+    for await (const [name, h] of dir.entries()) {
+      if (h.kind === 'directory') await walk(h as DirectoryHandleLike, `${prefix}${name}/`, out);
+      else out.set(prefix + name, () => (h as { getFile(): Promise<File> }).getFile());
+    }
+  };
+  const index = async () => {
+    if (!files) {
+      files = new Map();
+      await walk(root, '', files);
+    }
+    return files;
+  };
+  return {
+    name: root.name,
+    list: async () => [...(await index()).keys()].sort(),
+    read: async (path) => {
+      const get = (await index()).get(path);
+      if (!get) throw new Error(`${root.name}: no file ${path}`);
+      return new Uint8Array(await (await get()).arrayBuffer());
+    },
+  };
+}
