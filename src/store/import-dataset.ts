@@ -173,7 +173,9 @@ function stageCase(datasetId: string, c: CaseInput): StagedCase {
 /** Writes one case (header + voxels) and touches the journal, in one transaction. */
 async function writeCase(db: StoreDB, staged: StagedCase, journal: ImportJournal): Promise<void> {
   const tx = db.transaction(['cases', 'volumes', 'imports'], 'readwrite');
-  await runTx(tx, (ops) => {
+  await runTx(tx, async (ops) => {
+    // Staged records exist only while their journal entry does: a sweep removes both at once.
+    if (!(await tx.objectStore('imports').get(journal.importId))) throw sweptError(journal.importId);
     ops.push(tx.objectStore('cases').put(staged.record));
     for (const v of staged.volumes) ops.push(tx.objectStore('volumes').put(v));
     ops.push(tx.objectStore('imports').put(journal));
@@ -187,7 +189,7 @@ async function commit(db: StoreDB, dataset: DatasetRecord): Promise<string | und
   await runTx(tx, async (ops) => {
     const imports = tx.objectStore('imports');
     // A sweep (another tab deciding this import was dead) must not be undone into a dataset.
-    if (!(await imports.get(dataset.id))) throw new Error(`importDataset: import ${dataset.id} was swept before it completed`);
+    if (!(await imports.get(dataset.id))) throw sweptError(dataset.id);
     const datasets = tx.objectStore('datasets');
     const old = await datasets.index('byName').get(dataset.name);
     if (old) {
@@ -197,6 +199,10 @@ async function commit(db: StoreDB, dataset: DatasetRecord): Promise<string | und
     ops.push(datasets.add(dataset), imports.delete(dataset.id));
   });
   return replaced;
+}
+
+function sweptError(importId: string): Error {
+  return new Error(`importDataset: import ${importId} was swept (taken for crashed) before it completed`);
 }
 
 type Tx = { abort(): void; done: Promise<void>; error: DOMException | null };
