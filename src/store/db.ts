@@ -140,10 +140,14 @@ export const MIGRATIONS: readonly Migration[] = [
       db.createObjectStore('checkpoints', { keyPath: ['datasetId', 'runId', 'tag'] });
       db.createObjectStore('fedState', { keyPath: ['datasetId', 'federationId'] });
       const datasets = tx.objectStore('datasets');
-      datasets.createIndex('byName', 'name', { unique: true });
       // v1 had no staging, so every v1 dataset is complete; v1 records lack status and bytes.
+      // v1 allowed two datasets of one name; v2 names are unique, so later ones get ' (2)', ….
+      const names = new Set<string>();
       for (let c = await datasets.openCursor(); c; c = await c.continue()) {
         const rec = c.value as Record<string, unknown>;
+        let name = String(rec.name);
+        for (let n = 2; names.has(name); n++) name = `${rec.name} (${n})`;
+        names.add(name);
         let bytes = 0;
         let casesWithProblems = 0;
         const range = IDBKeyRange.bound([rec.id], [rec.id, []]);
@@ -152,8 +156,9 @@ export const MIGRATIONS: readonly Migration[] = [
           bytes += (cr.images ?? []).reduce((s, h) => s + (h.byteLength ?? 0), 0) + (cr.label?.byteLength ?? 0);
           if (cr.problems?.length) casesWithProblems++;
         }
-        await c.update({ ...rec, status: 'complete', bytes, casesWithProblems });
+        await c.update({ ...rec, name, status: 'complete', bytes, casesWithProblems });
       }
+      datasets.createIndex('byName', 'name', { unique: true });
     },
   },
 ];

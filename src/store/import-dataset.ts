@@ -88,6 +88,8 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
   let bytesWritten = 0;
   let pendingBytes = 0;
   const progress = (phase: ImportProgress['phase']) => onProgress?.({ phase, casesDone, casesTotal, bytesWritten });
+  let dataset: DatasetRecord;
+  let replacedId: string | undefined;
   try {
     await db.put('imports', journal);
     try {
@@ -117,7 +119,7 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
       }
       signal?.throwIfAborted();
       progress('committing');
-      const dataset: DatasetRecord = {
+      dataset = {
         id: importId,
         name: meta.name,
         datasetJson: meta.datasetJson ?? null,
@@ -129,12 +131,13 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
         createdAt: now(),
         status: 'complete',
       };
-      const replacedId = await commit(db, dataset);
-      progress('done');
-      const persisted = await requestPersistence(env);
-      return { dataset, replacedId, persisted };
+      replacedId = await commit(db, dataset);
     } catch (e) {
-      progress('rolling-back');
+      try {
+        progress('rolling-back');
+      } catch {
+        /* a failing observer must not stop the rollback */
+      }
       // If this fails too (database closed), the journal entry stays and the next open sweeps.
       await dropStaging(db, importId).catch(() => {});
       if (isQuotaError(e)) {
@@ -145,6 +148,10 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
   } finally {
     release();
   }
+  // Committed: from here on nothing undoes the import.
+  const persisted = await requestPersistence(env);
+  progress('done');
+  return { dataset, replacedId, persisted };
 }
 
 function checkCase(c: CaseInput, channels: number, seen: Set<string>): void {

@@ -86,7 +86,7 @@ describe('store: import and read back', () => {
     for (const c of cases) expectSameVolume((await loadCaseVolumes(db, res.dataset.id, c.caseId))!.images[0], c.images[0]);
   });
 
-  it('rejects inconsistent input before writing anything', async () => {
+  it('rejects inconsistent input and leaves the store unchanged', async () => {
     const { db } = await freshStore();
     const before = await dump(db);
     await expect(importDataset(db, meta('D', 2), caseStream([makeCase(0, 1)]), { env: noEnv })).rejects.toThrow(/1 images, the dataset has 2 channels/);
@@ -94,6 +94,17 @@ describe('store: import and read back', () => {
     const wrongType = { ...makeVolume(1, 'int16'), datatype: 'float32' as const };
     await expect(importDataset(db, meta('D'), caseStream([{ caseId: 'x', images: [wrongType], problems: [] }]), { env: noEnv })).rejects.toThrow(/says float32 but holds int16/);
     expect(await dump(db)).toEqual(before);
+  });
+
+  it('reads voxels stored as a Blob', async () => {
+    const { db } = await freshStore();
+    const res = await importDataset(db, meta('D'), caseStream([makeCase(0)]), { env: noEnv });
+    const key: [string, string, string] = [res.dataset.id, 'case_000', 'image:0'];
+    const rec = (await db.get('volumes', key))!;
+    const bytes = rec.data as ArrayBuffer;
+    await db.put('volumes', { ...rec, data: new Blob([bytes]) });
+    expect((await db.get('volumes', key))!.data).toBeInstanceOf(Blob);
+    expectSameVolume((await loadCaseVolumes(db, res.dataset.id, 'case_000'))!.images[0], makeCase(0).images[0]);
   });
 });
 

@@ -77,6 +77,21 @@ describe('store: schema and migrations', () => {
     expect((await dump(db)).volumes.some(([k]) => (k as string[])[0] === 'ds-old')).toBe(false);
   });
 
+  it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {
+    const factory = new IDBFactory();
+    const { v1Dataset } = await createV1Database(factory);
+    const v1 = (await wrap(factory.open(DB_NAME, 1))) as unknown as IDBPDatabase;
+    await v1.put('datasets', { ...v1Dataset, id: 'ds-old2', numCases: 0 });
+    await v1.put('datasets', { ...v1Dataset, id: 'ds-old3', numCases: 0 });
+    v1.close();
+    const db = await openStore({ factory, env: noEnv });
+    expect((await listDatasets(db)).map((d) => [d.id, d.name])).toEqual([
+      ['ds-old', 'Dataset002_Heart'],
+      ['ds-old2', 'Dataset002_Heart (2)'],
+      ['ds-old3', 'Dataset002_Heart (3)'],
+    ]);
+  });
+
   it('a fresh database has every store, keyed by dataset id first', async () => {
     const { db } = await freshStore();
     const schema = describeSchema(db);
@@ -85,6 +100,9 @@ describe('store: schema and migrations', () => {
       if (s.name === 'datasets') expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
       else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
     }
+    // Without a factory, openStore goes through idb's openDB on the global indexedDB: same schema.
+    const viaGlobal = await openStore({ env: noEnv, name: `global-${Date.now()}` });
+    expect(describeSchema(viaGlobal)).toEqual(schema);
   });
 });
 
