@@ -1,0 +1,199 @@
+import { describe, expect, it } from 'vitest';
+import { IDBFactory } from 'fake-indexeddb';
+import { unwrap, wrap, type IDBPDatabase } from 'idb';
+import { DB_NAME, DB_VERSION, openStore, type StoreDB } from '../../src/store/db.ts';
+import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
+import type { LocksLike } from '../../src/store/env.ts';
+import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
+
+function describeSchema(db: StoreDB) {
+  const raw = unwrap(db) as IDBDatabase;
+  const names = [...raw.objectStoreNames];
+  const tx = raw.transaction(names);
+  return names.map((n) => {
+    const s = tx.objectStore(n);
+    const indexes = [...s.indexNames].map((i) => ({ name: i, keyPath: s.index(i).keyPath, unique: s.index(i).unique }));
+    return { name: n, keyPath: s.keyPath, autoIncrement: s.autoIncrement, indexes };
+  });
+}
+
+/** The v1 layout exactly as released, kept here so the test does not depend on today's code. */
+async function createV1Database(factory: IDBFactory) {
+  const req = factory.open(DB_NAME, 1);
+  req.onupgradeneeded = () => {
+    const db = req.result;
+    db.createObjectStore('datasets', { keyPath: 'id' });
+    db.createObjectStore('cases', { keyPath: ['datasetId', 'caseId'] });
+    db.createObjectStore('volumes', { keyPath: ['datasetId', 'caseId', 'role'] });
+  };
+  const db = (await wrap(req)) as unknown as IDBPDatabase;
+  const vols = [makeVolume(1), makeVolume(2, 'uint8'), makeVolume(3), makeVolume(4, 'uint8')];
+  const header = (v: (typeof vols)[number]) => {
+    const { data, ...h } = v;
+    return { ...h, byteLength: data.byteLength };
+  };
+  const v1Dataset = { id: 'ds-old', name: 'Dataset002_Heart', datasetJson: { name: 'Heart' }, channelNames: ['MRI'], labels: { background: 0, LA: 1 }, numCases: 2, createdAt: 123 };
+  await db.put('datasets', v1Dataset);
+  for (const [i, caseId] of ['la_003', 'la_004'].entries()) {
+    const [img, lab] = [vols[2 * i], vols[2 * i + 1]];
+    await db.put('cases', { datasetId: 'ds-old', caseId, images: [header(img)], label: header(lab), problems: i ? ['odd spacing'] : [], bytes: img.data.byteLength + lab.data.byteLength });
+    await db.put('volumes', { datasetId: 'ds-old', caseId, role: 'image:0', dtype: img.datatype, data: img.data.buffer, byteLength: img.data.byteLength });
+    await db.put('volumes', { datasetId: 'ds-old', caseId, role: 'label', dtype: lab.datatype, data: lab.data.buffer, byteLength: lab.data.byteLength });
+  }
+  db.close();
+  return { v1Dataset, vols };
+}
+
+describe('store: schema and migrations', () => {
+  it('migrates a v1 database to the current version without losing data', async () => {
+    const factory = new IDBFactory();
+    const { v1Dataset, vols } = await createV1Database(factory);
+    const v1Dump = await (async () => {
+      const req = factory.open(DB_NAME, 1);
+      const db = (await wrap(req)) as unknown as StoreDB;
+      const d = await dump(db);
+      db.close();
+      return d;
+    })();
+
+    const db = await openStore({ factory, env: noEnv });
+    expect(db.version).toBe(DB_VERSION);
+    const after = await dump(db);
+    expect(after.cases).toEqual(v1Dump.cases);
+    expect(after.volumes).toEqual(v1Dump.volumes);
+    const bytes = vols.reduce((s, v) => s + v.data.byteLength, 0);
+    expect(await listDatasets(db)).toEqual([{ ...v1Dataset, status: 'complete', bytes, casesWithProblems: 1 }]);
+    expect((await findDatasetByName(db, 'Dataset002_Heart'))?.id).toBe('ds-old');
+    const c = await loadCaseVolumes(db, 'ds-old', 'la_004');
+    expect(c!.images[0].data).toEqual(vols[2].data);
+    expect(c!.label!.data).toEqual(vols[3].data);
+    expect(c!.label!.data).toBeInstanceOf(Uint8Array);
+
+    // The migrated database has exactly the schema of a fresh one, and works like one.
+    const fresh = await freshStore();
+    expect(describeSchema(db)).toEqual(describeSchema(fresh.db));
+    const res = await importDataset(db, meta('Dataset002_Heart'), caseStream([makeCase(1)]), { env: noEnv });
+    expect(res.replacedId).toBe('ds-old');
+    expect((await dump(db)).volumes.some(([k]) => (k as string[])[0] === 'ds-old')).toBe(false);
+  });
+
+  it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {
+    const factory = new IDBFactory();
+    const { v1Dataset } = await createV1Database(factory);
+    const v1 = (await wrap(factory.open(DB_NAME, 1))) as unknown as IDBPDatabase;
+    await v1.put('datasets', { ...v1Dataset, id: 'ds-old2', numCases: 0 });
+    await v1.put('datasets', { ...v1Dataset, id: 'ds-old3', numCases: 0 });
+    v1.close();
+    const db = await openStore({ factory, env: noEnv });
+    expect((await listDatasets(db)).map((d) => [d.id, d.name])).toEqual([
+      ['ds-old', 'Dataset002_Heart'],
+      ['ds-old2', 'Dataset002_Heart (2)'],
+      ['ds-old3', 'Dataset002_Heart (3)'],
+    ]);
+  });
+
+  it('a fresh database has every store, keyed by dataset id first', async () => {
+    const { db } = await freshStore();
+    const schema = describeSchema(db);
+    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'imports', 'plans', 'preprocessed', 'volumes']);
+    for (const s of schema) {
+      if (s.name === 'datasets') expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
+      else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
+    }
+    // Without a factory, openStore goes through idb's openDB on the global indexedDB: same schema.
+    const viaGlobal = await openStore({ env: noEnv, name: `global-${Date.now()}` });
+    expect(describeSchema(viaGlobal)).toEqual(schema);
+  });
+});
+
+describe('store: crashed imports are swept on open', () => {
+  /** Starts an import that stalls after `n` cases, as a tab that is closed mid-import would. */
+  async function stalledImport(db: StoreDB, n: number, env = noEnv) {
+    let resume!: () => void;
+    const gate = new Promise<void>((r) => (resume = r));
+    let staged!: () => void;
+    const stagedN = new Promise<void>((r) => (staged = r));
+    const onProgress = (p: ImportProgress) => p.casesDone === n && p.phase === 'staging' && staged();
+    const done = importDataset(db, meta('Stalled'), caseStream([0, 1, 2, 3].map((i) => makeCase(i)), { [n]: () => gate }), { env, onProgress });
+    await stagedN;
+    return { resume, done };
+  }
+
+  it('keeps a live import, sweeps it once stale, and the stalled import then fails without a trace', async () => {
+    const { db, factory } = await freshStore();
+    await importDataset(db, meta('Kept'), caseStream([makeCase(9)]), { env: noEnv });
+    const before = await dump(db);
+    const imp = await stalledImport(db, 2);
+    const staged = await dump(db);
+    expect(staged.imports).toHaveLength(1);
+    expect(staged.volumes.length).toBe(before.volumes.length + 4);
+
+    // Another tab opening the database: the journal entry is fresh, so the import may be alive.
+    const other = await openStore({ factory, env: noEnv });
+    expect(await dump(other)).toEqual(staged);
+    // Once the entry is older than staleAfterMs, it counts as crashed.
+    const later = await openStore({ factory, env: { now: () => Date.now() + 11 * 60_000 } });
+    expect(await dump(later)).toEqual(before);
+
+    imp.resume();
+    await expect(imp.done).rejects.toThrow(/was swept/);
+    expect(await dump(db)).toEqual(before);
+  });
+
+  it('with Web Locks, sweeps exactly the imports whose lock nobody holds', async () => {
+    const held = new Set<string>();
+    const locks: LocksLike = {
+      async request(name, opts, cb) {
+        if (held.has(name)) {
+          if (opts.ifAvailable) return cb(null);
+          throw new Error('test lock manager does not queue');
+        }
+        held.add(name);
+        try {
+          return await cb({ name });
+        } finally {
+          held.delete(name);
+        }
+      },
+    };
+    const env = { locks, now: () => Date.now() + 3600_000 }; // everything looks stale by age
+    const { db, factory } = await freshStore({ env });
+    await importDataset(db, meta('Kept'), caseStream([makeCase(9)]), { env });
+    expect(held.size).toBe(0);
+    const before = await dump(db);
+
+    // Remnants of a tab that died mid-import: journal + staged records, no lock held.
+    await db.put('imports', { importId: 'ds-dead', name: 'Dead', startedAt: Date.now(), touchedAt: Date.now() });
+    const v = makeVolume(5);
+    const { data, ...h } = v;
+    await db.put('cases', { datasetId: 'ds-dead', caseId: 'c', images: [{ ...h, byteLength: data.byteLength }], problems: [], bytes: data.byteLength });
+    await db.put('volumes', { datasetId: 'ds-dead', caseId: 'c', role: 'image:0', dtype: 'float32', data: data.buffer as ArrayBuffer, byteLength: data.byteLength });
+    await db.put('fingerprints', { datasetId: 'ds-dead', caseId: 'c' });
+
+    const imp = await stalledImport(db, 1, env);
+    expect(held.size).toBe(1);
+    const withLive = await dump(db);
+
+    const reopened = await openStore({ factory, env });
+    const after = await dump(reopened);
+    // The dead import is gone, the live one (lock held) kept despite its "stale" age.
+    const strip = (d: typeof withLive, id: string) => Object.fromEntries(Object.entries(d).map(([s, rows]) => [s, rows.filter(([k]) => (Array.isArray(k) ? k[0] : k) !== id)]));
+    expect(after).toEqual(strip(withLive, 'ds-dead'));
+    expect(after.imports.map(([k]) => k)).toEqual([withLive.imports.find(([k]) => k !== 'ds-dead')![0]]);
+
+    imp.resume();
+    const res = await imp.done;
+    expect(held.size).toBe(0);
+    expect((await listDatasets(reopened)).map((d) => d.name)).toEqual(['Kept', 'Stalled']);
+    expect((await dump(reopened)).imports).toEqual([]);
+    expect(res.dataset.numCases).toBe(4);
+    expect(before.datasets).toHaveLength(1);
+  });
+
+  it('skipSweep leaves remnants in place', async () => {
+    const { db, factory } = await freshStore();
+    await db.put('imports', { importId: 'ds-x', name: 'X', startedAt: 0, touchedAt: 0 });
+    expect((await dump(await openStore({ factory, env: noEnv, skipSweep: true }))).imports).toHaveLength(1);
+    expect((await dump(await openStore({ factory, env: noEnv }))).imports).toHaveLength(0);
+  });
+});
