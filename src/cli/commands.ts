@@ -9,5 +9,7 @@ type Loader = () => Promise<Command>;
 
 export const COMMANDS: Record<string, Loader> = {
   doctor: async () => (await import('./commands/doctor.ts')).default,
+  'aggregate-fingerprints': async () => (await import('./commands/aggregate-fingerprints.ts')).default,
+  plan: async () => (await import('./commands/plan.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
 };
