@@ -17,6 +17,9 @@ describe('numeric helpers (Python/numpy semantics)', () => {
     expect(percentile([1, 2, 3, 4, 5], 0)).toBe(1);
     expect(percentile([1, 2, 3, 4, 5], 100)).toBe(5);
     expect(percentile([10, 0], 75)).toBe(7.5);
+    // Values from numpy 2.4 where the t >= 0.5 branch (b - (b-a)(1-t)) differs from a + (b-a)t.
+    expect(percentile([0.3, 0.3, 1.1], 75)).toBe(0.7000000000000001);
+    expect(percentile([0.1, 0.1, 0.1, 0.1, 0.7], 90)).toBe(0.46);
   });
   it('median and compute_new_shape', () => {
     expect(median([3, 1, 2])).toBe(2);
