@@ -193,6 +193,6 @@ export function runCase(
   }
   let mx = -Infinity;
   for (let i = 0; i < outSeg16.length; i++) if (outSeg16[i] > mx) mx = outSeg16[i];
-  const outSeg = mx > 127 ? (outSeg16 === crop.seg ? outSeg16.slice() : outSeg16) : Int8Array.from(outSeg16);
+  const outSeg = mx > 127 ? outSeg16 : Int8Array.from(outSeg16);
   return { data: outData, seg: outSeg, shape: [C, ...newShape], properties };
 }
