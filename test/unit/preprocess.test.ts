@@ -86,3 +86,31 @@ describe('class locations', () => {
     expect(Array.from(s)).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 });
+
+describe('transpose_forward', () => {
+  it('runCase on a plan with [2, 0, 1] equals runCase on the pre-transposed volume with [0, 1, 2]', () => {
+    const dj = json(`${REFERENCE}/raw/Dataset801_PhantomMR/dataset.json`);
+    const plans = json(`${REFERENCE}/plans/Dataset801_PhantomMR/nnUNetPlans.json`);
+    const { image, label } = loadRawCase(`${REFERENCE}/raw/Dataset801_PhantomMR`, 'mrA_000', 1);
+    const perm = [2, 0, 1];
+    const cfgSpacing = plans.configurations['3d_fullres'].spacing as number[];
+    const permuted = { ...plans, transpose_forward: perm, configurations: { '3d_fullres': { ...plans.configurations['3d_fullres'], spacing: perm.map((i) => cfgSpacing[i]) } } };
+    const a = runCase(image, label, permuted, '3d_fullres', dj, { classLocations: false });
+    // Same case with the axes moved by hand: numpy (z, y, x) -> (x, z, y), i.e. NIfTI dims (y, z, x).
+    const [nx, ny, nz] = image.dims;
+    const move = <T extends Int16Array | Float32Array | Uint8Array>(src: ArrayLike<number>, out: T): T => {
+      let o = 0;
+      for (let x = 0; x < nx; x++) for (let z = 0; z < nz; z++) for (let y = 0; y < ny; y++) out[o++] = src[(z * ny + y) * nx + x];
+      return out;
+    };
+    const geo = { dims: [ny, nz, nx] as [number, number, number], spacing: [image.spacing[1], image.spacing[2], image.spacing[0]] as [number, number, number] };
+    const img2 = { ...image, ...geo, data: move(image.data, new Float32Array(image.data.length)) };
+    const lab2 = { ...label, ...geo, data: move(label.data, new Uint8Array(label.data.length)) };
+    const b = runCase(img2, lab2, { ...permuted, transpose_forward: [0, 1, 2] }, '3d_fullres', dj, { classLocations: false });
+    expect(a.shape).toEqual(b.shape);
+    expect(Array.from(a.data)).toEqual(Array.from(b.data));
+    expect(Array.from(a.seg)).toEqual(Array.from(b.seg));
+    expect(a.properties.spacing).toEqual([1.2000000476837158, 1, 1]); // reader spacing, before transposition
+    expect(a.properties.shape_before_cropping).toEqual([76, 53, 66]);
+  });
+});
