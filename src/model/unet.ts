@@ -29,7 +29,7 @@ export interface UNetOptions {
 }
 
 /** Axis permutation PyTorch [a, b, ...k] → tfjs [...k, b, a] (conv and ConvTranspose alike). */
-function ptToTfPerm(rank: number): number[] {
+export function ptToTfPerm(rank: number): number[] {
   if (rank === 1) return [0];
   return [...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1, 0];
 }

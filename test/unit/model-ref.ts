@@ -83,3 +83,68 @@ export function refInstanceNorm(x: ArrayLike<number>, B: number, N: number, C: n
     }
   return y;
 }
+
+export type RefWeights = Map<string, { shape: number[]; data: ArrayLike<number> }>;
+
+export interface RefArch {
+  dims: 2 | 3;
+  nStages: number;
+  kernelSizes: number[][];
+  strides: number[][];
+  nConvPerStage: number[];
+  nConvPerStageDecoder: number[];
+  normEps: number;
+  negativeSlope: number;
+}
+
+const to3 = (v: number[]) => (v.length === 2 ? [1, ...v] : v);
+const w5 = (s: number[]) => (s.length === 4 ? [s[0], s[1], 1, s[2], s[3]] : s);
+
+function refBlock(x: Img, w: RefWeights, prefix: string, a: RefArch, stride: number[]): Img {
+  const cw = w.get(`${prefix}.conv.weight`)!;
+  const y = refConv(x, cw.data, w5(cw.shape), to3(stride), w.get(`${prefix}.conv.bias`)?.data);
+  const [B, D, H, W, C] = y.shape;
+  const n = refInstanceNorm(y.data, B, D * H * W, C, w.get(`${prefix}.norm.weight`)!.data, w.get(`${prefix}.norm.bias`)!.data, a.normEps);
+  return { data: n.map((v) => (v > 0 ? v : a.negativeSlope * v)), shape: y.shape };
+}
+
+function refCat(a: Img, b: Img): Img {
+  const [B, D, H, W, Ca] = a.shape;
+  const Cb = b.shape[4];
+  const out = new Float64Array(B * D * H * W * (Ca + Cb));
+  for (let v = 0; v < B * D * H * W; v++) {
+    for (let c = 0; c < Ca; c++) out[v * (Ca + Cb) + c] = a.data[v * Ca + c];
+    for (let c = 0; c < Cb; c++) out[v * (Ca + Cb) + Ca + c] = b.data[v * Cb + c];
+  }
+  return { data: out, shape: [B, D, H, W, Ca + Cb] };
+}
+
+/**
+ * Float64 PlainConvUNet forward from PyTorch-layout weights, written from the architecture
+ * description (spec §6): returns every decoder level's logits, highest resolution first.
+ */
+export function refUNet(w: RefWeights, a: RefArch, x: Img): Img[] {
+  const skips: Img[] = [];
+  let h = x;
+  for (let s = 0; s < a.nStages; s++) {
+    for (let c = 0; c < a.nConvPerStage[s]; c++) {
+      const stride = c === 0 ? a.strides[s] : a.strides[s].map(() => 1);
+      h = refBlock(h, w, `encoder.stages.${s}.0.convs.${c}`, a, stride);
+    }
+    skips.push(h);
+  }
+  const outs: Img[] = [];
+  let low = skips[a.nStages - 1];
+  for (let j = 0; j < a.nStages - 1; j++) {
+    const t = w.get(`decoder.transpconvs.${j}.weight`)!;
+    const up = refConvTranspose(low, t.data, w5(t.shape), w.get(`decoder.transpconvs.${j}.bias`)?.data);
+    h = refCat(up, skips[a.nStages - 2 - j]);
+    for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) {
+      h = refBlock(h, w, `decoder.stages.${j}.convs.${c}`, a, a.strides[0].map(() => 1));
+    }
+    const sw = w.get(`decoder.seg_layers.${j}.weight`)!;
+    outs.push(refConv(h, sw.data, w5(sw.shape), [1, 1, 1], w.get(`decoder.seg_layers.${j}.bias`)!.data));
+    low = h;
+  }
+  return outs.reverse();
+}
