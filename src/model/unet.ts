@@ -233,7 +233,8 @@ export class PlainConvUNet {
 
   /**
    * Logits, channels-last. Deep supervision on: one map per decoder level, highest resolution
-   * first (n_stages − 1 maps); off: [full-resolution map].
+   * first (n_stages − 1 maps); off: [full-resolution map]. Intermediates are not freed here:
+   * call inside tf.tidy / tf.variableGrads.
    */
   forward(x: tf.Tensor): tf.Tensor[] {
     this.checkInputShape(x.shape);
