@@ -1,0 +1,256 @@
+// nnU-Net's PlainConvUNet (dynamic-network-architectures, spec §6) as explicit tfjs variables
+// and a functional forward, channels-last, for 2-D (NHWC) and 3-D (NDHWC) configurations.
+// Tensors are 4-/5-D only around the convs; bias, norm, activation, concat and the 1×1 seg
+// heads run on rank-safe views (see ops5d.ts).
+import * as tf from '@tensorflow/tfjs';
+import {
+  archFromPlan,
+  paramSpecs,
+  validateArch,
+  type ParamSpec,
+  type PlanConfigurationLike,
+  type UNetArch,
+} from './arch.ts';
+import { checkpoint } from './checkpoint.ts';
+import { convNd, convTransposeNd } from './conv.ts';
+import { initParam, normalSampler } from './init.ts';
+import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
+import { biasAdd, biasNormAct, concatChannels } from './ops5d.ts';
+
+export interface UNetOptions {
+  /** Seed of the He-normal init (default 0). */
+  seed?: number;
+  /** Return every decoder level's logits (training) or only the full-resolution map. */
+  deepSupervision?: boolean;
+  /** Per encoder stage: recompute its activations in the backward pass. */
+  checkpointEncoder?: boolean[];
+  /** Per decoder level (PyTorch order, 0 = next to the bottleneck). */
+  checkpointDecoder?: boolean[];
+}
+
+/** Axis permutation PyTorch [a, b, ...k] → tfjs [...k, b, a] (conv and ConvTranspose alike). */
+export function ptToTfPerm(rank: number): number[] {
+  if (rank === 1) return [0];
+  return [...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1, 0];
+}
+
+let instances = 0;
+
+export class PlainConvUNet {
+  readonly arch: UNetArch;
+  readonly specs: readonly ParamSpec[];
+  deepSupervision: boolean;
+  checkpointEncoder: boolean[];
+  checkpointDecoder: boolean[];
+  private readonly vars = new Map<string, tf.Variable>();
+
+  static fromPlan(
+    config: PlanConfigurationLike,
+    inputChannels: number,
+    numClasses: number,
+    opts: UNetOptions = {},
+  ): PlainConvUNet {
+    return new PlainConvUNet(archFromPlan(config, inputChannels, numClasses), opts);
+  }
+
+  constructor(arch: UNetArch, opts: UNetOptions = {}) {
+    validateArch(arch);
+    this.arch = arch;
+    this.specs = paramSpecs(arch);
+    this.deepSupervision = opts.deepSupervision ?? true;
+    this.checkpointEncoder = opts.checkpointEncoder ?? new Array<boolean>(arch.nStages).fill(false);
+    this.checkpointDecoder = opts.checkpointDecoder ?? new Array<boolean>(arch.nStages - 1).fill(false);
+    const next = normalSampler(opts.seed ?? 0);
+    // tfjs variable names are global to the engine; a per-instance prefix keeps them unique.
+    const prefix = `unet${instances++}/`;
+    for (const spec of this.specs) {
+      const pt = initParam(spec, next);
+      const t = this.toTf(spec, pt);
+      this.vars.set(spec.name, tf.variable(t, true, prefix + spec.name));
+      t.dispose();
+    }
+  }
+
+  /** Trainable variables in state_dict order. */
+  get variables(): tf.Variable[] {
+    return this.specs.map((s) => this.vars.get(s.name)!);
+  }
+
+  variable(name: string): tf.Variable {
+    const v = this.vars.get(name);
+    if (!v) throw new Error(`no parameter '${name}'`);
+    return v;
+  }
+
+  parameterCount(): number {
+    return this.specs.reduce((n, s) => n + numel(s.shape), 0);
+  }
+
+  private toTf(spec: ParamSpec, data: Float32Array): tf.Tensor {
+    const p = permute(data, spec.shape, ptToTfPerm(spec.shape.length));
+    return tf.tensor(p.data, p.shape, 'float32');
+  }
+
+  /** Weights in PyTorch names, shapes and layout (async: webgpu cannot read back synchronously). */
+  async namedWeights(): Promise<NamedWeights> {
+    const out: NamedWeights = new Map();
+    for (const spec of this.specs) {
+      const v = this.vars.get(spec.name)!;
+      const data = (await v.data()) as Float32Array;
+      const back = permute(data, v.shape, invertPerm(ptToTfPerm(spec.shape.length)));
+      out.set(spec.name, { shape: [...spec.shape], data: back.data });
+    }
+    return out;
+  }
+
+  /**
+   * Assigns weights given in PyTorch layout. strict: every parameter must be present with its
+   * shape and no unknown name may appear. Non-strict (AsymFedAvg): loads the entries whose name
+   * and shape match and ignores the rest. Returns the names loaded.
+   */
+  loadNamedWeights(weights: NamedWeights, opts: { strict?: boolean } = {}): string[] {
+    const strict = opts.strict ?? true;
+    const specByName = new Map(this.specs.map((s) => [s.name, s]));
+    if (strict) {
+      for (const name of weights.keys()) {
+        if (!specByName.has(name)) throw new Error(`unexpected parameter '${name}'`);
+      }
+    }
+    const todo: Array<[ParamSpec, Float32Array]> = [];
+    for (const spec of this.specs) {
+      const w = weights.get(spec.name);
+      const ok = w !== undefined && sameShape(w.shape, spec.shape) && w.data.length === numel(spec.shape);
+      if (!ok) {
+        if (strict) {
+          throw new Error(w ? `shape of '${spec.name}': ${w.shape} vs ${spec.shape}` : `missing '${spec.name}'`);
+        }
+        continue;
+      }
+      todo.push([spec, w.data]);
+    }
+    for (const [spec, data] of todo) {
+      const t = this.toTf(spec, data);
+      this.vars.get(spec.name)!.assign(t);
+      t.dispose();
+    }
+    return todo.map(([s]) => s.name);
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+    this.vars.clear();
+  }
+
+  private blockNames(prefix: string): string[] {
+    const names = [`${prefix}.conv.weight`];
+    if (this.arch.convBias) names.push(`${prefix}.conv.bias`);
+    names.push(`${prefix}.norm.weight`, `${prefix}.norm.bias`);
+    return names;
+  }
+
+  /** Conv → (bias) → InstanceNorm → LeakyReLU, params in blockNames order. */
+  private block(x: tf.Tensor, p: tf.Tensor[], kernel: number[], stride: number[]): tf.Tensor {
+    const a = this.arch;
+    const [w, ...rest] = p;
+    const bias = a.convBias ? rest[0] : null;
+    const [gamma, beta] = a.convBias ? rest.slice(1) : rest;
+    const y = convNd(x, w, kernel, stride);
+    return biasNormAct(y, bias, gamma, beta, a.normEps, a.negativeSlope);
+  }
+
+  private runStage(fn: (xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], ckpt: boolean): tf.Tensor {
+    return ckpt ? checkpoint(fn, inputs) : fn(inputs);
+  }
+
+  private encoderStage(s: number, x: tf.Tensor): tf.Tensor {
+    const a = this.arch;
+    const names: string[][] = [];
+    for (let c = 0; c < a.nConvPerStage[s]; c++) names.push(this.blockNames(`encoder.stages.${s}.0.convs.${c}`));
+    const params = names.flat().map((n) => this.vars.get(n)! as tf.Tensor);
+    const ones = new Array<number>(a.dims).fill(1);
+    const fn = (xs: tf.Tensor[]): tf.Tensor => {
+      let h = xs[0];
+      let off = 1;
+      for (let c = 0; c < names.length; c++) {
+        const p = xs.slice(off, off + names[c].length);
+        off += names[c].length;
+        h = this.block(h, p, a.kernelSizes[s], c === 0 ? a.strides[s] : ones);
+      }
+      return h;
+    };
+    return this.runStage(fn, [x, ...params], this.checkpointEncoder[s] ?? false);
+  }
+
+  private decoderStage(j: number, lres: tf.Tensor, skip: tf.Tensor): tf.Tensor {
+    const a = this.arch;
+    const n = a.nStages;
+    const tNames = [`decoder.transpconvs.${j}.weight`];
+    if (a.convBias) tNames.push(`decoder.transpconvs.${j}.bias`);
+    const names: string[][] = [];
+    for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) names.push(this.blockNames(`decoder.stages.${j}.convs.${c}`));
+    const params = [...tNames, ...names.flat()].map((nm) => this.vars.get(nm)! as tf.Tensor);
+    const ones = new Array<number>(a.dims).fill(1);
+    const kernel = a.kernelSizes[n - 2 - j];
+    const fn = (xs: tf.Tensor[]): tf.Tensor => {
+      const [low, sk] = xs;
+      let off = 2;
+      let up = convTransposeNd(low, xs[off++], a.strides[n - 1 - j]);
+      if (a.convBias) up = biasAdd(up, xs[off++]);
+      let h = concatChannels(up, sk); // upsampled first, then the skip (as torch.cat)
+      for (let c = 0; c < names.length; c++) {
+        const p = xs.slice(off, off + names[c].length);
+        off += names[c].length;
+        h = this.block(h, p, kernel, ones);
+      }
+      return h;
+    };
+    return this.runStage(fn, [lres, skip, ...params], this.checkpointDecoder[j] ?? false);
+  }
+
+  /** 1×1 seg head as a matMul on the [B·N, F] view. */
+  private segHead(j: number, h: tf.Tensor): tf.Tensor {
+    const f = h.shape[h.rank - 1];
+    const k = this.arch.numClasses;
+    const w = tf.reshape(this.vars.get(`decoder.seg_layers.${j}.weight`)!, [f, k]);
+    const b = this.vars.get(`decoder.seg_layers.${j}.bias`)!;
+    const y = tf.add(tf.matMul(tf.reshape(h, [h.size / f, f]), w), b);
+    return tf.reshape(y, [...h.shape.slice(0, -1), k]);
+  }
+
+  /** Spatial sizes must be divisible by the cumulative strides, or the skips do not line up. */
+  checkInputShape(shape: readonly number[]): void {
+    const a = this.arch;
+    if (shape.length !== a.dims + 2) throw new Error(`input rank ${shape.length}, expected ${a.dims + 2}`);
+    if (shape[shape.length - 1] !== a.inputChannels) {
+      throw new Error(`input has ${shape[shape.length - 1]} channels, expected ${a.inputChannels}`);
+    }
+    const cum = new Array<number>(a.dims).fill(1);
+    for (const st of a.strides) st.forEach((v, i) => (cum[i] *= v));
+    shape.slice(1, -1).forEach((n, i) => {
+      if (n % cum[i] !== 0) throw new Error(`spatial size ${n} (axis ${i}) not divisible by ${cum[i]}`);
+    });
+  }
+
+  /**
+   * Logits, channels-last. Deep supervision on: one map per decoder level, highest resolution
+   * first (n_stages − 1 maps); off: [full-resolution map]. Intermediates are not freed here:
+   * call inside tf.tidy / tf.variableGrads.
+   */
+  forward(x: tf.Tensor): tf.Tensor[] {
+    this.checkInputShape(x.shape);
+    const n = this.arch.nStages;
+    const skips: tf.Tensor[] = [];
+    let h = x;
+    for (let s = 0; s < n; s++) {
+      h = this.encoderStage(s, h);
+      skips.push(h);
+    }
+    const outs: tf.Tensor[] = [];
+    let lres = skips[n - 1];
+    for (let j = 0; j < n - 1; j++) {
+      lres = this.decoderStage(j, lres, skips[n - 2 - j]);
+      if (this.deepSupervision || j === n - 2) outs.push(this.segHead(j, lres));
+    }
+    return outs.reverse();
+  }
+}
