@@ -5,7 +5,7 @@
 // with a running weighted sum (one model in memory, not one per site) over the key set derived
 // from the (name, shape) lists sites declare at join. With `uniform` weighting and all sites
 // present the result equals FednnU-Net's mean (up to float rounding: we accumulate in float64).
-import { numel, sameShape, type NamedWeights, type WeightSpec } from './named-weights.ts';
+import { numel, sameShape, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 
 /** Keys present at every site with an identical shape (AsymFedAvg); FedAvg when plans are equal. */
 export function sharedSpec(specs: WeightSpec[]): WeightSpec {

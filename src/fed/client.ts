@@ -7,7 +7,7 @@
 import { applyShared, pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
-import type { NamedWeights, WeightSpec } from './named-weights.ts';
+import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 
 export interface Transport {
   send(bytes: Uint8Array): void;

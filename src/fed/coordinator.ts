@@ -15,7 +15,8 @@
 import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
-import type { NamedWeights, WeightSpec } from './named-weights.ts';
+import { median } from '../util/numeric.ts';
+import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 
 export type Phase = 'join' | 'fingerprint' | 'spec' | 'init' | 'rounds' | 'done';
 
@@ -266,7 +267,7 @@ export class Coordinator {
     }
     if (this.open.reported.has(id)) return reject(`already reported for round ${m.round}`);
     const norm = l2Norm(w);
-    const ref = median(this.acceptedNorms);
+    const ref = this.acceptedNorms.length ? median(this.acceptedNorms) : NaN;
     if (this.acceptedNorms.length >= 2 && norm > this.opts.normFactor * ref) {
       return reject(`update norm ${norm.toPrecision(3)} is over ${this.opts.normFactor}× the median ${ref.toPrecision(3)}`);
     }
@@ -341,9 +342,3 @@ export class Coordinator {
   }
 }
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}

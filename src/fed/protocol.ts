@@ -4,7 +4,7 @@
 //
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
 import type { TensorEntry } from './codec.ts';
-import type { WeightSpec } from './named-weights.ts';
+import type { WeightSpec } from '../model/named-weights.ts';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"

@@ -3,32 +3,11 @@
 // converges to (reference README §5.2): mean of case means, std = sqrt(mean of case E[x²] − mean²),
 // quantiles = min{v : F(v) ≥ q} of the equal-weight mixture CDF, exact min/max. Float32 like nnU-Net.
 import type { CaseFingerprint, ForegroundSummary } from './case.ts';
+import type { ChannelIntensityProperties, DatasetFingerprint } from './types.ts';
+import { median } from '../util/numeric.ts';
 
-export interface ForegroundIntensityProperties {
-  max: number;
-  mean: number;
-  median: number;
-  min: number;
-  percentile_00_5: number;
-  percentile_99_5: number;
-  std: number;
-}
 
-/** dataset_fingerprint.json (keys in nnU-Net's sorted order). */
-export interface DatasetFingerprintJson {
-  foreground_intensity_properties_per_channel: Record<string, ForegroundIntensityProperties>;
-  median_relative_size_after_cropping: number;
-  shapes_after_crop: number[][];
-  spacings: number[][];
-}
 
-/** np.median of a list. */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return NaN;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 /** Fraction of case c's voxels <= v. */
 function caseCdf(s: ForegroundSummary, v: number): number {
@@ -55,7 +34,7 @@ export function mixtureQuantile(cases: readonly ForegroundSummary[], q: number):
 }
 
 /** Converged foreground statistics of one channel over cases (cases without foreground are skipped). */
-export function foregroundProperties(summaries: readonly ForegroundSummary[]): ForegroundIntensityProperties {
+export function foregroundProperties(summaries: readonly ForegroundSummary[]): ChannelIntensityProperties {
   const cs = summaries.filter((s) => s.n > 0);
   const K = cs.length;
   const f = Math.fround;
@@ -75,11 +54,11 @@ export function foregroundProperties(summaries: readonly ForegroundSummary[]): F
 }
 
 /** DatasetFingerprintExtractor's result from the per-case fingerprints (in case order). */
-export function datasetFingerprint(cases: readonly CaseFingerprint[]): DatasetFingerprintJson {
+export function datasetFingerprint(cases: readonly CaseFingerprint[]): DatasetFingerprint {
   if (cases.length === 0) throw new Error('dataset fingerprint needs at least one case');
   const nch = cases[0].foreground.length;
   if (cases.some((c) => c.foreground.length !== nch)) throw new Error('cases differ in their number of channels');
-  const props: Record<string, ForegroundIntensityProperties> = {};
+  const props: Record<string, ChannelIntensityProperties> = {};
   for (let c = 0; c < nch; c++) props[String(c)] = foregroundProperties(cases.map((k) => k.foreground[c]));
   return {
     foreground_intensity_properties_per_channel: props,

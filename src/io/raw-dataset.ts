@@ -12,6 +12,9 @@ export interface DatasetJson {
   numTraining: number;
   file_ending: string;
   regions_class_order?: number[];
+  overwrite_image_reader_writer?: string;
+  /** Forces use_mask_for_norm for schemes that support it (nnU-Net honours this key). */
+  use_mask_for_norm?: boolean;
   dataset?: Record<string, { images: string[]; label: string }>;
   [k: string]: unknown;
 }

@@ -8,6 +8,13 @@ export interface NamedTensor {
 
 export type NamedWeights = Map<string, NamedTensor>;
 
+/** (name, shape) list a site declares at join, so the shared key set is known before weights move. */
+export type WeightSpec = Array<{ name: string; shape: number[] }>;
+
+export function specOf(w: NamedWeights): WeightSpec {
+  return [...w].map(([name, t]) => ({ name, shape: [...t.shape] }));
+}
+
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }

@@ -4,7 +4,7 @@
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
 import { BYTES_PER_FEATURE_ELEMENT, budgetElements } from './budget.ts';
 import { channelNames, imageReaderWriter, normalizationSchemes } from './normalization.ts';
-import { argmaxFirst, argmaxLastTie, column, computeNewShape, medianAxis0, percentile, percentileAxis0, prod, roundHalfEven } from './numeric.ts';
+import { argmaxFirst, argmaxLastTie, column, computeNewShape, medianAxis0, percentile, percentileAxis0, prod, roundHalfEven } from '../util/numeric.ts';
 import { getPoolAndConvProps, type Topology } from './topology.ts';
 import type { BrowserBudgetRecord, ConfigurationPlan, DatasetJson, Plans, ResamplingKwargs } from './types.ts';
 import { estimateFeatureMapSize } from './vram.ts';

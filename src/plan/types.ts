@@ -3,19 +3,8 @@
 // follows nnU-Net's, so JSON.stringify gives the same layout.
 import type { ChannelIntensityProperties } from '../fingerprint/types.ts';
 
-export interface DatasetJson {
-  channel_names?: Record<string, string>;
-  /** Legacy name of channel_names, still accepted by nnU-Net. */
-  modality?: Record<string, string>;
-  labels: Record<string, number | number[]>;
-  numTraining: number;
-  file_ending: string;
-  overwrite_image_reader_writer?: string;
-  regions_class_order?: number[];
-  /** Forces use_mask_for_norm for schemes that support it (nnU-Net honours this key). */
-  use_mask_for_norm?: boolean;
-  [key: string]: unknown;
-}
+// dataset.json is the raw-dataset format's type (src/io); re-exported for planner users.
+export type { DatasetJson } from '../io/raw-dataset.ts';
 
 export interface ResamplingKwargs {
   is_seg: boolean;

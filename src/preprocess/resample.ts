@@ -6,21 +6,13 @@
 // evaluated directly (not separably) with scipy's weights and summation order so ties at 0.5 agree.
 // Anisotropic cases (> 3) resample in-plane per slice and use nearest along the low-res axis.
 import type { Shape3 } from './crop.ts';
+import { computeNewShape, roundHalfEven } from '../util/numeric.ts';
+
+export { computeNewShape };
 
 export const ANISO_THRESHOLD = 3;
 const PAD = 12; // scipy's _prepad_for_spline_filter for mode 'nearest'
 const POLE = Math.sqrt(3) - 2;
-
-/** Python's round(): half to even. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/** compute_new_shape: round(old_spacing / new_spacing * old_shape) per axis, half to even. */
-export function computeNewShape(oldShape: readonly number[], oldSpacing: readonly number[], newSpacing: readonly number[]): number[] {
-  return oldShape.map((s, i) => roundHalfEven((oldSpacing[i] / newSpacing[i]) * s));
-}
 
 function lowresAxes(spacing: readonly number[]): number[] {
   const mx = Math.max(...spacing);

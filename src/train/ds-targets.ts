@@ -1,11 +1,6 @@
 // Deep-supervision targets (spec §7.4): the label map resized with torch's 'nearest-exact'
 // to round(shape · scale_k), scale_k = 1 / cumprod(strides)[k], k = 0 .. n_stages − 2.
-
-/** Python's round(): half to even. */
-function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+import { roundHalfEven } from '../util/numeric.ts';
 
 /** Output shapes of the deep-supervision targets, highest resolution first. */
 export function dsTargetShapes(spatial: readonly number[], strides: readonly number[][]): number[][] {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addDelta, applyShared, l2Norm, pick, sharedSpec, StreamingMean, subtract, UpdateRejected, validateUpdate } from '../../src/fed/aggregate.ts';
-import { specOf, type NamedWeights } from '../../src/fed/named-weights.ts';
+import { specOf, type NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
 function weights(entries: Array<[string, number[]]>, seed: number): NamedWeights {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
-import type { NamedWeights } from '../../src/fed/named-weights.ts';
+import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
 const w: NamedWeights = new Map([

@@ -10,7 +10,7 @@ import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';
 import { encodeWeights } from '../../src/fed/codec.ts';
 import { crc32 } from '../../src/util/crc32.ts';
-import type { WeightSpec } from '../../src/fed/named-weights.ts';
+import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 
 const base: WeightSpec = [

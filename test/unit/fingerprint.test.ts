@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { caseFingerprint, summarizeValues } from '../../src/fingerprint/case.ts';
-import { datasetFingerprint, median, mixtureQuantile } from '../../src/fingerprint/dataset.ts';
+import { datasetFingerprint, mixtureQuantile } from '../../src/fingerprint/dataset.ts';
+import { median } from '../../src/util/numeric.ts';
 import { mulberry32 } from '../../src/util/rng.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
 import { REFERENCE } from '../shared-path.ts';

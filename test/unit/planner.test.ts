@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
-import { computeNewShape, median, percentile, roundHalfEven } from '../../src/plan/numeric.ts';
+import { computeNewShape, median, percentile, roundHalfEven } from '../../src/util/numeric.ts';
 import { fullresTargetSpacing, planExperiment, transposeFor, type EstimateCall } from '../../src/plan/planner.ts';
 import { getPoolAndConvProps } from '../../src/plan/topology.ts';
 import type { ConfigurationPlan, DatasetJson } from '../../src/plan/types.ts';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { computeNewShape, resampleData, resampleSeg, roundHalfEven, separateZAxis, zoomAxis } from '../../src/preprocess/resample.ts';
+import { computeNewShape, resampleData, resampleSeg, separateZAxis, zoomAxis } from '../../src/preprocess/resample.ts';
+import { roundHalfEven } from '../../src/util/numeric.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { REFERENCE } from '../shared-path.ts';
 import type { Shape3 } from '../../src/preprocess/crop.ts';

@@ -2,7 +2,7 @@
 // to a site-specific target, so FedAvg's result is predictable in closed form.
 import type { SiteTrainer } from '../../../src/fed/client.ts';
 import type { FederationConfig } from '../../../src/fed/protocol.ts';
-import type { NamedWeights, WeightSpec } from '../../../src/fed/named-weights.ts';
+import type { NamedWeights, WeightSpec } from '../../../src/model/named-weights.ts';
 import { randomArray } from '../../../src/util/rng.ts';
 
 export class MockTrainer implements SiteTrainer {
