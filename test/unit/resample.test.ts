@@ -10,7 +10,7 @@ const load = (p: string) => readNpy(readFileSync(p));
 
 describe('resampling helpers', () => {
   it('rounds half to even and computes new shapes like nnU-Net', () => {
-    expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(roundHalfEven)).toEqual([0, 2, 2, -0, -2, 2, 3]);
+    expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(roundHalfEven)).toEqual([0, 2, 2, 0, -2, 2, 3]);
     // 802 case 0: 26 slices of 4 mm -> 3.3 mm
     expect(computeNewShape([26, 94, 99], [4, 0.800000011920929, 0.800000011920929], [3.3, 0.800000011920929, 0.800000011920929])).toEqual([32, 94, 99]);
     expect(computeNewShape([27, 76, 75], [2, 0.699999988079071, 0.699999988079071], [1.2000000476837158, 1, 1])).toEqual([45, 53, 52]);
