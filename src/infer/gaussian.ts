@@ -6,26 +6,7 @@
 // the running value by that axis' kernel weight (one nonzero term per output sum, so no rounding
 // beyond the products), which is what we compute, in the same axis order, in float64.
 
-/** numpy's float64 sum (pairwise with 8 accumulators, as numpy's pairwise_sum), for bit-exactness. */
-function numpySum(a: readonly number[], start = 0, n = a.length): number {
-  if (n < 8) {
-    let s = 0; // numpy starts from -0.0 but adds only positive weights here
-    for (let i = 0; i < n; i++) s += a[start + i];
-    return s;
-  }
-  if (n <= 128) {
-    const r = [0, 0, 0, 0, 0, 0, 0, 0];
-    for (let j = 0; j < 8; j++) r[j] = a[start + j];
-    let i = 8;
-    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += a[start + i + j];
-    let res = (r[0] + r[1] + (r[2] + r[3])) + (r[4] + r[5] + (r[6] + r[7]));
-    for (; i < n; i++) res += a[start + i];
-    return res;
-  }
-  let n2 = Math.floor(n / 2);
-  n2 -= n2 % 8;
-  return numpySum(a, start, n2) + numpySum(a, start + n2, n - n2);
-}
+import { numpySum } from '../util/numpy-sum.ts';
 
 /** scipy's _gaussian_kernel1d(sigma, order 0, radius): normalised exp(-x²/2σ²) on [-radius, radius]. */
 export function gaussianKernel1d(sigma: number, radius: number): number[] {
