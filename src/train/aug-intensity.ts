@@ -184,7 +184,10 @@ function meanStd(img: Float32Array, from: number, to: number): [number, number] 
   for (let i = from; i < to; i++) sum += img[i];
   const mean = sum / n;
   let ss = 0;
-  for (let i = from; i < to; i++) ss += (img[i] - mean) ** 2;
+  for (let i = from; i < to; i++) {
+    const d = img[i] - mean;
+    ss += d * d;
+  }
   return [mean, n > 1 ? Math.sqrt(ss / (n - 1)) : NaN];
 }
 

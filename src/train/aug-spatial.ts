@@ -1,7 +1,7 @@
 // batchgeneratorsv2 SpatialTransform as nnU-Net configures it (spec §7.7 step 2): rotation p 0.2,
 // one shared scale factor U(0.7, 1.4) with p 0.2, no elastic deformation, output = centred patch.
 //
-// Deviation (documented in README): the affine is applied rigidly in voxel space about the patch
+// Deviation from upstream: the affine is applied rigidly in voxel space about the patch
 // centre. Upstream applies it to grid_sample's normalised [-1, 1] coordinates, so a rotation is
 // stretched whenever the loaded patch is not a cube, and it divides the grid by the size ratios in
 // (Z, Y, X) order while the grid holds (x, y, z) — both artefacts of the coordinate convention.

@@ -87,7 +87,7 @@ export function startBounds(
     let need = needToPad[d];
     if (need + shape[d] < patch[d]) need = patch[d] - shape[d];
     // Python // and % floor towards −∞; need ≥ 0 here so Math.floor matches.
-    lb.push(-Math.floor(need / 2));
+    lb.push(0 - Math.floor(need / 2)); // 0 − x, not −x: no −0 starts
     ub.push(shape[d] + Math.floor(need / 2) + (need % 2) - patch[d]);
   }
   return { lb, ub };
@@ -200,4 +200,15 @@ export function sampleBatch(cases: readonly TrainingCase[], opts: SamplerOptions
     starts.push(start);
   }
   return { data, seg, batchSize: bs, channels, patchShape: patch, caseIndices, forcedForeground, starts };
+}
+
+/** Converts nnU-Net's location rows ((0, z, y, x), or (z, y, x)) into the flat indices used here. */
+export function flatLocations(rows: readonly (readonly number[])[], shape: readonly [number, number, number]): Int32Array {
+  const [, Y, X] = shape;
+  const out = new Int32Array(rows.length);
+  rows.forEach((r, i) => {
+    const k = r.length - 3;
+    out[i] = (r[k] * Y + r[k + 1]) * X + r[k + 2];
+  });
+  return out;
 }

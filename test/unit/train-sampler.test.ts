@@ -4,6 +4,7 @@ import { roundHalfEven } from '../../src/train/util.ts';
 import {
   ANNOTATED_KEY,
   type TrainingCase,
+  flatLocations,
   isForcedForeground,
   sampleBatch,
   startBounds,
@@ -129,6 +130,16 @@ describe('patch sampler (spec §7.5)', () => {
     expect(counts.other).toBeUndefined();
     expect(counts['1']).toBeGreaterThan(150);
     expect(counts['2']).toBeGreaterThan(150);
+  });
+
+  it('with an ignore label, non-forced samples centre on an annotated voxel', () => {
+    const c = makeCase([10, 10, 10], 1, [[1, 1, 1]]);
+    c.classLocations[ANNOTATED_KEY] = flatLocations([[0, 8, 7, 6]], c.shape);
+    expect(Array.from(c.classLocations[ANNOTATED_KEY])).toEqual([876]);
+    const b = sampleBatch([c], { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4], hasIgnoreLabel: true }, mulberry32(4));
+    expect(b.forcedForeground).toEqual([false, true]);
+    expect(b.starts[0]).toEqual([6, 5, 4]); // annotated voxel − patch//2
+    expect(b.starts[1]).toEqual([0, 0, 0]); // forced: class 1 (annotated key dropped), max(lb = 0, 1 − 2)
   });
 
   it('no foreground: forced samples fall back to a random start', () => {
