@@ -196,14 +196,30 @@ export async function validateRawDataset(src: FileSource, onCase?: (done: number
   const report: DatasetReport = { name: ds.name, datasetJson: ds.json, problems: ds.problems, warnings: ds.warnings, cases: [], ok: false };
   const declared = ds.json ? new Set(declaredLabelValues(ds.json)) : new Set<number>();
   for (const [i, c] of ds.cases.entries()) {
-    report.cases.push(await validateCase(src, c, ds.channels, ds.json, declared));
+    report.cases.push((await readAndValidateCase(src, c, ds.channels, ds.json, declared)).report);
     onCase?.(i + 1, ds.cases.length);
   }
   report.ok = report.problems.length === 0 && report.cases.every((c) => c.problems.length === 0);
   return report;
 }
 
-async function validateCase(src: FileSource, c: RawCase, channels: string[], json: DatasetJson | undefined, declared: Set<number>): Promise<CaseReport> {
+export interface ValidatedCase {
+  report: CaseReport;
+  /** The channel volumes that could be read (all of them when the report has no read problem). */
+  images: Volume[];
+  label?: Volume;
+}
+
+/**
+ * Every case of an opened dataset, read once and validated, one at a time: importers store the
+ * volumes they get here instead of reading each file twice.
+ */
+export async function* readRawDatasetCases(src: FileSource, ds: OpenedDataset): AsyncGenerator<ValidatedCase> {
+  const declared = ds.json ? new Set(declaredLabelValues(ds.json)) : new Set<number>();
+  for (const c of ds.cases) yield await readAndValidateCase(src, c, ds.channels, ds.json, declared);
+}
+
+async function readAndValidateCase(src: FileSource, c: RawCase, channels: string[], json: DatasetJson | undefined, declared: Set<number>): Promise<ValidatedCase> {
   const r: CaseReport = { id: c.id, images: c.images, label: c.label, problems: [], warnings: [] };
   const ending = json?.file_ending ?? '';
   const names = json?.channel_names ?? json?.modality ?? {};
@@ -249,7 +265,7 @@ async function validateCase(src: FileSource, c: RawCase, channels: string[], jso
     if (undeclared.length && declared.size) r.problems.push(`${c.label}: label value(s) ${undeclared.join(', ')} not declared in dataset.json labels (declared: ${[...declared].join(', ')})`);
     if (values.length === 1 && values[0] === 0) r.warnings.push(`${c.label}: only background (0) in this label map`);
   }
-  return r;
+  return { report: r, images: vols.map((x) => x.v), label };
 }
 
 function uniqueValues(data: ArrayLike<number>): { values: number[]; nonInteger?: number } {

@@ -1,0 +1,137 @@
+// What a user dropped → what gets imported. Three kinds of input:
+// - an nnU-Net raw dataset folder (dataset.json at the root, or in the one folder dropped):
+//   every case is read once, validated as nnU-Net does, and stored with its problems;
+// - loose NIfTI files: one unlabelled case per file (scans to segment);
+// - DICOM files: one unlabelled case per series.
+// Pure (no DOM): runs in the import worker and in Node tests.
+import type { FileSource } from '../io/file-source.ts';
+import { openRawDataset, readRawDatasetCases } from '../io/raw-dataset.ts';
+import { readNifti } from '../io/nifti.ts';
+import { readDicomFiles } from '../io/dicom.ts';
+import type { CaseInput, DatasetMeta } from './import-dataset.ts';
+
+export interface SkippedCase {
+  id: string;
+  reason: string;
+}
+
+export interface ImportPlan {
+  kind: 'raw-dataset' | 'nifti-files' | 'dicom-series';
+  meta: DatasetMeta;
+  casesTotal: number;
+  /** Cases to store; reading happens lazily, one case at a time. */
+  cases: AsyncIterable<CaseInput>;
+  /** Cases that cannot be stored (no readable image), filled while `cases` is iterated. */
+  skipped: SkippedCase[];
+  /** Dataset-level warnings (not fatal). */
+  warnings: string[];
+}
+
+export class ImportInputError extends Error {}
+
+const NIFTI = /\.nii(\.gz)?$/i;
+
+/** A view of `src` below `prefix` ('' = the root). */
+function subSource(src: FileSource, prefix: string): FileSource {
+  if (!prefix) return src;
+  return {
+    name: prefix.replace(/\/$/, '').split('/').pop() || src.name,
+    list: async () => (await src.list()).filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length)),
+    read: (p) => src.read(prefix + p),
+  };
+}
+
+export async function planImport(src: FileSource, opts: { name?: string } = {}): Promise<ImportPlan> {
+  const paths = await src.list();
+  if (paths.length === 0) throw new ImportInputError(`${src.name}: nothing to import (the folder is empty)`);
+  const jsons = paths.filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json')).sort((a, b) => a.length - b.length);
+  if (jsons.length > 0) return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts.name);
+  const nifti = paths.filter((p) => NIFTI.test(p));
+  if (nifti.length > 0) return planNiftiFiles(src, nifti, opts.name);
+  return planDicom(src, paths, opts.name);
+}
+
+async function planRawDataset(src: FileSource, name?: string): Promise<ImportPlan> {
+  const ds = await openRawDataset(src);
+  if (!ds.json || ds.problems.length) {
+    throw new ImportInputError(`${src.name} is not a valid nnU-Net dataset: ${ds.problems.join('; ') || 'dataset.json is unreadable'}`);
+  }
+  const json = ds.json;
+  const names = json.channel_names ?? json.modality ?? {};
+  const skipped: SkippedCase[] = [];
+  async function* cases(): AsyncGenerator<CaseInput> {
+    for await (const c of readRawDatasetCases(src, ds)) {
+      if (c.images.length !== ds.channels.length) {
+        skipped.push({ id: c.report.id, reason: c.report.problems.join('; ') });
+        continue;
+      }
+      yield { caseId: c.report.id, images: c.images, label: c.label, problems: [...c.report.problems, ...c.report.warnings.map((w) => `warning: ${w}`)] };
+    }
+  }
+  return {
+    kind: 'raw-dataset',
+    meta: { name: name ?? src.name, datasetJson: json, channelNames: ds.channels.map((k) => String(names[k] ?? k)), labels: json.labels },
+    casesTotal: ds.cases.length,
+    cases: cases(),
+    skipped,
+    warnings: ds.warnings,
+  };
+}
+
+function caseIdOf(path: string): string {
+  return path.split('/').pop()!.replace(NIFTI, '');
+}
+
+async function planNiftiFiles(src: FileSource, files: string[], name?: string): Promise<ImportPlan> {
+  const ids = files.map(caseIdOf);
+  const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (dup) throw new ImportInputError(`two files would both become case '${dup}'; rename one`);
+  const skipped: SkippedCase[] = [];
+  async function* cases(): AsyncGenerator<CaseInput> {
+    for (const [i, p] of files.entries()) {
+      try {
+        yield { caseId: ids[i], images: [readNifti(await src.read(p), p)], problems: [] };
+      } catch (e) {
+        skipped.push({ id: ids[i], reason: e instanceof Error ? e.message : String(e) });
+      }
+    }
+  }
+  return {
+    kind: 'nifti-files',
+    meta: { name: name ?? src.name, channelNames: ['image'], labels: { background: 0 } },
+    casesTotal: files.length,
+    cases: cases(),
+    skipped,
+    warnings: [],
+  };
+}
+
+async function planDicom(src: FileSource, paths: string[], name?: string): Promise<ImportPlan> {
+  // DICOM series need every file of a series before a volume exists, so files are read up front.
+  const files = await Promise.all(paths.map(async (p) => ({ name: p, bytes: await src.read(p) })));
+  const { series, skipped: notDicom } = readDicomFiles(files);
+  if (series.length === 0) {
+    const why = notDicom.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ');
+    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found${why ? ` (${why})` : ''}`);
+  }
+  const skipped: SkippedCase[] = [];
+  const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);
+  async function* cases(): AsyncGenerator<CaseInput> {
+    for (const [i, s] of series.entries()) {
+      const id = `series_${String(i).padStart(3, '0')}`;
+      if (!s.volume) {
+        skipped.push({ id, reason: s.error ?? 'unreadable series' });
+        continue;
+      }
+      yield { caseId: id, images: [s.volume], problems: [] };
+    }
+  }
+  return {
+    kind: 'dicom-series',
+    meta: { name: name ?? src.name, channelNames: ['image'], labels: { background: 0 } },
+    casesTotal: series.length,
+    cases: cases(),
+    skipped,
+    warnings,
+  };
+}
