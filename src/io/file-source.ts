@@ -78,3 +78,17 @@ export function directoryHandleSource(root: DirectoryHandleLike): FileSource {
     },
   };
 }
+
+/** Files with explicit relative paths (what a drag-and-drop of folders yields after walking entries). */
+export function pathFilesSource(name: string, entries: ReadonlyArray<{ path: string; file: Blob }>): FileSource {
+  const map = new Map(entries.map((e) => [e.path.replace(/^\/+/, ''), e.file]));
+  return {
+    name,
+    list: async () => [...map.keys()].sort(),
+    read: async (path) => {
+      const f = map.get(path);
+      if (!f) throw new Error(`${name}: no file ${path}`);
+      return new Uint8Array(await f.arrayBuffer());
+    },
+  };
+}

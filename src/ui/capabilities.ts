@@ -8,7 +8,7 @@ export interface Capability {
 
 export const CAPABILITIES: Capability[] = [
   { name: 'GPU self-test (tfjs conv3d forward + gradient vs CPU)', needsWebGPU: true, status: 'available' },
-  { name: 'Import NIfTI / DICOM / nnU-Net raw folders into this browser', needsWebGPU: false, status: 'planned' },
+  { name: 'Import NIfTI / DICOM / nnU-Net raw folders into this browser', needsWebGPU: false, status: 'available' },
   { name: 'Dataset fingerprint and nnU-Net planning', needsWebGPU: false, status: 'planned' },
   { name: 'Training the 3D U-Net', needsWebGPU: true, status: 'planned' },
   { name: 'Federated rounds (FFE, FedAvg, AsymFedAvg)', needsWebGPU: true, status: 'planned' },

@@ -1,87 +1,76 @@
-// App shell: shows whether this browser can train on WebGPU and runs the GPU self-test in a
-// worker. The UI is thin: every computation lives in src/ or a worker.
+// App shell: a tab per step. Views are thin; every computation lives in src/ or a worker.
 import * as Comlink from 'comlink';
 import './style.css';
-import { adapterName, probeWebGPU, type WebGPUStatus } from '../gpu/probe.ts';
-import { CAPABILITIES } from './capabilities.ts';
-import type { SelfTestApi, SelfTestResult } from '../../workers/selftest.worker.ts';
+import { probeWebGPU } from '../gpu/probe.ts';
+import { el } from './dom.ts';
+import { selfTestCard, statusCard } from './views/system.ts';
+import { dataView } from './views/data.ts';
+import type { DataApi } from '../../workers/data.worker.ts';
 
 const app = document.getElementById('app')!;
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...kids: (Node | string)[]) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  e.append(...kids);
-  return e;
+interface Tab {
+  id: string;
+  label: string;
+  panel: HTMLElement;
+  onShow?: () => void;
 }
 
-function statusCard(s: WebGPUStatus): HTMLElement {
-  const card = el('section', { class: 'card', id: 'webgpu-status', 'data-available': String(s.available) });
-  card.append(el('h2', {}, 'This browser'));
-  if (s.available) {
-    card.append(el('p', { class: 'ok' }, `WebGPU is available: ${adapterName(s)}.`));
-    const dl = el('dl');
-    const keys = ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'];
-    for (const k of keys) if (s.limits && k in s.limits) dl.append(el('dt', {}, k), el('dd', {}, String(s.limits[k])));
-    dl.append(el('dt', {}, 'shader-f16'), el('dd', {}, s.features?.includes('shader-f16') ? 'yes' : 'no'));
-    dl.append(el('dt', {}, 'cross-origin isolated'), el('dd', {}, String(s.crossOriginIsolated)));
-    card.append(dl);
-  } else {
-    card.append(
-      el('p', { class: 'bad', id: 'no-webgpu' }, 'WebGPU is not available in this browser, so it cannot train or take part in federated training.'),
-      el('p', {}, `Reason: ${s.reason ?? 'unknown'}`),
-      el('p', {}, 'Use a current Chrome or Edge (version 113 or later) on a machine with a GPU, or enable WebGPU in your browser settings.'),
-    );
-  }
-  const caps = el('ul', { class: 'caps', id: 'capabilities' });
-  for (const c of CAPABILITIES) {
-    const usable = s.available || !c.needsWebGPU;
-    const li = el('li', { 'data-usable': String(usable) }, `${usable ? '✓' : '✗'} ${c.name}`);
-    if (c.status === 'planned') li.append(el('span', { class: 'tag' }, 'not yet built'));
-    caps.append(li);
-  }
-  card.append(el('h3', {}, s.available ? 'What this browser can do' : 'What still works here'), caps);
-  return card;
-}
-
-function selfTestCard(enabled: boolean): { card: HTMLElement; run: () => Promise<SelfTestResult> } {
-  const out = el('div', { id: 'selftest-result' });
-  const button = el('button', { id: 'selftest-run', type: 'button' }, 'Run GPU self-test') as HTMLButtonElement;
-  button.disabled = !enabled;
-  const card = el('section', { class: 'card' }, el('h2', {}, 'GPU self-test'),
-    el('p', {}, 'Runs a 3D convolution and its gradients on WebGPU in a worker and compares them with the CPU.'), button, out);
-  const run = async (): Promise<SelfTestResult> => {
-    button.disabled = true;
-    out.textContent = 'Running…';
-    const worker = new Worker(new URL('../../workers/selftest.worker.ts', import.meta.url), { type: 'module' });
-    try {
-      const api = Comlink.wrap<SelfTestApi>(worker);
-      const r = await api.conv3d();
-      const worst = Math.max(r.relL2.y, r.relL2.dx, r.relL2.dw);
-      out.replaceChildren(
-        el('p', { class: worst < 1e-4 ? 'ok' : 'bad' }, worst < 1e-4 ? 'WebGPU matches the CPU.' : 'WebGPU disagrees with the CPU!'),
-        el('dl', {}, el('dt', {}, 'rel. L2 (y, dx, dw)'), el('dd', {}, `${r.relL2.y.toExponential(2)}, ${r.relL2.dx.toExponential(2)}, ${r.relL2.dw.toExponential(2)}`),
-          el('dt', {}, 'time webgpu / cpu'), el('dd', {}, `${r.ms.webgpu.toFixed(0)} ms / ${r.ms.cpu.toFixed(0)} ms`)),
-      );
-      return r;
-    } catch (e) {
-      out.replaceChildren(el('p', { class: 'bad' }, `Self-test failed: ${e instanceof Error ? e.message : String(e)}`));
-      throw e;
-    } finally {
-      worker.terminate();
-      button.disabled = !enabled;
-    }
+function tabs(list: Tab[]): HTMLElement {
+  const bar = el('nav', { class: 'tabs', role: 'tablist', 'aria-label': 'Steps' });
+  const panels = el('div', {});
+  const buttons = list.map((t) => {
+    const b = el('button', { type: 'button', role: 'tab', id: `tab-${t.id}`, 'aria-controls': `panel-${t.id}` }, t.label);
+    t.panel.id = `panel-${t.id}`;
+    t.panel.setAttribute('role', 'tabpanel');
+    t.panel.setAttribute('aria-labelledby', `tab-${t.id}`);
+    b.addEventListener('click', () => (location.hash = t.id));
+    bar.append(b);
+    panels.append(t.panel);
+    return b;
+  });
+  const show = () => {
+    const id = location.hash.slice(1) || list[0].id;
+    const current = list.find((t) => t.id === id) ?? list[0];
+    list.forEach((t, i) => {
+      const on = t === current;
+      t.panel.hidden = !on;
+      buttons[i].setAttribute('aria-selected', String(on));
+      buttons[i].tabIndex = on ? 0 : -1;
+    });
+    current.onShow?.();
   };
-  button.addEventListener('click', () => void run().catch(() => undefined));
-  return { card, run };
+  // Arrow keys move between tabs (WAI-ARIA tabs pattern).
+  bar.addEventListener('keydown', (e) => {
+    const i = buttons.indexOf(document.activeElement as HTMLButtonElement);
+    if (i < 0 || (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft')) return;
+    const next = buttons[(i + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length];
+    next.focus();
+    next.click();
+  });
+  window.addEventListener('hashchange', show);
+  show();
+  return el('div', {}, bar, panels);
 }
 
 async function main(): Promise<void> {
   const status = await probeWebGPU();
+  const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), { type: 'module' });
+  const dataApi = Comlink.wrap<DataApi>(dataWorker);
+  const data = dataView(dataApi);
   const selfTest = selfTestCard(status.available);
-  app.replaceChildren(statusCard(status), selfTest.card);
+  const system = el('div', {}, statusCard(status), selfTest.card);
+  if (!status.available) {
+    // Say it up front, on every tab: the plain-words reason and what still works.
+    app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));
+  }
+  app.append(tabs([
+    { id: 'data', label: 'Data', panel: data.root },
+    { id: 'system', label: 'This browser', panel: system },
+  ]));
+  await data.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run } });
+  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi } });
   document.body.dataset.ready = 'true';
 }
 

@@ -14,6 +14,8 @@ describe('app shell with WebGPU (SwiftShader)', () => {
     expect(status.crossOriginIsolated).toBe(true);
     expect(JSON.stringify(status.adapter).toLowerCase()).toContain('swiftshader');
     expect(status.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(await s.page.isVisible('#webgpu-banner')).toBe(false);
+    await s.page.click('#tab-system');
     expect(await s.page.textContent('#webgpu-status')).toContain('WebGPU is available');
     await screenshot(s.page, 'app-shell-webgpu');
     expect(s.errors).toEqual([]);
@@ -28,6 +30,11 @@ describe('app shell without WebGPU', () => {
   afterAll(async () => s?.close());
 
   it('says plainly that WebGPU is missing and lists what still works', async () => {
+    // Said on the first screen, whatever tab is open…
+    expect(await s.page.textContent('#webgpu-banner')).toContain('no WebGPU');
+    // …and in detail on "This browser", reachable from the keyboard.
+    await s.page.focus('#tab-data');
+    await s.page.keyboard.press('ArrowRight');
     await s.page.waitForSelector('#no-webgpu');
     const text = await s.page.textContent('#webgpu-status');
     expect(text).toContain('WebGPU is not available');

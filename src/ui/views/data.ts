@@ -1,0 +1,162 @@
+// "Data": import scans into this browser (IndexedDB) and manage the datasets stored here.
+// Parsing, validation and storing run in workers/data.worker.ts; this view only shows progress.
+import * as Comlink from 'comlink';
+import { el, errorText, formatBytes } from '../dom.ts';
+import type { DataApi, ImportEvent, ImportInput, ImportSummary } from '../../../workers/data.worker.ts';
+
+type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
+
+/** Walks dropped entries (folders included) into files with their relative paths. */
+async function filesFromEntries(entries: FileSystemEntry[]): Promise<Array<{ path: string; file: File }>> {
+  const out: Array<{ path: string; file: File }> = [];
+  const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
+    if (entry.isFile) {
+      const file = await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail));
+      out.push({ path: prefix + entry.name, file });
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader();
+      // readEntries returns batches (about 100 entries) until an empty one.
+      for (;;) {
+        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
+        if (batch.length === 0) break;
+        for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  for (const e of entries) await walk(e, '');
+  return out;
+}
+
+export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput) => Promise<ImportSummary | undefined> } {
+  const drop = el('div', { class: 'drop', id: 'drop-zone', tabindex: '0', role: 'button', 'aria-label': 'Drop files or folders here to import them' },
+    el('strong', {}, 'Drop an nnU-Net dataset folder, NIfTI files or a DICOM folder here'),
+    el('span', {}, 'Files are read in this browser and stored on this computer only. Nothing is uploaded.'));
+  const folderInput = el('input', { type: 'file', id: 'import-folder', webkitdirectory: '', hidden: '' });
+  const filesInput = el('input', { type: 'file', id: 'import-files', multiple: '', accept: '.nii,.gz,.dcm,application/dicom', hidden: '' });
+  const pickFolder = el('button', { type: 'button', id: 'pick-folder' }, 'Choose a folder…');
+  const pickFiles = el('button', { type: 'button', id: 'pick-files', class: 'secondary' }, 'Choose files…');
+  const progress = el('progress', { id: 'import-progress', max: '1', value: '0', hidden: '' });
+  const status = el('p', { id: 'import-status', role: 'status' });
+  const cancel = el('button', { type: 'button', id: 'import-cancel', class: 'secondary', hidden: '' }, 'Cancel import');
+  const result = el('div', { id: 'import-result' });
+  const list = el('div', { id: 'dataset-list' });
+  const usage = el('p', { id: 'storage-usage', class: 'muted' });
+
+  const root = el('div', {},
+    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles), folderInput, filesInput,
+      el('div', { class: 'row' }, progress, cancel), status, result),
+    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage));
+
+  let busy = false;
+  const setBusy = (b: boolean) => {
+    busy = b;
+    pickFolder.disabled = b;
+    pickFiles.disabled = b;
+    progress.hidden = !b;
+    cancel.hidden = !b;
+    drop.classList.toggle('busy', b);
+  };
+
+  const onEvent = (e: ImportEvent) => {
+    progress.max = Math.max(1, e.casesTotal);
+    progress.value = e.casesDone;
+    const what = e.phase === 'reading' ? `Read ${e.caseId ?? 'case'}` : e.phase === 'storing' ? 'Stored' : e.phase === 'committing' ? 'Finishing' : e.phase === 'rolling-back' ? 'Undoing' : 'Done';
+    status.textContent = `${what}: ${e.casesDone} of ${e.casesTotal} cases, ${formatBytes(e.bytesWritten)} written`;
+    status.dataset.phase = e.phase;
+  };
+
+  async function importInput(input: ImportInput): Promise<ImportSummary | undefined> {
+    if (busy) return undefined;
+    setBusy(true);
+    result.replaceChildren();
+    status.textContent = 'Starting…';
+    try {
+      const s = await api.importFiles(input, Comlink.proxy(onEvent));
+      // persist() exists only on the page (not in workers): ask once a dataset is stored.
+      const persisted = await navigator.storage?.persist?.().catch(() => false);
+      const lines = [el('p', { class: 'ok' }, `Imported ${s.name}: ${s.numCases} case(s)${s.replaced ? ' (replaced the earlier import of the same name)' : ''}.`)];
+      if (s.casesWithProblems) lines.push(el('p', { class: 'warn' }, `${s.casesWithProblems} case(s) have problems; see the list below.`));
+      for (const k of s.skipped) lines.push(el('p', { class: 'bad' }, `Skipped ${k.id}: ${k.reason}`));
+      for (const w of s.warnings.slice(0, 5)) lines.push(el('p', { class: 'muted' }, w));
+      if (persisted === false) lines.push(el('p', { class: 'muted' }, 'The browser did not grant persistent storage: it may evict this data when the disk is full.'));
+      result.replaceChildren(...lines);
+      status.textContent = 'Import finished.';
+      return s;
+    } catch (e) {
+      const aborted = /abort|cancel/i.test(errorText(e));
+      result.replaceChildren(el('p', { class: 'bad', id: 'import-error' }, aborted ? 'Import cancelled. Nothing was stored; your other datasets are unchanged.' : `Import failed: ${errorText(e)}. Nothing was stored; your other datasets are unchanged.`));
+      status.textContent = '';
+      return undefined;
+    } finally {
+      setBusy(false);
+      await refresh();
+    }
+  }
+
+  cancel.addEventListener('click', () => void api.cancelImport());
+  pickFiles.addEventListener('click', () => filesInput.click());
+  pickFolder.addEventListener('click', async () => {
+    const picker = (window as unknown as { showDirectoryPicker?: () => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
+    if (!picker) return folderInput.click();
+    try {
+      const dir = await picker();
+      await importInput({ dir });
+    } catch (e) {
+      if ((e as DOMException)?.name !== 'AbortError') result.replaceChildren(el('p', { class: 'bad' }, errorText(e)));
+    }
+  });
+  const fromInput = (input: HTMLInputElement) => {
+    const files = [...(input.files ?? [])].map((f) => ({ path: f.webkitRelativePath || f.name, file: f }));
+    input.value = '';
+    if (files.length) void importInput({ files });
+  };
+  folderInput.addEventListener('change', () => fromInput(folderInput));
+  filesInput.addEventListener('change', () => fromInput(filesInput));
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      pickFolder.click();
+    }
+  });
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    // Entries must be taken synchronously: the DataTransfer is emptied when the handler returns.
+    const entries = [...(e.dataTransfer?.items ?? [])].map((i) => i.webkitGetAsEntry()).filter((x): x is FileSystemEntry => !!x);
+    void filesFromEntries(entries).then((files) => (files.length ? importInput({ files }) : undefined));
+  });
+
+  function datasetRow(d: DatasetView): HTMLElement {
+    const del = el('button', { type: 'button', class: 'danger', 'data-delete': d.id, 'aria-label': `Delete ${d.name}` }, 'Delete');
+    del.addEventListener('click', async () => {
+      if (!confirm(`Delete ${d.name} (${d.numCases} cases) from this browser?`)) return;
+      await api.remove(d.id);
+      await refresh();
+    });
+    const cases = el('ul', { class: 'cases' });
+    for (const c of d.cases) {
+      const ok = c.problems.filter((p) => !p.startsWith('warning:')).length === 0;
+      cases.append(el('li', { 'data-case': c.caseId, 'data-ok': String(ok) }, `${ok ? '✓' : '✗'} ${c.caseId}`,
+        el('span', { class: 'muted' }, ` ${c.dims?.join('×') ?? ''} @ ${c.spacing?.map((s) => s.toFixed(2)).join('×') ?? ''} mm${c.hasLabel ? ', labelled' : ''}`),
+        ...(c.problems.length ? [el('ul', {}, ...c.problems.map((p) => el('li', { class: p.startsWith('warning:') ? 'muted' : 'bad' }, p)))] : [])));
+    }
+    return el('details', { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
+      el('summary', {}, el('strong', {}, d.name), ` — ${d.numCases} case(s), ${d.channelNames.join(' + ')}, ${formatBytes(d.bytes)}`,
+        d.casesWithProblems ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`) : el('span', { class: 'ok' }, ' · all cases valid'), ' ', del),
+      cases);
+  }
+
+  async function refresh(): Promise<void> {
+    const all = await api.datasets();
+    list.replaceChildren(...(all.length ? all.map(datasetRow) : [el('p', { class: 'muted', id: 'no-datasets' }, 'No dataset yet. Import one above.')]));
+    const u = await api.usage();
+    usage.textContent = `Stored voxels: ${formatBytes(u.totalBytes)}` + (u.estimate?.quota ? ` · this site uses ${formatBytes(u.estimate.usage ?? 0)} of ${formatBytes(u.estimate.quota)} allowed` : '');
+  }
+
+  return { root, refresh, importInput };
+}

@@ -1,0 +1,67 @@
+// "This browser": WebGPU status and the GPU self-test (tfjs conv3d on WebGPU vs CPU, in a worker).
+import * as Comlink from 'comlink';
+import { adapterName, type WebGPUStatus } from '../../gpu/probe.ts';
+import { CAPABILITIES } from '../capabilities.ts';
+import { el } from '../dom.ts';
+import type { SelfTestApi, SelfTestResult } from '../../../workers/selftest.worker.ts';
+
+export function statusCard(s: WebGPUStatus): HTMLElement {
+  const card = el('section', { class: 'card', id: 'webgpu-status', 'data-available': String(s.available) });
+  card.append(el('h2', {}, 'This browser'));
+  if (s.available) {
+    card.append(el('p', { class: 'ok' }, `WebGPU is available: ${adapterName(s)}.`));
+    const dl = el('dl');
+    const keys = ['maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'];
+    for (const k of keys) if (s.limits && k in s.limits) dl.append(el('dt', {}, k), el('dd', {}, String(s.limits[k])));
+    dl.append(el('dt', {}, 'shader-f16'), el('dd', {}, s.features?.includes('shader-f16') ? 'yes' : 'no'));
+    dl.append(el('dt', {}, 'cross-origin isolated'), el('dd', {}, String(s.crossOriginIsolated)));
+    card.append(dl);
+  } else {
+    card.append(
+      el('p', { class: 'bad', id: 'no-webgpu' }, 'WebGPU is not available in this browser, so it cannot train or take part in federated training.'),
+      el('p', {}, `Reason: ${s.reason ?? 'unknown'}`),
+      el('p', {}, 'Use a current Chrome or Edge (version 113 or later) on a machine with a GPU, or enable WebGPU in your browser settings.'),
+    );
+  }
+  const caps = el('ul', { class: 'caps', id: 'capabilities' });
+  for (const c of CAPABILITIES) {
+    const usable = s.available || !c.needsWebGPU;
+    const li = el('li', { 'data-usable': String(usable) }, `${usable ? '✓' : '✗'} ${c.name}`);
+    if (c.status === 'planned') li.append(el('span', { class: 'tag' }, 'not yet built'));
+    caps.append(li);
+  }
+  card.append(el('h3', {}, s.available ? 'What this browser can do' : 'What still works here'), caps);
+  return card;
+}
+
+export function selfTestCard(enabled: boolean): { card: HTMLElement; run: () => Promise<SelfTestResult> } {
+  const out = el('div', { id: 'selftest-result' });
+  const button = el('button', { id: 'selftest-run', type: 'button' }, 'Run GPU self-test');
+  button.disabled = !enabled;
+  const card = el('section', { class: 'card' }, el('h2', {}, 'GPU self-test'),
+    el('p', {}, 'Runs a 3D convolution and its gradients on WebGPU in a worker and compares them with the CPU.'), button, out);
+  const run = async (): Promise<SelfTestResult> => {
+    button.disabled = true;
+    out.textContent = 'Running…';
+    const worker = new Worker(new URL('../../../workers/selftest.worker.ts', import.meta.url), { type: 'module' });
+    try {
+      const api = Comlink.wrap<SelfTestApi>(worker);
+      const r = await api.conv3d();
+      const worst = Math.max(r.relL2.y, r.relL2.dx, r.relL2.dw);
+      out.replaceChildren(
+        el('p', { class: worst < 1e-4 ? 'ok' : 'bad' }, worst < 1e-4 ? 'WebGPU matches the CPU.' : 'WebGPU disagrees with the CPU!'),
+        el('dl', {}, el('dt', {}, 'rel. L2 (y, dx, dw)'), el('dd', {}, `${r.relL2.y.toExponential(2)}, ${r.relL2.dx.toExponential(2)}, ${r.relL2.dw.toExponential(2)}`),
+          el('dt', {}, 'time webgpu / cpu'), el('dd', {}, `${r.ms.webgpu.toFixed(0)} ms / ${r.ms.cpu.toFixed(0)} ms`)),
+      );
+      return r;
+    } catch (e) {
+      out.replaceChildren(el('p', { class: 'bad' }, `Self-test failed: ${e instanceof Error ? e.message : String(e)}`));
+      throw e;
+    } finally {
+      worker.terminate();
+      button.disabled = !enabled;
+    }
+  };
+  button.addEventListener('click', () => void run().catch(() => undefined));
+  return { card, run };
+}
