@@ -12,6 +12,8 @@ export interface ImportInput {
   files?: Array<{ path: string; file: File }>;
   dir?: FileSystemDirectoryHandle;
   name?: string;
+  /** Keep cases with validation problems (marked) instead of refusing the whole import. */
+  allowProblems?: boolean;
 }
 
 export interface ImportEvent {
@@ -51,7 +53,7 @@ const api = {
       const src = input.dir
         ? directoryHandleSource(input.dir as unknown as DirectoryHandleLike)
         : pathFilesSource(input.files?.[0]?.path.split('/')[0] || 'files', input.files ?? []);
-      const plan = await planImport(src, { name: input.name });
+      const plan = await planImport(src, { name: input.name, allowProblems: input.allowProblems });
       const total = plan.casesTotal;
       let bytes = 0;
       let done = 0;

@@ -29,6 +29,28 @@ export interface ImportPlan {
 
 export class ImportInputError extends Error {}
 
+export interface PlanOptions {
+  name?: string;
+  /**
+   * Store cases with validation problems (marked, listed with the dataset) and skip unreadable ones.
+   * Off by default: like nnU-Net's verify_dataset_integrity, any problem fails the import, every
+   * problem of every case is reported, and nothing is stored.
+   */
+  allowProblems?: boolean;
+}
+
+/** Ends an import that met problems in strict mode (after every case was read, so all are listed). */
+function failOnProblems(perCase: Array<{ id: string; problems: string[] }>, strict: boolean): void {
+  const bad = perCase.filter((c) => c.problems.length);
+  if (!strict || bad.length === 0) return;
+  const lines = bad.map((c) => `${c.id}: ${c.problems.join('; ')}`);
+  throw new ImportInputError(`${bad.length} case(s) have problems, nothing was imported — ${lines.join(' | ')}`);
+}
+
+function ensureSome(stored: number, skipped: SkippedCase[]): void {
+  if (stored === 0) throw new ImportInputError(`no case could be read${skipped.length ? `: ${skipped.map((s) => `${s.id}: ${s.reason}`).join('; ')}` : ''}`);
+}
+
 const NIFTI = /\.nii(\.gz)?$/i;
 
 /** A view of `src` below `prefix` ('' = the root). */
@@ -41,17 +63,17 @@ function subSource(src: FileSource, prefix: string): FileSource {
   };
 }
 
-export async function planImport(src: FileSource, opts: { name?: string } = {}): Promise<ImportPlan> {
+export async function planImport(src: FileSource, opts: PlanOptions = {}): Promise<ImportPlan> {
   const paths = await src.list();
   if (paths.length === 0) throw new ImportInputError(`${src.name}: nothing to import (the folder is empty)`);
   const jsons = paths.filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json')).sort((a, b) => a.length - b.length);
-  if (jsons.length > 0) return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts.name);
+  if (jsons.length > 0) return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts);
   const nifti = paths.filter((p) => NIFTI.test(p));
-  if (nifti.length > 0) return planNiftiFiles(src, nifti, opts.name);
-  return planDicom(src, paths, opts.name);
+  if (nifti.length > 0) return planNiftiFiles(src, nifti, opts);
+  return planDicom(src, paths, opts);
 }
 
-async function planRawDataset(src: FileSource, name?: string): Promise<ImportPlan> {
+async function planRawDataset(src: FileSource, { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
   const ds = await openRawDataset(src);
   if (!ds.json || ds.problems.length) {
     throw new ImportInputError(`${src.name} is not a valid nnU-Net dataset: ${ds.problems.join('; ') || 'dataset.json is unreadable'}`);
@@ -60,13 +82,19 @@ async function planRawDataset(src: FileSource, name?: string): Promise<ImportPla
   const names = json.channel_names ?? json.modality ?? {};
   const skipped: SkippedCase[] = [];
   async function* cases(): AsyncGenerator<CaseInput> {
+    const seen: Array<{ id: string; problems: string[] }> = [];
+    let stored = 0;
     for await (const c of readRawDatasetCases(src, ds)) {
+      seen.push({ id: c.report.id, problems: c.report.problems });
       if (c.images.length !== ds.channels.length) {
         skipped.push({ id: c.report.id, reason: c.report.problems.join('; ') });
         continue;
       }
+      stored++;
       yield { caseId: c.report.id, images: c.images, label: c.label, problems: [...c.report.problems, ...c.report.warnings.map((w) => `warning: ${w}`)] };
     }
+    failOnProblems(seen, !allowProblems);
+    ensureSome(stored, skipped);
   }
   return {
     kind: 'raw-dataset',
@@ -82,19 +110,26 @@ function caseIdOf(path: string): string {
   return path.split('/').pop()!.replace(NIFTI, '');
 }
 
-async function planNiftiFiles(src: FileSource, files: string[], name?: string): Promise<ImportPlan> {
+async function planNiftiFiles(src: FileSource, files: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
   const ids = files.map(caseIdOf);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ImportInputError(`two files would both become case '${dup}'; rename one`);
   const skipped: SkippedCase[] = [];
   async function* cases(): AsyncGenerator<CaseInput> {
+    let stored = 0;
     for (const [i, p] of files.entries()) {
+      let v;
       try {
-        yield { caseId: ids[i], images: [readNifti(await src.read(p), p)], problems: [] };
+        v = readNifti(await src.read(p), p);
       } catch (e) {
         skipped.push({ id: ids[i], reason: e instanceof Error ? e.message : String(e) });
+        continue;
       }
+      stored++;
+      yield { caseId: ids[i], images: [v], problems: [] };
     }
+    failOnProblems(skipped.map((k) => ({ id: k.id, problems: [k.reason] })), !allowProblems);
+    ensureSome(stored, skipped);
   }
   return {
     kind: 'nifti-files',
@@ -106,7 +141,7 @@ async function planNiftiFiles(src: FileSource, files: string[], name?: string): 
   };
 }
 
-async function planDicom(src: FileSource, paths: string[], name?: string): Promise<ImportPlan> {
+async function planDicom(src: FileSource, paths: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
   // DICOM series need every file of a series before a volume exists, so files are read up front.
   const files = await Promise.all(paths.map(async (p) => ({ name: p, bytes: await src.read(p) })));
   const { series, skipped: notDicom } = readDicomFiles(files);
@@ -117,14 +152,18 @@ async function planDicom(src: FileSource, paths: string[], name?: string): Promi
   const skipped: SkippedCase[] = [];
   const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);
   async function* cases(): AsyncGenerator<CaseInput> {
+    let stored = 0;
     for (const [i, s] of series.entries()) {
       const id = `series_${String(i).padStart(3, '0')}`;
       if (!s.volume) {
         skipped.push({ id, reason: s.error ?? 'unreadable series' });
         continue;
       }
+      stored++;
       yield { caseId: id, images: [s.volume], problems: [] };
     }
+    failOnProblems(skipped.map((k) => ({ id: k.id, problems: [k.reason] })), !allowProblems);
+    ensureSome(stored, skipped);
   }
   return {
     kind: 'dicom-series',

@@ -33,12 +33,15 @@ describe('importing dropped files', () => {
     expect(v.label).toBeDefined();
   });
 
-  it('a case whose image is corrupt is skipped with its reason; the others are stored', async () => {
+  it('a corrupt case fails a strict import (all problems listed); with allowProblems it is skipped and the others stored', async () => {
     const { db } = await freshStore();
     const files: Record<string, Uint8Array> = {};
     for (const p of await fsSource(RAW803).list()) files[p] = new Uint8Array(readFileSync(join(RAW803, p)));
     files['imagesTr/mp_002_0000.nii.gz'] = files['imagesTr/mp_002_0000.nii.gz'].slice(0, 200); // truncated gzip
-    const plan = await planImport(memorySource('Dataset803_PhantomMR2ch', files));
+    const strict = await planImport(memorySource('Dataset803_PhantomMR2ch', files));
+    await expect(importDataset(db, strict.meta, strict.cases)).rejects.toThrow(/^1 case\(s\) have problems, nothing was imported — mp_002: .*mp_002_0000\.nii\.gz/);
+    expect(await listDatasets(db)).toEqual([]);
+    const plan = await planImport(memorySource('Dataset803_PhantomMR2ch', files), { allowProblems: true });
     const r = await importDataset(db, plan.meta, plan.cases);
     expect(r.dataset.numCases).toBe(2);
     expect(plan.skipped.map((s) => s.id)).toEqual(['mp_002']);

@@ -39,11 +39,13 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   const status = el('p', { id: 'import-status', role: 'status' });
   const cancel = el('button', { type: 'button', id: 'import-cancel', class: 'secondary', hidden: '' }, 'Cancel import');
   const result = el('div', { id: 'import-result' });
+  const allow = el('input', { type: 'checkbox', id: 'import-allow-problems' });
+  const allowLabel = el('label', { for: 'import-allow-problems' }, allow, ' Keep cases with problems (marked in the list) instead of refusing the import');
   const list = el('div', { id: 'dataset-list' });
   const usage = el('p', { id: 'storage-usage', class: 'muted' });
 
   const root = el('div', {},
-    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles), folderInput, filesInput,
+    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles), allowLabel, folderInput, filesInput,
       el('div', { class: 'row' }, progress, cancel), status, result),
     el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage));
 
@@ -71,7 +73,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
     result.replaceChildren();
     status.textContent = 'Starting…';
     try {
-      const s = await api.importFiles(input, Comlink.proxy(onEvent));
+      const s = await api.importFiles({ allowProblems: allow.checked, ...input }, Comlink.proxy(onEvent));
       // persist() exists only on the page (not in workers): ask once a dataset is stored.
       const persisted = await navigator.storage?.persist?.().catch(() => false);
       const lines = [el('p', { class: 'ok' }, `Imported ${s.name}: ${s.numCases} case(s)${s.replaced ? ' (replaced the earlier import of the same name)' : ''}.`)];
