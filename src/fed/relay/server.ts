@@ -1,14 +1,19 @@
 // The relay: one Node process serving the built web app (static), the federation WebSocket
-// endpoint (/fed) and, later, a PeerJS signalling server for workshop mode.
-import { createServer, type Server } from 'node:http';
+// endpoint (/fed) and a PeerJS signalling server (/peerjs) for the workshop host mode, where a
+// host tab coordinates and participants reach it over WebRTC data channels.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { ExpressPeerServer } from 'peer';
 import { Coordinator, type CoordinatorOptions, type Outgoing } from '../coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from '../protocol.ts';
 import { staticHandler } from '../../node/static-server.ts';
 import { loadSnapshot, saveSnapshot } from './persistence.ts';
+
+/** Where the PeerJS signalling server answers (PeerJS clients use path '/peerjs'). */
+export const PEER_PATH = '/peerjs';
 
 export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
   port?: number;
@@ -38,11 +43,27 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   const maxRate = opts.maxMessagesPerSecond ?? 50;
 
   const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
+  let peerApp: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const server: Server = createServer((req, res) => {
-    if (serveApp) serveApp(req, res);
+    if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
+    else if (serveApp) serveApp(req, res);
     else res.writeHead(404).end('this relay serves no app');
   });
-  const wss = new WebSocketServer({ server, path: '/fed', maxPayload: maxBytes });
+  // Both WebSocket servers run without binding to `server` (ws would reject the other's upgrade
+  // requests); upgrades are routed by path here.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes });
+  let peerWss: WebSocketServer | undefined;
+  peerApp = ExpressPeerServer(server, {
+    path: PEER_PATH,
+    allow_discovery: false,
+    createWebSocketServer: (o) => (peerWss = new WebSocketServer({ noServer: true, path: o.path })),
+  }) as unknown as (req: IncomingMessage, res: ServerResponse) => void;
+  server.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    if (path === '/fed') wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    else if (peerWss && path === `${PEER_PATH}/peerjs`) peerWss.handleUpgrade(req, socket, head, (ws) => peerWss!.emit('connection', ws, req));
+    else socket.destroy();
+  });
   const sockets = new Map<string, WebSocket>();
 
   const route = (from: WebSocket, out: Outgoing[]): void => {
@@ -121,7 +142,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     async close() {
       clearInterval(timer);
       for (const ws of wss.clients) ws.terminate();
+      for (const ws of peerWss?.clients ?? []) ws.terminate();
       await new Promise<void>((ok) => wss.close(() => ok()));
+      await new Promise<void>((ok) => (peerWss ? peerWss.close(() => ok()) : ok()));
       await new Promise<void>((ok) => server.close(() => ok()));
     },
   };
