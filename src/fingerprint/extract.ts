@@ -14,7 +14,7 @@ import type { DatasetFingerprint } from './types.ts';
 export interface FingerprintCaseInput {
   id: string;
   image: Volume | Volume[];
-  label: Volume | undefined;
+  label?: Volume;
 }
 
 export interface ExtractProgress {
