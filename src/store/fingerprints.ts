@@ -13,7 +13,7 @@ export const DATASET_FINGERPRINT_KEY = '';
 export const ffeFingerprintKey = (federationId: string): string => `\u0000ffe:${federationId}`;
 const isCaseKey = (k: string) => k !== DATASET_FINGERPRINT_KEY && !k.startsWith('\u0000');
 
-// A type alias, not an interface: it must fit the store's indexable DatasetOwned.
+// Type aliases, not interfaces: records must fit the store's indexable DatasetOwned.
 type CaseFingerprintRecord = {
   datasetId: string;
   caseId: string;
@@ -22,7 +22,6 @@ type CaseFingerprintRecord = {
   savedAt: number;
 };
 
-// A type alias, not an interface: it must fit the store's indexable DatasetOwned.
 type DatasetFingerprintRecord = {
   datasetId: string;
   caseId: string;
