@@ -11,7 +11,9 @@ export const COMMANDS: Record<string, Loader> = {
   doctor: async () => (await import('./commands/doctor.ts')).default,
   info: async () => (await import('./commands/info.ts')).default,
   'aggregate-fingerprints': async () => (await import('./commands/aggregate-fingerprints.ts')).default,
+  fingerprint: async () => (await import('./commands/fingerprint.ts')).default,
   plan: async () => (await import('./commands/plan.ts')).default,
+  preprocess: async () => (await import('./commands/preprocess.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
   relay: async () => (await import('./commands/relay.ts')).default,
 };

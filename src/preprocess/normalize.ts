@@ -7,7 +7,6 @@ export interface IntensityProperties {
   std: number;
   percentile_00_5: number;
   percentile_99_5: number;
-  [k: string]: number;
 }
 
 export type NormalizationScheme =

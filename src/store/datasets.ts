@@ -61,6 +61,19 @@ export async function loadCaseVolumes(db: StoreDB, datasetId: string, caseId: st
   return { images: rec.label ? out.slice(0, -1) : out, label: rec.label ? out[out.length - 1] : undefined, problems: rec.problems };
 }
 
+/**
+ * The cases of a dataset one at a time, in caseId order: each case's volumes are read only when
+ * the consumer asks for it (e.g. extractFingerprintFromCases), so one case is in memory at a time.
+ */
+export async function* iterateCaseVolumes(db: StoreDB, datasetId: string): AsyncGenerator<CaseVolumes & { id: string; image: Volume[] }> {
+  const ids = (await listCases(db, datasetId)).map((c) => c.caseId);
+  for (const id of ids) {
+    const v = await loadCaseVolumes(db, datasetId, id);
+    if (!v) throw new Error(`store: case '${id}' of ${datasetId} disappeared (dataset deleted?)`);
+    yield { ...v, id, image: v.images };
+  }
+}
+
 /** Deletes a dataset and every record keyed by it (cases, voxels, fingerprints, plans, …). */
 export async function deleteDataset(db: StoreDB, datasetId: string): Promise<boolean> {
   const tx = db.transaction(['datasets', ...PER_DATASET_STORES], 'readwrite');
