@@ -197,7 +197,14 @@ export class Coordinator {
     this.site(id).fingerprint = fp;
     if (!this.s.sites.every((x) => x.fingerprint)) return [];
     if (!this.opts.aggregateFingerprints) throw new Error('FFE needs an aggregateFingerprints function');
-    this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => x.numCases));
+    try {
+      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => x.numCases));
+    } catch (e) {
+      // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
+      const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;
+      this.opts.log(reason);
+      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: reason } }));
+    }
     this.s.phase = 'spec';
     this.persist();
     this.opts.log(`FFE: aggregated ${this.s.sites.length} fingerprints`);

@@ -12,6 +12,9 @@ import { encodeWeights } from '../../src/fed/codec.ts';
 import { crc32 } from '../../src/util/crc32.ts';
 import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
+import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
+import { readFileSync } from 'node:fs';
+import { REFERENCE } from '../shared-path.ts';
 
 const base: WeightSpec = [
   { name: 'encoder.stages.0.0.convs.0.conv.weight', shape: [4, 1, 3, 3, 3] },
@@ -27,13 +30,13 @@ afterEach(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function start(config: Partial<FederationConfig> & { expectedSites: number }) {
+async function start(config: Partial<FederationConfig> & { expectedSites: number }, merge?: typeof mergeSiteFingerprints) {
   dir = mkdtempSync(join(tmpdir(), 'relay-'));
   relay = await startRelay({
     dataDir: dir,
     log: () => undefined,
     config: { method: 'ffe', configuration: '3d_fullres', rounds: 3, itersPerRound: 1, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp32', token: 'secret', ...config },
-    aggregateFingerprints: (fps, w) => ({ merged: fps.length, cases: w.reduce((a, b) => a + b, 0) }),
+    aggregateFingerprints: merge ?? ((fps, w) => ({ merged: fps.length, cases: w.reduce((a, b) => a + b, 0) })),
   });
   return relay;
 }
@@ -94,6 +97,36 @@ describe('federation over the relay', () => {
     const c = new MockTrainer([{ name: 'x', shape: [2] }], 3);
     const d = new MockTrainer([{ name: 'y', shape: [2] }], 4);
     await expect(Promise.all([site(r2, c, 'C').run(), site(r2, d, 'D').run()])).rejects.toThrow(/share no parameter/);
+  });
+
+  it('FFE with real fingerprints: every site receives the FednnU-Net aggregate of {801, 804}', async () => {
+    const r = await start({ expectedSites: 2, method: 'ffe', rounds: 1 }, mergeSiteFingerprints);
+    const fp = (id: string) => JSON.parse(readFileSync(`${REFERENCE}/fingerprints/${id}/dataset_fingerprint.json`, 'utf8'));
+    const a = new MockTrainer(base, 1, 5);
+    const b = new MockTrainer(base, 2, 4);
+    a.localFingerprint = async () => fp('Dataset801_PhantomMR');
+    b.localFingerprint = async () => fp('Dataset804_PhantomMRsiteB');
+    // Join in a fixed order (801 first), as the reference aggregate was made.
+    const ra = site(r, a, '801').run();
+    await new Promise((ok) => setTimeout(ok, 100));
+    await Promise.all([ra, site(r, b, '804').run()]);
+    const ref = JSON.parse(readFileSync(`${REFERENCE}/federated/fed_801_804/aggregated_dataset_fingerprint.json`, 'utf8'));
+    for (const t of [a, b]) {
+      const agg = t.aggregate as any;
+      expect(agg.spacings).toEqual(ref.spacings);
+      expect(agg.shapes_after_crop).toEqual(ref.shapes_after_crop);
+      expect(agg.median_relative_size_after_cropping).toBeCloseTo(ref.median_relative_size_after_cropping, 12);
+      expect(agg.foreground_intensity_properties_per_channel['0'].max).toBe(385);
+    }
+  });
+
+  it('FFE stops with a clear error when a site sends a malformed fingerprint', async () => {
+    const r = await start({ expectedSites: 2, method: 'ffe' }, mergeSiteFingerprints);
+    const a = new MockTrainer(base, 1);
+    const b = new MockTrainer(base, 2);
+    a.localFingerprint = async () => JSON.parse(readFileSync(`${REFERENCE}/fingerprints/Dataset801_PhantomMR/dataset_fingerprint.json`, 'utf8'));
+    b.localFingerprint = async () => ({ spacings: [[1, 1, 'x']] });
+    await expect(Promise.all([site(r, a, 'A').run(), site(r, b, 'B').run()])).rejects.toThrow(/FFE failed: site 2's fingerprint is malformed/);
   });
 
   it('refuses a site without the token', async () => {

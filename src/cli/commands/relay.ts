@@ -5,6 +5,7 @@ import type { Command } from '../commands.ts';
 import { parse, UsageError } from '../args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
+import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 
 const HELP = `fednnunet relay [options]
   --port N             (default 8080; 0 = any free port)
@@ -76,7 +77,7 @@ const command: Command = {
       dataDir: values['data-dir']!,
       staticDir: values.static,
       config,
-      aggregateFingerprints: undefined,
+      aggregateFingerprints: mergeSiteFingerprints,
     });
     console.log(`FednnU-Net relay: open ${relay.url}?join=${config.token}`);
     console.log(`join code: ${config.token}   federation endpoint: ${relay.wsUrl}`);

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import express from 'express';
 import { ExpressPeerServer } from 'peer';
 import { Coordinator, type CoordinatorOptions, type Outgoing } from '../coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from '../protocol.ts';
@@ -53,11 +54,14 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   // requests); upgrades are routed by path here.
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes });
   let peerWss: WebSocketServer | undefined;
-  peerApp = ExpressPeerServer(server, {
-    path: PEER_PATH,
+  // The peer server only sets itself up when mounted in an express app ('mount' event).
+  const peerHost = express();
+  peerHost.use(PEER_PATH, ExpressPeerServer(server, {
+    path: '/',
     allow_discovery: false,
     createWebSocketServer: (o) => (peerWss = new WebSocketServer({ noServer: true, path: o.path })),
-  }) as unknown as (req: IncomingMessage, res: ServerResponse) => void;
+  }));
+  peerApp = peerHost as unknown as (req: IncomingMessage, res: ServerResponse) => void;
   server.on('upgrade', (req, socket, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     if (path === '/fed') wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));

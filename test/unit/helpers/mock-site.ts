@@ -15,7 +15,7 @@ export class MockTrainer implements SiteTrainer {
 
   constructor(readonly layout: WeightSpec, readonly seed: number, public numCases = 3) {}
 
-  async localFingerprint() {
+  async localFingerprint(): Promise<Record<string, unknown>> {
     return { site: this.seed, numCases: this.numCases };
   }
   async prepare(aggregate: Record<string, unknown> | null, _c: FederationConfig) {
