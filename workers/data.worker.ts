@@ -6,6 +6,9 @@ import { deleteDataset, importDataset, listCases, listDatasets, loadCaseVolumes,
 import { planImport, type SkippedCase } from '../src/store/from-files.ts';
 import { directoryHandleSource, pathFilesSource, type DirectoryHandleLike } from '../src/io/file-source.ts';
 import type { CaseInput } from '../src/store/import-dataset.ts';
+import { fingerprintStoredDataset, planStoredDataset, preprocessStoredDataset } from '../src/pipeline/stored-dataset.ts';
+import { listPlans, loadPlans } from '../src/store/plans.ts';
+import { listPreprocessed } from '../src/store/preprocessed.ts';
 
 export interface ImportInput {
   /** Files with paths relative to what was dropped (folder name first), or a picked directory. */
@@ -22,6 +25,27 @@ export interface ImportEvent {
   casesTotal: number;
   bytesWritten: number;
   caseId?: string;
+}
+
+export interface PrepareEvent {
+  stage: 'fingerprint' | 'plan' | 'preprocess';
+  done: number;
+  total: number;
+  caseId?: string;
+}
+
+export interface PrepareSummary {
+  plansName: string;
+  configuration: string;
+  spacing: number[];
+  patchSize: number[];
+  batchSize: number;
+  stages: number;
+  features: number[];
+  normalization: string[];
+  useMaskForNorm: boolean[];
+  casesPreprocessed: number;
+  ms: { fingerprint: number; plan: number; preprocess: number };
 }
 
 export interface ImportSummary {
@@ -91,6 +115,56 @@ const api = {
 
   cancelImport(): void {
     current?.abort();
+  },
+
+  /** Fingerprint → plan → preprocess one configuration, as nnU-Net's plan_and_preprocess does. */
+  async prepare(datasetId: string, opts: { configuration: '3d_fullres' | '2d'; memoryBudgetMB?: number }, onEvent: (e: PrepareEvent) => void): Promise<PrepareSummary> {
+    if (current) throw new Error('another job is running; cancel it first');
+    const ctrl = new AbortController();
+    current = ctrl;
+    try {
+      const d = await db();
+      const t0 = performance.now();
+      const fp = await fingerprintStoredDataset(d, datasetId, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'fingerprint', ...p }) });
+      const t1 = performance.now();
+      onEvent({ stage: 'plan', done: 0, total: 1 });
+      const plans = await planStoredDataset(d, datasetId, fp, { memoryBudgetMB: opts.memoryBudgetMB });
+      const t2 = performance.now();
+      const cfg = plans.configurations[opts.configuration];
+      if (!cfg) throw new Error(`nnU-Net planned no '${opts.configuration}' configuration for this dataset (it planned: ${Object.keys(plans.configurations).join(', ')})`);
+      const n = await preprocessStoredDataset(d, datasetId, plans, opts.configuration, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'preprocess', ...p }) });
+      const t3 = performance.now();
+      const arch = cfg.architecture?.arch_kwargs as { n_stages?: number; features_per_stage?: number[] } | undefined;
+      return {
+        plansName: plans.plans_name,
+        configuration: opts.configuration,
+        spacing: cfg.spacing as number[],
+        patchSize: cfg.patch_size as number[],
+        batchSize: cfg.batch_size as number,
+        stages: arch?.n_stages ?? 0,
+        features: arch?.features_per_stage ?? [],
+        normalization: cfg.normalization_schemes as string[],
+        useMaskForNorm: cfg.use_mask_for_norm as boolean[],
+        casesPreprocessed: n,
+        ms: { fingerprint: t1 - t0, plan: t2 - t1, preprocess: t3 - t2 },
+      };
+    } finally {
+      current = undefined;
+    }
+  },
+
+  /** What earlier preparation left in the store (plans and preprocessed case counts). */
+  async prepared(datasetId: string) {
+    const d = await db();
+    const out: Array<{ plansName: string; configuration: string; cases: number }> = [];
+    for (const name of await listPlans(d, datasetId)) {
+      const p = await loadPlans(d, datasetId, name);
+      for (const c of Object.keys(p?.configurations ?? {})) {
+        const n = (await listPreprocessed(d, datasetId, name, c)).length;
+        if (n) out.push({ plansName: name, configuration: c, cases: n });
+      }
+    }
+    return out;
   },
 
   async datasets() {

@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   ]));
   await data.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi } });
+  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, proxy: Comlink.proxy } });
   document.body.dataset.ready = 'true';
 }
 

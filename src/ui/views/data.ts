@@ -2,7 +2,7 @@
 // Parsing, validation and storing run in workers/data.worker.ts; this view only shows progress.
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
-import type { DataApi, ImportEvent, ImportInput, ImportSummary } from '../../../workers/data.worker.ts';
+import type { DataApi, ImportEvent, ImportInput, ImportSummary, PrepareEvent, PrepareSummary } from '../../../workers/data.worker.ts';
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
 
@@ -147,10 +147,56 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
         el('span', { class: 'muted' }, ` ${c.dims?.join('×') ?? ''} @ ${c.spacing?.map((s) => s.toFixed(2)).join('×') ?? ''} mm${c.hasLabel ? ', labelled' : ''}`),
         ...(c.problems.length ? [el('ul', {}, ...c.problems.map((p) => el('li', { class: p.startsWith('warning:') ? 'muted' : 'bad' }, p)))] : [])));
     }
+    const trainable = Object.keys(d.labels).length > 1 && d.cases.every((c) => c.hasLabel);
     return el('details', { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
       el('summary', {}, el('strong', {}, d.name), ` — ${d.numCases} case(s), ${d.channelNames.join(' + ')}, ${formatBytes(d.bytes)}`,
         d.casesWithProblems ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`) : el('span', { class: 'ok' }, ' · all cases valid'), ' ', del),
-      cases);
+      cases, trainable ? prepareBox(d) : el('p', { class: 'muted' }, 'Unlabelled scans: ready to be segmented (Predict), not to train on.'));
+  }
+
+  /** Fingerprint → plan → preprocess, with progress, cancel and the planned network shown. */
+  function prepareBox(d: DatasetView): HTMLElement {
+    const config = el('select', { 'aria-label': 'Configuration', 'data-prepare-config': d.id },
+      el('option', { value: '3d_fullres' }, '3d_fullres'), el('option', { value: '2d' }, '2d'));
+    const go = el('button', { type: 'button', 'data-prepare': d.id }, 'Fingerprint, plan and preprocess');
+    const stop = el('button', { type: 'button', class: 'secondary', hidden: '' }, 'Cancel');
+    const bar = el('progress', { max: '1', value: '0', hidden: '' });
+    const line = el('p', { class: 'muted', 'data-prepare-status': d.id });
+    const out = el('div', { 'data-prepare-result': d.id });
+    stop.addEventListener('click', () => void api.cancelImport());
+    go.addEventListener('click', async () => {
+      if (busy) return;
+      busy = true;
+      go.disabled = true;
+      stop.hidden = false;
+      bar.hidden = false;
+      out.replaceChildren();
+      try {
+        const s: PrepareSummary = await api.prepare(d.id, { configuration: config.value as '3d_fullres' | '2d' }, Comlink.proxy((e: PrepareEvent) => {
+          bar.max = Math.max(1, e.total);
+          bar.value = e.done;
+          line.textContent = `${e.stage === 'fingerprint' ? 'Fingerprinting' : e.stage === 'plan' ? 'Planning' : 'Preprocessing'}: ${e.done} of ${e.total}${e.caseId ? ` (${e.caseId})` : ''}`;
+        }));
+        line.textContent = `Done in ${((s.ms.fingerprint + s.ms.plan + s.ms.preprocess) / 1000).toFixed(1)} s (fingerprint ${(s.ms.fingerprint / 1000).toFixed(1)} s, preprocessing ${(s.ms.preprocess / 1000).toFixed(1)} s).`;
+        out.replaceChildren(el('dl', {},
+          el('dt', {}, 'configuration'), el('dd', {}, `${s.configuration} (${s.plansName})`),
+          el('dt', {}, 'target spacing'), el('dd', { 'data-k': 'spacing' }, s.spacing.map((x) => x.toFixed(3)).join(' × ')),
+          el('dt', {}, 'patch size'), el('dd', { 'data-k': 'patch' }, s.patchSize.join(' × ')),
+          el('dt', {}, 'batch size'), el('dd', { 'data-k': 'batch' }, String(s.batchSize)),
+          el('dt', {}, 'network'), el('dd', {}, `${s.stages} stages, features ${s.features.join('/')}`),
+          el('dt', {}, 'normalisation'), el('dd', {}, s.normalization.map((n, i) => `${n}${s.useMaskForNorm[i] ? ' (masked)' : ''}`).join(', ')),
+          el('dt', {}, 'preprocessed'), el('dd', { 'data-k': 'cases' }, `${s.casesPreprocessed} cases stored`)));
+      } catch (e) {
+        line.textContent = '';
+        out.replaceChildren(el('p', { class: 'bad' }, /abort|cancel/i.test(errorText(e)) ? 'Cancelled. Cases already preprocessed stay stored.' : `Failed: ${errorText(e)}`));
+      } finally {
+        busy = false;
+        go.disabled = false;
+        stop.hidden = true;
+        bar.hidden = true;
+      }
+    });
+    return el('div', { class: 'prepare' }, el('div', { class: 'row' }, config, go, stop, bar), line, out);
   }
 
   async function refresh(): Promise<void> {
