@@ -4,10 +4,10 @@
 // On a dropped connection it reconnects by itself and says hello with its siteId; the relay then
 // re-sends what the site needs (aggregate fingerprint, shared spec, the open round). An update
 // already computed for the open round is re-sent rather than trained again.
-import { applyShared, pick, subtract } from './aggregate.ts';
+import { pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
-import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
+import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 
 export interface Transport {
   send(bytes: Uint8Array): void;
@@ -27,10 +27,10 @@ export interface SiteTrainer {
   localFingerprint(): Promise<Record<string, unknown>>;
   /** Plan (on the aggregate under FFE, locally otherwise), preprocess, build the network. */
   prepare(aggregateFingerprint: Record<string, unknown> | null, config: FederationConfig): Promise<void>;
-  /** The network's current weights, all of them, by nnU-Net name (live buffers). */
-  weights(): NamedWeights;
-  /** Called after weights() buffers were overwritten with the global ones. */
-  weightsChanged?(): void;
+  /** A snapshot of the network's weights, all of them, by nnU-Net name (PyTorch layout). */
+  weights(): Promise<NamedWeights>;
+  /** Overwrites the parameters whose name and shape appear in `shared`; the rest stays local. */
+  loadShared(shared: NamedWeights): Promise<void>;
   train(round: number, iters: number): Promise<Record<string, number>>;
   finish?(global: NamedWeights, shared: WeightSpec): Promise<void>;
 }
@@ -189,8 +189,7 @@ export class SiteClient {
         return;
       case 'final': {
         const global = decodeWeights(m.tensors, payload);
-        applyShared(this.o.trainer.weights(), global);
-        this.o.trainer.weightsChanged?.();
+        await this.o.trainer.loadShared(global);
         await this.o.trainer.finish?.(global, this.shared ?? []);
         this.done = true;
         this.transport?.close();
@@ -214,7 +213,7 @@ export class SiteClient {
     if (this.sentSpec) return;
     this.preparing ??= this.o.trainer.prepare(aggregate, this.config!);
     await this.preparing;
-    const spec = [...this.o.trainer.weights()].map(([name, t]) => ({ name, shape: t.shape }));
+    const spec = specOf(await this.o.trainer.weights());
     this.sentSpec = true;
     this.send({ type: 'spec', spec });
   }
@@ -224,7 +223,7 @@ export class SiteClient {
     this.currentRound = m.round;
     if (m.round === 0) {
       // Initial global model: this site's own shared weights, sent whole and lossless.
-      const enc = encodeWeights(pick(this.o.trainer.weights(), this.shared), 'fp32');
+      const enc = encodeWeights(pick(await this.o.trainer.weights(), this.shared), 'fp32');
       this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
       return;
     }
@@ -237,12 +236,10 @@ export class SiteClient {
     if (this.trainingRound >= m.round) return;
     this.trainingRound = m.round;
     const global = decodeWeights(m.tensors, payload);
-    const weights = this.o.trainer.weights();
-    applyShared(weights, global);
-    this.o.trainer.weightsChanged?.();
+    await this.o.trainer.loadShared(global);
     const metrics = await this.o.trainer.train(m.round, m.iters);
     this.metrics.push({ round: m.round, metrics });
-    const delta = subtract(pick(this.o.trainer.weights(), this.shared), global);
+    const delta = subtract(pick(await this.o.trainer.weights(), this.shared), global);
     const enc = encodeWeights(delta, this.config?.encoding ?? this.o.encoding ?? 'fp16');
     this.send({ type: 'update', round: m.round, numCases: this.o.trainer.numCases, metrics, tensors: enc.entries }, enc.payload);
   }

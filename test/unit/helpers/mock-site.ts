@@ -4,6 +4,7 @@ import type { SiteTrainer } from '../../../src/fed/client.ts';
 import type { FederationConfig } from '../../../src/fed/protocol.ts';
 import type { NamedWeights, WeightSpec } from '../../../src/model/named-weights.ts';
 import { randomArray } from '../../../src/util/rng.ts';
+import { applyShared } from '../../../src/fed/aggregate.ts';
 
 export class MockTrainer implements SiteTrainer {
   w: NamedWeights = new Map();
@@ -26,8 +27,11 @@ export class MockTrainer implements SiteTrainer {
       this.targets.set(name, randomArray(n, this.seed * 1000 + 500 + i));
     });
   }
-  weights() {
-    return this.w;
+  async weights() {
+    return new Map([...this.w].map(([k, t]) => [k, { shape: [...t.shape], data: t.data.slice() }]));
+  }
+  async loadShared(shared: NamedWeights) {
+    applyShared(this.w, shared);
   }
   async train(round: number) {
     await this.onTrain?.(round);
