@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, Loader> = {
   fingerprint: async () => (await import('./commands/fingerprint.ts')).default,
   plan: async () => (await import('./commands/plan.ts')).default,
   preprocess: async () => (await import('./commands/preprocess.ts')).default,
+  'demo-data': async () => (await import('./commands/demo-data.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
   relay: async () => (await import('./commands/relay.ts')).default,
 };
