@@ -6,6 +6,7 @@ import { deleteDataset, importDataset, listCases, listDatasets, loadCaseVolumes,
 import { planImport, type SkippedCase } from '../src/store/from-files.ts';
 import { directoryHandleSource, pathFilesSource, type DirectoryHandleLike } from '../src/io/file-source.ts';
 import type { CaseInput } from '../src/store/import-dataset.ts';
+import { DEMO_SITES, demoDataset } from '../src/demo/phantoms.ts';
 import { fingerprintStoredDataset, planStoredDataset, preprocessStoredDataset } from '../src/pipeline/stored-dataset.ts';
 import { listPlans, loadPlans } from '../src/store/plans.ts';
 import { listPreprocessed } from '../src/store/preprocessed.ts';
@@ -111,6 +112,22 @@ const api = {
     } finally {
       current = undefined;
     }
+  },
+
+  /** Generates one synthetic site's dataset here in the browser and stores it (no files needed). */
+  async importDemo(siteIndex: number, onEvent: (e: ImportEvent) => void): Promise<ImportSummary> {
+    const site = DEMO_SITES[siteIndex];
+    if (!site) throw new Error(`no demo site ${siteIndex}; there are ${DEMO_SITES.length}`);
+    const ds = demoDataset(site, siteIndex);
+    const total = ds.cases.length;
+    async function* cases(): AsyncGenerator<CaseInput> {
+      for (const c of ds.cases) yield { caseId: c.id, images: [c.image], label: c.label, problems: [] };
+    }
+    const r = await importDataset(await db(), { name: ds.name, datasetJson: ds.datasetJson, channelNames: ['T1'], labels: ds.datasetJson.labels }, cases(), {
+      casesTotal: total,
+      onProgress: (p) => onEvent({ phase: p.phase === 'staging' ? 'storing' : p.phase, casesDone: p.casesDone, casesTotal: total, bytesWritten: p.bytesWritten }),
+    });
+    return { datasetId: r.dataset.id, name: r.dataset.name, kind: 'demo', numCases: r.dataset.numCases, casesWithProblems: 0, skipped: [], warnings: [], replaced: r.replacedId !== undefined };
   },
 
   cancelImport(): void {

@@ -39,4 +39,16 @@ describe('dataset preparation in the browser worker', () => {
     await screenshot(s.page, 'data-prepared');
     expect(s.errors).toEqual([]);
   });
+
+  it('"Use demo data" generates a synthetic site in the browser, ready to prepare', async () => {
+    await s.page.selectOption('#demo-site', '1');
+    await s.page.click('#use-demo');
+    await s.page.waitForFunction(() => document.querySelector('#import-result')?.textContent?.includes('Imported Dataset902_DemoSiteB: 5 case(s)'), undefined, { timeout: 120_000 });
+    const id = await s.page.getAttribute('details[data-dataset="Dataset902_DemoSiteB"]', 'data-id');
+    await s.page.click('details[data-dataset="Dataset902_DemoSiteB"] summary');
+    await s.page.click(`button[data-prepare="${id}"]`);
+    await s.page.waitForSelector(`[data-prepare-result="${id}"] dl`, { timeout: 240_000 });
+    expect(await s.page.textContent(`[data-prepare-result="${id}"] [data-k="cases"]`)).toBe('5 cases stored');
+    expect(s.errors).toEqual([]);
+  });
 });

@@ -27,7 +27,7 @@ async function filesFromEntries(entries: FileSystemEntry[]): Promise<Array<{ pat
   return out;
 }
 
-export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput) => Promise<ImportSummary | undefined> } {
+export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput | { demo: number }) => Promise<ImportSummary | undefined> } {
   const drop = el('div', { class: 'drop', id: 'drop-zone', tabindex: '0', role: 'button', 'aria-label': 'Drop files or folders here to import them' },
     el('strong', {}, 'Drop an nnU-Net dataset folder, NIfTI files or a DICOM folder here'),
     el('span', {}, 'Files are read in this browser and stored on this computer only. Nothing is uploaded.'));
@@ -35,6 +35,9 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   const filesInput = el('input', { type: 'file', id: 'import-files', multiple: '', accept: '.nii,.gz,.dcm,application/dicom', hidden: '' });
   const pickFolder = el('button', { type: 'button', id: 'pick-folder' }, 'Choose a folder…');
   const pickFiles = el('button', { type: 'button', id: 'pick-files', class: 'secondary' }, 'Choose files…');
+  const demoSite = el('select', { id: 'demo-site', 'aria-label': 'Demo site' },
+    el('option', { value: '0' }, 'Demo site A (1×1×1.2 mm)'), el('option', { value: '1' }, 'Demo site B (0.8×0.8×2 mm, brighter scanner)'), el('option', { value: '2' }, 'Demo site C (1.25 mm isotropic)'));
+  const useDemo = el('button', { type: 'button', id: 'use-demo', class: 'secondary' }, 'Use demo data');
   const progress = el('progress', { id: 'import-progress', max: '1', value: '0', hidden: '' });
   const status = el('p', { id: 'import-status', role: 'status' });
   const cancel = el('button', { type: 'button', id: 'import-cancel', class: 'secondary', hidden: '' }, 'Cancel import');
@@ -45,7 +48,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   const usage = el('p', { id: 'storage-usage', class: 'muted' });
 
   const root = el('div', {},
-    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles), allowLabel, folderInput, filesInput,
+    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles, el('span', { class: 'muted' }, 'or'), demoSite, useDemo), allowLabel, folderInput, filesInput,
       el('div', { class: 'row' }, progress, cancel), status, result),
     el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage));
 
@@ -53,6 +56,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   const setBusy = (b: boolean) => {
     busy = b;
     pickFolder.disabled = b;
+    useDemo.disabled = b;
     pickFiles.disabled = b;
     progress.hidden = !b;
     cancel.hidden = !b;
@@ -67,13 +71,15 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
     status.dataset.phase = e.phase;
   };
 
-  async function importInput(input: ImportInput): Promise<ImportSummary | undefined> {
+  async function importInput(input: ImportInput | { demo: number }): Promise<ImportSummary | undefined> {
     if (busy) return undefined;
     setBusy(true);
     result.replaceChildren();
     status.textContent = 'Starting…';
     try {
-      const s = await api.importFiles({ allowProblems: allow.checked, ...input }, Comlink.proxy(onEvent));
+      const s = 'demo' in input
+        ? await api.importDemo(input.demo, Comlink.proxy(onEvent))
+        : await api.importFiles({ allowProblems: allow.checked, ...input }, Comlink.proxy(onEvent));
       // persist() exists only on the page (not in workers): ask once a dataset is stored.
       const persisted = await navigator.storage?.persist?.().catch(() => false);
       const lines = [el('p', { class: 'ok' }, `Imported ${s.name}: ${s.numCases} case(s)${s.replaced ? ' (replaced the earlier import of the same name)' : ''}.`)];
@@ -96,6 +102,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   }
 
   cancel.addEventListener('click', () => void api.cancelImport());
+  useDemo.addEventListener('click', () => void importInput({ demo: Number(demoSite.value) }));
   pickFiles.addEventListener('click', () => filesInput.click());
   pickFolder.addEventListener('click', async () => {
     const picker = (window as unknown as { showDirectoryPicker?: () => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
