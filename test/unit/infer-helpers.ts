@@ -1,6 +1,7 @@
 // Shared by the inference tests: tiny PlainConvUNet plan configurations, random weights, and a
 // tfjs full-volume forward in NC(D)HW layout.
 import * as tf from '@tensorflow/tfjs';
+import type { PredictorPlans } from '../../src/infer/predictor.ts';
 import type { PlanConfigurationLike } from '../../src/model/arch.ts';
 import { permute, type NamedWeights } from '../../src/model/named-weights.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
@@ -72,3 +73,40 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return Math.sqrt(num / den);
 }
+
+/** Minimal plans with one configuration (name `3d_fullres` for 3-D patches, `2d` otherwise). */
+export function tinyPlans(opts: {
+  patch: number[]; spacing: number[]; strides: number[][]; transposeForward?: number[]; features?: number[];
+}): { plans: PredictorPlans; configuration: string } {
+  const dims = opts.patch.length as 2 | 3;
+  const configuration = dims === 3 ? '3d_fullres' : '2d';
+  const tfw = opts.transposeForward ?? [0, 1, 2];
+  const tbw = [0, 1, 2].map((i) => tfw.indexOf(i));
+  const plans: PredictorPlans = {
+    transpose_forward: tfw,
+    transpose_backward: tbw,
+    foreground_intensity_properties_per_channel: {
+      '0': { max: 3, mean: 0.5, median: 0.5, min: -1, percentile_00_5: -0.9, percentile_99_5: 2.5, std: 0.7 },
+    },
+    configurations: {
+      [configuration]: {
+        patch_size: opts.patch,
+        spacing: opts.spacing,
+        normalization_schemes: ['ZScoreNormalization'],
+        use_mask_for_norm: [false],
+        resampling_fn_data_kwargs: { order: 3, order_z: 0, force_separate_z: null },
+        resampling_fn_seg_kwargs: { order: 1, order_z: 0, force_separate_z: null },
+        resampling_fn_probabilities_kwargs: { order: 1, order_z: 0, force_separate_z: null },
+        architecture: tinyConfig(dims, opts.strides, undefined, opts.features).architecture,
+      },
+    },
+  };
+  return { plans, configuration };
+}
+
+export const DATASET_JSON = {
+  channel_names: { '0': 'T1' },
+  labels: { background: 0, organ: 1, lesion: 2 },
+  numTraining: 1,
+  file_ending: '.nii.gz',
+};
