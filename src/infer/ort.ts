@@ -44,8 +44,9 @@ async function loadModule(backend: OrtBackend): Promise<OrtModule> {
   let m = modules.get(name);
   if (!m) {
     m = (async () => {
-      // A variable specifier keeps bundlers (Vite) from resolving onnxruntime-node for the page.
-      const mod = (await import(/* @vite-ignore */ name)) as OrtModule & { default?: OrtModule };
+      // onnxruntime-web is a literal import so bundlers (Vite) include it for the page; the variable
+      // specifier keeps them from resolving onnxruntime-node (Node only) at all.
+      const mod = (backend === 'ort-node' ? await import(/* @vite-ignore */ name) : await import('onnxruntime-web')) as OrtModule & { default?: OrtModule };
       return mod.InferenceSession ? mod : (mod.default as OrtModule);
     })();
     modules.set(name, m);
