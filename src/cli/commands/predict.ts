@@ -1,0 +1,102 @@
+// `fednnunet predict`: segment one case with a trained model folder (src/infer/model-dir.ts) on
+// tfjs (cpu), onnxruntime-node or onnxruntime-web's wasm backend; writes the label map as NIfTI
+// with the input's geometry.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Command } from '../commands.ts';
+import { parse, UsageError } from '../args.ts';
+import type { PredictTiles } from '../../infer/sliding-window.ts';
+
+const USAGE = 'fednnunet predict --model MODEL_DIR -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
+type Backend = (typeof BACKENDS)[number];
+
+const command: Command = {
+  summary: 'segment a case with a model folder (tfjs-cpu, onnxruntime-node or onnxruntime-web wasm)',
+  async run(argv) {
+    const { values } = parse(argv, {
+      model: { type: 'string', short: 'm' },
+      input: { type: 'string', short: 'i', multiple: true },
+      output: { type: 'string', short: 'o' },
+      tta: { type: 'boolean' },
+      backend: { type: 'string' },
+      'step-size': { type: 'string' },
+      threads: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    }, false);
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (!values.model || !values.input?.length || !values.output) throw new UsageError(`usage: ${USAGE}`);
+    const backend = (values.backend ?? 'tfjs-cpu') as Backend;
+    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${values.backend}'`);
+    const stepSize = values['step-size'] === undefined ? 0.5 : Number(values['step-size']);
+    if (!(stepSize > 0 && stepSize <= 1)) throw new UsageError(`--step-size must be in (0, 1], got '${values['step-size']}'`);
+    const threads = values.threads === undefined ? undefined : Number(values.threads);
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads must be a positive integer, got '${values.threads}'`);
+
+    const { readModelDir, archFromDir, modelFromDir } = await import('../../infer/model-dir.ts');
+    const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
+    const { readNifti } = await import('../../io/nifti.ts');
+    const { writeNifti } = await import('../../io/nifti-write.ts');
+
+    const md = await readModelDir(values.model);
+    const images = values.input.map((p) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(readFileSync(p));
+      } catch (e) {
+        throw new Error(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+      return readNifti(bytes, basename(p));
+    });
+    const ctx = { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson };
+    const { patch } = configurationInfo(md.plans, md.configuration);
+    const arch = archFromDir(md);
+    const mirrorAxes = md.meta.inference_allowed_mirroring_axes;
+
+    let predictTiles: PredictTiles;
+    let tileBatch = 1;
+    let release = async (): Promise<void> => {};
+    const t0 = performance.now();
+    if (backend === 'tfjs-cpu') {
+      const { useBackend } = await import('../../model/tf-backend.ts');
+      await useBackend('cpu');
+      const model = modelFromDir(md);
+      predictTiles = tfjsTilePredictor(model, patch);
+      tileBatch = tileBatchForBudget(arch, patch);
+      release = async () => model.dispose();
+    } else {
+      const { buildOnnxModel, inspectOnnx } = await import('../../infer/onnx-export.ts');
+      const { createOrtSession, ortTilePredictor } = await import('../../infer/ort.ts');
+      let bytes = md.onnx;
+      if (bytes) {
+        const info = inspectOnnx(bytes);
+        if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch)) throw new Error(`${values.model}/model.onnx does not match the plans' architecture`);
+      } else {
+        bytes = buildOnnxModel(arch, md.weights);
+      }
+      const session = await createOrtSession(bytes, { backend, numThreads: threads });
+      // Tiles per run: onnxruntime frees intermediates as it goes; a few tiles keep the batch small.
+      tileBatch = Math.min(4, tileBatchForBudget(arch, patch));
+      predictTiles = ortTilePredictor(session, patch, arch.inputChannels);
+      release = () => session.release();
+    }
+    let res;
+    try {
+      res = await predictCase(images, ctx, predictTiles, { tta: values.tta ?? false, mirrorAxes, stepSize, tileBatch });
+    } finally {
+      await release();
+    }
+    const out = values.output;
+    writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
+    const counts = new Map<number, number>();
+    for (const v of res.segmentation.data) counts.set(v, (counts.get(v) ?? 0) + 1);
+    const t = res.timingsMs;
+    console.log(`${out}: ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, labels ${[...counts].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${k}:${n}`).join(' ')}`);
+    console.log(`${backend}${values.tta ? ' +tta' : ''}: preprocess ${(t.preprocess / 1000).toFixed(2)} s, predict ${(t.predict / 1000).toFixed(2)} s, export ${(t.export / 1000).toFixed(2)} s, total ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    return 0;
+  },
+};
+export default command;

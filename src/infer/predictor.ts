@@ -1,0 +1,241 @@
+// nnU-Net's predictor glue (nnUNetPredictor.predict_single_npy_array path, spec §8): preprocess a
+// raw case with the model's plans, sliding-window logits with a pluggable tile predictor (tfjs
+// forward or an onnxruntime session), optional mirroring TTA, then export: resample the logits
+// with the real resampler (order 1, order_z 0), argmax (or regions), uncrop, transpose back, and a
+// label Volume in the input's geometry (src/io/nifti-write.ts writes it with the input's header).
+import * as tf from '@tensorflow/tfjs';
+import type { Volume } from '../io/volume.ts';
+import type { UNetArch } from '../model/arch.ts';
+import { permute } from '../model/named-weights.ts';
+import type { PlainConvUNet } from '../model/unet.ts';
+import { resolveConfiguration, runCase, type PreprocessConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
+import type { Shape3 } from '../preprocess/crop.ts';
+import { resampleData } from '../preprocess/resample.ts';
+import { configureAugmentationGeometry } from '../train/rotation-config.ts';
+import { logitsToSegmentation, type ResampleLogits } from './export.ts';
+import { slidingWindowPredict, type PredictTiles, type Tensor4 } from './sliding-window.ts';
+
+/** plans.json fields the predictor reads (a full nnU-Net plans.json satisfies it). */
+export interface PredictorPlans extends PreprocessPlans {
+  transpose_backward: number[];
+  configurations: Record<string, PredictorConfiguration>;
+}
+
+export interface PredictorConfiguration extends PreprocessConfiguration {
+  patch_size?: number[];
+  resampling_fn_probabilities_kwargs?: { order?: number; order_z?: number; force_separate_z?: boolean | null };
+  architecture?: unknown;
+}
+
+/** dataset.json fields the predictor reads. */
+export interface PredictorDatasetJson {
+  labels: Record<string, number | number[]>;
+  regions_class_order?: number[];
+  channel_names?: Record<string, string>;
+  modality?: Record<string, string>;
+}
+
+export interface LabelInfo {
+  /** Network outputs: labels incl. background, or foreground regions. */
+  numSegmentationHeads: number;
+  hasRegions: boolean;
+  /** Foreground labels, or regions (as label lists), the evaluator scores. */
+  foreground: (number | number[])[];
+  regionsClassOrder?: number[];
+  ignoreLabel?: number;
+}
+
+/** nnU-Net's LabelManager, the parts inference and evaluation need. */
+export function labelInfo(dj: PredictorDatasetJson): LabelInfo {
+  const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore');
+  const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
+  const hasRegions = entries.some(([, v]) => Array.isArray(v) && v.length > 1);
+  const all = [...new Set(entries.flatMap(([, v]) => (Array.isArray(v) ? v : [v])))].sort((a, b) => a - b);
+  if (hasRegions) {
+    const regions = entries.filter(([k]) => k !== 'background').map(([, v]) => (Array.isArray(v) ? v : [v]));
+    if (!dj.regions_class_order || dj.regions_class_order.length !== regions.length) {
+      throw new Error('dataset.json defines regions but no regions_class_order of matching length');
+    }
+    return { numSegmentationHeads: regions.length, hasRegions, foreground: regions, regionsClassOrder: dj.regions_class_order, ignoreLabel: ignore };
+  }
+  return { numSegmentationHeads: all.length, hasRegions, foreground: all.filter((l) => l !== 0), ignoreLabel: ignore };
+}
+
+export function numInputChannels(dj: PredictorDatasetJson): number {
+  const ch = dj.channel_names ?? dj.modality;
+  if (!ch) throw new Error('dataset.json has neither channel_names nor modality');
+  return Object.keys(ch).length;
+}
+
+/**
+ * nnU-Net's logit resampling (resample_data_or_seg_to_shape with the configuration's
+ * resampling_fn_probabilities_kwargs; default order 1, order_z 0, separate-z rule).
+ */
+export function nnunetResampleLogits(kwargs: PredictorConfiguration['resampling_fn_probabilities_kwargs'] = {}): ResampleLogits {
+  const order = (kwargs.order ?? 1) as 0 | 1 | 3;
+  const orderZ = (kwargs.order_z ?? 0) as 0 | 1;
+  return (logits, fromShape, toShape, fromSpacing, toSpacing) =>
+    resampleData(logits, fromShape[0], fromShape.slice(1) as Shape3, [...toShape] as Shape3, fromSpacing, toSpacing, {
+      order, orderZ, forceSeparateZ: kwargs.force_separate_z ?? null,
+    });
+}
+
+/**
+ * Tiles a tfjs forward can take at once within `budgetMB`: tfjs keeps every intermediate of a
+ * tidy until it ends, so the estimate sums all activations (encoder: conv/norm/act per block;
+ * decoder: upsampled + concat (3F) and conv/norm/act per block) per stage, float32. At least 1.
+ */
+export function tileBatchForBudget(arch: UNetArch, patch: readonly number[], budgetMB = 512): number {
+  let vox = patch.reduce((a, b) => a * b, 1);
+  let bytes = 4 * vox * (arch.inputChannels + 2 * arch.numClasses);
+  const n = arch.nStages;
+  for (let s = 0; s < n; s++) {
+    vox /= arch.strides[s].reduce((a, b) => a * b, 1);
+    const decoder = s < n - 1 ? 3 + 3 * arch.nConvPerStageDecoder[n - 2 - s] : 0;
+    bytes += 4 * vox * arch.features[s] * (3 * arch.nConvPerStage[s] + decoder);
+  }
+  return Math.max(1, Math.floor((budgetMB * 2 ** 20) / bytes));
+}
+
+/**
+ * Tile predictor over a tfjs PlainConvUNet (deep supervision switched off for the call): tiles
+ * (n, C, ...patch) → channels-last → forward → (n, K, ...patch).
+ */
+export function tfjsTilePredictor(model: PlainConvUNet, patch: readonly number[]): PredictTiles {
+  const C = model.arch.inputChannels;
+  const vox = patch.reduce((a, b) => a * b, 1);
+  const r = patch.length + 2;
+  const toLast = [0, ...patch.map((_, i) => i + 2), 1];
+  const toFirst = [0, r - 1, ...patch.map((_, i) => i + 1)];
+  return async (batch, n) => {
+    const x = permute(batch.subarray(0, n * C * vox), [n, C, ...patch], toLast);
+    const ds = model.deepSupervision;
+    model.deepSupervision = false;
+    let y: tf.Tensor;
+    try {
+      y = tf.tidy(() => model.forward(tf.tensor(x.data, x.shape, 'float32'))[0]);
+    } finally {
+      model.deepSupervision = ds;
+    }
+    const data = (await y.data()) as Float32Array;
+    const shape = y.shape;
+    y.dispose();
+    return permute(data, shape, toFirst).data;
+  };
+}
+
+export interface PredictOptions {
+  /** Mirroring test-time augmentation over `mirrorAxes` (default axes: the configuration's, §7.6). */
+  tta?: boolean;
+  mirrorAxes?: readonly number[];
+  /** Sliding-window step as a fraction of the patch (default 0.5). */
+  stepSize?: number;
+  useGaussian?: boolean;
+  /** Tiles per predictTiles call (default 1; see tileBatchForBudget). */
+  tileBatch?: number;
+  /** Keep the blended logits (preprocessed frame) in the result. */
+  returnLogits?: boolean;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface PredictionContext {
+  plans: PredictorPlans;
+  configuration: string;
+  datasetJson: PredictorDatasetJson;
+}
+
+export interface PredictionResult {
+  /** uint8 (uint16 if a label ≥ 255) label map with the input's dims, spacing, affine and header. */
+  segmentation: Volume;
+  /** (K, Z, Y, X) logits at the configuration spacing (only with returnLogits). */
+  logits?: Tensor4;
+  /** Shape (C, Z, Y, X) of the preprocessed image. */
+  preprocessedShape: [number, number, number, number];
+  timingsMs: { preprocess: number; predict: number; export: number };
+}
+
+/** The resolved configuration's patch size and mirror axes. */
+export function configurationInfo(plans: PredictorPlans, configuration: string): { config: PredictorConfiguration & { spacing: number[] }; patch: number[]; mirrorAxes: number[] } {
+  const config = resolveConfiguration(plans, configuration) as PredictorConfiguration & { spacing: number[] };
+  const patch = config.patch_size;
+  if (!patch || (patch.length !== 2 && patch.length !== 3)) throw new Error(`configuration '${configuration}' has no 2-D/3-D patch_size`);
+  return { config, patch: [...patch], mirrorAxes: configureAugmentationGeometry(patch).mirrorAxes };
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/**
+ * Predicts one case. `images`: one Volume per input channel (or one multi-channel Volume), all on
+ * the same grid; the first carries the geometry written to the output.
+ */
+export async function predictCase(
+  images: Volume | Volume[], ctx: PredictionContext, predictTiles: PredictTiles, opts: PredictOptions = {},
+): Promise<PredictionResult> {
+  const list = Array.isArray(images) ? images : [images];
+  if (list.length === 0) throw new Error('predictCase: no image');
+  const first = list[0];
+  const image = list.length === 1 ? first : stackForPrediction(list);
+  const labels = labelInfo(ctx.datasetJson);
+  const nIn = numInputChannels(ctx.datasetJson);
+  if (image.channels !== nIn) throw new Error(`the model expects ${nIn} input channel(s), got ${image.channels}`);
+  const { config, patch, mirrorAxes } = configurationInfo(ctx.plans, ctx.configuration);
+
+  let t0 = now();
+  const pre = runCase(image, null, ctx.plans, ctx.configuration, ctx.datasetJson, { classLocations: false });
+  const tPre = now() - t0;
+
+  t0 = now();
+  const logits = await slidingWindowPredict({ data: pre.data, shape: pre.shape }, patch, labels.numSegmentationHeads, predictTiles, {
+    tileBatch: opts.tileBatch ?? 1,
+    stepSize: opts.stepSize,
+    useGaussian: opts.useGaussian,
+    mirrorAxes: opts.tta ? (opts.mirrorAxes ?? mirrorAxes) : [],
+    onProgress: opts.onProgress,
+    signal: opts.signal,
+  });
+  const tPred = now() - t0;
+
+  t0 = now();
+  const seg = logitsToSegmentation(logits.data, logits.shape, pre.properties, {
+    configSpacing: config.spacing,
+    transposeForward: ctx.plans.transpose_forward,
+    transposeBackward: ctx.plans.transpose_backward,
+    resample: nnunetResampleLogits(config.resampling_fn_probabilities_kwargs),
+    regionsClassOrder: labels.regionsClassOrder,
+  });
+  const [nz, ny, nx] = seg.shape;
+  if (nx !== first.dims[0] || ny !== first.dims[1] || nz !== first.dims[2]) {
+    throw new Error(`prediction shape ${[nx, ny, nz]} differs from the input's ${first.dims}`);
+  }
+  // (Z, Y, X) C-order is NIfTI's x-fastest voxel order: the buffer is the Volume's as is.
+  const segmentation: Volume = {
+    data: seg.data,
+    dims: [...first.dims],
+    channels: 1,
+    spacing: [...first.spacing],
+    affine: [...first.affine],
+    datatype: seg.data instanceof Uint8Array ? 'uint8' : 'uint16',
+    source: first.source,
+  };
+  const tExp = now() - t0;
+  return {
+    segmentation,
+    logits: opts.returnLogits ? logits : undefined,
+    preprocessedShape: pre.shape,
+    timingsMs: { preprocess: tPre, predict: tPred, export: tExp },
+  };
+}
+
+function stackForPrediction(images: Volume[]): Volume {
+  const first = images[0];
+  const n = first.dims[0] * first.dims[1] * first.dims[2];
+  for (const v of images) {
+    if (v.channels !== 1 || v.dims.some((d, i) => d !== first.dims[i])) {
+      throw new Error(`every input channel must be one 3-D image of dims ${first.dims} (got ${v.dims}×${v.channels})`);
+    }
+  }
+  const data = new Float32Array(n * images.length);
+  images.forEach((v, c) => data.set(v.data, c * n));
+  return { ...first, data, channels: images.length, datatype: 'float32' };
+}
