@@ -1,13 +1,10 @@
 // nnU-Net's default normalization schemes (spec §5 step 5), in place on float32 channels.
 // Arithmetic mirrors numpy's float32 ops: each step is rounded to float32 (Math.fround), statistics are
 // accumulated in float64 and rounded to float32 like numpy's float32 mean/std results.
+import type { ChannelIntensityProperties } from '../fingerprint/types.ts';
 
-export interface IntensityProperties {
-  mean: number;
-  std: number;
-  percentile_00_5: number;
-  percentile_99_5: number;
-}
+/** What the normalisation reads of a channel's fingerprint statistics (the rest may be present). */
+export type IntensityProperties = Pick<ChannelIntensityProperties, 'mean' | 'std' | 'percentile_00_5' | 'percentile_99_5'> & Partial<ChannelIntensityProperties>;
 
 export type NormalizationScheme =
   | 'CTNormalization' | 'ZScoreNormalization' | 'NoNormalization' | 'RescaleTo01Normalization' | 'RGBTo01Normalization';
