@@ -14,4 +14,5 @@ export const COMMANDS: Record<string, Loader> = {
   plan: async () => (await import('./commands/plan.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
   relay: async () => (await import('./commands/relay.ts')).default,
+  train: async () => (await import('./commands/train.ts')).default,
 };
