@@ -558,16 +558,18 @@ export class Trainer {
   }
 
   /**
-   * Full-resolution logits for a batch of patches (B, C, ...patch) channels-first → (B, K, ...patch)
-   * channels-first, for sliding-window inference (deep supervision heads are skipped).
+   * Full-resolution logits, channels-first in and out: `n` inputs (n, C, ...spatial) →
+   * (n, K, ...spatial). `spatial` defaults to the patch (sliding-window tiles); any shape the
+   * strides divide works (e.g. a whole small volume). Deep-supervision heads are skipped.
    */
-  async predictPatches(data: Float32Array, n: number): Promise<Float32Array> {
-    const c = data.length / (n * this.patch.reduce((a, b) => a * b, 1));
-    const vox = data.length / (n * c);
+  async predictLogits(data: Float32Array, n: number, spatial: readonly number[] = this.patch): Promise<Float32Array> {
+    const vox = spatial.reduce((a, b) => a * b, 1);
+    const c = data.length / (n * vox);
+    if (!Number.isInteger(c) || c !== this.net.arch.inputChannels) throw new Error(`predictLogits: ${data.length} values for ${n} × [${spatial}] × ${this.net.arch.inputChannels} channels`);
     const ds = this.net.deepSupervision;
     this.net.deepSupervision = false;
     try {
-      const x = tf.tensor(toChannelsLast(data, n, c, vox), [n, ...this.patch, c], 'float32');
+      const x = tf.tensor(toChannelsLast(data, n, c, vox), [n, ...spatial, c], 'float32');
       const out = tf.tidy(() => tf.reshape(this.net.forward(x)[0], [n, vox, this.numClasses]));
       x.dispose();
       const cl = (await out.data()) as Float32Array;

@@ -19,8 +19,8 @@ function volume(data: Float32Array | Int16Array, n: number, spacing: number): Vo
   };
 }
 
-/** One case of edge n: background ~ N(100, 20), ellipsoid ~ N(170, 20), radii 0.15..0.3·n. */
-export function ellipsoidPhantom(seed: number, n = 32, spacing = 1): { image: Volume; label: Volume } {
+/** One case of edge n: background ~ N(100, σ), ellipsoid ~ N(170, σ), radii 0.15..0.3·n. */
+export function ellipsoidPhantom(seed: number, n = 32, spacing = 1, noise = 20): { image: Volume; label: Volume } {
   const r = mulberry32(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const radii = [0, 1, 2].map(() => n * (0.15 + 0.15 * r()));
@@ -34,7 +34,7 @@ export function ellipsoidPhantom(seed: number, n = 32, spacing = 1): { image: Vo
         const d = ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2;
         const fg = d <= 1;
         lab[i] = fg ? 1 : 0;
-        img[i] = (fg ? 170 : 100) + 20 * gauss();
+        img[i] = (fg ? 170 : 100) + noise * gauss();
       }
   return { image: volume(img, n, spacing), label: volume(lab, n, spacing) };
 }
