@@ -77,6 +77,30 @@ export function hardCountsRegions(
   return { tp, fp, fn };
 }
 
+/**
+ * Label training from an argmax already taken (pred, e.g. tf.argMax on the device, so only B·N
+ * ints are read back) vs the target label map, both flat over (B, ...spatial) in the same order.
+ * Same counts as hardCountsLabels on the logits.
+ */
+export function hardCountsFromPrediction(
+  pred: ArrayLike<number>, target: ArrayLike<number>, numClasses: number, ignoreLabel?: number | null,
+): HardCounts {
+  const K = numClasses;
+  if (pred.length !== target.length) throw new Error('hardCountsFromPrediction: sizes differ');
+  const tp = new Array<number>(K).fill(0), fp = new Array<number>(K).fill(0), fn = new Array<number>(K).fill(0);
+  for (let v = 0; v < pred.length; v++) {
+    const t = target[v];
+    if (ignoreLabel != null && t === ignoreLabel) continue;
+    const p = pred[v];
+    if (p === t) tp[p]++;
+    else {
+      fp[p]++;
+      if (t >= 0 && t < K) fn[t]++;
+    }
+  }
+  return { tp: tp.slice(1), fp: fp.slice(1), fn: fn.slice(1) };
+}
+
 export interface EpochResult {
   /** 2tp/(2tp+fp+fn) per foreground class; NaN where the class is absent from target and prediction. */
   dicePerClass: number[];
@@ -92,6 +116,14 @@ export class PseudoDiceTracker {
   private fn: number[] = [];
   private emaHistory: number[] = [];
   private bestEma: number | null = null;
+
+  /** `state` resumes a run: the EMA history and best EMA of the epochs done so far. */
+  constructor(state?: { emas: readonly number[]; best: number | null }) {
+    if (state) {
+      this.emaHistory = [...state.emas];
+      this.bestEma = state.best;
+    }
+  }
 
   /** Adds one validation batch's counts. */
   add(c: HardCounts): void {

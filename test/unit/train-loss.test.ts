@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
 import { dcAndCeLoss, deepSupervisionLoss, deepSupervisionWeights } from '../../src/train/loss.ts';
-import { dsTargetShapes, resizeNearestExact } from '../../src/train/ds-targets.ts';
+import { deepSupervisionTargets, dsTargetShapes } from '../../src/train/ds-targets.ts';
+import { resizeNearestExact } from '../../src/train/resize.ts';
 import { randomArray, mulberry32 } from '../../src/util/rng.ts';
 
 beforeAll(async () => {
@@ -117,9 +118,23 @@ describe('deep supervision', () => {
     expect(dsTargetShapes([64, 80, 80], [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]])).toEqual([[64, 80, 80], [32, 40, 40], [16, 20, 20], [8, 10, 10]]);
     expect(dsTargetShapes([32, 112, 112], [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]])).toEqual([[32, 112, 112], [32, 56, 56], [32, 28, 28], [16, 14, 14]]);
     // 4×4 → 2×2 picks source index floor((d + 0.5)·2) = 1, 3 on each axis.
-    const lab = Uint8Array.from({ length: 16 }, (_, i) => i);
-    expect([...resizeNearestExact(lab, [4, 4], [2, 2])]).toEqual([5, 7, 13, 15]);
+    const lab = Int8Array.from({ length: 16 }, (_, i) => i);
+    expect([...resizeNearestExact(lab, 1, [1, 4, 4], [1, 2, 2], new Int8Array(4))]).toEqual([5, 7, 13, 15]);
     // 5 → 2: floor(0.5·2.5) = 1, floor(1.5·2.5) = 3.
-    expect([...resizeNearestExact(Int32Array.from([10, 11, 12, 13, 14]), [5], [2])]).toEqual([11, 13]);
+    expect([...resizeNearestExact(Int16Array.from([10, 11, 12, 13, 14]), 1, [1, 1, 5], [1, 1, 2], new Int16Array(2))]).toEqual([11, 13]);
+  });
+
+  it('batched targets: full resolution is the input itself, each sample resized on its own', () => {
+    // B = 2, 2D 4×4, strides [1,1],[2,2],[2,2] → targets 4×4 and 2×2.
+    const seg = Int8Array.from({ length: 32 }, (_, i) => (i < 16 ? i : -(i - 16)));
+    const t = deepSupervisionTargets(seg, 2, [4, 4], [[1, 1], [2, 2], [2, 2]]);
+    expect(t.map((x) => x.shape)).toEqual([[4, 4], [2, 2]]);
+    expect(t[0].seg).toBe(seg);
+    expect([...t[1].seg]).toEqual([5, 7, 13, 15, -5, -7, -13, -15]);
+    // Anisotropic: 3D (2, 4, 4) with strides [1,2,2] keeps Z.
+    const s3 = new Int8Array(32).map((_, i) => i);
+    const a = deepSupervisionTargets(s3, 1, [2, 4, 4], [[1, 1, 1], [1, 2, 2], [2, 2, 2]]);
+    expect(a[1].shape).toEqual([2, 2, 2]);
+    expect([...a[1].seg]).toEqual([5, 7, 13, 15, 21, 23, 29, 31]);
   });
 });

@@ -1,0 +1,153 @@
+// `fednnunet train`: fingerprint + plan (unless --plans) + preprocess in memory + nnU-Net's
+// training loop on a raw dataset folder, writing a model folder.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { Command } from '../commands.ts';
+import { parse, UsageError } from '../args.ts';
+import { encodeWeights } from '../../fed/codec.ts';
+import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
+import { useBackend } from '../../model/tf-backend.ts';
+import { fsSource } from '../../node/fs-source.ts';
+import type { Plans } from '../../plan/types.ts';
+import { prepareTraining } from '../../train/prepare.ts';
+import { encodeCheckpoint } from '../../train/train-checkpoint.ts';
+import { Trainer } from '../../train/trainer.ts';
+
+const USAGE =
+  'fednnunet train RAW_DATASET_DIR --epochs E --iters I -o MODEL_DIR [--plans plans.json] [--config 3d_fullres|2d|3d_lowres] ' +
+  '[--val-iters V] [--tiny] [--tiny-patch N] [--seed S] [--fold all|random80] [--no-augmentation] [--no-deep-supervision] ' +
+  '[--checkpointing] [--backend cpu|webgpu]';
+
+function int(name: string, v: string | undefined, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} needs an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+const json = (x: unknown) => `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 4)}\n`;
+
+const command: Command = {
+  summary: 'train a model on a raw dataset (nnU-Net recipe; --tiny for a small CPU-sized network)',
+  async run(argv) {
+    const { values, positionals } = parse(argv, {
+      plans: { type: 'string' },
+      config: { type: 'string' },
+      epochs: { type: 'string' },
+      iters: { type: 'string' },
+      'val-iters': { type: 'string' },
+      tiny: { type: 'boolean' },
+      'tiny-patch': { type: 'string' },
+      seed: { type: 'string' },
+      fold: { type: 'string' },
+      'no-augmentation': { type: 'boolean' },
+      'no-deep-supervision': { type: 'boolean' },
+      checkpointing: { type: 'boolean' },
+      backend: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    if (positionals.length !== 1 || !values.output || values.epochs === undefined || values.iters === undefined) throw new UsageError(`usage: ${USAGE}`);
+    const epochs = int('epochs', values.epochs, 0, 1);
+    const iters = int('iters', values.iters, 0, 1);
+    const valIters = int('val-iters', values['val-iters'], 50, 0);
+    const seed = int('seed', values.seed, 0, 0);
+    const fold = values.fold ?? 'random80';
+    if (fold !== 'all' && fold !== 'random80') throw new UsageError(`--fold must be 'all' or 'random80', got '${fold}'`);
+    if (values['tiny-patch'] !== undefined && !values.tiny) throw new UsageError('--tiny-patch needs --tiny');
+    const backend = values.backend ?? 'cpu';
+    if (backend === 'webgpu') {
+      const gpu = (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
+      if (!gpu) throw new Error('the webgpu backend needs a browser with WebGPU; Node has none here. Use --backend cpu, or train in the app');
+    } else if (backend !== 'cpu') {
+      throw new UsageError(`--backend must be cpu or webgpu, got '${backend}'`);
+    }
+    await useBackend(backend);
+
+    const dir = resolve(positionals[0]);
+    const src = fsSource(dir);
+    const ds = await openRawDataset(src);
+    if (ds.problems.length || !ds.json) throw new Error(`${ds.name}: ${ds.problems.join('; ') || 'no dataset.json'}`);
+    const cases = ds.cases.filter((c) => c.label);
+    if (cases.length === 0) throw new Error(`${ds.name}: no labelled training cases`);
+    const plansIn = values.plans ? (JSON.parse(readFileSync(values.plans, 'utf8')) as Plans) : undefined;
+    const configuration = values.config ?? (plansIn && !plansIn.configurations['3d_fullres'] ? '2d' : '3d_fullres');
+
+    const t0 = Date.now();
+    const prep = await prepareTraining(
+      cases.length,
+      async (i) => {
+        const c = await loadCase(src, cases[i]);
+        return { id: c.id, image: stackChannels(c.images), label: c.label! };
+      },
+      ds.json,
+      {
+        datasetName: basename(dir),
+        configuration,
+        plans: plansIn,
+        tiny: values.tiny ? { patch: int('tiny-patch', values['tiny-patch'], 24, 4) } : false,
+        onProgress: (stage, done, total) => {
+          if (done === total) console.log(`${stage}: ${total} cases (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+        },
+      },
+    );
+    const trainer = new Trainer({
+      plans: prep.plans,
+      configuration,
+      datasetJson: ds.json,
+      cases: prep.cases,
+      options: {
+        epochs, itersPerEpoch: iters, valIters, seed, split: fold,
+        augmentation: !values['no-augmentation'],
+        deepSupervision: !values['no-deep-supervision'],
+        checkpointing: values.checkpointing ?? false,
+      },
+    });
+    const cfg = trainer.config;
+    console.log(
+      `${configuration}${values.tiny ? ' (tiny)' : ''}: patch ${cfg.patch_size.join('x')}, batch ${cfg.batch_size}, ` +
+        `${trainer.net.parameterCount()} parameters; train ${trainer.trainIds.length} / val ${trainer.valIds.length} cases; backend ${backend}`,
+    );
+
+    const out = resolve(values.output);
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'plans.json'), json(prep.plans));
+    writeFileSync(join(out, 'dataset.json'), json(ds.json));
+    writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
+
+    await trainer.run({
+      onEvent: async (e) => {
+        if (e.type !== 'epoch') return;
+        console.log(
+          `epoch ${e.epoch}: lr ${e.lr.toExponential(3)}  train ${e.trainLoss.toFixed(4)}  val ${e.valLoss.toFixed(4)}  ` +
+            `pseudo-Dice ${e.dicePerClass.map((d) => d.toFixed(4)).join(' ')}  ema ${e.ema.toFixed(4)}  ` +
+            `${e.msPerIter.toFixed(0)} ms/iter  peak ${(e.peakBytes / 2 ** 20).toFixed(1)} MiB  ${e.seconds.toFixed(1)} s`,
+        );
+        // nnU-Net's checkpoint_best: whenever the EMA is strictly above every earlier one.
+        if (e.isNewBest) writeFileSync(join(out, 'checkpoint_best.ckpt'), encodeCheckpoint(await trainer.checkpoint()));
+      },
+    });
+
+    const ck = await trainer.checkpoint();
+    writeFileSync(join(out, 'checkpoint_final.ckpt'), encodeCheckpoint(ck));
+    const enc = encodeWeights(ck.weights, 'fp32');
+    writeFileSync(join(out, 'weights.bin'), enc.payload);
+    writeFileSync(
+      join(out, 'weights.json'),
+      json({
+        format: 'fednnunet-weights', encoding: 'fp32', layout: 'PyTorch state_dict names, shapes and row-major layout',
+        configuration, num_input_channels: trainer.net.arch.inputChannels,
+        num_classes: trainer.numClasses, inference_allowed_mirroring_axes: trainer.mirrorAxes, entries: enc.entries,
+      }),
+    );
+    writeFileSync(join(out, 'training_log.json'), json({ ...ck.log, split: ck.split, options: ck.options }));
+    trainer.dispose();
+    console.log(`-> ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    return 0;
+  },
+};
+export default command;
