@@ -2,7 +2,7 @@
 // for a batch of 2 patches of 64×80×80 from a 64×80×80 single-channel volume (the 801 plan's patch).
 import { mulberry32, randomArray } from '../src/util/rng.ts';
 import { augmentBatch } from '../src/train/augment.ts';
-import { deepSupervisionScales, deepSupervisionTargets } from '../src/train/deep-supervision.ts';
+import { deepSupervisionTargets } from '../src/train/ds-targets.ts';
 import { configureAugmentationGeometry } from '../src/train/rotation-config.ts';
 import { sampleBatch, type TrainingCase } from '../src/train/sampler.ts';
 
@@ -17,7 +17,7 @@ for (let i = 0; i < n; i += 97) {
 const c: TrainingCase = { data: randomArray(n, 1), seg, shape, classLocations: { '1': locs } };
 const patch = [64, 80, 80];
 const geo = configureAugmentationGeometry(patch);
-const scales = deepSupervisionScales([[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]]);
+const strides = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]];
 const rng = mulberry32(1);
 function run(probabilityScale: number): number[] {
   const t0 = performance.now();
@@ -25,7 +25,7 @@ function run(probabilityScale: number): number[] {
   const t1 = performance.now();
   const a = augmentBatch(b, { patchSize: patch, rotation: geo.rotation, dummy2d: geo.dummy2d, mirrorAxes: geo.mirrorAxes, probabilityScale }, rng);
   const t2 = performance.now();
-  deepSupervisionTargets(a.seg, 2, patch, scales);
+  deepSupervisionTargets(a.seg, 2, patch, strides);
   return [t1 - t0, t2 - t1, performance.now() - t2];
 }
 run(1); // JIT warm-up
