@@ -17,6 +17,7 @@ export const COMMANDS: Record<string, Loader> = {
   'demo-data': async () => (await import('./commands/demo-data.ts')).default,
   serve: async () => (await import('./commands/serve.ts')).default,
   relay: async () => (await import('./commands/relay.ts')).default,
+  simulate: async () => (await import('./commands/simulate.ts')).default,
   train: async () => (await import('./commands/train.ts')).default,
   predict: async () => (await import('./commands/predict.ts')).default,
   'export-onnx': async () => (await import('./commands/export-onnx.ts')).default,

@@ -27,18 +27,17 @@ export class SGDNesterov {
     this.clipNorm = o.clipNorm ?? 12;
   }
 
-  /** One step. Returns the gradient norm before clipping (as nnU-Net logs it). */
-  step(grads: Map<string, TF.Tensor>): number {
+  /**
+   * One step, entirely on the device (no GPU→CPU read: WebGPU has no cheap synchronous readback).
+   * Returns the gradient norm before clipping as a scalar tensor the caller reads (async) and
+   * disposes; `checkNorm` turns a NaN/Inf norm into an error after the read.
+   */
+  step(grads: Map<string, TF.Tensor>): TF.Scalar {
     const tf = this.tf;
-    const norm = tf.tidy(() => {
-      const sq = [...grads.values()].map((g) => tf.sum(tf.square(g)));
-      return tf.sqrt(tf.addN(sq));
-    });
-    const total = norm.dataSync()[0];
-    norm.dispose();
-    if (!Number.isFinite(total)) throw new Error(`gradient norm is ${total}: training diverged (NaN/Inf)`);
+    const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))) as TF.Scalar);
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied only when < 1.
-    const coef = this.clipNorm > 0 && Number.isFinite(this.clipNorm) ? Math.min(1, this.clipNorm / (total + 1e-6)) : 1;
+    const clip = this.clipNorm > 0 && Number.isFinite(this.clipNorm);
+    const coef = tf.tidy(() => (clip ? tf.minimum(tf.scalar(1), tf.div(tf.scalar(this.clipNorm), tf.add(norm, 1e-6))) : tf.scalar(1)));
     for (const [name, p] of this.params) {
       const g = grads.get(name);
       if (!g) continue;
@@ -55,6 +54,15 @@ export class SGDNesterov {
         p.assign(tf.sub(p, tf.mul(tf.add(d, tf.mul(nb, this.momentum)), this.lr)));
       });
     }
+    coef.dispose();
+    return norm;
+  }
+
+  /** Reads a norm returned by step() and disposes it; throws if training diverged. */
+  static async checkNorm(norm: TF.Scalar): Promise<number> {
+    const total = (await norm.data())[0];
+    norm.dispose();
+    if (!Number.isFinite(total)) throw new Error(`gradient norm is ${total}: training diverged (NaN/Inf)`);
     return total;
   }
 

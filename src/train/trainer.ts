@@ -478,7 +478,7 @@ export class Trainer {
     const x = this.inputTensor(batch);
     const ys = this.targetTensors(batch);
     let sampledPeak = 0;
-    let gradNorm = 0;
+    let normT: tf.Scalar | undefined;
     const step = (): tf.Scalar => {
       const { value, grads } = tf.variableGrads(() => {
         const l = this.lossOf(this.net.forward(x), ys);
@@ -493,7 +493,7 @@ export class Trainer {
         if (g) byName.set(s.name, g);
       }
       sampledPeak = Math.max(sampledPeak, tf.memory().numBytes);
-      gradNorm = this.opt.step(byName);
+      normT = this.opt.step(byName);
       Object.values(grads).forEach((g) => g?.dispose());
       return value;
     };
@@ -511,6 +511,7 @@ export class Trainer {
     value.dispose();
     x.dispose();
     ys.forEach((y) => y.dispose());
+    const gradNorm = await SGDNesterov.checkNorm(normT!);
     return { loss, gradNorm, ms: performance.now() - t0, peakBytes };
   }
 

@@ -1,0 +1,149 @@
+// `fednnunet simulate`: a relay and N site clients in one Node process, each site training on its
+// own raw dataset folder — the FednnU-Net run.py equivalent, for research and workshops.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import type { Command } from '../commands.ts';
+import { parse, UsageError } from '../args.ts';
+import { startRelay } from '../../fed/relay/server.ts';
+import { SiteClient, type SiteResult } from '../../fed/client.ts';
+import { wsConnect } from '../../fed/ws-transport.ts';
+import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
+import type { FederationConfig } from '../../fed/protocol.ts';
+import { fsSource } from '../../node/fs-source.ts';
+import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
+import { useBackend } from '../../model/tf-backend.ts';
+import { TrainerSite } from '../../pipeline/trainer-site.ts';
+import { writeModelDir } from '../../infer/model-dir.ts';
+
+const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny] [--config 3d_fullres|2d] ' +
+  '[--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR]';
+
+const command: Command = {
+  summary: 'run a relay and N headless sites in this process; prints per-site validation Dice per round',
+  async run(argv) {
+    const { values, positionals } = parse(argv, {
+      sites: { type: 'string', multiple: true },
+      method: { type: 'string', default: 'ffe' },
+      rounds: { type: 'string' },
+      iters: { type: 'string' },
+      config: { type: 'string', default: '3d_fullres' },
+      'val-iters': { type: 'string', default: '10' },
+      tiny: { type: 'boolean' },
+      encoding: { type: 'string', default: 'fp16' },
+      weighting: { type: 'string', default: 'uniform' },
+      seed: { type: 'string', default: '0' },
+      backend: { type: 'string', default: 'cpu' },
+      json: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      return 0;
+    }
+    // `--sites A B C`: parseArgs gives the first after --sites, the rest are positionals.
+    const dirs = [...(values.sites ?? []), ...positionals];
+    if (dirs.length < 2) throw new UsageError(`need at least two --sites; usage: ${USAGE}`);
+    const num = (k: string, v: string | undefined, min: number) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got '${v}'`);
+      return n;
+    };
+    const pick = <T extends string>(k: string, v: string | undefined, ok: readonly T[]): T => {
+      if (!ok.includes(v as T)) throw new UsageError(`--${k} must be one of ${ok.join(', ')}`);
+      return v as T;
+    };
+    const config: FederationConfig = {
+      method: pick('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
+      configuration: pick('config', values.config, ['3d_fullres', '2d'] as const),
+      rounds: num('rounds', values.rounds, 1),
+      itersPerRound: num('iters', values.iters, 1),
+      minSites: dirs.length,
+      roundDeadlineMs: 24 * 3600_000,
+      weighting: pick('weighting', values.weighting, ['uniform', 'cases'] as const),
+      encoding: pick('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
+    };
+    if (values.backend !== 'cpu') throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
+    await useBackend('cpu');
+
+    const sites: TrainerSite[] = [];
+    const datasetJsons: Record<string, unknown>[] = [];
+    for (const dir of dirs) {
+      const src = fsSource(dir);
+      const ds = await openRawDataset(src);
+      if (!ds.json || ds.problems.length) throw new Error(`${dir}: ${ds.problems.join('; ') || 'no dataset.json'}`);
+      const cases = ds.cases.filter((c) => c.label);
+      datasetJsons.push(ds.json);
+      sites.push(new TrainerSite({
+        datasetName: ds.name,
+        datasetJson: ds.json,
+        numCases: cases.length,
+        getCase: async (i) => {
+          const c = await loadCase(src, cases[i]);
+          return { id: c.id, image: c.images.length === 1 ? c.images[0] : stackChannels(c.images), label: c.label! };
+        },
+        tiny: values.tiny,
+        seed: num('seed', values.seed, 0),
+        valIters: num('val-iters', values['val-iters'], 0),
+        log: (l) => console.log(`[site] ${l}`),
+      }));
+    }
+
+    const dataDir = mkdtempSync(join(tmpdir(), 'fednnunet-sim-'));
+    const relay = await startRelay({ dataDir, config: { ...config, expectedSites: sites.length, token: 'simulation' }, aggregateFingerprints: mergeSiteFingerprints, log: (l) => console.log(`[relay] ${l}`) });
+    let results: SiteResult[];
+    try {
+      // Join in the order given, so FFE aggregates in that order (as FednnU-Net's client list).
+      const runs: Promise<SiteResult>[] = [];
+      for (const [i, site] of sites.entries()) {
+        runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site }).run());
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      results = await Promise.all(runs);
+    } finally {
+      await relay.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+
+    // Report: Dice per round per site (before local training = after the previous aggregation).
+    console.log(`\n${config.method}: ${config.rounds} rounds × ${config.itersPerRound} iterations, ${sites.length} sites`);
+    console.log(['round', ...sites.map((_, i) => `site${i + 1} Dice`)].join('\t'));
+    for (let r = 2; r <= config.rounds; r++) {
+      console.log([r - 1, ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? '')].join('\t'));
+    }
+    console.log([`final`, ...sites.map((s) => s.finalDice?.toFixed(4) ?? '')].join('\t'));
+    const report = {
+      config,
+      sites: sites.map((s, i) => ({
+        dataset: dirs[i],
+        plans: { patch_size: s.trainer!.config.patch_size, spacing: s.trainer!.config.spacing, n_stages: s.trainer!.config.architecture.arch_kwargs.n_stages },
+        sharedTensors: results[i].shared.length,
+        localTensors: s.trainer!.net.specs.length - results[i].shared.length,
+        rounds: s.rounds.map((r) => ({ round: r.round, diceBefore: r.diceBefore ?? null, trainLoss: r.epoch.trainLoss, pseudoDice: r.epoch.pseudoDice })),
+        finalDice: s.finalDice,
+        traffic: results[i].traffic,
+      })),
+    };
+    for (const [i, s] of report.sites.entries()) {
+      const sent = s.traffic.reduce((a, t) => a + t.sent, 0);
+      const recv = s.traffic.reduce((a, t) => a + t.received, 0);
+      console.log(`site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB`);
+    }
+    if (values.json) writeFileSync(values.json, JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2));
+    if (values.output) {
+      for (const [i, s] of sites.entries()) {
+        await writeModelDir(join(values.output, `site${i + 1}`), {
+          plans: s.plans!, datasetJson: datasetJsons[i] as never, configuration: config.configuration,
+          weights: await s.trainer!.net.namedWeights(),
+          meta: { federation: { method: config.method, rounds: config.rounds, site: i + 1 } },
+        });
+      }
+      console.log(`models written to ${values.output}/site1…site${sites.length}`);
+    }
+    for (const s of sites) s.trainer?.dispose();
+    return 0;
+  },
+};
+export default command;

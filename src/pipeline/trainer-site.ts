@@ -1,0 +1,142 @@
+// A federation site backed by the real pipeline: fingerprint → plan (on the FFE aggregate, or
+// locally for AsymFedAvg/FedAvg) → preprocess → nnU-Net's Trainer, one epoch per round. Platform-
+// free: the Node simulator feeds it raw dataset folders, the browser worker cases from IndexedDB.
+import type { SiteTrainer } from '../fed/client.ts';
+import type { FederationConfig } from '../fed/protocol.ts';
+import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
+import { caseFingerprint } from '../fingerprint/case.ts';
+import { datasetFingerprint } from '../fingerprint/dataset.ts';
+import type { DatasetFingerprint } from '../fingerprint/types.ts';
+import { planExperiment } from '../plan/planner.ts';
+import type { DatasetJson, Plans } from '../plan/types.ts';
+import { prepareTraining, type RawTrainingCase } from '../train/prepare.ts';
+import { Trainer, TrainingControl, type EpochEvent, type TrainerCase } from '../train/trainer.ts';
+import { slidingWindowPredict } from '../infer/sliding-window.ts';
+import { computeCaseMetrics } from '../eval/metrics.ts';
+import type { TinyOptions } from '../train/tiny.ts';
+
+export interface TrainerSiteOptions {
+  datasetName: string;
+  datasetJson: DatasetJson;
+  numCases: number;
+  getCase: (i: number) => Promise<RawTrainingCase> | RawTrainingCase;
+  tiny?: boolean | TinyOptions;
+  seed?: number;
+  valIters?: number;
+  /** Checkpointing, augmentation etc. (defaults: nnU-Net's). */
+  augmentation?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface RoundReport {
+  round: number;
+  /** Mean foreground Dice on this site's validation cases (sliding window) before local training. */
+  diceBefore?: number;
+  epoch: EpochEvent;
+}
+
+export class TrainerSite implements SiteTrainer {
+  readonly numCases: number;
+  trainer?: Trainer;
+  plans?: Plans;
+  fingerprint?: DatasetFingerprint;
+  private valCases: TrainerCase[] = [];
+  readonly rounds: RoundReport[] = [];
+  finalDice?: number;
+
+  constructor(private readonly o: TrainerSiteOptions) {
+    this.numCases = o.numCases;
+  }
+
+  async localFingerprint(): Promise<Record<string, unknown>> {
+    const fps = [];
+    for (let i = 0; i < this.o.numCases; i++) {
+      const c = await this.o.getCase(i);
+      fps.push(caseFingerprint(c.image, c.label));
+    }
+    this.fingerprint = datasetFingerprint(fps);
+    return this.fingerprint as unknown as Record<string, unknown>;
+  }
+
+  async prepare(aggregate: Record<string, unknown> | null, config: FederationConfig): Promise<void> {
+    const dj = { ...this.o.datasetJson, numTraining: this.o.numCases };
+    // FFE: every site plans on the pooled fingerprint; otherwise prepareTraining plans locally.
+    const plans = aggregate ? planExperiment(aggregate as unknown as DatasetFingerprint, dj, { datasetName: this.o.datasetName }) : undefined;
+    const prepared = await prepareTraining(this.o.numCases, this.o.getCase, dj, {
+      datasetName: this.o.datasetName,
+      configuration: config.configuration,
+      plans,
+      tiny: this.o.tiny,
+    });
+    this.plans = prepared.plans;
+    this.trainer = new Trainer({
+      plans: prepared.plans,
+      configuration: config.configuration,
+      datasetJson: dj,
+      cases: prepared.cases,
+      options: { epochs: config.rounds, itersPerEpoch: config.itersPerRound, valIters: this.o.valIters ?? 10, seed: this.o.seed ?? 0, augmentation: this.o.augmentation },
+    });
+    const val = new Set(this.trainer.valIds);
+    this.valCases = prepared.cases.filter((c) => val.has(c.id));
+    this.o.log?.(`${this.o.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`);
+  }
+
+  private get t(): Trainer {
+    if (!this.trainer) throw new Error('site not prepared yet');
+    return this.trainer;
+  }
+
+  weights(): Promise<NamedWeights> {
+    return this.t.net.namedWeights();
+  }
+
+  async loadShared(shared: NamedWeights): Promise<void> {
+    this.t.net.loadNamedWeights(shared, { strict: false });
+  }
+
+  /** Mean foreground Dice over the validation cases: full sliding-window prediction, argmax. */
+  async validationDice(): Promise<number> {
+    const t = this.t;
+    const patch = t.config.patch_size;
+    const labels = Array.from({ length: t.numClasses - 1 }, (_, i) => i + 1);
+    const scores: number[] = [];
+    for (const c of this.valCases) {
+      const C = c.data.length / c.seg.length;
+      const logits = await slidingWindowPredict({ data: c.data, shape: [C, ...c.shape] as [number, number, number, number] }, patch, t.numClasses, (b, n) => t.predictLogits(b, n, patch), { tileBatch: 2 });
+      const vox = c.seg.length;
+      const pred = new Uint8Array(vox);
+      for (let v = 0; v < vox; v++) {
+        let best = 0;
+        for (let k = 1; k < t.numClasses; k++) if (logits.data[k * vox + v] > logits.data[best * vox + v]) best = k;
+        pred[v] = best;
+      }
+      const ref = Int16Array.from(c.seg, (x) => (x < 0 ? 0 : x));
+      const m = computeCaseMetrics(ref, pred, labels);
+      const ds = labels.map((l) => m[String(l)].Dice).filter((d) => !Number.isNaN(d));
+      if (ds.length) scores.push(ds.reduce((a, b) => a + b, 0) / ds.length);
+    }
+    return scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : NaN;
+  }
+
+  async train(round: number): Promise<Record<string, number>> {
+    const diceBefore = round > 1 ? await this.validationDice() : undefined;
+    const control = new TrainingControl();
+    let epoch: EpochEvent | undefined;
+    // One FednnU-Net round = one nnU-Net epoch (iterations + validation), then back to the relay.
+    await this.t.run({ control, onEvent: (e) => {
+      if (e.type === 'epoch') {
+        epoch = e;
+        control.stop();
+      }
+    } });
+    if (!epoch) throw new Error(`round ${round}: the trainer finished no epoch`);
+    this.rounds.push({ round, diceBefore, epoch });
+    const metrics: Record<string, number | undefined> = { loss: epoch.trainLoss, valLoss: epoch.valLoss, pseudoDice: epoch.pseudoDice, diceBefore };
+    // Only finite numbers travel (JSON has no NaN).
+    return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
+  }
+
+  async finish(_global: NamedWeights, _shared: WeightSpec): Promise<void> {
+    this.finalDice = await this.validationDice();
+  }
+}
