@@ -6,6 +6,8 @@ import { el } from './dom.ts';
 import { selfTestCard, statusCard } from './views/system.ts';
 import { dataView } from './views/data.ts';
 import type { DataApi } from '../../workers/data.worker.ts';
+import type { TrainApi } from '../../workers/train.worker.ts';
+import { trainView } from './views/train.ts';
 
 const app = document.getElementById('app')!;
 
@@ -58,6 +60,9 @@ async function main(): Promise<void> {
   const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), { type: 'module' });
   const dataApi = Comlink.wrap<DataApi>(dataWorker);
   const data = dataView(dataApi);
+  const trainWorker = new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module' });
+  const trainApi = Comlink.wrap<TrainApi>(trainWorker);
+  const train = trainView(dataApi, trainApi, status.available);
   const selfTest = selfTestCard(status.available);
   const system = el('div', {}, statusCard(status), selfTest.card);
   if (!status.available) {
@@ -66,11 +71,12 @@ async function main(): Promise<void> {
   }
   app.append(tabs([
     { id: 'data', label: 'Data', panel: data.root },
+    { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
     { id: 'system', label: 'This browser', panel: system },
   ]));
   await data.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, proxy: Comlink.proxy } });
+  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, train: trainApi, proxy: Comlink.proxy } });
   document.body.dataset.ready = 'true';
 }
 

@@ -1,0 +1,124 @@
+// Training worker: nnU-Net's training loop on WebGPU (tfjs) over the preprocessed cases of a
+// dataset in IndexedDB, a checkpoint after every epoch (a reloaded tab resumes from it), pause,
+// resume and stop; and the WebGPU-vs-CPU training-step check. Exposed with comlink.
+import * as Comlink from 'comlink';
+import { openStore, type StoreDB } from '../src/store/db.ts';
+import { getDataset } from '../src/store/datasets.ts';
+import { listPlans, loadPlans } from '../src/store/plans.ts';
+import { listPreprocessed, loadPreprocessed } from '../src/store/preprocessed.ts';
+import { loadCheckpoint, saveCheckpoint } from '../src/store/checkpoints.ts';
+import { useBackend, type BackendName } from '../src/model/tf-backend.ts';
+import { Trainer, TrainingControl, trainerCase, type TrainerEvent, type TrainerCase } from '../src/train/trainer.ts';
+import { decodeCheckpoint, encodeCheckpoint } from '../src/train/train-checkpoint.ts';
+import { tinyConfiguration } from '../src/train/tiny.ts';
+import { compareSteps, trainingStep, type StepComparison } from '../src/train/gradient-check.ts';
+import type { Plans, ConfigurationPlan } from '../src/plan/types.ts';
+
+let dbPromise: Promise<StoreDB> | undefined;
+const db = () => (dbPromise ??= openStore());
+let control: TrainingControl | undefined;
+
+export interface TrainRequest {
+  datasetId: string;
+  configuration: '3d_fullres' | '2d';
+  epochs: number;
+  itersPerEpoch: number;
+  valIters: number;
+  /** Replace the plan's network by the tiny preset (patch edge, default 24). */
+  tiny?: { patch?: number; batchSize?: number } | false;
+  seed?: number;
+  backend?: BackendName;
+  /** Start over even if a checkpoint of this run exists. */
+  restart?: boolean;
+}
+
+export type TrainEventOut = TrainerEvent | { type: 'status'; message: string; resumedFromEpoch?: number; backend?: string };
+
+export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny'>) => `local:${r.configuration}${r.tiny ? ':tiny' : ''}`;
+
+async function loadCases(d: StoreDB, datasetId: string, plansName: string, configuration: string): Promise<TrainerCase[]> {
+  const ids = await listPreprocessed(d, datasetId, plansName, configuration);
+  if (ids.length < 2) throw new Error(`only ${ids.length} preprocessed case(s) for ${configuration}: prepare the dataset first (Data tab: "Fingerprint, plan and preprocess")`);
+  const out: TrainerCase[] = [];
+  for (const id of ids) out.push(trainerCase(id, (await loadPreprocessed(d, datasetId, plansName, configuration, id))!));
+  return out;
+}
+
+const api = {
+  /** One deep-supervised training step on WebGPU and on the CPU: same seed, weights and batch. */
+  async gradientCheck(): Promise<StepComparison & { backend: string }> {
+    const gpu = await useBackend('webgpu');
+    const a = await trainingStep(gpu, 1);
+    const cpu = await useBackend('cpu');
+    const b = await trainingStep(cpu, 1);
+    return { ...compareSteps(a, b), backend: 'webgpu vs cpu' };
+  },
+
+  async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string }> {
+    if (control) throw new Error('training is already running');
+    const d = await db();
+    const ds = await getDataset(d, req.datasetId);
+    if (!ds) throw new Error('dataset not found (deleted?)');
+    const plansName = (await listPlans(d, req.datasetId))[0];
+    if (!plansName) throw new Error(`${ds.name} has no plans yet: prepare it first (Data tab)`);
+    const plans = (await loadPlans(d, req.datasetId, plansName))!;
+    const cases = await loadCases(d, req.datasetId, plansName, req.configuration);
+    const backend = req.backend ?? 'webgpu';
+    await useBackend(backend);
+    const runId = runIdOf(req);
+    let trainer: Trainer;
+    const saved = req.restart ? undefined : await loadCheckpoint(d, req.datasetId, runId);
+    if (saved && saved.info.epoch < saved.info.epochs) {
+      trainer = Trainer.fromCheckpoint(decodeCheckpoint(saved.data), cases);
+      onEvent({ type: 'status', message: `resumed from the checkpoint of epoch ${saved.info.epoch}`, resumedFromEpoch: saved.info.epoch, backend });
+    } else {
+      const runPlans: Plans = structuredClone(plans);
+      const configs = runPlans.configurations as Record<string, ConfigurationPlan>;
+      if (req.tiny) configs[req.configuration] = tinyConfiguration(configs[req.configuration], req.tiny);
+      trainer = new Trainer({
+        plans: runPlans,
+        configuration: req.configuration,
+        datasetJson: { labels: ds.labels },
+        cases,
+        options: { epochs: req.epochs, itersPerEpoch: req.itersPerEpoch, valIters: req.valIters, seed: req.seed ?? 0 },
+      });
+      onEvent({ type: 'status', message: `new run: ${trainer.trainIds.length} training / ${trainer.valIds.length} validation cases, patch ${trainer.config.patch_size.join('×')}`, backend });
+    }
+    control = new TrainingControl();
+    try {
+      const r = await trainer.run({
+        control,
+        onEvent: async (e) => {
+          if (e.type === 'epoch') {
+            // Checkpoint before telling the page, so "epoch N done" always has its checkpoint.
+            await saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: trainer.epoch, epochs: trainer.options.epochs, configuration: req.configuration }, encodeCheckpoint(await trainer.checkpoint()));
+          }
+          onEvent(e);
+        },
+      });
+      return { ...r, runId };
+    } finally {
+      control = undefined;
+      trainer.dispose();
+    }
+  },
+
+  pause(): void {
+    control?.pause();
+  },
+  resume(): void {
+    control?.resume();
+  },
+  stop(): void {
+    control?.stop();
+  },
+
+  /** The saved run of this dataset/configuration, if any (to offer "resume"). */
+  async savedRun(datasetId: string, configuration: string, tiny: boolean) {
+    const c = await loadCheckpoint(await db(), datasetId, runIdOf({ configuration: configuration as '2d', tiny: tiny ? {} : false }));
+    return c?.info;
+  },
+};
+
+export type TrainApi = typeof api;
+Comlink.expose(api);
