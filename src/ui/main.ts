@@ -6,6 +6,8 @@ import { el } from './dom.ts';
 import { selfTestCard, statusCard } from './views/system.ts';
 import { dataView } from './views/data.ts';
 import type { DataApi } from '../../workers/data.worker.ts';
+import { predictView } from './views/predict.ts';
+import type { InferApi } from '../../workers/infer.worker.ts';
 
 const app = document.getElementById('app')!;
 
@@ -58,6 +60,9 @@ async function main(): Promise<void> {
   const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), { type: 'module' });
   const dataApi = Comlink.wrap<DataApi>(dataWorker);
   const data = dataView(dataApi);
+  const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), { type: 'module', name: 'fednnunet-infer' });
+  const inferApi = Comlink.wrap<InferApi>(inferWorker);
+  const predict = predictView(inferApi, dataApi);
   const selfTest = selfTestCard(status.available);
   const system = el('div', {}, statusCard(status), selfTest.card);
   if (!status.available) {
@@ -66,11 +71,13 @@ async function main(): Promise<void> {
   }
   app.append(tabs([
     { id: 'data', label: 'Data', panel: data.root },
+    { id: 'predict', label: 'Predict', panel: predict.root, onShow: () => void predict.refresh() },
     { id: 'system', label: 'This browser', panel: system },
   ]));
   await data.refresh();
+  await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, proxy: Comlink.proxy } });
+  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, infer: inferApi, predict, proxy: Comlink.proxy } });
   document.body.dataset.ready = 'true';
 }
 
