@@ -103,7 +103,18 @@ async function configureOrt(): Promise<void> {
   ortConfigured = true;
 }
 
-const hasWebGPU = (): boolean => typeof navigator !== 'undefined' && !!(navigator as Navigator & { gpu?: unknown }).gpu;
+// navigator.gpu may exist without an adapter (GPU blocklisted, or Chromium without WebGPU
+// enabled); onnxruntime-web then drops to its next EP silently, so ask for an adapter first.
+let adapterProbe: Promise<boolean> | undefined;
+const hasWebGPU = (): Promise<boolean> => (adapterProbe ??= (async () => {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) return false;
+  try {
+    return (await gpu.requestAdapter()) !== null;
+  } catch {
+    return false;
+  }
+})());
 
 async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number): Promise<NonNullable<typeof cached>> {
   const key = `${modelId}|${backend}|${budgetMB}`;
@@ -113,7 +124,7 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   const arch: UNetArch = archFromDir(md);
   const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
   if (backend === 'tfjs') {
-    if (!hasWebGPU()) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
+    if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
     const { useBackend } = await import('../src/model/tf-backend.ts');
     await useBackend('webgpu');
     const model: PlainConvUNet = modelFromDir(md);
@@ -130,12 +141,12 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   }
   let session: OrtSession;
   if (backend === 'onnx-webgpu') {
-    if (!hasWebGPU()) throw new Error('this browser has no WebGPU. Choose “Automatic” or “ONNX on WebAssembly”');
+    if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU. Choose “Automatic” or “ONNX on WebAssembly”');
     session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: ['webgpu'], logSeverityLevel: 3 });
   } else if (backend === 'onnx-wasm') {
     session = await createOrtSession(bytes, { backend: 'ort-wasm', logSeverityLevel: 3 });
   } else {
-    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: hasWebGPU() ? ['webgpu', 'wasm'] : ['wasm'], logSeverityLevel: 3 });
+    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: (await hasWebGPU()) ? ['webgpu', 'wasm'] : ['wasm'], logSeverityLevel: 3 });
   }
   const eps = session.executionProviders;
   const engine = `onnxruntime-web ${eps.includes('webgpu') ? 'webgpu' : 'wasm'}`;
