@@ -31,6 +31,8 @@ export interface PredictRequest {
   backend?: InferBackend;
   /** Memory budget for one batch of tiles (default 512 MB). */
   budgetMB?: number;
+  /** onnxruntime-web wasm threads (default: the runtime's; fixed by the first wasm session). */
+  numThreads?: number;
 }
 
 export interface InferEvent {
@@ -116,8 +118,8 @@ const hasWebGPU = (): Promise<boolean> => (adapterProbe ??= (async () => {
   }
 })());
 
-async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number): Promise<NonNullable<typeof cached>> {
-  const key = `${modelId}|${backend}|${budgetMB}`;
+async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
+  const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
   const { patch } = configurationInfo(md.plans, md.configuration);
@@ -142,14 +144,16 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   let session: OrtSession;
   if (backend === 'onnx-webgpu') {
     if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU. Choose “Automatic” or “ONNX on WebAssembly”');
-    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: ['webgpu'], logSeverityLevel: 3 });
+    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: ['webgpu'], logSeverityLevel: 3, numThreads });
   } else if (backend === 'onnx-wasm') {
-    session = await createOrtSession(bytes, { backend: 'ort-wasm', logSeverityLevel: 3 });
+    session = await createOrtSession(bytes, { backend: 'ort-wasm', logSeverityLevel: 3, numThreads });
   } else {
-    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: (await hasWebGPU()) ? ['webgpu', 'wasm'] : ['wasm'], logSeverityLevel: 3 });
+    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: (await hasWebGPU()) ? ['webgpu', 'wasm'] : ['wasm'], logSeverityLevel: 3, numThreads });
   }
   const eps = session.executionProviders;
-  const engine = `onnxruntime-web ${eps.includes('webgpu') ? 'webgpu' : 'wasm'}`;
+  const ort = await import('onnxruntime-web');
+  const threads = ort.env.wasm.numThreads;
+  const engine = eps.includes('webgpu') ? 'onnxruntime-web webgpu' : `onnxruntime-web wasm${threads && threads > 1 ? ` (${threads} threads)` : ''}`;
   // onnxruntime frees intermediates as it goes; a few tiles per run keep the batch small.
   const tileBatch = Math.min(4, budgetTiles);
   cached = { key, predictTiles: ortTilePredictor(session, patch, arch.inputChannels, tileBatch), engine, tileBatch, release: () => session.release() };
@@ -295,7 +299,7 @@ const api = {
       if (channels !== nIn) {
         throw new Error(`the model expects ${nIn} image channel(s) (${Object.values(md.datasetJson.channel_names ?? {}).join(', ')}) but the scan has ${channels}. Give one file per channel, named …_0000, …_0001`);
       }
-      const eng = await engineFor(modelId, md, backend, req.budgetMB ?? 512);
+      const eng = await engineFor(modelId, md, backend, req.budgetMB ?? 512, req.numThreads);
       const tLoad = performance.now() - t0;
       ctrl.signal.throwIfAborted();
       onEvent({ phase: 'preprocessing', engine: eng.engine });

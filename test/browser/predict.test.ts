@@ -14,7 +14,9 @@ import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/inf
 import { readNifti } from '../../src/io/nifti.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { readDicomVolume } from '../../src/io/dicom.ts';
+import { readdirSync } from 'node:fs';
+import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
 import { randomizeWeights, tinyConfig } from '../unit/infer-helpers.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
 
@@ -161,6 +163,25 @@ describe('Predict tab', () => {
     expect(msg).toMatch(/could not be read|neither NIfTI/);
     expect(await page.isEnabled('#predict-run')).toBe(true);
   });
+
+  it('segments a DICOM folder (label map on the series grid); a series with mixed orientations is refused in plain words', async () => {
+    const { page } = s;
+    const dir = join(SHARED_FIXTURES, 'dicom-ct-phantom');
+    const series = readDicomVolume(readdirSync(dir).map((f) => ({ name: f, bytes: new Uint8Array(readFileSync(join(dir, f))) })));
+    await page.setInputFiles('#scan-folder', dir);
+    expect(await page.textContent('#scan-chosen')).toContain('read as DICOM');
+    await page.click('#predict-run');
+    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 240_000 });
+    const r = await page.evaluate(() => { const l = (window as any).__fednnunet.predict.last(); return { dims: l.dims, spacing: l.spacing, affine: l.affine, n: l.labels.length }; });
+    expect(r.dims).toEqual(series.dims);
+    expect(r.n).toBe(series.dims[0] * series.dims[1] * series.dims[2]);
+    for (let i = 0; i < 16; i++) expect(r.affine[i]).toBeCloseTo(series.affine[i], 5);
+    await page.setInputFiles('#scan-folder', join('test', 'fixtures', 'dicom-mr-series'));
+    await page.click('#predict-run');
+    await page.waitForSelector('#predict-error p.bad');
+    expect(await page.textContent('#predict-error')).toMatch(/could not be read: .*mixed orientations/);
+    expect(s.errors).toEqual([]);
+  });
 });
 
 describe('Predict tab without WebGPU', () => {
@@ -176,10 +197,22 @@ describe('Predict tab without WebGPU', () => {
     await page.setInputFiles('#model-import-zip', zip);
     await page.waitForSelector('#model-status.ok');
     expect(await page.textContent('#model-list')).toContain('Zipped');
+    // Threaded wasm from the built app: the page is cross-origin isolated and onnxruntime's thread
+    // workers load from dist/ (through the worker API, to ask for 2 threads).
+    expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+    const threaded = await page.evaluate(async (b64) => {
+      const f = (window as any).__fednnunet;
+      const [m] = await f.infer.models();
+      const file = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'mrA_000_0000.nii.gz');
+      const r = await f.infer.predict(m.id, { files: [{ path: file.name, file }] }, { backend: 'onnx-wasm', numThreads: 2 }, f.proxy(() => undefined));
+      return { engine: r.engine, labels: Array.from(r.labels as Uint8Array) };
+    }, readFileSync(SCAN).toString('base64'));
+    expect(threaded.engine).toBe('onnxruntime-web wasm (2 threads)');
+    expect(threaded.labels.filter((v, i) => v === expected[i]).length / expected.length).toBeGreaterThanOrEqual(0.999);
     await page.setInputFiles('#scan-files', SCAN);
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 240_000 });
-    expect(await page.getAttribute('#predict-result', 'data-engine')).toBe('onnxruntime-web wasm');
+    expect(await page.getAttribute('#predict-result', 'data-engine')).toMatch(/^onnxruntime-web wasm/);
     const labels = await page.evaluate(() => Array.from((window as any).__fednnunet.predict.last().labels as Uint8Array));
     let same = 0;
     for (let i = 0; i < expected.length; i++) if (labels[i] === expected[i]) same++;
