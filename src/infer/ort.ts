@@ -26,6 +26,8 @@ export interface OrtSessionOptions {
   numThreads?: number;
   /** Override the execution providers (advanced). */
   executionProviders?: string[];
+  /** Session log level: 0 verbose … 2 warning (runtime default) … 4 fatal. */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
 }
 
 export interface OrtSession {
@@ -63,6 +65,7 @@ export async function createOrtSession(model: Uint8Array, opts: OrtSessionOption
   const backend = opts.backend ?? (isNode() ? 'ort-node' : 'ort-web');
   const ort = await loadModule(backend);
   const options: InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+  if (opts.logSeverityLevel !== undefined) options.logSeverityLevel = opts.logSeverityLevel;
   if (backend === 'ort-node') {
     if (opts.numThreads) options.intraOpNumThreads = opts.numThreads;
   } else if (opts.numThreads) {

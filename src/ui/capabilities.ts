@@ -12,5 +12,5 @@ export const CAPABILITIES: Capability[] = [
   { name: 'Dataset fingerprint and nnU-Net planning', needsWebGPU: false, status: 'planned' },
   { name: 'Training the 3D U-Net', needsWebGPU: true, status: 'planned' },
   { name: 'Federated rounds (FFE, FedAvg, AsymFedAvg)', needsWebGPU: true, status: 'planned' },
-  { name: 'Segmenting a new scan (WebAssembly fallback without WebGPU)', needsWebGPU: false, status: 'planned' },
+  { name: 'Segmenting a new scan (WebAssembly fallback without WebGPU)', needsWebGPU: false, status: 'available' },
 ];

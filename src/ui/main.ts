@@ -8,6 +8,8 @@ import { dataView } from './views/data.ts';
 import type { DataApi } from '../../workers/data.worker.ts';
 import type { TrainApi } from '../../workers/train.worker.ts';
 import { trainView } from './views/train.ts';
+import { predictView } from './views/predict.ts';
+import type { InferApi } from '../../workers/infer.worker.ts';
 
 const app = document.getElementById('app')!;
 
@@ -63,6 +65,9 @@ async function main(): Promise<void> {
   const trainWorker = new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module' });
   const trainApi = Comlink.wrap<TrainApi>(trainWorker);
   const train = trainView(dataApi, trainApi, status.available);
+  const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), { type: 'module', name: 'fednnunet-infer' });
+  const inferApi = Comlink.wrap<InferApi>(inferWorker);
+  const predict = predictView(inferApi, dataApi);
   const selfTest = selfTestCard(status.available);
   const system = el('div', {}, statusCard(status), selfTest.card);
   if (!status.available) {
@@ -72,11 +77,13 @@ async function main(): Promise<void> {
   app.append(tabs([
     { id: 'data', label: 'Data', panel: data.root },
     { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
+    { id: 'predict', label: 'Predict', panel: predict.root, onShow: () => void predict.refresh() },
     { id: 'system', label: 'This browser', panel: system },
   ]));
   await data.refresh();
+  await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, train: trainApi, proxy: Comlink.proxy } });
+  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, train: trainApi, infer: inferApi, predict, proxy: Comlink.proxy } });
   document.body.dataset.ready = 'true';
 }
 

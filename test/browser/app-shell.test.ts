@@ -33,8 +33,9 @@ describe('app shell without WebGPU', () => {
     // Said on the first screen, whatever tab is open…
     expect(await s.page.textContent('#webgpu-banner')).toContain('no WebGPU');
     // …and in detail on "This browser", reachable from the keyboard.
+    // (ArrowLeft from the first tab wraps to the last, "This browser", whatever tabs lie between.)
     await s.page.focus('#tab-data');
-    await s.page.keyboard.press('ArrowRight');
+    await s.page.keyboard.press('ArrowLeft');
     await s.page.waitForSelector('#no-webgpu');
     const text = await s.page.textContent('#webgpu-status');
     expect(text).toContain('WebGPU is not available');
