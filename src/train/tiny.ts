@@ -17,9 +17,11 @@ export interface TinyOptions {
 }
 
 /**
- * 3 stages with 8, 16, 32 features, kernels 3, strides 1, 2, 2 on every axis, 2 convs per
- * stage, patch `patch` on every axis (24 by default), batch 2. Spacing, normalisation,
- * resampling and batch_dice stay the plan's. Pure: returns a modified deep copy.
+ * 3 stages with 8, 16, 32 features, 2 convs per stage, patch `patch` on every axis (24 by
+ * default), batch 2. The kernels and strides of the plan's first three stages are kept (strides
+ * capped at 2), so an anisotropic plan keeps its in-plane-only first stages: sites of different
+ * spacing still get differently shaped tensors, which is what AsymFedAvg is about. Spacing,
+ * normalisation, resampling and batch_dice stay the plan's. Pure: returns a modified deep copy.
  */
 export function tinyConfiguration(config: ConfigurationPlan, opts: TinyOptions = {}): TinyConfigurationPlan {
   const edge = opts.patch ?? 24;
@@ -35,12 +37,14 @@ export function tinyConfiguration(config: ConfigurationPlan, opts: TinyOptions =
   out.batch_size = batch;
   k.n_stages = 3;
   k.features_per_stage = [8, 16, 32];
-  k.kernel_sizes = [axes(3), axes(3), axes(3)];
-  k.strides = [axes(1), axes(2), axes(2)];
+  const planKernels = config.architecture.arch_kwargs.kernel_sizes;
+  const planStrides = config.architecture.arch_kwargs.strides;
+  k.kernel_sizes = [0, 1, 2].map((i) => [...(planKernels[i] ?? axes(3))]);
+  k.strides = [axes(1), ...[1, 2].map((i) => (planStrides[i] ?? axes(2)).map((v) => Math.min(v, 2)))];
   k.n_conv_per_stage = [2, 2, 2];
   k.n_conv_per_stage_decoder = [2, 2];
   out.tiny_preset = {
-    description: `fednnunet --tiny: 3 stages (8, 16, 32 features), kernels 3, strides 1-2-2, patch ${edge}^${dims}, batch ${batch}; spacing and preprocessing unchanged. Not nnU-Net's plan.`,
+    description: `fednnunet --tiny: 3 stages (8, 16, 32 features), the plan's first kernels/strides (${JSON.stringify(k.kernel_sizes)} / ${JSON.stringify(k.strides)}), patch ${edge}^${dims}, batch ${batch}; spacing and preprocessing unchanged. Not nnU-Net's plan.`,
     from,
   };
   return out;
