@@ -25,6 +25,8 @@ export interface TrainerSiteOptions {
   valIters?: number;
   /** Checkpointing, augmentation etc. (defaults: nnU-Net's). */
   augmentation?: boolean;
+  /** Sliding-window Dice on the validation cases each round and at the end (default true). */
+  evaluate?: boolean;
   log?: (line: string) => void;
 }
 
@@ -119,7 +121,7 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async train(round: number): Promise<Record<string, number>> {
-    const diceBefore = round > 1 ? await this.validationDice() : undefined;
+    const diceBefore = round > 1 && this.o.evaluate !== false ? await this.validationDice() : undefined;
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
     // One FednnU-Net round = one nnU-Net epoch (iterations + validation), then back to the relay.
@@ -137,6 +139,6 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async finish(_global: NamedWeights, _shared: WeightSpec): Promise<void> {
-    this.finalDice = await this.validationDice();
+    if (this.o.evaluate !== false) this.finalDice = await this.validationDice();
   }
 }
