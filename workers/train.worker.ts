@@ -12,7 +12,15 @@ import { Trainer, TrainingControl, trainerCase, type TrainerEvent, type TrainerC
 import { decodeCheckpoint, encodeCheckpoint } from '../src/train/train-checkpoint.ts';
 import { tinyConfiguration } from '../src/train/tiny.ts';
 import { compareSteps, trainingStep, type StepComparison } from '../src/train/gradient-check.ts';
-import type { Plans, ConfigurationPlan } from '../src/plan/types.ts';
+import type { Plans, ConfigurationPlan, DatasetJson } from '../src/plan/types.ts';
+import { SiteClient } from '../src/fed/client.ts';
+import { wsConnect } from '../src/fed/ws-transport.ts';
+import { TrainerSite } from '../src/pipeline/trainer-site.ts';
+import { listCases, loadCaseVolumes } from '../src/store/datasets.ts';
+import { stackChannels } from '../src/io/raw-dataset.ts';
+import { encodeModelDir } from '../src/infer/model-dir.ts';
+import { saveModel } from '../src/store/models.ts';
+import { pick } from '../src/fed/aggregate.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
 const db = () => (dbPromise ??= openStore());
@@ -44,7 +52,115 @@ async function loadCases(d: StoreDB, datasetId: string, plansName: string, confi
   return out;
 }
 
+export interface FederateRequest {
+  /** ws(s)://host/fed of the relay (the page derives it from its own origin). */
+  relayUrl: string;
+  token: string;
+  datasetId: string;
+  siteName: string;
+  tiny?: { patch?: number; batchSize?: number } | false;
+  backend?: BackendName;
+  seed?: number;
+}
+
+export type FederateEvent =
+  | { type: 'log'; message: string }
+  | { type: 'sent'; message: string; bytes: number; round?: number; tensors?: number }
+  | { type: 'round'; round: number; metrics: Record<string, number> }
+  | { type: 'done'; rounds: number; shared: number; local: number; modelIds: string[]; globalDigest: string };
+
+let fedClient: SiteClient | undefined;
+
+async function digest(w: Map<string, { data: Float32Array }>): Promise<string> {
+  const parts = [...w.keys()].sort().map((k) => w.get(k)!.data);
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let o = 0;
+  for (const p of parts) {
+    all.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), o);
+    o += p.byteLength;
+  }
+  const d = await crypto.subtle.digest('SHA-256', all);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 const api = {
+  /**
+   * Takes part in a federation as one site: fingerprint (FFE) → plan → preprocess → one epoch per
+   * round on this GPU, uploading weight deltas only. The final global model and (AsymFedAvg) the
+   * personalised one are stored as models for the Predict tab.
+   */
+  async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void): Promise<void> {
+    if (fedClient || control) throw new Error('this tab is already training');
+    const d = await db();
+    const ds = await getDataset(d, req.datasetId);
+    if (!ds) throw new Error('dataset not found (deleted?)');
+    const dj = ds.datasetJson as DatasetJson | undefined;
+    if (!dj) throw new Error(`${ds.name} has no dataset.json: loose scans cannot be trained on`);
+    const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
+    await useBackend(req.backend ?? 'webgpu');
+    const site = new TrainerSite({
+      datasetName: ds.name,
+      datasetJson: dj,
+      numCases: ids.length,
+      getCase: async (i) => {
+        const v = (await loadCaseVolumes(d, req.datasetId, ids[i]))!;
+        if (!v.label) throw new Error(`case ${ids[i]} has no label map`);
+        return { id: ids[i], image: v.images.length === 1 ? v.images[0] : stackChannels(v.images), label: v.label };
+      },
+      tiny: req.tiny || undefined,
+      seed: req.seed ?? 0,
+      valIters: 2,
+      evaluate: false,
+      log: (m) => onEvent({ type: 'log', message: m }),
+    });
+    const client = new SiteClient({
+      connect: wsConnect(req.relayUrl),
+      token: req.token,
+      siteName: req.siteName,
+      trainer: {
+        numCases: site.numCases,
+        localFingerprint: async () => {
+          onEvent({ type: 'log', message: 'fingerprinting the local dataset' });
+          return site.localFingerprint();
+        },
+        prepare: async (agg, cfg) => {
+          onEvent({ type: 'log', message: agg ? 'planning on the pooled (FFE) fingerprint' : 'planning on the local fingerprint' });
+          await site.prepare(agg, cfg);
+        },
+        weights: () => site.weights(),
+        loadShared: (g) => site.loadShared(g),
+        train: async (round, iters) => {
+          onEvent({ type: 'log', message: `round ${round}: training ${iters} iterations` });
+          const m = await site.train(round);
+          onEvent({ type: 'round', round, metrics: m });
+          return m;
+        },
+        finish: (g, sh) => site.finish(g, sh),
+      },
+      log: (m) => onEvent({ type: 'log', message: m }),
+      // Mirror every outgoing message to the page's "What leaves this browser" panel.
+      onSent: (m) => onEvent({ type: 'sent', message: m.type, bytes: m.bytes, round: m.round, tensors: m.tensors?.length }),
+    });
+    fedClient = client;
+    try {
+      const r = await client.run();
+      const t = site.trainer!;
+      const all = await site.weights();
+      const files = encodeModelDir({ plans: site.plans!, datasetJson: dj as never, configuration: t.configurationName, weights: all, meta: { federation: { rounds: r.rounds, shared: r.shared.length } } });
+      const local = all.size - r.shared.length;
+      const ids: string[] = [];
+      ids.push((await saveModel(d, files, { name: `${ds.name} · federation (${r.rounds} rounds)`, source: local ? 'personalised' : 'federation-global', origin: req.relayUrl })).id);
+      onEvent({ type: 'done', rounds: r.rounds, shared: r.shared.length, local, modelIds: ids, globalDigest: await digest(pick(all, r.shared)) });
+    } finally {
+      fedClient = undefined;
+      site.trainer?.dispose();
+    }
+  },
+
+  leaveFederation(): void {
+    fedClient?.stop();
+  },
+
   /** One deep-supervised training step on WebGPU and on the CPU: same seed, weights and batch. */
   async gradientCheck(): Promise<StepComparison & { backend: string }> {
     const gpu = await useBackend('webgpu');

@@ -63,6 +63,8 @@ export interface SiteClientOptions {
   onSiteId?: (id: string) => void;
   log?: (line: string) => void;
   reconnect?: { initialMs: number; maxMs: number; maxTries: number };
+  /** Every message this site sends, as it is sent (the "What leaves this browser" panel). */
+  onSent?: (m: SiteResult['sentLog'][number]) => void;
 }
 
 export class FederationError extends Error {}
@@ -103,10 +105,11 @@ export class SiteClient {
     return p;
   }
 
-  /** Leaves without reconnecting (a site closing its tab). */
+  /** Leaves without reconnecting (a site closing its tab); run() rejects. */
   stop(): void {
     this.stopped = true;
     this.transport?.close();
+    this.fail(new FederationError('this site left the federation'));
   }
 
   private count(kind: 'sent' | 'received', n: number): void {
@@ -120,7 +123,9 @@ export class SiteClient {
     this.count('sent', bytes.length);
     const round = 'round' in message ? message.round : undefined;
     const tensors = 'tensors' in message ? message.tensors.map((t) => t.name) : undefined;
-    this.sentLog.push({ type: message.type, bytes: bytes.length, ...(round !== undefined ? { round } : {}), ...(tensors ? { tensors } : {}) });
+    const entry = { type: message.type, bytes: bytes.length, ...(round !== undefined ? { round } : {}), ...(tensors ? { tensors } : {}) };
+    this.sentLog.push(entry);
+    this.o.onSent?.(entry);
     this.transport?.send(bytes);
     if (message.type === 'update') this.pending = { round: message.round, bytes };
   }

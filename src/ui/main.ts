@@ -8,6 +8,7 @@ import { dataView } from './views/data.ts';
 import type { DataApi } from '../../workers/data.worker.ts';
 import type { TrainApi } from '../../workers/train.worker.ts';
 import { trainView } from './views/train.ts';
+import { federationView } from './views/federation.ts';
 import { predictView } from './views/predict.ts';
 import type { InferApi } from '../../workers/infer.worker.ts';
 
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   const trainWorker = new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module' });
   const trainApi = Comlink.wrap<TrainApi>(trainWorker);
   const train = trainView(dataApi, trainApi, status.available);
+  const federation = federationView(dataApi, trainApi, status.available);
   const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), { type: 'module', name: 'fednnunet-infer' });
   const inferApi = Comlink.wrap<InferApi>(inferWorker);
   const predict = predictView(inferApi, dataApi);
@@ -74,8 +76,11 @@ async function main(): Promise<void> {
     // Say it up front, on every tab: the plain-words reason and what still works.
     app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));
   }
+  // A join link (…?join=CODE) opens the Federation step.
+  if (new URLSearchParams(location.search).has('join') && !location.hash) location.hash = 'federation';
   app.append(tabs([
     { id: 'data', label: 'Data', panel: data.root },
+    { id: 'federation', label: 'Federation', panel: federation.root, onShow: () => void federation.refresh() },
     { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
     { id: 'predict', label: 'Predict', panel: predict.root, onShow: () => void predict.refresh() },
     { id: 'system', label: 'This browser', panel: system },

@@ -1,0 +1,67 @@
+// Two Chromium pages (separate profiles: separate IndexedDB) join a relay and complete 2 rounds
+// of FFE training with tiny networks on WebGPU (SwiftShader here); only declared messages leave.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
+import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
+import { screenshot } from './harness.ts';
+
+describe('federation between two browser tabs through the relay', () => {
+  let relay: Relay;
+  let browser: LaunchedBrowser;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fed-browser-'));
+    relay = await startRelay({
+      dataDir: dir,
+      staticDir: join(process.cwd(), 'dist'),
+      log: () => undefined,
+      aggregateFingerprints: mergeSiteFingerprints,
+      config: { method: 'ffe', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'tok42' },
+    });
+    browser = await launchChromium({ webgpu: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await relay?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('2 rounds of FFE: both sites finish with the same global weights', async () => {
+    const errors: string[] = [];
+    const pages: Page[] = [];
+    for (const [i, site] of ['hospital-a', 'hospital-b'].entries()) {
+      const ctx = await browser.browser.newContext();
+      const page = await ctx.newPage();
+      page.on('console', (m) => m.type() === 'error' && errors.push(`${site}: ${m.text()}`));
+      page.on('pageerror', (e) => errors.push(`${site}: ${e}`));
+      await page.goto(`${relay.url}?join=tok42&site=${site}`);
+      await page.waitForSelector('body[data-ready="true"]');
+      expect(await page.isVisible('#panel-federation')).toBe(true); // the join link opens the step
+      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.click('#tab-data');
+      await page.click('#tab-federation'); // refreshes the dataset list
+      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.fill('#fed-tiny-patch', '8');
+      pages.push(page);
+    }
+    await Promise.all(pages.map((p) => p.click('#fed-join')));
+    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(digests[1]).toBe(digests[0]);
+    expect(relay.coordinator.round).toBe(2);
+    expect(relay.coordinator.snapshot.history.map((h) => h.contributors.length)).toEqual([2, 2]);
+    for (const p of pages) {
+      const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
+      expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+      expect(types.filter((t) => t === 'update').length).toBeGreaterThanOrEqual(2);
+    }
+    await screenshot(pages[0], 'federation-done');
+    expect(errors).toEqual([]);
+  });
+});
