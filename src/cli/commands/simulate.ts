@@ -17,7 +17,7 @@ import { useBackend } from '../../model/tf-backend.ts';
 import { TrainerSite } from '../../pipeline/trainer-site.ts';
 import { writeModelDir } from '../../infer/model-dir.ts';
 
-const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny] [--config 3d_fullres|2d] ' +
+const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ' +
   '[--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR]';
 
 const command: Command = {
@@ -31,6 +31,7 @@ const command: Command = {
       config: { type: 'string', default: '3d_fullres' },
       'val-iters': { type: 'string', default: '10' },
       tiny: { type: 'boolean' },
+      'tiny-patch': { type: 'string' },
       encoding: { type: 'string', default: 'fp16' },
       weighting: { type: 'string', default: 'uniform' },
       seed: { type: 'string', default: '0' },
@@ -84,7 +85,7 @@ const command: Command = {
           const c = await loadCase(src, cases[i]);
           return { id: c.id, image: c.images.length === 1 ? c.images[0] : stackChannels(c.images), label: c.label! };
         },
-        tiny: values.tiny,
+        tiny: values.tiny ? (values['tiny-patch'] ? { patch: num('tiny-patch', values['tiny-patch'], 4) } : true) : undefined,
         seed: num('seed', values.seed, 0),
         valIters: num('val-iters', values['val-iters'], 0),
         log: (l) => console.log(`[site] ${l}`),
