@@ -38,6 +38,8 @@ export interface TrainRequest {
   backend?: BackendName;
   /** Start over even if a checkpoint of this run exists. */
   restart?: boolean;
+  /** Activation checkpointing in every stage (less GPU memory, more compute). */
+  checkpointing?: boolean;
 }
 
 export type TrainEventOut = TrainerEvent | { type: 'status'; message: string; resumedFromEpoch?: number; backend?: string };
@@ -196,7 +198,7 @@ const api = {
         configuration: req.configuration,
         datasetJson: { labels: ds.labels },
         cases,
-        options: { epochs: req.epochs, itersPerEpoch: req.itersPerEpoch, valIters: req.valIters, seed: req.seed ?? 0 },
+        options: { epochs: req.epochs, itersPerEpoch: req.itersPerEpoch, valIters: req.valIters, seed: req.seed ?? 0, checkpointing: req.checkpointing ?? false },
       });
       onEvent({ type: 'status', message: `new run: ${trainer.trainIds.length} training / ${trainer.valIds.length} validation cases, patch ${trainer.config.patch_size.join('×')}`, backend });
     }
