@@ -5,4 +5,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// A finished command is done even if a library left a timer behind (the PeerJS server keeps
+// intervals it offers no way to stop); give pending output a moment to flush, then exit.
+setTimeout(() => process.exit(code), 200);

@@ -1,0 +1,87 @@
+"""PyTorch (CPU) reference timings for the same networks the TypeScript benchmarks use.
+
+A minimal PlainConvUNet written here (conv-InstanceNorm-LeakyReLU x2 per stage, strided conv
+down, transposed conv up, skip concatenation, deep-supervision heads), DC+CE-like loss replaced by
+cross-entropy on every head (the cost is the network's), SGD Nesterov. Prints markdown tables.
+"""
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+class Block(nn.Sequential):
+    def __init__(self, cin, cout, stride):
+        super().__init__(nn.Conv3d(cin, cout, 3, stride, 1), nn.InstanceNorm3d(cout, eps=1e-5, affine=True), nn.LeakyReLU(0.01, inplace=True))
+
+
+class UNet(nn.Module):
+    def __init__(self, features, cin=1, classes=3):
+        super().__init__()
+        self.enc = nn.ModuleList()
+        c = cin
+        for i, f in enumerate(features):
+            self.enc.append(nn.Sequential(Block(c, f, 1 if i == 0 else 2), Block(f, f, 1)))
+            c = f
+        self.up, self.dec, self.seg = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for i in range(len(features) - 1, 0, -1):
+            self.up.append(nn.ConvTranspose3d(features[i], features[i - 1], 2, 2))
+            self.dec.append(nn.Sequential(Block(2 * features[i - 1], features[i - 1], 1), Block(features[i - 1], features[i - 1], 1)))
+            self.seg.append(nn.Conv3d(features[i - 1], classes, 1))
+
+    def forward(self, x):
+        skips = []
+        for e in self.enc:
+            x = e(x)
+            skips.append(x)
+        outs = []
+        for j, (u, d, s) in enumerate(zip(self.up, self.dec, self.seg)):
+            x = d(torch.cat([u(x), skips[-2 - j]], 1))
+            outs.append(s(x))
+        return outs[::-1]
+
+
+def train_ms(features, patch, batch=2, steps=4):
+    net = UNet(features)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
+    x = torch.randn(batch, 1, patch, patch, patch)
+    y = torch.randint(0, 3, (batch, patch, patch, patch))
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        outs = net(x)
+        loss = sum(nn.functional.cross_entropy(o, nn.functional.interpolate(y[:, None].float(), size=o.shape[2:], mode='nearest')[:, 0].long()) for o in outs)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
+        opt.step()
+        times.append((time.perf_counter() - t) * 1000)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def predict_s(features, volume, patch):
+    net = UNet(features).eval()
+    x = torch.randn(1, 1, *volume)
+    steps = [max(1, -(-(v - patch) // (patch // 2)) + 1) for v in volume]
+    pos = [[round(i * (v - patch) / max(1, n - 1)) for i in range(n)] for v, n in zip(volume, steps)]
+    out = torch.zeros(1, 3, *volume)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for z in pos[0]:
+            for yy in pos[1]:
+                for xx in pos[2]:
+                    out[:, :, z:z + patch, yy:yy + patch, xx:xx + patch] += net(x[:, :, z:z + patch, yy:yy + patch, xx:xx + patch])[0]
+    return time.perf_counter() - t, len(pos[0]) * len(pos[1]) * len(pos[2])
+
+
+if __name__ == '__main__':
+    torch.manual_seed(0)
+    print(f'PyTorch {torch.__version__}, CPU, {torch.get_num_threads()} threads\n')
+    print('| net (tiny preset: 8/16/32) | patch, batch 2 | ms / training iteration (median) |')
+    print('|---|---|---|')
+    for p in (16, 24, 32):
+        print(f'| 3 stages | {p}³ | {train_ms([8, 16, 32], p):.0f} |')
+    s, tiles = predict_s([4, 8, 16], (96, 128, 128), 64)
+    print(f'\nSliding window, 3-stage 4/8/16 net, 128×128×96 volume, patch 64³, step 0.5 ({tiles} tiles), no TTA: {s:.2f} s')
+    sys.stdout.flush()
