@@ -44,7 +44,7 @@ export interface ResolvedTrainerOptions {
   deepSupervision: boolean;
   checkpointing: { encoder: boolean[]; decoder: boolean[] };
   augmentation: boolean;
-  split: 'all' | 'random80';
+  split: 'all' | 'random80' | { train: string[]; val: string[] };
   initialLR: number;
   weightDecay: number;
   momentum: number;

@@ -23,7 +23,7 @@ import { SGDNesterov } from './optimizer.ts';
 import { configureAugmentationGeometry } from './rotation-config.ts';
 import { ANNOTATED_KEY, sampleBatch, type SamplerOptions, type TrainingCase } from './sampler.ts';
 import { polyLR } from './schedule.ts';
-import { splitCases, type SplitMode } from './split.ts';
+import { splitCases, type CaseSplit, type SplitMode } from './split.ts';
 import { emptyLog, type ResolvedTrainerOptions, type TrainerCheckpoint, type TrainingLog } from './train-checkpoint.ts';
 
 /** A preprocessed training case with its identifier. */
@@ -61,8 +61,11 @@ export interface TrainerOptions {
   checkpointing?: boolean | { encoder: boolean[]; decoder: boolean[] };
   /** Training augmentation (spec §7.7); off: plain crops at the patch size. Default true. */
   augmentation?: boolean;
-  /** 'random80' (default): seeded 80:20 split of the case ids; 'all': train = val = all. */
-  split?: SplitMode;
+  /**
+   * 'random80' (default): seeded 80:20 split of the case ids; 'all': train = val = all; or an
+   * explicit split (e.g. one fold of nnU-Net's splits_final.json).
+   */
+  split?: SplitMode | CaseSplit;
   initialLR?: number;
   weightDecay?: number;
   momentum?: number;
@@ -194,7 +197,7 @@ function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOpti
     deepSupervision: o.deepSupervision ?? true,
     checkpointing,
     augmentation: o.augmentation ?? true,
-    split: o.split ?? 'random80',
+    split: typeof o.split === 'object' ? { train: [...o.split.train], val: [...o.split.val] } : (o.split ?? 'random80'),
     initialLR: o.initialLR ?? 1e-2,
     weightDecay: o.weightDecay ?? 3e-5,
     momentum: o.momentum ?? 0.99,
@@ -279,7 +282,10 @@ export class Trainer {
 
     const byId = new Map(setup.cases.map((c) => [c.id, c]));
     if (byId.size !== setup.cases.length) throw new Error('case ids are not unique');
-    const split = splitCases([...byId.keys()], o.split, 12345 + o.seed);
+    const split = typeof o.split === 'string' ? splitCases([...byId.keys()], o.split, 12345 + o.seed) : o.split;
+    const unknown = [...split.train, ...split.val].filter((id) => !byId.has(id));
+    if (unknown.length) throw new Error(`split names unknown case(s): ${unknown.slice(0, 5).join(', ')}`);
+    if (split.train.length === 0 || split.val.length === 0) throw new Error('the split needs at least one training and one validation case');
     this.trainIds = split.train;
     this.valIds = split.val;
     this.trainCases = split.train.map((id) => byId.get(id)!);

@@ -184,6 +184,13 @@ describe('split', () => {
     expect([...s.train, ...s.val].sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
     expect(() => splitCases(['a'], 'random80')).toThrow(/use fold 'all'/);
   });
+
+  it('an explicit split (e.g. from splits_final.json) is used as given', () => {
+    const t = make(prep3d, '3d_fullres', { split: { train: ['c4', 'c1'], val: ['c0'] } });
+    expect([t.trainIds, t.valIds]).toEqual([['c4', 'c1'], ['c0']]);
+    t.dispose();
+    expect(() => make(prep3d, '3d_fullres', { split: { train: ['zz'], val: ['c0'] } })).toThrow(/unknown case/);
+  });
 });
 
 describe('pieces', () => {
