@@ -21,6 +21,7 @@ import { stackChannels } from '../src/io/raw-dataset.ts';
 import { encodeModelDir } from '../src/infer/model-dir.ts';
 import { saveModel } from '../src/store/models.ts';
 import { pick } from '../src/fed/aggregate.ts';
+import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
 const db = () => (dbPromise ??= openStore());
@@ -100,6 +101,15 @@ const api = {
     if (!dj) throw new Error(`${ds.name} has no dataset.json: loose scans cannot be trained on`);
     const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
     await useBackend(req.backend ?? 'webgpu');
+    // Membership and training state persist, so a reloaded tab rejoins as the same site.
+    const federationId = federationIdOf(req.relayUrl, req.token);
+    const previous = await loadMembership(d, req.datasetId, federationId);
+    const membership: Omit<FedMembership, 'updatedAt'> = {
+      datasetId: req.datasetId, federationId, relayUrl: req.relayUrl, token: req.token, siteName: req.siteName,
+      siteId: previous?.status === 'running' ? previous.siteId : undefined, tiny: req.tiny ?? false, backend: req.backend ?? 'webgpu', status: 'running', round: previous?.round ?? 0,
+    };
+    await saveMembership(d, membership);
+    const runId = `fed:${federationId}`;
     const site = new TrainerSite({
       datasetName: ds.name,
       datasetJson: dj,
@@ -114,11 +124,19 @@ const api = {
       valIters: 2,
       evaluate: false,
       log: (m) => onEvent({ type: 'log', message: m }),
+      saveState: (bytes) => saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: site.trainer?.epoch ?? 0, epochs: site.trainer?.options.epochs ?? 0, configuration: site.trainer?.configurationName ?? '' }, bytes),
+      loadState: async () => (membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined),
     });
     const client = new SiteClient({
       connect: wsConnect(req.relayUrl),
       token: req.token,
       siteName: req.siteName,
+      siteId: membership.siteId,
+      onSiteId: (siteId) => {
+        if (membership.siteId === siteId) return;
+        membership.siteId = siteId;
+        void saveMembership(d, membership);
+      },
       trainer: {
         numCases: site.numCases,
         localFingerprint: async () => {
@@ -132,12 +150,15 @@ const api = {
         weights: () => site.weights(),
         loadShared: (g) => site.loadShared(g),
         train: async (round, iters) => {
-          onEvent({ type: 'log', message: `round ${round}: training ${iters} iterations` });
+          onEvent({ type: 'log', message: `round ${round}: training ${iters} iteration(s)` });
           const m = await site.train(round);
+          membership.round = round;
+          await saveMembership(d, membership);
           onEvent({ type: 'round', round, metrics: m });
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),
+        restore: (cfg) => site.restore(cfg),
       },
       log: (m) => onEvent({ type: 'log', message: m }),
       // Mirror every outgoing message to the page's "What leaves this browser" panel.
@@ -152,7 +173,12 @@ const api = {
       const local = all.size - r.shared.length;
       const ids: string[] = [];
       ids.push((await saveModel(d, files, { name: `${ds.name} · federation (${r.rounds} rounds)`, source: local ? 'personalised' : 'federation-global', origin: req.relayUrl })).id);
+      await saveMembership(d, { ...membership, status: 'done' });
       onEvent({ type: 'done', rounds: r.rounds, shared: r.shared.length, local, modelIds: ids, globalDigest: await digest(pick(all, r.shared)) });
+    } catch (e) {
+      // A refusal or an error of the federation ends the membership; a closed tab does not get here.
+      await saveMembership(d, { ...membership, status: 'failed' }).catch(() => undefined);
+      throw e;
     } finally {
       fedClient = undefined;
       site.trainer?.dispose();
@@ -161,6 +187,11 @@ const api = {
 
   leaveFederation(): void {
     fedClient?.stop();
+  },
+
+  /** Federations this browser was part of and had not finished (offered for rejoining). */
+  async unfinishedFederations(): Promise<FedMembership[]> {
+    return runningMemberships(await db());
   },
 
   /** One deep-supervised training step on WebGPU and on the CPU: same seed, weights and batch. */

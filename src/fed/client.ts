@@ -33,6 +33,11 @@ export interface SiteTrainer {
   loadShared(shared: NamedWeights): Promise<void>;
   train(round: number, iters: number): Promise<Record<string, number>>;
   finish?(global: NamedWeights, shared: WeightSpec): Promise<void>;
+  /**
+   * A site that rejoins after a reload, past planning: rebuild the prepared state (plans,
+   * network, optimiser) from what it saved locally. False when nothing was saved.
+   */
+  restore?(config: FederationConfig): Promise<boolean>;
 }
 
 export interface ClientTraffic {
@@ -172,7 +177,16 @@ export class SiteClient {
         this.siteId = m.siteId;
         this.config = m.config;
         this.o.onSiteId?.(m.siteId);
-        if (m.phase === 'fingerprint' && !this.sentFingerprint) {
+        if ((m.phase === 'init' || m.phase === 'rounds' || m.phase === 'done') && !this.sentSpec) {
+          // Rejoining after a reload: planning is over, so continue from the local save.
+          this.preparing ??= this.o.trainer.restore?.(m.config).then((ok) => {
+            if (!ok) throw new FederationError('this federation is past planning and this browser has no saved state for it; it cannot rejoin');
+          }) ?? Promise.reject(new FederationError('this federation is past planning; a new site cannot join now'));
+          await this.preparing;
+          this.sentSpec = true;
+          this.sentFingerprint = true;
+          this.log('rejoined from the saved state');
+        } else if (m.phase === 'fingerprint' && !this.sentFingerprint) {
           this.sentFingerprint = true;
           this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
         } else if (m.phase === 'spec' && m.config.method !== 'ffe') {

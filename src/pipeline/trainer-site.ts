@@ -11,6 +11,7 @@ import { planExperiment } from '../plan/planner.ts';
 import type { DatasetJson, Plans } from '../plan/types.ts';
 import { prepareTraining, type RawTrainingCase } from '../train/prepare.ts';
 import { Trainer, TrainingControl, type EpochEvent, type TrainerCase } from '../train/trainer.ts';
+import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts';
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
 import { computeCaseMetrics } from '../eval/metrics.ts';
 import type { TinyOptions } from '../train/tiny.ts';
@@ -27,6 +28,9 @@ export interface TrainerSiteOptions {
   augmentation?: boolean;
   /** Sliding-window Dice on the validation cases each round and at the end (default true). */
   evaluate?: boolean;
+  /** Local persistence of the site's training state (after planning and after every round). */
+  saveState?: (checkpoint: Uint8Array) => Promise<void>;
+  loadState?: () => Promise<Uint8Array | undefined>;
   log?: (line: string) => void;
 }
 
@@ -81,6 +85,31 @@ export class TrainerSite implements SiteTrainer {
     const val = new Set(this.trainer.valIds);
     this.valCases = prepared.cases.filter((c) => val.has(c.id));
     this.o.log?.(`${this.o.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`);
+    await this.save();
+  }
+
+  private async save(): Promise<void> {
+    if (this.o.saveState && this.trainer) await this.o.saveState(encodeCheckpoint(await this.trainer.checkpoint()));
+  }
+
+  async restore(config: FederationConfig): Promise<boolean> {
+    const bytes = await this.o.loadState?.();
+    if (!bytes) return false;
+    const ck = decodeCheckpoint(bytes);
+    // Same plans as before the reload (FFE or local, tiny preset included): preprocessing is
+    // deterministic, so the cases come out as they were.
+    const prepared = await prepareTraining(this.o.numCases, this.o.getCase, { ...this.o.datasetJson, numTraining: this.o.numCases }, {
+      datasetName: this.o.datasetName,
+      configuration: ck.configuration,
+      plans: ck.plans,
+    });
+    if (ck.configuration !== config.configuration) throw new Error(`saved state is for ${ck.configuration}, the federation trains ${config.configuration}`);
+    this.plans = ck.plans;
+    this.trainer = Trainer.fromCheckpoint(ck, prepared.cases);
+    const val = new Set(this.trainer.valIds);
+    this.valCases = prepared.cases.filter((c) => val.has(c.id));
+    this.o.log?.(`${this.o.datasetName}: restored the saved state after ${ck.epoch} round(s)`);
+    return true;
   }
 
   private get t(): Trainer {
@@ -133,6 +162,7 @@ export class TrainerSite implements SiteTrainer {
     } });
     if (!epoch) throw new Error(`round ${round}: the trainer finished no epoch`);
     this.rounds.push({ round, diceBefore, epoch });
+    await this.save();
     const metrics: Record<string, number | undefined> = { loss: epoch.trainLoss, valLoss: epoch.valLoss, pseudoDice: epoch.pseudoDice, diceBefore };
     // Only finite numbers travel (JSON has no NaN).
     return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));

@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     { id: 'system', label: 'This browser', panel: system },
   ]));
   await data.refresh();
+  void federation.resumeIfUnfinished();
   await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.
   Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, train: trainApi, infer: inferApi, predict, proxy: Comlink.proxy } });

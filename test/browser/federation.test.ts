@@ -65,3 +65,53 @@ describe('federation between two browser tabs through the relay', () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe('a site that reloads mid-federation rejoins and finishes', () => {
+  let relay: Relay;
+  let browser: LaunchedBrowser;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fed-reload-'));
+    relay = await startRelay({
+      dataDir: dir,
+      staticDir: join(process.cwd(), 'dist'),
+      log: () => undefined,
+      aggregateFingerprints: mergeSiteFingerprints,
+      config: { method: 'ffe', configuration: '3d_fullres', rounds: 3, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'again' },
+    });
+    browser = await launchChromium({ webgpu: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await relay?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reload after round 1: same site id, continues from its saved state, same final weights', async () => {
+    const pages: Page[] = [];
+    for (const [i, site] of ['site-a', 'site-b'].entries()) {
+      const page = await (await browser.browser.newContext()).newPage();
+      await page.goto(`${relay.url}?join=again&site=${site}`);
+      await page.waitForSelector('body[data-ready="true"]');
+      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.click('#tab-data');
+      await page.click('#tab-federation');
+      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.fill('#fed-tiny-patch', '8');
+      pages.push(page);
+    }
+    await Promise.all(pages.map((p) => p.click('#fed-join')));
+    await pages[1].waitForSelector('#fed-status[data-round="1"]', { timeout: 300_000 });
+    const sitesBefore = relay.coordinator.snapshot.sites.map((x) => x.siteId);
+    await pages[1].reload();
+    await pages[1].waitForSelector('#fed-status[data-rejoined="true"]', { timeout: 60_000 });
+    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    expect(digests[1]).toBe(digests[0]);
+    // Still two sites, the same ids: the reloaded tab came back as itself.
+    expect(relay.coordinator.snapshot.sites.map((x) => x.siteId)).toEqual(sitesBefore);
+    expect(relay.coordinator.snapshot.history.map((h) => h.contributors.length)).toEqual([2, 2, 2]);
+    expect(await pages[1].textContent('#fed-log')).toContain('restored the saved state after');
+  });
+});
+

@@ -3,7 +3,7 @@
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
-import type { FederateEvent, TrainApi } from '../../../workers/train.worker.ts';
+import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
 
 export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<TrainApi>, gpu: boolean) {
   const params = new URLSearchParams(location.search);
@@ -51,7 +51,25 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     }
   };
 
-  join.addEventListener('click', async () => {
+  let running = false;
+  async function run(req: FederateRequest): Promise<void> {
+    if (running) return;
+    running = true;
+    join.disabled = true;
+    leave.disabled = false;
+    delete status.dataset.done;
+    try {
+      await train.federate(req, Comlink.proxy(onEvent));
+    } catch (e) {
+      status.textContent = `Federation stopped: ${errorText(e)}`;
+    } finally {
+      running = false;
+      join.disabled = false;
+      leave.disabled = true;
+    }
+  }
+
+  join.addEventListener('click', () => {
     if (!dataset.value) {
       status.textContent = 'Choose a labelled dataset (import one on the Data tab, or use demo data).';
       return;
@@ -60,23 +78,24 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       status.textContent = 'Enter the join code the federation host gave you.';
       return;
     }
-    join.disabled = true;
-    leave.disabled = false;
     status.textContent = 'Connecting…';
-    delete status.dataset.done;
-    try {
-      await train.federate({
-        relayUrl: relay.value.trim(), token: token.value.trim(), datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
-        tiny: (tiny as HTMLInputElement).checked ? { patch: Number((tinyPatch as HTMLInputElement).value) } : false,
-        backend: backend.value as 'webgpu' | 'cpu',
-      }, Comlink.proxy(onEvent));
-    } catch (e) {
-      status.textContent = `Federation stopped: ${errorText(e)}`;
-    } finally {
-      join.disabled = false;
-      leave.disabled = true;
-    }
+    void run({
+      relayUrl: relay.value.trim(), token: token.value.trim(), datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
+      tiny: (tiny as HTMLInputElement).checked ? { patch: Number((tinyPatch as HTMLInputElement).value) } : false,
+      backend: backend.value as 'webgpu' | 'cpu',
+    });
   });
+
+  /** After a reload: rejoin an unfinished federation of this browser as the same site. */
+  async function resumeIfUnfinished(): Promise<void> {
+    const open = await train.unfinishedFederations();
+    const m = open.find((x) => x.relayUrl === relay.value.trim()) ?? open[0];
+    if (!m || running) return;
+    status.textContent = `Rejoining the federation as ${m.siteName} (it was in round ${m.round + 1})…`;
+    status.dataset.rejoined = 'true';
+    log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
+    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend });
+  }
   leave.addEventListener('click', () => void train.leaveFederation());
 
   async function refresh(): Promise<void> {
@@ -86,5 +105,5 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     if (keep && all.some((d) => d.id === keep)) dataset.value = keep;
   }
 
-  return { root, refresh };
+  return { root, refresh, resumeIfUnfinished };
 }

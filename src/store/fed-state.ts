@@ -1,0 +1,36 @@
+// A site's membership of a federation (`fedState` store, key [datasetId, federationId]), so a
+// reloaded tab can rejoin as the same site and continue from its saved training state.
+import type { StoreDB } from './db.ts';
+import { requireDataset } from './require-dataset.ts';
+
+export interface FedMembership {
+  datasetId: string;
+  /** `${relayUrl}|${token}`: one federation. */
+  federationId: string;
+  relayUrl: string;
+  token: string;
+  siteName: string;
+  siteId?: string;
+  tiny: { patch?: number; batchSize?: number } | false;
+  backend: 'webgpu' | 'cpu';
+  status: 'running' | 'done' | 'failed';
+  round: number;
+  updatedAt: number;
+}
+
+export const federationIdOf = (relayUrl: string, token: string) => `${relayUrl}|${token}`;
+
+export async function saveMembership(db: StoreDB, m: Omit<FedMembership, 'updatedAt'>): Promise<void> {
+  const tx = db.transaction(['datasets', 'fedState'], 'readwrite');
+  await requireDataset(tx, m.datasetId);
+  await Promise.all([tx.objectStore('fedState').put({ ...m, updatedAt: Date.now() } as never), tx.done]);
+}
+
+export async function loadMembership(db: StoreDB, datasetId: string, federationId: string): Promise<FedMembership | undefined> {
+  return (await db.get('fedState', [datasetId, federationId])) as unknown as FedMembership | undefined;
+}
+
+/** Memberships still running (the page offers to rejoin them). */
+export async function runningMemberships(db: StoreDB): Promise<FedMembership[]> {
+  return ((await db.getAll('fedState')) as unknown as FedMembership[]).filter((m) => m.status === 'running');
+}
