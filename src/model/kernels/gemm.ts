@@ -63,16 +63,21 @@ export function chooseTiling(M: number, N: number, K: number): Tiling {
     ty /= 2;
     threads /= 2;
   }
+  // Few output tiles: smaller row tiles first (more workgroups), then split K below.
+  const wanted = 64;
+  while (threads > 16 && ty > 1 && Math.ceil(M / (ty * RM)) * Math.ceil(N / TN) < wanted) {
+    ty /= 2;
+    threads /= 2;
+  }
   const TM = ty * RM;
   // Workgroup memory (TM + TN)·TK floats ≤ 12 KiB (WebGPU guarantees 16 KiB).
   let TK = 16;
   while (TK > 4 && (TM + TN) * TK > 3072) TK /= 2;
   const tiles = Math.ceil(M / TM) * Math.ceil(N / TN);
   const kTiles = Math.ceil(K / TK);
-  // Split K when there are few output tiles, keeping ≥ 16 k-tiles per split.
+  // Split K when there are still few output tiles, keeping ≥ 4 k-tiles per split.
   let splits = 1;
-  const wanted = 64;
-  if (tiles < wanted) splits = Math.max(1, Math.min(Math.ceil(wanted / tiles), Math.floor(kTiles / 16)));
+  if (tiles < wanted) splits = Math.max(1, Math.min(Math.ceil(wanted / tiles), Math.floor(kTiles / 4)));
   if (K === 0) return { TM, TN, TK, RM, RN, tx, ty, splits: 1, kPerSplit: 0 };
   const kPerSplit = Math.ceil(kTiles / splits) * TK;
   splits = Math.ceil(K / kPerSplit);
