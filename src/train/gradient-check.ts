@@ -37,17 +37,20 @@ export interface StepResult {
   grads: Map<string, Float32Array>;
 }
 
-/** One deep-supervised DC+CE training step of the check network on the current backend. */
-export async function trainingStep(tf: typeof TF, seed = 1, batch = 2): Promise<StepResult> {
+/**
+ * One deep-supervised DC+CE training step of the check network (or of `config`, a plan
+ * configuration of the same form, e.g. for benchmarks) on the current backend.
+ */
+export async function trainingStep(tf: typeof TF, seed = 1, batch = 2, config: typeof CHECK_CONFIG = CHECK_CONFIG): Promise<StepResult> {
   const classes = 3;
-  const net = PlainConvUNet.fromPlan(CHECK_CONFIG as never, 1, classes, { seed, deepSupervision: true });
+  const net = PlainConvUNet.fromPlan(config as never, 1, classes, { seed, deepSupervision: true });
   try {
-    const [Z, Y, X] = CHECK_CONFIG.patch_size;
+    const [Z, Y, X] = config.patch_size;
     const vox = Z * Y * X;
     const x = tf.tensor(randomArray(batch * vox, seed + 1), [batch, Z, Y, X, 1]);
     const r = mulberry32(seed + 2);
     const seg = Int8Array.from({ length: batch * vox }, () => Math.floor(r() * classes));
-    const targets = deepSupervisionTargets(seg, batch, [Z, Y, X], CHECK_CONFIG.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [batch, ...t.shape], 'int32'));
+    const targets = deepSupervisionTargets(seg, batch, [Z, Y, X], config.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [batch, ...t.shape], 'int32'));
     const names = net.specs.map((s) => s.name);
     const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
     const out: StepResult = { loss: (await value.data())[0], grads: new Map() };

@@ -1,0 +1,64 @@
+// The fast WebGPU conv3d kernels (src/model/kernels) against the cpu backend, on SwiftShader, in a
+// module worker of a test-only page (test/pages/kernels/): every kernel on odd shapes (not
+// multiples of the tiles), strides 1 and 2, 1×3×3 / 3×3×3 / 2×2×2 (conv3dTranspose) kernels,
+// batch 1 and 2, several channel counts (incl. > 64 output channels and a split-K case), each
+// also run once into a NaN-filled output to prove every element is written; and a whole
+// deep-supervised training step of the check network, fast vs stock webgpu vs cpu.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openKernelsPage, type KernelsPage } from '../../src/node/kernels-page.ts';
+import type { ConvCase, KernelCheck } from '../../workers/kernels.worker.ts';
+
+const CASES: ConvCase[] = [
+  { batch: 1, spatial: [5, 7, 6], cin: 1, cout: 4, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 2, spatial: [7, 5, 9], cin: 3, cout: 5, kernel: [1, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 1, spatial: [9, 7, 5], cin: 8, cout: 16, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
+  { batch: 2, spatial: [6, 7, 5], cin: 3, cout: 5, kernel: [1, 3, 3], strides: [1, 2, 2], pad: 'valid' },
+  { batch: 2, spatial: [5, 6, 7], cin: 8, cout: 16, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'valid' },
+  { batch: 2, spatial: [6, 4, 8], cin: 5, cout: 3, kernel: [2, 2, 2], strides: [2, 2, 2], pad: 'valid' },
+  { batch: 1, spatial: [3, 6, 6], cin: 3, cout: 4, kernel: [1, 2, 2], strides: [1, 2, 2], pad: 'valid' },
+  { batch: 1, spatial: [3, 5, 4], cin: 16, cout: 70, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 1, spatial: [3, 3, 3], cin: 64, cout: 8, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+];
+
+describe('fast WebGPU conv3d kernels', () => {
+  let s: KernelsPage;
+  const api = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(([f, a]) => (window as any).__kernels[f as string](...(a as unknown[])), [fn, args] as const) as Promise<T>;
+  beforeAll(async () => {
+    s = await openKernelsPage();
+    expect(await api<string>('init')).toBe('webgpu');
+  });
+  afterAll(async () => s?.close());
+
+  it('forward, dx and dw match the cpu backend (rel. L2 < 1e-4) and write every output element', async () => {
+    const r = await api<KernelCheck[]>('checkKernels', CASES);
+    expect(r).toHaveLength(3 * CASES.length);
+    const worst = (k: string, f: 'fast' | 'stock') => Math.max(...r.filter((c) => c.name.startsWith(`${k} `)).map((c) => c.relL2[f]));
+    console.log(['y', 'dx', 'dw'].map((k) => `${k}: worst rel. L2 fast ${worst(k, 'fast').toExponential(2)}, stock ${worst(k, 'stock').toExponential(2)}`).join('; '));
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.relL2.stock, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(s.errors).toEqual([]);
+  });
+
+  it('declines what it does not cover, and the stock kernel then computes it', async () => {
+    const r = await api<{ declined: boolean[]; relL2: number }>('checkFallback');
+    expect(r.declined).toEqual([true, true, true]);
+    expect(r.relL2).toBeLessThan(1e-4);
+  });
+
+  it('a whole training step with fast kernels equals stock webgpu and cpu (rel. L2 < 1e-4)', async () => {
+    const r = await api<any>('checkTrainingStep');
+    console.log(JSON.stringify(r));
+    for (const k of ['fastVsCpu', 'fastVsStock', 'stockVsCpu']) {
+      expect(r[k].tensors, k).toBeGreaterThan(10);
+      expect(r[k].gradRelL2, k).toBeLessThan(1e-4);
+      expect(Math.abs(r[k].loss[0] - r[k].loss[1]) / Math.abs(r[k].loss[1]), k).toBeLessThan(1e-5);
+    }
+    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(s.errors).toEqual([]);
+  });
+});
