@@ -11,3 +11,17 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
 }
+
+/** An integer option ≥ min (`dflt` when absent, if given). */
+export function intOption(name: string, v: string | undefined, min: number, dflt?: number): number {
+  if (v === undefined && dflt !== undefined) return dflt;
+  const n = Number(v);
+  if (v === undefined || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+/** One of a fixed set of values. */
+export function choiceOption<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}

@@ -27,23 +27,13 @@ export function memorySource(name: string, files: Record<string, Uint8Array>): F
  * picked folder's own name.
  */
 export function fileListSource(files: ArrayLike<File>): FileSource {
-  const map = new Map<string, File>();
   let name = 'files';
-  for (const f of Array.from(files)) {
-    const rel = f.webkitRelativePath || f.name;
-    const parts = rel.split('/');
+  const entries = Array.from(files, (f) => {
+    const parts = (f.webkitRelativePath || f.name).split('/');
     if (parts.length > 1) name = parts[0];
-    map.set(parts.length > 1 ? parts.slice(1).join('/') : rel, f);
-  }
-  return {
-    name,
-    list: async () => [...map.keys()].sort(),
-    read: async (path) => {
-      const f = map.get(path);
-      if (!f) throw new Error(`${name}: no file ${path}`);
-      return new Uint8Array(await f.arrayBuffer());
-    },
-  };
+    return { path: parts.length > 1 ? parts.slice(1).join('/') : parts[0], file: f };
+  });
+  return pathFilesSource(name, entries);
 }
 
 /** The part of FileSystemDirectoryHandle we use (typed here: not every TS DOM lib has its iterators). */

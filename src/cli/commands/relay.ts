@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Command } from '../commands.ts';
-import { parse, UsageError } from '../args.ts';
+import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
@@ -21,17 +21,6 @@ const HELP = `fednnunet relay [options]
   --encoding E         fp16 | int8 | fp32 for uploads (default fp16)
   --token T            join token (default: a random code, printed)
   --static DIR         web app to serve (default ./dist)`;
-
-function int(v: string | undefined, name: string, min = 0): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
-  return n;
-}
-
-function oneOf<T extends string>(v: string | undefined, name: string, allowed: readonly T[]): T {
-  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
-  return v as T;
-}
 
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
@@ -57,22 +46,22 @@ const command: Command = {
       console.log(HELP);
       return 0;
     }
-    const sites = int(values.sites, 'sites', 1);
+    const sites = intOption('sites', values.sites, 1);
     const config: FederationConfig & { expectedSites: number; token: string } = {
-      method: oneOf(values.method, 'method', ['ffe', 'asym', 'fedavg'] as const),
-      configuration: oneOf(values.config, 'config', ['3d_fullres', '2d'] as const),
-      rounds: int(values.rounds, 'rounds', 1),
-      itersPerRound: int(values.iters, 'iters', 1),
-      minSites: values['min-sites'] ? int(values['min-sites'], 'min-sites', 1) : sites,
-      roundDeadlineMs: int(values['deadline-s'], 'deadline-s', 1) * 1000,
-      weighting: oneOf(values.weighting, 'weighting', ['uniform', 'cases'] as const),
-      encoding: oneOf(values.encoding, 'encoding', ['fp16', 'int8', 'fp32'] as const),
+      method: choiceOption('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
+      configuration: choiceOption('config', values.config, ['3d_fullres', '2d'] as const),
+      rounds: intOption('rounds', values.rounds, 1),
+      itersPerRound: intOption('iters', values.iters, 1),
+      minSites: values['min-sites'] ? intOption('min-sites', values['min-sites'], 1) : sites,
+      roundDeadlineMs: intOption('deadline-s', values['deadline-s'], 1) * 1000,
+      weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
+      encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
       expectedSites: sites,
       token: values.token ?? randomBytes(4).toString('hex'),
     };
     if (config.minSites > sites) throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
     const relay = await startRelay({
-      port: int(values.port, 'port'),
+      port: intOption('port', values.port, 0),
       host: values.host,
       dataDir: values['data-dir']!,
       staticDir: values.static,

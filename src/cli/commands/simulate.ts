@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { Command } from '../commands.ts';
-import { parse, UsageError } from '../args.ts';
+import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
@@ -47,24 +47,15 @@ const command: Command = {
     // `--sites A B C`: parseArgs gives the first after --sites, the rest are positionals.
     const dirs = [...(values.sites ?? []), ...positionals];
     if (dirs.length < 2) throw new UsageError(`need at least two --sites; usage: ${USAGE}`);
-    const num = (k: string, v: string | undefined, min: number) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min) throw new UsageError(`--${k} must be an integer ≥ ${min}, got '${v}'`);
-      return n;
-    };
-    const pick = <T extends string>(k: string, v: string | undefined, ok: readonly T[]): T => {
-      if (!ok.includes(v as T)) throw new UsageError(`--${k} must be one of ${ok.join(', ')}`);
-      return v as T;
-    };
     const config: FederationConfig = {
-      method: pick('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
-      configuration: pick('config', values.config, ['3d_fullres', '2d'] as const),
-      rounds: num('rounds', values.rounds, 1),
-      itersPerRound: num('iters', values.iters, 1),
+      method: choiceOption('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
+      configuration: choiceOption('config', values.config, ['3d_fullres', '2d'] as const),
+      rounds: intOption('rounds', values.rounds, 1),
+      itersPerRound: intOption('iters', values.iters, 1),
       minSites: dirs.length,
       roundDeadlineMs: 24 * 3600_000,
-      weighting: pick('weighting', values.weighting, ['uniform', 'cases'] as const),
-      encoding: pick('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
+      weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
+      encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
     };
     if (values.backend !== 'cpu') throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
     await useBackend('cpu');
@@ -85,9 +76,9 @@ const command: Command = {
           const c = await loadCase(src, cases[i]);
           return { id: c.id, image: c.images.length === 1 ? c.images[0] : stackChannels(c.images), label: c.label! };
         },
-        tiny: values.tiny ? (values['tiny-patch'] ? { patch: num('tiny-patch', values['tiny-patch'], 4) } : true) : undefined,
-        seed: num('seed', values.seed, 0),
-        valIters: num('val-iters', values['val-iters'], 0),
+        tiny: values.tiny ? (values['tiny-patch'] ? { patch: intOption('tiny-patch', values['tiny-patch'], 4) } : true) : undefined,
+        seed: intOption('seed', values.seed, 0),
+        valIters: intOption('val-iters', values['val-iters'], 0),
         log: (l) => console.log(`[site] ${l}`),
       }));
     }

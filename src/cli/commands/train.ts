@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from '../commands.ts';
-import { parse, UsageError } from '../args.ts';
+import { intOption, parse, UsageError } from '../args.ts';
 import { encodeWeights } from '../../fed/codec.ts';
 import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
@@ -18,12 +18,6 @@ const USAGE =
   '[--val-iters V] [--tiny] [--tiny-patch N] [--seed S] [--fold all|random80] [--no-augmentation] [--no-deep-supervision] ' +
   '[--checkpointing] [--backend cpu|webgpu]';
 
-function int(name: string, v: string | undefined, dflt: number, min: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} needs an integer >= ${min}, got '${v}'`);
-  return n;
-}
 
 const json = (x: unknown) => `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 4)}\n`;
 
@@ -52,10 +46,10 @@ const command: Command = {
       return 0;
     }
     if (positionals.length !== 1 || !values.output || values.epochs === undefined || values.iters === undefined) throw new UsageError(`usage: ${USAGE}`);
-    const epochs = int('epochs', values.epochs, 0, 1);
-    const iters = int('iters', values.iters, 0, 1);
-    const valIters = int('val-iters', values['val-iters'], 50, 0);
-    const seed = int('seed', values.seed, 0, 0);
+    const epochs = intOption('epochs', values.epochs, 1, 0);
+    const iters = intOption('iters', values.iters, 1, 0);
+    const valIters = intOption('val-iters', values['val-iters'], 0, 50);
+    const seed = intOption('seed', values.seed, 0, 0);
     const fold = values.fold ?? 'random80';
     if (fold !== 'all' && fold !== 'random80') throw new UsageError(`--fold must be 'all' or 'random80', got '${fold}'`);
     if (values['tiny-patch'] !== undefined && !values.tiny) throw new UsageError('--tiny-patch needs --tiny');
@@ -89,7 +83,7 @@ const command: Command = {
         datasetName: basename(dir),
         configuration,
         plans: plansIn,
-        tiny: values.tiny ? { patch: int('tiny-patch', values['tiny-patch'], 24, 4) } : false,
+        tiny: values.tiny ? { patch: intOption('tiny-patch', values['tiny-patch'], 4, 24) } : false,
         onProgress: (stage, done, total) => {
           if (done === total) console.log(`${stage}: ${total} cases (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
         },

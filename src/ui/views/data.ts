@@ -2,30 +2,10 @@
 // Parsing, validation and storing run in workers/data.worker.ts; this view only shows progress.
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
+import { wireDropZone } from '../drop-zone.ts';
 import type { DataApi, ImportEvent, ImportInput, ImportSummary, PrepareEvent, PrepareSummary } from '../../../workers/data.worker.ts';
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
-
-/** Walks dropped entries (folders included) into files with their relative paths. */
-async function filesFromEntries(entries: FileSystemEntry[]): Promise<Array<{ path: string; file: File }>> {
-  const out: Array<{ path: string; file: File }> = [];
-  const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
-    if (entry.isFile) {
-      const file = await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail));
-      out.push({ path: prefix + entry.name, file });
-    } else if (entry.isDirectory) {
-      const reader = (entry as FileSystemDirectoryEntry).createReader();
-      // readEntries returns batches (about 100 entries) until an empty one.
-      for (;;) {
-        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
-        if (batch.length === 0) break;
-        for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
-      }
-    }
-  };
-  for (const e of entries) await walk(e, '');
-  return out;
-}
 
 export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput | { demo: number }) => Promise<ImportSummary | undefined> } {
   const drop = el('div', { class: 'drop', id: 'drop-zone', tabindex: '0', role: 'button', 'aria-label': 'Drop files or folders here to import them' },
@@ -121,24 +101,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   };
   folderInput.addEventListener('change', () => fromInput(folderInput));
   filesInput.addEventListener('change', () => fromInput(filesInput));
-  drop.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' || e.key === ' ') {
-      e.preventDefault();
-      pickFolder.click();
-    }
-  });
-  drop.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    drop.classList.add('over');
-  });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (e) => {
-    e.preventDefault();
-    drop.classList.remove('over');
-    // Entries must be taken synchronously: the DataTransfer is emptied when the handler returns.
-    const entries = [...(e.dataTransfer?.items ?? [])].map((i) => i.webkitGetAsEntry()).filter((x): x is FileSystemEntry => !!x);
-    void filesFromEntries(entries).then((files) => (files.length ? importInput({ files }) : undefined));
-  });
+  wireDropZone(drop, () => pickFolder.click(), (files) => void importInput({ files }));
 
   function datasetRow(d: DatasetView): HTMLElement {
     const del = el('button', { type: 'button', class: 'danger', 'data-delete': d.id, 'aria-label': `Delete ${d.name}` }, 'Delete');

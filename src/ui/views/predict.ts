@@ -4,6 +4,7 @@
 // in workers/infer.worker.ts; nothing is uploaded.
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
+import { wireDropZone } from '../drop-zone.ts';
 import { labelColour, sliceViewer } from '../viewer.ts';
 import type { InferApi, InferBackend, InferEvent, PredictSummary, ScanInput } from '../../../workers/infer.worker.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
@@ -258,23 +259,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   pickScanFolder.addEventListener('click', () => scanFolder.click());
   scanFiles.addEventListener('change', () => fromFiles(filesOf(scanFiles)));
   scanFolder.addEventListener('change', () => fromFiles(filesOf(scanFolder)));
-  scanDrop.addEventListener('keydown', (e) => {
-    if (e.key === 'Enter' || e.key === ' ') {
-      e.preventDefault();
-      scanFiles.click();
-    }
-  });
-  scanDrop.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    scanDrop.classList.add('over');
-  });
-  scanDrop.addEventListener('dragleave', () => scanDrop.classList.remove('over'));
-  scanDrop.addEventListener('drop', (e) => {
-    e.preventDefault();
-    scanDrop.classList.remove('over');
-    const entries = [...(e.dataTransfer?.items ?? [])].map((i) => i.webkitGetAsEntry()).filter((x): x is FileSystemEntry => !!x);
-    void walkEntries(entries).then(fromFiles);
-  });
+  wireDropZone(scanDrop, () => scanFiles.click(), fromFiles);
   run.addEventListener('click', () => void predict());
   cancel.addEventListener('click', () => void api.cancel());
   downloadSeg.addEventListener('click', () => {
@@ -288,20 +273,3 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   return { root, refresh, predict, importModel, viewer, last: () => last };
 }
 
-async function walkEntries(entries: FileSystemEntry[]): Promise<Array<{ path: string; file: File }>> {
-  const out: Array<{ path: string; file: File }> = [];
-  const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
-    if (entry.isFile) {
-      out.push({ path: prefix + entry.name, file: await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail)) });
-    } else if (entry.isDirectory) {
-      const reader = (entry as FileSystemDirectoryEntry).createReader();
-      for (;;) {
-        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
-        if (batch.length === 0) break;
-        for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
-      }
-    }
-  };
-  for (const e of entries) await walk(e, '');
-  return out;
-}
