@@ -143,8 +143,10 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     expect(modelName).toMatch(/federation \(2 rounds\)/);
     const caseValue = await page.$eval('#predict-case', (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value);
     await page.selectOption('#predict-case', caseValue);
+    // WebAssembly: patch 8 means ~2000 tiles, which SwiftShader's WebGPU takes over 4 minutes for.
+    await page.selectOption('#predict-backend', 'onnx-wasm');
     await page.click('#predict-run');
-    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 300_000 });
+    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 600_000 });
     await page.waitForFunction(() => (window as any).__fednnunet.predict.viewer.volumesLoaded() === 2);
     await page.waitForTimeout(300); // let the canvas draw once more before the picture
     await screenshot(page, 'e2e-4-predict-overlay');
@@ -159,7 +161,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     for (const v of seg.data) expect(v === 0 || v === 1 || v === 2).toBe(true);
     await screenshot(page, 'e2e-5-downloaded');
     expect(errors).toEqual([]);
-  });
+  }, 900_000);
 
   it('egress: only hello/fingerprint/spec/update messages left each tab, no 64-byte window of any image, as the panel lists', async () => {
     expect(federated, 'the federation in the previous test must have completed').toBe(true);
