@@ -1,6 +1,11 @@
-// `npm start`: install if needed, build the app if the sources changed, then serve it.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// `npm start`: install if needed, build the app if the sources changed, then run the relay
+// (`fednnunet relay`) serving the app with a demo federation ready to join: FFE, 2 sites,
+// 3 rounds × 5 iterations, join code `demo`. Any relay option given after `--` wins
+// (`npm start -- --port 0 --rounds 10`). Each run starts a fresh federation in a temporary
+// data dir unless `--data-dir` is given (a relay restarted on an old dir resumes that federation).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDeps } from './ensure-deps.mjs';
 
@@ -23,6 +28,24 @@ if (!existsSync(built) || Math.max(...sources.map(newest)) > statSync(built).mti
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-const args = ['bin/fednnunet.js', 'serve', ...process.argv.slice(2)];
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
-process.exit(r.status ?? 0);
+const user = process.argv.slice(2);
+const given = (name) => user.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+const DEMO = { method: 'ffe', sites: '2', rounds: '3', iters: '5', token: 'demo' };
+const defaults = Object.entries(DEMO).filter(([k]) => !given(k)).flatMap(([k, v]) => [`--${k}`, v]);
+let tempDir;
+if (!given('data-dir') && !user.includes('--help')) {
+  tempDir = mkdtempSync(join(tmpdir(), 'fednnunet-demo-'));
+  defaults.push('--data-dir', tempDir);
+}
+if (!user.includes('--help')) {
+  console.log(`[fednnunet] demo federation: ${given('method') ? 'custom' : 'FFE'}, ${given('sites') ? 'custom' : '2'} sites` +
+    `${tempDir ? ` (fresh state in ${tempDir})` : ''}. Open the printed link in two browser profiles (or two`);
+  console.log('[fednnunet] machines), choose "Use demo data" with a different demo site in each, then "Join the federation".');
+}
+const child = spawn(process.execPath, ['bin/fednnunet.js', 'relay', ...defaults, ...user], { cwd: root, stdio: 'inherit' });
+// Ctrl-C / SIGTERM: let the relay close, then remove the demo's temporary state.
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+child.on('exit', (code, signal) => {
+  if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  process.exit(code ?? (signal ? 1 : 0));
+});

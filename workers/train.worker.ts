@@ -15,6 +15,8 @@ import { compareSteps, trainingStep, type StepComparison } from '../src/train/gr
 import type { Plans, ConfigurationPlan, DatasetJson } from '../src/plan/types.ts';
 import { SiteClient } from '../src/fed/client.ts';
 import { wsConnect } from '../src/fed/ws-transport.ts';
+import type { Connect } from '../src/fed/client.ts';
+import type { LinkBridge } from '../src/fed/peer-transport.ts';
 import { TrainerSite } from '../src/pipeline/trainer-site.ts';
 import { listCases, loadCaseVolumes } from '../src/store/datasets.ts';
 import { stackChannels } from '../src/io/raw-dataset.ts';
@@ -74,6 +76,13 @@ export type FederateEvent =
 
 let fedClient: SiteClient | undefined;
 
+function bridgeConnect(link: Comlink.Remote<LinkBridge>): Connect {
+  return async (h) => {
+    await link.open(Comlink.proxy((b: Uint8Array) => h.onMessage(b)), Comlink.proxy(() => h.onClose()));
+    return { send: (b) => void link.send(b).catch(() => undefined), close: () => void link.close() };
+  };
+}
+
 async function digest(w: Map<string, { data: Float32Array }>): Promise<string> {
   const parts = [...w.keys()].sort().map((k) => w.get(k)!.data);
   const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
@@ -92,7 +101,7 @@ const api = {
    * round on this GPU, uploading weight deltas only. The final global model and (AsymFedAvg) the
    * personalised one are stored as models for the Predict tab.
    */
-  async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void): Promise<void> {
+  async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void, link?: LinkBridge): Promise<void> {
     if (fedClient || control) throw new Error('this tab is already training');
     const d = await db();
     const ds = await getDataset(d, req.datasetId);
@@ -128,7 +137,8 @@ const api = {
       loadState: async () => (membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined),
     });
     const client = new SiteClient({
-      connect: wsConnect(req.relayUrl),
+      // Workshop mode: the page holds the WebRTC connection (none exists in workers) and bridges it.
+      connect: link ? bridgeConnect(link as unknown as Comlink.Remote<LinkBridge>) : wsConnect(req.relayUrl),
       token: req.token,
       siteName: req.siteName,
       siteId: membership.siteId,

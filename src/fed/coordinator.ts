@@ -123,6 +123,26 @@ export class Coordinator {
     return this.maybeCloseRound();
   }
 
+  /** Sites that joined, and whether each is connected now (the workshop host's roster). */
+  roster(): Array<{ siteId: string; siteName: string; numCases: number; connected: boolean }> {
+    return this.s.sites.map((x) => ({ siteId: x.siteId, siteName: x.siteName, numCases: x.numCases, connected: this.connected.has(x.siteId) }));
+  }
+
+  /**
+   * Starts with the sites that have joined so far (the workshop host's "Start" button) instead
+   * of waiting for `expectedSites`; the quorum shrinks to at most that number.
+   */
+  startNow(): Outgoing[] {
+    if (this.s.phase !== 'join') throw new Error(`the federation has already started (phase ${this.s.phase})`);
+    const n = this.s.sites.length;
+    if (n === 0) throw new Error('no site has joined yet');
+    this.s.config = { ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) };
+    this.s.phase = this.s.config.method === 'ffe' ? 'fingerprint' : 'spec';
+    this.persist();
+    this.opts.log(`started by the host with ${n} site(s)`);
+    return this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
+  }
+
   /** Handles one decoded message from a connection. `siteId` is undefined before hello. */
   handle(siteId: string | undefined, message: Message, payload: Uint8Array = new Uint8Array(0)): { siteId?: string; out: Outgoing[] } {
     if (message.type === 'hello') return this.hello(message);

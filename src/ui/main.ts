@@ -77,7 +77,8 @@ async function main(): Promise<void> {
     app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));
   }
   // A join link (…?join=CODE) opens the Federation step.
-  if (new URLSearchParams(location.search).has('join') && !location.hash) location.hash = 'federation';
+  const q = new URLSearchParams(location.search);
+  if ((q.has('join') || q.has('workshop')) && !location.hash) location.hash = 'federation';
   app.append(tabs([
     { id: 'data', label: 'Data', panel: data.root },
     { id: 'federation', label: 'Federation', panel: federation.root, onShow: () => void federation.refresh() },

@@ -75,7 +75,9 @@ const command: Command = {
       process.once('SIGTERM', () => resolve());
     });
     await relay.close();
-    return 0;
+    // The PeerJS server (peer 1.x) re-arms timers it offers no way to stop: leave explicitly,
+    // or the process would outlive its signal.
+    process.exit(0);
   },
 };
 export default command;

@@ -4,6 +4,7 @@ import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
+import type { FederationHost } from '../../fed/host.ts';
 
 export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<TrainApi>, gpu: boolean) {
   const params = new URLSearchParams(location.search);
@@ -21,6 +22,17 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const leave = el('button', { type: 'button', id: 'fed-leave', class: 'secondary', disabled: '' }, 'Leave');
   const status = el('p', { id: 'fed-status', role: 'status' });
   const log = el('ol', { id: 'fed-log', class: 'log' });
+  // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
+  const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, el('option', { value: 'ffe' }, 'FFE (one shared plan)'), el('option', { value: 'asym' }, 'AsymFedAvg (local plans)'), el('option', { value: 'fedavg' }, 'FedAvg'));
+  const wsRounds = el('input', { type: 'number', id: 'ws-rounds', value: '3', min: '1', 'aria-label': 'Rounds', style: 'width:4rem' });
+  const wsIters = el('input', { type: 'number', id: 'ws-iters', value: '5', min: '1', 'aria-label': 'Iterations per round', style: 'width:4rem' });
+  const wsHost = el('button', { type: 'button', id: 'ws-host', class: 'secondary' }, 'Host a workshop federation');
+  const wsStart = el('button', { type: 'button', id: 'ws-start', disabled: '' }, 'Start with the sites present');
+  const wsInfo = el('p', { id: 'ws-info', class: 'muted' });
+  const wsRoster = el('ul', { id: 'ws-roster' });
+  const wsStatus = el('p', { id: 'ws-status', role: 'status' });
+  const wsCode = el('input', { id: 'ws-code', value: params.get('workshop') ?? '', 'aria-label': 'Workshop code', size: '10' });
+  const wsJoin = el('button', { type: 'button', id: 'ws-join' }, 'Join via workshop code');
   const egress = el('tbody', { id: 'egress-rows' });
   const egressTotal = el('p', { id: 'egress-total', class: 'muted' });
 
@@ -29,7 +41,11 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('p', { class: 'muted' }, 'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights to the relay.'),
       el('div', { class: 'row' }, el('label', {}, 'Relay ', relay), el('label', {}, 'Join code ', token), el('label', {}, 'Site name ', siteName)),
       el('div', { class: 'row' }, dataset, backend, el('label', {}, tiny, ' small network, patch '), tinyPatch),
-      el('div', { class: 'row' }, join, leave), status, log),
+      el('div', { class: 'row' }, join, leave), status, log,
+      el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), wsJoin)),
+    el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
+      el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
+      el('div', { class: 'row' }, wsMethod, el('label', {}, 'rounds ', wsRounds), el('label', {}, 'iterations per round ', wsIters), wsHost, wsStart), wsInfo, wsRoster, wsStatus),
     el('section', { class: 'card' }, el('h2', {}, 'What leaves this browser'),
       el('p', { class: 'muted' }, 'Every message this tab has sent to the relay. Only fingerprints (summary statistics), network declarations and weights — never voxels.'),
       el('table', { class: 'egress' }, el('thead', {}, el('tr', {}, el('th', {}, 'message'), el('th', {}, 'round'), el('th', {}, 'tensors'), el('th', {}, 'size'))), egress), egressTotal));
@@ -52,38 +68,87 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   };
 
   let running = false;
-  async function run(req: FederateRequest): Promise<void> {
+  async function run(req: FederateRequest, link?: unknown): Promise<void> {
     if (running) return;
     running = true;
     join.disabled = true;
+    wsJoin.disabled = true;
     leave.disabled = false;
     delete status.dataset.done;
     try {
-      await train.federate(req, Comlink.proxy(onEvent));
+      await train.federate(req, Comlink.proxy(onEvent), link as never);
     } catch (e) {
       status.textContent = `Federation stopped: ${errorText(e)}`;
     } finally {
       running = false;
       join.disabled = false;
+      wsJoin.disabled = false;
       leave.disabled = true;
     }
   }
 
-  join.addEventListener('click', () => {
+  /** Workshop mode: the page holds the WebRTC link (workers cannot) and lends it to the worker. */
+  const workshopLink = (code: string) => import('../../fed/peer-transport.ts').then((m) => Comlink.proxy(m.pageBridge(m.peerConnect(code))));
+
+  async function joinVia(via: 'relay' | 'workshop'): Promise<void> {
     if (!dataset.value) {
       status.textContent = 'Choose a labelled dataset (import one on the Data tab, or use demo data).';
       return;
     }
-    if (!token.value.trim()) {
-      status.textContent = 'Enter the join code the federation host gave you.';
+    const code = via === 'relay' ? token.value.trim() : (wsCode as HTMLInputElement).value.trim();
+    if (!code) {
+      status.textContent = via === 'relay' ? 'Enter the join code the federation host gave you.' : 'Enter the workshop code the host gave you.';
       return;
     }
     status.textContent = 'Connecting…';
-    void run({
-      relayUrl: relay.value.trim(), token: token.value.trim(), datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
+    const link = via === 'workshop' ? await workshopLink(code) : undefined;
+    await run({
+      relayUrl: via === 'relay' ? relay.value.trim() : `workshop:${code}`, token: code, datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
       tiny: (tiny as HTMLInputElement).checked ? { patch: Number((tinyPatch as HTMLInputElement).value) } : false,
       backend: backend.value as 'webgpu' | 'cpu',
-    });
+    }, link);
+  }
+  join.addEventListener('click', () => void joinVia('relay'));
+  wsJoin.addEventListener('click', () => void joinVia('workshop'));
+
+  let hosted: FederationHost | undefined;
+  wsHost.addEventListener('click', async () => {
+    wsHost.disabled = true;
+    wsStatus.textContent = 'Registering with the signalling server…';
+    try {
+      const [{ FederationHost }, { hostOverPeerJS }, { mergeSiteFingerprints }] = await Promise.all([import('../../fed/host.ts'), import('../../fed/peer-transport.ts'), import('../../fed/ffe-merge.ts')]);
+      const code = params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
+      const show = () => {
+        const c = hosted!.coordinator;
+        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected) }, `${x.siteName} — ${x.numCases} cases${x.connected ? '' : ' (disconnected)'}`)));
+        wsStart.disabled = c.phase !== 'join' || c.roster().length === 0;
+        wsStatus.textContent = c.phase === 'join' ? `${c.roster().length} site(s) joined; start when everyone is in.` : c.phase === 'done' ? `Federation finished after ${c.round} rounds.` : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
+        wsStatus.dataset.phase = c.phase;
+        wsStatus.dataset.round = String(c.round);
+      };
+      hosted = new FederationHost({
+        config: { method: wsMethod.value as 'ffe', configuration: '3d_fullres', rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value), minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code },
+        aggregateFingerprints: mergeSiteFingerprints,
+        onChange: show,
+        log: (l) => console.log(`[workshop host] ${l}`),
+      });
+      const h = hosted;
+      await hostOverPeerJS(h, code);
+      setInterval(() => h.tick(), 1000);
+      const link = `${location.origin}${location.pathname}?workshop=${code}`;
+      wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
+      show();
+    } catch (e) {
+      wsStatus.textContent = `Could not host: ${errorText(e)}`;
+      wsHost.disabled = false;
+    }
+  });
+  wsStart.addEventListener('click', () => {
+    try {
+      hosted?.start();
+    } catch (e) {
+      wsStatus.textContent = errorText(e);
+    }
   });
 
   /** After a reload: rejoin an unfinished federation of this browser as the same site. */
@@ -94,7 +159,8 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     status.textContent = `Rejoining the federation as ${m.siteName} (it was in round ${m.round + 1})…`;
     status.dataset.rejoined = 'true';
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
-    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend });
+    const link = m.relayUrl.startsWith('workshop:') ? await workshopLink(m.token) : undefined;
+    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend }, link);
   }
   leave.addEventListener('click', () => void train.leaveFederation());
 

@@ -1,0 +1,102 @@
+// Workshop host mode in the page: PeerJS data channels, signalled by the relay's /peerjs server
+// (the relay carries no federation data). The host tab registers the peer id derived from its
+// join code and hands every incoming connection to a FederationHost; a participant's SiteClient
+// connects to that id. Messages are chunked with back-pressure (chunked.ts). Browser only
+// (RTCPeerConnection is not available in workers: the train worker reaches it through the page,
+// see LinkBridge).
+import { Peer, type DataConnection, type PeerOptions } from 'peerjs';
+import { ChunkReceiver, ChunkSender } from './chunked.ts';
+import type { Connect } from './client.ts';
+import type { FederationHost } from './host.ts';
+
+export const hostPeerId = (code: string) => `fednnunet-ws-${code.trim().toLowerCase().replace(/[^a-z0-9]/g, '')}`;
+
+/** The relay that served this page is the signalling server; no STUN/TURN (same network). */
+export function peerOptions(): PeerOptions {
+  const secure = location.protocol === 'https:';
+  return { host: location.hostname, port: Number(location.port || (secure ? 443 : 80)), path: '/peerjs', secure, config: { iceServers: [] }, debug: 0 };
+}
+
+function openPeer(id: string | undefined): Promise<Peer> {
+  return new Promise((ok, fail) => {
+    const peer = id ? new Peer(id, peerOptions()) : new Peer(peerOptions());
+    peer.once('open', () => ok(peer));
+    peer.once('error', (e) => fail(new Error(e.type === 'unavailable-id' ? 'this workshop code is already hosted elsewhere' : `signalling failed: ${e.message}`)));
+  });
+}
+
+/** Wires an open DataConnection to chunked send/receive. */
+function wire(conn: DataConnection, onMessage: (b: Uint8Array) => void, onClose: () => void): { send(b: Uint8Array): Promise<void>; close(): void } {
+  const ch = conn.dataChannel;
+  ch.binaryType = 'arraybuffer';
+  const tx = new ChunkSender(ch);
+  const rx = new ChunkReceiver(onMessage);
+  ch.addEventListener('message', (e) => {
+    if (e.data instanceof ArrayBuffer) rx.push(e.data);
+  });
+  let closed = false;
+  const closeOnce = () => {
+    if (closed) return;
+    closed = true;
+    onClose();
+  };
+  conn.on('close', closeOnce);
+  ch.addEventListener('close', closeOnce);
+  return { send: (b) => tx.send(b), close: () => conn.close() };
+}
+
+/** Hosts `host` under the code's peer id until `close()`. */
+export async function hostOverPeerJS(host: FederationHost, code: string): Promise<{ close(): void; peerId: string }> {
+  const peer = await openPeer(hostPeerId(code));
+  peer.on('connection', (conn) => {
+    conn.on('open', () => {
+      let h: ReturnType<FederationHost['accept']> | undefined;
+      const link = wire(conn, (b) => h!.onMessage(b), () => h?.onClose());
+      h = host.accept(link);
+    });
+  });
+  return { peerId: peer.id, close: () => peer.destroy() };
+}
+
+/** A participant's Connect to the workshop host with this code (one PeerJS peer, a connection per (re)connect). */
+export function peerConnect(code: string): Connect {
+  let peer: Promise<Peer> | undefined;
+  return async (h) => {
+    const p = await (peer ??= openPeer(undefined));
+    const conn = p.connect(hostPeerId(code), { serialization: 'raw', reliable: true });
+    await new Promise<void>((ok, fail) => {
+      const t = setTimeout(() => fail(new Error('the workshop host did not answer (is the host tab open, and the code right?)')), 20_000);
+      conn.once('open', () => {
+        clearTimeout(t);
+        ok();
+      });
+      p.once('error', (e) => {
+        clearTimeout(t);
+        fail(new Error(e.type === 'peer-unavailable' ? 'no workshop is hosted with this code' : e.message));
+      });
+    });
+    return wire(conn, h.onMessage, h.onClose);
+  };
+}
+
+/** The page side of a participant's link, handed to the train worker with Comlink.proxy. */
+export interface LinkBridge {
+  open(onMessage: (b: Uint8Array) => void, onClose: () => void): Promise<void>;
+  send(b: Uint8Array): Promise<void>;
+  close(): void;
+}
+
+export function pageBridge(connect: Connect): LinkBridge {
+  let t: { send(b: Uint8Array): unknown; close(): void } | undefined;
+  return {
+    async open(onMessage, onClose) {
+      t = await connect({ onMessage: (b) => onMessage(b), onClose: () => onClose() });
+    },
+    async send(b) {
+      await t?.send(b);
+    },
+    close() {
+      t?.close();
+    },
+  };
+}

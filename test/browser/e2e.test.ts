@@ -1,0 +1,204 @@
+// The whole path as a new user takes it (issue 9), on two browser profiles served by a relay:
+// Data ("Use demo data") → Federation (the join link fills in the code; tiny patch 8) → 2 rounds
+// of FFE → Predict with the federation's model (overlay, NIfTI download). Screenshots of each step
+// land in test-artifacts/e2e-*.png.
+//
+// The same run records every byte each tab sends (CDP on the page and on every worker it starts)
+// and checks that no voxel data left it: no 64-byte window of any stored image appears anywhere
+// in any outgoing payload, and every WebSocket message decodes to hello/fingerprint/spec/update
+// and matches the tab's "What leaves this browser" panel.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BrowserContext, CDPSession, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
+import { decodeMessage } from '../../src/fed/protocol.ts';
+import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
+import { readNifti } from '../../src/io/nifti.ts';
+import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
+import { screenshot } from './harness.ts';
+import { VoxelIndex } from './voxel-index.ts';
+
+interface Egress {
+  /** Binary WebSocket messages sent, decoded from CDP's base64 payloadData. */
+  wsFrames: Uint8Array[];
+  /** Text WebSocket messages (none expected). */
+  wsText: string[];
+  /** HTTP requests: url, method and body bytes (if any). */
+  requests: Array<{ url: string; method: string; body?: Uint8Array }>;
+  /** Targets recorded (page + workers). */
+  targets: string[];
+}
+
+/**
+ * Records what a page and every worker it starts send. Dedicated workers are separate CDP
+ * targets whose traffic the page's Network domain does not report, so we auto-attach to them
+ * (non-flat sessions, messages relayed through this session) and pause each one until its
+ * Network domain is enabled.
+ */
+async function recordEgress(ctx: BrowserContext, page: Page): Promise<Egress> {
+  const eg: Egress = { wsFrames: [], wsText: [], requests: [], targets: ['page'] };
+  const cdp: CDPSession = await ctx.newCDPSession(page);
+  const onNetwork = (method: string, p: any) => {
+    if (method === 'Network.webSocketFrameSent') {
+      if (p.response.opcode === 2) eg.wsFrames.push(new Uint8Array(Buffer.from(p.response.payloadData, 'base64')));
+      else eg.wsText.push(p.response.payloadData);
+    } else if (method === 'Network.requestWillBeSent') {
+      const r = p.request;
+      const parts: Uint8Array[] = (r.postDataEntries ?? []).filter((e: any) => e.bytes).map((e: any) => new Uint8Array(Buffer.from(e.bytes, 'base64')));
+      if (!parts.length && r.postData) parts.push(new Uint8Array(Buffer.from(r.postData)));
+      eg.requests.push({ url: r.url, method: r.method, body: parts.length ? new Uint8Array(Buffer.concat(parts)) : undefined });
+    }
+  };
+  for (const m of ['Network.webSocketFrameSent', 'Network.requestWillBeSent']) cdp.on(m as never, (p: unknown) => onNetwork(m, p));
+  let id = 0;
+  const toChild = (sessionId: string, method: string, params: object = {}) =>
+    cdp.send('Target.sendMessageToTarget' as never, { sessionId, message: JSON.stringify({ id: ++id, method, params }) } as never);
+  cdp.on('Target.attachedToTarget' as never, (p: any) => {
+    eg.targets.push(`${p.targetInfo.type} ${p.targetInfo.url}`);
+    void (async () => {
+      await toChild(p.sessionId, 'Network.enable');
+      await toChild(p.sessionId, 'Runtime.runIfWaitingForDebugger');
+    })();
+  });
+  cdp.on('Target.receivedMessageFromTarget' as never, (p: any) => {
+    const m = JSON.parse(p.message);
+    if (m.method) onNetwork(m.method, m.params);
+  });
+  await cdp.send('Network.enable');
+  await cdp.send('Target.setAutoAttach' as never, { autoAttach: true, waitForDebuggerOnStart: true, flatten: false } as never);
+  return eg;
+}
+
+const TOKEN = 'e2e42';
+
+describe('a new user: demo data → federation → prediction, and nothing but weights leaves', () => {
+  let relay: Relay;
+  let browser: LaunchedBrowser;
+  let dir: string;
+  const pages: Page[] = [];
+  const egress: Egress[] = [];
+  const errors: string[] = [];
+  let federated = false;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'e2e-'));
+    relay = await startRelay({
+      dataDir: dir,
+      staticDir: join(process.cwd(), 'dist'),
+      log: () => undefined,
+      aggregateFingerprints: mergeSiteFingerprints,
+      config: { method: 'ffe', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: TOKEN },
+    });
+    browser = await launchChromium({ webgpu: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await relay?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('two sites: demo data, join by link, 2 rounds, predict with the federation model, download the NIfTI', async () => {
+    for (const i of [0, 1]) {
+      const ctx = await browser.browser.newContext({ acceptDownloads: true });
+      const page = await ctx.newPage();
+      page.on('console', (m) => m.type() === 'error' && errors.push(`site ${i}: ${m.text()}`));
+      page.on('pageerror', (e) => errors.push(`site ${i}: ${e}`));
+      egress.push(await recordEgress(ctx, page));
+      // The join link a host shares.
+      await page.goto(`${relay.url}?join=${TOKEN}`);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      expect(await page.isVisible('#panel-federation')).toBe(true);
+      expect(await page.inputValue('#fed-token')).toBe(TOKEN);
+      // Step 1: demo data (a different demo site in each profile).
+      await page.click('#tab-data');
+      await page.selectOption('#demo-site', String(i));
+      await page.click('#use-demo');
+      await page.waitForFunction(() => document.querySelector('#import-status')?.textContent === 'Import finished.', undefined, { timeout: 120_000 });
+      if (i === 0) await screenshot(page, 'e2e-1-data');
+      // Step 2: Federation tab, small network.
+      await page.click('#tab-federation');
+      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.fill('#fed-tiny-patch', '8');
+      pages.push(page);
+    }
+    await Promise.all(pages.map((p) => p.click('#fed-join')));
+    await pages[0].waitForSelector('#fed-status[data-round="1"]', { timeout: 600_000 });
+    await screenshot(pages[0], 'e2e-2-federation-round');
+    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    await screenshot(pages[0], 'e2e-3-federation-done');
+    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    expect(digests[1]).toBe(digests[0]);
+    expect(relay.coordinator.round).toBe(2);
+    federated = true;
+
+    // Step 3: Predict with the model the federation left in this browser.
+    const page = pages[0];
+    await page.click('#tab-predict');
+    await page.waitForFunction(() => document.querySelectorAll('#model-list li[data-id]').length === 1);
+    const modelName = await page.getAttribute('#model-list li[data-id]', 'data-model');
+    expect(modelName).toMatch(/federation \(2 rounds\)/);
+    const caseValue = await page.$eval('#predict-case', (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value);
+    await page.selectOption('#predict-case', caseValue);
+    // WebAssembly: patch 8 means ~2000 tiles, which SwiftShader's WebGPU takes over 4 minutes for.
+    await page.selectOption('#predict-backend', 'onnx-wasm');
+    await page.click('#predict-run');
+    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 600_000 });
+    await page.waitForFunction(() => (window as any).__fednnunet.predict.viewer.volumesLoaded() === 2);
+    await page.waitForTimeout(300); // let the canvas draw once more before the picture
+    await screenshot(page, 'e2e-4-predict-overlay');
+    const rows = await page.$$eval('#volume-table tbody tr', (r) => r.map((x) => x.getAttribute('data-label')));
+    expect(rows.length).toBeGreaterThan(0);
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-seg')]);
+    expect(dl.suggestedFilename()).toMatch(/_seg\.nii\.gz$/);
+    const seg = readNifti(new Uint8Array(readFileSync((await dl.path())!)), 'downloaded');
+    const { caseId } = JSON.parse(caseValue) as { caseId: string };
+    const source = demoDataset(DEMO_SITES[0], 0).cases.find((c) => c.id === caseId)!;
+    expect(seg.dims).toEqual(source.image.dims);
+    for (const v of seg.data) expect(v === 0 || v === 1 || v === 2).toBe(true);
+    await screenshot(page, 'e2e-5-downloaded');
+    expect(errors).toEqual([]);
+  }, 900_000);
+
+  it('egress: only hello/fingerprint/spec/update messages left each tab, no 64-byte window of any image, as the panel lists', async () => {
+    expect(federated, 'the federation in the previous test must have completed').toBe(true);
+    for (const [i, eg] of egress.entries()) {
+      // The demo volumes generated here are byte for byte those the tab stored.
+      const ds = demoDataset(DEMO_SITES[i], i);
+      const page = pages[i];
+      const stored = await page.evaluate(async () => {
+        const f = (window as any).__fednnunet;
+        const [d] = await f.data.datasets();
+        return Promise.all(d.cases.map(async (c: { caseId: string }) => ({ caseId: c.caseId, digests: await f.data.caseDigests(d.id, c.caseId) })));
+      });
+      expect(stored.length).toBe(ds.cases.length);
+      const index = new VoxelIndex(64);
+      for (const c of ds.cases) {
+        const bytes = new Uint8Array(c.image.data.buffer, c.image.data.byteOffset, c.image.data.byteLength);
+        expect(stored.find((s: any) => s.caseId === c.id)!.digests.images[0]).toBe(createHash('sha256').update(bytes).digest('hex'));
+        index.add(bytes);
+        const lab = c.label.data;
+        index.add(new Uint8Array(lab.buffer, lab.byteOffset, lab.byteLength));
+      }
+      expect(index.size).toBeGreaterThan(1000);
+
+      expect(eg.wsText).toEqual([]);
+      const types = eg.wsFrames.map((f) => decodeMessage(f).message.type); // throws on anything else
+      expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+      const panel = await page.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
+      expect(panel).toEqual(types);
+      // Every payload, at every offset: WebSocket messages and HTTP bodies (the app's own GETs have none).
+      const payloads = [...eg.wsFrames, ...eg.requests.flatMap((r) => (r.body ? [r.body] : []))];
+      const hits = payloads.map((p) => index.find(p)).filter((h) => h >= 0);
+      expect(hits).toEqual([]);
+      // Only GETs, to the app's own server or to in-page URLs (blob:/data:: workers, the download).
+      expect(eg.requests.filter((r) => r.method !== 'GET' || !(r.url.startsWith(relay.url) || /^(blob|data):/.test(r.url))).map((r) => `${r.method} ${r.url.slice(0, 80)}`)).toEqual([]);
+      expect(eg.targets.filter((t) => t.startsWith('worker')).length).toBeGreaterThanOrEqual(2);
+      const bytes = eg.wsFrames.reduce((n, f) => n + f.length, 0);
+      console.log(`site ${i}: ${types.length} messages (${[...new Set(types)].join(', ')}), ${bytes} bytes, ${eg.requests.length} HTTP requests, ${index.size} image/label windows checked, targets: ${eg.targets.length}`);
+    }
+  });
+});

@@ -1,0 +1,90 @@
+// Workshop host mode (issue 9): a host tab coordinates (the Coordinator runs in the page) and two
+// participant tabs federate with it over PeerJS data channels. The relay only serves the app and
+// signals (/peerjs): its own federation endpoint sees no site.
+//
+// WebRTC needs a non-loopback interface to gather ICE candidates (headless Chromium gathers none
+// when `lo` is the only one); this test uses the machine's own interface as it is and is skipped
+// where there is none (a network-namespace variant is not written yet).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
+import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
+import { screenshot } from './harness.ts';
+
+const hasInterface = Object.entries(networkInterfaces()).some(([, list]) => list?.some((a) => !a.internal && a.family === 'IPv4'));
+
+describe.skipIf(!hasInterface)('workshop: a host tab and two participants over PeerJS data channels', () => {
+  let relay: Relay;
+  let browser: Browser;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'workshop-'));
+    relay = await startRelay({
+      dataDir: dir,
+      staticDir: join(process.cwd(), 'dist'),
+      log: () => undefined,
+      aggregateFingerprints: mergeSiteFingerprints,
+      config: { method: 'ffe', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'relay-only' },
+    });
+    // Plain host candidates (no mDNS names) between the tabs of this one browser.
+    browser = await chromium.launch({ executablePath: findChromium()!, args: [...chromiumArgs(true), '--disable-features=WebRtcHideLocalIpsWithMdns'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await relay?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('FFE, 2 rounds: both participants finish with the same global weights; the relay carried no federation message', async () => {
+    const errors: string[] = [];
+    const open = async (url: string, name: string) => {
+      const page = await (await browser.newContext()).newPage();
+      page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
+      page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
+      await page.goto(url);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      return page;
+    };
+    const host = await open(`${relay.url}?host-code=wk42#federation`, 'host');
+    await host.fill('#ws-rounds', '2');
+    await host.fill('#ws-iters', '1');
+    await host.click('#ws-host');
+    await host.waitForSelector('#ws-link');
+    const link = await host.getAttribute('#ws-link', 'href');
+    expect(link).toBe(`${relay.url}?workshop=wk42`);
+    const sites: Page[] = [];
+    for (const i of [0, 1]) {
+      const page = await open(`${link}&site=participant-${i}`, `site ${i}`);
+      expect(await page.inputValue('#ws-code')).toBe('wk42');
+      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.click('#tab-data');
+      await page.click('#tab-federation');
+      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.fill('#fed-tiny-patch', '8');
+      await page.click('#ws-join');
+      sites.push(page);
+    }
+    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 60_000 });
+    await screenshot(host, 'workshop-1-roster');
+    await host.click('#ws-start');
+    await Promise.all(sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    await host.waitForSelector('#ws-status[data-phase="done"]');
+    expect(await host.getAttribute('#ws-status', 'data-round')).toBe('2');
+    const digests = await Promise.all(sites.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(digests[1]).toBe(digests[0]);
+    for (const p of sites) {
+      const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
+      expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+    }
+    // The relay's own federation never saw a site: everything went over the data channels.
+    expect(relay.coordinator.snapshot.sites).toEqual([]);
+    await screenshot(host, 'workshop-2-done');
+    await screenshot(sites[0], 'workshop-3-participant');
+    expect(errors).toEqual([]);
+  });
+});
