@@ -71,7 +71,7 @@ export interface FederateRequest {
 export type FederateEvent =
   | { type: 'log'; message: string }
   | { type: 'sent'; message: string; bytes: number; round?: number; tensors?: number }
-  | { type: 'round'; round: number; metrics: Record<string, number> }
+  | { type: 'round'; round: number; rounds: number; seconds: number; metrics: Record<string, number> }
   | { type: 'done'; rounds: number; shared: number; local: number; modelIds: string[]; globalDigest: string };
 
 let fedClient: SiteClient | undefined;
@@ -161,10 +161,12 @@ const api = {
         loadShared: (g) => site.loadShared(g),
         train: async (round, iters) => {
           onEvent({ type: 'log', message: `round ${round}: training ${iters} iteration(s)` });
+          const t0 = performance.now();
           const m = await site.train(round);
+          const seconds = (performance.now() - t0) / 1000;
           membership.round = round;
           await saveMembership(d, membership);
-          onEvent({ type: 'round', round, metrics: m });
+          onEvent({ type: 'round', round, rounds: site.trainer?.options.epochs ?? round, seconds, metrics: m });
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),

@@ -2,6 +2,7 @@
 // this GPU, and see exactly what leaves this browser (message type, size, round).
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
+import { lineChart } from '../chart.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
 import type { FederationHost } from '../../fed/host.ts';
@@ -22,6 +23,9 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const leave = el('button', { type: 'button', id: 'fed-leave', class: 'secondary', disabled: '' }, 'Leave');
   const status = el('p', { id: 'fed-status', role: 'status' });
   const log = el('ol', { id: 'fed-log', class: 'log' });
+  const chart = lineChart('Loss and pseudo-Dice per round (this site)');
+  const eta = el('p', { id: 'fed-eta', class: 'muted' });
+  const perRound: { loss: Array<[number, number]>; dice: Array<[number, number]> } = { loss: [], dice: [] };
   // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
   const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, el('option', { value: 'ffe' }, 'FFE (one shared plan)'), el('option', { value: 'asym' }, 'AsymFedAvg (local plans)'), el('option', { value: 'fedavg' }, 'FedAvg'));
   const wsRounds = el('input', { type: 'number', id: 'ws-rounds', value: '3', min: '1', 'aria-label': 'Rounds', style: 'width:4rem' });
@@ -41,7 +45,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('p', { class: 'muted' }, 'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights to the relay.'),
       el('div', { class: 'row' }, el('label', {}, 'Relay ', relay), el('label', {}, 'Join code ', token), el('label', {}, 'Site name ', siteName)),
       el('div', { class: 'row' }, dataset, backend, el('label', {}, tiny, ' small network, patch '), tinyPatch),
-      el('div', { class: 'row' }, join, leave), status, log,
+      el('div', { class: 'row' }, join, leave), status, eta, chart.el, log,
       el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), wsJoin)),
     el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
