@@ -37,3 +37,21 @@ export function nnunetView(v: Volume): { data: VoxelArray; shape: [number, numbe
 export function voxelCount(v: Pick<Volume, 'dims'>): number {
   return v.dims[0] * v.dims[1] * v.dims[2];
 }
+
+export type VoxelArrayCtor = {
+  new (length: number): VoxelArray;
+  new (buffer: ArrayBuffer, byteOffset?: number, length?: number): VoxelArray;
+  readonly BYTES_PER_ELEMENT: number;
+};
+
+/** The typed array class of each datatype (one table for every module that needs it). */
+export const VOXEL_ARRAY: Record<DataTypeName, VoxelArrayCtor> = {
+  uint8: Uint8Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
+};

@@ -1,19 +1,10 @@
 // Volume ⇄ (header in `cases`, bytes in `volumes`). Round trip is bit-exact and keeps the typed
 // array class, because the class follows from the stored dtype.
 
-import type { DataTypeName, Volume, VoxelArray } from '../io/volume.ts';
+import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from '../io/volume.ts';
 import type { VolumeHeader } from './db.ts';
 
-const ARRAY_OF: Record<DataTypeName, new (b: ArrayBuffer) => VoxelArray> = {
-  uint8: Uint8Array,
-  int8: Int8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  float32: Float32Array,
-  float64: Float64Array,
-};
+const ARRAY_OF = VOXEL_ARRAY;
 
 export function dtypeOf(data: VoxelArray): DataTypeName {
   for (const [name, C] of Object.entries(ARRAY_OF)) if (data.constructor === C) return name as DataTypeName;

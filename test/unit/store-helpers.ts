@@ -2,7 +2,7 @@
 // every object store to compare whole-database states.
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
-import type { DataTypeName, Volume, VoxelArray } from '../../src/io/volume.ts';
+import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from '../../src/io/volume.ts';
 import { openStore, type OpenOptions, type StoreDB } from '../../src/store/db.ts';
 import type { CaseInput } from '../../src/store/datasets.ts';
 import type { StoreEnv } from '../../src/store/env.ts';
@@ -16,16 +16,7 @@ export async function freshStore(opts: OpenOptions = {}): Promise<{ db: StoreDB;
   return { db, factory };
 }
 
-const ARRAYS: Record<DataTypeName, new (n: number) => VoxelArray> = {
-  uint8: Uint8Array,
-  int8: Int8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  float32: Float32Array,
-  float64: Float64Array,
-};
+const ARRAYS = VOXEL_ARRAY;
 
 export function makeVolume(seed: number, dtype: DataTypeName = 'float32', dims: [number, number, number] = [5, 4, 3]): Volume {
   const n = dims[0] * dims[1] * dims[2];
