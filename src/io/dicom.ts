@@ -5,7 +5,7 @@ import dicomParser from 'dicom-parser';
 import type { DataSet } from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { axcodes, type Affine } from './geometry.ts';
-import type { DataTypeName, Volume, VoxelArray } from './volume.ts';
+import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from './volume.ts';
 
 export interface NamedBytes {
   name: string;
@@ -232,7 +232,7 @@ function pixels(slices: Slice[], rows: number, cols: number, ts: string, label: 
     if (slope !== 1 || inter !== 0) scaled = true;
     return [slope, inter];
   });
-  const Ctor = scaled ? Float32Array : { uint8: Uint8Array, int8: Int8Array, uint16: Uint16Array, int16: Int16Array, uint32: Uint32Array, int32: Int32Array }[stored as 'uint8'];
+  const Ctor = scaled ? Float32Array : VOXEL_ARRAY[stored];
   const out = new Ctor(per * slices.length);
   slices.forEach((s, z) => {
     if ((s.ds.uint16(T.bitsAllocated) ?? 16) !== bits || ((s.ds.uint16(T.pixelRepresentation) ?? 0) === 1) !== signed) {

@@ -2,20 +2,14 @@
 import { gunzip, isGzip } from './gzip.ts';
 import { axcodes } from './geometry.ts';
 import { bestAffine, parseNiftiHeader, type NiftiHeader } from './nifti-header.ts';
-import type { DataTypeName, Volume, VoxelArray } from './volume.ts';
+import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray, type VoxelArrayCtor } from './volume.ts';
 
-type Ctor = { new (n: number): VoxelArray; new (b: ArrayBuffer): VoxelArray; BYTES_PER_ELEMENT: number };
+/** NIfTI datatype codes we read and write. */
+const CODES: Record<number, DataTypeName> = { 2: 'uint8', 4: 'int16', 8: 'int32', 16: 'float32', 64: 'float64', 256: 'int8', 512: 'uint16', 768: 'uint32' };
 
-export const NIFTI_DATATYPES: Record<number, { name: DataTypeName; ctor: Ctor }> = {
-  2: { name: 'uint8', ctor: Uint8Array },
-  4: { name: 'int16', ctor: Int16Array },
-  8: { name: 'int32', ctor: Int32Array },
-  16: { name: 'float32', ctor: Float32Array },
-  64: { name: 'float64', ctor: Float64Array },
-  256: { name: 'int8', ctor: Int8Array },
-  512: { name: 'uint16', ctor: Uint16Array },
-  768: { name: 'uint32', ctor: Uint32Array },
-};
+export const NIFTI_DATATYPES: Record<number, { name: DataTypeName; ctor: VoxelArrayCtor }> = Object.fromEntries(
+  Object.entries(CODES).map(([code, name]) => [code, { name, ctor: VOXEL_ARRAY[name] }]),
+);
 
 export const NIFTI_CODE: Record<DataTypeName, number> = Object.fromEntries(Object.entries(NIFTI_DATATYPES).map(([k, v]) => [v.name, Number(k)])) as Record<DataTypeName, number>;
 
@@ -73,7 +67,7 @@ function shapeOf(h: NiftiHeader, name: string): { dims: [number, number, number]
   return { dims: [d[0], d[1], d[2]], channels: d[3] };
 }
 
-function decode(bytes: Uint8Array, offset: number, n: number, ctor: Ctor, little: boolean): VoxelArray {
+function decode(bytes: Uint8Array, offset: number, n: number, ctor: VoxelArrayCtor, little: boolean): VoxelArray {
   const size = ctor.BYTES_PER_ELEMENT;
   const buf = bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + n * size) as ArrayBuffer;
   // Typed arrays use the host order (little-endian everywhere we run); swap big-endian data in place.
