@@ -82,7 +82,11 @@ export class SiteClient {
   private sentFingerprint = false;
   private sentSpec = false;
   private preparing?: Promise<void>;
-  private pending?: { round: number; bytes: Uint8Array };
+  /**
+   * The last update sent, kept even after the relay accepted it: a relay that crashes before
+   * closing the round loses what it had accepted, and re-opens the round after its restart.
+   */
+  private lastUpdate?: { round: number; bytes: Uint8Array };
   private trainingRound = 0;
   private done = false;
   private stopped = false;
@@ -132,7 +136,7 @@ export class SiteClient {
     this.sentLog.push(entry);
     this.o.onSent?.(entry);
     this.transport?.send(bytes);
-    if (message.type === 'update') this.pending = { round: message.round, bytes };
+    if (message.type === 'update') this.lastUpdate = { round: message.round, bytes };
   }
 
   private async connect(attempt: number): Promise<void> {
@@ -204,7 +208,6 @@ export class SiteClient {
         return this.round(m, payload);
       case 'update-result':
         if (!m.accepted) this.log(`update for round ${m.round} rejected: ${m.reason}`);
-        if (this.pending?.round === m.round) this.pending = undefined;
         return;
       case 'final': {
         const global = decodeWeights(m.tensors, payload);
@@ -246,10 +249,11 @@ export class SiteClient {
       this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
       return;
     }
-    if (this.pending?.round === m.round) {
-      // Reconnected while our update for this round was in flight: send it again.
-      this.count('sent', this.pending.bytes.length);
-      this.transport?.send(this.pending.bytes);
+    if (this.lastUpdate?.round === m.round) {
+      // The round is (re-)opened after we already trained it: a reconnect while the update was in
+      // flight, or a relay restarted after accepting it. Send the same update again.
+      this.count('sent', this.lastUpdate.bytes.length);
+      this.transport?.send(this.lastUpdate.bytes);
       return;
     }
     if (this.trainingRound >= m.round) return;

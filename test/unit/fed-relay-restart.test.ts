@@ -51,6 +51,10 @@ describe('relay crash recovery', () => {
     let restarted: Promise<ChildProcess> | undefined;
     trainers[0].onTrain = async (round) => {
       if (round === 2 && !killed) {
+        // Let site 1's round-2 update reach the relay and be accepted first: the relay then dies
+        // holding an accepted update in memory, which site 1 must send again after the restart.
+        while (!trainers[1].trained.includes(2)) await new Promise((ok) => setTimeout(ok, 20));
+        await new Promise((ok) => setTimeout(ok, 300));
         killed = true;
         relay!.kill('SIGKILL');
         await new Promise((ok) => relay!.once('exit', ok));
