@@ -153,7 +153,7 @@ describe('federation over the relay', () => {
   });
 
   it('a site hanging mid-round while connected: the round closes at the deadline with quorum', async () => {
-    const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 3, minSites: 2, roundDeadlineMs: 300 });
+    const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 3, minSites: 2, roundDeadlineMs: 1500 });
     const trainers = [1, 2, 3].map((s) => new MockTrainer(base, s));
     trainers[2].onTrain = (round) => (round >= 2 ? new Promise(() => undefined) : undefined);
     const clients = trainers.map((t, i) => site(r, t, `s${i}`));
@@ -168,7 +168,7 @@ describe('federation over the relay', () => {
   });
 
   it('rejects NaN, wrong-shape and giant updates with a reason; the others are unaffected', async () => {
-    const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 2, minSites: 2, roundDeadlineMs: 500 });
+    const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 2, minSites: 2, roundDeadlineMs: 2000 });
     const good = [1, 2].map((s) => new MockTrainer(base, s));
     const goodRuns = good.map((t, i) => site(r, t, `good${i}`).run());
     // The third site speaks the protocol by hand and misbehaves.
