@@ -215,7 +215,7 @@ const api = {
     return { ...compareSteps(a, b), backend: 'webgpu vs cpu' };
   },
 
-  async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string }> {
+  async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string; modelId?: string }> {
     if (control) throw new Error('training is already running');
     const d = await db();
     const ds = await getDataset(d, req.datasetId);
@@ -257,7 +257,14 @@ const api = {
           onEvent(e);
         },
       });
-      return { ...r, runId };
+      let modelId: string | undefined;
+      if (!r.stopped) {
+        // A finished run becomes a model on the Predict tab.
+        const files = encodeModelDir({ plans: trainer.plans, datasetJson: ds.datasetJson as never, configuration: req.configuration, weights: await trainer.net.namedWeights(), meta: { training: { epochs: r.epoch, itersPerEpoch: trainer.options.itersPerEpoch } } });
+        modelId = (await saveModel(d, files, { name: `${ds.name} · trained here (${r.epoch} epochs)`, source: 'local' })).id;
+        onEvent({ type: 'status', message: 'model saved for the Predict tab' });
+      }
+      return { ...r, runId, modelId };
     } finally {
       control = undefined;
       trainer.dispose();

@@ -12,8 +12,8 @@ import { labelInfo } from '../infer/predictor.ts';
 import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from './db.ts';
 
-export type ModelSource = 'imported' | 'federation-global' | 'personalised';
-export const MODEL_SOURCES: readonly ModelSource[] = ['imported', 'federation-global', 'personalised'];
+export type ModelSource = 'imported' | 'federation-global' | 'personalised' | 'local';
+export const MODEL_SOURCES: readonly ModelSource[] = ['imported', 'federation-global', 'personalised', 'local'];
 
 const NO_DATASET = '';
 const META_RUN = 'models';

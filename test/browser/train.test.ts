@@ -52,6 +52,10 @@ describe('training in the browser', () => {
     expect(await s.page.getAttribute('#train-epoch', 'data-epoch')).toBe('3');
     const expected = Array.from({ length: 3 - resumedFrom }, (_, i) => resumedFrom + 1 + i).join(',');
     expect(await s.page.getAttribute('#train-epoch', 'data-seen')).toBe(expected);
+    // The finished run is a model on the Predict tab.
+    const model = await s.page.getAttribute('#train-status', 'data-model');
+    const models = await s.page.evaluate(() => (window as any).__fednnunet.infer.models());
+    expect(models.some((m: any) => m.id === model && m.source === 'local')).toBe(true);
     await screenshot(s.page, 'train-resumed');
     expect(s.errors).toEqual([]);
   });

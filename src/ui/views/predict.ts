@@ -10,7 +10,7 @@ import type { InferApi, InferBackend, InferEvent, PredictSummary, ScanInput } fr
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
 
-const SOURCE_NAMES: Record<string, string> = { imported: 'imported', 'federation-global': 'federation (global)', personalised: 'personalised' };
+const SOURCE_NAMES: Record<string, string> = { imported: 'imported', 'federation-global': 'federation (global)', personalised: 'personalised', local: 'trained here' };
 
 function download(bytes: Uint8Array, fileName: string, type = 'application/octet-stream'): void {
   const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type }));

@@ -95,6 +95,7 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
     try {
       const r = await train.train(req, Comlink.proxy(onEvent));
       status.textContent = r.stopped ? `Stopped after epoch ${r.epoch}; the checkpoint is stored — Start resumes.` : `Training finished: ${r.epoch} epochs.`;
+      if (r.modelId) status.dataset.model = r.modelId;
       status.dataset.finished = String(!r.stopped);
     } catch (e) {
       status.textContent = `Training failed: ${errorText(e)}`;
