@@ -1,9 +1,8 @@
-// Workshop host mode (issue 9): a browser tab runs the federation's server logic itself — the same
-// Coordinator as the Node relay — and sites reach it over links (PeerJS data channels in the
-// page, see peer-transport.ts; in-memory pairs in tests). This file is platform-free: it decodes
-// what links deliver, feeds the coordinator and routes its answers, as relay/server.ts does for
-// WebSockets.
-import { Coordinator, type CoordinatorOptions, type Outgoing } from './coordinator.ts';
+// The federation's server side over abstract links, platform-free: it decodes what links deliver,
+// feeds the Coordinator and routes its answers. The Node relay (relay/server.ts) uses it for its
+// WebSockets; the workshop host tab (issue 9) for PeerJS data channels (peer-transport.ts); tests
+// for in-memory pairs.
+import { Coordinator, type CoordinatorOptions, type CoordinatorSnapshot, type Outgoing } from './coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from './protocol.ts';
 
 /** One site's connection as the host sees it. `send` may be asynchronous (chunked, back-pressured). */
@@ -20,6 +19,10 @@ export interface LinkHandlers {
 export interface HostOptions extends CoordinatorOptions {
   /** Largest accepted message (default 512 MiB). */
   maxMessageBytes?: number;
+  /** State to continue from (the Node relay restores it from its data dir). */
+  restored?: CoordinatorSnapshot;
+  /** Names this server in error replies ('relay', 'host'). */
+  role?: string;
   /** Called after every change of phase, round or roster (the host's UI). */
   onChange?: () => void;
 }
@@ -32,7 +35,7 @@ export class FederationHost {
 
   constructor(private readonly opts: HostOptions) {
     this.log = opts.log ?? (() => undefined);
-    this.coordinator = new Coordinator(opts);
+    this.coordinator = new Coordinator(opts, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
   }
 
@@ -70,7 +73,7 @@ export class FederationHost {
           this.route(link, r.out);
         } catch (e) {
           this.log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
-          void link.send(encodeMessage({ type: 'error', message: 'internal host error' }));
+          void link.send(encodeMessage({ type: 'error', message: `internal ${this.opts.role ?? 'host'} error` }));
         }
       },
       onClose: () => {

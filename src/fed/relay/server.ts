@@ -8,8 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import express from 'express';
 import { ExpressPeerServer } from 'peer';
-import { Coordinator, type CoordinatorOptions, type Outgoing } from '../coordinator.ts';
-import { decodeMessage, encodeMessage, ProtocolError } from '../protocol.ts';
+import type { Coordinator, CoordinatorOptions } from '../coordinator.ts';
+import { FederationHost } from '../host.ts';
+import { encodeMessage } from '../protocol.ts';
 import { staticHandler } from '../../node/static-server.ts';
 import { loadSnapshot, saveSnapshot } from './persistence.ts';
 
@@ -39,8 +40,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? ((l: string) => console.log(`[relay] ${l}`));
   const restored = loadSnapshot(opts.dataDir);
   if (restored) log(`restored state from ${opts.dataDir}: phase ${restored.phase}, round ${restored.round}`);
-  const coordinator = new Coordinator({ ...opts, log, persist: (s) => saveSnapshot(opts.dataDir, s) }, restored);
   const maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
+  const fed = new FederationHost({ ...opts, log, persist: (s) => saveSnapshot(opts.dataDir, s), restored, maxMessageBytes: maxBytes, role: 'relay' });
+  const coordinator = fed.coordinator;
   const maxRate = opts.maxMessagesPerSecond ?? 50;
 
   const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
@@ -68,17 +70,13 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     else if (peerWss && path === `${PEER_PATH}/peerjs`) peerWss.handleUpgrade(req, socket, head, (ws) => peerWss!.emit('connection', ws, req));
     else socket.destroy();
   });
-  const sockets = new Map<string, WebSocket>();
-
-  const route = (from: WebSocket, out: Outgoing[]): void => {
-    for (const o of out) {
-      const ws = o.to === '' ? from : sockets.get(o.to);
-      if (ws && ws.readyState === ws.OPEN) ws.send(encodeMessage(o.message, o.payload));
-    }
-  };
-
-  wss.on('connection', (ws) => {
-    let siteId: string | undefined;
+  wss.on('connection', (ws: WebSocket) => {
+    const link = fed.accept({
+      send: (b) => {
+        if (ws.readyState === ws.OPEN) ws.send(b);
+      },
+      close: () => ws.close(1000, 'replaced by a new connection'),
+    });
     let windowStart = Date.now();
     let count = 0;
     ws.on('message', (data, isBinary) => {
@@ -97,39 +95,13 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
         return;
       }
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      let frame;
-      try {
-        frame = decodeMessage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxBytes);
-      } catch (e) {
-        const reason = e instanceof ProtocolError ? e.message : String(e);
-        log(`malformed message from ${siteId ?? 'unknown'}: ${reason}`);
-        ws.send(encodeMessage({ type: 'error', message: reason }));
-        return;
-      }
-      try {
-        const r = coordinator.handle(siteId, frame.message, frame.payload);
-        if (r.siteId && r.siteId !== siteId) {
-          siteId = r.siteId;
-          const old = sockets.get(siteId);
-          if (old && old !== ws) old.close(1000, 'replaced by a new connection');
-          sockets.set(siteId, ws);
-        }
-        route(ws, r.out);
-      } catch (e) {
-        log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
-        ws.send(encodeMessage({ type: 'error', message: 'internal relay error' }));
-      }
+      link.onMessage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     });
-    ws.on('close', () => {
-      if (siteId && sockets.get(siteId) === ws) {
-        sockets.delete(siteId);
-        route(ws, coordinator.disconnected(siteId));
-      }
-    });
+    ws.on('close', () => link.onClose());
     ws.on('error', () => undefined);
   });
 
-  const timer = setInterval(() => route(undefined as unknown as WebSocket, coordinator.tick()), 100);
+  const timer = setInterval(() => fed.tick(), 100);
   timer.unref();
 
   await new Promise<void>((ok, fail) => {
