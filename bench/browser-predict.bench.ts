@@ -17,17 +17,8 @@ import { PlainConvUNet } from '../src/model/unet.ts';
 import { openApp } from '../src/node/app-session.ts';
 import { mulberry32 } from '../src/util/rng.ts';
 
-const patch = [64, 64, 64];
-const strides = [[1, 1, 1], [2, 2, 2], [2, 2, 2]];
-const architecture = {
-  network_class_name: 'dynamic_network_architectures.architectures.unet.PlainConvUNet',
-  arch_kwargs: {
-    n_stages: 3, features_per_stage: [4, 8, 16], conv_op: 'torch.nn.modules.conv.Conv3d',
-    kernel_sizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]], strides, n_conv_per_stage: [2, 2, 2], n_conv_per_stage_decoder: [2, 2],
-    conv_bias: true, norm_op: 'torch.nn.modules.instancenorm.InstanceNorm3d', norm_op_kwargs: { eps: 1e-5, affine: true },
-    dropout_op: null, nonlin: 'torch.nn.LeakyReLU', nonlin_kwargs: { inplace: true },
-  },
-};
+import { architecture, patch } from './bench-net.ts';
+
 const plans = {
   transpose_forward: [0, 1, 2], transpose_backward: [0, 1, 2],
   foreground_intensity_properties_per_channel: { '0': { mean: 0, std: 1, percentile_00_5: -1, percentile_99_5: 1 } },
