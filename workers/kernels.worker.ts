@@ -5,13 +5,14 @@ import * as Comlink from 'comlink';
 import type * as TF from '@tensorflow/tfjs';
 import { useBackend, tf } from '../src/model/tf-backend.ts';
 import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../src/model/kernels/index.ts';
-import type { WebGPUBackendLike } from '../src/model/kernels/gemm.ts';
+import type { WebGPUBackendLike } from '../src/model/kernels/program.ts';
 import { randomArray } from '../src/util/rng.ts';
 import { relL2 } from '../src/util/compare.ts';
 import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../src/train/gradient-check.ts';
 import { PlainConvUNet } from '../src/model/unet.ts';
 import { dcAndCeLoss, deepSupervisionLoss } from '../src/train/loss.ts';
 import { deepSupervisionTargets } from '../src/train/ds-targets.ts';
+import { biasNormAct } from '../src/model/ops5d.ts';
 
 type V3 = [number, number, number];
 export interface ConvCase {
@@ -218,6 +219,91 @@ const api = {
     return { ms, gflops: (2 * n ** 3) / ms / 1e6 };
   },
 
+  /**
+   * The fast reductions, softmax and fused bias+InstanceNorm+LeakyReLU (forward and all
+   * gradients) on webgpu against the same ops on the cpu backend: rel. L2 per case.
+   */
+  async checkOps(): Promise<Array<{ name: string; relL2: number; refNorm: number }>> {
+    type Run = () => TF.Tensor[];
+    const cases: Array<[string, number[], (x: TF.Tensor) => Run]> = [];
+    const red = (op: 'sum' | 'max' | 'mean', axis: number | number[], keep = false) => (x: TF.Tensor) => () => [tf[op](x, axis, keep)];
+    for (const op of ['sum', 'max', 'mean'] as const) {
+      cases.push([`${op} [8192,3] axis -1`, [8192, 3], red(op, -1)]);
+      cases.push([`${op} [8192,3] axis 0`, [8192, 3], red(op, 0)]);
+      cases.push([`${op} [2,4096,8] axis 1 keepDims`, [2, 4096, 8], red(op, 1, true)]);
+      cases.push([`${op} [2,4096,8] axes 0,1`, [2, 4096, 8], red(op, [0, 1])]);
+      cases.push([`${op} [5,7,3] axes 1,2`, [5, 7, 3], red(op, [1, 2])]);
+      cases.push([`${op} [3001] all`, [3001], red(op, 0)]);
+      cases.push([`${op} [2,3,4] axes 0,2 (stock)`, [2, 3, 4], red(op, [0, 2])]);
+    }
+    cases.push(['softmax [1000,3]', [1000, 3], (x) => () => [tf.softmax(x)]]);
+    cases.push(['softmax [7,5,11]', [7, 5, 11], (x) => () => [tf.softmax(x)]]);
+    // Fused norm: forward, then d/dx, d/dbias, d/dγ, d/dβ of Σ(y·r) for a fixed random r.
+    const normCase = (shape: number[], offset: number) => (x: TF.Tensor) => () => {
+      const C = shape[shape.length - 1];
+      const bias = tf.tensor(randomArray(C, 11), [C]);
+      const gamma = tf.add(tf.tensor(randomArray(C, 12), [C]), 1);
+      const beta = tf.tensor(randomArray(C, 13), [C]);
+      const r = tf.tensor(randomArray(x.size, 14), shape);
+      const xs = tf.add(x, offset);
+      const f = (a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) => biasNormAct(a, b, g, be2, 1e-5, 0.01);
+      const y = f(xs, bias, gamma, beta);
+      const grads = tf.grads((a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) => tf.sum(tf.mul(f(a, b, g, be2), r)))([xs, bias, gamma, beta]);
+      return [y, ...grads];
+    };
+    cases.push(['normAct [2,4096,8]', [2, 16, 16, 16, 8], normCase([2, 16, 16, 16, 8], 0)]);
+    cases.push(['normAct [1,27,5] offset 100', [1, 3, 3, 3, 5], normCase([1, 3, 3, 3, 5], 100)]);
+    cases.push(['normAct [2,300,16]', [2, 300, 16], normCase([2, 300, 16], 0)]);
+    const out: Array<{ name: string; relL2: number; refNorm: number }> = [];
+    for (const [i, [name, shape, make]] of cases.entries()) {
+      const data = randomArray(size(shape), 500 + i);
+      const run = async (backend: 'cpu' | 'webgpu') => {
+        await useBackend(backend);
+        useFastKernels(backend === 'webgpu');
+        const x = tf.tensor(data, shape);
+        const ys = make(x)();
+        const r = await Promise.all(ys.map(async (y) => (await y.data()) as Float32Array));
+        tf.dispose([x, ...ys]);
+        useFastKernels(false);
+        return r;
+      };
+      const ref = await run('cpu');
+      const got = await run('webgpu');
+      ref.forEach((rv, j) => {
+        // The bias gradient is 0 exactly (fused) vs round-off (composite): compare absolutely.
+        const isBias = name.startsWith('normAct') && j === 2;
+        if (got[j].length !== rv.length) throw new Error(`${name} output ${j}: ${got[j].length} elements on webgpu, ${rv.length} on cpu`);
+        const e = isBias ? norm(got[j].map((v, k) => v - rv[k]) as Float32Array) / Math.max(1, norm(ref[0])) : relL2(got[j], rv);
+        out.push({ name: `${name}${ref.length > 1 ? ` output ${j}` : ''}`, relL2: e, refNorm: norm(rv) });
+      });
+    }
+    await useBackend('webgpu');
+    return out;
+  },
+
+  /** One fast kernel on random data (for debugging a single shader): ms of the first run. */
+  async runFast(c: ConvCase, which: 'y' | 'dx' | 'dw'): Promise<number> {
+    await useBackend('webgpu');
+    const backend = tf.backend() as unknown as WebGPUBackendLike;
+    const t = makeData(c, 3);
+    const x = tf.tensor(t.x, t.xShape);
+    const w = tf.tensor(t.w, t.wShape);
+    const dy = tf.tensor(t.dy, t.yShape);
+    const t0 = performance.now();
+    const o =
+      which === 'y'
+        ? conv3dForward(backend, x, w, { strides: c.strides, pad: c.pad })
+        : which === 'dx'
+          ? conv3dBackpropInput(backend, dy, w, { strides: c.strides, pad: c.pad, inputShape: t.xShape })
+          : conv3dBackpropFilter(backend, x, dy, { strides: c.strides, pad: c.pad, filterShape: t.wShape });
+    if (!o) throw new Error('declined');
+    const out = tf.engine().makeTensorFromTensorInfo(o);
+    await out.data();
+    const ms = performance.now() - t0;
+    tf.dispose([x, w, dy, out]);
+    return ms;
+  },
+
   /** Median ms per kernel, stock and fast. FLOPs = 2·MACs of the convolution (same for all three). */
   async benchKernel(c: ConvCase, reps: number): Promise<{ name: string; flops: number; ms: Record<'y' | 'dx' | 'dw', { stock: number; fast: number }> }> {
     await useBackend('webgpu');
@@ -248,6 +334,44 @@ const api = {
     tf.dispose([x, w, dy]);
     const flops = 2 * size(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
     return { name: caseName(c), flops, ms };
+  },
+
+  /**
+   * Where a training step's time goes: tf.profile over one step (after a warm-up step), GPU time
+   * per kernel name from WebGPU timestamp queries, summed, with call counts.
+   */
+  async profileTrainStep(n: BenchNet, fast: boolean, detail = false): Promise<{ wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }> {
+    await useBackend('webgpu');
+    tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
+    useFastKernels(fast);
+    const cfg = benchConfig(n);
+    const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true });
+    const vox = size(n.patch);
+    const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
+    const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => i % 3);
+    const targets = deepSupervisionTargets(seg, n.batch, n.patch, cfg.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+    const step = async () => {
+      const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
+      await value.data();
+      await Promise.all(Object.values(grads).map((g) => g.data()));
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    await step();
+    const t0 = performance.now();
+    const prof = await tf.profile(step);
+    const wallMs = performance.now() - t0;
+    const by = new Map<string, { calls: number; ms: number }>();
+    for (const k of prof.kernels) {
+      const id = detail ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
+      const e = by.get(id) ?? { calls: 0, ms: 0 };
+      e.calls++;
+      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : NaN;
+      by.set(id, e);
+    }
+    useFastKernels(false);
+    tf.dispose([x, ...targets]);
+    net.dispose();
+    return { wallMs, kernels: [...by].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms) };
   },
 
   /** Median ms of one training step (forward, DC+CE with deep supervision, all gradients) of a benchmark net. */

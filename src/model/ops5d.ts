@@ -5,6 +5,7 @@
 // tensors 5-D (or 4-D) only around the convs, and everything else here runs on a reshaped
 // view: [B, N, C] with N = prod(spatial), or [B·N, C] for concat. Reshapes are free in tfjs.
 import * as tf from '@tensorflow/tfjs';
+import { fusedBiasNormAct, fusedOpsActive } from './kernels/index.ts';
 
 type T = tf.Tensor;
 
@@ -61,6 +62,7 @@ export function biasNormAct(
   eps: number,
   alpha: number,
 ): T {
+  if (fusedOpsActive()) return onView(x, (v) => fusedBiasNormAct(v, bias, gamma, beta, eps, alpha));
   return onView(x, (v) => {
     // The bias is cancelled by the norm's mean subtraction, but it is a real parameter of
     // the PyTorch model (exported, averaged), so it is applied for exact equivalence.

@@ -1,9 +1,10 @@
 // The fast WebGPU conv3d kernels (src/model/kernels) against the cpu backend, on SwiftShader, in a
-// module worker of a test-only page (test/pages/kernels/): every kernel on odd shapes (not
-// multiples of the tiles), strides 1 and 2, 1×3×3 / 3×3×3 / 2×2×2 (conv3dTranspose) kernels,
-// batch 1 and 2, several channel counts (incl. > 64 output channels and a split-K case), each
-// also run once into a NaN-filled output to prove every element is written; and a whole
-// deep-supervised training step of the check network, fast vs stock webgpu vs cpu.
+// module worker of a test-only page (test/pages/kernels/): every conv kernel on odd shapes (not
+// multiples of the register blocks), strides 1 and 2, 1×3×3 / 3×3×3 / 2×2×2 (conv3dTranspose)
+// kernels, batch 1 and 2, channel counts with and without vec4 loads (incl. 70 output channels
+// and split-K cases), each also run once into a NaN-filled output to prove every element is
+// written; the reductions, softmax and fused norm kernels; and a whole deep-supervised training
+// step of the check network, fast vs stock webgpu vs cpu.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKernelsPage, type KernelsPage } from '../../src/node/kernels-page.ts';
 import type { ConvCase, KernelCheck } from '../../workers/kernels.worker.ts';
@@ -18,6 +19,10 @@ const CASES: ConvCase[] = [
   { batch: 1, spatial: [3, 6, 6], cin: 3, cout: 4, kernel: [1, 2, 2], strides: [1, 2, 2], pad: 'valid' },
   { batch: 1, spatial: [3, 5, 4], cin: 16, cout: 70, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
   { batch: 1, spatial: [3, 3, 3], cin: 64, cout: 8, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  // vec4 loads on both operands, 8-row blocks (≥ 4096 output voxels), a partial last block
+  { batch: 2, spatial: [16, 17, 15], cin: 8, cout: 8, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 1, spatial: [9, 10, 11], cin: 4, cout: 12, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
+  { batch: 2, spatial: [7, 6, 5], cin: 16, cout: 8, kernel: [2, 2, 2], strides: [2, 2, 2], pad: 'valid' },
 ];
 
 describe('fast WebGPU conv3d kernels', () => {
@@ -34,6 +39,10 @@ describe('fast WebGPU conv3d kernels', () => {
     expect(r).toHaveLength(3 * CASES.length);
     const worst = (k: string, f: 'fast' | 'stock') => Math.max(...r.filter((c) => c.name.startsWith(`${k} `)).map((c) => c.relL2[f]));
     console.log(['y', 'dx', 'dw'].map((k) => `${k}: worst rel. L2 fast ${worst(k, 'fast').toExponential(2)}, stock ${worst(k, 'stock').toExponential(2)}`).join('; '));
+    if (process.env.KDEBUG) for (const c of r) console.log(c.name, c.relL2.fast.toExponential(2), c.unwritten);
+    // An invalid shader invalidates its whole command buffer (the poisoning fill included), so
+    // check for WebGPU errors before trusting any number.
+    expect(await api<string[]>('gpuErrors')).toEqual([]);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
       expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
@@ -42,6 +51,16 @@ describe('fast WebGPU conv3d kernels', () => {
     }
     expect(await api<string[]>('gpuErrors')).toEqual([]);
     expect(s.errors).toEqual([]);
+  });
+
+  it('reductions, softmax and the fused bias+InstanceNorm+LeakyReLU (forward and every gradient) match the cpu backend', async () => {
+    const r = await api<Array<{ name: string; relL2: number; refNorm: number }>>('checkOps');
+    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(r.length).toBeGreaterThan(30);
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2, c.name).toBeLessThan(1e-5);
+    }
   });
 
   it('declines what it does not cover, and the stock kernel then computes it', async () => {

@@ -7,9 +7,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward } from './conv3d.ts';
-import type { WebGPUBackendLike } from './gemm.ts';
+import { reduce, softmax } from './reduce.ts';
+import { normActBackward, normActForward } from './norm-act.ts';
+import type { WebGPUBackendLike } from './program.ts';
 
-export const FAST_KERNEL_NAMES = ['Conv3D', 'Conv3DBackpropInputV2', 'Conv3DBackpropFilterV2'] as const;
+export const FAST_KERNEL_NAMES = ['Conv3D', 'Conv3DBackpropInputV2', 'Conv3DBackpropFilterV2', 'Sum', 'Max', 'Mean', 'Softmax'] as const;
 type Name = (typeof FAST_KERNEL_NAMES)[number];
 
 const BACKEND = 'webgpu';
@@ -37,11 +39,79 @@ const fastFuncs: Record<Name, (a: Args) => TensorInfo | null> = {
   Conv3D: (a) => conv3dForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
   Conv3DBackpropInputV2: (a) => conv3dBackpropInput(be(a), a.inputs.dy as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
   Conv3DBackpropFilterV2: (a) => conv3dBackpropFilter(be(a), a.inputs.x as TensorInfo, a.inputs.dy as TensorInfo, attrs(a)),
+  Sum: (a) => reduce(be(a), a.inputs.x as TensorInfo, attrs(a), 'sum'),
+  // tfjs names Max's axis attribute reductionIndices.
+  Max: (a) => {
+    const { reductionIndices, keepDims } = attrs<{ reductionIndices: number | number[]; keepDims: boolean }>(a);
+    return reduce(be(a), a.inputs.x as TensorInfo, { axis: reductionIndices, keepDims }, 'max');
+  },
+  Mean: (a) => reduce(be(a), a.inputs.x as TensorInfo, attrs(a), 'mean'),
+  Softmax: (a) => softmax(be(a), a.inputs.logits as TensorInfo, attrs(a)),
 };
+
+const NORM_ACT = 'FnnuNormAct';
+const NORM_ACT_GRAD = 'FnnuNormActGrad';
+let fusedRegistered = false;
+
+function registerFused(): void {
+  if (fusedRegistered) return;
+  tf.registerKernel({
+    kernelName: NORM_ACT,
+    backendName: BACKEND,
+    kernelFunc: (a) => {
+      const { eps, alpha } = attrs<{ eps: number; alpha: number }>(a);
+      return normActForward(be(a), a.inputs.x as TensorInfo, a.inputs.gamma as TensorInfo, a.inputs.beta as TensorInfo, eps, alpha);
+    },
+  });
+  tf.registerKernel({
+    kernelName: NORM_ACT_GRAD,
+    backendName: BACKEND,
+    kernelFunc: (a) => {
+      const i = a.inputs as Record<string, TensorInfo>;
+      return normActBackward(be(a), i.dz, i.x, i.stats, i.gamma, i.beta, attrs<{ alpha: number }>(a).alpha);
+    },
+  });
+  fusedRegistered = true;
+}
+
+/** True when the fused ops below run (webgpu backend with the fast kernels switched on). */
+export function fusedOpsActive(): boolean {
+  return active && tf.getBackend() === BACKEND;
+}
+
+/**
+ * (x + bias) → InstanceNorm(γ, β, eps) → LeakyReLU(α) on a [B, N, C] view with the fused
+ * kernels. The bias is cancelled by the norm's mean subtraction, so its gradient is exactly 0
+ * (the composite version gives round-off noise around 0 there).
+ */
+export function fusedBiasNormAct(v: tf.Tensor3D, bias: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, alpha: number): tf.Tensor3D {
+  const e = tf.engine();
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, stats] = e.runKernel(NORM_ACT, { x, gamma: g, beta: b }, { eps, alpha } as never) as unknown as tf.Tensor[];
+    save([x, stats, g, b]);
+    return {
+      value: y,
+      gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, st, sg, sb] = saved;
+        return e.runKernel(NORM_ACT_GRAD, { dz, x: sx, stats: st, gamma: sg, beta: sb }, { alpha } as never) as unknown as tf.Tensor[];
+      },
+    };
+  });
+  if (!bias) return op(v, gamma, beta) as tf.Tensor3D;
+  // A bias input whose gradient is zero, so it still receives one (and weight decay sees it).
+  const withBias = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x, b] = args as tf.Tensor[];
+    return { value: tf.clone(x), gradFunc: (dy: tf.Tensor) => [dy, tf.zerosLike(b)] };
+  });
+  return op(withBias(v, bias), gamma, beta) as tf.Tensor3D;
+}
 
 /** Switch the three kernels between the fast implementations (true) and the stock ones (false). */
 export function useFastKernels(on: boolean): void {
   const s = stockKernels();
+  registerFused();
   if (on === active) return;
   for (const name of FAST_KERNEL_NAMES) {
     const orig = s.get(name)!;

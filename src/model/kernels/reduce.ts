@@ -1,0 +1,128 @@
+// Sum, Max, Mean and Softmax for tfjs-backend-webgpu. The stock reductions give every output a
+// workgroup that reduces cooperatively through workgroup memory and barriers; for the shapes a
+// U-Net step has (softmax over 2–8 classes for 10⁴–10⁶ voxels, per-channel sums over all voxels)
+// that is one barrier-heavy workgroup per 3-element row, or 8 workgroups for 10⁵ elements.
+// Here: one thread per output with a serial loop when there are many outputs or short rows, and
+// a split pass (partial results, then a second reduction) when there are few outputs and long
+// rows. Reduced axes must be one contiguous block (tfjs' usual case); otherwise null → stock.
+import * as tf from '@tensorflow/tfjs';
+import type { TensorInfo } from '@tensorflow/tfjs';
+import { rawProgram, type WebGPUBackendLike } from './program.ts';
+
+export type ReduceOp = 'sum' | 'max' | 'mean';
+
+const prod = (a: number[]) => a.reduce((p, q) => p * q, 1);
+
+interface Layout {
+  outer: number;
+  r: number;
+  inner: number;
+}
+
+function layout(shape: number[], axis: number | number[]): Layout | null {
+  const axes = [...tf.util.parseAxisParam(axis, shape)].sort((a, b) => a - b);
+  if (axes.length === 0) return null;
+  if (axes.some((a, i) => i > 0 && a !== axes[i - 1] + 1)) return null;
+  const a0 = axes[0];
+  const a1 = axes[axes.length - 1];
+  return { outer: prod(shape.slice(0, a0)), r: prod(shape.slice(a0, a1 + 1)), inner: prod(shape.slice(a1 + 1)) };
+}
+
+function outShape(shape: number[], axis: number | number[], keepDims: boolean): number[] {
+  const axes = new Set(tf.util.parseAxisParam(axis, shape));
+  return keepDims ? shape.map((d, i) => (axes.has(i) ? 1 : d)) : shape.filter((_, i) => !axes.has(i));
+}
+
+const INIT: Record<ReduceOp, string> = { sum: '0.0', mean: '0.0', max: '-3.402823e+38' };
+const STEP: Record<ReduceOp, (a: string, v: string) => string> = {
+  sum: (a, v) => `${a} += ${v};`,
+  mean: (a, v) => `${a} += ${v};`,
+  // Propagate NaN like the stock kernel (max() of WGSL may drop it).
+  max: (a, v) => `if (${v} > ${a} || ${v} != ${v}) { ${a} = ${v}; }`,
+};
+
+/** Reduce a [outer, r, inner] view over r, `scale` multiplying the result (1/R for mean). */
+function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: ReduceOp, shape: number[], scale: number, output?: TensorInfo): TensorInfo {
+  const outputs = l.outer * l.inner;
+  const init = op === 'max' && l.r === 0 ? 'uniforms.NAN' : INIT[op];
+  const finish = op === 'max' ? 'acc' : scale === 1 ? 'acc' : `acc * ${scale.toPrecision(9)}`;
+  // Few outputs, long rows: split each row into S parts first.
+  if (outputs < 256 && l.r > 2048) {
+    const S = Math.min(Math.ceil(l.r / 256), Math.ceil(4096 / outputs));
+    const chunk = Math.ceil(l.r / S);
+    const partial = rawProgram({
+      key: `red1_${op}_${l.outer}_${l.r}_${l.inner}_${S}`,
+      inputs: ['x'],
+      components: [1],
+      outputShape: [l.outer, S, l.inner],
+      threads: outputs * S,
+      body: `
+  let i = t % ${l.inner};
+  let s = (t / ${l.inner}) % ${S};
+  let o = t / ${l.inner * S};
+  var acc = ${INIT[op]};
+  let end = min(${l.r}, (s + 1) * ${chunk});
+  for (var r = s * ${chunk}; r < end; r++) {
+    let v = x[(o * ${l.r} + r) * ${l.inner} + i];
+    ${STEP[op]('acc', 'v')}
+  }
+  result[t] = acc;`,
+    });
+    const tmp = backend.runWebGPUProgram(partial, [x], 'float32');
+    const out = runReduce(backend, tmp, { outer: l.outer, r: S, inner: l.inner }, op === 'mean' ? 'sum' : op, shape, scale, output);
+    backend.disposeData(tmp.dataId);
+    return out;
+  }
+  const program = rawProgram({
+    key: `red_${op}_${l.outer}_${l.r}_${l.inner}_${scale}`,
+    inputs: ['x'],
+    components: [1],
+    outputShape: shape,
+    threads: outputs,
+    body: `
+  let i = t % ${l.inner};
+  let o = t / ${l.inner};
+  var acc = ${init};
+  for (var r = 0; r < ${l.r}; r++) {
+    let v = x[(o * ${l.r} + r) * ${l.inner} + i];
+    ${STEP[op]('acc', 'v')}
+  }
+  result[t] = ${finish};`,
+  });
+  return backend.runWebGPUProgram(program, [x], 'float32', undefined, output);
+}
+
+export function reduce(backend: WebGPUBackendLike, x: TensorInfo, attrs: { axis: number | number[]; keepDims: boolean }, op: ReduceOp): TensorInfo | null {
+  if (x.dtype !== 'float32' || x.shape.length === 0) return null;
+  const l = layout(x.shape, attrs.axis);
+  if (!l || l.outer * l.inner === 0) return null;
+  if (l.r === 0) return null;
+  return runReduce(backend, x, l, op, outShape(x.shape, attrs.axis, attrs.keepDims), op === 'mean' ? 1 / l.r : 1);
+}
+
+/** Softmax over the last axis: one thread per row (rows of up to 256 classes). */
+export function softmax(backend: WebGPUBackendLike, logits: TensorInfo, attrs: { dim: number }): TensorInfo | null {
+  const rank = logits.shape.length;
+  if (logits.dtype !== 'float32' || rank === 0) return null;
+  const dim = attrs.dim < 0 ? attrs.dim + rank : attrs.dim;
+  if (dim !== rank - 1) return null;
+  const C = logits.shape[rank - 1];
+  const rows = prod(logits.shape) / Math.max(C, 1);
+  if (C === 0 || C > 256 || rows === 0) return null;
+  const program = rawProgram({
+    key: `softmax_${rows}_${C}`,
+    inputs: ['logits'],
+    components: [1],
+    outputShape: [...logits.shape],
+    threads: rows,
+    body: `
+  let base = t * ${C};
+  var m = logits[base];
+  for (var c = 1; c < ${C}; c++) { m = max(m, logits[base + c]); }
+  var s = 0.0;
+  for (var c = 0; c < ${C}; c++) { s += exp(logits[base + c] - m); }
+  let inv = 1.0 / s;
+  for (var c = 0; c < ${C}; c++) { result[base + c] = exp(logits[base + c] - m) * inv; }`,
+  });
+  return backend.runWebGPUProgram(program, [logits], 'float32');
+}
