@@ -1,10 +1,12 @@
 // Fast vs stock WebGPU conv3d kernels (src/model/kernels) in Chromium, in a module worker of the
 // test-only kernels page. On a machine without a GPU this is SwiftShader (WebGPU on the CPU).
 // Per kernel (forward, dx, dw) on convolutions of the benchmark net, then one whole training
-// step of the benchmark net (forward with deep supervision, DC+CE, all gradients); stock and fast
-// in the same run. Times are medians and include reading the result back. GFLOP/s counts 2·MACs
-// of the convolution (the same for forward, dx and dw). Peak: a large tf.matMul on the same
-// backend (tfjs' tuned matmul program).
+// step of the benchmark net (forward with deep supervision, DC+CE, all gradients, SGD update);
+// stock and fast in the same run, with the losses of the first steps compared. Times are medians
+// and include reading the result back. GFLOP/s counts 2·MACs of the convolution (the same for
+// forward, dx and dw). Peak: a large tf.matMul on the same backend, and our own register-blocked
+// GEMM (the faster of the two on SwiftShader). A per-kernel GPU-time breakdown of one step
+// (tf.profile with WebGPU timestamp queries) shows where the time goes.
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
 import { openKernelsPage } from '../src/node/kernels-page.ts';
 import type { BenchNet, ConvCase } from '../workers/kernels.worker.ts';
@@ -23,29 +25,50 @@ const CASES: Array<[string, ConvCase]> = [
 ];
 const REPS = 3;
 
+const STEPS = 4;
+
 const s = await openKernelsPage();
 const call = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(([n, a]) => (window as any).__kernels[n as string](...(a as unknown[])), [fn, args] as const) as Promise<T>;
 try {
   await call('init');
   const peak = await call<{ ms: number; gflops: number }>('peakMatMul', 1024, REPS);
+  const own = await call<{ ms: number; gflops: number }>('peakGemm', 1024, REPS);
   console.log(`WebGPU on ${process.env.CHROME_PATH ?? 'Chromium'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`);
-  console.log(`peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s\n`);
-  console.log('| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | speedup |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log(`peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`);
+  console.log('| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const [label, c] of CASES) {
     const r = await call<{ name: string; flops: number; ms: Record<string, { stock: number; fast: number }> }>('benchKernel', c, REPS);
     for (const k of ['y', 'dx', 'dw']) {
       const m = r.ms[k];
       const g = r.flops / 1e9;
-      console.log(`| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${m.fast.toFixed(0)} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${(g / (m.fast / 1e3)).toFixed(2)} | ${(m.stock / m.fast).toFixed(1)}× |`);
+      const fastG = g / (m.fast / 1e3);
+      console.log(`| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${m.fast.toFixed(0)} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× |`);
     }
   }
-  const t = await call<{ stock: number; fast: number; params: number; convFlops: number }>('benchTrainStep', net, 2);
+  // Where one step's GPU time goes (WebGPU timestamp queries through tf.profile), by kernel name.
+  console.log('\nGPU time of one training step by kernel (tf.profile), stock vs fast:\n');
+  const prof = {} as Record<'stock' | 'fast', { wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }>;
+  for (const mode of ['stock', 'fast'] as const) prof[mode] = await call('profileTrainStep', net, mode === 'fast');
+  const names = [...new Set([...prof.stock.kernels, ...prof.fast.kernels].map((k) => k.name))];
+  const get = (m: 'stock' | 'fast', name: string) => prof[m].kernels.find((k) => k.name === name);
+  const rows = names.map((name) => ({ name, stock: get('stock', name), fast: get('fast', name) })).sort((a, b) => (b.stock?.ms ?? 0) + (b.fast?.ms ?? 0) - (a.stock?.ms ?? 0) - (a.fast?.ms ?? 0));
+  console.log('| kernel | stock calls | stock ms | fast calls | fast ms |');
+  console.log('|---|---|---|---|---|');
+  for (const r of rows.slice(0, 14)) console.log(`| ${r.name} | ${r.stock?.calls ?? 0} | ${(r.stock?.ms ?? 0).toFixed(0)} | ${r.fast?.calls ?? 0} | ${(r.fast?.ms ?? 0).toFixed(0)} |`);
+  const tot = (m: 'stock' | 'fast') => prof[m].kernels.reduce((a, k) => a + k.ms, 0);
+  const calls = (m: 'stock' | 'fast') => prof[m].kernels.reduce((a, k) => a + k.calls, 0);
+  console.log(`| all (${names.length} kernel names) | ${calls('stock')} | ${tot('stock').toFixed(0)} | ${calls('fast')} | ${tot('fast').toFixed(0)} |`);
+
+  const t = await call<{ stock: { ms: number; losses: number[] }; fast: { ms: number; losses: number[] }; params: number; convFlops: number }>('benchTrainStep', net, STEPS);
   const g = t.convFlops / 1e9;
-  console.log(`\nbenchmark net: ${f.length} stages, features ${f.join('-')}, patch ${P}³, batch ${B}, ${(t.params / 1e6).toFixed(2)} M parameters, ${g.toFixed(2)} GFLOP of 3×3×3 convs per step (${(g / (t.stock / 1e3)).toFixed(2)} GFLOP/s stock, ${(g / (t.fast / 1e3)).toFixed(2)} GFLOP/s fast)`);
+  console.log(`\nbenchmark net: ${f.length} stages, features ${f.join('-')}, patch ${P}³, batch ${B}, ${(t.params / 1e6).toFixed(2)} M parameters, ${g.toFixed(2)} GFLOP of 3×3×3 convs per step (${(g / (t.stock.ms / 1e3)).toFixed(2)} GFLOP/s stock, ${(g / (t.fast.ms / 1e3)).toFixed(2)} GFLOP/s fast)`);
+  const maxRel = Math.max(...t.stock.losses.map((l, i) => Math.abs(l - t.fast.losses[i]) / Math.abs(l)));
+  console.log(`losses over ${STEPS} SGD steps from the same weights and batch: stock ${t.stock.losses.map((l) => l.toFixed(6)).join(', ')}; fast ${t.fast.losses.map((l) => l.toFixed(6)).join(', ')}; max rel. difference ${maxRel.toExponential(2)}`);
   const errors = await call<string[]>('gpuErrors');
   if (errors.length || s.errors.length) throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
-  console.log(`train step: stock ${t.stock.toFixed(0)} ms, fast ${t.fast.toFixed(0)} ms, speedup ${(t.stock / t.fast).toFixed(2)}×`);
+  if (!(maxRel < 1e-4)) throw new Error(`fast and stock losses differ by ${maxRel} (> 1e-4)`);
+  console.log(`train step: stock ${t.stock.ms.toFixed(0)} ms, fast ${t.fast.ms.toFixed(0)} ms, speedup ${(t.stock.ms / t.fast.ms).toFixed(2)}×`);
 } finally {
   await s.close();
 }

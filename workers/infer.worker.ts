@@ -21,8 +21,8 @@ import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
 import { deleteModel, listModels, loadModel, loadModelFiles, putModelFile, renameModel, saveModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
 
-export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs';
-export const INFER_BACKENDS: readonly InferBackend[] = ['auto', 'onnx-webgpu', 'onnx-wasm', 'tfjs'];
+export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs' | 'tfjs-stock';
+export const INFER_BACKENDS: readonly InferBackend[] = ['auto', 'onnx-webgpu', 'onnx-wasm', 'tfjs', 'tfjs-stock'];
 
 export type ScanInput = { datasetId: string; caseId: string } | { files: Array<{ path: string; file: Blob }> };
 
@@ -125,12 +125,14 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   const { patch } = configurationInfo(md.plans, md.configuration);
   const arch: UNetArch = archFromDir(md);
   const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
-  if (backend === 'tfjs') {
+  if (backend === 'tfjs' || backend === 'tfjs-stock') {
     if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
     const { useBackend } = await import('../src/model/tf-backend.ts');
-    await useBackend('webgpu');
+    // Our kernels (src/model/kernels) unless the stock ones are asked for (the fallback switch).
+    const fastKernels = backend === 'tfjs';
+    await useBackend('webgpu', { fastKernels });
     const model: PlainConvUNet = modelFromDir(md);
-    cached = { key, predictTiles: tfjsTilePredictor(model, patch), engine: 'tfjs webgpu', tileBatch: budgetTiles, release: async () => model.dispose() };
+    cached = { key, predictTiles: tfjsTilePredictor(model, patch), engine: `tfjs webgpu (${fastKernels ? 'fast' : 'stock'} kernels)`, tileBatch: budgetTiles, release: async () => model.dispose() };
     return cached;
   }
   await configureOrt();

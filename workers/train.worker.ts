@@ -39,6 +39,8 @@ export interface TrainRequest {
   tiny?: { patch?: number; batchSize?: number } | false;
   seed?: number;
   backend?: BackendName;
+  /** webgpu: tfjs' stock kernels instead of ours (slower; the fallback switch). */
+  stockKernels?: boolean;
   /** Start over even if a checkpoint of this run exists. */
   restart?: boolean;
   /** Activation checkpointing in every stage (less GPU memory, more compute). */
@@ -65,6 +67,8 @@ export interface FederateRequest {
   siteName: string;
   tiny?: { patch?: number; batchSize?: number } | false;
   backend?: BackendName;
+  /** webgpu: tfjs' stock kernels instead of ours (slower; the fallback switch). */
+  stockKernels?: boolean;
   seed?: number;
 }
 
@@ -109,7 +113,7 @@ const api = {
     const dj = ds.datasetJson as DatasetJson | undefined;
     if (!dj) throw new Error(`${ds.name} has no dataset.json: loose scans cannot be trained on`);
     const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
-    await useBackend(req.backend ?? 'webgpu');
+    await useBackend(req.backend ?? 'webgpu', { fastKernels: !req.stockKernels });
     // Membership and training state persist, so a reloaded tab rejoins as the same site.
     const federationId = federationIdOf(req.relayUrl, req.token);
     const previous = await loadMembership(d, req.datasetId, federationId);
@@ -207,12 +211,12 @@ const api = {
   },
 
   /** One deep-supervised training step on WebGPU and on the CPU: same seed, weights and batch. */
-  async gradientCheck(): Promise<StepComparison & { backend: string }> {
-    const gpu = await useBackend('webgpu');
+  async gradientCheck(opts: { stockKernels?: boolean } = {}): Promise<StepComparison & { backend: string }> {
+    const gpu = await useBackend('webgpu', { fastKernels: !opts.stockKernels });
     const a = await trainingStep(gpu, 1);
     const cpu = await useBackend('cpu');
     const b = await trainingStep(cpu, 1);
-    return { ...compareSteps(a, b), backend: 'webgpu vs cpu' };
+    return { ...compareSteps(a, b), backend: `webgpu (${opts.stockKernels ? 'stock' : 'fast'} kernels) vs cpu` };
   },
 
   async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string; modelId?: string }> {
@@ -225,7 +229,7 @@ const api = {
     const plans = (await loadPlans(d, req.datasetId, plansName))!;
     const cases = await loadCases(d, req.datasetId, plansName, req.configuration);
     const backend = req.backend ?? 'webgpu';
-    await useBackend(backend);
+    await useBackend(backend, { fastKernels: !req.stockKernels });
     const runId = runIdOf(req);
     let trainer: Trainer;
     const saved = req.restart ? undefined : await loadCheckpoint(d, req.datasetId, runId);

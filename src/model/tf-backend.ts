@@ -1,5 +1,6 @@
 // The one place that chooses and initialises a tfjs backend, in Node, the page or a worker.
 import * as tf from '@tensorflow/tfjs';
+import { useFastKernels } from './kernels/index.ts';
 
 export type BackendName = 'webgpu' | 'cpu';
 
@@ -10,12 +11,21 @@ let webgpuRegistered = false;
 tf.enableProdMode();
 
 /**
- * Switch tfjs to `name`. The webgpu backend module is imported lazily so that Node and
+ * Switch tfjs to `name` (webgpu: with the fast kernels unless opts.fastKernels is false). The webgpu backend module is imported lazily so that Node and
  * browsers without WebGPU never load it. tfjs-backend-webgpu 4.22 already reads
  * `adapter.info` (Chromium removed requestAdapterInfo()), so no shim is needed on
  * Chromium 156; verified by test/browser/gpu-selftest.test.ts.
  */
-export async function useBackend(name: BackendName): Promise<typeof tf> {
+export interface BackendOptions {
+  /**
+   * webgpu only: our kernels (src/model/kernels: conv3d and its gradients, reductions, softmax,
+   * fused InstanceNorm+LeakyReLU) instead of tfjs' stock ones. Default true; false is the
+   * fallback switch (and the reference in tests and benchmarks).
+   */
+  fastKernels?: boolean;
+}
+
+export async function useBackend(name: BackendName, opts: BackendOptions = {}): Promise<typeof tf> {
   if (name === 'webgpu' && !webgpuRegistered) {
     await import('@tensorflow/tfjs-backend-webgpu');
     webgpuRegistered = true;
@@ -23,6 +33,7 @@ export async function useBackend(name: BackendName): Promise<typeof tf> {
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tfjs backend '${name}' failed to initialise`);
   await tf.ready();
+  if (name === 'webgpu') useFastKernels(opts.fastKernels ?? true);
   return tf;
 }
 

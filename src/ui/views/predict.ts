@@ -57,7 +57,8 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     el('option', { value: 'auto' }, 'Automatic (ONNX on WebGPU, else WebAssembly)'),
     el('option', { value: 'onnx-webgpu' }, 'ONNX on WebGPU'),
     el('option', { value: 'onnx-wasm' }, 'ONNX on WebAssembly (CPU)'),
-    el('option', { value: 'tfjs' }, 'TensorFlow.js on WebGPU'));
+    el('option', { value: 'tfjs' }, 'TensorFlow.js on WebGPU'),
+    el('option', { value: 'tfjs-stock' }, 'TensorFlow.js on WebGPU, stock kernels (slower; fallback)'));
   const run = el('button', { type: 'button', id: 'predict-run' }, 'Segment');
   const cancel = el('button', { type: 'button', id: 'predict-cancel', class: 'secondary', hidden: '' }, 'Cancel');
   const progress = el('progress', { id: 'predict-progress', max: '1', value: '0', hidden: '' });

@@ -19,7 +19,7 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
   const tiny = el('input', { type: 'checkbox', id: 'train-tiny' });
   (tiny as HTMLInputElement).checked = true;
   const tinyPatch = num('train-tiny-patch', 16, 'tiny patch edge');
-  const backend = el('select', { id: 'train-backend', 'aria-label': 'Backend' }, el('option', { value: 'webgpu' }, 'WebGPU'), el('option', { value: 'cpu' }, 'CPU (slow; for checks)'));
+  const backend = el('select', { id: 'train-backend', 'aria-label': 'Backend' }, el('option', { value: 'webgpu' }, 'WebGPU'), el('option', { value: 'webgpu-stock' }, 'WebGPU, stock tfjs kernels (slower; fallback)'), el('option', { value: 'cpu' }, 'CPU (slow; for checks)'));
   if (!gpu) backend.value = 'cpu';
   const start = el('button', { type: 'button', id: 'train-start' }, 'Start / resume training');
   const restart = el('input', { type: 'checkbox', id: 'train-restart' });
@@ -79,7 +79,8 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
       itersPerEpoch: Number(iters.input.value),
       valIters: Number(valIters.input.value),
       tiny: (tiny as HTMLInputElement).checked ? { patch: Number(tinyPatch.input.value) } : false,
-      backend: backend.value as 'webgpu' | 'cpu',
+      backend: backend.value === 'cpu' ? 'cpu' : 'webgpu',
+      stockKernels: backend.value === 'webgpu-stock',
       restart: (restart as HTMLInputElement).checked,
     };
     if (!req.datasetId) {
