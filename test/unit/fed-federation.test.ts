@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
-import { SiteClient } from '../../src/fed/client.ts';
+import { SiteClient, type Transport } from '../../src/fed/client.ts';
+import { signedConnect } from '../../src/fed/identity/signed-transport.ts';
+import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';
 import { encodeWeights } from '../../src/fed/codec.ts';
@@ -171,13 +173,13 @@ describe('federation over the relay', () => {
     const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 2, minSites: 2, roundDeadlineMs: 2000 });
     const good = [1, 2].map((s) => new MockTrainer(base, s));
     const goodRuns = good.map((t, i) => site(r, t, `good${i}`).run());
-    // The third site speaks the protocol by hand and misbehaves.
-    const ws = new WebSocket(r.wsUrl);
+    // The third site speaks the protocol by hand (over a correctly signed transport) and misbehaves.
     const replies: Message[] = [];
     const evil = new MockTrainer(base, 9);
     await evil.prepare(null, {} as FederationConfig);
-    ws.on('message', (d: Buffer) => {
-      const { message: m } = decodeMessage(new Uint8Array(d));
+    let ws!: Transport;
+    const onMessage = (d: Uint8Array) => {
+      const { message: m } = decodeMessage(d);
       replies.push(m);
       if (m.type === 'welcome') ws.send(encodeMessage({ type: 'spec', spec: base }));
       if (m.type === 'round' && m.round === 1) {
@@ -195,8 +197,8 @@ describe('federation over the relay', () => {
         const enc = encodeWeights(giant, 'fp32');
         ws.send(encodeMessage({ type: 'update', round: 2, numCases: 1, metrics: {}, tensors: enc.entries }, enc.payload));
       }
-    });
-    await new Promise((ok) => ws.on('open', ok));
+    };
+    ws = await signedConnect(wsConnect(r.wsUrl, WebSocket as any), ephemeralIdentity)({ onMessage, onClose: () => undefined });
     ws.send(encodeMessage({ type: 'hello', token: 'secret', siteName: 'evil', numCases: 1 }));
     const results = await Promise.all(goodRuns);
     ws.close();
