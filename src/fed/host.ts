@@ -10,6 +10,7 @@ import { Coordinator, type CoordinatorOptions, type CoordinatorSnapshot, type Ou
 import { decodeMessage, encodeMessage, ProtocolError } from './protocol.ts';
 import { FrameRefused, SiteGate } from './identity/gate.ts';
 import { ENVELOPE_OVERHEAD } from './identity/envelope.ts';
+import { IdentityError } from './identity/site-key.ts';
 
 /** One site's connection as the host sees it. `send` may be asynchronous (chunked, back-pressured). */
 const REFUSAL_CLOSE_DELAY_MS = 500;
@@ -43,6 +44,8 @@ export class FederationHost {
   private readonly log: (l: string) => void;
 
   constructor(private readonly opts: HostOptions) {
+    // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
+    if (!(globalThis as { crypto?: Crypto }).crypto?.subtle) throw new IdentityError('hosting a federation needs WebCrypto to check the sites\' signatures; browsers offer it only on https:// or http://localhost pages');
     this.log = opts.log ?? (() => undefined);
     this.coordinator = new Coordinator(opts, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
