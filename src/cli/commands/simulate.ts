@@ -88,6 +88,7 @@ const command: Command = {
     let results: SiteResult[];
     try {
       // Join in the order given, so FFE aggregates in that order (as FednnU-Net's client list).
+      // Each SiteClient signs with a key it makes and holds in memory (admission: trust on first use).
       const runs: Promise<SiteResult>[] = [];
       for (const [i, site] of sites.entries()) {
         runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site }).run());
