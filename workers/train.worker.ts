@@ -24,6 +24,8 @@ import { encodeModelDir } from '../src/infer/model-dir.ts';
 import { saveModel } from '../src/store/models.ts';
 import { pick } from '../src/fed/aggregate.ts';
 import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
+import { siteIdentity } from '../src/store/site-key.ts';
+import { toBase64 } from '../src/fed/identity/site-key.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
 const db = () => (dbPromise ??= openStore());
@@ -114,6 +116,9 @@ const api = {
     if (!dj) throw new Error(`${ds.name} has no dataset.json: loose scans cannot be trained on`);
     const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
     await useBackend(req.backend ?? 'webgpu', { fastKernels: !req.stockKernels });
+    // This profile's site key signs every frame; the relay knows the site by it.
+    const { identity } = await siteIdentity(d);
+    onEvent({ type: 'log', message: `this site's key: ${identity.fingerprint}` });
     // Membership and training state persist, so a reloaded tab rejoins as the same site.
     const federationId = federationIdOf(req.relayUrl, req.token);
     const previous = await loadMembership(d, req.datasetId, federationId);
@@ -146,6 +151,7 @@ const api = {
       token: req.token,
       siteName: req.siteName,
       siteId: membership.siteId,
+      identity,
       onSiteId: (siteId) => {
         if (membership.siteId === siteId) return;
         membership.siteId = siteId;
@@ -203,6 +209,12 @@ const api = {
 
   leaveFederation(): void {
     fedClient?.stop();
+  },
+
+  /** This browser profile's site key (made now if it has none): what a relay operator registers. */
+  async siteKey(): Promise<{ fingerprint: string; createdAt: number; publicKey: string }> {
+    const { identity, createdAt } = await siteIdentity(await db());
+    return { fingerprint: identity.fingerprint, createdAt, publicKey: toBase64(identity.publicKey) };
   },
 
   /** Federations this browser was part of and had not finished (offered for rejoining). */

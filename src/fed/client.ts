@@ -4,10 +4,15 @@
 // On a dropped connection it reconnects by itself and says hello with its siteId; the relay then
 // re-sends what the site needs (aggregate fingerprint, shared spec, the open round). An update
 // already computed for the open round is re-sent rather than trained again.
+//
+// Every frame it sends is signed with the site's key (identity/signed-transport.ts wraps the
+// transport); the key is the site's identity at the host, so a reconnect must use the same one.
 import { pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
+import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
+import { signedConnect } from './identity/signed-transport.ts';
 
 export interface Transport {
   send(bytes: Uint8Array): void;
@@ -70,6 +75,11 @@ export interface SiteClientOptions {
   reconnect?: { initialMs: number; maxMs: number; maxTries: number };
   /** Every message this site sends, as it is sent (the "What leaves this browser" panel). */
   onSent?: (m: SiteResult['sentLog'][number]) => void;
+  /**
+   * The key this site signs with (a browser's is kept in IndexedDB, see store/site-key.ts).
+   * Default: a key made for this client and held in memory, the same for all its reconnects.
+   */
+  identity?: SiteIdentity | (() => Promise<SiteIdentity>);
 }
 
 export class FederationError extends Error {}
@@ -98,10 +108,15 @@ export class SiteClient {
   private resolve!: (r: SiteResult) => void;
   private reject!: (e: Error) => void;
   private readonly log: (l: string) => void;
+  private readonly open: Connect;
 
   constructor(private readonly o: SiteClientOptions) {
     this.siteId = o.siteId;
     this.log = o.log ?? (() => undefined);
+    let identity: Promise<SiteIdentity> | undefined;
+    const given = o.identity;
+    const getIdentity = () => (identity ??= typeof given === 'function' ? given() : given ? Promise.resolve(given) : ephemeralIdentity());
+    this.open = signedConnect(o.connect, getIdentity, { onError: (e) => this.log(`could not sign a frame: ${e instanceof Error ? e.message : String(e)}`) });
   }
 
   /** Runs until the federation is done (resolves) or refuses / fails the site (rejects). */
@@ -141,8 +156,10 @@ export class SiteClient {
 
   private async connect(attempt: number): Promise<void> {
     const rc = this.o.reconnect ?? { initialMs: 200, maxMs: 5000, maxTries: 60 };
+    // A refusal closes the connection; its close may be seen before the refusal is processed.
+    if (this.done || this.stopped) return;
     try {
-      this.transport = await this.o.connect({
+      const t = await this.open({
         onMessage: (b) => {
           this.count('received', b.length);
           this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
@@ -154,9 +171,12 @@ export class SiteClient {
           setTimeout(() => void this.connect(1), rc.initialMs);
         },
       });
+      if (this.done || this.stopped) return t.close();
+      this.transport = t;
       this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
     } catch (e) {
       if (this.stopped) return;
+      if (e instanceof IdentityError) return this.fail(e);
       if (attempt >= rc.maxTries) return this.fail(new FederationError(`cannot reach the relay after ${attempt} tries: ${String(e)}`));
       setTimeout(() => void this.connect(attempt + 1), Math.min(rc.maxMs, rc.initialMs * 2 ** attempt));
     }

@@ -3,7 +3,8 @@
 // the messages to send; time and persistence are injected, so tests drive it deterministically.
 //
 // Phases: join → fingerprint (FFE only) → spec → init → rounds → done.
-// - join: sites present the token; the federation starts once `expectedSites` have joined.
+// - join: sites are admitted by key and token (identity/admission.ts); the federation starts
+//   once `expectedSites` have joined.
 // - fingerprint (ffe): every site sends its local fingerprint; the aggregate goes back to all.
 // - spec: every site plans (locally or on the aggregate) and declares its (name, shape) list;
 //   the shared key set (AsymFedAvg) is computed before any weight moves. FedAvg/FFE require
@@ -17,6 +18,7 @@ import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { median } from '../util/numeric.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
+import { admit, type AdmissionPolicy, type SiteKeyBinding } from './identity/admission.ts';
 
 export type Phase = 'join' | 'fingerprint' | 'spec' | 'init' | 'rounds' | 'done';
 
@@ -26,6 +28,8 @@ export interface SiteRecord {
   numCases: number;
   spec?: WeightSpec;
   fingerprint?: Record<string, unknown>;
+  /** The site's key, bound at its first admitted hello; only this key speaks for the site after. */
+  key?: SiteKeyBinding;
 }
 
 /** What survives a restart (written after every phase change and every closed round). */
@@ -66,6 +70,8 @@ export interface CoordinatorOptions {
   /** Reject an update whose norm exceeds this multiple of the median of accepted norms. */
   normFactor?: number;
   newSiteId?: () => string;
+  /** Who may join (default: trust on first use with the token). */
+  admission?: AdmissionPolicy;
 }
 
 interface OpenRound {
@@ -93,6 +99,8 @@ export class Coordinator {
       normFactor: 10,
       newSiteId: () => `site-${++this.idCounter}-${Math.random().toString(36).slice(2, 8)}`,
       ...opts,
+      // An explicit `admission: undefined` (a relay without --registry) means the default too.
+      admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;
     this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [] };
@@ -124,8 +132,8 @@ export class Coordinator {
   }
 
   /** Sites that joined, and whether each is connected now (the workshop host's roster). */
-  roster(): Array<{ siteId: string; siteName: string; numCases: number; connected: boolean }> {
-    return this.s.sites.map((x) => ({ siteId: x.siteId, siteName: x.siteName, numCases: x.numCases, connected: this.connected.has(x.siteId) }));
+  roster(): Array<{ siteId: string; siteName: string; numCases: number; connected: boolean; fingerprint?: string }> {
+    return this.s.sites.map((x) => ({ siteId: x.siteId, siteName: x.siteName, numCases: x.numCases, connected: this.connected.has(x.siteId), fingerprint: x.key?.fingerprint }));
   }
 
   /**
@@ -143,9 +151,12 @@ export class Coordinator {
     return this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
   }
 
-  /** Handles one decoded message from a connection. `siteId` is undefined before hello. */
-  handle(siteId: string | undefined, message: Message, payload: Uint8Array = new Uint8Array(0)): { siteId?: string; out: Outgoing[] } {
-    if (message.type === 'hello') return this.hello(message);
+  /**
+   * Handles one decoded message from a connection. `siteId` is undefined before hello; `key` is
+   * the key the connection proved (FederationHost verifies it; see identity/gate.ts).
+   */
+  handle(siteId: string | undefined, message: Message, payload: Uint8Array = new Uint8Array(0), key?: SiteKeyBinding): { siteId?: string; out: Outgoing[] } {
+    if (message.type === 'hello') return this.hello(message, key);
     if (!siteId || !this.s.sites.some((x) => x.siteId === siteId)) {
       return { out: [] };
     }
@@ -165,19 +176,25 @@ export class Coordinator {
     return this.s.sites.find((x) => x.siteId === id)!;
   }
 
-  private hello(m: Extract<Message, { type: 'hello' }>): { siteId?: string; out: Outgoing[] } {
-    if (m.token !== this.opts.config.token) {
-      this.opts.log(`refused '${m.siteName}': wrong token`);
-      return { out: [{ to: '', message: { type: 'refused', reason: 'wrong or missing join token' } }] };
+  private hello(m: Extract<Message, { type: 'hello' }>, key?: SiteKeyBinding): { siteId?: string; out: Outgoing[] } {
+    const a = admit(this.opts.admission, this.opts.config.token, { token: m.token, siteName: m.siteName, siteId: m.siteId, key }, this.s.sites);
+    if (!a.ok) {
+      this.opts.log(`refused '${m.siteName}'${key ? ` (key ${key.fingerprint})` : ''}: ${a.reason}`);
+      return { out: [{ to: '', message: { type: 'refused', reason: a.reason } }] };
     }
-    let rec = m.siteId ? this.s.sites.find((x) => x.siteId === m.siteId) : undefined;
+    let rec = a.siteId ? this.s.sites.find((x) => x.siteId === a.siteId) : undefined;
     if (!rec) {
       if (this.s.phase !== 'join') {
         return { out: [{ to: '', message: { type: 'refused', reason: 'this federation has already started; new sites cannot join' } }] };
       }
-      rec = { siteId: this.opts.newSiteId(), siteName: m.siteName, numCases: m.numCases };
+      rec = { siteId: this.opts.newSiteId(), siteName: a.siteName, numCases: m.numCases };
       this.s.sites.push(rec);
-      this.opts.log(`site '${m.siteName}' joined as ${rec.siteId} (${this.s.sites.length}/${this.s.config.expectedSites})`);
+      this.opts.log(`site '${a.siteName}' joined as ${rec.siteId}${key ? ` with key ${key.fingerprint}` : ''} (${this.s.sites.length}/${this.s.config.expectedSites})`);
+    }
+    if (a.bind && key) {
+      // Persisted now, so a restarted relay keeps the binding (trust on first use holds across restarts).
+      rec.key = key;
+      this.persist();
     }
     this.connected.add(rec.siteId);
     const id = rec.siteId;

@@ -2,13 +2,23 @@
 // feeds the Coordinator and routes its answers. The Node relay (relay/server.ts) uses it for its
 // WebSockets; the workshop host tab (issue 9) for PeerJS data channels (peer-transport.ts); tests
 // for in-memory pairs.
+//
+// Every connection opens with an identity challenge, and every frame a site sends must be signed
+// by its key; the signature is verified before the frame is decoded (identity/gate.ts). A frame
+// that fails is answered with `refused` and the connection is closed.
 import { Coordinator, type CoordinatorOptions, type CoordinatorSnapshot, type Outgoing } from './coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from './protocol.ts';
+import { FrameRefused, SiteGate } from './identity/gate.ts';
+import { ENVELOPE_OVERHEAD } from './identity/envelope.ts';
+import { IdentityError } from './identity/site-key.ts';
 
 /** One site's connection as the host sees it. `send` may be asynchronous (chunked, back-pressured). */
+const REFUSAL_CLOSE_DELAY_MS = 500;
+
 export interface HostLink {
   send(bytes: Uint8Array): void | Promise<void>;
-  close(): void;
+  /** `reason` when the host ends the connection (a refusal); none when a newer connection replaces it. */
+  close(reason?: string): void;
 }
 
 export interface LinkHandlers {
@@ -34,6 +44,8 @@ export class FederationHost {
   private readonly log: (l: string) => void;
 
   constructor(private readonly opts: HostOptions) {
+    // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
+    if (!(globalThis as { crypto?: Crypto }).crypto?.subtle) throw new IdentityError('hosting a federation needs WebCrypto to check the sites\' signatures; browsers offer it only on https:// or http://localhost pages');
     this.log = opts.log ?? (() => undefined);
     this.coordinator = new Coordinator(opts, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
@@ -43,7 +55,14 @@ export class FederationHost {
     for (const o of out) {
       const link = o.to === '' ? from : this.links.get(o.to);
       if (!link) continue;
-      Promise.resolve(link.send(encodeMessage(o.message, o.payload))).catch((e) => this.log(`send to ${o.to || 'a new site'} failed: ${e instanceof Error ? e.message : e}`));
+      const sent = Promise.resolve(link.send(encodeMessage(o.message, o.payload)));
+      sent.catch((e) => this.log(`send to ${o.to || 'a new site'} failed: ${e instanceof Error ? e.message : e}`));
+      // A refusal ends the connection, a little after it was sent: a data channel (workshop
+      // mode) closed at once may drop what is still queued, and the site closes on its own.
+      if (o.message.type === 'refused') {
+        const reason = o.message.reason;
+        void sent.catch(() => undefined).then(() => setTimeout(() => link.close(`refused: ${reason}`), REFUSAL_CLOSE_DELAY_MS));
+      }
     }
     this.opts.onChange?.();
   }
@@ -51,32 +70,58 @@ export class FederationHost {
   /** A new connection; returns what its transport should call. */
   accept(link: HostLink): LinkHandlers {
     let siteId: string | undefined;
+    const gate = new SiteGate();
+    // Verifying is asynchronous (WebCrypto); the queue keeps frames in arrival order.
+    let queue: Promise<void> = Promise.resolve();
+    let ended = false;
+    const refuse = (reason: string) => {
+      ended = true;
+      this.log(`refused ${siteId ?? 'a connecting site'}${gate.key ? ` (key ${gate.key.fingerprint})` : ''}: ${reason}`);
+      this.route(link, [{ to: '', message: { type: 'refused', reason } }]);
+    };
+    void Promise.resolve(link.send(gate.challenge())).catch(() => undefined);
+    const onFrame = async (bytes: Uint8Array) => {
+      if (ended) return;
+      if (bytes.length > this.maxBytes + ENVELOPE_OVERHEAD) return refuse(`message of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`);
+      let inner: Uint8Array;
+      try {
+        inner = await gate.open(bytes);
+      } catch (e) {
+        return refuse(e instanceof FrameRefused ? e.message : `identity check failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (ended) return;
+      let frame;
+      try {
+        frame = decodeMessage(inner, this.maxBytes);
+      } catch (e) {
+        const reason = e instanceof ProtocolError ? e.message : String(e);
+        this.log(`malformed message from ${siteId ?? 'unknown'}: ${reason}`);
+        if (!siteId) return refuse(`the first message must be a hello: ${reason}`);
+        void link.send(encodeMessage({ type: 'error', message: reason }));
+        return;
+      }
+      if (!siteId && frame.message.type !== 'hello') return refuse(`the first message must be a hello, not '${frame.message.type}'`);
+      try {
+        const r = this.coordinator.handle(siteId, frame.message, frame.payload, gate.key);
+        if (r.siteId && r.siteId !== siteId) {
+          siteId = r.siteId;
+          const old = this.links.get(siteId);
+          if (old && old !== link) old.close();
+          this.links.set(siteId, link);
+        }
+        if (r.out.some((o) => o.to === '' && o.message.type === 'refused')) ended = true;
+        this.route(link, r.out);
+      } catch (e) {
+        this.log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
+        void link.send(encodeMessage({ type: 'error', message: `internal ${this.opts.role ?? 'host'} error` }));
+      }
+    };
     return {
       onMessage: (bytes) => {
-        let frame;
-        try {
-          frame = decodeMessage(bytes, this.maxBytes);
-        } catch (e) {
-          const reason = e instanceof ProtocolError ? e.message : String(e);
-          this.log(`malformed message from ${siteId ?? 'unknown'}: ${reason}`);
-          void link.send(encodeMessage({ type: 'error', message: reason }));
-          return;
-        }
-        try {
-          const r = this.coordinator.handle(siteId, frame.message, frame.payload);
-          if (r.siteId && r.siteId !== siteId) {
-            siteId = r.siteId;
-            const old = this.links.get(siteId);
-            if (old && old !== link) old.close();
-            this.links.set(siteId, link);
-          }
-          this.route(link, r.out);
-        } catch (e) {
-          this.log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
-          void link.send(encodeMessage({ type: 'error', message: `internal ${this.opts.role ?? 'host'} error` }));
-        }
+        queue = queue.then(() => onFrame(bytes)).catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
       },
       onClose: () => {
+        ended = true;
         if (siteId && this.links.get(siteId) === link) {
           this.links.delete(siteId);
           this.route(undefined, this.coordinator.disconnected(siteId));

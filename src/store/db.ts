@@ -1,7 +1,8 @@
 // The IndexedDB database `fednnunet`: schema, upgrades, opening, and the sweep of crashed imports.
 //
-// Schema (version 2). Every store but `datasets` and `imports` is keyed by an array whose first
-// element is the dataset id, so "everything of a dataset" is one key range (`datasetRange`).
+// Schema (version 3). Every store but `datasets`, `imports` and `identity` is keyed by an array
+// whose first element is the dataset id, so "everything of a dataset" is one key range
+// (`datasetRange`).
 //
 //   datasets      key id. One record per *visible* dataset (DatasetRecord): name (unique, index
 //                 `byName`), dataset.json content, channel names, labels, numCases, bytes,
@@ -23,6 +24,8 @@
 //                 ('latest', 'best', 'final', or a round number as tag).
 //   fedState      key [datasetId, federationId]. Site state of a federation (round, relay, role),
 //                 so a closed tab can rejoin.
+//   identity      key id. This browser profile's site key (site-key.ts): one record 'site' holding
+//                 a non-extractable ECDSA P-256 CryptoKeyPair and its fingerprint.
 //
 // Dataset ids are generated per import (the import id), never reused: re-importing a name stages
 // under a fresh id and swaps the `datasets` record at the end, so records of an import in progress
@@ -35,7 +38,7 @@ import type { DataTypeName, Volume } from '../io/volume.ts';
 import { defaultEnv, type StoreEnv } from './env.ts';
 
 export const DB_NAME = 'fednnunet';
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 
 /** Label map as in nnU-Net's dataset.json: name → value, or name → values (regions). */
 export type LabelMap = Record<string, number | number[]>;
@@ -104,6 +107,7 @@ export interface FednnunetDB extends DBSchema {
   preprocessed: { key: [string, string, string, string]; value: DatasetOwned };
   checkpoints: { key: [string, string, string | number]; value: DatasetOwned };
   fedState: { key: [string, string]; value: DatasetOwned };
+  identity: { key: string; value: { id: string; [k: string]: unknown } };
 }
 
 export type StoreDB = IDBPDatabase<FednnunetDB>;
@@ -159,6 +163,13 @@ export const MIGRATIONS: readonly Migration[] = [
         await c.update({ ...rec, name, status: 'complete', bytes, casesWithProblems });
       }
       datasets.createIndex('byName', 'name', { unique: true });
+    },
+  },
+  {
+    // v3: the site key of this browser profile (federation identity, issue 10).
+    version: 3,
+    up(db) {
+      db.createObjectStore('identity', { keyPath: 'id' });
     },
   },
 ];

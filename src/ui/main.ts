@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import './style.css';
 import { probeWebGPU } from '../gpu/probe.ts';
 import { el } from './dom.ts';
-import { selfTestCard, statusCard } from './views/system.ts';
+import { selfTestCard, siteKeyCard, statusCard } from './views/system.ts';
 import { dataView } from './views/data.ts';
 import type { DataApi } from '../../workers/data.worker.ts';
 import type { TrainApi } from '../../workers/train.worker.ts';
@@ -71,7 +71,8 @@ async function main(): Promise<void> {
   const inferApi = Comlink.wrap<InferApi>(inferWorker);
   const predict = predictView(inferApi, dataApi);
   const selfTest = selfTestCard(status.available);
-  const system = el('div', {}, statusCard(status), selfTest.card);
+  const siteKey = siteKeyCard(() => trainApi.siteKey());
+  const system = el('div', {}, statusCard(status), siteKey.card, selfTest.card);
   if (!status.available) {
     // Say it up front, on every tab: the plain-words reason and what still works.
     app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
     { id: 'federation', label: 'Federation', panel: federation.root, onShow: () => void federation.refresh() },
     { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
     { id: 'predict', label: 'Predict', panel: predict.root, onShow: () => void predict.refresh() },
-    { id: 'system', label: 'This browser', panel: system },
+    { id: 'system', label: 'This browser', panel: system, onShow: () => void siteKey.refresh() },
   ]));
   await data.refresh();
   void federation.resumeIfUnfinished();

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { decodeMessage } from '../../src/fed/protocol.ts';
+import { parseSignedFrame } from '../../src/fed/identity/envelope.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
@@ -141,6 +142,8 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     await page.waitForFunction(() => document.querySelectorAll('#model-list li[data-id]').length === 1);
     const modelName = await page.getAttribute('#model-list li[data-id]', 'data-model');
     expect(modelName).toMatch(/federation \(2 rounds\)/);
+    // The case list fills asynchronously (data worker) after the model list; wait for it.
+    await page.waitForFunction(() => [...(document.querySelector('#predict-case') as HTMLSelectElement).options].some((o) => o.value));
     const caseValue = await page.$eval('#predict-case', (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value);
     await page.selectOption('#predict-case', caseValue);
     // WebAssembly: patch 8 means ~2000 tiles, which SwiftShader's WebGPU takes over 4 minutes for.
@@ -186,8 +189,13 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       expect(index.size).toBeGreaterThan(1000);
 
       expect(eg.wsText).toEqual([]);
-      const types = eg.wsFrames.map((f) => decodeMessage(f).message.type); // throws on anything else
+      // Every frame is a signed envelope around a protocol message (both parses throw on anything else).
+      const signed = eg.wsFrames.map((f) => parseSignedFrame(f));
+      const types = signed.map((s) => decodeMessage(s.frame).message.type);
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+      // Besides the messages, only signatures and, with each hello, this browser's public key left.
+      const ownKey = await page.evaluate(() => (window as any).__fednnunet.train.siteKey().then((k: { publicKey: string }) => k.publicKey));
+      expect(signed.filter((s, k) => s.key.length > 0 || types[k] === 'hello').map((s) => Buffer.from(s.key).toString('base64'))).toEqual(types.filter((t) => t === 'hello').map(() => ownKey));
       const panel = await page.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
       expect(panel).toEqual(types);
       // Every payload, at every offset: WebSocket messages and HTTP bodies (the app's own GETs have none).

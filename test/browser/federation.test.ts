@@ -66,6 +66,33 @@ describe('federation between two browser tabs through the relay', () => {
   });
 });
 
+/** The site key as this page shows it ("This browser" tab) and as IndexedDB holds it. */
+async function siteKeyOf(page: Page) {
+  await page.click('#tab-system');
+  const shown = (await (await page.waitForSelector('#site-key-fingerprint')).textContent())!;
+  await page.click('#tab-federation');
+  const stored = await page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((ok, fail) => {
+      const r = indexedDB.open('fednnunet');
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+    const rec = await new Promise<any>((ok) => {
+      const g = db.transaction('identity').objectStore('identity').get('site');
+      g.onsuccess = () => ok(g.result);
+    });
+    db.close();
+    let exported = true;
+    try {
+      await crypto.subtle.exportKey('pkcs8', rec.keys.privateKey);
+    } catch {
+      exported = false;
+    }
+    return { fingerprint: rec.fingerprint as string, extractable: rec.keys.privateKey.extractable as boolean, exported };
+  });
+  return { shown, ...stored };
+}
+
 describe('a site that reloads mid-federation rejoins and finishes', () => {
   let relay: Relay;
   let browser: LaunchedBrowser;
@@ -103,8 +130,15 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
     await Promise.all(pages.map((p) => p.click('#fed-join')));
     await pages[1].waitForSelector('#fed-status[data-round="1"]', { timeout: 300_000 });
     const sitesBefore = relay.coordinator.snapshot.sites.map((x) => x.siteId);
+    // The key this profile signs with is the one the relay bound to site-b; it cannot be exported.
+    const keyBefore = await siteKeyOf(pages[1]);
+    expect(keyBefore).toEqual({ shown: keyBefore.fingerprint, fingerprint: expect.stringMatching(/^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/), extractable: false, exported: false });
+    expect(relay.coordinator.roster().find((x) => x.siteName === 'site-b')?.fingerprint).toBe(keyBefore.fingerprint);
     await pages[1].reload();
     await pages[1].waitForSelector('#fed-status[data-rejoined="true"]', { timeout: 60_000 });
+    // Same key after the reload (trust on first use would refuse a new key for site-b's id).
+    expect(await siteKeyOf(pages[1])).toEqual(keyBefore);
+    expect((await siteKeyOf(pages[0])).fingerprint).not.toBe(keyBefore.fingerprint);
     await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
     const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
     expect(digests[1]).toBe(digests[0]);

@@ -70,6 +70,12 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     }
     await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 60_000 });
     await screenshot(host, 'workshop-1-roster');
+    // The host lists each participant's key fingerprint: the one that participant's browser shows.
+    const rosterKeys = await host.$$eval('#ws-roster li', (li) => li.map((x) => [x.getAttribute('data-site'), x.getAttribute('data-key')]));
+    for (const [i, p] of sites.entries()) {
+      const own = await p.evaluate(() => (window as any).__fednnunet.train.siteKey().then((k: { fingerprint: string }) => k.fingerprint));
+      expect(rosterKeys).toContainEqual([`participant-${i}`, own]);
+    }
     await host.click('#ws-start');
     await Promise.all(sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
     await host.waitForSelector('#ws-status[data-phase="done"]');

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
-import { SiteClient } from '../../src/fed/client.ts';
+import { SiteClient, type SiteResult, type Transport } from '../../src/fed/client.ts';
+import { signedConnect } from '../../src/fed/identity/signed-transport.ts';
+import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';
 import { encodeWeights } from '../../src/fed/codec.ts';
@@ -45,11 +47,29 @@ function site(r: Relay, trainer: MockTrainer, name: string, token = 'secret') {
   return new SiteClient({ connect: wsConnect(r.wsUrl, WebSocket as any), token, siteName: name, trainer });
 }
 
+/**
+ * Starts the sites one after another, each once the relay admitted the one before, so the join
+ * order (FFE's merge order; the first site gives the initial weights) is the given order: sites
+ * started together join in whichever order their signed hellos arrive.
+ */
+async function inOrder(r: Relay, clients: SiteClient[]): Promise<Array<Promise<SiteResult>>> {
+  const runs: Array<Promise<SiteResult>> = [];
+  for (const [i, c] of clients.entries()) {
+    const run = c.run();
+    run.catch(() => undefined); // the caller awaits it
+    runs.push(run);
+    for (const t0 = Date.now(); r.coordinator.roster().length <= i; await new Promise((ok) => setTimeout(ok, 5))) {
+      if (Date.now() - t0 > 10_000) throw new Error(`site ${i + 1} did not join`);
+    }
+  }
+  return runs;
+}
+
 describe('federation over the relay', () => {
   it('FFE: every site gets the same aggregate fingerprint and the same final global weights', async () => {
     const r = await start({ expectedSites: 3, method: 'ffe' });
     const trainers = [1, 2, 3].map((s) => new MockTrainer(base, s, s + 2));
-    const results = await Promise.all(trainers.map((t, i) => site(r, t, `site${i}`).run()));
+    const results = await Promise.all(await inOrder(r, trainers.map((t, i) => site(r, t, `site${i}`))));
     expect(trainers.map((t) => t.aggregate)).toEqual(Array(3).fill({ merged: 3, cases: 3 + 4 + 5 }));
     const g = r.coordinator.global!;
     for (const res of results) {
@@ -107,9 +127,7 @@ describe('federation over the relay', () => {
     a.localFingerprint = async () => fp('Dataset801_PhantomMR');
     b.localFingerprint = async () => fp('Dataset804_PhantomMRsiteB');
     // Join in a fixed order (801 first), as the reference aggregate was made.
-    const ra = site(r, a, '801').run();
-    await new Promise((ok) => setTimeout(ok, 100));
-    await Promise.all([ra, site(r, b, '804').run()]);
+    await Promise.all(await inOrder(r, [site(r, a, '801'), site(r, b, '804')]));
     const ref = JSON.parse(readFileSync(`${REFERENCE}/federated/fed_801_804/aggregated_dataset_fingerprint.json`, 'utf8'));
     for (const t of [a, b]) {
       const agg = t.aggregate as any;
@@ -126,7 +144,7 @@ describe('federation over the relay', () => {
     const b = new MockTrainer(base, 2);
     a.localFingerprint = async () => JSON.parse(readFileSync(`${REFERENCE}/fingerprints/Dataset801_PhantomMR/dataset_fingerprint.json`, 'utf8'));
     b.localFingerprint = async () => ({ spacings: [[1, 1, 'x']] });
-    await expect(Promise.all([site(r, a, 'A').run(), site(r, b, 'B').run()])).rejects.toThrow(/FFE failed: site 2's fingerprint is malformed/);
+    await expect(Promise.all(await inOrder(r, [site(r, a, 'A'), site(r, b, 'B')]))).rejects.toThrow(/FFE failed: site 2's fingerprint is malformed/);
   });
 
   it('refuses a site without the token', async () => {
@@ -170,14 +188,15 @@ describe('federation over the relay', () => {
   it('rejects NaN, wrong-shape and giant updates with a reason; the others are unaffected', async () => {
     const r = await start({ expectedSites: 3, method: 'fedavg', rounds: 2, minSites: 2, roundDeadlineMs: 2000 });
     const good = [1, 2].map((s) => new MockTrainer(base, s));
-    const goodRuns = good.map((t, i) => site(r, t, `good${i}`).run());
-    // The third site speaks the protocol by hand and misbehaves.
-    const ws = new WebSocket(r.wsUrl);
+    // The good sites join first (the first gives the initial weights, which the evil one never sends).
+    const goodRuns = await inOrder(r, good.map((t, i) => site(r, t, `good${i}`)));
+    // The third site speaks the protocol by hand (over a correctly signed transport) and misbehaves.
     const replies: Message[] = [];
     const evil = new MockTrainer(base, 9);
     await evil.prepare(null, {} as FederationConfig);
-    ws.on('message', (d: Buffer) => {
-      const { message: m } = decodeMessage(new Uint8Array(d));
+    let ws!: Transport;
+    const onMessage = (d: Uint8Array) => {
+      const { message: m } = decodeMessage(d);
       replies.push(m);
       if (m.type === 'welcome') ws.send(encodeMessage({ type: 'spec', spec: base }));
       if (m.type === 'round' && m.round === 1) {
@@ -195,8 +214,8 @@ describe('federation over the relay', () => {
         const enc = encodeWeights(giant, 'fp32');
         ws.send(encodeMessage({ type: 'update', round: 2, numCases: 1, metrics: {}, tensors: enc.entries }, enc.payload));
       }
-    });
-    await new Promise((ok) => ws.on('open', ok));
+    };
+    ws = await signedConnect(wsConnect(r.wsUrl, WebSocket as any), ephemeralIdentity)({ onMessage, onClose: () => undefined });
     ws.send(encodeMessage({ type: 'hello', token: 'secret', siteName: 'evil', numCases: 1 }));
     const results = await Promise.all(goodRuns);
     ws.close();

@@ -88,7 +88,12 @@ describe('the workshop host: the coordinator in a tab, sites over data channels'
     const runs = clients.map((c) => c.run());
     // The roster fills; 3 sites were expected, the host starts with the 2 present.
     for (let i = 0; i < 200 && host.coordinator.roster().length < 2; i++) await new Promise((ok) => setTimeout(ok, 5));
-    expect(host.coordinator.roster().map((s) => [s.siteName, s.connected])).toEqual([['participant-0', true], ['participant-1', true]]);
+    // Join order is whichever hello was signed first.
+    expect(host.coordinator.roster().map((s) => [s.siteName, s.connected]).sort()).toEqual([['participant-0', true], ['participant-1', true]]);
+    // Each participant's key fingerprint is on the host's roster (for comparing out of band).
+    const keys = host.coordinator.roster().map((s) => s.fingerprint);
+    expect(keys.every((k) => /^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/.test(k ?? ''))).toBe(true);
+    expect(new Set(keys).size).toBe(2);
     expect(host.coordinator.phase).toBe('join');
     host.start();
     const results = await Promise.all(runs);

@@ -6,6 +6,8 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
 import { decodeMessage, encodeMessage } from '../../src/fed/protocol.ts';
+import { decodeChallenge, isChallenge, sealFrame } from '../../src/fed/identity/envelope.ts';
+import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 
 describe('relay PeerJS signalling', () => {
   let relay: Relay;
@@ -37,11 +39,16 @@ describe('relay PeerJS signalling', () => {
 
   it('the federation endpoint still answers beside it; other paths are refused', async () => {
     const ws = new WebSocket(relay.wsUrl);
+    const next = () => new Promise<Uint8Array>((ok) => ws.once('message', (d: Buffer) => ok(new Uint8Array(d))));
+    const challenge = next();
     await new Promise((ok) => ws.once('open', ok));
-    ws.send(encodeMessage({ type: 'hello', token: 'wrong', siteName: 'x', numCases: 1 }));
-    const reply = await new Promise<Buffer>((ok) => ws.once('message', ok));
-    expect(decodeMessage(new Uint8Array(reply)).message).toEqual({ type: 'refused', reason: 'wrong or missing join token' });
-    ws.close();
+    const c = await challenge;
+    expect(isChallenge(c)).toBe(true);
+    const reply = next();
+    ws.send(await sealFrame(await ephemeralIdentity(), decodeChallenge(c), 0, encodeMessage({ type: 'hello', token: 'wrong', siteName: 'x', numCases: 1 }), true));
+    expect(decodeMessage(await reply).message).toEqual({ type: 'refused', reason: 'wrong or missing join token' });
+    // The relay ends a refused connection.
+    await new Promise((ok) => ws.once('close', ok));
     const other = new WebSocket(`ws://127.0.0.1:${relay.port}/elsewhere`);
     await expect(new Promise((ok, fail) => { other.once('open', ok); other.once('error', fail); })).rejects.toThrow();
   });

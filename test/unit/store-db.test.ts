@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { IDBFactory } from 'fake-indexeddb';
 import { unwrap, wrap, type IDBPDatabase } from 'idb';
-import { DB_NAME, DB_VERSION, openStore, type StoreDB } from '../../src/store/db.ts';
+import { DB_NAME, DB_VERSION, MIGRATIONS, openStore, type StoreDB } from '../../src/store/db.ts';
+import { loadMembership, saveMembership } from '../../src/store/fed-state.ts';
+import { loadSiteKey, siteIdentity } from '../../src/store/site-key.ts';
 import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
 import type { LocksLike } from '../../src/store/env.ts';
 import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
@@ -77,6 +79,38 @@ describe('store: schema and migrations', () => {
     expect((await dump(db)).volumes.some(([k]) => (k as string[])[0] === 'ds-old')).toBe(false);
   });
 
+  it('migrates a v2 database (datasets, federation memberships) to v3 without losing data; the site key store starts empty', async () => {
+    const factory = new IDBFactory();
+    // The v2 layout, made by the released migrations 1 and 2 (migrations are never edited).
+    const req = factory.open(DB_NAME, 2);
+    req.onupgradeneeded = () => {
+      const run = async () => {
+        for (const m of MIGRATIONS.filter((x) => x.version <= 2)) await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
+      };
+      void run().catch((e) => {
+        console.error(e);
+        req.transaction!.abort();
+      });
+    };
+    const v2 = (await wrap(req)) as unknown as StoreDB;
+    expect([...v2.objectStoreNames]).not.toContain('identity');
+    const res = await importDataset(v2, meta('Dataset007_Old'), caseStream([makeCase(1), makeCase(2)]), { env: noEnv });
+    await saveMembership(v2, { datasetId: res.dataset.id, federationId: 'ws://r/fed|tok', relayUrl: 'ws://r/fed', token: 'tok', siteName: 'a', siteId: 'site-1', tiny: false, backend: 'cpu', status: 'running', round: 2 });
+    const before = await dump(v2);
+    v2.close();
+
+    const db = await openStore({ factory, env: noEnv });
+    expect(db.version).toBe(3);
+    const after = await dump(db);
+    expect(after).toEqual({ ...before, identity: [] });
+    expect(before.volumes.length).toBeGreaterThan(0);
+    expect((await loadMembership(db, res.dataset.id, 'ws://r/fed|tok'))?.siteId).toBe('site-1');
+    expect(await loadSiteKey(db)).toBeUndefined();
+    const { identity, created } = await siteIdentity(db);
+    expect(created).toBe(true);
+    expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
+  });
+
   it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {
     const factory = new IDBFactory();
     const { v1Dataset } = await createV1Database(factory);
@@ -95,9 +129,10 @@ describe('store: schema and migrations', () => {
   it('a fresh database has every store, keyed by dataset id first', async () => {
     const { db } = await freshStore();
     const schema = describeSchema(db);
-    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'imports', 'plans', 'preprocessed', 'volumes']);
+    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'identity', 'imports', 'plans', 'preprocessed', 'volumes']);
     for (const s of schema) {
       if (s.name === 'datasets') expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
+      else if (s.name === 'identity') expect(s.keyPath).toBe('id');
       else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
     }
     // Without a factory, openStore goes through idb's openDB on the global indexedDB: same schema.

@@ -1,11 +1,14 @@
 // `fednnunet relay`: the federation relay (static app + WebSocket endpoint), state in a data dir.
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
+import { parseRegistry } from '../../fed/identity/registry.ts';
+import type { AdmissionPolicy } from '../../fed/identity/admission.ts';
 
 const HELP = `fednnunet relay [options]
   --port N             (default 8080; 0 = any free port)
@@ -20,6 +23,9 @@ const HELP = `fednnunet relay [options]
   --weighting W        uniform (as FednnU-Net) | cases (default uniform)
   --encoding E         fp16 | int8 | fp32 for uploads (default fp16)
   --token T            join token (default: a random code, printed)
+  --registry FILE      admit only the site keys listed in FILE (JSON, see docs/site-identity.md);
+                       without it a new site joins with the token and its key is bound to it
+                       (trust on first use). --sites stays the number of sites expected.
   --static DIR         web app to serve (default ./dist)`;
 
 const command: Command = {
@@ -39,6 +45,7 @@ const command: Command = {
       weighting: { type: 'string', default: 'uniform' },
       encoding: { type: 'string', default: 'fp16' },
       token: { type: 'string' },
+      registry: { type: 'string' },
       static: { type: 'string', default: join(process.cwd(), 'dist') },
       help: { type: 'boolean' },
     }, false);
@@ -60,6 +67,16 @@ const command: Command = {
       token: values.token ?? randomBytes(4).toString('hex'),
     };
     if (config.minSites > sites) throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
+    let admission: AdmissionPolicy = { mode: 'tofu' };
+    if (values.registry !== undefined) {
+      let json: unknown;
+      try {
+        json = JSON.parse(readFileSync(values.registry, 'utf8'));
+      } catch (e) {
+        throw new UsageError(`--registry ${values.registry}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      admission = { mode: 'registry', sites: await parseRegistry(json).catch((e: Error) => { throw new UsageError(`--registry ${values.registry}: ${e.message}`); }) };
+    }
     const relay = await startRelay({
       port: intOption('port', values.port, 0),
       host: values.host,
@@ -67,8 +84,12 @@ const command: Command = {
       staticDir: values.static,
       config,
       aggregateFingerprints: mergeSiteFingerprints,
+      admission,
     });
     console.log(`FednnU-Net relay: open ${relay.url}?join=${config.token}`);
+    console.log(admission.mode === 'registry'
+      ? `admission: registry ${values.registry} (${admission.sites.map((x) => x.name).join(', ')}); unregistered site keys are refused`
+      : 'admission: trust on first use (a new site joins with the join code; its key is then bound to it)');
     console.log(`join code: ${config.token}   federation endpoint: ${relay.wsUrl}`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());

@@ -88,10 +88,15 @@ const command: Command = {
     let results: SiteResult[];
     try {
       // Join in the order given, so FFE aggregates in that order (as FednnU-Net's client list).
+      // Each SiteClient signs with a key it makes and holds in memory (admission: trust on first use).
       const runs: Promise<SiteResult>[] = [];
       for (const [i, site] of sites.entries()) {
-        runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site }).run());
-        await new Promise((r) => setTimeout(r, 50));
+        const run = new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site }).run();
+        runs.push(run);
+        // The next site starts once this one is admitted (or has failed).
+        let failed = false;
+        run.catch(() => (failed = true));
+        while (relay.coordinator.roster().length <= i && !failed) await new Promise((r) => setTimeout(r, 10));
       }
       results = await Promise.all(runs);
     } finally {

@@ -11,6 +11,7 @@ import { ExpressPeerServer } from 'peer';
 import type { Coordinator, CoordinatorOptions } from '../coordinator.ts';
 import { FederationHost } from '../host.ts';
 import { encodeMessage } from '../protocol.ts';
+import { ENVELOPE_OVERHEAD } from '../identity/envelope.ts';
 import { staticHandler } from '../../node/static-server.ts';
 import { loadSnapshot, saveSnapshot } from './persistence.ts';
 
@@ -54,7 +55,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   });
   // Both WebSocket servers run without binding to `server` (ws would reject the other's upgrade
   // requests); upgrades are routed by path here.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes + ENVELOPE_OVERHEAD });
   let peerWss: WebSocketServer | undefined;
   // The peer server only sets itself up when mounted in an express app ('mount' event).
   const peerHost = express();
@@ -75,7 +76,8 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       send: (b) => {
         if (ws.readyState === ws.OPEN) ws.send(b);
       },
-      close: () => ws.close(1000, 'replaced by a new connection'),
+      // The full reason went out in the `refused` message (a close reason holds only 123 bytes).
+      close: (reason) => (reason ? ws.close(1008, 'refused') : ws.close(1000, 'replaced by a new connection')),
     });
     let windowStart = Date.now();
     let count = 0;

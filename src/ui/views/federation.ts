@@ -51,7 +51,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
       el('div', { class: 'row' }, wsMethod, el('label', {}, 'rounds ', wsRounds), el('label', {}, 'iterations per round ', wsIters), wsHost, wsStart), wsInfo, wsRoster, wsStatus),
     el('section', { class: 'card' }, el('h2', {}, 'What leaves this browser'),
-      el('p', { class: 'muted' }, 'Every message this tab has sent to the relay. Only fingerprints (summary statistics), network declarations and weights — never voxels.'),
+      el('p', { class: 'muted' }, 'Every message this tab has sent to the relay. Only fingerprints (summary statistics), network declarations and weights — never voxels. Each is signed with this browser\'s site key (76 bytes more; the first of each connection also carries the public key).'),
       el('table', { class: 'egress' }, el('thead', {}, el('tr', {}, el('th', {}, 'message'), el('th', {}, 'round'), el('th', {}, 'tensors'), el('th', {}, 'size'))), egress), egressTotal));
 
   let total = 0;
@@ -124,7 +124,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       const code = params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
       const show = () => {
         const c = hosted!.coordinator;
-        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected) }, `${x.siteName} — ${x.numCases} cases${x.connected ? '' : ' (disconnected)'}`)));
+        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint ?? '' }, `${x.siteName} — ${x.numCases} cases${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`)));
         wsStart.disabled = c.phase !== 'join' || c.roster().length === 0;
         wsStatus.textContent = c.phase === 'join' ? `${c.roster().length} site(s) joined; start when everyone is in.` : c.phase === 'done' ? `Federation finished after ${c.round} rounds.` : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
         wsStatus.dataset.phase = c.phase;

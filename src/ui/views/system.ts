@@ -65,3 +65,29 @@ export function selfTestCard(enabled: boolean): { card: HTMLElement; run: () => 
   button.addEventListener('click', () => void run().catch(() => undefined));
   return { card, run };
 }
+
+/**
+ * This profile's site key: the fingerprint a relay operator registers (relay --registry) or
+ * compares with the relay's log. Loaded (and made, the first time) when the tab is shown.
+ */
+export function siteKeyCard(load: () => Promise<{ fingerprint: string; createdAt: number; publicKey: string }>): { card: HTMLElement; refresh: () => Promise<void> } {
+  const body = el('div', { id: 'site-key' }, el('p', { class: 'muted' }, 'Loading…'));
+  const card = el('section', { class: 'card' }, el('h2', {}, 'Site key'),
+    el('p', {}, 'This browser signs every federation message with its own key, kept in this browser\'s storage; the private half cannot be exported, even by this app. A relay knows this site by the key: give the fingerprint to the relay operator to be registered, or compare it with the one the host shows.'),
+    body);
+  const refresh = async () => {
+    try {
+      const k = await load();
+      body.replaceChildren(
+        el('dl', {},
+          el('dt', {}, 'fingerprint (SHA-256)'), el('dd', {}, el('code', { id: 'site-key-fingerprint' }, k.fingerprint)),
+          el('dt', {}, 'made'), el('dd', {}, new Date(k.createdAt).toLocaleString()),
+          el('dt', {}, 'public key (SPKI, base64)'), el('dd', {}, el('code', { id: 'site-key-spki', class: 'wrap' }, k.publicKey))),
+        el('p', { class: 'muted' }, 'Clearing this site\'s data in the browser deletes the key; this browser is then a new site to every relay.'),
+      );
+    } catch (e) {
+      body.replaceChildren(el('p', { class: 'bad' }, `No site key: ${e instanceof Error ? e.message : String(e)}`));
+    }
+  };
+  return { card, refresh };
+}
