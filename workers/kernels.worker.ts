@@ -120,6 +120,43 @@ function benchConfig(n: BenchNet): typeof CHECK_CONFIG {
   return cfg;
 }
 
+/**
+ * `steps` training steps of a benchmark net (forward with deep supervision, DC+CE, all gradients,
+ * the SGD-Nesterov update) from fixed initial weights on a fixed batch, on `backend` (webgpu:
+ * fast or stock kernels): the loss of every step and the median ms of the steps after the first
+ * (which compiles the shaders).
+ */
+async function sgdRun(n: BenchNet, steps: number, backend: 'cpu' | 'webgpu', fast: boolean): Promise<{ ms: number; losses: number[]; count: number }> {
+  await useBackend(backend, { fastKernels: fast });
+  const cfg = benchConfig(n);
+  const vox = size(n.patch);
+  const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => (i * 7919) % 3);
+  const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true });
+  const params = new Map(net.specs.map((p) => [p.name, net.variable(p.name)]));
+  const opt = new SGDNesterov(tf, params, { lr: 1e-2 });
+  const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
+  const targets = deepSupervisionTargets(seg, n.batch, n.patch, cfg.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+  const losses: number[] = [];
+  const ms: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
+    // Parameters off the loss path (e.g. the unweighted lowest deep-supervision head) get none.
+    const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
+    const norm = opt.step(byName);
+    losses.push((await value.data())[0]);
+    await norm.data();
+    ms.push(performance.now() - t0);
+    tf.dispose([value, norm, ...Object.values(grads)]);
+  }
+  const count = net.variables.reduce((a, v) => a + v.size, 0);
+  opt.dispose?.();
+  tf.dispose([x, ...targets]);
+  net.dispose();
+  const later = ms.slice(1).sort((a, b) => a - b);
+  return { ms: later[Math.floor(later.length / 2)] ?? ms[0], losses, count };
+}
+
 const gpuErrors: string[] = [];
 
 const api = {
@@ -382,39 +419,8 @@ const api = {
    * (which compiles the shaders).
    */
   async benchTrainStep(n: BenchNet, steps: number): Promise<{ stock: { ms: number; losses: number[] }; fast: { ms: number; losses: number[] }; params: number; convFlops: number }> {
-    await useBackend('webgpu');
-    const cfg = benchConfig(n);
-    const vox = size(n.patch);
-    const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => (i * 7919) % 3);
-    const run = async (fast: boolean) => {
-      useFastKernels(fast);
-      const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true });
-      const params = new Map(net.specs.map((p) => [p.name, net.variable(p.name)]));
-      const opt = new SGDNesterov(tf, params, { lr: 1e-2 });
-      const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
-      const targets = deepSupervisionTargets(seg, n.batch, n.patch, cfg.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
-      const losses: number[] = [];
-      const ms: number[] = [];
-      for (let i = 0; i < steps; i++) {
-        const t0 = performance.now();
-        const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
-        // Parameters off the loss path (e.g. the unweighted lowest deep-supervision head) get none.
-        const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
-        const norm = opt.step(byName);
-        losses.push((await value.data())[0]);
-        await norm.data();
-        ms.push(performance.now() - t0);
-        tf.dispose([value, norm, ...Object.values(grads)]);
-      }
-      const count = net.variables.reduce((a, v) => a + v.size, 0);
-      opt.dispose?.();
-      tf.dispose([x, ...targets]);
-      net.dispose();
-      const later = ms.slice(1).sort((a, b) => a - b);
-      return { ms: later[Math.floor(later.length / 2)] ?? ms[0], losses, count };
-    };
-    const stock = await run(false);
-    const fast = await run(true);
+    const stock = await sgdRun(n, steps, 'webgpu', false);
+    const fast = await sgdRun(n, steps, 'webgpu', true);
     useFastKernels(false);
     // Conv FLOPs of one step: 3 × forward (forward, dx, dw) of every 3×3×3 conv.
     let convFlops = 0;
@@ -434,6 +440,15 @@ const api = {
    * The backend's practical peak with our own register-blocked WGSL GEMM (8×8 outputs per
    * thread, vec4 loads, no workgroup memory): C[n, n] = Aᵀ[n, n]ᵀ · B[n, n]. Median ms, GFLOP/s.
    */
+  /** Losses of `steps` SGD steps of a small net on cpu, webgpu stock and webgpu fast. */
+  async sgdLosses(n: BenchNet, steps: number): Promise<{ cpu: number[]; stock: number[]; fast: number[] }> {
+    const cpu = await sgdRun(n, steps, 'cpu', false);
+    const stock = await sgdRun(n, steps, 'webgpu', false);
+    const fast = await sgdRun(n, steps, 'webgpu', true);
+    useFastKernels(false);
+    return { cpu: cpu.losses, stock: stock.losses, fast: fast.losses };
+  },
+
   async peakGemm(n: number, reps: number): Promise<{ ms: number; gflops: number }> {
     await useBackend('webgpu');
     if (n % 8) throw new Error('n must be a multiple of 8');

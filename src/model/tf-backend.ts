@@ -33,8 +33,33 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tfjs backend '${name}' failed to initialise`);
   await tf.ready();
-  if (name === 'webgpu') useFastKernels(opts.fastKernels ?? true);
+  if (name === 'webgpu') {
+    useFastKernels(opts.fastKernels ?? true);
+    watchGpuErrors();
+  }
   return tf;
+}
+
+// WebGPU reports an invalid shader or pipeline as an "uncaptured error" event and then drops
+// the whole command buffer it was recorded in: results are silently wrong, nothing throws.
+// We collect these events so long-running work (training) can stop with the message instead.
+const gpuErrors: string[] = [];
+let watchedDevice: unknown;
+
+function watchGpuErrors(): void {
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  if (!device || device === watchedDevice) return;
+  watchedDevice = device;
+  device.addEventListener('uncapturederror', (e) => {
+    if (gpuErrors.length < 20) gpuErrors.push(String((e as GPUUncapturedErrorEvent).error.message));
+  });
+}
+
+/** Throws if WebGPU reported an error since the last call (and forgets it). */
+export function assertNoGpuErrors(): void {
+  if (gpuErrors.length === 0) return;
+  const first = gpuErrors.splice(0).join('\n').slice(0, 2000);
+  throw new Error(`WebGPU reported an error, so the last results cannot be trusted: ${first}`);
 }
 
 export { tf };

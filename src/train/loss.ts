@@ -4,6 +4,7 @@
 // broadcast or `where` reaches the webgpu backend (see src/model/ops5d.ts).
 import * as tf from '@tensorflow/tfjs';
 import { toBNC } from '../model/ops5d.ts';
+import { addMany } from './optimizer.ts';
 
 export interface DcCeOptions {
   /** Plan's batch_dice: sum I, S_p, S_y over the batch before the ratio. */
@@ -121,6 +122,6 @@ export function deepSupervisionLoss(
     weights.forEach((w, k) => {
       if (w !== 0) terms.push(tf.mul(loss(outputs[k], targets[k]), w));
     });
-    return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Scalar;
+    return (terms.length === 1 ? terms[0] : addMany(tf, terms)) as tf.Scalar;
   });
 }

@@ -4,6 +4,28 @@
 // keep our own (they go into checkpoints and stay local under AsymFedAvg).
 import type * as TF from '@tensorflow/tfjs';
 
+/**
+ * Σ xs as tf.addN in groups of at most 7. tfjs-backend-webgpu's AddN binds every input as its own
+ * storage buffer; adapters may allow as few as 8 per shader stage (SwiftShader: 8), and beyond
+ * that the pipeline is invalid and WebGPU silently drops the whole command buffer it was
+ * recorded in — measured here: an optimizer step over 66 gradients lost its updates.
+ */
+export function addMany(tf: typeof TF, xs: TF.Tensor[]): TF.Tensor {
+  if (xs.length === 0) throw new Error('addMany: nothing to add');
+  return tf.tidy(() => {
+    let level = xs;
+    while (level.length > 1) {
+      const next: TF.Tensor[] = [];
+      for (let i = 0; i < level.length; i += 7) {
+        const group = level.slice(i, i + 7);
+        next.push(group.length === 1 ? group[0] : tf.addN(group));
+      }
+      level = next;
+    }
+    return tf.clone(level[0]);
+  });
+}
+
 export interface SGDOptions {
   lr: number;
   momentum?: number;
@@ -34,7 +56,7 @@ export class SGDNesterov {
    */
   step(grads: Map<string, TF.Tensor>): TF.Scalar {
     const tf = this.tf;
-    const norm = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))) as TF.Scalar);
+    const norm = tf.tidy(() => tf.sqrt(addMany(tf, [...grads.values()].map((g) => tf.sum(tf.square(g))))) as TF.Scalar);
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied only when < 1.
     const clip = this.clipNorm > 0 && Number.isFinite(this.clipNorm);
     const coef = tf.tidy(() => (clip ? tf.minimum(tf.scalar(1), tf.div(tf.scalar(this.clipNorm), tf.add(norm, 1e-6))) : tf.scalar(1)));

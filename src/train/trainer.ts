@@ -20,6 +20,7 @@ import { augmentBatch, validationBatch, type AugmentOptions, type AugmentedBatch
 import { deepSupervisionTargets } from './ds-targets.ts';
 import { dcAndCeLoss, deepSupervisionLoss, deepSupervisionWeights, type DcCeOptions } from './loss.ts';
 import { SGDNesterov } from './optimizer.ts';
+import { assertNoGpuErrors } from '../model/tf-backend.ts';
 import { configureAugmentationGeometry } from './rotation-config.ts';
 import { ANNOTATED_KEY, sampleBatch, type SamplerOptions, type TrainingCase } from './sampler.ts';
 import { polyLR } from './schedule.ts';
@@ -518,6 +519,9 @@ export class Trainer {
     x.dispose();
     ys.forEach((y) => y.dispose());
     const gradNorm = await SGDNesterov.checkNorm(normT!);
+    // An invalid WebGPU pipeline drops its command buffer without throwing: stop instead of
+    // training on silently wrong numbers.
+    assertNoGpuErrors();
     return { loss, gradNorm, ms: performance.now() - t0, peakBytes };
   }
 

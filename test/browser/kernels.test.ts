@@ -69,6 +69,18 @@ describe('fast WebGPU conv3d kernels', () => {
     expect(r.relL2).toBeLessThan(1e-4);
   });
 
+  it('SGD steps of a 4-stage net give the same losses on cpu, stock webgpu and fast webgpu, with no WebGPU error', async () => {
+    // The optimizer sums one squared norm per parameter (66 tensors here): a single AddN over
+    // all of them exceeded the adapter's 8 storage buffers and silently dropped the update.
+    const r = await api<{ cpu: number[]; stock: number[]; fast: number[] }>('sgdLosses', { patch: [8, 8, 8], batch: 2, features: [4, 8, 16, 16] }, 3);
+    console.log(JSON.stringify(r));
+    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(r.cpu).toHaveLength(3);
+    // The weights must move: the third loss differs from the first.
+    expect(Math.abs(r.cpu[2] - r.cpu[0])).toBeGreaterThan(1e-5);
+    for (const k of ['stock', 'fast'] as const) r[k].forEach((l, i) => expect(Math.abs(l - r.cpu[i]) / r.cpu[i], `${k} step ${i}`).toBeLessThan(1e-4));
+  });
+
   it('a whole training step with fast kernels equals stock webgpu and cpu (rel. L2 < 1e-4)', async () => {
     const r = await api<any>('checkTrainingStep');
     console.log(JSON.stringify(r));

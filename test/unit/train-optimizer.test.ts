@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { useBackend } from '../../src/model/tf-backend.ts';
-import { SGDNesterov } from '../../src/train/optimizer.ts';
+import { addMany, SGDNesterov } from '../../src/train/optimizer.ts';
 import { polyLR } from '../../src/train/schedule.ts';
 
 describe('PolyLR', () => {
@@ -47,5 +47,19 @@ describe('SGD (Nesterov, weight decay, clipping) as torch.optim.SGD + clip_grad_
     opt2.step(new Map([['w', tf.tensor([1, 1, 1, 1])]]));
     expect(Array.from(await v2.data())).toEqual(Array.from(await v.data()));
     await expect(SGDNesterov.checkNorm(opt.step(new Map([['w', tf.tensor([NaN, 0, 0, 0])]])))).rejects.toThrow(/diverged/);
+  });
+});
+
+describe('addMany (tf.addN in groups of ≤ 7, for adapters with 8 storage buffers per stage)', () => {
+  it('sums 1, 7, 8 and 50 tensors exactly like a plain loop', async () => {
+    const tf = await useBackend('cpu');
+    for (const n of [1, 7, 8, 50]) {
+      const xs = Array.from({ length: n }, (_, i) => tf.tensor([i + 1, -2 * i, 0.5]));
+      const got = addMany(tf, xs);
+      const want = [n * (n + 1) / 2, -n * (n - 1), 0.5 * n];
+      expect(Array.from(await got.data())).toEqual(want);
+      tf.dispose([got, ...xs]);
+    }
+    expect(() => addMany(tf, [])).toThrow(/nothing to add/);
   });
 });
