@@ -9,6 +9,7 @@ import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import { parseRegistry } from '../../fed/identity/registry.ts';
 import type { AdmissionPolicy } from '../../fed/identity/admission.ts';
+import { ensureSelfSignedCert, isLoopbackHost, isWildcardHost, lanIPv4Addresses, loadTlsFiles, selfSignedAltNames, type TlsFiles } from '../../node/tls.ts';
 
 const HELP = `fednnunet relay [options]
   --port N             (default 8080; 0 = any free port)
@@ -26,7 +27,13 @@ const HELP = `fednnunet relay [options]
   --registry FILE      admit only the site keys listed in FILE (JSON, see docs/site-identity.md);
                        without it a new site joins with the token and its key is bound to it
                        (trust on first use). --sites stays the number of sites expected.
-  --static DIR         web app to serve (default ./dist)`;
+  --static DIR         web app to serve (default ./dist)
+  --tls-cert FILE --tls-key FILE
+                       serve https:// and wss:// with this PEM certificate (chain) and key.
+                       Browsers on other machines need it: WebCrypto (site keys) and WebGPU
+                       exist only on https:// pages (or http://localhost)
+  --tls-self-signed    make a self-signed certificate for this machine's LAN addresses (openssl;
+                       kept in DATA_DIR/tls and reused while valid) and serve https:// with it`;
 
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
@@ -47,6 +54,9 @@ const command: Command = {
       token: { type: 'string' },
       registry: { type: 'string' },
       static: { type: 'string', default: join(process.cwd(), 'dist') },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-self-signed': { type: 'boolean' },
       help: { type: 'boolean' },
     }, false);
     if (values.help) {
@@ -77,20 +87,36 @@ const command: Command = {
       }
       admission = { mode: 'registry', sites: await parseRegistry(json).catch((e: Error) => { throw new UsageError(`--registry ${values.registry}: ${e.message}`); }) };
     }
+    const port = intOption('port', values.port, 0);
+    const host = values.host!;
+    const tls = loadTls(values, host);
     const relay = await startRelay({
-      port: intOption('port', values.port, 0),
-      host: values.host,
+      port,
+      host,
       dataDir: values['data-dir']!,
       staticDir: values.static,
       config,
       aggregateFingerprints: mergeSiteFingerprints,
       admission,
+      tls,
     });
-    console.log(`FednnU-Net relay: open ${relay.url}?join=${config.token}`);
+    const urls = openUrls(host, relay.port, tls !== undefined);
+    console.log(`FednnU-Net relay: open ${urls[0] ?? relay.url}?join=${config.token}`);
+    for (const u of urls.slice(1)) console.log(`  or ${u}?join=${config.token}`);
+    if (tls) {
+      console.log(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint256}`);
+      if (values['tls-self-signed']) {
+        console.log(`  self-signed (${tls.reused ? 'kept' : 'new'}: ${tls.certPath}, valid until ${tls.validTo.toISOString().slice(0, 10)}). Browsers warn before opening the page:`);
+        console.log('  participants compare this fingerprint with the certificate the warning page shows, then proceed.');
+      }
+    } else if (!isLoopbackHost(host)) {
+      console.warn(`warning: serving plain http on ${host}: browsers on other machines can open the app but cannot join ` +
+        '(no secure context: no WebCrypto to sign with, no WebGPU). Use --tls-self-signed, or --tls-cert FILE --tls-key FILE.');
+    }
     console.log(admission.mode === 'registry'
       ? `admission: registry ${values.registry} (${admission.sites.map((x) => x.name).join(', ')}); unregistered site keys are refused`
       : 'admission: trust on first use (a new site joins with the join code; its key is then bound to it)');
-    console.log(`join code: ${config.token}   federation endpoint: ${relay.wsUrl}`);
+    console.log(`join code: ${config.token}   federation endpoint: ${urls[0] ? `${urls[0].replace(/^http/, 'ws')}fed` : relay.wsUrl}`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
@@ -102,3 +128,25 @@ const command: Command = {
   },
 };
 export default command;
+
+/** --tls-cert/--tls-key or --tls-self-signed; a bad choice or file is a usage error (exit 2, nothing started). */
+function loadTls(values: { 'tls-cert'?: string; 'tls-key'?: string; 'tls-self-signed'?: boolean; 'data-dir'?: string }, host: string): (TlsFiles & { reused?: boolean }) | undefined {
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  if (values['tls-self-signed'] && (cert !== undefined || key !== undefined)) throw new UsageError('--tls-self-signed or --tls-cert/--tls-key, not both');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  try {
+    if (cert !== undefined && key !== undefined) return loadTlsFiles(cert, key);
+    if (values['tls-self-signed']) return ensureSelfSignedCert(join(values['data-dir']!, 'tls'), selfSignedAltNames(host));
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  return undefined;
+}
+
+/** What to open: on a wildcard address, one URL per LAN address (0.0.0.0 is no address to visit), then this machine's. */
+function openUrls(host: string, port: number, secure: boolean): string[] {
+  const scheme = secure ? 'https' : 'http';
+  if (!isWildcardHost(host)) return [];
+  return [...lanIPv4Addresses(), '127.0.0.1'].map((a) => `${scheme}://${a}:${port}/`);
+}

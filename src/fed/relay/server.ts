@@ -1,7 +1,9 @@
 // The relay: one Node process serving the built web app (static), the federation WebSocket
 // endpoint (/fed) and a PeerJS signalling server (/peerjs) for the workshop host mode, where a
-// host tab coordinates and participants reach it over WebRTC data channels.
+// host tab coordinates and participants reach it over WebRTC data channels. With `tls` all three
+// are served over HTTPS / wss on the same port.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -27,6 +29,8 @@ export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
   maxMessageBytes?: number;
   /** Messages per second a connection may send before it is cut off. */
   maxMessagesPerSecond?: number;
+  /** PEM certificate (chain) and private key: serve https:// and wss://. */
+  tls?: { cert: string; key: string };
 }
 
 export interface Relay {
@@ -48,11 +52,13 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
 
   const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
   let peerApp: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
-  const server: Server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
     else if (serveApp) serveApp(req, res);
     else res.writeHead(404).end('this relay serves no app');
-  });
+  };
+  // An https.Server emits the same request/upgrade events; the PeerJS server accepts either.
+  const server = (opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle)) as Server;
   // Both WebSocket servers run without binding to `server` (ws would reject the other's upgrade
   // requests); upgrades are routed by path here.
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes + ENVELOPE_OVERHEAD });
@@ -112,9 +118,10 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   });
   const { port } = server.address() as AddressInfo;
   const host = opts.host ?? '127.0.0.1';
+  const s = opts.tls ? 's' : '';
   return {
-    url: `http://${host}:${port}/`,
-    wsUrl: `ws://${host}:${port}/fed`,
+    url: `http${s}://${host}:${port}/`,
+    wsUrl: `ws${s}://${host}:${port}/fed`,
     port,
     coordinator,
     async close() {
