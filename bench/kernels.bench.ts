@@ -8,6 +8,7 @@
 // GEMM (the faster of the two on SwiftShader). A per-kernel GPU-time breakdown of one step
 // (tf.profile with WebGPU timestamp queries) shows where the time goes.
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
+import { spawnSync } from 'node:child_process';
 import { openKernelsPage } from '../src/node/kernels-page.ts';
 import type { BenchNet, ConvCase } from '../workers/kernels.worker.ts';
 
@@ -68,6 +69,12 @@ try {
   const errors = await call<string[]>('gpuErrors');
   if (errors.length || s.errors.length) throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
   if (!(maxRel < 1e-4)) throw new Error(`fast and stock losses differ by ${maxRel} (> 1e-4)`);
+  // The same net and patch in PyTorch on the CPU (Debian's python3-torch), when it is installed.
+  const torch = spawnSync('/usr/bin/python3', ['bench/torch_reference.py', '--train', f.join('-'), String(P), String(B)], { encoding: 'utf8' });
+  if (torch.status === 0) {
+    const [ms, threads, version] = torch.stdout.trim().split(' ');
+    console.log(`PyTorch ${version} on the CPU (${threads} threads), same net and patch (cross-entropy on every head instead of DC+CE): ${ms} ms per training step`);
+  } else console.log(`PyTorch reference skipped: /usr/bin/python3 with torch is not available (${(torch.stderr || String(torch.error)).trim().split('\n').pop()})`);
   console.log(`train step: stock ${t.stock.ms.toFixed(0)} ms, fast ${t.fast.ms.toFixed(0)} ms, speedup ${(t.stock.ms / t.fast.ms).toFixed(2)}×`);
 } finally {
   await s.close();

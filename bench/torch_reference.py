@@ -77,6 +77,11 @@ def predict_s(features, volume, patch):
 
 if __name__ == '__main__':
     torch.manual_seed(0)
+    if len(sys.argv) == 5 and sys.argv[1] == '--train':
+        # One net for kernels.bench.ts: --train F1-F2-... PATCH BATCH
+        feats, patch, batch = [int(f) for f in sys.argv[2].split('-')], int(sys.argv[3]), int(sys.argv[4])
+        print(f'{train_ms(feats, patch, batch):.0f} {torch.get_num_threads()} {torch.__version__}')
+        sys.exit(0)
     print(f'PyTorch {torch.__version__}, CPU, {torch.get_num_threads()} threads\n')
     print('| net (tiny preset: 8/16/32) | patch, batch 2 | ms / training iteration (median) |')
     print('|---|---|---|')

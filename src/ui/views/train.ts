@@ -118,10 +118,10 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
     check.disabled = true;
     checkOut.textContent = 'Running one training step on WebGPU and on the CPU…';
     try {
-      const r = await train.gradientCheck();
+      const r = await train.gradientCheck({ stockKernels: backend.value === 'webgpu-stock' });
       const ok = r.gradRelL2 < 1e-4;
       checkOut.replaceChildren(el('p', { class: ok ? 'ok' : 'bad' }, ok ? 'WebGPU training matches the CPU.' : 'WebGPU training disagrees with the CPU: do not train on this GPU.'),
-        el('p', { class: 'muted' }, `loss ${r.loss[0].toFixed(6)} vs ${r.loss[1].toFixed(6)}; gradients rel. L2 ${r.gradRelL2.toExponential(2)} over ${r.tensors} tensors (worst ${r.worstTensor.name}: ${r.worstTensor.relL2.toExponential(2)})`));
+        el('p', { class: 'muted' }, `${r.backend}: loss ${r.loss[0].toFixed(6)} vs ${r.loss[1].toFixed(6)}; gradients rel. L2 ${r.gradRelL2.toExponential(2)} over ${r.tensors} tensors (worst ${r.worstTensor.name}: ${r.worstTensor.relL2.toExponential(2)})`));
     } catch (e) {
       checkOut.replaceChildren(el('p', { class: 'bad' }, `Check failed: ${errorText(e)}`));
     } finally {
