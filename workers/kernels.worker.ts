@@ -7,6 +7,7 @@ import { useBackend, tf } from '../src/model/tf-backend.ts';
 import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../src/model/kernels/index.ts';
 import { rawProgram, type WebGPUBackendLike } from '../src/model/kernels/program.ts';
 import { SGDNesterov } from '../src/train/optimizer.ts';
+import { estimateFeatureMapSize } from '../src/plan/vram.ts';
 import { randomArray } from '../src/util/rng.ts';
 import { relL2 } from '../src/util/compare.ts';
 import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../src/train/gradient-check.ts';
@@ -440,6 +441,38 @@ const api = {
    * The backend's practical peak with our own register-blocked WGSL GEMM (8×8 outputs per
    * thread, vec4 loads, no workgroup memory): C[n, n] = Aᵀ[n, n]ᵀ · B[n, n]. Median ms, GFLOP/s.
    */
+  /**
+   * Peak bytes of tensors alive during one training step (tf.profile's engine-level peak, after
+   * a warm-up step), divided by nnU-Net's VRAM estimate (conv output elements × batch): the
+   * planner's bytes per feature element for this implementation.
+   */
+  async stepPeak(n: BenchNet, backend: 'cpu' | 'webgpu', fast: boolean, checkpointing: boolean): Promise<{ peakBytes: number; elements: number; bytesPerElement: number }> {
+    await useBackend(backend, { fastKernels: fast });
+    const cfg = benchConfig(n);
+    const a = cfg.architecture.arch_kwargs;
+    const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true, checkpointEncoder: a.strides.map(() => checkpointing), checkpointDecoder: a.strides.slice(1).map(() => checkpointing) });
+    const params = new Map(net.specs.map((p) => [p.name, net.variable(p.name)]));
+    const opt = new SGDNesterov(tf, params, { lr: 1e-2 });
+    const vox = size(n.patch);
+    const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
+    const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => (i * 7919) % 3);
+    const targets = deepSupervisionTargets(seg, n.batch, n.patch, a.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
+      const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
+      const norm = opt.step(byName);
+      tf.dispose(Object.values(grads));
+      return [value, norm];
+    };
+    tf.dispose(step());
+    const prof = await tf.profile(() => tf.dispose(step()));
+    tf.dispose([x, ...targets]);
+    net.dispose();
+    useFastKernels(false);
+    const elements = n.batch * estimateFeatureMapSize(n.patch, a.strides, a.features_per_stage, 3);
+    return { peakBytes: prof.peakBytes, elements, bytesPerElement: prof.peakBytes / elements };
+  },
+
   /** Losses of `steps` SGD steps of a small net on cpu, webgpu stock and webgpu fast. */
   async sgdLosses(n: BenchNet, steps: number): Promise<{ cpu: number[]; stock: number[]; fast: number[] }> {
     const cpu = await sgdRun(n, steps, 'cpu', false);

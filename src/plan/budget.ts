@@ -5,11 +5,14 @@
 
 /**
  * Bytes of GPU memory one element of nnU-Net's VRAM estimate (a conv output element for one
- * sample) costs in THIS implementation during training: the conv output, its instance-norm and
- * LeakyReLU outputs kept for backward, and their gradients, all float32. 6 tensors × 4 bytes is a
- * first guess; the training issue will measure the real value and replace it.
+ * sample) costs in THIS implementation during a training step: measured with `npm run bench
+ * memory` (tf.profile's peak of live tensors over one step ÷ batch × estimate): 69–70 bytes on
+ * WebGPU with our kernels for the tiny 3-stage net at 16³ and 24³ without activation
+ * checkpointing (39–41 with it; 119–123 on the cpu backend's composite ops). Rounded up. Weights,
+ * gradients and momentum (12 bytes per parameter) come on top; for nnU-Net-sized patches they
+ * are a small share. PyTorch's nnU-Net budgets by a reference instead (spec §4.5).
  */
-export const BYTES_PER_FEATURE_ELEMENT = 24;
+export const BYTES_PER_FEATURE_ELEMENT = 72;
 
 /** Share of what the WebGPU limits suggest that the planner may use (the rest: weights, optimizer, temporaries, other tabs). */
 export const DEFAULT_BUDGET_FRACTION = 0.5;
