@@ -7,12 +7,22 @@
 //
 // Every frame it sends is signed with the site's key (identity/signed-transport.ts wraps the
 // transport); the key is the site's identity at the host, so a reconnect must use the same one.
+//
+// Under secure aggregation (config.privacy) the site never sends a fingerprint or an update in the
+// clear: it trains while the key exchange runs (secagg/site-round.ts), then uploads its masked
+// vector; a retried round re-masks the same vector with fresh keys.
 import { pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
 import { signedConnect } from './identity/signed-transport.ts';
+import { SecureSiteRound } from './secagg/site-round.ts';
+import { checkRoundHeadroom, elementBound, encodeSiteVector, noiseDivisor } from './secagg/vector.ts';
+import { encodeSummary, ffeLayout } from './secagg/ffe-vector.ts';
+import { cryptoGaussian } from './secagg/noise.ts';
+import { summarizeFingerprint } from '../fingerprint/ffe.ts';
+import { assertDatasetFingerprint, type DatasetFingerprint } from '../fingerprint/types.ts';
 
 export interface Transport {
   send(bytes: Uint8Array): void;
@@ -60,6 +70,15 @@ export interface SiteResult {
   metrics: Array<{ round: number; metrics: Record<string, number> }>;
   /** Every message the site sent: type, bytes, round, tensor names (for the egress panel and tests). */
   sentLog: Array<{ type: string; bytes: number; round?: number; tensors?: string[] }>;
+  /** DP: the ε spent after each round, as the relay announced it. */
+  privacy: PrivacySpent[];
+}
+
+export interface PrivacySpent {
+  round: number;
+  epsilon: number;
+  delta: number;
+  noiseMultiplier: number;
 }
 
 export interface SiteClientOptions {
@@ -80,6 +99,10 @@ export interface SiteClientOptions {
    * Default: a key made for this client and held in memory, the same for all its reconnects.
    */
   identity?: SiteIdentity | (() => Promise<SiteIdentity>);
+  /** Say 0 cases in hello (a site that knows the federation is secure: the count is in its masked vector). */
+  hideCaseCount?: boolean;
+  /** The relay's DP accounting after each round. */
+  onPrivacy?: (p: PrivacySpent) => void;
 }
 
 export class FederationError extends Error {}
@@ -105,6 +128,13 @@ export class SiteClient {
   private currentRound = 0;
   private readonly metrics: SiteResult['metrics'] = [];
   private readonly sentLog: SiteResult['sentLog'] = [];
+  private readonly privacy: PrivacySpent[] = [];
+  /** Secure aggregation: the current attempt, this round's vector (trained once), the FFE vector. */
+  private secureRound?: SecureSiteRound;
+  private work?: { round: number; vector: Promise<Uint32Array> };
+  private ffeVector?: Promise<Uint32Array>;
+  /** Training runs outside the message queue under secure aggregation; trainer calls chain here. */
+  private trainerBusy: Promise<unknown> = Promise.resolve();
   private resolve!: (r: SiteResult) => void;
   private reject!: (e: Error) => void;
   private readonly log: (l: string) => void;
@@ -173,7 +203,7 @@ export class SiteClient {
       });
       if (this.done || this.stopped) return t.close();
       this.transport = t;
-      this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
+      this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
     } catch (e) {
       if (this.stopped) return;
       if (e instanceof IdentityError) return this.fail(e);
@@ -210,6 +240,8 @@ export class SiteClient {
           this.sentSpec = true;
           this.sentFingerprint = true;
           this.log('rejoined from the saved state');
+        } else if (m.phase === 'fingerprint' && m.config.privacy) {
+          // Secure FFE: the summary goes only into the secure sum the relay opens (secagg-open).
         } else if (m.phase === 'fingerprint' && !this.sentFingerprint) {
           this.sentFingerprint = true;
           this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
@@ -229,7 +261,33 @@ export class SiteClient {
       case 'update-result':
         if (!m.accepted) this.log(`update for round ${m.round} rejected: ${m.reason}`);
         return;
+      case 'secagg-open':
+        return this.secureOpen(m);
+      case 'secagg-keys':
+      case 'secagg-inbox':
+      case 'secagg-unmask': {
+        const sr = this.secureRound;
+        if (!sr || !sr.matches(m)) {
+          this.log(`ignored a stale ${m.type} (round ${m.round}, attempt ${m.attempt})`);
+          return;
+        }
+        if (m.type === 'secagg-keys') return sr.onKeys(m);
+        if (m.type === 'secagg-inbox') return sr.onInbox(m);
+        return sr.onUnmask(m);
+      }
+      case 'round-failed':
+        this.log(`${m.reason}${m.retry ? ' (the relay retries with fresh keys)' : ''}`);
+        if (this.secureRound?.matches(m)) this.secureRound.cancel();
+        return;
+      case 'privacy-spent': {
+        const p = { round: m.round, epsilon: m.epsilon, delta: m.delta, noiseMultiplier: m.noiseMultiplier };
+        this.privacy.push(p);
+        this.o.onPrivacy?.(p);
+        this.log(`round ${m.round}: differential privacy spent ε = ${m.epsilon.toFixed(3)} (δ = ${m.delta})`);
+        return;
+      }
       case 'final': {
+        await this.trainerBusy.catch(() => undefined);
         const global = decodeWeights(m.tensors, payload);
         await this.o.trainer.loadShared(global);
         await this.o.trainer.finish?.(global, this.shared ?? []);
@@ -243,6 +301,7 @@ export class SiteClient {
           traffic: [...this.traffic.values()].sort((a, b) => a.round - b.round),
           metrics: this.metrics,
           sentLog: this.sentLog,
+          privacy: this.privacy,
         });
         return;
       }
@@ -269,6 +328,7 @@ export class SiteClient {
       this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
       return;
     }
+    if (this.config?.privacy) return this.secureTrain(m, payload);
     if (this.lastUpdate?.round === m.round) {
       // The round is (re-)opened after we already trained it: a reconnect while the update was in
       // flight, or a relay restarted after accepting it. Send the same update again.
@@ -285,5 +345,59 @@ export class SiteClient {
     const delta = subtract(pick(await this.o.trainer.weights(), this.shared), global);
     const enc = encodeWeights(delta, this.config?.encoding ?? this.o.encoding ?? 'fp16');
     this.send({ type: 'update', round: m.round, numCases: this.o.trainer.numCases, metrics, tensors: enc.entries }, enc.payload);
+  }
+
+  // --- secure aggregation ------------------------------------------------------------------
+
+  /** Trains round m once, outside the message queue, and keeps its vector for every attempt. */
+  private secureTrain(m: Extract<Message, { type: 'round' }>, payload: Uint8Array): void {
+    if (this.work?.round === m.round || this.trainingRound >= m.round) return;
+    this.trainingRound = m.round;
+    const global = decodeWeights(m.tensors, payload);
+    const p = this.config!.privacy!;
+    const config = this.config!;
+    const shared = this.shared!;
+    const vector = this.trainerBusy.catch(() => undefined).then(async () => {
+      await this.o.trainer.loadShared(global);
+      const metrics = await this.o.trainer.train(m.round, m.iters);
+      this.metrics.push({ round: m.round, metrics });
+      const delta = subtract(pick(await this.o.trainer.weights(), shared), global);
+      const divisor = noiseDivisor(config);
+      const weight = config.weighting === 'cases' ? Math.min(p.maxWeight, Math.max(1, this.o.trainer.numCases)) : 1;
+      const noiseStd = p.dp ? (p.dp.noiseMultiplier * p.clip) / Math.sqrt(divisor) : 0;
+      const { vector: v, norm } = encodeSiteVector(delta, shared, {
+        clip: p.clip, fracBits: p.fracBits, weight, bound: elementBound(p, config.weighting, divisor), noiseStd, gaussian: cryptoGaussian,
+      });
+      if (norm > p.clip) this.log(`round ${m.round}: update norm ${norm.toPrecision(4)} clipped to ${p.clip}`);
+      return v;
+    });
+    this.trainerBusy = vector;
+    this.work = { round: m.round, vector };
+  }
+
+  private async secureOpen(m: Extract<Message, { type: 'secagg-open' }>): Promise<void> {
+    const config = this.config;
+    const p = config?.privacy;
+    if (!config || !p) throw new FederationError('the relay opened a secure round, but this federation is not configured for secure aggregation');
+    let vector: Promise<Uint32Array>;
+    if (m.kind === 'fingerprint') {
+      const layout = ffeLayout(p.ffeCells, p.ffeChannels);
+      if (m.length !== layout.length) throw new FederationError(`secure FFE of ${m.length} words, the config's layout has ${layout.length}`);
+      this.ffeVector ??= this.o.trainer.localFingerprint().then((fp) => {
+        assertDatasetFingerprint(fp, 'this site\'s fingerprint');
+        return encodeSummary(summarizeFingerprint(fp as unknown as DatasetFingerprint), layout);
+      });
+      vector = this.ffeVector;
+    } else {
+      if (this.work?.round !== m.round) throw new FederationError(`secure round ${m.round} opened before its global model arrived`);
+      checkRoundHeadroom(p, config.weighting, noiseDivisor(config), m.participants.length);
+      vector = this.work.vector;
+    }
+    this.secureRound?.cancel();
+    const sr = new SecureSiteRound(m, this.siteId!, (msg, payload) => this.send(msg, payload));
+    this.secureRound = sr;
+    await sr.start();
+    // Detached: the vector may still be training; the queue keeps serving the key exchange.
+    vector.then((v) => sr.submit(v)).catch((e) => this.fail(e));
   }
 }

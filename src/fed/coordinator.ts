@@ -13,9 +13,18 @@
 //   its shared weights; they become the global model.
 // - rounds: global → sites train → deltas → streaming mean → next round. A round closes when
 //   every connected site reported, or at the deadline once `minSites` updates arrived.
+// With `config.privacy` (secure aggregation) the fingerprint phase and every round run as secure
+// rounds (secagg/round.ts): the relay only ever unmasks sums, and refuses plain fingerprints and
+// plain updates (the initial model, an untrained network, is the one plain upload).
 import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
+import { SecureRound, type SecureStep } from './secagg/round.ts';
+import { decodeSum, noiseDivisor, vectorLength } from './secagg/vector.ts';
+import { decodeSummarySum, ffeLayout } from './secagg/ffe-vector.ts';
+import { epsilonOfRounds } from './secagg/dp.ts';
+import { toB64 } from './secagg/wire.ts';
+import { fingerprintFromSummary } from '../fingerprint/ffe.ts';
 import { median } from '../util/numeric.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import { admit, type AdmissionPolicy, type SiteKeyBinding } from './identity/admission.ts';
@@ -52,6 +61,10 @@ export interface RoundRecord {
   rejected: Array<{ siteId: string; reason: string }>;
   metrics: Record<string, Record<string, number>>;
   closedBy: 'all' | 'deadline';
+  /** Secure aggregation: attempts this round took, and why the failed ones failed. */
+  secure?: { attempts: number; failures: string[] };
+  /** DP: this round's effective noise multiplier and the ε spent after it (at config δ). */
+  privacy?: { noiseMultiplier: number; epsilon: number };
 }
 
 export interface Outgoing {
@@ -72,7 +85,12 @@ export interface CoordinatorOptions {
   newSiteId?: () => string;
   /** Who may join (default: trust on first use with the token). */
   admission?: AdmissionPolicy;
+  /** Messages produced later, by asynchronous work (unmasking a secure round's sum). */
+  emit?: (out: Outgoing[]) => void;
 }
+
+/** Attempts of one secure round (fresh keys each) before the federation gives up. */
+export const SECURE_ATTEMPTS = 3;
 
 interface OpenRound {
   round: number;
@@ -90,6 +108,11 @@ export class Coordinator {
   private readonly acceptedNorms: number[] = [];
   private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
   private idCounter = 0;
+  /** The open secure attempt (fingerprint phase or the open round), if any. */
+  private secure?: SecureRound;
+  private secureAttempts = 0;
+  private secureFailures: string[] = [];
+  private pending: Promise<void> = Promise.resolve();
 
   constructor(opts: CoordinatorOptions, restored?: CoordinatorSnapshot) {
     this.opts = {
@@ -98,6 +121,7 @@ export class Coordinator {
       log: () => undefined,
       normFactor: 10,
       newSiteId: () => `site-${++this.idCounter}-${Math.random().toString(36).slice(2, 8)}`,
+      emit: () => undefined,
       ...opts,
       // An explicit `admission: undefined` (a relay without --registry) means the default too.
       admission: opts.admission ?? { mode: 'tofu' },
@@ -123,12 +147,23 @@ export class Coordinator {
   /** A transport-level disconnect. The site stays in the roster and may come back. */
   disconnected(siteId: string): Outgoing[] {
     this.connected.delete(siteId);
+    if (this.secure) return this.secureStep(this.secure.dropped(siteId));
     return this.maybeCloseRound();
   }
 
   /** Called periodically (and by tests) to enforce round deadlines. */
   tick(): Outgoing[] {
+    if (this.secure) return this.secureStep(this.secure.tick());
     return this.maybeCloseRound();
+  }
+
+  /** Resolves once the asynchronous work started so far (unmasking) has emitted its messages. */
+  async settled(): Promise<void> {
+    let p: Promise<void>;
+    do {
+      p = this.pending;
+      await p;
+    } while (p !== this.pending);
   }
 
   /** Sites that joined, and whether each is connected now (the workshop host's roster). */
@@ -144,11 +179,14 @@ export class Coordinator {
     if (this.s.phase !== 'join') throw new Error(`the federation has already started (phase ${this.s.phase})`);
     const n = this.s.sites.length;
     if (n === 0) throw new Error('no site has joined yet');
+    const t = this.s.config.privacy?.threshold;
+    if (t !== undefined && n < t) throw new Error(`secure aggregation needs at least ${t} sites (its threshold); ${n} joined`);
     this.s.config = { ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) };
     this.s.phase = this.s.config.method === 'ffe' ? 'fingerprint' : 'spec';
     this.persist();
     this.opts.log(`started by the host with ${n} site(s)`);
-    return this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
+    const out: Outgoing[] = this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
+    return [...out, ...this.maybeOpenSecureFfe()];
   }
 
   /**
@@ -162,11 +200,21 @@ export class Coordinator {
     }
     switch (message.type) {
       case 'fingerprint':
+        if (this.s.config.privacy) return { siteId, out: [{ to: siteId, message: { type: 'error', message: 'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear' } }] };
         return { siteId, out: this.fingerprint(siteId, message.fingerprint) };
       case 'spec':
         return { siteId, out: this.spec(siteId, message.spec) };
       case 'update':
         return { siteId, out: this.update(siteId, message, payload) };
+      case 'secagg-advert':
+      case 'secagg-shares':
+      case 'secagg-masked':
+      case 'secagg-reveal':
+        if (!this.secure) {
+          this.opts.log(`ignored ${message.type} from ${siteId}: no secure round is open`);
+          return { siteId, out: [] };
+        }
+        return { siteId, out: this.secureStep(this.secure.handle(siteId, message, payload)) };
       default:
         return { siteId, out: [{ to: siteId, message: { type: 'error', message: `unexpected '${message.type}' from a site` } }] };
     }
@@ -204,6 +252,7 @@ export class Coordinator {
       this.persist();
       for (const x of this.s.sites) if (x.siteId !== id) out.push({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } });
       out[0] = { to: id, message: { ...(out[0].message as any), phase: this.s.phase } };
+      out.push(...this.maybeOpenSecureFfe());
     } else {
       out.push(...this.catchUp(id));
     }
@@ -220,9 +269,13 @@ export class Coordinator {
       out.push(this.sharedSpecFor(id));
     }
     if (this.s.phase === 'init' && id === this.s.sites[0].siteId) out.push(this.initRequest());
+    if (this.s.phase === 'fingerprint') out.push(...this.maybeOpenSecureFfe());
     if (this.s.phase === 'rounds') {
       // After a relay restart no round is open: the first site back re-opens it.
       if (!this.open) out.push(...this.openRound());
+      // A secure round waiting for enough sites opens its next attempt; one under way cannot
+      // take a newcomer (its keys are exchanged), which joins from the next round.
+      else if (this.s.config.privacy) out.push(...(this.secure ? [] : this.openSecureAttempt()));
       else if (!this.open.reported.has(id)) out.push(this.roundMessage(id));
     }
     if (this.s.phase === 'done') out.push(this.finalMessage(id));
@@ -293,6 +346,8 @@ export class Coordinator {
       this.open?.record.rejected.push({ siteId: id, reason });
       return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
     };
+    const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
+    if (this.s.config.privacy && !isInit) return reject('this federation uses secure aggregation: plain updates are refused; the site must send a masked update (secagg rounds)');
     let w: NamedWeights;
     try {
       w = decodeWeights(m.tensors, payload);
@@ -300,7 +355,7 @@ export class Coordinator {
     } catch (e) {
       return reject(e instanceof Error ? e.message : String(e));
     }
-    if (this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId) {
+    if (isInit) {
       this.globalWeights = w;
       this.s.phase = 'rounds';
       this.persist();
@@ -338,6 +393,11 @@ export class Coordinator {
       record: { round, contributors: [], rejected: [], metrics: {}, closedBy: 'all' },
     };
     this.encodedGlobal = undefined;
+    if (this.s.config.privacy) {
+      this.secureAttempts = 0;
+      this.secureFailures = [];
+      return this.openSecureAttempt();
+    }
     return [...this.connected].map((id) => this.roundMessage(id));
   }
 
@@ -358,26 +418,156 @@ export class Coordinator {
 
   private maybeCloseRound(): Outgoing[] {
     const o = this.open;
-    if (!o || this.s.phase !== 'rounds') return [];
+    if (!o || this.s.phase !== 'rounds' || this.s.config.privacy) return [];
     const present = [...this.connected];
     const allPresentReported = present.length > 0 && present.every((id) => o.reported.has(id));
     const quorum = o.reported.size >= this.s.config.minSites;
     const pastDeadline = this.opts.now() >= o.deadline;
     if (!((allPresentReported && quorum) || (pastDeadline && quorum))) return [];
     o.record.closedBy = allPresentReported ? 'all' : 'deadline';
-    this.globalWeights = addDelta(this.globalWeights!, o.mean.result());
+    return this.closeRound(o, o.mean.result());
+  }
+
+  /** Applies the round's mean delta, records it and opens the next round (or finishes). */
+  private closeRound(o: OpenRound, mean: NamedWeights, before: Outgoing[] = []): Outgoing[] {
+    const present = [...this.connected];
+    this.globalWeights = addDelta(this.globalWeights!, mean);
     this.s.round = o.round;
     this.s.history.push(o.record);
     this.open = undefined;
     this.encodedGlobal = undefined;
-    this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.reported.size} update(s)`);
+    this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.record.contributors.length} update(s)`);
     if (this.s.round >= this.s.config.rounds) {
       this.s.phase = 'done';
       this.persist();
-      return present.map((id) => this.finalMessage(id));
+      return [...before, ...present.map((id) => this.finalMessage(id))];
     }
     this.persist();
-    return this.openRound();
+    return [...before, ...this.openRound()];
+  }
+
+  // --- secure aggregation ------------------------------------------------------------------
+
+  /** Fewest masked vectors a secure model round may close with. */
+  private secureQuorum(): number {
+    return noiseDivisor(this.s.config);
+  }
+
+  private newSecureRound(kind: 'model' | 'fingerprint', round: number, participants: string[], length: number, maskedDeadline: number, minMasked: number): SecureRound {
+    const p = this.s.config.privacy!;
+    this.secureAttempts++;
+    const salt = toB64(globalThis.crypto.getRandomValues(new Uint8Array(16)));
+    return new SecureRound({
+      open: { round, attempt: this.secureAttempts, kind, salt, participants, threshold: p.threshold, length },
+      now: this.opts.now, phaseMs: p.phaseDeadlineMs, maskedDeadline, minMasked, log: this.opts.log,
+    });
+  }
+
+  /** FFE under secure aggregation: one secure sum of every site's summary, once all are connected. */
+  private maybeOpenSecureFfe(): Outgoing[] {
+    const p = this.s.config.privacy;
+    if (!p || this.s.phase !== 'fingerprint' || this.secure || this.secureAttempts >= SECURE_ATTEMPTS) return [];
+    if (!this.s.sites.every((x) => this.connected.has(x.siteId))) return [];
+    const layout = ffeLayout(p.ffeCells, p.ffeChannels);
+    const sites = this.s.sites.map((x) => x.siteId);
+    this.secure = this.newSecureRound('fingerprint', 0, sites, layout.length, this.opts.now() + p.phaseDeadlineMs, sites.length);
+    this.opts.log(`FFE: secure sum of ${sites.length} fingerprint summaries (attempt ${this.secureAttempts})`);
+    return this.secure.start();
+  }
+
+  /** The open round's next attempt, with the connected sites, if there are enough of them. */
+  private openSecureAttempt(): Outgoing[] {
+    const o = this.open!;
+    const need = this.secureQuorum();
+    const present = this.s.sites.map((x) => x.siteId).filter((id) => this.connected.has(id));
+    if (present.length < need) {
+      this.opts.log(`round ${o.round}: waiting for ${need} connected sites to start a secure round (${present.length} now)`);
+      return [];
+    }
+    o.deadline = this.opts.now() + this.s.config.roundDeadlineMs;
+    this.secure = this.newSecureRound('model', o.round, present, vectorLength(this.s.shared!), o.deadline, need);
+    return [...present.map((id) => this.roundMessage(id)), ...this.secure.start()];
+  }
+
+  /** Routes a secure step: its messages now; its failure or its (asynchronous) result. */
+  private secureStep(step: SecureStep): Outgoing[] {
+    const sr = this.secure!;
+    if (step.failed) return [...step.out, ...this.secureFailed(sr, step.failed)];
+    if (step.result) {
+      const { u3, sum } = step.result;
+      this.pending = this.pending.then(() => sum).then(
+        (s) => this.opts.emit(this.secureDone(sr, u3, s)),
+        (e) => this.opts.emit(this.secureFailed(sr, `unmasking failed: ${e instanceof Error ? e.message : String(e)}`)),
+      ).catch((e) => this.opts.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`));
+    }
+    return step.out;
+  }
+
+  private secureFailed(sr: SecureRound, reason: string): Outgoing[] {
+    if (this.secure !== sr) return [];
+    this.secure = undefined;
+    this.secureFailures.push(`attempt ${sr.attempt}: ${reason}`);
+    const retry = this.secureAttempts < SECURE_ATTEMPTS;
+    const told = (why: string): Outgoing[] => sr.participants.filter((id) => this.connected.has(id)).map((to) => ({ to, message: { type: 'round-failed', round: sr.round, attempt: sr.attempt, reason: why, retry } }));
+    if (this.s.phase === 'fingerprint') {
+      const why = `secure FFE failed: ${reason}`;
+      if (retry) return [...told(why), ...this.maybeOpenSecureFfe()];
+      const final = `${why}; gave up after ${SECURE_ATTEMPTS} attempts`;
+      this.opts.log(final);
+      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: final } }));
+    }
+    const o = this.open;
+    if (!o || this.s.phase !== 'rounds') return [];
+    const kept = this.s.round === 0 ? 'the initial model' : `the global model of round ${this.s.round}`;
+    const why = `round ${o.round} failed: ${reason}; ${kept} is kept`;
+    this.opts.log(why);
+    if (retry) return [...told(why), ...this.openSecureAttempt()];
+    // Out of attempts: the federation ends on the last good global model.
+    o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };
+    this.open = undefined;
+    this.s.phase = 'done';
+    this.persist();
+    this.opts.log(`secure aggregation failed ${SECURE_ATTEMPTS} times in round ${o.round}; the federation ends after round ${this.s.round}`);
+    return [...told(`${why}; the federation ends after ${SECURE_ATTEMPTS} failed attempts`), ...[...this.connected].map((id) => this.finalMessage(id))];
+  }
+
+  private secureDone(sr: SecureRound, u3: string[], sum: Uint32Array): Outgoing[] {
+    if (this.secure !== sr) return [];
+    this.secure = undefined;
+    const p = this.s.config.privacy!;
+    if (this.s.phase === 'fingerprint') {
+      let merged;
+      try {
+        merged = decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels));
+      } catch (e) {
+        const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;
+        this.opts.log(reason);
+        return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: reason } }));
+      }
+      this.s.aggregateFingerprint = fingerprintFromSummary(merged) as unknown as Record<string, unknown>;
+      this.s.phase = 'spec';
+      this.persist();
+      this.opts.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
+      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint! } }));
+    }
+    const o = this.open;
+    if (!o || o.round !== sr.round) return [];
+    const { mean, totalWeight } = decodeSum(sum, this.s.shared!, p.fracBits);
+    o.record.contributors = u3;
+    o.record.closedBy = u3.length === sr.participants.length ? 'all' : 'deadline';
+    o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };
+    const before: Outgoing[] = [];
+    if (p.dp) {
+      // Each site added variance σ²C²/m; |U3| ≥ m of them make the round's multiplier σ·√(|U3|/m).
+      const sigma = p.dp.noiseMultiplier * Math.sqrt(u3.length / noiseDivisor(this.s.config));
+      const sigmas = [...this.s.history.map((h) => h.privacy?.noiseMultiplier).filter((x): x is number => x !== undefined), sigma];
+      const epsilon = epsilonOfRounds(sigmas, p.dp.delta).epsilon;
+      o.record.privacy = { noiseMultiplier: sigma, epsilon };
+      this.opts.log(`round ${o.round}: DP noise multiplier ${sigma.toFixed(4)}, ε spent ${epsilon.toFixed(3)} (δ = ${p.dp.delta})`);
+      for (const id of this.connected) before.push({ to: id, message: { type: 'privacy-spent', round: o.round, epsilon, delta: p.dp.delta, noiseMultiplier: sigma } });
+    }
+    this.opts.log(`round ${o.round}: secure sum of ${u3.length} sites, total weight ${totalWeight}`);
+    return this.closeRound(o, mean, before);
   }
 
   private persist(): void {

@@ -47,7 +47,8 @@ export class FederationHost {
     // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
     if (!(globalThis as { crypto?: Crypto }).crypto?.subtle) throw new IdentityError('hosting a federation needs WebCrypto to check the sites\' signatures; browsers offer it only on https:// or http://localhost pages');
     this.log = opts.log ?? (() => undefined);
-    this.coordinator = new Coordinator(opts, opts.restored);
+    // Unmasking a secure round's sum finishes asynchronously; its messages are routed when it does.
+    this.coordinator = new Coordinator({ ...opts, emit: (out) => this.route(undefined, out) }, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
   }
 

@@ -21,7 +21,49 @@ export interface FederationConfig {
   roundDeadlineMs: number;
   weighting: 'uniform' | 'cases';
   encoding: 'fp32' | 'fp16' | 'int8';
+  /** Secure aggregation and differential privacy (docs/secure-aggregation.md); absent = plain. */
+  privacy?: PrivacyConfig;
 }
+
+/**
+ * Secure aggregation (Bonawitz et al.) settings, fixed by the relay before any site sends, so
+ * every site builds the same vector layout and quantisation.
+ */
+export interface PrivacyConfig {
+  secureAggregation: true;
+  /** Shamir threshold t: any t surviving sites can unmask the sum; t − 1 colluders learn nothing. */
+  threshold: number;
+  /** L2 norm every site's delta is clipped to before quantising (C). */
+  clip: number;
+  /** Fixed-point fractional bits f of the quantised vectors (chosen so n sites cannot overflow). */
+  fracBits: number;
+  /** Largest per-site weight under `cases` weighting (case counts above it count as this). */
+  maxWeight: number;
+  /** Deadline of each key-exchange and unmasking phase of a secure round. */
+  phaseDeadlineMs: number;
+  /** Cells of the FFE multiset sketch and channel slots of the secure FFE layout. */
+  ffeCells: number;
+  ffeChannels: number;
+  /** Client-level DP: Gaussian noise split over the sites; σ from the RDP accountant. */
+  dp?: { epsilon: number; delta: number; noiseMultiplier: number };
+}
+
+/** What a secure round of the protocol carries besides the round's global model. */
+export interface SecaggOpen {
+  round: number;
+  attempt: number;
+  kind: 'model' | 'fingerprint';
+  /** 16 random bytes (base64) binding the round's keys to it. */
+  salt: string;
+  /** Site ids in Shamir order: site k of this list holds point k + 1. */
+  participants: string[];
+  threshold: number;
+  /** Vector length in uint32 words. */
+  length: number;
+}
+
+/** A base64-encoded byte string of a WebCrypto key, IV, ciphertext or Shamir share. */
+export type B64 = string;
 
 /** Messages with their header fields. `payload` carries tensor bytes where `tensors` is set. */
 export type Message =
@@ -36,7 +78,18 @@ export type Message =
   | { type: 'update'; round: number; numCases: number; metrics: Record<string, number>; tensors: TensorEntry[] }
   | { type: 'update-result'; round: number; accepted: boolean; reason?: string }
   | { type: 'final'; round: number; tensors: TensorEntry[] }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  // Secure aggregation (src/fed/secagg/round.ts, site-round.ts); `attempt` counts retries of a round.
+  | ({ type: 'secagg-open' } & SecaggOpen)
+  | { type: 'secagg-advert'; round: number; attempt: number; cPub: B64; sPub: B64 }
+  | { type: 'secagg-keys'; round: number; attempt: number; adverts: Array<{ index: number; cPub: B64; sPub: B64 }> }
+  | { type: 'secagg-shares'; round: number; attempt: number; shares: Array<{ to: number; iv: B64; ct: B64 }> }
+  | { type: 'secagg-inbox'; round: number; attempt: number; u2: number[]; shares: Array<{ from: number; iv: B64; ct: B64 }> }
+  | { type: 'secagg-masked'; round: number; attempt: number; length: number }
+  | { type: 'secagg-unmask'; round: number; attempt: number; u3: number[] }
+  | { type: 'secagg-reveal'; round: number; attempt: number; b: Array<{ of: number; y: B64 }>; s: Array<{ of: number; y: B64 }> }
+  | { type: 'round-failed'; round: number; attempt: number; reason: string; retry: boolean }
+  | { type: 'privacy-spent'; round: number; epsilon: number; delta: number; noiseMultiplier: number };
 
 export type MessageType = Message['type'];
 
@@ -57,9 +110,23 @@ const config: Check = (v) => {
   const c = v as FederationConfig;
   return obj(v) && ['ffe', 'asym', 'fedavg'].includes(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
     int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
-    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding);
+    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy);
 };
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
+const pos: Check = (v) => num(v) && (v as number) > 0;
+const privacy: Check = (v) => {
+  const p = v as PrivacyConfig;
+  if (!obj(v) || p.secureAggregation !== true || !int(p.threshold) || p.threshold < 2 || !pos(p.clip) || !int(p.fracBits) || p.fracBits > 30 ||
+    !int(p.maxWeight) || p.maxWeight < 1 || !int(p.phaseDeadlineMs) || !int(p.ffeCells) || p.ffeCells < 3 || p.ffeCells % 3 !== 0 || !int(p.ffeChannels) || p.ffeChannels < 1) return false;
+  return p.dp === undefined || (obj(p.dp) && pos(p.dp.epsilon) && pos(p.dp.delta) && p.dp.delta < 1 && pos(p.dp.noiseMultiplier));
+};
+const b64 = (max: number): Check => (v) => typeof v === 'string' && v.length <= max && /^[A-Za-z0-9+/]*={0,2}$/.test(v) && v.length % 4 === 0;
+const list = (c: Check, max: number): Check => (v) => Array.isArray(v) && v.length <= max && v.every(c);
+const record = (fields: Record<string, Check>): Check => (v) => obj(v) && Object.entries(fields).every(([k, c]) => c((v as Record<string, unknown>)[k]));
+/** Largest federation a secure round accepts (Shamir points, message sizes). */
+export const MAX_SECAGG_SITES = 1000;
+const KEY = b64(128);
+const SITES = MAX_SECAGG_SITES;
 
 const SCHEMA: Record<MessageType, Record<string, Check>> = {
   hello: { token: str, siteName: str, siteId: optional(str), numCases: int },
@@ -74,6 +141,16 @@ const SCHEMA: Record<MessageType, Record<string, Check>> = {
   'update-result': { round: int, accepted: (v) => typeof v === 'boolean', reason: optional(str) },
   final: { round: int, tensors },
   error: { message: str },
+  'secagg-open': { round: int, attempt: int, kind: (v) => v === 'model' || v === 'fingerprint', salt: b64(64), participants: list(str, SITES), threshold: int, length: int },
+  'secagg-advert': { round: int, attempt: int, cPub: KEY, sPub: KEY },
+  'secagg-keys': { round: int, attempt: int, adverts: list(record({ index: int, cPub: KEY, sPub: KEY }), SITES) },
+  'secagg-shares': { round: int, attempt: int, shares: list(record({ to: int, iv: b64(64), ct: b64(512) }), SITES) },
+  'secagg-inbox': { round: int, attempt: int, u2: list(int, SITES), shares: list(record({ from: int, iv: b64(64), ct: b64(512) }), SITES) },
+  'secagg-masked': { round: int, attempt: int, length: int },
+  'secagg-unmask': { round: int, attempt: int, u3: list(int, SITES) },
+  'secagg-reveal': { round: int, attempt: int, b: list(record({ of: int, y: b64(128) }), SITES), s: list(record({ of: int, y: b64(128) }), SITES) },
+  'round-failed': { round: int, attempt: int, reason: str, retry: (v) => typeof v === 'boolean' },
+  'privacy-spent': { round: int, epsilon: num, delta: num, noiseMultiplier: num },
 };
 
 export interface Frame {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
+import { describePrivacy, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
@@ -33,7 +34,14 @@ const HELP = `fednnunet relay [options]
                        Browsers on other machines need it: WebCrypto (site keys) and WebGPU
                        exist only on https:// pages (or http://localhost)
   --tls-self-signed    make a self-signed certificate for this machine's LAN addresses (openssl;
-                       kept in DATA_DIR/tls and reused while valid) and serve https:// with it`;
+                       kept in DATA_DIR/tls and reused while valid) and serve https:// with it
+secure aggregation and differential privacy (docs/secure-aggregation.md):
+  --secure-agg         the relay only ever learns sums: masked updates, FFE as a secure sum
+  --threshold T        Shamir threshold (default: a majority of --sites, ⌊n/2⌋+1)
+  --clip C             L2 clip norm of each site's delta (default 100; required with DP)
+  --phase-deadline-s N deadline of each key-exchange/unmasking phase (default 120)
+  --dp-epsilon E       client-level DP: Gaussian noise for (E, δ) over --rounds (implies --secure-agg)
+  --dp-delta D         (default 1e-5)`;
 
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
@@ -57,6 +65,12 @@ const command: Command = {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-self-signed': { type: 'boolean' },
+      'secure-agg': { type: 'boolean' },
+      threshold: { type: 'string' },
+      clip: { type: 'string' },
+      'phase-deadline-s': { type: 'string' },
+      'dp-epsilon': { type: 'string' },
+      'dp-delta': { type: 'string' },
       help: { type: 'boolean' },
     }, false);
     if (values.help) {
@@ -90,6 +104,8 @@ const command: Command = {
     const port = intOption('port', values.port, 0);
     const host = values.host!;
     const tls = loadTls(values, host);
+    const privacy = privacyFromArgs(values, sites, config);
+    if (privacy) config.privacy = privacy;
     const relay = await startRelay({
       port,
       host,
@@ -100,9 +116,11 @@ const command: Command = {
       admission,
       tls,
     });
+    if (privacy) console.log(describePrivacy(privacy, sites));
+    const link = privacy ? '&secure=1' : '';
     const urls = openUrls(host, relay.port, tls !== undefined);
-    console.log(`FednnU-Net relay: open ${urls[0] ?? relay.url}?join=${config.token}`);
-    for (const u of urls.slice(1)) console.log(`  or ${u}?join=${config.token}`);
+    console.log(`FednnU-Net relay: open ${urls[0] ?? relay.url}?join=${config.token}${link}`);
+    for (const u of urls.slice(1)) console.log(`  or ${u}?join=${config.token}${link}`);
     if (tls) {
       console.log(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint256}`);
       if (values['tls-self-signed']) {

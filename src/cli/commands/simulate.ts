@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
+import { describePrivacy, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
@@ -18,7 +19,8 @@ import { TrainerSite } from '../../pipeline/trainer-site.ts';
 import { writeModelDir } from '../../infer/model-dir.ts';
 
 const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ' +
-  '[--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR]';
+  '[--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
+  '[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]';
 
 const command: Command = {
   summary: 'run a relay and N headless sites in this process; prints per-site validation Dice per round',
@@ -38,6 +40,12 @@ const command: Command = {
       backend: { type: 'string', default: 'cpu' },
       json: { type: 'string' },
       output: { type: 'string', short: 'o' },
+      'secure-agg': { type: 'boolean' },
+      threshold: { type: 'string' },
+      clip: { type: 'string' },
+      'phase-deadline-s': { type: 'string' },
+      'dp-epsilon': { type: 'string' },
+      'dp-delta': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
@@ -57,6 +65,11 @@ const command: Command = {
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
     };
+    const privacy = privacyFromArgs(values, dirs.length, config);
+    if (privacy) {
+      config.privacy = privacy;
+      console.log(describePrivacy(privacy, dirs.length));
+    }
     if (values.backend !== 'cpu') throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
     await useBackend('cpu');
 
@@ -91,7 +104,7 @@ const command: Command = {
       // Each SiteClient signs with a key it makes and holds in memory (admission: trust on first use).
       const runs: Promise<SiteResult>[] = [];
       for (const [i, site] of sites.entries()) {
-        const run = new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site }).run();
+        const run = new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site, hideCaseCount: !!privacy }).run();
         runs.push(run);
         // The next site starts once this one is admitted (or has failed).
         let failed = false;
@@ -111,6 +124,8 @@ const command: Command = {
       console.log([r - 1, ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? '')].join('\t'));
     }
     console.log([`final`, ...sites.map((s) => s.finalDice?.toFixed(4) ?? '')].join('\t'));
+    const spent = results[0].privacy.at(-1);
+    if (spent) console.log(`differential privacy: ε = ${spent.epsilon.toFixed(3)} spent after ${spent.round} rounds (δ = ${spent.delta}, noise multiplier ${spent.noiseMultiplier.toFixed(4)})`);
     const report = {
       config,
       sites: sites.map((s, i) => ({
@@ -122,6 +137,7 @@ const command: Command = {
         finalDice: s.finalDice,
         traffic: results[i].traffic,
       })),
+      ...(privacy ? { privacy: { ...privacy, spent: results[0].privacy } } : {}),
     };
     for (const [i, s] of report.sites.entries()) {
       const sent = s.traffic.reduce((a, t) => a + t.sent, 0);

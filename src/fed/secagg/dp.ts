@@ -42,6 +42,23 @@ export function epsilon(sigma: number, rounds: number, delta: number, alphas: re
 }
 
 /**
+ * (ε, best α) after rounds with different noise multipliers σ_r (a round where more sites than
+ * the noise divisor survived carries more noise): RDP Σ_r α/(2σ_r²), the same conversion.
+ */
+export function epsilonOfRounds(sigmas: readonly number[], delta: number, alphas: readonly number[] = DEFAULT_ALPHAS): { epsilon: number; alpha: number } {
+  if (sigmas.length === 0) return { epsilon: 0, alpha: Number.NaN };
+  for (const s of sigmas) checkArgs(s, 1, delta);
+  const rho = sigmas.reduce((a, s) => a + 1 / (2 * s * s), 0);
+  let best = { epsilon: Infinity, alpha: Number.NaN };
+  for (const a of alphas) {
+    if (!(a > 1)) continue;
+    const e = rho * a + Math.log(1 / delta) / (a - 1);
+    if (e < best.epsilon) best = { epsilon: e, alpha: a };
+  }
+  return best;
+}
+
+/**
  * Smallest noise multiplier σ (to relative precision `tol`) whose ε over R rounds at δ is at
  * most `targetEpsilon`. ε is decreasing in σ, so bisection on σ.
  */

@@ -19,7 +19,7 @@ import { addInto, subInto } from './quantize.ts';
 
 const subtle = () => globalThis.crypto.subtle;
 const SEED_BYTES = 32;
-const SHARE_BYTES = 48; // a 32-byte secret is 3 chunks of 16-byte field elements
+export const SHARE_BYTES = 48; // a 32-byte secret is 3 chunks of 16-byte field elements
 const EC = { name: 'ECDH', namedCurve: 'P-256' } as const;
 const enc = new TextEncoder();
 /** A copy backed by a plain ArrayBuffer (what WebCrypto's BufferSource type asks for). */
@@ -243,16 +243,27 @@ export class SecAggSite {
  */
 export async function unmaskSum(cfg: RoundConfig, u2: SiteAdvert[], masked: Map<number, Uint32Array>, reveals: UnmaskReveal[]): Promise<Uint32Array> {
   checkConfig(cfg);
-  const byId = new Map(u2.map((a) => [a.id, a]));
-  const u3 = [...masked.keys()];
-  if (u3.length < cfg.t) throw new Error(`only ${u3.length} masked vectors, threshold is ${cfg.t}`);
-  if (reveals.length < cfg.t) throw new Error(`only ${reveals.length} sites answered the unmasking round, threshold is ${cfg.t}`);
-  for (const i of u3) if (!byId.has(i)) throw new Error(`masked vector from ${i}, which is not in U2`);
   const sum = new Uint32Array(cfg.length);
   for (const v of masked.values()) {
     if (v.length !== cfg.length) throw new Error(`masked vector of ${v.length} words, round expects ${cfg.length}`);
     addInto(sum, v);
   }
+  return removeMasks(cfg, u2, [...masked.keys()], sum, reveals);
+}
+
+/**
+ * The same from the running sum of the U3 masked vectors (what a relay keeps: one vector, not
+ * one per site). Removes the self-masks of U3 and the pairwise masks of U2∖U3, in place.
+ */
+export async function removeMasks(cfg: RoundConfig, u2: SiteAdvert[], u3: number[], sum: Uint32Array, reveals: UnmaskReveal[]): Promise<Uint32Array> {
+  checkConfig(cfg);
+  const byId = new Map(u2.map((a) => [a.id, a]));
+  const inU3 = new Set(u3);
+  if (inU3.size !== u3.length) throw new Error('U3 lists a site twice');
+  if (u3.length < cfg.t) throw new Error(`only ${u3.length} masked vectors, threshold is ${cfg.t}`);
+  if (reveals.length < cfg.t) throw new Error(`only ${reveals.length} sites answered the unmasking round, threshold is ${cfg.t}`);
+  if (sum.length !== cfg.length) throw new Error(`sum of ${sum.length} words, round expects ${cfg.length}`);
+  for (const i of u3) if (!byId.has(i)) throw new Error(`masked vector from ${i}, which is not in U2`);
   const sharesOf = (j: number, kind: 'bShares' | 'sShares'): Share[] =>
     reveals.map((r) => r[kind].get(j)).filter((s): s is Share => s !== undefined);
   for (const i of u3) {
@@ -260,7 +271,7 @@ export async function unmaskSum(cfg: RoundConfig, u2: SiteAdvert[], masked: Map<
     subInto(sum, await prg(b, cfg.length));
   }
   for (const d of u2) {
-    if (masked.has(d.id)) continue;
+    if (inU3.has(d.id)) continue;
     const sk = await importPrivate(combine(sharesOf(d.id, 'sShares'), cfg.t, SEED_BYTES), d.sPub);
     for (const i of u3) {
       const m = await prg(await pairSeed(sk, d.id, i, byId.get(i)!.sPub, cfg.roundId), cfg.length);

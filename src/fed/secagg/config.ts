@@ -1,0 +1,62 @@
+// The relay's choice of secure-aggregation and DP parameters (PrivacyConfig), made once before any
+// site joins so every site quantises and lays out its vectors the same way.
+import type { FederationConfig, PrivacyConfig } from '../protocol.ts';
+import { noiseMultiplier } from './dp.ts';
+import { chooseFracBits, elementBound, noiseDivisor } from './vector.ts';
+
+export interface PrivacyOptions {
+  /** Shamir threshold; default a majority, ⌊n/2⌋ + 1 (at least 2). */
+  threshold?: number;
+  /** L2 clip norm C of each site's delta (default 100 without DP; required with DP). */
+  clip?: number;
+  /** Target (ε, δ) over the planned rounds: turns on client-level DP. */
+  dpEpsilon?: number;
+  dpDelta?: number;
+  maxWeight?: number;
+  phaseDeadlineMs?: number;
+  ffeCells?: number;
+  ffeChannels?: number;
+}
+
+export const DEFAULT_CLIP = 100;
+export const DEFAULT_DP_DELTA = 1e-5;
+
+/**
+ * Majority: it tolerates ⌈n/2⌉ − 1 sites dropping out of a round, and any t − 1 sites colluding
+ * with the relay (fewer than half) still cannot unmask one site's update. It is also the
+ * condition under which two disjoint groups of survivors can never both reach t.
+ */
+export function defaultThreshold(n: number): number {
+  return Math.max(2, Math.floor(n / 2) + 1);
+}
+
+/** Validated privacy settings for a federation of `sites` sites and the given round settings. */
+export function privacyConfig(sites: number, fed: Pick<FederationConfig, 'rounds' | 'weighting' | 'minSites'>, o: PrivacyOptions = {}): PrivacyConfig {
+  if (!Number.isInteger(sites) || sites < 2) throw new Error(`secure aggregation needs at least 2 sites, got ${sites}`);
+  const threshold = o.threshold ?? defaultThreshold(sites);
+  if (!Number.isInteger(threshold) || threshold < 2 || threshold > sites) throw new Error(`threshold must be an integer in 2..${sites} (the number of sites), got ${threshold}`);
+  const dpOn = o.dpEpsilon !== undefined;
+  if (!dpOn && o.dpDelta !== undefined) throw new Error('a DP delta without a DP epsilon: give the target epsilon too');
+  if (dpOn && o.clip === undefined) throw new Error('differential privacy needs an explicit clip norm C (--clip): the noise is σ·C');
+  if (dpOn && fed.weighting !== 'uniform') throw new Error('differential privacy needs uniform weighting (each site\'s contribution is bounded by the clip norm, not by its case count)');
+  const clip = o.clip ?? DEFAULT_CLIP;
+  if (!(clip > 0) || !Number.isFinite(clip)) throw new Error(`clip norm must be positive, got ${clip}`);
+  const maxWeight = o.maxWeight ?? 1000;
+  let dp: PrivacyConfig['dp'];
+  if (dpOn) {
+    const delta = o.dpDelta ?? DEFAULT_DP_DELTA;
+    if (!(o.dpEpsilon! > 0) || !Number.isFinite(o.dpEpsilon)) throw new Error(`DP epsilon must be positive, got ${o.dpEpsilon}`);
+    if (!(delta > 0 && delta < 1)) throw new Error(`DP delta must be in (0, 1), got ${delta}`);
+    dp = { epsilon: o.dpEpsilon!, delta, noiseMultiplier: noiseMultiplier(o.dpEpsilon!, delta, fed.rounds) };
+  }
+  const base = { clip, maxWeight, dp };
+  const divisor = noiseDivisor({ minSites: fed.minSites, privacy: { threshold } });
+  const fracBits = chooseFracBits(sites, elementBound(base, fed.weighting, divisor));
+  return {
+    secureAggregation: true, threshold, clip, fracBits, maxWeight,
+    phaseDeadlineMs: o.phaseDeadlineMs ?? 120_000,
+    ffeCells: o.ffeCells ?? 3072,
+    ffeChannels: o.ffeChannels ?? 4,
+    ...(dp ? { dp } : {}),
+  };
+}
