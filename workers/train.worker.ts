@@ -72,13 +72,16 @@ export interface FederateRequest {
   /** webgpu: tfjs' stock kernels instead of ours (slower; the fallback switch). */
   stockKernels?: boolean;
   seed?: number;
+  /** The join link says the federation is secure (…&secure=1): hello carries no case count. */
+  hideCaseCount?: boolean;
 }
 
 export type FederateEvent =
   | { type: 'log'; message: string }
   | { type: 'sent'; message: string; bytes: number; round?: number; tensors?: number }
   | { type: 'round'; round: number; rounds: number; seconds: number; metrics: Record<string, number> }
-  | { type: 'done'; rounds: number; shared: number; local: number; modelIds: string[]; globalDigest: string };
+  | { type: 'done'; rounds: number; shared: number; local: number; modelIds: string[]; globalDigest: string }
+  | { type: 'privacy'; round: number; epsilon: number; delta: number };
 
 let fedClient: SiteClient | undefined;
 
@@ -185,6 +188,8 @@ const api = {
       log: (m) => onEvent({ type: 'log', message: m }),
       // Mirror every outgoing message to the page's "What leaves this browser" panel.
       onSent: (m) => onEvent({ type: 'sent', message: m.type, bytes: m.bytes, round: m.round, tensors: m.tensors?.length }),
+      hideCaseCount: req.hideCaseCount,
+      onPrivacy: (p) => onEvent({ type: 'privacy', round: p.round, epsilon: p.epsilon, delta: p.delta }),
     });
     fedClient = client;
     try {

@@ -25,6 +25,9 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const log = el('ol', { id: 'fed-log', class: 'log' });
   const chart = lineChart('Loss and pseudo-Dice per round (this site)');
   const eta = el('p', { id: 'fed-eta', class: 'muted' });
+  // Secure aggregation with DP: the relay's ε spent so far (the privacy budget used).
+  const privacy = el('p', { id: 'fed-privacy', class: 'muted' });
+  const secure = params.get('secure') === '1';
   const perRound: { loss: Array<[number, number]>; dice: Array<[number, number]> } = { loss: [], dice: [] };
   // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
   const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, el('option', { value: 'ffe' }, 'FFE (one shared plan)'), el('option', { value: 'asym' }, 'AsymFedAvg (local plans)'), el('option', { value: 'fedavg' }, 'FedAvg'));
@@ -45,7 +48,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('p', { class: 'muted' }, 'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights to the relay.'),
       el('div', { class: 'row' }, el('label', {}, 'Relay ', relay), el('label', {}, 'Join code ', token), el('label', {}, 'Site name ', siteName)),
       el('div', { class: 'row' }, dataset, backend, el('label', {}, tiny, ' small network, patch '), tinyPatch),
-      el('div', { class: 'row' }, join, leave), status, eta, chart.el, log,
+      el('div', { class: 'row' }, join, leave), status, eta, privacy, chart.el, log,
       el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), wsJoin)),
     el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
@@ -60,6 +63,10 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     else if (e.type === 'round') {
       status.textContent = `round ${e.round} trained: loss ${e.metrics.loss?.toFixed(4) ?? '?'}${e.metrics.pseudoDice !== undefined ? `, pseudo-Dice ${e.metrics.pseudoDice.toFixed(3)}` : ''}`;
       status.dataset.round = String(e.round);
+    } else if (e.type === 'privacy') {
+      privacy.textContent = `Differential privacy: ε = ${e.epsilon.toFixed(2)} spent after round ${e.round} (δ = ${e.delta}).`;
+      privacy.dataset.epsilon = String(e.epsilon);
+      privacy.dataset.round = String(e.round);
     } else if (e.type === 'sent') {
       total += e.bytes;
       egress.append(el('tr', { 'data-type': e.message }, el('td', {}, e.message), el('td', {}, e.round === undefined ? '' : String(e.round)), el('td', {}, e.tensors === undefined ? '' : String(e.tensors)), el('td', {}, formatBytes(e.bytes))));
@@ -110,6 +117,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       relayUrl: via === 'relay' ? relay.value.trim() : `workshop:${code}`, token: code, datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
       tiny: (tiny as HTMLInputElement).checked ? { patch: Number((tinyPatch as HTMLInputElement).value) } : false,
       backend: backend.value as 'webgpu' | 'cpu',
+      hideCaseCount: secure,
     }, link);
   }
   join.addEventListener('click', () => void joinVia('relay'));
@@ -164,7 +172,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     status.dataset.rejoined = 'true';
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
     const link = m.relayUrl.startsWith('workshop:') ? await workshopLink(m.token) : undefined;
-    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend }, link);
+    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend, hideCaseCount: secure }, link);
   }
   leave.addEventListener('click', () => void train.leaveFederation());
 
