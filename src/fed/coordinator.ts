@@ -470,7 +470,8 @@ export class Coordinator {
     if (!this.s.sites.every((x) => this.connected.has(x.siteId))) return [];
     const layout = ffeLayout(p.ffeCells, p.ffeChannels);
     const sites = this.s.sites.map((x) => x.siteId);
-    this.secure = this.newSecureRound('fingerprint', 0, sites, layout.length, this.opts.now() + p.phaseDeadlineMs, sites.length);
+    // Sites fingerprint their data before uploading: the round deadline applies, as for training.
+    this.secure = this.newSecureRound('fingerprint', 0, sites, layout.length, this.opts.now() + this.s.config.roundDeadlineMs, sites.length);
     this.opts.log(`FFE: secure sum of ${sites.length} fingerprint summaries (attempt ${this.secureAttempts})`);
     return this.secure.start();
   }

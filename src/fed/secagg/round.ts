@@ -16,6 +16,8 @@ import { fromB64, IV_BYTES, PUBKEY_BYTES, SEALED_BYTES, wordsOf } from './wire.t
 import type { Share } from './shamir.ts';
 
 export type SecurePhase = 'advert' | 'shares' | 'masked' | 'unmask' | 'computing' | 'over';
+const ORDER: SecurePhase[] = ['advert', 'shares', 'masked', 'unmask', 'computing', 'over'];
+const PHASE_OF: Record<string, SecurePhase> = { 'secagg-advert': 'advert', 'secagg-shares': 'shares', 'secagg-masked': 'masked', 'secagg-reveal': 'unmask' };
 
 export interface SecureRoundOptions {
   open: SecaggOpen;
@@ -98,6 +100,12 @@ export class SecureRound {
     if (k === undefined) {
       this.log(`ignored ${m.type} from ${siteId}, which is not a participant of ${this.tag()}`);
       return { out: [] };
+    }
+    const phase = PHASE_OF[m.type];
+    if (phase && ORDER.indexOf(phase) < ORDER.indexOf(this.phase)) {
+      // Too late (its phase closed at the deadline): not an error of the site's.
+      this.log(`${this.tag()}: ${m.type} from ${siteId} arrived after its phase closed`);
+      return { out: m.type === 'secagg-masked' ? [{ to: siteId, message: { type: 'update-result', round: this.round, accepted: false, reason: 'the masked update arrived after the deadline' } }] : [] };
     }
     try {
       switch (m.type) {
