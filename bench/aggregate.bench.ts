@@ -3,33 +3,9 @@
 // Memory is the process' peak RSS growth over the run (one model in memory, not one per site).
 import { StreamingMean } from '../src/fed/aggregate.ts';
 import { decodeWeights, encodeWeights } from '../src/fed/codec.ts';
-import type { NamedWeights, WeightSpec } from '../src/model/named-weights.ts';
+import type { NamedWeights } from '../src/model/named-weights.ts';
 import { randomArray } from '../src/util/rng.ts';
-
-// 5-stage 3D PlainConvUNet, features 32..320, 3x3x3 kernels: the same tensor sizes as the 801 plan.
-function spec801(): WeightSpec {
-  const f = [32, 64, 128, 256, 320, 320].slice(0, 6);
-  const s: WeightSpec = [];
-  let cin = 1;
-  f.forEach((c, i) => {
-    for (let j = 0; j < 2; j++) {
-      s.push({ name: `encoder.stages.${i}.0.convs.${j}.conv.weight`, shape: [c, j ? c : cin, 3, 3, 3] });
-      for (const p of ['conv.bias', 'norm.weight', 'norm.bias']) s.push({ name: `encoder.stages.${i}.0.convs.${j}.${p}`, shape: [c] });
-    }
-    cin = c;
-  });
-  for (let j = 0; j < f.length - 1; j++) {
-    const up = f[f.length - 1 - j];
-    const c = f[f.length - 2 - j];
-    s.push({ name: `decoder.transpconvs.${j}.weight`, shape: [up, c, 2, 2, 2] }, { name: `decoder.transpconvs.${j}.bias`, shape: [c] });
-    for (let k = 0; k < 2; k++) {
-      s.push({ name: `decoder.stages.${j}.convs.${k}.conv.weight`, shape: [c, k ? c : 2 * c, 3, 3, 3] });
-      for (const p of ['conv.bias', 'norm.weight', 'norm.bias']) s.push({ name: `decoder.stages.${j}.convs.${k}.${p}`, shape: [c] });
-    }
-    s.push({ name: `decoder.seg_layers.${j}.weight`, shape: [3, c, 1, 1, 1] }, { name: `decoder.seg_layers.${j}.bias`, shape: [3] });
-  }
-  return s;
-}
+import { spec801 } from './spec801.ts';
 
 const spec = spec801();
 const params = spec.reduce((a, e) => a + e.shape.reduce((x, y) => x * y, 1), 0);
