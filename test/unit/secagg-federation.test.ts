@@ -10,7 +10,7 @@ import { subInto } from '../../src/fed/secagg/quantize.ts';
 import { fromB64, wordsOf } from '../../src/fed/secagg/wire.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { memFederation, type Drop, type MemFederation } from './helpers/mem-federation.ts';
+import { frames, handSite, memFederation, type Drop, type MemFederation } from './helpers/mem-federation.ts';
 
 const layout: WeightSpec = [
   { name: 'encoder.stages.0.0.convs.0.conv.weight', shape: [64, 8, 3, 3, 3] },
@@ -42,11 +42,16 @@ async function initialGlobal(seed: number): Promise<NamedWeights> {
   return t.w;
 }
 
-const decoded = (f: MemFederation, from: 'received' | 'sent') => f[from].map((r) => ({ site: r.site, ...decodeMessage(r.bytes) }));
+const decoded = (f: MemFederation, from: 'received' | 'sent') => frames(f[from]);
 
 /** max |(relay's new global − initial global) − mean of the clipped deltas of `ids`| and the bound. */
+/** The trainer of the site that joined first: its initial weights became the global model. */
+function firstSite<T>(f: MemFederation, trainers: T[]): T {
+  return trainers[Number(f.host.coordinator.roster()[0].siteName.slice(4))];
+}
+
 async function aggregateError(f: MemFederation, trainers: Recorder[], ids: number[], clip = Infinity) {
-  const g0 = await initialGlobal(trainers[0].seed);
+  const g0 = await initialGlobal(firstSite(f, trainers).seed);
   const g1 = f.host.coordinator.global!;
   const f_ = f.host.coordinator.snapshot.config.privacy!.fracBits;
   const clipped = ids.map((i) => {
@@ -134,10 +139,10 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
   });
 
   const dropCases: Array<[string, number | undefined, Drop[], number[]]> = [
-    ['one site leaves after uploading its masked update', undefined, [{ site: 4, after: 'sent', type: 'secagg-masked' }], [0, 1, 2, 3, 4]],
-    ['two sites leave after uploading', undefined, [{ site: 3, after: 'sent', type: 'secagg-masked' }, { site: 4, after: 'sent', type: 'secagg-masked' }], [0, 1, 2, 3, 4]],
-    ['one leaves before uploading (its masks are removed through its key shares), one after', undefined, [{ site: 2, after: 'received', type: 'secagg-inbox' }, { site: 4, after: 'sent', type: 'secagg-masked' }], [0, 1, 3, 4]],
-    ['with t = 2: one leaves before uploading and two after', 2, [{ site: 1, after: 'received', type: 'secagg-inbox' }, { site: 3, after: 'sent', type: 'secagg-masked' }, { site: 4, after: 'sent', type: 'secagg-masked' }], [0, 2, 3, 4]],
+    ['one site leaves after uploading its masked update', undefined, [{ site: 4, after: 'received', type: 'update-result', round: 1 }], [0, 1, 2, 3, 4]],
+    ['two sites leave after uploading', undefined, [{ site: 3, after: 'received', type: 'update-result', round: 1 }, { site: 4, after: 'received', type: 'update-result', round: 1 }], [0, 1, 2, 3, 4]],
+    ['one leaves before uploading (its masks are removed through its key shares), one after', undefined, [{ site: 2, after: 'received', type: 'secagg-inbox' }, { site: 4, after: 'received', type: 'update-result', round: 1 }], [0, 1, 3, 4]],
+    ['with t = 2: one leaves before uploading and two after', 2, [{ site: 1, after: 'received', type: 'secagg-inbox' }, { site: 3, after: 'received', type: 'update-result', round: 1 }, { site: 4, after: 'received', type: 'update-result', round: 1 }], [0, 2, 3, 4]],
   ];
   it.each(dropCases)('(b) 5 sites, %s: the round completes with the sum of the sites whose vectors arrived', async (_name, threshold, drops, u3) => {
     const trainers = Array.from({ length: 5 }, (_, i) => new Recorder(layout, i + 1));
@@ -154,7 +159,7 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
 
   it('(c) fewer than t sites answer the unmasking round: the round fails cleanly, the global model is kept, no retry below the quorum', async () => {
     const trainers = Array.from({ length: 5 }, (_, i) => new Recorder(layout, i + 1));
-    const drops: Drop[] = [{ site: 1, after: 'received', type: 'secagg-inbox' }, { site: 3, after: 'sent', type: 'secagg-masked' }, { site: 4, after: 'sent', type: 'secagg-masked' }];
+    const drops: Drop[] = [{ site: 1, after: 'received', type: 'secagg-inbox' }, { site: 3, after: 'received', type: 'update-result', round: 1 }, { site: 4, after: 'received', type: 'update-result', round: 1 }];
     const f = memFederation({ config: secureConfig(5), trainers, drops });
     const c = f.host.coordinator;
     for (let i = 0; i < 300 && !decoded(f, 'sent').some((m) => m.message.type === 'round-failed'); i++) await new Promise((ok) => setTimeout(ok, 10));
@@ -164,7 +169,7 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     expect(msg.reason).toBe('round 1 failed: only 2 of the 4 sites with a masked update answered the unmasking round; secure aggregation needs 3; the initial model is kept');
     expect(msg.retry).toBe(true);
     // Previous global kept, nothing recorded, and no new attempt with only 2 < 3 sites connected.
-    const g0 = await initialGlobal(1);
+    const g0 = await initialGlobal(firstSite(f, trainers).seed);
     for (const [name, t] of c.global!) expect([...t.data]).toEqual([...g0.get(name)!.data]);
     expect(c.snapshot.history).toEqual([]);
     expect(c.phase).toBe('rounds');
@@ -206,10 +211,10 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     const trainers = [new Recorder(layout, 1), new Recorder(layout, 2)];
     const f = memFederation({ config: secureConfig(3, { minSites: 2, roundDeadlineMs: 1500 }, { threshold: 2 }), trainers });
     const replies: Message[] = [];
-    const send = (m: Message, payload?: Uint8Array) => link.onMessage(encodeMessage(m, payload));
-    const link = f.host.accept({ send: (b) => void replies.push(decodeMessage(b).message), close: () => undefined });
     // Join last, so an honest site is the first (it sends the initial model).
     for (let i = 0; i < 300 && f.host.coordinator.roster().length < 2; i++) await new Promise((ok) => setTimeout(ok, 5));
+    const link = await handSite(f.host, (fr) => replies.push(fr.message));
+    const send = (m: Message, payload?: Uint8Array) => link.send(encodeMessage(m, payload));
     send({ type: 'hello', token: 'mem', siteName: 'evil', numCases: 0 });
     send({ type: 'spec', spec: layout });
     for (let i = 0; i < 300 && !replies.some((m) => m.type === 'secagg-open'); i++) await new Promise((ok) => setTimeout(ok, 10));
@@ -220,6 +225,7 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     send({ type: 'secagg-advert', round: open.round, attempt: open.attempt, cPub: 'not base64!', sPub: 'AAAA' });
     // Well-formed base64 of the wrong length.
     send({ type: 'secagg-advert', round: open.round, attempt: open.attempt, cPub: 'AAAA', sPub: 'AAAA' });
+    for (let i = 0; i < 300 && replies.filter((m) => m.type === 'error' || m.type === 'update-result').length < 4; i++) await new Promise((ok) => setTimeout(ok, 10));
     const texts = replies.filter((m) => m.type === 'error' || m.type === 'update-result').map((m) => (m.type === 'error' ? m.message : (m as any).reason));
     expect(texts).toEqual([
       'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear',

@@ -6,7 +6,7 @@ import { aggregatePrivateSummaries, fingerprintFromSummary, summarizeFingerprint
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { planExperiment } from '../../src/plan/planner.ts';
 import type { DatasetJson } from '../../src/plan/types.ts';
-import { decodeMessage, type FederationConfig } from '../../src/fed/protocol.ts';
+import type { FederationConfig } from '../../src/fed/protocol.ts';
 import { decodeSummarySum, encodeSummary, ffeLayout, fixedPoint } from '../../src/fed/secagg/ffe-vector.ts';
 import { addInto } from '../../src/fed/secagg/quantize.ts';
 import { defaultThreshold, privacyConfig } from '../../src/fed/secagg/config.ts';
@@ -16,7 +16,7 @@ import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts'
 import { REFERENCE } from '../shared-path.ts';
 import { readJson } from './plan-fixtures.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { memFederation } from './helpers/mem-federation.ts';
+import { frameOf, memFederation } from './helpers/mem-federation.ts';
 
 const fingerprint = (d: string) => readJson<DatasetFingerprint>(join(REFERENCE, 'fingerprints', d, 'dataset_fingerprint.json'));
 const datasetJson = (d: string) => readJson<DatasetJson>(join(REFERENCE, 'raw', d, 'dataset.json'));
@@ -84,7 +84,7 @@ describe('secure FFE: the private summary as a fixed-length sum', () => {
     const base = { method: 'ffe' as const, configuration: '3d_fullres' as const, rounds: 1, itersPerRound: 1, minSites: 3, roundDeadlineMs: 5000, weighting: 'uniform' as const, encoding: 'fp32' as const };
     const f = memFederation({ config: { ...base, expectedSites: 3, privacy: privacyConfig(3, base, { phaseDeadlineMs: 2000 }) }, trainers });
     await f.survivors();
-    const types = new Set(f.received.map((r) => decodeMessage(r.bytes).message.type));
+    const types = new Set(f.received.map((r) => frameOf(r.bytes)!.message.type));
     expect(types.has('fingerprint')).toBe(false);
     const want = fingerprintFromSummary(aggregatePrivateSummaries(ds.map((d) => summarizeFingerprint(fingerprint(d)))));
     for (const [i, t] of trainers.entries()) {
@@ -114,7 +114,7 @@ describe('model rounds under secure aggregation: AsymFedAvg and case weighting',
     const f = memFederation({ config: cfg({}, 3), trainers: [a, b, c] });
     const results = await f.survivors();
     expect(results[0].shared.map((e) => e.name)).toEqual([base[1].name, base[2].name]);
-    const lengths = f.received.map((r) => decodeMessage(r.bytes).message).filter((m) => m.type === 'secagg-masked').map((m) => (m as any).length);
+    const lengths = f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'secagg-masked').map((m) => (m as any).length);
     expect(new Set(lengths)).toEqual(new Set([4 + 12 + 1]));
     // All three end on the same shared weights; their local layers are their own.
     for (const n of [base[1].name, base[2].name]) {
@@ -130,9 +130,10 @@ describe('model rounds under secure aggregation: AsymFedAvg and case weighting',
     const f = memFederation({ config: cfg({ method: 'fedavg', weighting: 'cases', rounds: 1 }, 3), trainers });
     await f.survivors();
     // hello says 0 cases; the relay's only case information is the unmasked total.
-    expect(f.received.map((r) => decodeMessage(r.bytes).message).filter((m) => m.type === 'hello').map((m) => (m as any).numCases)).toEqual([0, 0, 0]);
-    // Closed form: w1 = w0 + Σ n_i·0.5(target_i − w0)/Σ n_i with w0 = site 1's initial weights.
-    const init = new MockTrainer(base, 1);
+    expect(f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'hello').map((m) => (m as any).numCases)).toEqual([0, 0, 0]);
+    // Closed form: w1 = w0 + Σ n_i·0.5(target_i − w0)/Σ n_i with w0 = the first site's initial weights.
+    const first = trainers[Number(f.host.coordinator.roster()[0].siteName.slice(4))];
+    const init = new MockTrainer(base, first.seed);
     await init.prepare(null, {} as FederationConfig);
     const name = base[0].name;
     const g = f.host.coordinator.global!.get(name)!.data;
