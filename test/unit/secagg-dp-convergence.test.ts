@@ -63,9 +63,10 @@ describe('secure aggregation + DP on the phantom federation (tiny net, cpu)', ()
         expect(spent.at(-1)!.epsilon).toBeGreaterThan(0.99 * EPSILON);
       }
       // Converged: the training loss fell by over a third, and nnU-Net's online pseudo-Dice over the
-      // last three rounds is well above the first round's (0.25 here). Without DP: 0.49 and 0.56.
+      // last three rounds is well above the first rounds' (0.25 here). Without DP: 0.49 and 0.56; four
+      // runs at ε = 500 (the noise is not seeded): 0.54–0.56 and 0.49–0.54.
       expect(loss(ROUNDS - 1)).toBeLessThan(0.65 * loss(0));
-      expect((dice(ROUNDS - 1) + dice(ROUNDS - 2) + dice(ROUNDS - 3)) / 3).toBeGreaterThan(0.45);
+      expect((dice(ROUNDS - 1) + dice(ROUNDS - 2) + dice(ROUNDS - 3)) / 3).toBeGreaterThan(0.4);
       if (process.env.SECAGG_DP_FINAL_DICE) {
         // Sliding-window Dice on each site's held-out case (slow at patch 8: for the docs only).
         const finals = [];
