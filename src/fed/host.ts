@@ -121,12 +121,18 @@ export class FederationHost {
       onMessage: (bytes) => {
         queue = queue.then(() => onFrame(bytes)).catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
       },
+      // Frames that arrived before the close are still being verified: handle them first (a
+      // site may send its update and leave at once), then the disconnect.
       onClose: () => {
-        ended = true;
-        if (siteId && this.links.get(siteId) === link) {
-          this.links.delete(siteId);
-          this.route(undefined, this.coordinator.disconnected(siteId));
-        }
+        queue = queue
+          .then(() => {
+            ended = true;
+            if (siteId && this.links.get(siteId) === link) {
+              this.links.delete(siteId);
+              this.route(undefined, this.coordinator.disconnected(siteId));
+            }
+          })
+          .catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
       },
     };
   }

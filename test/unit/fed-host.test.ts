@@ -117,3 +117,23 @@ describe('the workshop host: the coordinator in a tab, sites over data channels'
     await expect(client.run()).rejects.toThrow(/token/);
   });
 });
+
+describe('a connection that closes right after sending', () => {
+  it('its frames still being verified are handled before the disconnect', async () => {
+    const { ephemeralIdentity } = await import('../../src/fed/identity/site-key.ts');
+    const { decodeChallenge, sealFrame } = await import('../../src/fed/identity/envelope.ts');
+    const { encodeMessage } = await import('../../src/fed/protocol.ts');
+    const host = new FederationHost({ config: { method: 'fedavg', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'right' } });
+    const sent: Uint8Array[] = [];
+    const handlers = host.accept({ send: (b) => void sent.push(b), close: () => undefined });
+    const id = await ephemeralIdentity();
+    const hello = await sealFrame(id, decodeChallenge(sent[0]), 0, encodeMessage({ type: 'hello', token: 'right', siteName: 'quick', numCases: 3 }), true);
+    // The hello arrives and the connection closes in the same tick, while the signature check
+    // (asynchronous WebCrypto) is still running.
+    handlers.onMessage(hello);
+    handlers.onClose();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(host.coordinator.roster()).toEqual([expect.objectContaining({ siteName: 'quick', numCases: 3, connected: false })]);
+    host.close();
+  });
+});
