@@ -122,8 +122,10 @@ export class Coordinator {
       normFactor: 10,
       newSiteId: () => `site-${++this.idCounter}-${Math.random().toString(36).slice(2, 8)}`,
       emit: () => undefined,
-      ...opts,
-      // An explicit `admission: undefined` (a relay without --registry) means the default too.
+      // An option given as undefined (e.g. `admission` of a relay without --registry, or a
+      // `log` a caller did not set) means its default, not "none".
+      ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+      config: opts.config,
       admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;

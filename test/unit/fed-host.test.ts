@@ -137,3 +137,14 @@ describe('a connection that closes right after sending', () => {
     host.close();
   });
 });
+
+describe('Coordinator options', () => {
+  it('an option passed as undefined takes its default (log, persist, emit)', async () => {
+    const { Coordinator } = await import('../../src/fed/coordinator.ts');
+    const c = new Coordinator({ config: { method: 'fedavg', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1, token: 't' }, log: undefined, persist: undefined, emit: undefined });
+    expect(() => c.startNow()).toThrow(/no site/);
+    // A refusal is logged: with `log: undefined` spread over the defaults this threw a TypeError.
+    const r = c.handle(undefined, { type: 'hello', token: 'wrong', siteName: 'x', numCases: 1 }, new Uint8Array(0));
+    expect(r.out.map((o) => o.message.type)).toEqual(['refused']);
+  });
+});
