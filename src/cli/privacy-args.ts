@@ -12,6 +12,16 @@ export interface PrivacyArgs {
   'dp-delta'?: string;
 }
 
+/** Their parseArgs declarations, spread into each command's options. */
+export const PRIVACY_OPTIONS = {
+  'secure-agg': { type: 'boolean' },
+  threshold: { type: 'string' },
+  clip: { type: 'string' },
+  'phase-deadline-s': { type: 'string' },
+  'dp-epsilon': { type: 'string' },
+  'dp-delta': { type: 'string' },
+} as const;
+
 function positive(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);

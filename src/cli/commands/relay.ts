@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
-import { describePrivacy, privacyFromArgs } from '../privacy-args.ts';
+import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
@@ -65,12 +65,7 @@ const command: Command = {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-self-signed': { type: 'boolean' },
-      'secure-agg': { type: 'boolean' },
-      threshold: { type: 'string' },
-      clip: { type: 'string' },
-      'phase-deadline-s': { type: 'string' },
-      'dp-epsilon': { type: 'string' },
-      'dp-delta': { type: 'string' },
+      ...PRIVACY_OPTIONS,
       help: { type: 'boolean' },
     }, false);
     if (values.help) {

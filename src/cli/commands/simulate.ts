@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
-import { describePrivacy, privacyFromArgs } from '../privacy-args.ts';
+import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
@@ -40,12 +40,7 @@ const command: Command = {
       backend: { type: 'string', default: 'cpu' },
       json: { type: 'string' },
       output: { type: 'string', short: 'o' },
-      'secure-agg': { type: 'boolean' },
-      threshold: { type: 'string' },
-      clip: { type: 'string' },
-      'phase-deadline-s': { type: 'string' },
-      'dp-epsilon': { type: 'string' },
-      'dp-delta': { type: 'string' },
+      ...PRIVACY_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
