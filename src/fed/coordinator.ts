@@ -16,10 +16,14 @@
 // With `config.privacy` (secure aggregation) the fingerprint phase and every round run as secure
 // rounds (secagg/round.ts): the relay only ever unmasks sums, and refuses plain fingerprints and
 // plain updates (the initial model, an untrained network, is the one plain upload).
+// `privacyAtStart` (the workshop host) asks for secure aggregation whose config — the threshold
+// and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
+// joined then; sites learn it from the `welcome` sent to all of them at that moment.
 import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
-import { SecureRound, type SecureStep } from './secagg/round.ts';
+import { SecureRound, type SecurePhase, type SecureStep } from './secagg/round.ts';
+import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
 import { decodeSum, noiseDivisor, vectorLength } from './secagg/vector.ts';
 import { decodeSummarySum, ffeLayout } from './secagg/ffe-vector.ts';
 import { epsilonOfRounds } from './secagg/dp.ts';
@@ -53,6 +57,8 @@ export interface CoordinatorSnapshot {
   /** Global weights of the shared subset, fp32-encoded. */
   global?: EncodedWeights;
   history: RoundRecord[];
+  /** Secure aggregation asked for, its config not yet fixed (join phase; see privacyAtStart). */
+  privacyAtStart?: PrivacyOptions;
 }
 
 export interface RoundRecord {
@@ -87,6 +93,20 @@ export interface CoordinatorOptions {
   admission?: AdmissionPolicy;
   /** Messages produced later, by asynchronous work (unmasking a secure round's sum). */
   emit?: (out: Outgoing[]) => void;
+  /**
+   * Secure aggregation whose PrivacyConfig is made at start (startNow, or `expectedSites`
+   * reached) for the number of sites joined then; instead of `config.privacy`.
+   */
+  privacyAtStart?: PrivacyOptions;
+}
+
+/** The open secure attempt, for a status line. */
+export interface SecureStatus {
+  round: number;
+  attempt: number;
+  kind: 'model' | 'fingerprint';
+  phase: SecurePhase;
+  participants: number;
 }
 
 /** Attempts of one secure round (fresh keys each) before the federation gives up. */
@@ -106,7 +126,7 @@ export class Coordinator {
   private open?: OpenRound;
   private globalWeights?: NamedWeights;
   private readonly acceptedNorms: number[] = [];
-  private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
+  private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
   private idCounter = 0;
   /** The open secure attempt (fingerprint phase or the open round), if any. */
   private secure?: SecureRound;
@@ -129,7 +149,13 @@ export class Coordinator {
       admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;
-    this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [] };
+    const pending = opts.privacyAtStart;
+    if (pending) {
+      // Refused now rather than at start, when participants are already waiting.
+      if (config.privacy) throw new Error('privacyAtStart and config.privacy both given: one secure-aggregation config only');
+      checkPrivacyOptions(config, pending);
+    }
+    this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [], ...(pending ? { privacyAtStart: pending } : {}) };
     if (restored?.global) this.globalWeights = decodeWeights(restored.global.entries, restored.global.payload);
   }
 
@@ -144,6 +170,11 @@ export class Coordinator {
   }
   get global(): NamedWeights | undefined {
     return this.globalWeights;
+  }
+  /** The secure attempt under way (FFE or the open round), if any. */
+  get secureStatus(): SecureStatus | undefined {
+    const r = this.secure;
+    return r && { round: r.round, attempt: r.attempt, kind: r.kind, phase: r.phase, participants: r.participants.length };
   }
 
   /** A transport-level disconnect. The site stays in the roster and may come back. */
@@ -181,11 +212,10 @@ export class Coordinator {
     if (this.s.phase !== 'join') throw new Error(`the federation has already started (phase ${this.s.phase})`);
     const n = this.s.sites.length;
     if (n === 0) throw new Error('no site has joined yet');
-    const t = this.s.config.privacy?.threshold;
+    const pending = this.s.privacyAtStart;
+    const t = this.s.config.privacy?.threshold ?? (pending ? pending.threshold ?? 2 : undefined);
     if (t !== undefined && n < t) throw new Error(`secure aggregation needs at least ${t} sites (its threshold); ${n} joined`);
-    this.s.config = { ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) };
-    this.s.phase = this.s.config.method === 'ffe' ? 'fingerprint' : 'spec';
-    this.persist();
+    this.begin({ ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) });
     this.opts.log(`started by the host with ${n} site(s)`);
     const out: Outgoing[] = this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
     return [...out, ...this.maybeOpenSecureFfe()];
@@ -202,7 +232,7 @@ export class Coordinator {
     }
     switch (message.type) {
       case 'fingerprint':
-        if (this.s.config.privacy) return { siteId, out: [{ to: siteId, message: { type: 'error', message: 'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear' } }] };
+        if (this.secureAsked()) return { siteId, out: [{ to: siteId, message: { type: 'error', message: 'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear' } }] };
         return { siteId, out: this.fingerprint(siteId, message.fingerprint) };
       case 'spec':
         return { siteId, out: this.spec(siteId, message.spec) };
@@ -249,16 +279,42 @@ export class Coordinator {
     this.connected.add(rec.siteId);
     const id = rec.siteId;
     const out: Outgoing[] = [{ to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } }];
-    if (this.s.phase === 'join' && this.s.sites.length >= this.s.config.expectedSites) {
-      this.s.phase = this.s.config.method === 'ffe' ? 'fingerprint' : 'spec';
-      this.persist();
+    if (this.s.phase === 'join' && this.s.sites.length >= this.s.config.expectedSites && this.tryBegin()) {
       for (const x of this.s.sites) if (x.siteId !== id) out.push({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } });
-      out[0] = { to: id, message: { ...(out[0].message as any), phase: this.s.phase } };
+      out[0] = { to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } };
       out.push(...this.maybeOpenSecureFfe());
     } else {
       out.push(...this.catchUp(id));
     }
     return { siteId: id, out };
+  }
+
+  /**
+   * Leaves the join phase with `config`; a pending secure-aggregation config is fixed first, for
+   * the sites joined now (none can join later). Throws, changing nothing, if it cannot be made.
+   */
+  private begin(config: CoordinatorSnapshot['config']): void {
+    const pending = this.s.privacyAtStart;
+    if (pending) {
+      config = { ...config, privacy: privacyConfig(this.s.sites.length, config, pending) };
+      const p = config.privacy!;
+      this.opts.log(`secure aggregation: threshold ${p.threshold} of ${this.s.sites.length} sites, clip ${p.clip}, ${p.fracBits} fractional bits${p.dp ? `; DP target ε = ${p.dp.epsilon}, δ = ${p.dp.delta}, σ = ${p.dp.noiseMultiplier.toFixed(4)}` : ''}`);
+    }
+    this.s.config = config;
+    delete this.s.privacyAtStart;
+    this.s.phase = config.method === 'ffe' ? 'fingerprint' : 'spec';
+    this.persist();
+  }
+
+  /** `expectedSites` reached: start, or stay in the join phase (the host can still start) if the secure config cannot be made. */
+  private tryBegin(): boolean {
+    try {
+      this.begin(this.s.config);
+      return true;
+    } catch (e) {
+      this.opts.log(`cannot start: ${e instanceof Error ? e.message : String(e)}`);
+      return false;
+    }
   }
 
   /** What a (re)connecting site needs to continue where the federation is. */
@@ -349,7 +405,7 @@ export class Coordinator {
       return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
     };
     const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
-    if (this.s.config.privacy && !isInit) return reject('this federation uses secure aggregation: plain updates are refused; the site must send a masked update (secagg rounds)');
+    if (this.secureAsked() && !isInit) return reject('this federation uses secure aggregation: plain updates are refused; the site must send a masked update (secagg rounds)');
     let w: NamedWeights;
     try {
       w = decodeWeights(m.tensors, payload);
@@ -449,6 +505,11 @@ export class Coordinator {
   }
 
   // --- secure aggregation ------------------------------------------------------------------
+
+  /** Secure aggregation is on, or asked for and fixed at start: nothing in the clear either way. */
+  private secureAsked(): boolean {
+    return !!this.s.config.privacy || !!this.s.privacyAtStart;
+  }
 
   /** Fewest masked vectors a secure model round may close with. */
   private secureQuorum(): number {

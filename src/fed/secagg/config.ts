@@ -60,3 +60,48 @@ export function privacyConfig(sites: number, fed: Pick<FederationConfig, 'rounds
     ...(dp ? { dp } : {}),
   };
 }
+
+/**
+ * Checks what can be checked of `o` before the number of sites is known (the workshop host fixes
+ * the config when it starts, from the sites present then): the same rules as privacyConfig, run
+ * for the smallest federation the options allow. Throws with privacyConfig's messages.
+ */
+export function checkPrivacyOptions(fed: Pick<FederationConfig, 'rounds' | 'weighting' | 'minSites'>, o: PrivacyOptions): void {
+  if (o.threshold !== undefined && !(Number.isInteger(o.threshold) && o.threshold >= 2)) throw new Error(`threshold must be an integer of at least 2, got ${o.threshold}`);
+  privacyConfig(o.threshold ?? 2, { ...fed, minSites: 1 }, o);
+}
+
+/** The fields of a form (the workshop host card): secure aggregation on/off and optional DP. */
+export interface PrivacyFields {
+  secure: boolean;
+  /** Empty = no DP. */
+  epsilon: string;
+  /** Empty = the default δ. */
+  delta: string;
+  /** Empty = the default clip norm (required with DP). */
+  clip: string;
+}
+
+/** The options a form asks for, or undefined (plain federation); a clear error for bad input. */
+export function privacyOptionsFromFields(f: PrivacyFields): PrivacyOptions | undefined {
+  const num = (name: string, v: string): number | undefined => {
+    const s = v.trim();
+    if (s === '') return undefined;
+    const x = Number(s);
+    if (!(x > 0) || !Number.isFinite(x)) throw new Error(`${name} must be a positive number, got '${s}'`);
+    return x;
+  };
+  const dpEpsilon = num('DP ε', f.epsilon);
+  const dpDelta = num('DP δ', f.delta);
+  const clip = num('clip norm', f.clip);
+  if (!f.secure) {
+    if (dpEpsilon !== undefined) throw new Error('differential privacy here needs secure aggregation (the sites split the noise): tick "Secure aggregation" or clear ε');
+    return undefined;
+  }
+  if (dpEpsilon !== undefined && clip === undefined) throw new Error('differential privacy needs a clip norm C: every site\'s update is clipped to it and the noise is σ·C');
+  return {
+    ...(clip !== undefined ? { clip } : {}),
+    ...(dpEpsilon !== undefined ? { dpEpsilon } : {}),
+    ...(dpEpsilon !== undefined && dpDelta !== undefined ? { dpDelta } : {}),
+  };
+}

@@ -73,6 +73,9 @@ export class SecureRound {
   get attempt(): number {
     return this.o.open.attempt;
   }
+  get kind(): SecaggOpen['kind'] {
+    return this.o.open.kind;
+  }
   get participants(): readonly string[] {
     return this.o.open.participants;
   }

@@ -56,6 +56,8 @@ export function memFederation(o: {
   log?: (l: string) => void;
   /** Rewrites a protocol frame a site sends (a misbehaving site; re-signed, so it passes the identity check). */
   tamper?: (site: number, frame: Uint8Array) => Uint8Array;
+  /** Sites leave their case count out of hello (default: when the config is secure). */
+  hideCaseCount?: boolean;
 }): MemFederation {
   const host = new FederationHost({ config: { ...o.config, token: 'mem' }, ...(o.log ? { log: o.log } : {}), ...o.host });
   const received: Received[] = [];
@@ -124,7 +126,7 @@ export function memFederation(o: {
     const name = `site${k}`;
     clients.push(new SiteClient({
       connect: connect(k, name), token: 'mem', siteName: name, trainer: t, identity: () => identities[k],
-      hideCaseCount: !!o.config.privacy, reconnect: { initialMs: 5, maxMs: 20, maxTries: 3 },
+      hideCaseCount: o.hideCaseCount ?? !!o.config.privacy, reconnect: { initialMs: 5, maxMs: 20, maxTries: 3 },
     }));
   });
   const runs = clients.map((c) => c.run());
