@@ -10,6 +10,7 @@ import { SiteClient, type Connect } from '../../src/fed/client.ts';
 import type { FederationConfig, Message } from '../../src/fed/protocol.ts';
 import { privacyConfig, privacyOptionsFromFields, type PrivacyOptions } from '../../src/fed/secagg/config.ts';
 import { noiseMultiplier } from '../../src/fed/secagg/dp.ts';
+import { privacyText, secureStatusText } from '../../src/fed/secagg/host-status.ts';
 import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 import { signedConnect } from '../../src/fed/identity/signed-transport.ts';
 import { aggregatePrivateSummaries, fingerprintFromSummary, summarizeFingerprint } from '../../src/fingerprint/ffe.ts';
@@ -181,6 +182,16 @@ describe('the workshop host with secure aggregation fixed at Start', () => {
     // All 3 sites survived, more than the noise divisor (t = 2): more noise than planned, so under the target.
     expect(spent[1]).toBeLessThan(50);
     for (const r of results) expect(r.privacy.map((x) => x.epsilon)).toEqual(spent);
+    // The host tab's privacy line.
+    expect(privacyText(f.host.coordinator.snapshot)).toBe(`Secure aggregation: the host sees only sums; threshold 2 of 3 sites, clip 5. Differential privacy: ε = ${spent[1].toFixed(2)} spent after round 2 (δ = 0.00001; target ε = 50 over 2 rounds).`);
+  });
+
+  it('the host tab\'s lines: asked for before Start, the phase of a secure round, nothing when plain', () => {
+    const c = new Coordinator({ config: { ...hostConfig('ffe', 3), token: 't' }, privacyAtStart: { dpEpsilon: 8, clip: 1 } });
+    expect(privacyText(c.snapshot)).toBe('Secure aggregation, differential privacy at ε = 8: the threshold is fixed at Start, from the sites joined then (a majority by default); no site can join after.');
+    expect(privacyText(new Coordinator({ config: { ...hostConfig('ffe', 3), token: 't' } }).snapshot)).toBe('');
+    expect(secureStatusText({ round: 2, attempt: 1, kind: 'model', phase: 'masked', participants: 5 })).toBe('secure round 2: waiting for the masked updates (5 sites)');
+    expect(secureStatusText({ round: 0, attempt: 2, kind: 'fingerprint', phase: 'advert', participants: 3 })).toBe('secure FFE, attempt 2: sites exchange public keys (3 sites)');
   });
 });
 

@@ -36,6 +36,12 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const wsHost = el('button', { type: 'button', id: 'ws-host', class: 'secondary' }, 'Host a workshop federation');
   const wsStart = el('button', { type: 'button', id: 'ws-start', disabled: '' }, 'Start with the sites present');
   const wsInfo = el('p', { id: 'ws-info', class: 'muted' });
+  // Secure aggregation on the host: its threshold is fixed at Start, from the sites present then.
+  const wsSecure = el('input', { type: 'checkbox', id: 'ws-secure' });
+  const wsEpsilon = el('input', { id: 'ws-dp-epsilon', placeholder: 'off', 'aria-label': 'DP epsilon', size: '5' });
+  const wsDelta = el('input', { id: 'ws-dp-delta', value: '1e-5', 'aria-label': 'DP delta', size: '6' });
+  const wsClip = el('input', { id: 'ws-clip', placeholder: '100', 'aria-label': 'Clip norm', size: '5' });
+  const wsPrivacy = el('p', { id: 'ws-privacy', class: 'muted' });
   const wsRoster = el('ul', { id: 'ws-roster' });
   const wsStatus = el('p', { id: 'ws-status', role: 'status' });
   const wsCode = el('input', { id: 'ws-code', value: params.get('workshop') ?? '', 'aria-label': 'Workshop code', size: '10' });
@@ -52,7 +58,9 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), wsJoin)),
     el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
-      el('div', { class: 'row' }, wsMethod, el('label', {}, 'rounds ', wsRounds), el('label', {}, 'iterations per round ', wsIters), wsHost, wsStart), wsInfo, wsRoster, wsStatus),
+      el('div', { class: 'row' }, wsMethod, el('label', {}, 'rounds ', wsRounds), el('label', {}, 'iterations per round ', wsIters), wsHost, wsStart),
+      el('div', { class: 'row' }, el('label', {}, wsSecure, ' Secure aggregation (the host sees only the sum)'), el('label', {}, 'DP ε ', wsEpsilon), el('label', {}, 'δ ', wsDelta), el('label', {}, 'clip ', wsClip)),
+      wsInfo, wsRoster, wsStatus, wsPrivacy),
     el('section', { class: 'card' }, el('h2', {}, 'What leaves this browser'),
       el('p', { class: 'muted' }, 'Every message this tab has sent to the relay. Only fingerprints (summary statistics), network declarations and weights — never voxels. Each is signed with this browser\'s site key (76 bytes more; the first of each connection also carries the public key).'),
       el('table', { class: 'egress' }, el('thead', {}, el('tr', {}, el('th', {}, 'message'), el('th', {}, 'round'), el('th', {}, 'tensors'), el('th', {}, 'size'))), egress), egressTotal));
@@ -130,24 +138,35 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     try {
       const [{ FederationHost }, { hostOverPeerJS }, { mergeSiteFingerprints }] = await Promise.all([import('../../fed/host.ts'), import('../../fed/peer-transport.ts'), import('../../fed/ffe-merge.ts')]);
       const code = params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
+      const { privacyOptionsFromFields } = await import('../../fed/secagg/config.ts');
+      const { privacyText, secureStatusText } = await import('../../fed/secagg/host-status.ts');
+      const privacyAtStart = privacyOptionsFromFields({ secure: (wsSecure as HTMLInputElement).checked, epsilon: (wsEpsilon as HTMLInputElement).value, delta: (wsDelta as HTMLInputElement).value, clip: (wsClip as HTMLInputElement).value });
       const show = () => {
         const c = hosted!.coordinator;
-        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint ?? '' }, `${x.siteName} — ${x.numCases} cases${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`)));
+        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint ?? '' }, `${x.siteName} — ${x.numCases ? `${x.numCases} cases` : 'case count not shared'}${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`)));
         wsStart.disabled = c.phase !== 'join' || c.roster().length === 0;
         wsStatus.textContent = c.phase === 'join' ? `${c.roster().length} site(s) joined; start when everyone is in.` : c.phase === 'done' ? `Federation finished after ${c.round} rounds.` : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
         wsStatus.dataset.phase = c.phase;
         wsStatus.dataset.round = String(c.round);
+        const sec = c.secureStatus;
+        if (sec) wsStatus.textContent += ` — ${secureStatusText(sec)}`;
+        wsStatus.dataset.securePhase = sec ? `${sec.kind}:${sec.round}:${sec.phase}` : '';
+        wsPrivacy.textContent = privacyText(c.snapshot);
+        wsPrivacy.dataset.epsilon = String(c.snapshot.history.at(-1)?.privacy?.epsilon ?? '');
       };
       hosted = new FederationHost({
         config: { method: wsMethod.value as 'ffe', configuration: '3d_fullres', rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value), minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code },
         aggregateFingerprints: mergeSiteFingerprints,
+        privacyAtStart,
         onChange: show,
         log: (l) => console.log(`[workshop host] ${l}`),
       });
       const h = hosted;
       await hostOverPeerJS(h, code);
       setInterval(() => h.tick(), 1000);
-      const link = `${location.origin}${location.pathname}?workshop=${code}`;
+      // The privacy settings are the host's now: editing the fields after this would change nothing.
+      for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip]) (x as HTMLInputElement).disabled = true;
+      const link = `${location.origin}${location.pathname}?workshop=${code}${privacyAtStart ? '&secure=1' : ''}`;
       wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
       show();
     } catch (e) {
