@@ -80,40 +80,95 @@ export function conv3dForward(backend: WebGPUBackendLike, x: TensorInfo, w: Tens
   const [OD, OH, OW] = g.outS;
   const [KD, KH, KW] = g.k;
   const M = g.batch * OD * OH * OW;
-  const RN = blockOf(g.cout);
-  const NV = vecOf(g.cout, RN);
-  const RQ = RN / NV;
-  const CV = g.cin % 4 === 0 ? 4 : 1;
   const RM = M >= 4096 ? 8 : 4;
-  const NB = g.cout / RN;
-  const threads = Math.ceil(M / RM) * NB;
   const R = range(RM);
-  const body = `
-  let n0 = (t % ${NB}) * ${RN};
-  let m0 = (t / ${NB}) * ${RM};
-  ${R.map((r) => `
+  const rows = R.map((r) => `
   let mr${r} = min(m0 + ${r}, ${M - 1});
   let bd${r} = (mr${r} / ${OW * OH * OD}) * ${ID};
   let pd${r} = ((mr${r} / ${OW * OH}) % ${OD}) * ${g.s[0]} - ${g.pad[0]};
   let ph${r} = ((mr${r} / ${OW}) % ${OH}) * ${g.s[1]} - ${g.pad[1]};
-  let pw${r} = (mr${r} % ${OW}) * ${g.s[2]} - ${g.pad[2]};`).join('')}
+  let pw${r} = (mr${r} % ${OW}) * ${g.s[2]} - ${g.pad[2]};`).join('');
+  const tapRows = (cv: number) => R.map((r) => `
+        let id${r} = pd${r} + fd; let ih${r} = ph${r} + fh; let iw${r} = pw${r} + fw;
+        let ok${r} = (id${r} >= 0) & (id${r} < ${ID}) & (ih${r} >= 0) & (ih${r} < ${IH}) & (iw${r} >= 0) & (iw${r} < ${IW});
+        let base${r} = select(0, (((bd${r} + id${r}) * ${IH} + ih${r}) * ${IW} + iw${r}) * ${g.cin / cv}, ok${r});`).join('');
+  if (g.cin % 4 === 0) {
+    // In channels in vec4: dot products against the filter transposed to [taps, out, in], the
+    // same shape of loop as dx (measured ~2× faster here than broadcasting scalars into vec4
+    // accumulators along the out channels).
+    const taps = KD * KH * KW;
+    const wT = backend.runWebGPUProgram(
+      rawProgram({
+        key: `c3wt_${taps}_${g.cin}_${g.cout}`,
+        inputs: ['w'],
+        components: [1],
+        outputShape: [taps, g.cout, g.cin],
+        threads: taps * g.cin * g.cout,
+        body: `
+  let ci = t % ${g.cin};
+  let co = (t / ${g.cin}) % ${g.cout};
+  let f = t / ${g.cin * g.cout};
+  result[t] = w[(f * ${g.cin} + ci) * ${g.cout} + co];`,
+      }),
+      [w],
+      'float32',
+    );
+    const RN = blockOf(g.cout);
+    const NB = g.cout / RN;
+    const C4 = g.cin / 4;
+    const body = `
+  let n0 = (t % ${NB}) * ${RN};
+  let m0 = (t / ${NB}) * ${RM};
+  ${rows}
+  var acc : array<f32, ${RM * RN}>;
+  for (var i = 0; i < ${RM * RN}; i++) { acc[i] = 0.0; }
+  for (var fd = 0; fd < ${KD}; fd++) {
+    for (var fh = 0; fh < ${KH}; fh++) {
+      for (var fw = 0; fw < ${KW}; fw++) {
+        ${tapRows(4)}
+        let wb = (((fd * ${KH} + fh) * ${KW} + fw) * ${g.cout} + n0) * ${C4};
+        for (var c = 0; c < ${C4}; c++) {
+          ${R.map((r) => `let a${r} = select(vec4<f32>(0.0), x[base${r} + c], ok${r});`).join('\n          ')}
+          ${range(RN).map((n) => `let w${n} = wt[wb + ${n * C4} + c];`).join(' ')}
+          ${R.map((r) => range(RN).map((n) => `acc[${r * RN + n}] += dot(a${r}, w${n});`).join(' ')).join('\n          ')}
+        }
+      }
+    }
+  }
+  ${R.map((r) => `
+  if (m0 + ${r} < ${M}) {
+    let o = (m0 + ${r}) * ${g.cout} + n0;
+    ${range(RN).map((n) => `result[o + ${n}] = acc[${r * RN + n}];`).join(' ')}
+  }`).join('')}`;
+    const program = rawProgram({ key: `c3fd_${key(g)}_${RM}_${RN}`, inputs: ['x', 'wt'], components: [4, 4], outputShape: [g.batch, OD, OH, OW, g.cout], threads: Math.ceil(M / RM) * NB, body });
+    const out = backend.runWebGPUProgram(program, [x, wT], 'float32', undefined, output);
+    backend.disposeData(wT.dataId);
+    return out;
+  }
+  // Fewer in channels than a vec4 (the first conv: 1 per modality): scalar in channels,
+  // vec4 accumulators along the out channels.
+  const RN = blockOf(g.cout);
+  const NV = vecOf(g.cout, RN);
+  const RQ = RN / NV;
+  const CV = 1;
+  const NB = g.cout / RN;
+  const threads = Math.ceil(M / RM) * NB;
+  const body = `
+  let n0 = (t % ${NB}) * ${RN};
+  let m0 = (t / ${NB}) * ${RM};
+  ${rows}
   var acc : array<${vt(NV)}, ${RM * RQ}>;
   for (var i = 0; i < ${RM * RQ}; i++) { acc[i] = ${zero(NV)}; }
   for (var fd = 0; fd < ${KD}; fd++) {
     for (var fh = 0; fh < ${KH}; fh++) {
       for (var fw = 0; fw < ${KW}; fw++) {
-        ${R.map((r) => `
-        let id${r} = pd${r} + fd; let ih${r} = ph${r} + fh; let iw${r} = pw${r} + fw;
-        let ok${r} = (id${r} >= 0) & (id${r} < ${ID}) & (ih${r} >= 0) & (ih${r} < ${IH}) & (iw${r} >= 0) & (iw${r} < ${IW});
-        let base${r} = select(0, (((bd${r} + id${r}) * ${IH} + ih${r}) * ${IW} + iw${r}) * ${g.cin / CV}, ok${r});`).join('')}
+        ${tapRows(CV)}
         let wb = ((fd * ${KH} + fh) * ${KW} + fw) * ${g.cin};
-        for (var c = 0; c < ${g.cin / CV}; c++) {
-          ${R.map((r) => `let a${r} = select(${zero(CV)}, x[base${r} + c], ok${r});`).join('\n          ')}
-          ${range(CV).map((e) => `{
-            let wr = ((wb + c * ${CV} + ${e}) * ${g.cout} + n0) / ${NV};
-            ${range(RQ).map((q) => `let w${q} = w[wr + ${q}];`).join(' ')}
-            ${R.map((r) => range(RQ).map((q) => `acc[${r * RQ + q}] += ${comp(`a${r}`, CV, e)} * w${q};`).join(' ')).join('\n            ')}
-          }`).join('\n          ')}
+        for (var c = 0; c < ${g.cin}; c++) {
+          ${R.map((r) => `let a${r} = select(0.0, x[base${r} + c], ok${r});`).join('\n          ')}
+          let wr = ((wb + c) * ${g.cout} + n0) / ${NV};
+          ${range(RQ).map((q) => `let w${q} = w[wr + ${q}];`).join(' ')}
+          ${R.map((r) => range(RQ).map((q) => `acc[${r * RQ + q}] += a${r} * w${q};`).join(' ')).join('\n          ')}
         }
       }
     }
