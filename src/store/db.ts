@@ -1,8 +1,8 @@
 // The IndexedDB database `fednnunet`: schema, upgrades, opening, and the sweep of crashed imports.
 //
-// Schema (version 3). Every store but `datasets`, `imports` and `identity` is keyed by an array
-// whose first element is the dataset id, so "everything of a dataset" is one key range
-// (`datasetRange`).
+// Schema (version 4). Every store but `datasets`, `imports`, `identity` and `hostedFederations`
+// is keyed by an array whose first element is the dataset id, so "everything of a dataset" is
+// one key range (`datasetRange`).
 //
 //   datasets      key id. One record per *visible* dataset (DatasetRecord): name (unique, index
 //                 `byName`), dataset.json content, channel names, labels, numCases, bytes,
@@ -26,6 +26,10 @@
 //                 so a closed tab can rejoin.
 //   identity      key id. This browser profile's site key (site-key.ts): one record 'site' holding
 //                 a non-extractable ECDSA P-256 CryptoKeyPair and its fingerprint.
+//   hostedFederations key code. The coordinator state of a workshop federation this tab hosts
+//                 (hosted-federation.ts): the relay's state.json as data plus the global weights
+//                 as bytes, rewritten after every phase change and round, so a reloaded host tab
+//                 resumes it.
 //
 // Dataset ids are generated per import (the import id), never reused: re-importing a name stages
 // under a fresh id and swaps the `datasets` record at the end, so records of an import in progress
@@ -38,7 +42,7 @@ import type { DataTypeName, Volume } from '../io/volume.ts';
 import { defaultEnv, type StoreEnv } from './env.ts';
 
 export const DB_NAME = 'fednnunet';
-export const DB_VERSION = 3;
+export const DB_VERSION = 4;
 
 /** Label map as in nnU-Net's dataset.json: name → value, or name → values (regions). */
 export type LabelMap = Record<string, number | number[]>;
@@ -108,6 +112,7 @@ export interface FednnunetDB extends DBSchema {
   checkpoints: { key: [string, string, string | number]; value: DatasetOwned };
   fedState: { key: [string, string]; value: DatasetOwned };
   identity: { key: string; value: { id: string; [k: string]: unknown } };
+  hostedFederations: { key: string; value: { code: string; [k: string]: unknown } };
 }
 
 export type StoreDB = IDBPDatabase<FednnunetDB>;
@@ -170,6 +175,13 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 3,
     up(db) {
       db.createObjectStore('identity', { keyPath: 'id' });
+    },
+  },
+  {
+    // v4: the coordinator state of a workshop federation hosted in this browser (host tab reload).
+    version: 4,
+    up(db) {
+      db.createObjectStore('hostedFederations', { keyPath: 'code' });
     },
   },
 ];

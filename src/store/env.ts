@@ -66,3 +66,24 @@ export async function holdLock(env: StoreEnv, name: string): Promise<() => void>
     }).catch(reject);
   });
 }
+
+/**
+ * Takes a Web Lock only if nobody holds it, and keeps it until the returned release is called;
+ * undefined when another tab (or this one) holds it. Without Web Locks: a no-op release.
+ */
+export async function tryHoldLock(env: StoreEnv, name: string): Promise<(() => void) | undefined> {
+  const locks = env.locks;
+  if (!locks) return () => {};
+  return new Promise((answer, reject) => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    locks.request(name, { ifAvailable: true }, (lock) => {
+      if (!lock) {
+        answer(undefined);
+        return undefined;
+      }
+      answer(release);
+      return held;
+    }).catch(reject);
+  });
+}

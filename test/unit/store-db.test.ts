@@ -4,6 +4,7 @@ import { unwrap, wrap, type IDBPDatabase } from 'idb';
 import { DB_NAME, DB_VERSION, MIGRATIONS, openStore, type StoreDB } from '../../src/store/db.ts';
 import { loadMembership, saveMembership } from '../../src/store/fed-state.ts';
 import { loadSiteKey, siteIdentity } from '../../src/store/site-key.ts';
+import { saveHostedFederation, unfinishedHostedFederations } from '../../src/store/hosted-federation.ts';
 import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
 import type { LocksLike } from '../../src/store/env.ts';
 import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
@@ -79,7 +80,7 @@ describe('store: schema and migrations', () => {
     expect((await dump(db)).volumes.some(([k]) => (k as string[])[0] === 'ds-old')).toBe(false);
   });
 
-  it('migrates a v2 database (datasets, federation memberships) to v3 without losing data; the site key store starts empty', async () => {
+  it('migrates a v2 database (datasets, federation memberships) without losing data; the site key store starts empty', async () => {
     const factory = new IDBFactory();
     // The v2 layout, made by the released migrations 1 and 2 (migrations are never edited).
     const req = factory.open(DB_NAME, 2);
@@ -100,15 +101,52 @@ describe('store: schema and migrations', () => {
     v2.close();
 
     const db = await openStore({ factory, env: noEnv });
-    expect(db.version).toBe(3);
+    expect(db.version).toBe(DB_VERSION);
     const after = await dump(db);
-    expect(after).toEqual({ ...before, identity: [] });
+    expect(after).toEqual({ ...before, identity: [], hostedFederations: [] });
     expect(before.volumes.length).toBeGreaterThan(0);
     expect((await loadMembership(db, res.dataset.id, 'ws://r/fed|tok'))?.siteId).toBe('site-1');
     expect(await loadSiteKey(db)).toBeUndefined();
     const { identity, created } = await siteIdentity(db);
     expect(created).toBe(true);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
+  });
+
+  it('migrates a v3 database (dataset, membership, site key) to v4 without losing data; hosted federations start empty', async () => {
+    const factory = new IDBFactory();
+    // The v3 layout, made by the released migrations 1–3.
+    const req = factory.open(DB_NAME, 3);
+    req.onupgradeneeded = () => {
+      const run = async () => {
+        for (const m of MIGRATIONS.filter((x) => x.version <= 3)) await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
+      };
+      void run().catch((e) => {
+        console.error(e);
+        req.transaction!.abort();
+      });
+    };
+    const v3 = (await wrap(req)) as unknown as StoreDB;
+    expect([...v3.objectStoreNames]).not.toContain('hostedFederations');
+    const res = await importDataset(v3, meta('Dataset008_Three'), caseStream([makeCase(1)]), { env: noEnv });
+    await saveMembership(v3, { datasetId: res.dataset.id, federationId: 'workshop:wk|wk', relayUrl: 'workshop:wk', token: 'wk', siteName: 'b', siteId: 'site-2', tiny: false, backend: 'cpu', status: 'running', round: 1 });
+    const { identity } = await siteIdentity(v3);
+    const before = await dump(v3);
+    v3.close();
+
+    const db = await openStore({ factory, env: noEnv });
+    expect(db.version).toBe(4);
+    const after = await dump(db);
+    // The key pair holds CryptoKeys: compare the identity store by fingerprint, the rest whole.
+    const { identity: idAfter, hostedFederations, ...restAfter } = after;
+    const { identity: idBefore, ...restBefore } = before;
+    expect(restAfter).toEqual(restBefore);
+    expect(hostedFederations).toEqual([]);
+    expect(idAfter.length).toBe(1);
+    expect(idBefore.length).toBe(1);
+    expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
+    expect((await loadMembership(db, res.dataset.id, 'workshop:wk|wk'))?.siteId).toBe('site-2');
+    await saveHostedFederation(db, { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
+    expect((await unfinishedHostedFederations(db)).map((x) => x.code)).toEqual(['wk']);
   });
 
   it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {
@@ -129,10 +167,11 @@ describe('store: schema and migrations', () => {
   it('a fresh database has every store, keyed by dataset id first', async () => {
     const { db } = await freshStore();
     const schema = describeSchema(db);
-    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'identity', 'imports', 'plans', 'preprocessed', 'volumes']);
+    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'hostedFederations', 'identity', 'imports', 'plans', 'preprocessed', 'volumes']);
     for (const s of schema) {
       if (s.name === 'datasets') expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
       else if (s.name === 'identity') expect(s.keyPath).toBe('id');
+      else if (s.name === 'hostedFederations') expect(s.keyPath).toBe('code');
       else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
     }
     // Without a factory, openStore goes through idb's openDB on the global indexedDB: same schema.
