@@ -84,7 +84,12 @@ export interface CoordinatorOptions {
   /** FFE merge rule (src/fingerprint/ffe.ts): fingerprints in join order, weighted by case counts. */
   aggregateFingerprints?: (fps: Record<string, unknown>[], weights: number[]) => Record<string, unknown>;
   now?: () => number;
-  persist?: (s: CoordinatorSnapshot) => void;
+  /**
+   * Saves the snapshot (it keeps changing after the call: copy what you keep). May return a
+   * promise: FederationHost then holds its outgoing messages until it resolves (a host tab's
+   * IndexedDB write), as the relay's synchronous write precedes them.
+   */
+  persist?: (s: CoordinatorSnapshot) => void | Promise<void>;
   log?: (line: string) => void;
   /** Reject an update whose norm exceeds this multiple of the median of accepted norms. */
   normFactor?: number;

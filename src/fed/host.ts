@@ -42,17 +42,45 @@ export class FederationHost {
   private readonly links = new Map<string, HostLink>();
   private readonly maxBytes: number;
   private readonly log: (l: string) => void;
+  /**
+   * Outgoing messages wait here while an asynchronous save (persist returned a promise) is under
+   * way, and keep their order: a site must never see a round a reload could lose, or it would
+   * skip that round when the resumed host re-opens it.
+   */
+  private outbox: Promise<void> = Promise.resolve();
+  private waiting = 0;
 
   constructor(private readonly opts: HostOptions) {
     // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
     if (!(globalThis as { crypto?: Crypto }).crypto?.subtle) throw new IdentityError('hosting a federation needs WebCrypto to check the sites\' signatures; browsers offer it only on https:// or http://localhost pages');
     this.log = opts.log ?? (() => undefined);
+    const persist = opts.persist;
     // Unmasking a secure round's sum finishes asynchronously; its messages are routed when it does.
-    this.coordinator = new Coordinator({ ...opts, emit: (out) => this.route(undefined, out) }, opts.restored);
+    this.coordinator = new Coordinator({
+      ...opts,
+      emit: (out) => this.route(undefined, out),
+      persist: persist && ((snap) => {
+        const saved = persist(snap);
+        if (saved) this.hold(saved.catch((e) => this.log(`could not save the federation state (a reload now would lose it): ${e instanceof Error ? e.message : String(e)}`)));
+      }),
+    }, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
   }
 
+  private hold(job: Promise<unknown> | (() => unknown)): void {
+    this.waiting++;
+    this.outbox = this.outbox
+      .then(async () => void (await (typeof job === 'function' ? job() : job)))
+      .catch((e) => this.log(`error sending: ${e instanceof Error ? e.stack : e}`))
+      .finally(() => void this.waiting--);
+  }
+
   private route(from: HostLink | undefined, out: Outgoing[]): void {
+    if (this.waiting) return this.hold(() => this.deliver(from, out));
+    this.deliver(from, out);
+  }
+
+  private deliver(from: HostLink | undefined, out: Outgoing[]): void {
     for (const o of out) {
       const link = o.to === '' ? from : this.links.get(o.to);
       if (!link) continue;
