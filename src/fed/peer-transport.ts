@@ -8,6 +8,7 @@ import { Peer, type DataConnection, type PeerOptions } from 'peerjs';
 import { ChunkReceiver, ChunkSender } from './chunked.ts';
 import type { Connect } from './client.ts';
 import type { FederationHost } from './host.ts';
+import { retryWithBackoff } from '../util/retry.ts';
 
 export const hostPeerId = (code: string) => `fednnunet-ws-${code.trim().toLowerCase().replace(/[^a-z0-9]/g, '')}`;
 
@@ -17,13 +18,33 @@ export function peerOptions(): PeerOptions {
   return { host: location.hostname, port: Number(location.port || (secure ? 443 : 80)), path: '/peerjs', secure, config: { iceServers: [] }, debug: 0 };
 }
 
+/** The signalling server still gives the code's peer id to another tab (perhaps a host tab that just died). */
+export class WorkshopCodeTaken extends Error {
+  override name = 'WorkshopCodeTaken';
+}
+
 function openPeer(id: string | undefined): Promise<Peer> {
   return new Promise((ok, fail) => {
     const peer = id ? new Peer(id, peerOptions()) : new Peer(peerOptions());
-    peer.once('open', () => ok(peer));
-    peer.once('error', (e) => fail(new Error(e.type === 'unavailable-id' ? 'this workshop code is already hosted elsewhere' : `signalling failed: ${e.message}`)));
+    // Only errors before 'open' fail the peer; later ones (e.g. a host not there yet) belong to a connect.
+    const failed = (e: { type: string; message: string }) => {
+      peer.destroy();
+      fail(e.type === 'unavailable-id' ? new WorkshopCodeTaken('this workshop code is already hosted elsewhere') : new Error(`signalling failed: ${e.message}`));
+    };
+    peer.once('open', () => {
+      peer.off('error', failed);
+      ok(peer);
+    });
+    peer.once('error', failed);
   });
 }
+
+/**
+ * How long a host waits for its code's peer id. The signalling server frees an id when its
+ * socket closes: at once when a tab reloads or its process dies, but only after PeerJS'
+ * alive_timeout (90 s without a heartbeat) when the old tab's machine vanished from the network.
+ */
+export const HOST_ID_WAIT_MS = 150_000;
 
 /** Wires an open DataConnection to chunked send/receive. */
 function wire(conn: DataConnection, onMessage: (b: Uint8Array) => void, onClose: () => void): { send(b: Uint8Array): Promise<void>; close(): void } {
@@ -45,9 +66,19 @@ function wire(conn: DataConnection, onMessage: (b: Uint8Array) => void, onClose:
   return { send: (b) => tx.send(b), close: () => conn.close() };
 }
 
-/** Hosts `host` under the code's peer id until `close()`. */
-export async function hostOverPeerJS(host: FederationHost, code: string): Promise<{ close(): void; peerId: string }> {
-  const peer = await openPeer(hostPeerId(code));
+/**
+ * Hosts `host` under the code's peer id until `close()`. While another tab holds the id (the host
+ * tab this one replaces, after a reload), retries with backoff for up to `waitMs`, telling `onWait`.
+ */
+export async function hostOverPeerJS(host: FederationHost, code: string, o: { waitMs?: number; onWait?: (attempt: number, delayMs: number) => void } = {}): Promise<{ close(): void; peerId: string }> {
+  const waitMs = o.waitMs ?? HOST_ID_WAIT_MS;
+  const peer = await retryWithBackoff(() => openPeer(hostPeerId(code)), {
+    retryable: (e) => e instanceof WorkshopCodeTaken,
+    initialDelayMs: 1000, maxDelayMs: 10_000, giveUpAfterMs: waitMs,
+    onRetry: (attempt, delayMs) => o.onWait?.(attempt, delayMs),
+  }).catch((e) => {
+    throw e instanceof WorkshopCodeTaken && waitMs > 0 ? new WorkshopCodeTaken(`workshop code ${code} was still in use after ${Math.round(waitMs / 1000)} s: another tab or browser hosts it`) : e;
+  });
   peer.on('connection', (conn) => {
     conn.on('open', () => {
       let h: ReturnType<FederationHost['accept']> | undefined;
