@@ -155,6 +155,9 @@ const api = {
       siteName: req.siteName,
       siteId: membership.siteId,
       identity,
+      // A workshop host tab that reloads is back only when its host clicks "Resume": keep trying
+      // for half an hour (every 5 s), not the default ~5 minutes.
+      ...(link ? { reconnect: { initialMs: 200, maxMs: 5000, maxTries: 360 } } : {}),
       onSiteId: (siteId) => {
         if (membership.siteId === siteId) return;
         membership.siteId = siteId;

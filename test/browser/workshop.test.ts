@@ -132,4 +132,97 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     await shot(sites[0], 'workshop-3-participant');
     expect(errors).toEqual([]);
   });
+
+  it('a secure host tab reloads after round 1, resumes from IndexedDB with its privacy settings, and the same participants finish every round', async () => {
+    const errors: string[] = [];
+    const open = async (url: string, name: string) => {
+      const page = await (await browser.newContext()).newPage();
+      page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
+      page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
+      await page.goto(url);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      return page;
+    };
+    const host = await open(`${relay.url}?host-code=wk77#federation`, 'host');
+    await host.fill('#ws-rounds', '3');
+    await host.fill('#ws-iters', '1');
+    await host.check('#ws-secure');
+    await host.click('#ws-host');
+    const link = await (await host.waitForSelector('#ws-link')).getAttribute('href');
+    expect(link).toBe(`${relay.url}?workshop=wk77&secure=1`);
+    const sites: Page[] = [];
+    for (const i of [0, 1]) {
+      const page = await open(`${link}&site=reload-${i}`, `site ${i}`);
+      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.click('#tab-data');
+      await page.click('#tab-federation');
+      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.fill('#fed-tiny-patch', '8');
+      await page.click('#ws-join');
+      sites.push(page);
+    }
+    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 60_000 });
+    const keysBefore = await host.$$eval('#ws-roster li', (li) => li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort());
+    await host.click('#ws-start');
+    await host.waitForSelector('#ws-status[data-round="1"]', { timeout: 300_000 });
+
+    await host.reload();
+    await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    // Offered, with where it was: round 1 (or 2, if round 2 closed before the reload) of 3.
+    const offer = await host.waitForSelector('.ws-resume[data-code="wk77"]', { timeout: 30_000 });
+    expect(await offer.textContent()).toMatch(/^Resume hosting workshop wk77 \(round [12] of 3, 2 sites\)$/);
+    expect(await host.$('.ws-discard[data-code="wk77"]')).not.toBeNull();
+    await screenshot(host, 'workshop-4-resume-offer');
+    // The host takes a while to click: the participants' tries meanwhile fail ('peer-unavailable'
+    // once the signalling server gives up on their offers after 5 s) and they keep retrying.
+    await host.waitForTimeout(12_000);
+    await offer.click();
+    // Secure as saved (the fresh page's form says nothing about it).
+    expect(await (await host.waitForSelector('#ws-link', { timeout: 200_000 })).getAttribute('href')).toBe(link);
+    await Promise.all(sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    await host.waitForSelector('#ws-status[data-phase="done"]');
+    expect(await host.getAttribute('#ws-status', 'data-round')).toBe('3');
+    // The same two sites, by their keys; none joined anew.
+    expect(await host.$$eval('#ws-roster li', (li) => li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort())).toEqual(keysBefore);
+    const digests = await Promise.all(sites.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(digests[1]).toBe(digests[0]);
+    // Both trained through round 3, and nothing trained left in the clear (the one plain update is round 0's untrained model).
+    for (const p of sites) {
+      expect(await p.getAttribute('#fed-status', 'data-round')).toBe('3');
+      const rows = await p.$$eval('#egress-rows tr', (rs) => rs.map((r) => [r.getAttribute('data-type'), r.children[1].textContent]));
+      expect(rows.filter(([t, r]) => t === 'update' && r !== '0')).toEqual([]);
+      expect(rows.filter(([t]) => t === 'secagg-masked').length).toBeGreaterThanOrEqual(4); // FFE + 3 rounds (+ a retried round 2)
+    }
+    expect(await host.textContent('#ws-privacy')).toMatch(/threshold 2 of 2 sites/);
+    await screenshot(host, 'workshop-5-resumed-done');
+    // A finished federation is not offered again.
+    await host.reload();
+    await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    await host.waitForTimeout(1000);
+    expect(await host.$('.ws-resume')).toBeNull();
+    expect(errors).toEqual([]);
+  });
+
+  it('a host whose code is still in use waits and retries, and hosts once the other tab is gone', async () => {
+    const pages: Page[] = [];
+    for (let i = 0; i < 2; i++) {
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(`${relay.url}?host-code=wk88#federation`);
+      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      pages.push(page);
+    }
+    const [old, next] = pages;
+    await old.click('#ws-host');
+    await old.waitForSelector('#ws-link');
+    await next.click('#ws-host');
+    await next.waitForFunction(() => /^Workshop code wk88 is still in use .* Retrying in \d+ s \(try 2\)…$/.test(document.querySelector('#ws-status')!.textContent!), undefined, { timeout: 30_000 });
+    await screenshot(next, 'workshop-6-code-in-use');
+    // The old tab goes away (its signalling socket closes): the id is free, the next try takes it.
+    const t0 = Date.now();
+    await old.context().close();
+    await next.waitForSelector('#ws-link', { timeout: 30_000 });
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(await next.textContent('#ws-host-code')).toBe('wk88');
+  });
 });

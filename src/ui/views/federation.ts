@@ -132,15 +132,20 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   wsJoin.addEventListener('click', () => void joinVia('workshop'));
 
   let hosted: FederationHost | undefined;
-  wsHost.addEventListener('click', async () => {
+  /** Hosts a new workshop federation, or resumes the one with code `resume` that this browser saved. */
+  const hostWorkshop = async (resume?: string) => {
     wsHost.disabled = true;
-    wsStatus.textContent = 'Registering with the signalling server…';
+    wsInfo.replaceChildren();
+    wsStatus.textContent = resume ? `Resuming workshop ${resume}: registering with the signalling server…` : 'Registering with the signalling server…';
     try {
       const [{ FederationHost }, { hostOverPeerJS }, { mergeSiteFingerprints }] = await Promise.all([import('../../fed/host.ts'), import('../../fed/peer-transport.ts'), import('../../fed/ffe-merge.ts')]);
-      const code = params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
+      const code = resume ?? params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
       const { privacyOptionsFromFields } = await import('../../fed/secagg/config.ts');
       const { privacyText, secureStatusText } = await import('../../fed/secagg/host-status.ts');
-      const privacyAtStart = privacyOptionsFromFields({ secure: (wsSecure as HTMLInputElement).checked, epsilon: (wsEpsilon as HTMLInputElement).value, delta: (wsDelta as HTMLInputElement).value, clip: (wsClip as HTMLInputElement).value });
+      // A resumed federation keeps the privacy settings in its saved state, whatever the form says.
+      const privacyAtStart = resume ? undefined : privacyOptionsFromFields({ secure: (wsSecure as HTMLInputElement).checked, epsilon: (wsEpsilon as HTMLInputElement).value, delta: (wsDelta as HTMLInputElement).value, clip: (wsClip as HTMLInputElement).value });
+      // Saved after every phase and round (IndexedDB), so a reload of this tab can resume it.
+      const saving = await (await hostedStore()).hostingOptions(code, code, resume !== undefined);
       const show = () => {
         const c = hosted!.coordinator;
         wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint ?? '' }, `${x.siteName} — ${x.numCases ? `${x.numCases} cases` : 'case count not shared'}${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`)));
@@ -160,20 +165,30 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
         privacyAtStart,
         onChange: show,
         log: (l) => console.log(`[workshop host] ${l}`),
+        ...saving,
       });
       const h = hosted;
-      await hostOverPeerJS(h, code);
+      await hostOverPeerJS(h, code, {
+        onWait: (attempt, ms) => (wsStatus.textContent = `Workshop code ${code} is still in use (by the previous host tab, if this one was reloaded); the signalling server frees it once that tab's connection closes (up to 90 s after a crash). Retrying in ${Math.round(ms / 1000)} s (try ${attempt + 1})…`),
+      });
       setInterval(() => h.tick(), 1000);
       // The privacy settings are the host's now: editing the fields after this would change nothing.
       for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip]) (x as HTMLInputElement).disabled = true;
-      const link = `${location.origin}${location.pathname}?workshop=${code}${privacyAtStart ? '&secure=1' : ''}`;
+      const secureLink = privacyAtStart ?? h.coordinator.snapshot.config.privacy ?? h.coordinator.snapshot.privacyAtStart;
+      const link = `${location.origin}${location.pathname}?workshop=${code}${secureLink ? '&secure=1' : ''}`;
       wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
       show();
     } catch (e) {
       wsStatus.textContent = `Could not host: ${errorText(e)}`;
       wsHost.disabled = false;
+      void offerResume();
     }
-  });
+  };
+  wsHost.addEventListener('click', () => void hostWorkshop());
+  const hostedStore = () => import('./workshop-resume.ts');
+  // After a reload: offer to resume an unfinished federation this browser hosted.
+  const offerResume = () => hostedStore().then((m) => m.showHostedOffers(wsInfo, (c) => void hostWorkshop(c), () => !wsHost.disabled));
+  void offerResume();
   wsStart.addEventListener('click', () => {
     try {
       hosted?.start();
