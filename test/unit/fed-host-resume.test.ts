@@ -22,10 +22,14 @@ const layout: WeightSpec = [
 ];
 const CODE = 'wk42';
 /** FFE in the clear, or FedAvg under secure aggregation (no DP noise, so runs are comparable bit for bit). */
-function config(secure = false): HostOptions['config'] {
+type Mode = false | true | 'at-start';
+function config(secure: Mode = false): HostOptions['config'] {
   const base = { configuration: '3d_fullres' as const, rounds: 3, itersPerRound: 1, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform' as const, encoding: 'fp32' as const, expectedSites: 2, token: CODE };
+  if (secure === 'at-start') return { ...base, method: 'fedavg' };
   return secure ? { ...base, method: 'fedavg', privacy: privacyConfig(2, base, { phaseDeadlineMs: 5000 }) } : { ...base, method: 'ffe' };
 }
+/** The workshop host's way: secure aggregation asked for, its config made at start for the sites present. */
+const atStart = (secure: Mode): Partial<HostOptions> => (secure === 'at-start' ? { privacyAtStart: { phaseDeadlineMs: 5000 } } : {});
 const merge = (fps: Record<string, unknown>[], w: number[]) => ({ merged: fps.length, cases: w.reduce((a, b) => a + b, 0) });
 
 /**
@@ -58,16 +62,17 @@ function switchboard() {
  * The sites, joining one after the other: the first to join gives the initial model, so a fixed
  * join order makes runs comparable bit for bit.
  */
-async function sites(board: { host?: FederationHost }, connect: Connect, trainers: MockTrainer[], secure = false) {
+async function sites(board: { host?: FederationHost }, connect: Connect, trainers: MockTrainer[], secure: Mode = false) {
   const identities = trainers.map(() => ephemeralIdentity());
   const clients = trainers.map((t, i) => new SiteClient({
-    connect, token: CODE, siteName: `laptop-${i}`, trainer: t, identity: () => identities[i], hideCaseCount: secure,
+    connect, token: CODE, siteName: `laptop-${i}`, trainer: t, identity: () => identities[i], hideCaseCount: !!secure,
     reconnect: { initialMs: 5, maxMs: 40, maxTries: 200 },
   }));
   const runs: Array<Promise<SiteResult>> = [];
   for (const c of clients) {
     runs.push(c.run());
-    while (board.host!.coordinator.roster().length < runs.length) await new Promise((ok) => setTimeout(ok, 2));
+    // (No host for a moment: it is reloading.)
+    while ((board.host?.coordinator.roster().length ?? 0) < runs.length) await new Promise((ok) => setTimeout(ok, 2));
   }
   return { clients, identities, runs };
 }
@@ -78,9 +83,9 @@ function sameWeights(a: NamedWeights, b: NamedWeights): boolean {
   return a.size === b.size && [...a].every(([k, t]) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(b.get(k)!.data.buffer, b.get(k)!.data.byteOffset, b.get(k)!.data.byteLength)));
 }
 
-async function uninterrupted(secure = false): Promise<{ global: NamedWeights; results: SiteResult[] }> {
+async function uninterrupted(secure: Mode = false): Promise<{ global: NamedWeights; results: SiteResult[] }> {
   const { board, connect } = switchboard();
-  board.host = new FederationHost({ config: config(secure), aggregateFingerprints: merge });
+  board.host = new FederationHost({ config: config(secure), aggregateFingerprints: merge, ...atStart(secure) });
   const { runs } = await sites(board, connect, trainersFor(), secure);
   const results = await Promise.all(runs);
   return { global: board.host.coordinator.global!, results };
@@ -90,7 +95,7 @@ async function uninterrupted(secure = false): Promise<{ global: NamedWeights; re
  * Runs the federation with a host tab that dies when `dieWhen` says so (given the snapshot it is
  * saving, or a site starting to train a round), then resumes from IndexedDB in a "reloaded" tab.
  */
-async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolean; training?: { site: number; round: number } }, secure = false) {
+async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolean; training?: { site: number; round: number } }, secure: Mode = false) {
   const { db, factory } = await freshStore();
   const { board, connect } = switchboard();
   let alive = true;
@@ -102,7 +107,7 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
     board.host = undefined;
   };
   const first = new FederationHost({
-    config: config(secure), aggregateFingerprints: merge,
+    config: config(secure), aggregateFingerprints: merge, ...atStart(secure),
     persist: (s) => {
       // A dead tab writes nothing; one dying while it saves never finishes that save.
       if (alive && dieWhen.saving?.(s)) die();
@@ -111,7 +116,6 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
   });
   board.host = first;
   const trainers = trainersFor();
-  let reloaded: Promise<FederationHost> | undefined;
   let savedAtReload: CoordinatorSnapshot | undefined;
   if (dieWhen.training) {
     const { site, round } = dieWhen.training;
@@ -119,7 +123,6 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
       if (r === round && alive) die();
     };
   }
-  const { runs, identities } = await sites(board, connect, trainers, secure);
   const rosterBefore = new Promise<Array<{ siteId: string; fingerprint?: string }>>((ok) => {
     const t = setInterval(() => {
       if (first.coordinator.roster().length === 2 && first.coordinator.roster().every((x) => x.fingerprint)) {
@@ -137,7 +140,7 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
       }
     }, 2);
   });
-  reloaded = waitDead.then(async () => {
+  const reloaded = waitDead.then(async () => {
     await writer.flush();
     db.close();
     await new Promise((ok) => setTimeout(ok, 30));
@@ -151,9 +154,11 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
     board.host = host;
     return host;
   });
+  // Started after the watcher above: a host dying while sites join leaves them waiting for the next.
+  const { runs } = await sites(board, connect, trainers, secure);
   const results = await Promise.all(runs);
   const second = await reloaded;
-  return { first, second, results, roster: await rosterBefore, savedAtReload: savedAtReload!, identities, connect, connects: board.connects };
+  return { first, second, results, roster: await rosterBefore, savedAtReload: savedAtReload!, connect, connects: board.connects };
 }
 
 describe('workshop host tab reload: resume from IndexedDB', () => {
@@ -191,6 +196,20 @@ describe('workshop host tab reload: resume from IndexedDB', () => {
     expect(r.savedAtReload.phase).toBe('rounds');
     expect(r.savedAtReload.round).toBe(0);
     expect(r.second.coordinator.snapshot.history.map((h) => h.round)).toEqual([1, 2, 3]);
+    expect(sameWeights(r.second.coordinator.global!, ref.global)).toBe(true);
+    for (const x of r.results) expect(sameWeights(x.global, ref.global)).toBe(true);
+  });
+
+  it('dies in the join phase of a secure workshop (config to be fixed at start): the resumed host still starts it secure', async () => {
+    const ref = await uninterrupted('at-start');
+    // The save of the second site's key binding is the last: the federation would start right after it.
+    const r = await withReload({ saving: (s) => s.phase === 'join' && s.sites.length === 2 && s.sites.every((x) => x.key) }, 'at-start');
+    expect(r.savedAtReload.phase).toBe('join');
+    expect(r.savedAtReload.config.privacy).toBeUndefined();
+    expect(r.savedAtReload.privacyAtStart).toEqual({ phaseDeadlineMs: 5000 });
+    // The reloaded host was given no privacy option: the saved state asked for it.
+    expect(r.second.coordinator.snapshot.config.privacy).toMatchObject({ secureAggregation: true, threshold: 2 });
+    expect(r.second.coordinator.snapshot.history.map((h) => [h.round, h.contributors.length, h.secure?.attempts])).toEqual([[1, 2, 1], [2, 2, 1], [3, 2, 1]]);
     expect(sameWeights(r.second.coordinator.global!, ref.global)).toBe(true);
     for (const x of r.results) expect(sameWeights(x.global, ref.global)).toBe(true);
   });
