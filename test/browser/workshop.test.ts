@@ -79,7 +79,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
       await page.click('#ws-join');
       sites.push(page);
     }
-    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 60_000 });
+    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 180_000 });
     await shot(host, 'workshop-1-roster');
     // The host lists each participant's key fingerprint: the one that participant's browser shows.
     const rosterKeys = await host.$$eval('#ws-roster li', (li) => li.map((x) => [x.getAttribute('data-site'), x.getAttribute('data-key')]));
@@ -161,7 +161,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
       await page.click('#ws-join');
       sites.push(page);
     }
-    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 60_000 });
+    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 180_000 });
     const keysBefore = await host.$$eval('#ws-roster li', (li) => li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort());
     await host.click('#ws-start');
     await host.waitForSelector('#ws-status[data-round="1"]', { timeout: 300_000 });
@@ -221,8 +221,10 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     // The old tab goes away (its signalling socket closes): the id is free, the next try takes it.
     const t0 = Date.now();
     await old.context().close();
-    await next.waitForSelector('#ws-link', { timeout: 30_000 });
-    expect(Date.now() - t0).toBeLessThan(20_000);
+    // Well under the signalling server's 90 s alive timeout: the id was freed when the socket
+    // closed, not by expiry (loose bound: CI machines are slow and shared).
+    await next.waitForSelector('#ws-link', { timeout: 60_000 });
+    expect(Date.now() - t0).toBeLessThan(60_000);
     expect(await next.textContent('#ws-host-code')).toBe('wk88');
   });
 });
