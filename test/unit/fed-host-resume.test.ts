@@ -5,7 +5,6 @@
 import { describe, expect, it } from 'vitest';
 import { FederationHost, type HostOptions } from '../../src/fed/host.ts';
 import { SiteClient, type Connect, type SiteResult } from '../../src/fed/client.ts';
-import { ChunkReceiver, ChunkSender } from '../../src/fed/chunked.ts';
 import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 import type { CoordinatorSnapshot } from '../../src/fed/coordinator.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
@@ -13,7 +12,7 @@ import { openStore } from '../../src/store/db.ts';
 import { HostedFederationWriter, loadHostedFederation } from '../../src/store/hosted-federation.ts';
 import { privacyConfig } from '../../src/fed/secagg/config.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { channelPair } from './helpers/fake-channel.ts';
+import { chunkedConnection } from './helpers/fake-channel.ts';
 import { freshStore, noEnv } from './store-helpers.ts';
 
 const layout: WeightSpec = [
@@ -43,17 +42,7 @@ function switchboard() {
     const host = board.host;
     if (!host) throw new Error('no workshop is hosted with this code');
     board.connects++;
-    const [siteCh, hostCh] = channelPair();
-    const hostTx = new ChunkSender(hostCh);
-    const handlers = host.accept({ send: (b) => hostTx.send(b), close: () => hostCh.close() });
-    const hostRx = new ChunkReceiver(handlers.onMessage);
-    hostCh.onData = (d) => hostRx.push(d);
-    hostCh.onClosed = () => handlers.onClose();
-    const siteTx = new ChunkSender(siteCh);
-    const siteRx = new ChunkReceiver(h.onMessage);
-    siteCh.onData = (d) => siteRx.push(d);
-    siteCh.onClosed = () => h.onClose();
-    return { send: (b) => void siteTx.send(b).catch(() => undefined), close: () => siteCh.close() };
+    return chunkedConnection(host, h);
   };
   return { board, connect };
 }

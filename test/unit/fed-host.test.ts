@@ -6,7 +6,7 @@ import { FederationHost } from '../../src/fed/host.ts';
 import { SiteClient, type Connect } from '../../src/fed/client.ts';
 import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { channelPair, MAX_MESSAGE, MAX_QUEUED } from './helpers/fake-channel.ts';
+import { channelPair, chunkedConnection, MAX_MESSAGE, MAX_QUEUED } from './helpers/fake-channel.ts';
 
 function pattern(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -59,18 +59,8 @@ const layout: WeightSpec = [
 /** A site's Connect over a fresh in-memory channel pair to the host, chunked both ways. */
 function connectTo(host: FederationHost, links: { count: number }): Connect {
   return async (h) => {
-    const [siteCh, hostCh] = channelPair();
     links.count++;
-    const hostTx = new ChunkSender(hostCh);
-    const handlers = host.accept({ send: (b) => hostTx.send(b), close: () => hostCh.close() });
-    const hostRx = new ChunkReceiver(handlers.onMessage);
-    hostCh.onData = (d) => hostRx.push(d);
-    hostCh.onClosed = () => handlers.onClose();
-    const siteTx = new ChunkSender(siteCh);
-    const siteRx = new ChunkReceiver(h.onMessage);
-    siteCh.onData = (d) => siteRx.push(d);
-    siteCh.onClosed = () => h.onClose();
-    return { send: (b) => void siteTx.send(b).catch(() => undefined), close: () => siteCh.close() };
+    return chunkedConnection(host, h);
   };
 }
 

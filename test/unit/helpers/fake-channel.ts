@@ -2,7 +2,9 @@
 // delivered to the other end asynchronously, a little at a time, like a real channel. It refuses
 // what a real one fails on: a single message over 256 KiB, or more than 16 MiB queued (Chromium
 // closes a channel whose send buffer overflows).
-import type { ByteChannel } from '../../../src/fed/chunked.ts';
+import { ChunkReceiver, ChunkSender, type ByteChannel } from '../../../src/fed/chunked.ts';
+import type { FederationHost } from '../../../src/fed/host.ts';
+import type { Transport, TransportHandlers } from '../../../src/fed/client.ts';
 
 export const MAX_MESSAGE = 256 * 1024;
 export const MAX_QUEUED = 16 * 1024 * 1024;
@@ -64,4 +66,22 @@ export function channelPair(): [FakeChannel, FakeChannel] {
   a.peer = b;
   b.peer = a;
   return [a, b];
+}
+
+/**
+ * A site's transport to a FederationHost over a fresh in-memory channel pair, chunked both ways
+ * (what a workshop participant gets over a PeerJS data channel).
+ */
+export function chunkedConnection(host: FederationHost, h: TransportHandlers): Transport {
+  const [siteCh, hostCh] = channelPair();
+  const hostTx = new ChunkSender(hostCh);
+  const handlers = host.accept({ send: (b) => hostTx.send(b), close: () => hostCh.close() });
+  const hostRx = new ChunkReceiver(handlers.onMessage);
+  hostCh.onData = (d) => hostRx.push(d);
+  hostCh.onClosed = () => handlers.onClose();
+  const siteTx = new ChunkSender(siteCh);
+  const siteRx = new ChunkReceiver(h.onMessage);
+  siteCh.onData = (d) => siteRx.push(d);
+  siteCh.onClosed = () => h.onClose();
+  return { send: (b) => void siteTx.send(b).catch(() => undefined), close: () => siteCh.close() };
 }
