@@ -113,7 +113,14 @@ describe('model rounds under secure aggregation: AsymFedAvg and case weighting',
     const c = new MockTrainer([base[1], base[2]], 3);
     const f = memFederation({ config: cfg({}, 3), trainers: [a, b, c] });
     const results = await f.survivors();
-    expect(results[0].shared.map((e) => e.name)).toEqual([base[1].name, base[2].name]);
+    // The relay's order is the first site's (join order, which signed hellos make racy): its
+    // declared layout filtered to the shared keys, the same at every site.
+    const trainers = [a, b, c];
+    const first = trainers[Number(f.host.coordinator.roster()[0].siteName.slice(4))];
+    const shared = new Set([base[1].name, base[2].name]);
+    const order = first.layout.map((e) => e.name).filter((n) => shared.has(n));
+    expect(order).toHaveLength(2);
+    for (const r of results) expect(r.shared.map((e) => e.name)).toEqual(order);
     const lengths = f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'secagg-masked').map((m) => (m as any).length);
     expect(new Set(lengths)).toEqual(new Set([4 + 12 + 1]));
     // All three end on the same shared weights; their local layers are their own.
