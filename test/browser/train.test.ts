@@ -39,7 +39,10 @@ describe('training in the browser', () => {
     };
     await configure();
     await s.page.click('#train-start');
-    await s.page.waitForSelector('#train-epoch[data-epoch="1"]', { timeout: 240_000 });
+    // (One CI run out of five stalled here for 240 s; the status then says what the page saw.)
+    await s.page.waitForSelector('#train-epoch[data-epoch="1"]', { timeout: 240_000 }).catch(async (e) => {
+      throw new Error(`${e}\nstatus: ${await s.page.textContent('#train-status')}; progress: ${await s.page.textContent('#train-progress')}; page errors: ${s.errors.join(' | ')}`);
+    });
     await s.page.reload();
     await configure();
     await s.page.click('#train-start');

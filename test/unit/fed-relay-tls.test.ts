@@ -205,7 +205,10 @@ describe.skipIf(!haveOpenssl)('fednnunet relay TLS options', () => {
   it('plain http on a non-loopback address warns that other machines cannot join', async () => {
     const r = await startRelayCli(['--data-dir', join(scratch, 'data-plain'), '--host', '0.0.0.0']);
     try {
-      expect(r.out()).toMatch(/warning: serving plain http on 0\.0\.0\.0: .*cannot join \(no secure context.*--tls-self-signed/);
+      // The warning goes to stderr, the join code to stdout: the two pipes may arrive in either order.
+      const warning = /warning: serving plain http on 0\.0\.0\.0: .*cannot join \(no secure context.*--tls-self-signed/;
+      for (let i = 0; i < 100 && !warning.test(r.out()); i++) await new Promise((ok) => setTimeout(ok, 50));
+      expect(r.out()).toMatch(warning);
     } finally {
       await stop(r.child);
     }
