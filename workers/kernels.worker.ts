@@ -151,7 +151,7 @@ async function sgdRun(n: BenchNet, steps: number, backend: 'cpu' | 'webgpu', fas
     tf.dispose([value, norm, ...Object.values(grads)]);
   }
   const count = net.variables.reduce((a, v) => a + v.size, 0);
-  opt.dispose?.();
+  opt.dispose();
   tf.dispose([x, ...targets]);
   net.dispose();
   const later = ms.slice(1).sort((a, b) => a - b);
@@ -320,29 +320,6 @@ const api = {
     return out;
   },
 
-  /** One fast kernel on random data (for debugging a single shader): ms of the first run. */
-  async runFast(c: ConvCase, which: 'y' | 'dx' | 'dw'): Promise<number> {
-    await useBackend('webgpu');
-    const backend = tf.backend() as unknown as WebGPUBackendLike;
-    const t = makeData(c, 3);
-    const x = tf.tensor(t.x, t.xShape);
-    const w = tf.tensor(t.w, t.wShape);
-    const dy = tf.tensor(t.dy, t.yShape);
-    const t0 = performance.now();
-    const o =
-      which === 'y'
-        ? conv3dForward(backend, x, w, { strides: c.strides, pad: c.pad })
-        : which === 'dx'
-          ? conv3dBackpropInput(backend, dy, w, { strides: c.strides, pad: c.pad, inputShape: t.xShape })
-          : conv3dBackpropFilter(backend, x, dy, { strides: c.strides, pad: c.pad, filterShape: t.wShape });
-    if (!o) throw new Error('declined');
-    const out = tf.engine().makeTensorFromTensorInfo(o);
-    await out.data();
-    const ms = performance.now() - t0;
-    tf.dispose([x, w, dy, out]);
-    return ms;
-  },
-
   /** Median ms per kernel, stock and fast. FLOPs = 2·MACs of the convolution (same for all three). */
   async benchKernel(c: ConvCase, reps: number): Promise<{ name: string; flops: number; ms: Record<'y' | 'dx' | 'dw', { stock: number; fast: number }> }> {
     await useBackend('webgpu');
@@ -379,7 +356,7 @@ const api = {
    * Where a training step's time goes: tf.profile over one step (after a warm-up step), GPU time
    * per kernel name from WebGPU timestamp queries, summed, with call counts.
    */
-  async profileTrainStep(n: BenchNet, fast: boolean, detail = false): Promise<{ wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }> {
+  async profileTrainStep(n: BenchNet, fast: boolean): Promise<{ wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }> {
     await useBackend('webgpu');
     tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
     useFastKernels(fast);
@@ -401,11 +378,10 @@ const api = {
     const wallMs = performance.now() - t0;
     const by = new Map<string, { calls: number; ms: number }>();
     for (const k of prof.kernels) {
-      const id = detail ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
-      const e = by.get(id) ?? { calls: 0, ms: 0 };
+      const e = by.get(k.name) ?? { calls: 0, ms: 0 };
       e.calls++;
       e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : NaN;
-      by.set(id, e);
+      by.set(k.name, e);
     }
     useFastKernels(false);
     tf.dispose([x, ...targets]);
@@ -466,6 +442,7 @@ const api = {
     };
     tf.dispose(step());
     const prof = await tf.profile(() => tf.dispose(step()));
+    opt.dispose();
     tf.dispose([x, ...targets]);
     net.dispose();
     useFastKernels(false);

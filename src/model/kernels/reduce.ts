@@ -44,7 +44,6 @@ const STEP: Record<ReduceOp, (a: string, v: string) => string> = {
 /** Reduce a [outer, r, inner] view over r, `scale` multiplying the result (1/R for mean). */
 function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: ReduceOp, shape: number[], scale: number, output?: TensorInfo): TensorInfo {
   const outputs = l.outer * l.inner;
-  const init = op === 'max' && l.r === 0 ? 'uniforms.NAN' : INIT[op];
   const finish = op === 'max' ? 'acc' : scale === 1 ? 'acc' : `acc * ${scale.toPrecision(9)}`;
   // Few outputs, long rows: split each row into S parts first.
   if (outputs < 256 && l.r > 2048) {
@@ -82,7 +81,7 @@ function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: Red
     body: `
   let i = t % ${l.inner};
   let o = t / ${l.inner};
-  var acc = ${init};
+  var acc = ${INIT[op]};
   for (var r = 0; r < ${l.r}; r++) {
     let v = x[(o * ${l.r} + r) * ${l.inner} + i];
     ${STEP[op]('acc', 'v')}
@@ -95,8 +94,7 @@ function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: Red
 export function reduce(backend: WebGPUBackendLike, x: TensorInfo, attrs: { axis: number | number[]; keepDims: boolean }, op: ReduceOp): TensorInfo | null {
   if (x.dtype !== 'float32' || x.shape.length === 0) return null;
   const l = layout(x.shape, attrs.axis);
-  if (!l || l.outer * l.inner === 0) return null;
-  if (l.r === 0) return null;
+  if (!l || l.outer * l.inner === 0 || l.r === 0) return null;
   return runReduce(backend, x, l, op, outShape(x.shape, attrs.axis, attrs.keepDims), op === 'mean' ? 1 / l.r : 1);
 }
 
