@@ -131,7 +131,7 @@ const api = {
     };
     await saveMembership(d, membership);
     const runId = `fed:${federationId}`;
-    const site = new TrainerSite({
+    const site: TrainerSite = new TrainerSite({
       datasetName: ds.name,
       datasetJson: dj,
       numCases: ids.length,
@@ -145,7 +145,7 @@ const api = {
       valIters: 2,
       evaluate: false,
       log: (m) => onEvent({ type: 'log', message: m }),
-      saveState: (bytes) => saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: site.trainer?.epoch ?? 0, epochs: site.trainer?.options.epochs ?? 0, configuration: site.trainer?.configurationName ?? '' }, bytes),
+      saveState: (bytes): Promise<void> => saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: site.trainer?.epoch ?? 0, epochs: site.trainer?.options.epochs ?? 0, configuration: site.trainer?.configurationName ?? '' }, bytes),
       loadState: async () => (membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined),
     });
     const client = new SiteClient({
