@@ -2,11 +2,11 @@
 // (Chromium, IndexedDB), timed by the worker; the same work as `npm run bench fingerprint` in Node.
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { build } from 'vite';
 import { openApp } from '../src/node/app-session.ts';
+import { REFERENCE } from '../test/paths.ts';
 
-const REFERENCE = resolve(process.env.FEDNNUNET_SHARED ?? resolve(process.cwd(), '..', 'shared'), 'reference');
 await build({ logLevel: 'warn' });
 const work = mkdtempSync(join(tmpdir(), 'bench-prepare-'));
 const s = await openApp({ webgpu: false });

@@ -11,7 +11,7 @@ import { openRawDataset, stackChannels } from '../src/io/raw-dataset.ts';
 import { nnunetView, type Volume } from '../src/io/volume.ts';
 import { fsSource } from '../src/node/fs-source.ts';
 import { runCase, type PreprocessPlans } from '../src/preprocess/preprocess.ts';
-import { REFERENCE } from '../test/shared-path.ts';
+import { REFERENCE } from '../test/paths.ts';
 
 const RUNS = 10;
 const raw = (d: string) => `${REFERENCE}/raw/${d}`;

@@ -1,5 +1,5 @@
 // nnU-Net v2's dataset.json (the keys the planner reads) and nnUNetPlans.json, typed after the
-// reference files in ../shared/reference/plans. Key order in the objects the planner builds
+// reference files in test/reference/plans. Key order in the objects the planner builds
 // follows nnU-Net's, so JSON.stringify gives the same layout.
 import type { ChannelIntensityProperties } from '../fingerprint/types.ts';
 

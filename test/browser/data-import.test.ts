@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
 
 const RAW803 = join(REFERENCE, 'raw', 'Dataset803_PhantomMR2ch');

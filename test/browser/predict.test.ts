@@ -16,7 +16,7 @@ import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { readDicomVolume } from '../../src/io/dicom.ts';
 import { readdirSync } from 'node:fs';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 import { randomizeWeights, tinyConfig } from '../unit/infer-helpers.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
 
@@ -166,7 +166,7 @@ describe('Predict tab', () => {
 
   it('segments a DICOM folder (label map on the series grid); a series with mixed orientations is refused in plain words', async () => {
     const { page } = s;
-    const dir = join(SHARED_FIXTURES, 'dicom-ct-phantom');
+    const dir = join(FIXTURES, 'dicom-ct-phantom');
     const series = readDicomVolume(readdirSync(dir).map((f) => ({ name: f, bytes: new Uint8Array(readFileSync(join(dir, f))) })));
     await page.setInputFiles('#scan-folder', dir);
     expect(await page.textContent('#scan-chosen')).toContain('read as DICOM');
@@ -176,7 +176,7 @@ describe('Predict tab', () => {
     expect(r.dims).toEqual(series.dims);
     expect(r.n).toBe(series.dims[0] * series.dims[1] * series.dims[2]);
     for (let i = 0; i < 16; i++) expect(r.affine[i]).toBeCloseTo(series.affine[i], 5);
-    await page.setInputFiles('#scan-folder', join('test', 'fixtures', 'dicom-mr-series'));
+    await page.setInputFiles('#scan-folder', join(FIXTURES, 'dicom-mr-series'));
     await page.click('#predict-run');
     await page.waitForSelector('#predict-error p.bad');
     expect(await page.textContent('#predict-error')).toMatch(/could not be read: .*mixed orientations/);

@@ -8,7 +8,7 @@ import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { decodePreprocessed, type PropertiesJson } from '../../src/preprocess/files.ts';
 import { expectMatchesReference } from './helpers/fingerprint-ref.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const bin = 'bin/fednnunet.js';
 const run = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import type { Plans } from '../../src/plan/types.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { readJson } from './plan-fixtures.ts';
 
 const bin = 'bin/fednnunet.js';

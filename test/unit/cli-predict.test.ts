@@ -12,7 +12,7 @@ import { memorySource } from '../../src/io/file-source.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { randomizeWeights, tinyConfig } from './infer-helpers.ts';
 
 const bin = 'bin/fednnunet.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeWeights } from '../../src/fed/codec.ts';
 import { decodeCheckpoint } from '../../src/train/train-checkpoint.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const bin = 'bin/fednnunet.js';
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-train-cli-'));

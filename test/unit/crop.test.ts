@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { bboxOfMask, cropToNonzero, fillHoles } from '../../src/preprocess/crop.ts';
 import { nnunetView } from '../../src/io/volume.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const DATASETS = ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB'];
 

@@ -5,15 +5,14 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readDicomFiles, readDicomVolume, type NamedBytes } from '../../src/io/dicom.ts';
 import { readNifti } from '../../src/io/nifti.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
-const LOCAL = resolve(import.meta.dirname, '../fixtures');
 function dir(path: string): NamedBytes[] {
   return readdirSync(path).sort().map((name) => ({ name, bytes: new Uint8Array(readFileSync(resolve(path, name))) }));
 }
 
 describe('DICOM CT phantom (26 shuffled files) equals its source NIfTI', () => {
-  const files = dir(resolve(SHARED_FIXTURES, 'dicom-ct-phantom'));
+  const files = dir(resolve(FIXTURES, 'dicom-ct-phantom'));
   const nii = readNifti(new Uint8Array(readFileSync(resolve(REFERENCE, 'raw/Dataset802_PhantomCTaniso/imagesTr/ct_000_0000.nii.gz'))));
 
   it('voxel for voxel, same affine, spacing from positions', () => {
@@ -41,7 +40,7 @@ describe('DICOM CT phantom (26 shuffled files) equals its source NIfTI', () => {
 
 describe('dicom-misc single slices (pydicom numbers)', () => {
   it('CT_small.dcm: 128x128 int16, RescaleIntercept -1024', () => {
-    const v = readDicomVolume(dir(resolve(LOCAL, 'dicom-misc')).filter((f) => f.name === 'CT_small.dcm'));
+    const v = readDicomVolume(dir(resolve(FIXTURES, 'dicom-misc')).filter((f) => f.name === 'CT_small.dcm'));
     // pydicom: pixel_array int16 min 128 max 2191 sum 14826310, [row 10, col 20] = 185; PixelSpacing 0.661468,
     // SpacingBetweenSlices 5, IPP (-158.135803, -179.035797, -75.699997), IOP identity
     expect(v.dims).toEqual([128, 128, 1]);
@@ -54,7 +53,7 @@ describe('dicom-misc single slices (pydicom numbers)', () => {
     expect(v.data[20 + 128 * 10]).toBe(185 - 1024);
   });
   it('MR_small.dcm: 64x64 int16, no rescale, thickness 0.8', () => {
-    const v = readDicomVolume(dir(resolve(LOCAL, 'dicom-misc')).filter((f) => f.name === 'MR_small.dcm'));
+    const v = readDicomVolume(dir(resolve(FIXTURES, 'dicom-misc')).filter((f) => f.name === 'MR_small.dcm'));
     // pydicom: int16 min 127 max 2145 sum 2125338, [10, 20] = 316, [3, 7] = 378; PixelSpacing 0.3125, SliceThickness 0.8
     expect(v.dims).toEqual([64, 64, 1]);
     expect(v.datatype).toBe('int16');
@@ -67,14 +66,14 @@ describe('dicom-misc single slices (pydicom numbers)', () => {
     expect(v.data[7 + 64 * 3]).toBe(378);
   });
   it('a folder with two single-slice series gives two series', () => {
-    const r = readDicomFiles(dir(resolve(LOCAL, 'dicom-misc')));
+    const r = readDicomFiles(dir(resolve(FIXTURES, 'dicom-misc')));
     expect(r.series.map((s) => s.seriesInstanceUID).sort()).toEqual(['1.3.6.1.4.1.5962.1.3.1.1.20040119072730.12322', '1.3.6.1.4.1.5962.1.3.4.1.20040826185059.5457']);
-    expect(() => readDicomVolume(dir(resolve(LOCAL, 'dicom-misc')))).toThrow('expected one DICOM series, found 2');
+    expect(() => readDicomVolume(dir(resolve(FIXTURES, 'dicom-misc')))).toThrow('expected one DICOM series, found 2');
   });
 });
 
 describe('dicom-mr-series: 7 radial projections, one orientation each', () => {
-  const files = dir(resolve(LOCAL, 'dicom-mr-series'));
+  const files = dir(resolve(FIXTURES, 'dicom-mr-series'));
   it('is refused as a volume: mixed orientations, naming the series and files', () => {
     const r = readDicomFiles(files);
     expect(r.series).toHaveLength(1);

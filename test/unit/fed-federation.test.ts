@@ -16,7 +16,7 @@ import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { readFileSync } from 'node:fs';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const base: WeightSpec = [
   { name: 'encoder.stages.0.0.convs.0.conv.weight', shape: [4, 1, 3, 3, 3] },

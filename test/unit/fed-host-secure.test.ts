@@ -16,7 +16,7 @@ import { signedConnect } from '../../src/fed/identity/signed-transport.ts';
 import { aggregatePrivateSummaries, fingerprintFromSummary, summarizeFingerprint } from '../../src/fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { readJson } from './plan-fixtures.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { frames, memFederation, type MemFederation } from './helpers/mem-federation.ts';

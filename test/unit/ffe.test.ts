@@ -4,7 +4,7 @@ import { aggregateFingerprints, aggregatePrivateSummaries, countNumbers, fingerp
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { planExperiment } from '../../src/plan/planner.ts';
 import type { DatasetJson, Plans } from '../../src/plan/types.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { FED_CLIENTS, readJson } from './plan-fixtures.ts';
 
 const fingerprint = (d: string) => readJson<DatasetFingerprint>(join(REFERENCE, 'fingerprints', d, 'dataset_fingerprint.json'));

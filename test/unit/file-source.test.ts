@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { directoryHandleSource, fileListSource, type DirectoryHandleLike } from '../../src/io/file-source.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { openRawDataset } from '../../src/io/raw-dataset.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const ROOT = resolve(REFERENCE, 'raw/Dataset803_PhantomMR2ch');
 

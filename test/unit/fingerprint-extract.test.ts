@@ -5,7 +5,7 @@ import { memorySource } from '../../src/io/file-source.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { expectMatchesReference } from './helpers/fingerprint-ref.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 

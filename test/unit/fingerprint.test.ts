@@ -5,7 +5,7 @@ import { datasetFingerprint, mixtureQuantile } from '../../src/fingerprint/datas
 import { median } from '../../src/util/numeric.ts';
 import { mulberry32 } from '../../src/util/rng.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 const DATASETS = ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB'];

@@ -4,7 +4,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
 const run = (...args: string[]) => spawnSync(process.execPath, ['bin/fednnunet.js', 'info', ...args], { encoding: 'utf8' });
 
@@ -24,7 +24,7 @@ describe('fednnunet info', () => {
   });
 
   it('DICOM folder: one series per SeriesInstanceUID', () => {
-    const r = run(resolve(SHARED_FIXTURES, 'dicom-ct-phantom'));
+    const r = run(resolve(FIXTURES, 'dicom-ct-phantom'));
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.type).toBe('dicom');

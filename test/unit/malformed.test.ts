@@ -9,11 +9,11 @@ import { writeNifti } from '../../src/io/nifti-write.ts';
 import { gunzip } from '../../src/io/gzip.ts';
 import { memorySource } from '../../src/io/file-source.ts';
 import { validateRawDataset } from '../../src/io/raw-dataset.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
-const anatPath = resolve(SHARED_FIXTURES, 'nifti/anatomical.nii'); // big-endian NIfTI-1, int16
+const anatPath = resolve(FIXTURES, 'nifti/anatomical.nii'); // big-endian NIfTI-1, int16
 const anat = () => new Uint8Array(readFileSync(anatPath));
-const gzPath = resolve(SHARED_FIXTURES, 'nifti/someones_anatomy.nii.gz');
+const gzPath = resolve(FIXTURES, 'nifti/someones_anatomy.nii.gz');
 const be = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
 describe('malformed NIfTI', () => {
@@ -35,7 +35,7 @@ describe('malformed NIfTI', () => {
     expect(() => readNifti(anat().subarray(0, 200))).toThrow('header too short (200 bytes; NIfTI-1 needs 348)');
   });
   it('not a NIfTI file (a DICOM file)', () => {
-    const dcm = new Uint8Array(readFileSync(resolve(SHARED_FIXTURES, 'dicom-misc/CT_small.dcm')));
+    const dcm = new Uint8Array(readFileSync(resolve(FIXTURES, 'dicom-misc/CT_small.dcm')));
     expect(() => readNifti(dcm)).toThrow('not a NIfTI file: sizeof_hdr is 2771273 (expected 348 for NIfTI-1 or 540 for NIfTI-2)');
   });
   it('dims do not match the byte count', () => {
@@ -112,7 +112,7 @@ function setString(bytes: Uint8Array, tag: string, value: string): Uint8Array {
   return out;
 }
 const phantom = (): NamedBytes[] => {
-  const d = resolve(SHARED_FIXTURES, 'dicom-ct-phantom');
+  const d = resolve(FIXTURES, 'dicom-ct-phantom');
   return readdirSync(d).sort().map((name) => ({ name, bytes: new Uint8Array(readFileSync(resolve(d, name))) }));
 };
 const UID = 'DICOM series 1.2.826.0.1.3680043.8.498.12633348447994181093085561602449342214';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { archFromPlan, paramSpecs, type PlanConfigurationLike } from '../../src/model/arch.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 function plan(dataset: string, config: string): PlanConfigurationLike {
   const p = JSON.parse(readFileSync(join(REFERENCE, 'plans', dataset, 'nnUNetPlans.json'), 'utf8'));

@@ -9,12 +9,12 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import { isGzip } from '../../src/io/gzip.ts';
 import type { DataTypeName, Volume } from '../../src/io/volume.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
 const RAW = resolve(REFERENCE, 'raw');
 const load = (p: string) => readNifti(new Uint8Array(readFileSync(p)), p);
 const sources = {
-  anatomical: resolve(SHARED_FIXTURES, 'nifti/anatomical.nii'),
+  anatomical: resolve(FIXTURES, 'nifti/anatomical.nii'),
   oblique803: resolve(RAW, 'Dataset803_PhantomMR2ch/imagesTr/mp_000_0000.nii.gz'),
   flipped804: resolve(RAW, 'Dataset804_PhantomMRsiteB/imagesTr/mrB_000_0000.nii.gz'),
   nifti2: resolve(import.meta.dirname, '../fixtures/nifti/nifti2_4d_f64.nii.gz'),

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { readNifti } from '../../src/io/nifti.ts';
 import { axcodes } from '../../src/io/geometry.ts';
 import { gunzip } from '../../src/io/gzip.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
 const RAW = resolve(REFERENCE, 'raw');
 const LOCAL = resolve(import.meta.dirname, '../fixtures/nifti');
@@ -25,7 +25,7 @@ function stats(a: ArrayLike<number>) {
 
 describe('readNifti: fixtures match nibabel', () => {
   it('anatomical.nii: big-endian int16, sform 2, LAS', () => {
-    const v = load(resolve(SHARED_FIXTURES, 'nifti/anatomical.nii'));
+    const v = load(resolve(FIXTURES, 'nifti/anatomical.nii'));
     // nibabel: shape (33, 41, 25), >i2, zooms 2,2,2, affine below, aff2axcodes ('L','A','S')
     expect(v.dims).toEqual([33, 41, 25]);
     expect(v.channels).toBe(1);
@@ -40,7 +40,7 @@ describe('readNifti: fixtures match nibabel', () => {
   });
 
   it('someones_anatomy.nii.gz: uint8 with scl_slope/inter -> float32 as nibabel get_fdata().astype(float32)', () => {
-    const v = load(resolve(SHARED_FIXTURES, 'nifti/someones_anatomy.nii.gz'));
+    const v = load(resolve(FIXTURES, 'nifti/someones_anatomy.nii.gz'));
     // nibabel: shape (57, 67, 56), uint8, scl_slope 0.35245904, scl_inter 6.678364, sform 4, RAS
     expect(v.dims).toEqual([57, 67, 56]);
     expect(v.storedDatatype).toBe('uint8');
@@ -141,7 +141,7 @@ describe('readNifti: fixtures match nibabel', () => {
 });
 
 describe('readNifti: affine fallbacks as nibabel get_best_affine', () => {
-  const anat = () => new Uint8Array(readFileSync(resolve(SHARED_FIXTURES, 'nifti/anatomical.nii')));
+  const anat = () => new Uint8Array(readFileSync(resolve(FIXTURES, 'nifti/anatomical.nii')));
   it('sform_code 0 -> qform (quaternion (0,1,0), qfac -1)', () => {
     const b = anat();
     new DataView(b.buffer).setInt16(254, 0, false);

@@ -5,7 +5,7 @@ import { normalize, normalizeChannel } from '../../src/preprocess/normalize.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { nnunetView } from '../../src/io/volume.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;

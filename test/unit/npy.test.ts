@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'fflate';
 import { readNpy, writeNpy, type NpyArray } from '../../src/io/npy.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const PRE = `${REFERENCE}/preprocessed`;
 

@@ -13,7 +13,7 @@ import { listPreprocessed, loadPreprocessed } from '../../src/store/preprocessed
 import { fsSource } from '../../src/node/fs-source.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { fingerprintStoredDataset, planStoredDataset, preprocessStoredDataset } from '../../src/pipeline/stored-dataset.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const ID = 'Dataset801_PhantomMR';
 const json = (p: string) => JSON.parse(readFileSync(join(REFERENCE, p), 'utf8'));

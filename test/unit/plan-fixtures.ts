@@ -1,9 +1,9 @@
-// Loading the reference planner inputs/outputs (../shared/reference) for the planner, FFE and CLI tests.
+// Loading the reference planner inputs/outputs (test/reference) for the planner, FFE and CLI tests.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import type { DatasetJson, Plans } from '../../src/plan/types.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 export const readJson = <T = unknown>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
 

@@ -4,7 +4,7 @@ import { foregroundClasses, runCase, sampleClassLocations, sampleWithoutReplacem
 import { readNpy } from '../../src/io/npy.ts';
 import { mulberry32 } from '../../src/util/rng.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadCase, openRawDataset, stackChannels, validateRawDataset } from '../../src/io/raw-dataset.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { nnunetView } from '../../src/io/volume.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const RAW = resolve(REFERENCE, 'raw');
 type Manifest = Record<string, Record<string, { spacing_xyz: number[]; affine: number[][]; label: { shape_xyz: number[] } }>>;

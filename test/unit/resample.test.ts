@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { computeNewShape, resampleData, resampleSeg, separateZAxis, zoomAxis } from '../../src/preprocess/resample.ts';
 import { roundHalfEven } from '../../src/util/numeric.ts';
 import { readNpy } from '../../src/io/npy.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import type { Shape3 } from '../../src/preprocess/crop.ts';
 
 const load = (p: string) => readNpy(readFileSync(p));

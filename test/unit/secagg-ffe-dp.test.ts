@@ -13,7 +13,7 @@ import { defaultThreshold, privacyConfig } from '../../src/fed/secagg/config.ts'
 import { chooseFracBits, decodeSum, encodeSiteVector } from '../../src/fed/secagg/vector.ts';
 import { epsilon, epsilonOfRounds, noiseMultiplier } from '../../src/fed/secagg/dp.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 import { readJson } from './plan-fixtures.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { frameOf, memFederation } from './helpers/mem-federation.ts';

@@ -7,7 +7,7 @@ import { ImportInputError, planImport } from '../../src/store/from-files.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { memorySource } from '../../src/io/file-source.ts';
 import { readNifti } from '../../src/io/nifti.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
 const RAW803 = join(REFERENCE, 'raw', 'Dataset803_PhantomMR2ch');
 
@@ -50,15 +50,17 @@ describe('importing dropped files', () => {
 
   it('loose NIfTI files become unlabelled cases; a DICOM folder becomes one case per series', async () => {
     const { db } = await freshStore();
-    const nii = await planImport(fsSource(join(SHARED_FIXTURES, 'nifti')));
+    // The two real scans of fixtures/nifti (the folder also holds small synthetic NIfTIs and their generator).
+    const real = ['anatomical.nii', 'someones_anatomy.nii.gz'];
+    const nii = await planImport(memorySource('nifti', Object.fromEntries(real.map((f) => [f, new Uint8Array(readFileSync(join(FIXTURES, 'nifti', f)))]))));
     expect(nii.kind).toBe('nifti-files');
     const r1 = await importDataset(db, nii.meta, nii.cases);
     expect((await listCases(db, r1.dataset.id)).map((c) => c.caseId)).toEqual(['anatomical', 'someones_anatomy']);
-    const dcm = await planImport(fsSource(join(SHARED_FIXTURES, 'dicom-ct-phantom')));
+    const dcm = await planImport(fsSource(join(FIXTURES, 'dicom-ct-phantom')));
     expect(dcm.kind).toBe('dicom-series');
     const r2 = await importDataset(db, dcm.meta, dcm.cases);
     const v = (await loadCaseVolumes(db, r2.dataset.id, 'series_000'))!;
-    expect(v.images[0].dims[2]).toBe(readdirSync(join(SHARED_FIXTURES, 'dicom-ct-phantom')).length);
+    expect(v.images[0].dims[2]).toBe(readdirSync(join(FIXTURES, 'dicom-ct-phantom')).length);
     expect((await listDatasets(db)).length).toBe(2);
   });
 

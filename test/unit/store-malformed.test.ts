@@ -11,18 +11,18 @@ import { memorySource } from '../../src/io/file-source.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import type { StoreDB } from '../../src/store/db.ts';
-import { REFERENCE, SHARED_FIXTURES } from '../shared-path.ts';
+import { REFERENCE, FIXTURES } from '../paths.ts';
 
 type Files = Record<string, Uint8Array>;
 const read = (p: string) => new Uint8Array(readFileSync(p));
-const anat = () => read(resolve(SHARED_FIXTURES, 'nifti/anatomical.nii'));
-const gz = () => read(resolve(SHARED_FIXTURES, 'nifti/someones_anatomy.nii.gz'));
+const anat = () => read(resolve(FIXTURES, 'nifti/anatomical.nii'));
+const gz = () => read(resolve(FIXTURES, 'nifti/someones_anatomy.nii.gz'));
 const dv = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
 const withBytes = (f: (b: Uint8Array) => void, base = anat()) => (f(base), base);
 const enc = (o: unknown) => new TextEncoder().encode(typeof o === 'string' ? o : JSON.stringify(o));
 
 function phantom(): Files {
-  const d = resolve(SHARED_FIXTURES, 'dicom-ct-phantom');
+  const d = resolve(FIXTURES, 'dicom-ct-phantom');
   return Object.fromEntries(readdirSync(d).sort().map((n) => [n, read(resolve(d, n))]));
 }
 function ds803(): Files {
@@ -80,7 +80,7 @@ const CASES: Array<[string, () => Files, RegExp]> = [
     return files;
   }, /same position|duplicate/i],
   ['DICOM series of mixed orientations', () => {
-    const d = resolve(SHARED_FIXTURES, 'dicom-mr-series');
+    const d = resolve(FIXTURES, 'dicom-mr-series');
     return Object.fromEntries(readdirSync(d).map((n) => [n, read(resolve(d, n))]));
   }, /mixed orientations/],
   ['a folder with no scan at all', () => ({ 'notes.txt': enc('hello'), 'img.png': new Uint8Array([0x89, 0x50, 0x4e, 0x47]) }), /no dataset\.json, no NIfTI file and no readable DICOM series/],

@@ -16,7 +16,7 @@ import type { StoreDB } from '../../src/store/db.ts';
 import { expectMatchesReference } from './helpers/fingerprint-ref.ts';
 import { loadNifti } from './helpers/load-nifti.ts';
 import { caseStream, dump, freshStore, noEnv } from './store-helpers.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const DS = 'Dataset801_PhantomMR';
 const DIR = `${REFERENCE}/raw/${DS}`;

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { tinyConfiguration } from '../../src/train/tiny.ts';
 import { paramSpecs, archFromPlan } from '../../src/model/arch.ts';
 import { sharedSpec } from '../../src/fed/aggregate.ts';
-import { REFERENCE } from '../shared-path.ts';
+import { REFERENCE } from '../paths.ts';
 
 const plan = (id: string) => JSON.parse(readFileSync(join(REFERENCE, 'plans', id, 'nnUNetPlans.json'), 'utf8')).configurations['3d_fullres'];
 
