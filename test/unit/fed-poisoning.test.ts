@@ -11,6 +11,12 @@ import { privacyConfig } from '../../src/fed/secagg/config.ts';
 import { wordsOf } from '../../src/fed/secagg/wire.ts';
 import { isChallenge } from '../../src/fed/identity/envelope.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
+import { RobustMean, trimCount } from '../../src/fed/aggregate.ts';
+import { checkUnmaskedSum } from '../../src/fed/secagg/round.ts';
+import { elementBound, encodeSiteVector, noiseDivisor } from '../../src/fed/secagg/vector.ts';
+import { addInto } from '../../src/fed/secagg/quantize.ts';
+import { cryptoGaussian } from '../../src/fed/secagg/noise.ts';
+import { randomArray } from '../../src/util/rng.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { frames, memFederation, type MemFederation } from './helpers/mem-federation.ts';
 
@@ -244,5 +250,50 @@ describe('sites pin the privacy settings they joined under', () => {
     } finally {
       second.stop();
     }
+  });
+});
+
+describe('the rules themselves', () => {
+  const spec: WeightSpec = [{ name: 'w', shape: [5] }];
+  const u = (...v: number[]): NamedWeights => new Map([['w', { shape: [5], data: Float32Array.from(v) }]]);
+
+  it('coordinate-wise median and trimmed mean: one extreme site moves no coordinate past the honest values', () => {
+    const updates = [u(1, 2, 3, 4, 5), u(2, 3, 4, 5, 6), u(3, 4, 5, 6, 7), u(4, 5, 6, 7, 8), u(1e30, -1e30, 1e30, -1e30, 0)];
+    const median = new RobustMean(spec, 'median', 5);
+    const trimmed = new RobustMean(spec, 'trimmed-mean', 5);
+    for (const x of updates) {
+      median.add(x);
+      trimmed.add(x);
+    }
+    expect(trimCount(5)).toBe(1);
+    expect([...median.result().get('w')!.data]).toEqual([3, 3, 5, 5, 6]);
+    // Drop the lowest and highest of each coordinate, average the middle three.
+    expect([...trimmed.result().get('w')!.data]).toEqual([3, 3, 5, 5, 6]);
+    expect(() => median.add(u(0, 0, 0, 0, 0))).toThrow(/already holds 5 updates/);
+  });
+
+  it('robust aggregation states its memory: refused when every update of a round would not fit', () => {
+    expect(() => new RobustMean([{ name: 'big', shape: [30_000_000] }], 'median', 20)).toThrow(/20 sites × 114\.4 MiB = 2\.24 GiB, over the 2\.00 GiB limit/);
+  });
+
+  it('secure check with DP: honest noisy sums of 200k parameters pass; a site 1000× over the clip is caught', () => {
+    const P = 200_000;
+    const big: WeightSpec = [{ name: 'w', shape: [P] }];
+    const base = { rounds: 4, weighting: 'uniform' as const, minSites: 3 };
+    const p = privacyConfig(3, base, { clip: 1, dpEpsilon: 2 });
+    const divisor = noiseDivisor({ minSites: 3, privacy: p });
+    // Deltas uniform in ±gain/2: norm ≈ gain·√(P/12) ≈ 129·gain, clipped to `clip`.
+    const vec = (seed: number, clip: number, gain = 1) => encodeSiteVector(new Map([['w', { shape: [P], data: randomArray(P, seed).map((v) => (v - 0.5) * gain) }]]), big, {
+      clip, fracBits: p.fracBits, weight: 1, bound: elementBound(p, 'uniform', divisor), noiseStd: (p.dp!.noiseMultiplier * p.clip) / Math.sqrt(divisor), gaussian: cryptoGaussian,
+    }).vector;
+    for (let trial = 0; trial < 3; trial++) {
+      const sum = new Uint32Array(P + 1);
+      for (const k of [1, 2, 3]) addInto(sum, vec(trial * 10 + k, 1));
+      expect(() => checkUnmaskedSum(sum, big, p, 'uniform', 3, divisor)).not.toThrow();
+    }
+    const sum = new Uint32Array(P + 1);
+    for (const k of [1, 2]) addInto(sum, vec(k, 1));
+    addInto(sum, vec(3, Infinity, 1000 / 129)); // norm ≈ 1000 C, unclipped
+    expect(() => checkUnmaskedSum(sum, big, p, 'uniform', 3, divisor)).toThrow(/did not clip/);
   });
 });
