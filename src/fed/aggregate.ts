@@ -148,8 +148,13 @@ export class RobustMean implements UpdateAggregator {
       const cols = this.updates.map((u) => u.get(name)!);
       const data = new Float32Array(numel(shape));
       for (let i = 0; i < data.length; i++) {
-        for (let k = 0; k < n; k++) col[k] = cols[k][i];
-        col.sort();
+        // Insertion sort: n (sites) is small, and a call to sort() per coordinate costs more.
+        for (let k = 0; k < n; k++) {
+          const v = cols[k][i];
+          let j = k;
+          for (; j > 0 && col[j - 1] > v; j--) col[j] = col[j - 1];
+          col[j] = v;
+        }
         if (this.rule === 'median') {
           data[i] = n % 2 ? col[(n - 1) / 2] : (col[n / 2 - 1] + col[n / 2]) / 2;
         } else {

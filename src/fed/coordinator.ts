@@ -20,7 +20,7 @@
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
 import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate, type UpdateAggregator } from './aggregate.ts';
-import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
+import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { SecureRound, checkUnmaskedSum, type SecurePhase, type SecureStep } from './secagg/round.ts';
@@ -157,7 +157,7 @@ export class Coordinator {
       admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;
-    checkAggregationConfig(config);
+    checkAggregationConfig(config, !!config.privacy || !!opts.privacyAtStart);
     const pending = opts.privacyAtStart;
     if (pending) {
       // Refused now rather than at start, when participants are already waiting.
@@ -355,7 +355,8 @@ export class Coordinator {
     if (!this.s.sites.every((x) => x.fingerprint)) return [];
     if (!this.opts.aggregateFingerprints) throw new Error('FFE needs an aggregateFingerprints function');
     try {
-      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => x.numCases));
+      // Case counts weigh the merge; capped as update weights are (update-guard.ts), so one site's claim cannot dominate it.
+      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)));
     } catch (e) {
       // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
       const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;

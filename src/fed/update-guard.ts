@@ -31,14 +31,14 @@ export function updateNormBound(config: Pick<FederationConfig, 'maxUpdateNorm' |
   return config.privacy?.clip ?? config.maxUpdateNorm ?? DEFAULT_MAX_UPDATE_NORM;
 }
 
-/** Checks the aggregation options of a config; throws with the option's name. */
-export function checkAggregationConfig(config: Pick<FederationConfig, 'maxUpdateNorm' | 'robust' | 'privacy' | 'weighting'>): void {
+/** Checks the aggregation options of a config (`secure`: secure aggregation on, or asked for at start); throws with the option's name. */
+export function checkAggregationConfig(config: Pick<FederationConfig, 'maxUpdateNorm' | 'robust' | 'privacy' | 'weighting'>, secure = !!config.privacy): void {
   const c = config.maxUpdateNorm;
   if (c !== undefined && !(c > 0 && Number.isFinite(c))) throw new Error(`the maximum update norm must be a positive number, got ${c}`);
-  if (c !== undefined && config.privacy) throw new Error('secure aggregation clips each update on its site to the clip norm (--clip); a separate maximum update norm does not apply');
+  if (c !== undefined && secure) throw new Error('secure aggregation clips each update on its site to the clip norm (--clip); a separate maximum update norm does not apply');
   if (config.robust !== undefined) {
     if (config.robust !== 'trimmed-mean' && config.robust !== 'median') throw new Error(`robust aggregation must be 'trimmed-mean' or 'median', got '${String(config.robust)}'`);
-    if (config.privacy) throw new Error('robust aggregation needs every update in the clear; secure aggregation only reveals their sum');
+    if (secure) throw new Error('robust aggregation needs every update in the clear; secure aggregation only reveals their sum');
     if (config.weighting !== 'uniform') throw new Error('robust aggregation is unweighted: use --weighting uniform');
   }
 }

@@ -2,10 +2,12 @@
 // stall the federation, in plain and secure rounds; and (item 4, site side) a site refuses a
 // welcome whose privacy settings differ from those it joined under. Each attack runs through the
 // in-memory federation (test/unit/helpers/mem-federation.ts) with a tampering site.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { SiteClient, type Connect, type SiteResult } from '../../src/fed/client.ts';
 import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
 import { FederationHost } from '../../src/fed/host.ts';
+import { Coordinator } from '../../src/fed/coordinator.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';
 import { privacyConfig } from '../../src/fed/secagg/config.ts';
 import { wordsOf } from '../../src/fed/secagg/wire.ts';
@@ -272,6 +274,10 @@ describe('the rules themselves', () => {
     expect(() => median.add(u(0, 0, 0, 0, 0))).toThrow(/already holds 5 updates/);
   });
 
+  it('robust aggregation is refused for a workshop federation that turns secure aggregation on at its start', () => {
+    expect(() => new Coordinator({ config: { ...plainConfig({ robust: 'median' }), token: 't' }, privacyAtStart: {} })).toThrow(/robust aggregation needs every update in the clear/);
+  });
+
   it('robust aggregation states its memory: refused when every update of a round would not fit', () => {
     expect(() => new RobustMean([{ name: 'big', shape: [30_000_000] }], 'median', 20)).toThrow(/20 sites × 114\.4 MiB = 2\.24 GiB, over the 2\.00 GiB limit/);
   });
@@ -295,5 +301,19 @@ describe('the rules themselves', () => {
     for (const k of [1, 2]) addInto(sum, vec(k, 1));
     addInto(sum, vec(3, Infinity, 1000 / 129)); // norm ≈ 1000 C, unclipped
     expect(() => checkUnmaskedSum(sum, big, p, 'uniform', 3, divisor)).toThrow(/did not clip/);
+  });
+});
+
+describe('fednnunet relay: the update-bound options', () => {
+  it.each([
+    [['--max-update-norm', '0'], /--max-update-norm must be a positive number/],
+    [['--robust', 'mean'], /--robust must be trimmed-mean or median/],
+    [['--robust', 'median', '--weighting', 'cases'], /robust aggregation is unweighted/],
+    [['--robust', 'trimmed-mean', '--secure-agg'], /robust aggregation needs every update in the clear/],
+    [['--max-update-norm', '5', '--secure-agg'], /clip norm \(--clip\)/],
+  ])('refuses %j with a one-line usage error', (args, message) => {
+    const r = spawnSync(process.execPath, ['bin/fednnunet.js', 'relay', '--port', '0', ...args], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
   });
 });
