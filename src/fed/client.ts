@@ -112,7 +112,7 @@ export class SiteClient {
   private transport?: Transport;
   private siteId?: string;
   private config?: FederationConfig;
-  /** Privacy settings of the first welcome past the join phase (see 'welcome'). */
+  /** Privacy settings of the first welcome that fixes them (see 'welcome'); a change is refused. */
   private pinnedPrivacy?: { privacy: FederationConfig['privacy'] };
   private shared?: WeightSpec;
   private sentFingerprint = false;

@@ -625,9 +625,9 @@ export class Coordinator {
     if (this.secure !== sr) return [];
     const p = this.s.config.privacy!;
     if (this.s.phase === 'fingerprint') {
-      const merged = decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels));
+      const merged = fingerprintFromSummary(decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels)));
       this.secure = undefined;
-      this.s.aggregateFingerprint = fingerprintFromSummary(merged) as unknown as Record<string, unknown>;
+      this.s.aggregateFingerprint = merged as unknown as Record<string, unknown>;
       this.s.phase = 'spec';
       this.persist();
       this.opts.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
