@@ -44,7 +44,7 @@ export function l2Norm(w: NamedWeights): number {
 }
 
 /** Running weighted mean over a fixed spec. Add validated updates one at a time. */
-export class StreamingMean {
+export class StreamingMean implements UpdateAggregator {
   private readonly sums = new Map<string, Float64Array>();
   private totalWeight = 0;
   private count = 0;
@@ -53,12 +53,14 @@ export class StreamingMean {
     for (const { name, shape } of spec) this.sums.set(name, new Float64Array(numel(shape)));
   }
 
-  add(update: NamedWeights, weight = 1): void {
+  /** `scale` multiplies the update's values (a clip to the federation's norm bound), not its weight. */
+  add(update: NamedWeights, weight = 1, scale = 1): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
     validateUpdate(update, this.spec);
+    const k = weight * scale;
     for (const [name, sum] of this.sums) {
       const d = update.get(name)!.data;
-      for (let i = 0; i < sum.length; i++) sum[i] += weight * d[i];
+      for (let i = 0; i < sum.length; i++) sum[i] += k * d[i];
     }
     this.totalWeight += weight;
     this.count++;
@@ -76,6 +78,91 @@ export class StreamingMean {
       const sum = this.sums.get(name)!;
       const data = new Float32Array(sum.length);
       for (let i = 0; i < sum.length; i++) data[i] = sum[i] / this.totalWeight;
+      out.set(name, { shape: [...shape], data });
+    }
+    return out;
+  }
+}
+
+/** What a round adds its accepted updates to: the weighted mean, or a robust (coordinate-wise) one. */
+export interface UpdateAggregator {
+  add(update: NamedWeights, weight?: number, scale?: number): void;
+  readonly contributors: number;
+  result(): NamedWeights;
+}
+
+export type RobustRule = 'trimmed-mean' | 'median';
+
+/** Values dropped at each end of a coordinate by the trimmed mean of n: a fifth, at least one from 3 on. */
+export function trimCount(n: number): number {
+  return n < 3 ? 0 : Math.max(1, Math.floor(n / 5));
+}
+
+/** Bytes a robust aggregator holds for `sites` updates of `spec` (every update is kept until the round closes). */
+export function robustBytes(spec: WeightSpec, sites: number): number {
+  return sites * spec.reduce((a, e) => a + numel(e.shape), 0) * 4;
+}
+
+/** Default ceiling on robustBytes: 2 GiB, about 17 sites of a 30M-parameter nnU-Net. */
+export const ROBUST_MAX_BYTES = 2 * 1024 ** 3;
+
+/**
+ * Coordinate-wise median or trimmed mean (Yin et al. 2018) of a round's updates, unweighted: one
+ * site moves each coordinate at most to the nearest honest value, whatever it sends. Unlike the
+ * streaming mean it must hold every update of the round (float32, robustBytes), so it is sized
+ * for `maxUpdates` sites up front and refuses more.
+ */
+export class RobustMean implements UpdateAggregator {
+  private readonly updates: Map<string, Float32Array>[] = [];
+
+  constructor(readonly spec: WeightSpec, readonly rule: RobustRule, readonly maxUpdates: number, maxBytes = ROBUST_MAX_BYTES) {
+    const bytes = robustBytes(spec, maxUpdates);
+    if (bytes > maxBytes) throw new Error(`robust aggregation (${rule}) holds every update of a round: ${maxUpdates} sites × ${(bytes / maxUpdates / 2 ** 20).toFixed(1)} MiB = ${(bytes / 2 ** 30).toFixed(2)} GiB, over the ${(maxBytes / 2 ** 30).toFixed(2)} GiB limit`);
+  }
+
+  /** `weight` is ignored (robust rules are unweighted); `scale` clips the update as it is stored. */
+  add(update: NamedWeights, _weight = 1, scale = 1): void {
+    validateUpdate(update, this.spec);
+    if (this.updates.length >= this.maxUpdates) throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
+    const kept = new Map<string, Float32Array>();
+    for (const { name } of this.spec) {
+      const d = update.get(name)!.data;
+      const c = new Float32Array(d.length);
+      for (let i = 0; i < d.length; i++) c[i] = d[i] * scale;
+      kept.set(name, c);
+    }
+    this.updates.push(kept);
+  }
+
+  get contributors(): number {
+    return this.updates.length;
+  }
+
+  result(): NamedWeights {
+    const n = this.updates.length;
+    if (n === 0) throw new Error('no update to average');
+    const trim = this.rule === 'median' ? 0 : trimCount(n);
+    const col = new Float64Array(n);
+    const out: NamedWeights = new Map();
+    for (const { name, shape } of this.spec) {
+      const cols = this.updates.map((u) => u.get(name)!);
+      const data = new Float32Array(numel(shape));
+      for (let i = 0; i < data.length; i++) {
+        // Insertion sort: n (sites) is small, and a call to sort() per coordinate costs more.
+        for (let k = 0; k < n; k++) {
+          const v = cols[k][i];
+          let j = k;
+          for (; j > 0 && col[j - 1] > v; j--) col[j] = col[j - 1];
+          col[j] = v;
+        }
+        if (this.rule === 'median') {
+          data[i] = n % 2 ? col[(n - 1) / 2] : (col[n / 2 - 1] + col[n / 2]) / 2;
+        } else {
+          let s = 0;
+          for (let k = trim; k < n - trim; k++) s += col[k];
+          data[i] = s / (n - 2 * trim);
+        }
+      }
       out.set(name, { shape: [...shape], data });
     }
     return out;

@@ -21,6 +21,7 @@ import { SecureSiteRound } from './secagg/site-round.ts';
 import { checkRoundHeadroom, elementBound, encodeSiteVector, noiseDivisor } from './secagg/vector.ts';
 import { encodeSummary, ffeLayout } from './secagg/ffe-vector.ts';
 import { cryptoGaussian } from './secagg/noise.ts';
+import { privacyChange } from './secagg/config.ts';
 import { summarizeFingerprint } from '../fingerprint/ffe.ts';
 import { assertDatasetFingerprint, type DatasetFingerprint } from '../fingerprint/types.ts';
 
@@ -111,6 +112,8 @@ export class SiteClient {
   private transport?: Transport;
   private siteId?: string;
   private config?: FederationConfig;
+  /** Privacy settings of the first welcome that fixes them (see 'welcome'); a change is refused. */
+  private pinnedPrivacy?: { privacy: FederationConfig['privacy'] };
   private shared?: WeightSpec;
   private sentFingerprint = false;
   private sentSpec = false;
@@ -227,7 +230,16 @@ export class SiteClient {
         throw new FederationError(`the relay refused this site: ${m.reason}`);
       case 'error':
         throw new FederationError(`relay error: ${m.message}`);
-      case 'welcome':
+      case 'welcome': {
+        // Pin the privacy settings of the first welcome that carries final ones: any past the join
+        // phase, or one with secure aggregation (only a plain config may still become secure, when
+        // a workshop host fixes it at the start). Refuse any later welcome that changes them.
+        if (m.phase !== 'join' || m.config.privacy || this.pinnedPrivacy) {
+          if (this.pinnedPrivacy) {
+            const change = privacyChange(this.pinnedPrivacy.privacy, m.config.privacy);
+            if (change) throw new FederationError(change);
+          } else this.pinnedPrivacy = { privacy: m.config.privacy };
+        }
         this.siteId = m.siteId;
         this.config = m.config;
         this.o.onSiteId?.(m.siteId);
@@ -249,6 +261,7 @@ export class SiteClient {
           await this.prepareAndDeclare(null);
         }
         return;
+      }
       case 'aggregate-fingerprint':
         await this.prepareAndDeclare(m.fingerprint);
         return;

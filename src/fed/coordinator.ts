@@ -19,12 +19,13 @@
 // `privacyAtStart` (the workshop host) asks for secure aggregation whose config — the threshold
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
-import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
+import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate, type UpdateAggregator } from './aggregate.ts';
+import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
-import { SecureRound, type SecurePhase, type SecureStep } from './secagg/round.ts';
+import { SecureRound, checkUnmaskedSum, type SecurePhase, type SecureStep } from './secagg/round.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
-import { decodeSum, noiseDivisor, vectorLength } from './secagg/vector.ts';
+import { noiseDivisor, vectorLength } from './secagg/vector.ts';
 import { decodeSummarySum, ffeLayout } from './secagg/ffe-vector.ts';
 import { epsilonOfRounds } from './secagg/dp.ts';
 import { toB64 } from './secagg/wire.ts';
@@ -120,8 +121,10 @@ export const SECURE_ATTEMPTS = 3;
 interface OpenRound {
   round: number;
   deadline: number;
-  mean: StreamingMean;
+  mean: UpdateAggregator;
   reported: Set<string>;
+  /** Sites whose update this round refused: answered, so the round does not wait for them. */
+  refused: Set<string>;
   record: RoundRecord;
 }
 
@@ -154,6 +157,7 @@ export class Coordinator {
       admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;
+    checkAggregationConfig(config, !!config.privacy || !!opts.privacyAtStart);
     const pending = opts.privacyAtStart;
     if (pending) {
       // Refused now rather than at start, when participants are already waiting.
@@ -351,7 +355,8 @@ export class Coordinator {
     if (!this.s.sites.every((x) => x.fingerprint)) return [];
     if (!this.opts.aggregateFingerprints) throw new Error('FFE needs an aggregateFingerprints function');
     try {
-      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => x.numCases));
+      // Case counts weigh the merge; capped as update weights are (update-guard.ts), so one site's claim cannot dominate it.
+      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)));
     } catch (e) {
       // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
       const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -385,6 +390,12 @@ export class Coordinator {
       this.opts.log(reason);
       return out;
     }
+    const problem = aggregatorProblem(this.s.config, shared, this.s.sites.length);
+    if (problem) {
+      for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: problem } });
+      this.opts.log(problem);
+      return out;
+    }
     this.s.shared = shared;
     this.s.phase = 'init';
     this.persist();
@@ -407,6 +418,7 @@ export class Coordinator {
     const reject = (reason: string): Outgoing[] => {
       this.opts.log(`rejected update from ${this.site(id).siteName} for round ${m.round}: ${reason}`);
       this.open?.record.rejected.push({ siteId: id, reason });
+      if (this.open?.round === m.round) this.open.refused.add(id);
       return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
     };
     const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
@@ -428,18 +440,17 @@ export class Coordinator {
       return reject(`round ${m.round} is not open (current: ${this.open?.round ?? 'none'})`);
     }
     if (this.open.reported.has(id)) return reject(`already reported for round ${m.round}`);
-    const norm = l2Norm(w);
-    const ref = this.acceptedNorms.length ? median(this.acceptedNorms) : NaN;
-    if (this.acceptedNorms.length >= 2 && norm > this.opts.normFactor * ref) {
-      return reject(`update norm ${norm.toPrecision(3)} is over ${this.opts.normFactor}× the median ${ref.toPrecision(3)}`);
-    }
+    // Bounds from update-guard.ts: the relative filter, the clip to C, the case-count check.
+    let g;
     try {
-      this.open.mean.add(w, this.s.config.weighting === 'cases' ? Math.max(1, m.numCases) : 1);
+      g = guardNorm(l2Norm(w), updateNormBound(this.s.config), this.acceptedNorms, this.opts.normFactor, median);
+      this.open.mean.add(w, caseWeight(this.s.config, m.numCases, this.site(id).numCases), g.scale);
     } catch (e) {
       if (e instanceof UpdateRejected) return reject(e.message);
       throw e;
     }
-    this.acceptedNorms.push(norm);
+    if (g.scale < 1) this.opts.log(`update from ${this.site(id).siteName} for round ${m.round}: norm ${g.norm.toPrecision(3)} clipped to ${g.clipped}`);
+    this.acceptedNorms.push(g.clipped);
     this.open.reported.add(id);
     this.open.record.contributors.push(id);
     this.open.record.metrics[id] = m.metrics;
@@ -451,8 +462,9 @@ export class Coordinator {
     this.open = {
       round,
       deadline: this.opts.now() + this.s.config.roundDeadlineMs,
-      mean: new StreamingMean(this.s.shared!),
+      mean: newAggregator(this.s.config, this.s.shared!, this.s.sites.length),
       reported: new Set(),
+      refused: new Set(),
       record: { round, contributors: [], rejected: [], metrics: {}, closedBy: 'all' },
     };
     this.encodedGlobal = undefined;
@@ -482,19 +494,18 @@ export class Coordinator {
   private maybeCloseRound(): Outgoing[] {
     const o = this.open;
     if (!o || this.s.phase !== 'rounds' || this.s.config.privacy) return [];
-    const present = [...this.connected];
-    const allPresentReported = present.length > 0 && present.every((id) => o.reported.has(id));
-    const quorum = o.reported.size >= this.s.config.minSites;
-    const pastDeadline = this.opts.now() >= o.deadline;
-    if (!((allPresentReported && quorum) || (pastDeadline && quorum))) return [];
-    o.record.closedBy = allPresentReported ? 'all' : 'deadline';
-    return this.closeRound(o, o.mean.result());
+    const closedBy = roundCloses({ present: [...this.connected], accepted: o.reported, refused: o.refused, minSites: this.s.config.minSites, pastDeadline: this.opts.now() >= o.deadline });
+    if (!closedBy) return [];
+    o.record.closedBy = closedBy;
+    if (o.reported.size < this.s.config.minSites) this.opts.log(`round ${o.round}: deadline passed with ${o.reported.size} accepted update(s), below the quorum of ${this.s.config.minSites}; closing with what was accepted`);
+    return this.closeRound(o, o.mean.contributors > 0 ? o.mean.result() : undefined);
   }
 
   /** Applies the round's mean delta, records it and opens the next round (or finishes). */
-  private closeRound(o: OpenRound, mean: NamedWeights, before: Outgoing[] = []): Outgoing[] {
+  private closeRound(o: OpenRound, mean: NamedWeights | undefined, before: Outgoing[] = []): Outgoing[] {
     const present = [...this.connected];
-    this.globalWeights = addDelta(this.globalWeights!, mean);
+    // No accepted update (all refused, or none by the deadline): the global model is kept.
+    if (mean) this.globalWeights = addDelta(this.globalWeights!, mean);
     this.s.round = o.round;
     this.s.history.push(o.record);
     this.open = undefined;
@@ -565,7 +576,16 @@ export class Coordinator {
     if (step.result) {
       const { u3, sum } = step.result;
       this.pending = this.pending.then(() => sum).then(
-        (s) => this.opts.emit(this.secureDone(sr, u3, s)),
+        (s) => {
+          // Whatever goes wrong with the sum fails this attempt (round-failed, retry), never the relay.
+          let out: Outgoing[];
+          try {
+            out = this.secureDone(sr, u3, s);
+          } catch (e) {
+            out = this.secureFailed(sr, `the unmasked sum was refused: ${e instanceof Error ? e.message : String(e)}`);
+          }
+          this.opts.emit(out);
+        },
         (e) => this.opts.emit(this.secureFailed(sr, `unmasking failed: ${e instanceof Error ? e.message : String(e)}`)),
       ).catch((e) => this.opts.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`));
     }
@@ -600,28 +620,26 @@ export class Coordinator {
     return [...told(`${why}; the federation ends after ${SECURE_ATTEMPTS} failed attempts`), ...[...this.connected].map((id) => this.finalMessage(id))];
   }
 
+  /** A checked sum closes the attempt; one that fails its checks throws (the caller fails the attempt, with retry). */
   private secureDone(sr: SecureRound, u3: string[], sum: Uint32Array): Outgoing[] {
     if (this.secure !== sr) return [];
-    this.secure = undefined;
     const p = this.s.config.privacy!;
     if (this.s.phase === 'fingerprint') {
-      let merged;
-      try {
-        merged = decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels));
-      } catch (e) {
-        const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;
-        this.opts.log(reason);
-        return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: reason } }));
-      }
-      this.s.aggregateFingerprint = fingerprintFromSummary(merged) as unknown as Record<string, unknown>;
+      const merged = fingerprintFromSummary(decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels)));
+      this.secure = undefined;
+      this.s.aggregateFingerprint = merged as unknown as Record<string, unknown>;
       this.s.phase = 'spec';
       this.persist();
       this.opts.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
       return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint! } }));
     }
     const o = this.open;
-    if (!o || o.round !== sr.round) return [];
-    const { mean, totalWeight } = decodeSum(sum, this.s.shared!, p.fracBits);
+    if (!o || o.round !== sr.round) {
+      this.secure = undefined;
+      return [];
+    }
+    const { mean, totalWeight } = checkUnmaskedSum(sum, this.s.shared!, p, this.s.config.weighting, u3.length, noiseDivisor(this.s.config));
+    this.secure = undefined;
     o.record.contributors = u3;
     o.record.closedBy = u3.length === sr.participants.length ? 'all' : 'deadline';
     o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };

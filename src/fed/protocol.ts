@@ -23,6 +23,10 @@ export interface FederationConfig {
   encoding: 'fp32' | 'fp16' | 'int8';
   /** Secure aggregation and differential privacy (docs/secure-aggregation.md); absent = plain. */
   privacy?: PrivacyConfig;
+  /** Plain rounds: L2 norm each update is clipped to (update-guard.ts; default 100). Secure rounds use privacy.clip. */
+  maxUpdateNorm?: number;
+  /** Plain rounds: coordinate-wise robust aggregation instead of the mean (unweighted). */
+  robust?: 'trimmed-mean' | 'median';
 }
 
 /**
@@ -110,7 +114,8 @@ const config: Check = (v) => {
   const c = v as FederationConfig;
   return obj(v) && ['ffe', 'asym', 'fedavg'].includes(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
     int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
-    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy);
+    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy) &&
+    optional(pos)(c.maxUpdateNorm) && (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust));
 };
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
 const pos: Check = (v) => num(v) && (v as number) > 0;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
+import { AGGREGATION_HELP, AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
@@ -41,7 +42,8 @@ secure aggregation and differential privacy (docs/secure-aggregation.md):
   --clip C             L2 clip norm of each site's delta (default 100; required with DP)
   --phase-deadline-s N deadline of each key-exchange/unmasking phase (default 120)
   --dp-epsilon E       client-level DP: Gaussian noise for (E, δ) over --rounds (implies --secure-agg)
-  --dp-delta D         (default 1e-5)`;
+  --dp-delta D         (default 1e-5)
+${AGGREGATION_HELP}`;
 
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
@@ -66,6 +68,7 @@ const command: Command = {
       'tls-key': { type: 'string' },
       'tls-self-signed': { type: 'boolean' },
       ...PRIVACY_OPTIONS,
+      ...AGGREGATION_OPTIONS,
       help: { type: 'boolean' },
     }, false);
     if (values.help) {
@@ -101,6 +104,7 @@ const command: Command = {
     const tls = loadTls(values, host);
     const privacy = privacyFromArgs(values, sites, config);
     if (privacy) config.privacy = privacy;
+    applyAggregationArgs(values, config);
     const relay = await startRelay({
       port,
       host,

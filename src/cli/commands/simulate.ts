@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
+import { AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
@@ -19,7 +20,7 @@ import { TrainerSite } from '../../pipeline/trainer-site.ts';
 import { writeModelDir } from '../../infer/model-dir.ts';
 
 const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ' +
-  '[--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
+  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
   '[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]';
 
 const command: Command = {
@@ -41,6 +42,7 @@ const command: Command = {
       json: { type: 'string' },
       output: { type: 'string', short: 'o' },
       ...PRIVACY_OPTIONS,
+      ...AGGREGATION_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
@@ -65,6 +67,7 @@ const command: Command = {
       config.privacy = privacy;
       console.log(describePrivacy(privacy, dirs.length));
     }
+    applyAggregationArgs(values, config);
     if (values.backend !== 'cpu') throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
     await useBackend('cpu');
 

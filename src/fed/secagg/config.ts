@@ -105,3 +105,21 @@ export function privacyOptionsFromFields(f: PrivacyFields): PrivacyOptions | und
     ...(dpEpsilon !== undefined && dpDelta !== undefined ? { dpDelta } : {}),
   };
 }
+
+/** A canonical text of a privacy config (key order fixed), to pin and compare. */
+function canonical(p: object | undefined): string {
+  if (!p) return 'none';
+  const sorted = (v: unknown): unknown => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, sorted(x)])) : v);
+  return JSON.stringify(sorted(p));
+}
+
+/**
+ * Why a site must refuse a welcome whose privacy settings differ from those it first joined under
+ * (a relay restarted with other options, or one downgrading secure aggregation), or undefined.
+ */
+export function privacyChange(pinned: PrivacyConfig | undefined, now: PrivacyConfig | undefined): string | undefined {
+  if (canonical(pinned) === canonical(now)) return undefined;
+  const what = (p: PrivacyConfig | undefined) => (p ? `secure aggregation (threshold ${p.threshold}, clip ${p.clip}${p.dp ? `, DP ε = ${p.dp.epsilon}, δ = ${p.dp.delta}` : ', no DP'})` : 'no secure aggregation');
+  const detail = pinned && now && pinned.threshold === now.threshold && pinned.clip === now.clip && canonical(pinned.dp) === canonical(now.dp) ? ' (other secure-aggregation parameters changed)' : '';
+  return `the relay's privacy settings changed since this site joined: it joined under ${what(pinned)}, the relay now asks for ${what(now)}${detail}. This site refuses to continue; leave this federation and join a new one if the change is intended`;
+}

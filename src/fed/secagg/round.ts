@@ -14,6 +14,9 @@ import { removeMasks, SHARE_BYTES, type RoundConfig, type SiteAdvert, type Unmas
 import { addInto } from './quantize.ts';
 import { fromB64, IV_BYTES, PUBKEY_BYTES, SEALED_BYTES, wordsOf } from './wire.ts';
 import type { Share } from './shamir.ts';
+import type { FederationConfig, PrivacyConfig } from '../protocol.ts';
+import type { NamedWeights, WeightSpec } from '../../model/named-weights.ts';
+import { decodeSum } from './vector.ts';
 
 export type SecurePhase = 'advert' | 'shares' | 'masked' | 'unmask' | 'computing' | 'over';
 const ORDER: SecurePhase[] = ['advert', 'shares', 'masked', 'unmask', 'computing', 'over'];
@@ -276,4 +279,36 @@ export class SecureRound {
     }
     return { out: [] };
   }
+}
+
+/**
+ * The relay's checks of an unmasked model sum (it never sees one site's vector, so it checks what
+ * the sum allows): Σw must be what |U3| honest sites can give (exactly |U3| under uniform
+ * weighting, |U3|..|U3|·maxWeight under cases: a weight word of 2^32 − 2 wraps Σw), and the mean
+ * delta must be no longer than the clip C, as a mean of vectors clipped to C is, plus the
+ * fixed-point rounding and (DP) the noise: with s the noise std of one element of the mean,
+ * ‖mean‖² ≤ A² + s²(P + 8√(2P) + 64) + 16·A·s, A = C + rounding; the chi-square and cross terms
+ * are exceeded by honest rounds with probability below 1e-13 (Laurent–Massart). A site that
+ * ignores the clip is caught once it pushes the mean past C. Throws with the reason.
+ */
+export function checkUnmaskedSum(sum: Uint32Array, spec: WeightSpec, p: PrivacyConfig, weighting: FederationConfig['weighting'], contributors: number, divisor: number): { mean: NamedWeights; totalWeight: number } {
+  const { mean, totalWeight } = decodeSum(sum, spec, p.fracBits);
+  const maxW = weighting === 'cases' ? p.maxWeight : 1;
+  if (totalWeight < contributors || totalWeight > contributors * maxW) {
+    throw new Error(`the summed weight ${totalWeight} is impossible for ${contributors} sites of weight 1..${maxW} (a site sent a forged weight)`);
+  }
+  let sq = 0;
+  let n = 0;
+  for (const t of mean.values()) {
+    n += t.data.length;
+    for (let i = 0; i < t.data.length; i++) sq += t.data[i] * t.data[i];
+  }
+  const rounding = (Math.sqrt(n) * contributors * 2 ** -(p.fracBits + 1)) / totalWeight;
+  const a = p.clip * (1 + 1e-6) + rounding;
+  const s = p.dp ? (p.dp.noiseMultiplier * p.clip * Math.sqrt(contributors / divisor)) / totalWeight : 0;
+  const bound2 = a * a + s * s * (n + 8 * Math.sqrt(2 * n) + 64) + 16 * a * s;
+  if (!(sq <= bound2)) {
+    throw new Error(`the mean update has norm ${Math.sqrt(sq).toPrecision(4)}, over the clip bound ${Math.sqrt(bound2).toPrecision(4)} (C = ${p.clip}): a site did not clip its update`);
+  }
+  return { mean, totalWeight };
 }
