@@ -82,3 +82,27 @@ export function pathFilesSource(name: string, entries: ReadonlyArray<{ path: str
     },
   };
 }
+
+/**
+ * `rel` resolved against the folder `dir` of a FileSource ('' = its root), '/'-separated and
+ * normalised; undefined when it is absolute or climbs out of the root (`../../etc/passwd`), so
+ * paths written inside files (dataset.json, a detached header's data file) cannot reach elsewhere.
+ */
+export function pathInside(dir: string, rel: string): string | undefined {
+  if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || /^([a-zA-Z]:)?[\\/]/.test(rel)) return undefined;
+  const out: string[] = dir ? dir.split('/').filter(Boolean) : [];
+  for (const part of rel.split(/[\\/]/)) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+    } else out.push(part);
+  }
+  return out.length ? out.join('/') : undefined;
+}
+
+/** The folder part of a FileSource path ('' at the root). */
+export function dirOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}
