@@ -121,7 +121,10 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     const t = input.length - 8;
     const want = (input[t] | (input[t + 1] << 8) | (input[t + 2] << 16) | (input[t + 3] << 24)) >>> 0;
     const isize = (input[t + 4] | (input[t + 5] << 8) | (input[t + 6] << 16) | (input[t + 7] << 24)) >>> 0;
-    if (isize !== total >>> 0 || want !== crc) {
+    // fflate's streaming inflate does not always notice a stream cut at a block boundary; the
+    // size in the trailer (then whatever bytes were last) tells.
+    if (isize !== total >>> 0) throw new Error(`${what}: truncated or corrupt gzip data (unexpected EOF: the stream gives ${total} bytes, its trailer says ${isize})`);
+    if (want !== crc) {
       throw new Error(`${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`);
     }
   } else if (!complete && !extra) {

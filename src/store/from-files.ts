@@ -146,7 +146,7 @@ async function planDicom(src: FileSource, paths: string[], { name, allowProblems
   const { series, skipped: notDicom } = readDicomFiles(files);
   if (series.length === 0) {
     const why = notDicom.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ');
-    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI/NRRD/MetaImage file and no readable DICOM series found${why ? ` (${why})` : ''}`);
+    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found (nor an NRRD or MetaImage file)${why ? ` (${why})` : ''}`);
   }
   const skipped: SkippedCase[] = [];
   const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);
