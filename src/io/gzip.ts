@@ -107,7 +107,10 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
   };
   const stream = o.kind === 'gzip' ? new Gunzip(ondata) : o.kind === 'zlib' ? new Unzlib(ondata) : new Inflate(ondata);
   try {
-    for (let p = 0; p < input.length && !extra; p += STEP) stream.push(input.subarray(p, Math.min(p + STEP, input.length)), p + STEP >= input.length);
+    // Small steps until the header is in, so a bomb cannot inflate far past it in one step.
+    for (let p = 0, step = 1024; p < input.length && !extra; p += step, step = out ? STEP : 1024) {
+      stream.push(input.subarray(p, Math.min(p + step, input.length)), p + step >= input.length);
+    }
     if (input.length === 0) stream.push(input, true);
   } catch (e) {
     if (e instanceof ReadLimitError || (e instanceof Error && e.message.startsWith(`${what}:`))) throw e;

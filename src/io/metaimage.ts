@@ -33,6 +33,7 @@ export async function readMetaImage(bytes: Uint8Array, name = 'MetaImage', o: Vo
   const maxBytes = o.maxBytes ?? readLimits().maxVolumeBytes;
   // Header lines up to and including ElementDataFile (always the last field).
   const f = new Map<string, string>();
+  const spelled = new Map<string, string>(); // the key as written, for messages
   let at = 0;
   for (;;) {
     if (at >= bytes.length || at > MAX_HEADER) throw new Error(`${name}: MetaImage header has no ElementDataFile line`);
@@ -45,16 +46,17 @@ export async function readMetaImage(bytes: Uint8Array, name = 'MetaImage', o: Vo
     if (eq < 0) throw new Error(`${name}: malformed MetaImage header line ${JSON.stringify(line.slice(0, 80))}`);
     const key = line.slice(0, eq).trim().toLowerCase();
     f.set(ALIASES[key] ?? key, line.slice(eq + 1).trim());
+    spelled.set(ALIASES[key] ?? key, line.slice(0, eq).trim());
     if (key === 'elementdatafile') break;
   }
   const nums = (k: string, n: number, dflt?: number[]) => {
     const v = f.get(k);
     if (v === undefined) {
       if (dflt) return dflt;
-      throw new Error(`${name}: MetaImage header has no ${k} field`);
+      throw new Error(`${name}: MetaImage header has no ${spelled.get(k) ?? k} field`);
     }
     const out = v.split(/\s+/).map(Number);
-    if (out.length !== n || !out.every(Number.isFinite)) throw new Error(`${name}: MetaImage ${k} "${v}" must be ${n} finite numbers`);
+    if (out.length !== n || !out.every(Number.isFinite)) throw new Error(`${name}: MetaImage ${spelled.get(k) ?? k} "${v}" must be ${n} finite numbers`);
     return out;
   };
   const bool = (k: string) => /^true$/i.test(f.get(k) ?? 'false');
