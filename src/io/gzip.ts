@@ -107,8 +107,9 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
   };
   const stream = o.kind === 'gzip' ? new Gunzip(ondata) : o.kind === 'zlib' ? new Unzlib(ondata) : new Inflate(ondata);
   try {
-    // Small steps until the header is in, so a bomb cannot inflate far past it in one step.
-    for (let p = 0, step = 1024; p < input.length && !extra; p += step, step = out ? STEP : 1024) {
+    // Small steps until the header is in, so a bomb cannot inflate far past it in one step
+    // (64 input bytes give at most ~64 kB).
+    for (let p = 0, step = 64; p < input.length && !extra; p += step, step = out ? STEP : 64) {
       stream.push(input.subarray(p, Math.min(p + step, input.length)), p + step >= input.length);
     }
     if (input.length === 0) stream.push(input, true);
