@@ -22,6 +22,8 @@ export interface VolumeFormat {
   name: string;
   /** File name endings, lower case; a file with one of them is read as a volume of this format. */
   extensions: string[];
+  /** Endings nnU-Net itself reads in a raw dataset (dataset.json file_ending; NibabelIO/SimpleITKIO). */
+  datasetEndings: string[];
   /** Endings of data files a header of this format may name (listed so they are not taken as scans). */
   dataExtensions?: string[];
   /** Recognises the format by the file's first bytes (up to 1 KiB are given). */
@@ -38,9 +40,9 @@ function sniffNifti(b: Uint8Array): boolean {
 }
 
 export const VOLUME_FORMATS: readonly VolumeFormat[] = [
-  { name: 'NIfTI', extensions: ['.nii.gz', '.nii'], sniff: sniffNifti, read: (b, name, o) => readNifti(b, name, o.maxBytes) },
-  { name: 'NRRD', extensions: ['.nrrd', '.nhdr'], dataExtensions: ['.raw', '.raw.gz'], sniff: isNrrd, read: readNrrd },
-  { name: 'MetaImage', extensions: ['.mha', '.mhd'], dataExtensions: ['.raw', '.zraw'], sniff: isMetaImage, read: readMetaImage },
+  { name: 'NIfTI', extensions: ['.nii.gz', '.nii'], datasetEndings: ['.nii.gz', '.nii'], sniff: sniffNifti, read: (b, name, o) => readNifti(b, name, o.maxBytes) },
+  { name: 'NRRD', extensions: ['.nrrd', '.nhdr'], datasetEndings: ['.nrrd'], dataExtensions: ['.raw', '.raw.gz'], sniff: isNrrd, read: readNrrd },
+  { name: 'MetaImage', extensions: ['.mha', '.mhd'], datasetEndings: ['.mha'], dataExtensions: ['.raw', '.zraw'], sniff: isMetaImage, read: readMetaImage },
 ];
 
 /** Every single-file volume ending, e.g. for dataset.json's file_ending and messages. */
@@ -51,6 +53,9 @@ export const VOLUME_EXTENSIONS: readonly string[] = VOLUME_FORMATS.flatMap((f) =
  * for `.nii.gz`; DICOM files often have no extension, so folders are picked separately.
  */
 export const FILE_ACCEPT = [...new Set([...VOLUME_EXTENSIONS.map((e) => e.replace(/^.*(\.[^.]+)$/, '$1')), ...VOLUME_FORMATS.flatMap((f) => f.dataExtensions ?? []).map((e) => e.replace(/^.*(\.[^.]+)$/, '$1')), '.dcm', 'application/dicom'])].join(',');
+
+/** file_ending values of an nnU-Net raw dataset we accept (those nnU-Net accepts and we read). */
+export const DATASET_ENDINGS: readonly string[] = VOLUME_FORMATS.flatMap((f) => f.datasetEndings);
 
 /** Human list for messages: "NIfTI (.nii.gz, .nii), NRRD (.nrrd, .nhdr), ...". */
 export const FORMAT_NAMES = VOLUME_FORMATS.map((f) => `${f.name} (${f.extensions.join(', ')})`).join(', ');

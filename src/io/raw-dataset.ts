@@ -2,7 +2,7 @@
 // validation as nnU-Net's verify_dataset_integrity (but every problem of every case is reported,
 // not just the first), and loading one case as Volumes.
 import { pathInside, type FileSource } from './file-source.ts';
-import { FORMAT_NAMES, formatOfPath, readVolumeFile } from './formats.ts';
+import { DATASET_ENDINGS, FORMAT_NAMES, formatOfPath, readVolumeFile } from './formats.ts';
 import type { Volume } from './volume.ts';
 
 export interface DatasetJson {
@@ -97,8 +97,9 @@ export async function openRawDataset(src: FileSource): Promise<OpenedDataset> {
   if (json.numTraining !== undefined && !Number.isInteger(json.numTraining)) out.problems.push(`dataset.json numTraining must be an integer, got ${JSON.stringify(json.numTraining)}`);
   if (json.file_ending !== undefined && (typeof json.file_ending !== 'string' || !json.file_ending.startsWith('.'))) {
     out.problems.push(`dataset.json file_ending must be a string such as ".nii.gz", got ${JSON.stringify(json.file_ending)}`);
-  } else if (json.file_ending !== undefined && formatOfPath(`x${json.file_ending}`) === undefined) {
-    out.problems.push(`dataset.json file_ending ${JSON.stringify(json.file_ending)} is not a format this app reads (${FORMAT_NAMES})`);
+  } else if (json.file_ending !== undefined && !DATASET_ENDINGS.includes(json.file_ending.toLowerCase())) {
+    const why = formatOfPath(`x${json.file_ending}`) ? `nnU-Net's readers do not take it in a raw dataset` : `not a format this app reads (${FORMAT_NAMES})`;
+    out.problems.push(`dataset.json file_ending ${JSON.stringify(json.file_ending)}: ${why}; use one of ${DATASET_ENDINGS.join(', ')}`);
   }
   if (json.labels !== undefined) out.problems.push(...checkLabelDefinition(json));
   if (typeof channelNames === 'object' && channelNames) {

@@ -185,10 +185,7 @@ function rawDataset(ending: string, write: (d: Int16Array) => Record<string, Uin
 }
 const geom = { space: 'left-posterior-superior', 'space directions': '(0.8,0,0) (0,0.8,0) (0,0,3)', 'space origin': '(5,6,7)' };
 const asNrrd = (d: Int16Array) => ({ '.nrrd': nrrd({ ...base, ...geom }, bytesOf(d)) });
-const asMhd = (d: Int16Array) => {
-  const id = d === int16 ? 'img' : 'lab';
-  return { '.mhd': mha({ DimSize: '4 3 2', ElementType: 'MET_SHORT', ElementSpacing: '0.8 0.8 3', Offset: '5 6 7', ElementDataFile: `${id}.raw` }), [`.${id}.raw`]: bytesOf(d) };
-};
+const asMha = (d: Int16Array) => ({ '.mha': mha({ DimSize: '4 3 2', ElementType: 'MET_SHORT', ElementSpacing: '0.8 0.8 3', Offset: '5 6 7', ElementDataFile: 'LOCAL' }, bytesOf(d)) });
 
 describe('raw datasets and the browser import take NRRD and MetaImage (dataset.json file_ending)', () => {
   it('an nnU-Net raw dataset with file_ending .nrrd validates and loads like NIfTI', async () => {
@@ -202,21 +199,18 @@ describe('raw datasets and the browser import take NRRD and MetaImage (dataset.j
     expect(Array.from(c.images[0].data)).toEqual(Array.from(int16));
   });
 
-  it('file_ending .mhd: headers found by the ending, data files read through them (not taken as cases)', async () => {
-    const files = rawDataset('.mhd', asMhd);
-    // Data files sit next to the headers: imagesTr/c1_0000.img.raw is named in the header as img.raw.
-    const fixed: Record<string, Uint8Array> = {};
-    for (const [k, v] of Object.entries(files)) fixed[k.replace(/c1(_0000)?\.(img|lab)\.raw$/, '$2.raw')] = v;
-    const src = memorySource('Dataset901_Mhd', fixed);
-    const report = await validateRawDataset(src);
+  it('file_ending .mha validates; .mhd (which nnU-Net does not take in a raw dataset) is a dataset problem', async () => {
+    const report = await validateRawDataset(memorySource('Dataset901_Mha', rawDataset('.mha', asMha)));
     expect(report.problems).toEqual([]);
     expect(report.cases.map((c) => [c.id, c.problems])).toEqual([['c1', []]]);
     expect(report.cases[0].spacing).toEqual([0.8, 0.8, 3]);
+    const mhd = await openRawDataset(memorySource('D', rawDataset('.mhd', asMha)));
+    expect(mhd.problems.join(' ')).toMatch(/file_ending "\.mhd": nnU-Net's readers do not take it in a raw dataset; use one of \.nii\.gz, \.nii, \.nrrd, \.mha/);
   });
 
   it('a file_ending no reader knows is a dataset problem', async () => {
     const files = rawDataset('.png', () => ({ '.png': enc('x') }));
-    expect((await openRawDataset(memorySource('D', files))).problems.join(' ')).toMatch(/file_ending "\.png" is not a format this app reads/);
+    expect((await openRawDataset(memorySource('D', files))).problems.join(' ')).toMatch(/file_ending "\.png": not a format this app reads/);
   });
 
   it('browser import (planImport -> IndexedDB): an NRRD raw dataset and loose .mha/.nhdr files are stored bit-exactly', async () => {
@@ -234,10 +228,12 @@ describe('raw datasets and the browser import take NRRD and MetaImage (dataset.j
       'a.mha': mha({ DimSize: '4 3 2', ElementType: 'MET_SHORT', ElementDataFile: 'LOCAL' }, bytesOf(int16)),
       'b.nhdr': nrrd({ ...base, ...geom, 'data file': 'b.raw' }),
       'b.raw': bytesOf(int16),
+      'c.mhd': mha({ DimSize: '4 3 2', ElementType: 'MET_SHORT', ElementDataFile: 'c.zraw', CompressedData: 'True' }),
+      'c.zraw': zlibSync(bytesOf(int16)),
     }));
     expect(loose.kind).toBe('nifti-files');
     const r2 = await importDataset(db, loose.meta, loose.cases);
-    expect((await listCases(db, r2.dataset.id)).map((c) => c.caseId)).toEqual(['a', 'b']);
+    expect((await listCases(db, r2.dataset.id)).map((c) => c.caseId)).toEqual(['a', 'b', 'c']);
     const b = (await loadCaseVolumes(db, r2.dataset.id, 'b'))!;
     expect(Array.from(b.images[0].data)).toEqual(Array.from(int16));
     expect(b.images[0].spacing).toEqual([0.8, 0.8, 3]);
