@@ -58,8 +58,16 @@ export interface BoundedInflate {
   sizeFromHeader?: (head: Uint8Array) => number;
 }
 
-/** Input fed per step: fflate's output per step grows with it (deflate expands at most ~1032×). */
-const STEP = 16 * 1024;
+/**
+ * Input fed per step. fflate hands over what one step inflates all at once, and deflate expands
+ * up to ~1032×, so each step is sized to what may still be inflated: before the size is known,
+ * at most that much past the limit (64-byte steps near it); once the declared size is allocated,
+ * bytes past it are dropped and a step (≥ 16 KiB, so the tail is not crawled) overshoots by at most
+ * ~16 MB for a moment.
+ */
+function stepSize(remaining: number, sized: boolean): number {
+  return Math.min(256 * 1024, Math.max(sized ? 64 * 1024 : 64, Math.floor(remaining / 1032)));
+}
 
 /**
  * Inflates `input` but never more than the declared size (and `maxBytes`): memory is allocated once
@@ -74,8 +82,14 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
       throw new ReadLimitError(`${what}: the header declares ${mib(n)} of data, more than the ${mib(o.maxBytes)} read limit (a corrupt or hostile header, or raise the limit)`);
     }
   };
+  // Fast path: when a gzip trailer's size equals the declared size (every intact file), gunzipSync
+  // inflates straight into a buffer of exactly that size (it never writes past a given buffer);
+  // otherwise (padding, truncation, a lie) the stream is read step by step below.
+  const isize = o.kind === 'gzip' && input.length >= 18 ? new DataView(input.buffer, input.byteOffset + input.length - 4, 4).getUint32(0, true) : -1;
+  let fast = false;
+  const wholeGzip = (n: number) => (fast = isize === n >>> 0 && n > 0);
   if (declared !== undefined) checkDeclared(declared);
-  let out: Uint8Array | undefined = declared !== undefined ? new Uint8Array(declared) : undefined;
+  let out: Uint8Array | undefined = declared !== undefined && !wholeGzip(declared) ? new Uint8Array(declared) : undefined;
   const head: Uint8Array[] = [];
   // `extra`: the stream holds more than declared; it is not read further (nor its trailer checked).
   let total = 0, crc = 0, extra = false, complete = false;
@@ -85,6 +99,7 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     const h = concat(head, total);
     declared = o.sizeFromHeader!(h);
     checkDeclared(declared);
+    if (wholeGzip(declared)) return;
     out = new Uint8Array(declared);
     out.set(h.subarray(0, Math.min(h.length, declared)));
     if (total > declared) extra = true;
@@ -92,7 +107,7 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
   const ondata = (chunk: Uint8Array, final: boolean) => {
     if (final) complete = true;
     if (o.kind === 'gzip') crc = crc32(chunk, crc);
-    if (extra || chunk.length === 0) return;
+    if (extra || fast || chunk.length === 0) return;
     if (out) {
       const take = Math.min(chunk.length, declared! - total);
       out.set(chunk.subarray(0, take), total);
@@ -105,12 +120,26 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     total += chunk.length;
     if (total >= headerBytes) settle();
   };
+  const sync = () => {
+    let full: Uint8Array;
+    try {
+      full = gunzipSync(input, { out: new Uint8Array(declared!) });
+    } catch (e) {
+      throw new Error(`${what}: truncated or corrupt gzip data (${e instanceof Error ? e.message : String(e)})`);
+    }
+    const t = input.length - 8;
+    if (full.length !== declared || new DataView(input.buffer, input.byteOffset + t, 4).getUint32(0, true) !== crc32(full)) {
+      throw new Error(`${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`);
+    }
+    return full;
+  };
+  if (fast) return sync();
   const stream = o.kind === 'gzip' ? new Gunzip(ondata) : o.kind === 'zlib' ? new Unzlib(ondata) : new Inflate(ondata);
   try {
-    // Small steps until the header is in, so a bomb cannot inflate far past it in one step
-    // (64 input bytes give at most ~64 kB).
-    for (let p = 0, step = 64; p < input.length && !extra; p += step, step = out ? STEP : 64) {
+    for (let p = 0; p < input.length && !extra && !fast; ) {
+      const step = stepSize((out ? declared! : headerBytes) - total, !!out);
       stream.push(input.subarray(p, Math.min(p + step, input.length)), p + step >= input.length);
+      p += step;
     }
     if (input.length === 0) stream.push(input, true);
   } catch (e) {
@@ -118,7 +147,9 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     const msg = e instanceof Error ? e.message : String(e);
     throw new Error(`${what}: truncated or corrupt ${o.kind} data (${msg})`);
   }
+  if (fast) return sync();
   if (!out) settle();
+  if (fast) return sync();
   // The trailer can only be checked when the stream was read to its end.
   if (o.kind === 'gzip' && complete && !extra) {
     if (input.length < 18) throw new Error(`${what}: truncated gzip data (${input.length} bytes)`);

@@ -78,13 +78,14 @@ describe('gzip is inflated header first, then at most the declared size', () => 
     expect(inflated.bytes).toBeLessThanOrEqual(2 * MiB);
   });
 
-  it('data beyond what the header declares are not inflated', () => {
-    const gz = gzipSync(withTrailing(nifti([16, 16, 16]), 8 * MiB));
+  it('data beyond what the header declares are not inflated (past one bounded step)', () => {
+    const gz = gzipSync(withTrailing(nifti([16, 16, 16]), 64 * MiB));
     inflated.bytes = 0;
     const v = readNifti(gz, 'padded.nii.gz');
     expect(v.dims).toEqual([16, 16, 16]);
     expect(v.data.every((x) => x === 7)).toBe(true);
-    expect(inflated.bytes).toBeLessThanOrEqual(2 * MiB);
+    // One 16 KiB step of input inflates at most ~16.5 MB; the 64 MiB tail is never all inflated.
+    expect(inflated.bytes).toBeLessThanOrEqual(17 * MiB);
   });
 
   it('the read limit is configurable: a 128³ volume is refused under a 100 kB limit, read under the default', () => {
