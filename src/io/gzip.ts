@@ -66,7 +66,7 @@ export interface BoundedInflate {
  * ~16 MB for a moment.
  */
 function stepSize(remaining: number, sized: boolean): number {
-  return Math.min(256 * 1024, Math.max(sized ? 64 * 1024 : 64, Math.floor(remaining / 1032)));
+  return Math.min(256 * 1024, Math.max(sized ? 16 * 1024 : 64, Math.floor(remaining / 1032)));
 }
 
 /**
