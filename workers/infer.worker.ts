@@ -11,8 +11,8 @@ import { buildOnnxModel, inspectOnnx } from '../src/infer/onnx-export.ts';
 import { createOrtSession, ortTilePredictor, type OrtSession } from '../src/infer/ort.ts';
 import { configurationInfo, labelInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } from '../src/infer/predictor.ts';
 import type { PredictTiles } from '../src/infer/sliding-window.ts';
-import { readDicomFiles } from '../src/io/dicom.ts';
-import { readNifti } from '../src/io/nifti.ts';
+import { pathFilesSource } from '../src/io/file-source.ts';
+import { readScan as readScanFiles } from '../src/io/formats.ts';
 import { writeNifti } from '../src/io/nifti-write.ts';
 import type { Volume } from '../src/io/volume.ts';
 import type { UNetArch } from '../src/model/arch.ts';
@@ -162,34 +162,14 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   return cached;
 }
 
-const lower = (p: string) => p.toLowerCase();
-const isNifti = (p: string) => lower(p).endsWith('.nii') || lower(p).endsWith('.nii.gz');
-
-/** Reads a scan: NIfTI files (one per channel, in name order) or one DICOM series. */
+/** Reads a scan: a stored case, or picked/dropped files (see io/formats.ts readScan). */
 async function readScan(scan: ScanInput): Promise<{ name: string; images: Volume[] }> {
   if ('datasetId' in scan) {
     const v = await loadCaseVolumes(await db(), scan.datasetId, scan.caseId);
     if (!v) throw new Error(`case ${scan.caseId} is no longer stored in this browser (deleted?)`);
     return { name: scan.caseId, images: v.images };
   }
-  const files = scan.files.filter((f) => !f.path.split('/').pop()!.startsWith('.'));
-  if (files.length === 0) throw new Error('no file was given');
-  const nifti = files.filter((f) => isNifti(f.path)).sort((a, b) => (a.path < b.path ? -1 : 1));
-  if (nifti.length) {
-    const images = await Promise.all(nifti.map(async (f) => readNifti(new Uint8Array(await f.file.arrayBuffer()), f.path)));
-    return { name: nifti[0].path.split('/').pop()!.replace(/(_0000)?\.nii(\.gz)?$/i, ''), images };
-  }
-  const named = await Promise.all(files.map(async (f) => ({ name: f.path, bytes: new Uint8Array(await f.file.arrayBuffer()) })));
-  const { series, skipped } = readDicomFiles(named);
-  const ok = series.filter((s) => s.volume);
-  if (ok.length === 0) {
-    const why = series[0]?.error ?? (skipped[0] ? `${skipped[0].name}: ${skipped[0].reason}` : 'no readable image');
-    throw new Error(`these files are neither NIfTI (.nii, .nii.gz) nor a readable DICOM series (${why})`);
-  }
-  // Several series (e.g. a whole study): the one with most slices.
-  const s = ok.sort((a, b) => b.files.length - a.files.length)[0];
-  const top = files[0].path.includes('/') ? files[0].path.split('/')[0] : 'DICOM';
-  return { name: s.seriesDescription ? `${top} (${s.seriesDescription})` : top, images: [s.volume!] };
+  return readScanFiles(pathFilesSource('scan', scan.files));
 }
 
 function labelNamesOf(dj: ModelDir['datasetJson']): Record<number, string> {
@@ -206,7 +186,7 @@ function labelNamesOf(dj: ModelDir['datasetJson']): Record<number, string> {
 
 async function filesOfPackage(input: ImportModelInput): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
   const list = input.files.filter((f) => !f.path.split('/').pop()!.startsWith('.'));
-  const zips = list.filter((f) => lower(f.path).endsWith('.zip'));
+  const zips = list.filter((f) => f.path.toLowerCase().endsWith('.zip'));
   let entries: Array<{ path: string; bytes: () => Promise<Uint8Array> }>;
   let folder: string;
   if (zips.length === 1 && list.length === 1) {

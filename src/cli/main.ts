@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { COMMANDS } from './commands.ts';
 import { UsageError } from './args.ts';
+import { setReadLimits } from '../io/read-limits.ts';
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -31,6 +32,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    // The most bytes one image file may be read/inflated into (default 2 GiB; see io/read-limits.ts).
+    const max = process.env.FEDNNUNET_MAX_VOLUME_BYTES;
+    if (max) setReadLimits({ maxVolumeBytes: Number(max) });
     return await (await load()).run(rest);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);

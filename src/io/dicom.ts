@@ -3,8 +3,9 @@
 // DICOM's LPS to RAS like NIfTI's.
 import dicomParser from 'dicom-parser';
 import type { DataSet } from 'dicom-parser';
-import { inflateSync } from 'fflate';
-import { axcodes, type Affine } from './geometry.ts';
+import { inflateBounded } from './gzip.ts';
+import { assertValidGeometry, axcodes, type Affine } from './geometry.ts';
+import { readLimits } from './read-limits.ts';
 import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from './volume.ts';
 
 export interface NamedBytes {
@@ -71,10 +72,11 @@ function numbers(ds: DataSet, tag: string): number[] | undefined {
   return out.every(Number.isFinite) ? out : undefined;
 }
 
-function parse(file: NamedBytes): DataSet {
-  // dicom-parser calls `inflater` for the deflated transfer syntax and uses what it returns.
+function parse(file: NamedBytes, maxFileBytes: number): DataSet {
+  // dicom-parser calls `inflater` for the deflated transfer syntax and uses what it returns. The
+  // inflated size is unknown up front, so it is capped (one slice; a 1 MB file could give 3 GB).
   const inflater = (arr: Uint8Array, pos: number): Uint8Array => {
-    const body = inflateSync(arr.subarray(pos));
+    const body = inflateBounded(arr.subarray(pos), file.name, { kind: 'deflate', maxBytes: Math.max(0, maxFileBytes - pos), headerBytes: Infinity, sizeFromHeader: (all) => all.length });
     const out = new Uint8Array(pos + body.length);
     out.set(arr.subarray(0, pos));
     out.set(body, pos);
@@ -84,13 +86,14 @@ function parse(file: NamedBytes): DataSet {
 }
 
 /** Groups files into series and builds one Volume per series. Non-DICOM files are listed as skipped. */
-export function readDicomFiles(files: NamedBytes[]): { series: DicomSeries[]; skipped: { name: string; reason: string }[] } {
+export function readDicomFiles(files: NamedBytes[], o: { maxFileBytes?: number } = {}): { series: DicomSeries[]; skipped: { name: string; reason: string }[] } {
+  const maxFileBytes = o.maxFileBytes ?? readLimits().maxDicomFileBytes;
   const skipped: { name: string; reason: string }[] = [];
   const groups = new Map<string, Slice[]>();
   for (const f of files) {
     let ds: DataSet;
     try {
-      ds = parse(f);
+      ds = parse(f, maxFileBytes);
     } catch (e) {
       skipped.push({ name: f.name, reason: `not a readable DICOM file (${e instanceof Error ? e.message : String(e)})` });
       continue;
@@ -161,7 +164,16 @@ function buildVolume(slices: Slice[], label: string): DicomVolume {
   const ps = numbers(first.ds, T.pixelSpacing) ?? numbers(first.ds, T.imagerPixelSpacing);
   if (!ps || ps.length !== 2) throw new Error(`${label}: ${first.name} has no PixelSpacing`);
   const [rowSpacing, colSpacing] = ps; // DICOM: spacing between rows, then between columns
-  const rowDir = unit(first.iop!.slice(0, 3)), colDir = unit(first.iop!.slice(3, 6));
+  // A zero or negative spacing would silently mirror the affine (LPS read as RAS): refuse it.
+  if (!(rowSpacing > 0 && colSpacing > 0)) throw new Error(`${label}: ${first.name} has PixelSpacing ${ps.join('\\')}; both values must be > 0`);
+  const iop = first.iop!;
+  const rn = Math.hypot(iop[0], iop[1], iop[2]), cn = Math.hypot(iop[3], iop[4], iop[5]);
+  const cosine = (iop[0] * iop[3] + iop[1] * iop[4] + iop[2] * iop[5]) / (rn * cn || 1);
+  // Direction cosines are unit vectors at right angles; a little rounding in the text is normal.
+  if (Math.abs(rn - 1) > 0.01 || Math.abs(cn - 1) > 0.01 || Math.abs(cosine) > 0.01) {
+    throw new Error(`${label}: ${first.name} has a degenerate ImageOrientationPatient ${iop.join('\\')} (two unit vectors at right angles expected)`);
+  }
+  const rowDir = unit(iop.slice(0, 3)), colDir = unit(iop.slice(3, 6));
   const normal = unit(cross(rowDir, colDir));
 
   // Order by position along the normal.
@@ -188,6 +200,7 @@ function buildVolume(slices: Slice[], label: string): DicomVolume {
     rowDir[2] * colSpacing, colDir[2] * rowSpacing, sliceVec[2], origin[2],
   ];
   const affine: Affine = lps.map((x, i) => (i < 8 ? -x : x) + 0).concat([0, 0, 0, 1]);
+  assertValidGeometry(label, [colSpacing, rowSpacing, sliceSpacing], affine);
 
   const { data, datatype, stored } = pixels(sorted.map((x) => x.s), rows, cols, ts, label);
   return {

@@ -1,5 +1,6 @@
 // A read-only tree of files, so dataset code works the same on Node's fs, a browser folder picker
 // (File with webkitRelativePath), a FileSystemDirectoryHandle, or bytes in memory (tests).
+import { mib, readLimits, ReadLimitError } from './read-limits.ts';
 
 export interface FileSource {
   /** A label for messages, e.g. the folder name. */
@@ -64,7 +65,7 @@ export function directoryHandleSource(root: DirectoryHandleLike): FileSource {
     read: async (path) => {
       const get = (await index()).get(path);
       if (!get) throw new Error(`${root.name}: no file ${path}`);
-      return new Uint8Array(await (await get()).arrayBuffer());
+      return blobBytes(await get(), `${root.name}: ${path}`);
     },
   };
 }
@@ -78,7 +79,38 @@ export function pathFilesSource(name: string, entries: ReadonlyArray<{ path: str
     read: async (path) => {
       const f = map.get(path);
       if (!f) throw new Error(`${name}: no file ${path}`);
-      return new Uint8Array(await f.arrayBuffer());
+      return blobBytes(f, `${name}: ${path}`);
     },
   };
+}
+
+/**
+ * `rel` resolved against the folder `dir` of a FileSource ('' = its root), '/'-separated and
+ * normalised; undefined when it is absolute or climbs out of the root (`../../etc/passwd`), so
+ * paths written inside files (dataset.json, a detached header's data file) cannot reach elsewhere.
+ */
+export function pathInside(dir: string, rel: string): string | undefined {
+  if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || /^([a-zA-Z]:)?[\\/]/.test(rel)) return undefined;
+  const out: string[] = dir ? dir.split('/').filter(Boolean) : [];
+  for (const part of rel.split(/[\\/]/)) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+    } else out.push(part);
+  }
+  return out.length ? out.join('/') : undefined;
+}
+
+/** The folder part of a FileSource path ('' at the root). */
+export function dirOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}
+
+/** A picked/dropped file's bytes, refused (before reading) when over the read limit. */
+async function blobBytes(f: Blob, what: string): Promise<Uint8Array> {
+  const max = readLimits().maxVolumeBytes;
+  if (f.size > max) throw new ReadLimitError(`${what}: ${mib(f.size)} is more than the ${mib(max)} read limit`);
+  return new Uint8Array(await f.arrayBuffer());
 }

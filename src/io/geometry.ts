@@ -119,3 +119,18 @@ export function affineToQform(a: Affine): { b: number; c: number; d: number; qfa
   if (w < 0) { w = -w; x = -x; y = -y; z = -z; }
   return { b: x, c: y, d: z, qfac, zooms, offset: [a[3], a[7], a[11]] };
 }
+
+/**
+ * Refuses geometry no world-space computation can use: spacing that is NaN, zero or negative, a
+ * non-finite affine, or voxel axes that are zero or collinear (a singular direction matrix).
+ * Every reader calls it, so a bad header fails at import and not as NaNs in preprocessing.
+ */
+export function assertValidGeometry(what: string, spacing: readonly number[], affine: Affine): void {
+  if (!spacing.every((s) => Number.isFinite(s) && s > 0)) throw new Error(`${what}: invalid voxel spacing ${spacing.join(' x ')} (every spacing must be a finite number > 0)`);
+  if (affine.length !== 16 || !affine.every(Number.isFinite)) throw new Error(`${what}: the voxel-to-world matrix has NaN or infinite entries`);
+  const m = block(affine);
+  const norms = [0, 1, 2].map((c) => Math.hypot(m[0][c], m[1][c], m[2][c]));
+  if (Math.abs(det3(m)) <= 1e-6 * norms[0] * norms[1] * norms[2] || norms.some((n) => n === 0)) {
+    throw new Error(`${what}: degenerate orientation: the voxel axes are zero or collinear (direction matrix ${m.map((r) => r.map((x) => +x.toPrecision(4)).join(' ')).join(' | ')})`);
+  }
+}

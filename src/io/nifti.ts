@@ -1,6 +1,8 @@
 // NIfTI-1/-2 reader (.nii or gzipped .nii.gz, either byte order) -> Volume.
-import { gunzip, isGzip } from './gzip.ts';
-import { axcodes } from './geometry.ts';
+import { inflateBounded, isGzip } from './gzip.ts';
+import { assertValidGeometry, axcodes } from './geometry.ts';
+import { readLimits } from './read-limits.ts';
+import { assertFiniteVoxels, decodeVoxels } from './voxels.ts';
 import { bestAffine, parseNiftiHeader, type NiftiHeader } from './nifti-header.ts';
 import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray, type VoxelArrayCtor } from './volume.ts';
 
@@ -23,35 +25,54 @@ export interface NiftiVolume extends Volume {
   header: NiftiHeader;
 }
 
-/** Reads a NIfTI file (raw or gzipped bytes). `name` only labels error messages. */
-export function readNifti(input: Uint8Array, name = 'NIfTI'): NiftiVolume {
-  const bytes = isGzip(input) ? gunzip(input, name) : input;
+/**
+ * Reads a NIfTI file (raw or gzipped bytes). `name` only labels error messages. A gzipped file is
+ * inflated header first, then at most the voxel data the header declares (and `maxBytes`).
+ */
+export function readNifti(input: Uint8Array, name = 'NIfTI', maxBytes = readLimits().maxVolumeBytes): NiftiVolume {
+  const bytes = isGzip(input)
+    ? inflateBounded(input, name, { kind: 'gzip', maxBytes, headerBytes: 544, sizeFromHeader: (head) => layout(parseNiftiHeader(head, name), name).end })
+    : input;
   const h = parseNiftiHeader(bytes, name);
-  const { dims, channels } = shapeOf(h, name);
-  const type = NIFTI_DATATYPES[h.datatype];
-  if (!type) throw new Error(`${name}: unsupported NIfTI datatype ${h.datatype} (${UNSUPPORTED[h.datatype] ?? 'not a NIfTI datatype code'}); supported: uint8, int8, int16, uint16, int32, uint32, float32, float64`);
-  // nibabel raises the offset of a single file to the header end when it is smaller.
-  const minOffset = h.version === 1 ? 352 : 544;
-  const offset = Math.max(Math.floor(h.voxOffset), minOffset);
+  const { dims, channels, type, offset, n, need } = layout(h, name);
   if (offset > bytes.length) throw new Error(`${name}: vox_offset ${offset} is past the end of the file (${bytes.length} bytes)`);
-  const n = dims[0] * dims[1] * dims[2] * channels;
-  const need = n * type.ctor.BYTES_PER_ELEMENT;
   if (bytes.length - offset < need) {
     throw new Error(`${name}: dims ${[...dims, channels].join('x')} of ${type.name} need ${need} bytes of voxel data but the file has ${bytes.length - offset} after vox_offset ${offset}`);
   }
-  const stored = decode(bytes, offset, n, type.ctor, h.littleEndian);
+  const stored = decodeVoxels(bytes, offset, n, type.ctor, h.littleEndian);
   const data = applyScaling(stored, type.name, h, name);
   const datatype = dtypeOf(data);
-  if (datatype === 'float32' || datatype === 'float64') assertFinite(data as Float32Array | Float64Array, name);
+  assertFiniteVoxels(data, name);
+  if (h.sformCode !== 0 && !h.srow.every(Number.isFinite)) throw new Error(`${name}: sform (srow_x/y/z) has NaN or infinite entries`);
+  if (h.qformCode !== 0 && ![...h.quatern, ...h.qoffset].every(Number.isFinite)) throw new Error(`${name}: qform (quatern/qoffset) has NaN or infinite entries`);
   const { affine } = bestAffine(h);
+  // nibabel reads negative pixdims as their magnitude (the sign belongs to qfac/the affine).
+  const spacing: [number, number, number] = [Math.abs(h.pixdim[1]), Math.abs(h.pixdim[2]), Math.abs(h.pixdim[3])];
+  // A 1-D or 2-D image need not define the spacing of its missing axes.
+  if (h.dim[0] >= 3) assertValidGeometry(name, spacing, affine);
+  else if (!spacing.slice(0, h.dim[0]).every((s) => Number.isFinite(s) && s > 0)) throw new Error(`${name}: invalid voxel spacing ${spacing.join(' x ')} (every spacing must be a finite number > 0)`);
   return {
     data, dims, channels,
-    spacing: [Math.abs(h.pixdim[1]), Math.abs(h.pixdim[2]), Math.abs(h.pixdim[3])],
+    spacing,
     affine, datatype, storedDatatype: type.name,
     orientation: axcodes(affine),
     source: { format: h.version === 1 ? 'nifti1' : 'nifti2', header: h.raw.slice().buffer as ArrayBuffer },
     header: h,
   };
+}
+
+/** Where the voxel data lies and how much of it the header declares. */
+function layout(h: NiftiHeader, name: string) {
+  const { dims, channels } = shapeOf(h, name);
+  const type = NIFTI_DATATYPES[h.datatype];
+  if (!type) throw new Error(`${name}: unsupported NIfTI datatype ${h.datatype} (${UNSUPPORTED[h.datatype] ?? 'not a NIfTI datatype code'}); supported: uint8, int8, int16, uint16, int32, uint32, float32, float64`);
+  if (!(Number.isFinite(h.voxOffset) && h.voxOffset >= 0)) throw new Error(`${name}: invalid vox_offset ${h.voxOffset} (must be a finite number >= 0)`);
+  // nibabel raises the offset of a single file to the header end when it is smaller.
+  const minOffset = h.version === 1 ? 352 : 544;
+  const offset = Math.max(Math.floor(h.voxOffset), minOffset);
+  const n = dims[0] * dims[1] * dims[2] * channels;
+  const need = n * type.ctor.BYTES_PER_ELEMENT;
+  return { dims, channels, type, offset, n, need, end: offset + need };
 }
 
 function shapeOf(h: NiftiHeader, name: string): { dims: [number, number, number]; channels: number } {
@@ -65,17 +86,6 @@ function shapeOf(h: NiftiHeader, name: string): { dims: [number, number, number]
     else if (v > 1) throw new Error(`${name}: ${nd}-D NIfTI with dim[${k}] = ${v} is not supported (at most 3-D plus channels in dim[4])`);
   }
   return { dims: [d[0], d[1], d[2]], channels: d[3] };
-}
-
-function decode(bytes: Uint8Array, offset: number, n: number, ctor: VoxelArrayCtor, little: boolean): VoxelArray {
-  const size = ctor.BYTES_PER_ELEMENT;
-  const buf = bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + n * size) as ArrayBuffer;
-  // Typed arrays use the host order (little-endian everywhere we run); swap big-endian data in place.
-  if (!little && size > 1) {
-    const u = new Uint8Array(buf);
-    for (let i = 0; i < u.length; i += size) u.subarray(i, i + size).reverse();
-  }
-  return new ctor(buf);
 }
 
 function dtypeOf(a: VoxelArray): DataTypeName {
@@ -102,15 +112,4 @@ function applyScaling(raw: VoxelArray, type: DataTypeName, h: NiftiHeader, name:
   const out = type === 'float64' ? new Float64Array(raw.length) : new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = raw[i] * slope + inter;
   return out;
-}
-
-function assertFinite(a: Float32Array | Float64Array, name: string): void {
-  let bad = 0, first = -1;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) {
-      if (first < 0) first = i;
-      bad++;
-    }
-  }
-  if (bad) throw new Error(`${name}: ${bad} voxel(s) are NaN or infinite (first at index ${first}); nnU-Net cannot use them`);
 }

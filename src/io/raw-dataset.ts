@@ -1,8 +1,8 @@
 // nnU-Net raw dataset folder (dataset.json + imagesTr/CASE_XXXX + labelsTr/CASE): discovery,
 // validation as nnU-Net's verify_dataset_integrity (but every problem of every case is reported,
 // not just the first), and loading one case as Volumes.
-import type { FileSource } from './file-source.ts';
-import { readNifti } from './nifti.ts';
+import { pathInside, type FileSource } from './file-source.ts';
+import { DATASET_ENDINGS, FORMAT_NAMES, formatOfPath, readVolumeFile } from './formats.ts';
 import type { Volume } from './volume.ts';
 
 export interface DatasetJson {
@@ -97,6 +97,9 @@ export async function openRawDataset(src: FileSource): Promise<OpenedDataset> {
   if (json.numTraining !== undefined && !Number.isInteger(json.numTraining)) out.problems.push(`dataset.json numTraining must be an integer, got ${JSON.stringify(json.numTraining)}`);
   if (json.file_ending !== undefined && (typeof json.file_ending !== 'string' || !json.file_ending.startsWith('.'))) {
     out.problems.push(`dataset.json file_ending must be a string such as ".nii.gz", got ${JSON.stringify(json.file_ending)}`);
+  } else if (json.file_ending !== undefined && !DATASET_ENDINGS.includes(json.file_ending.toLowerCase())) {
+    const why = formatOfPath(`x${json.file_ending}`) ? `nnU-Net's readers do not take it in a raw dataset` : `not a format this app reads (${FORMAT_NAMES})`;
+    out.problems.push(`dataset.json file_ending ${JSON.stringify(json.file_ending)}: ${why}; use one of ${DATASET_ENDINGS.join(', ')}`);
   }
   if (json.labels !== undefined) out.problems.push(...checkLabelDefinition(json));
   if (typeof channelNames === 'object' && channelNames) {
@@ -108,7 +111,22 @@ export async function openRawDataset(src: FileSource): Promise<OpenedDataset> {
   if (!ending || out.problems.some((p) => p.startsWith('dataset.json lacks') || p.includes('channel_names'))) return out;
 
   if (json.dataset) {
-    for (const [id, e] of Object.entries(json.dataset)) out.cases.push({ id, images: e.images.map((p) => p.replace(/^\.\//, '')), label: e.label?.replace(/^\.\//, '') });
+    // Paths written in dataset.json stay inside the dataset folder (`../../etc/passwd` is refused).
+    const inside = (id: string, p: unknown): string => {
+      const q = typeof p === 'string' ? pathInside('', p) : undefined;
+      if (q === undefined) out.problems.push(`dataset.json case ${JSON.stringify(id)}: path ${JSON.stringify(p)} is not a relative path inside the dataset folder`);
+      return q ?? '';
+    };
+    for (const [id, e] of Object.entries(json.dataset)) {
+      if (!e || typeof e !== 'object' || !Array.isArray(e.images)) {
+        out.problems.push(`dataset.json case ${JSON.stringify(id)} must be {"images": [...], "label": ...}`);
+        continue;
+      }
+      const images = e.images.map((p) => inside(id, p));
+      const label = e.label === undefined ? undefined : inside(id, e.label);
+      if (images.some((p) => !p) || label === '') continue;
+      out.cases.push({ id, images, label });
+    }
   } else {
     for (const dir of ['imagesTr', 'labelsTr']) if (!paths.some((p) => p.startsWith(`${dir}/`))) out.problems.push(`${src.name} has no ${dir}/ folder (or it is empty)`);
     // nnU-Net lists only the direct children of imagesTr/labelsTr.
@@ -170,9 +188,9 @@ export async function loadCase(src: FileSource, c: RawCase): Promise<{ id: strin
   const images: Volume[] = [];
   for (const [i, p] of c.images.entries()) {
     if (!p) throw new Error(`case ${c.id}: channel ${i} file is missing`);
-    images.push(readNifti(await src.read(p), p));
+    images.push(await readVolumeFile(src, p));
   }
-  const label = c.label ? readNifti(await src.read(c.label), c.label) : undefined;
+  const label = c.label ? await readVolumeFile(src, c.label) : undefined;
   return { id: c.id, images, label };
 }
 
@@ -226,7 +244,7 @@ async function readAndValidateCase(src: FileSource, c: RawCase, channels: string
   const vols: { path: string; v: Volume }[] = [];
   const tryRead = async (path: string): Promise<Volume | undefined> => {
     try {
-      return readNifti(await src.read(path), path);
+      return await readVolumeFile(src, path);
     } catch (e) {
       r.problems.push(e instanceof Error ? e.message : String(e));
       return undefined;

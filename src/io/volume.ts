@@ -24,8 +24,11 @@ export interface Volume {
   datatype: DataTypeName;
   /** Datatype stored in the file (before scaling). */
   storedDatatype?: DataTypeName;
-  /** Format-specific header to write results back with the source geometry. */
-  source?: { format: 'nifti1' | 'nifti2' | 'dicom'; header?: ArrayBuffer; [k: string]: unknown };
+  /**
+   * Format-specific header to write results back with the source geometry. `format` is the
+   * reader's name ('nifti1', 'nifti2', 'dicom', 'nrrd', 'metaimage', ...: see io/formats.ts).
+   */
+  source?: { format: string; header?: ArrayBuffer; [k: string]: unknown };
 }
 
 /** nnU-Net's view: shape (C, Z, Y, X) and spacing (sz, sy, sx) over the same buffer. */

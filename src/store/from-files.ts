@@ -1,12 +1,12 @@
 // What a user dropped → what gets imported. Three kinds of input:
 // - an nnU-Net raw dataset folder (dataset.json at the root, or in the one folder dropped):
 //   every case is read once, validated as nnU-Net does, and stored with its problems;
-// - loose NIfTI files: one unlabelled case per file (scans to segment);
+// - loose volume files (NIfTI, NRRD, MetaImage: see io/formats.ts): one unlabelled case per file;
 // - DICOM files: one unlabelled case per series.
 // Pure (no DOM): runs in the import worker and in Node tests.
 import type { FileSource } from '../io/file-source.ts';
 import { openRawDataset, readRawDatasetCases } from '../io/raw-dataset.ts';
-import { readNifti } from '../io/nifti.ts';
+import { isVolumePath, readVolumeFile, volumeBaseName } from '../io/formats.ts';
 import { readDicomFiles } from '../io/dicom.ts';
 import type { CaseInput, DatasetMeta } from './import-dataset.ts';
 
@@ -16,6 +16,7 @@ export interface SkippedCase {
 }
 
 export interface ImportPlan {
+  /** 'nifti-files': loose volume files of any single-file format (the name predates NRRD/MetaImage). */
   kind: 'raw-dataset' | 'nifti-files' | 'dicom-series';
   meta: DatasetMeta;
   casesTotal: number;
@@ -51,8 +52,6 @@ function ensureSome(stored: number, skipped: SkippedCase[]): void {
   if (stored === 0) throw new ImportInputError(`no case could be read${skipped.length ? `: ${skipped.map((s) => `${s.id}: ${s.reason}`).join('; ')}` : ''}`);
 }
 
-const NIFTI = /\.nii(\.gz)?$/i;
-
 /** A view of `src` below `prefix` ('' = the root). */
 function subSource(src: FileSource, prefix: string): FileSource {
   if (!prefix) return src;
@@ -68,8 +67,8 @@ export async function planImport(src: FileSource, opts: PlanOptions = {}): Promi
   if (paths.length === 0) throw new ImportInputError(`${src.name}: nothing to import (the folder is empty)`);
   const jsons = paths.filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json')).sort((a, b) => a.length - b.length);
   if (jsons.length > 0) return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts);
-  const nifti = paths.filter((p) => NIFTI.test(p));
-  if (nifti.length > 0) return planNiftiFiles(src, nifti, opts);
+  const volumes = paths.filter(isVolumePath);
+  if (volumes.length > 0) return planVolumeFiles(src, volumes, opts);
   return planDicom(src, paths, opts);
 }
 
@@ -107,10 +106,10 @@ async function planRawDataset(src: FileSource, { name, allowProblems = false }: 
 }
 
 function caseIdOf(path: string): string {
-  return path.split('/').pop()!.replace(NIFTI, '');
+  return volumeBaseName(path);
 }
 
-async function planNiftiFiles(src: FileSource, files: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
+async function planVolumeFiles(src: FileSource, files: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
   const ids = files.map(caseIdOf);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ImportInputError(`two files would both become case '${dup}'; rename one`);
@@ -120,7 +119,7 @@ async function planNiftiFiles(src: FileSource, files: string[], { name, allowPro
     for (const [i, p] of files.entries()) {
       let v;
       try {
-        v = readNifti(await src.read(p), p);
+        v = await readVolumeFile(src, p);
       } catch (e) {
         skipped.push({ id: ids[i], reason: e instanceof Error ? e.message : String(e) });
         continue;
@@ -147,7 +146,7 @@ async function planDicom(src: FileSource, paths: string[], { name, allowProblems
   const { series, skipped: notDicom } = readDicomFiles(files);
   if (series.length === 0) {
     const why = notDicom.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ');
-    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found${why ? ` (${why})` : ''}`);
+    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found (nor an NRRD or MetaImage file)${why ? ` (${why})` : ''}`);
   }
   const skipped: SkippedCase[] = [];
   const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);

@@ -1,6 +1,6 @@
 // `fednnunet info` end to end (spawns the CLI).
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,18 @@ describe('fednnunet info', () => {
       datatype: 'float32', storedDatatype: 'uint16', min: -1024, max: 734,
     });
     expect(j.affine[1]).toEqual([0, -0.800000011920929, 0, 110.55000305175781]);
+  });
+
+  it('a detached NRRD header reads its data file; a symlink to /dev/zero is refused, not read', () => {
+    writeFileSync(join(tmp, 'v.nhdr'), 'NRRD0004\ntype: uint8\ndimension: 3\nsizes: 2 2 2\nencoding: raw\nspace: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,2)\ndata file: v.raw\n');
+    writeFileSync(join(tmp, 'v.raw'), new Uint8Array([0, 1, 2, 3, 4, 5, 6, 9]));
+    const r = run(join(tmp, 'v.nhdr'));
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ type: 'nrrd', shape: [2, 2, 2], spacing: [1, 1, 2], orientation: 'LPS', min: 0, max: 9, affine: [[-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 1]] });
+    symlinkSync('/dev/zero', join(tmp, 'zero.nii'));
+    const z = run(join(tmp, 'zero.nii'));
+    expect(z.status).toBe(1);
+    expect(z.stderr).toMatch(/cannot read zero\.nii: not a regular file/);
   });
 
   it('DICOM folder: one series per SeriesInstanceUID', () => {

@@ -4,9 +4,10 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '../commands.ts';
 import { parse, UsageError } from '../args.ts';
+import { isVolumePath, readVolumeFile } from '../../io/formats.ts';
+import { fsSource } from '../../node/fs-source.ts';
 
 const USAGE = 'fednnunet evaluate --pred DIR --ref DIR [--labels 1,2 | --dataset-json dataset.json] [--chill] -o summary.json';
-const ENDINGS = ['.nii.gz', '.nii'];
 
 function parseLabels(s: string): number[] {
   const out = s.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
@@ -21,7 +22,7 @@ function listImages(dir: string): string[] {
   } catch (e) {
     throw new Error(`cannot read folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
-  return names.filter((n) => ENDINGS.some((e) => n.endsWith(e))).sort();
+  return names.filter(isVolumePath).sort();
 }
 
 const command: Command = {
@@ -41,14 +42,13 @@ const command: Command = {
       return 0;
     }
     if (!values.pred || !values.ref || !values.output) throw new UsageError(`usage: ${USAGE}`);
-    const { readNifti } = await import('../../io/nifti.ts');
     const { evaluateCase, summarize, summaryToJson } = await import('../../eval/metrics.ts');
     const { labelInfo } = await import('../../infer/predictor.ts');
 
     const predDir = resolve(values.pred);
     const refDir = resolve(values.ref);
     const refs = listImages(refDir);
-    if (refs.length === 0) throw new Error(`no .nii/.nii.gz files in ${values.ref}`);
+    if (refs.length === 0) throw new Error(`no .nii/.nii.gz (or .nrrd/.nhdr/.mha/.mhd) files in ${values.ref}`);
     const preds = new Set(listImages(predDir));
     const missing = refs.filter((r) => !preds.has(r));
     if (missing.length && !values.chill) throw new Error(`${missing.length} reference file(s) have no prediction in ${values.pred} (first: ${missing[0]}); --chill skips them`);
@@ -63,12 +63,12 @@ const command: Command = {
       labels ??= info.foreground;
       ignore = info.ignoreLabel;
     }
-    const read = (dir: string, name: string) => readNifti(new Uint8Array(readFileSync(join(dir, name))), name);
+    const read = (dir: string, name: string) => readVolumeFile(fsSource(dir), name);
     const loaded: Array<{ name: string; ref: ArrayLike<number>; pred: ArrayLike<number> }> = [];
     const seen = new Set<number>();
     for (const name of todo) {
-      const r = read(refDir, name);
-      const p = read(predDir, name);
+      const r = await read(refDir, name);
+      const p = await read(predDir, name);
       if (r.channels !== 1 || p.channels !== 1 || r.dims.some((d, i) => d !== p.dims[i])) {
         throw new Error(`${name}: prediction ${p.dims.join('x')}×${p.channels} vs reference ${r.dims.join('x')}×${r.channels}`);
       }

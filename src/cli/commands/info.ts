@@ -1,13 +1,12 @@
-// `fednnunet info FILE_OR_DIR`: geometry and value range of a NIfTI file, the DICOM series of a
+// `fednnunet info FILE_OR_DIR`: geometry and value range of a volume file (NIfTI, NRRD, MetaImage), the DICOM series of a
 // file or folder, or every case (plus validation problems) of an nnU-Net raw dataset folder, as JSON.
-import { readFile, stat } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import type { Command } from '../commands.ts';
 import { parse, UsageError } from '../args.ts';
 import { fsSource } from '../../node/fs-source.ts';
 import { readDicomFiles, type DicomSeries } from '../../io/dicom.ts';
-import { isGzip } from '../../io/gzip.ts';
-import { readNifti } from '../../io/nifti.ts';
+import { formatOfPath, isVolumePath, readVolumeFile, sniffVolume } from '../../io/formats.ts';
 import { validateRawDataset } from '../../io/raw-dataset.ts';
 import type { Volume } from '../../io/volume.ts';
 
@@ -25,21 +24,13 @@ export function volumeInfo(v: Volume & { orientation?: string }) {
   };
 }
 
-/** NIfTI by its first bytes: gzip, or a 348/540 sizeof_hdr in either byte order. */
-function looksLikeNifti(b: Uint8Array): boolean {
-  if (isGzip(b)) return true;
-  if (b.length < 4) return false;
-  const dv = new DataView(b.buffer, b.byteOffset, 4);
-  return [348, 540].includes(dv.getInt32(0, true)) || [348, 540].includes(dv.getInt32(0, false));
-}
-
 function seriesInfo(s: DicomSeries) {
   return { seriesInstanceUID: s.seriesInstanceUID, seriesDescription: s.seriesDescription, modality: s.modality, files: s.files.length, ...(s.volume ? volumeInfo(s.volume) : { error: s.error }) };
 }
 
 async function dicomReport(files: { name: string; bytes: Uint8Array }[], where: string) {
   const { series, skipped } = readDicomFiles(files);
-  if (series.length === 0) throw new Error(`${where}: no NIfTI or DICOM images found${skipped.length ? ` (${skipped[0].name}: ${skipped[0].reason})` : ''}`);
+  if (series.length === 0) throw new Error(`${where}: no NIfTI, NRRD, MetaImage or DICOM images found${skipped.length ? ` (${skipped[0].name}: ${skipped[0].reason})` : ''}`);
   if (series.every((s) => s.error)) throw new Error(series[0].error);
   return { report: { type: 'dicom', series: series.map(seriesInfo), skipped }, ok: series.every((s) => !s.error) };
 }
@@ -47,9 +38,12 @@ async function dicomReport(files: { name: string; bytes: Uint8Array }[], where: 
 async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
   const st = await stat(path).catch(() => null);
   if (!st) throw new Error(`${path}: no such file or folder`);
-  if (st.isFile()) {
-    const bytes = new Uint8Array(await readFile(path));
-    if (looksLikeNifti(bytes)) return { report: { type: 'nifti', file: path, ...volumeInfo(readNifti(bytes, basename(path))) }, ok: true };
+  if (!st.isDirectory()) {
+    // Read through the file's folder, so a detached header finds its data file (and only regular files are read).
+    const dir = fsSource(dirname(path));
+    const bytes = await dir.read(basename(path));
+    const format = sniffVolume(bytes) ?? formatOfPath(path);
+    if (format) return { report: { type: format.name.toLowerCase(), file: path, ...volumeInfo(await readVolumeFile(dir, basename(path))) }, ok: true };
     return dicomReport([{ name: basename(path), bytes }], path);
   }
   const src = fsSource(path);
@@ -60,18 +54,23 @@ async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
     const { datasetJson, name, ...rest } = r;
     return { report: { type: 'nnunet-raw', folder: path, name: (datasetJson?.name as string | undefined) ?? name, numTraining: datasetJson?.numTraining, channel_names: datasetJson?.channel_names ?? datasetJson?.modality, labels: datasetJson?.labels, ...rest }, ok: r.ok };
   }
-  const files = await Promise.all(paths.map(async (p) => ({ name: p, bytes: await src.read(p) })));
-  const nifti = files.filter((f) => looksLikeNifti(f.bytes));
-  if (nifti.length) return { report: { type: 'nifti-folder', files: nifti.map((f) => ({ file: f.name, ...volumeInfo(readNifti(f.bytes, f.name)) })) }, ok: true };
+  const volumes = paths.filter(isVolumePath);
+  if (volumes.length) {
+    const files = [];
+    for (const p of volumes) files.push({ file: p, ...volumeInfo(await readVolumeFile(src, p)) });
+    return { report: { type: 'volume-folder', files }, ok: true };
+  }
+  const files = [];
+  for (const p of paths) files.push({ name: p, bytes: await src.read(p) });
   return dicomReport(files, path);
 }
 
 const command: Command = {
-  summary: 'print shape, spacing, affine, orientation and value range of a NIfTI file, DICOM folder or nnU-Net raw dataset (JSON)',
+  summary: 'print shape, spacing, affine, orientation and value range of a NIfTI/NRRD/MetaImage file, DICOM folder or nnU-Net raw dataset (JSON)',
   async run(argv) {
     const { values, positionals } = parse(argv, { help: { type: 'boolean' } });
     if (values.help) {
-      console.log('fednnunet info FILE_OR_DIR\n  NIfTI (.nii/.nii.gz), a DICOM file or folder, or an nnU-Net raw dataset folder (with dataset.json).\n  Exits 1 when the input is bad or a dataset has validation problems.');
+      console.log('fednnunet info FILE_OR_DIR\n  NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr), MetaImage (.mha/.mhd), a DICOM file or folder, or an nnU-Net raw dataset folder (with dataset.json).\n  Exits 1 when the input is bad or a dataset has validation problems.');
       return 0;
     }
     if (positionals.length !== 1) throw new UsageError('expected one FILE_OR_DIR (see fednnunet info --help)');

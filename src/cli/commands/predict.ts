@@ -1,8 +1,8 @@
 // `fednnunet predict`: segment one case with a trained model folder (src/infer/model-dir.ts) on
 // tfjs (cpu), onnxruntime-node or onnxruntime-web's wasm backend; writes the label map as NIfTI
 // with the input's geometry.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Command } from '../commands.ts';
 import { parse, UsageError } from '../args.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
@@ -38,19 +38,14 @@ const command: Command = {
 
     const { readModelDir, archFromDir, modelFromDir } = await import('../../infer/model-dir.ts');
     const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
-    const { readNifti } = await import('../../io/nifti.ts');
+    const { readVolumeFile } = await import('../../io/formats.ts');
+    const { fsSource } = await import('../../node/fs-source.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
     const md = await readModelDir(values.model);
-    const images = values.input.map((p) => {
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(readFileSync(p));
-      } catch (e) {
-        throw new Error(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-      }
-      return readNifti(bytes, basename(p));
-    });
+    const images = [];
+    // Through the file's folder: regular files only, size-capped, a detached header finds its data.
+    for (const p of values.input) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
     const ctx = { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson };
     const { patch } = configurationInfo(md.plans, md.configuration);
     const arch = archFromDir(md);

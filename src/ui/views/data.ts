@@ -3,16 +3,17 @@
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
 import { wireDropZone } from '../drop-zone.ts';
+import { FILE_ACCEPT } from '../../io/formats.ts';
 import type { DataApi, ImportEvent, ImportInput, ImportSummary, PrepareEvent, PrepareSummary } from '../../../workers/data.worker.ts';
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
 
 export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput | { demo: number }) => Promise<ImportSummary | undefined> } {
   const drop = el('div', { class: 'drop', id: 'drop-zone', tabindex: '0', role: 'button', 'aria-label': 'Drop files or folders here to import them' },
-    el('strong', {}, 'Drop an nnU-Net dataset folder, NIfTI files or a DICOM folder here'),
+    el('strong', {}, 'Drop an nnU-Net dataset folder, NIfTI/NRRD/MetaImage files or a DICOM folder here'),
     el('span', {}, 'Files are read in this browser and stored on this computer only. Nothing is uploaded.'));
   const folderInput = el('input', { type: 'file', id: 'import-folder', webkitdirectory: '', hidden: '' });
-  const filesInput = el('input', { type: 'file', id: 'import-files', multiple: '', accept: '.nii,.gz,.dcm,application/dicom', hidden: '' });
+  const filesInput = el('input', { type: 'file', id: 'import-files', multiple: '', accept: FILE_ACCEPT, hidden: '' });
   const pickFolder = el('button', { type: 'button', id: 'pick-folder' }, 'Choose a folder…');
   const pickFiles = el('button', { type: 'button', id: 'pick-files', class: 'secondary' }, 'Choose files…');
   const demoSite = el('select', { id: 'demo-site', 'aria-label': 'Demo site' },

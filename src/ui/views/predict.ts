@@ -1,10 +1,11 @@
 // "Predict": segment a scan with a model stored in this browser. Models are imported from a
 // model folder or .zip (as `fednnunet train` writes them), exported again as .zip or .onnx. The
-// scan is a stored case or files picked/dropped here (NIfTI or a DICOM folder). Everything runs
+// scan is a stored case or files picked/dropped here (NIfTI, NRRD, MetaImage or a DICOM folder). Everything runs
 // in workers/infer.worker.ts; nothing is uploaded.
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
 import { wireDropZone } from '../drop-zone.ts';
+import { FILE_ACCEPT, isVolumePath } from '../../io/formats.ts';
 import { labelColour, sliceViewer } from '../viewer.ts';
 import type { InferApi, InferBackend, InferEvent, PredictSummary, ScanInput } from '../../../workers/infer.worker.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
@@ -27,7 +28,7 @@ function predictError(e: unknown): string {
   if (/abort|cancel/i.test(m)) return 'Cancelled. Nothing was changed.';
   if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m)) return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
   if (/webgpu/i.test(m) && !/no WebGPU/.test(m)) return `The GPU engine failed (${m}). Choose “ONNX on WebAssembly” and try again.`;
-  if (/NIfTI|DICOM|vox_offset|datatype/i.test(m)) return `The scan could not be read: ${m}. Check that it is a NIfTI file (.nii, .nii.gz) or a folder with one DICOM series.`;
+  if (/NIfTI|NRRD|MetaImage|DICOM|vox_offset|datatype|read limit/i.test(m)) return `The scan could not be read: ${m}. Check that it is a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr with its data file) or MetaImage (.mha, .mhd with its data file) file, or a folder with one DICOM series.`;
   return `Segmentation failed: ${m}.`;
 }
 
@@ -43,12 +44,12 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
 
   // ---- scan ----
   const caseSelect = el('select', { id: 'predict-case', 'aria-label': 'Stored scan' });
-  const scanFiles = el('input', { type: 'file', id: 'scan-files', multiple: '', accept: '.nii,.gz,.dcm,application/dicom', hidden: '' });
+  const scanFiles = el('input', { type: 'file', id: 'scan-files', multiple: '', accept: FILE_ACCEPT, hidden: '' });
   const scanFolder = el('input', { type: 'file', id: 'scan-folder', webkitdirectory: '', hidden: '' });
   const pickScanFiles = el('button', { type: 'button', id: 'pick-scan-files', class: 'secondary' }, 'Choose NIfTI file(s)…');
   const pickScanFolder = el('button', { type: 'button', id: 'pick-scan-folder', class: 'secondary' }, 'Choose a DICOM folder…');
-  const scanDrop = el('div', { class: 'drop', id: 'scan-drop', tabindex: '0', role: 'button', 'aria-label': 'Drop a NIfTI file or DICOM folder here to segment it' },
-    el('strong', {}, 'Drop a NIfTI file or a DICOM folder here'), el('span', {}, 'It is read in this browser only. Nothing is uploaded.'));
+  const scanDrop = el('div', { class: 'drop', id: 'scan-drop', tabindex: '0', role: 'button', 'aria-label': 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here to segment it' },
+    el('strong', {}, 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here'), el('span', {}, 'It is read in this browser only. Nothing is uploaded.'));
   const scanChosen = el('p', { id: 'scan-chosen', class: 'muted' }, 'No scan chosen yet.');
 
   // ---- options and run ----
@@ -253,8 +254,8 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   const fromFiles = (files: Array<{ path: string; file: Blob }>) => {
     if (!files.length) return;
     caseSelect.value = '';
-    const nifti = files.filter((f) => /\.nii(\.gz)?$/i.test(f.path));
-    setScan({ files }, nifti.length ? nifti.map((f) => f.path.split('/').pop()).join(', ') : `${files[0].path.split('/')[0]} (${files.length} files, read as DICOM)`);
+    const volumes = files.filter((f) => isVolumePath(f.path));
+    setScan({ files }, volumes.length ? volumes.map((f) => f.path.split('/').pop()).join(', ') : `${files[0].path.split('/')[0]} (${files.length} files, read as DICOM)`);
   };
   pickScanFiles.addEventListener('click', () => scanFiles.click());
   pickScanFolder.addEventListener('click', () => scanFolder.click());
