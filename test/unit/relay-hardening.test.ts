@@ -74,6 +74,7 @@ describe('one request does not end the relay (item 1, item 7)', () => {
     const { response, socket } = await rawRequest(relay.port, 'GET /% HTTP/1.1\r\nHost: x\r\n\r\n');
     expect((await response).split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
     socket.destroy();
+    expect((await fetch(`${relay.url}peerjs/%`)).status).toBe(400);
     await alive();
   });
 

@@ -190,6 +190,14 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   // JSON) on this app; without a listener each would end the process.
   peerServer.on('error', (e: unknown) => log(`PeerJS signalling: ${e instanceof Error ? e.message : String(e)}`));
   peerHost.use(PEER_PATH, peerServer);
+  peerHost.disable('x-powered-by');
+  // Express's own fallback prints every failed request's stack (a malformed %-escape in a PeerJS
+  // path) to stderr: a log flood. Answer it here instead.
+  peerHost.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: unknown) => {
+    const status = (err as { status?: unknown }).status;
+    if (!res.headersSent) res.writeHead(typeof status === 'number' && status >= 400 && status < 500 ? status : 400).end('bad request');
+    else res.destroy();
+  });
   peerApp = peerHost as unknown as (req: IncomingMessage, res: ServerResponse) => void;
   // Malformed HTTP and failed TLS handshakes: Node's defaults answer 400 / drop that socket.
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

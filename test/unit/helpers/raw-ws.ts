@@ -49,7 +49,8 @@ export function frame(opcode: number, payload: Uint8Array, o: { fin?: boolean; r
     head.push(...big);
   }
   const mask = randomBytes(4);
-  const body = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
   return Buffer.concat([Buffer.from(head), mask, body]);
 }
 
