@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       case 1: return send([head, frame(1, flip(offer, 1 + int(8)))]);
       case 2: return send([head, frame(1, enc('x'.repeat(int(100))))]);
       case 3: return send([head, frame(1, new Uint8Array(0), { declaredLength: pick([20 * 2 ** 20, 2 ** 40]) }), bytes(int(100_000))]);
-      case 4: return send([head, ...Array.from({ length: 200 }, () => frame(1, offer))]); // a flood
+      case 4: return send([head, ...Array.from({ length: 1000 }, () => frame(1, offer))]); // a flood
       default: return send([head, frame(1, offer, { rsv: 1 + int(7) })]);
     }
   };

@@ -174,7 +174,7 @@ describe('memory and time before authentication (item 2)', () => {
     expect(await closedWithin(big.socket, 3000)).toBe('closed');
     const flood = await peerSocket(relay);
     const heartbeat = frame(1, new TextEncoder().encode('{"type":"HEARTBEAT"}'));
-    for (let i = 0; i < 200; i++) flood.socket.write(heartbeat);
+    for (let i = 0; i < 1000; i++) flood.socket.write(heartbeat);
     expect(await closedWithin(flood.socket, 3000)).toBe('closed');
   });
 });

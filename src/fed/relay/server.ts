@@ -32,6 +32,8 @@ export const PEER_PATH = '/peerjs';
 export const PRE_AUTH_MAX_BYTES = 64 * 1024;
 /** Largest PeerJS signalling message (offers, answers, ICE candidates are a few KiB). */
 export const PEER_MAX_PAYLOAD = 64 * 1024;
+/** Bytes per second a PeerJS socket may send: messages to absent peers wait in the server's queue. */
+export const PEER_MAX_BYTES_PER_SECOND = 1024 * 1024;
 
 export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
   port?: number;
@@ -48,7 +50,11 @@ export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
   helloTimeoutMs?: number;
   /** Connection caps and the failed-authentication throttle (guard.ts). */
   limits?: Partial<GuardLimits>;
-  /** Signalling messages per second a PeerJS socket may send (default 50). */
+  /**
+   * Signalling messages per second a PeerJS socket may send (default 200: a workshop host answers
+   * every participant's offer and trickles ICE candidates to each, often all at once), and at
+   * most PEER_MAX_BYTES_PER_SECOND bytes.
+   */
   peerMessagesPerSecond?: number;
 }
 
@@ -89,17 +95,20 @@ function closeSoon(ws: WebSocket, code: number, reason: string): void {
   setTimeout(() => ws.terminate(), 2000).unref();
 }
 
-/** Counts messages per one-second window; true once a socket exceeds `max`. */
-function rateLimiter(max: number): () => boolean {
+/** Counts messages (and bytes) per one-second window; true once a socket exceeds either budget. */
+function rateLimiter(maxMessages: number, maxBytes = Infinity): (bytes?: number) => boolean {
   let windowStart = Date.now();
   let count = 0;
-  return () => {
+  let total = 0;
+  return (bytes = 0) => {
     const now = Date.now();
     if (now - windowStart > 1000) {
       windowStart = now;
       count = 0;
+      total = 0;
     }
-    return ++count > max;
+    total += bytes;
+    return ++count > maxMessages || total > maxBytes;
   };
 }
 
@@ -127,7 +136,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   const fed = new FederationHost({ ...opts, log, persist: (s) => saveSnapshot(opts.dataDir, s), restored, maxMessageBytes: maxBytes, role: 'relay' });
   const coordinator = fed.coordinator;
   const maxRate = opts.maxMessagesPerSecond ?? 50;
-  const peerRate = opts.peerMessagesPerSecond ?? 50;
+  const peerRate = opts.peerMessagesPerSecond ?? 200;
   const helloTimeoutMs = opts.helloTimeoutMs ?? 20_000;
   const guard = new ConnectionGuard({ ...DEFAULT_GUARD_LIMITS, ...opts.limits });
 
@@ -169,9 +178,9 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       // is not a JSON object, is closed here (the library would only emit an error and go on).
       w.on('connection', (ws: WebSocket) => {
         ws.on('error', () => undefined);
-        const over = rateLimiter(peerRate);
+        const over = rateLimiter(peerRate, PEER_MAX_BYTES_PER_SECOND);
         ws.on('message', (data: Buffer, isBinary) => {
-          if (over()) return closeSoon(ws, 1008, 'rate limit');
+          if (over(data.length)) return closeSoon(ws, 1008, 'rate limit');
           let ok = !isBinary;
           try {
             const m: unknown = ok && JSON.parse(data.toString('utf8'));
