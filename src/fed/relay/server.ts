@@ -156,9 +156,11 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   // An https.Server emits the same request/upgrade events; the PeerJS server accepts either.
   const server = (opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle)) as Server;
   // Slow senders: a request's headers must arrive within 20 s and the whole request within 60 s
-  // (Node checks both, also for upgrade requests); idle keep-alive sockets go after 5 s.
+  // (Node answers 408 to one that drips), and a connection that goes silent, before or inside its
+  // request, is dropped after 30 s (ws clears this idle timeout on the sockets it upgrades).
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
+  server.timeout = 30_000;
   // Plain HTTP connections too (the app's files, PeerJS ids): beyond twice the WebSocket cap, drop.
   server.maxConnections = 2 * (opts.limits?.maxConnections ?? DEFAULT_GUARD_LIMITS.maxConnections);
   // Both WebSocket servers run without binding to `server` (ws would reject the other's upgrade
