@@ -1,7 +1,7 @@
 // The secure-aggregation / DP options shared by `fednnunet relay` and `fednnunet simulate`.
 import { UsageError } from './args.ts';
 import type { FederationConfig, PrivacyConfig } from '../fed/protocol.ts';
-import { privacyConfig } from '../fed/secagg/config.ts';
+import { defaultThreshold, privacyConfig } from '../fed/secagg/config.ts';
 
 export interface PrivacyArgs {
   'secure-agg'?: boolean;
@@ -10,6 +10,7 @@ export interface PrivacyArgs {
   'phase-deadline-s'?: string;
   'dp-epsilon'?: string;
   'dp-delta'?: string;
+  'allow-minority-threshold'?: boolean;
 }
 
 /** Their parseArgs declarations, spread into each command's options. */
@@ -20,6 +21,7 @@ export const PRIVACY_OPTIONS = {
   'phase-deadline-s': { type: 'string' },
   'dp-epsilon': { type: 'string' },
   'dp-delta': { type: 'string' },
+  'allow-minority-threshold': { type: 'boolean' },
 } as const;
 
 function positive(name: string, v: string | undefined): number | undefined {
@@ -39,6 +41,11 @@ export function privacyFromArgs(a: PrivacyArgs, sites: number, fed: Pick<Federat
   if (!wantsSecure) return undefined;
   const threshold = a.threshold === undefined ? undefined : Number(a.threshold);
   if (threshold !== undefined && !Number.isInteger(threshold)) throw new UsageError(`--threshold must be an integer, got '${a.threshold}'`);
+  // Below a majority, fewer sites colluding with the relay can unmask one site's update, and two
+  // disjoint groups of survivors could each reach the threshold: an explicit choice only.
+  if (threshold !== undefined && threshold < defaultThreshold(sites) && !a['allow-minority-threshold']) {
+    throw new UsageError(`--threshold ${threshold} is below a majority of ${sites} sites (${defaultThreshold(sites)}): then ${threshold} colluding sites with the relay can unmask another site's update. Add --allow-minority-threshold to accept that`);
+  }
   const phase = positive('phase-deadline-s', a['phase-deadline-s']);
   try {
     return privacyConfig(sites, fed, {

@@ -19,6 +19,11 @@ export interface HostLink {
   send(bytes: Uint8Array): void | Promise<void>;
   /** `reason` when the host ends the connection (a refusal); none when a newer connection replaces it. */
   close(reason?: string): void;
+  /**
+   * The site proved its key and was admitted (before its welcome is sent): a transport lifts its
+   * pre-authentication limits (the relay's 64 KiB frames and hello deadline) here.
+   */
+  admitted?(siteId: string): void;
 }
 
 export interface LinkHandlers {
@@ -137,6 +142,7 @@ export class FederationHost {
           const old = this.links.get(siteId);
           if (old && old !== link) old.close();
           this.links.set(siteId, link);
+          link.admitted?.(siteId);
         }
         if (r.out.some((o) => o.to === '' && o.message.type === 'refused')) ended = true;
         this.route(link, r.out);

@@ -9,6 +9,12 @@ import type { WeightSpec } from '../model/named-weights.ts';
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
 const PREFIX = 12;
+/**
+ * Largest JSON header accepted: parsing is synchronous, so a 40 MB header would block the relay's
+ * event loop for seconds. The largest legitimate headers (a secure round's share lists for
+ * MAX_SECAGG_SITES sites, a fingerprint of a few thousand cases) stay well under it.
+ */
+export const MAX_HEADER_BYTES = 2 * 1024 * 1024;
 
 export type Method = 'ffe' | 'asym' | 'fedavg';
 
@@ -117,6 +123,8 @@ const config: Check = (v) => {
     ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy) &&
     optional(pos)(c.maxUpdateNorm) && (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust));
 };
+/** A federation config as the protocol accepts it (the relay checks its restored state with it). */
+export const isFederationConfig = (v: unknown): v is FederationConfig => config(v);
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
 const pos: Check = (v) => num(v) && (v as number) > 0;
 const privacy: Check = (v) => {
@@ -180,6 +188,7 @@ export function decodeMessage(bytes: Uint8Array, maxBytes = Infinity): Frame {
   if (bytes.length < PREFIX || MAGIC.some((b, i) => bytes[i] !== b)) throw new ProtocolError('not a FednnU-Net message (bad magic)');
   if (bytes[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${bytes[4]} is not supported (this is version ${PROTOCOL_VERSION})`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
+  if (headerLength > MAX_HEADER_BYTES) throw new ProtocolError(`message header of ${headerLength} bytes exceeds the limit of ${MAX_HEADER_BYTES}`);
   if (PREFIX + headerLength > bytes.length) throw new ProtocolError('truncated message header');
   let message: unknown;
   try {
@@ -200,7 +209,8 @@ export function decodeMessage(bytes: Uint8Array, maxBytes = Infinity): Frame {
 function validate(m: unknown): asserts m is Message {
   if (!obj(m)) throw new ProtocolError('message header is not an object');
   const type = (m as { type?: unknown }).type;
-  if (typeof type !== 'string' || !(type in SCHEMA)) throw new ProtocolError(`unknown message type '${String(type)}'`);
+  // Own properties only: `'__proto__' in SCHEMA` or `'toString' in SCHEMA` is true.
+  if (typeof type !== 'string' || !Object.hasOwn(SCHEMA, type)) throw new ProtocolError(`unknown message type '${String(type)}'`);
   const schema = SCHEMA[type as MessageType];
   for (const [field, check] of Object.entries(schema)) {
     if (!check((m as Record<string, unknown>)[field])) throw new ProtocolError(`'${type}' message has an invalid '${field}'`);

@@ -22,6 +22,10 @@ describe('protocol frames', () => {
     garbage[12] = 0x7b + 1;
     expect(() => decodeMessage(garbage)).toThrow(/not valid JSON/);
     expect(() => decodeMessage(encodeMessage({ type: 'nope' } as any))).toThrow(/unknown message type/);
+    // Inherited names are no message types (an `in` check let them through with no fields checked).
+    for (const type of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      expect(() => decodeMessage(encodeMessage({ type } as any)), type).toThrow(/unknown message type/);
+    }
     expect(() => decodeMessage(encodeMessage({ type: 'hello', token: 't', siteName: 's', numCases: -1 } as any))).toThrow(/invalid 'numCases'/);
     const withTensors = encodeMessage({ type: 'final', round: 1, tensors: [{ name: 'w', shape: [4], encoding: 'fp32', offset: 0, byteLength: 16, crc32: 0 }] });
     expect(() => decodeMessage(withTensors)).toThrow(ProtocolError);

@@ -76,6 +76,9 @@ describe.skipIf(!haveOpenssl)('relay over TLS', () => {
     expect(page.headers['cross-origin-embedder-policy']).toBe('require-corp');
     const id = await httpsGet(`${relay.url}peerjs/peerjs/id`, ca);
     expect(id.body).toMatch(/^[0-9a-f-]{8,}$/);
+    // A malformed path is answered (it used to end the process), over TLS as over plain http.
+    expect((await httpsGet(`${relay.url}%`, ca)).status).toBe(400);
+    expect((await httpsGet(relay.url, ca)).status).toBe(200);
   });
 
   it('a client that does not trust the certificate is refused by TLS', async () => {

@@ -29,6 +29,7 @@ describe('fednnunet relay --secure-agg', () => {
   it.each([
     [['--dp-epsilon', '1'], /differential privacy needs an explicit clip norm/],
     [['--secure-agg', '--threshold', '4', '--sites', '3'], /threshold must be an integer in 2\.\.3/],
+    [['--secure-agg', '--threshold', '2', '--sites', '5'], /--threshold 2 is below a majority of 5 sites \(3\).*--allow-minority-threshold/],
     [['--clip', '1'], /--clip only applies with --secure-agg or --dp-epsilon/],
     [['--secure-agg', '--sites', '1'], /at least 2 sites/],
     [['--dp-epsilon', '2', '--clip', '1', '--weighting', 'cases'], /uniform weighting/],

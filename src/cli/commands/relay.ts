@@ -6,7 +6,7 @@ import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { AGGREGATION_HELP, AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
-import { startRelay } from '../../fed/relay/server.ts';
+import { RelayStartError, startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import { parseRegistry } from '../../fed/identity/registry.ts';
@@ -25,7 +25,7 @@ const HELP = `fednnunet relay [options]
   --deadline-s N       round deadline in seconds (default 3600)
   --weighting W        uniform (as FednnU-Net) | cases (default uniform)
   --encoding E         fp16 | int8 | fp32 for uploads (default fp16)
-  --token T            join token (default: a random code, printed)
+  --token T            join token (default: a random 96-bit code, printed)
   --registry FILE      admit only the site keys listed in FILE (JSON, see docs/site-identity.md);
                        without it a new site joins with the token and its key is bound to it
                        (trust on first use). --sites stays the number of sites expected.
@@ -39,6 +39,8 @@ const HELP = `fednnunet relay [options]
 secure aggregation and differential privacy (docs/secure-aggregation.md):
   --secure-agg         the relay only ever learns sums: masked updates, FFE as a secure sum
   --threshold T        Shamir threshold (default: a majority of --sites, ⌊n/2⌋+1)
+  --allow-minority-threshold
+                       accept a --threshold below a majority (fewer colluders can unmask a site)
   --clip C             L2 clip norm of each site's delta (default 100; required with DP)
   --phase-deadline-s N deadline of each key-exchange/unmasking phase (default 120)
   --dp-epsilon E       client-level DP: Gaussian noise for (E, δ) over --rounds (implies --secure-agg)
@@ -86,7 +88,8 @@ const command: Command = {
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
       expectedSites: sites,
-      token: values.token ?? randomBytes(4).toString('hex'),
+      // 96 bits: a join code is guessed at most a few times a minute per address (relay/guard.ts).
+      token: values.token ?? randomBytes(12).toString('base64url'),
     };
     if (config.minSites > sites) throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
     let admission: AdmissionPolicy = { mode: 'tofu' };
@@ -105,6 +108,23 @@ const command: Command = {
     const privacy = privacyFromArgs(values, sites, config);
     if (privacy) config.privacy = privacy;
     applyAggregationArgs(values, config);
+    // Last resort: this process serves many sockets and its federation state is saved after every
+    // change, so an exception no handler caught (one socket's bug) is logged and the relay goes on
+    // serving the others; a burst of them means something is systematically wrong: exit, and a
+    // restart continues from the saved state.
+    const recent: number[] = [];
+    const lastResort = (e: unknown) => {
+      const now = Date.now();
+      recent.push(now);
+      while (recent.length && recent[0] < now - 60_000) recent.shift();
+      console.error(`[relay] internal error (kept serving): ${e instanceof Error ? e.stack : String(e)}`);
+      if (recent.length > 20) {
+        console.error('[relay] more than 20 internal errors within a minute: exiting (restart to continue from the saved state)');
+        process.exit(1);
+      }
+    };
+    process.on('uncaughtException', lastResort);
+    process.on('unhandledRejection', lastResort);
     const relay = await startRelay({
       port,
       host,
@@ -114,6 +134,8 @@ const command: Command = {
       aggregateFingerprints: mergeSiteFingerprints,
       admission,
       tls,
+    }).catch((e: unknown) => {
+      throw e instanceof RelayStartError ? new UsageError(e.message) : e;
     });
     if (privacy) console.log(describePrivacy(privacy, sites));
     const link = privacy ? '&secure=1' : '';
