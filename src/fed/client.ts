@@ -14,6 +14,7 @@
 import { pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
+import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
 import { signedConnect } from './identity/signed-transport.ts';
@@ -245,7 +246,7 @@ export class SiteClient {
         } else if (m.phase === 'fingerprint' && !this.sentFingerprint) {
           this.sentFingerprint = true;
           this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
-        } else if (m.phase === 'spec' && m.config.method !== 'ffe') {
+        } else if (m.phase === 'spec' && methodSpec(m.config.method).planning === 'local') {
           await this.prepareAndDeclare(null);
         }
         return;

@@ -5,10 +5,10 @@
 // Phases: join → fingerprint (FFE only) → spec → init → rounds → done.
 // - join: sites are admitted by key and token (identity/admission.ts); the federation starts
 //   once `expectedSites` have joined.
-// - fingerprint (ffe): every site sends its local fingerprint; the aggregate goes back to all.
+// - fingerprint (methods planning on the pooled fingerprint, methods.ts): every site sends its local fingerprint; the aggregate goes back to all.
 // - spec: every site plans (locally or on the aggregate) and declares its (name, shape) list;
-//   the shared key set (AsymFedAvg) is computed before any weight moves. FedAvg/FFE require
-//   every key to be shared; a site sharing nothing under asym is refused.
+//   the shared key set (name-and-shape intersection) is computed before any weight moves. A
+//   method with keys = all requires every key to be shared; sharing nothing is refused.
 // - init: one site (the first to join, as FednnU-Net starts from one client's parameters) sends
 //   its shared weights; they become the global model.
 // - rounds: global → sites train → deltas → streaming mean → next round. A round closes when
@@ -22,6 +22,7 @@
 import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
+import { METHOD_NAMES, methodSpec } from './methods.ts';
 import { SecureRound, type SecurePhase, type SecureStep } from './secagg/round.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
 import { decodeSum, noiseDivisor, vectorLength } from './secagg/vector.ts';
@@ -307,7 +308,7 @@ export class Coordinator {
     }
     this.s.config = config;
     delete this.s.privacyAtStart;
-    this.s.phase = config.method === 'ffe' ? 'fingerprint' : 'spec';
+    this.s.phase = methodSpec(config.method).planning === 'pooled' ? 'fingerprint' : 'spec';
     this.persist();
   }
 
@@ -370,10 +371,10 @@ export class Coordinator {
     if (!this.s.sites.every((x) => x.spec)) return [];
     const shared = sharedSpec(this.s.sites.map((x) => x.spec!));
     const out: Outgoing[] = [];
-    if (this.s.config.method !== 'asym') {
+    if (methodSpec(this.s.config.method).keys === 'all') {
       const mismatch = this.s.sites.filter((x) => x.spec!.length !== shared.length);
       if (mismatch.length) {
-        const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use asym)`;
+        const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use ${METHOD_NAMES.filter((n) => !methodSpec(n).sameArchitecture).join(' or ')})`;
         for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
         this.opts.log(reason);
         return out;

@@ -5,14 +5,17 @@
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
 import type { TensorEntry } from './codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
+import { isMethod, type Method, type MethodParams } from './methods.ts';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
 const PREFIX = 12;
 
-export type Method = 'ffe' | 'asym' | 'fedavg';
+export type { Method } from './methods.ts';
 
-export interface FederationConfig {
+/** The method's own parameters (MethodParams, e.g. FedProx's μ) ride along in the config. */
+export interface FederationConfig extends MethodParams {
+  /** A row of METHODS (methods.ts): planning, shared key set, site loss. */
   method: Method;
   configuration: '3d_fullres' | '2d';
   rounds: number;
@@ -108,7 +111,7 @@ const tensors: Check = (v) =>
 const metrics: Check = (v) => obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
 const config: Check = (v) => {
   const c = v as FederationConfig;
-  return obj(v) && ['ffe', 'asym', 'fedavg'].includes(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
+  return obj(v) && isMethod(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
     int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
     ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy);
 };
