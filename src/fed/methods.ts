@@ -5,8 +5,10 @@
 // aggregate.ts and round-aggregator.ts.
 
 /** Numeric parameters of methods, carried in FederationConfig (validated in protocol.ts). */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface MethodParams {}
+export interface MethodParams {
+  /** FedProx's proximal weight μ ≥ 0 (0 = FedAvg on the FFE plan). */
+  mu?: number;
+}
 
 export interface MethodOption {
   /** CLI flag without dashes; also the FederationConfig field it sets. */
@@ -49,6 +51,13 @@ export const METHODS = {
   fedavg: {
     name: 'fedavg', label: 'FedAvg', help: 'plain FedAvg: local plans that must agree, all weights averaged',
     planning: 'local', keys: 'all', sameArchitecture: true,
+  },
+  fedprox: {
+    // Pooled planning: the proximal term needs every site on the same network, which local
+    // plans of heterogeneous sites rarely give.
+    name: 'fedprox', label: 'FedProx (one shared plan, proximal term)', help: 'FFE planning; each site adds μ/2·‖w − w_global‖² to its training loss',
+    planning: 'pooled', keys: 'all', sameArchitecture: true, siteLoss: 'proximal',
+    options: [{ flag: 'mu', default: 0.01, help: 'proximal weight μ' }],
   },
 } as const satisfies Record<string, MethodSpec>;
 

@@ -5,7 +5,7 @@
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
 import type { TensorEntry } from './codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
-import { isMethod, type Method, type MethodParams } from './methods.ts';
+import { isMethod, methodSpec, type Method, type MethodParams } from './methods.ts';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
@@ -113,8 +113,16 @@ const config: Check = (v) => {
   const c = v as FederationConfig;
   return obj(v) && isMethod(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
     int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
-    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy);
+    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy) &&
+    optional(nonNegative)(c.mu) && methodParams(c);
 };
+const nonNegative: Check = (v) => num(v) && (v as number) >= 0;
+/** The method's own parameters are present, and no other method's (a site must not guess a μ). */
+const methodParams = (c: FederationConfig): boolean => {
+  const own = new Set<string>((methodSpec(c.method).options ?? []).map((o) => o.flag));
+  return PARAM_NAMES.every((k) => own.has(k) === (c[k] !== undefined));
+};
+const PARAM_NAMES: readonly (keyof MethodParams)[] = ['mu'];
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
 const pos: Check = (v) => num(v) && (v as number) > 0;
 const privacy: Check = (v) => {
