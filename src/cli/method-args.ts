@@ -1,13 +1,11 @@
 // `--method` and the methods' own options (e.g. FedProx's --mu), shared by `fednnunet relay` and
 // `fednnunet simulate`; both the choices and the options come from the METHODS table.
 import { choiceOption, UsageError } from './args.ts';
-import { METHOD_NAMES, METHODS, methodSpec, type Method, type MethodParams } from '../fed/methods.ts';
+import { METHOD_NAMES, METHOD_PARAMS, methodSpec, type Method, type MethodParams } from '../fed/methods.ts';
 
 type ParamFlags = { [K in keyof MethodParams]-?: { type: 'string' } };
 
-const PARAM_FLAGS = Object.fromEntries(
-  [...new Set(Object.values(METHODS).flatMap((m) => ('options' in m ? (m.options as readonly { flag: string }[]) : []).map((o) => o.flag)))].map((f) => [f, { type: 'string' }]),
-) as ParamFlags;
+const PARAM_FLAGS = Object.fromEntries(METHOD_PARAMS.map((f) => [f, { type: 'string' }])) as ParamFlags;
 
 /** Their parseArgs declarations, spread into each command's options. */
 export const METHOD_OPTIONS = { method: { type: 'string', default: 'ffe' }, ...PARAM_FLAGS } as const;

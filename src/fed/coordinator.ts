@@ -2,10 +2,11 @@
 // workshop host tab (issue 9) both drive it. It sees decoded messages from sites and returns
 // the messages to send; time and persistence are injected, so tests drive it deterministically.
 //
-// Phases: join → fingerprint (FFE only) → spec → init → rounds → done.
+// Phases: join → fingerprint (pooled planning only) → spec → init → rounds → done.
 // - join: sites are admitted by key and token (identity/admission.ts); the federation starts
 //   once `expectedSites` have joined.
-// - fingerprint (methods planning on the pooled fingerprint, methods.ts): every site sends its local fingerprint; the aggregate goes back to all.
+// - fingerprint (methods that plan on the pooled fingerprint, see methods.ts): every site sends
+//   its local fingerprint; the aggregate goes back to all.
 // - spec: every site plans (locally or on the aggregate) and declares its (name, shape) list;
 //   the shared key set (name-and-shape intersection) is computed before any weight moves. A
 //   method with keys = all requires every key to be shared; sharing nothing is refused.

@@ -65,6 +65,9 @@ export type Method = keyof typeof METHODS;
 
 export const METHOD_NAMES = Object.keys(METHODS) as Method[];
 
+/** Every method parameter some method takes (the union of the rows' options). */
+export const METHOD_PARAMS = [...new Set(METHOD_NAMES.flatMap((n) => (methodSpec(n).options ?? []).map((o) => o.flag)))];
+
 export function isMethod(v: unknown): v is Method {
   return typeof v === 'string' && Object.hasOwn(METHODS, v);
 }

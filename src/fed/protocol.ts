@@ -5,7 +5,7 @@
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
 import type { TensorEntry } from './codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
-import { isMethod, methodSpec, type Method, type MethodParams } from './methods.ts';
+import { isMethod, METHOD_PARAMS, methodSpec, type Method, type MethodParams } from './methods.ts';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
@@ -120,9 +120,8 @@ const nonNegative: Check = (v) => num(v) && (v as number) >= 0;
 /** The method's own parameters are present, and no other method's (a site must not guess a μ). */
 const methodParams = (c: FederationConfig): boolean => {
   const own = new Set<string>((methodSpec(c.method).options ?? []).map((o) => o.flag));
-  return PARAM_NAMES.every((k) => own.has(k) === (c[k] !== undefined));
+  return METHOD_PARAMS.every((k) => own.has(k) === (c[k] !== undefined));
 };
-const PARAM_NAMES: readonly (keyof MethodParams)[] = ['mu'];
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
 const pos: Check = (v) => num(v) && (v as number) > 0;
 const privacy: Check = (v) => {

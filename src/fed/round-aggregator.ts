@@ -34,8 +34,8 @@ export interface AggregatorHost {
   roundMessage(id: string): Outgoing;
   /** Applies the round's mean delta and opens the next round (or ends); `before` goes first. */
   closeRound(o: OpenRound, mean: NamedWeights, before?: Outgoing[]): Outgoing[];
-  /** A plain plan's fingerprint phase result: the merged fingerprint goes to every site. */
-  fingerprintMerged(fingerprint: Record<string, unknown>, count: number): Outgoing[];
+  /** The fingerprint phase's result (a secure sum): the merged fingerprint goes to every site. */
+  fingerprintMerged(fingerprint: Record<string, unknown>): Outgoing[];
   /** A fatal error for every site. */
   failAll(reason: string): Outgoing[];
   /** Out of attempts: the federation ends on the last good global model; `told` goes first. */

@@ -1,5 +1,6 @@
 // FedProx: the proximal term's value and gradient, its options on the command line and the wire,
 // and a 2-site federation whose local updates it pulls toward the global model.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,4 +147,28 @@ describe('FedProx federation (2 tiny sites, cpu)', () => {
     console.log('‖Δ‖ per site and round, μ = 0 vs μ = 50:', free.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))), prox.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))));
     [...free.sites, ...prox.sites].forEach((s) => s.trainer!.dispose());
   }, 300_000);
+});
+
+describe('fednnunet relay/simulate --method fedprox', () => {
+  // The full federation is tested in-process above (the same relay, SiteClient and TrainerSite
+  // that `simulate` runs); here, that both commands parse --mu from the table and check it.
+  const bin = 'bin/fednnunet.js';
+  it('lists fedprox and --mu in help; --mu with another method, or a bad μ, is a usage error (exit 2)', () => {
+    for (const cmd of ['relay', 'simulate']) {
+      const help = spawnSync(process.execPath, [bin, cmd, '--help'], { encoding: 'utf8' });
+      expect(help.status).toBe(0);
+      expect(help.stdout).toMatch(/fedprox .*--mu/);
+    }
+    const sim = ['simulate', '--sites', 'A', 'B', '--rounds', '1', '--iters', '1'];
+    for (const [args, why] of [
+      [[...sim, '--method', 'asym', '--mu', '0.5'], /--mu is an option of fedprox, not of --method asym/],
+      [[...sim, '--method', 'fedprox', '--mu=-1'], /--mu must be a number ≥ 0/],
+      [[...sim, '--method', 'fedprox', '--mu', 'lots'], /--mu must be a number ≥ 0/],
+      [['relay', '--method', 'ffe', '--mu', '0.5'], /--mu is an option of fedprox/],
+    ] as const) {
+      const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(why);
+    }
+  }, 120_000);
 });

@@ -168,7 +168,7 @@ export class SecureAggregator implements RoundAggregator {
         return this.host.failAll(`FFE failed: ${e instanceof Error ? e.message : String(e)}`);
       }
       this.host.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
-      return this.host.fingerprintMerged(fingerprintFromSummary(merged) as unknown as Record<string, unknown>, u3.length);
+      return this.host.fingerprintMerged(fingerprintFromSummary(merged) as unknown as Record<string, unknown>);
     }
     const o = this.host.openRound();
     if (!o || o.round !== sr.round) return [];
