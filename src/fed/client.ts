@@ -153,20 +153,21 @@ export class SiteClient {
     const rc = this.o.reconnect ?? { initialMs: 200, maxMs: 5000, maxTries: 60 };
     // A refusal closes the connection; its close may be seen before the refusal is processed.
     if (this.done || this.stopped) return;
+    const handlers = {
+      onMessage: (b: Uint8Array) => {
+        this.count('received', b.length);
+        this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
+      },
+      onClose: () => {
+        this.transport = undefined;
+        if (this.done || this.stopped) return;
+        this.log('connection lost; reconnecting');
+        setTimeout(() => void this.connect(), rc.initialMs);
+      },
+    };
     let t: Transport;
     try {
-      t = await retryWithBackoff(() => this.open({
-        onMessage: (b) => {
-          this.count('received', b.length);
-          this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
-        },
-        onClose: () => {
-          this.transport = undefined;
-          if (this.done || this.stopped) return;
-          this.log('connection lost; reconnecting');
-          setTimeout(() => void this.connect(), rc.initialMs);
-        },
-      }), {
+      t = await retryWithBackoff(() => (this.done || this.stopped ? Promise.reject(new FederationError('this site is no longer in the federation')) : this.open(handlers)), {
         // A site key that cannot sign is final; so is a site that left or finished meanwhile.
         retryable: (e) => !(e instanceof IdentityError) && !this.done && !this.stopped,
         initialDelayMs: rc.initialMs, maxDelayMs: rc.maxMs, giveUpAfterMs: Infinity, maxAttempts: rc.maxTries + 1,
