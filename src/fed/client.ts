@@ -8,53 +8,25 @@
 // Every frame it sends is signed with the site's key (identity/signed-transport.ts wraps the
 // transport); the key is the site's identity at the host, so a reconnect must use the same one.
 //
-// Under secure aggregation (config.privacy) the site never sends a fingerprint or an update in the
-// clear: it trains while the key exchange runs (secagg/site-round.ts), then uploads its masked
-// vector; a retried round re-masks the same vector with fresh keys.
+// How a trained round reaches the relay is its SiteAggregation's (site-aggregation.ts): in the
+// clear, or under secure aggregation (config.privacy) as a masked vector of a secure sum
+// (secagg/site-aggregation.ts), never sending a fingerprint or an update in the clear.
 import { pick, subtract } from './aggregate.ts';
 import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
+import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
 import { signedConnect } from './identity/signed-transport.ts';
-import { SecureSiteRound } from './secagg/site-round.ts';
-import { checkRoundHeadroom, elementBound, encodeSiteVector, noiseDivisor } from './secagg/vector.ts';
-import { encodeSummary, ffeLayout } from './secagg/ffe-vector.ts';
-import { cryptoGaussian } from './secagg/noise.ts';
+import { PlainSiteAggregation, type SiteAggregation, type SiteAggregationHost } from './site-aggregation.ts';
+import { SecureSiteAggregation } from './secagg/site-aggregation.ts';
+import type { Connect, Transport } from './transport.ts';
+import { FederationError, type SiteTrainer } from './site-types.ts';
+import { retryWithBackoff } from '../util/retry.ts';
 import { privacyChange } from './secagg/config.ts';
-import { summarizeFingerprint } from '../fingerprint/ffe.ts';
-import { assertDatasetFingerprint, type DatasetFingerprint } from '../fingerprint/types.ts';
 
-export interface Transport {
-  send(bytes: Uint8Array): void;
-  close(): void;
-}
-
-export interface TransportHandlers {
-  onMessage(bytes: Uint8Array): void;
-  onClose(): void;
-}
-
-export type Connect = (h: TransportHandlers) => Promise<Transport>;
-
-/** What a site plugs in: its data, planner and trainer. */
-export interface SiteTrainer {
-  numCases: number;
-  localFingerprint(): Promise<Record<string, unknown>>;
-  /** Plan (on the aggregate under FFE, locally otherwise), preprocess, build the network. */
-  prepare(aggregateFingerprint: Record<string, unknown> | null, config: FederationConfig): Promise<void>;
-  /** A snapshot of the network's weights, all of them, by nnU-Net name (PyTorch layout). */
-  weights(): Promise<NamedWeights>;
-  /** Overwrites the parameters whose name and shape appear in `shared`; the rest stays local. */
-  loadShared(shared: NamedWeights): Promise<void>;
-  train(round: number, iters: number): Promise<Record<string, number>>;
-  finish?(global: NamedWeights, shared: WeightSpec): Promise<void>;
-  /**
-   * A site that rejoins after a reload, past planning: rebuild the prepared state (plans,
-   * network, optimiser) from what it saved locally. False when nothing was saved.
-   */
-  restore?(config: FederationConfig): Promise<boolean>;
-}
+export type { Connect, Transport, TransportHandlers } from './transport.ts';
+export { FederationError, type SiteTrainer } from './site-types.ts';
 
 export interface ClientTraffic {
   round: number;
@@ -106,8 +78,6 @@ export interface SiteClientOptions {
   onPrivacy?: (p: PrivacySpent) => void;
 }
 
-export class FederationError extends Error {}
-
 export class SiteClient {
   private transport?: Transport;
   private siteId?: string;
@@ -123,7 +93,6 @@ export class SiteClient {
    * closing the round loses what it had accepted, and re-opens the round after its restart.
    */
   private lastUpdate?: { round: number; bytes: Uint8Array };
-  private trainingRound = 0;
   private done = false;
   private stopped = false;
   private queue: Promise<void> = Promise.resolve();
@@ -132,12 +101,8 @@ export class SiteClient {
   private readonly metrics: SiteResult['metrics'] = [];
   private readonly sentLog: SiteResult['sentLog'] = [];
   private readonly privacy: PrivacySpent[] = [];
-  /** Secure aggregation: the current attempt, this round's vector (trained once), the FFE vector. */
-  private secureRound?: SecureSiteRound;
-  private work?: { round: number; vector: Promise<Uint32Array> };
-  private ffeVector?: Promise<Uint32Array>;
-  /** Training runs outside the message queue under secure aggregation; trainer calls chain here. */
-  private trainerBusy: Promise<unknown> = Promise.resolve();
+  /** Plain or secure, chosen by the relay's config (secure once the config says so). */
+  private aggregation?: SiteAggregation;
   private resolve!: (r: SiteResult) => void;
   private reject!: (e: Error) => void;
   private readonly log: (l: string) => void;
@@ -158,7 +123,7 @@ export class SiteClient {
       this.resolve = res;
       this.reject = rej;
     });
-    void this.connect(0);
+    void this.connect();
     return p;
   }
 
@@ -187,32 +152,37 @@ export class SiteClient {
     if (message.type === 'update') this.lastUpdate = { round: message.round, bytes };
   }
 
-  private async connect(attempt: number): Promise<void> {
+  private async connect(): Promise<void> {
     const rc = this.o.reconnect ?? { initialMs: 200, maxMs: 5000, maxTries: 60 };
     // A refusal closes the connection; its close may be seen before the refusal is processed.
     if (this.done || this.stopped) return;
+    const handlers = {
+      onMessage: (b: Uint8Array) => {
+        this.count('received', b.length);
+        this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
+      },
+      onClose: () => {
+        this.transport = undefined;
+        if (this.done || this.stopped) return;
+        this.log('connection lost; reconnecting');
+        setTimeout(() => void this.connect(), rc.initialMs);
+      },
+    };
+    let t: Transport;
     try {
-      const t = await this.open({
-        onMessage: (b) => {
-          this.count('received', b.length);
-          this.queue = this.queue.then(() => this.onMessage(b)).catch((e) => this.fail(e));
-        },
-        onClose: () => {
-          this.transport = undefined;
-          if (this.done || this.stopped) return;
-          this.log('connection lost; reconnecting');
-          setTimeout(() => void this.connect(1), rc.initialMs);
-        },
+      t = await retryWithBackoff(() => (this.done || this.stopped ? Promise.reject(new FederationError('this site is no longer in the federation')) : this.open(handlers)), {
+        // A site key that cannot sign is final; so is a site that left or finished meanwhile.
+        retryable: (e) => !(e instanceof IdentityError) && !this.done && !this.stopped,
+        initialDelayMs: rc.initialMs, maxDelayMs: rc.maxMs, giveUpAfterMs: Infinity, maxAttempts: rc.maxTries + 1,
       });
-      if (this.done || this.stopped) return t.close();
-      this.transport = t;
-      this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
     } catch (e) {
       if (this.stopped) return;
       if (e instanceof IdentityError) return this.fail(e);
-      if (attempt >= rc.maxTries) return this.fail(new FederationError(`cannot reach the relay after ${attempt} tries: ${String(e)}`));
-      setTimeout(() => void this.connect(attempt + 1), Math.min(rc.maxMs, rc.initialMs * 2 ** attempt));
+      return this.fail(new FederationError(`cannot reach the relay after ${rc.maxTries} tries: ${String(e)}`));
     }
+    if (this.done || this.stopped) return t.close();
+    this.transport = t;
+    this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
   }
 
   private fail(e: unknown): void {
@@ -252,12 +222,12 @@ export class SiteClient {
           this.sentSpec = true;
           this.sentFingerprint = true;
           this.log('rejoined from the saved state');
-        } else if (m.phase === 'fingerprint' && m.config.privacy) {
+        } else if (m.phase === 'fingerprint' && !this.aggregationFor(m.config).plainFingerprint) {
           // Secure FFE: the summary goes only into the secure sum the relay opens (secagg-open).
         } else if (m.phase === 'fingerprint' && !this.sentFingerprint) {
           this.sentFingerprint = true;
           this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
-        } else if (m.phase === 'spec' && m.config.method !== 'ffe') {
+        } else if (m.phase === 'spec' && methodSpec(m.config.method).planning === 'local') {
           await this.prepareAndDeclare(null);
         }
         return;
@@ -275,23 +245,13 @@ export class SiteClient {
         if (!m.accepted) this.log(`update for round ${m.round} rejected: ${m.reason}`);
         return;
       case 'secagg-open':
-        return this.secureOpen(m);
       case 'secagg-keys':
       case 'secagg-inbox':
-      case 'secagg-unmask': {
-        const sr = this.secureRound;
-        if (!sr || !sr.matches(m)) {
-          this.log(`ignored a stale ${m.type} (round ${m.round}, attempt ${m.attempt})`);
-          return;
-        }
-        if (m.type === 'secagg-keys') return sr.onKeys(m);
-        if (m.type === 'secagg-inbox') return sr.onInbox(m);
-        return sr.onUnmask(m);
-      }
+      case 'secagg-unmask':
+        return this.aggregationFor(this.config).handle(m);
       case 'round-failed':
         this.log(`${m.reason}${m.retry ? ' (the relay retries with fresh keys)' : ''}`);
-        if (this.secureRound?.matches(m)) this.secureRound.cancel();
-        return;
+        return this.aggregationFor(this.config).handle(m);
       case 'privacy-spent': {
         const p = { round: m.round, epsilon: m.epsilon, delta: m.delta, noiseMultiplier: m.noiseMultiplier };
         this.privacy.push(p);
@@ -300,7 +260,7 @@ export class SiteClient {
         return;
       }
       case 'final': {
-        await this.trainerBusy.catch(() => undefined);
+        await this.aggregation?.idle();
         const global = decodeWeights(m.tensors, payload);
         await this.o.trainer.loadShared(global);
         await this.o.trainer.finish?.(global, this.shared ?? []);
@@ -341,76 +301,44 @@ export class SiteClient {
       this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
       return;
     }
-    if (this.config?.privacy) return this.secureTrain(m, payload);
-    if (this.lastUpdate?.round === m.round) {
-      // The round is (re-)opened after we already trained it: a reconnect while the update was in
-      // flight, or a relay restarted after accepting it. Send the same update again.
-      this.count('sent', this.lastUpdate.bytes.length);
-      this.transport?.send(this.lastUpdate.bytes);
-      return;
-    }
-    if (this.trainingRound >= m.round) return;
-    this.trainingRound = m.round;
-    const global = decodeWeights(m.tensors, payload);
-    await this.o.trainer.loadShared(global);
-    const metrics = await this.o.trainer.train(m.round, m.iters);
-    this.metrics.push({ round: m.round, metrics });
-    const delta = subtract(pick(await this.o.trainer.weights(), this.shared), global);
-    const enc = encodeWeights(delta, this.config?.encoding ?? this.o.encoding ?? 'fp16');
-    this.send({ type: 'update', round: m.round, numCases: this.o.trainer.numCases, metrics, tensors: enc.entries }, enc.payload);
+    return this.aggregationFor(this.config).round(m, payload);
   }
 
-  // --- secure aggregation ------------------------------------------------------------------
+  /** The aggregation for `config`: plain until the relay's config asks for secure aggregation. */
+  private aggregationFor(config: FederationConfig | undefined): SiteAggregation {
+    const secure = !!config?.privacy;
+    if (!this.aggregation || (secure && this.aggregation instanceof PlainSiteAggregation)) {
+      this.aggregation = secure ? new SecureSiteAggregation(this.aggregationHost()) : new PlainSiteAggregation(this.aggregationHost());
+    }
+    return this.aggregation;
+  }
 
-  /** Trains round m once, outside the message queue, and keeps its vector for every attempt. */
-  private secureTrain(m: Extract<Message, { type: 'round' }>, payload: Uint8Array): void {
-    if (this.work?.round === m.round || this.trainingRound >= m.round) return;
-    this.trainingRound = m.round;
-    const global = decodeWeights(m.tensors, payload);
-    const p = this.config!.privacy!;
-    const config = this.config!;
+  private aggregationHost(): SiteAggregationHost {
+    return {
+      trainer: this.o.trainer,
+      config: () => this.config!,
+      shared: () => this.shared!,
+      siteId: () => this.siteId!,
+      encoding: () => this.config?.encoding ?? this.o.encoding ?? 'fp16',
+      send: (message, payload) => this.send(message, payload),
+      log: (l) => this.log(l),
+      fail: (e) => this.fail(e),
+      trainRound: (round, iters, global) => this.trainRound(round, iters, global),
+      resendUpdate: (round) => {
+        if (this.lastUpdate?.round !== round) return false;
+        this.count('sent', this.lastUpdate.bytes.length);
+        this.transport?.send(this.lastUpdate.bytes);
+        return true;
+      },
+    };
+  }
+
+  /** Loads the global model, trains one round, and returns the shared weights' delta. */
+  private async trainRound(round: number, iters: number, global: NamedWeights): Promise<{ delta: NamedWeights; metrics: Record<string, number> }> {
     const shared = this.shared!;
-    const vector = this.trainerBusy.catch(() => undefined).then(async () => {
-      await this.o.trainer.loadShared(global);
-      const metrics = await this.o.trainer.train(m.round, m.iters);
-      this.metrics.push({ round: m.round, metrics });
-      const delta = subtract(pick(await this.o.trainer.weights(), shared), global);
-      const divisor = noiseDivisor(config);
-      const weight = config.weighting === 'cases' ? Math.min(p.maxWeight, Math.max(1, this.o.trainer.numCases)) : 1;
-      const noiseStd = p.dp ? (p.dp.noiseMultiplier * p.clip) / Math.sqrt(divisor) : 0;
-      const { vector: v, norm } = encodeSiteVector(delta, shared, {
-        clip: p.clip, fracBits: p.fracBits, weight, bound: elementBound(p, config.weighting, divisor), noiseStd, gaussian: cryptoGaussian,
-      });
-      if (norm > p.clip) this.log(`round ${m.round}: update norm ${norm.toPrecision(4)} clipped to ${p.clip}`);
-      return v;
-    });
-    this.trainerBusy = vector;
-    this.work = { round: m.round, vector };
-  }
-
-  private async secureOpen(m: Extract<Message, { type: 'secagg-open' }>): Promise<void> {
-    const config = this.config;
-    const p = config?.privacy;
-    if (!config || !p) throw new FederationError('the relay opened a secure round, but this federation is not configured for secure aggregation');
-    let vector: Promise<Uint32Array>;
-    if (m.kind === 'fingerprint') {
-      const layout = ffeLayout(p.ffeCells, p.ffeChannels);
-      if (m.length !== layout.length) throw new FederationError(`secure FFE of ${m.length} words, the config's layout has ${layout.length}`);
-      this.ffeVector ??= this.o.trainer.localFingerprint().then((fp) => {
-        assertDatasetFingerprint(fp, 'this site\'s fingerprint');
-        return encodeSummary(summarizeFingerprint(fp as unknown as DatasetFingerprint), layout);
-      });
-      vector = this.ffeVector;
-    } else {
-      if (this.work?.round !== m.round) throw new FederationError(`secure round ${m.round} opened before its global model arrived`);
-      checkRoundHeadroom(p, config.weighting, noiseDivisor(config), m.participants.length);
-      vector = this.work.vector;
-    }
-    this.secureRound?.cancel();
-    const sr = new SecureSiteRound(m, this.siteId!, (msg, payload) => this.send(msg, payload));
-    this.secureRound = sr;
-    await sr.start();
-    // Detached: the vector may still be training; the queue keeps serving the key exchange.
-    vector.then((v) => sr.submit(v)).catch((e) => this.fail(e));
+    await this.o.trainer.loadShared(global);
+    const metrics = await this.o.trainer.train(round, iters);
+    this.metrics.push({ round, metrics });
+    return { delta: subtract(pick(await this.o.trainer.weights(), shared), global), metrics };
   }
 }

@@ -2,39 +2,39 @@
 // workshop host tab (issue 9) both drive it. It sees decoded messages from sites and returns
 // the messages to send; time and persistence are injected, so tests drive it deterministically.
 //
-// Phases: join → fingerprint (FFE only) → spec → init → rounds → done.
+// Phases: join → fingerprint (pooled planning only) → spec → init → rounds → done.
 // - join: sites are admitted by key and token (identity/admission.ts); the federation starts
 //   once `expectedSites` have joined.
-// - fingerprint (ffe): every site sends its local fingerprint; the aggregate goes back to all.
+// - fingerprint (methods that plan on the pooled fingerprint, see methods.ts): every site sends
+//   its local fingerprint; the aggregate goes back to all.
 // - spec: every site plans (locally or on the aggregate) and declares its (name, shape) list;
-//   the shared key set (AsymFedAvg) is computed before any weight moves. FedAvg/FFE require
-//   every key to be shared; a site sharing nothing under asym is refused.
+//   the shared key set (name-and-shape intersection) is computed before any weight moves. A
+//   method with keys = all requires every key to be shared; sharing nothing is refused.
 // - init: one site (the first to join, as FednnU-Net starts from one client's parameters) sends
 //   its shared weights; they become the global model.
 // - rounds: global → sites train → deltas → streaming mean → next round. A round closes when
 //   every connected site reported, or at the deadline once `minSites` updates arrived.
-// With `config.privacy` (secure aggregation) the fingerprint phase and every round run as secure
-// rounds (secagg/round.ts): the relay only ever unmasks sums, and refuses plain fingerprints and
-// plain updates (the initial model, an untrained network, is the one plain upload).
+// How updates reach the relay is the round aggregator's (round-aggregator.ts): in the clear, or
+// with `config.privacy` as secure rounds (secagg/aggregator.ts), where the relay only ever unmasks
+// sums and refuses plain fingerprints and updates (the initial model is the one plain upload).
 // `privacyAtStart` (the workshop host) asks for secure aggregation whose config — the threshold
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
-import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate, type UpdateAggregator } from './aggregate.ts';
+import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
-import { SecureRound, checkUnmaskedSum, type SecurePhase, type SecureStep } from './secagg/round.ts';
+import { METHOD_NAMES, methodSpec } from './methods.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
-import { noiseDivisor, vectorLength } from './secagg/vector.ts';
-import { decodeSummarySum, ffeLayout } from './secagg/ffe-vector.ts';
-import { epsilonOfRounds } from './secagg/dp.ts';
-import { toB64 } from './secagg/wire.ts';
-import { fingerprintFromSummary } from '../fingerprint/ffe.ts';
+import { SecureAggregator, type SecureStatus } from './secagg/aggregator.ts';
+import { PlainAggregator, type AggregatorHost, type RoundAggregator } from './round-aggregator.ts';
+import type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
 import { median } from '../util/numeric.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import { admit, type AdmissionPolicy, type SiteKeyBinding } from './identity/admission.ts';
 
-export type Phase = 'join' | 'fingerprint' | 'spec' | 'init' | 'rounds' | 'done';
+export type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
+export { SECURE_ATTEMPTS, type SecureStatus } from './secagg/aggregator.ts';
 
 export interface SiteRecord {
   siteId: string;
@@ -60,24 +60,6 @@ export interface CoordinatorSnapshot {
   history: RoundRecord[];
   /** Secure aggregation asked for, its config not yet fixed (join phase; see privacyAtStart). */
   privacyAtStart?: PrivacyOptions;
-}
-
-export interface RoundRecord {
-  round: number;
-  contributors: string[];
-  rejected: Array<{ siteId: string; reason: string }>;
-  metrics: Record<string, Record<string, number>>;
-  closedBy: 'all' | 'deadline';
-  /** Secure aggregation: attempts this round took, and why the failed ones failed. */
-  secure?: { attempts: number; failures: string[] };
-  /** DP: this round's effective noise multiplier and the ε spent after it (at config δ). */
-  privacy?: { noiseMultiplier: number; epsilon: number };
-}
-
-export interface Outgoing {
-  to: string;
-  message: Message;
-  payload?: Uint8Array;
 }
 
 export interface CoordinatorOptions {
@@ -106,28 +88,6 @@ export interface CoordinatorOptions {
   privacyAtStart?: PrivacyOptions;
 }
 
-/** The open secure attempt, for a status line. */
-export interface SecureStatus {
-  round: number;
-  attempt: number;
-  kind: 'model' | 'fingerprint';
-  phase: SecurePhase;
-  participants: number;
-}
-
-/** Attempts of one secure round (fresh keys each) before the federation gives up. */
-export const SECURE_ATTEMPTS = 3;
-
-interface OpenRound {
-  round: number;
-  deadline: number;
-  mean: UpdateAggregator;
-  reported: Set<string>;
-  /** Sites whose update this round refused: answered, so the round does not wait for them. */
-  refused: Set<string>;
-  record: RoundRecord;
-}
-
 export class Coordinator {
   private s: CoordinatorSnapshot;
   private readonly connected = new Set<string>();
@@ -136,10 +96,8 @@ export class Coordinator {
   private readonly acceptedNorms: number[] = [];
   private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
   private idCounter = 0;
-  /** The open secure attempt (fingerprint phase or the open round), if any. */
-  private secure?: SecureRound;
-  private secureAttempts = 0;
-  private secureFailures: string[] = [];
+  /** Plain or secure aggregation of the rounds (and of FFE's fingerprints, when secure). */
+  private readonly aggregator: RoundAggregator;
   private pending: Promise<void> = Promise.resolve();
 
   constructor(opts: CoordinatorOptions, restored?: CoordinatorSnapshot) {
@@ -166,6 +124,34 @@ export class Coordinator {
     }
     this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [], ...(pending ? { privacyAtStart: pending } : {}) };
     if (restored?.global) this.globalWeights = decodeWeights(restored.global.entries, restored.global.payload);
+    // Secure when asked for, even before its config is fixed (privacyAtStart): nothing in the clear either way.
+    this.aggregator = this.s.config.privacy || this.s.privacyAtStart ? new SecureAggregator(this.aggregatorHost()) : new PlainAggregator(this.aggregatorHost());
+  }
+
+  private aggregatorHost(): AggregatorHost {
+    return {
+      config: () => this.s.config,
+      phase: () => this.s.phase,
+      completedRounds: () => this.s.round,
+      shared: () => this.s.shared!,
+      history: () => this.s.history,
+      siteIds: () => this.s.sites.map((x) => x.siteId),
+      isConnected: (id) => this.connected.has(id),
+      connectedIds: () => [...this.connected],
+      openRound: () => this.open,
+      now: () => this.opts.now(),
+      log: (l) => this.opts.log(l),
+      emit: (out) => this.opts.emit(out),
+      track: (work) => {
+        this.pending = this.pending.then(work).then(() => undefined);
+      },
+      roundMessage: (id) => this.roundMessage(id),
+      closeRound: (o, mean, before) => this.closeRound(o, mean, before),
+      fingerprintMerged: (fp) => this.fingerprintMerged(fp),
+      failAll: (reason) => this.failAll(reason),
+      endOnLastGlobal: (o, told) => this.endOnLastGlobal(o, told),
+      maybeCloseRound: () => this.maybeCloseRound(),
+    };
   }
 
   get snapshot(): Readonly<CoordinatorSnapshot> {
@@ -182,21 +168,18 @@ export class Coordinator {
   }
   /** The secure attempt under way (FFE or the open round), if any. */
   get secureStatus(): SecureStatus | undefined {
-    const r = this.secure;
-    return r && { round: r.round, attempt: r.attempt, kind: r.kind, phase: r.phase, participants: r.participants.length };
+    return this.aggregator instanceof SecureAggregator ? this.aggregator.status : undefined;
   }
 
   /** A transport-level disconnect. The site stays in the roster and may come back. */
   disconnected(siteId: string): Outgoing[] {
     this.connected.delete(siteId);
-    if (this.secure) return this.secureStep(this.secure.dropped(siteId));
-    return this.maybeCloseRound();
+    return this.aggregator.dropped(siteId);
   }
 
   /** Called periodically (and by tests) to enforce round deadlines. */
   tick(): Outgoing[] {
-    if (this.secure) return this.secureStep(this.secure.tick());
-    return this.maybeCloseRound();
+    return this.aggregator.tick();
   }
 
   /** Resolves once the asynchronous work started so far (unmasking) has emitted its messages. */
@@ -227,7 +210,7 @@ export class Coordinator {
     this.begin({ ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) });
     this.opts.log(`started by the host with ${n} site(s)`);
     const out: Outgoing[] = this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
-    return [...out, ...this.maybeOpenSecureFfe()];
+    return [...out, ...this.aggregator.started()];
   }
 
   /**
@@ -241,7 +224,7 @@ export class Coordinator {
     }
     switch (message.type) {
       case 'fingerprint':
-        if (this.secureAsked()) return { siteId, out: [{ to: siteId, message: { type: 'error', message: 'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear' } }] };
+        if (this.aggregator.refusesPlain) return { siteId, out: [{ to: siteId, message: { type: 'error', message: `${this.aggregator.refusesPlain}: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear` } }] };
         return { siteId, out: this.fingerprint(siteId, message.fingerprint) };
       case 'spec':
         return { siteId, out: this.spec(siteId, message.spec) };
@@ -251,11 +234,7 @@ export class Coordinator {
       case 'secagg-shares':
       case 'secagg-masked':
       case 'secagg-reveal':
-        if (!this.secure) {
-          this.opts.log(`ignored ${message.type} from ${siteId}: no secure round is open`);
-          return { siteId, out: [] };
-        }
-        return { siteId, out: this.secureStep(this.secure.handle(siteId, message, payload)) };
+        return { siteId, out: this.aggregator.handle(siteId, message, payload) };
       default:
         return { siteId, out: [{ to: siteId, message: { type: 'error', message: `unexpected '${message.type}' from a site` } }] };
     }
@@ -291,7 +270,7 @@ export class Coordinator {
     if (this.s.phase === 'join' && this.s.sites.length >= this.s.config.expectedSites && this.tryBegin()) {
       for (const x of this.s.sites) if (x.siteId !== id) out.push({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } });
       out[0] = { to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } };
-      out.push(...this.maybeOpenSecureFfe());
+      out.push(...this.aggregator.started());
     } else {
       out.push(...this.catchUp(id));
     }
@@ -311,7 +290,7 @@ export class Coordinator {
     }
     this.s.config = config;
     delete this.s.privacyAtStart;
-    this.s.phase = config.method === 'ffe' ? 'fingerprint' : 'spec';
+    this.s.phase = methodSpec(config.method).planning === 'pooled' ? 'fingerprint' : 'spec';
     this.persist();
   }
 
@@ -336,14 +315,11 @@ export class Coordinator {
       out.push(this.sharedSpecFor(id));
     }
     if (this.s.phase === 'init' && id === this.s.sites[0].siteId) out.push(this.initRequest());
-    if (this.s.phase === 'fingerprint') out.push(...this.maybeOpenSecureFfe());
+    if (this.s.phase === 'fingerprint') out.push(...this.aggregator.rejoinedFingerprint());
     if (this.s.phase === 'rounds') {
       // After a relay restart no round is open: the first site back re-opens it.
       if (!this.open) out.push(...this.openRound());
-      // A secure round waiting for enough sites opens its next attempt; one under way cannot
-      // take a newcomer (its keys are exchanged), which joins from the next round.
-      else if (this.s.config.privacy) out.push(...(this.secure ? [] : this.openSecureAttempt()));
-      else if (!this.open.reported.has(id)) out.push(this.roundMessage(id));
+      else out.push(...this.aggregator.rejoined(id, this.open));
     }
     if (this.s.phase === 'done') out.push(this.finalMessage(id));
     return out;
@@ -359,14 +335,24 @@ export class Coordinator {
       this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)));
     } catch (e) {
       // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
-      const reason = `FFE failed: ${e instanceof Error ? e.message : String(e)}`;
-      this.opts.log(reason);
-      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: reason } }));
+      return this.failAll(`FFE failed: ${e instanceof Error ? e.message : String(e)}`);
     }
+    this.opts.log(`FFE: aggregated ${this.s.sites.length} fingerprints`);
+    return this.fingerprintMerged(this.s.aggregateFingerprint);
+  }
+
+  /** The pooled fingerprint (plain or secure sum) goes to every site; planning starts. */
+  private fingerprintMerged(fp: Record<string, unknown>): Outgoing[] {
+    this.s.aggregateFingerprint = fp;
     this.s.phase = 'spec';
     this.persist();
-    this.opts.log(`FFE: aggregated ${this.s.sites.length} fingerprints`);
-    return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint! } }));
+    return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: fp } }));
+  }
+
+  /** A fatal error: logged and told to every site. */
+  private failAll(reason: string): Outgoing[] {
+    this.opts.log(reason);
+    return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: reason } }));
   }
 
   private spec(id: string, spec: WeightSpec): Outgoing[] {
@@ -375,10 +361,10 @@ export class Coordinator {
     if (!this.s.sites.every((x) => x.spec)) return [];
     const shared = sharedSpec(this.s.sites.map((x) => x.spec!));
     const out: Outgoing[] = [];
-    if (this.s.config.method !== 'asym') {
+    if (methodSpec(this.s.config.method).keys === 'all') {
       const mismatch = this.s.sites.filter((x) => x.spec!.length !== shared.length);
       if (mismatch.length) {
-        const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use asym)`;
+        const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use ${METHOD_NAMES.filter((n) => !methodSpec(n).sameArchitecture).join(' or ')})`;
         for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
         this.opts.log(reason);
         return out;
@@ -422,7 +408,7 @@ export class Coordinator {
       return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
     };
     const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
-    if (this.secureAsked() && !isInit) return reject('this federation uses secure aggregation: plain updates are refused; the site must send a masked update (secagg rounds)');
+    if (this.aggregator.refusesPlain && !isInit) return reject(`${this.aggregator.refusesPlain}: plain updates are refused; the site must send a masked update (secagg rounds)`);
     let w: NamedWeights;
     try {
       w = decodeWeights(m.tensors, payload);
@@ -468,12 +454,7 @@ export class Coordinator {
       record: { round, contributors: [], rejected: [], metrics: {}, closedBy: 'all' },
     };
     this.encodedGlobal = undefined;
-    if (this.s.config.privacy) {
-      this.secureAttempts = 0;
-      this.secureFailures = [];
-      return this.openSecureAttempt();
-    }
-    return [...this.connected].map((id) => this.roundMessage(id));
+    return this.aggregator.open(this.open);
   }
 
   private encodedGlobal?: EncodedWeights;
@@ -493,7 +474,7 @@ export class Coordinator {
 
   private maybeCloseRound(): Outgoing[] {
     const o = this.open;
-    if (!o || this.s.phase !== 'rounds' || this.s.config.privacy) return [];
+    if (!o || this.s.phase !== 'rounds' || this.aggregator.refusesPlain) return [];
     const closedBy = roundCloses({ present: [...this.connected], accepted: o.reported, refused: o.refused, minSites: this.s.config.minSites, pastDeadline: this.opts.now() >= o.deadline });
     if (!closedBy) return [];
     o.record.closedBy = closedBy;
@@ -520,141 +501,12 @@ export class Coordinator {
     return [...before, ...this.openRound()];
   }
 
-  // --- secure aggregation ------------------------------------------------------------------
-
-  /** Secure aggregation is on, or asked for and fixed at start: nothing in the clear either way. */
-  private secureAsked(): boolean {
-    return !!this.s.config.privacy || !!this.s.privacyAtStart;
-  }
-
-  /** Fewest masked vectors a secure model round may close with. */
-  private secureQuorum(): number {
-    return noiseDivisor(this.s.config);
-  }
-
-  private newSecureRound(kind: 'model' | 'fingerprint', round: number, participants: string[], length: number, maskedDeadline: number, minMasked: number): SecureRound {
-    const p = this.s.config.privacy!;
-    this.secureAttempts++;
-    const salt = toB64(globalThis.crypto.getRandomValues(new Uint8Array(16)));
-    return new SecureRound({
-      open: { round, attempt: this.secureAttempts, kind, salt, participants, threshold: p.threshold, length },
-      now: this.opts.now, phaseMs: p.phaseDeadlineMs, maskedDeadline, minMasked, log: this.opts.log,
-    });
-  }
-
-  /** FFE under secure aggregation: one secure sum of every site's summary, once all are connected. */
-  private maybeOpenSecureFfe(): Outgoing[] {
-    const p = this.s.config.privacy;
-    if (!p || this.s.phase !== 'fingerprint' || this.secure || this.secureAttempts >= SECURE_ATTEMPTS) return [];
-    if (!this.s.sites.every((x) => this.connected.has(x.siteId))) return [];
-    const layout = ffeLayout(p.ffeCells, p.ffeChannels);
-    const sites = this.s.sites.map((x) => x.siteId);
-    // Sites fingerprint their data before uploading: the round deadline applies, as for training.
-    this.secure = this.newSecureRound('fingerprint', 0, sites, layout.length, this.opts.now() + this.s.config.roundDeadlineMs, sites.length);
-    this.opts.log(`FFE: secure sum of ${sites.length} fingerprint summaries (attempt ${this.secureAttempts})`);
-    return this.secure.start();
-  }
-
-  /** The open round's next attempt, with the connected sites, if there are enough of them. */
-  private openSecureAttempt(): Outgoing[] {
-    const o = this.open!;
-    const need = this.secureQuorum();
-    const present = this.s.sites.map((x) => x.siteId).filter((id) => this.connected.has(id));
-    if (present.length < need) {
-      this.opts.log(`round ${o.round}: waiting for ${need} connected sites to start a secure round (${present.length} now)`);
-      return [];
-    }
-    o.deadline = this.opts.now() + this.s.config.roundDeadlineMs;
-    this.secure = this.newSecureRound('model', o.round, present, vectorLength(this.s.shared!), o.deadline, need);
-    return [...present.map((id) => this.roundMessage(id)), ...this.secure.start()];
-  }
-
-  /** Routes a secure step: its messages now; its failure or its (asynchronous) result. */
-  private secureStep(step: SecureStep): Outgoing[] {
-    const sr = this.secure!;
-    if (step.failed) return [...step.out, ...this.secureFailed(sr, step.failed)];
-    if (step.result) {
-      const { u3, sum } = step.result;
-      this.pending = this.pending.then(() => sum).then(
-        (s) => {
-          // Whatever goes wrong with the sum fails this attempt (round-failed, retry), never the relay.
-          let out: Outgoing[];
-          try {
-            out = this.secureDone(sr, u3, s);
-          } catch (e) {
-            out = this.secureFailed(sr, `the unmasked sum was refused: ${e instanceof Error ? e.message : String(e)}`);
-          }
-          this.opts.emit(out);
-        },
-        (e) => this.opts.emit(this.secureFailed(sr, `unmasking failed: ${e instanceof Error ? e.message : String(e)}`)),
-      ).catch((e) => this.opts.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`));
-    }
-    return step.out;
-  }
-
-  private secureFailed(sr: SecureRound, reason: string): Outgoing[] {
-    if (this.secure !== sr) return [];
-    this.secure = undefined;
-    this.secureFailures.push(`attempt ${sr.attempt}: ${reason}`);
-    const retry = this.secureAttempts < SECURE_ATTEMPTS;
-    const told = (why: string): Outgoing[] => sr.participants.filter((id) => this.connected.has(id)).map((to) => ({ to, message: { type: 'round-failed', round: sr.round, attempt: sr.attempt, reason: why, retry } }));
-    if (this.s.phase === 'fingerprint') {
-      const why = `secure FFE failed: ${reason}`;
-      if (retry) return [...told(why), ...this.maybeOpenSecureFfe()];
-      const final = `${why}; gave up after ${SECURE_ATTEMPTS} attempts`;
-      this.opts.log(final);
-      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'error', message: final } }));
-    }
-    const o = this.open;
-    if (!o || this.s.phase !== 'rounds') return [];
-    const kept = this.s.round === 0 ? 'the initial model' : `the global model of round ${this.s.round}`;
-    const why = `round ${o.round} failed: ${reason}; ${kept} is kept`;
-    this.opts.log(why);
-    if (retry) return [...told(why), ...this.openSecureAttempt()];
-    // Out of attempts: the federation ends on the last good global model.
-    o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };
-    this.open = undefined;
+  /** The federation ends on the last good global model (a secure round out of attempts). */
+  private endOnLastGlobal(o: OpenRound, told: Outgoing[]): Outgoing[] {
+    if (this.open === o) this.open = undefined;
     this.s.phase = 'done';
     this.persist();
-    this.opts.log(`secure aggregation failed ${SECURE_ATTEMPTS} times in round ${o.round}; the federation ends after round ${this.s.round}`);
-    return [...told(`${why}; the federation ends after ${SECURE_ATTEMPTS} failed attempts`), ...[...this.connected].map((id) => this.finalMessage(id))];
-  }
-
-  /** A checked sum closes the attempt; one that fails its checks throws (the caller fails the attempt, with retry). */
-  private secureDone(sr: SecureRound, u3: string[], sum: Uint32Array): Outgoing[] {
-    if (this.secure !== sr) return [];
-    const p = this.s.config.privacy!;
-    if (this.s.phase === 'fingerprint') {
-      const merged = fingerprintFromSummary(decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels)));
-      this.secure = undefined;
-      this.s.aggregateFingerprint = merged as unknown as Record<string, unknown>;
-      this.s.phase = 'spec';
-      this.persist();
-      this.opts.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
-      return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint! } }));
-    }
-    const o = this.open;
-    if (!o || o.round !== sr.round) {
-      this.secure = undefined;
-      return [];
-    }
-    const { mean, totalWeight } = checkUnmaskedSum(sum, this.s.shared!, p, this.s.config.weighting, u3.length, noiseDivisor(this.s.config));
-    this.secure = undefined;
-    o.record.contributors = u3;
-    o.record.closedBy = u3.length === sr.participants.length ? 'all' : 'deadline';
-    o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };
-    const before: Outgoing[] = [];
-    if (p.dp) {
-      // Each site added variance σ²C²/m; |U3| ≥ m of them make the round's multiplier σ·√(|U3|/m).
-      const sigma = p.dp.noiseMultiplier * Math.sqrt(u3.length / noiseDivisor(this.s.config));
-      const sigmas = [...this.s.history.map((h) => h.privacy?.noiseMultiplier).filter((x): x is number => x !== undefined), sigma];
-      const epsilon = epsilonOfRounds(sigmas, p.dp.delta).epsilon;
-      o.record.privacy = { noiseMultiplier: sigma, epsilon };
-      this.opts.log(`round ${o.round}: DP noise multiplier ${sigma.toFixed(4)}, ε spent ${epsilon.toFixed(3)} (δ = ${p.dp.delta})`);
-      for (const id of this.connected) before.push({ to: id, message: { type: 'privacy-spent', round: o.round, epsilon, delta: p.dp.delta, noiseMultiplier: sigma } });
-    }
-    this.opts.log(`round ${o.round}: secure sum of ${u3.length} sites, total weight ${totalWeight}`);
-    return this.closeRound(o, mean, before);
+    return [...told, ...[...this.connected].map((id) => this.finalMessage(id))];
   }
 
   private persist(): void {

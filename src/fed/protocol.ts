@@ -5,6 +5,7 @@
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
 import type { TensorEntry } from './codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
+import { isMethod, METHOD_PARAMS, methodSpec, type Method, type MethodParams } from './methods.ts';
 
 export const PROTOCOL_VERSION = 1;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
@@ -16,9 +17,11 @@ const PREFIX = 12;
  */
 export const MAX_HEADER_BYTES = 2 * 1024 * 1024;
 
-export type Method = 'ffe' | 'asym' | 'fedavg';
+export type { Method } from './methods.ts';
 
-export interface FederationConfig {
+/** The method's own parameters (MethodParams, e.g. FedProx's μ) ride along in the config. */
+export interface FederationConfig extends MethodParams {
+  /** A row of METHODS (methods.ts): planning, shared key set, site loss. */
   method: Method;
   configuration: '3d_fullres' | '2d';
   rounds: number;
@@ -118,10 +121,17 @@ const tensors: Check = (v) =>
 const metrics: Check = (v) => obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
 const config: Check = (v) => {
   const c = v as FederationConfig;
-  return obj(v) && ['ffe', 'asym', 'fedavg'].includes(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
+  return obj(v) && isMethod(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
     int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
     ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy) &&
-    optional(pos)(c.maxUpdateNorm) && (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust));
+    optional(pos)(c.maxUpdateNorm) && (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust)) &&
+    optional(nonNegative)(c.mu) && methodParams(c);
+};
+const nonNegative: Check = (v) => num(v) && (v as number) >= 0;
+/** The method's own parameters are present, and no other method's (a site must not guess a μ). */
+const methodParams = (c: FederationConfig): boolean => {
+  const own = new Set<string>((methodSpec(c.method).options ?? []).map((o) => o.flag));
+  return METHOD_PARAMS.every((k) => own.has(k) === (c[k] !== undefined));
 };
 /** A federation config as the protocol accepts it (the relay checks its restored state with it). */
 export const isFederationConfig = (v: unknown): v is FederationConfig => config(v);

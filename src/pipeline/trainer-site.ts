@@ -15,6 +15,8 @@ import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
 import { computeCaseMetrics } from '../eval/metrics.ts';
 import type { TinyOptions } from '../train/tiny.ts';
+import { ProximalTerm } from '../train/proximal.ts';
+import { methodSpec } from '../fed/methods.ts';
 
 export interface TrainerSiteOptions {
   datasetName: string;
@@ -47,6 +49,9 @@ export class TrainerSite implements SiteTrainer {
   plans?: Plans;
   fingerprint?: DatasetFingerprint;
   private valCases: TrainerCase[] = [];
+  private config?: FederationConfig;
+  /** Names of the parameters last loaded from the global model (the round's shared set). */
+  private sharedNames: string[] = [];
   readonly rounds: RoundReport[] = [];
   finalDice?: number;
 
@@ -65,6 +70,7 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async prepare(aggregate: Record<string, unknown> | null, config: FederationConfig): Promise<void> {
+    this.config = config;
     const dj = { ...this.o.datasetJson, numTraining: this.o.numCases };
     // FFE: every site plans on the pooled fingerprint; otherwise prepareTraining plans locally.
     const plans = aggregate ? planExperiment(aggregate as unknown as DatasetFingerprint, dj, { datasetName: this.o.datasetName }) : undefined;
@@ -95,6 +101,7 @@ export class TrainerSite implements SiteTrainer {
   async restore(config: FederationConfig): Promise<boolean> {
     const bytes = await this.o.loadState?.();
     if (!bytes) return false;
+    this.config = config;
     const ck = decodeCheckpoint(bytes);
     // Same plans as before the reload (FFE or local, tiny preset included): preprocessing is
     // deterministic, so the cases come out as they were.
@@ -123,6 +130,7 @@ export class TrainerSite implements SiteTrainer {
 
   async loadShared(shared: NamedWeights): Promise<void> {
     this.t.net.loadNamedWeights(shared, { strict: false });
+    this.sharedNames = [...shared.keys()];
   }
 
   /** Mean foreground Dice over the validation cases: full sliding-window prediction, argmax. */
@@ -153,19 +161,34 @@ export class TrainerSite implements SiteTrainer {
     const diceBefore = round > 1 && this.o.evaluate !== false ? await this.validationDice() : undefined;
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
+    // The method's site-side loss (methods.ts), anchored at the global model the client just loaded.
+    const extra = this.siteLoss();
+    this.t.extraLoss = extra && (() => extra.loss());
     // One FednnU-Net round = one nnU-Net epoch (iterations + validation), then back to the relay.
-    await this.t.run({ control, onEvent: (e) => {
-      if (e.type === 'epoch') {
-        epoch = e;
-        control.stop();
-      }
-    } });
+    try {
+      await this.t.run({ control, onEvent: (e) => {
+        if (e.type === 'epoch') {
+          epoch = e;
+          control.stop();
+        }
+      } });
+    } finally {
+      this.t.extraLoss = undefined;
+      extra?.dispose();
+    }
     if (!epoch) throw new Error(`round ${round}: the trainer finished no epoch`);
     this.rounds.push({ round, diceBefore, epoch });
     await this.save();
     const metrics: Record<string, number | undefined> = { loss: epoch.trainLoss, valLoss: epoch.valLoss, pseudoDice: epoch.pseudoDice, diceBefore };
     // Only finite numbers travel (JSON has no NaN).
     return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
+  }
+
+  private siteLoss(): ProximalTerm | undefined {
+    const c = this.config;
+    if (!c || methodSpec(c.method).siteLoss !== 'proximal') return undefined;
+    if (c.mu === undefined) throw new Error(`${c.method} needs μ in the federation config`);
+    return new ProximalTerm(this.sharedNames.map((n) => this.t.net.variable(n)), c.mu);
   }
 
   async finish(_global: NamedWeights, _shared: WeightSpec): Promise<void> {

@@ -268,6 +268,11 @@ export class Trainer {
   private epochStart = 0;
   private running = false;
   log: TrainingLog = emptyLog();
+  /**
+   * A term added to every training step's loss, differentiated with it (a federation method's
+   * site-side loss, e.g. FedProx's proximal term; see fed/methods.ts). Not in validation losses.
+   */
+  extraLoss?: () => tf.Scalar;
 
   constructor(setup: TrainerSetup) {
     this.plans = setup.plans;
@@ -490,7 +495,7 @@ export class Trainer {
       const { value, grads } = tf.variableGrads(() => {
         const l = this.lossOf(this.net.forward(x), ys);
         sampledPeak = Math.max(sampledPeak, tf.memory().numBytes);
-        return l;
+        return this.extraLoss ? (tf.add(l, this.extraLoss()) as tf.Scalar) : l;
       }, this.net.variables);
       // A parameter the loss does not reach (the lowest-resolution seg head, whose deep-supervision
       // weight is 0) has no gradient: as in PyTorch (grad None), SGD leaves it and its momentum alone.

@@ -1,5 +1,6 @@
 // Retrying an operation that fails for a while for a known reason (a workshop code still held by
-// the host tab that just died), with exponential backoff and a time limit.
+// the host tab that just died; a relay restarting under a site), with exponential backoff and a
+// time or try limit.
 
 export interface RetryOptions {
   /** Whether this failure may go away by itself (retry), or is final (rethrown at once). */
@@ -9,6 +10,8 @@ export interface RetryOptions {
   maxDelayMs: number;
   /** No new try starts once this much time has passed since the first one; the last error is rethrown. */
   giveUpAfterMs: number;
+  /** At most this many tries in all (default: no limit but the time). */
+  maxAttempts?: number;
   /** Told before each wait: the try that failed (1-based), the wait, the error. */
   onRetry?: (attempt: number, delayMs: number, e: unknown) => void;
   now?: () => number;
@@ -28,7 +31,7 @@ export async function retryWithBackoff<T>(fn: (attempt: number) => Promise<T>, o
       return await fn(attempt);
     } catch (e) {
       const left = start + o.giveUpAfterMs - now();
-      if (!o.retryable(e) || left <= 0) throw e;
+      if (!o.retryable(e) || left <= 0 || attempt >= (o.maxAttempts ?? Infinity)) throw e;
       const wait = Math.min(delay, left);
       o.onRetry?.(attempt, wait, e);
       await sleep(wait);

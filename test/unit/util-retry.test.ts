@@ -33,6 +33,24 @@ describe('retryWithBackoff', () => {
     expect(tries).toBe(6);
   });
 
+  it('stops after maxAttempts tries (a site reconnecting to its relay), with no time limit', async () => {
+    const c = clock();
+    const waits: number[] = [];
+    let tries = 0;
+    await expect(retryWithBackoff(async () => {
+      tries++;
+      throw new Taken(`try ${tries}`);
+    }, { retryable: (e) => e instanceof Taken, initialDelayMs: 200, maxDelayMs: 1000, giveUpAfterMs: Infinity, maxAttempts: 5, onRetry: (_a, ms) => waits.push(ms), ...c })).rejects.toThrow('try 5');
+    expect(tries).toBe(5);
+    expect(waits).toEqual([200, 400, 800, 1000]);
+    let once = 0;
+    await expect(retryWithBackoff(async () => {
+      once++;
+      throw new Taken('down');
+    }, { retryable: () => true, initialDelayMs: 1, maxDelayMs: 1, giveUpAfterMs: Infinity, maxAttempts: 1, ...c })).rejects.toThrow('down');
+    expect(once).toBe(1);
+  });
+
   it('rethrows a failure that is not retryable at once, and refuses nonsense settings', async () => {
     const c = clock();
     let tries = 0;

@@ -6,6 +6,8 @@ import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { AGGREGATION_HELP, AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
+import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
+import { methodsHelp } from '../../fed/methods.ts';
 import { RelayStartError, startRelay } from '../../fed/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
@@ -13,11 +15,12 @@ import { parseRegistry } from '../../fed/identity/registry.ts';
 import type { AdmissionPolicy } from '../../fed/identity/admission.ts';
 import { ensureSelfSignedCert, isLoopbackHost, isWildcardHost, lanIPv4Addresses, loadTlsFiles, selfSignedAltNames, type TlsFiles } from '../../node/tls.ts';
 
-const HELP = `fednnunet relay [options]
+const HELP = () => `fednnunet relay [options]
   --port N             (default 8080; 0 = any free port)
   --host H             (default 127.0.0.1; 0.0.0.0 to accept other machines)
   --data-dir DIR       state, persisted after every round (default ./relay-data)
-  --method M           ffe | asym | fedavg (default ffe)
+  --method M           federation method (default ffe):
+${methodsHelp('                         ')}
   --config C           3d_fullres | 2d (default 3d_fullres)
   --sites N            sites expected before the federation starts (default 2)
   --min-sites N        quorum to close a round at its deadline (default = sites)
@@ -54,7 +57,7 @@ const command: Command = {
       port: { type: 'string', default: '8080' },
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string', default: 'relay-data' },
-      method: { type: 'string', default: 'ffe' },
+      ...METHOD_OPTIONS,
       config: { type: 'string', default: '3d_fullres' },
       sites: { type: 'string', default: '2' },
       'min-sites': { type: 'string' },
@@ -74,12 +77,12 @@ const command: Command = {
       help: { type: 'boolean' },
     }, false);
     if (values.help) {
-      console.log(HELP);
+      console.log(HELP());
       return 0;
     }
     const sites = intOption('sites', values.sites, 1);
     const config: FederationConfig & { expectedSites: number; token: string } = {
-      method: choiceOption('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
+      ...methodFromArgs(values),
       configuration: choiceOption('config', values.config, ['3d_fullres', '2d'] as const),
       rounds: intOption('rounds', values.rounds, 1),
       itersPerRound: intOption('iters', values.iters, 1),

@@ -8,6 +8,8 @@ import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
+import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
+import { METHOD_NAMES, methodsHelp } from '../../fed/methods.ts';
 import { startRelay } from '../../fed/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
@@ -19,16 +21,16 @@ import { useBackend } from '../../model/tf-backend.ts';
 import { TrainerSite } from '../../pipeline/trainer-site.ts';
 import { writeModelDir } from '../../infer/model-dir.ts';
 
-const USAGE = 'fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ffe|asym|fedavg --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ' +
+const USAGE = `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
   '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
-  '[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]';
+  `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]\nmethods:\n${methodsHelp('  ')}`;
 
 const command: Command = {
   summary: 'run a relay and N headless sites in this process; prints per-site validation Dice per round',
   async run(argv) {
     const { values, positionals } = parse(argv, {
       sites: { type: 'string', multiple: true },
-      method: { type: 'string', default: 'ffe' },
+      ...METHOD_OPTIONS,
       rounds: { type: 'string' },
       iters: { type: 'string' },
       config: { type: 'string', default: '3d_fullres' },
@@ -53,7 +55,7 @@ const command: Command = {
     const dirs = [...(values.sites ?? []), ...positionals];
     if (dirs.length < 2) throw new UsageError(`need at least two --sites; usage: ${USAGE}`);
     const config: FederationConfig = {
-      method: choiceOption('method', values.method, ['ffe', 'asym', 'fedavg'] as const),
+      ...methodFromArgs(values),
       configuration: choiceOption('config', values.config, ['3d_fullres', '2d'] as const),
       rounds: intOption('rounds', values.rounds, 1),
       itersPerRound: intOption('iters', values.iters, 1),

@@ -1,7 +1,7 @@
 // The site's side of signed frames, as a wrapper around any Connect (WebSocket, PeerJS bridge,
 // in-memory): it waits for the host's challenge, then signs every frame the site sends, in order.
 // Frames from the host pass through unchanged (see docs/site-identity.md for why they are not signed).
-import type { Connect, Transport } from '../client.ts';
+import type { Connect, Transport } from '../transport.ts';
 import { decodeChallenge, isChallenge, sealFrame } from './envelope.ts';
 import type { SiteIdentity } from './site-key.ts';
 

@@ -9,7 +9,7 @@
 // read the shares it forwards (AES-GCM between the two sites). Platform-free and synchronous except
 // the final unmasking, which it hands back as a promise.
 import type { Message, SecaggOpen } from '../protocol.ts';
-import type { Outgoing } from '../coordinator.ts';
+import type { Outgoing } from '../round-types.ts';
 import { removeMasks, SHARE_BYTES, type RoundConfig, type SiteAdvert, type UnmaskReveal } from './masking.ts';
 import { addInto } from './quantize.ts';
 import { fromB64, IV_BYTES, PUBKEY_BYTES, SEALED_BYTES, wordsOf } from './wire.ts';

@@ -6,6 +6,7 @@ import { lineChart } from '../chart.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
 import type { FederationHost } from '../../fed/host.ts';
+import { METHOD_NAMES, methodDefaults, methodSpec, type Method } from '../../fed/methods.ts';
 
 export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<TrainApi>, gpu: boolean) {
   const params = new URLSearchParams(location.search);
@@ -30,7 +31,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const secure = params.get('secure') === '1';
   const perRound: { loss: Array<[number, number]>; dice: Array<[number, number]> } = { loss: [], dice: [] };
   // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
-  const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, el('option', { value: 'ffe' }, 'FFE (one shared plan)'), el('option', { value: 'asym' }, 'AsymFedAvg (local plans)'), el('option', { value: 'fedavg' }, 'FedAvg'));
+  const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, ...METHOD_NAMES.map((m) => el('option', { value: m }, methodSpec(m).label)));
   const wsRounds = el('input', { type: 'number', id: 'ws-rounds', value: '3', min: '1', 'aria-label': 'Rounds', style: 'width:4rem' });
   const wsIters = el('input', { type: 'number', id: 'ws-iters', value: '5', min: '1', 'aria-label': 'Iterations per round', style: 'width:4rem' });
   const wsHost = el('button', { type: 'button', id: 'ws-host', class: 'secondary' }, 'Host a workshop federation');
@@ -160,7 +161,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
         wsPrivacy.dataset.epsilon = String(c.snapshot.history.at(-1)?.privacy?.epsilon ?? '');
       };
       hosted = new FederationHost({
-        config: { method: wsMethod.value as 'ffe', configuration: '3d_fullres', rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value), minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code },
+        config: { ...methodDefaults(wsMethod.value as Method), configuration: '3d_fullres', rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value), minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code },
         aggregateFingerprints: mergeSiteFingerprints,
         privacyAtStart,
         onChange: show,
