@@ -12,7 +12,7 @@
 // clear: it trains while the key exchange runs (secagg/site-round.ts), then uploads its masked
 // vector; a retried round re-masks the same vector with fresh keys.
 import { pick, subtract } from './aggregate.ts';
-import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
+import { decodeWeights, encodeWeights, type Encoding } from '../model/weights-codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';

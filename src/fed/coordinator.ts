@@ -1,4 +1,4 @@
-// The federation's server logic, platform-free: the Node relay (relay/server.ts) and the
+// The federation's server logic, platform-free: the Node relay (src/node/relay/server.ts) and the
 // workshop host tab (issue 9) both drive it. It sees decoded messages from sites and returns
 // the messages to send; time and persistence are injected, so tests drive it deterministically.
 //
@@ -20,7 +20,7 @@
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
 import { addDelta, l2Norm, sharedSpec, StreamingMean, UpdateRejected, validateUpdate } from './aggregate.ts';
-import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
+import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { SecureRound, type SecurePhase, type SecureStep } from './secagg/round.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';

@@ -1,10 +1,10 @@
 // The workshop federation this browser hosts (`hostedFederations` store, key: the workshop code),
 // so a host tab that reloads or crashes can resume it. A record is what the Node relay keeps in
-// its data dir (relay/persistence.ts): the coordinator snapshot as plain data (state.json) and the
+// its data dir (src/node/relay/persistence.ts): the coordinator snapshot as plain data (state.json) and the
 // global weights as bytes (global.bin), plus the join token, which the relay takes from its
 // command line and a host tab must remember. Rewritten after every phase change, key binding and
 // closed round; deleted when the federation is done (there is nothing left to resume).
-import { decodeWeights, type TensorEntry } from '../fed/codec.ts';
+import { decodeWeights, type TensorEntry } from '../model/weights-codec.ts';
 import type { CoordinatorSnapshot, Phase } from '../fed/coordinator.ts';
 import type { StoreDB } from './db.ts';
 

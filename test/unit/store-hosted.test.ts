@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
 import { deleteHostedFederation, HostedFederationWriter, HostedStateError, hostedRecord, loadHostedFederation, saveHostedFederation, unfinishedHostedFederations } from '../../src/store/hosted-federation.ts';
 import { Coordinator, type CoordinatorSnapshot } from '../../src/fed/coordinator.ts';
-import { encodeWeights } from '../../src/fed/codec.ts';
+import { encodeWeights } from '../../src/model/weights-codec.ts';
 import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { tryHoldLock, type LocksLike } from '../../src/store/env.ts';

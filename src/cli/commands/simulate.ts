@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import type { Command } from '../commands.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
-import { startRelay } from '../../fed/relay/server.ts';
+import { startRelay } from '../../node/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
 import { wsConnect } from '../../fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from '../commands.ts';
 import { intOption, parse, UsageError } from '../args.ts';
-import { encodeWeights } from '../../fed/codec.ts';
+import { encodeWeights } from '../../model/weights-codec.ts';
 import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { fsSource } from '../../node/fs-source.ts';

@@ -3,7 +3,7 @@
 // every closed round, so a relay killed with SIGKILL restarts from the last completed round.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CoordinatorSnapshot } from '../coordinator.ts';
+import type { CoordinatorSnapshot } from '../../fed/coordinator.ts';
 
 function atomicWrite(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;

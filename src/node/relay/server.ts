@@ -10,11 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import express from 'express';
 import { ExpressPeerServer } from 'peer';
-import type { Coordinator, CoordinatorOptions } from '../coordinator.ts';
-import { FederationHost } from '../host.ts';
-import { encodeMessage } from '../protocol.ts';
-import { ENVELOPE_OVERHEAD } from '../identity/envelope.ts';
-import { staticHandler } from '../../node/static-server.ts';
+import type { Coordinator, CoordinatorOptions } from '../../fed/coordinator.ts';
+import { FederationHost } from '../../fed/host.ts';
+import { encodeMessage } from '../../fed/protocol.ts';
+import { ENVELOPE_OVERHEAD } from '../../fed/identity/envelope.ts';
+import { staticHandler } from '../static-server.ts';
 import { loadSnapshot, saveSnapshot } from './persistence.ts';
 
 /** Where the PeerJS signalling server answers (PeerJS clients use path '/peerjs'). */
