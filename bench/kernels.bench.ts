@@ -10,7 +10,7 @@
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
 import { spawnSync } from 'node:child_process';
 import { openKernelsPage } from '../src/node/kernels-page.ts';
-import type { BenchNet, ConvCase } from '../workers/kernels.worker.ts';
+import type { BenchNet, ConvCase } from '../test/pages/kernels/kernels.worker.ts';
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');
 const P = Number(patch);

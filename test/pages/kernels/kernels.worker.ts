@@ -1,20 +1,20 @@
 // Test/benchmark worker for the fast WebGPU conv3d kernels (src/model/kernels): checks each
 // kernel against the cpu backend and the stock webgpu kernel, a whole training step, and times
-// stock vs fast. Loaded only by the test page test/pages/kernels/ (not by the app).
+// stock vs fast. Loaded only by the test page beside it (main.ts), not by the app.
 import * as Comlink from 'comlink';
 import type * as TF from '@tensorflow/tfjs';
-import { useBackend, tf } from '../src/model/tf-backend.ts';
-import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../src/model/kernels/index.ts';
-import { rawProgram, type WebGPUBackendLike } from '../src/model/kernels/program.ts';
-import { SGDNesterov } from '../src/train/optimizer.ts';
-import { estimateFeatureMapSize } from '../src/plan/vram.ts';
-import { randomArray } from '../src/util/rng.ts';
-import { relL2 } from '../src/util/compare.ts';
-import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../src/train/gradient-check.ts';
-import { PlainConvUNet } from '../src/model/unet.ts';
-import { dcAndCeLoss, deepSupervisionLoss } from '../src/train/loss.ts';
-import { deepSupervisionTargets } from '../src/train/ds-targets.ts';
-import { biasNormAct } from '../src/model/ops5d.ts';
+import { useBackend, tf } from '../../../src/model/tf-backend.ts';
+import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../../../src/model/kernels/index.ts';
+import { rawProgram, type WebGPUBackendLike } from '../../../src/model/kernels/program.ts';
+import { SGDNesterov } from '../../../src/train/optimizer.ts';
+import { estimateFeatureMapSize } from '../../../src/plan/vram.ts';
+import { randomArray } from '../../../src/util/rng.ts';
+import { relL2 } from '../../../src/util/compare.ts';
+import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../../../src/train/gradient-check.ts';
+import { PlainConvUNet } from '../../../src/model/unet.ts';
+import { dcAndCeLoss, deepSupervisionLoss } from '../../../src/train/loss.ts';
+import { deepSupervisionTargets } from '../../../src/train/ds-targets.ts';
+import { biasNormAct } from '../../../src/model/ops5d.ts';
 
 type V3 = [number, number, number];
 export interface ConvCase {
