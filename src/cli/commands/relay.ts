@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../node/relay/server.ts';

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { startRelay } from '../../node/relay/server.ts';
