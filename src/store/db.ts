@@ -27,7 +27,7 @@
 //   identity      key id. This browser profile's site key (site-key.ts): one record 'site' holding
 //                 a non-extractable ECDSA P-256 CryptoKeyPair and its fingerprint.
 //   hostedFederations key code. The coordinator state of a workshop federation this tab hosts
-//                 (hosted-federation.ts): the relay's state.json as data plus the global weights
+//                 (fed/hosted-state.ts, kept by hosted-federation.ts): the relay's state.json as data plus the global weights
 //                 as bytes, rewritten after every phase change and round, so a reloaded host tab
 //                 resumes it.
 //

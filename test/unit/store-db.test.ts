@@ -4,7 +4,8 @@ import { unwrap, wrap, type IDBPDatabase } from 'idb';
 import { DB_NAME, DB_VERSION, MIGRATIONS, openStore, type StoreDB } from '../../src/store/db.ts';
 import { loadMembership, saveMembership } from '../../src/store/fed-state.ts';
 import { loadSiteKey, siteIdentity } from '../../src/store/site-key.ts';
-import { saveHostedFederation, unfinishedHostedFederations } from '../../src/store/hosted-federation.ts';
+import { saveHostedFederation, unfinishedHostedFederations } from '../../src/fed/hosted-state.ts';
+import { hostedRows } from '../../src/store/hosted-federation.ts';
 import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
 import type { LocksLike } from '../../src/store/env.ts';
 import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
@@ -145,8 +146,8 @@ describe('store: schema and migrations', () => {
     expect(idBefore.length).toBe(1);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
     expect((await loadMembership(db, res.dataset.id, 'workshop:wk|wk'))?.siteId).toBe('site-2');
-    await saveHostedFederation(db, { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
-    expect((await unfinishedHostedFederations(db)).map((x) => x.code)).toEqual(['wk']);
+    await saveHostedFederation(hostedRows(db), { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
+    expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual(['wk']);
   });
 
   it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {
