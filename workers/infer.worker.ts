@@ -19,7 +19,8 @@ import type { UNetArch } from '../src/model/arch.ts';
 import type { PlainConvUNet } from '../src/model/unet.ts';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
-import { deleteModel, listModels, loadModel, loadModelFiles, putModelFile, renameModel, saveModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
+import { deleteModel, listModels, loadModelFiles, renameModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
+import { loadModel, putModelFile, saveModel } from '../src/infer/stored-models.ts';
 
 export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs' | 'tfjs-stock';
 export const INFER_BACKENDS: readonly InferBackend[] = ['auto', 'onnx-webgpu', 'onnx-wasm', 'tfjs', 'tfjs-stock'];

@@ -21,7 +21,7 @@ import { TrainerSite } from '../src/pipeline/trainer-site.ts';
 import { listCases, loadCaseVolumes } from '../src/store/datasets.ts';
 import { stackChannels } from '../src/io/raw-dataset.ts';
 import { encodeModelDir } from '../src/infer/model-dir.ts';
-import { saveModel } from '../src/store/models.ts';
+import { saveModel } from '../src/infer/stored-models.ts';
 import { pick } from '../src/fed/aggregate.ts';
 import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
 import { siteKeyStore } from '../src/store/site-key.ts';
