@@ -9,7 +9,7 @@
 // (tf.profile with WebGPU timestamp queries) shows where the time goes.
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
 import { spawnSync } from 'node:child_process';
-import { openKernelsPage } from '../src/node/kernels-page.ts';
+import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
 import type { BenchNet, ConvCase } from '../test/pages/kernels/kernels.worker.ts';
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');

@@ -4,7 +4,7 @@
 // quantity the planner budgets). Networks: the tiny preset (3 stages, 8/16/32) at 16³ and 24³
 // and a 4-stage 8-16-32-64 net at 16³, batch 2; activation checkpointing off and on; on
 // WebGPU (fast kernels) in Chromium and on the cpu backend there for comparison.
-import { openKernelsPage } from '../src/node/kernels-page.ts';
+import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
 import type { BenchNet } from '../test/pages/kernels/kernels.worker.ts';
 
 const NETS: BenchNet[] = [

@@ -6,7 +6,7 @@
 // written; the reductions, softmax and fused norm kernels; and a whole deep-supervised training
 // step of the check network, fast vs stock webgpu vs cpu.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openKernelsPage, type KernelsPage } from '../../src/node/kernels-page.ts';
+import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts';
 import type { ConvCase, KernelCheck } from '../pages/kernels/kernels.worker.ts';
 
 const CASES: ConvCase[] = [

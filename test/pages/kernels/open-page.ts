@@ -1,12 +1,12 @@
-// Builds and opens the test-only kernels page (test/pages/kernels/), for the fast-kernel browser
+// Builds and opens the test-only kernels page (this folder), for the fast-kernel browser
 // test and benchmark. Built into a temporary folder so the app's dist/ is untouched.
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
 import type { Page } from 'playwright-core';
-import { launchChromium } from './chromium.ts';
-import { serveStatic } from './static-server.ts';
+import { launchChromium } from '../../../src/node/chromium.ts';
+import { serveStatic } from '../../../src/node/static-server.ts';
 
 export interface KernelsPage {
   page: Page;
