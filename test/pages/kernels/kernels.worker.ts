@@ -10,6 +10,7 @@ import { SGDNesterov } from '../../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../../src/plan/vram.ts';
 import { randomArray } from '../../../src/util/rng.ts';
 import { relL2 } from '../../../src/util/compare.ts';
+import { prod as size } from '../../../src/util/numeric.ts';
 import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../../../src/train/gradient-check.ts';
 import { PlainConvUNet } from '../../../src/model/unet.ts';
 import { dcAndCeLoss, deepSupervisionLoss } from '../../../src/train/loss.ts';
@@ -37,7 +38,6 @@ export interface KernelCheck {
   refNorm: number;
 }
 
-const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
 const caseName = (c: ConvCase) => `b${c.batch} ${c.spatial.join('×')} ${c.cin}→${c.cout} k${c.kernel.join('×')} s${c.strides.join('')} ${c.pad}`;
 
