@@ -120,7 +120,6 @@ export type StoreName = StoreNames<FednnunetDB>;
 
 /** Stores whose keys start with the dataset id. */
 export const PER_DATASET_STORES = ['cases', 'volumes', 'fingerprints', 'plans', 'preprocessed', 'checkpoints', 'fedState'] as const;
-export type PerDatasetStore = (typeof PER_DATASET_STORES)[number];
 
 type UpgradeTx = IDBPTransaction<FednnunetDB, StoreName[], 'versionchange'>;
 // Typed loosely: a migration sees the database as it was at its version, not the current schema.
