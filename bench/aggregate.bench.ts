@@ -2,7 +2,7 @@
 // decode each site's fp16 delta and add it to the streaming mean, for 10 and 100 sites.
 // Memory is the process' peak RSS growth over the run (one model in memory, not one per site).
 import { StreamingMean } from '../src/fed/aggregate.ts';
-import { decodeWeights, encodeWeights } from '../src/fed/codec.ts';
+import { decodeWeights, encodeWeights } from '../src/model/weights-codec.ts';
 import type { NamedWeights } from '../src/model/named-weights.ts';
 import { randomArray } from '../src/util/rng.ts';
 import { spec801 } from './spec801.ts';

@@ -9,8 +9,8 @@
 // (tf.profile with WebGPU timestamp queries) shows where the time goes.
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
 import { spawnSync } from 'node:child_process';
-import { openKernelsPage } from '../src/node/kernels-page.ts';
-import type { BenchNet, ConvCase } from '../workers/kernels.worker.ts';
+import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
+import type { BenchNet, ConvCase } from '../test/pages/kernels/kernels.worker.ts';
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');
 const P = Number(patch);
@@ -29,18 +29,18 @@ const REPS = 3;
 const STEPS = 4;
 
 const s = await openKernelsPage();
-const call = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(([n, a]) => (window as any).__kernels[n as string](...(a as unknown[])), [fn, args] as const) as Promise<T>;
+const call = s.call;
 try {
   await call('init');
-  const peak = await call<{ ms: number; gflops: number }>('peakMatMul', 1024, REPS);
-  const own = await call<{ ms: number; gflops: number }>('peakGemm', 1024, REPS);
+  const peak = await call('peakMatMul', 1024, REPS);
+  const own = await call('peakGemm', 1024, REPS);
   console.log(`WebGPU on ${process.env.CHROME_PATH ?? 'Chromium'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`);
   console.log(`peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`);
   console.log('| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const [label, c] of CASES) {
-    const r = await call<{ name: string; flops: number; ms: Record<string, { stock: number; fast: number }> }>('benchKernel', c, REPS);
-    for (const k of ['y', 'dx', 'dw']) {
+    const r = await call('benchKernel', c, REPS);
+    for (const k of ['y', 'dx', 'dw'] as const) {
       const m = r.ms[k];
       const g = r.flops / 1e9;
       const fastG = g / (m.fast / 1e3);
@@ -61,12 +61,12 @@ try {
   const calls = (m: 'stock' | 'fast') => prof[m].kernels.reduce((a, k) => a + k.calls, 0);
   console.log(`| all (${names.length} kernel names) | ${calls('stock')} | ${tot('stock').toFixed(0)} | ${calls('fast')} | ${tot('fast').toFixed(0)} |`);
 
-  const t = await call<{ stock: { ms: number; losses: number[] }; fast: { ms: number; losses: number[] }; params: number; convFlops: number }>('benchTrainStep', net, STEPS);
+  const t = await call('benchTrainStep', net, STEPS);
   const g = t.convFlops / 1e9;
   console.log(`\nbenchmark net: ${f.length} stages, features ${f.join('-')}, patch ${P}³, batch ${B}, ${(t.params / 1e6).toFixed(2)} M parameters, ${g.toFixed(2)} GFLOP of 3×3×3 convs per step (${(g / (t.stock.ms / 1e3)).toFixed(2)} GFLOP/s stock, ${(g / (t.fast.ms / 1e3)).toFixed(2)} GFLOP/s fast)`);
   const maxRel = Math.max(...t.stock.losses.map((l, i) => Math.abs(l - t.fast.losses[i]) / Math.abs(l)));
   console.log(`losses over ${STEPS} SGD steps from the same weights and batch: stock ${t.stock.losses.map((l) => l.toFixed(6)).join(', ')}; fast ${t.fast.losses.map((l) => l.toFixed(6)).join(', ')}; max rel. difference ${maxRel.toExponential(2)}`);
-  const errors = await call<string[]>('gpuErrors');
+  const errors = await call('gpuErrors');
   if (errors.length || s.errors.length) throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
   if (!(maxRel < 1e-4)) throw new Error(`fast and stock losses differ by ${maxRel} (> 1e-4)`);
   // The same net and patch in PyTorch on the CPU (Debian's python3-torch), when it is installed.

@@ -25,7 +25,7 @@ const CONCURRENCY = 16;
 const CASE_TIMEOUT_MS = 3000;
 
 if (process.argv[2] === 'serve') {
-  const { startRelay } = await import('../src/fed/relay/server.ts');
+  const { startRelay } = await import('../src/node/relay/server.ts');
   const { mergeSiteFingerprints } = await import('../src/fed/ffe-merge.ts');
   const dir = process.argv[3];
   const relay = await startRelay({

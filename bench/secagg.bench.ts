@@ -15,7 +15,7 @@
 //  * bytes are whole protocol frames as the client and relay encode them.
 // Plain baseline: the site encodes its fp16 delta; the relay decodes n of them into StreamingMean.
 import { StreamingMean } from '../src/fed/aggregate.ts';
-import { decodeWeights, encodeWeights } from '../src/fed/codec.ts';
+import { decodeWeights, encodeWeights } from '../src/model/weights-codec.ts';
 import { encodeMessage, type Message } from '../src/fed/protocol.ts';
 import { SecAggSite, removeMasks, type RoundConfig, type SealedShares, type SiteAdvert, type UnmaskReveal } from '../src/fed/secagg/masking.ts';
 import { addInto } from '../src/fed/secagg/quantize.ts';

@@ -1,30 +1,29 @@
 // Inference worker: model packages in IndexedDB (import from files, export as zip, export ONNX,
 // delete) and segmentation of one scan (a stored case, NIfTI files or a DICOM folder) with
-// onnxruntime-web (WebGPU, WebAssembly fallback) or tfjs on WebGPU. Exposed with comlink.
+// onnxruntime-web (WebGPU, WebAssembly fallback) or tfjs on WebGPU. Exposed with comlink. Thin:
+// the engine choice, scan reading, package unpacking and label statistics live in src/infer/.
 import * as Comlink from 'comlink';
-import { unzipSync, zipSync } from 'fflate';
+import { zipSync } from 'fflate';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import { archFromDir, MODEL_FILES, modelFromDir, type ModelDir, type ModelMeta } from '../src/infer/model-dir.ts';
-import { buildOnnxModel, inspectOnnx } from '../src/infer/onnx-export.ts';
-import { createOrtSession, ortTilePredictor, type OrtSession } from '../src/infer/ort.ts';
-import { configurationInfo, labelInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } from '../src/infer/predictor.ts';
-import type { PredictTiles } from '../src/infer/sliding-window.ts';
-import { pathFilesSource } from '../src/io/file-source.ts';
-import { readScan as readScanFiles } from '../src/io/formats.ts';
+import { archFromDir, MODEL_FILES, type ModelDir, type ModelMeta } from '../src/infer/model-dir.ts';
+import { buildOnnxModel } from '../src/infer/onnx-export.ts';
+import { predictCase } from '../src/infer/predictor.ts';
+import { createEngine, INFER_BACKENDS, type Engine, type InferBackend } from '../src/infer/engine-choice.ts';
+import { readScanFiles, type DroppedFile } from '../src/infer/scan-files.ts';
+import { filesOfPackage, safeName } from '../src/infer/model-package.ts';
+import { labelNamesOf, labelVolumes, type LabelVolume } from '../src/infer/label-stats.ts';
 import { writeNifti } from '../src/io/nifti-write.ts';
 import type { Volume } from '../src/io/volume.ts';
-import type { UNetArch } from '../src/model/arch.ts';
-import type { PlainConvUNet } from '../src/model/unet.ts';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
-import { deleteModel, listModels, loadModel, loadModelFiles, putModelFile, renameModel, saveModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
+import { deleteModel, listModels, loadModelFiles, renameModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
+import { loadModel, putModelFile, saveModel } from '../src/infer/stored-models.ts';
 
-export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs' | 'tfjs-stock';
-export const INFER_BACKENDS: readonly InferBackend[] = ['auto', 'onnx-webgpu', 'onnx-wasm', 'tfjs', 'tfjs-stock'];
+export type { InferBackend, LabelVolume };
 
-export type ScanInput = { datasetId: string; caseId: string } | { files: Array<{ path: string; file: Blob }> };
+export type ScanInput = { datasetId: string; caseId: string } | { files: DroppedFile[] };
 
 export interface PredictRequest {
   tta?: boolean;
@@ -41,13 +40,6 @@ export interface InferEvent {
   total?: number;
   /** What runs the network, once known, e.g. 'onnxruntime-web webgpu'. */
   engine?: string;
-}
-
-export interface LabelVolume {
-  value: number;
-  name: string;
-  voxels: number;
-  ml: number;
 }
 
 export interface PredictSummary {
@@ -75,7 +67,7 @@ export interface PredictSummary {
 
 export interface ImportModelInput {
   /** A model folder's files (any depth; the folder holding model.json is used) or one .zip. */
-  files: Array<{ path: string; file: Blob }>;
+  files: DroppedFile[];
   name?: string;
   source?: ModelSource;
 }
@@ -85,7 +77,7 @@ const db = () => (dbPromise ??= openStore());
 let current: AbortController | undefined;
 
 // One cached network (the last model/backend used): a second prediction skips session creation.
-let cached: { key: string; predictTiles: PredictTiles; engine: string; tileBatch: number; release: () => Promise<void> } | undefined;
+let cached: (Engine & { key: string }) | undefined;
 
 async function dropCache(): Promise<void> {
   const c = cached;
@@ -122,93 +114,18 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
-  const { patch } = configurationInfo(md.plans, md.configuration);
-  const arch: UNetArch = archFromDir(md);
-  const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
-  if (backend === 'tfjs' || backend === 'tfjs-stock') {
-    if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
-    const { useBackend } = await import('../src/model/tf-backend.ts');
-    // Our kernels (src/model/kernels) unless the stock ones are asked for (the fallback switch).
-    const fastKernels = backend === 'tfjs';
-    await useBackend('webgpu', { fastKernels });
-    const model: PlainConvUNet = modelFromDir(md);
-    cached = { key, predictTiles: tfjsTilePredictor(model, patch), engine: `tfjs webgpu (${fastKernels ? 'fast' : 'stock'} kernels)`, tileBatch: budgetTiles, release: async () => model.dispose() };
-    return cached;
-  }
-  await configureOrt();
-  let bytes = md.onnx;
-  if (bytes) {
-    const info = inspectOnnx(bytes);
-    if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch)) throw new Error('the package’s model.onnx does not match its plans.json network; re-export the model');
-  } else {
-    bytes = buildOnnxModel(arch, md.weights);
-  }
-  let session: OrtSession;
-  if (backend === 'onnx-webgpu') {
-    if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU. Choose “Automatic” or “ONNX on WebAssembly”');
-    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: ['webgpu'], logSeverityLevel: 3, numThreads });
-  } else if (backend === 'onnx-wasm') {
-    session = await createOrtSession(bytes, { backend: 'ort-wasm', logSeverityLevel: 3, numThreads });
-  } else {
-    session = await createOrtSession(bytes, { backend: 'ort-web', executionProviders: (await hasWebGPU()) ? ['webgpu', 'wasm'] : ['wasm'], logSeverityLevel: 3, numThreads });
-  }
-  const eps = session.executionProviders;
-  const ort = await import('onnxruntime-web');
-  const threads = ort.env.wasm.numThreads;
-  const engine = eps.includes('webgpu') ? 'onnxruntime-web webgpu' : `onnxruntime-web wasm${threads && threads > 1 ? ` (${threads} threads)` : ''}`;
-  // onnxruntime frees intermediates as it goes; a few tiles per run keep the batch small.
-  const tileBatch = Math.min(4, budgetTiles);
-  cached = { key, predictTiles: ortTilePredictor(session, patch, arch.inputChannels, tileBatch), engine, tileBatch, release: () => session.release() };
+  cached = { key, ...(await createEngine(md, backend, budgetMB, { hasWebGPU, configureOrt }, numThreads)) };
   return cached;
 }
 
-/** Reads a scan: a stored case, or picked/dropped files (see io/formats.ts readScan). */
+/** Reads a scan: a stored case, or volume files (NIfTI, NRRD, MetaImage) / one DICOM series (src/infer/scan-files.ts, through io/formats.ts). */
 async function readScan(scan: ScanInput): Promise<{ name: string; images: Volume[] }> {
   if ('datasetId' in scan) {
     const v = await loadCaseVolumes(await db(), scan.datasetId, scan.caseId);
     if (!v) throw new Error(`case ${scan.caseId} is no longer stored in this browser (deleted?)`);
     return { name: scan.caseId, images: v.images };
   }
-  return readScanFiles(pathFilesSource('scan', scan.files));
-}
-
-function labelNamesOf(dj: ModelDir['datasetJson']): Record<number, string> {
-  const info = labelInfo(dj);
-  const out: Record<number, string> = { 0: 'background' };
-  const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore' && k !== 'background');
-  if (info.hasRegions) {
-    entries.forEach(([name], i) => (out[info.regionsClassOrder![i]] = name));
-  } else {
-    for (const [name, v] of entries) out[v as number] = name;
-  }
-  return out;
-}
-
-async function filesOfPackage(input: ImportModelInput): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
-  const list = input.files.filter((f) => !f.path.split('/').pop()!.startsWith('.'));
-  const zips = list.filter((f) => f.path.toLowerCase().endsWith('.zip'));
-  let entries: Array<{ path: string; bytes: () => Promise<Uint8Array> }>;
-  let folder: string;
-  if (zips.length === 1 && list.length === 1) {
-    const unz = unzipSync(new Uint8Array(await zips[0].file.arrayBuffer()));
-    entries = Object.entries(unz).filter(([p]) => !p.endsWith('/')).map(([path, b]) => ({ path, bytes: async () => b }));
-    folder = zips[0].path.split('/').pop()!.replace(/\.zip$/i, '');
-  } else {
-    entries = list.map((f) => ({ path: f.path.replace(/^\/+/, ''), bytes: async () => new Uint8Array(await f.file.arrayBuffer()) }));
-    folder = list[0]?.path.split('/')[0] ?? 'model';
-  }
-  // The folder holding model.json (the shallowest one).
-  const marks = entries.filter((e) => e.path.split('/').pop() === MODEL_FILES.model).sort((a, b) => a.path.split('/').length - b.path.split('/').length);
-  if (marks.length === 0) throw new Error(`no ${MODEL_FILES.model} among the ${entries.length} file(s): choose the model folder written by \`fednnunet train\` (model.json, plans.json, dataset.json, weights.json, weights.bin) or a .zip of it`);
-  const dir = marks[0].path.slice(0, -MODEL_FILES.model.length);
-  if (dir) folder = dir.replace(/\/$/, '').split('/').pop()!;
-  const files: Record<string, Uint8Array> = {};
-  for (const e of entries) {
-    if (!e.path.startsWith(dir)) continue;
-    const rel = e.path.slice(dir.length);
-    if ((Object.values(MODEL_FILES) as string[]).includes(rel)) files[rel] = await e.bytes();
-  }
-  return { files, folder };
+  return readScanFiles(scan.files);
 }
 
 const api = {
@@ -217,7 +134,7 @@ const api = {
   },
 
   async importModel(input: ImportModelInput): Promise<ModelRecord> {
-    const { files, folder } = await filesOfPackage(input);
+    const { files, folder } = await filesOfPackage(input.files);
     return saveModel(await db(), files, { name: input.name || folder, source: input.source ?? 'imported' });
   },
 
@@ -301,11 +218,7 @@ const api = {
       const seg = res.segmentation;
       const labels = seg.data as Uint8Array | Uint16Array;
       const names = labelNamesOf(md.datasetJson);
-      const counts = new Map<number, number>();
-      for (let i = 0; i < labels.length; i++) counts.set(labels[i], (counts.get(labels[i]) ?? 0) + 1);
-      const voxelMl = (seg.spacing[0] * seg.spacing[1] * seg.spacing[2]) / 1000;
-      const values = [...new Set([...Object.keys(names).map(Number), ...counts.keys()])].filter((v) => v !== 0).sort((a, b) => a - b);
-      const volumes = values.map((value) => ({ value, name: names[value] ?? `label ${value}`, voxels: counts.get(value) ?? 0, ml: (counts.get(value) ?? 0) * voxelMl }));
+      const volumes = labelVolumes(labels, seg.spacing, names);
       const segmentationNifti = writeNifti(seg, { gzip: true });
       const first = images[0];
       const scanNifti = writeNifti(first.channels > 1 ? { ...first, channels: 1, data: first.data.subarray(0, first.dims[0] * first.dims[1] * first.dims[2]) } : first);
@@ -333,10 +246,6 @@ const api = {
     }
   },
 };
-
-function safeName(s: string): string {
-  return s.replace(/[^\w.-]+/g, '_').replace(/^_+|_+$/g, '') || 'model';
-}
 
 export type InferApi = typeof api;
 // onnxruntime-web's wasm threads are workers started from the chunk that holds onnxruntime-web

@@ -21,10 +21,11 @@ import { TrainerSite } from '../src/pipeline/trainer-site.ts';
 import { listCases, loadCaseVolumes } from '../src/store/datasets.ts';
 import { stackChannels } from '../src/io/raw-dataset.ts';
 import { encodeModelDir } from '../src/infer/model-dir.ts';
-import { saveModel } from '../src/store/models.ts';
+import { saveModel } from '../src/infer/stored-models.ts';
 import { pick } from '../src/fed/aggregate.ts';
 import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
-import { siteIdentity } from '../src/store/site-key.ts';
+import { siteKeyStore } from '../src/store/site-key.ts';
+import { siteIdentity } from '../src/fed/identity/kept-key.ts';
 import { toBase64 } from '../src/fed/identity/site-key.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
@@ -120,7 +121,7 @@ const api = {
     const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
     await useBackend(req.backend ?? 'webgpu', { fastKernels: !req.stockKernels });
     // This profile's site key signs every frame; the relay knows the site by it.
-    const { identity } = await siteIdentity(d);
+    const { identity } = await siteIdentity(siteKeyStore(d));
     onEvent({ type: 'log', message: `this site's key: ${identity.fingerprint}` });
     // Membership and training state persist, so a reloaded tab rejoins as the same site.
     const federationId = federationIdOf(req.relayUrl, req.token);
@@ -221,7 +222,7 @@ const api = {
 
   /** This browser profile's site key (made now if it has none): what a relay operator registers. */
   async siteKey(): Promise<{ fingerprint: string; createdAt: number; publicKey: string }> {
-    const { identity, createdAt } = await siteIdentity(await db());
+    const { identity, createdAt } = await siteIdentity(siteKeyStore(await db()));
     return { fingerprint: identity.fingerprint, createdAt, publicKey: toBase64(identity.publicKey) };
   },
 

@@ -1,9 +1,6 @@
 // The subcommand table. Each subcommand lives in its own file under ./commands and is loaded
 // lazily, so `fednnunet --version` does not pay for tfjs or playwright.
-export interface Command {
-  summary: string;
-  run(argv: string[]): Promise<number>;
-}
+import type { Command } from './command.ts';
 
 type Loader = () => Promise<Command>;
 

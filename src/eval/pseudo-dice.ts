@@ -4,6 +4,7 @@
 // that decides checkpoint_best (strictly greater than the best EMA so far).
 
 import { numpySum } from '../util/numpy-sum.ts';
+import { prod } from '../util/numeric.ts';
 
 export interface HardCounts {
   /** One entry per foreground class (labels: 1..K-1) or per region. */
@@ -12,7 +13,6 @@ export interface HardCounts {
   fn: number[];
 }
 
-const prod = (a: readonly number[]): number => a.reduce((x, y) => x * y, 1);
 
 /**
  * Label training: argmax of logits (B, K, ...spatial) vs the target label map (B, 1, ...spatial).

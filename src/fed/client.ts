@@ -12,7 +12,7 @@
 // clear, or under secure aggregation (config.privacy) as a masked vector of a secure sum
 // (secagg/site-aggregation.ts), never sending a fingerprint or an update in the clear.
 import { pick, subtract } from './aggregate.ts';
-import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
+import { decodeWeights, encodeWeights, type Encoding } from '../model/weights-codec.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
 import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';

@@ -1,4 +1,4 @@
-// The federation's server logic, platform-free: the Node relay (relay/server.ts) and the
+// The federation's server logic, platform-free: the Node relay (src/node/relay/server.ts) and the
 // workshop host tab (issue 9) both drive it. It sees decoded messages from sites and returns
 // the messages to send; time and persistence are injected, so tests drive it deterministically.
 //
@@ -22,7 +22,7 @@
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
 import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate } from './aggregate.ts';
 import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
-import { decodeWeights, encodeWeights, type EncodedWeights } from './codec.ts';
+import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { METHOD_NAMES, methodSpec } from './methods.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';

@@ -1,5 +1,5 @@
 // The federation's server side over abstract links, platform-free: it decodes what links deliver,
-// feeds the Coordinator and routes its answers. The Node relay (relay/server.ts) uses it for its
+// feeds the Coordinator and routes its answers. The Node relay (src/node/relay/server.ts) uses it for its
 // WebSockets; the workshop host tab (issue 9) for PeerJS data channels (peer-transport.ts); tests
 // for in-memory pairs.
 //

@@ -3,7 +3,7 @@
 // malformed or hostile message becomes a ProtocolError, never a crash or a wrong number.
 //
 // Frame: "FNNU" | u8 version | u8 0 | u16 0 | u32 headerLength | header (UTF-8 JSON) | pad to 4 | payload
-import type { TensorEntry } from './codec.ts';
+import type { TensorEntry } from '../model/weights-codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
 import { isMethod, METHOD_PARAMS, methodSpec, type Method, type MethodParams } from './methods.ts';
 

@@ -2,7 +2,7 @@
 // relay. PlainSiteAggregation (here) sends the delta in the clear; SecureSiteAggregation
 // (secagg/site-aggregation.ts) masks it into a secure sum. The SiteClient keeps the connection,
 // the federation's phases and the trainer, and hands each round to its aggregation.
-import { decodeWeights, encodeWeights, type Encoding } from './codec.ts';
+import { decodeWeights, encodeWeights, type Encoding } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import { FederationError, type SiteTrainer } from './site-types.ts';

@@ -3,6 +3,7 @@
 // Writing the file (spacing, origin, direction) belongs to io.
 
 import { copyBox } from './tiles.ts';
+import { prod } from '../util/numeric.ts';
 
 type Shape3 = [number, number, number];
 
@@ -42,7 +43,6 @@ export interface Segmentation {
   shape: Shape3;
 }
 
-const prod = (a: readonly number[]): number => a.reduce((x, y) => x * y, 1);
 
 /** Argmax over channels of (K, N); ties go to the lowest index, as numpy. */
 export function argmaxChannels(logits: Float32Array, K: number, n: number): Uint16Array {

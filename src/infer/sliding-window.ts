@@ -9,7 +9,7 @@ import { gaussianImportanceMap } from './gaussian.ts';
 import { padArray, paddingFor, slidingWindowSteps, unpadArray } from './tiles.ts';
 import { toHalfBits, fromHalfBits } from '../util/float16.ts';
 
-export { tilePositions, slidingWindowSteps, paddingFor, padArray, unpadArray, roundHalfEven } from './tiles.ts';
+export { tilePositions, slidingWindowSteps, paddingFor, padArray, unpadArray } from './tiles.ts';
 export { gaussianImportanceMap, computeGaussian } from './gaussian.ts';
 
 export interface Tensor4 {

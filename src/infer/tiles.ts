@@ -1,10 +1,7 @@
 // Sliding-window geometry (nnU-Net §8 steps 2-3): padding to the patch size and tile positions.
 
-/** numpy's round(): half to even (JS Math.round rounds half up, which shifts some offsets). */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+// numpy's round(): half to even (JS Math.round rounds half up, which shifts some offsets).
+import { roundHalfEven } from '../util/numeric.ts';
 
 /**
  * Tile start offsets along one axis, as compute_steps_for_sliding_window: the fewest tiles whose

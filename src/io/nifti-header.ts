@@ -27,9 +27,6 @@ export interface NiftiHeader {
   raw: Uint8Array;
 }
 
-export const NIFTI1_HEADER_SIZE = 348;
-export const NIFTI2_HEADER_SIZE = 540;
-
 function str(bytes: Uint8Array, off: number, len: number): string {
   let s = '';
   for (let i = off; i < off + len && bytes[i] !== 0; i++) s += String.fromCharCode(bytes[i]);

@@ -37,10 +37,6 @@ export function nnunetView(v: Volume): { data: VoxelArray; shape: [number, numbe
   return { data: v.data, shape: [v.channels, nz, ny, nx], spacing: [v.spacing[2], v.spacing[1], v.spacing[0]] };
 }
 
-export function voxelCount(v: Pick<Volume, 'dims'>): number {
-  return v.dims[0] * v.dims[1] * v.dims[2];
-}
-
 export type VoxelArrayCtor = {
   new (length: number): VoxelArray;
   new (buffer: ArrayBuffer, byteOffset?: number, length?: number): VoxelArray;

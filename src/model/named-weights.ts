@@ -1,6 +1,8 @@
 // The weights type the model exports, the relay aggregates and the ONNX exporter writes.
 // Names are nnU-Net's PyTorch state_dict names (unique tensors only), shapes and memory
 // layout PyTorch's (row-major, conv [out, in, ...k], ConvTranspose [in, out, ...k]).
+import { prod as numel } from '../util/numeric.ts';
+
 export interface NamedTensor {
   shape: number[];
   data: Float32Array;
@@ -15,9 +17,8 @@ export function specOf(w: NamedWeights): WeightSpec {
   return [...w].map(([name, t]) => ({ name, shape: [...t.shape] }));
 }
 
-export function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
+/** The element count of a shape (one copy: util/numeric.ts). */
+export { numel };
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);

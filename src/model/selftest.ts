@@ -3,6 +3,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import { randomArray } from '../util/rng.ts';
 import { relL2 } from '../util/compare.ts';
+import { prod as size } from '../util/numeric.ts';
 
 export interface Conv3dRun {
   y: Float32Array;
@@ -15,7 +16,6 @@ const X_SHAPE: [number, number, number, number, number] = [1, 7, 6, 5, 2];
 const W_SHAPE: [number, number, number, number, number] = [3, 3, 3, 2, 4];
 
 export async function runConv3d(tf: typeof TF): Promise<Conv3dRun> {
-  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
   const x = tf.tensor5d(randomArray(size(X_SHAPE), 1), X_SHAPE);
   const w = tf.tensor5d(randomArray(size(W_SHAPE), 2), W_SHAPE);
   const y = tf.conv3d(x, w, 1, 'same');

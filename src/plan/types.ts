@@ -73,8 +73,6 @@ export interface CascadeConfiguration {
   previous_stage: string;
 }
 
-export type ConfigurationName = '2d' | '3d_lowres' | '3d_fullres' | '3d_cascade_fullres';
-
 export interface Plans {
   dataset_name: string;
   plans_name: string;

@@ -30,12 +30,3 @@ export async function loadCheckpoint(db: StoreDB, datasetId: string, runId: stri
   const { data, ...info } = rec;
   return { info, data };
 }
-
-export async function listCheckpoints(db: StoreDB, datasetId: string): Promise<CheckpointInfo[]> {
-  const all = (await db.getAll('checkpoints', IDBKeyRange.bound([datasetId], [datasetId, []]))) as unknown as CheckpointRecord[];
-  return all.map(({ data: _d, ...info }) => info);
-}
-
-export async function deleteRun(db: StoreDB, datasetId: string, runId: string): Promise<void> {
-  await db.delete('checkpoints', IDBKeyRange.bound([datasetId, runId], [datasetId, runId, []]));
-}

@@ -27,7 +27,7 @@
 //   identity      key id. This browser profile's site key (site-key.ts): one record 'site' holding
 //                 a non-extractable ECDSA P-256 CryptoKeyPair and its fingerprint.
 //   hostedFederations key code. The coordinator state of a workshop federation this tab hosts
-//                 (hosted-federation.ts): the relay's state.json as data plus the global weights
+//                 (fed/hosted-state.ts, kept by hosted-federation.ts): the relay's state.json as data plus the global weights
 //                 as bytes, rewritten after every phase change and round, so a reloaded host tab
 //                 resumes it.
 //
@@ -120,7 +120,6 @@ export type StoreName = StoreNames<FednnunetDB>;
 
 /** Stores whose keys start with the dataset id. */
 export const PER_DATASET_STORES = ['cases', 'volumes', 'fingerprints', 'plans', 'preprocessed', 'checkpoints', 'fedState'] as const;
-export type PerDatasetStore = (typeof PER_DATASET_STORES)[number];
 
 type UpgradeTx = IDBPTransaction<FednnunetDB, StoreName[], 'versionchange'>;
 // Typed loosely: a migration sees the database as it was at its version, not the current schema.

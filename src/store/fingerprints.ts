@@ -63,9 +63,3 @@ export async function loadDatasetFingerprint(db: StoreDB, datasetId: string, fed
   const rec = (await db.get('fingerprints', [datasetId, caseId])) as DatasetFingerprintRecord | undefined;
   return rec?.kind === 'dataset' ? rec.fingerprint : undefined;
 }
-
-/** Deletes every fingerprint of a dataset (e.g. after its cases changed). */
-export async function deleteFingerprints(db: StoreDB, datasetId: string): Promise<void> {
-  const tx = db.transaction('fingerprints', 'readwrite');
-  await Promise.all([tx.store.delete(datasetRange(datasetId)), tx.done]);
-}

@@ -1,15 +1,13 @@
 // Model packages in this browser: the files of a model folder (src/infer/model-dir.ts: model.json,
-// plans.json, dataset.json, weights.json, weights.bin, optional model.onnx) plus a name and where
-// the model came from. Kept in the existing `checkpoints` store (no schema change), under the
+// plans.json, dataset.json, weights.json, weights.bin, optional model.onnx) as opaque bytes, plus
+// a name and where the model came from. Checking and decoding the files is the caller's
+// (src/infer/stored-models.ts). Kept in the existing `checkpoints` store (no schema change), under the
 // empty dataset id, so deleting a dataset never deletes a model trained on it:
 //
 //   ['', 'models', id]       ModelRecord: metadata only (listing never loads weights)
 //   ['', 'model-files', id]  ModelFilesRecord: the folder's files as ArrayBuffers
 //
 // No dataset has the id '' (ids are generated per import), so these keys never collide.
-import { decodeModelDir, MODEL_FILES, type ModelDir, type ModelMeta } from '../infer/model-dir.ts';
-import { labelInfo } from '../infer/predictor.ts';
-import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from './db.ts';
 
 export type ModelSource = 'imported' | 'federation-global' | 'personalised' | 'local';
@@ -19,14 +17,10 @@ const NO_DATASET = '';
 const META_RUN = 'models';
 const FILES_RUN = 'model-files';
 
-export interface ModelRecord {
-  datasetId: typeof NO_DATASET;
-  runId: typeof META_RUN;
-  tag: string;
-  id: string;
+/** What describes a package (its record but the keys and the time it was stored). */
+export interface ModelDescription {
   name: string;
   source: ModelSource;
-  createdAt: number;
   configuration: string;
   numInputChannels: number;
   /** dataset.json labels (name → value or region values). */
@@ -38,6 +32,14 @@ export interface ModelRecord {
   hasOnnx: boolean;
   /** Free-form origin, e.g. the federation or dataset it was trained in. */
   origin?: string;
+}
+
+export interface ModelRecord extends ModelDescription {
+  datasetId: typeof NO_DATASET;
+  runId: typeof META_RUN;
+  tag: string;
+  id: string;
+  createdAt: number;
   [k: string]: unknown;
 }
 
@@ -59,46 +61,12 @@ function newId(): string {
 
 const copy = (b: Uint8Array): ArrayBuffer => b.slice().buffer as ArrayBuffer;
 
-/** Checks a model folder's files (decodes them fully) and returns the decoded model. */
-export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<ModelDir & { meta: ModelMeta }> {
-  return decodeModelDir(memorySource(name, files));
-}
-
-export interface SaveModelOptions {
-  name: string;
-  source: ModelSource;
-  origin?: string;
-  /** Replace this id's package (e.g. adding model.onnx); default: a new id. */
-  id?: string;
-}
-
-/** Stores a model folder's files (validated first). Only the model-folder files are kept. */
-export async function saveModel(db: StoreDB, files: Record<string, Uint8Array>, opts: SaveModelOptions): Promise<ModelRecord> {
-  if (!MODEL_SOURCES.includes(opts.source)) throw new Error(`unknown model source '${opts.source}'`);
-  const md = await checkModelFiles(files, opts.name);
+/** Stores a package's files and record (a new id, or replaces `id`'s). The files are kept as given. */
+export async function putModel(db: StoreDB, files: Record<string, Uint8Array>, desc: ModelDescription, id = newId()): Promise<ModelRecord> {
+  if (!MODEL_SOURCES.includes(desc.source)) throw new Error(`unknown model source '${desc.source}'`);
   const keep: Record<string, ArrayBuffer> = {};
-  let bytes = 0;
-  for (const f of Object.values(MODEL_FILES)) {
-    const b = files[f];
-    if (!b) continue;
-    keep[f] = copy(b);
-    bytes += b.byteLength;
-  }
-  const cfg = md.plans.configurations[md.configuration] as { patch_size?: number[]; spacing?: number[] };
-  const id = opts.id ?? newId();
-  const rec: ModelRecord = {
-    datasetId: NO_DATASET, runId: META_RUN, tag: id,
-    id, name: opts.name, source: opts.source, createdAt: Date.now(),
-    configuration: md.configuration,
-    numInputChannels: md.meta.num_input_channels,
-    labels: md.datasetJson.labels,
-    patchSize: cfg.patch_size ?? [],
-    spacing: cfg.spacing ?? [],
-    bytes,
-    hasOnnx: !!keep[MODEL_FILES.onnx],
-    origin: opts.origin,
-  };
-  labelInfo(md.datasetJson); // throws on an inconsistent label definition
+  for (const [f, b] of Object.entries(files)) keep[f] = copy(b);
+  const rec: ModelRecord = { ...desc, datasetId: NO_DATASET, runId: META_RUN, tag: id, id, createdAt: Date.now() };
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
   const filesRec: ModelFilesRecord = { datasetId: NO_DATASET, runId: FILES_RUN, tag: id, files: keep };
@@ -123,15 +91,8 @@ export async function loadModelFiles(db: StoreDB, id: string): Promise<Record<st
   return Object.fromEntries(Object.entries(rec.files).map(([k, v]) => [k, new Uint8Array(v)]));
 }
 
-/** The decoded model folder of a stored model. */
-export async function loadModel(db: StoreDB, id: string): Promise<(ModelDir & { meta: ModelMeta; record: ModelRecord }) | undefined> {
-  const [record, files] = await Promise.all([getModel(db, id), loadModelFiles(db, id)]);
-  if (!record || !files) return undefined;
-  return { ...(await checkModelFiles(files, record.name)), record };
-}
-
 /** Adds (or replaces) one file of a stored package, e.g. model.onnx after an export. */
-export async function putModelFile(db: StoreDB, id: string, name: string, bytes: Uint8Array): Promise<void> {
+export async function putModelFile(db: StoreDB, id: string, name: string, bytes: Uint8Array, patch: Partial<Pick<ModelRecord, 'hasOnnx'>> = {}): Promise<void> {
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
   const [rec, files] = await Promise.all([store.get(metaKey(id)), store.get(filesKey(id))]) as unknown as [ModelRecord | undefined, ModelFilesRecord | undefined];
@@ -139,8 +100,7 @@ export async function putModelFile(db: StoreDB, id: string, name: string, bytes:
   const old = files.files[name]?.byteLength ?? 0;
   files.files[name] = copy(bytes);
   rec.bytes += bytes.byteLength - old;
-  if (name === MODEL_FILES.onnx) rec.hasOnnx = true;
-  await Promise.all([store.put(files), store.put(rec), tx.done]);
+  await Promise.all([store.put(files), store.put({ ...rec, ...patch }), tx.done]);
 }
 
 export async function renameModel(db: StoreDB, id: string, name: string): Promise<void> {

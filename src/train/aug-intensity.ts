@@ -2,7 +2,8 @@
 // on a (C, ...spatial) float32 array. Each `apply*` takes explicit parameters (testable, exact);
 // each `random*` draws them the way batchgeneratorsv2 does and then applies.
 import { resizeLinear, resizeNearestExact } from './resize.ts';
-import { type Rng, as3d, gaussianPair, prod, roundHalfEven, uniform } from './util.ts';
+import { type Rng, as3d, gaussianPair, uniform } from './util.ts';
+import { prod, roundHalfEven } from '../util/numeric.ts';
 
 /** BGContrast(lo, hi): with p 0.5 (when lo < 1) U(lo, 1), else U(max(lo, 1), hi). */
 export function bgContrast(rng: Rng, lo: number, hi: number): number {

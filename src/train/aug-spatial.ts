@@ -7,7 +7,8 @@
 // (Z, Y, X) order while the grid holds (x, y, z) — both artefacts of the coordinate convention.
 // Scaling alone is identical either way.
 import { cropAndPad } from './sampler.ts';
-import { type Rng, type SegArray, as3d, newSegLike, prod, uniform } from './util.ts';
+import { type Rng, type SegArray, as3d, newSegLike, uniform } from './util.ts';
+import { prod } from '../util/numeric.ts';
 
 export interface SpatialParams {
   /** Rotation angles in radians; 3D uses [a0, a1, a2] (about the x, y, z components), 2D uses a0. */

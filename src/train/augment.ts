@@ -10,7 +10,8 @@ import {
 } from './aug-intensity.ts';
 import { sampleSpatialParams, spatialTransform } from './aug-spatial.ts';
 import type { PatchBatch } from './sampler.ts';
-import { type Rng, type SegArray, as3d, newSegLike, prod } from './util.ts';
+import { type Rng, type SegArray, as3d, newSegLike } from './util.ts';
+import { prod } from '../util/numeric.ts';
 
 export interface AugmentOptions {
   /** Final (network) patch size, 2 (Y, X) or 3 (Z, Y, X) entries. */

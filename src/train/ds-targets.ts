@@ -4,7 +4,8 @@
 // The loss weights live in loss.ts (deepSupervisionWeights); the resize kernel in resize.ts.
 import { roundHalfEven } from '../util/numeric.ts';
 import { resizeNearestExact } from './resize.ts';
-import { type SegArray, as3d, newSegLike, prod } from './util.ts';
+import { type SegArray, as3d, newSegLike } from './util.ts';
+import { prod } from '../util/numeric.ts';
 
 /** Output shapes of the deep-supervision targets, highest resolution first (n_stages − 1 of them). */
 export function dsTargetShapes(spatial: readonly number[], strides: readonly (readonly number[])[]): number[][] {

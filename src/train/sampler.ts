@@ -1,6 +1,7 @@
 // nnUNetDataLoader's patch sampling (spec §7.5, nnU-Net v2.6 data_loader.py): cases uniform with
 // replacement, the last samples of a batch forced to foreground, crop-and-pad with 0 / −1.
-import { type Rng, type SegArray, randInt, roundHalfEven, prod, newSegLike } from './util.ts';
+import { type Rng, type SegArray, randInt, newSegLike } from './util.ts';
+import { prod, roundHalfEven } from '../util/numeric.ts';
 
 /**
  * Key under which a case may store "annotated voxel" locations (nnU-Net's `(-1, *all_labels)` key,

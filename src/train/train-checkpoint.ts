@@ -4,9 +4,9 @@
 //
 // Layout: 8-byte magic "FNNUCKP1", uint32 LE header length, UTF-8 JSON header, zero padding to a
 // multiple of 4, then the payload: the weights and the momentum buffers encoded fp32 by
-// src/fed/codec.ts (each tensor CRC-checked). Floats never go through JSON except scalars
+// src/model/weights-codec.ts (each tensor CRC-checked). Floats never go through JSON except scalars
 // (epoch-level log values), which JSON round-trips exactly; NaN is written as null.
-import { decodeWeights, encodeWeights, type TensorEntry } from '../fed/codec.ts';
+import { decodeWeights, encodeWeights, type TensorEntry } from '../model/weights-codec.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
 import type { Plans } from '../plan/types.ts';
 

@@ -6,15 +6,6 @@ export type Rng = () => number;
 /** Segmentation maps: int8, or int16 when a label exceeds 127 (spec §5.8). */
 export type SegArray = Int8Array | Int16Array;
 
-/** Python/numpy round(): half to even (spec §0). `Math.round` rounds half up, so it must not be used. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
 /** Uniform integer in [lo, hi] (both inclusive), like np.random.randint(lo, hi + 1). */
 export function randInt(rng: Rng, lo: number, hi: number): number {
   return lo + Math.floor(rng() * (hi - lo + 1));
@@ -32,12 +23,6 @@ export function gaussianPair(rng: Rng, out: Float64Array): void {
   const r = Math.sqrt(-2 * Math.log(u1));
   out[0] = r * Math.cos(2 * Math.PI * u2);
   out[1] = r * Math.sin(2 * Math.PI * u2);
-}
-
-export function prod(shape: readonly number[]): number {
-  let n = 1;
-  for (const s of shape) n *= s;
-  return n;
 }
 
 /** Pads a 2- or 3-entry spatial shape to 3 entries (2D as Z = 1) so kernels can loop over (z, y, x). */

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { decodeMessage } from '../../src/fed/protocol.ts';
 import { parseSignedFrame } from '../../src/fed/identity/envelope.ts';

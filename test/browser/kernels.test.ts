@@ -6,8 +6,8 @@
 // written; the reductions, softmax and fused norm kernels; and a whole deep-supervised training
 // step of the check network, fast vs stock webgpu vs cpu.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openKernelsPage, type KernelsPage } from '../../src/node/kernels-page.ts';
-import type { ConvCase, KernelCheck } from '../../workers/kernels.worker.ts';
+import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts';
+import type { ConvCase, KernelCheck } from '../pages/kernels/kernels.worker.ts';
 
 const CASES: ConvCase[] = [
   { batch: 1, spatial: [5, 7, 6], cin: 1, cout: 4, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
@@ -27,35 +27,35 @@ const CASES: ConvCase[] = [
 
 describe('fast WebGPU conv3d kernels', () => {
   let s: KernelsPage;
-  const api = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(([f, a]) => (window as any).__kernels[f as string](...(a as unknown[])), [fn, args] as const) as Promise<T>;
+  const api: KernelsPage['call'] = (fn, ...args) => s.call(fn, ...args);
   beforeAll(async () => {
     s = await openKernelsPage();
-    expect(await api<string>('init')).toBe('webgpu');
+    expect(await api('init')).toBe('webgpu');
   });
   afterAll(async () => s?.close());
 
   it('forward, dx and dw match the cpu backend (rel. L2 < 1e-4) and write every output element', async () => {
-    const r = await api<KernelCheck[]>('checkKernels', CASES);
+    const r = await api('checkKernels', CASES);
     expect(r).toHaveLength(3 * CASES.length);
     const worst = (k: string, f: 'fast' | 'stock') => Math.max(...r.filter((c) => c.name.startsWith(`${k} `)).map((c) => c.relL2[f]));
     console.log(['y', 'dx', 'dw'].map((k) => `${k}: worst rel. L2 fast ${worst(k, 'fast').toExponential(2)}, stock ${worst(k, 'stock').toExponential(2)}`).join('; '));
     if (process.env.KDEBUG) for (const c of r) console.log(c.name, c.relL2.fast.toExponential(2), c.unwritten);
     // An invalid shader invalidates its whole command buffer (the poisoning fill included), so
     // check for WebGPU errors before trusting any number.
-    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(await api('gpuErrors')).toEqual([]);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
       expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
       expect(c.relL2.stock, c.name).toBeLessThan(1e-4);
       expect(c.unwritten, c.name).toBe(0);
     }
-    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(await api('gpuErrors')).toEqual([]);
     expect(s.errors).toEqual([]);
   });
 
   it('reductions, softmax and the fused bias+InstanceNorm+LeakyReLU (forward and every gradient) match the cpu backend', async () => {
-    const r = await api<Array<{ name: string; relL2: number; refNorm: number }>>('checkOps');
-    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    const r = await api('checkOps');
+    expect(await api('gpuErrors')).toEqual([]);
     expect(r.length).toBeGreaterThan(30);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
@@ -64,7 +64,7 @@ describe('fast WebGPU conv3d kernels', () => {
   });
 
   it('declines what it does not cover, and the stock kernel then computes it', async () => {
-    const r = await api<{ declined: boolean[]; relL2: number }>('checkFallback');
+    const r = await api('checkFallback');
     expect(r.declined).toEqual([true, true, true]);
     expect(r.relL2).toBeLessThan(1e-4);
   });
@@ -72,9 +72,9 @@ describe('fast WebGPU conv3d kernels', () => {
   it('SGD steps of a 4-stage net give the same losses on cpu, stock webgpu and fast webgpu, with no WebGPU error', async () => {
     // The optimizer sums one squared norm per parameter (66 tensors here): a single AddN over
     // all of them exceeded the adapter's 8 storage buffers and silently dropped the update.
-    const r = await api<{ cpu: number[]; stock: number[]; fast: number[] }>('sgdLosses', { patch: [8, 8, 8], batch: 2, features: [4, 8, 16, 16] }, 3);
+    const r = await api('sgdLosses', { patch: [8, 8, 8], batch: 2, features: [4, 8, 16, 16] }, 3);
     console.log(JSON.stringify(r));
-    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(await api('gpuErrors')).toEqual([]);
     expect(r.cpu).toHaveLength(3);
     // The weights must move: the third loss differs from the first.
     expect(Math.abs(r.cpu[2] - r.cpu[0])).toBeGreaterThan(1e-5);
@@ -82,14 +82,14 @@ describe('fast WebGPU conv3d kernels', () => {
   });
 
   it('a whole training step with fast kernels equals stock webgpu and cpu (rel. L2 < 1e-4)', async () => {
-    const r = await api<any>('checkTrainingStep');
+    const r = await api('checkTrainingStep');
     console.log(JSON.stringify(r));
-    for (const k of ['fastVsCpu', 'fastVsStock', 'stockVsCpu']) {
+    for (const k of ['fastVsCpu', 'fastVsStock', 'stockVsCpu'] as const) {
       expect(r[k].tensors, k).toBeGreaterThan(10);
       expect(r[k].gradRelL2, k).toBeLessThan(1e-4);
       expect(Math.abs(r[k].loss[0] - r[k].loss[1]) / Math.abs(r[k].loss[1]), k).toBeLessThan(1e-5);
     }
-    expect(await api<string[]>('gpuErrors')).toEqual([]);
+    expect(await api('gpuErrors')).toEqual([]);
     expect(s.errors).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
 // steps) as the cpu test test/unit/train-learning.test.ts (src/train/learning-check.ts). The
 // held-out Dice must reach 0.85. Several minutes on SwiftShader, hence its own file.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openKernelsPage, type KernelsPage } from '../../src/node/kernels-page.ts';
+import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts';
 import type { LearningCheckResult } from '../../src/train/learning-check.ts';
 
 describe('learning check (tiny 3d, webgpu)', () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { isChallenge } from '../../src/fed/identity/envelope.ts';
 import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
 

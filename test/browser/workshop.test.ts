@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
 import { screenshot } from './harness.ts';

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeWeights } from '../../src/fed/codec.ts';
+import { decodeWeights } from '../../src/model/weights-codec.ts';
 import { decodeCheckpoint } from '../../src/train/train-checkpoint.ts';
 import { REFERENCE } from '../paths.ts';
 

@@ -11,7 +11,7 @@ import { ProximalTerm } from '../../src/train/proximal.ts';
 import { methodFromArgs } from '../../src/cli/method-args.ts';
 import { UsageError } from '../../src/cli/args.ts';
 import { decodeMessage, encodeMessage, ProtocolError, type FederationConfig } from '../../src/fed/protocol.ts';
-import { startRelay } from '../../src/fed/relay/server.ts';
+import { startRelay } from '../../src/node/relay/server.ts';
 import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';

@@ -9,7 +9,8 @@ import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
 import type { CoordinatorSnapshot } from '../../src/fed/coordinator.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
 import { openStore } from '../../src/store/db.ts';
-import { HostedFederationWriter, loadHostedFederation } from '../../src/store/hosted-federation.ts';
+import { HostedFederationWriter, loadHostedFederation } from '../../src/fed/hosted-state.ts';
+import { hostedRows } from '../../src/store/hosted-federation.ts';
 import { privacyConfig } from '../../src/fed/secagg/config.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { chunkedConnection } from './helpers/fake-channel.ts';
@@ -88,7 +89,7 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
   const { db, factory } = await freshStore();
   const { board, connect } = switchboard();
   let alive = true;
-  const writer = new HostedFederationWriter(db, CODE, CODE);
+  const writer = new HostedFederationWriter(hostedRows(db), CODE, CODE);
   const die = () => {
     alive = false;
     // The tab is gone: its data channels close, nothing more leaves it.
@@ -134,11 +135,11 @@ async function withReload(dieWhen: { saving?: (s: CoordinatorSnapshot) => boolea
     db.close();
     await new Promise((ok) => setTimeout(ok, 30));
     const page = await openStore({ factory, env: noEnv });
-    const saved = (await loadHostedFederation(page, CODE))!;
+    const saved = (await loadHostedFederation(hostedRows(page), CODE))!;
     savedAtReload = structuredClone(saved.snapshot);
     const host = new FederationHost({
       config: { ...saved.snapshot.config, token: saved.token }, restored: saved.snapshot, aggregateFingerprints: merge,
-      persist: new HostedFederationWriter(page, CODE, saved.token).persist,
+      persist: new HostedFederationWriter(hostedRows(page), CODE, saved.token).persist,
     });
     board.host = host;
     return host;
@@ -210,20 +211,20 @@ describe('workshop host tab reload: resume from IndexedDB', () => {
     const slow = new Proxy(db, {
       get: (t, k) => (k === 'put' || k === 'delete' ? async (...a: unknown[]) => (await new Promise((ok) => setTimeout(ok, 25)), (t[k] as (...x: unknown[]) => unknown)(...a)) : Reflect.get(t, k)),
     });
-    const writer = new HostedFederationWriter(slow, CODE, CODE);
+    const writer = new HostedFederationWriter(hostedRows(slow), CODE, CODE);
     const saves: string[] = [];
     board.host = new FederationHost({ config: config(), aggregateFingerprints: merge, persist: (s) => (saves.push(`${s.phase}:${s.round}`), writer.persist(s)) });
     const trainers = trainersFor();
     // A site about to train round k finds round k - 1 saved: messages wait for the save.
     const seen: string[] = [];
     trainers[1].onTrain = async (round) => {
-      const s = (await loadHostedFederation(db, CODE))!.snapshot;
+      const s = (await loadHostedFederation(hostedRows(db), CODE))!.snapshot;
       seen.push(`${round}:${s.phase}:${s.round}`);
     };
     await Promise.all((await sites(board, connect, trainers)).runs);
     await writer.flush();
     expect(seen).toEqual(['1:rounds:0', '2:rounds:1', '3:rounds:2']);
     expect(saves.at(-1)).toBe('done:3');
-    expect(await loadHostedFederation(db, CODE)).toBeUndefined();
+    expect(await loadHostedFederation(hostedRows(db), CODE)).toBeUndefined();
   });
 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { SiteClient, type Connect, type Transport } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';

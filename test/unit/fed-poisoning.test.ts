@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { SiteClient, type Connect, type SiteResult } from '../../src/fed/client.ts';
-import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
+import { decodeWeights, encodeWeights } from '../../src/model/weights-codec.ts';
 import { FederationHost } from '../../src/fed/host.ts';
 import { Coordinator } from '../../src/fed/coordinator.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from '../../src/fed/protocol.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessage, ProtocolError, type Message } from '../../src/fed/protocol.ts';
-import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
+import { decodeWeights, encodeWeights } from '../../src/model/weights-codec.ts';
 
 describe('protocol frames', () => {
   it('round-trips a message with tensors', () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/fed/relay/server.ts';
+import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { decodeMessage, encodeMessage } from '../../src/fed/protocol.ts';
 import { decodeChallenge, isChallenge, sealFrame } from '../../src/fed/identity/envelope.ts';
 import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';

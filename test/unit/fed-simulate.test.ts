@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay } from '../../src/fed/relay/server.ts';
+import { startRelay } from '../../src/node/relay/server.ts';
 import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';

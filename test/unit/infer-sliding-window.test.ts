@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
-  computeGaussian, gaussianImportanceMap, padArray, paddingFor, roundHalfEven, slidingWindowPredict,
+  computeGaussian, gaussianImportanceMap, padArray, paddingFor, slidingWindowPredict,
   slidingWindowSteps, tilePositions, unpadArray, type PredictTiles,
 } from '../../src/infer/sliding-window.ts';
 import { gaussianKernel1d, gaussianRadius, roundToHalf } from '../../src/infer/gaussian.ts';
 import { axisCombinations, flipAxes } from '../../src/infer/flip.ts';
 import { maxAbsDiff } from '../../src/util/compare.ts';
+import { prod, roundHalfEven } from '../../src/util/numeric.ts';
 
-const prod = (a: readonly number[]): number => a.reduce((x, y) => x * y, 1);
 
 describe('tile positions (§8 step 3)', () => {
   it('matches nnU-Net examples', () => {

@@ -6,12 +6,12 @@ import { permute } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { maxAbsDiff, relL2 } from '../../src/util/compare.ts';
 import { refConv, refConvTranspose, type Img } from './model-ref.ts';
+import { prod } from '../../src/util/numeric.ts';
 
 beforeAll(async () => {
   await useBackend('cpu');
 });
 
-const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const TF5 = [2, 3, 4, 1, 0]; // PyTorch [a, b, k0, k1, k2] → tfjs [k0, k1, k2, b, a]
 
 describe('Conv3DBackpropInputV2 gradient', () => {

@@ -7,12 +7,12 @@ import { PlainConvUNet, ptToTfPerm } from '../../src/model/unet.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { relL2 } from '../../src/util/compare.ts';
 import { refUNet, type Img, type RefWeights } from './model-ref.ts';
+import { prod } from '../../src/util/numeric.ts';
 
 beforeAll(async () => {
   await useBackend('cpu');
 });
 
-const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 function tiny(dims: 2 | 3, over: Partial<UNetArch> = {}): UNetArch {
   const k = new Array(dims).fill(3);

@@ -3,8 +3,10 @@ import { IDBFactory } from 'fake-indexeddb';
 import { unwrap, wrap, type IDBPDatabase } from 'idb';
 import { DB_NAME, DB_VERSION, MIGRATIONS, openStore, type StoreDB } from '../../src/store/db.ts';
 import { loadMembership, saveMembership } from '../../src/store/fed-state.ts';
-import { loadSiteKey, siteIdentity } from '../../src/store/site-key.ts';
-import { saveHostedFederation, unfinishedHostedFederations } from '../../src/store/hosted-federation.ts';
+import { loadSiteKey, siteKeyStore } from '../../src/store/site-key.ts';
+import { siteIdentity } from '../../src/fed/identity/kept-key.ts';
+import { saveHostedFederation, unfinishedHostedFederations } from '../../src/fed/hosted-state.ts';
+import { hostedRows } from '../../src/store/hosted-federation.ts';
 import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
 import type { LocksLike } from '../../src/store/env.ts';
 import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
@@ -107,7 +109,7 @@ describe('store: schema and migrations', () => {
     expect(before.volumes.length).toBeGreaterThan(0);
     expect((await loadMembership(db, res.dataset.id, 'ws://r/fed|tok'))?.siteId).toBe('site-1');
     expect(await loadSiteKey(db)).toBeUndefined();
-    const { identity, created } = await siteIdentity(db);
+    const { identity, created } = await siteIdentity(siteKeyStore(db));
     expect(created).toBe(true);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
   });
@@ -129,7 +131,7 @@ describe('store: schema and migrations', () => {
     expect([...v3.objectStoreNames]).not.toContain('hostedFederations');
     const res = await importDataset(v3, meta('Dataset008_Three'), caseStream([makeCase(1)]), { env: noEnv });
     await saveMembership(v3, { datasetId: res.dataset.id, federationId: 'workshop:wk|wk', relayUrl: 'workshop:wk', token: 'wk', siteName: 'b', siteId: 'site-2', tiny: false, backend: 'cpu', status: 'running', round: 1 });
-    const { identity } = await siteIdentity(v3);
+    const { identity } = await siteIdentity(siteKeyStore(v3));
     const before = await dump(v3);
     v3.close();
 
@@ -145,8 +147,8 @@ describe('store: schema and migrations', () => {
     expect(idBefore.length).toBe(1);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
     expect((await loadMembership(db, res.dataset.id, 'workshop:wk|wk'))?.siteId).toBe('site-2');
-    await saveHostedFederation(db, { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
-    expect((await unfinishedHostedFederations(db)).map((x) => x.code)).toEqual(['wk']);
+    await saveHostedFederation(hostedRows(db), { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
+    expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual(['wk']);
   });
 
   it('gives v1 datasets sharing a name distinct names, as v2 requires', async () => {

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodeModelDir } from '../../src/infer/model-dir.ts';
 import { deleteDataset } from '../../src/store/datasets.ts';
-import { deleteModel, listModels, loadModel, loadModelFiles, putModelFile, saveModel } from '../../src/store/models.ts';
+import { deleteModel, listModels, loadModelFiles } from '../../src/store/models.ts';
+import { loadModel, putModelFile, saveModel } from '../../src/infer/stored-models.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { DATASET_JSON, tinyPlans } from './infer-helpers.ts';

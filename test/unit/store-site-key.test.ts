@@ -2,7 +2,8 @@
 // checks the same across a real reload): made once, the same after reopening, non-extractable.
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
-import { loadSiteKey, siteIdentity } from '../../src/store/site-key.ts';
+import { loadSiteKey, siteKeyStore } from '../../src/store/site-key.ts';
+import { siteIdentity } from '../../src/fed/identity/kept-key.ts';
 import { fingerprintOf, importSitePublicKey, verifySignature } from '../../src/fed/identity/site-key.ts';
 import { freshStore, noEnv } from './store-helpers.ts';
 
@@ -10,7 +11,7 @@ describe('store: the site key', () => {
   it('is made on first need, then the same key after the database is closed and reopened (a reload)', async () => {
     const { db, factory } = await freshStore();
     expect(await loadSiteKey(db)).toBeUndefined();
-    const first = await siteIdentity(db, () => 1234);
+    const first = await siteIdentity(siteKeyStore(db), () => 1234);
     expect(first.created).toBe(true);
     expect(first.createdAt).toBe(1234);
     expect(first.identity.fingerprint).toMatch(/^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/);
@@ -18,7 +19,7 @@ describe('store: the site key', () => {
     db.close();
 
     const again = await openStore({ factory, env: noEnv });
-    const second = await siteIdentity(again, () => 9999);
+    const second = await siteIdentity(siteKeyStore(again), () => 9999);
     expect(second.created).toBe(false);
     expect(second.createdAt).toBe(1234);
     expect(second.identity.fingerprint).toBe(first.identity.fingerprint);
@@ -33,7 +34,7 @@ describe('store: the site key', () => {
 
   it('keeps the private key non-extractable', async () => {
     const { db } = await freshStore();
-    await siteIdentity(db);
+    await siteIdentity(siteKeyStore(db));
     const rec = (await loadSiteKey(db))!;
     expect(rec.keys.privateKey).toBeInstanceOf(CryptoKey);
     expect(rec.keys.privateKey.extractable).toBe(false);
@@ -45,7 +46,7 @@ describe('store: the site key', () => {
   it('two callers racing for the first key (two tabs, or page and worker) end with one key', async () => {
     const { db, factory } = await freshStore();
     const other = await openStore({ factory, env: noEnv });
-    const [a, b] = await Promise.all([siteIdentity(db), siteIdentity(other)]);
+    const [a, b] = await Promise.all([siteIdentity(siteKeyStore(db)), siteIdentity(siteKeyStore(other))]);
     expect(a.identity.fingerprint).toBe(b.identity.fingerprint);
     expect([a.created, b.created].filter(Boolean).length).toBe(1);
     expect((await loadSiteKey(db))!.fingerprint).toBe(a.identity.fingerprint);
@@ -54,6 +55,6 @@ describe('store: the site key', () => {
   it('refuses a malformed stored record instead of signing with it', async () => {
     const { db } = await freshStore();
     await db.put('identity', { id: 'site', keys: { privateKey: 'x', publicKey: 'y' }, fingerprint: 'f' });
-    await expect(siteIdentity(db)).rejects.toThrow(/malformed/);
+    await expect(siteIdentity(siteKeyStore(db))).rejects.toThrow(/malformed/);
   });
 });

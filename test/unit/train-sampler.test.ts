@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/util/rng.ts';
-import { roundHalfEven } from '../../src/train/util.ts';
+import { roundHalfEven } from '../../src/util/numeric.ts';
 import {
   ANNOTATED_KEY,
   type TrainingCase,

@@ -2,7 +2,7 @@
 // aggregate_fingerprints; --private merges private summaries (full fingerprints given as input
 // are summarised first, as each client would) and writes the merged summary.
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { aggregateFingerprints, aggregatePrivateSummaries, summarizeFingerprint, summaryCaseCount, type PrivateFingerprintSummary } from '../../fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../fingerprint/types.ts';

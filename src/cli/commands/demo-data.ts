@@ -1,7 +1,7 @@
 // `fednnunet demo-data -o DIR --sites N`: synthetic multi-site nnU-Net raw datasets.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { DEMO_SITES, demoDataset } from '../../demo/phantoms.ts';
 import { writeNifti } from '../../io/nifti-write.ts';

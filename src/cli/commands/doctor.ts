@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse } from '../args.ts';
 import { findChromium, INSTALL_HINT, launchChromium } from '../../node/chromium.ts';
 import { serveStatic } from '../../node/static-server.ts';

@@ -2,7 +2,7 @@
 // maps matched by file name; writes summary.json as nnU-Net does.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { isVolumePath, readVolumeFile } from '../../io/formats.ts';
 import { fsSource } from '../../node/fs-source.ts';

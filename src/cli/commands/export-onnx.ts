@@ -1,6 +1,6 @@
 // `fednnunet export-onnx`: the model folder's network as an ONNX file (src/infer/onnx-export.ts).
 import { writeFileSync } from 'node:fs';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 
 const USAGE = 'fednnunet export-onnx --model MODEL_DIR -o model.onnx';

@@ -2,7 +2,7 @@
 // in memory at a time. Writes dataset_fingerprint.json as nnU-Net's save_json does (keys sorted,
 // indent 4, Python float formatting), and optionally the private FFE summary of it.
 import { writeFileSync } from 'node:fs';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { pyJsonDumps } from '../../eval/py-json.ts';
 import { extractFingerprint } from '../../fingerprint/extract.ts';

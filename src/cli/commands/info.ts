@@ -2,7 +2,7 @@
 // file or folder, or every case (plus validation problems) of an nnU-Net raw dataset folder, as JSON.
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { fsSource } from '../../node/fs-source.ts';
 import { readDicomFiles, type DicomSeries } from '../../io/dicom.ts';

@@ -2,7 +2,7 @@
 // fingerprint file (a dataset_fingerprint.json, an FFE aggregate, or a private FFE summary).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { fingerprintFromSummary, type PrivateFingerprintSummary } from '../../fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../fingerprint/types.ts';

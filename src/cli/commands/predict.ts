@@ -3,7 +3,7 @@
 // with the input's geometry.
 import { writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 

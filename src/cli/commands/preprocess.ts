@@ -3,7 +3,7 @@
 // CASE_properties.json per case (format: src/preprocess/files.ts).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { fsSource } from '../../node/fs-source.ts';

@@ -2,13 +2,13 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { AGGREGATION_HELP, AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
 import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
 import { methodsHelp } from '../../fed/methods.ts';
-import { RelayStartError, startRelay } from '../../fed/relay/server.ts';
+import { RelayStartError, startRelay } from '../../node/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import { parseRegistry } from '../../fed/identity/registry.ts';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { parse } from '../args.ts';
 import { serveStatic } from '../../node/static-server.ts';
 

@@ -2,9 +2,9 @@
 // training loop on a raw dataset folder, writing a model folder.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import type { Command } from '../commands.ts';
+import type { Command } from '../command.ts';
 import { intOption, parse, UsageError } from '../args.ts';
-import { encodeWeights } from '../../fed/codec.ts';
+import { encodeWeights } from '../../model/weights-codec.ts';
 import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { fsSource } from '../../node/fs-source.ts';

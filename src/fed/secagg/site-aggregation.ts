@@ -1,7 +1,7 @@
 // A site's side of secure aggregation across a federation: it never sends a fingerprint or an
 // update in the clear. It trains a round while the key exchange runs (site-round.ts), then
 // uploads its masked vector; a retried round re-masks the same vector with fresh keys.
-import { decodeWeights } from '../codec.ts';
+import { decodeWeights } from '../../model/weights-codec.ts';
 import type { Message } from '../protocol.ts';
 import { FederationError } from '../site-types.ts';
 import type { RoundMessage, SiteAggregation, SiteAggregationHost, SiteSecaggMessage } from '../site-aggregation.ts';

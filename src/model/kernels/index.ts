@@ -129,8 +129,4 @@ export function useFastKernels(on: boolean): void {
   active = on;
 }
 
-export function fastKernelsActive(): boolean {
-  return active;
-}
-
 export { conv3dForward, conv3dBackpropInput, conv3dBackpropFilter };

@@ -8,10 +8,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { rawProgram, type WebGPUBackendLike } from './program.ts';
+import { prod } from '../../util/numeric.ts';
 
 export type ReduceOp = 'sum' | 'max' | 'mean';
 
-const prod = (a: number[]) => a.reduce((p, q) => p * q, 1);
 
 interface Layout {
   outer: number;

@@ -5,6 +5,7 @@ import { el, errorText, formatBytes } from '../dom.ts';
 import { wireDropZone } from '../drop-zone.ts';
 import { FILE_ACCEPT } from '../../io/formats.ts';
 import type { DataApi, ImportEvent, ImportInput, ImportSummary, PrepareEvent, PrepareSummary } from '../../../workers/data.worker.ts';
+import { isAbort } from '../../util/errors.ts';
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
 
@@ -72,7 +73,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
       status.textContent = 'Import finished.';
       return s;
     } catch (e) {
-      const aborted = /abort|cancel/i.test(errorText(e));
+      const aborted = isAbort(e);
       result.replaceChildren(el('p', { class: 'bad', id: 'import-error' }, aborted ? 'Import cancelled. Nothing was stored; your other datasets are unchanged.' : `Import failed: ${errorText(e)}. Nothing was stored; your other datasets are unchanged.`));
       status.textContent = '';
       return undefined;
@@ -92,7 +93,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
       const dir = await picker();
       await importInput({ dir });
     } catch (e) {
-      if ((e as DOMException)?.name !== 'AbortError') result.replaceChildren(el('p', { class: 'bad' }, errorText(e)));
+      if (!isAbort(e)) result.replaceChildren(el('p', { class: 'bad' }, errorText(e)));
     }
   });
   const fromInput = (input: HTMLInputElement) => {
@@ -159,7 +160,7 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
           el('dt', {}, 'preprocessed'), el('dd', { 'data-k': 'cases' }, `${s.casesPreprocessed} cases stored`)));
       } catch (e) {
         line.textContent = '';
-        out.replaceChildren(el('p', { class: 'bad' }, /abort|cancel/i.test(errorText(e)) ? 'Cancelled. Cases already preprocessed stay stored.' : `Failed: ${errorText(e)}`));
+        out.replaceChildren(el('p', { class: 'bad' }, isAbort(e) ? 'Cancelled. Cases already preprocessed stay stored.' : `Failed: ${errorText(e)}`));
       } finally {
         busy = false;
         go.disabled = false;

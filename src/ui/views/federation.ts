@@ -5,8 +5,9 @@ import { el, errorText, formatBytes } from '../dom.ts';
 import { lineChart } from '../chart.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
-import type { FederationHost } from '../../fed/host.ts';
-import { METHOD_NAMES, methodDefaults, methodSpec, type Method } from '../../fed/methods.ts';
+import { METHOD_NAMES, methodSpec, type Method } from '../../fed/methods.ts';
+import type { WorkshopHosting } from '../../fed/workshop-host.ts';
+import type { Coordinator } from '../../fed/coordinator.ts';
 
 export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<TrainApi>, gpu: boolean) {
   const params = new URLSearchParams(location.search);
@@ -132,53 +133,43 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   join.addEventListener('click', () => void joinVia('relay'));
   wsJoin.addEventListener('click', () => void joinVia('workshop'));
 
-  let hosted: FederationHost | undefined;
-  /** Hosts a new workshop federation, or resumes the one with code `resume` that this browser saved. */
+  let hosted: WorkshopHosting | undefined;
+  /** Hosts a new workshop federation, or resumes the one with code `resume` that this browser saved (src/fed/workshop-host.ts). */
   const hostWorkshop = async (resume?: string) => {
     wsHost.disabled = true;
     wsInfo.replaceChildren();
     wsStatus.textContent = resume ? `Resuming workshop ${resume}: registering with the signalling server…` : 'Registering with the signalling server…';
     try {
-      const [{ FederationHost }, { hostOverPeerJS }, { mergeSiteFingerprints }] = await Promise.all([import('../../fed/host.ts'), import('../../fed/peer-transport.ts'), import('../../fed/ffe-merge.ts')]);
+      const [workshop, { privacyOptionsFromFields }] = await Promise.all([import('../../fed/workshop-host.ts'), import('../../fed/secagg/config.ts')]);
       const code = resume ?? params.get('host-code') ?? Math.random().toString(36).slice(2, 8);
-      const { privacyOptionsFromFields } = await import('../../fed/secagg/config.ts');
-      const { privacyText, secureStatusText } = await import('../../fed/secagg/host-status.ts');
       // A resumed federation keeps the privacy settings in its saved state, whatever the form says.
       const privacyAtStart = resume ? undefined : privacyOptionsFromFields({ secure: (wsSecure as HTMLInputElement).checked, epsilon: (wsEpsilon as HTMLInputElement).value, delta: (wsDelta as HTMLInputElement).value, clip: (wsClip as HTMLInputElement).value });
       // Saved after every phase and round (IndexedDB), so a reload of this tab can resume it.
       const saving = await (await hostedStore()).hostingOptions(code, code, resume !== undefined);
-      const show = () => {
-        const c = hosted!.coordinator;
-        wsRoster.replaceChildren(...c.roster().map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint ?? '' }, `${x.siteName} — ${x.numCases ? `${x.numCases} cases` : 'case count not shared'}${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`)));
-        wsStart.disabled = c.phase !== 'join' || c.roster().length === 0;
-        wsStatus.textContent = c.phase === 'join' ? `${c.roster().length} site(s) joined; start when everyone is in.` : c.phase === 'done' ? `Federation finished after ${c.round} rounds.` : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
-        wsStatus.dataset.phase = c.phase;
-        wsStatus.dataset.round = String(c.round);
-        const sec = c.secureStatus;
-        if (sec) wsStatus.textContent += ` — ${secureStatusText(sec)}`;
-        wsStatus.dataset.securePhase = sec ? `${sec.kind}:${sec.round}:${sec.phase}` : '';
-        wsPrivacy.textContent = privacyText(c.snapshot);
-        wsPrivacy.dataset.epsilon = String(c.snapshot.history.at(-1)?.privacy?.epsilon ?? '');
+      const show = (c: Coordinator) => {
+        const v = workshop.workshopStatus(c);
+        wsRoster.replaceChildren(...v.roster.map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint }, x.text)));
+        wsStart.disabled = !v.canStart;
+        wsStatus.textContent = v.text;
+        wsStatus.dataset.phase = v.phase;
+        wsStatus.dataset.round = String(v.round);
+        wsStatus.dataset.securePhase = v.securePhase;
+        wsPrivacy.textContent = v.privacy;
+        wsPrivacy.dataset.epsilon = v.epsilon;
       };
-      hosted = new FederationHost({
-        config: { ...methodDefaults(wsMethod.value as Method), configuration: '3d_fullres', rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value), minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code },
-        aggregateFingerprints: mergeSiteFingerprints,
+      hosted = await workshop.hostWorkshop({
+        code,
+        settings: { method: wsMethod.value as Method, rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value) },
         privacyAtStart,
+        saving,
         onChange: show,
-        log: (l) => console.log(`[workshop host] ${l}`),
-        ...saving,
-      });
-      const h = hosted;
-      await hostOverPeerJS(h, code, {
         onWait: (attempt, ms) => (wsStatus.textContent = `Workshop code ${code} is still in use (by the previous host tab, if this one was reloaded); the signalling server frees it once that tab's connection closes (up to 90 s after a crash). Retrying in ${Math.round(ms / 1000)} s (try ${attempt + 1})…`),
       });
-      setInterval(() => h.tick(), 1000);
       // The privacy settings are the host's now: editing the fields after this would change nothing.
       for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip]) (x as HTMLInputElement).disabled = true;
-      const secureLink = privacyAtStart ?? h.coordinator.snapshot.config.privacy ?? h.coordinator.snapshot.privacyAtStart;
-      const link = `${location.origin}${location.pathname}?workshop=${code}${secureLink ? '&secure=1' : ''}`;
+      const link = `${location.origin}${location.pathname}?workshop=${code}${hosted.secure ? '&secure=1' : ''}`;
       wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
-      show();
+      show(hosted.host.coordinator);
     } catch (e) {
       wsStatus.textContent = `Could not host: ${errorText(e)}`;
       wsHost.disabled = false;
@@ -192,7 +183,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   void offerResume();
   wsStart.addEventListener('click', () => {
     try {
-      hosted?.start();
+      hosted?.host.start();
     } catch (e) {
       wsStatus.textContent = errorText(e);
     }

@@ -10,6 +10,7 @@ import { labelColour, sliceViewer } from '../viewer.ts';
 import type { InferApi, InferBackend, InferEvent, PredictSummary, ScanInput } from '../../../workers/infer.worker.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
+import { isAbort } from '../../util/errors.ts';
 
 const SOURCE_NAMES: Record<string, string> = { imported: 'imported', 'federation-global': 'federation (global)', personalised: 'personalised', local: 'trained here' };
 
@@ -25,7 +26,7 @@ function download(bytes: Uint8Array, fileName: string, type = 'application/octet
 /** Plain-words text for a failed prediction, with what to do next. */
 function predictError(e: unknown): string {
   const m = errorText(e);
-  if (/abort|cancel/i.test(m)) return 'Cancelled. Nothing was changed.';
+  if (isAbort(e)) return 'Cancelled. Nothing was changed.';
   if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m)) return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
   if (/webgpu/i.test(m) && !/no WebGPU/.test(m)) return `The GPU engine failed (${m}). Choose “ONNX on WebAssembly” and try again.`;
   if (/NIfTI|NRRD|MetaImage|DICOM|vox_offset|datatype|read limit/i.test(m)) return `The scan could not be read: ${m}. Check that it is a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr with its data file) or MetaImage (.mha, .mhd with its data file) file, or a folder with one DICOM series.`;

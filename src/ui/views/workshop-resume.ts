@@ -1,16 +1,17 @@
 // The workshop host tab's memory across reloads: the Federation tab offers to resume (or discard)
 // an unfinished federation this browser hosted, and every hosting saves its coordinator state to
-// IndexedDB (store/hosted-federation.ts). A Web Lock per code keeps a second tab of this browser
+// IndexedDB (fed/hosted-state.ts over store/hosted-federation.ts). A Web Lock per code keeps a second tab of this browser
 // from hosting (and saving) the same federation.
 import { el, errorText } from '../dom.ts';
 import { openStore, type StoreDB } from '../../store/db.ts';
 import { defaultEnv, tryHoldLock } from '../../store/env.ts';
-import { deleteHostedFederation, HostedFederationWriter, loadHostedFederation, unfinishedHostedFederations, type HostedSummary } from '../../store/hosted-federation.ts';
+import { hostedRows } from '../../store/hosted-federation.ts';
+import { deleteHostedFederation, HostedFederationWriter, loadHostedFederation, unfinishedHostedFederations, type HostedSummary } from '../../fed/hosted-state.ts';
 import type { HostOptions } from '../../fed/host.ts';
 
 let store: Promise<StoreDB> | undefined;
 // The page opens the database only for this; sweeping crashed imports is the data worker's job.
-const db = () => (store ??= openStore({ skipSweep: true }));
+const db = async () => hostedRows(await (store ??= openStore({ skipSweep: true })));
 
 const lockName = (code: string) => `fednnunet:host:${code}`;
 /** Codes whose lock this tab holds (kept for the tab's life: a failed try may be tried again). */

@@ -1,16 +1,16 @@
-// Test-only page: exposes the kernels worker (workers/kernels.worker.ts) as window.__kernels and
-// the learning-check worker (workers/learning.worker.ts) as window.__learning, started on demand.
+// Test-only page: exposes the kernels worker (kernels.worker.ts) as window.__kernels and
+// the learning-check worker (learning.worker.ts) as window.__learning, started on demand.
 import * as Comlink from 'comlink';
-import type { KernelsApi } from '../../../workers/kernels.worker.ts';
-import type { LearningApi } from '../../../workers/learning.worker.ts';
+import type { KernelsApi } from './kernels.worker.ts';
+import type { LearningApi } from './learning.worker.ts';
 
-const worker = new Worker(new URL('../../../workers/kernels.worker.ts', import.meta.url), { type: 'module' });
+const worker = new Worker(new URL('./kernels.worker.ts', import.meta.url), { type: 'module' });
 let learning: Comlink.Remote<LearningApi> | undefined;
 Object.assign(window, {
   __kernels: Comlink.wrap<KernelsApi>(worker),
   /** Runs the learning check in its own worker; epoch events go to window.__epochs. */
   __learning: async (opts: { fastKernels?: boolean }) => {
-    learning ??= Comlink.wrap<LearningApi>(new Worker(new URL('../../../workers/learning.worker.ts', import.meta.url), { type: 'module' }));
+    learning ??= Comlink.wrap<LearningApi>(new Worker(new URL('./learning.worker.ts', import.meta.url), { type: 'module' }));
     const epochs: unknown[] = ((window as unknown as { __epochs: unknown[] }).__epochs = []);
     return learning.run(opts, Comlink.proxy((e: unknown) => void epochs.push(e)));
   },

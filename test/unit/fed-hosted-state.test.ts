@@ -2,9 +2,10 @@
 // round trip across a reopened database (a reload), the writer's ordering, what is offered.
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
-import { deleteHostedFederation, HostedFederationWriter, HostedStateError, hostedRecord, loadHostedFederation, saveHostedFederation, unfinishedHostedFederations } from '../../src/store/hosted-federation.ts';
+import { deleteHostedFederation, HostedFederationWriter, HostedStateError, hostedRecord, loadHostedFederation, saveHostedFederation, unfinishedHostedFederations } from '../../src/fed/hosted-state.ts';
+import { hostedRows } from '../../src/store/hosted-federation.ts';
 import { Coordinator, type CoordinatorSnapshot } from '../../src/fed/coordinator.ts';
-import { encodeWeights } from '../../src/fed/codec.ts';
+import { encodeWeights } from '../../src/model/weights-codec.ts';
 import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { tryHoldLock, type LocksLike } from '../../src/store/env.ts';
@@ -41,7 +42,7 @@ describe('store: the hosted workshop federation', () => {
   it('survives a reopened database (a reload): the same snapshot, weights kept as bytes, a coordinator restores from it', async () => {
     const { db, factory } = await freshStore();
     const s = snapshot();
-    const w = new HostedFederationWriter(db, 'wk42', 'wk42', () => 1000);
+    const w = new HostedFederationWriter(hostedRows(db), 'wk42', 'wk42', () => 1000);
     await w.persist(s);
     db.close();
 
@@ -51,7 +52,7 @@ describe('store: the hosted workshop federation', () => {
     expect(raw.globalBytes).toBeInstanceOf(ArrayBuffer);
     expect((raw.globalBytes as ArrayBuffer).byteLength).toBe(s.global!.payload.byteLength);
     expect(JSON.stringify(raw.state)).not.toContain('payload');
-    const loaded = (await loadHostedFederation(again, 'wk42'))!;
+    const loaded = (await loadHostedFederation(hostedRows(again), 'wk42'))!;
     expect(loaded.token).toBe('wk42');
     expect(loaded.updatedAt).toBe(1000);
     const { global, ...rest } = loaded.snapshot;
@@ -64,12 +65,12 @@ describe('store: the hosted workshop federation', () => {
     expect(c.round).toBe(2);
     expect(c.roster().map((x) => [x.siteId, x.fingerprint, x.connected])).toEqual([['site-1-aaaa', s.sites[0].key!.fingerprint, false], ['site-2-bbbb', s.sites[1].key!.fingerprint, false]]);
     for (const [name, t] of weights(7)) expect(Buffer.from(c.global!.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer))).toBe(true);
-    expect(await unfinishedHostedFederations(again)).toEqual([{ code: 'wk42', updatedAt: 1000, phase: 'rounds', round: 2, rounds: 5, sites: 2 }]);
+    expect(await unfinishedHostedFederations(hostedRows(again))).toEqual([{ code: 'wk42', updatedAt: 1000, phase: 'rounds', round: 2, rounds: 5, sites: 2 }]);
   });
 
   it('captures the snapshot when called; writes arriving during a write collapse into the newest', async () => {
     const { db } = await freshStore();
-    const w = new HostedFederationWriter(db, 'wk1', 'tok');
+    const w = new HostedFederationWriter(hostedRows(db), 'wk1', 'tok');
     const s = snapshot(1);
     const p1 = w.persist(s);
     // The coordinator keeps mutating its snapshot object after persist returns.
@@ -81,7 +82,7 @@ describe('store: the hosted workshop federation', () => {
     expect(p2).toBe(p1);
     expect(p3).toBe(p1);
     await p1;
-    expect((await loadHostedFederation(db, 'wk1'))!.snapshot.round).toBe(3);
+    expect((await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round).toBe(3);
     // One in flight: the next two share the write after it, which holds the newest.
     const q1 = w.persist(snapshot(4));
     await Promise.resolve();
@@ -91,9 +92,9 @@ describe('store: the hosted workshop federation', () => {
     expect(q2).not.toBe(q1);
     expect(q3).toBe(q2);
     await q1;
-    expect((await loadHostedFederation(db, 'wk1'))!.snapshot.round).toBeGreaterThanOrEqual(4);
+    expect((await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round).toBeGreaterThanOrEqual(4);
     await q3;
-    expect((await loadHostedFederation(db, 'wk1'))!.snapshot.round).toBe(6);
+    expect((await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round).toBe(6);
     // A record written at call time: the mutation after persist(s) never reached the store.
     const rec = hostedRecord('x', 't', s);
     s.round = 100;
@@ -102,20 +103,20 @@ describe('store: the hosted workshop federation', () => {
 
   it('a finished federation is deleted, never offered; a not yet started one is offered', async () => {
     const { db } = await freshStore();
-    const w = new HostedFederationWriter(db, 'done1', 'done1');
+    const w = new HostedFederationWriter(hostedRows(db), 'done1', 'done1');
     await w.persist(snapshot(2));
-    expect((await unfinishedHostedFederations(db)).map((x) => x.code)).toEqual(['done1']);
+    expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual(['done1']);
     await w.persist(snapshot(5, 'done'));
-    expect(await unfinishedHostedFederations(db)).toEqual([]);
-    expect(await loadHostedFederation(db, 'done1')).toBeUndefined();
+    expect(await unfinishedHostedFederations(hostedRows(db))).toEqual([]);
+    expect(await loadHostedFederation(hostedRows(db), 'done1')).toBeUndefined();
     // Even a done record written directly is not offered.
-    await saveHostedFederation(db, hostedRecord('old', 'old', snapshot(5, 'done'), 5));
+    await saveHostedFederation(hostedRows(db), hostedRecord('old', 'old', snapshot(5, 'done'), 5));
     const joining: CoordinatorSnapshot = { ...snapshot(0, 'join'), global: undefined, history: [] };
-    await saveHostedFederation(db, hostedRecord('fresh', 'fresh', joining, 9));
-    expect(await unfinishedHostedFederations(db)).toEqual([{ code: 'fresh', updatedAt: 9, phase: 'join', round: 0, rounds: 5, sites: 2 }]);
-    expect((await loadHostedFederation(db, 'fresh'))!.snapshot.global).toBeUndefined();
-    await deleteHostedFederation(db, 'fresh');
-    expect(await loadHostedFederation(db, 'fresh')).toBeUndefined();
+    await saveHostedFederation(hostedRows(db), hostedRecord('fresh', 'fresh', joining, 9));
+    expect(await unfinishedHostedFederations(hostedRows(db))).toEqual([{ code: 'fresh', updatedAt: 9, phase: 'join', round: 0, rounds: 5, sites: 2 }]);
+    expect((await loadHostedFederation(hostedRows(db), 'fresh'))!.snapshot.global).toBeUndefined();
+    await deleteHostedFederation(hostedRows(db), 'fresh');
+    expect(await loadHostedFederation(hostedRows(db), 'fresh')).toBeUndefined();
   });
 
   it('an unreadable record is offered for discarding only, and says why it cannot be resumed', async () => {
@@ -126,15 +127,15 @@ describe('store: the hosted workshop federation', () => {
     const bytes = new Uint8Array(good.globalBytes!.slice(0));
     bytes[5] ^= 0xff;
     await db.put('hostedFederations', { ...good, code: 'bad3', globalBytes: bytes.buffer } as never);
-    const offers = await unfinishedHostedFederations(db);
+    const offers = await unfinishedHostedFederations(hostedRows(db));
     expect(offers.find((x) => x.code === 'bad1')).toEqual({ code: 'bad1', updatedAt: 3, problem: "unknown phase 'dancing'" });
     expect(offers.find((x) => x.code === 'bad2')?.problem).toMatch(/without their tensor table/);
-    await expect(loadHostedFederation(db, 'bad1')).rejects.toThrow(HostedStateError);
-    await expect(loadHostedFederation(db, 'bad1')).rejects.toThrow(/'bad1' cannot be resumed: unknown phase 'dancing'/);
-    await expect(loadHostedFederation(db, 'bad2')).rejects.toThrow(/global weights without their tensor table/);
+    await expect(loadHostedFederation(hostedRows(db), 'bad1')).rejects.toThrow(HostedStateError);
+    await expect(loadHostedFederation(hostedRows(db), 'bad1')).rejects.toThrow(/'bad1' cannot be resumed: unknown phase 'dancing'/);
+    await expect(loadHostedFederation(hostedRows(db), 'bad2')).rejects.toThrow(/global weights without their tensor table/);
     // The shape is fine but a weight byte flipped: the checksum catches it at load.
     expect(offers.find((x) => x.code === 'bad3')?.problem).toBeUndefined();
-    await expect(loadHostedFederation(db, 'bad3')).rejects.toThrow(/'bad3' cannot be resumed: its global weights are damaged .*checksum/);
+    await expect(loadHostedFederation(hostedRows(db), 'bad3')).rejects.toThrow(/'bad3' cannot be resumed: its global weights are damaged .*checksum/);
   });
 
   it('one tab at a time hosts a code: tryHoldLock takes a free lock and keeps it until released', async () => {

@@ -16,11 +16,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import express from 'express';
 import { ExpressPeerServer } from 'peer';
-import type { Coordinator, CoordinatorOptions } from '../coordinator.ts';
-import { FederationHost } from '../host.ts';
-import { encodeMessage } from '../protocol.ts';
-import { ENVELOPE_OVERHEAD } from '../identity/envelope.ts';
-import { staticHandler } from '../../node/static-server.ts';
+import type { Coordinator, CoordinatorOptions } from '../../fed/coordinator.ts';
+import { FederationHost } from '../../fed/host.ts';
+import { encodeMessage } from '../../fed/protocol.ts';
+import { ENVELOPE_OVERHEAD } from '../../fed/identity/envelope.ts';
+import { staticHandler } from '../static-server.ts';
 import { configDifferences, loadSnapshot, saveSnapshot, StateFileError } from './persistence.ts';
 import { ConnectionGuard, DEFAULT_GUARD_LIMITS, type GuardLimits } from './guard.ts';
 import { logSafe } from '../../util/log-safe.ts';
@@ -77,7 +77,7 @@ export class RelayStartError extends Error {}
  */
 function setMaxPayload(ws: WebSocket, bytes: number): void {
   const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot set a per-socket frame limit (src/fed/relay/server.ts setMaxPayload)');
+  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot set a per-socket frame limit (src/node/relay/server.ts setMaxPayload)');
   receiver._maxPayload = bytes;
 }
 

@@ -2,7 +2,7 @@
 // Each tensor carries a CRC-32 of its encoded bytes. No floats ever go through JSON.
 import { crc32 } from '../util/crc32.ts';
 import { decodeHalf, encodeHalf } from '../util/float16.ts';
-import { numel, type NamedWeights } from '../model/named-weights.ts';
+import { numel, type NamedWeights } from './named-weights.ts';
 
 export type Encoding = 'fp32' | 'fp16' | 'int8';
 

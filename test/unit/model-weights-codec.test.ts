@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeWeights, encodeWeights } from '../../src/fed/codec.ts';
+import { decodeWeights, encodeWeights } from '../../src/model/weights-codec.ts';
 import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 

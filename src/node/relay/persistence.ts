@@ -5,9 +5,9 @@
 // a restored state is checked field by field, every error naming the file it came from.
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CoordinatorSnapshot, Phase } from '../coordinator.ts';
-import { decodeWeights, type TensorEntry } from '../codec.ts';
-import { isFederationConfig } from '../protocol.ts';
+import type { CoordinatorSnapshot, Phase } from '../../fed/coordinator.ts';
+import { decodeWeights, type TensorEntry } from '../../model/weights-codec.ts';
+import { isFederationConfig } from '../../fed/protocol.ts';
 
 function atomicWrite(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;

@@ -1,16 +1,21 @@
-// Builds and opens the test-only kernels page (test/pages/kernels/), for the fast-kernel browser
+// Builds and opens the test-only kernels page (this folder), for the fast-kernel browser
 // test and benchmark. Built into a temporary folder so the app's dist/ is untouched.
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
 import type { Page } from 'playwright-core';
-import { launchChromium } from './chromium.ts';
-import { serveStatic } from './static-server.ts';
+import type { KernelsApi } from './kernels.worker.ts';
+import { launchChromium } from '../../../src/node/chromium.ts';
+import { serveStatic } from '../../../src/node/static-server.ts';
+
+type Api = KernelsApi;
 
 export interface KernelsPage {
   page: Page;
   errors: string[];
+  /** Calls the kernels worker's `fn` (window.__kernels in the page) with JSON-able arguments. */
+  call<K extends keyof Api>(fn: K, ...args: Parameters<Api[K]>): Promise<Awaited<ReturnType<Api[K]>>>;
   close(): Promise<void>;
 }
 
@@ -41,7 +46,9 @@ export async function openKernelsPage(): Promise<KernelsPage> {
     page.on('pageerror', (e) => errors.push(String(e)));
     await page.goto(server.url);
     await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 60_000 });
-    return { page, errors, close };
+    const call: KernelsPage['call'] = (fn, ...args) =>
+      page.evaluate(([f, a]) => (window as unknown as { __kernels: Record<string, (...x: unknown[]) => unknown> }).__kernels[f](...a), [fn, args as unknown[]] as const) as never;
+    return { page, errors, call, close };
   } catch (e) {
     await close();
     throw e;

@@ -1,20 +1,21 @@
 // Test/benchmark worker for the fast WebGPU conv3d kernels (src/model/kernels): checks each
 // kernel against the cpu backend and the stock webgpu kernel, a whole training step, and times
-// stock vs fast. Loaded only by the test page test/pages/kernels/ (not by the app).
+// stock vs fast. Loaded only by the test page beside it (main.ts), not by the app.
 import * as Comlink from 'comlink';
 import type * as TF from '@tensorflow/tfjs';
-import { useBackend, tf } from '../src/model/tf-backend.ts';
-import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../src/model/kernels/index.ts';
-import { rawProgram, type WebGPUBackendLike } from '../src/model/kernels/program.ts';
-import { SGDNesterov } from '../src/train/optimizer.ts';
-import { estimateFeatureMapSize } from '../src/plan/vram.ts';
-import { randomArray } from '../src/util/rng.ts';
-import { relL2 } from '../src/util/compare.ts';
-import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../src/train/gradient-check.ts';
-import { PlainConvUNet } from '../src/model/unet.ts';
-import { dcAndCeLoss, deepSupervisionLoss } from '../src/train/loss.ts';
-import { deepSupervisionTargets } from '../src/train/ds-targets.ts';
-import { biasNormAct } from '../src/model/ops5d.ts';
+import { useBackend, tf } from '../../../src/model/tf-backend.ts';
+import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../../../src/model/kernels/index.ts';
+import { rawProgram, type WebGPUBackendLike } from '../../../src/model/kernels/program.ts';
+import { SGDNesterov } from '../../../src/train/optimizer.ts';
+import { estimateFeatureMapSize } from '../../../src/plan/vram.ts';
+import { randomArray } from '../../../src/util/rng.ts';
+import { relL2 } from '../../../src/util/compare.ts';
+import { prod as size } from '../../../src/util/numeric.ts';
+import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../../../src/train/gradient-check.ts';
+import { PlainConvUNet } from '../../../src/model/unet.ts';
+import { dcAndCeLoss, deepSupervisionLoss } from '../../../src/train/loss.ts';
+import { deepSupervisionTargets } from '../../../src/train/ds-targets.ts';
+import { biasNormAct } from '../../../src/model/ops5d.ts';
 
 type V3 = [number, number, number];
 export interface ConvCase {
@@ -37,7 +38,6 @@ export interface KernelCheck {
   refNorm: number;
 }
 
-const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
 const caseName = (c: ConvCase) => `b${c.batch} ${c.spatial.join('×')} ${c.cin}→${c.cout} k${c.kernel.join('×')} s${c.strides.join('')} ${c.pad}`;
 
@@ -122,6 +122,41 @@ function benchConfig(n: BenchNet): typeof CHECK_CONFIG {
 }
 
 /**
+ * A benchmark net (seed 1, deep supervision) with a fixed batch: image, deep-supervision targets,
+ * and its training step — DC+CE deep-supervision loss, all gradients, and (with `sgd`) the
+ * SGD-Nesterov update. What sgdRun, profileTrainStep and stepPeak train.
+ */
+function trainRig(n: BenchNet, opts: { sgd?: boolean; checkpointing?: boolean; label?: (i: number) => number } = {}) {
+  const cfg = benchConfig(n);
+  const a = cfg.architecture.arch_kwargs;
+  const ckpt = opts.checkpointing === undefined ? {} : { checkpointEncoder: a.strides.map(() => opts.checkpointing!), checkpointDecoder: a.strides.slice(1).map(() => opts.checkpointing!) };
+  const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true, ...ckpt });
+  const opt = opts.sgd ? new SGDNesterov(tf, new Map(net.specs.map((p) => [p.name, net.variable(p.name)])), { lr: 1e-2 }) : undefined;
+  const vox = size(n.patch);
+  const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
+  const label = opts.label ?? ((i: number) => (i * 7919) % 3);
+  const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => label(i));
+  const targets = deepSupervisionTargets(seg, n.batch, n.patch, a.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+  return {
+    cfg,
+    net,
+    /** The loss of the batch and the gradient of every variable on its path. */
+    lossAndGrads: () => tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables),
+    /** The SGD update from `grads` (needs `sgd`); returns the gradient norm tensor. */
+    update(grads: TF.NamedTensorMap): TF.Tensor {
+      // Parameters off the loss path (e.g. the unweighted lowest deep-supervision head) get none.
+      const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
+      return opt!.step(byName);
+    },
+    dispose(): void {
+      opt?.dispose();
+      tf.dispose([x, ...targets]);
+      net.dispose();
+    },
+  };
+}
+
+/**
  * `steps` training steps of a benchmark net (forward with deep supervision, DC+CE, all gradients,
  * the SGD-Nesterov update) from fixed initial weights on a fixed batch, on `backend` (webgpu:
  * fast or stock kernels): the loss of every step and the median ms of the steps after the first
@@ -129,31 +164,20 @@ function benchConfig(n: BenchNet): typeof CHECK_CONFIG {
  */
 async function sgdRun(n: BenchNet, steps: number, backend: 'cpu' | 'webgpu', fast: boolean): Promise<{ ms: number; losses: number[]; count: number }> {
   await useBackend(backend, { fastKernels: fast });
-  const cfg = benchConfig(n);
-  const vox = size(n.patch);
-  const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => (i * 7919) % 3);
-  const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true });
-  const params = new Map(net.specs.map((p) => [p.name, net.variable(p.name)]));
-  const opt = new SGDNesterov(tf, params, { lr: 1e-2 });
-  const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
-  const targets = deepSupervisionTargets(seg, n.batch, n.patch, cfg.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+  const rig = trainRig(n, { sgd: true });
   const losses: number[] = [];
   const ms: number[] = [];
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
-    const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
-    // Parameters off the loss path (e.g. the unweighted lowest deep-supervision head) get none.
-    const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
-    const norm = opt.step(byName);
+    const { value, grads } = rig.lossAndGrads();
+    const norm = rig.update(grads);
     losses.push((await value.data())[0]);
     await norm.data();
     ms.push(performance.now() - t0);
     tf.dispose([value, norm, ...Object.values(grads)]);
   }
-  const count = net.variables.reduce((a, v) => a + v.size, 0);
-  opt.dispose();
-  tf.dispose([x, ...targets]);
-  net.dispose();
+  const count = rig.net.variables.reduce((a, v) => a + v.size, 0);
+  rig.dispose();
   const later = ms.slice(1).sort((a, b) => a - b);
   return { ms: later[Math.floor(later.length / 2)] ?? ms[0], losses, count };
 }
@@ -360,14 +384,9 @@ const api = {
     await useBackend('webgpu');
     tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
     useFastKernels(fast);
-    const cfg = benchConfig(n);
-    const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true });
-    const vox = size(n.patch);
-    const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
-    const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => i % 3);
-    const targets = deepSupervisionTargets(seg, n.batch, n.patch, cfg.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+    const rig = trainRig(n, { label: (i) => i % 3 });
     const step = async () => {
-      const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
+      const { value, grads } = rig.lossAndGrads();
       await value.data();
       await Promise.all(Object.values(grads).map((g) => g.data()));
       tf.dispose([value, ...Object.values(grads)]);
@@ -384,8 +403,7 @@ const api = {
       by.set(k.name, e);
     }
     useFastKernels(false);
-    tf.dispose([x, ...targets]);
-    net.dispose();
+    rig.dispose();
     return { wallMs, kernels: [...by].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms) };
   },
 
@@ -424,27 +442,17 @@ const api = {
    */
   async stepPeak(n: BenchNet, backend: 'cpu' | 'webgpu', fast: boolean, checkpointing: boolean): Promise<{ peakBytes: number; elements: number; bytesPerElement: number }> {
     await useBackend(backend, { fastKernels: fast });
-    const cfg = benchConfig(n);
-    const a = cfg.architecture.arch_kwargs;
-    const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true, checkpointEncoder: a.strides.map(() => checkpointing), checkpointDecoder: a.strides.slice(1).map(() => checkpointing) });
-    const params = new Map(net.specs.map((p) => [p.name, net.variable(p.name)]));
-    const opt = new SGDNesterov(tf, params, { lr: 1e-2 });
-    const vox = size(n.patch);
-    const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
-    const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => (i * 7919) % 3);
-    const targets = deepSupervisionTargets(seg, n.batch, n.patch, a.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+    const rig = trainRig(n, { sgd: true, checkpointing });
+    const a = rig.cfg.architecture.arch_kwargs;
     const step = () => {
-      const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
-      const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
-      const norm = opt.step(byName);
+      const { value, grads } = rig.lossAndGrads();
+      const norm = rig.update(grads);
       tf.dispose(Object.values(grads));
       return [value, norm];
     };
     tf.dispose(step());
     const prof = await tf.profile(() => tf.dispose(step()));
-    opt.dispose();
-    tf.dispose([x, ...targets]);
-    net.dispose();
+    rig.dispose();
     useFastKernels(false);
     const elements = n.batch * estimateFeatureMapSize(n.patch, a.strides, a.features_per_stage, 3);
     return { peakBytes: prof.peakBytes, elements, bytesPerElement: prof.peakBytes / elements };

@@ -1,0 +1,82 @@
+// Which engine runs a stored model for the Predict tab: onnxruntime-web (WebGPU, or WebAssembly)
+// or tfjs on WebGPU (our kernels, or tfjs' stock ones). The choice is pure (`chooseEngine`); the
+// runtimes load lazily in `createEngine`, so this module loads in Node, the page and workers.
+import { archFromDir, modelFromDir, type ModelDir, type ModelMeta } from './model-dir.ts';
+import { buildOnnxModel, inspectOnnx } from './onnx-export.ts';
+import { createOrtSession, ortTilePredictor, type OrtSession, type OrtSessionOptions } from './ort.ts';
+import { configurationInfo, tfjsTilePredictor, tileBatchForBudget } from './predictor.ts';
+import type { PredictTiles } from './sliding-window.ts';
+import type { UNetArch } from '../model/arch.ts';
+
+export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs' | 'tfjs-stock';
+export const INFER_BACKENDS: readonly InferBackend[] = ['auto', 'onnx-webgpu', 'onnx-wasm', 'tfjs', 'tfjs-stock'];
+
+export type EngineChoice =
+  | { kind: 'tfjs'; fastKernels: boolean }
+  | { kind: 'ort'; session: Pick<OrtSessionOptions, 'backend' | 'executionProviders'> };
+
+/** The engine for `backend` given whether this browser has a WebGPU adapter; throws when it cannot run here. */
+export function chooseEngine(backend: InferBackend, webgpu: boolean): EngineChoice {
+  if (!INFER_BACKENDS.includes(backend)) throw new Error(`unknown engine '${backend}'`);
+  if (backend === 'tfjs' || backend === 'tfjs-stock') {
+    if (!webgpu) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
+    // Our kernels (src/model/kernels) unless the stock ones are asked for (the fallback switch).
+    return { kind: 'tfjs', fastKernels: backend === 'tfjs' };
+  }
+  if (backend === 'onnx-webgpu') {
+    if (!webgpu) throw new Error('this browser has no WebGPU. Choose “Automatic” or “ONNX on WebAssembly”');
+    return { kind: 'ort', session: { backend: 'ort-web', executionProviders: ['webgpu'] } };
+  }
+  if (backend === 'onnx-wasm') return { kind: 'ort', session: { backend: 'ort-wasm' } };
+  return { kind: 'ort', session: { backend: 'ort-web', executionProviders: webgpu ? ['webgpu', 'wasm'] : ['wasm'] } };
+}
+
+/** The network as ONNX: the package's model.onnx (checked against its plans) or one built from its weights. */
+export function onnxBytesFor(md: ModelDir, arch: UNetArch): Uint8Array {
+  if (!md.onnx) return buildOnnxModel(arch, md.weights);
+  const info = inspectOnnx(md.onnx);
+  if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch)) throw new Error('the package’s model.onnx does not match its plans.json network; re-export the model');
+  return md.onnx;
+}
+
+/** What the Predict tab shows as the engine of an onnxruntime session. */
+export function ortEngineName(executionProviders: readonly string[], wasmThreads: number | undefined): string {
+  return executionProviders.includes('webgpu') ? 'onnxruntime-web webgpu' : `onnxruntime-web wasm${wasmThreads && wasmThreads > 1 ? ` (${wasmThreads} threads)` : ''}`;
+}
+
+export interface Engine {
+  predictTiles: PredictTiles;
+  engine: string;
+  tileBatch: number;
+  release(): Promise<void>;
+}
+
+export interface EngineEnv {
+  /** Whether a WebGPU adapter is available (asked once per worker). */
+  hasWebGPU(): Promise<boolean>;
+  /** Sets up onnxruntime-web (wasm paths, log level) before the first session. */
+  configureOrt(): Promise<void>;
+}
+
+/** Builds the engine for a model: session or tfjs network, and how many tiles one run takes. */
+export async function createEngine(md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number, env: EngineEnv, numThreads?: number): Promise<Engine> {
+  // onnx-wasm never needs the adapter: no probe for it.
+  const choice = chooseEngine(backend, backend === 'onnx-wasm' ? false : await env.hasWebGPU());
+  const { patch } = configurationInfo(md.plans, md.configuration);
+  const arch: UNetArch = archFromDir(md);
+  const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
+  if (choice.kind === 'tfjs') {
+    const { useBackend } = await import('../model/tf-backend.ts');
+    await useBackend('webgpu', { fastKernels: choice.fastKernels });
+    const model = modelFromDir(md);
+    return { predictTiles: tfjsTilePredictor(model, patch), engine: `tfjs webgpu (${choice.fastKernels ? 'fast' : 'stock'} kernels)`, tileBatch: budgetTiles, release: async () => model.dispose() };
+  }
+  await env.configureOrt();
+  const bytes = onnxBytesFor(md, arch);
+  const session: OrtSession = await createOrtSession(bytes, { ...choice.session, logSeverityLevel: 3, numThreads });
+  const ort = await import('onnxruntime-web');
+  const engine = ortEngineName(session.executionProviders, ort.env.wasm.numThreads);
+  // onnxruntime frees intermediates as it goes; a few tiles per run keep the batch small.
+  const tileBatch = Math.min(4, budgetTiles);
+  return { predictTiles: ortTilePredictor(session, patch, arch.inputChannels, tileBatch), engine, tileBatch, release: () => session.release() };
+}
