@@ -16,11 +16,11 @@ import type { CaseFingerprint } from '../fingerprint/case.ts';
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
 import { planExperiment } from '../plan/planner.ts';
 import type { ConfigurationPlan, DatasetJson, Plans } from '../plan/types.ts';
-import { runCase, type PreprocessPlans } from '../preprocess/preprocess.ts';
+import { runCase, type PreprocessedCase, type PreprocessPlans } from '../preprocess/preprocess.ts';
 import { tinyConfiguration, type TinyOptions } from '../train/tiny.ts';
 import { trainerCase, type TrainerCase } from '../train/trainer.ts';
 import { keyTag, preprocessKey } from './preprocess-key.ts';
-import type { SiteStore } from './site-store.ts';
+import type { SiteCase, SiteStore } from './site-store.ts';
 
 /** The plans name nnU-Net's planner gives a dataset's own plans. */
 export const LOCAL_PLANS = 'nnUNetPlans';
@@ -157,6 +157,15 @@ export class SitePipeline {
   }
 
   /**
+   * nnU-Net's DefaultPreprocessor.run_case on one raw case (not stored: the stage itself, for
+   * callers that write the arrays elsewhere, e.g. `fednnunet preprocess`). `seed` is the
+   * class-location sampler's (nnU-Net's 1234 unless given); the stored stage always uses 1234.
+   */
+  preprocessCase(c: SiteCase, plans: Plans | PreprocessPlans, configuration: string, seed?: number): PreprocessedCase {
+    return runCase(c.image, c.label ?? null, plans as PreprocessPlans, configuration, this.datasetJson(), { seed });
+  }
+
+  /**
    * Every case preprocessed for `configuration` (nnU-Net's DefaultPreprocessor) and stored; cases
    * already stored by plans that preprocess alike are not read again. Cancelling keeps the cases done.
    */
@@ -172,7 +181,6 @@ export class SitePipeline {
   }
 
   private async run(plans: Plans, configuration: string, o: PreprocessOptions, out?: TrainerCase[]): Promise<PreprocessResult> {
-    const dj = this.datasetJson();
     const plansName = await this.home(plans, configuration, o.plansName);
     const stored = new Set(await this.store.listPreprocessed(plansName, configuration));
     const ids = this.store.caseIds;
@@ -188,7 +196,7 @@ export class SitePipeline {
       } else {
         const c = await this.store.readCase(caseId);
         // The just-computed arrays go to the caller as they are: no read back from the store.
-        const pc = runCase(c.image, c.label ?? null, plans as unknown as PreprocessPlans, configuration, dj);
+        const pc = this.preprocessCase(c, plans, configuration);
         await this.store.savePreprocessed(plansName, configuration, caseId, pc);
         out?.push(trainerCase(caseId, pc));
         computed++;
