@@ -162,6 +162,25 @@ describe('one site pipeline: stages computed once and reused', () => {
     expect(await listPlans(db, id)).toEqual([LOCAL_PLANS]); // the tiny run stored no plans of its own
   }, 120_000);
 
+  it('a site that rejoins after a reload restores from the stored arrays: no raw case read', async () => {
+    const { db, id } = await importSite(1);
+    const config: FederationConfig = { method: 'asym', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16' };
+    let saved: Uint8Array | undefined;
+    const opts = { tiny: { patch: 8 }, valIters: 0, evaluate: false, saveState: async (b: Uint8Array) => void (saved = b), loadState: async () => saved };
+    const first = counted(await IdbSiteStore.open(db, id));
+    const before = new TrainerSite({ pipeline: new SitePipeline(first.store), ...opts });
+    await before.prepare(null, config); // fresh: fingerprint, plan, preprocess (each case read twice)
+    for (const c of first.store.caseIds) expect(first.count('readCase', c)).toBe(2);
+    before.trainer!.dispose();
+    const again = counted(await IdbSiteStore.open(db, id));
+    const after = new TrainerSite({ pipeline: new SitePipeline(again.store), ...opts });
+    expect(await after.restore(config)).toBe(true);
+    expect(again.count('readCase')).toBe(0);
+    for (const c of again.store.caseIds) expect(again.count('loadPreprocessed', c)).toBe(1);
+    expect(after.plans).toEqual(before.plans);
+    after.trainer!.dispose();
+  }, 120_000);
+
   it('plans that preprocess differently get fresh arrays; stale arrays under a replanned name are dropped', async () => {
     const { db, id } = await importSite(0);
     await dataTabPrepare(db, id);
