@@ -1,6 +1,7 @@
-// Training worker: nnU-Net's training loop on WebGPU (tfjs) over a dataset in IndexedDB, its
-// stages taken from the site pipeline (src/pipeline: what the Data tab stored is reused), a checkpoint after every epoch (a reloaded tab resumes from it), pause,
-// resume and stop; and the WebGPU-vs-CPU training-step check. Exposed with comlink.
+// Training worker: nnU-Net's training loop on WebGPU (tfjs) over a dataset in IndexedDB, its cases
+// from the site pipeline (src/pipeline: what the Data tab stored is reused), a checkpoint after
+// every epoch (a reloaded tab resumes from it), pause, resume and stop; federation sites; and the
+// WebGPU-vs-CPU training-step check. Exposed with comlink.
 import * as Comlink from 'comlink';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/store/checkpoints.ts';

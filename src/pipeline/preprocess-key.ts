@@ -13,7 +13,9 @@ const STATS_FREE = new Set(['ZScoreNormalization', 'NoNormalization', 'RescaleTo
 function canonical(x: unknown): string {
   if (Array.isArray(x)) return `[${x.map(canonical).join(',')}]`;
   if (x && typeof x === 'object') {
-    return `{${Object.keys(x).sort().filter((k) => (x as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((x as Record<string, unknown>)[k])}`).join(',')}}`;
+    const o = x as Record<string, unknown>;
+    const keys = Object.keys(o).sort().filter((k) => o[k] !== undefined);
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
   }
   return JSON.stringify(x ?? null);
 }

@@ -59,7 +59,8 @@ async function importSite(i: number): Promise<{ db: StoreDB; id: string }> {
   async function* cases() {
     for (const c of ds.cases) yield { caseId: c.id, images: [c.image], label: c.label, problems: [] };
   }
-  const r = await importDataset(db, { name: ds.name, datasetJson: ds.datasetJson, channelNames: ['T1'], labels: ds.datasetJson.labels }, cases(), { env: noEnv });
+  const meta = { name: ds.name, datasetJson: ds.datasetJson, channelNames: ['T1'], labels: ds.datasetJson.labels };
+  const r = await importDataset(db, meta, cases(), { env: noEnv });
   return { db, id: r.dataset.id };
 }
 
@@ -73,8 +74,12 @@ async function dataTabPrepare(db: StoreDB, id: string): Promise<void> {
 
 async function federate(method: FederationConfig['method'], stores: SiteStore[]) {
   const dir = mkdtempSync(join(tmpdir(), `reuse-${method}-`));
-  const config: FederationConfig = { method, configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: stores.length, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16' };
-  const relay = await startRelay({ dataDir: dir, config: { ...config, expectedSites: stores.length, token: 't' }, aggregateFingerprints: mergeSiteFingerprints, log: () => undefined });
+  const config: FederationConfig = {
+    method, configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: stores.length, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16',
+  };
+  const relay = await startRelay({
+    dataDir: dir, config: { ...config, expectedSites: stores.length, token: 't' }, aggregateFingerprints: mergeSiteFingerprints, log: () => undefined,
+  });
   const sites = stores.map((store) => new TrainerSite({ pipeline: new SitePipeline(store), tiny: { patch: 8 }, valIters: 0, evaluate: false }));
   try {
     const runs = [];
@@ -165,7 +170,9 @@ describe('one site pipeline: stages computed once and reused', () => {
 
   it('a site that rejoins after a reload restores from the stored arrays: no raw case read', async () => {
     const { db, id } = await importSite(1);
-    const config: FederationConfig = { method: 'asym', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16' };
+    const config: FederationConfig = {
+      method: 'asym', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16',
+    };
     let saved: Uint8Array | undefined;
     const opts = { tiny: { patch: 8 }, valIters: 0, evaluate: false, saveState: async (b: Uint8Array) => void (saved = b), loadState: async () => saved };
     const first = counted(await IdbSiteStore.open(db, id));
