@@ -237,7 +237,7 @@ const api = {
     const progress = (stage: string) => (p: { done: number; total: number }) => onEvent({ type: 'status', message: `${stage}: ${p.done} of ${p.total} case(s)` });
     if (saved && saved.info.epoch < saved.info.epochs) {
       const ck = decodeCheckpoint(saved.data);
-      const cases = await pipeline.trainingCases(ck.plans, ck.configuration, { onProgress: progress('preprocessing') });
+      const cases = await pipeline.trainingCases(ck.plans, ck.configuration, { onProgress: progress('preprocessed cases (stored or made now)') });
       await useBackend(backend, { fastKernels: !req.stockKernels });
       trainer = Trainer.fromCheckpoint(ck, cases);
       onEvent({ type: 'status', message: `resumed from the checkpoint of epoch ${saved.info.epoch}`, resumedFromEpoch: saved.info.epoch, backend });
@@ -245,7 +245,7 @@ const api = {
       const prep = await prepareTraining(pipeline, {
         configuration: req.configuration,
         tiny: req.tiny || false,
-        onProgress: (stage, done, total) => progress(stage === 'fingerprint' ? 'fingerprinting' : 'preprocessing')({ done, total }),
+        onProgress: (stage, done, total) => progress(stage === 'fingerprint' ? 'fingerprinting' : 'preprocessed cases (stored or made now)')({ done, total }),
       });
       if (prep.cases.length < 2) throw new Error(`${ds.name} has ${prep.cases.length} case(s): training needs at least 2`);
       await useBackend(backend, { fastKernels: !req.stockKernels });
