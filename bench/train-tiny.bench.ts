@@ -4,7 +4,8 @@
 // checkpointing, for 16³, 24³ and 32³ patches. Data: 3 synthetic 40³ cases. Iteration 0 (which
 // also allocates the momentum buffers) is not timed; 3 iterations are.
 import { useBackend } from '../src/model/tf-backend.ts';
-import { prepareTraining } from '../src/train/prepare.ts';
+import { prepareTraining, SitePipeline } from '../src/pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../src/pipeline/site-store.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { ellipsoidPhantom, PHANTOM_DATASET_JSON } from '../test/unit/helpers/phantom.ts';
 
@@ -15,7 +16,7 @@ const patches = (process.env.PATCHES ?? '16,24,32').split(',').map(Number);
 console.log('| patch | checkpointing | ms/iter | peak tf MiB |');
 console.log('|---|---|---|---|');
 for (const p of patches) {
-  const prep = await prepareTraining(3, (i) => ({ id: `c${i}`, ...ph[i] }), dj, { datasetName: 'Dataset999_Bench', configuration: '3d_fullres', tiny: { patch: p } });
+  const prep = await prepareTraining(new SitePipeline(memoryCasesStore('Dataset999_Bench', dj, ph.map((c, i) => ({ id: `c${i}`, ...c })))), { configuration: '3d_fullres', tiny: { patch: p } });
   for (const checkpointing of [false, true]) {
     const t = new Trainer({ plans: prep.plans, configuration: '3d_fullres', datasetJson: dj, cases: prep.cases, options: { epochs: 1, itersPerEpoch: 4, valIters: 0, split: 'all', checkpointing, peakMemory: (process.env.PEAK ?? 'exact') as 'exact' | 'sampled' } });
     const ms: number[] = [];

@@ -7,7 +7,8 @@ import { planImport, type SkippedCase } from '../src/store/from-files.ts';
 import { directoryHandleSource, pathFilesSource, type DirectoryHandleLike } from '../src/io/file-source.ts';
 import type { CaseInput } from '../src/store/import-dataset.ts';
 import { DEMO_SITES, demoDataset } from '../src/demo/phantoms.ts';
-import { fingerprintStoredDataset, planStoredDataset, preprocessStoredDataset } from '../src/pipeline/stored-dataset.ts';
+import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
+import { SitePipeline } from '../src/pipeline/site-pipeline.ts';
 import { listPlans, loadPlans } from '../src/store/plans.ts';
 import { listPreprocessed } from '../src/store/preprocessed.ts';
 
@@ -134,22 +135,27 @@ const api = {
     current?.abort();
   },
 
-  /** Fingerprint → plan → preprocess one configuration, as nnU-Net's plan_and_preprocess does. */
+  /**
+   * Fingerprint → plan → preprocess one configuration, as nnU-Net's plan_and_preprocess does, each
+   * stage stored by the site pipeline (a stage already stored is reused, not computed again).
+   */
   async prepare(datasetId: string, opts: { configuration: '3d_fullres' | '2d'; memoryBudgetMB?: number }, onEvent: (e: PrepareEvent) => void): Promise<PrepareSummary> {
     if (current) throw new Error('another job is running; cancel it first');
     const ctrl = new AbortController();
     current = ctrl;
     try {
-      const d = await db();
+      const pipeline = new SitePipeline(await IdbSiteStore.open(await db(), datasetId));
       const t0 = performance.now();
-      const fp = await fingerprintStoredDataset(d, datasetId, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'fingerprint', ...p }) });
+      const fp = await pipeline.fingerprint({ signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'fingerprint', ...p }) });
       const t1 = performance.now();
       onEvent({ stage: 'plan', done: 0, total: 1 });
-      const plans = await planStoredDataset(d, datasetId, fp, { memoryBudgetMB: opts.memoryBudgetMB });
+      const plans = pipeline.makePlans(fp, { memoryBudgetMB: opts.memoryBudgetMB });
+      await pipeline.savePlans(plans);
       const t2 = performance.now();
       const cfg = plans.configurations[opts.configuration];
       if (!cfg) throw new Error(`nnU-Net planned no '${opts.configuration}' configuration for this dataset (it planned: ${Object.keys(plans.configurations).join(', ')})`);
-      const n = await preprocessStoredDataset(d, datasetId, plans, opts.configuration, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'preprocess', ...p }) });
+      const r = await pipeline.preprocess(plans, opts.configuration, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'preprocess', ...p }) });
+      const n = r.computed + r.reused;
       const t3 = performance.now();
       const arch = cfg.architecture?.arch_kwargs as { n_stages?: number; features_per_stage?: number[] } | undefined;
       return {

@@ -1,25 +1,21 @@
-// Training worker: nnU-Net's training loop on WebGPU (tfjs) over the preprocessed cases of a
-// dataset in IndexedDB, a checkpoint after every epoch (a reloaded tab resumes from it), pause,
-// resume and stop; and the WebGPU-vs-CPU training-step check. Exposed with comlink.
+// Training worker: nnU-Net's training loop on WebGPU (tfjs) over a dataset in IndexedDB, its cases
+// from the site pipeline (src/pipeline: what the Data tab stored is reused), a checkpoint after
+// every epoch (a reloaded tab resumes from it), pause, resume and stop; federation sites; and the
+// WebGPU-vs-CPU training-step check. Exposed with comlink.
 import * as Comlink from 'comlink';
 import { openStore, type StoreDB } from '../src/store/db.ts';
-import { getDataset } from '../src/store/datasets.ts';
-import { listPlans, loadPlans } from '../src/store/plans.ts';
-import { listPreprocessed, loadPreprocessed } from '../src/store/preprocessed.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/store/checkpoints.ts';
 import { useBackend, type BackendName } from '../src/model/tf-backend.ts';
-import { Trainer, TrainingControl, trainerCase, type TrainerEvent, type TrainerCase } from '../src/train/trainer.ts';
+import { Trainer, TrainingControl, type TrainerEvent } from '../src/train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/train/train-checkpoint.ts';
-import { tinyConfiguration } from '../src/train/tiny.ts';
 import { compareSteps, trainingStep, type StepComparison } from '../src/train/gradient-check.ts';
-import type { Plans, ConfigurationPlan, DatasetJson } from '../src/plan/types.ts';
 import { SiteClient } from '../src/fed/client.ts';
 import { wsConnect } from '../src/fed/ws-transport.ts';
 import type { Connect } from '../src/fed/client.ts';
 import type { LinkBridge } from '../src/fed/peer-transport.ts';
 import { TrainerSite } from '../src/pipeline/trainer-site.ts';
-import { listCases, loadCaseVolumes } from '../src/store/datasets.ts';
-import { stackChannels } from '../src/io/raw-dataset.ts';
+import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
+import { prepareTraining, SitePipeline } from '../src/pipeline/site-pipeline.ts';
 import { encodeModelDir } from '../src/infer/model-dir.ts';
 import { saveModel } from '../src/infer/stored-models.ts';
 import { pick } from '../src/fed/aggregate.ts';
@@ -54,12 +50,10 @@ export type TrainEventOut = TrainerEvent | { type: 'status'; message: string; re
 
 export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny'>) => `local:${r.configuration}${r.tiny ? ':tiny' : ''}`;
 
-async function loadCases(d: StoreDB, datasetId: string, plansName: string, configuration: string): Promise<TrainerCase[]> {
-  const ids = await listPreprocessed(d, datasetId, plansName, configuration);
-  if (ids.length < 2) throw new Error(`only ${ids.length} preprocessed case(s) for ${configuration}: prepare the dataset first (Data tab: "Fingerprint, plan and preprocess")`);
-  const out: TrainerCase[] = [];
-  for (const id of ids) out.push(trainerCase(id, (await loadPreprocessed(d, datasetId, plansName, configuration, id))!));
-  return out;
+async function sitePipeline(d: StoreDB, datasetId: string): Promise<SitePipeline> {
+  const store = await IdbSiteStore.open(d, datasetId);
+  if (!store.datasetJson) throw new Error(`${store.datasetName} has no dataset.json: loose scans cannot be trained on`);
+  return new SitePipeline(store);
 }
 
 export interface FederateRequest {
@@ -114,11 +108,9 @@ const api = {
   async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void, link?: LinkBridge): Promise<void> {
     if (fedClient || control) throw new Error('this tab is already training');
     const d = await db();
-    const ds = await getDataset(d, req.datasetId);
-    if (!ds) throw new Error('dataset not found (deleted?)');
-    const dj = ds.datasetJson as DatasetJson | undefined;
-    if (!dj) throw new Error(`${ds.name} has no dataset.json: loose scans cannot be trained on`);
-    const ids = (await listCases(d, req.datasetId)).map((c) => c.caseId);
+    const pipeline = await sitePipeline(d, req.datasetId);
+    const ds = { name: pipeline.store.datasetName };
+    const dj = pipeline.store.datasetJson!;
     await useBackend(req.backend ?? 'webgpu', { fastKernels: !req.stockKernels });
     // This profile's site key signs every frame; the relay knows the site by it.
     const { identity } = await siteIdentity(siteKeyStore(d));
@@ -133,14 +125,7 @@ const api = {
     await saveMembership(d, membership);
     const runId = `fed:${federationId}`;
     const site: TrainerSite = new TrainerSite({
-      datasetName: ds.name,
-      datasetJson: dj,
-      numCases: ids.length,
-      getCase: async (i) => {
-        const v = (await loadCaseVolumes(d, req.datasetId, ids[i]))!;
-        if (!v.label) throw new Error(`case ${ids[i]} has no label map`);
-        return { id: ids[i], image: v.images.length === 1 ? v.images[0] : stackChannels(v.images), label: v.label };
-      },
+      pipeline,
       tiny: req.tiny || undefined,
       seed: req.seed ?? 0,
       valIters: 2,
@@ -167,7 +152,7 @@ const api = {
       trainer: {
         numCases: site.numCases,
         localFingerprint: async () => {
-          onEvent({ type: 'log', message: 'fingerprinting the local dataset' });
+          onEvent({ type: 'log', message: 'fingerprinting the local dataset (or reading the stored fingerprint)' });
           return site.localFingerprint();
         },
         prepare: async (agg, cfg) => {
@@ -243,29 +228,33 @@ const api = {
   async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string; modelId?: string }> {
     if (control) throw new Error('training is already running');
     const d = await db();
-    const ds = await getDataset(d, req.datasetId);
-    if (!ds) throw new Error('dataset not found (deleted?)');
-    const plansName = (await listPlans(d, req.datasetId))[0];
-    if (!plansName) throw new Error(`${ds.name} has no plans yet: prepare it first (Data tab)`);
-    const plans = (await loadPlans(d, req.datasetId, plansName))!;
-    const cases = await loadCases(d, req.datasetId, plansName, req.configuration);
+    const pipeline = await sitePipeline(d, req.datasetId);
+    const ds = { name: pipeline.store.datasetName, datasetJson: pipeline.store.datasetJson! };
     const backend = req.backend ?? 'webgpu';
-    await useBackend(backend, { fastKernels: !req.stockKernels });
     const runId = runIdOf(req);
     let trainer: Trainer;
     const saved = req.restart ? undefined : await loadCheckpoint(d, req.datasetId, runId);
+    // The stages the Data tab stored are reused; whatever is missing is computed (and stored) now.
+    const progress = (stage: string) => (p: { done: number; total: number }) => onEvent({ type: 'status', message: `${stage}: ${p.done} of ${p.total} case(s)` });
     if (saved && saved.info.epoch < saved.info.epochs) {
-      trainer = Trainer.fromCheckpoint(decodeCheckpoint(saved.data), cases);
+      const ck = decodeCheckpoint(saved.data);
+      const cases = await pipeline.trainingCases(ck.plans, ck.configuration, { onProgress: progress('preprocessed cases (stored or made now)') });
+      await useBackend(backend, { fastKernels: !req.stockKernels });
+      trainer = Trainer.fromCheckpoint(ck, cases);
       onEvent({ type: 'status', message: `resumed from the checkpoint of epoch ${saved.info.epoch}`, resumedFromEpoch: saved.info.epoch, backend });
     } else {
-      const runPlans: Plans = structuredClone(plans);
-      const configs = runPlans.configurations as Record<string, ConfigurationPlan>;
-      if (req.tiny) configs[req.configuration] = tinyConfiguration(configs[req.configuration], req.tiny);
-      trainer = new Trainer({
-        plans: runPlans,
+      const prep = await prepareTraining(pipeline, {
         configuration: req.configuration,
-        datasetJson: { labels: ds.labels },
-        cases,
+        tiny: req.tiny || false,
+        onProgress: (stage, done, total) => progress(stage === 'fingerprint' ? 'fingerprinting' : 'preprocessed cases (stored or made now)')({ done, total }),
+      });
+      if (prep.cases.length < 2) throw new Error(`${ds.name} has ${prep.cases.length} case(s): training needs at least 2`);
+      await useBackend(backend, { fastKernels: !req.stockKernels });
+      trainer = new Trainer({
+        plans: prep.plans,
+        configuration: req.configuration,
+        datasetJson: ds.datasetJson,
+        cases: prep.cases,
         options: { epochs: req.epochs, itersPerEpoch: req.itersPerEpoch, valIters: req.valIters, seed: req.seed ?? 0, checkpointing: req.checkpointing ?? false },
       });
       onEvent({ type: 'status', message: `new run: ${trainer.trainIds.length} training / ${trainer.valIds.length} validation cases, patch ${trainer.config.patch_size.join('×')}`, backend });

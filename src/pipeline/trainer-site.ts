@@ -1,15 +1,14 @@
-// A federation site backed by the real pipeline: fingerprint → plan (on the FFE aggregate, or
-// locally for AsymFedAvg/FedAvg) → preprocess → nnU-Net's Trainer, one epoch per round. Platform-
-// free: the Node simulator feeds it raw dataset folders, the browser worker cases from IndexedDB.
+// A federation site backed by the site's pipeline (site-pipeline.ts): fingerprint → plan (on the
+// FFE aggregate, or the site's own plans for AsymFedAvg/FedAvg) → preprocess → nnU-Net's Trainer,
+// one epoch per round. Every stage comes from the site's store when it is there (the Data tab's
+// work, an earlier run), so a federation neither fingerprints nor preprocesses twice. Platform-
+// free: the Node simulator gives it raw dataset folders, the browser worker its IndexedDB dataset.
 import type { SiteTrainer } from '../fed/client.ts';
 import type { FederationConfig } from '../fed/protocol.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
-import { caseFingerprint } from '../fingerprint/case.ts';
-import { datasetFingerprint } from '../fingerprint/dataset.ts';
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
-import { planExperiment } from '../plan/planner.ts';
-import type { DatasetJson, Plans } from '../plan/types.ts';
-import { prepareTraining, type RawTrainingCase } from '../train/prepare.ts';
+import type { Plans } from '../plan/types.ts';
+import { prepareTraining, type SitePipeline } from './site-pipeline.ts';
 import { Trainer, TrainingControl, type EpochEvent, type TrainerCase } from '../train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts';
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
@@ -19,10 +18,8 @@ import { ProximalTerm } from '../train/proximal.ts';
 import { methodSpec } from '../fed/methods.ts';
 
 export interface TrainerSiteOptions {
-  datasetName: string;
-  datasetJson: DatasetJson;
-  numCases: number;
-  getCase: (i: number) => Promise<RawTrainingCase> | RawTrainingCase;
+  /** The site's data and stages (IndexedDB in the browser, a raw folder or memory in Node). */
+  pipeline: SitePipeline;
   tiny?: boolean | TinyOptions;
   seed?: number;
   valIters?: number;
@@ -56,28 +53,30 @@ export class TrainerSite implements SiteTrainer {
   finalDice?: number;
 
   constructor(private readonly o: TrainerSiteOptions) {
-    this.numCases = o.numCases;
+    this.numCases = o.pipeline.numCases;
+  }
+
+  private get datasetName(): string {
+    return this.o.pipeline.store.datasetName;
   }
 
   async localFingerprint(): Promise<Record<string, unknown>> {
-    const fps = [];
-    for (let i = 0; i < this.o.numCases; i++) {
-      const c = await this.o.getCase(i);
-      fps.push(caseFingerprint(c.image, c.label));
-    }
-    this.fingerprint = datasetFingerprint(fps);
+    this.fingerprint = await this.o.pipeline.fingerprint();
     return this.fingerprint as unknown as Record<string, unknown>;
   }
 
   async prepare(aggregate: Record<string, unknown> | null, config: FederationConfig): Promise<void> {
     this.config = config;
-    const dj = { ...this.o.datasetJson, numTraining: this.o.numCases };
-    // FFE: every site plans on the pooled fingerprint; otherwise prepareTraining plans locally.
-    const plans = aggregate ? planExperiment(aggregate as unknown as DatasetFingerprint, dj, { datasetName: this.o.datasetName }) : undefined;
-    const prepared = await prepareTraining(this.o.numCases, this.o.getCase, dj, {
-      datasetName: this.o.datasetName,
+    const pipeline = this.o.pipeline;
+    const dj = pipeline.store.datasetJson!;
+    // FFE: every site plans on the pooled fingerprint (planning is cheap; the stored arrays are
+    // reused when this plan preprocesses as the stored one does); otherwise the site's own plans.
+    const plans = aggregate ? pipeline.makePlans(aggregate as unknown as DatasetFingerprint) : undefined;
+    const prepared = await prepareTraining(pipeline, {
       configuration: config.configuration,
-      plans,
+      plans: plans ?? (await pipeline.localPlans()),
+      // A pooled plan that preprocesses differently gets its own record, beside the site's own.
+      plansName: plans ? `${plans.plans_name}_FFE` : undefined,
       tiny: this.o.tiny,
     });
     this.plans = prepared.plans;
@@ -90,7 +89,7 @@ export class TrainerSite implements SiteTrainer {
     });
     const val = new Set(this.trainer.valIds);
     this.valCases = prepared.cases.filter((c) => val.has(c.id));
-    this.o.log?.(`${this.o.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`);
+    this.o.log?.(`${this.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`);
     await this.save();
   }
 
@@ -103,19 +102,16 @@ export class TrainerSite implements SiteTrainer {
     if (!bytes) return false;
     this.config = config;
     const ck = decodeCheckpoint(bytes);
-    // Same plans as before the reload (FFE or local, tiny preset included): preprocessing is
-    // deterministic, so the cases come out as they were.
-    const prepared = await prepareTraining(this.o.numCases, this.o.getCase, { ...this.o.datasetJson, numTraining: this.o.numCases }, {
-      datasetName: this.o.datasetName,
-      configuration: ck.configuration,
-      plans: ck.plans,
-    });
     if (ck.configuration !== config.configuration) throw new Error(`saved state is for ${ck.configuration}, the federation trains ${config.configuration}`);
+    // Same plans as before the reload (FFE or local, tiny preset included): the arrays stored by
+    // prepare() preprocess alike (the tiny preset changes no preprocessing field), so they are
+    // loaded, not computed again.
+    const cases = await this.o.pipeline.trainingCases(ck.plans, ck.configuration, { plansName: `${ck.plans.plans_name}_FFE` });
     this.plans = ck.plans;
-    this.trainer = Trainer.fromCheckpoint(ck, prepared.cases);
+    this.trainer = Trainer.fromCheckpoint(ck, cases);
     const val = new Set(this.trainer.valIds);
-    this.valCases = prepared.cases.filter((c) => val.has(c.id));
-    this.o.log?.(`${this.o.datasetName}: restored the saved state after ${ck.epoch} round(s)`);
+    this.valCases = cases.filter((c) => val.has(c.id));
+    this.o.log?.(`${this.datasetName}: restored the saved state after ${ck.epoch} round(s)`);
     return true;
   }
 

@@ -11,7 +11,8 @@
 // src/eval/metrics.ts.
 import { computeCaseMetrics } from '../eval/metrics.ts';
 import { ellipsoidPhantom, PHANTOM_DATASET_JSON } from '../demo/ellipsoid-phantom.ts';
-import { prepareTraining } from './prepare.ts';
+import { prepareTraining, SitePipeline } from '../pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../pipeline/site-store.ts';
 import { Trainer, type EpochEvent } from './trainer.ts';
 
 export const LEARNING_CHECK = { cases: 6, edge: 32, noise: 10, patch: 16, epochs: 6, itersPerEpoch: 25, valIters: 2, seed: 0 } as const;
@@ -31,7 +32,8 @@ export async function learningCheck(onEpoch?: (e: EpochEvent) => void): Promise<
   const t0 = performance.now();
   const ph = Array.from({ length: c.cases }, (_, i) => ellipsoidPhantom(100 + i, c.edge, 1, c.noise));
   const dj = { ...PHANTOM_DATASET_JSON, numTraining: c.cases };
-  const prep = await prepareTraining(c.cases, (i) => ({ id: `ph_${i}`, ...ph[i] }), dj, { datasetName: 'Dataset999_Phantom', configuration: '3d_fullres', tiny: { patch: c.patch } });
+  const store = memoryCasesStore('Dataset999_Phantom', dj, ph.map((p, i) => ({ id: `ph_${i}`, ...p })));
+  const prep = await prepareTraining(new SitePipeline(store), { configuration: '3d_fullres', tiny: { patch: c.patch } });
   const trainer = new Trainer({
     plans: prep.plans, configuration: '3d_fullres', datasetJson: dj, cases: prep.cases,
     options: { epochs: c.epochs, itersPerEpoch: c.itersPerEpoch, valIters: c.valIters, seed: c.seed },

@@ -16,6 +16,8 @@ import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
+import { SitePipeline } from '../../src/pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import type { NamedWeights } from '../../src/model/named-weights.ts';
@@ -107,8 +109,7 @@ async function federate(mu: number) {
   const sites = DEMO_SITES.slice(0, 2).map((p, i) => {
     const ds = demoDataset(p, i, 3);
     return new MeasuredSite({
-      datasetName: ds.name, datasetJson: ds.datasetJson, numCases: 3,
-      getCase: (k) => ({ id: ds.cases[k].id, image: ds.cases[k].image, label: ds.cases[k].label }),
+      pipeline: new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases)),
       tiny: { patch: 8 }, valIters: 0, evaluate: false, seed: 7,
     });
   });

@@ -12,6 +12,8 @@ import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import type { FederationConfig } from '../../src/fed/protocol.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
+import { SitePipeline } from '../../src/pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 
@@ -22,8 +24,7 @@ async function federate(method: FederationConfig['method']) {
   const sites = DEMO_SITES.map((p, i) => {
     const ds = demoDataset(p, i, 3);
     return new TrainerSite({
-      datasetName: ds.name, datasetJson: ds.datasetJson, numCases: 3,
-      getCase: (k) => ({ id: ds.cases[k].id, image: ds.cases[k].image, label: ds.cases[k].label }),
+      pipeline: new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases)),
       tiny: { patch: 8 }, valIters: 0, evaluate: false,
     });
   });

@@ -12,11 +12,14 @@ import { loadPlans } from '../../src/store/plans.ts';
 import { listPreprocessed, loadPreprocessed } from '../../src/store/preprocessed.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { readNpy } from '../../src/io/npy.ts';
-import { fingerprintStoredDataset, planStoredDataset, preprocessStoredDataset } from '../../src/pipeline/stored-dataset.ts';
+import { IdbSiteStore } from '../../src/pipeline/idb-site-store.ts';
+import { SitePipeline } from '../../src/pipeline/site-pipeline.ts';
+import type { StoreDB } from '../../src/store/db.ts';
 import { REFERENCE } from '../paths.ts';
 
 const ID = 'Dataset801_PhantomMR';
 const json = (p: string) => JSON.parse(readFileSync(join(REFERENCE, p), 'utf8'));
+const pipelineOf = async (db: StoreDB, id: string) => new SitePipeline(await IdbSiteStore.open(db, id));
 
 describe('site pipeline over IndexedDB', () => {
   it('fingerprint, plans and preprocessed arrays match nnU-Net and are stored', async () => {
@@ -24,7 +27,8 @@ describe('site pipeline over IndexedDB', () => {
     const plan = await planImport(fsSource(join(REFERENCE, 'raw', ID)));
     const { dataset } = await importDataset(db, plan.meta, plan.cases);
     const seen: string[] = [];
-    const fp = await fingerprintStoredDataset(db, dataset.id, { onProgress: (p) => seen.push(`${p.done}/${p.total}`) });
+    const pipeline = await pipelineOf(db, dataset.id);
+    const fp = await pipeline.fingerprint({ onProgress: (p) => seen.push(`${p.done}/${p.total}`) });
     expect(seen).toEqual(['1/5', '2/5', '3/5', '4/5', '5/5']);
     const ref = json(`fingerprints/${ID}/dataset_fingerprint.json`);
     expect(fp.shapes_after_crop).toEqual(ref.shapes_after_crop);
@@ -32,7 +36,8 @@ describe('site pipeline over IndexedDB', () => {
     expect(fp.median_relative_size_after_cropping).toBe(ref.median_relative_size_after_cropping);
     expect(await loadDatasetFingerprint(db, dataset.id)).toEqual(fp);
 
-    const plans = await planStoredDataset(db, dataset.id, fp);
+    const plans = pipeline.makePlans(fp);
+    await pipeline.savePlans(plans);
     const refPlans = json(`plans/${ID}/nnUNetPlans.json`);
     for (const c of ['2d', '3d_fullres'] as const) {
       const { patch_size, batch_size, spacing, architecture, normalization_schemes, use_mask_for_norm } = refPlans.configurations[c];
@@ -41,8 +46,8 @@ describe('site pipeline over IndexedDB', () => {
     expect(await loadPlans(db, dataset.id, 'nnUNetPlans')).toEqual(plans);
 
     // Preprocess with the reference plans (their stored intensity stats), as nnU-Net did.
-    const n = await preprocessStoredDataset(db, dataset.id, refPlans, '3d_fullres');
-    expect(n).toBe(5);
+    const r = await pipeline.preprocess(refPlans, '3d_fullres');
+    expect(r.computed + r.reused).toBe(5);
     expect(await listPreprocessed(db, dataset.id, 'nnUNetPlans', '3d_fullres')).toHaveLength(5);
     const pc = (await loadPreprocessed(db, dataset.id, 'nnUNetPlans', '3d_fullres', 'mrA_000'))!;
     const dir = join(REFERENCE, 'preprocessed', ID, '3d_fullres');
@@ -60,7 +65,7 @@ describe('site pipeline over IndexedDB', () => {
     const plan = await planImport(fsSource(join(REFERENCE, 'raw', ID)));
     const { dataset } = await importDataset(db, plan.meta, plan.cases);
     const ctrl = new AbortController();
-    const run = preprocessStoredDataset(db, dataset.id, json(`plans/${ID}/nnUNetPlans.json`), '3d_fullres', {
+    const run = (await pipelineOf(db, dataset.id)).preprocess(json(`plans/${ID}/nnUNetPlans.json`), '3d_fullres', {
       signal: ctrl.signal,
       onProgress: (p) => p.done === 2 && ctrl.abort(),
     });

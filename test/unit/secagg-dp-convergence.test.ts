@@ -16,6 +16,8 @@ import { wsConnect } from '../../src/fed/ws-transport.ts';
 import type { FederationConfig } from '../../src/fed/protocol.ts';
 import { privacyConfig } from '../../src/fed/secagg/config.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
+import { SitePipeline } from '../../src/pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 
@@ -39,8 +41,7 @@ describe('secure aggregation + DP on the phantom federation (tiny net, cpu)', ()
     const sites = DEMO_SITES.map((p, i) => {
       const ds = demoDataset(p, i, 4);
       return new TrainerSite({
-        datasetName: ds.name, datasetJson: ds.datasetJson, numCases: 4,
-        getCase: (k) => ({ id: ds.cases[k].id, image: ds.cases[k].image, label: ds.cases[k].label }),
+        pipeline: new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases)),
         tiny: { patch: 8 }, valIters: 2, evaluate: false, seed: i,
       });
     });

@@ -5,7 +5,8 @@ import { hardCountsFromPrediction, hardCountsLabels } from '../../src/eval/pseud
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
 import type { NamedWeights } from '../../src/model/named-weights.ts';
 import type { ConfigurationPlan } from '../../src/plan/types.ts';
-import { prepareTraining, type PreparedTraining } from '../../src/train/prepare.ts';
+import { prepareTraining, SitePipeline, type PreparedTraining } from '../../src/pipeline/site-pipeline.ts';
+import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { splitCases } from '../../src/train/split.ts';
 import { tinyConfiguration } from '../../src/train/tiny.ts';
 import { decodeCheckpoint, emptyLog, encodeCheckpoint, type TrainerCheckpoint } from '../../src/train/train-checkpoint.ts';
@@ -20,9 +21,9 @@ let prep2d: PreparedTraining;
 beforeAll(async () => {
   await useBackend('cpu');
   const ph = Array.from({ length: 5 }, (_, i) => ellipsoidPhantom(10 + i, 12));
-  const get = (i: number) => ({ id: `c${i}`, ...ph[i] });
-  prep3d = await prepareTraining(5, get, DJ, { datasetName: 'Dataset999_T', configuration: '3d_fullres', tiny: { patch: 8 } });
-  prep2d = await prepareTraining(5, get, DJ, { datasetName: 'Dataset999_T', configuration: '2d', tiny: { patch: 8 } });
+  const pipeline = new SitePipeline(memoryCasesStore('Dataset999_T', DJ, ph.map((p, i) => ({ id: `c${i}`, ...p }))));
+  prep3d = await prepareTraining(pipeline, { configuration: '3d_fullres', tiny: { patch: 8 } });
+  prep2d = await prepareTraining(pipeline, { configuration: '2d', tiny: { patch: 8 } });
 });
 
 // Budget per run: 2 epochs × 2 iterations, 1 validation batch per epoch, batch 2, patch 8³.

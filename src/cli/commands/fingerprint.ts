@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { pyJsonDumps } from '../../eval/py-json.ts';
-import { extractFingerprint } from '../../fingerprint/extract.ts';
+import { SitePipeline } from '../../pipeline/site-pipeline.ts';
+import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { summarizeFingerprint } from '../../fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../fingerprint/types.ts';
 import { fsSource } from '../../node/fs-source.ts';
@@ -32,7 +33,10 @@ const command: Command = {
     }
     if (positionals.length !== 1 || !values.output) throw new UsageError(`usage: ${USAGE}`);
     const t0 = performance.now();
-    const { fingerprint, cases } = await extractFingerprint(fsSource(positionals[0]), {
+    // The site pipeline's fingerprint stage over the folder (the browser runs it over IndexedDB).
+    const pipeline = new SitePipeline(await rawFolderStore(fsSource(positionals[0])));
+    const cases = pipeline.store.caseIds;
+    const fingerprint = await pipeline.fingerprint({
       onProgress: values.quiet || !process.stderr.isTTY ? undefined : ({ done, total, caseId }) => process.stderr.write(`\r${done}/${total} ${caseId}`.padEnd(40)),
     });
     if (!values.quiet && process.stderr.isTTY) process.stderr.write('\n');

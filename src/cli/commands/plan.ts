@@ -1,13 +1,15 @@
 // `fednnunet plan`: nnU-Net's ExperimentPlanner on a raw dataset folder's dataset.json and a
 // fingerprint file (a dataset_fingerprint.json, an FFE aggregate, or a private FFE summary).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import { fingerprintFromSummary, type PrivateFingerprintSummary } from '../../fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../fingerprint/types.ts';
-import { planExperiment } from '../../plan/planner.ts';
-import type { ConfigurationPlan, DatasetJson } from '../../plan/types.ts';
+import type { ConfigurationPlan } from '../../plan/types.ts';
+import { fsSource } from '../../node/fs-source.ts';
+import { SitePipeline } from '../../pipeline/site-pipeline.ts';
+import { rawFolderStore } from '../../pipeline/site-store.ts';
 
 const USAGE = 'fednnunet plan RAW_DATASET_DIR --fingerprint fp.json -o plans.json [--memory-budget-mb N]';
 
@@ -31,11 +33,12 @@ const command: Command = {
       if (!Number.isFinite(memoryBudgetMB) || memoryBudgetMB <= 0) throw new UsageError(`--memory-budget-mb needs a positive number, got '${values['memory-budget-mb']}'`);
     }
     const dir = resolve(positionals[0]);
-    const dataset = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as DatasetJson;
+    const pipeline = new SitePipeline(await rawFolderStore(fsSource(dir), basename(dir)));
     const fpIn = JSON.parse(readFileSync(values.fingerprint, 'utf8')) as DatasetFingerprint | PrivateFingerprintSummary;
     const fingerprint = 'private_ffe' in fpIn ? fingerprintFromSummary(fpIn) : fpIn;
 
-    const plans = planExperiment(fingerprint, dataset, { datasetName: basename(dir), memoryBudgetMB });
+    // The site pipeline's planning stage (pure: no case is read).
+    const plans = pipeline.makePlans(fingerprint, { memoryBudgetMB });
     // nnU-Net writes plans with indent 4 and keys in insertion order.
     writeFileSync(values.output, `${JSON.stringify(plans, null, 4)}\n`);
     for (const [name, c] of Object.entries(plans.configurations)) {

@@ -1,14 +1,16 @@
 // `fednnunet preprocess`: nnU-Net's DefaultPreprocessor.run_case for cases of a raw dataset folder
-// with a plans file, one case in memory at a time. Writes CASE_data.npy, CASE_seg.npy and
+// with a plans file, one case in memory at a time: the site pipeline's preprocessing stage over the
+// folder (src/pipeline), its arrays written as files instead of stored. Writes CASE_data.npy, CASE_seg.npy and
 // CASE_properties.json per case (format: src/preprocess/files.ts).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
-import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { fsSource } from '../../node/fs-source.ts';
+import { SitePipeline } from '../../pipeline/site-pipeline.ts';
+import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { encodePreprocessed, fileNames } from '../../preprocess/files.ts';
-import { resolveConfiguration, runCase, type PreprocessDatasetJson, type PreprocessPlans } from '../../preprocess/preprocess.ts';
+import { resolveConfiguration, type PreprocessPlans } from '../../preprocess/preprocess.ts';
 
 const USAGE = 'fednnunet preprocess RAW_DATASET_DIR --plans plans.json [--config 3d_fullres] [--case ID ...] -o OUT_DIR [--seed N]';
 
@@ -39,20 +41,18 @@ const command: Command = {
     if (!plans || typeof plans !== 'object' || !plans.configurations || !plans.transpose_forward) throw new Error(`${values.plans} is not an nnU-Net plans file (no configurations / transpose_forward)`);
     resolveConfiguration(plans, values.config); // fails early on an unknown configuration
 
-    const src = fsSource(positionals[0]);
-    const ds = await openRawDataset(src);
-    if (ds.problems.length) throw new Error(`${src.name}: ${ds.problems.join('; ')}`);
-    const wanted = values.case ?? ds.cases.map((c) => c.id);
-    const unknown = wanted.filter((id) => !ds.cases.some((c) => c.id === id));
-    if (unknown.length) throw new Error(`no case ${unknown.join(', ')} in ${src.name} (cases: ${ds.cases.map((c) => c.id).join(', ')})`);
+    const store = await rawFolderStore(fsSource(positionals[0]));
+    const pipeline = new SitePipeline(store);
+    const wanted = values.case ?? store.caseIds;
+    const unknown = wanted.filter((id) => !store.caseIds.includes(id));
+    if (unknown.length) throw new Error(`no case ${unknown.join(', ')} in ${store.datasetName} (cases: ${store.caseIds.join(', ')})`);
 
     mkdirSync(values.output, { recursive: true });
     for (const id of wanted) {
       const t0 = performance.now();
-      const { images, label } = await loadCase(src, ds.cases.find((c) => c.id === id)!);
-      const image = images.length === 1 ? images[0] : stackChannels(images);
-      const pc = runCase(image, label ?? null, plans, values.config, ds.json as PreprocessDatasetJson, { seed });
-      const files = encodePreprocessed(pc, { affine: images[0].affine });
+      const c = await store.readCase(id);
+      const pc = pipeline.preprocessCase(c, plans, values.config, seed);
+      const files = encodePreprocessed(pc, { affine: c.image.affine });
       const names = fileNames(id);
       writeFileSync(join(values.output, names.data), files.data);
       writeFileSync(join(values.output, names.seg), files.seg);

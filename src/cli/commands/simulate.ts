@@ -16,9 +16,10 @@ import { wsConnect } from '../../fed/ws-transport.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
 import { fsSource } from '../../node/fs-source.ts';
-import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { TrainerSite } from '../../pipeline/trainer-site.ts';
+import { SitePipeline } from '../../pipeline/site-pipeline.ts';
+import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { writeModelDir } from '../../infer/model-dir.ts';
 
 const USAGE = `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
@@ -76,19 +77,11 @@ const command: Command = {
     const sites: TrainerSite[] = [];
     const datasetJsons: Record<string, unknown>[] = [];
     for (const dir of dirs) {
-      const src = fsSource(dir);
-      const ds = await openRawDataset(src);
-      if (!ds.json || ds.problems.length) throw new Error(`${dir}: ${ds.problems.join('; ') || 'no dataset.json'}`);
-      const cases = ds.cases.filter((c) => c.label);
-      datasetJsons.push(ds.json);
+      // Each site's stages over its raw folder, as the browser runs them over IndexedDB.
+      const store = await rawFolderStore(fsSource(dir));
+      datasetJsons.push(store.datasetJson!);
       sites.push(new TrainerSite({
-        datasetName: ds.name,
-        datasetJson: ds.json,
-        numCases: cases.length,
-        getCase: async (i) => {
-          const c = await loadCase(src, cases[i]);
-          return { id: c.id, image: c.images.length === 1 ? c.images[0] : stackChannels(c.images), label: c.label! };
-        },
+        pipeline: new SitePipeline(store),
         tiny: values.tiny ? (values['tiny-patch'] ? { patch: intOption('tiny-patch', values['tiny-patch'], 4) } : true) : undefined,
         seed: intOption('seed', values.seed, 0),
         valIters: intOption('val-iters', values['val-iters'], 0),

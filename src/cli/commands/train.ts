@@ -1,15 +1,15 @@
-// `fednnunet train`: fingerprint + plan (unless --plans) + preprocess in memory + nnU-Net's
-// training loop on a raw dataset folder, writing a model folder.
+// `fednnunet train`: the site pipeline over a raw dataset folder (fingerprint + plan unless
+// --plans, preprocess; in memory) + nnU-Net's training loop, writing a model folder.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from '../command.ts';
 import { intOption, parse, UsageError } from '../args.ts';
 import { encodeWeights } from '../../model/weights-codec.ts';
-import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { fsSource } from '../../node/fs-source.ts';
 import type { Plans } from '../../plan/types.ts';
-import { prepareTraining } from '../../train/prepare.ts';
+import { prepareTraining, SitePipeline } from '../../pipeline/site-pipeline.ts';
+import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { encodeCheckpoint } from '../../train/train-checkpoint.ts';
 import { Trainer } from '../../train/trainer.ts';
 
@@ -63,24 +63,15 @@ const command: Command = {
     await useBackend(backend);
 
     const dir = resolve(positionals[0]);
-    const src = fsSource(dir);
-    const ds = await openRawDataset(src);
-    if (ds.problems.length || !ds.json) throw new Error(`${ds.name}: ${ds.problems.join('; ') || 'no dataset.json'}`);
-    const cases = ds.cases.filter((c) => c.label);
-    if (cases.length === 0) throw new Error(`${ds.name}: no labelled training cases`);
+    const store = await rawFolderStore(fsSource(dir), basename(dir));
+    const ds = { json: store.datasetJson! };
     const plansIn = values.plans ? (JSON.parse(readFileSync(values.plans, 'utf8')) as Plans) : undefined;
     const configuration = values.config ?? (plansIn && !plansIn.configurations['3d_fullres'] ? '2d' : '3d_fullres');
 
     const t0 = Date.now();
     const prep = await prepareTraining(
-      cases.length,
-      async (i) => {
-        const c = await loadCase(src, cases[i]);
-        return { id: c.id, image: stackChannels(c.images), label: c.label! };
-      },
-      ds.json,
+      new SitePipeline(store),
       {
-        datasetName: basename(dir),
         configuration,
         plans: plansIn,
         tiny: values.tiny ? { patch: intOption('tiny-patch', values['tiny-patch'], 4, 24) } : false,
@@ -111,7 +102,8 @@ const command: Command = {
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, 'plans.json'), json(prep.plans));
     writeFileSync(join(out, 'dataset.json'), json(ds.json));
-    writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
+    // Given plans need no fingerprint: the folder then records the plans only.
+    if (prep.fingerprint) writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
 
     await trainer.run({
       onEvent: async (e) => {
