@@ -9,6 +9,9 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 
+/** How far a certificate's start may lie in the future (clock skew). */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
 export interface TlsFiles {
   cert: string;
   key: string;
@@ -47,7 +50,10 @@ export function loadTlsFiles(certPath: string, keyPath: string, now = new Date()
   if (!x509.checkPrivateKey(privateKey)) throw new Error(`--tls-key ${keyPath} does not match the certificate in ${certPath}`);
   const validFrom = new Date(x509.validFrom);
   const validTo = new Date(x509.validTo);
-  if (now < validFrom) throw new Error(`--tls-cert ${certPath}: not valid before ${validFrom.toISOString()}`);
+  // A certificate just made (here, or on a machine whose clock runs a little ahead) can start a
+  // moment after `now` (openssl's notBefore is whole seconds, the clocks may differ): tolerate
+  // that skew, as browsers do, rather than refuse a fresh certificate.
+  if (now.getTime() + CLOCK_SKEW_MS < validFrom.getTime()) throw new Error(`--tls-cert ${certPath}: not valid before ${validFrom.toISOString()}`);
   if (now > validTo) throw new Error(`--tls-cert ${certPath}: expired on ${validTo.toISOString()}`);
   return { cert, key, certPath, fingerprint256: x509.fingerprint256, altNames: parseAltNames(x509.subjectAltName), validTo };
 }

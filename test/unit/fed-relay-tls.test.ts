@@ -13,7 +13,7 @@ import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { ensureSelfSignedCert, selfSignedAltNames } from '../../src/node/tls.ts';
+import { ensureSelfSignedCert, loadTlsFiles, SELF_SIGNED_KEY, selfSignedAltNames } from '../../src/node/tls.ts';
 
 const OPENSSL = '/usr/bin/openssl';
 const haveOpenssl = existsSync(OPENSSL);
@@ -122,6 +122,16 @@ describe.skipIf(!haveOpenssl)('self-signed certificate', () => {
     expect(c.reused).toBe(false);
     expect(c.fingerprint256).not.toBe(b.fingerprint256);
     expect(() => ensureSelfSignedCert(join(scratch, 'self-bad'), ['IP:1.2.3.4,DNS:evil'], { openssl: OPENSSL })).toThrow(/subjectAltName/);
+  });
+
+  it('tolerates a few minutes of clock skew at the certificate\'s start, not more', () => {
+    // openssl stamps notBefore when it runs, after the caller took its `now` (seconds later on a busy machine).
+    const dir = join(scratch, 'self-skew');
+    const made = ensureSelfSignedCert(dir, ['IP:127.0.0.1'], { openssl: OPENSSL });
+    const [cert, key] = [made.certPath, join(dir, SELF_SIGNED_KEY)];
+    const start = new Date(new X509Certificate(readFileSync(cert)).validFrom).getTime();
+    expect(loadTlsFiles(cert, key, new Date(start - 10_000)).validTo.getTime()).toBeGreaterThan(start);
+    expect(() => loadTlsFiles(cert, key, new Date(start - 24 * 3600e3))).toThrow(/not valid before/);
   });
 });
 
