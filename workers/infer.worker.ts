@@ -2,14 +2,14 @@
 // delete) and segmentation of one scan (a stored case, NIfTI files or a DICOM folder) with
 // onnxruntime-web (WebGPU, WebAssembly fallback) or tfjs on WebGPU. Exposed with comlink.
 import * as Comlink from 'comlink';
-import { unzipSync, zipSync } from 'fflate';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import { archFromDir, MODEL_FILES, modelFromDir, type ModelDir, type ModelMeta } from '../src/infer/model-dir.ts';
+import { archFromFolder, MODEL_FILES, modelFromFolder, unpackModelFolder, zipModelFolder, type DecodedModelFolder } from '../src/model/model-folder.ts';
+import { labelInfo } from '../src/model/labels.ts';
 import { buildOnnxModel, inspectOnnx } from '../src/infer/onnx-export.ts';
 import { createOrtSession, ortTilePredictor, type OrtSession } from '../src/infer/ort.ts';
-import { configurationInfo, labelInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } from '../src/infer/predictor.ts';
+import { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } from '../src/infer/predictor.ts';
 import type { PredictTiles } from '../src/infer/sliding-window.ts';
 import { readDicomFiles } from '../src/io/dicom.ts';
 import { readNifti } from '../src/io/nifti.ts';
@@ -118,12 +118,12 @@ const hasWebGPU = (): Promise<boolean> => (adapterProbe ??= (async () => {
   }
 })());
 
-async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
+async function engineFor(modelId: string, md: DecodedModelFolder, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
   const { patch } = configurationInfo(md.plans, md.configuration);
-  const arch: UNetArch = archFromDir(md);
+  const arch: UNetArch = archFromFolder(md);
   const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
   if (backend === 'tfjs' || backend === 'tfjs-stock') {
     if (!(await hasWebGPU())) throw new Error('this browser has no WebGPU, which the tfjs engine needs here. Choose “Automatic” or “ONNX on WebAssembly”');
@@ -131,7 +131,7 @@ async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, ba
     // Our kernels (src/model/kernels) unless the stock ones are asked for (the fallback switch).
     const fastKernels = backend === 'tfjs';
     await useBackend('webgpu', { fastKernels });
-    const model: PlainConvUNet = modelFromDir(md);
+    const model: PlainConvUNet = modelFromFolder(md);
     cached = { key, predictTiles: tfjsTilePredictor(model, patch), engine: `tfjs webgpu (${fastKernels ? 'fast' : 'stock'} kernels)`, tileBatch: budgetTiles, release: async () => model.dispose() };
     return cached;
   }
@@ -192,7 +192,7 @@ async function readScan(scan: ScanInput): Promise<{ name: string; images: Volume
   return { name: s.seriesDescription ? `${top} (${s.seriesDescription})` : top, images: [s.volume!] };
 }
 
-function labelNamesOf(dj: ModelDir['datasetJson']): Record<number, string> {
+function labelNamesOf(dj: DecodedModelFolder['datasetJson']): Record<number, string> {
   const info = labelInfo(dj);
   const out: Record<number, string> = { 0: 'background' };
   const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore' && k !== 'background');
@@ -204,40 +204,13 @@ function labelNamesOf(dj: ModelDir['datasetJson']): Record<number, string> {
   return out;
 }
 
-async function filesOfPackage(input: ImportModelInput): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
-  const list = input.files.filter((f) => !f.path.split('/').pop()!.startsWith('.'));
-  const zips = list.filter((f) => lower(f.path).endsWith('.zip'));
-  let entries: Array<{ path: string; bytes: () => Promise<Uint8Array> }>;
-  let folder: string;
-  if (zips.length === 1 && list.length === 1) {
-    const unz = unzipSync(new Uint8Array(await zips[0].file.arrayBuffer()));
-    entries = Object.entries(unz).filter(([p]) => !p.endsWith('/')).map(([path, b]) => ({ path, bytes: async () => b }));
-    folder = zips[0].path.split('/').pop()!.replace(/\.zip$/i, '');
-  } else {
-    entries = list.map((f) => ({ path: f.path.replace(/^\/+/, ''), bytes: async () => new Uint8Array(await f.file.arrayBuffer()) }));
-    folder = list[0]?.path.split('/')[0] ?? 'model';
-  }
-  // The folder holding model.json (the shallowest one).
-  const marks = entries.filter((e) => e.path.split('/').pop() === MODEL_FILES.model).sort((a, b) => a.path.split('/').length - b.path.split('/').length);
-  if (marks.length === 0) throw new Error(`no ${MODEL_FILES.model} among the ${entries.length} file(s): choose the model folder written by \`fednnunet train\` (model.json, plans.json, dataset.json, weights.json, weights.bin) or a .zip of it`);
-  const dir = marks[0].path.slice(0, -MODEL_FILES.model.length);
-  if (dir) folder = dir.replace(/\/$/, '').split('/').pop()!;
-  const files: Record<string, Uint8Array> = {};
-  for (const e of entries) {
-    if (!e.path.startsWith(dir)) continue;
-    const rel = e.path.slice(dir.length);
-    if ((Object.values(MODEL_FILES) as string[]).includes(rel)) files[rel] = await e.bytes();
-  }
-  return { files, folder };
-}
-
 const api = {
   async models(): Promise<ModelRecord[]> {
     return listModels(await db());
   },
 
   async importModel(input: ImportModelInput): Promise<ModelRecord> {
-    const { files, folder } = await filesOfPackage(input);
+    const { files, folder } = await unpackModelFolder(input.files.map((f) => ({ path: f.path, bytes: async () => new Uint8Array(await f.file.arrayBuffer()) })));
     return saveModel(await db(), files, { name: input.name || folder, source: input.source ?? 'imported' });
   },
 
@@ -260,7 +233,7 @@ const api = {
     const d = await db();
     const [files, rec] = await Promise.all([loadModelFiles(d, id), listModels(d).then((l) => l.find((m) => m.id === id))]);
     if (!files || !rec) throw new Error('this model is no longer stored in this browser');
-    const zip = zipSync(files, { level: 6 });
+    const zip = zipModelFolder(files);
     return Comlink.transfer({ fileName: `${safeName(rec.name)}.zip`, bytes: zip }, [zip.buffer]);
   },
 
@@ -272,7 +245,7 @@ const api = {
     let bytes = md.onnx;
     const built = !bytes;
     if (!bytes) {
-      bytes = buildOnnxModel(archFromDir(md), md.weights);
+      bytes = buildOnnxModel(archFromFolder(md), md.weights);
       await putModelFile(d, id, MODEL_FILES.onnx, bytes);
     }
     const out = bytes.slice();

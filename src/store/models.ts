@@ -1,4 +1,4 @@
-// Model packages in this browser: the files of a model folder (src/infer/model-dir.ts: model.json,
+// Model packages in this browser: the files of a model folder (src/model/model-folder.ts: model.json,
 // plans.json, dataset.json, weights.json, weights.bin, optional model.onnx) plus a name and where
 // the model came from. Kept in the existing `checkpoints` store (no schema change), under the
 // empty dataset id, so deleting a dataset never deletes a model trained on it:
@@ -7,8 +7,7 @@
 //   ['', 'model-files', id]  ModelFilesRecord: the folder's files as ArrayBuffers
 //
 // No dataset has the id '' (ids are generated per import), so these keys never collide.
-import { decodeModelDir, MODEL_FILES, type ModelDir, type ModelMeta } from '../infer/model-dir.ts';
-import { labelInfo } from '../infer/predictor.ts';
+import { decodeModelFolder, MODEL_FILES, type DecodedModelFolder } from '../model/model-folder.ts';
 import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from './db.ts';
 
@@ -60,8 +59,8 @@ function newId(): string {
 const copy = (b: Uint8Array): ArrayBuffer => b.slice().buffer as ArrayBuffer;
 
 /** Checks a model folder's files (decodes them fully) and returns the decoded model. */
-export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<ModelDir & { meta: ModelMeta }> {
-  return decodeModelDir(memorySource(name, files));
+export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<DecodedModelFolder> {
+  return decodeModelFolder(memorySource(name, files));
 }
 
 export interface SaveModelOptions {
@@ -98,7 +97,6 @@ export async function saveModel(db: StoreDB, files: Record<string, Uint8Array>, 
     hasOnnx: !!keep[MODEL_FILES.onnx],
     origin: opts.origin,
   };
-  labelInfo(md.datasetJson); // throws on an inconsistent label definition
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
   const filesRec: ModelFilesRecord = { datasetId: NO_DATASET, runId: FILES_RUN, tag: id, files: keep };
@@ -124,7 +122,7 @@ export async function loadModelFiles(db: StoreDB, id: string): Promise<Record<st
 }
 
 /** The decoded model folder of a stored model. */
-export async function loadModel(db: StoreDB, id: string): Promise<(ModelDir & { meta: ModelMeta; record: ModelRecord }) | undefined> {
+export async function loadModel(db: StoreDB, id: string): Promise<(DecodedModelFolder & { record: ModelRecord }) | undefined> {
   const [record, files] = await Promise.all([getModel(db, id), loadModelFiles(db, id)]);
   if (!record || !files) return undefined;
   return { ...(await checkModelFiles(files, record.name)), record };

@@ -1,4 +1,4 @@
-// `fednnunet predict`: segment one case with a trained model folder (src/infer/model-dir.ts) on
+// `fednnunet predict`: segment one case with a trained model folder (src/model/model-folder.ts) on
 // tfjs (cpu), onnxruntime-node or onnxruntime-web's wasm backend; writes the label map as NIfTI
 // with the input's geometry.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -36,12 +36,13 @@ const command: Command = {
     const threads = values.threads === undefined ? undefined : Number(values.threads);
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads must be a positive integer, got '${values.threads}'`);
 
-    const { readModelDir, archFromDir, modelFromDir } = await import('../../infer/model-dir.ts');
+    const { archFromFolder, modelFromFolder } = await import('../../model/model-folder.ts');
+    const { readModelFolder } = await import('../../node/model-folder-fs.ts');
     const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
     const { readNifti } = await import('../../io/nifti.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
-    const md = await readModelDir(values.model);
+    const md = await readModelFolder(values.model);
     const images = values.input.map((p) => {
       let bytes: Uint8Array;
       try {
@@ -53,7 +54,7 @@ const command: Command = {
     });
     const ctx = { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson };
     const { patch } = configurationInfo(md.plans, md.configuration);
-    const arch = archFromDir(md);
+    const arch = archFromFolder(md);
     const mirrorAxes = md.meta.inference_allowed_mirroring_axes;
 
     let predictTiles: PredictTiles;
@@ -63,7 +64,7 @@ const command: Command = {
     if (backend === 'tfjs-cpu') {
       const { useBackend } = await import('../../model/tf-backend.ts');
       await useBackend('cpu');
-      const model = modelFromDir(md);
+      const model = modelFromFolder(md);
       predictTiles = tfjsTilePredictor(model, patch);
       tileBatch = tileBatchForBudget(arch, patch);
       release = async () => model.dispose();

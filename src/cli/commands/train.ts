@@ -1,13 +1,15 @@
 // `fednnunet train`: fingerprint + plan (unless --plans) + preprocess in memory + nnU-Net's
-// training loop on a raw dataset folder, writing a model folder.
+// training loop on a raw dataset folder, writing a model folder (src/model/model-folder.ts) with
+// train's own files beside it: dataset_fingerprint.json, training_log.json, checkpoint_*.ckpt.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from '../commands.ts';
 import { intOption, parse, UsageError } from '../args.ts';
-import { encodeWeights } from '../../fed/codec.ts';
 import { loadCase, openRawDataset, stackChannels } from '../../io/raw-dataset.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { fsSource } from '../../node/fs-source.ts';
+import { writeModelFolder } from '../../node/model-folder-fs.ts';
+import { pseudoDiceProvenance } from '../../model/model-folder.ts';
 import type { Plans } from '../../plan/types.ts';
 import { prepareTraining } from '../../train/prepare.ts';
 import { encodeCheckpoint } from '../../train/train-checkpoint.ts';
@@ -109,8 +111,6 @@ const command: Command = {
 
     const out = resolve(values.output);
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'plans.json'), json(prep.plans));
-    writeFileSync(join(out, 'dataset.json'), json(ds.json));
     writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
 
     await trainer.run({
@@ -128,16 +128,14 @@ const command: Command = {
 
     const ck = await trainer.checkpoint();
     writeFileSync(join(out, 'checkpoint_final.ckpt'), encodeCheckpoint(ck));
-    const enc = encodeWeights(ck.weights, 'fp32');
-    writeFileSync(join(out, 'weights.bin'), enc.payload);
-    writeFileSync(
-      join(out, 'weights.json'),
-      json({
-        format: 'fednnunet-weights', encoding: 'fp32', layout: 'PyTorch state_dict names, shapes and row-major layout',
-        configuration, num_input_channels: trainer.net.arch.inputChannels,
-        num_classes: trainer.numClasses, inference_allowed_mirroring_axes: trainer.mirrorAxes, entries: enc.entries,
-      }),
-    );
+    await writeModelFolder(out, {
+      plans: prep.plans, datasetJson: ds.json as never, configuration, weights: ck.weights,
+      meta: { inference_allowed_mirroring_axes: trainer.mirrorAxes },
+      provenance: {
+        trained_by: 'fednnunet train', method: 'local', sites: 1, dataset: basename(dir), epochs, iterations: epochs * iters,
+        ...pseudoDiceProvenance(ck.log),
+      },
+    });
     writeFileSync(join(out, 'training_log.json'), json({ ...ck.log, split: ck.split, options: ck.options }));
     trainer.dispose();
     console.log(`-> ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
