@@ -1,11 +1,22 @@
 // Model folders on disk (Node): the fs side of src/model/model-folder.ts.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import type { FileSource } from '../io/file-source.ts';
-import { decodeModelFolder, encodeModelFolder, type DecodedModelFolder, type ModelFolder } from '../model/model-folder.ts';
+import { basename, join, resolve } from 'node:path';
+import { memorySource, type FileSource } from '../io/file-source.ts';
+import { decodeModelFolder, encodeModelFolder, unpackModelFolder, type DecodedModelFolder, type ModelFolder } from '../model/model-folder.ts';
 
-/** Reads and checks the model folder at `dir` (its top-level files only). */
+/** Reads and checks the model folder at `dir` (its top-level files only), or a .zip of one. */
 export async function readModelFolder(dir: string): Promise<DecodedModelFolder> {
+  if (dir.toLowerCase().endsWith('.zip')) {
+    const bytes = async () => {
+      try {
+        return new Uint8Array(await readFile(dir));
+      } catch (e) {
+        throw new Error(`cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+    };
+    const { files } = await unpackModelFolder([{ path: basename(dir), bytes }]);
+    return decodeModelFolder(memorySource(dir, files));
+  }
   const root = resolve(dir);
   const src: FileSource = {
     name: dir,

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from '../commands.ts';
 import { parse, UsageError } from '../args.ts';
 
-const USAGE = 'fednnunet export-onnx --model MODEL_DIR -o model.onnx';
+const USAGE = 'fednnunet export-onnx --model MODEL_DIR|MODEL.zip -o model.onnx';
 
 const command: Command = {
   summary: 'export a model folder\'s network to ONNX (opset 17; runs on onnxruntime-web WebGPU/wasm)',
