@@ -14,6 +14,8 @@ import { openApp, screenshot, type AppSession } from './harness.ts';
 
 describe('training in the browser', () => {
   let s: AppSession;
+  /** The model id of the finished training run (the resume test makes it). */
+  let trained: string | null = null;
   beforeAll(async () => {
     s = await openApp({ webgpu: true });
   });
@@ -71,8 +73,14 @@ describe('training in the browser', () => {
     const models = await s.page.evaluate(() => (window as any).__fednnunet.infer.models());
     expect(models.some((m: any) => m.id === model && m.source === 'local')).toBe(true);
     await screenshot(s.page, 'train-resumed');
+    expect(s.errors).toEqual([]);
+    trained = model;
+  });
 
-    // Browser → CLI: the Predict tab's .zip export is a model folder `fednnunet predict` reads.
+  it('the trained model, exported as .zip on the Predict tab, runs in `fednnunet predict`', async () => {
+    expect(trained).toBeTruthy();
+    const model = trained!;
+    const EPOCHS = 20;
     const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-train-export-'));
     try {
       await s.page.goto(`${s.url}#predict`);
@@ -95,5 +103,5 @@ describe('training in the browser', () => {
       rmSync(tmp, { recursive: true, force: true });
     }
     expect(s.errors).toEqual([]);
-  });
+  }, 300_000);
 });

