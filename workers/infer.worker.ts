@@ -3,11 +3,10 @@
 // onnxruntime-web (WebGPU, WebAssembly fallback) or tfjs on WebGPU. Exposed with comlink. Thin:
 // the engine choice, scan reading, package unpacking and label statistics live in src/infer/.
 import * as Comlink from 'comlink';
-import { zipSync } from 'fflate';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import { archFromDir, MODEL_FILES, type ModelDir, type ModelMeta } from '../src/infer/model-dir.ts';
+import { archFromFolder, MODEL_FILES, zipModelFolder, type DecodedModelFolder } from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
 import { predictCase } from '../src/infer/predictor.ts';
 import { createEngine, INFER_BACKENDS, type Engine, type InferBackend } from '../src/infer/engine-choice.ts';
@@ -110,7 +109,7 @@ const hasWebGPU = (): Promise<boolean> => (adapterProbe ??= (async () => {
   }
 })());
 
-async function engineFor(modelId: string, md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
+async function engineFor(modelId: string, md: DecodedModelFolder, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
@@ -157,7 +156,7 @@ const api = {
     const d = await db();
     const [files, rec] = await Promise.all([loadModelFiles(d, id), listModels(d).then((l) => l.find((m) => m.id === id))]);
     if (!files || !rec) throw new Error('this model is no longer stored in this browser');
-    const zip = zipSync(files, { level: 6 });
+    const zip = zipModelFolder(files);
     return Comlink.transfer({ fileName: `${safeName(rec.name)}.zip`, bytes: zip }, [zip.buffer]);
   },
 
@@ -169,7 +168,7 @@ const api = {
     let bytes = md.onnx;
     const built = !bytes;
     if (!bytes) {
-      bytes = buildOnnxModel(archFromDir(md), md.weights);
+      bytes = buildOnnxModel(archFromFolder(md), md.weights);
       await putModelFile(d, id, MODEL_FILES.onnx, bytes);
     }
     const out = bytes.slice();

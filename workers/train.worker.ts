@@ -16,7 +16,7 @@ import type { LinkBridge } from '../src/fed/peer-transport.ts';
 import { TrainerSite } from '../src/pipeline/trainer-site.ts';
 import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
 import { prepareTraining, SitePipeline } from '../src/pipeline/site-pipeline.ts';
-import { encodeModelDir } from '../src/infer/model-dir.ts';
+import { encodeModelFolder, pseudoDiceProvenance, type ModelProvenance } from '../src/model/model-folder.ts';
 import { saveModel } from '../src/infer/stored-models.ts';
 import { pick } from '../src/fed/aggregate.ts';
 import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
@@ -124,6 +124,7 @@ const api = {
     };
     await saveMembership(d, membership);
     const runId = `fed:${federationId}`;
+    let method: string | undefined; // the federation's, once it is known (prepare or restore)
     const site: TrainerSite = new TrainerSite({
       pipeline,
       tiny: req.tiny || undefined,
@@ -156,6 +157,7 @@ const api = {
           return site.localFingerprint();
         },
         prepare: async (agg, cfg) => {
+          method = cfg.method;
           onEvent({ type: 'log', message: agg ? 'planning on the pooled (FFE) fingerprint' : 'planning on the local fingerprint' });
           await site.prepare(agg, cfg);
         },
@@ -172,7 +174,10 @@ const api = {
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),
-        restore: (cfg) => site.restore(cfg),
+        restore: (cfg) => {
+          method = cfg.method;
+          return site.restore(cfg);
+        },
       },
       log: (m) => onEvent({ type: 'log', message: m }),
       // Mirror every outgoing message to the page's "What leaves this browser" panel.
@@ -185,8 +190,12 @@ const api = {
       const r = await client.run();
       const t = site.trainer!;
       const all = await site.weights();
-      const files = encodeModelDir({ plans: site.plans!, datasetJson: dj as never, configuration: t.configurationName, weights: all, meta: { federation: { rounds: r.rounds, shared: r.shared.length } } });
       const local = all.size - r.shared.length;
+      const provenance: ModelProvenance = {
+        trained_by: 'browser federation', method, rounds: r.rounds, iterations: r.rounds * t.options.itersPerEpoch,
+        ...(local ? { site: membership.siteId } : {}), shared_tensors: r.shared.length, local_tensors: local,
+      };
+      const files = encodeModelFolder({ plans: site.plans!, datasetJson: dj as never, configuration: t.configurationName, weights: all, provenance });
       const ids: string[] = [];
       ids.push((await saveModel(d, files, { name: `${ds.name} · federation (${r.rounds} rounds)`, source: local ? 'personalised' : 'federation-global', origin: req.relayUrl })).id);
       await saveMembership(d, { ...membership, status: 'done' });
@@ -274,7 +283,11 @@ const api = {
       let modelId: string | undefined;
       if (!r.stopped) {
         // A finished run becomes a model on the Predict tab.
-        const files = encodeModelDir({ plans: trainer.plans, datasetJson: ds.datasetJson as never, configuration: req.configuration, weights: await trainer.net.namedWeights(), meta: { training: { epochs: r.epoch, itersPerEpoch: trainer.options.itersPerEpoch } } });
+        const provenance: ModelProvenance = {
+          trained_by: 'browser training', method: 'local', sites: 1, epochs: r.epoch, iterations: r.epoch * trainer.options.itersPerEpoch,
+          ...pseudoDiceProvenance(trainer.log),
+        };
+        const files = encodeModelFolder({ plans: trainer.plans, datasetJson: ds.datasetJson as never, configuration: req.configuration, weights: await trainer.net.namedWeights(), provenance });
         modelId = (await saveModel(d, files, { name: `${ds.name} · trained here (${r.epoch} epochs)`, source: 'local' })).id;
         onEvent({ type: 'status', message: 'model saved for the Predict tab' });
       }

@@ -1,7 +1,7 @@
 // Which engine runs a stored model for the Predict tab: onnxruntime-web (WebGPU, or WebAssembly)
 // or tfjs on WebGPU (our kernels, or tfjs' stock ones). The choice is pure (`chooseEngine`); the
 // runtimes load lazily in `createEngine`, so this module loads in Node, the page and workers.
-import { archFromDir, modelFromDir, type ModelDir, type ModelMeta } from './model-dir.ts';
+import { archFromFolder, modelFromFolder, type DecodedModelFolder, type ModelFolder } from '../model/model-folder.ts';
 import { buildOnnxModel, inspectOnnx } from './onnx-export.ts';
 import { createOrtSession, ortTilePredictor, type OrtSession, type OrtSessionOptions } from './ort.ts';
 import { configurationInfo, tfjsTilePredictor, tileBatchForBudget } from './predictor.ts';
@@ -32,7 +32,7 @@ export function chooseEngine(backend: InferBackend, webgpu: boolean): EngineChoi
 }
 
 /** The network as ONNX: the package's model.onnx (checked against its plans) or one built from its weights. */
-export function onnxBytesFor(md: ModelDir, arch: UNetArch): Uint8Array {
+export function onnxBytesFor(md: ModelFolder, arch: UNetArch): Uint8Array {
   if (!md.onnx) return buildOnnxModel(arch, md.weights);
   const info = inspectOnnx(md.onnx);
   if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch)) throw new Error('the package’s model.onnx does not match its plans.json network; re-export the model');
@@ -59,16 +59,16 @@ export interface EngineEnv {
 }
 
 /** Builds the engine for a model: session or tfjs network, and how many tiles one run takes. */
-export async function createEngine(md: ModelDir & { meta: ModelMeta }, backend: InferBackend, budgetMB: number, env: EngineEnv, numThreads?: number): Promise<Engine> {
+export async function createEngine(md: DecodedModelFolder, backend: InferBackend, budgetMB: number, env: EngineEnv, numThreads?: number): Promise<Engine> {
   // onnx-wasm never needs the adapter: no probe for it.
   const choice = chooseEngine(backend, backend === 'onnx-wasm' ? false : await env.hasWebGPU());
   const { patch } = configurationInfo(md.plans, md.configuration);
-  const arch: UNetArch = archFromDir(md);
+  const arch: UNetArch = archFromFolder(md);
   const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
   if (choice.kind === 'tfjs') {
     const { useBackend } = await import('../model/tf-backend.ts');
     await useBackend('webgpu', { fastKernels: choice.fastKernels });
-    const model = modelFromDir(md);
+    const model = modelFromFolder(md);
     return { predictTiles: tfjsTilePredictor(model, patch), engine: `tfjs webgpu (${choice.fastKernels ? 'fast' : 'stock'} kernels)`, tileBatch: budgetTiles, release: async () => model.dispose() };
   }
   await env.configureOrt();

@@ -1,6 +1,7 @@
 // What the Predict tab reports of a segmentation: each label's name (dataset.json), voxels and
 // volume in millilitres.
-import { labelInfo, type PredictorDatasetJson } from './predictor.ts';
+import { labelInfo } from '../model/labels.ts';
+import type { PredictorDatasetJson } from './predictor.ts';
 
 export interface LabelVolume {
   value: number;

@@ -3,10 +3,9 @@
 // forward or an onnxruntime session), optional mirroring TTA, then export: resample the logits
 // with the real resampler (order 1, order_z 0), argmax (or regions), uncrop, transpose back, and a
 // label Volume in the input's geometry (src/io/nifti-write.ts writes it with the input's header).
-import * as tf from '@tensorflow/tfjs';
 import type { Volume } from '../io/volume.ts';
 import type { UNetArch } from '../model/arch.ts';
-import { permute } from '../model/named-weights.ts';
+import { labelInfo, numInputChannels, type LabelsDatasetJson } from '../model/labels.ts';
 import type { PlainConvUNet } from '../model/unet.ts';
 import { resolveConfiguration, runCase, type PreprocessConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
 import type { Shape3 } from '../preprocess/crop.ts';
@@ -28,44 +27,7 @@ export interface PredictorConfiguration extends PreprocessConfiguration {
 }
 
 /** dataset.json fields the predictor reads. */
-export interface PredictorDatasetJson {
-  labels: Record<string, number | number[]>;
-  regions_class_order?: number[];
-  channel_names?: Record<string, string>;
-  modality?: Record<string, string>;
-}
-
-export interface LabelInfo {
-  /** Network outputs: labels incl. background, or foreground regions. */
-  numSegmentationHeads: number;
-  hasRegions: boolean;
-  /** Foreground labels, or regions (as label lists), the evaluator scores. */
-  foreground: (number | number[])[];
-  regionsClassOrder?: number[];
-  ignoreLabel?: number;
-}
-
-/** nnU-Net's LabelManager, the parts inference and evaluation need. */
-export function labelInfo(dj: PredictorDatasetJson): LabelInfo {
-  const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore');
-  const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
-  const hasRegions = entries.some(([, v]) => Array.isArray(v) && v.length > 1);
-  const all = [...new Set(entries.flatMap(([, v]) => (Array.isArray(v) ? v : [v])))].sort((a, b) => a - b);
-  if (hasRegions) {
-    const regions = entries.filter(([k]) => k !== 'background').map(([, v]) => (Array.isArray(v) ? v : [v]));
-    if (!dj.regions_class_order || dj.regions_class_order.length !== regions.length) {
-      throw new Error('dataset.json defines regions but no regions_class_order of matching length');
-    }
-    return { numSegmentationHeads: regions.length, hasRegions, foreground: regions, regionsClassOrder: dj.regions_class_order, ignoreLabel: ignore };
-  }
-  return { numSegmentationHeads: all.length, hasRegions, foreground: all.filter((l) => l !== 0), ignoreLabel: ignore };
-}
-
-export function numInputChannels(dj: PredictorDatasetJson): number {
-  const ch = dj.channel_names ?? dj.modality;
-  if (!ch) throw new Error('dataset.json has neither channel_names nor modality');
-  return Object.keys(ch).length;
-}
+export type PredictorDatasetJson = LabelsDatasetJson;
 
 /**
  * nnU-Net's logit resampling (resample_data_or_seg_to_shape with the configuration's
@@ -97,31 +59,9 @@ export function tileBatchForBudget(arch: UNetArch, patch: readonly number[], bud
   return Math.max(1, Math.floor((budgetMB * 2 ** 20) / bytes));
 }
 
-/**
- * Tile predictor over a tfjs PlainConvUNet (deep supervision switched off for the call): tiles
- * (n, C, ...patch) → channels-last → forward → (n, K, ...patch).
- */
+/** Tile predictor over a tfjs PlainConvUNet (its channels-first forward, PlainConvUNet.predictLogits). */
 export function tfjsTilePredictor(model: PlainConvUNet, patch: readonly number[]): PredictTiles {
-  const C = model.arch.inputChannels;
-  const vox = patch.reduce((a, b) => a * b, 1);
-  const r = patch.length + 2;
-  const toLast = [0, ...patch.map((_, i) => i + 2), 1];
-  const toFirst = [0, r - 1, ...patch.map((_, i) => i + 1)];
-  return async (batch, n) => {
-    const x = permute(batch.subarray(0, n * C * vox), [n, C, ...patch], toLast);
-    const ds = model.deepSupervision;
-    model.deepSupervision = false;
-    let y: tf.Tensor;
-    try {
-      y = tf.tidy(() => model.forward(tf.tensor(x.data, x.shape, 'float32'))[0]);
-    } finally {
-      model.deepSupervision = ds;
-    }
-    const data = (await y.data()) as Float32Array;
-    const shape = y.shape;
-    y.dispose();
-    return permute(data, shape, toFirst).data;
-  };
+  return (batch, n) => model.predictLogits(batch, n, patch);
 }
 
 export interface PredictOptions {

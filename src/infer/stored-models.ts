@@ -1,15 +1,15 @@
 // Model packages kept in this browser (store/models.ts keeps their files as opaque bytes): this
 // module checks a model folder's files before they are stored, describes them for the listing,
 // and decodes a stored package.
-import { decodeModelDir, MODEL_FILES, type ModelDir, type ModelMeta } from './model-dir.ts';
-import { labelInfo } from './predictor.ts';
+import { decodeModelFolder, MODEL_FILES, type DecodedModelFolder } from '../model/model-folder.ts';
+import { labelInfo } from '../model/labels.ts';
 import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from '../store/db.ts';
 import { getModel, loadModelFiles, MODEL_SOURCES, putModel, putModelFile as putStoredModelFile, type ModelRecord, type ModelSource } from '../store/models.ts';
 
 /** Checks a model folder's files (decodes them fully) and returns the decoded model. */
-export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<ModelDir & { meta: ModelMeta }> {
-  return decodeModelDir(memorySource(name, files));
+export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<DecodedModelFolder> {
+  return decodeModelFolder(memorySource(name, files));
 }
 
 export interface SaveModelOptions {
@@ -48,7 +48,7 @@ export async function saveModel(db: StoreDB, files: Record<string, Uint8Array>, 
 }
 
 /** The decoded model folder of a stored model. */
-export async function loadModel(db: StoreDB, id: string): Promise<(ModelDir & { meta: ModelMeta; record: ModelRecord }) | undefined> {
+export async function loadModel(db: StoreDB, id: string): Promise<(DecodedModelFolder & { record: ModelRecord }) | undefined> {
   const [record, files] = await Promise.all([getModel(db, id), loadModelFiles(db, id)]);
   if (!record || !files) return undefined;
   return { ...(await checkModelFiles(files, record.name)), record };

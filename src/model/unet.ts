@@ -136,6 +136,34 @@ export class PlainConvUNet {
     return todo.map(([s]) => s.name);
   }
 
+  /**
+   * Full-resolution logits, channels-first in and out (the layout of sliding-window tiles): the
+   * first n·C·∏spatial values of `data`, (n, C, ...spatial) → (n, K, ...spatial). Any spatial shape
+   * the strides divide works (a tile or a whole small volume). Deep supervision is off for the call.
+   * The one forward used by inference (infer/predictor.ts) and the trainer's validation.
+   */
+  async predictLogits(data: Float32Array, n: number, spatial: readonly number[]): Promise<Float32Array> {
+    const C = this.arch.inputChannels;
+    const need = n * C * spatial.reduce((a, b) => a * b, 1);
+    if (!(n >= 1) || data.length < need) throw new Error(`predictLogits: ${data.length} values, need ${n} × ${C} channels × [${spatial}]`);
+    const r = spatial.length + 2;
+    const src = data.length === need ? data : data.subarray(0, need);
+    // One channel: channels-first and channels-last are the same buffer.
+    const x = C === 1 ? { data: src, shape: [n, ...spatial, 1] } : permute(src, [n, C, ...spatial], [0, ...spatial.map((_, i) => i + 2), 1]);
+    const ds = this.deepSupervision;
+    this.deepSupervision = false;
+    let y: tf.Tensor;
+    try {
+      y = tf.tidy(() => this.forward(tf.tensor(x.data, x.shape, 'float32'))[0]);
+    } finally {
+      this.deepSupervision = ds;
+    }
+    const out = (await y.data()) as Float32Array;
+    const shape = y.shape;
+    y.dispose();
+    return permute(out, shape, [0, r - 1, ...spatial.map((_, i) => i + 1)]).data;
+  }
+
   dispose(): void {
     for (const v of this.vars.values()) v.dispose();
     this.vars.clear();

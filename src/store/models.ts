@@ -1,4 +1,4 @@
-// Model packages in this browser: the files of a model folder (src/infer/model-dir.ts: model.json,
+// Model packages in this browser: the files of a model folder (src/model/model-folder.ts: model.json,
 // plans.json, dataset.json, weights.json, weights.bin, optional model.onnx) as opaque bytes, plus
 // a name and where the model came from. Checking and decoding the files is the caller's
 // (src/infer/stored-models.ts). Kept in the existing `checkpoints` store (no schema change), under the

@@ -10,6 +10,7 @@
 // (the random streams, momentum buffers and epoch position are in the checkpoint).
 import * as tf from '@tensorflow/tfjs';
 import { hardCountsFromPrediction, PseudoDiceTracker } from '../eval/pseudo-dice.ts';
+import { labelInfo } from '../model/labels.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
 import { invertPerm, permute } from '../model/named-weights.ts';
 import { PlainConvUNet, ptToTfPerm } from '../model/unet.ts';
@@ -207,14 +208,6 @@ function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOpti
   };
 }
 
-/** Number of classes (background included) and the ignore label, from dataset.json's labels. */
-export function labelSetup(labels: Record<string, number | number[]>): { numClasses: number; ignoreLabel: number | null } {
-  const entries = Object.entries(labels).filter(([k]) => k !== 'ignore');
-  if (entries.some(([, v]) => Array.isArray(v) && v.length > 1)) throw new Error('region-based training is not supported yet');
-  const ignore = labels.ignore;
-  return { numClasses: entries.length, ignoreLabel: typeof ignore === 'number' ? ignore : null };
-}
-
 /** (B, C, N) → (B, N, C): the model is channels-last. A no-op view for one channel. */
 function toChannelsLast(src: Float32Array, b: number, c: number, n: number): Float32Array {
   if (c === 1) return src;
@@ -282,8 +275,11 @@ export class Trainer {
     const k = this.config.architecture.arch_kwargs;
     this.options = resolveOptions(setup.options, k.n_stages);
     const o = this.options;
-    const { numClasses, ignoreLabel } = labelSetup(setup.datasetJson.labels);
+    const labels = labelInfo(setup.datasetJson);
+    if (labels.hasRegions) throw new Error('region-based training is not supported yet');
+    const numClasses = labels.numSegmentationHeads;
     this.numClasses = numClasses;
+    const ignoreLabel = labels.ignoreLabel ?? null;
     this.ignoreLabel = ignoreLabel;
 
     const byId = new Map(setup.cases.map((c) => [c.id, c]));
@@ -580,24 +576,8 @@ export class Trainer {
    */
   async predictLogits(data: Float32Array, n: number, spatial: readonly number[] = this.patch): Promise<Float32Array> {
     const vox = spatial.reduce((a, b) => a * b, 1);
-    const c = data.length / (n * vox);
-    if (!Number.isInteger(c) || c !== this.net.arch.inputChannels) throw new Error(`predictLogits: ${data.length} values for ${n} × [${spatial}] × ${this.net.arch.inputChannels} channels`);
-    const ds = this.net.deepSupervision;
-    this.net.deepSupervision = false;
-    try {
-      const x = tf.tensor(toChannelsLast(data, n, c, vox), [n, ...spatial, c], 'float32');
-      const out = tf.tidy(() => tf.reshape(this.net.forward(x)[0], [n, vox, this.numClasses]));
-      x.dispose();
-      const cl = (await out.data()) as Float32Array;
-      out.dispose();
-      const K = this.numClasses;
-      const res = new Float32Array(n * K * vox);
-      for (let i = 0; i < n; i++)
-        for (let v = 0; v < vox; v++) for (let k = 0; k < K; k++) res[(i * K + k) * vox + v] = cl[(i * vox + v) * K + k];
-      return res;
-    } finally {
-      this.net.deepSupervision = ds;
-    }
+    if (data.length !== n * this.net.arch.inputChannels * vox) throw new Error(`predictLogits: ${data.length} values for ${n} × [${spatial}] × ${this.net.arch.inputChannels} channels`);
+    return this.net.predictLogits(data, n, spatial);
   }
 
   dispose(): void {

@@ -1,5 +1,5 @@
 // The Predict tab end to end (issue 8's acceptance test): import a tiny model folder (written here
-// with writeModelDir from a randomly initialised PlainConvUNet) and a NIfTI scan through the page's
+// with writeModelFolder from a randomly initialised PlainConvUNet) and a NIfTI scan through the page's
 // file inputs, segment on onnxruntime-web (WebGPU on SwiftShader), see the overlay in niivue,
 // download the .nii.gz and compare it in Node with predictCase on tfjs-cpu: same dims and affine,
 // ≥ 99.9 % identical labels. Also: model export (.zip, .onnx), volume table, plain-words errors.
@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unzipSync, zipSync } from 'fflate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelFromDir, readModelDir, writeModelDir } from '../../src/infer/model-dir.ts';
+import { modelFromFolder } from '../../src/model/model-folder.ts';
+import { readModelFolder, writeModelFolder } from '../../src/node/model-folder-fs.ts';
 import { inspectOnnx } from '../../src/infer/onnx-export.ts';
 import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/infer/predictor.ts';
 import { readNifti } from '../../src/io/nifti.ts';
@@ -39,10 +40,10 @@ beforeAll(async () => {
   const model = PlainConvUNet.fromPlan(cfg, 1, Object.keys(datasetJson.labels).length, { seed: 4 });
   const weights = await randomizeWeights(model, 21);
   model.dispose();
-  await writeModelDir(modelDir, { plans, datasetJson, configuration: '3d_fullres', weights, meta: { training: { epochs: 0, note: 'random init' } } });
+  await writeModelFolder(modelDir, { plans, datasetJson, configuration: '3d_fullres', weights, meta: { training: { epochs: 0, note: 'random init' } } });
   // The reference: the same model folder through predictCase in Node (tfjs cpu, no TTA).
-  const md = await readModelDir(modelDir);
-  const net = modelFromDir(md);
+  const md = await readModelFolder(modelDir);
+  const net = modelFromFolder(md);
   const { patch } = configurationInfo(md.plans, md.configuration);
   const r = await predictCase(readNifti(new Uint8Array(readFileSync(SCAN))), { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson }, tfjsTilePredictor(net, patch));
   net.dispose();

@@ -1,10 +1,21 @@
 // Training in the browser on WebGPU (SwiftShader here): the training step equals the cpu
-// backend's, and a reload mid-training resumes from the last epoch's checkpoint in IndexedDB.
+// backend's, and a reload mid-training resumes from the last epoch's checkpoint in IndexedDB. The
+// trained model, exported as .zip from the Predict tab, runs in `fednnunet predict`.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_SITES, demoCase } from '../../src/demo/phantoms.ts';
+import { readNifti } from '../../src/io/nifti.ts';
+import { writeNifti } from '../../src/io/nifti-write.ts';
+import { readModelFolder } from '../../src/node/model-folder-fs.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
 
 describe('training in the browser', () => {
   let s: AppSession;
+  /** The model id of the finished training run (the resume test makes it). */
+  let trained: string | null = null;
   beforeAll(async () => {
     s = await openApp({ webgpu: true });
   });
@@ -63,5 +74,34 @@ describe('training in the browser', () => {
     expect(models.some((m: any) => m.id === model && m.source === 'local')).toBe(true);
     await screenshot(s.page, 'train-resumed');
     expect(s.errors).toEqual([]);
+    trained = model;
   });
+
+  it('the trained model, exported as .zip on the Predict tab, runs in `fednnunet predict`', async () => {
+    expect(trained).toBeTruthy();
+    const model = trained!;
+    const EPOCHS = 20;
+    const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-train-export-'));
+    try {
+      await s.page.goto(`${s.url}#predict`);
+      const [dl] = await Promise.all([s.page.waitForEvent('download'), s.page.click(`[data-export-model="${model}"]`)]);
+      const zip = join(tmp, 'model.zip');
+      await dl.saveAs(zip);
+      const md = await readModelFolder(zip);
+      expect(md.provenance).toMatchObject({ trained_by: 'browser training', method: 'local', epochs: EPOCHS, iterations: EPOCHS });
+      // A case of the same demo site the page trained on (the generator is deterministic).
+      const c = demoCase(DEMO_SITES[0], 0, 0);
+      const input = join(tmp, `${c.id}_0000.nii.gz`);
+      writeFileSync(input, writeNifti(c.image, { gzip: true }));
+      const out = join(tmp, 'seg.nii.gz');
+      const r = spawnSync(process.execPath, ['bin/fednnunet.js', 'predict', '--model', zip, '-i', input, '-o', out, '--backend', 'ort-node', '--step-size', '1'], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      console.log(r.stdout.trim());
+      expect(readNifti(new Uint8Array(readFileSync(out)), out).dims).toEqual(c.image.dims);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    expect(s.errors).toEqual([]);
+  }, 300_000);
 });

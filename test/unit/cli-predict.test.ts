@@ -1,4 +1,4 @@
-// End to end: a tiny randomly initialised model written with writeModelDir → `fednnunet predict`
+// End to end: a tiny randomly initialised model written with writeModelFolder → `fednnunet predict`
 // (tfjs-cpu, ort-node, ort-wasm, TTA) → `fednnunet evaluate` → summary.json; `export-onnx`; and
 // the error paths (one line on stderr).
 import { spawnSync } from 'node:child_process';
@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectOnnx } from '../../src/infer/onnx-export.ts';
-import { decodeModelDir, encodeModelDir, readModelDir, writeModelDir } from '../../src/infer/model-dir.ts';
+import { decodeModelFolder, encodeModelFolder } from '../../src/model/model-folder.ts';
+import { readModelFolder, writeModelFolder } from '../../src/node/model-folder-fs.ts';
 import { memorySource } from '../../src/io/file-source.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
@@ -36,16 +37,16 @@ beforeAll(async () => {
   const model = PlainConvUNet.fromPlan(cfg, 1, 3, { seed: 4 });
   const weights = await randomizeWeights(model, 21);
   model.dispose();
-  await writeModelDir(modelDir, { plans, datasetJson, configuration: '3d_fullres', weights, meta: { training: { epochs: 0, note: 'random init' } } });
+  await writeModelFolder(modelDir, { plans, datasetJson, configuration: '3d_fullres', weights, meta: { training: { epochs: 0, note: 'random init' } } });
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('model folder', () => {
-  it('writeModelDir → readModelDir round-trips plans, dataset.json, configuration and every weight bit', async () => {
-    const md = await readModelDir(modelDir);
+  it('writeModelFolder → readModelFolder round-trips plans, dataset.json, configuration and every weight bit', async () => {
+    const md = await readModelFolder(modelDir);
     expect(md.configuration).toBe('3d_fullres');
     expect(md.meta).toMatchObject({ format: 'fednnunet-model', version: 1, num_input_channels: 1, num_segmentation_heads: 3, training: { epochs: 0 } });
-    const again = await decodeModelDir(memorySource('m', encodeModelDir(md)));
+    const again = await decodeModelFolder(memorySource('m', encodeModelFolder(md)));
     expect([...again.weights.keys()]).toEqual([...md.weights.keys()]);
     for (const [k, t] of md.weights) expect(again.weights.get(k)).toEqual(t);
     expect(again.plans).toEqual(md.plans);
@@ -55,10 +56,10 @@ describe('model folder', () => {
   });
 
   it('a truncated weights.bin or a missing file is reported', async () => {
-    const files = encodeModelDir(await readModelDir(modelDir));
-    await expect(decodeModelDir(memorySource('m', { ...files, 'weights.bin': files['weights.bin'].subarray(8) }))).rejects.toThrow(/weights.bin: \d+ bytes, weights.json says/);
+    const files = encodeModelFolder(await readModelFolder(modelDir));
+    await expect(decodeModelFolder(memorySource('m', { ...files, 'weights.bin': files['weights.bin'].subarray(8) }))).rejects.toThrow(/weights.bin: \d+ bytes, weights.json says/);
     const { 'plans.json': _p, ...noPlans } = files;
-    await expect(decodeModelDir(memorySource('m', noPlans))).rejects.toThrow(/not a model folder \(no plans.json\)/);
+    await expect(decodeModelFolder(memorySource('m', noPlans))).rejects.toThrow(/not a model folder \(no plans.json\)/);
   });
 });
 

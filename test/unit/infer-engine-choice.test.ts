@@ -2,7 +2,7 @@
 // providers each setting gets with and without a WebGPU adapter, and the package's model.onnx check.
 import { describe, expect, it } from 'vitest';
 import { chooseEngine, INFER_BACKENDS, onnxBytesFor, ortEngineName } from '../../src/infer/engine-choice.ts';
-import { archFromDir, type ModelDir } from '../../src/infer/model-dir.ts';
+import { archFromFolder as archFromDir, type ModelFolder as ModelDir } from '../../src/model/model-folder.ts';
 import { buildOnnxModel } from '../../src/infer/onnx-export.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';

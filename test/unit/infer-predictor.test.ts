@@ -10,10 +10,11 @@ import { logitsToSegmentation } from '../../src/infer/export.ts';
 import { exportOnnx } from '../../src/infer/onnx-export.ts';
 import { createOrtSession, ortTilePredictor } from '../../src/infer/ort.ts';
 import {
-  configurationInfo, labelInfo, nnunetResampleLogits, predictCase, tfjsTilePredictor, tileBatchForBudget, type PredictionContext,
+  configurationInfo, nnunetResampleLogits, predictCase, tfjsTilePredictor, tileBatchForBudget, type PredictionContext,
 } from '../../src/infer/predictor.ts';
 import { padArray, paddingFor, unpadArray } from '../../src/infer/tiles.ts';
 import { readNifti } from '../../src/io/nifti.ts';
+import { labelInfo } from '../../src/model/labels.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import type { Volume } from '../../src/io/volume.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';

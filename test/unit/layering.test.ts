@@ -43,11 +43,7 @@ const isNodeBuiltin = (to: string) => to.startsWith('node:');
 const KNOWN_CYCLES: string[][] = [];
 
 /** Node built-ins outside src/node and src/cli, each with why it is there for now. */
-const KNOWN_NODE_IMPORTS: Array<{ from: string; to: string }> = [
-  // readModelDir/writeModelDir reach node:fs lazily (hidden from bundlers) so the module loads in the page.
-  { from: 'src/infer/model-dir.ts', to: 'node:fs/promises' },
-  { from: 'src/infer/model-dir.ts', to: 'node:path' },
-];
+const KNOWN_NODE_IMPORTS: Array<{ from: string; to: string }> = [];
 
 function violations(rule: (e: Edge) => boolean): string[] {
   return EDGES.filter(rule).map((e) => `${e.from} → ${e.to}`);

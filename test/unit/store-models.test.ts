@@ -1,7 +1,7 @@
 // Model packages in IndexedDB (src/store/models.ts): save/list/load/add-file/delete, kept apart from
 // datasets (deleting a dataset keeps models), invalid packages refused.
 import { describe, expect, it } from 'vitest';
-import { encodeModelDir } from '../../src/infer/model-dir.ts';
+import { encodeModelFolder } from '../../src/model/model-folder.ts';
 import { deleteDataset } from '../../src/store/datasets.ts';
 import { deleteModel, listModels, loadModelFiles } from '../../src/store/models.ts';
 import { loadModel, putModelFile, saveModel } from '../../src/infer/stored-models.ts';
@@ -16,7 +16,7 @@ async function tinyPackage(): Promise<Record<string, Uint8Array>> {
   const m = PlainConvUNet.fromPlan(plans.configurations[configuration] as never, 1, 3, { seed: 1 });
   const weights = await m.namedWeights();
   m.dispose();
-  return encodeModelDir({ plans, datasetJson: DATASET_JSON, configuration, weights });
+  return encodeModelFolder({ plans, datasetJson: DATASET_JSON, configuration, weights });
 }
 
 describe('model store', () => {

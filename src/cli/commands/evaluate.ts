@@ -1,5 +1,6 @@
 // `fednnunet evaluate`: nnU-Net's compute_metrics_on_folder (spec §9) on two folders of label
-// maps matched by file name; writes summary.json as nnU-Net does.
+// maps matched by file name; writes summary.json as nnU-Net does. Labels: --labels, a dataset.json,
+// or the dataset.json of the model folder that made the predictions (--model).
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '../command.ts';
@@ -7,7 +8,7 @@ import { parse, UsageError } from '../args.ts';
 import { isVolumePath, readVolumeFile } from '../../io/formats.ts';
 import { fsSource } from '../../node/fs-source.ts';
 
-const USAGE = 'fednnunet evaluate --pred DIR --ref DIR [--labels 1,2 | --dataset-json dataset.json] [--chill] -o summary.json';
+const USAGE = 'fednnunet evaluate --pred DIR --ref DIR [--labels 1,2 | --dataset-json dataset.json | --model MODEL_DIR] [--chill] -o summary.json';
 
 function parseLabels(s: string): number[] {
   const out = s.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
@@ -33,6 +34,7 @@ const command: Command = {
       ref: { type: 'string' },
       labels: { type: 'string' },
       'dataset-json': { type: 'string' },
+      model: { type: 'string', short: 'm' },
       chill: { type: 'boolean' },
       output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
@@ -42,8 +44,9 @@ const command: Command = {
       return 0;
     }
     if (!values.pred || !values.ref || !values.output) throw new UsageError(`usage: ${USAGE}`);
+    if (values['dataset-json'] && values.model) throw new UsageError('give --dataset-json or --model, not both');
     const { evaluateCase, summarize, summaryToJson } = await import('../../eval/metrics.ts');
-    const { labelInfo } = await import('../../infer/predictor.ts');
+    const { labelInfo } = await import('../../model/labels.ts');
 
     const predDir = resolve(values.pred);
     const refDir = resolve(values.ref);
@@ -57,8 +60,10 @@ const command: Command = {
 
     let labels: (number | number[])[] | undefined = values.labels ? parseLabels(values.labels) : undefined;
     let ignore: number | undefined;
-    if (values['dataset-json']) {
-      const dj = JSON.parse(readFileSync(values['dataset-json'], 'utf8')) as Parameters<typeof labelInfo>[0];
+    const dj = values.model
+      ? (await (await import('../../node/model-folder-fs.ts')).readModelFolder(values.model)).datasetJson
+      : values['dataset-json'] ? (JSON.parse(readFileSync(values['dataset-json'], 'utf8')) as Parameters<typeof labelInfo>[0]) : undefined;
+    if (dj) {
       const info = labelInfo(dj);
       labels ??= info.foreground;
       ignore = info.ignoreLabel;

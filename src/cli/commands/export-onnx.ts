@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 
-const USAGE = 'fednnunet export-onnx --model MODEL_DIR -o model.onnx';
+const USAGE = 'fednnunet export-onnx --model MODEL_DIR|MODEL.zip -o model.onnx';
 
 const command: Command = {
   summary: 'export a model folder\'s network to ONNX (opset 17; runs on onnxruntime-web WebGPU/wasm)',
@@ -18,10 +18,11 @@ const command: Command = {
       return 0;
     }
     if (!values.model || !values.output) throw new UsageError(`usage: ${USAGE}`);
-    const { readModelDir, archFromDir } = await import('../../infer/model-dir.ts');
+    const { archFromFolder } = await import('../../model/model-folder.ts');
+    const { readModelFolder } = await import('../../node/model-folder-fs.ts');
     const { buildOnnxModel, inspectOnnx } = await import('../../infer/onnx-export.ts');
-    const md = await readModelDir(values.model);
-    const arch = archFromDir(md);
+    const md = await readModelFolder(values.model);
+    const arch = archFromFolder(md);
     const bytes = buildOnnxModel(arch, md.weights, {
       metadata: { 'fednnunet.configuration': md.configuration, 'fednnunet.dataset_name': String((md.plans as { dataset_name?: string }).dataset_name ?? '') },
     });

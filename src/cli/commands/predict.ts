@@ -1,4 +1,4 @@
-// `fednnunet predict`: segment one case with a trained model folder (src/infer/model-dir.ts) on
+// `fednnunet predict`: segment one case with a trained model folder (src/model/model-folder.ts) on
 // tfjs (cpu), onnxruntime-node or onnxruntime-web's wasm backend; writes the label map as NIfTI
 // with the input's geometry.
 import { writeFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 
-const USAGE = 'fednnunet predict --model MODEL_DIR -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+const USAGE = 'fednnunet predict --model MODEL_DIR|MODEL.zip -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
 const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
 type Backend = (typeof BACKENDS)[number];
 
@@ -36,19 +36,20 @@ const command: Command = {
     const threads = values.threads === undefined ? undefined : Number(values.threads);
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads must be a positive integer, got '${values.threads}'`);
 
-    const { readModelDir, archFromDir, modelFromDir } = await import('../../infer/model-dir.ts');
+    const { archFromFolder, modelFromFolder } = await import('../../model/model-folder.ts');
+    const { readModelFolder } = await import('../../node/model-folder-fs.ts');
     const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
     const { readVolumeFile } = await import('../../io/formats.ts');
     const { fsSource } = await import('../../node/fs-source.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
-    const md = await readModelDir(values.model);
+    const md = await readModelFolder(values.model);
     const images = [];
     // Through the file's folder: regular files only, size-capped, a detached header finds its data.
     for (const p of values.input) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
     const ctx = { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson };
     const { patch } = configurationInfo(md.plans, md.configuration);
-    const arch = archFromDir(md);
+    const arch = archFromFolder(md);
     const mirrorAxes = md.meta.inference_allowed_mirroring_axes;
 
     let predictTiles: PredictTiles;
@@ -58,7 +59,7 @@ const command: Command = {
     if (backend === 'tfjs-cpu') {
       const { useBackend } = await import('../../model/tf-backend.ts');
       await useBackend('cpu');
-      const model = modelFromDir(md);
+      const model = modelFromFolder(md);
       predictTiles = tfjsTilePredictor(model, patch);
       tileBatch = tileBatchForBudget(arch, patch);
       release = async () => model.dispose();

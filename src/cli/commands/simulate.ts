@@ -20,7 +20,7 @@ import { useBackend } from '../../model/tf-backend.ts';
 import { TrainerSite } from '../../pipeline/trainer-site.ts';
 import { SitePipeline } from '../../pipeline/site-pipeline.ts';
 import { rawFolderStore } from '../../pipeline/site-store.ts';
-import { writeModelDir } from '../../infer/model-dir.ts';
+import { writeModelFolder } from '../../node/model-folder-fs.ts';
 
 const USAGE = `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
   '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
@@ -140,10 +140,15 @@ const command: Command = {
     if (values.json) writeFileSync(values.json, JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2));
     if (values.output) {
       for (const [i, s] of sites.entries()) {
-        await writeModelDir(join(values.output, `site${i + 1}`), {
+        const r = report.sites[i];
+        await writeModelFolder(join(values.output, `site${i + 1}`), {
           plans: s.plans!, datasetJson: datasetJsons[i] as never, configuration: config.configuration,
           weights: await s.trainer!.net.namedWeights(),
-          meta: { federation: { method: config.method, rounds: config.rounds, site: i + 1 } },
+          provenance: {
+            trained_by: 'fednnunet simulate', method: config.method, sites: sites.length, site: `site${i + 1}`,
+            rounds: config.rounds, iterations: config.rounds * config.itersPerRound, shared_tensors: r.sharedTensors, local_tensors: r.localTensors,
+            ...(s.finalDice !== undefined && Number.isFinite(s.finalDice) ? { validation_dice: s.finalDice, validation: 'sliding window over whole validation cases, mean foreground Dice' } : {}),
+          },
         });
       }
       console.log(`models written to ${values.output}/site1…site${sites.length}`);

@@ -1,12 +1,15 @@
 // `fednnunet train`: the site pipeline over a raw dataset folder (fingerprint + plan unless
-// --plans, preprocess; in memory) + nnU-Net's training loop, writing a model folder.
+// --plans, preprocess; in memory) + nnU-Net's training loop, writing a model folder
+// (src/model/model-folder.ts) with train's own files beside it: dataset_fingerprint.json (unless
+// --plans), training_log.json, checkpoint_*.ckpt.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Command } from '../command.ts';
 import { intOption, parse, UsageError } from '../args.ts';
-import { encodeWeights } from '../../model/weights-codec.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { fsSource } from '../../node/fs-source.ts';
+import { writeModelFolder } from '../../node/model-folder-fs.ts';
+import { pseudoDiceProvenance } from '../../model/model-folder.ts';
 import type { Plans } from '../../plan/types.ts';
 import { prepareTraining, SitePipeline } from '../../pipeline/site-pipeline.ts';
 import { rawFolderStore } from '../../pipeline/site-store.ts';
@@ -100,9 +103,8 @@ const command: Command = {
 
     const out = resolve(values.output);
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'plans.json'), json(prep.plans));
-    writeFileSync(join(out, 'dataset.json'), json(ds.json));
-    // Given plans need no fingerprint: the folder then records the plans only.
+    // Given plans need no fingerprint: the folder then records the plans only (the model folder
+    // itself, plans.json and dataset.json included, is written when training ends).
     if (prep.fingerprint) writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
 
     await trainer.run({
@@ -120,16 +122,14 @@ const command: Command = {
 
     const ck = await trainer.checkpoint();
     writeFileSync(join(out, 'checkpoint_final.ckpt'), encodeCheckpoint(ck));
-    const enc = encodeWeights(ck.weights, 'fp32');
-    writeFileSync(join(out, 'weights.bin'), enc.payload);
-    writeFileSync(
-      join(out, 'weights.json'),
-      json({
-        format: 'fednnunet-weights', encoding: 'fp32', layout: 'PyTorch state_dict names, shapes and row-major layout',
-        configuration, num_input_channels: trainer.net.arch.inputChannels,
-        num_classes: trainer.numClasses, inference_allowed_mirroring_axes: trainer.mirrorAxes, entries: enc.entries,
-      }),
-    );
+    await writeModelFolder(out, {
+      plans: prep.plans, datasetJson: ds.json as never, configuration, weights: ck.weights,
+      meta: { inference_allowed_mirroring_axes: trainer.mirrorAxes },
+      provenance: {
+        trained_by: 'fednnunet train', method: 'local', sites: 1, dataset: basename(dir), epochs, iterations: epochs * iters,
+        ...pseudoDiceProvenance(ck.log),
+      },
+    });
     writeFileSync(join(out, 'training_log.json'), json({ ...ck.log, split: ck.split, options: ck.options }));
     trainer.dispose();
     console.log(`-> ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
