@@ -20,6 +20,6 @@ describe('scan files', () => {
 
   it('refuses no files, and files that are neither NIfTI nor DICOM', async () => {
     await expect(readScanFiles([{ path: '.DS_Store', file: new Blob(['x']) }])).rejects.toThrow(/no file was given/);
-    await expect(readScanFiles([{ path: 'notes.txt', file: new Blob(['hello']) }])).rejects.toThrow(/neither NIfTI .* nor a readable DICOM series/);
+    await expect(readScanFiles([{ path: 'notes.txt', file: new Blob(['hello']) }])).rejects.toThrow(/neither NIfTI, NRRD or MetaImage volumes .* nor a readable DICOM series/);
   });
 });
