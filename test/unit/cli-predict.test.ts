@@ -139,7 +139,7 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
     const info = inspectOnnx(new Uint8Array(readFileSync(onnxPath)));
     expect(info.arch?.features).toEqual([4, 8, 16]);
     expect(info.metadata['fednnunet.configuration']).toBe('3d_fullres');
-  });
+  }, 240_000); // four CLI runs (tfjs, ort-node, ort-wasm with TTA, export): ~35 s alone, 100 s+ on a loaded 2-core machine
 
   it('bad input exits 1 with one line; bad usage exits 2', () => {
     const bad = join(tmp, 'bad.nii.gz');
