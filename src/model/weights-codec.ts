@@ -132,18 +132,27 @@ export function viewBytes(v: TensorView): Uint8Array {
 // Decoding fused with what the relay does with the values (fed/encoded-update.ts, aggregate.ts):
 // each value is the float32 decodeWeights would store (int8: q·scale rounded to float32).
 
+// Squares of every half value in float64: exact (a float32 squared has at most 48 significant
+// bits), so the norm is bit-for-bit the one over decoded values, one lookup per value.
+let squares: Float64Array | undefined;
+function halfSquares(): Float64Array {
+  if (!squares) {
+    const t = halfTable();
+    squares = new Float64Array(65536);
+    for (let h = 0; h < 65536; h++) squares[h] = t[h] * t[h];
+  }
+  return squares;
+}
+
 /** s + Σ value² over a view (float64, in order). */
 export function sumSquares(v: TensorView, s: number): number {
   if (v.encoding === 'fp32') {
     const d = v.values;
     for (let i = 0; i < d.length; i++) s += d[i] * d[i];
   } else if (v.encoding === 'fp16') {
-    const t = halfTable();
+    const t = halfSquares();
     const b = v.bits;
-    for (let i = 0; i < b.length; i++) {
-      const x = t[b[i]];
-      s += x * x;
-    }
+    for (let i = 0; i < b.length; i++) s += t[b[i]];
   } else {
     const { q, scale } = v;
     for (let i = 0; i < q.length; i++) {
