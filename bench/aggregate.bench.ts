@@ -72,7 +72,7 @@ for (const n of [10, 100]) {
 }
 setCrc32Impl(undefined);
 time('check + fused, JS slice-by-8 CRC (page)', 10, fused);
-const a = time('before: decode, validate ×2, norm, add (JS CRC)', 10, decoded) as NamedWeights;
+const a = time('before: decode, validate ×2, norm, add (JS slice-by-8 CRC)', 10, decoded) as NamedWeights;
 const b = fused(10);
 for (const [name, t] of a) {
   const u = b.get(name)!.data;
