@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { COMMANDS } from './commands.ts';
 import { UsageError } from './args.ts';
 import { setReadLimits } from '../io/read-limits.ts';
+import '../node/native-crc.ts';
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

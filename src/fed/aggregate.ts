@@ -6,6 +6,7 @@
 // from the (name, shape) lists sites declare at join. With `uniform` weighting and all sites
 // present the result equals FednnU-Net's mean (up to float rounding: we accumulate in float64).
 import { numel, sameShape, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
+import { addScaled, storeScaled, type TensorView } from '../model/weights-codec.ts';
 
 /** Keys present at every site with an identical shape (AsymFedAvg); FedAvg when plans are equal. */
 export function sharedSpec(specs: WeightSpec[]): WeightSpec {
@@ -19,6 +20,12 @@ export function sharedSpec(specs: WeightSpec[]): WeightSpec {
 }
 
 export class UpdateRejected extends Error {}
+
+/** An update whose wire bytes passed every check (fed/encoded-update.ts), with its L2 norm; not yet decoded. */
+export interface CheckedUpdate {
+  readonly tensors: ReadonlyMap<string, TensorView>;
+  readonly norm: number;
+}
 
 /** Checks an update against the expected spec: exact key set, shapes, finite values. */
 export function validateUpdate(update: NamedWeights, spec: WeightSpec): void {
@@ -66,6 +73,19 @@ export class StreamingMean implements UpdateAggregator {
     this.count++;
   }
 
+  /** add() for a checked wire update: decodes straight into the sums, the same values in the same order. */
+  addChecked(update: CheckedUpdate, weight = 1, scale = 1): void {
+    if (!(weight > 0) || !Number.isFinite(weight)) throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
+    const k = weight * scale;
+    for (const [name, sum] of this.sums) {
+      const v = update.tensors.get(name);
+      if (!v) throw new UpdateRejected(`missing tensor '${name}'`);
+      addScaled(v, sum, k);
+    }
+    this.totalWeight += weight;
+    this.count++;
+  }
+
   get contributors(): number {
     return this.count;
   }
@@ -87,6 +107,8 @@ export class StreamingMean implements UpdateAggregator {
 /** What a round adds its accepted updates to: the weighted mean, or a robust (coordinate-wise) one. */
 export interface UpdateAggregator {
   add(update: NamedWeights, weight?: number, scale?: number): void;
+  /** add() for a wire update checked against the same spec (checkEncodedUpdate), without decoding it first. */
+  addChecked(update: CheckedUpdate, weight?: number, scale?: number): void;
   readonly contributors: number;
   result(): NamedWeights;
 }
@@ -129,6 +151,19 @@ export class RobustMean implements UpdateAggregator {
       const d = update.get(name)!.data;
       const c = new Float32Array(d.length);
       for (let i = 0; i < d.length; i++) c[i] = d[i] * scale;
+      kept.set(name, c);
+    }
+    this.updates.push(kept);
+  }
+
+  addChecked(update: CheckedUpdate, _weight = 1, scale = 1): void {
+    if (this.updates.length >= this.maxUpdates) throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
+    const kept = new Map<string, Float32Array>();
+    for (const { name, shape } of this.spec) {
+      const v = update.tensors.get(name);
+      if (!v) throw new UpdateRejected(`missing tensor '${name}'`);
+      const c = new Float32Array(numel(shape));
+      storeScaled(v, c, scale);
       kept.set(name, c);
     }
     this.updates.push(kept);

@@ -20,7 +20,8 @@
 // `privacyAtStart` (the workshop host) asks for secure aggregation whose config — the threshold
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
-import { addDelta, l2Norm, sharedSpec, UpdateRejected, validateUpdate } from './aggregate.ts';
+import { addDelta, sharedSpec, UpdateRejected, validateUpdate, type CheckedUpdate } from './aggregate.ts';
+import { checkEncodedUpdate } from './encoded-update.ts';
 import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
@@ -409,18 +410,26 @@ export class Coordinator {
     };
     const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
     if (this.aggregator.refusesPlain && !isInit) return reject(`${this.aggregator.refusesPlain}: plain updates are refused; the site must send a masked update (secagg rounds)`);
-    let w: NamedWeights;
-    try {
-      w = decodeWeights(m.tensors, payload);
-      validateUpdate(w, this.s.shared ?? []);
-    } catch (e) {
-      return reject(e instanceof Error ? e.message : String(e));
-    }
     if (isInit) {
+      let w: NamedWeights;
+      try {
+        w = decodeWeights(m.tensors, payload);
+        validateUpdate(w, this.s.shared ?? []);
+      } catch (e) {
+        return reject(e instanceof Error ? e.message : String(e));
+      }
       this.globalWeights = w;
       this.s.phase = 'rounds';
       this.persist();
       return [{ to: id, message: { type: 'update-result', round: 0, accepted: true } }, ...this.openRound()];
+    }
+    // One pass over the wire bytes (CRC, sizes, finiteness, norm); the values go straight into the
+    // round's sum below, never through a decoded copy of the update (encoded-update.ts).
+    let checked: CheckedUpdate;
+    try {
+      checked = checkEncodedUpdate(m.tensors, payload, this.s.shared ?? []);
+    } catch (e) {
+      return reject(e instanceof Error ? e.message : String(e));
     }
     if (this.s.phase !== 'rounds' || !this.open || m.round !== this.open.round) {
       return reject(`round ${m.round} is not open (current: ${this.open?.round ?? 'none'})`);
@@ -429,8 +438,8 @@ export class Coordinator {
     // Bounds from update-guard.ts: the relative filter, the clip to C, the case-count check.
     let g;
     try {
-      g = guardNorm(l2Norm(w), updateNormBound(this.s.config), this.acceptedNorms, this.opts.normFactor, median);
-      this.open.mean.add(w, caseWeight(this.s.config, m.numCases, this.site(id).numCases), g.scale);
+      g = guardNorm(checked.norm, updateNormBound(this.s.config), this.acceptedNorms, this.opts.normFactor, median);
+      this.open.mean.addChecked(checked, caseWeight(this.s.config, m.numCases, this.site(id).numCases), g.scale);
     } catch (e) {
       if (e instanceof UpdateRejected) return reject(e.message);
       throw e;
@@ -453,23 +462,32 @@ export class Coordinator {
       refused: new Set(),
       record: { round, contributors: [], rejected: [], metrics: {}, closedBy: 'all' },
     };
-    this.encodedGlobal = undefined;
     return this.aggregator.open(this.open);
   }
 
+  /** The fp32 encoding of encodedFrom (the global model it was made from): made once per model. */
   private encodedGlobal?: EncodedWeights;
+  private encodedFrom?: NamedWeights;
+
+  private encodeGlobal(): EncodedWeights {
+    if (this.globalWeights !== this.encodedFrom || !this.encodedGlobal) {
+      this.encodedFrom = this.globalWeights;
+      this.encodedGlobal = encodeWeights(this.globalWeights!, 'fp32');
+    }
+    return this.encodedGlobal;
+  }
 
   private roundMessage(id: string): Outgoing {
     // Broadcast fp32: the global is the reference every delta is taken against; lossy
     // encodings are for uploads, where errors average out.
-    this.encodedGlobal ??= encodeWeights(this.globalWeights!, 'fp32');
+    const g = this.encodeGlobal();
     const o = this.open!;
-    return { to: id, message: { type: 'round', round: o.round, deadline: o.deadline, iters: this.s.config.itersPerRound, tensors: this.encodedGlobal.entries }, payload: this.encodedGlobal.payload };
+    return { to: id, message: { type: 'round', round: o.round, deadline: o.deadline, iters: this.s.config.itersPerRound, tensors: g.entries }, payload: g.payload };
   }
 
   private finalMessage(id: string): Outgoing {
-    this.encodedGlobal ??= encodeWeights(this.globalWeights!, 'fp32');
-    return { to: id, message: { type: 'final', round: this.s.round, tensors: this.encodedGlobal.entries }, payload: this.encodedGlobal.payload };
+    const g = this.encodeGlobal();
+    return { to: id, message: { type: 'final', round: this.s.round, tensors: g.entries }, payload: g.payload };
   }
 
   private maybeCloseRound(): Outgoing[] {
@@ -490,7 +508,6 @@ export class Coordinator {
     this.s.round = o.round;
     this.s.history.push(o.record);
     this.open = undefined;
-    this.encodedGlobal = undefined;
     this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.record.contributors.length} update(s)`);
     if (this.s.round >= this.s.config.rounds) {
       this.s.phase = 'done';
@@ -510,7 +527,9 @@ export class Coordinator {
   }
 
   private persist(): void {
-    this.s.global = this.globalWeights ? encodeWeights(this.globalWeights, 'fp32') : undefined;
+    // The one fp32 encoding of this global model: round and final messages send the same bytes.
+    if (this.globalWeights) this.encodeGlobal();
+    this.s.global = this.globalWeights ? this.encodedGlobal : undefined;
     this.opts.persist(this.s);
   }
 }

@@ -1,7 +1,7 @@
 // Weight (delta) encoding for the wire: fp32, fp16 (default) or int8 with a per-tensor scale.
 // Each tensor carries a CRC-32 of its encoded bytes. No floats ever go through JSON.
 import { crc32 } from '../util/crc32.ts';
-import { decodeHalf, encodeHalf } from '../util/float16.ts';
+import { decodeHalf, encodeHalf, halfTable } from '../util/float16.ts';
 import { numel, type NamedWeights } from './named-weights.ts';
 
 export type Encoding = 'fp32' | 'fp16' | 'int8';
@@ -93,4 +93,102 @@ export function decodeWeights(entries: TensorEntry[], payload: Uint8Array): Name
     out.set(e.name, { shape: [...e.shape], data });
   }
   return out;
+}
+
+/** One encoded tensor's values as an aligned typed view of the payload (copied only when unaligned). */
+export type TensorView =
+  | { encoding: 'fp32'; values: Float32Array }
+  | { encoding: 'fp16'; bits: Uint16Array }
+  | { encoding: 'int8'; q: Int8Array; scale: number };
+
+/**
+ * The checks decodeWeights makes on one entry (encoding, size, bounds, int8 scale) and a typed view
+ * of its bytes, without decoding: for callers that decode straight into something else (the
+ * relay's running sum, fed/encoded-update.ts). The CRC is the caller's to check (`viewBytes`).
+ */
+export function tensorView(e: TensorEntry, payload: Uint8Array): TensorView {
+  const n = numel(e.shape);
+  if (!(e.encoding in BYTES)) throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
+  if (e.byteLength !== n * BYTES[e.encoding]) throw new DecodeError(`'${e.name}': ${e.byteLength} bytes do not fit shape [${e.shape}] in ${e.encoding}`);
+  if (e.offset < 0 || e.offset + e.byteLength > payload.length) throw new DecodeError(`'${e.name}': payload truncated`);
+  const start = payload.byteOffset + e.offset;
+  const align = BYTES[e.encoding];
+  // A typed view needs its element alignment; a network frame may put the payload anywhere.
+  const buf = start % align === 0 ? payload.buffer : payload.slice(e.offset, e.offset + e.byteLength).buffer;
+  const at = start % align === 0 ? start : 0;
+  if (e.encoding === 'fp32') return { encoding: 'fp32', values: new Float32Array(buf, at, n) };
+  if (e.encoding === 'fp16') return { encoding: 'fp16', bits: new Uint16Array(buf, at, n) };
+  const scale = e.scale;
+  if (scale === undefined || !Number.isFinite(scale) || scale <= 0) throw new DecodeError(`'${e.name}': int8 tensor without a valid scale`);
+  return { encoding: 'int8', q: new Int8Array(buf, at, n), scale };
+}
+
+/** The encoded bytes a view holds (what the entry's CRC-32 covers). */
+export function viewBytes(v: TensorView): Uint8Array {
+  const a = v.encoding === 'fp32' ? v.values : v.encoding === 'fp16' ? v.bits : v.q;
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+// Decoding fused with what the relay does with the values (fed/encoded-update.ts, aggregate.ts):
+// each value is the float32 decodeWeights would store (int8: q·scale rounded to float32).
+
+// Squares of every half value in float64: exact (a float32 squared has at most 48 significant
+// bits), so the norm is bit-for-bit the one over decoded values, one lookup per value.
+let squares: Float64Array | undefined;
+function halfSquares(): Float64Array {
+  if (!squares) {
+    const t = halfTable();
+    squares = new Float64Array(65536);
+    for (let h = 0; h < 65536; h++) squares[h] = t[h] * t[h];
+  }
+  return squares;
+}
+
+/** s + Σ value² over a view (float64, in order). */
+export function sumSquares(v: TensorView, s: number): number {
+  if (v.encoding === 'fp32') {
+    const d = v.values;
+    for (let i = 0; i < d.length; i++) s += d[i] * d[i];
+  } else if (v.encoding === 'fp16') {
+    const t = halfSquares();
+    const b = v.bits;
+    for (let i = 0; i < b.length; i++) s += t[b[i]];
+  } else {
+    const { q, scale } = v;
+    for (let i = 0; i < q.length; i++) {
+      const x = Math.fround(q[i] * scale);
+      s += x * x;
+    }
+  }
+  return s;
+}
+
+/** sum[i] += k · value[i] (the streaming mean's accumulation). */
+export function addScaled(v: TensorView, sum: Float64Array, k: number): void {
+  if (v.encoding === 'fp32') {
+    const d = v.values;
+    for (let i = 0; i < sum.length; i++) sum[i] += k * d[i];
+  } else if (v.encoding === 'fp16') {
+    const t = halfTable();
+    const b = v.bits;
+    for (let i = 0; i < sum.length; i++) sum[i] += k * t[b[i]];
+  } else {
+    const { q, scale } = v;
+    for (let i = 0; i < sum.length; i++) sum[i] += k * Math.fround(q[i] * scale);
+  }
+}
+
+/** out[i] = value[i] · scale, rounded to float32 (what the robust mean keeps). */
+export function storeScaled(v: TensorView, out: Float32Array, scale: number): void {
+  if (v.encoding === 'fp32') {
+    const d = v.values;
+    for (let i = 0; i < out.length; i++) out[i] = d[i] * scale;
+  } else if (v.encoding === 'fp16') {
+    const t = halfTable();
+    const b = v.bits;
+    for (let i = 0; i < out.length; i++) out[i] = t[b[i]] * scale;
+  } else {
+    const { q, scale: s } = v;
+    for (let i = 0; i < out.length; i++) out[i] = Math.fround(q[i] * s) * scale;
+  }
 }

@@ -48,12 +48,17 @@ export function encodeHalf(src: Float32Array): Uint16Array {
 // table lookup per value instead of a function call with Math.pow.
 let table: Float32Array | undefined;
 
-export function decodeHalf(src: Uint16Array): Float32Array {
+/** The 65536-entry half → float32 table (shared by decoders that fuse decoding with other work). */
+export function halfTable(): Float32Array {
   if (!table) {
     table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) table[h] = fromHalfBits(h);
   }
-  const t = table;
+  return table;
+}
+
+export function decodeHalf(src: Uint16Array): Float32Array {
+  const t = halfTable();
   const out = new Float32Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
   return out;

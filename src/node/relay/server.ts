@@ -24,6 +24,7 @@ import { staticHandler } from '../static-server.ts';
 import { configDifferences, loadSnapshot, saveSnapshot, StateFileError } from './persistence.ts';
 import { ConnectionGuard, DEFAULT_GUARD_LIMITS, type GuardLimits } from './guard.ts';
 import { logSafe } from '../../util/log-safe.ts';
+import '../native-crc.ts';
 
 /** Where the PeerJS signalling server answers (PeerJS clients use path '/peerjs'). */
 export const PEER_PATH = '/peerjs';
