@@ -18,6 +18,7 @@ import { openApp } from '../src/node/app-session.ts';
 import { mulberry32 } from '../src/util/rng.ts';
 
 import { architecture, patch } from './bench-net.ts';
+import type { HookedWindow } from '../src/ui/main.ts';
 
 const plans = {
   transpose_forward: [0, 1, 2], transpose_backward: [0, 1, 2],
@@ -81,7 +82,7 @@ try {
         const err = await s.page.textContent('#predict-error');
         if (err) throw new Error(`${backend}: ${err}`);
         times.push(await s.page.evaluate(() => {
-          const r = (window as any).__fednnunet.predict.last();
+          const r = (window as unknown as HookedWindow).__fednnunet.predict.last()!;
           return { ...r.timingsMs, tiles: r.tiles, engine: r.engine };
         }));
         await s.page.evaluate(() => { (document.querySelector('#predict-status') as HTMLElement).dataset.phase = ''; });

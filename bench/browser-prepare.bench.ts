@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { build } from 'vite';
 import { openApp } from '../src/node/app-session.ts';
 import { REFERENCE } from '../test/paths.ts';
+import type { HookedWindow } from '../src/ui/main.ts';
 
 await build({ logLevel: 'warn' });
 const work = mkdtempSync(join(tmpdir(), 'bench-prepare-'));
@@ -20,7 +21,7 @@ try {
     const id = await s.page.getAttribute(`details[data-dataset="${name}"]`, 'data-id');
     const times: Array<{ fingerprint: number; preprocess: number; cases: number }> = [];
     for (let rep = 0; rep < 3; rep++) {
-      const r = await s.page.evaluate((i) => { const w = window as any; return w.__fednnunet.data.prepare(i, { configuration: '3d_fullres' }, w.__fednnunet.proxy(() => undefined)); }, id);
+      const r = await s.page.evaluate((i) => { const w = window as unknown as HookedWindow; return w.__fednnunet.data.prepare(i, { configuration: '3d_fullres' }, w.__fednnunet.proxy(() => undefined)); }, id!);
       times.push({ fingerprint: r.ms.fingerprint, preprocess: r.ms.preprocess, cases: r.casesPreprocessed });
     }
     const med = (k: 'fingerprint' | 'preprocess') => times.map((t) => t[k]).sort((a, b) => a - b)[1];

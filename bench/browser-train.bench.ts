@@ -3,12 +3,13 @@
 // checkpointing. Peak bytes are tfjs' numBytes sampled after the forward pass and after the step.
 import { build } from 'vite';
 import { openApp } from '../src/node/app-session.ts';
+import type { HookedWindow } from '../src/ui/main.ts';
 
 await build({ logLevel: 'warn' });
 const s = await openApp({ webgpu: true });
 try {
   const id = await s.page.evaluate(async () => {
-    const f = (window as any).__fednnunet;
+    const f = (window as unknown as HookedWindow).__fednnunet;
     const r = await f.data.importDemo(0, f.proxy(() => undefined));
     await f.data.prepare(r.datasetId, { configuration: '3d_fullres' }, f.proxy(() => undefined));
     return r.datasetId;
@@ -18,10 +19,10 @@ try {
   for (const patch of [8, 16, 24]) {
     for (const checkpointing of [false, true]) {
       const r = await s.page.evaluate(async ([datasetId, p, c]) => {
-        const f = (window as any).__fednnunet;
+        const f = (window as unknown as HookedWindow).__fednnunet;
         const its: Array<{ ms: number; peak: number }> = [];
         await f.train.train({ datasetId, configuration: '3d_fullres', epochs: 1, itersPerEpoch: 4, valIters: 0, tiny: { patch: p }, backend: 'webgpu', restart: true, checkpointing: c },
-          f.proxy((e: any) => { if (e.type === 'iteration') its.push({ ms: e.msPerIter, peak: e.peakBytes }); }));
+          f.proxy((e) => { if (e.type === 'iteration') its.push({ ms: e.msPerIter, peak: e.peakBytes }); }));
         return its;
       }, [id, patch, checkpointing] as const);
       const ms = r.slice(1).map((x) => x.ms).sort((a, b) => a - b)[1];

@@ -8,7 +8,7 @@
 // default (10 a minute per address) nearly every fuzz connection from 127.0.0.1 would be turned
 // away at the upgrade, and the frame parsers behind it would go untested.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,7 +216,7 @@ async function main(): Promise<void> {
   const { MockTrainer } = await import('../test/unit/helpers/mock-site.ts');
   const layout = [{ name: 'w', shape: [64] }, { name: 'b', shape: [4] }];
   const t0 = performance.now();
-  const results = await Promise.all([1, 2].map((s) => new SiteClient({ connect: wsConnect(`ws://127.0.0.1:${port}/fed`, WebSocket as any), token: 'fuzz-token', siteName: `honest-${s}`, trainer: new MockTrainer(layout, s) }).run()));
+  const results = await Promise.all([1, 2].map((s) => new SiteClient({ connect: wsConnect(`ws://127.0.0.1:${port}/fed`, WebSocket), token: 'fuzz-token', siteName: `honest-${s}`, trainer: new MockTrainer(layout, s) }).run()));
   const same = [...results[0].global.get('w')!.data].every((v, i) => v === results[1].global.get('w')!.data[i]);
   const fedOk = results.every((r) => r.rounds === 2) && same;
   const after = procStatus(child.pid!);

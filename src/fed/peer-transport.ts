@@ -81,9 +81,8 @@ export async function hostOverPeerJS(host: FederationHost, code: string, o: { wa
   });
   peer.on('connection', (conn) => {
     conn.on('open', () => {
-      let h: ReturnType<FederationHost['accept']> | undefined;
-      const link = wire(conn, (b) => h!.onMessage(b), () => h?.onClose());
-      h = host.accept(link);
+      // wire() only calls back on later channel events, after `h` is set.
+      const h: ReturnType<FederationHost['accept']> = host.accept(wire(conn, (b) => h.onMessage(b), () => h.onClose()));
     });
   });
   return { peerId: peer.id, close: () => peer.destroy() };

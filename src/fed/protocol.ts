@@ -114,7 +114,7 @@ const int: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 0;
 const num: Check = (v) => typeof v === 'number' && Number.isFinite(v);
 const obj: Check = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 const shape: Check = (v) => Array.isArray(v) && v.length <= 8 && v.every((d) => int(d) && (d as number) > 0);
-const spec: Check = (v) => Array.isArray(v) && v.every((e) => obj(e) && str((e as any).name) && shape((e as any).shape));
+const spec: Check = (v) => Array.isArray(v) && v.every((e) => obj(e) && str((e as Record<string, unknown>).name) && shape((e as Record<string, unknown>).shape));
 const tensors: Check = (v) =>
   Array.isArray(v) &&
   v.every((e) => obj(e) && str(e.name) && shape(e.shape) && ['fp32', 'fp16', 'int8'].includes(e.encoding) && int(e.offset) && int(e.byteLength) && int(e.crc32) && (e.scale === undefined || num(e.scale)));

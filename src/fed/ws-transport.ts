@@ -13,7 +13,7 @@ type WsLike = {
   onmessage: ((ev: { data: unknown }) => void) | null;
 };
 
-export function wsConnect(url: string, WS: new (url: string) => unknown = (globalThis as any).WebSocket): Connect {
+export function wsConnect(url: string, WS: new (url: string) => unknown = (globalThis as unknown as { WebSocket: new (url: string) => unknown }).WebSocket): Connect {
   return (h) =>
     new Promise((resolve, reject) => {
       const ws = new WS(url) as WsLike;

@@ -119,7 +119,7 @@ export async function slidingWindowPredict(
       }
     }
     // Plain prediction plus every mirrored one, flipped back, averaged as logits.
-    let pred = Float32Array.from(await run(input, n));
+    const pred = Float32Array.from(await run(input, n));
     if (combos.length > 0) {
       for (const axes of combos) {
         const flipped = await run(flipAxes(input, n * C, patch, axes), n);

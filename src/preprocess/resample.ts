@@ -6,7 +6,7 @@
 // evaluated directly (not separably) with scipy's weights and summation order so ties at 0.5 agree.
 // Anisotropic cases (> 3) resample in-plane per slice and use nearest along the low-res axis.
 import type { Shape3 } from './crop.ts';
-import { computeNewShape, roundHalfEven } from '../util/numeric.ts';
+import { computeNewShape } from '../util/numeric.ts';
 
 export { computeNewShape };
 
@@ -141,7 +141,8 @@ function range(a: Float32Array): [number, number] {
 
 /** skimage-style resize of one (Z, Y, X) channel over `axes` (1-D passes), clipped to the input range. */
 function resizeChannel(src: Float32Array, shape: Shape3, newShape: Shape3, axes: number[], order: 0 | 1 | 3): Float32Array {
-  let cur = src, curShape: Shape3 = [...shape];
+  let cur = src;
+  const curShape: Shape3 = [...shape];
   for (const ax of axes) {
     if (curShape[ax] === newShape[ax]) continue;
     cur = zoomAxis(cur, curShape, ax, newShape[ax], order);

@@ -58,6 +58,18 @@ function tabs(list: Tab[]): HTMLElement {
   return el('div', {}, bar, panels);
 }
 
+/** The hooks main() puts on window for tests and `fednnunet doctor`. */
+export interface PageHooks {
+  status: Awaited<ReturnType<typeof probeWebGPU>>;
+  selfTest: ReturnType<typeof selfTestCard>['run'];
+  data: Comlink.Remote<DataApi>;
+  train: Comlink.Remote<TrainApi>;
+  infer: Comlink.Remote<InferApi>;
+  predict: ReturnType<typeof predictView>;
+  proxy: typeof Comlink.proxy;
+}
+export type HookedWindow = Window & { __fednnunet: PageHooks };
+
 async function main(): Promise<void> {
   const status = await probeWebGPU();
   const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), { type: 'module' });
@@ -91,7 +103,8 @@ async function main(): Promise<void> {
   void federation.resumeIfUnfinished();
   await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  Object.assign(window, { __fednnunet: { status, selfTest: selfTest.run, data: dataApi, train: trainApi, infer: inferApi, predict, proxy: Comlink.proxy } });
+  const hooks: PageHooks = { status, selfTest: selfTest.run, data: dataApi, train: trainApi, infer: inferApi, predict, proxy: Comlink.proxy };
+  Object.assign(window, { __fednnunet: hooks });
   document.body.dataset.ready = 'true';
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openApp, screenshot, type AppSession } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('app shell with WebGPU (SwiftShader)', () => {
   let s: AppSession;
@@ -9,11 +10,11 @@ describe('app shell with WebGPU (SwiftShader)', () => {
   afterAll(async () => s?.close());
 
   it('loads without console errors, cross-origin isolated, and reports the adapter', async () => {
-    const status = await s.page.evaluate(() => (window as any).__fednnunet.status);
+    const status = await s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.status);
     expect(status.available).toBe(true);
     expect(status.crossOriginIsolated).toBe(true);
     expect(JSON.stringify(status.adapter).toLowerCase()).toContain('swiftshader');
-    expect(status.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(status.limits!.maxStorageBufferBindingSize).toBeGreaterThan(0);
     expect(await s.page.isVisible('#webgpu-banner')).toBe(false);
     await s.page.click('#tab-system');
     expect(await s.page.textContent('#webgpu-status')).toContain('WebGPU is available');

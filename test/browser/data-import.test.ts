@@ -10,6 +10,7 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import { REFERENCE } from '../paths.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 const RAW803 = join(REFERENCE, 'raw', 'Dataset803_PhantomMR2ch');
 const sha = (a: ArrayBufferView) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
@@ -26,7 +27,7 @@ describe('data import in the browser', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  const datasets = () => s.page.evaluate(() => (window as any).__fednnunet.data.datasets());
+  const datasets = () => s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.data.datasets());
 
   it('imports an nnU-Net raw folder; after a reload the cases are intact, bit for bit', async () => {
     const dir = join(work, 'Dataset803_PhantomMR2ch');
@@ -37,10 +38,11 @@ describe('data import in the browser', () => {
     await s.page.reload();
     await s.page.waitForSelector('body[data-ready="true"]');
     const all = await datasets();
-    expect(all.map((d: any) => [d.name, d.numCases, d.casesWithProblems])).toEqual([['Dataset803_PhantomMR2ch', 3, 0]]);
+    expect(all.map((d) => [d.name, d.numCases, d.casesWithProblems])).toEqual([['Dataset803_PhantomMR2ch', 3, 0]]);
     const id = all[0].id;
     for (const caseId of ['mp_000', 'mp_002']) {
-      const got = await s.page.evaluate(([i, c]) => (window as any).__fednnunet.data.caseDigests(i, c), [id, caseId]);
+      const got = await s.page.evaluate(([i, c]) => (window as unknown as HookedWindow).__fednnunet.data.caseDigests(i, c), [id, caseId]);
+      if (!got) throw new Error(`no digests stored for ${caseId}`);
       const img = (ch: number) => readNifti(new Uint8Array(readFileSync(join(RAW803, 'imagesTr', `${caseId}_000${ch}.nii.gz`))));
       expect(got.images).toEqual([sha(img(0).data), sha(img(1).data)]);
       expect(got.label).toBe(sha(readNifti(new Uint8Array(readFileSync(join(RAW803, 'labelsTr', `${caseId}.nii.gz`)))).data));
@@ -62,7 +64,7 @@ describe('data import in the browser', () => {
     writeFileSync(join(dir, 'big2.nii'), writeNifti({ data, dims, channels: 1, spacing: [0.8, 0.8, 1.5], affine, datatype: 'int16' }));
     // Record the main thread's heartbeat and every progress text during the import.
     await s.page.evaluate(() => {
-      const w = window as any;
+      const w = window as unknown as { __beats: number[]; __beat: ReturnType<typeof setInterval>; __texts: Array<string | null> };
       w.__beats = [] as number[];
       w.__beat = setInterval(() => w.__beats.push(performance.now()), 20);
       w.__texts = [] as string[];
@@ -71,7 +73,7 @@ describe('data import in the browser', () => {
     await s.page.setInputFiles('#import-folder', dir);
     await s.page.waitForSelector('#import-result p.ok', { timeout: 240_000 });
     const { beats, texts } = await s.page.evaluate(() => {
-      const w = window as any;
+      const w = window as unknown as { __beats: number[]; __beat: ReturnType<typeof setInterval>; __texts: Array<string | null> };
       clearInterval(w.__beat);
       return { beats: w.__beats as number[], texts: w.__texts as string[] };
     });
@@ -82,7 +84,7 @@ describe('data import in the browser', () => {
     expect(texts.some((t) => /1 of 2 cases/.test(t))).toBe(true);
     // Parsing and storing happen in the worker: the page never blocks for a whole second.
     expect(longest).toBeLessThan(1000);
-    expect((await datasets()).find((d: any) => d.name === 'bigscan').numCases).toBe(2);
+    expect((await datasets()).find((d) => d.name === 'bigscan')!.numCases).toBe(2);
   });
 
   it('cancelling an import or importing junk leaves the store exactly as it was', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REFERENCE } from '../paths.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('dataset preparation in the browser worker', () => {
   let s: AppSession;
@@ -34,7 +35,7 @@ describe('dataset preparation in the browser worker', () => {
     expect(await text('cases')).toBe('5 cases stored');
     const status = await s.page.textContent(`[data-prepare-status="${id}"]`);
     console.log(`[browser worker, 801] ${status}`);
-    const prepared = await s.page.evaluate((i) => (window as any).__fednnunet.data.prepared(i), id);
+    const prepared = await s.page.evaluate((i) => (window as unknown as HookedWindow).__fednnunet.data.prepared(i), id!);
     expect(prepared).toEqual([{ plansName: 'nnUNetPlans', configuration: '3d_fullres', cases: 5 }]);
     await screenshot(s.page, 'data-prepared');
     expect(s.errors).toEqual([]);

@@ -22,6 +22,7 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
 import { screenshot } from './harness.ts';
 import { VoxelIndex } from './voxel-index.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 interface Egress {
   /** Binary WebSocket messages sent, decoded from CDP's base64 payloadData. */
@@ -40,32 +41,38 @@ interface Egress {
  * (non-flat sessions, messages relayed through this session) and pause each one until its
  * Network domain is enabled.
  */
+/** The fields of CDP's Network.webSocketFrameSent / Network.requestWillBeSent events read here. */
+type NetworkEvent = {
+  response: { opcode: number; payloadData: string };
+  request: { url: string; method: string; postData?: string; postDataEntries?: Array<{ bytes?: string }> };
+};
+
 async function recordEgress(ctx: BrowserContext, page: Page): Promise<Egress> {
   const eg: Egress = { wsFrames: [], wsText: [], requests: [], targets: ['page'] };
   const cdp: CDPSession = await ctx.newCDPSession(page);
-  const onNetwork = (method: string, p: any) => {
+  const onNetwork = (method: string, p: NetworkEvent) => {
     if (method === 'Network.webSocketFrameSent') {
       if (p.response.opcode === 2) eg.wsFrames.push(new Uint8Array(Buffer.from(p.response.payloadData, 'base64')));
       else eg.wsText.push(p.response.payloadData);
     } else if (method === 'Network.requestWillBeSent') {
       const r = p.request;
-      const parts: Uint8Array[] = (r.postDataEntries ?? []).filter((e: any) => e.bytes).map((e: any) => new Uint8Array(Buffer.from(e.bytes, 'base64')));
+      const parts: Uint8Array[] = (r.postDataEntries ?? []).filter((e) => e.bytes).map((e) => new Uint8Array(Buffer.from(e.bytes!, 'base64')));
       if (!parts.length && r.postData) parts.push(new Uint8Array(Buffer.from(r.postData)));
       eg.requests.push({ url: r.url, method: r.method, body: parts.length ? new Uint8Array(Buffer.concat(parts)) : undefined });
     }
   };
-  for (const m of ['Network.webSocketFrameSent', 'Network.requestWillBeSent']) cdp.on(m as never, (p: unknown) => onNetwork(m, p));
+  for (const m of ['Network.webSocketFrameSent', 'Network.requestWillBeSent']) cdp.on(m as never, (p: NetworkEvent) => onNetwork(m, p));
   let id = 0;
   const toChild = (sessionId: string, method: string, params: object = {}) =>
     cdp.send('Target.sendMessageToTarget' as never, { sessionId, message: JSON.stringify({ id: ++id, method, params }) } as never);
-  cdp.on('Target.attachedToTarget' as never, (p: any) => {
+  cdp.on('Target.attachedToTarget' as never, (p: { sessionId: string; targetInfo: { type: string; url: string } }) => {
     eg.targets.push(`${p.targetInfo.type} ${p.targetInfo.url}`);
     void (async () => {
       await toChild(p.sessionId, 'Network.enable');
       await toChild(p.sessionId, 'Runtime.runIfWaitingForDebugger');
     })();
   });
-  cdp.on('Target.receivedMessageFromTarget' as never, (p: any) => {
+  cdp.on('Target.receivedMessageFromTarget' as never, (p: { message: string }) => {
     const m = JSON.parse(p.message);
     if (m.method) onNetwork(m.method, m.params);
   });
@@ -150,7 +157,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     await page.selectOption('#predict-backend', 'onnx-wasm');
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 600_000 });
-    await page.waitForFunction(() => (window as any).__fednnunet.predict.viewer.volumesLoaded() === 2);
+    await page.waitForFunction(() => (window as unknown as HookedWindow).__fednnunet.predict.viewer.volumesLoaded() === 2);
     await page.waitForTimeout(300); // let the canvas draw once more before the picture
     await screenshot(page, 'e2e-4-predict-overlay');
     const rows = await page.$$eval('#volume-table tbody tr', (r) => r.map((x) => x.getAttribute('data-label')));
@@ -173,7 +180,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       const ds = demoDataset(DEMO_SITES[i], i);
       const page = pages[i];
       const stored = await page.evaluate(async () => {
-        const f = (window as any).__fednnunet;
+        const f = (window as unknown as HookedWindow).__fednnunet;
         const [d] = await f.data.datasets();
         return Promise.all(d.cases.map(async (c: { caseId: string }) => ({ caseId: c.caseId, digests: await f.data.caseDigests(d.id, c.caseId) })));
       });
@@ -181,7 +188,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       const index = new VoxelIndex(64);
       for (const c of ds.cases) {
         const bytes = new Uint8Array(c.image.data.buffer, c.image.data.byteOffset, c.image.data.byteLength);
-        expect(stored.find((s: any) => s.caseId === c.id)!.digests.images[0]).toBe(createHash('sha256').update(bytes).digest('hex'));
+        expect(stored.find((s) => s.caseId === c.id)!.digests!.images[0]).toBe(createHash('sha256').update(bytes).digest('hex'));
         index.add(bytes);
         const lab = c.label.data;
         index.add(new Uint8Array(lab.buffer, lab.byteOffset, lab.byteLength));
@@ -194,7 +201,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       const types = signed.map((s) => decodeMessage(s.frame).message.type);
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
       // Besides the messages, only signatures and, with each hello, this browser's public key left.
-      const ownKey = await page.evaluate(() => (window as any).__fednnunet.train.siteKey().then((k: { publicKey: string }) => k.publicKey));
+      const ownKey = await page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k: { publicKey: string }) => k.publicKey));
       expect(signed.filter((s, k) => s.key.length > 0 || types[k] === 'hello').map((s) => Buffer.from(s.key).toString('base64'))).toEqual(types.filter((t) => t === 'hello').map(() => ownKey));
       const panel = await page.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
       expect(panel).toEqual(types);

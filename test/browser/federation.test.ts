@@ -9,6 +9,7 @@ import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
 import { screenshot } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('federation between two browser tabs through the relay', () => {
   let relay: Relay;
@@ -42,7 +43,7 @@ describe('federation between two browser tabs through the relay', () => {
       await page.goto(`${relay.url}?join=tok42&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
       expect(await page.isVisible('#panel-federation')).toBe(true); // the join link opens the step
-      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation'); // refreshes the dataset list
       await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
@@ -77,7 +78,7 @@ async function siteKeyOf(page: Page) {
       r.onsuccess = () => ok(r.result);
       r.onerror = () => fail(r.error);
     });
-    const rec = await new Promise<any>((ok) => {
+    const rec = await new Promise<{ keys: CryptoKeyPair; fingerprint: string }>((ok) => {
       const g = db.transaction('identity').objectStore('identity').get('site');
       g.onsuccess = () => ok(g.result);
     });
@@ -88,7 +89,7 @@ async function siteKeyOf(page: Page) {
     } catch {
       exported = false;
     }
-    return { fingerprint: rec.fingerprint as string, extractable: rec.keys.privateKey.extractable as boolean, exported };
+    return { fingerprint: rec.fingerprint, extractable: rec.keys.privateKey.extractable, exported };
   });
   return { shown, ...stored };
 }
@@ -120,7 +121,7 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
       const page = await (await browser.browser.newContext()).newPage();
       await page.goto(`${relay.url}?join=again&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
-      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation');
       await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);

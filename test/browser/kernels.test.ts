@@ -7,7 +7,7 @@
 // step of the check network, fast vs stock webgpu vs cpu.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts';
-import type { ConvCase, KernelCheck } from '../pages/kernels/kernels.worker.ts';
+import type { ConvCase } from '../pages/kernels/kernels.worker.ts';
 
 const CASES: ConvCase[] = [
   { batch: 1, spatial: [5, 7, 6], cin: 1, cout: 4, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },

@@ -52,9 +52,9 @@ describe('exported ONNX model on onnxruntime-web WebGPU', () => {
       page.on('console', (m) => logs.push(m.text()));
       await page.goto(`${server.url}/index.html`);
       const out = await page.evaluate(async ({ i, shape }) => {
-        const adapter = await (navigator as any).gpu?.requestAdapter();
+        const adapter = await navigator.gpu?.requestAdapter();
         // Through Function: vitest rewrites a literal import() in this function's source.
-        const load = new Function('u', 'return import(u)') as (u: string) => Promise<any>;
+        const load = new Function('u', 'return import(u)') as (u: string) => Promise<typeof import('onnxruntime-web')>;
         const ort = await load('/ort.webgpu.bundle.min.mjs');
         ort.env.wasm.numThreads = 1;
         const model = new Uint8Array(await (await fetch(`/m${i}.onnx`)).arrayBuffer());

@@ -20,6 +20,7 @@ import { readdirSync } from 'node:fs';
 import { REFERENCE, FIXTURES } from '../paths.ts';
 import { randomizeWeights, tinyConfig } from '../unit/infer-helpers.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 const RAW = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
 const SCAN = join(RAW, 'imagesTr', 'mrA_000_0000.nii.gz');
@@ -83,7 +84,7 @@ describe('Predict tab', () => {
     console.log(await page.textContent('#predict-result'));
     expect(engine).toBe('onnxruntime-web webgpu');
     // niivue holds the scan and the label map, and the canvas shows more than a blank fill.
-    await page.waitForFunction(() => (window as any).__fednnunet.predict.viewer.volumesLoaded() === 2);
+    await page.waitForFunction(() => (window as unknown as HookedWindow).__fednnunet.predict.viewer.volumesLoaded() === 2);
     await page.waitForTimeout(500);
     const png = await page.locator('#viewer-canvas').screenshot();
     const colours = await page.evaluate(async (b64) => {
@@ -173,7 +174,7 @@ describe('Predict tab', () => {
     expect(await page.textContent('#scan-chosen')).toContain('read as DICOM');
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 240_000 });
-    const r = await page.evaluate(() => { const l = (window as any).__fednnunet.predict.last(); return { dims: l.dims, spacing: l.spacing, affine: l.affine, n: l.labels.length }; });
+    const r = await page.evaluate(() => { const l = (window as unknown as HookedWindow).__fednnunet.predict.last()!; return { dims: l.dims, spacing: l.spacing, affine: l.affine, n: l.labels.length }; });
     expect(r.dims).toEqual(series.dims);
     expect(r.n).toBe(series.dims[0] * series.dims[1] * series.dims[2]);
     for (let i = 0; i < 16; i++) expect(r.affine[i]).toBeCloseTo(series.affine[i], 5);
@@ -202,7 +203,7 @@ describe('Predict tab without WebGPU', () => {
     // workers load from dist/ (through the worker API, to ask for 2 threads).
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     const threaded = await page.evaluate(async (b64) => {
-      const f = (window as any).__fednnunet;
+      const f = (window as unknown as HookedWindow).__fednnunet;
       const [m] = await f.infer.models();
       const file = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'mrA_000_0000.nii.gz');
       const r = await f.infer.predict(m.id, { files: [{ path: file.name, file }] }, { backend: 'onnx-wasm', numThreads: 2 }, f.proxy(() => undefined));
@@ -214,7 +215,7 @@ describe('Predict tab without WebGPU', () => {
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 240_000 });
     expect(await page.getAttribute('#predict-result', 'data-engine')).toMatch(/^onnxruntime-web wasm/);
-    const labels = await page.evaluate(() => Array.from((window as any).__fednnunet.predict.last().labels as Uint8Array));
+    const labels = await page.evaluate(() => Array.from((window as unknown as HookedWindow).__fednnunet.predict.last()!.labels as Uint8Array));
     let same = 0;
     for (let i = 0; i < expected.length; i++) if (labels[i] === expected[i]) same++;
     console.log(`browser (ORT wasm) vs Node (tfjs cpu): ${same} of ${expected.length} voxels equal`);

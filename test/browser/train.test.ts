@@ -11,6 +11,7 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
 import { openApp, screenshot, type AppSession } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('training in the browser', () => {
   let s: AppSession;
@@ -22,7 +23,7 @@ describe('training in the browser', () => {
   afterAll(async () => s?.close());
 
   it('one deep-supervised training step on WebGPU equals the cpu backend (rel. L2 < 1e-4)', async () => {
-    const r = await s.page.evaluate(() => (window as any).__fednnunet.train.gradientCheck());
+    const r = await s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.gradientCheck());
     console.log(`[webgpu vs cpu training step] loss ${r.loss[0]} vs ${r.loss[1]}, gradients rel. L2 ${r.gradRelL2.toExponential(2)} over ${r.tensors} tensors, worst ${r.worstTensor.name} ${r.worstTensor.relL2.toExponential(2)}`);
     expect(r.tensors).toBeGreaterThan(20);
     expect(Math.abs(r.loss[0] - r.loss[1]) / Math.abs(r.loss[1])).toBeLessThan(1e-4);
@@ -34,7 +35,7 @@ describe('training in the browser', () => {
     const EPOCHS = 20;
     // A demo site, prepared (fingerprint → plan → preprocess) through the data worker.
     const id = await s.page.evaluate(async () => {
-      const f = (window as any).__fednnunet;
+      const f = (window as unknown as HookedWindow).__fednnunet;
       const r = await f.data.importDemo(0, f.proxy(() => undefined));
       await f.data.prepare(r.datasetId, { configuration: '3d_fullres' }, f.proxy(() => undefined));
       return r.datasetId;
@@ -70,8 +71,8 @@ describe('training in the browser', () => {
     expect(await s.page.getAttribute('#train-epoch', 'data-seen')).toBe(expected);
     // The finished run is a model on the Predict tab.
     const model = await s.page.getAttribute('#train-status', 'data-model');
-    const models = await s.page.evaluate(() => (window as any).__fednnunet.infer.models());
-    expect(models.some((m: any) => m.id === model && m.source === 'local')).toBe(true);
+    const models = await s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.infer.models());
+    expect(models.some((m) => m.id === model && m.source === 'local')).toBe(true);
     await screenshot(s.page, 'train-resumed');
     expect(s.errors).toEqual([]);
     trained = model;

@@ -16,6 +16,7 @@ import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
 import { screenshot } from './harness.ts';
+import type { HookedWindow } from '../../src/ui/main.ts';
 
 
 describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and two participants over PeerJS data channels', () => {
@@ -71,7 +72,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     for (const i of [0, 1]) {
       const page = await open(`${link}&site=participant-${i}`, `site ${i}`);
       expect(await page.inputValue('#ws-code')).toBe(code);
-      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation');
       await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
@@ -84,13 +85,13 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     // The host lists each participant's key fingerprint: the one that participant's browser shows.
     const rosterKeys = await host.$$eval('#ws-roster li', (li) => li.map((x) => [x.getAttribute('data-site'), x.getAttribute('data-key')]));
     for (const [i, p] of sites.entries()) {
-      const own = await p.evaluate(() => (window as any).__fednnunet.train.siteKey().then((k: { fingerprint: string }) => k.fingerprint));
+      const own = await p.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k: { fingerprint: string }) => k.fingerprint));
       expect(rosterKeys).toContainEqual([`participant-${i}`, own]);
     }
     // Every value the host's secure-phase attribute takes (old values of each change, then the last).
     await host.evaluate(() => {
       const seen: string[] = [];
-      (window as any).__securePhases = seen;
+      (window as unknown as { __securePhases: string[] }).__securePhases = seen;
       const status = document.querySelector('#ws-status')!;
       new MutationObserver((rs) => rs.forEach((r) => seen.push(r.oldValue ?? ''))).observe(status, { attributes: true, attributeFilter: ['data-secure-phase'], attributeOldValue: true });
     });
@@ -122,7 +123,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
       expect(hostEps).toBeLessThanOrEqual(100);
       expect(await host.textContent('#ws-privacy')).toMatch(/threshold 2 of 2 sites, clip 1\. Differential privacy: ε = [0-9.]+ spent after round 2/);
       for (const p of sites) expect(Number(await p.getAttribute('#fed-privacy', 'data-epsilon'))).toBe(hostEps);
-      const phases: string[] = await host.evaluate(() => [...(window as any).__securePhases, document.querySelector('#ws-status')!.getAttribute('data-secure-phase') ?? '']);
+      const phases: string[] = await host.evaluate(() => [...(window as unknown as { __securePhases: string[] }).__securePhases, document.querySelector('#ws-status')!.getAttribute('data-secure-phase') ?? '']);
       const seen = new Set(phases);
       for (const tag of ['fingerprint:0', 'model:1', 'model:2']) for (const ph of ['advert', 'shares', 'masked', 'unmask']) expect(seen, `${tag}:${ph} in ${phases.join(' ')}`).toContain(`${tag}:${ph}`);
     }
@@ -159,7 +160,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     const sites: Page[] = [];
     for (const i of [0, 1]) {
       const page = await open(`${link}&site=reload-${i}`, `site ${i}`);
-      await page.evaluate((k) => { const f = (window as any).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation');
       await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);

@@ -51,7 +51,10 @@ describe('cropToNonzero on the phantoms (exact vs exact_foreground_stats.json)',
       const stats = JSON.parse(readFileSync(`${REFERENCE}/fingerprints/${ds}/exact_foreground_stats.json`, 'utf8'));
       const dj = JSON.parse(readFileSync(`${REFERENCE}/raw/${ds}/dataset.json`, 'utf8'));
       const nch = Object.keys(dj.channel_names).length;
-      for (const [id, pc] of Object.entries<any>(stats.per_case)) {
+      for (const [id, pc] of Object.entries<{
+        shape_zyx_before_crop: number[]; spacing_zyx: number[]; bbox_used_for_cropping: number[][]; shape_after_crop: number[];
+        label_counts_after_crop: Record<string, number>; 'voxels_outside_filled_nonzero_mask_in_bbox (seg -1)': number;
+      }>(stats.per_case)) {
         const { image, label } = loadRawCase(`${REFERENCE}/raw/${ds}`, id, nch);
         const v = nnunetView(image);
         expect(v.shape.slice(1)).toEqual(pc.shape_zyx_before_crop);

@@ -44,7 +44,7 @@ async function start(config: Partial<FederationConfig> & { expectedSites: number
 }
 
 function site(r: Relay, trainer: MockTrainer, name: string, token = 'secret') {
-  return new SiteClient({ connect: wsConnect(r.wsUrl, WebSocket as any), token, siteName: name, trainer });
+  return new SiteClient({ connect: wsConnect(r.wsUrl, WebSocket), token, siteName: name, trainer });
 }
 
 /**
@@ -130,7 +130,7 @@ describe('federation over the relay', () => {
     await Promise.all(await inOrder(r, [site(r, a, '801'), site(r, b, '804')]));
     const ref = JSON.parse(readFileSync(`${REFERENCE}/federated/fed_801_804/aggregated_dataset_fingerprint.json`, 'utf8'));
     for (const t of [a, b]) {
-      const agg = t.aggregate as any;
+      const agg = t.aggregate as { foreground_intensity_properties_per_channel: Record<string, { max: number }> } & Record<string, unknown>;
       expect(agg.spacings).toEqual(ref.spacings);
       expect(agg.shapes_after_crop).toEqual(ref.shapes_after_crop);
       expect(agg.median_relative_size_after_cropping).toBeCloseTo(ref.median_relative_size_after_cropping, 12);
@@ -194,7 +194,6 @@ describe('federation over the relay', () => {
     const replies: Message[] = [];
     const evil = new MockTrainer(base, 9);
     await evil.prepare(null, {} as FederationConfig);
-    let ws!: Transport;
     const onMessage = (d: Uint8Array) => {
       const { message: m } = decodeMessage(d);
       replies.push(m);
@@ -215,7 +214,7 @@ describe('federation over the relay', () => {
         ws.send(encodeMessage({ type: 'update', round: 2, numCases: 1, metrics: {}, tensors: enc.entries }, enc.payload));
       }
     };
-    ws = await signedConnect(wsConnect(r.wsUrl, WebSocket as any), ephemeralIdentity)({ onMessage, onClose: () => undefined });
+    const ws: Transport = await signedConnect(wsConnect(r.wsUrl, WebSocket), ephemeralIdentity)({ onMessage, onClose: () => undefined });
     ws.send(encodeMessage({ type: 'hello', token: 'secret', siteName: 'evil', numCases: 1 }));
     const results = await Promise.all(goodRuns);
     ws.close();

@@ -12,7 +12,6 @@ import { privacyConfig, privacyOptionsFromFields, type PrivacyOptions } from '..
 import { noiseMultiplier } from '../../src/fed/secagg/dp.ts';
 import { privacyText, secureStatusText } from '../../src/fed/secagg/host-status.ts';
 import { ephemeralIdentity } from '../../src/fed/identity/site-key.ts';
-import { signedConnect } from '../../src/fed/identity/signed-transport.ts';
 import { aggregatePrivateSummaries, fingerprintFromSummary, summarizeFingerprint } from '../../src/fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import type { NamedWeights, WeightSpec } from '../../src/model/named-weights.ts';
@@ -54,19 +53,20 @@ const until = async (cond: () => boolean, what: string) => {
 /** Starts a federation of `trainers` on a host with secure aggregation asked for, and starts it once all joined. */
 async function startedSecure(trainers: Recorder[], method: FederationConfig['method'], rounds: number, privacy: PrivacyOptions) {
   const phases: string[] = [];
-  let host: FederationHost | undefined;
+  // onChange can fire while memFederation builds the host, before it is known here.
+  const known: { host?: FederationHost } = {};
   const f = memFederation({
     config: hostConfig(method, rounds), trainers, hideCaseCount: true,
     host: {
       privacyAtStart: privacy,
       onChange: () => {
-        const s = host?.coordinator.secureStatus;
+        const s = known.host?.coordinator.secureStatus;
         const tag = s && `${s.kind}:${s.round}:${s.phase}`;
         if (tag && phases.at(-1) !== tag) phases.push(tag);
       },
     },
   });
-  host = f.host;
+  known.host = f.host;
   await until(() => f.host.coordinator.roster().filter((x) => x.connected).length === trainers.length, 'every site to join');
   expect(f.host.coordinator.phase).toBe('join');
   expect(f.host.coordinator.snapshot.config.privacy).toBeUndefined();

@@ -65,7 +65,7 @@ describe('relay crash recovery', () => {
       }
     };
     const clients = trainers.map((t, i) => new SiteClient({
-      connect: wsConnect(url, WebSocket as any), token: 'tok', siteName: `s${i}`, trainer: t,
+      connect: wsConnect(url, WebSocket), token: 'tok', siteName: `s${i}`, trainer: t,
       reconnect: { initialMs: 100, maxMs: 400, maxTries: 100 },
     }));
     const results = await Promise.all(clients.map((c) => c.run()));

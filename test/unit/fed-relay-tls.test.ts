@@ -96,7 +96,7 @@ describe.skipIf(!haveOpenssl)('relay over TLS', () => {
       }
     }
     const layout = [{ name: 'w', shape: [4] }];
-    const clients = [1, 2].map((s) => new SiteClient({ connect: wsConnect(relay.wsUrl, TrustingWebSocket as any), token: 'tok', siteName: `s${s}`, trainer: new MockTrainer(layout, s) }));
+    const clients = [1, 2].map((s) => new SiteClient({ connect: wsConnect(relay.wsUrl, TrustingWebSocket), token: 'tok', siteName: `s${s}`, trainer: new MockTrainer(layout, s) }));
     const results = await Promise.all(clients.map((c) => c.run()));
     expect(results.map((r) => r.rounds)).toEqual([1, 1]);
     expect(relay.coordinator.roster()).toHaveLength(2);

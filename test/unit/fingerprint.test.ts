@@ -23,7 +23,7 @@ describe('dataset fingerprint vs nnU-Net (801-804, all cases)', () => {
         const c = caseFingerprint(image, label);
         const pc = exact.per_case[id];
         expect(c.relative_size_after_cropping).toBe(pc.relative_size_after_cropping);
-        for (const [ch, st] of Object.entries<any>(pc.foreground_stats_per_channel)) {
+        for (const [ch, st] of Object.entries<Record<string, number>>(pc.foreground_stats_per_channel)) {
           const s = c.foreground[Number(ch)];
           expect(s.n).toBe(st.n_voxels);
           expect(s.exact).toBe(true);
@@ -38,7 +38,7 @@ describe('dataset fingerprint vs nnU-Net (801-804, all cases)', () => {
       expect(ours.shapes_after_crop).toEqual(fp.shapes_after_crop);
       expect(ours.spacings).toEqual(fp.spacings);
       expect(ours.median_relative_size_after_cropping).toBe(fp.median_relative_size_after_cropping);
-      for (const [ch, ref] of Object.entries<any>(fp.foreground_intensity_properties_per_channel)) {
+      for (const [ch, ref] of Object.entries<Record<string, number>>(fp.foreground_intensity_properties_per_channel)) {
         const o = ours.foreground_intensity_properties_per_channel[ch];
         const conv = exact.converged_equal_weight_per_case[ch];
         expect(Object.keys(o).sort()).toEqual(Object.keys(ref).sort());

@@ -125,7 +125,10 @@ function deflatedDicom(pixels: number): Uint8Array {
   const cat = (...p: Uint8Array[]) => {
     const out = new Uint8Array(p.reduce((n, x) => n + x.length, 0));
     let o = 0;
-    for (const x of p) (out.set(x, o), (o += x.length));
+    for (const x of p) {
+      out.set(x, o);
+      o += x.length;
+    }
     return out;
   };
   const meta = cat(el(2, 1, 'OB', new Uint8Array([0, 1])), el(2, 0x10, 'UI', enc('1.2.840.10008.1.2.1.99', 0)));

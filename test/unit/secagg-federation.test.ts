@@ -87,8 +87,8 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     // Nothing but key exchange and masked vectors; the one plain weight upload is round 0's initial
     // (untrained) model, and hello carries no case count.
     expect(new Set(view.map((m) => m.message.type))).toEqual(new Set(['hello', 'spec', 'update', 'secagg-advert', 'secagg-shares', 'secagg-masked', 'secagg-reveal']));
-    expect(view.filter((m) => m.message.type === 'update').map((m) => (m.message as any).round)).toEqual([0]);
-    expect(view.filter((m) => m.message.type === 'hello').every((m) => (m.message as any).numCases === 0)).toBe(true);
+    expect(view.filter((m) => m.message.type === 'update').map((m) => (m.message as Extract<Message, { type: 'update' }>).round)).toEqual([0]);
+    expect(view.filter((m) => m.message.type === 'hello').every((m) => (m.message as Extract<Message, { type: 'hello' }>).numCases === 0)).toBe(true);
 
     const p = f.host.coordinator.snapshot.config.privacy!;
     const participants = (decoded(f, 'sent').find((m) => m.message.type === 'secagg-open')!.message as Extract<Message, { type: 'secagg-open' }>).participants;
@@ -99,7 +99,7 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     for (const m of view.filter((x) => x.message.type === 'secagg-masked')) {
       const k = Number(m.site.slice(4));
       const index = indexOf(k);
-      const masked = wordsOf(m.payload, (m.message as any).length);
+      const masked = wordsOf(m.payload, (m.message as Extract<Message, { type: 'secagg-masked' }>).length);
       // The site's own quantised vector, as it would have been without masks (no DP noise here).
       const q = encodeSiteVector(trainers[k].deltas.get(1)!, layout, { clip: p.clip, fracBits: p.fracBits, weight: 1, bound: p.clip, noiseStd: 0 }).vector;
       expect(masked.length).toBe(PARAMS + 1);
@@ -200,8 +200,8 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     const f = memFederation({ config: secureConfig(4, { minSites: 3 }), trainers, tamper });
     const survivors = await f.survivors();
     expect(survivors.map((r) => r.rounds)).toEqual([1, 1, 1, 1]);
-    const rejected = decoded(f, 'sent').filter((m) => m.message.type === 'update-result' && !(m.message as any).accepted);
-    expect(rejected.map((m) => [m.site, (m.message as any).reason])).toEqual([['site3', `secagg-masked rejected: payload holds ${(PARAMS + 1) * 4 - 4} bytes, a vector of ${PARAMS + 1} words needs ${(PARAMS + 1) * 4}`]]);
+    const rejected = decoded(f, 'sent').filter((m) => m.message.type === 'update-result' && !(m.message as Extract<Message, { type: 'update-result' }>).accepted);
+    expect(rejected.map((m) => [m.site, (m.message as Extract<Message, { type: 'update-result' }>).reason])).toEqual([['site3', `secagg-masked rejected: payload holds ${(PARAMS + 1) * 4 - 4} bytes, a vector of ${PARAMS + 1} words needs ${(PARAMS + 1) * 4}`]]);
     expect(f.host.coordinator.snapshot.history[0].contributors.length).toBe(3);
     const { err, bound } = await aggregateError(f, trainers, [0, 1, 2]);
     expect(err).toBeLessThanOrEqual(bound);
@@ -226,7 +226,7 @@ describe('secure aggregation through the relay (in memory, mock trainers)', () =
     // Well-formed base64 of the wrong length.
     send({ type: 'secagg-advert', round: open.round, attempt: open.attempt, cPub: 'AAAA', sPub: 'AAAA' });
     for (let i = 0; i < 300 && replies.filter((m) => m.type === 'error' || m.type === 'update-result').length < 4; i++) await new Promise((ok) => setTimeout(ok, 10));
-    const texts = replies.filter((m) => m.type === 'error' || m.type === 'update-result').map((m) => (m.type === 'error' ? m.message : (m as any).reason));
+    const texts = replies.filter((m) => m.type === 'error' || m.type === 'update-result').map((m) => (m.type === 'error' ? m.message : (m as Extract<Message, { type: 'update-result' }>).reason));
     expect(texts).toEqual([
       'this federation uses secure aggregation: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear',
       'this federation uses secure aggregation: plain updates are refused; the site must send a masked update (secagg rounds)',

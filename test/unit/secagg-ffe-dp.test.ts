@@ -6,7 +6,7 @@ import { aggregatePrivateSummaries, fingerprintFromSummary, summarizeFingerprint
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { planExperiment } from '../../src/plan/planner.ts';
 import type { DatasetJson } from '../../src/plan/types.ts';
-import type { FederationConfig } from '../../src/fed/protocol.ts';
+import type { FederationConfig, Message } from '../../src/fed/protocol.ts';
 import { decodeSummarySum, encodeSummary, ffeLayout, fixedPoint } from '../../src/fed/secagg/ffe-vector.ts';
 import { addInto } from '../../src/fed/secagg/quantize.ts';
 import { defaultThreshold, privacyConfig } from '../../src/fed/secagg/config.ts';
@@ -121,7 +121,7 @@ describe('model rounds under secure aggregation: AsymFedAvg and case weighting',
     const order = first.layout.map((e) => e.name).filter((n) => shared.has(n));
     expect(order).toHaveLength(2);
     for (const r of results) expect(r.shared.map((e) => e.name)).toEqual(order);
-    const lengths = f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'secagg-masked').map((m) => (m as any).length);
+    const lengths = f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'secagg-masked').map((m) => (m as Extract<Message, { type: 'secagg-masked' }>).length);
     expect(new Set(lengths)).toEqual(new Set([4 + 12 + 1]));
     // All three end on the same shared weights; their local layers are their own.
     for (const n of [base[1].name, base[2].name]) {
@@ -137,7 +137,7 @@ describe('model rounds under secure aggregation: AsymFedAvg and case weighting',
     const f = memFederation({ config: cfg({ method: 'fedavg', weighting: 'cases', rounds: 1 }, 3), trainers });
     await f.survivors();
     // hello says 0 cases; the relay's only case information is the unmasked total.
-    expect(f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'hello').map((m) => (m as any).numCases)).toEqual([0, 0, 0]);
+    expect(f.received.map((r) => frameOf(r.bytes)!.message).filter((m) => m.type === 'hello').map((m) => (m as Extract<Message, { type: 'hello' }>).numCases)).toEqual([0, 0, 0]);
     // Closed form: w1 = w0 + Σ n_i·0.5(target_i − w0)/Σ n_i with w0 = the first site's initial weights.
     const first = trainers[Number(f.host.coordinator.roster()[0].siteName.slice(4))];
     const init = new MockTrainer(base, first.seed);

@@ -39,7 +39,7 @@ describe('SecureRound (relay side)', () => {
     expect((inbox[1].message as Extract<Message, { type: 'secagg-inbox' }>).shares.map((s) => s.from)).toEqual([0, 1]);
     // A masked vector after the masked deadline (5 s) is answered, not fatal; the round fails with 1 < 2.
     const v = new Uint8Array(16);
-    expect(r.handle('A', { type: 'secagg-masked', round: 1, attempt: 1, length: 4 }, v).out.map((o) => (o.message as any).accepted)).toEqual([true]);
+    expect(r.handle('A', { type: 'secagg-masked', round: 1, attempt: 1, length: 4 }, v).out.map((o) => (o.message as Extract<Message, { type: 'update-result' }>).accepted)).toEqual([true]);
     now.t = 5000;
     expect(r.tick().failed).toBe('only 1 masked updates arrived by the deadline; this round needs 2');
   });

@@ -2,7 +2,7 @@
 // every object store to compare whole-database states.
 import 'fake-indexeddb/auto';
 import { IDBFactory } from 'fake-indexeddb';
-import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from '../../src/io/volume.ts';
+import { VOXEL_ARRAY, type DataTypeName, type Volume } from '../../src/io/volume.ts';
 import { openStore, type OpenOptions, type StoreDB } from '../../src/store/db.ts';
 import type { CaseInput } from '../../src/store/datasets.ts';
 import type { StoreEnv } from '../../src/store/env.ts';

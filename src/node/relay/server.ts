@@ -142,7 +142,6 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   const guard = new ConnectionGuard({ ...DEFAULT_GUARD_LIMITS, ...opts.limits });
 
   const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
-  let peerApp: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     try {
       if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
@@ -210,7 +209,8 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     if (!res.headersSent) res.writeHead(typeof status === 'number' && status >= 400 && status < 500 ? status : 400).end('bad request');
     else res.destroy();
   });
-  peerApp = peerHost as unknown as (req: IncomingMessage, res: ServerResponse) => void;
+  // `handle` reads this only on requests, which come after listen() below.
+  const peerApp = peerHost as unknown as (req: IncomingMessage, res: ServerResponse) => void;
   // Malformed HTTP and failed TLS handshakes: Node's defaults answer 400 / drop that socket.
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);

@@ -30,7 +30,6 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   // Secure aggregation with DP: the relay's ε spent so far (the privacy budget used).
   const privacy = el('p', { id: 'fed-privacy', class: 'muted' });
   const secure = params.get('secure') === '1';
-  const perRound: { loss: Array<[number, number]>; dice: Array<[number, number]> } = { loss: [], dice: [] };
   // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
   const wsMethod = el('select', { id: 'ws-method', 'aria-label': 'Method' }, ...METHOD_NAMES.map((m) => el('option', { value: m }, methodSpec(m).label)));
   const wsRounds = el('input', { type: 'number', id: 'ws-rounds', value: '3', min: '1', 'aria-label': 'Rounds', style: 'width:4rem' });
