@@ -12,7 +12,9 @@
 // The signature (ECDSA P-256, SHA-256, the host browser profile's key: site-key.ts) covers
 //   "fednnunet host hello v1" | site nonce | host nonce | u16 keyLength | public key
 // The site nonce makes a recorded proof worthless on another connection; the host nonce binds the
-// proof to the challenge the site is about to sign its hello for.
+// proof to the challenge the site is about to sign its hello for. The key is the one this profile
+// also signs site frames with (envelope.ts); the two domain strings keep either signature from
+// standing for the other.
 import { ENVELOPE_VERSION, NONCE_BYTES, newNonce } from './envelope.ts';
 import { fingerprintOf, IdentityError, importSitePublicKey, normalizeFingerprint, SIGNATURE_BYTES, verifySignature, type SiteIdentity } from './site-key.ts';
 
