@@ -23,11 +23,12 @@ describe.skipIf(!root || !tools)('workshop mode inside an isolated network names
     const r = spawnSync('unshare', ['-n', 'sh', '-c', `${SETUP} && exec npx vitest run --project browser test/browser/workshop.test.ts`], {
       env: { ...process.env, FEDNNUNET_NETNS: '1', FEDNNUNET_SKIP_BUILD: '1' },
       encoding: 'utf8',
-      timeout: 600_000,
+      // Four browser federations (the host-reload one ~2–5 min alone) on a shared, slow CI machine.
+      timeout: 1_200_000,
     });
     // eslint-disable-next-line no-control-regex
     const out = `${r.stdout}\n${r.stderr}`.replace(/\x1b\[[0-9;]*m/g, '');
     expect(r.status, out.slice(-4000)).toBe(0);
     expect(out).toMatch(/Tests\s+4 passed/);
-  }, 620_000);
+  }, 1_220_000);
 });
