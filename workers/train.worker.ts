@@ -69,6 +69,8 @@ export interface FederateRequest {
   seed?: number;
   /** The join link says the federation is secure (…&secure=1): hello carries no case count. */
   hideCaseCount?: boolean;
+  /** Workshop mode: the host key fingerprint of the join link, which the host must prove (required). */
+  hostKey?: string;
 }
 
 export type FederateEvent =
@@ -107,6 +109,8 @@ const api = {
    */
   async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void, link?: LinkBridge): Promise<void> {
     if (fedClient || control) throw new Error('this tab is already training');
+    // Never join a workshop host whose key nobody pinned: whoever holds its code could be it.
+    if (link && !req.hostKey) throw new Error('a workshop join needs the host key of its link');
     const d = await db();
     const pipeline = await sitePipeline(d, req.datasetId);
     const ds = { name: pipeline.store.datasetName };
@@ -119,7 +123,7 @@ const api = {
     const federationId = federationIdOf(req.relayUrl, req.token);
     const previous = await loadMembership(d, req.datasetId, federationId);
     const membership: Omit<FedMembership, 'updatedAt'> = {
-      datasetId: req.datasetId, federationId, relayUrl: req.relayUrl, token: req.token, siteName: req.siteName,
+      datasetId: req.datasetId, federationId, relayUrl: req.relayUrl, token: req.token, siteName: req.siteName, ...(req.hostKey ? { hostKey: req.hostKey } : {}),
       siteId: previous?.status === 'running' ? previous.siteId : undefined, tiny: req.tiny ?? false, backend: req.backend ?? 'webgpu', status: 'running', round: previous?.round ?? 0,
     };
     await saveMembership(d, membership);
@@ -142,6 +146,7 @@ const api = {
       siteName: req.siteName,
       siteId: membership.siteId,
       identity,
+      hostKey: req.hostKey,
       // A workshop host tab that reloads is back only when its host clicks "Resume": keep trying
       // for half an hour (every 5 s), not the default ~5 minutes.
       ...(link ? { reconnect: { initialMs: 200, maxMs: 5000, maxTries: 360 } } : {}),

@@ -72,6 +72,11 @@ export interface SiteClientOptions {
    * Default: a key made for this client and held in memory, the same for all its reconnects.
    */
   identity?: SiteIdentity | (() => Promise<SiteIdentity>);
+  /**
+   * A workshop host's key fingerprint (from the join link): the host must prove this key on every
+   * connection before the site sends anything (identity/host-proof.ts); otherwise the site stops.
+   */
+  hostKey?: string;
   /** Say 0 cases in hello (a site that knows the federation is secure: the count is in its masked vector). */
   hideCaseCount?: boolean;
   /** The relay's DP accounting after each round. */
@@ -114,7 +119,7 @@ export class SiteClient {
     let identity: Promise<SiteIdentity> | undefined;
     const given = o.identity;
     const getIdentity = () => (identity ??= typeof given === 'function' ? given() : given ? Promise.resolve(given) : ephemeralIdentity());
-    this.open = signedConnect(o.connect, getIdentity, { onError: (e) => this.log(`could not sign a frame: ${e instanceof Error ? e.message : String(e)}`) });
+    this.open = signedConnect(o.connect, getIdentity, { hostKey: o.hostKey, onError: (e) => this.log(`could not sign a frame: ${e instanceof Error ? e.message : String(e)}`) });
   }
 
   /** Runs until the federation is done (resolves) or refuses / fails the site (rejects). */

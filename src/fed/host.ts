@@ -5,12 +5,15 @@
 //
 // Every connection opens with an identity challenge, and every frame a site sends must be signed
 // by its key; the signature is verified before the frame is decoded (identity/gate.ts). A frame
-// that fails is answered with `refused` and the connection is closed.
+// that fails is answered with `refused` and the connection is closed. A workshop host tab also has
+// a key of its own (`identity`), and proves it to a participant that opens with a host challenge
+// (identity/host-proof.ts), before that participant sends anything.
 import { Coordinator, type CoordinatorOptions, type CoordinatorSnapshot, type Outgoing } from './coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from './protocol.ts';
 import { FrameRefused, SiteGate } from './identity/gate.ts';
 import { ENVELOPE_OVERHEAD } from './identity/envelope.ts';
-import { IdentityError } from './identity/site-key.ts';
+import { IdentityError, type SiteIdentity } from './identity/site-key.ts';
+import { isHostChallenge } from './identity/host-proof.ts';
 
 /** One site's connection as the host sees it. `send` may be asynchronous (chunked, back-pressured). */
 const REFUSAL_CLOSE_DELAY_MS = 500;
@@ -40,6 +43,11 @@ export interface HostOptions extends CoordinatorOptions {
   role?: string;
   /** Called after every change of phase, round or roster (the host's UI). */
   onChange?: () => void;
+  /**
+   * The host's own key (a workshop host tab: its browser profile's key), proved to participants
+   * that ask (their join link pins its fingerprint). None for the relay, whose sites trust TLS.
+   */
+  identity?: SiteIdentity | (() => Promise<SiteIdentity>);
 }
 
 export class FederationHost {
@@ -54,6 +62,7 @@ export class FederationHost {
    */
   private outbox: Promise<void> = Promise.resolve();
   private waiting = 0;
+  private identity?: Promise<SiteIdentity>;
 
   constructor(private readonly opts: HostOptions) {
     // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
@@ -116,6 +125,15 @@ export class FederationHost {
     void Promise.resolve(link.send(gate.challenge())).catch(() => undefined);
     const onFrame = async (bytes: Uint8Array) => {
       if (ended) return;
+      if (isHostChallenge(bytes)) {
+        try {
+          const proof = await gate.proveHost(await this.hostIdentity(), bytes);
+          if (!ended) void Promise.resolve(link.send(proof)).catch(() => undefined);
+        } catch (e) {
+          refuse(e instanceof FrameRefused ? e.message : `could not prove the host key: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        return;
+      }
       if (bytes.length > this.maxBytes + ENVELOPE_OVERHEAD) return refuse(`message of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`);
       let inner: Uint8Array;
       try {
@@ -169,6 +187,12 @@ export class FederationHost {
           .catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
       },
     };
+  }
+
+  private hostIdentity(): Promise<SiteIdentity | undefined> {
+    const given = this.opts.identity;
+    if (!given) return Promise.resolve(undefined);
+    return (this.identity ??= typeof given === 'function' ? given() : Promise.resolve(given));
   }
 
   /** Round deadlines: call periodically. */

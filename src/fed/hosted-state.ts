@@ -26,6 +26,8 @@ export interface HostedFederationRecord {
   globalEntries: TensorEntry[] | null;
   globalBytes: ArrayBuffer | null;
   updatedAt: number;
+  /** Fingerprint of the host tab's key, which the participants' join link pins (absent in records of older builds). */
+  hostKey?: string;
 }
 
 /** What the Federation tab offers to resume. `problem`: the record cannot be read (offered for discarding only). */
@@ -47,7 +49,7 @@ export class HostedStateError extends Error {
 const PHASES: readonly Phase[] = ['join', 'fingerprint', 'spec', 'init', 'rounds', 'done'];
 
 /** Turns a snapshot into a record now: the coordinator keeps changing its snapshot after this call. */
-export function hostedRecord(code: string, token: string, s: Readonly<CoordinatorSnapshot>, now = Date.now()): HostedFederationRecord {
+export function hostedRecord(code: string, token: string, s: Readonly<CoordinatorSnapshot>, now = Date.now(), hostKey?: string): HostedFederationRecord {
   const { global, ...rest } = s;
   // A JSON copy, as the relay writes: plain data, detached from the live snapshot.
   const state = JSON.parse(JSON.stringify(rest)) as HostedFederationRecord['state'];
@@ -57,7 +59,7 @@ export function hostedRecord(code: string, token: string, s: Readonly<Coordinato
     // The payload is a fresh buffer per snapshot (never written again); copy only a view into a larger one.
     globalBytes = p.byteOffset === 0 && p.byteLength === p.buffer.byteLength ? (p.buffer as ArrayBuffer) : p.slice().buffer;
   }
-  return { code, token, state, globalEntries: global ? global.entries.map((e) => ({ ...e, shape: [...e.shape] })) : null, globalBytes, updatedAt: now };
+  return { code, token, state, globalEntries: global ? global.entries.map((e) => ({ ...e, shape: [...e.shape] })) : null, globalBytes, updatedAt: now, ...(hostKey ? { hostKey } : {}) };
 }
 
 /** Checks a stored record's shape (it may come from an older build, or be damaged); returns why not, or undefined. */
@@ -77,6 +79,7 @@ function problemOf(v: unknown): string | undefined {
   if ((r.globalEntries === null) !== (r.globalBytes === null)) return 'global weights without their tensor table (or the reverse)';
   if (r.globalEntries !== null && (!Array.isArray(r.globalEntries) || !(r.globalBytes instanceof ArrayBuffer))) return 'malformed global weights';
   if (s.phase === 'rounds' && r.globalEntries === null) return 'in the rounds phase without global weights';
+  if (r.hostKey !== undefined && typeof r.hostKey !== 'string') return 'malformed host key';
   return undefined;
 }
 
@@ -104,7 +107,7 @@ export async function unfinishedHostedFederations(db: HostedRecordStore): Promis
 }
 
 /** The saved federation of `code`, ready to restore a Coordinator from; undefined if none. Throws HostedStateError if unreadable. */
-export async function loadHostedFederation(db: HostedRecordStore, code: string): Promise<{ token: string; snapshot: CoordinatorSnapshot; updatedAt: number } | undefined> {
+export async function loadHostedFederation(db: HostedRecordStore, code: string): Promise<{ token: string; snapshot: CoordinatorSnapshot; updatedAt: number; hostKey?: string } | undefined> {
   const v = await db.get(code);
   if (v === undefined) return undefined;
   const problem = problemOf(v);
@@ -121,7 +124,7 @@ export async function loadHostedFederation(db: HostedRecordStore, code: string):
     }
     snapshot.global = { entries: r.globalEntries, payload };
   }
-  return { token: r.token, snapshot, updatedAt: r.updatedAt };
+  return { token: r.token, snapshot, updatedAt: r.updatedAt, ...(r.hostKey ? { hostKey: r.hostKey } : {}) };
 }
 
 /**
@@ -135,10 +138,10 @@ export class HostedFederationWriter {
   private tail: Promise<void> = Promise.resolve();
   private queued?: { job: HostedFederationRecord | 'delete'; promise: Promise<void> };
 
-  constructor(private readonly db: HostedRecordStore, readonly code: string, private readonly token: string, private readonly now: () => number = Date.now) {}
+  constructor(private readonly db: HostedRecordStore, readonly code: string, private readonly token: string, private readonly now: () => number = Date.now, private readonly hostKey?: string) {}
 
   persist = (s: Readonly<CoordinatorSnapshot>): Promise<void> => {
-    const job = s.phase === 'done' ? 'delete' as const : hostedRecord(this.code, this.token, s, this.now());
+    const job = s.phase === 'done' ? 'delete' as const : hostedRecord(this.code, this.token, s, this.now(), this.hostKey);
     if (this.queued) {
       this.queued.job = job;
       return this.queued.promise;

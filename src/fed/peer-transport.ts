@@ -85,25 +85,71 @@ export async function hostOverPeerJS(host: FederationHost, code: string, o: { wa
       const h: ReturnType<FederationHost['accept']> = host.accept(wire(conn, (b) => h.onMessage(b), () => h.onClose()));
     });
   });
-  return { peerId: peer.id, close: () => peer.destroy() };
+  // Errors after 'open' (a participant's connection failing, the signalling socket lost) must not
+  // end the hosting; they are logged (PeerJS emits them to no one otherwise).
+  peer.on('error', (e) => console.log(`[workshop host] signalling: ${e.type}: ${e.message}`));
+  // A host whose signalling socket closed keeps its data channels but can no longer be reached by a
+  // new or reconnecting participant: register the same id again (PeerJS keeps its token) until closed.
+  let closed = false;
+  let tries = 0;
+  peer.on('disconnected', () => {
+    if (closed || peer.destroyed) return;
+    const ms = Math.min(10_000, 1000 * 2 ** Math.min(tries++, 4));
+    setTimeout(() => {
+      if (!closed && !peer.destroyed && peer.disconnected) peer.reconnect();
+    }, ms);
+  });
+  peer.on('open', () => void (tries = 0));
+  return {
+    peerId: peer.id,
+    close: () => {
+      closed = true;
+      peer.destroy();
+    },
+  };
 }
 
-/** A participant's Connect to the workshop host with this code (one PeerJS peer, a connection per (re)connect). */
+/** How long a participant waits for its data channel to the host to open before trying anew. */
+export const CONNECT_TIMEOUT_MS = 20_000;
+
+/**
+ * A participant's Connect to the workshop host with this code (one PeerJS peer, a connection per
+ * (re)connect). A peer that lost the signalling server (or never reached it) is replaced by a new
+ * one at the next try: PeerJS' peer cannot connect any more once disconnected, and a participant
+ * keeps retrying for half an hour. A try that fails closes its connection, so one that opens late
+ * does not linger at both ends beside the next.
+ */
 export function peerConnect(code: string): Connect {
   let peer: Promise<Peer> | undefined;
+  const livePeer = async (): Promise<Peer> => {
+    const p = peer && (await peer.catch(() => undefined));
+    if (p && !p.destroyed && !p.disconnected) return p;
+    p?.destroy();
+    return (peer = openPeer(undefined));
+  };
   return async (h) => {
-    const p = await (peer ??= openPeer(undefined));
-    const conn = p.connect(hostPeerId(code), { serialization: 'raw', reliable: true });
+    const p = await livePeer();
+    const target = hostPeerId(code);
+    const conn = p.connect(target, { serialization: 'raw', reliable: true }) as DataConnection | undefined;
+    if (!conn) throw new Error('lost the signalling server; trying again');
     await new Promise<void>((ok, fail) => {
-      const t = setTimeout(() => fail(new Error('the workshop host did not answer (is the host tab open, and the code right?)')), 20_000);
-      conn.once('open', () => {
+      const end = (e?: Error) => {
         clearTimeout(t);
-        ok();
-      });
-      p.once('error', (e) => {
-        clearTimeout(t);
-        fail(new Error(e.type === 'peer-unavailable' ? 'no workshop is hosted with this code' : e.message));
-      });
+        conn.off('open', opened);
+        p.off('error', failed);
+        if (!e) return ok();
+        conn.close();
+        fail(e);
+      };
+      const opened = () => end();
+      // Peer-level errors: only those about this host, or the signalling itself, end this try.
+      const failed = (e: { type: string; message: string }) => {
+        if (e.type === 'peer-unavailable') return e.message.endsWith(target) ? end(new Error('no workshop is hosted with this code')) : undefined;
+        end(new Error(e.message));
+      };
+      const t = setTimeout(() => end(new Error('the workshop host did not answer (is the host tab open, and the code right?)')), CONNECT_TIMEOUT_MS);
+      conn.on('open', opened);
+      p.on('error', failed);
     });
     return wire(conn, h.onMessage, h.onClose);
   };

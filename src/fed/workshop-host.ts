@@ -8,6 +8,7 @@ import type { Coordinator } from './coordinator.ts';
 import { mergeSiteFingerprints } from './ffe-merge.ts';
 import { hostOverPeerJS } from './peer-transport.ts';
 import { methodDefaults, type Method } from './methods.ts';
+import type { SiteIdentity } from './identity/site-key.ts';
 import type { PrivacyOptions } from './secagg/config.ts';
 import { privacyText, secureStatusText } from './secagg/host-status.ts';
 
@@ -64,6 +65,8 @@ export interface WorkshopHostOptions {
   privacyAtStart?: PrivacyOptions;
   /** Saving, and for a resumed federation its saved config and state (ui/views/workshop-resume.ts). */
   saving: Pick<HostOptions, 'persist'> & Partial<Pick<HostOptions, 'config' | 'restored'>>;
+  /** This browser profile's key: the host proves it to every participant (the join link pins its fingerprint). */
+  identity: SiteIdentity;
   /** After every change of phase, round or roster. */
   onChange(c: Coordinator): void;
   /** The code is still held by a previous host tab: retrying after `ms`. */
@@ -74,6 +77,8 @@ export interface WorkshopHosting {
   host: FederationHost;
   /** Whether the federation aggregates securely (participants' links say so). */
   secure: boolean;
+  /** The fingerprint of the key this host proves (in the join link). */
+  hostKey: string;
   close(): void;
 }
 
@@ -85,6 +90,7 @@ export async function hostWorkshop(o: WorkshopHostOptions): Promise<WorkshopHost
     privacyAtStart: o.privacyAtStart,
     onChange: () => o.onChange(host.coordinator),
     log: (l) => console.log(`[workshop host] ${l}`),
+    identity: o.identity,
     ...o.saving,
   });
   const peer = await hostOverPeerJS(host, o.code, { onWait: o.onWait });
@@ -93,6 +99,7 @@ export async function hostWorkshop(o: WorkshopHostOptions): Promise<WorkshopHost
   return {
     host,
     secure: !!(o.privacyAtStart ?? s.config.privacy ?? s.privacyAtStart),
+    hostKey: o.identity.fingerprint,
     close() {
       clearInterval(ticker);
       peer.close();

@@ -11,6 +11,8 @@ export interface FedMembership {
   token: string;
   siteName: string;
   siteId?: string;
+  /** A workshop's host key fingerprint (from its join link), pinned for every rejoin; absent for a relay. */
+  hostKey?: string;
   tiny: { patch?: number; batchSize?: number } | false;
   backend: 'webgpu' | 'cpu';
   status: 'running' | 'done' | 'failed';

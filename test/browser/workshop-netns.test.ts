@@ -19,16 +19,16 @@ const SETUP = [
 ].join(' && ');
 
 describe.skipIf(!root || !tools)('workshop mode inside an isolated network namespace', () => {
-  it('a host tab and two participants complete a federation over PeerJS data channels (plain, and secure + DP); a host waits for its code to be free (the host-reload test with FEDNNUNET_WORKSHOP_RELOAD=1)', () => {
+  it('a host tab and two participants complete a federation over PeerJS data channels (plain, and secure + DP); a host tab reloads and resumes; a host waits for its code to be free', () => {
     const r = spawnSync('unshare', ['-n', 'sh', '-c', `${SETUP} && exec npx vitest run --project browser test/browser/workshop.test.ts`], {
       env: { ...process.env, FEDNNUNET_NETNS: '1', FEDNNUNET_SKIP_BUILD: '1' },
       encoding: 'utf8',
-      timeout: 600_000,
+      // Four browser federations (the host-reload one ~2–5 min alone) on a shared, slow CI machine.
+      timeout: 1_200_000,
     });
     // eslint-disable-next-line no-control-regex
     const out = `${r.stdout}\n${r.stderr}`.replace(/\x1b\[[0-9;]*m/g, '');
     expect(r.status, out.slice(-4000)).toBe(0);
-    // 4 tests; the host-reload one only with FEDNNUNET_WORKSHOP_RELOAD=1 (see workshop.test.ts).
-    expect(out).toMatch(process.env.FEDNNUNET_WORKSHOP_RELOAD === '1' ? /Tests\s+4 passed/ : /Tests\s+3 passed \| 1 skipped/);
-  }, 620_000);
+    expect(out).toMatch(/Tests\s+4 passed/);
+  }, 1_220_000);
 });

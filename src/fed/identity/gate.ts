@@ -4,7 +4,8 @@
 // connection (the host refuses and closes it): a reliable ordered transport never loses,
 // duplicates or reorders frames, so a mismatch means tampering or a replay.
 import { encodeChallenge, newNonce, parseSignedFrame, verifySignedFrame } from './envelope.ts';
-import { fingerprintOf, IdentityError, importSitePublicKey, toBase64 } from './site-key.ts';
+import { fingerprintOf, IdentityError, importSitePublicKey, toBase64, type SiteIdentity } from './site-key.ts';
+import { decodeHostChallenge, signHostProof } from './host-proof.ts';
 
 /** A key that has proven possession of its private half on this connection. */
 export interface VerifiedKey {
@@ -22,12 +23,30 @@ export class SiteGate {
   private readonly nonce = newNonce();
   private publicKey?: CryptoKey;
   private next = 0;
+  private proved = false;
   /** Set once the first frame verified. */
   key?: VerifiedKey;
 
   /** The frame to send as the connection opens. */
   challenge(): Uint8Array {
     return encodeChallenge(this.nonce);
+  }
+
+  /**
+   * A workshop host's answer to the site's challenge (host-proof.ts), signed with `identity`: once
+   * per connection, before the site's hello. FrameRefused otherwise, or when there is no key to prove.
+   */
+  async proveHost(identity: SiteIdentity | undefined, bytes: Uint8Array): Promise<Uint8Array> {
+    if (!identity) throw new FrameRefused('this server has no host key to prove (only a workshop host tab has one)');
+    if (this.next !== 0 || this.proved) throw new FrameRefused('a host challenge may only open a connection, once');
+    let siteNonce: Uint8Array;
+    try {
+      siteNonce = decodeHostChallenge(bytes);
+    } catch (e) {
+      throw new FrameRefused((e as Error).message);
+    }
+    this.proved = true;
+    return signHostProof(identity, siteNonce, this.nonce);
   }
 
   /** Verifies one frame from the site and returns the protocol frame it carries; FrameRefused otherwise. */

@@ -46,6 +46,8 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const wsRoster = el('ul', { id: 'ws-roster' });
   const wsStatus = el('p', { id: 'ws-status', role: 'status' });
   const wsCode = el('input', { id: 'ws-code', value: params.get('workshop') ?? '', 'aria-label': 'Workshop code', size: '10' });
+  // The host tab's key fingerprint, from the join link: the host must prove it (fed/workshop-link.ts).
+  const wsHostKey = el('input', { id: 'ws-host-key', value: params.get('hostkey') ?? '', 'aria-label': 'Host key', size: '34', placeholder: 'from the join link' });
   const wsJoin = el('button', { type: 'button', id: 'ws-join' }, 'Join via workshop code');
   const egress = el('tbody', { id: 'egress-rows' });
   const egressTotal = el('p', { id: 'egress-total', class: 'muted' });
@@ -56,7 +58,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('div', { class: 'row' }, el('label', {}, 'Relay ', relay), el('label', {}, 'Join code ', token), el('label', {}, 'Site name ', siteName)),
       el('div', { class: 'row' }, dataset, backend, el('label', {}, tiny, ' small network, patch '), tinyPatch),
       el('div', { class: 'row' }, join, leave), status, eta, privacy, chart.el, log,
-      el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), wsJoin)),
+      el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), el('label', {}, 'host key ', wsHostKey), wsJoin)),
     el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
       el('div', { class: 'row' }, wsMethod, el('label', {}, 'rounds ', wsRounds), el('label', {}, 'iterations per round ', wsIters), wsHost, wsStart),
@@ -109,6 +111,8 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
 
   /** Workshop mode: the page holds the WebRTC link (workers cannot) and lends it to the worker. */
   const workshopLink = (code: string) => import('../../fed/peer-transport.ts').then((m) => Comlink.proxy(m.pageBridge(m.peerConnect(code))));
+  /** The host key a workshop join pins; a link without one is refused (fed/workshop-link.ts says why). */
+  const pinHostKey = (hostKey: string | undefined) => import('../../fed/workshop-link.ts').then((m) => m.pinnedHostKey(hostKey));
 
   async function joinVia(via: 'relay' | 'workshop'): Promise<void> {
     if (!dataset.value) {
@@ -120,9 +124,20 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       status.textContent = via === 'relay' ? 'Enter the join code the federation host gave you.' : 'Enter the workshop code the host gave you.';
       return;
     }
+    let hostKey: string | undefined;
+    if (via === 'workshop') {
+      try {
+        hostKey = await pinHostKey((wsHostKey as HTMLInputElement).value);
+      } catch (e) {
+        status.textContent = errorText(e);
+        status.dataset.refused = 'host-key';
+        return;
+      }
+    }
     status.textContent = 'Connecting…';
     const link = via === 'workshop' ? await workshopLink(code) : undefined;
     await run({
+      hostKey,
       relayUrl: via === 'relay' ? relay.value.trim() : `workshop:${code}`, token: code, datasetId: dataset.value, siteName: siteName.value.trim() || 'site',
       tiny: (tiny as HTMLInputElement).checked ? { patch: Number((tinyPatch as HTMLInputElement).value) } : false,
       backend: backend.value as 'webgpu' | 'cpu',
@@ -144,7 +159,10 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       // A resumed federation keeps the privacy settings in its saved state, whatever the form says.
       const privacyAtStart = resume ? undefined : privacyOptionsFromFields({ secure: (wsSecure as HTMLInputElement).checked, epsilon: (wsEpsilon as HTMLInputElement).value, delta: (wsDelta as HTMLInputElement).value, clip: (wsClip as HTMLInputElement).value });
       // Saved after every phase and round (IndexedDB), so a reload of this tab can resume it.
-      const saving = await (await hostedStore()).hostingOptions(code, code, resume !== undefined);
+      const resumeStore = await hostedStore();
+      // This profile's key: participants' links pin it, so a resumed federation needs the same profile.
+      const identity = await resumeStore.hostIdentity();
+      const saving = await resumeStore.hostingOptions(code, code, resume !== undefined, identity.fingerprint);
       const show = (c: Coordinator) => {
         const v = workshop.workshopStatus(c);
         wsRoster.replaceChildren(...v.roster.map((x) => el('li', { 'data-site': x.siteName, 'data-connected': String(x.connected), 'data-key': x.fingerprint }, x.text)));
@@ -161,13 +179,15 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
         settings: { method: wsMethod.value as Method, rounds: Number((wsRounds as HTMLInputElement).value), itersPerRound: Number((wsIters as HTMLInputElement).value) },
         privacyAtStart,
         saving,
+        identity,
         onChange: show,
         onWait: (attempt, ms) => (wsStatus.textContent = `Workshop code ${code} is still in use (by the previous host tab, if this one was reloaded); the signalling server frees it once that tab's connection closes (up to 90 s after a crash). Retrying in ${Math.round(ms / 1000)} s (try ${attempt + 1})…`),
       });
       // The privacy settings are the host's now: editing the fields after this would change nothing.
       for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip]) (x as HTMLInputElement).disabled = true;
-      const link = `${location.origin}${location.pathname}?workshop=${code}${hosted.secure ? '&secure=1' : ''}`;
-      wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
+      const { workshopJoinLink } = await import('../../fed/workshop-link.ts');
+      const link = workshopJoinLink(`${location.origin}${location.pathname}`, code, hosted.hostKey, hosted.secure);
+      wsInfo.replaceChildren('Workshop code ', el('strong', { id: 'ws-host-code' }, code), ', host key ', el('code', { id: 'ws-host-key-shown' }, hosted.hostKey), ' — participants open ', el('a', { href: link, id: 'ws-link' }, link));
       show(hosted.host.coordinator);
     } catch (e) {
       wsStatus.textContent = `Could not host: ${errorText(e)}`;
@@ -196,8 +216,17 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     status.textContent = `Rejoining the federation as ${m.siteName} (it was in round ${m.round + 1})…`;
     status.dataset.rejoined = 'true';
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
-    const link = m.relayUrl.startsWith('workshop:') ? await workshopLink(m.token) : undefined;
-    await run({ relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend, hideCaseCount: secure }, link);
+    let hostKey: string | undefined;
+    if (m.relayUrl.startsWith('workshop:')) {
+      try {
+        hostKey = await pinHostKey(m.hostKey);
+      } catch (e) {
+        status.textContent = `Cannot rejoin workshop ${m.token}: ${errorText(e)}`;
+        return;
+      }
+    }
+    const link = hostKey ? await workshopLink(m.token) : undefined;
+    await run({ hostKey, relayUrl: m.relayUrl, token: m.token, datasetId: m.datasetId, siteName: m.siteName, tiny: m.tiny, backend: m.backend, hideCaseCount: secure }, link);
   }
   leave.addEventListener('click', () => void train.leaveFederation());
 

@@ -8,10 +8,19 @@ import { defaultEnv, tryHoldLock } from '../../store/env.ts';
 import { hostedRows } from '../../store/hosted-federation.ts';
 import { deleteHostedFederation, HostedFederationWriter, loadHostedFederation, unfinishedHostedFederations, type HostedSummary } from '../../fed/hosted-state.ts';
 import type { HostOptions } from '../../fed/host.ts';
+import { siteKeyStore } from '../../store/site-key.ts';
+import { siteIdentity } from '../../fed/identity/kept-key.ts';
+import type { SiteIdentity } from '../../fed/identity/site-key.ts';
 
 let store: Promise<StoreDB> | undefined;
 // The page opens the database only for this; sweeping crashed imports is the data worker's job.
-const db = async () => hostedRows(await (store ??= openStore({ skipSweep: true })));
+const storeDb = () => (store ??= openStore({ skipSweep: true }));
+const db = async () => hostedRows(await storeDb());
+
+/** This browser profile's key (the one it joins federations with): the host tab proves it to its participants. */
+export async function hostIdentity(): Promise<SiteIdentity> {
+  return (await siteIdentity(siteKeyStore(await storeDb()))).identity;
+}
 
 const lockName = (code: string) => `fednnunet:host:${code}`;
 /** Codes whose lock this tab holds (kept for the tab's life: a failed try may be tried again). */
@@ -27,9 +36,10 @@ async function hostedElsewhere(code: string): Promise<boolean> {
 /**
  * What a FederationHost needs to host `code` and save it: for `resume`, the saved state and its
  * token; for a new federation, a clean slate (an unfinished one saved under the same code is
- * replaced). Takes the code's lock and keeps it for the life of this tab.
+ * replaced). Takes the code's lock and keeps it for the life of this tab. `hostKey`: the
+ * fingerprint this tab proves; a resumed federation must have been hosted with the same key.
  */
-export async function hostingOptions(code: string, token: string, resume: boolean): Promise<Pick<HostOptions, 'persist'> & Partial<Pick<HostOptions, 'config' | 'restored'>>> {
+export async function hostingOptions(code: string, token: string, resume: boolean, hostKey: string): Promise<Pick<HostOptions, 'persist'> & Partial<Pick<HostOptions, 'config' | 'restored'>>> {
   const d = await db();
   if (!ours.has(code)) {
     if (!(await tryHoldLock(defaultEnv(), lockName(code)))) throw new Error(`another tab of this browser is hosting workshop ${code}`);
@@ -37,15 +47,16 @@ export async function hostingOptions(code: string, token: string, resume: boolea
   }
   if (!resume) {
     await deleteHostedFederation(d, code);
-    return { persist: new HostedFederationWriter(d, code, token).persist };
+    return { persist: new HostedFederationWriter(d, code, token, Date.now, hostKey).persist };
   }
   const saved = await loadHostedFederation(d, code);
   if (!saved) throw new Error(`no saved workshop federation ${code} in this browser`);
   if (saved.snapshot.phase === 'done') throw new Error(`workshop ${code} has finished; there is nothing to resume`);
+  if (saved.hostKey && saved.hostKey !== hostKey) throw new Error(`workshop ${code} was hosted with key ${saved.hostKey}, and this browser's key is now ${hostKey}: its participants' links pin the old key and would refuse this tab. Discard it and host a new workshop`);
   return {
     config: { ...saved.snapshot.config, token: saved.token },
     restored: saved.snapshot,
-    persist: new HostedFederationWriter(d, code, saved.token).persist,
+    persist: new HostedFederationWriter(d, code, saved.token, Date.now, hostKey).persist,
   };
 }
 
