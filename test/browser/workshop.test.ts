@@ -67,7 +67,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and t
     await host.waitForSelector('#ws-link');
     const link = (await host.getAttribute('#ws-link', 'href'))!;
     // The link pins the host tab's key: its browser profile's key, the one its "This browser" tab shows.
-    const hostKey = await host.evaluate(() => (window as any).__fednnunet.train.siteKey().then((k: { fingerprint: string }) => k.fingerprint));
+    const hostKey = await host.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k) => k.fingerprint));
     expect(link).toBe(`${relay.url}?workshop=${code}&hostkey=${hostKey.replaceAll(':', '')}${secure ? '&secure=1' : ''}`);
     expect(await host.textContent('#ws-host-key-shown')).toBe(hostKey);
     if (secure) expect(await host.textContent('#ws-privacy')).toMatch(/threshold is fixed at Start/);
