@@ -7,14 +7,16 @@ import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 
-const USAGE = 'fednnunet predict --model MODEL_DIR|MODEL.zip -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+const USAGE = 'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR [--folds 0 1] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
 const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
 type Backend = (typeof BACKENDS)[number];
 
 const command: Command = {
   summary: 'segment a case with a model folder (tfjs-cpu, onnxruntime-node or onnxruntime-web wasm)',
   async run(argv) {
+    argv = expandFolds(argv);
     const { values } = parse(argv, {
+      folds: { type: 'string', multiple: true },
       model: { type: 'string', short: 'm' },
       input: { type: 'string', short: 'i', multiple: true },
       output: { type: 'string', short: 'o' },
@@ -38,11 +40,17 @@ const command: Command = {
 
     const { archFromFolder, modelFromFolder } = await import('../../model/model-folder.ts');
     const { readModelFolder } = await import('../../node/model-folder-fs.ts');
+    const { fsSource } = await import('../../node/fs-source.ts');
     const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
     const { readVolumeFile } = await import('../../io/formats.ts');
-    const { fsSource } = await import('../../node/fs-source.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
+    const { isNnUNetModelDir } = await import('../../infer/nnunet-model.ts');
+    if (await isNnUNetModelDir(fsSource(values.model))) {
+      if (backend !== 'tfjs-cpu') throw new UsageError('an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)');
+      return predictNnUNet(values.model, values.input, values.output, { tta: values.tta ?? false, stepSize, folds: values.folds });
+    }
+    if (values.folds) throw new UsageError('--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth)');
     const md = await readModelFolder(values.model);
     const images = [];
     // Through the file's folder: regular files only, size-capped, a detached header finds its data.
@@ -96,3 +104,52 @@ const command: Command = {
   },
 };
 export default command;
+
+/** nnU-Net style `--folds 0 1` → `--folds=0 --folds=1` (node's parseArgs takes one value per flag). */
+function expandFolds(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] !== '--folds' && argv[i] !== '-f') { out.push(argv[i]); continue; }
+    let any = false;
+    while (i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) { out.push(`--folds=${argv[++i]}`); any = true; }
+    if (!any) out.push(argv[i]);
+  }
+  return out;
+}
+
+/** Predicts with a model trained by nnU-Net (its results folder); folds are ensembled as nnU-Net does. */
+async function predictNnUNet(model: string, inputs: string[], out: string, o: { tta: boolean; stepSize: number; folds?: string[] }): Promise<number> {
+  const { readNnUNetModel, ensembleTilePredictor } = await import('../../infer/nnunet-model.ts');
+  const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
+  const { readVolumeFile } = await import('../../io/formats.ts');
+  const { fsSource } = await import('../../node/fs-source.ts');
+  const { writeNifti } = await import('../../io/nifti-write.ts');
+  const { useBackend } = await import('../../model/tf-backend.ts');
+  const { PlainConvUNet } = await import('../../model/unet.ts');
+  const folds = o.folds?.map((f) => {
+    if (!/^\d+$/.test(f)) throw new UsageError(`--folds takes fold numbers, got '${f}'`);
+    return Number(f);
+  });
+  const t0 = performance.now();
+  const m = await readNnUNetModel(fsSource(model), folds);
+  const images = [];
+  for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
+  await useBackend('cpu');
+  const { patch } = configurationInfo(m.plans, m.configuration);
+  const nets = m.folds.map((f) => {
+    const net = new PlainConvUNet(m.arch);
+    net.loadNamedWeights(f.weights);
+    return net;
+  });
+  let res;
+  try {
+    res = await predictCase(images, { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
+      ensembleTilePredictor(nets.map((n) => tfjsTilePredictor(n, patch))),
+      { tta: o.tta, mirrorAxes: m.mirrorAxes ?? undefined, stepSize: o.stepSize, tileBatch: tileBatchForBudget(m.arch, patch) });
+  } finally {
+    for (const n of nets) n.dispose();
+  }
+  writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
+  console.log(`${out}: nnU-Net ${m.configuration}, folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  return 0;
+}
