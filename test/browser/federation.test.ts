@@ -60,6 +60,11 @@ describe('federation between two browser tabs through the relay', () => {
       const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
       expect(types.filter((t) => t === 'update').length).toBeGreaterThanOrEqual(2);
+      expect(await p.textContent('#egress-total')).toMatch(/^\d+ messages, /);
+      // The per-round chart holds both rounds (loss and pseudo-Dice lines), and the progress line says where it got to.
+      expect(await p.getAttribute('#fed-chart', 'data-rounds')).toBe('2');
+      expect(await p.$$eval('#fed-chart path[stroke]', (ps) => ps.length)).toBeGreaterThanOrEqual(1);
+      expect(await p.textContent('#fed-eta')).toBe('round 2 of 2 done');
     }
     await screenshot(pages[0], 'federation-done');
     expect(errors).toEqual([]);
