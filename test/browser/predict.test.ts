@@ -65,7 +65,7 @@ describe('Predict tab', () => {
     expect(await s.page.locator('#no-models').count()).toBe(1);
   });
 
-  it('imports the model folder and a NIfTI scan, segments on onnxruntime-web WebGPU, shows the overlay', async () => {
+  it('imports the model folder and a NIfTI scan, segments with Automatic (WebAssembly on this software adapter), shows the overlay', async () => {
     const { page } = s;
     await page.setInputFiles('#model-import-folder', modelDir);
     await page.waitForSelector('#model-status.ok');
