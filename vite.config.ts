@@ -8,10 +8,13 @@ const isolation = {
   'Cross-Origin-Embedder-Policy': 'require-corp',
 };
 
+// Rolldown prints a [PLUGIN_TIMINGS] block on slow builds: noise in `npm start`'s terminal.
+const quiet = { checks: { bundlerTimings: false } };
+
 export default defineConfig({
   // Module workers: `new Worker(new URL(...), { type: 'module' })` needs ES output.
-  worker: { format: 'es' },
+  worker: { format: 'es', rolldownOptions: quiet },
   server: { headers: isolation, host: '127.0.0.1' },
   preview: { headers: isolation, host: '127.0.0.1' },
-  build: { target: 'es2022', outDir: 'dist', chunkSizeWarningLimit: 4096 },
+  build: { target: 'es2022', outDir: 'dist', chunkSizeWarningLimit: 4096, rolldownOptions: quiet },
 });

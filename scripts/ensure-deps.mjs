@@ -7,6 +7,7 @@ import { join } from 'node:path';
 
 export function ensureDeps(root = process.cwd()) {
   if (existsSync(join(root, 'node_modules', '.package-lock.json'))) return;
+  // --loglevel=error: npm's warnings (deprecations, install scripts) are not this app's to act on.
   console.log('[fednnunet] installing dependencies (npm ci)…');
-  execSync('npm ci --no-audit --no-fund', { cwd: root, stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
+  execSync('npm ci --no-audit --no-fund --loglevel=error', { cwd: root, stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 }

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDeps } from './ensure-deps.mjs';
+import { supervise } from './supervise.mjs';
 
 const root = process.cwd();
 ensureDeps(root);
@@ -43,8 +44,8 @@ if (!user.includes('--help')) {
   console.log('[fednnunet] machines), choose "Use demo data" with a different demo site in each, then "Join the federation".');
 }
 const child = spawn(process.execPath, ['bin/fednnunet.js', 'relay', ...defaults, ...user], { cwd: root, stdio: 'inherit' });
-// Ctrl-C / SIGTERM: let the relay close, then remove the demo's temporary state.
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+// Ctrl-C / SIGTERM / a dead parent: let the relay close, then remove the demo's temporary state.
+supervise(child);
 child.on('exit', (code, signal) => {
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   process.exit(code ?? (signal ? 1 : 0));

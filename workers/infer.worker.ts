@@ -15,6 +15,7 @@ import { filesOfPackage, safeName } from '../src/infer/model-package.ts';
 import { labelNamesOf, labelVolumes, type LabelVolume } from '../src/infer/label-stats.ts';
 import { writeNifti } from '../src/io/nifti-write.ts';
 import type { Volume } from '../src/io/volume.ts';
+import { adapterFactsOf, type AdapterFacts } from '../src/gpu/probe.ts';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
 import { deleteModel, listModels, loadModelFiles, renameModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
@@ -57,6 +58,8 @@ export interface PredictSummary {
   /** Label value → name (dataset.json), background included. */
   labelNames: Record<number, string>;
   engine: string;
+  /** Why that engine (e.g. Automatic on a software adapter → WebAssembly). */
+  engineReason: string;
   backend: InferBackend;
   tta: boolean;
   tiles: number;
@@ -98,14 +101,15 @@ async function configureOrt(): Promise<void> {
 
 // navigator.gpu may exist without an adapter (GPU blocklisted, or Chromium without WebGPU
 // enabled); onnxruntime-web then drops to its next EP silently, so ask for an adapter first.
-let adapterProbe: Promise<boolean> | undefined;
-const hasWebGPU = (): Promise<boolean> => (adapterProbe ??= (async () => {
+let adapterProbe: Promise<AdapterFacts | null> | undefined;
+const webgpuAdapter = (): Promise<AdapterFacts | null> => (adapterProbe ??= (async () => {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
-  if (!gpu) return false;
+  if (!gpu) return null;
   try {
-    return (await gpu.requestAdapter()) !== null;
+    const adapter = await gpu.requestAdapter();
+    return adapter ? adapterFactsOf(adapter) : null;
   } catch {
-    return false;
+    return null;
   }
 })());
 
@@ -113,7 +117,7 @@ async function engineFor(modelId: string, md: DecodedModelFolder, backend: Infer
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
-  cached = { key, ...(await createEngine(md, backend, budgetMB, { hasWebGPU, configureOrt }, numThreads)) };
+  cached = { key, ...(await createEngine(md, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads)) };
   return cached;
 }
 
@@ -233,6 +237,7 @@ const api = {
         scanNifti,
         labelNames: names,
         engine: eng.engine,
+        engineReason: eng.reason,
         backend,
         tta: req.tta ?? false,
         tiles,

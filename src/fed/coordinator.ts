@@ -511,6 +511,7 @@ export class Coordinator {
     this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.record.contributors.length} update(s)`);
     if (this.s.round >= this.s.config.rounds) {
       this.s.phase = 'done';
+      this.opts.log(`federation finished after ${this.s.round} round(s); the final model goes to ${present.length} connected site(s)`);
       this.persist();
       return [...before, ...present.map((id) => this.finalMessage(id))];
     }
@@ -522,6 +523,7 @@ export class Coordinator {
   private endOnLastGlobal(o: OpenRound, told: Outgoing[]): Outgoing[] {
     if (this.open === o) this.open = undefined;
     this.s.phase = 'done';
+    this.opts.log(`federation finished on the last good global model (round ${this.s.round}); the final model goes to ${this.connected.size} connected site(s)`);
     this.persist();
     return [...told, ...[...this.connected].map((id) => this.finalMessage(id))];
   }

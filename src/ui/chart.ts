@@ -55,3 +55,13 @@ export function lineChart(label: string, width = 460, height = 160): { el: SVGSV
   };
   return { el: svg, draw };
 }
+
+/** The chart under a visible title (the aria-label alone is read only by screen readers). */
+export function titledChart(title: string, chart: { el: SVGSVGElement }): HTMLElement {
+  const fig = document.createElement('figure');
+  fig.className = 'chart-box';
+  const cap = document.createElement('figcaption');
+  cap.textContent = title;
+  fig.append(cap, chart.el);
+  return fig;
+}

@@ -84,7 +84,9 @@ async function main(): Promise<void> {
   const predict = predictView(inferApi, dataApi);
   const selfTest = selfTestCard(status.available);
   const siteKey = siteKeyCard(() => trainApi.siteKey());
-  const system = el('div', {}, statusCard(status), siteKey.card, selfTest.card);
+  // Storage and threads are measured here, like the adapter, for the "This browser" page.
+  const storage = await navigator.storage?.estimate?.().catch(() => undefined);
+  const system = el('div', {}, statusCard({ webgpu: status, storage, threads: navigator.hardwareConcurrency }), siteKey.card, selfTest.card);
   if (!status.available) {
     // Say it up front, on every tab: the plain-words reason and what still works.
     app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));

@@ -61,10 +61,15 @@ describe('federation between two browser tabs through the relay', () => {
       const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
       expect(types.filter((t) => t === 'update').length).toBeGreaterThanOrEqual(2);
+      expect(await p.textContent('#egress-total')).toMatch(/^\d+ messages, /);
+      // The per-round chart holds both rounds (loss and pseudo-Dice lines), and the progress line says where it got to.
+      expect(await p.getAttribute('#fed-chart', 'data-rounds')).toBe('2');
+      expect(await p.$$eval('#fed-chart path[stroke]', (ps) => ps.length)).toBeGreaterThanOrEqual(1);
+      expect(await p.textContent('#fed-eta')).toBe('round 2 of 2 done');
     }
     await screenshot(pages[0], 'federation-done');
     expect(errors).toEqual([]);
-  });
+  }, 900_000); // a whole 2-site federation in two Chromium tabs on SwiftShader: 322 s on a loaded 2-core machine
 });
 
 /** The site key as this page shows it ("This browser" tab) and as IndexedDB holds it. */
@@ -147,6 +152,6 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
     expect(relay.coordinator.snapshot.sites.map((x) => x.siteId)).toEqual(sitesBefore);
     expect(relay.coordinator.snapshot.history.map((h) => h.contributors.length)).toEqual([2, 2, 2]);
     expect(await pages[1].textContent('#fed-log')).toContain('restored the saved state after');
-  });
+  }, 900_000);
 });
 

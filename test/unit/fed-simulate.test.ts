@@ -19,8 +19,9 @@ import { useBackend } from '../../src/model/tf-backend.ts';
 
 async function federate(method: FederationConfig['method']) {
   const dir = mkdtempSync(join(tmpdir(), `sim-${method}-`));
+  const logLines: string[] = [];
   const config: FederationConfig = { method, configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 3, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16' };
-  const relay = await startRelay({ dataDir: dir, config: { ...config, expectedSites: 3, token: 't' }, aggregateFingerprints: mergeSiteFingerprints, log: () => undefined });
+  const relay = await startRelay({ dataDir: dir, config: { ...config, expectedSites: 3, token: 't' }, aggregateFingerprints: mergeSiteFingerprints, log: (l) => logLines.push(l) });
   const sites = DEMO_SITES.map((p, i) => {
     const ds = demoDataset(p, i, 3);
     return new TrainerSite({
@@ -34,7 +35,7 @@ async function federate(method: FederationConfig['method']) {
       runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 't', siteName: `s${i}`, trainer: s }).run());
       await new Promise((r) => setTimeout(r, 30)); // join in order
     }
-    return { sites, results: await Promise.all(runs), global: relay.coordinator.global! };
+    return { sites, results: await Promise.all(runs), global: relay.coordinator.global!, logLines };
   } finally {
     await relay.close();
     rmSync(dir, { recursive: true, force: true });
@@ -47,7 +48,9 @@ describe('simulated federation with the real pipeline (tiny nets, cpu)', () => {
   });
 
   it('FFE: every site plans the same network and ends with identical global weights', async () => {
-    const { sites, results, global } = await federate('ffe');
+    const { sites, results, global, logLines } = await federate('ffe');
+    // The relay's terminal says when the federation is over (issue 19: it used to go quiet).
+    expect(logLines).toContain('federation finished after 1 round(s); the final model goes to 3 connected site(s)');
     const plans = sites.map((s) => s.plans!.configurations['3d_fullres']!);
     for (const p of plans.slice(1)) {
       expect(p.spacing).toEqual(plans[0].spacing);

@@ -2,7 +2,9 @@
 // this GPU, and see exactly what leaves this browser (message type, size, round).
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
-import { lineChart } from '../chart.ts';
+import { lineChart, titledChart } from '../chart.ts';
+import { metricPoints, progressLine, type RoundSeen } from '../../fed/round-progress.ts';
+import { countOf } from '../../util/plural.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
 import { METHOD_NAMES, methodSpec, type Method } from '../../fed/methods.ts';
@@ -26,6 +28,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
   const status = el('p', { id: 'fed-status', role: 'status' });
   const log = el('ol', { id: 'fed-log', class: 'log' });
   const chart = lineChart('Loss and pseudo-Dice per round (this site)');
+  chart.el.id = 'fed-chart';
   const eta = el('p', { id: 'fed-eta', class: 'muted' });
   // Secure aggregation with DP: the relay's ε spent so far (the privacy budget used).
   const privacy = el('p', { id: 'fed-privacy', class: 'muted' });
@@ -57,7 +60,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('p', { class: 'muted' }, 'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights to the relay.'),
       el('div', { class: 'row' }, el('label', {}, 'Relay ', relay), el('label', {}, 'Join code ', token), el('label', {}, 'Site name ', siteName)),
       el('div', { class: 'row' }, dataset, backend, el('label', {}, tiny, ' small network, patch '), tinyPatch),
-      el('div', { class: 'row' }, join, leave), status, eta, privacy, chart.el, log,
+      el('div', { class: 'row' }, join, leave), status, eta, privacy, titledChart('Loss and pseudo-Dice per round (this site)', chart), log,
       el('div', { class: 'row' }, el('label', {}, 'Workshop code ', wsCode), el('label', {}, 'host key ', wsHostKey), wsJoin)),
     el('section', { class: 'card' }, el('h2', {}, 'Host a workshop federation'),
       el('p', { class: 'muted' }, 'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.'),
@@ -69,11 +72,17 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
       el('table', { class: 'egress' }, el('thead', {}, el('tr', {}, el('th', {}, 'message'), el('th', {}, 'round'), el('th', {}, 'tensors'), el('th', {}, 'size'))), egress), egressTotal));
 
   let total = 0;
+  /** The rounds this tab has seen finish (since it joined or rejoined): chart points and ETA. */
+  let seen: RoundSeen[] = [];
   const onEvent = (e: FederateEvent) => {
     if (e.type === 'log') log.append(el('li', {}, e.message));
     else if (e.type === 'round') {
-      status.textContent = `round ${e.round} trained: loss ${e.metrics.loss?.toFixed(4) ?? '?'}${e.metrics.pseudoDice !== undefined ? `, pseudo-Dice ${e.metrics.pseudoDice.toFixed(3)}` : ''}`;
+      status.textContent = `round ${e.round} of ${e.rounds} trained: loss ${e.metrics.loss?.toFixed(4) ?? '?'}${e.metrics.pseudoDice !== undefined ? `, pseudo-Dice ${e.metrics.pseudoDice.toFixed(3)}` : ''}`;
       status.dataset.round = String(e.round);
+      seen = [...seen.filter((r) => r.round !== e.round), { round: e.round, at: performance.now(), trainSeconds: e.seconds, metrics: e.metrics }];
+      eta.textContent = progressLine(seen, e.rounds);
+      chart.draw([{ name: 'loss', color: '#1f5fbf', points: metricPoints(seen, 'loss') }, { name: 'pseudo-Dice', color: '#0a7d3c', points: metricPoints(seen, 'pseudoDice') }]);
+      chart.el.dataset.rounds = String(seen.length);
     } else if (e.type === 'privacy') {
       privacy.textContent = `Differential privacy: ε = ${e.epsilon.toFixed(2)} spent after round ${e.round} (δ = ${e.delta}).`;
       privacy.dataset.epsilon = String(e.epsilon);
@@ -81,7 +90,7 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     } else if (e.type === 'sent') {
       total += e.bytes;
       egress.append(el('tr', { 'data-type': e.message }, el('td', {}, e.message), el('td', {}, e.round === undefined ? '' : String(e.round)), el('td', {}, e.tensors === undefined ? '' : String(e.tensors)), el('td', {}, formatBytes(e.bytes))));
-      egressTotal.textContent = `${egress.children.length} messages, ${formatBytes(total)} in total`;
+      egressTotal.textContent = `${countOf(egress.children.length, 'message')}, ${formatBytes(total)} in total`;
     } else {
       status.textContent = `Federation finished after ${e.rounds} rounds: ${e.shared} shared tensors${e.local ? `, ${e.local} kept local (personalised model)` : ''}. The model is on the Predict tab.`;
       status.dataset.done = 'true';
@@ -97,6 +106,9 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     wsJoin.disabled = true;
     leave.disabled = false;
     delete status.dataset.done;
+    seen = [];
+    eta.textContent = '';
+    chart.draw([]);
     try {
       await train.federate(req, Comlink.proxy(onEvent), link as never);
     } catch (e) {
@@ -215,6 +227,8 @@ export function federationView(data: Comlink.Remote<DataApi>, train: Comlink.Rem
     if (!m || running) return;
     status.textContent = `Rejoining the federation as ${m.siteName} (it was in round ${m.round + 1})…`;
     status.dataset.rejoined = 'true';
+    // The field shows the name this site rejoined as, not the fresh random one of the reload.
+    (siteName as HTMLInputElement).value = m.siteName;
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
     let hostKey: string | undefined;
     if (m.relayUrl.startsWith('workshop:')) {

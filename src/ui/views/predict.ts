@@ -219,6 +219,8 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     const t = r.timingsMs;
     resultInfo.textContent = `${r.scanName}: ${r.dims.join('×')} voxels at ${r.spacing.map((s) => s.toFixed(2)).join('×')} mm; ${r.engine}${r.tta ? ' with mirroring' : ''}, ${r.tiles} tile(s) (${r.tileBatch} at a time); model ${(t.load / 1000).toFixed(1)} s, preparing ${(t.preprocess / 1000).toFixed(1)} s, network ${(t.predict / 1000).toFixed(1)} s, export ${(t.export / 1000).toFixed(1)} s.`;
     resultInfo.dataset.engine = r.engine;
+    resultInfo.append(el('br'), `Engine: ${r.engine} (${r.engineReason}).`);
+    resultInfo.dataset.engineReason = r.engineReason;
     volumeTable.replaceChildren(
       el('caption', {}, 'Volume per label'),
       el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Label'), el('th', { scope: 'col' }, 'Voxels'), el('th', { scope: 'col' }, 'Volume (ml)'))),

@@ -1,11 +1,12 @@
 // "This browser": WebGPU status and the GPU self-test (tfjs conv3d on WebGPU vs CPU, in a worker).
 import * as Comlink from 'comlink';
 import { adapterName, type WebGPUStatus } from '../../gpu/probe.ts';
-import { CAPABILITIES } from '../capabilities.ts';
+import { capabilityRows, type BrowserFacts } from '../capabilities.ts';
 import { el } from '../dom.ts';
 import type { SelfTestApi, SelfTestResult } from '../../../workers/selftest.worker.ts';
 
-export function statusCard(s: WebGPUStatus): HTMLElement {
+export function statusCard(facts: BrowserFacts): HTMLElement {
+  const s: WebGPUStatus = facts.webgpu;
   const card = el('section', { class: 'card', id: 'webgpu-status', 'data-available': String(s.available) });
   card.append(el('h2', {}, 'This browser'));
   if (s.available) {
@@ -24,11 +25,8 @@ export function statusCard(s: WebGPUStatus): HTMLElement {
     );
   }
   const caps = el('ul', { class: 'caps', id: 'capabilities' });
-  for (const c of CAPABILITIES) {
-    const usable = s.available || !c.needsWebGPU;
-    const li = el('li', { 'data-usable': String(usable) }, `${usable ? '✓' : '✗'} ${c.name}`);
-    if (c.status === 'planned') li.append(el('span', { class: 'tag' }, 'not yet built'));
-    caps.append(li);
+  for (const c of capabilityRows(facts)) {
+    caps.append(el('li', { 'data-usable': String(c.usable), 'data-id': c.id }, `${c.usable ? '✓' : '✗'} ${c.name}`, el('span', { class: 'muted' }, ` (${c.detail})`)));
   }
   card.append(el('h3', {}, s.available ? 'What this browser can do' : 'What still works here'), caps);
   return card;

@@ -2,7 +2,7 @@
 // loss and pseudo-Dice, pause/resume/stop, and resume after a reload from the last epoch.
 import * as Comlink from 'comlink';
 import { el, errorText } from '../dom.ts';
-import { lineChart } from '../chart.ts';
+import { lineChart, titledChart } from '../chart.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { TrainApi, TrainEventOut, TrainRequest } from '../../../workers/train.worker.ts';
 
@@ -41,7 +41,7 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
       el('div', { class: 'row' }, epochs.wrap, iters.wrap, valIters.wrap),
       el('div', { class: 'row' }, el('label', {}, tiny, ' small network (tiny preset: 3 stages, 8/16/32 features)'), tinyPatch.wrap),
       el('div', { class: 'row' }, start, pause, stop, el('label', {}, restart, ' start over')),
-      status, progress, epochLine, el('div', { class: 'charts' }, lossChart.el, diceChart.el)),
+      status, progress, epochLine, el('div', { class: 'charts' }, titledChart('Training loss per iteration', lossChart), titledChart('Pseudo-Dice per epoch (and its moving average)', diceChart))),
     el('section', { class: 'card' }, el('h2', {}, 'GPU check'), el('p', { class: 'muted' }, 'One training step (forward, deep-supervision loss, all gradients) on WebGPU and on the CPU with the same weights and batch; they must agree.'), check, checkOut));
 
   const losses: Array<[number, number]> = [];
