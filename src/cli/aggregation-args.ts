@@ -3,6 +3,7 @@
 import { UsageError } from './args.ts';
 import type { FederationConfig } from '../fed/protocol.ts';
 import { checkAggregationConfig, DEFAULT_MAX_UPDATE_NORM } from '../fed/update-guard.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export interface AggregationArgs {
   'max-update-norm'?: string;
@@ -33,6 +34,6 @@ export function applyAggregationArgs(a: AggregationArgs, config: FederationConfi
   try {
     checkAggregationConfig(config);
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(errorMessage(e));
   }
 }

@@ -1,5 +1,6 @@
 // Minimal argument parsing shared by subcommands, on top of node:util parseArgs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { errorMessage } from '../util/errors.ts';
 
 /** Thrown for bad command-line usage: main() prints the message on one line and exits 2. */
 export class UsageError extends Error {}
@@ -8,7 +9,7 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(errorMessage(e));
   }
 }
 

@@ -3,6 +3,7 @@ import { COMMANDS } from './commands.ts';
 import { UsageError } from './args.ts';
 import { setReadLimits } from '../io/read-limits.ts';
 import '../node/native-crc.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     if (max) setReadLimits({ maxVolumeBytes: Number(max) });
     return await (await load()).run(rest);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     console.error(`fednnunet ${cmd}: ${msg.split('\n')[0]}`);
     if (process.env.FEDNNUNET_DEBUG && e instanceof Error) console.error(e.stack);
     return e instanceof UsageError ? 2 : 1;

@@ -2,6 +2,7 @@
 import { UsageError } from './args.ts';
 import type { FederationConfig, PrivacyConfig } from '../fed/protocol.ts';
 import { defaultThreshold, privacyConfig } from '../fed/secagg/config.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export interface PrivacyArgs {
   'secure-agg'?: boolean;
@@ -56,7 +57,7 @@ export function privacyFromArgs(a: PrivacyArgs, sites: number, fed: Pick<Federat
       phaseDeadlineMs: phase === undefined ? undefined : Math.round(phase * 1000),
     });
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(errorMessage(e));
   }
 }
 

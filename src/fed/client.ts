@@ -24,6 +24,7 @@ import type { Connect, Transport } from './transport.ts';
 import { FederationError, type SiteTrainer } from './site-types.ts';
 import { retryWithBackoff } from '../util/retry.ts';
 import { privacyChange } from './secagg/config.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export type { Connect, Transport, TransportHandlers } from './transport.ts';
 export { FederationError, type SiteTrainer } from './site-types.ts';
@@ -119,7 +120,7 @@ export class SiteClient {
     let identity: Promise<SiteIdentity> | undefined;
     const given = o.identity;
     const getIdentity = () => (identity ??= typeof given === 'function' ? given() : given ? Promise.resolve(given) : ephemeralIdentity());
-    this.open = signedConnect(o.connect, getIdentity, { hostKey: o.hostKey, onError: (e) => this.log(`could not sign a frame: ${e instanceof Error ? e.message : String(e)}`) });
+    this.open = signedConnect(o.connect, getIdentity, { hostKey: o.hostKey, onError: (e) => this.log(`could not sign a frame: ${errorMessage(e)}`) });
   }
 
   /** Runs until the federation is done (resolves) or refuses / fails the site (rejects). */

@@ -33,6 +33,7 @@ import type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
 import { median } from '../util/numeric.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import { admit, type AdmissionPolicy, type SiteKeyBinding } from './identity/admission.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
 export { SECURE_ATTEMPTS, type SecureStatus } from './secagg/aggregator.ts';
@@ -301,7 +302,7 @@ export class Coordinator {
       this.begin(this.s.config);
       return true;
     } catch (e) {
-      this.opts.log(`cannot start: ${e instanceof Error ? e.message : String(e)}`);
+      this.opts.log(`cannot start: ${errorMessage(e)}`);
       return false;
     }
   }
@@ -336,7 +337,7 @@ export class Coordinator {
       this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)));
     } catch (e) {
       // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
-      return this.failAll(`FFE failed: ${e instanceof Error ? e.message : String(e)}`);
+      return this.failAll(`FFE failed: ${errorMessage(e)}`);
     }
     this.opts.log(`FFE: aggregated ${this.s.sites.length} fingerprints`);
     return this.fingerprintMerged(this.s.aggregateFingerprint);
@@ -416,7 +417,7 @@ export class Coordinator {
         w = decodeWeights(m.tensors, payload);
         validateUpdate(w, this.s.shared ?? []);
       } catch (e) {
-        return reject(e instanceof Error ? e.message : String(e));
+        return reject(errorMessage(e));
       }
       this.globalWeights = w;
       this.s.phase = 'rounds';
@@ -429,7 +430,7 @@ export class Coordinator {
     try {
       checked = checkEncodedUpdate(m.tensors, payload, this.s.shared ?? []);
     } catch (e) {
-      return reject(e instanceof Error ? e.message : String(e));
+      return reject(errorMessage(e));
     }
     if (this.s.phase !== 'rounds' || !this.open || m.round !== this.open.round) {
       return reject(`round ${m.round} is not open (current: ${this.open?.round ?? 'none'})`);

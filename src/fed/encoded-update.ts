@@ -12,6 +12,7 @@ import { crc32 } from '../util/crc32.ts';
 import { sameShape, type WeightSpec } from '../model/named-weights.ts';
 import { sumSquares, tensorView, viewBytes, type TensorEntry, type TensorView } from '../model/weights-codec.ts';
 import { UpdateRejected, type CheckedUpdate } from './aggregate.ts';
+import { errorMessage } from '../util/errors.ts';
 
 /**
  * Checks a wire update against `spec` (exact key set, shapes, sizes, CRC-32s, finite values) and
@@ -25,7 +26,7 @@ export function checkEncodedUpdate(entries: readonly TensorEntry[], payload: Uin
       tensors.set(e.name, tensorView(e, payload));
     }
   } catch (err) {
-    throw err instanceof UpdateRejected ? err : new UpdateRejected(err instanceof Error ? err.message : String(err));
+    throw err instanceof UpdateRejected ? err : new UpdateRejected(errorMessage(err));
   }
   if (entries.length !== spec.length) throw new UpdateRejected(`expected ${spec.length} tensors, got ${entries.length}`);
   const shapes = new Map(entries.map((e) => [e.name, e.shape]));

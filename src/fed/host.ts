@@ -14,6 +14,7 @@ import { FrameRefused, SiteGate } from './identity/gate.ts';
 import { ENVELOPE_OVERHEAD } from './identity/envelope.ts';
 import { IdentityError, type SiteIdentity } from './identity/site-key.ts';
 import { isHostChallenge } from './identity/host-proof.ts';
+import { errorMessage } from '../util/errors.ts';
 
 /** One site's connection as the host sees it. `send` may be asynchronous (chunked, back-pressured). */
 const REFUSAL_CLOSE_DELAY_MS = 500;
@@ -75,7 +76,7 @@ export class FederationHost {
       emit: (out) => this.route(undefined, out),
       persist: persist && ((snap) => {
         const saved = persist(snap);
-        if (saved) this.hold(saved.catch((e) => this.log(`could not save the federation state (a reload now would lose it): ${e instanceof Error ? e.message : String(e)}`)));
+        if (saved) this.hold(saved.catch((e) => this.log(`could not save the federation state (a reload now would lose it): ${errorMessage(e)}`)));
       }),
     }, opts.restored);
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
@@ -99,7 +100,7 @@ export class FederationHost {
       const link = o.to === '' ? from : this.links.get(o.to);
       if (!link) continue;
       const sent = Promise.resolve(link.send(encodeMessage(o.message, o.payload)));
-      sent.catch((e) => this.log(`send to ${o.to || 'a new site'} failed: ${e instanceof Error ? e.message : e}`));
+      sent.catch((e) => this.log(`send to ${o.to || 'a new site'} failed: ${errorMessage(e)}`));
       // A refusal ends the connection, a little after it was sent: a data channel (workshop
       // mode) closed at once may drop what is still queued, and the site closes on its own.
       if (o.message.type === 'refused') {
@@ -130,7 +131,7 @@ export class FederationHost {
           const proof = await gate.proveHost(await this.hostIdentity(), bytes);
           if (!ended) void Promise.resolve(link.send(proof)).catch(() => undefined);
         } catch (e) {
-          refuse(e instanceof FrameRefused ? e.message : `could not prove the host key: ${e instanceof Error ? e.message : String(e)}`);
+          refuse(e instanceof FrameRefused ? e.message : `could not prove the host key: ${errorMessage(e)}`);
         }
         return;
       }
@@ -139,7 +140,7 @@ export class FederationHost {
       try {
         inner = await gate.open(bytes);
       } catch (e) {
-        return refuse(e instanceof FrameRefused ? e.message : `identity check failed: ${e instanceof Error ? e.message : String(e)}`);
+        return refuse(e instanceof FrameRefused ? e.message : `identity check failed: ${errorMessage(e)}`);
       }
       if (ended) return;
       let frame;

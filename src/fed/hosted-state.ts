@@ -8,6 +8,7 @@
 // closed round; deleted when the federation is done (there is nothing left to resume).
 import { decodeWeights, type TensorEntry } from '../model/weights-codec.ts';
 import type { CoordinatorSnapshot, Phase } from './coordinator.ts';
+import { errorMessage } from '../util/errors.ts';
 
 /** Where the records live, keyed by `code` (store/hosted-federation.ts: the `hostedFederations` store). */
 export interface HostedRecordStore {
@@ -120,7 +121,7 @@ export async function loadHostedFederation(db: HostedRecordStore, code: string):
       // Checked now (sizes, checksums) so a damaged record fails here, with its name, not in the coordinator.
       decodeWeights(r.globalEntries, payload);
     } catch (e) {
-      throw new HostedStateError(`the saved workshop federation '${code}' cannot be resumed: its global weights are damaged (${e instanceof Error ? e.message : String(e)})`);
+      throw new HostedStateError(`the saved workshop federation '${code}' cannot be resumed: its global weights are damaged (${errorMessage(e)})`);
     }
     snapshot.global = { entries: r.globalEntries, payload };
   }

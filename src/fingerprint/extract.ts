@@ -9,6 +9,7 @@ import type { Volume } from '../io/volume.ts';
 import { caseFingerprint, type CaseFingerprint } from './case.ts';
 import { datasetFingerprint } from './dataset.ts';
 import type { DatasetFingerprint } from './types.ts';
+import { errorMessage } from '../util/errors.ts';
 
 /** One training case: its channels (stacked, or one Volume per channel) and its label map. */
 export interface FingerprintCaseInput {
@@ -77,7 +78,7 @@ export async function extractFingerprintFromCases(
     try {
       fp = caseFingerprint(image, c.label, { maxDistinct: opts.maxDistinct });
     } catch (e) {
-      throw new Error(`case ${c.id}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new Error(`case ${c.id}: ${errorMessage(e)}`, { cause: e });
     }
     out.push({ id: c.id, fingerprint: fp });
     await opts.onCase?.(c.id, fp);

@@ -29,6 +29,7 @@ import onnxProto from 'onnx-proto';
 import type { UNetArch } from '../model/arch.ts';
 import { numel, permute, type NamedWeights } from '../model/named-weights.ts';
 import type { PlainConvUNet } from '../model/unet.ts';
+import { errorMessage } from '../util/errors.ts';
 
 const { onnx } = onnxProto;
 type INodeProto = onnxProto.onnx.INodeProto;
@@ -236,7 +237,7 @@ function decode(bytes: Uint8Array): onnxProto.onnx.ModelProto {
   try {
     return onnx.ModelProto.decode(bytes);
   } catch (e) {
-    throw new Error(`not an ONNX model: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`not an ONNX model: ${errorMessage(e)}`);
   }
 }
 

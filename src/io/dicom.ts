@@ -7,6 +7,7 @@ import { inflateBounded } from './gzip.ts';
 import { assertValidGeometry, axcodes, type Affine } from './geometry.ts';
 import { readLimits } from './read-limits.ts';
 import { VOXEL_ARRAY, type DataTypeName, type Volume, type VoxelArray } from './volume.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export interface NamedBytes {
   name: string;
@@ -95,7 +96,7 @@ export function readDicomFiles(files: NamedBytes[], o: { maxFileBytes?: number }
     try {
       ds = parse(f, maxFileBytes);
     } catch (e) {
-      skipped.push({ name: f.name, reason: `not a readable DICOM file (${e instanceof Error ? e.message : String(e)})` });
+      skipped.push({ name: f.name, reason: `not a readable DICOM file (${errorMessage(e)})` });
       continue;
     }
     const uid = ds.string(T.seriesUID);
@@ -116,7 +117,7 @@ export function readDicomFiles(files: NamedBytes[], o: { maxFileBytes?: number }
       s.volume = buildVolume(slices, label);
       s.files = (s.volume.source!.files as string[]).slice();
     } catch (e) {
-      s.error = e instanceof Error ? e.message : String(e);
+      s.error = errorMessage(e);
     }
     series.push(s);
   }

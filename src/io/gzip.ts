@@ -4,6 +4,7 @@
 // header first and then inflate at most the size the header declares.
 import { Gunzip, Inflate, Unzlib, gunzipSync } from 'fflate';
 import { ReadLimitError, mib } from './read-limits.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
@@ -30,7 +31,7 @@ export function gunzip(bytes: Uint8Array, what = 'file'): Uint8Array {
   try {
     out = gunzipSync(bytes);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     throw new Error(`${what}: truncated or corrupt gzip data (${msg})`);
   }
   if (bytes.length < 18) throw new Error(`${what}: truncated gzip data (${bytes.length} bytes)`);
@@ -125,7 +126,7 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     try {
       full = gunzipSync(input, { out: new Uint8Array(declared!) });
     } catch (e) {
-      throw new Error(`${what}: truncated or corrupt gzip data (${e instanceof Error ? e.message : String(e)})`);
+      throw new Error(`${what}: truncated or corrupt gzip data (${errorMessage(e)})`);
     }
     const t = input.length - 8;
     if (full.length !== declared || new DataView(input.buffer, input.byteOffset + t, 4).getUint32(0, true) !== crc32(full)) {
@@ -144,7 +145,7 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
     if (input.length === 0) stream.push(input, true);
   } catch (e) {
     if (e instanceof ReadLimitError || (e instanceof Error && e.message.startsWith(`${what}:`))) throw e;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = errorMessage(e);
     throw new Error(`${what}: truncated or corrupt ${o.kind} data (${msg})`);
   }
   if (fast) return sync();

@@ -4,6 +4,7 @@
 import { pathInside, type FileSource } from './file-source.ts';
 import { DATASET_ENDINGS, FORMAT_NAMES, formatOfPath, readVolumeFile } from './formats.ts';
 import type { Volume } from './volume.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export interface DatasetJson {
   channel_names?: Record<string, string>;
@@ -79,7 +80,7 @@ export async function openRawDataset(src: FileSource): Promise<OpenedDataset> {
   try {
     json = JSON.parse(new TextDecoder().decode(await src.read('dataset.json'))) as DatasetJson;
   } catch (e) {
-    out.problems.push(`dataset.json is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+    out.problems.push(`dataset.json is not valid JSON: ${errorMessage(e)}`);
     return out;
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
@@ -246,7 +247,7 @@ async function readAndValidateCase(src: FileSource, c: RawCase, channels: string
     try {
       return await readVolumeFile(src, path);
     } catch (e) {
-      r.problems.push(e instanceof Error ? e.message : String(e));
+      r.problems.push(errorMessage(e));
       return undefined;
     }
   };

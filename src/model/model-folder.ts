@@ -36,6 +36,7 @@ import { archFromPlan, type PlanConfigurationLike, type UNetArch } from './arch.
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from './labels.ts';
 import { numel, type NamedWeights } from './named-weights.ts';
 import { PlainConvUNet } from './unet.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export const MODEL_FORMAT = 'fednnunet-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -172,7 +173,7 @@ function parseJson<T>(bytes: Uint8Array, what: string): T {
   try {
     return JSON.parse(new TextDecoder().decode(bytes)) as T;
   } catch (e) {
-    throw new Error(`${what}: invalid JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new Error(`${what}: invalid JSON (${errorMessage(e)})`);
   }
 }
 
@@ -200,7 +201,7 @@ export async function decodeModelFolder(src: FileSource): Promise<DecodedModelFo
   try {
     archFromMeta({ ...meta, architecture }, datasetJson);
   } catch (e) {
-    throw new Error(`${src.name}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`${src.name}: ${errorMessage(e)}`);
   }
   const index = parseJson<WeightsIndex>(await src.read(MODEL_FILES.index), where(MODEL_FILES.index));
   if (index.dtype !== 'float32' || index.byte_order !== 'little' || index.layout !== 'pytorch' || !Array.isArray(index.tensors)) {
@@ -244,7 +245,7 @@ export function modelFromFolder(m: ModelFolder<object>): PlainConvUNet {
     model.loadNamedWeights(m.weights, { strict: true });
   } catch (e) {
     model.dispose();
-    throw new Error(`weights do not fit the '${m.configuration}' network: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`weights do not fit the '${m.configuration}' network: ${errorMessage(e)}`);
   }
   return model;
 }
@@ -288,7 +289,7 @@ export async function unpackModelFolder(list: PackageEntry[]): Promise<{ files: 
         },
       });
     } catch (e) {
-      throw new Error(`${list[0].path}: not a readable .zip (${e instanceof Error ? e.message : String(e)})`);
+      throw new Error(`${list[0].path}: not a readable .zip (${errorMessage(e)})`);
     }
     entries = Object.entries(unz).filter(([p]) => !p.endsWith('/')).map(([path, b]) => ({ path, bytes: async () => b }));
     folder = list[0].path.split('/').pop()!.replace(/\.zip$/i, '');

@@ -9,6 +9,7 @@ import { openRawDataset, readRawDatasetCases } from '../io/raw-dataset.ts';
 import { isVolumePath, readVolumeFile, volumeBaseName } from '../io/formats.ts';
 import { readDicomFiles } from '../io/dicom.ts';
 import type { CaseInput, DatasetMeta } from './import-dataset.ts';
+import { errorMessage } from '../util/errors.ts';
 
 export interface SkippedCase {
   id: string;
@@ -121,7 +122,7 @@ async function planVolumeFiles(src: FileSource, files: string[], { name, allowPr
       try {
         v = await readVolumeFile(src, p);
       } catch (e) {
-        skipped.push({ id: ids[i], reason: e instanceof Error ? e.message : String(e) });
+        skipped.push({ id: ids[i], reason: errorMessage(e) });
         continue;
       }
       stored++;

@@ -1,4 +1,5 @@
 // Tiny DOM helpers for the thin UI layer.
+import { errorMessage } from '../util/errors.ts';
 export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...kids: (Node | string)[]): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -19,6 +20,6 @@ export function formatBytes(n: number): string {
 }
 
 export function errorText(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
+  const m = errorMessage(e);
   return m.replace(/^Error: /, '');
 }

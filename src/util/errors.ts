@@ -7,3 +7,8 @@
 export function isAbort(e: unknown): boolean {
   return (e as { name?: unknown } | null)?.name === 'AbortError';
 }
+
+/** The message of a caught error, or the thrown value as text when it is not an Error. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

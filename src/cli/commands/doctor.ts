@@ -8,6 +8,7 @@ import { parse } from '../args.ts';
 import { findChromium, INSTALL_HINT, launchChromium } from '../../node/chromium.ts';
 import { serveStatic } from '../../node/static-server.ts';
 import { adapterName, probeWebGPU, type WebGPUStatus } from '../../gpu/probe.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 export interface DoctorReport {
   node: string;
@@ -38,7 +39,7 @@ async function browserReport(): Promise<DoctorReport['chromium']> {
     const webgpu = await page.evaluate(probeWebGPU);
     return { path, version: b.browser.version(), webgpu };
   } catch (e) {
-    return { path, error: e instanceof Error ? e.message : String(e) };
+    return { path, error: errorMessage(e) };
   } finally {
     await b.close();
     await server.close();

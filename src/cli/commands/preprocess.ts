@@ -11,6 +11,7 @@ import { SitePipeline } from '../../pipeline/site-pipeline.ts';
 import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { encodePreprocessed, fileNames } from '../../preprocess/files.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../../preprocess/preprocess.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 const USAGE = 'fednnunet preprocess RAW_DATASET_DIR --plans plans.json [--config 3d_fullres] [--case ID ...] -o OUT_DIR [--seed N]';
 
@@ -36,7 +37,7 @@ const command: Command = {
     try {
       plans = JSON.parse(readFileSync(values.plans, 'utf8')) as PreprocessPlans;
     } catch (e) {
-      throw new Error(`cannot read plans ${values.plans}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`cannot read plans ${values.plans}: ${errorMessage(e)}`);
     }
     if (!plans || typeof plans !== 'object' || !plans.configurations || !plans.transpose_forward) throw new Error(`${values.plans} is not an nnU-Net plans file (no configurations / transpose_forward)`);
     resolveConfiguration(plans, values.config); // fails early on an unknown configuration

@@ -14,6 +14,7 @@ import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import { parseRegistry } from '../../fed/identity/registry.ts';
 import type { AdmissionPolicy } from '../../fed/identity/admission.ts';
 import { ensureSelfSignedCert, isLoopbackHost, isWildcardHost, lanIPv4Addresses, loadTlsFiles, selfSignedAltNames, type TlsFiles } from '../../node/tls.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 const HELP = () => `fednnunet relay [options]
   --port N             (default 8080; 0 = any free port)
@@ -101,7 +102,7 @@ const command: Command = {
       try {
         json = JSON.parse(readFileSync(values.registry, 'utf8'));
       } catch (e) {
-        throw new UsageError(`--registry ${values.registry}: ${e instanceof Error ? e.message : String(e)}`);
+        throw new UsageError(`--registry ${values.registry}: ${errorMessage(e)}`);
       }
       admission = { mode: 'registry', sites: await parseRegistry(json).catch((e: Error) => { throw new UsageError(`--registry ${values.registry}: ${e.message}`); }) };
     }
@@ -181,7 +182,7 @@ function loadTls(values: { 'tls-cert'?: string; 'tls-key'?: string; 'tls-self-si
     if (cert !== undefined && key !== undefined) return loadTlsFiles(cert, key);
     if (values['tls-self-signed']) return ensureSelfSignedCert(join(values['data-dir']!, 'tls'), selfSignedAltNames(host));
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(errorMessage(e));
   }
   return undefined;
 }

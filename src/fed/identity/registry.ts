@@ -5,6 +5,7 @@
 // `spki` is the public key itself (base64 DER). Every problem is reported with its entry.
 import type { RegisteredSite } from './admission.ts';
 import { fingerprintOf, fromBase64, IdentityError, importSitePublicKey, normalizeFingerprint } from './site-key.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 export class RegistryError extends Error {}
 
@@ -42,7 +43,7 @@ export async function parseRegistry(json: unknown): Promise<RegisteredSite[]> {
       }
       if (!fp) throw new IdentityError("needs 'publicKeyFingerprint' or 'spki'");
     } catch (err) {
-      problems.push(`${label}: ${err instanceof Error ? err.message : String(err)}`);
+      problems.push(`${label}: ${errorMessage(err)}`);
       continue;
     }
     const dupName = out.find((s) => s.name === name.trim());

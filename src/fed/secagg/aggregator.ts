@@ -11,6 +11,7 @@ import { decodeSummarySum, ffeLayout } from './ffe-vector.ts';
 import { epsilonOfRounds } from './dp.ts';
 import { toB64 } from './wire.ts';
 import { fingerprintFromSummary } from '../../fingerprint/ffe.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 /** Attempts of one secure round (fresh keys each) before the federation gives up. */
 export const SECURE_ATTEMPTS = 3;
@@ -130,11 +131,11 @@ export class SecureAggregator implements RoundAggregator {
           try {
             out = this.secureDone(sr, u3, s);
           } catch (e) {
-            out = this.secureFailed(sr, `the unmasked sum was refused: ${e instanceof Error ? e.message : String(e)}`);
+            out = this.secureFailed(sr, `the unmasked sum was refused: ${errorMessage(e)}`);
           }
           this.host.emit(out);
         },
-        (e) => this.host.emit(this.secureFailed(sr, `unmasking failed: ${e instanceof Error ? e.message : String(e)}`)),
+        (e) => this.host.emit(this.secureFailed(sr, `unmasking failed: ${errorMessage(e)}`)),
       ).catch((e) => this.host.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`)));
     }
     return step.out;

@@ -17,6 +17,7 @@ import type { Share } from './shamir.ts';
 import type { FederationConfig, PrivacyConfig } from '../protocol.ts';
 import type { NamedWeights, WeightSpec } from '../../model/named-weights.ts';
 import { decodeSum } from './vector.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 export type SecurePhase = 'advert' | 'shares' | 'masked' | 'unmask' | 'computing' | 'over';
 const ORDER: SecurePhase[] = ['advert', 'shares', 'masked', 'unmask', 'computing', 'over'];
@@ -128,7 +129,7 @@ export class SecureRound {
       }
     } catch (e) {
       // A malformed message: the site is out of this attempt and told why.
-      const reason = `${m.type} rejected: ${e instanceof Error ? e.message : String(e)}`;
+      const reason = `${m.type} rejected: ${errorMessage(e)}`;
       this.log(`${this.tag()}: ${reason} (from ${siteId})`);
       this.gone.add(k);
       const out: Outgoing[] = m.type === 'secagg-masked'

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { CoordinatorSnapshot, Phase } from '../../fed/coordinator.ts';
 import { decodeWeights, type TensorEntry } from '../../model/weights-codec.ts';
 import { isFederationConfig } from '../../fed/protocol.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 function atomicWrite(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -39,7 +40,7 @@ export function loadSnapshot(dir: string): CoordinatorSnapshot | undefined {
   try {
     raw = JSON.parse(readFileSync(statePath, 'utf8'));
   } catch (e) {
-    throw bad(`not readable as JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw bad(`not readable as JSON (${errorMessage(e)})`);
   }
   if (!isObj(raw)) throw bad('not a JSON object');
   const config = raw.config;
@@ -65,12 +66,12 @@ export function loadSnapshot(dir: string): CoordinatorSnapshot | undefined {
   try {
     payload = new Uint8Array(readFileSync(binPath));
   } catch (e) {
-    throw new StateFileError(`${binPath}: ${statePath} names global weights, but they cannot be read (${e instanceof Error ? e.message : String(e)})`);
+    throw new StateFileError(`${binPath}: ${statePath} names global weights, but they cannot be read (${errorMessage(e)})`);
   }
   try {
     decodeWeights(globalEntries as TensorEntry[], payload);
   } catch (e) {
-    throw new StateFileError(`${binPath}: does not hold the global weights ${statePath} describes (${e instanceof Error ? e.message : String(e)})`);
+    throw new StateFileError(`${binPath}: does not hold the global weights ${statePath} describes (${errorMessage(e)})`);
   }
   return { ...rest, global: { entries: globalEntries as TensorEntry[], payload } };
 }

@@ -25,6 +25,7 @@ import { configDifferences, loadSnapshot, saveSnapshot, StateFileError } from '.
 import { ConnectionGuard, DEFAULT_GUARD_LIMITS, type GuardLimits } from './guard.ts';
 import { logSafe } from '../../util/log-safe.ts';
 import '../native-crc.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 /** Where the PeerJS signalling server answers (PeerJS clients use path '/peerjs'). */
 export const PEER_PATH = '/peerjs';
@@ -148,7 +149,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
       else if (serveApp) serveApp(req, res);
       else res.writeHead(404).end('this relay serves no app');
     } catch (e) {
-      log(`error answering ${req.method} request: ${e instanceof Error ? e.message : String(e)}`);
+      log(`error answering ${req.method} request: ${errorMessage(e)}`);
       if (!res.headersSent) res.writeHead(400).end('bad request');
       else res.destroy();
     }
@@ -199,7 +200,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   });
   // The library re-emits every socket error (invalid UTF-8, bad frames, a message that is not
   // JSON) on this app; without a listener each would end the process.
-  peerServer.on('error', (e: unknown) => log(`PeerJS signalling: ${e instanceof Error ? e.message : String(e)}`));
+  peerServer.on('error', (e: unknown) => log(`PeerJS signalling: ${errorMessage(e)}`));
   peerHost.use(PEER_PATH, peerServer);
   peerHost.disable('x-powered-by');
   // Express's own fallback prints every failed request's stack (a malformed %-escape in a PeerJS
@@ -229,7 +230,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     try {
       target.handleUpgrade(req, socket, head, (ws) => target.emit('connection', ws, req));
     } catch (e) {
-      log(`upgrade failed: ${e instanceof Error ? e.message : String(e)}`);
+      log(`upgrade failed: ${errorMessage(e)}`);
       socket.destroy();
     }
   });

@@ -4,6 +4,7 @@ import { adapterName, type WebGPUStatus } from '../../gpu/probe.ts';
 import { capabilityRows, type BrowserFacts } from '../capabilities.ts';
 import { el } from '../dom.ts';
 import type { SelfTestApi, SelfTestResult } from '../../../workers/selftest.worker.ts';
+import { errorMessage } from '../../util/errors.ts';
 
 export function statusCard(facts: BrowserFacts): HTMLElement {
   const s: WebGPUStatus = facts.webgpu;
@@ -53,7 +54,7 @@ export function selfTestCard(enabled: boolean): { card: HTMLElement; run: () => 
       );
       return r;
     } catch (e) {
-      out.replaceChildren(el('p', { class: 'bad' }, `Self-test failed: ${e instanceof Error ? e.message : String(e)}`));
+      out.replaceChildren(el('p', { class: 'bad' }, `Self-test failed: ${errorMessage(e)}`));
       throw e;
     } finally {
       worker.terminate();
@@ -84,7 +85,7 @@ export function siteKeyCard(load: () => Promise<{ fingerprint: string; createdAt
         el('p', { class: 'muted' }, 'Clearing this site\'s data in the browser deletes the key; this browser is then a new site to every relay.'),
       );
     } catch (e) {
-      body.replaceChildren(el('p', { class: 'bad' }, `No site key: ${e instanceof Error ? e.message : String(e)}`));
+      body.replaceChildren(el('p', { class: 'bad' }, `No site key: ${errorMessage(e)}`));
     }
   };
   return { card, refresh };
