@@ -18,7 +18,20 @@ const spec = spec801();
 const params = spec.reduce((a, e) => a + e.shape.reduce((x, y) => x * y, 1), 0);
 // Two distinct encoded updates, reused round-robin, so building inputs does not dominate memory.
 const updates = [1, 2].map((seed) => {
-  const w: NamedWeights = new Map(spec.map((e, i) => [e.name, { shape: e.shape, data: randomArray(e.shape.reduce((x, y) => x * y, 1), seed * 1000 + i, -1e-3, 1e-3) }]));
+  const w: NamedWeights = new Map(
+    spec.map((e, i) => [
+      e.name,
+      {
+        shape: e.shape,
+        data: randomArray(
+          e.shape.reduce((x, y) => x * y, 1),
+          seed * 1000 + i,
+          -1e-3,
+          1e-3,
+        ),
+      },
+    ]),
+  );
   return encodeWeights(w, 'fp16');
 });
 const bytes = updates[0].payload.length;
@@ -55,11 +68,15 @@ function time(label: string, n: number, run: (n: number) => unknown): unknown {
   const t = (performance.now() - t0) / 1000;
   // After the run, with the result still held: what the aggregation keeps (transients already freed or not).
   const peak = process.memoryUsage().rss;
-  console.log(`| ${label} | ${n} | ${t.toFixed(2)} | ${((t * 1000) / n).toFixed(0)} | ${((peak - rss0) / 2 ** 20).toFixed(0)} |`);
+  console.log(
+    `| ${label} | ${n} | ${t.toFixed(2)} | ${((t * 1000) / n).toFixed(0)} | ${((peak - rss0) / 2 ** 20).toFixed(0)} |`,
+  );
   return r;
 }
 
-console.log(`model: ${(params / 1e6).toFixed(2)} M parameters, fp16 update ${(bytes / 2 ** 20).toFixed(1)} MiB; CRC-32: ${nativeCrc ? 'zlib (native)' : 'JS'}\n`);
+console.log(
+  `model: ${(params / 1e6).toFixed(2)} M parameters, fp16 update ${(bytes / 2 ** 20).toFixed(1)} MiB; CRC-32: ${nativeCrc ? 'zlib (native)' : 'JS'}\n`,
+);
 console.log('| path | sites | time (s) | per site (ms) | RSS growth after the run (MiB) |');
 console.log('|---|---|---|---|---|');
 const copy = new Uint8Array(bytes);
@@ -72,10 +89,16 @@ for (const n of [10, 100]) {
 }
 setCrc32Impl(undefined);
 time('check + fused, JS slice-by-8 CRC (page)', 10, fused);
-const a = time('before: decode, validate ×2, norm, add (JS slice-by-8 CRC)', 10, decoded) as NamedWeights;
+const a = time(
+  'before: decode, validate ×2, norm, add (JS slice-by-8 CRC)',
+  10,
+  decoded,
+) as NamedWeights;
 const b = fused(10);
 for (const [name, t] of a) {
   const u = b.get(name)!.data;
-  for (let i = 0; i < t.data.length; i++) if (!Object.is(t.data[i], u[i])) throw new Error(`fused result differs from the decoded path at '${name}'[${i}]`);
+  for (let i = 0; i < t.data.length; i++)
+    if (!Object.is(t.data[i], u[i]))
+      throw new Error(`fused result differs from the decoded path at '${name}'[${i}]`);
 }
 console.log('\nfused and decoded paths: bit-identical means (10 sites)');

@@ -17,13 +17,33 @@ for (let i = 0; i < n; i += 97) {
 const c: TrainingCase = { data: randomArray(n, 1), seg, shape, classLocations: { '1': locs } };
 const patch = [64, 80, 80];
 const geo = configureAugmentationGeometry(patch);
-const strides = [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]];
+const strides = [
+  [1, 1, 1],
+  [2, 2, 2],
+  [2, 2, 2],
+  [2, 2, 2],
+  [2, 2, 2],
+];
 const rng = mulberry32(1);
 function run(probabilityScale: number): number[] {
   const t0 = performance.now();
-  const b = sampleBatch([c], { batchSize: 2, patchSize: patch, initialPatchSize: geo.initialPatchSize }, rng);
+  const b = sampleBatch(
+    [c],
+    { batchSize: 2, patchSize: patch, initialPatchSize: geo.initialPatchSize },
+    rng,
+  );
   const t1 = performance.now();
-  const a = augmentBatch(b, { patchSize: patch, rotation: geo.rotation, dummy2d: geo.dummy2d, mirrorAxes: geo.mirrorAxes, probabilityScale }, rng);
+  const a = augmentBatch(
+    b,
+    {
+      patchSize: patch,
+      rotation: geo.rotation,
+      dummy2d: geo.dummy2d,
+      mirrorAxes: geo.mirrorAxes,
+      probabilityScale,
+    },
+    rng,
+  );
   const t2 = performance.now();
   deepSupervisionTargets(a.seg, 2, patch, strides);
   return [t1 - t0, t2 - t1, performance.now() - t2];
@@ -36,5 +56,9 @@ const all = Array.from({ length: 3 }, () => run(100));
 console.log(`loader patch ${geo.initialPatchSize.join('×')} → 64×80×80, batch 2\n`);
 console.log('| augmentation | sample (ms) | augment (ms) | DS targets (ms) |');
 console.log('|---|---|---|---|');
-console.log(`| nnU-Net probabilities (mean of ${reps}) | ${mean(typical, 0).toFixed(1)} | ${mean(typical, 1).toFixed(1)} | ${mean(typical, 2).toFixed(1)} |`);
-console.log(`| every transform on (mean of 3) | ${mean(all, 0).toFixed(1)} | ${mean(all, 1).toFixed(1)} | ${mean(all, 2).toFixed(1)} |`);
+console.log(
+  `| nnU-Net probabilities (mean of ${reps}) | ${mean(typical, 0).toFixed(1)} | ${mean(typical, 1).toFixed(1)} | ${mean(typical, 2).toFixed(1)} |`,
+);
+console.log(
+  `| every transform on (mean of 3) | ${mean(all, 0).toFixed(1)} | ${mean(all, 1).toFixed(1)} | ${mean(all, 2).toFixed(1)} |`,
+);

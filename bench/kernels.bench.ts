@@ -14,15 +14,74 @@ import type { BenchNet, ConvCase } from '../test/pages/kernels/kernels.worker.ts
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');
 const P = Number(patch);
-const net: BenchNet = { patch: [P, P, P], batch: Number(batch), features: feats.split('-').map(Number) };
+const net: BenchNet = {
+  patch: [P, P, P],
+  batch: Number(batch),
+  features: feats.split('-').map(Number),
+};
 const f = net.features;
 const B = net.batch;
 const CASES: Array<[string, ConvCase]> = [
-  [`stage 1 conv`, { batch: B, spatial: [P, P, P], cin: f[0], cout: f[0], kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' }],
-  [`stage 2 down`, { batch: B, spatial: [P + 1, P + 1, P + 1], cin: f[0], cout: f[1], kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' }],
-  [`stage 2 conv`, { batch: B, spatial: [P / 2, P / 2, P / 2], cin: f[1], cout: f[1], kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' }],
-  [`deepest conv`, { batch: B, spatial: Array(3).fill(P / 2 ** (f.length - 1)) as [number, number, number], cin: f.at(-1)!, cout: f.at(-1)!, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' }],
-  [`up 2→1 (transp.)`, { batch: B, spatial: [P, P, P], cin: f[0], cout: f[1], kernel: [2, 2, 2], strides: [2, 2, 2], pad: 'valid' }],
+  [
+    `stage 1 conv`,
+    {
+      batch: B,
+      spatial: [P, P, P],
+      cin: f[0],
+      cout: f[0],
+      kernel: [3, 3, 3],
+      strides: [1, 1, 1],
+      pad: 'same',
+    },
+  ],
+  [
+    `stage 2 down`,
+    {
+      batch: B,
+      spatial: [P + 1, P + 1, P + 1],
+      cin: f[0],
+      cout: f[1],
+      kernel: [3, 3, 3],
+      strides: [2, 2, 2],
+      pad: 'valid',
+    },
+  ],
+  [
+    `stage 2 conv`,
+    {
+      batch: B,
+      spatial: [P / 2, P / 2, P / 2],
+      cin: f[1],
+      cout: f[1],
+      kernel: [3, 3, 3],
+      strides: [1, 1, 1],
+      pad: 'same',
+    },
+  ],
+  [
+    `deepest conv`,
+    {
+      batch: B,
+      spatial: Array(3).fill(P / 2 ** (f.length - 1)) as [number, number, number],
+      cin: f.at(-1)!,
+      cout: f.at(-1)!,
+      kernel: [3, 3, 3],
+      strides: [1, 1, 1],
+      pad: 'same',
+    },
+  ],
+  [
+    `up 2→1 (transp.)`,
+    {
+      batch: B,
+      spatial: [P, P, P],
+      cin: f[0],
+      cout: f[1],
+      kernel: [2, 2, 2],
+      strides: [2, 2, 2],
+      pad: 'valid',
+    },
+  ],
 ];
 const REPS = 3;
 
@@ -34,9 +93,15 @@ try {
   await call('init');
   const peak = await call('peakMatMul', 1024, REPS);
   const own = await call('peakGemm', 1024, REPS);
-  console.log(`WebGPU on ${process.env.CHROME_PATH ?? 'Chromium'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`);
-  console.log(`peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`);
-  console.log('| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup |');
+  console.log(
+    `WebGPU on ${process.env.CHROME_PATH ?? 'Chromium'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`,
+  );
+  console.log(
+    `peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`,
+  );
+  console.log(
+    '| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const [label, c] of CASES) {
     const r = await call('benchKernel', c, REPS);
@@ -44,38 +109,71 @@ try {
       const m = r.ms[k];
       const g = r.flops / 1e9;
       const fastG = g / (m.fast / 1e3);
-      console.log(`| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${m.fast.toFixed(0)} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× |`);
+      console.log(
+        `| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${m.fast.toFixed(0)} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× |`,
+      );
     }
   }
   // Where one step's GPU time goes (WebGPU timestamp queries through tf.profile), by kernel name.
   console.log('\nGPU time of one training step by kernel (tf.profile), stock vs fast:\n');
-  const prof = {} as Record<'stock' | 'fast', { wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }>;
-  for (const mode of ['stock', 'fast'] as const) prof[mode] = await call('profileTrainStep', net, mode === 'fast');
+  const prof = {} as Record<
+    'stock' | 'fast',
+    { wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }
+  >;
+  for (const mode of ['stock', 'fast'] as const)
+    prof[mode] = await call('profileTrainStep', net, mode === 'fast');
   const names = [...new Set([...prof.stock.kernels, ...prof.fast.kernels].map((k) => k.name))];
   const get = (m: 'stock' | 'fast', name: string) => prof[m].kernels.find((k) => k.name === name);
-  const rows = names.map((name) => ({ name, stock: get('stock', name), fast: get('fast', name) })).sort((a, b) => (b.stock?.ms ?? 0) + (b.fast?.ms ?? 0) - (a.stock?.ms ?? 0) - (a.fast?.ms ?? 0));
+  const rows = names
+    .map((name) => ({ name, stock: get('stock', name), fast: get('fast', name) }))
+    .sort(
+      (a, b) => (b.stock?.ms ?? 0) + (b.fast?.ms ?? 0) - (a.stock?.ms ?? 0) - (a.fast?.ms ?? 0),
+    );
   console.log('| kernel | stock calls | stock ms | fast calls | fast ms |');
   console.log('|---|---|---|---|---|');
-  for (const r of rows.slice(0, 14)) console.log(`| ${r.name} | ${r.stock?.calls ?? 0} | ${(r.stock?.ms ?? 0).toFixed(0)} | ${r.fast?.calls ?? 0} | ${(r.fast?.ms ?? 0).toFixed(0)} |`);
+  for (const r of rows.slice(0, 14))
+    console.log(
+      `| ${r.name} | ${r.stock?.calls ?? 0} | ${(r.stock?.ms ?? 0).toFixed(0)} | ${r.fast?.calls ?? 0} | ${(r.fast?.ms ?? 0).toFixed(0)} |`,
+    );
   const tot = (m: 'stock' | 'fast') => prof[m].kernels.reduce((a, k) => a + k.ms, 0);
   const calls = (m: 'stock' | 'fast') => prof[m].kernels.reduce((a, k) => a + k.calls, 0);
-  console.log(`| all (${names.length} kernel names) | ${calls('stock')} | ${tot('stock').toFixed(0)} | ${calls('fast')} | ${tot('fast').toFixed(0)} |`);
+  console.log(
+    `| all (${names.length} kernel names) | ${calls('stock')} | ${tot('stock').toFixed(0)} | ${calls('fast')} | ${tot('fast').toFixed(0)} |`,
+  );
 
   const t = await call('benchTrainStep', net, STEPS);
   const g = t.convFlops / 1e9;
-  console.log(`\nbenchmark net: ${f.length} stages, features ${f.join('-')}, patch ${P}³, batch ${B}, ${(t.params / 1e6).toFixed(2)} M parameters, ${g.toFixed(2)} GFLOP of 3×3×3 convs per step (${(g / (t.stock.ms / 1e3)).toFixed(2)} GFLOP/s stock, ${(g / (t.fast.ms / 1e3)).toFixed(2)} GFLOP/s fast)`);
-  const maxRel = Math.max(...t.stock.losses.map((l, i) => Math.abs(l - t.fast.losses[i]) / Math.abs(l)));
-  console.log(`losses over ${STEPS} SGD steps from the same weights and batch: stock ${t.stock.losses.map((l) => l.toFixed(6)).join(', ')}; fast ${t.fast.losses.map((l) => l.toFixed(6)).join(', ')}; max rel. difference ${maxRel.toExponential(2)}`);
+  console.log(
+    `\nbenchmark net: ${f.length} stages, features ${f.join('-')}, patch ${P}³, batch ${B}, ${(t.params / 1e6).toFixed(2)} M parameters, ${g.toFixed(2)} GFLOP of 3×3×3 convs per step (${(g / (t.stock.ms / 1e3)).toFixed(2)} GFLOP/s stock, ${(g / (t.fast.ms / 1e3)).toFixed(2)} GFLOP/s fast)`,
+  );
+  const maxRel = Math.max(
+    ...t.stock.losses.map((l, i) => Math.abs(l - t.fast.losses[i]) / Math.abs(l)),
+  );
+  console.log(
+    `losses over ${STEPS} SGD steps from the same weights and batch: stock ${t.stock.losses.map((l) => l.toFixed(6)).join(', ')}; fast ${t.fast.losses.map((l) => l.toFixed(6)).join(', ')}; max rel. difference ${maxRel.toExponential(2)}`,
+  );
   const errors = await call('gpuErrors');
-  if (errors.length || s.errors.length) throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
+  if (errors.length || s.errors.length)
+    throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
   if (!(maxRel < 1e-4)) throw new Error(`fast and stock losses differ by ${maxRel} (> 1e-4)`);
   // The same net and patch in PyTorch on the CPU (Debian's python3-torch), when it is installed.
-  const torch = spawnSync('/usr/bin/python3', ['bench/torch_reference.py', '--train', f.join('-'), String(P), String(B)], { encoding: 'utf8' });
+  const torch = spawnSync(
+    '/usr/bin/python3',
+    ['bench/torch_reference.py', '--train', f.join('-'), String(P), String(B)],
+    { encoding: 'utf8' },
+  );
   if (torch.status === 0) {
     const [ms, threads, version] = torch.stdout.trim().split(' ');
-    console.log(`PyTorch ${version} on the CPU (${threads} threads), same net and patch (cross-entropy on every head instead of DC+CE): ${ms} ms per training step`);
-  } else console.log(`PyTorch reference skipped: /usr/bin/python3 with torch is not available (${(torch.stderr || String(torch.error)).trim().split('\n').pop()})`);
-  console.log(`train step: stock ${t.stock.ms.toFixed(0)} ms, fast ${t.fast.ms.toFixed(0)} ms, speedup ${(t.stock.ms / t.fast.ms).toFixed(2)}×`);
+    console.log(
+      `PyTorch ${version} on the CPU (${threads} threads), same net and patch (cross-entropy on every head instead of DC+CE): ${ms} ms per training step`,
+    );
+  } else
+    console.log(
+      `PyTorch reference skipped: /usr/bin/python3 with torch is not available (${(torch.stderr || String(torch.error)).trim().split('\n').pop()})`,
+    );
+  console.log(
+    `train step: stock ${t.stock.ms.toFixed(0)} ms, fast ${t.fast.ms.toFixed(0)} ms, speedup ${(t.stock.ms / t.fast.ms).toFixed(2)}×`,
+  );
 } finally {
   await s.close();
 }

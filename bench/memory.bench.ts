@@ -17,18 +17,26 @@ const s = await openKernelsPage();
 const call = s.call;
 try {
   await call('init');
-  console.log('| net | patch, batch | backend | checkpointing | peak MiB | estimate elements (M) | bytes per element |');
+  console.log(
+    '| net | patch, batch | backend | checkpointing | peak MiB | estimate elements (M) | bytes per element |',
+  );
   console.log('|---|---|---|---|---|---|---|');
   for (const n of NETS) {
-    for (const [backend, fast] of [['webgpu', true], ['cpu', false]] as const) {
+    for (const [backend, fast] of [
+      ['webgpu', true],
+      ['cpu', false],
+    ] as const) {
       for (const ckpt of [false, true]) {
         const r = await call('stepPeak', n, backend, fast, ckpt);
-        console.log(`| ${n.features.join('-')} | ${n.patch[0]}³, ${n.batch} | ${backend}${fast ? ' (fast kernels)' : ''} | ${ckpt ? 'on' : 'off'} | ${(r.peakBytes / 2 ** 20).toFixed(1)} | ${(r.elements / 1e6).toFixed(2)} | ${r.bytesPerElement.toFixed(1)} |`);
+        console.log(
+          `| ${n.features.join('-')} | ${n.patch[0]}³, ${n.batch} | ${backend}${fast ? ' (fast kernels)' : ''} | ${ckpt ? 'on' : 'off'} | ${(r.peakBytes / 2 ** 20).toFixed(1)} | ${(r.elements / 1e6).toFixed(2)} | ${r.bytesPerElement.toFixed(1)} |`,
+        );
       }
     }
   }
   const errors = await call('gpuErrors');
-  if (errors.length || s.errors.length) throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
+  if (errors.length || s.errors.length)
+    throw new Error(`errors: ${[...errors, ...s.errors].join('\n')}`);
 } finally {
   await s.close();
 }

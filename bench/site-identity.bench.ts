@@ -13,8 +13,27 @@ import { openApp } from '../src/node/app-session.ts';
 
 const PARAMS = 31_195_000;
 const payload = new Uint8Array(PARAMS * 2);
-for (let o = 0; o < payload.length; o += 65536) crypto.getRandomValues(payload.subarray(o, o + 65536));
-const frame = encodeMessage({ type: 'update', round: 1, numCases: 10, metrics: {}, tensors: [{ name: 'all', shape: [PARAMS], encoding: 'fp16', offset: 0, byteLength: payload.length, crc32: 0 }] }, payload);
+for (let o = 0; o < payload.length; o += 65536)
+  crypto.getRandomValues(payload.subarray(o, o + 65536));
+const frame = encodeMessage(
+  {
+    type: 'update',
+    round: 1,
+    numCases: 10,
+    metrics: {},
+    tensors: [
+      {
+        name: 'all',
+        shape: [PARAMS],
+        encoding: 'fp16',
+        offset: 0,
+        byteLength: payload.length,
+        crc32: 0,
+      },
+    ],
+  },
+  payload,
+);
 const MB = frame.length / 1e6;
 const REPS = 5;
 
@@ -32,14 +51,28 @@ async function time(f: () => Promise<unknown> | unknown): Promise<number> {
 const id = await ephemeralIdentity();
 const rows: Array<[string, number]> = [];
 rows.push(['SHA-256 of the frame', await time(() => sha256(frame))]);
-rows.push(['CRC-32 of the frame (for scale: the codec checks every tensor)', await time(() => crc32(frame))]);
+rows.push([
+  'CRC-32 of the frame (for scale: the codec checks every tensor)',
+  await time(() => crc32(frame)),
+]);
 let nonce: Uint8Array = new Uint8Array(32);
-rows.push(['site: sealFrame (hash, sign, envelope copy)', await time(() => sealFrame(id, nonce, 1, frame, false))]);
+rows.push([
+  'site: sealFrame (hash, sign, envelope copy)',
+  await time(() => sealFrame(id, nonce, 1, frame, false)),
+]);
 // A fresh gate per run: its hello, then the timed update frame.
 const sealedFor = async () => {
   const gate = new SiteGate();
   nonce = decodeChallenge(gate.challenge());
-  await gate.open(await sealFrame(id, nonce, 0, encodeMessage({ type: 'hello', token: 't', siteName: 's', numCases: 1 }), true));
+  await gate.open(
+    await sealFrame(
+      id,
+      nonce,
+      0,
+      encodeMessage({ type: 'hello', token: 't', siteName: 's', numCases: 1 }),
+      true,
+    ),
+  );
   return { gate, sealed: await sealFrame(id, nonce, 1, frame, false) };
 };
 const verifyTimes: number[] = [];
@@ -49,12 +82,18 @@ for (let i = 0; i <= REPS; i++) {
   await gate.open(sealed);
   if (i) verifyTimes.push(performance.now() - t0);
 }
-rows.push(['host: SiteGate.open (parse, hash, verify)', verifyTimes.sort((a, b) => a - b)[REPS >> 1]]);
+rows.push([
+  'host: SiteGate.open (parse, hash, verify)',
+  verifyTimes.sort((a, b) => a - b)[REPS >> 1],
+]);
 
-console.log(`Frame: ${MB.toFixed(1)} MB (${(PARAMS / 1e6).toFixed(2)} M parameters, fp16). Median of ${REPS} after a warm-up.\n`);
+console.log(
+  `Frame: ${MB.toFixed(1)} MB (${(PARAMS / 1e6).toFixed(2)} M parameters, fp16). Median of ${REPS} after a warm-up.\n`,
+);
 console.log('| Node | ms | MB/s |');
 console.log('|---|---|---|');
-for (const [k, ms] of rows) console.log(`| ${k} | ${ms.toFixed(0)} | ${((MB * 1000) / ms).toFixed(0)} |`);
+for (const [k, ms] of rows)
+  console.log(`| ${k} | ${ms.toFixed(0)} | ${((MB * 1000) / ms).toFixed(0)} |`);
 
 await build({ logLevel: 'warn' });
 const s = await openApp({ webgpu: false });
@@ -86,7 +125,12 @@ try {
   })()`)) as { digest: number; sign: number; verify: number };
   console.log(`\n| Chromium page, WebCrypto | ms | MB/s |`);
   console.log('|---|---|---|');
-  for (const [k, ms] of [['SHA-256 of the frame', r.digest], ['site: hash + sign', r.sign], ['host: hash + verify', r.verify]] as const) console.log(`| ${k} | ${ms.toFixed(0)} | ${((MB * 1000) / ms).toFixed(0)} |`);
+  for (const [k, ms] of [
+    ['SHA-256 of the frame', r.digest],
+    ['site: hash + sign', r.sign],
+    ['host: hash + verify', r.verify],
+  ] as const)
+    console.log(`| ${k} | ${ms.toFixed(0)} | ${((MB * 1000) / ms).toFixed(0)} |`);
 } finally {
   await s.close();
 }

@@ -9,21 +9,34 @@ export function spec801(): WeightSpec {
   let cin = 1;
   f.forEach((c, i) => {
     for (let j = 0; j < 2; j++) {
-      s.push({ name: `encoder.stages.${i}.0.convs.${j}.conv.weight`, shape: [c, j ? c : cin, 3, 3, 3] });
-      for (const p of ['conv.bias', 'norm.weight', 'norm.bias']) s.push({ name: `encoder.stages.${i}.0.convs.${j}.${p}`, shape: [c] });
+      s.push({
+        name: `encoder.stages.${i}.0.convs.${j}.conv.weight`,
+        shape: [c, j ? c : cin, 3, 3, 3],
+      });
+      for (const p of ['conv.bias', 'norm.weight', 'norm.bias'])
+        s.push({ name: `encoder.stages.${i}.0.convs.${j}.${p}`, shape: [c] });
     }
     cin = c;
   });
   for (let j = 0; j < f.length - 1; j++) {
     const up = f[f.length - 1 - j];
     const c = f[f.length - 2 - j];
-    s.push({ name: `decoder.transpconvs.${j}.weight`, shape: [up, c, 2, 2, 2] }, { name: `decoder.transpconvs.${j}.bias`, shape: [c] });
+    s.push(
+      { name: `decoder.transpconvs.${j}.weight`, shape: [up, c, 2, 2, 2] },
+      { name: `decoder.transpconvs.${j}.bias`, shape: [c] },
+    );
     for (let k = 0; k < 2; k++) {
-      s.push({ name: `decoder.stages.${j}.convs.${k}.conv.weight`, shape: [c, k ? c : 2 * c, 3, 3, 3] });
-      for (const p of ['conv.bias', 'norm.weight', 'norm.bias']) s.push({ name: `decoder.stages.${j}.convs.${k}.${p}`, shape: [c] });
+      s.push({
+        name: `decoder.stages.${j}.convs.${k}.conv.weight`,
+        shape: [c, k ? c : 2 * c, 3, 3, 3],
+      });
+      for (const p of ['conv.bias', 'norm.weight', 'norm.bias'])
+        s.push({ name: `decoder.stages.${j}.convs.${k}.${p}`, shape: [c] });
     }
-    s.push({ name: `decoder.seg_layers.${j}.weight`, shape: [3, c, 1, 1, 1] }, { name: `decoder.seg_layers.${j}.bias`, shape: [3] });
+    s.push(
+      { name: `decoder.seg_layers.${j}.weight`, shape: [3, c, 1, 1, 1] },
+      { name: `decoder.seg_layers.${j}.bias`, shape: [3] },
+    );
   }
   return s;
 }
-

@@ -16,13 +16,44 @@ const patches = (process.env.PATCHES ?? '16,24,32').split(',').map(Number);
 console.log('| patch | checkpointing | ms/iter | peak tf MiB |');
 console.log('|---|---|---|---|');
 for (const p of patches) {
-  const prep = await prepareTraining(new SitePipeline(memoryCasesStore('Dataset999_Bench', dj, ph.map((c, i) => ({ id: `c${i}`, ...c })))), { configuration: '3d_fullres', tiny: { patch: p } });
+  const prep = await prepareTraining(
+    new SitePipeline(
+      memoryCasesStore(
+        'Dataset999_Bench',
+        dj,
+        ph.map((c, i) => ({ id: `c${i}`, ...c })),
+      ),
+    ),
+    { configuration: '3d_fullres', tiny: { patch: p } },
+  );
   for (const checkpointing of [false, true]) {
-    const t = new Trainer({ plans: prep.plans, configuration: '3d_fullres', datasetJson: dj, cases: prep.cases, options: { epochs: 1, itersPerEpoch: 4, valIters: 0, split: 'all', checkpointing, peakMemory: (process.env.PEAK ?? 'exact') as 'exact' | 'sampled' } });
+    const t = new Trainer({
+      plans: prep.plans,
+      configuration: '3d_fullres',
+      datasetJson: dj,
+      cases: prep.cases,
+      options: {
+        epochs: 1,
+        itersPerEpoch: 4,
+        valIters: 0,
+        split: 'all',
+        checkpointing,
+        peakMemory: (process.env.PEAK ?? 'exact') as 'exact' | 'sampled',
+      },
+    });
     const ms: number[] = [];
     let peak = 0;
-    await t.run({ onEvent: (e) => { if (e.type === 'iteration' && e.iteration > 0) { ms.push(e.msPerIter); peak = Math.max(peak, e.peakBytes); } } });
+    await t.run({
+      onEvent: (e) => {
+        if (e.type === 'iteration' && e.iteration > 0) {
+          ms.push(e.msPerIter);
+          peak = Math.max(peak, e.peakBytes);
+        }
+      },
+    });
     t.dispose();
-    console.log(`| ${p}³ | ${checkpointing ? 'every stage' : 'off'} | ${(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(0)} | ${(peak / 2 ** 20).toFixed(1)} |`);
+    console.log(
+      `| ${p}³ | ${checkpointing ? 'every stage' : 'off'} | ${(ms.reduce((a, b) => a + b, 0) / ms.length).toFixed(0)} | ${(peak / 2 ** 20).toFixed(1)} |`,
+    );
   }
 }

@@ -7,17 +7,25 @@ import { ensureDeps } from './ensure-deps.mjs';
 
 ensureDeps();
 const wanted = process.argv.slice(2);
-const all = readdirSync('bench').filter((f) => f.endsWith('.bench.ts')).sort();
+const all = readdirSync('bench')
+  .filter((f) => f.endsWith('.bench.ts'))
+  .sort();
 const run = wanted.length ? all.filter((f) => wanted.some((w) => f.startsWith(w))) : all;
 if (run.length === 0) {
   console.error(`no benchmark matches ${wanted.join(', ')}; available: ${all.join(', ')}`);
   process.exit(2);
 }
-console.log(`# ${new Date().toISOString().slice(0, 10)} — ${cpus()[0]?.model ?? 'unknown CPU'} ×${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}\n`);
+console.log(
+  `# ${new Date().toISOString().slice(0, 10)} — ${cpus()[0]?.model ?? 'unknown CPU'} ×${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}\n`,
+);
 let failed = 0;
 for (const f of run) {
   console.log(`## ${f}\n`);
-  const r = spawnSync(process.execPath, ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', `bench/${f}`], { stdio: 'inherit' });
+  const r = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', `bench/${f}`],
+    { stdio: 'inherit' },
+  );
   if (r.status !== 0) failed++;
   console.log('');
 }

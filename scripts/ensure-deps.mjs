@@ -9,5 +9,9 @@ export function ensureDeps(root = process.cwd()) {
   if (existsSync(join(root, 'node_modules', '.package-lock.json'))) return;
   // --loglevel=error: npm's warnings (deprecations, install scripts) are not this app's to act on.
   console.log('[fednnunet] installing dependencies (npm ci)…');
-  execSync('npm ci --no-audit --no-fund --loglevel=error', { cwd: root, stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
+  execSync('npm ci --no-audit --no-fund --loglevel=error', {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' },
+  });
 }

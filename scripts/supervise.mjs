@@ -7,7 +7,10 @@
  * Forwards SIGINT/SIGTERM/SIGHUP to `child` and stops it (SIGTERM) once this process's parent is
  * gone. The caller still decides what to do when the child exits (clean up, exit).
  */
-export function supervise(child, { signals = ['SIGINT', 'SIGTERM', 'SIGHUP'], pollMs = 1000 } = {}) {
+export function supervise(
+  child,
+  { signals = ['SIGINT', 'SIGTERM', 'SIGHUP'], pollMs = 1000 } = {},
+) {
   for (const sig of signals) process.on(sig, () => child.kill(sig));
   const parent = process.ppid;
   const timer = setInterval(() => {

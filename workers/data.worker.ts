@@ -2,9 +2,20 @@
 // off the page's thread), lists and deletes datasets. Exposed with comlink.
 import * as Comlink from 'comlink';
 import { openStore, type StoreDB } from '../src/store/db.ts';
-import { deleteDataset, importDataset, listCases, listDatasets, loadCaseVolumes, storageUsage } from '../src/store/datasets.ts';
+import {
+  deleteDataset,
+  importDataset,
+  listCases,
+  listDatasets,
+  loadCaseVolumes,
+  storageUsage,
+} from '../src/store/datasets.ts';
 import { planImport, type SkippedCase } from '../src/store/from-files.ts';
-import { directoryHandleSource, pathFilesSource, type DirectoryHandleLike } from '../src/io/file-source.ts';
+import {
+  directoryHandleSource,
+  pathFilesSource,
+  type DirectoryHandleLike,
+} from '../src/io/file-source.ts';
 import type { CaseInput } from '../src/store/import-dataset.ts';
 import { DEMO_SITES, demoDataset } from '../src/demo/phantoms.ts';
 import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
@@ -66,7 +77,10 @@ const db = () => (dbPromise ??= openStore());
 let current: AbortController | undefined;
 
 async function sha256(bytes: ArrayBufferView): Promise<string> {
-  const d = await crypto.subtle.digest('SHA-256', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>);
+  const d = await crypto.subtle.digest(
+    'SHA-256',
+    new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) as Uint8Array<ArrayBuffer>,
+  );
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
@@ -86,7 +100,13 @@ const api = {
       // Report each case as it is read (parsing is most of the time for compressed files).
       async function* reading(): AsyncGenerator<CaseInput> {
         for await (const c of plan.cases) {
-          onEvent({ phase: 'reading', casesDone: done, casesTotal: total, bytesWritten: bytes, caseId: c.caseId });
+          onEvent({
+            phase: 'reading',
+            casesDone: done,
+            casesTotal: total,
+            bytesWritten: bytes,
+            caseId: c.caseId,
+          });
           yield c;
         }
       }
@@ -97,7 +117,12 @@ const api = {
           bytes = p.bytesWritten;
           done = p.casesDone;
           const phase = p.phase === 'staging' ? 'storing' : p.phase;
-          onEvent({ phase, casesDone: p.casesDone, casesTotal: total, bytesWritten: p.bytesWritten });
+          onEvent({
+            phase,
+            casesDone: p.casesDone,
+            casesTotal: total,
+            bytesWritten: p.bytesWritten,
+          });
         },
       });
       return {
@@ -122,13 +147,39 @@ const api = {
     const ds = demoDataset(site, siteIndex);
     const total = ds.cases.length;
     async function* cases(): AsyncGenerator<CaseInput> {
-      for (const c of ds.cases) yield { caseId: c.id, images: [c.image], label: c.label, problems: [] };
+      for (const c of ds.cases)
+        yield { caseId: c.id, images: [c.image], label: c.label, problems: [] };
     }
-    const r = await importDataset(await db(), { name: ds.name, datasetJson: ds.datasetJson, channelNames: ['T1'], labels: ds.datasetJson.labels }, cases(), {
-      casesTotal: total,
-      onProgress: (p) => onEvent({ phase: p.phase === 'staging' ? 'storing' : p.phase, casesDone: p.casesDone, casesTotal: total, bytesWritten: p.bytesWritten }),
-    });
-    return { datasetId: r.dataset.id, name: r.dataset.name, kind: 'demo', numCases: r.dataset.numCases, casesWithProblems: 0, skipped: [], warnings: [], replaced: r.replacedId !== undefined };
+    const r = await importDataset(
+      await db(),
+      {
+        name: ds.name,
+        datasetJson: ds.datasetJson,
+        channelNames: ['T1'],
+        labels: ds.datasetJson.labels,
+      },
+      cases(),
+      {
+        casesTotal: total,
+        onProgress: (p) =>
+          onEvent({
+            phase: p.phase === 'staging' ? 'storing' : p.phase,
+            casesDone: p.casesDone,
+            casesTotal: total,
+            bytesWritten: p.bytesWritten,
+          }),
+      },
+    );
+    return {
+      datasetId: r.dataset.id,
+      name: r.dataset.name,
+      kind: 'demo',
+      numCases: r.dataset.numCases,
+      casesWithProblems: 0,
+      skipped: [],
+      warnings: [],
+      replaced: r.replacedId !== undefined,
+    };
   },
 
   cancelImport(): void {
@@ -139,25 +190,39 @@ const api = {
    * Fingerprint → plan → preprocess one configuration, as nnU-Net's plan_and_preprocess does, each
    * stage stored by the site pipeline (a stage already stored is reused, not computed again).
    */
-  async prepare(datasetId: string, opts: { configuration: '3d_fullres' | '2d'; memoryBudgetMB?: number }, onEvent: (e: PrepareEvent) => void): Promise<PrepareSummary> {
+  async prepare(
+    datasetId: string,
+    opts: { configuration: '3d_fullres' | '2d'; memoryBudgetMB?: number },
+    onEvent: (e: PrepareEvent) => void,
+  ): Promise<PrepareSummary> {
     if (current) throw new Error('another job is running; cancel it first');
     const ctrl = new AbortController();
     current = ctrl;
     try {
       const pipeline = new SitePipeline(await IdbSiteStore.open(await db(), datasetId));
       const t0 = performance.now();
-      const fp = await pipeline.fingerprint({ signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'fingerprint', ...p }) });
+      const fp = await pipeline.fingerprint({
+        signal: ctrl.signal,
+        onProgress: (p) => onEvent({ stage: 'fingerprint', ...p }),
+      });
       const t1 = performance.now();
       onEvent({ stage: 'plan', done: 0, total: 1 });
       const plans = pipeline.makePlans(fp, { memoryBudgetMB: opts.memoryBudgetMB });
       await pipeline.savePlans(plans);
       const t2 = performance.now();
       const cfg = plans.configurations[opts.configuration];
-      if (!cfg) throw new Error(`nnU-Net planned no '${opts.configuration}' configuration for this dataset (it planned: ${Object.keys(plans.configurations).join(', ')})`);
-      const r = await pipeline.preprocess(plans, opts.configuration, { signal: ctrl.signal, onProgress: (p) => onEvent({ stage: 'preprocess', ...p }) });
+      if (!cfg)
+        throw new Error(
+          `nnU-Net planned no '${opts.configuration}' configuration for this dataset (it planned: ${Object.keys(plans.configurations).join(', ')})`,
+        );
+      const r = await pipeline.preprocess(plans, opts.configuration, {
+        signal: ctrl.signal,
+        onProgress: (p) => onEvent({ stage: 'preprocess', ...p }),
+      });
       const n = r.computed + r.reused;
       const t3 = performance.now();
-      const arch = cfg.architecture?.arch_kwargs as { n_stages?: number; features_per_stage?: number[] } | undefined;
+      const arch = cfg.architecture?.arch_kwargs as
+        { n_stages?: number; features_per_stage?: number[] } | undefined;
       return {
         plansName: plans.plans_name,
         configuration: opts.configuration,
@@ -193,16 +258,24 @@ const api = {
   async datasets() {
     const d = await db();
     const all = await listDatasets(d);
-    return Promise.all(all.map(async (ds) => ({
-      id: ds.id,
-      name: ds.name,
-      numCases: ds.numCases,
-      casesWithProblems: ds.casesWithProblems,
-      bytes: ds.bytes,
-      channelNames: ds.channelNames,
-      labels: ds.labels,
-      cases: (await listCases(d, ds.id)).map((c) => ({ caseId: c.caseId, problems: c.problems, dims: c.images[0]?.dims, spacing: c.images[0]?.spacing, hasLabel: !!c.label })),
-    })));
+    return Promise.all(
+      all.map(async (ds) => ({
+        id: ds.id,
+        name: ds.name,
+        numCases: ds.numCases,
+        casesWithProblems: ds.casesWithProblems,
+        bytes: ds.bytes,
+        channelNames: ds.channelNames,
+        labels: ds.labels,
+        cases: (await listCases(d, ds.id)).map((c) => ({
+          caseId: c.caseId,
+          problems: c.problems,
+          dims: c.images[0]?.dims,
+          spacing: c.images[0]?.spacing,
+          hasLabel: !!c.label,
+        })),
+      })),
+    );
   },
 
   async remove(datasetId: string): Promise<boolean> {
@@ -214,13 +287,18 @@ const api = {
   },
 
   /** SHA-256 of each stored volume's voxel bytes (integrity checks; used by tests). */
-  async caseDigests(datasetId: string, caseId: string): Promise<{ images: string[]; label?: string } | undefined> {
+  async caseDigests(
+    datasetId: string,
+    caseId: string,
+  ): Promise<{ images: string[]; label?: string } | undefined> {
     const v = await loadCaseVolumes(await db(), datasetId, caseId);
     if (!v) return undefined;
-    return { images: await Promise.all(v.images.map((x) => sha256(x.data))), label: v.label ? await sha256(v.label.data) : undefined };
+    return {
+      images: await Promise.all(v.images.map((x) => sha256(x.data))),
+      label: v.label ? await sha256(v.label.data) : undefined,
+    };
   },
 };
-
 
 export type DataApi = typeof api;
 Comlink.expose(api);

@@ -6,10 +6,20 @@ import * as Comlink from 'comlink';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import { archFromFolder, MODEL_FILES, zipModelFolder, type DecodedModelFolder } from '../src/model/model-folder.ts';
+import {
+  archFromFolder,
+  MODEL_FILES,
+  zipModelFolder,
+  type DecodedModelFolder,
+} from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
 import { predictCase } from '../src/infer/predictor.ts';
-import { createEngine, INFER_BACKENDS, type Engine, type InferBackend } from '../src/infer/engine-choice.ts';
+import {
+  createEngine,
+  INFER_BACKENDS,
+  type Engine,
+  type InferBackend,
+} from '../src/infer/engine-choice.ts';
 import { readScanFiles, type DroppedFile } from '../src/infer/scan-files.ts';
 import { filesOfPackage, safeName } from '../src/infer/model-package.ts';
 import { labelNamesOf, labelVolumes, type LabelVolume } from '../src/infer/label-stats.ts';
@@ -18,7 +28,14 @@ import type { Volume } from '../src/io/volume.ts';
 import { adapterFactsOf, type AdapterFacts } from '../src/gpu/probe.ts';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
-import { deleteModel, listModels, loadModelFiles, renameModel, type ModelRecord, type ModelSource } from '../src/store/models.ts';
+import {
+  deleteModel,
+  listModels,
+  loadModelFiles,
+  renameModel,
+  type ModelRecord,
+  type ModelSource,
+} from '../src/store/models.ts';
 import { loadModel, putModelFile, saveModel } from '../src/infer/stored-models.ts';
 
 export type { InferBackend, LabelVolume };
@@ -102,22 +119,32 @@ async function configureOrt(): Promise<void> {
 // navigator.gpu may exist without an adapter (GPU blocklisted, or Chromium without WebGPU
 // enabled); onnxruntime-web then drops to its next EP silently, so ask for an adapter first.
 let adapterProbe: Promise<AdapterFacts | null> | undefined;
-const webgpuAdapter = (): Promise<AdapterFacts | null> => (adapterProbe ??= (async () => {
-  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
-  if (!gpu) return null;
-  try {
-    const adapter = await gpu.requestAdapter();
-    return adapter ? adapterFactsOf(adapter) : null;
-  } catch {
-    return null;
-  }
-})());
+const webgpuAdapter = (): Promise<AdapterFacts | null> =>
+  (adapterProbe ??= (async () => {
+    const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+    if (!gpu) return null;
+    try {
+      const adapter = await gpu.requestAdapter();
+      return adapter ? adapterFactsOf(adapter) : null;
+    } catch {
+      return null;
+    }
+  })());
 
-async function engineFor(modelId: string, md: DecodedModelFolder, backend: InferBackend, budgetMB: number, numThreads?: number): Promise<NonNullable<typeof cached>> {
+async function engineFor(
+  modelId: string,
+  md: DecodedModelFolder,
+  backend: InferBackend,
+  budgetMB: number,
+  numThreads?: number,
+): Promise<NonNullable<typeof cached>> {
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
-  cached = { key, ...(await createEngine(md, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads)) };
+  cached = {
+    key,
+    ...(await createEngine(md, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads)),
+  };
   return cached;
 }
 
@@ -138,11 +165,17 @@ const api = {
 
   async importModel(input: ImportModelInput): Promise<ModelRecord> {
     const { files, folder } = await filesOfPackage(input.files);
-    return saveModel(await db(), files, { name: input.name || folder, source: input.source ?? 'imported' });
+    return saveModel(await db(), files, {
+      name: input.name || folder,
+      source: input.source ?? 'imported',
+    });
   },
 
   /** For other parts of the app (training, federation) handing over a model folder's bytes. */
-  async saveModelFiles(files: Record<string, Uint8Array>, opts: { name: string; source: ModelSource; origin?: string }): Promise<ModelRecord> {
+  async saveModelFiles(
+    files: Record<string, Uint8Array>,
+    opts: { name: string; source: ModelSource; origin?: string },
+  ): Promise<ModelRecord> {
     return saveModel(await db(), files, opts);
   },
 
@@ -158,7 +191,10 @@ const api = {
   /** The package as a zip (the folder's files at its root). */
   async exportModel(id: string): Promise<{ fileName: string; bytes: Uint8Array }> {
     const d = await db();
-    const [files, rec] = await Promise.all([loadModelFiles(d, id), listModels(d).then((l) => l.find((m) => m.id === id))]);
+    const [files, rec] = await Promise.all([
+      loadModelFiles(d, id),
+      listModels(d).then((l) => l.find((m) => m.id === id)),
+    ]);
     if (!files || !rec) throw new Error('this model is no longer stored in this browser');
     const zip = zipModelFolder(files);
     return Comlink.transfer({ fileName: `${safeName(rec.name)}.zip`, bytes: zip }, [zip.buffer]);
@@ -176,14 +212,21 @@ const api = {
       await putModelFile(d, id, MODEL_FILES.onnx, bytes);
     }
     const out = bytes.slice();
-    return Comlink.transfer({ fileName: `${safeName(md.record.name)}.onnx`, bytes: out, built }, [out.buffer]);
+    return Comlink.transfer({ fileName: `${safeName(md.record.name)}.onnx`, bytes: out, built }, [
+      out.buffer,
+    ]);
   },
 
   cancel(): void {
     current?.abort();
   },
 
-  async predict(modelId: string, scan: ScanInput, req: PredictRequest, onEvent: (e: InferEvent) => void): Promise<PredictSummary> {
+  async predict(
+    modelId: string,
+    scan: ScanInput,
+    req: PredictRequest,
+    onEvent: (e: InferEvent) => void,
+  ): Promise<PredictSummary> {
     if (current) throw new Error('a segmentation is already running; cancel it first');
     const ctrl = new AbortController();
     current = ctrl;
@@ -199,23 +242,30 @@ const api = {
       const nIn = md.meta.num_input_channels;
       const channels = images.reduce((s, v) => s + v.channels, 0);
       if (channels !== nIn) {
-        throw new Error(`the model expects ${nIn} image channel(s) (${Object.values(md.datasetJson.channel_names ?? {}).join(', ')}) but the scan has ${channels}. Give one file per channel, named …_0000, …_0001`);
+        throw new Error(
+          `the model expects ${nIn} image channel(s) (${Object.values(md.datasetJson.channel_names ?? {}).join(', ')}) but the scan has ${channels}. Give one file per channel, named …_0000, …_0001`,
+        );
       }
       const eng = await engineFor(modelId, md, backend, req.budgetMB ?? 512, req.numThreads);
       const tLoad = performance.now() - t0;
       ctrl.signal.throwIfAborted();
       onEvent({ phase: 'preprocessing', engine: eng.engine });
       let tiles = 0;
-      const res = await predictCase(images, { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson }, eng.predictTiles, {
-        tta: req.tta ?? false,
-        mirrorAxes: md.meta.inference_allowed_mirroring_axes,
-        tileBatch: eng.tileBatch,
-        signal: ctrl.signal,
-        onProgress: (done, total) => {
-          tiles = total;
-          onEvent({ phase: 'predicting', done, total, engine: eng.engine });
+      const res = await predictCase(
+        images,
+        { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson },
+        eng.predictTiles,
+        {
+          tta: req.tta ?? false,
+          mirrorAxes: md.meta.inference_allowed_mirroring_axes,
+          tileBatch: eng.tileBatch,
+          signal: ctrl.signal,
+          onProgress: (done, total) => {
+            tiles = total;
+            onEvent({ phase: 'predicting', done, total, engine: eng.engine });
+          },
         },
-      });
+      );
       onEvent({ phase: 'exporting', engine: eng.engine });
       const te = performance.now();
       const seg = res.segmentation;
@@ -224,7 +274,15 @@ const api = {
       const volumes = labelVolumes(labels, seg.spacing, names);
       const segmentationNifti = writeNifti(seg, { gzip: true });
       const first = images[0];
-      const scanNifti = writeNifti(first.channels > 1 ? { ...first, channels: 1, data: first.data.subarray(0, first.dims[0] * first.dims[1] * first.dims[2]) } : first);
+      const scanNifti = writeNifti(
+        first.channels > 1
+          ? {
+              ...first,
+              channels: 1,
+              data: first.data.subarray(0, first.dims[0] * first.dims[1] * first.dims[2]),
+            }
+          : first,
+      );
       const tExport = res.timingsMs.export + (performance.now() - te);
       const out: PredictSummary = {
         scanName: name,
@@ -242,9 +300,19 @@ const api = {
         tta: req.tta ?? false,
         tiles,
         tileBatch: eng.tileBatch,
-        timingsMs: { load: tLoad, preprocess: res.timingsMs.preprocess, predict: res.timingsMs.predict, export: tExport, total: performance.now() - t0 },
+        timingsMs: {
+          load: tLoad,
+          preprocess: res.timingsMs.preprocess,
+          predict: res.timingsMs.predict,
+          export: tExport,
+          total: performance.now() - t0,
+        },
       };
-      return Comlink.transfer(out, [labels.buffer as ArrayBuffer, segmentationNifti.buffer as ArrayBuffer, scanNifti.buffer as ArrayBuffer]);
+      return Comlink.transfer(out, [
+        labels.buffer as ArrayBuffer,
+        segmentationNifti.buffer as ArrayBuffer,
+        scanNifti.buffer as ArrayBuffer,
+      ]);
     } finally {
       current = undefined;
     }

@@ -16,10 +16,20 @@ import type { LinkBridge } from '../src/fed/peer-transport.ts';
 import { TrainerSite } from '../src/pipeline/trainer-site.ts';
 import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
 import { prepareTraining, SitePipeline } from '../src/pipeline/site-pipeline.ts';
-import { encodeModelFolder, pseudoDiceProvenance, type ModelProvenance } from '../src/model/model-folder.ts';
+import {
+  encodeModelFolder,
+  pseudoDiceProvenance,
+  type ModelProvenance,
+} from '../src/model/model-folder.ts';
 import { saveModel } from '../src/infer/stored-models.ts';
 import { pick } from '../src/fed/aggregate.ts';
-import { federationIdOf, loadMembership, runningMemberships, saveMembership, type FedMembership } from '../src/store/fed-state.ts';
+import {
+  federationIdOf,
+  loadMembership,
+  runningMemberships,
+  saveMembership,
+  type FedMembership,
+} from '../src/store/fed-state.ts';
 import { siteKeyStore } from '../src/store/site-key.ts';
 import { siteIdentity } from '../src/fed/identity/kept-key.ts';
 import { toBase64 } from '../src/fed/identity/site-key.ts';
@@ -46,13 +56,16 @@ export interface TrainRequest {
   checkpointing?: boolean;
 }
 
-export type TrainEventOut = TrainerEvent | { type: 'status'; message: string; resumedFromEpoch?: number; backend?: string };
+export type TrainEventOut =
+  TrainerEvent | { type: 'status'; message: string; resumedFromEpoch?: number; backend?: string };
 
-export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny'>) => `local:${r.configuration}${r.tiny ? ':tiny' : ''}`;
+export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny'>) =>
+  `local:${r.configuration}${r.tiny ? ':tiny' : ''}`;
 
 async function sitePipeline(d: StoreDB, datasetId: string): Promise<SitePipeline> {
   const store = await IdbSiteStore.open(d, datasetId);
-  if (!store.datasetJson) throw new Error(`${store.datasetName} has no dataset.json: loose scans cannot be trained on`);
+  if (!store.datasetJson)
+    throw new Error(`${store.datasetName} has no dataset.json: loose scans cannot be trained on`);
   return new SitePipeline(store);
 }
 
@@ -76,16 +89,35 @@ export interface FederateRequest {
 export type FederateEvent =
   | { type: 'log'; message: string }
   | { type: 'sent'; message: string; bytes: number; round?: number; tensors?: number }
-  | { type: 'round'; round: number; rounds: number; seconds: number; metrics: Record<string, number> }
-  | { type: 'done'; rounds: number; shared: number; local: number; modelIds: string[]; globalDigest: string }
+  | {
+      type: 'round';
+      round: number;
+      rounds: number;
+      seconds: number;
+      metrics: Record<string, number>;
+    }
+  | {
+      type: 'done';
+      rounds: number;
+      shared: number;
+      local: number;
+      modelIds: string[];
+      globalDigest: string;
+    }
   | { type: 'privacy'; round: number; epsilon: number; delta: number };
 
 let fedClient: SiteClient | undefined;
 
 function bridgeConnect(link: Comlink.Remote<LinkBridge>): Connect {
   return async (h) => {
-    await link.open(Comlink.proxy((b: Uint8Array) => h.onMessage(b)), Comlink.proxy(() => h.onClose()));
-    return { send: (b) => void link.send(b).catch(() => undefined), close: () => void link.close() };
+    await link.open(
+      Comlink.proxy((b: Uint8Array) => h.onMessage(b)),
+      Comlink.proxy(() => h.onClose()),
+    );
+    return {
+      send: (b) => void link.send(b).catch(() => undefined),
+      close: () => void link.close(),
+    };
   };
 }
 
@@ -107,7 +139,11 @@ const api = {
    * round on this GPU, uploading weight deltas only. The final global model and (AsymFedAvg) the
    * personalised one are stored as models for the Predict tab.
    */
-  async federate(req: FederateRequest, onEvent: (e: FederateEvent) => void, link?: LinkBridge): Promise<void> {
+  async federate(
+    req: FederateRequest,
+    onEvent: (e: FederateEvent) => void,
+    link?: LinkBridge,
+  ): Promise<void> {
     if (fedClient || control) throw new Error('this tab is already training');
     // Never join a workshop host whose key nobody pinned: whoever holds its code could be it.
     if (link && !req.hostKey) throw new Error('a workshop join needs the host key of its link');
@@ -123,8 +159,17 @@ const api = {
     const federationId = federationIdOf(req.relayUrl, req.token);
     const previous = await loadMembership(d, req.datasetId, federationId);
     const membership: Omit<FedMembership, 'updatedAt'> = {
-      datasetId: req.datasetId, federationId, relayUrl: req.relayUrl, token: req.token, siteName: req.siteName, ...(req.hostKey ? { hostKey: req.hostKey } : {}),
-      siteId: previous?.status === 'running' ? previous.siteId : undefined, tiny: req.tiny ?? false, backend: req.backend ?? 'webgpu', status: 'running', round: previous?.round ?? 0,
+      datasetId: req.datasetId,
+      federationId,
+      relayUrl: req.relayUrl,
+      token: req.token,
+      siteName: req.siteName,
+      ...(req.hostKey ? { hostKey: req.hostKey } : {}),
+      siteId: previous?.status === 'running' ? previous.siteId : undefined,
+      tiny: req.tiny ?? false,
+      backend: req.backend ?? 'webgpu',
+      status: 'running',
+      round: previous?.round ?? 0,
     };
     await saveMembership(d, membership);
     const runId = `fed:${federationId}`;
@@ -136,12 +181,27 @@ const api = {
       valIters: 2,
       evaluate: false,
       log: (m) => onEvent({ type: 'log', message: m }),
-      saveState: (bytes): Promise<void> => saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: site.trainer?.epoch ?? 0, epochs: site.trainer?.options.epochs ?? 0, configuration: site.trainer?.configurationName ?? '' }, bytes),
-      loadState: async () => (membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined),
+      saveState: (bytes): Promise<void> =>
+        saveCheckpoint(
+          d,
+          {
+            datasetId: req.datasetId,
+            runId,
+            tag: 'latest',
+            epoch: site.trainer?.epoch ?? 0,
+            epochs: site.trainer?.options.epochs ?? 0,
+            configuration: site.trainer?.configurationName ?? '',
+          },
+          bytes,
+        ),
+      loadState: async () =>
+        membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined,
     });
     const client = new SiteClient({
       // Workshop mode: the page holds the WebRTC connection (none exists in workers) and bridges it.
-      connect: link ? bridgeConnect(link as unknown as Comlink.Remote<LinkBridge>) : wsConnect(req.relayUrl),
+      connect: link
+        ? bridgeConnect(link as unknown as Comlink.Remote<LinkBridge>)
+        : wsConnect(req.relayUrl),
       token: req.token,
       siteName: req.siteName,
       siteId: membership.siteId,
@@ -158,12 +218,20 @@ const api = {
       trainer: {
         numCases: site.numCases,
         localFingerprint: async () => {
-          onEvent({ type: 'log', message: 'fingerprinting the local dataset (or reading the stored fingerprint)' });
+          onEvent({
+            type: 'log',
+            message: 'fingerprinting the local dataset (or reading the stored fingerprint)',
+          });
           return site.localFingerprint();
         },
         prepare: async (agg, cfg) => {
           method = cfg.method;
-          onEvent({ type: 'log', message: agg ? 'planning on the pooled (FFE) fingerprint' : 'planning on the local fingerprint' });
+          onEvent({
+            type: 'log',
+            message: agg
+              ? 'planning on the pooled (FFE) fingerprint'
+              : 'planning on the local fingerprint',
+          });
           await site.prepare(agg, cfg);
         },
         weights: () => site.weights(),
@@ -175,7 +243,13 @@ const api = {
           const seconds = (performance.now() - t0) / 1000;
           membership.round = round;
           await saveMembership(d, membership);
-          onEvent({ type: 'round', round, rounds: site.trainer?.options.epochs ?? round, seconds, metrics: m });
+          onEvent({
+            type: 'round',
+            round,
+            rounds: site.trainer?.options.epochs ?? round,
+            seconds,
+            metrics: m,
+          });
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),
@@ -186,9 +260,17 @@ const api = {
       },
       log: (m) => onEvent({ type: 'log', message: m }),
       // Mirror every outgoing message to the page's "What leaves this browser" panel.
-      onSent: (m) => onEvent({ type: 'sent', message: m.type, bytes: m.bytes, round: m.round, tensors: m.tensors?.length }),
+      onSent: (m) =>
+        onEvent({
+          type: 'sent',
+          message: m.type,
+          bytes: m.bytes,
+          round: m.round,
+          tensors: m.tensors?.length,
+        }),
       hideCaseCount: req.hideCaseCount,
-      onPrivacy: (p) => onEvent({ type: 'privacy', round: p.round, epsilon: p.epsilon, delta: p.delta }),
+      onPrivacy: (p) =>
+        onEvent({ type: 'privacy', round: p.round, epsilon: p.epsilon, delta: p.delta }),
     });
     fedClient = client;
     try {
@@ -197,14 +279,40 @@ const api = {
       const all = await site.weights();
       const local = all.size - r.shared.length;
       const provenance: ModelProvenance = {
-        trained_by: 'browser federation', method, rounds: r.rounds, iterations: r.rounds * t.options.itersPerEpoch,
-        ...(local ? { site: membership.siteId } : {}), shared_tensors: r.shared.length, local_tensors: local,
+        trained_by: 'browser federation',
+        method,
+        rounds: r.rounds,
+        iterations: r.rounds * t.options.itersPerEpoch,
+        ...(local ? { site: membership.siteId } : {}),
+        shared_tensors: r.shared.length,
+        local_tensors: local,
       };
-      const files = encodeModelFolder({ plans: site.plans!, datasetJson: dj as never, configuration: t.configurationName, weights: all, provenance });
+      const files = encodeModelFolder({
+        plans: site.plans!,
+        datasetJson: dj as never,
+        configuration: t.configurationName,
+        weights: all,
+        provenance,
+      });
       const ids: string[] = [];
-      ids.push((await saveModel(d, files, { name: `${ds.name} · federation (${r.rounds} rounds)`, source: local ? 'personalised' : 'federation-global', origin: req.relayUrl })).id);
+      ids.push(
+        (
+          await saveModel(d, files, {
+            name: `${ds.name} · federation (${r.rounds} rounds)`,
+            source: local ? 'personalised' : 'federation-global',
+            origin: req.relayUrl,
+          })
+        ).id,
+      );
       await saveMembership(d, { ...membership, status: 'done' });
-      onEvent({ type: 'done', rounds: r.rounds, shared: r.shared.length, local, modelIds: ids, globalDigest: await digest(pick(all, r.shared)) });
+      onEvent({
+        type: 'done',
+        rounds: r.rounds,
+        shared: r.shared.length,
+        local,
+        modelIds: ids,
+        globalDigest: await digest(pick(all, r.shared)),
+      });
     } catch (e) {
       // A refusal or an error of the federation ends the membership; a closed tab does not get here.
       await saveMembership(d, { ...membership, status: 'failed' }).catch(() => undefined);
@@ -222,7 +330,11 @@ const api = {
   /** This browser profile's site key (made now if it has none): what a relay operator registers. */
   async siteKey(): Promise<{ fingerprint: string; createdAt: number; publicKey: string }> {
     const { identity, createdAt } = await siteIdentity(siteKeyStore(await db()));
-    return { fingerprint: identity.fingerprint, createdAt, publicKey: toBase64(identity.publicKey) };
+    return {
+      fingerprint: identity.fingerprint,
+      createdAt,
+      publicKey: toBase64(identity.publicKey),
+    };
   },
 
   /** Federations this browser was part of and had not finished (offered for rejoining). */
@@ -231,15 +343,23 @@ const api = {
   },
 
   /** One deep-supervised training step on WebGPU and on the CPU: same seed, weights and batch. */
-  async gradientCheck(opts: { stockKernels?: boolean } = {}): Promise<StepComparison & { backend: string }> {
+  async gradientCheck(
+    opts: { stockKernels?: boolean } = {},
+  ): Promise<StepComparison & { backend: string }> {
     const gpu = await useBackend('webgpu', { fastKernels: !opts.stockKernels });
     const a = await trainingStep(gpu, 1);
     const cpu = await useBackend('cpu');
     const b = await trainingStep(cpu, 1);
-    return { ...compareSteps(a, b), backend: `webgpu (${opts.stockKernels ? 'stock' : 'fast'} kernels) vs cpu` };
+    return {
+      ...compareSteps(a, b),
+      backend: `webgpu (${opts.stockKernels ? 'stock' : 'fast'} kernels) vs cpu`,
+    };
   },
 
-  async train(req: TrainRequest, onEvent: (e: TrainEventOut) => void): Promise<{ epoch: number; stopped: boolean; runId: string; modelId?: string }> {
+  async train(
+    req: TrainRequest,
+    onEvent: (e: TrainEventOut) => void,
+  ): Promise<{ epoch: number; stopped: boolean; runId: string; modelId?: string }> {
     if (control) throw new Error('training is already running');
     const d = await db();
     const pipeline = await sitePipeline(d, req.datasetId);
@@ -249,29 +369,51 @@ const api = {
     let trainer: Trainer;
     const saved = req.restart ? undefined : await loadCheckpoint(d, req.datasetId, runId);
     // The stages the Data tab stored are reused; whatever is missing is computed (and stored) now.
-    const progress = (stage: string) => (p: { done: number; total: number }) => onEvent({ type: 'status', message: `${stage}: ${p.done} of ${p.total} case(s)` });
+    const progress = (stage: string) => (p: { done: number; total: number }) =>
+      onEvent({ type: 'status', message: `${stage}: ${p.done} of ${p.total} case(s)` });
     if (saved && saved.info.epoch < saved.info.epochs) {
       const ck = decodeCheckpoint(saved.data);
-      const cases = await pipeline.trainingCases(ck.plans, ck.configuration, { onProgress: progress('preprocessed cases (stored or made now)') });
+      const cases = await pipeline.trainingCases(ck.plans, ck.configuration, {
+        onProgress: progress('preprocessed cases (stored or made now)'),
+      });
       await useBackend(backend, { fastKernels: !req.stockKernels });
       trainer = Trainer.fromCheckpoint(ck, cases);
-      onEvent({ type: 'status', message: `resumed from the checkpoint of epoch ${saved.info.epoch}`, resumedFromEpoch: saved.info.epoch, backend });
+      onEvent({
+        type: 'status',
+        message: `resumed from the checkpoint of epoch ${saved.info.epoch}`,
+        resumedFromEpoch: saved.info.epoch,
+        backend,
+      });
     } else {
       const prep = await prepareTraining(pipeline, {
         configuration: req.configuration,
         tiny: req.tiny || false,
-        onProgress: (stage, done, total) => progress(stage === 'fingerprint' ? 'fingerprinting' : 'preprocessed cases (stored or made now)')({ done, total }),
+        onProgress: (stage, done, total) =>
+          progress(
+            stage === 'fingerprint' ? 'fingerprinting' : 'preprocessed cases (stored or made now)',
+          )({ done, total }),
       });
-      if (prep.cases.length < 2) throw new Error(`${ds.name} has ${prep.cases.length} case(s): training needs at least 2`);
+      if (prep.cases.length < 2)
+        throw new Error(`${ds.name} has ${prep.cases.length} case(s): training needs at least 2`);
       await useBackend(backend, { fastKernels: !req.stockKernels });
       trainer = new Trainer({
         plans: prep.plans,
         configuration: req.configuration,
         datasetJson: ds.datasetJson,
         cases: prep.cases,
-        options: { epochs: req.epochs, itersPerEpoch: req.itersPerEpoch, valIters: req.valIters, seed: req.seed ?? 0, checkpointing: req.checkpointing ?? false },
+        options: {
+          epochs: req.epochs,
+          itersPerEpoch: req.itersPerEpoch,
+          valIters: req.valIters,
+          seed: req.seed ?? 0,
+          checkpointing: req.checkpointing ?? false,
+        },
       });
-      onEvent({ type: 'status', message: `new run: ${trainer.trainIds.length} training / ${trainer.valIds.length} validation cases, patch ${trainer.config.patch_size.join('×')}`, backend });
+      onEvent({
+        type: 'status',
+        message: `new run: ${trainer.trainIds.length} training / ${trainer.valIds.length} validation cases, patch ${trainer.config.patch_size.join('×')}`,
+        backend,
+      });
     }
     control = new TrainingControl();
     try {
@@ -280,7 +422,18 @@ const api = {
         onEvent: async (e) => {
           if (e.type === 'epoch') {
             // Checkpoint before telling the page, so "epoch N done" always has its checkpoint.
-            await saveCheckpoint(d, { datasetId: req.datasetId, runId, tag: 'latest', epoch: trainer.epoch, epochs: trainer.options.epochs, configuration: req.configuration }, encodeCheckpoint(await trainer.checkpoint()));
+            await saveCheckpoint(
+              d,
+              {
+                datasetId: req.datasetId,
+                runId,
+                tag: 'latest',
+                epoch: trainer.epoch,
+                epochs: trainer.options.epochs,
+                configuration: req.configuration,
+              },
+              encodeCheckpoint(await trainer.checkpoint()),
+            );
           }
           onEvent(e);
         },
@@ -289,11 +442,26 @@ const api = {
       if (!r.stopped) {
         // A finished run becomes a model on the Predict tab.
         const provenance: ModelProvenance = {
-          trained_by: 'browser training', method: 'local', sites: 1, epochs: r.epoch, iterations: r.epoch * trainer.options.itersPerEpoch,
+          trained_by: 'browser training',
+          method: 'local',
+          sites: 1,
+          epochs: r.epoch,
+          iterations: r.epoch * trainer.options.itersPerEpoch,
           ...pseudoDiceProvenance(trainer.log),
         };
-        const files = encodeModelFolder({ plans: trainer.plans, datasetJson: ds.datasetJson as never, configuration: req.configuration, weights: await trainer.net.namedWeights(), provenance });
-        modelId = (await saveModel(d, files, { name: `${ds.name} · trained here (${r.epoch} epochs)`, source: 'local' })).id;
+        const files = encodeModelFolder({
+          plans: trainer.plans,
+          datasetJson: ds.datasetJson as never,
+          configuration: req.configuration,
+          weights: await trainer.net.namedWeights(),
+          provenance,
+        });
+        modelId = (
+          await saveModel(d, files, {
+            name: `${ds.name} · trained here (${r.epoch} epochs)`,
+            source: 'local',
+          })
+        ).id;
         onEvent({ type: 'status', message: 'model saved for the Predict tab' });
       }
       return { ...r, runId, modelId };
@@ -315,7 +483,11 @@ const api = {
 
   /** The saved run of this dataset/configuration, if any (to offer "resume"). */
   async savedRun(datasetId: string, configuration: string, tiny: boolean) {
-    const c = await loadCheckpoint(await db(), datasetId, runIdOf({ configuration: configuration as '2d', tiny: tiny ? {} : false }));
+    const c = await loadCheckpoint(
+      await db(),
+      datasetId,
+      runIdOf({ configuration: configuration as '2d', tiny: tiny ? {} : false }),
+    );
     return c?.info;
   },
 };

@@ -24,11 +24,15 @@ export const AGGREGATION_HELP = `update bounds (docs/security.md):
 export function applyAggregationArgs(a: AggregationArgs, config: FederationConfig): void {
   if (a['max-update-norm'] !== undefined) {
     const c = Number(a['max-update-norm']);
-    if (!(c > 0) || !Number.isFinite(c)) throw new UsageError(`--max-update-norm must be a positive number, got '${a['max-update-norm']}'`);
+    if (!(c > 0) || !Number.isFinite(c))
+      throw new UsageError(
+        `--max-update-norm must be a positive number, got '${a['max-update-norm']}'`,
+      );
     config.maxUpdateNorm = c;
   }
   if (a.robust !== undefined) {
-    if (a.robust !== 'trimmed-mean' && a.robust !== 'median') throw new UsageError(`--robust must be trimmed-mean or median, got '${a.robust}'`);
+    if (a.robust !== 'trimmed-mean' && a.robust !== 'median')
+      throw new UsageError(`--robust must be trimmed-mean or median, got '${a.robust}'`);
     config.robust = a.robust;
   }
   try {

@@ -7,7 +7,8 @@ type Loader = () => Promise<Command>;
 export const COMMANDS: Record<string, Loader> = {
   doctor: async () => (await import('./commands/doctor.ts')).default,
   info: async () => (await import('./commands/info.ts')).default,
-  'aggregate-fingerprints': async () => (await import('./commands/aggregate-fingerprints.ts')).default,
+  'aggregate-fingerprints': async () =>
+    (await import('./commands/aggregate-fingerprints.ts')).default,
   fingerprint: async () => (await import('./commands/fingerprint.ts')).default,
   plan: async () => (await import('./commands/plan.ts')).default,
   preprocess: async () => (await import('./commands/preprocess.ts')).default,

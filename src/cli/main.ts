@@ -6,13 +6,16 @@ import '../node/native-crc.ts';
 import { errorMessage } from '../util/errors.ts';
 
 export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 
 async function help(): Promise<string> {
   const lines = ['usage: fednnunet <command> [options]', '', 'commands:'];
-  for (const [name, load] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(24)}${(await load()).summary}`);
+  for (const [name, load] of Object.entries(COMMANDS))
+    lines.push(`  ${name.padEnd(24)}${(await load()).summary}`);
   lines.push('', 'fednnunet --version    print the version', 'fednnunet <command> --help');
   return lines.join('\n');
 }

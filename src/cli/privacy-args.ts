@@ -28,24 +28,37 @@ export const PRIVACY_OPTIONS = {
 function positive(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`--${name} must be a positive number, got '${v}'`);
+  if (!(n > 0) || !Number.isFinite(n))
+    throw new UsageError(`--${name} must be a positive number, got '${v}'`);
   return n;
 }
 
 /** The PrivacyConfig the options ask for, or undefined (plain federation). */
-export function privacyFromArgs(a: PrivacyArgs, sites: number, fed: Pick<FederationConfig, 'rounds' | 'weighting' | 'minSites'>): PrivacyConfig | undefined {
+export function privacyFromArgs(
+  a: PrivacyArgs,
+  sites: number,
+  fed: Pick<FederationConfig, 'rounds' | 'weighting' | 'minSites'>,
+): PrivacyConfig | undefined {
   const dp = a['dp-epsilon'] !== undefined;
   const wantsSecure = a['secure-agg'] || dp;
   for (const k of ['threshold', 'clip', 'phase-deadline-s', 'dp-delta'] as const) {
-    if (!wantsSecure && a[k] !== undefined) throw new UsageError(`--${k} only applies with --secure-agg or --dp-epsilon`);
+    if (!wantsSecure && a[k] !== undefined)
+      throw new UsageError(`--${k} only applies with --secure-agg or --dp-epsilon`);
   }
   if (!wantsSecure) return undefined;
   const threshold = a.threshold === undefined ? undefined : Number(a.threshold);
-  if (threshold !== undefined && !Number.isInteger(threshold)) throw new UsageError(`--threshold must be an integer, got '${a.threshold}'`);
+  if (threshold !== undefined && !Number.isInteger(threshold))
+    throw new UsageError(`--threshold must be an integer, got '${a.threshold}'`);
   // Below a majority, fewer sites colluding with the relay can unmask one site's update, and two
   // disjoint groups of survivors could each reach the threshold: an explicit choice only.
-  if (threshold !== undefined && threshold < defaultThreshold(sites) && !a['allow-minority-threshold']) {
-    throw new UsageError(`--threshold ${threshold} is below a majority of ${sites} sites (${defaultThreshold(sites)}): then ${threshold} colluding sites with the relay can unmask another site's update. Add --allow-minority-threshold to accept that`);
+  if (
+    threshold !== undefined &&
+    threshold < defaultThreshold(sites) &&
+    !a['allow-minority-threshold']
+  ) {
+    throw new UsageError(
+      `--threshold ${threshold} is below a majority of ${sites} sites (${defaultThreshold(sites)}): then ${threshold} colluding sites with the relay can unmask another site's update. Add --allow-minority-threshold to accept that`,
+    );
   }
   const phase = positive('phase-deadline-s', a['phase-deadline-s']);
   try {
@@ -62,7 +75,12 @@ export function privacyFromArgs(a: PrivacyArgs, sites: number, fed: Pick<Federat
 }
 
 export function describePrivacy(p: PrivacyConfig, sites: number): string {
-  const lines = [`secure aggregation: threshold ${p.threshold} of ${sites} sites, clip ${p.clip}, ${p.fracBits} fractional bits`];
-  if (p.dp) lines.push(`differential privacy: target ε = ${p.dp.epsilon}, δ = ${p.dp.delta}; noise multiplier σ = ${p.dp.noiseMultiplier.toFixed(4)} (std σ·C = ${(p.dp.noiseMultiplier * p.clip).toPrecision(4)} on the sum)`);
+  const lines = [
+    `secure aggregation: threshold ${p.threshold} of ${sites} sites, clip ${p.clip}, ${p.fracBits} fractional bits`,
+  ];
+  if (p.dp)
+    lines.push(
+      `differential privacy: target ε = ${p.dp.epsilon}, δ = ${p.dp.delta}; noise multiplier σ = ${p.dp.noiseMultiplier.toFixed(4)} (std σ·C = ${(p.dp.noiseMultiplier * p.clip).toPrecision(4)} on the sum)`,
+    );
   return lines.join('\n');
 }

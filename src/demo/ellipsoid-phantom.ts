@@ -13,14 +13,22 @@ export const PHANTOM_DATASET_JSON: DatasetJson = {
 
 function volume(data: Float32Array | Int16Array, n: number, spacing: number): Volume {
   return {
-    data, dims: [n, n, n], channels: 1, spacing: [spacing, spacing, spacing],
+    data,
+    dims: [n, n, n],
+    channels: 1,
+    spacing: [spacing, spacing, spacing],
     affine: [spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, 1],
     datatype: data instanceof Float32Array ? 'float32' : 'int16',
   };
 }
 
 /** One case of edge n: background ~ N(100, σ), ellipsoid ~ N(170, σ), radii 0.15..0.3·n. */
-export function ellipsoidPhantom(seed: number, n = 32, spacing = 1, noise = 20): { image: Volume; label: Volume } {
+export function ellipsoidPhantom(
+  seed: number,
+  n = 32,
+  spacing = 1,
+  noise = 20,
+): { image: Volume; label: Volume } {
   const r = mulberry32(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const radii = [0, 1, 2].map(() => n * (0.15 + 0.15 * r()));
@@ -31,7 +39,10 @@ export function ellipsoidPhantom(seed: number, n = 32, spacing = 1, noise = 20):
     for (let y = 0; y < n; y++)
       for (let x = 0; x < n; x++) {
         const i = (z * n + y) * n + x;
-        const d = ((x - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((z - centre[2]) / radii[2]) ** 2;
+        const d =
+          ((x - centre[0]) / radii[0]) ** 2 +
+          ((y - centre[1]) / radii[1]) ** 2 +
+          ((z - centre[2]) / radii[2]) ** 2;
         const fg = d <= 1;
         lab[i] = fg ? 1 : 0;
         img[i] = (fg ? 170 : 100) + noise * gauss();

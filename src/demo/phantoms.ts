@@ -51,7 +51,11 @@ function gaussian(r: () => number): number {
 export function demoCase(site: SiteProfile, siteIndex: number, caseIndex: number): DemoCase {
   const r = mulberry32(((siteIndex + 1) * 7919 + caseIndex * 104729) >>> 0);
   const [sx, sy, sz] = site.spacing;
-  const dims: [number, number, number] = [Math.round(FOV_MM[0] / sx), Math.round(FOV_MM[1] / sy), Math.round(FOV_MM[2] / sz)];
+  const dims: [number, number, number] = [
+    Math.round(FOV_MM[0] / sx),
+    Math.round(FOV_MM[1] / sy),
+    Math.round(FOV_MM[2] / sz),
+  ];
   const [nx, ny, nz] = dims;
   const n = nx * ny * nz;
   const img = new Int16Array(n);
@@ -59,8 +63,20 @@ export function demoCase(site: SiteProfile, siteIndex: number, caseIndex: number
   const jitter = (s: number) => (r() - 0.5) * 2 * s;
   // Anatomy in mm around the FOV centre, varied per case.
   const body = { ax: 24 + jitter(2), ay: 19 + jitter(2) };
-  const organ = { cx: jitter(5), cy: jitter(4), cz: jitter(5), rx: 11 + jitter(2), ry: 8 + jitter(2), rz: 10 + jitter(2) };
-  const lesion = { cx: organ.cx + jitter(2), cy: organ.cy + jitter(2), cz: organ.cz + jitter(2), rad: 3.5 + jitter(1) };
+  const organ = {
+    cx: jitter(5),
+    cy: jitter(4),
+    cz: jitter(5),
+    rx: 11 + jitter(2),
+    ry: 8 + jitter(2),
+    rz: 10 + jitter(2),
+  };
+  const lesion = {
+    cx: organ.cx + jitter(2),
+    cy: organ.cy + jitter(2),
+    cz: organ.cz + jitter(2),
+    rad: 3.5 + jitter(1),
+  };
   const organI = 160 + jitter(10);
   const lesionI = 65 + jitter(10);
   const bias = [jitter(0.12), jitter(0.12), jitter(0.12)];
@@ -72,7 +88,10 @@ export function demoCase(site: SiteProfile, siteIndex: number, caseIndex: number
         const x = (i + 0.5) * sx - FOV_MM[0] / 2;
         const idx = i + nx * (j + ny * k);
         const inBody = (x / body.ax) ** 2 + (y / body.ay) ** 2 <= 1;
-        const eo = ((x - organ.cx) / organ.rx) ** 2 + ((y - organ.cy) / organ.ry) ** 2 + ((z - organ.cz) / organ.rz) ** 2;
+        const eo =
+          ((x - organ.cx) / organ.rx) ** 2 +
+          ((y - organ.cy) / organ.ry) ** 2 +
+          ((z - organ.cz) / organ.rz) ** 2;
         const el = Math.hypot(x - lesion.cx, y - lesion.cy, z - lesion.cz) / lesion.rad;
         let s = 0;
         if (inBody) {
@@ -95,12 +114,43 @@ export function demoCase(site: SiteProfile, siteIndex: number, caseIndex: number
       }
     }
   }
-  const affine = [sx, 0, 0, -FOV_MM[0] / 2, 0, sy, 0, -FOV_MM[1] / 2, 0, 0, sz, -FOV_MM[2] / 2, 0, 0, 0, 1];
+  const affine = [
+    sx,
+    0,
+    0,
+    -FOV_MM[0] / 2,
+    0,
+    sy,
+    0,
+    -FOV_MM[1] / 2,
+    0,
+    0,
+    sz,
+    -FOV_MM[2] / 2,
+    0,
+    0,
+    0,
+    1,
+  ];
   const geometry = { dims, channels: 1, spacing: site.spacing, affine } as const;
   return {
     id: `${site.name.toLowerCase()}_${String(caseIndex).padStart(3, '0')}`,
-    image: { ...geometry, dims: [...dims], spacing: [...site.spacing], affine: [...affine], data: img, datatype: 'int16' },
-    label: { ...geometry, dims: [...dims], spacing: [...site.spacing], affine: [...affine], data: lab, datatype: 'uint8' },
+    image: {
+      ...geometry,
+      dims: [...dims],
+      spacing: [...site.spacing],
+      affine: [...affine],
+      data: img,
+      datatype: 'int16',
+    },
+    label: {
+      ...geometry,
+      dims: [...dims],
+      spacing: [...site.spacing],
+      affine: [...affine],
+      data: lab,
+      datatype: 'uint8',
+    },
   };
 }
 

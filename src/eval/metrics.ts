@@ -65,17 +65,23 @@ export function metricsFromCounts(TP: number, FP: number, FN: number, TN: number
  * length (any layout, same for both). Voxels where the reference equals `ignoreLabel` are skipped.
  */
 export function computeCaseMetrics(
-  reference: ArrayLike<number>, prediction: ArrayLike<number>, labelsOrRegions: readonly LabelOrRegion[],
+  reference: ArrayLike<number>,
+  prediction: ArrayLike<number>,
+  labelsOrRegions: readonly LabelOrRegion[],
   ignoreLabel?: number | null,
 ): Record<string, Metrics> {
   const n = reference.length;
-  if (prediction.length !== n) throw new Error(`computeCaseMetrics: reference ${n} vs prediction ${prediction.length} voxels`);
+  if (prediction.length !== n)
+    throw new Error(`computeCaseMetrics: reference ${n} vs prediction ${prediction.length} voxels`);
   let maxValue = 0;
   for (let i = 0; i < n; i++) maxValue = Math.max(maxValue, reference[i], prediction[i]);
   const out: Record<string, Metrics> = {};
   for (const r of labelsOrRegions) {
     const member = memberTable(r, maxValue);
-    let TP = 0, FP = 0, FN = 0, TN = 0;
+    let TP = 0,
+      FP = 0,
+      FN = 0,
+      TN = 0;
     for (let i = 0; i < n; i++) {
       const ref = reference[i];
       if (ignoreLabel != null && ref === ignoreLabel) continue;
@@ -109,7 +115,10 @@ function mean(values: readonly number[]): number {
  * compute_metrics_on_folder's aggregation: mean[label][metric] = nanmean over cases (empty/empty
  * cases drop out), foreground_mean[metric] = plain mean over the label means without label 0.
  */
-export function summarize(results: readonly CaseResult[], labelsOrRegions: readonly LabelOrRegion[]): Summary {
+export function summarize(
+  results: readonly CaseResult[],
+  labelsOrRegions: readonly LabelOrRegion[],
+): Summary {
   if (results.length === 0) throw new Error('summarize: no cases');
   const keys = labelsOrRegions.map(labelOrRegionKey);
   const meanOut: Record<string, Metrics> = {};
@@ -119,16 +128,23 @@ export function summarize(results: readonly CaseResult[], labelsOrRegions: reado
     meanOut[k] = m;
   }
   const fg = {} as Metrics;
-  for (const name of METRIC_NAMES) fg[name] = mean(keys.filter((k) => k !== '0').map((k) => meanOut[k][name]));
+  for (const name of METRIC_NAMES)
+    fg[name] = mean(keys.filter((k) => k !== '0').map((k) => meanOut[k][name]));
   return { foreground_mean: fg, mean: meanOut, metric_per_case: results.map((r) => ({ ...r })) };
 }
 
 /** One case for `summarize` (reference_file / prediction_file are just recorded). */
 export function evaluateCase(
-  reference: ArrayLike<number>, prediction: ArrayLike<number>, labelsOrRegions: readonly LabelOrRegion[],
-  files: { reference_file: string; prediction_file: string }, ignoreLabel?: number | null,
+  reference: ArrayLike<number>,
+  prediction: ArrayLike<number>,
+  labelsOrRegions: readonly LabelOrRegion[],
+  files: { reference_file: string; prediction_file: string },
+  ignoreLabel?: number | null,
 ): CaseResult {
-  return { metrics: computeCaseMetrics(reference, prediction, labelsOrRegions, ignoreLabel), ...files };
+  return {
+    metrics: computeCaseMetrics(reference, prediction, labelsOrRegions, ignoreLabel),
+    ...files,
+  };
 }
 
 /**
@@ -136,5 +152,11 @@ export function evaluateCase(
  * floats (np.float64 → float), NaN written as NaN.
  */
 export function summaryToJson(summary: Summary): string {
-  return pyJsonDumps(summary, (path) => path[0] !== 'metric_per_case' || path[path.length - 1] === 'Dice' || path[path.length - 1] === 'IoU');
+  return pyJsonDumps(
+    summary,
+    (path) =>
+      path[0] !== 'metric_per_case' ||
+      path[path.length - 1] === 'Dice' ||
+      path[path.length - 1] === 'IoU',
+  );
 }

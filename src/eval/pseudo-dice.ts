@@ -13,18 +13,23 @@ export interface HardCounts {
   fn: number[];
 }
 
-
 /**
  * Label training: argmax of logits (B, K, ...spatial) vs the target label map (B, 1, ...spatial).
  * Voxels whose target is `ignoreLabel` are masked out. Ties in argmax go to the lowest index (torch).
  */
 export function hardCountsLabels(
-  logits: ArrayLike<number>, shape: readonly number[], target: ArrayLike<number>, ignoreLabel?: number | null,
+  logits: ArrayLike<number>,
+  shape: readonly number[],
+  target: ArrayLike<number>,
+  ignoreLabel?: number | null,
 ): HardCounts {
   const [B, K, ...spatial] = shape;
   const n = prod(spatial);
-  if (logits.length !== B * K * n || target.length !== B * n) throw new Error('hardCountsLabels: sizes do not match shape');
-  const tp = new Array<number>(K).fill(0), fp = new Array<number>(K).fill(0), fn = new Array<number>(K).fill(0);
+  if (logits.length !== B * K * n || target.length !== B * n)
+    throw new Error('hardCountsLabels: sizes do not match shape');
+  const tp = new Array<number>(K).fill(0),
+    fp = new Array<number>(K).fill(0),
+    fn = new Array<number>(K).fill(0);
   for (let b = 0; b < B; b++) {
     const base = b * K * n;
     for (let v = 0; v < n; v++) {
@@ -55,13 +60,19 @@ export function hardCountsLabels(
  * `hasIgnore`. No channel is dropped: every region is foreground.
  */
 export function hardCountsRegions(
-  logits: ArrayLike<number>, shape: readonly number[], target: ArrayLike<number>, hasIgnore = false,
+  logits: ArrayLike<number>,
+  shape: readonly number[],
+  target: ArrayLike<number>,
+  hasIgnore = false,
 ): HardCounts {
   const [B, R, ...spatial] = shape;
   const n = prod(spatial);
   const Rt = hasIgnore ? R + 1 : R;
-  if (logits.length !== B * R * n || target.length !== B * Rt * n) throw new Error('hardCountsRegions: sizes do not match shape');
-  const tp = new Array<number>(R).fill(0), fp = new Array<number>(R).fill(0), fn = new Array<number>(R).fill(0);
+  if (logits.length !== B * R * n || target.length !== B * Rt * n)
+    throw new Error('hardCountsRegions: sizes do not match shape');
+  const tp = new Array<number>(R).fill(0),
+    fp = new Array<number>(R).fill(0),
+    fn = new Array<number>(R).fill(0);
   for (let b = 0; b < B; b++) {
     for (let r = 0; r < R; r++) {
       for (let v = 0; v < n; v++) {
@@ -83,11 +94,16 @@ export function hardCountsRegions(
  * Same counts as hardCountsLabels on the logits.
  */
 export function hardCountsFromPrediction(
-  pred: ArrayLike<number>, target: ArrayLike<number>, numClasses: number, ignoreLabel?: number | null,
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  numClasses: number,
+  ignoreLabel?: number | null,
 ): HardCounts {
   const K = numClasses;
   if (pred.length !== target.length) throw new Error('hardCountsFromPrediction: sizes differ');
-  const tp = new Array<number>(K).fill(0), fp = new Array<number>(K).fill(0), fn = new Array<number>(K).fill(0);
+  const tp = new Array<number>(K).fill(0),
+    fp = new Array<number>(K).fill(0),
+    fn = new Array<number>(K).fill(0);
   for (let v = 0; v < pred.length; v++) {
     const t = target[v];
     if (ignoreLabel != null && t === ignoreLabel) continue;
@@ -132,7 +148,11 @@ export class PseudoDiceTracker {
       this.fp = new Array<number>(c.tp.length).fill(0);
       this.fn = new Array<number>(c.tp.length).fill(0);
     }
-    if (c.tp.length !== this.tp.length || c.fp.length !== this.tp.length || c.fn.length !== this.tp.length) {
+    if (
+      c.tp.length !== this.tp.length ||
+      c.fp.length !== this.tp.length ||
+      c.fn.length !== this.tp.length
+    ) {
       throw new Error('PseudoDiceTracker: class count changed within an epoch');
     }
     for (let i = 0; i < c.tp.length; i++) {
@@ -149,7 +169,10 @@ export class PseudoDiceTracker {
       return den === 0 ? NaN : (2 * tp) / den;
     });
     const valid = dicePerClass.filter((d) => !Number.isNaN(d));
-    const meanFgDice = valid.length === 0 ? NaN : numpySum(dicePerClass.map((d) => (Number.isNaN(d) ? 0 : d))) / valid.length;
+    const meanFgDice =
+      valid.length === 0
+        ? NaN
+        : numpySum(dicePerClass.map((d) => (Number.isNaN(d) ? 0 : d))) / valid.length;
     const prev = this.emaHistory[this.emaHistory.length - 1];
     const ema = this.emaHistory.length > 0 ? prev * 0.9 + 0.1 * meanFgDice : meanFgDice;
     this.emaHistory.push(ema);

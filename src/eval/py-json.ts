@@ -25,7 +25,10 @@ export function pyFloatRepr(v: number): string {
 
 function pyString(s: string): string {
   // ensure_ascii: everything outside printable ASCII as \uXXXX (lowercase hex, as Python).
-  return JSON.stringify(s).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(s).replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Python's sorted() order for str keys: by UTF-16 code units is close enough for ASCII keys. */
@@ -37,7 +40,11 @@ function sortKeys(keys: string[]): string[] {
  * Serialises like json.dumps(value, sort_keys=True, indent=4). `isFloat(path)` decides whether a
  * number at that key path is a Python float (default: non-integers and non-finite values only).
  */
-export function pyJsonDumps(value: unknown, isFloat: (path: readonly string[]) => boolean = () => false, indent = 4): string {
+export function pyJsonDumps(
+  value: unknown,
+  isFloat: (path: readonly string[]) => boolean = () => false,
+  indent = 4,
+): string {
   const pad = (d: number): string => ' '.repeat(indent * d);
   const walk = (v: unknown, path: string[], depth: number): string => {
     if (v === null || v === undefined) return 'null';
@@ -51,11 +58,14 @@ export function pyJsonDumps(value: unknown, isFloat: (path: readonly string[]) =
       const items = v.map((x, i) => pad(depth + 1) + walk(x, [...path, String(i)], depth + 1));
       return `[\n${items.join(',\n')}\n${pad(depth)}]`;
     }
-    if (ArrayBuffer.isView(v)) return walk(Array.from(v as unknown as ArrayLike<number>), path, depth);
+    if (ArrayBuffer.isView(v))
+      return walk(Array.from(v as unknown as ArrayLike<number>), path, depth);
     const obj = v as Record<string, unknown>;
     const keys = sortKeys(Object.keys(obj).filter((k) => obj[k] !== undefined));
     if (keys.length === 0) return '{}';
-    const items = keys.map((k) => `${pad(depth + 1)}${pyString(k)}: ${walk(obj[k], [...path, k], depth + 1)}`);
+    const items = keys.map(
+      (k) => `${pad(depth + 1)}${pyString(k)}: ${walk(obj[k], [...path, k], depth + 1)}`,
+    );
     return `{\n${items.join(',\n')}\n${pad(depth)}}`;
   };
   return walk(value, [], 0);

@@ -13,10 +13,14 @@ export function sharedSpec(specs: WeightSpec[]): WeightSpec {
   if (specs.length === 0) return [];
   const [first, ...rest] = specs;
   const maps = rest.map((s) => new Map(s.map((e) => [e.name, e.shape])));
-  return first.filter((e) => maps.every((m) => {
-    const shape = m.get(e.name);
-    return shape !== undefined && sameShape(shape, e.shape);
-  })).map((e) => ({ name: e.name, shape: [...e.shape] }));
+  return first
+    .filter((e) =>
+      maps.every((m) => {
+        const shape = m.get(e.name);
+        return shape !== undefined && sameShape(shape, e.shape);
+      }),
+    )
+    .map((e) => ({ name: e.name, shape: [...e.shape] }));
 }
 
 export class UpdateRejected extends Error {}
@@ -35,8 +39,10 @@ export function validateUpdate(update: NamedWeights, spec: WeightSpec): void {
   for (const { name, shape } of spec) {
     const t = update.get(name);
     if (!t) throw new UpdateRejected(`missing tensor '${name}'`);
-    if (!sameShape(t.shape, shape)) throw new UpdateRejected(`'${name}' has shape [${t.shape}], expected [${shape}]`);
-    if (t.data.length !== numel(shape)) throw new UpdateRejected(`'${name}' holds ${t.data.length} values for shape [${shape}]`);
+    if (!sameShape(t.shape, shape))
+      throw new UpdateRejected(`'${name}' has shape [${t.shape}], expected [${shape}]`);
+    if (t.data.length !== numel(shape))
+      throw new UpdateRejected(`'${name}' holds ${t.data.length} values for shape [${shape}]`);
     for (let i = 0; i < t.data.length; i++) {
       if (!Number.isFinite(t.data[i])) throw new UpdateRejected(`'${name}' contains NaN or Inf`);
     }
@@ -62,7 +68,8 @@ export class StreamingMean implements UpdateAggregator {
 
   /** `scale` multiplies the update's values (a clip to the federation's norm bound), not its weight. */
   add(update: NamedWeights, weight = 1, scale = 1): void {
-    if (!(weight > 0) || !Number.isFinite(weight)) throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
+    if (!(weight > 0) || !Number.isFinite(weight))
+      throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
     validateUpdate(update, this.spec);
     const k = weight * scale;
     for (const [name, sum] of this.sums) {
@@ -75,7 +82,8 @@ export class StreamingMean implements UpdateAggregator {
 
   /** add() for a checked wire update: decodes straight into the sums, the same values in the same order. */
   addChecked(update: CheckedUpdate, weight = 1, scale = 1): void {
-    if (!(weight > 0) || !Number.isFinite(weight)) throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
+    if (!(weight > 0) || !Number.isFinite(weight))
+      throw new UpdateRejected(`weight must be a positive number, got ${weight}`);
     const k = weight * scale;
     for (const [name, sum] of this.sums) {
       const v = update.tensors.get(name);
@@ -137,15 +145,24 @@ export const ROBUST_MAX_BYTES = 2 * 1024 ** 3;
 export class RobustMean implements UpdateAggregator {
   private readonly updates: Map<string, Float32Array>[] = [];
 
-  constructor(readonly spec: WeightSpec, readonly rule: RobustRule, readonly maxUpdates: number, maxBytes = ROBUST_MAX_BYTES) {
+  constructor(
+    readonly spec: WeightSpec,
+    readonly rule: RobustRule,
+    readonly maxUpdates: number,
+    maxBytes = ROBUST_MAX_BYTES,
+  ) {
     const bytes = robustBytes(spec, maxUpdates);
-    if (bytes > maxBytes) throw new Error(`robust aggregation (${rule}) holds every update of a round: ${maxUpdates} sites × ${(bytes / maxUpdates / 2 ** 20).toFixed(1)} MiB = ${(bytes / 2 ** 30).toFixed(2)} GiB, over the ${(maxBytes / 2 ** 30).toFixed(2)} GiB limit`);
+    if (bytes > maxBytes)
+      throw new Error(
+        `robust aggregation (${rule}) holds every update of a round: ${maxUpdates} sites × ${(bytes / maxUpdates / 2 ** 20).toFixed(1)} MiB = ${(bytes / 2 ** 30).toFixed(2)} GiB, over the ${(maxBytes / 2 ** 30).toFixed(2)} GiB limit`,
+      );
   }
 
   /** `weight` is ignored (robust rules are unweighted); `scale` clips the update as it is stored. */
   add(update: NamedWeights, _weight = 1, scale = 1): void {
     validateUpdate(update, this.spec);
-    if (this.updates.length >= this.maxUpdates) throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
+    if (this.updates.length >= this.maxUpdates)
+      throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
     const kept = new Map<string, Float32Array>();
     for (const { name } of this.spec) {
       const d = update.get(name)!.data;
@@ -157,7 +174,8 @@ export class RobustMean implements UpdateAggregator {
   }
 
   addChecked(update: CheckedUpdate, _weight = 1, scale = 1): void {
-    if (this.updates.length >= this.maxUpdates) throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
+    if (this.updates.length >= this.maxUpdates)
+      throw new UpdateRejected(`this round already holds ${this.maxUpdates} updates`);
     const kept = new Map<string, Float32Array>();
     for (const { name, shape } of this.spec) {
       const v = update.tensors.get(name);
@@ -205,7 +223,10 @@ export class RobustMean implements UpdateAggregator {
 }
 
 /** Applies an aggregate to a site's weights: overwrite keys with equal shape, keep the rest local. */
-export function applyShared(local: NamedWeights, shared: NamedWeights): { replaced: string[]; kept: string[] } {
+export function applyShared(
+  local: NamedWeights,
+  shared: NamedWeights,
+): { replaced: string[]; kept: string[] } {
   const replaced: string[] = [];
   const kept: string[] = [];
   for (const [name, t] of local) {
@@ -236,7 +257,8 @@ export function subtract(a: NamedWeights, b: NamedWeights): NamedWeights {
   const out: NamedWeights = new Map();
   for (const [name, tb] of b) {
     const ta = a.get(name);
-    if (!ta || !sameShape(ta.shape, tb.shape)) throw new Error(`cannot subtract '${name}': missing or shape differs`);
+    if (!ta || !sameShape(ta.shape, tb.shape))
+      throw new Error(`cannot subtract '${name}': missing or shape differs`);
     const d = new Float32Array(tb.data.length);
     for (let i = 0; i < d.length; i++) d[i] = ta.data[i] - tb.data[i];
     out.set(name, { shape: [...tb.shape], data: d });
@@ -249,7 +271,8 @@ export function addDelta(b: NamedWeights, delta: NamedWeights): NamedWeights {
   const out: NamedWeights = new Map();
   for (const [name, tb] of b) {
     const td = delta.get(name);
-    if (!td || !sameShape(td.shape, tb.shape)) throw new Error(`cannot apply delta to '${name}': missing or shape differs`);
+    if (!td || !sameShape(td.shape, tb.shape))
+      throw new Error(`cannot apply delta to '${name}': missing or shape differs`);
     const d = new Float32Array(tb.data.length);
     for (let i = 0; i < d.length; i++) d[i] = tb.data[i] + td.data[i];
     out.set(name, { shape: [...tb.shape], data: d });

@@ -34,7 +34,10 @@ export class ChunkSender {
   /** Times sending waited for the channel to drain (tests and diagnostics). */
   waits = 0;
 
-  constructor(private readonly ch: ByteChannel, opts: ChunkOptions = {}) {
+  constructor(
+    private readonly ch: ByteChannel,
+    opts: ChunkOptions = {},
+  ) {
     this.chunkBytes = opts.chunkBytes ?? 64 * 1024;
     this.highWater = opts.highWater ?? 1024 * 1024;
     ch.bufferedAmountLowThreshold = opts.lowWater ?? 256 * 1024;
@@ -61,7 +64,8 @@ export class ChunkSender {
     let off = 0;
     let first = true;
     while (first || off < message.length) {
-      if (this.ch.readyState !== 'open') throw new ChannelClosed(`data channel is ${this.ch.readyState}`);
+      if (this.ch.readyState !== 'open')
+        throw new ChannelClosed(`data channel is ${this.ch.readyState}`);
       if (this.ch.bufferedAmount > this.highWater) await this.drained();
       const head = first ? 5 : 1;
       const n = Math.min(this.chunkBytes, message.length - off);
@@ -80,7 +84,10 @@ export class ChunkReceiver {
   private buf?: Uint8Array;
   private filled = 0;
 
-  constructor(private readonly onMessage: (m: Uint8Array) => void, private readonly maxBytes = 512 * 1024 * 1024) {}
+  constructor(
+    private readonly onMessage: (m: Uint8Array) => void,
+    private readonly maxBytes = 512 * 1024 * 1024,
+  ) {}
 
   push(data: ArrayBuffer | Uint8Array): void {
     const c = data instanceof Uint8Array ? data : new Uint8Array(data);
@@ -89,7 +96,8 @@ export class ChunkReceiver {
       if (this.buf) throw new Error('a new message began before the last one ended');
       if (c.length < 5) throw new Error('truncated first chunk');
       const total = new DataView(c.buffer, c.byteOffset, c.byteLength).getUint32(1, true);
-      if (total > this.maxBytes) throw new Error(`message of ${total} bytes exceeds the limit of ${this.maxBytes}`);
+      if (total > this.maxBytes)
+        throw new Error(`message of ${total} bytes exceeds the limit of ${this.maxBytes}`);
       this.buf = new Uint8Array(total);
       this.filled = 0;
       this.append(c.subarray(5));

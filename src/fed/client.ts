@@ -18,7 +18,11 @@ import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
 import { signedConnect } from './identity/signed-transport.ts';
-import { PlainSiteAggregation, type SiteAggregation, type SiteAggregationHost } from './site-aggregation.ts';
+import {
+  PlainSiteAggregation,
+  type SiteAggregation,
+  type SiteAggregationHost,
+} from './site-aggregation.ts';
 import { SecureSiteAggregation } from './secagg/site-aggregation.ts';
 import type { Connect, Transport } from './transport.ts';
 import { FederationError, type SiteTrainer } from './site-types.ts';
@@ -119,8 +123,17 @@ export class SiteClient {
     this.log = o.log ?? (() => undefined);
     let identity: Promise<SiteIdentity> | undefined;
     const given = o.identity;
-    const getIdentity = () => (identity ??= typeof given === 'function' ? given() : given ? Promise.resolve(given) : ephemeralIdentity());
-    this.open = signedConnect(o.connect, getIdentity, { hostKey: o.hostKey, onError: (e) => this.log(`could not sign a frame: ${errorMessage(e)}`) });
+    const getIdentity = () =>
+      (identity ??=
+        typeof given === 'function'
+          ? given()
+          : given
+            ? Promise.resolve(given)
+            : ephemeralIdentity());
+    this.open = signedConnect(o.connect, getIdentity, {
+      hostKey: o.hostKey,
+      onError: (e) => this.log(`could not sign a frame: ${errorMessage(e)}`),
+    });
   }
 
   /** Runs until the federation is done (resolves) or refuses / fails the site (rejects). */
@@ -141,7 +154,11 @@ export class SiteClient {
   }
 
   private count(kind: 'sent' | 'received', n: number): void {
-    const t = this.traffic.get(this.currentRound) ?? { round: this.currentRound, sent: 0, received: 0 };
+    const t = this.traffic.get(this.currentRound) ?? {
+      round: this.currentRound,
+      sent: 0,
+      received: 0,
+    };
     t[kind] += n;
     this.traffic.set(this.currentRound, t);
   }
@@ -151,7 +168,12 @@ export class SiteClient {
     this.count('sent', bytes.length);
     const round = 'round' in message ? message.round : undefined;
     const tensors = 'tensors' in message ? message.tensors.map((t) => t.name) : undefined;
-    const entry = { type: message.type, bytes: bytes.length, ...(round !== undefined ? { round } : {}), ...(tensors ? { tensors } : {}) };
+    const entry = {
+      type: message.type,
+      bytes: bytes.length,
+      ...(round !== undefined ? { round } : {}),
+      ...(tensors ? { tensors } : {}),
+    };
     this.sentLog.push(entry);
     this.o.onSent?.(entry);
     this.transport?.send(bytes);
@@ -176,19 +198,36 @@ export class SiteClient {
     };
     let t: Transport;
     try {
-      t = await retryWithBackoff(() => (this.done || this.stopped ? Promise.reject(new FederationError('this site is no longer in the federation')) : this.open(handlers)), {
-        // A site key that cannot sign is final; so is a site that left or finished meanwhile.
-        retryable: (e) => !(e instanceof IdentityError) && !this.done && !this.stopped,
-        initialDelayMs: rc.initialMs, maxDelayMs: rc.maxMs, giveUpAfterMs: Infinity, maxAttempts: rc.maxTries + 1,
-      });
+      t = await retryWithBackoff(
+        () =>
+          this.done || this.stopped
+            ? Promise.reject(new FederationError('this site is no longer in the federation'))
+            : this.open(handlers),
+        {
+          // A site key that cannot sign is final; so is a site that left or finished meanwhile.
+          retryable: (e) => !(e instanceof IdentityError) && !this.done && !this.stopped,
+          initialDelayMs: rc.initialMs,
+          maxDelayMs: rc.maxMs,
+          giveUpAfterMs: Infinity,
+          maxAttempts: rc.maxTries + 1,
+        },
+      );
     } catch (e) {
       if (this.stopped) return;
       if (e instanceof IdentityError) return this.fail(e);
-      return this.fail(new FederationError(`cannot reach the relay after ${rc.maxTries} tries: ${String(e)}`));
+      return this.fail(
+        new FederationError(`cannot reach the relay after ${rc.maxTries} tries: ${String(e)}`),
+      );
     }
     if (this.done || this.stopped) return t.close();
     this.transport = t;
-    this.send({ type: 'hello', token: this.o.token, siteName: this.o.siteName, numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases, ...(this.siteId ? { siteId: this.siteId } : {}) });
+    this.send({
+      type: 'hello',
+      token: this.o.token,
+      siteName: this.o.siteName,
+      numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases,
+      ...(this.siteId ? { siteId: this.siteId } : {}),
+    });
   }
 
   private fail(e: unknown): void {
@@ -221,9 +260,16 @@ export class SiteClient {
         this.o.onSiteId?.(m.siteId);
         if ((m.phase === 'init' || m.phase === 'rounds' || m.phase === 'done') && !this.sentSpec) {
           // Rejoining after a reload: planning is over, so continue from the local save.
-          this.preparing ??= this.o.trainer.restore?.(m.config).then((ok) => {
-            if (!ok) throw new FederationError('this federation is past planning and this browser has no saved state for it; it cannot rejoin');
-          }) ?? Promise.reject(new FederationError('this federation is past planning; a new site cannot join now'));
+          this.preparing ??=
+            this.o.trainer.restore?.(m.config).then((ok) => {
+              if (!ok)
+                throw new FederationError(
+                  'this federation is past planning and this browser has no saved state for it; it cannot rejoin',
+                );
+            }) ??
+            Promise.reject(
+              new FederationError('this federation is past planning; a new site cannot join now'),
+            );
           await this.preparing;
           this.sentSpec = true;
           this.sentFingerprint = true;
@@ -232,7 +278,11 @@ export class SiteClient {
           // Secure FFE: the summary goes only into the secure sum the relay opens (secagg-open).
         } else if (m.phase === 'fingerprint' && !this.sentFingerprint) {
           this.sentFingerprint = true;
-          this.send({ type: 'fingerprint', fingerprint: await this.o.trainer.localFingerprint(), numCases: this.o.trainer.numCases });
+          this.send({
+            type: 'fingerprint',
+            fingerprint: await this.o.trainer.localFingerprint(),
+            numCases: this.o.trainer.numCases,
+          });
         } else if (m.phase === 'spec' && methodSpec(m.config.method).planning === 'local') {
           await this.prepareAndDeclare(null);
         }
@@ -259,10 +309,17 @@ export class SiteClient {
         this.log(`${m.reason}${m.retry ? ' (the relay retries with fresh keys)' : ''}`);
         return this.aggregationFor(this.config).handle(m);
       case 'privacy-spent': {
-        const p = { round: m.round, epsilon: m.epsilon, delta: m.delta, noiseMultiplier: m.noiseMultiplier };
+        const p = {
+          round: m.round,
+          epsilon: m.epsilon,
+          delta: m.delta,
+          noiseMultiplier: m.noiseMultiplier,
+        };
         this.privacy.push(p);
         this.o.onPrivacy?.(p);
-        this.log(`round ${m.round}: differential privacy spent ε = ${m.epsilon.toFixed(3)} (δ = ${m.delta})`);
+        this.log(
+          `round ${m.round}: differential privacy spent ε = ${m.epsilon.toFixed(3)} (δ = ${m.delta})`,
+        );
         return;
       }
       case 'final': {
@@ -304,7 +361,16 @@ export class SiteClient {
     if (m.round === 0) {
       // Initial global model: this site's own shared weights, sent whole and lossless.
       const enc = encodeWeights(pick(await this.o.trainer.weights(), this.shared), 'fp32');
-      this.send({ type: 'update', round: 0, numCases: this.o.trainer.numCases, metrics: {}, tensors: enc.entries }, enc.payload);
+      this.send(
+        {
+          type: 'update',
+          round: 0,
+          numCases: this.o.trainer.numCases,
+          metrics: {},
+          tensors: enc.entries,
+        },
+        enc.payload,
+      );
       return;
     }
     return this.aggregationFor(this.config).round(m, payload);
@@ -314,7 +380,9 @@ export class SiteClient {
   private aggregationFor(config: FederationConfig | undefined): SiteAggregation {
     const secure = !!config?.privacy;
     if (!this.aggregation || (secure && this.aggregation instanceof PlainSiteAggregation)) {
-      this.aggregation = secure ? new SecureSiteAggregation(this.aggregationHost()) : new PlainSiteAggregation(this.aggregationHost());
+      this.aggregation = secure
+        ? new SecureSiteAggregation(this.aggregationHost())
+        : new PlainSiteAggregation(this.aggregationHost());
     }
     return this.aggregation;
   }
@@ -340,7 +408,11 @@ export class SiteClient {
   }
 
   /** Loads the global model, trains one round, and returns the shared weights' delta. */
-  private async trainRound(round: number, iters: number, global: NamedWeights): Promise<{ delta: NamedWeights; metrics: Record<string, number> }> {
+  private async trainRound(
+    round: number,
+    iters: number,
+    global: NamedWeights,
+  ): Promise<{ delta: NamedWeights; metrics: Record<string, number> }> {
     const shared = this.shared!;
     await this.o.trainer.loadShared(global);
     const metrics = await this.o.trainer.train(round, iters);

@@ -20,9 +20,24 @@
 // `privacyAtStart` (the workshop host) asks for secure aggregation whose config — the threshold
 // and the fixed-point bits depend on n — is fixed when the federation starts, from the sites
 // joined then; sites learn it from the `welcome` sent to all of them at that moment.
-import { addDelta, sharedSpec, UpdateRejected, validateUpdate, type CheckedUpdate } from './aggregate.ts';
+import {
+  addDelta,
+  sharedSpec,
+  UpdateRejected,
+  validateUpdate,
+  type CheckedUpdate,
+} from './aggregate.ts';
 import { checkEncodedUpdate } from './encoded-update.ts';
-import { aggregatorProblem, caseWeight, checkAggregationConfig, guardNorm, MAX_CASE_WEIGHT, newAggregator, roundCloses, updateNormBound } from './update-guard.ts';
+import {
+  aggregatorProblem,
+  caseWeight,
+  checkAggregationConfig,
+  guardNorm,
+  MAX_CASE_WEIGHT,
+  newAggregator,
+  roundCloses,
+  updateNormBound,
+} from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { METHOD_NAMES, methodSpec } from './methods.ts';
@@ -67,7 +82,10 @@ export interface CoordinatorSnapshot {
 export interface CoordinatorOptions {
   config: FederationConfig & { expectedSites: number; token: string };
   /** FFE merge rule (src/fingerprint/ffe.ts): fingerprints in join order, weighted by case counts. */
-  aggregateFingerprints?: (fps: Record<string, unknown>[], weights: number[]) => Record<string, unknown>;
+  aggregateFingerprints?: (
+    fps: Record<string, unknown>[],
+    weights: number[],
+  ) => Record<string, unknown>;
   now?: () => number;
   /**
    * Saves the snapshot (it keeps changing after the call: copy what you keep). May return a
@@ -96,7 +114,10 @@ export class Coordinator {
   private open?: OpenRound;
   private globalWeights?: NamedWeights;
   private readonly acceptedNorms: number[] = [];
-  private readonly opts: Required<Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart'>> & Pick<CoordinatorOptions, 'aggregateFingerprints'>;
+  private readonly opts: Required<
+    Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart'>
+  > &
+    Pick<CoordinatorOptions, 'aggregateFingerprints'>;
   private idCounter = 0;
   /** Plain or secure aggregation of the rounds (and of FFE's fingerprints, when secure). */
   private readonly aggregator: RoundAggregator;
@@ -121,13 +142,27 @@ export class Coordinator {
     const pending = opts.privacyAtStart;
     if (pending) {
       // Refused now rather than at start, when participants are already waiting.
-      if (config.privacy) throw new Error('privacyAtStart and config.privacy both given: one secure-aggregation config only');
+      if (config.privacy)
+        throw new Error(
+          'privacyAtStart and config.privacy both given: one secure-aggregation config only',
+        );
       checkPrivacyOptions(config, pending);
     }
-    this.s = restored ?? { config, phase: 'join', round: 0, sites: [], history: [], ...(pending ? { privacyAtStart: pending } : {}) };
-    if (restored?.global) this.globalWeights = decodeWeights(restored.global.entries, restored.global.payload);
+    this.s = restored ?? {
+      config,
+      phase: 'join',
+      round: 0,
+      sites: [],
+      history: [],
+      ...(pending ? { privacyAtStart: pending } : {}),
+    };
+    if (restored?.global)
+      this.globalWeights = decodeWeights(restored.global.entries, restored.global.payload);
     // Secure when asked for, even before its config is fixed (privacyAtStart): nothing in the clear either way.
-    this.aggregator = this.s.config.privacy || this.s.privacyAtStart ? new SecureAggregator(this.aggregatorHost()) : new PlainAggregator(this.aggregatorHost());
+    this.aggregator =
+      this.s.config.privacy || this.s.privacyAtStart
+        ? new SecureAggregator(this.aggregatorHost())
+        : new PlainAggregator(this.aggregatorHost());
   }
 
   private aggregatorHost(): AggregatorHost {
@@ -194,8 +229,20 @@ export class Coordinator {
   }
 
   /** Sites that joined, and whether each is connected now (the workshop host's roster). */
-  roster(): Array<{ siteId: string; siteName: string; numCases: number; connected: boolean; fingerprint?: string }> {
-    return this.s.sites.map((x) => ({ siteId: x.siteId, siteName: x.siteName, numCases: x.numCases, connected: this.connected.has(x.siteId), fingerprint: x.key?.fingerprint }));
+  roster(): Array<{
+    siteId: string;
+    siteName: string;
+    numCases: number;
+    connected: boolean;
+    fingerprint?: string;
+  }> {
+    return this.s.sites.map((x) => ({
+      siteId: x.siteId,
+      siteName: x.siteName,
+      numCases: x.numCases,
+      connected: this.connected.has(x.siteId),
+      fingerprint: x.key?.fingerprint,
+    }));
   }
 
   /**
@@ -203,15 +250,32 @@ export class Coordinator {
    * of waiting for `expectedSites`; the quorum shrinks to at most that number.
    */
   startNow(): Outgoing[] {
-    if (this.s.phase !== 'join') throw new Error(`the federation has already started (phase ${this.s.phase})`);
+    if (this.s.phase !== 'join')
+      throw new Error(`the federation has already started (phase ${this.s.phase})`);
     const n = this.s.sites.length;
     if (n === 0) throw new Error('no site has joined yet');
     const pending = this.s.privacyAtStart;
-    const t = this.s.config.privacy?.threshold ?? (pending ? pending.threshold ?? 2 : undefined);
-    if (t !== undefined && n < t) throw new Error(`secure aggregation needs at least ${t} sites (its threshold); ${n} joined`);
-    this.begin({ ...this.s.config, expectedSites: n, minSites: Math.min(this.s.config.minSites, n) });
+    const t = this.s.config.privacy?.threshold ?? (pending ? (pending.threshold ?? 2) : undefined);
+    if (t !== undefined && n < t)
+      throw new Error(`secure aggregation needs at least ${t} sites (its threshold); ${n} joined`);
+    this.begin({
+      ...this.s.config,
+      expectedSites: n,
+      minSites: Math.min(this.s.config.minSites, n),
+    });
     this.opts.log(`started by the host with ${n} site(s)`);
-    const out: Outgoing[] = this.s.sites.filter((x) => this.connected.has(x.siteId)).map((x) => ({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } }));
+    const out: Outgoing[] = this.s.sites
+      .filter((x) => this.connected.has(x.siteId))
+      .map((x) => ({
+        to: x.siteId,
+        message: {
+          type: 'welcome',
+          siteId: x.siteId,
+          config: this.s.config,
+          phase: this.s.phase,
+          round: this.s.round,
+        },
+      }));
     return [...out, ...this.aggregator.started()];
   }
 
@@ -219,14 +283,31 @@ export class Coordinator {
    * Handles one decoded message from a connection. `siteId` is undefined before hello; `key` is
    * the key the connection proved (FederationHost verifies it; see identity/gate.ts).
    */
-  handle(siteId: string | undefined, message: Message, payload: Uint8Array = new Uint8Array(0), key?: SiteKeyBinding): { siteId?: string; out: Outgoing[] } {
+  handle(
+    siteId: string | undefined,
+    message: Message,
+    payload: Uint8Array = new Uint8Array(0),
+    key?: SiteKeyBinding,
+  ): { siteId?: string; out: Outgoing[] } {
     if (message.type === 'hello') return this.hello(message, key);
     if (!siteId || !this.s.sites.some((x) => x.siteId === siteId)) {
       return { out: [] };
     }
     switch (message.type) {
       case 'fingerprint':
-        if (this.aggregator.refusesPlain) return { siteId, out: [{ to: siteId, message: { type: 'error', message: `${this.aggregator.refusesPlain}: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear` } }] };
+        if (this.aggregator.refusesPlain)
+          return {
+            siteId,
+            out: [
+              {
+                to: siteId,
+                message: {
+                  type: 'error',
+                  message: `${this.aggregator.refusesPlain}: fingerprints are only accepted as a secure sum (secagg rounds), never in the clear`,
+                },
+              },
+            ],
+          };
         return { siteId, out: this.fingerprint(siteId, message.fingerprint) };
       case 'spec':
         return { siteId, out: this.spec(siteId, message.spec) };
@@ -238,7 +319,15 @@ export class Coordinator {
       case 'secagg-reveal':
         return { siteId, out: this.aggregator.handle(siteId, message, payload) };
       default:
-        return { siteId, out: [{ to: siteId, message: { type: 'error', message: `unexpected '${message.type}' from a site` } }] };
+        return {
+          siteId,
+          out: [
+            {
+              to: siteId,
+              message: { type: 'error', message: `unexpected '${message.type}' from a site` },
+            },
+          ],
+        };
     }
   }
 
@@ -246,20 +335,42 @@ export class Coordinator {
     return this.s.sites.find((x) => x.siteId === id)!;
   }
 
-  private hello(m: Extract<Message, { type: 'hello' }>, key?: SiteKeyBinding): { siteId?: string; out: Outgoing[] } {
-    const a = admit(this.opts.admission, this.opts.config.token, { token: m.token, siteName: m.siteName, siteId: m.siteId, key }, this.s.sites);
+  private hello(
+    m: Extract<Message, { type: 'hello' }>,
+    key?: SiteKeyBinding,
+  ): { siteId?: string; out: Outgoing[] } {
+    const a = admit(
+      this.opts.admission,
+      this.opts.config.token,
+      { token: m.token, siteName: m.siteName, siteId: m.siteId, key },
+      this.s.sites,
+    );
     if (!a.ok) {
-      this.opts.log(`refused '${m.siteName}'${key ? ` (key ${key.fingerprint})` : ''}: ${a.reason}`);
+      this.opts.log(
+        `refused '${m.siteName}'${key ? ` (key ${key.fingerprint})` : ''}: ${a.reason}`,
+      );
       return { out: [{ to: '', message: { type: 'refused', reason: a.reason } }] };
     }
     let rec = a.siteId ? this.s.sites.find((x) => x.siteId === a.siteId) : undefined;
     if (!rec) {
       if (this.s.phase !== 'join') {
-        return { out: [{ to: '', message: { type: 'refused', reason: 'this federation has already started; new sites cannot join' } }] };
+        return {
+          out: [
+            {
+              to: '',
+              message: {
+                type: 'refused',
+                reason: 'this federation has already started; new sites cannot join',
+              },
+            },
+          ],
+        };
       }
       rec = { siteId: this.opts.newSiteId(), siteName: a.siteName, numCases: m.numCases };
       this.s.sites.push(rec);
-      this.opts.log(`site '${a.siteName}' joined as ${rec.siteId}${key ? ` with key ${key.fingerprint}` : ''} (${this.s.sites.length}/${this.s.config.expectedSites})`);
+      this.opts.log(
+        `site '${a.siteName}' joined as ${rec.siteId}${key ? ` with key ${key.fingerprint}` : ''} (${this.s.sites.length}/${this.s.config.expectedSites})`,
+      );
     }
     if (a.bind && key) {
       // Persisted now, so a restarted relay keeps the binding (trust on first use holds across restarts).
@@ -268,10 +379,45 @@ export class Coordinator {
     }
     this.connected.add(rec.siteId);
     const id = rec.siteId;
-    const out: Outgoing[] = [{ to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } }];
-    if (this.s.phase === 'join' && this.s.sites.length >= this.s.config.expectedSites && this.tryBegin()) {
-      for (const x of this.s.sites) if (x.siteId !== id) out.push({ to: x.siteId, message: { type: 'welcome', siteId: x.siteId, config: this.s.config, phase: this.s.phase, round: this.s.round } });
-      out[0] = { to: id, message: { type: 'welcome', siteId: id, config: this.s.config, phase: this.s.phase, round: this.s.round } };
+    const out: Outgoing[] = [
+      {
+        to: id,
+        message: {
+          type: 'welcome',
+          siteId: id,
+          config: this.s.config,
+          phase: this.s.phase,
+          round: this.s.round,
+        },
+      },
+    ];
+    if (
+      this.s.phase === 'join' &&
+      this.s.sites.length >= this.s.config.expectedSites &&
+      this.tryBegin()
+    ) {
+      for (const x of this.s.sites)
+        if (x.siteId !== id)
+          out.push({
+            to: x.siteId,
+            message: {
+              type: 'welcome',
+              siteId: x.siteId,
+              config: this.s.config,
+              phase: this.s.phase,
+              round: this.s.round,
+            },
+          });
+      out[0] = {
+        to: id,
+        message: {
+          type: 'welcome',
+          siteId: id,
+          config: this.s.config,
+          phase: this.s.phase,
+          round: this.s.round,
+        },
+      };
       out.push(...this.aggregator.started());
     } else {
       out.push(...this.catchUp(id));
@@ -288,7 +434,9 @@ export class Coordinator {
     if (pending) {
       config = { ...config, privacy: privacyConfig(this.s.sites.length, config, pending) };
       const p = config.privacy!;
-      this.opts.log(`secure aggregation: threshold ${p.threshold} of ${this.s.sites.length} sites, clip ${p.clip}, ${p.fracBits} fractional bits${p.dp ? `; DP target ε = ${p.dp.epsilon}, δ = ${p.dp.delta}, σ = ${p.dp.noiseMultiplier.toFixed(4)}` : ''}`);
+      this.opts.log(
+        `secure aggregation: threshold ${p.threshold} of ${this.s.sites.length} sites, clip ${p.clip}, ${p.fracBits} fractional bits${p.dp ? `; DP target ε = ${p.dp.epsilon}, δ = ${p.dp.delta}, σ = ${p.dp.noiseMultiplier.toFixed(4)}` : ''}`,
+      );
     }
     this.s.config = config;
     delete this.s.privacyAtStart;
@@ -311,9 +459,15 @@ export class Coordinator {
   private catchUp(id: string): Outgoing[] {
     const out: Outgoing[] = [];
     if (this.s.aggregateFingerprint && this.s.phase !== 'join' && this.s.phase !== 'fingerprint') {
-      out.push({ to: id, message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint } });
+      out.push({
+        to: id,
+        message: { type: 'aggregate-fingerprint', fingerprint: this.s.aggregateFingerprint },
+      });
     }
-    if (this.s.shared && (this.s.phase === 'init' || this.s.phase === 'rounds' || this.s.phase === 'done')) {
+    if (
+      this.s.shared &&
+      (this.s.phase === 'init' || this.s.phase === 'rounds' || this.s.phase === 'done')
+    ) {
       out.push(this.sharedSpecFor(id));
     }
     if (this.s.phase === 'init' && id === this.s.sites[0].siteId) out.push(this.initRequest());
@@ -328,13 +482,26 @@ export class Coordinator {
   }
 
   private fingerprint(id: string, fp: Record<string, unknown>): Outgoing[] {
-    if (this.s.phase !== 'fingerprint') return [{ to: id, message: { type: 'error', message: `fingerprints are not expected in phase '${this.s.phase}'` } }];
+    if (this.s.phase !== 'fingerprint')
+      return [
+        {
+          to: id,
+          message: {
+            type: 'error',
+            message: `fingerprints are not expected in phase '${this.s.phase}'`,
+          },
+        },
+      ];
     this.site(id).fingerprint = fp;
     if (!this.s.sites.every((x) => x.fingerprint)) return [];
-    if (!this.opts.aggregateFingerprints) throw new Error('FFE needs an aggregateFingerprints function');
+    if (!this.opts.aggregateFingerprints)
+      throw new Error('FFE needs an aggregateFingerprints function');
     try {
       // Case counts weigh the merge; capped as update weights are (update-guard.ts), so one site's claim cannot dominate it.
-      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(this.s.sites.map((x) => x.fingerprint!), this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)));
+      this.s.aggregateFingerprint = this.opts.aggregateFingerprints(
+        this.s.sites.map((x) => x.fingerprint!),
+        this.s.sites.map((x) => Math.min(MAX_CASE_WEIGHT, x.numCases)),
+      );
     } catch (e) {
       // A malformed or incompatible fingerprint (e.g. other image channels) stops FFE for everyone.
       return this.failAll(`FFE failed: ${errorMessage(e)}`);
@@ -348,7 +515,10 @@ export class Coordinator {
     this.s.aggregateFingerprint = fp;
     this.s.phase = 'spec';
     this.persist();
-    return this.s.sites.map((x) => ({ to: x.siteId, message: { type: 'aggregate-fingerprint', fingerprint: fp } }));
+    return this.s.sites.map((x) => ({
+      to: x.siteId,
+      message: { type: 'aggregate-fingerprint', fingerprint: fp },
+    }));
   }
 
   /** A fatal error: logged and told to every site. */
@@ -358,7 +528,16 @@ export class Coordinator {
   }
 
   private spec(id: string, spec: WeightSpec): Outgoing[] {
-    if (this.s.phase !== 'spec') return [{ to: id, message: { type: 'error', message: `a weight spec is not expected in phase '${this.s.phase}'` } }];
+    if (this.s.phase !== 'spec')
+      return [
+        {
+          to: id,
+          message: {
+            type: 'error',
+            message: `a weight spec is not expected in phase '${this.s.phase}'`,
+          },
+        },
+      ];
     this.site(id).spec = spec;
     if (!this.s.sites.every((x) => x.spec)) return [];
     const shared = sharedSpec(this.s.sites.map((x) => x.spec!));
@@ -367,27 +546,33 @@ export class Coordinator {
       const mismatch = this.s.sites.filter((x) => x.spec!.length !== shared.length);
       if (mismatch.length) {
         const reason = `${this.s.config.method} needs identical networks, but ${mismatch.map((x) => x.siteName).join(', ')} planned a different one (use ${METHOD_NAMES.filter((n) => !methodSpec(n).sameArchitecture).join(' or ')})`;
-        for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
+        for (const x of this.s.sites)
+          out.push({ to: x.siteId, message: { type: 'error', message: reason } });
         this.opts.log(reason);
         return out;
       }
     }
     if (shared.length === 0) {
-      const reason = 'the sites\' networks share no parameter (name and shape); nothing can be averaged';
-      for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: reason } });
+      const reason =
+        "the sites' networks share no parameter (name and shape); nothing can be averaged";
+      for (const x of this.s.sites)
+        out.push({ to: x.siteId, message: { type: 'error', message: reason } });
       this.opts.log(reason);
       return out;
     }
     const problem = aggregatorProblem(this.s.config, shared, this.s.sites.length);
     if (problem) {
-      for (const x of this.s.sites) out.push({ to: x.siteId, message: { type: 'error', message: problem } });
+      for (const x of this.s.sites)
+        out.push({ to: x.siteId, message: { type: 'error', message: problem } });
       this.opts.log(problem);
       return out;
     }
     this.s.shared = shared;
     this.s.phase = 'init';
     this.persist();
-    this.opts.log(`shared ${shared.length} tensors; local per site: ${this.s.sites.map((x) => `${x.siteName}=${x.spec!.length - shared.length}`).join(', ')}`);
+    this.opts.log(
+      `shared ${shared.length} tensors; local per site: ${this.s.sites.map((x) => `${x.siteName}=${x.spec!.length - shared.length}`).join(', ')}`,
+    );
     for (const x of this.s.sites) out.push(this.sharedSpecFor(x.siteId));
     out.push(this.initRequest());
     return out;
@@ -399,18 +584,32 @@ export class Coordinator {
   }
 
   private initRequest(): Outgoing {
-    return { to: this.s.sites[0].siteId, message: { type: 'round', round: 0, deadline: 0, iters: 0, tensors: [] } };
+    return {
+      to: this.s.sites[0].siteId,
+      message: { type: 'round', round: 0, deadline: 0, iters: 0, tensors: [] },
+    };
   }
 
-  private update(id: string, m: Extract<Message, { type: 'update' }>, payload: Uint8Array): Outgoing[] {
+  private update(
+    id: string,
+    m: Extract<Message, { type: 'update' }>,
+    payload: Uint8Array,
+  ): Outgoing[] {
     const reject = (reason: string): Outgoing[] => {
-      this.opts.log(`rejected update from ${this.site(id).siteName} for round ${m.round}: ${reason}`);
+      this.opts.log(
+        `rejected update from ${this.site(id).siteName} for round ${m.round}: ${reason}`,
+      );
       this.open?.record.rejected.push({ siteId: id, reason });
       if (this.open?.round === m.round) this.open.refused.add(id);
-      return [{ to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } }];
+      return [
+        { to: id, message: { type: 'update-result', round: m.round, accepted: false, reason } },
+      ];
     };
     const isInit = this.s.phase === 'init' && m.round === 0 && id === this.s.sites[0].siteId;
-    if (this.aggregator.refusesPlain && !isInit) return reject(`${this.aggregator.refusesPlain}: plain updates are refused; the site must send a masked update (secagg rounds)`);
+    if (this.aggregator.refusesPlain && !isInit)
+      return reject(
+        `${this.aggregator.refusesPlain}: plain updates are refused; the site must send a masked update (secagg rounds)`,
+      );
     if (isInit) {
       let w: NamedWeights;
       try {
@@ -422,7 +621,10 @@ export class Coordinator {
       this.globalWeights = w;
       this.s.phase = 'rounds';
       this.persist();
-      return [{ to: id, message: { type: 'update-result', round: 0, accepted: true } }, ...this.openRound()];
+      return [
+        { to: id, message: { type: 'update-result', round: 0, accepted: true } },
+        ...this.openRound(),
+      ];
     }
     // One pass over the wire bytes (CRC, sizes, finiteness, norm); the values go straight into the
     // round's sum below, never through a decoded copy of the update (encoded-update.ts).
@@ -439,18 +641,34 @@ export class Coordinator {
     // Bounds from update-guard.ts: the relative filter, the clip to C, the case-count check.
     let g;
     try {
-      g = guardNorm(checked.norm, updateNormBound(this.s.config), this.acceptedNorms, this.opts.normFactor, median);
-      this.open.mean.addChecked(checked, caseWeight(this.s.config, m.numCases, this.site(id).numCases), g.scale);
+      g = guardNorm(
+        checked.norm,
+        updateNormBound(this.s.config),
+        this.acceptedNorms,
+        this.opts.normFactor,
+        median,
+      );
+      this.open.mean.addChecked(
+        checked,
+        caseWeight(this.s.config, m.numCases, this.site(id).numCases),
+        g.scale,
+      );
     } catch (e) {
       if (e instanceof UpdateRejected) return reject(e.message);
       throw e;
     }
-    if (g.scale < 1) this.opts.log(`update from ${this.site(id).siteName} for round ${m.round}: norm ${g.norm.toPrecision(3)} clipped to ${g.clipped}`);
+    if (g.scale < 1)
+      this.opts.log(
+        `update from ${this.site(id).siteName} for round ${m.round}: norm ${g.norm.toPrecision(3)} clipped to ${g.clipped}`,
+      );
     this.acceptedNorms.push(g.clipped);
     this.open.reported.add(id);
     this.open.record.contributors.push(id);
     this.open.record.metrics[id] = m.metrics;
-    return [{ to: id, message: { type: 'update-result', round: m.round, accepted: true } }, ...this.maybeCloseRound()];
+    return [
+      { to: id, message: { type: 'update-result', round: m.round, accepted: true } },
+      ...this.maybeCloseRound(),
+    ];
   }
 
   private openRound(): Outgoing[] {
@@ -483,36 +701,67 @@ export class Coordinator {
     // encodings are for uploads, where errors average out.
     const g = this.encodeGlobal();
     const o = this.open!;
-    return { to: id, message: { type: 'round', round: o.round, deadline: o.deadline, iters: this.s.config.itersPerRound, tensors: g.entries }, payload: g.payload };
+    return {
+      to: id,
+      message: {
+        type: 'round',
+        round: o.round,
+        deadline: o.deadline,
+        iters: this.s.config.itersPerRound,
+        tensors: g.entries,
+      },
+      payload: g.payload,
+    };
   }
 
   private finalMessage(id: string): Outgoing {
     const g = this.encodeGlobal();
-    return { to: id, message: { type: 'final', round: this.s.round, tensors: g.entries }, payload: g.payload };
+    return {
+      to: id,
+      message: { type: 'final', round: this.s.round, tensors: g.entries },
+      payload: g.payload,
+    };
   }
 
   private maybeCloseRound(): Outgoing[] {
     const o = this.open;
     if (!o || this.s.phase !== 'rounds' || this.aggregator.refusesPlain) return [];
-    const closedBy = roundCloses({ present: [...this.connected], accepted: o.reported, refused: o.refused, minSites: this.s.config.minSites, pastDeadline: this.opts.now() >= o.deadline });
+    const closedBy = roundCloses({
+      present: [...this.connected],
+      accepted: o.reported,
+      refused: o.refused,
+      minSites: this.s.config.minSites,
+      pastDeadline: this.opts.now() >= o.deadline,
+    });
     if (!closedBy) return [];
     o.record.closedBy = closedBy;
-    if (o.reported.size < this.s.config.minSites) this.opts.log(`round ${o.round}: deadline passed with ${o.reported.size} accepted update(s), below the quorum of ${this.s.config.minSites}; closing with what was accepted`);
+    if (o.reported.size < this.s.config.minSites)
+      this.opts.log(
+        `round ${o.round}: deadline passed with ${o.reported.size} accepted update(s), below the quorum of ${this.s.config.minSites}; closing with what was accepted`,
+      );
     return this.closeRound(o, o.mean.contributors > 0 ? o.mean.result() : undefined);
   }
 
   /** Applies the round's mean delta, records it and opens the next round (or finishes). */
-  private closeRound(o: OpenRound, mean: NamedWeights | undefined, before: Outgoing[] = []): Outgoing[] {
+  private closeRound(
+    o: OpenRound,
+    mean: NamedWeights | undefined,
+    before: Outgoing[] = [],
+  ): Outgoing[] {
     const present = [...this.connected];
     // No accepted update (all refused, or none by the deadline): the global model is kept.
     if (mean) this.globalWeights = addDelta(this.globalWeights!, mean);
     this.s.round = o.round;
     this.s.history.push(o.record);
     this.open = undefined;
-    this.opts.log(`round ${o.round} closed (${o.record.closedBy}) with ${o.record.contributors.length} update(s)`);
+    this.opts.log(
+      `round ${o.round} closed (${o.record.closedBy}) with ${o.record.contributors.length} update(s)`,
+    );
     if (this.s.round >= this.s.config.rounds) {
       this.s.phase = 'done';
-      this.opts.log(`federation finished after ${this.s.round} round(s); the final model goes to ${present.length} connected site(s)`);
+      this.opts.log(
+        `federation finished after ${this.s.round} round(s); the final model goes to ${present.length} connected site(s)`,
+      );
       this.persist();
       return [...before, ...present.map((id) => this.finalMessage(id))];
     }
@@ -524,7 +773,9 @@ export class Coordinator {
   private endOnLastGlobal(o: OpenRound, told: Outgoing[]): Outgoing[] {
     if (this.open === o) this.open = undefined;
     this.s.phase = 'done';
-    this.opts.log(`federation finished on the last good global model (round ${this.s.round}); the final model goes to ${this.connected.size} connected site(s)`);
+    this.opts.log(
+      `federation finished on the last good global model (round ${this.s.round}); the final model goes to ${this.connected.size} connected site(s)`,
+    );
     this.persist();
     return [...told, ...[...this.connected].map((id) => this.finalMessage(id))];
   }
@@ -536,4 +787,3 @@ export class Coordinator {
     this.opts.persist(this.s);
   }
 }
-

@@ -10,7 +10,13 @@
 // decodeWeights stores it), summed in the same order.
 import { crc32 } from '../util/crc32.ts';
 import { sameShape, type WeightSpec } from '../model/named-weights.ts';
-import { sumSquares, tensorView, viewBytes, type TensorEntry, type TensorView } from '../model/weights-codec.ts';
+import {
+  sumSquares,
+  tensorView,
+  viewBytes,
+  type TensorEntry,
+  type TensorView,
+} from '../model/weights-codec.ts';
 import { UpdateRejected, type CheckedUpdate } from './aggregate.ts';
 import { errorMessage } from '../util/errors.ts';
 
@@ -18,7 +24,11 @@ import { errorMessage } from '../util/errors.ts';
  * Checks a wire update against `spec` (exact key set, shapes, sizes, CRC-32s, finite values) and
  * returns its views and L2 norm. Throws UpdateRejected with the reason; nothing is kept.
  */
-export function checkEncodedUpdate(entries: readonly TensorEntry[], payload: Uint8Array, spec: WeightSpec): CheckedUpdate {
+export function checkEncodedUpdate(
+  entries: readonly TensorEntry[],
+  payload: Uint8Array,
+  spec: WeightSpec,
+): CheckedUpdate {
   const tensors = new Map<string, TensorView>();
   try {
     for (const e of entries) {
@@ -28,18 +38,21 @@ export function checkEncodedUpdate(entries: readonly TensorEntry[], payload: Uin
   } catch (err) {
     throw err instanceof UpdateRejected ? err : new UpdateRejected(errorMessage(err));
   }
-  if (entries.length !== spec.length) throw new UpdateRejected(`expected ${spec.length} tensors, got ${entries.length}`);
+  if (entries.length !== spec.length)
+    throw new UpdateRejected(`expected ${spec.length} tensors, got ${entries.length}`);
   const shapes = new Map(entries.map((e) => [e.name, e.shape]));
   for (const { name, shape } of spec) {
     const s = shapes.get(name);
     if (!s) throw new UpdateRejected(`missing tensor '${name}'`);
-    if (!sameShape(s, shape)) throw new UpdateRejected(`'${name}' has shape [${s}], expected [${shape}]`);
+    if (!sameShape(s, shape))
+      throw new UpdateRejected(`'${name}' has shape [${s}], expected [${shape}]`);
   }
   // Entry order, as l2Norm over decodeWeights' map sums it.
   let ss = 0;
   for (const e of entries) {
     const v = tensors.get(e.name)!;
-    if (crc32(viewBytes(v)) !== e.crc32) throw new UpdateRejected(`'${e.name}': checksum mismatch (corrupted in transit)`);
+    if (crc32(viewBytes(v)) !== e.crc32)
+      throw new UpdateRejected(`'${e.name}': checksum mismatch (corrupted in transit)`);
     ss = sumSquares(v, ss);
     // A float32 squared is below 2^256, so a finite running sum means every value was finite.
     if (!Number.isFinite(ss)) throw new UpdateRejected(`'${e.name}' contains NaN or Inf`);

@@ -3,7 +3,13 @@
 import { aggregateFingerprints } from '../fingerprint/ffe.ts';
 import { assertDatasetFingerprint, type DatasetFingerprint } from '../fingerprint/types.ts';
 
-export function mergeSiteFingerprints(fps: Record<string, unknown>[], weights: number[]): Record<string, unknown> {
+export function mergeSiteFingerprints(
+  fps: Record<string, unknown>[],
+  weights: number[],
+): Record<string, unknown> {
   fps.forEach((f, i) => assertDatasetFingerprint(f, `site ${i + 1}'s fingerprint`));
-  return aggregateFingerprints(fps as unknown as DatasetFingerprint[], weights) as unknown as Record<string, unknown>;
+  return aggregateFingerprints(
+    fps as unknown as DatasetFingerprint[],
+    weights,
+  ) as unknown as Record<string, unknown>;
 }

@@ -8,7 +8,12 @@
 // that fails is answered with `refused` and the connection is closed. A workshop host tab also has
 // a key of its own (`identity`), and proves it to a participant that opens with a host challenge
 // (identity/host-proof.ts), before that participant sends anything.
-import { Coordinator, type CoordinatorOptions, type CoordinatorSnapshot, type Outgoing } from './coordinator.ts';
+import {
+  Coordinator,
+  type CoordinatorOptions,
+  type CoordinatorSnapshot,
+  type Outgoing,
+} from './coordinator.ts';
 import { decodeMessage, encodeMessage, ProtocolError } from './protocol.ts';
 import { FrameRefused, SiteGate } from './identity/gate.ts';
 import { ENVELOPE_OVERHEAD } from './identity/envelope.ts';
@@ -67,18 +72,33 @@ export class FederationHost {
 
   constructor(private readonly opts: HostOptions) {
     // Say so now rather than refuse every site later: verifying their signatures needs WebCrypto.
-    if (!(globalThis as { crypto?: Crypto }).crypto?.subtle) throw new IdentityError('hosting a federation needs WebCrypto to check the sites\' signatures; browsers offer it only on https:// or http://localhost pages');
+    if (!(globalThis as { crypto?: Crypto }).crypto?.subtle)
+      throw new IdentityError(
+        "hosting a federation needs WebCrypto to check the sites' signatures; browsers offer it only on https:// or http://localhost pages",
+      );
     this.log = opts.log ?? (() => undefined);
     const persist = opts.persist;
     // Unmasking a secure round's sum finishes asynchronously; its messages are routed when it does.
-    this.coordinator = new Coordinator({
-      ...opts,
-      emit: (out) => this.route(undefined, out),
-      persist: persist && ((snap) => {
-        const saved = persist(snap);
-        if (saved) this.hold(saved.catch((e) => this.log(`could not save the federation state (a reload now would lose it): ${errorMessage(e)}`)));
-      }),
-    }, opts.restored);
+    this.coordinator = new Coordinator(
+      {
+        ...opts,
+        emit: (out) => this.route(undefined, out),
+        persist:
+          persist &&
+          ((snap) => {
+            const saved = persist(snap);
+            if (saved)
+              this.hold(
+                saved.catch((e) =>
+                  this.log(
+                    `could not save the federation state (a reload now would lose it): ${errorMessage(e)}`,
+                  ),
+                ),
+              );
+          }),
+      },
+      opts.restored,
+    );
     this.maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
   }
 
@@ -105,7 +125,9 @@ export class FederationHost {
       // mode) closed at once may drop what is still queued, and the site closes on its own.
       if (o.message.type === 'refused') {
         const reason = o.message.reason;
-        void sent.catch(() => undefined).then(() => setTimeout(() => link.close(`refused: ${reason}`), REFUSAL_CLOSE_DELAY_MS));
+        void sent
+          .catch(() => undefined)
+          .then(() => setTimeout(() => link.close(`refused: ${reason}`), REFUSAL_CLOSE_DELAY_MS));
       }
     }
     this.opts.onChange?.();
@@ -120,7 +142,9 @@ export class FederationHost {
     let ended = false;
     const refuse = (reason: string) => {
       ended = true;
-      this.log(`refused ${siteId ?? 'a connecting site'}${gate.key ? ` (key ${gate.key.fingerprint})` : ''}: ${reason}`);
+      this.log(
+        `refused ${siteId ?? 'a connecting site'}${gate.key ? ` (key ${gate.key.fingerprint})` : ''}: ${reason}`,
+      );
       this.route(link, [{ to: '', message: { type: 'refused', reason } }]);
     };
     void Promise.resolve(link.send(gate.challenge())).catch(() => undefined);
@@ -131,16 +155,23 @@ export class FederationHost {
           const proof = await gate.proveHost(await this.hostIdentity(), bytes);
           if (!ended) void Promise.resolve(link.send(proof)).catch(() => undefined);
         } catch (e) {
-          refuse(e instanceof FrameRefused ? e.message : `could not prove the host key: ${errorMessage(e)}`);
+          refuse(
+            e instanceof FrameRefused
+              ? e.message
+              : `could not prove the host key: ${errorMessage(e)}`,
+          );
         }
         return;
       }
-      if (bytes.length > this.maxBytes + ENVELOPE_OVERHEAD) return refuse(`message of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`);
+      if (bytes.length > this.maxBytes + ENVELOPE_OVERHEAD)
+        return refuse(`message of ${bytes.length} bytes exceeds the limit of ${this.maxBytes}`);
       let inner: Uint8Array;
       try {
         inner = await gate.open(bytes);
       } catch (e) {
-        return refuse(e instanceof FrameRefused ? e.message : `identity check failed: ${errorMessage(e)}`);
+        return refuse(
+          e instanceof FrameRefused ? e.message : `identity check failed: ${errorMessage(e)}`,
+        );
       }
       if (ended) return;
       let frame;
@@ -153,7 +184,8 @@ export class FederationHost {
         void link.send(encodeMessage({ type: 'error', message: reason }));
         return;
       }
-      if (!siteId && frame.message.type !== 'hello') return refuse(`the first message must be a hello, not '${frame.message.type}'`);
+      if (!siteId && frame.message.type !== 'hello')
+        return refuse(`the first message must be a hello, not '${frame.message.type}'`);
       try {
         const r = this.coordinator.handle(siteId, frame.message, frame.payload, gate.key);
         if (r.siteId && r.siteId !== siteId) {
@@ -166,13 +198,19 @@ export class FederationHost {
         if (r.out.some((o) => o.to === '' && o.message.type === 'refused')) ended = true;
         this.route(link, r.out);
       } catch (e) {
-        this.log(`error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`);
-        void link.send(encodeMessage({ type: 'error', message: `internal ${this.opts.role ?? 'host'} error` }));
+        this.log(
+          `error handling ${frame.message.type} from ${siteId}: ${e instanceof Error ? e.stack : e}`,
+        );
+        void link.send(
+          encodeMessage({ type: 'error', message: `internal ${this.opts.role ?? 'host'} error` }),
+        );
       }
     };
     return {
       onMessage: (bytes) => {
-        queue = queue.then(() => onFrame(bytes)).catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
+        queue = queue
+          .then(() => onFrame(bytes))
+          .catch((e) => this.log(`error on a connection: ${e instanceof Error ? e.stack : e}`));
       },
       // Frames that arrived before the close are still being verified: handle them first (a
       // site may send its update and leave at once), then the disconnect.

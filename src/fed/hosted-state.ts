@@ -50,7 +50,13 @@ export class HostedStateError extends Error {
 const PHASES: readonly Phase[] = ['join', 'fingerprint', 'spec', 'init', 'rounds', 'done'];
 
 /** Turns a snapshot into a record now: the coordinator keeps changing its snapshot after this call. */
-export function hostedRecord(code: string, token: string, s: Readonly<CoordinatorSnapshot>, now = Date.now(), hostKey?: string): HostedFederationRecord {
+export function hostedRecord(
+  code: string,
+  token: string,
+  s: Readonly<CoordinatorSnapshot>,
+  now = Date.now(),
+  hostKey?: string,
+): HostedFederationRecord {
   const { global, ...rest } = s;
   // A JSON copy, as the relay writes: plain data, detached from the live snapshot.
   const state = JSON.parse(JSON.stringify(rest)) as HostedFederationRecord['state'];
@@ -58,9 +64,20 @@ export function hostedRecord(code: string, token: string, s: Readonly<Coordinato
   if (global) {
     const p = global.payload;
     // The payload is a fresh buffer per snapshot (never written again); copy only a view into a larger one.
-    globalBytes = p.byteOffset === 0 && p.byteLength === p.buffer.byteLength ? (p.buffer as ArrayBuffer) : p.slice().buffer;
+    globalBytes =
+      p.byteOffset === 0 && p.byteLength === p.buffer.byteLength
+        ? (p.buffer as ArrayBuffer)
+        : p.slice().buffer;
   }
-  return { code, token, state, globalEntries: global ? global.entries.map((e) => ({ ...e, shape: [...e.shape] })) : null, globalBytes, updatedAt: now, ...(hostKey ? { hostKey } : {}) };
+  return {
+    code,
+    token,
+    state,
+    globalEntries: global ? global.entries.map((e) => ({ ...e, shape: [...e.shape] })) : null,
+    globalBytes,
+    updatedAt: now,
+    ...(hostKey ? { hostKey } : {}),
+  };
 }
 
 /** Checks a stored record's shape (it may come from an older build, or be damaged); returns why not, or undefined. */
@@ -72,14 +89,26 @@ function problemOf(v: unknown): string | undefined {
   const s = r.state as Partial<CoordinatorSnapshot> | undefined;
   if (!s || typeof s !== 'object') return 'no coordinator state';
   if (!PHASES.includes(s.phase as Phase)) return `unknown phase '${String(s.phase)}'`;
-  if (!Number.isInteger(s.round) || (s.round as number) < 0) return `round ${String(s.round)} is not a round number`;
+  if (!Number.isInteger(s.round) || (s.round as number) < 0)
+    return `round ${String(s.round)} is not a round number`;
   const c = s.config as Partial<CoordinatorSnapshot['config']> | undefined;
-  if (!c || typeof c !== 'object' || !Number.isInteger(c.rounds) || typeof c.method !== 'string') return 'no federation config (method, rounds)';
-  if (!Array.isArray(s.sites) || !s.sites.every((x) => x && typeof x.siteId === 'string' && typeof x.siteName === 'string')) return 'malformed site list';
+  if (!c || typeof c !== 'object' || !Number.isInteger(c.rounds) || typeof c.method !== 'string')
+    return 'no federation config (method, rounds)';
+  if (
+    !Array.isArray(s.sites) ||
+    !s.sites.every((x) => x && typeof x.siteId === 'string' && typeof x.siteName === 'string')
+  )
+    return 'malformed site list';
   if (!Array.isArray(s.history)) return 'no round history';
-  if ((r.globalEntries === null) !== (r.globalBytes === null)) return 'global weights without their tensor table (or the reverse)';
-  if (r.globalEntries !== null && (!Array.isArray(r.globalEntries) || !(r.globalBytes instanceof ArrayBuffer))) return 'malformed global weights';
-  if (s.phase === 'rounds' && r.globalEntries === null) return 'in the rounds phase without global weights';
+  if ((r.globalEntries === null) !== (r.globalBytes === null))
+    return 'global weights without their tensor table (or the reverse)';
+  if (
+    r.globalEntries !== null &&
+    (!Array.isArray(r.globalEntries) || !(r.globalBytes instanceof ArrayBuffer))
+  )
+    return 'malformed global weights';
+  if (s.phase === 'rounds' && r.globalEntries === null)
+    return 'in the rounds phase without global weights';
   if (r.hostKey !== undefined && typeof r.hostKey !== 'string') return 'malformed host key';
   return undefined;
 }
@@ -90,10 +119,20 @@ function summary(v: unknown): HostedSummary {
   const updatedAt = typeof r?.updatedAt === 'number' ? r.updatedAt : 0;
   const problem = problemOf(v);
   if (problem) return { code, updatedAt, problem };
-  return { code, updatedAt, phase: r.state.phase, round: r.state.round, rounds: r.state.config.rounds, sites: r.state.sites.length };
+  return {
+    code,
+    updatedAt,
+    phase: r.state.phase,
+    round: r.state.round,
+    rounds: r.state.config.rounds,
+    sites: r.state.sites.length,
+  };
 }
 
-export async function saveHostedFederation(db: HostedRecordStore, rec: HostedFederationRecord): Promise<void> {
+export async function saveHostedFederation(
+  db: HostedRecordStore,
+  rec: HostedFederationRecord,
+): Promise<void> {
   await db.put(rec);
 }
 
@@ -108,11 +147,19 @@ export async function unfinishedHostedFederations(db: HostedRecordStore): Promis
 }
 
 /** The saved federation of `code`, ready to restore a Coordinator from; undefined if none. Throws HostedStateError if unreadable. */
-export async function loadHostedFederation(db: HostedRecordStore, code: string): Promise<{ token: string; snapshot: CoordinatorSnapshot; updatedAt: number; hostKey?: string } | undefined> {
+export async function loadHostedFederation(
+  db: HostedRecordStore,
+  code: string,
+): Promise<
+  { token: string; snapshot: CoordinatorSnapshot; updatedAt: number; hostKey?: string } | undefined
+> {
   const v = await db.get(code);
   if (v === undefined) return undefined;
   const problem = problemOf(v);
-  if (problem) throw new HostedStateError(`the saved workshop federation '${code}' cannot be resumed: ${problem}`);
+  if (problem)
+    throw new HostedStateError(
+      `the saved workshop federation '${code}' cannot be resumed: ${problem}`,
+    );
   const r = v as unknown as HostedFederationRecord;
   const snapshot: CoordinatorSnapshot = { ...r.state };
   if (r.globalEntries && r.globalBytes) {
@@ -121,11 +168,18 @@ export async function loadHostedFederation(db: HostedRecordStore, code: string):
       // Checked now (sizes, checksums) so a damaged record fails here, with its name, not in the coordinator.
       decodeWeights(r.globalEntries, payload);
     } catch (e) {
-      throw new HostedStateError(`the saved workshop federation '${code}' cannot be resumed: its global weights are damaged (${errorMessage(e)})`);
+      throw new HostedStateError(
+        `the saved workshop federation '${code}' cannot be resumed: its global weights are damaged (${errorMessage(e)})`,
+      );
     }
     snapshot.global = { entries: r.globalEntries, payload };
   }
-  return { token: r.token, snapshot, updatedAt: r.updatedAt, ...(r.hostKey ? { hostKey: r.hostKey } : {}) };
+  return {
+    token: r.token,
+    snapshot,
+    updatedAt: r.updatedAt,
+    ...(r.hostKey ? { hostKey: r.hostKey } : {}),
+  };
 }
 
 /**
@@ -139,19 +193,33 @@ export class HostedFederationWriter {
   private tail: Promise<void> = Promise.resolve();
   private queued?: { job: HostedFederationRecord | 'delete'; promise: Promise<void> };
 
-  constructor(private readonly db: HostedRecordStore, readonly code: string, private readonly token: string, private readonly now: () => number = Date.now, private readonly hostKey?: string) {}
+  constructor(
+    private readonly db: HostedRecordStore,
+    readonly code: string,
+    private readonly token: string,
+    private readonly now: () => number = Date.now,
+    private readonly hostKey?: string,
+  ) {}
 
   persist = (s: Readonly<CoordinatorSnapshot>): Promise<void> => {
-    const job = s.phase === 'done' ? 'delete' as const : hostedRecord(this.code, this.token, s, this.now(), this.hostKey);
+    const job =
+      s.phase === 'done'
+        ? ('delete' as const)
+        : hostedRecord(this.code, this.token, s, this.now(), this.hostKey);
     if (this.queued) {
       this.queued.job = job;
       return this.queued.promise;
     }
-    const q: { job: HostedFederationRecord | 'delete'; promise: Promise<void> } = { job, promise: Promise.resolve() };
+    const q: { job: HostedFederationRecord | 'delete'; promise: Promise<void> } = {
+      job,
+      promise: Promise.resolve(),
+    };
     q.promise = this.tail.then(() => {
       // From here on a newer snapshot queues a write of its own.
       if (this.queued === q) this.queued = undefined;
-      return q.job === 'delete' ? deleteHostedFederation(this.db, this.code) : saveHostedFederation(this.db, q.job);
+      return q.job === 'delete'
+        ? deleteHostedFederation(this.db, this.code)
+        : saveHostedFederation(this.db, q.job);
     });
     this.queued = q;
     this.tail = q.promise.catch(() => undefined);

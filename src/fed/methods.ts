@@ -41,22 +41,39 @@ export interface MethodSpec {
 
 export const METHODS = {
   ffe: {
-    name: 'ffe', label: 'FFE (one shared plan)', help: 'FednnU-Net federated fingerprint extraction: one plan from the pooled fingerprint, all weights averaged',
-    planning: 'pooled', keys: 'all', sameArchitecture: true,
+    name: 'ffe',
+    label: 'FFE (one shared plan)',
+    help: 'FednnU-Net federated fingerprint extraction: one plan from the pooled fingerprint, all weights averaged',
+    planning: 'pooled',
+    keys: 'all',
+    sameArchitecture: true,
   },
   asym: {
-    name: 'asym', label: 'AsymFedAvg (local plans)', help: 'FednnU-Net AsymFedAvg: each site plans locally, the parameters every site has are averaged',
-    planning: 'local', keys: 'intersection', sameArchitecture: false,
+    name: 'asym',
+    label: 'AsymFedAvg (local plans)',
+    help: 'FednnU-Net AsymFedAvg: each site plans locally, the parameters every site has are averaged',
+    planning: 'local',
+    keys: 'intersection',
+    sameArchitecture: false,
   },
   fedavg: {
-    name: 'fedavg', label: 'FedAvg', help: 'plain FedAvg: local plans that must agree, all weights averaged',
-    planning: 'local', keys: 'all', sameArchitecture: true,
+    name: 'fedavg',
+    label: 'FedAvg',
+    help: 'plain FedAvg: local plans that must agree, all weights averaged',
+    planning: 'local',
+    keys: 'all',
+    sameArchitecture: true,
   },
   fedprox: {
     // Pooled planning: the proximal term needs every site on the same network, which local
     // plans of heterogeneous sites rarely give.
-    name: 'fedprox', label: 'FedProx (one shared plan, proximal term)', help: 'FFE planning; each site adds μ/2·‖w − w_global‖² to its training loss',
-    planning: 'pooled', keys: 'all', sameArchitecture: true, siteLoss: 'proximal',
+    name: 'fedprox',
+    label: 'FedProx (one shared plan, proximal term)',
+    help: 'FFE planning; each site adds μ/2·‖w − w_global‖² to its training loss',
+    planning: 'pooled',
+    keys: 'all',
+    sameArchitecture: true,
+    siteLoss: 'proximal',
     options: [{ flag: 'mu', default: 0.01, help: 'proximal weight μ' }],
   },
 } as const satisfies Record<string, MethodSpec>;
@@ -66,7 +83,9 @@ export type Method = keyof typeof METHODS;
 export const METHOD_NAMES = Object.keys(METHODS) as Method[];
 
 /** Every method parameter some method takes (the union of the rows' options). */
-export const METHOD_PARAMS = [...new Set(METHOD_NAMES.flatMap((n) => (methodSpec(n).options ?? []).map((o) => o.flag)))];
+export const METHOD_PARAMS = [
+  ...new Set(METHOD_NAMES.flatMap((n) => (methodSpec(n).options ?? []).map((o) => o.flag))),
+];
 
 export function isMethod(v: unknown): v is Method {
   return typeof v === 'string' && Object.hasOwn(METHODS, v);
@@ -74,7 +93,8 @@ export function isMethod(v: unknown): v is Method {
 
 export function methodSpec(m: Method): MethodSpec {
   const s: MethodSpec | undefined = isMethod(m) ? METHODS[m] : undefined;
-  if (!s) throw new Error(`unknown federation method '${String(m)}' (one of ${METHOD_NAMES.join(', ')})`);
+  if (!s)
+    throw new Error(`unknown federation method '${String(m)}' (one of ${METHOD_NAMES.join(', ')})`);
   return s;
 }
 
@@ -89,7 +109,9 @@ export function methodDefaults(m: Method): { method: Method } & MethodParams {
 export function methodsHelp(indent: string): string {
   return METHOD_NAMES.map((n) => {
     const s = methodSpec(n);
-    const opts = (s.options ?? []).map((o) => ` [--${o.flag} X: ${o.help}, default ${o.default}]`).join('');
+    const opts = (s.options ?? [])
+      .map((o) => ` [--${o.flag} X: ${o.help}, default ${o.default}]`)
+      .join('');
     return `${indent}${n.padEnd(8)} ${s.help}${opts}`;
   }).join('\n');
 }

@@ -10,12 +10,23 @@ import type { Connect } from './client.ts';
 import type { FederationHost } from './host.ts';
 import { retryWithBackoff } from '../util/retry.ts';
 
-export const hostPeerId = (code: string) => `fednnunet-ws-${code.trim().toLowerCase().replace(/[^a-z0-9]/g, '')}`;
+export const hostPeerId = (code: string) =>
+  `fednnunet-ws-${code
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '')}`;
 
 /** The relay that served this page is the signalling server; no STUN/TURN (same network). */
 export function peerOptions(): PeerOptions {
   const secure = location.protocol === 'https:';
-  return { host: location.hostname, port: Number(location.port || (secure ? 443 : 80)), path: '/peerjs', secure, config: { iceServers: [] }, debug: 0 };
+  return {
+    host: location.hostname,
+    port: Number(location.port || (secure ? 443 : 80)),
+    path: '/peerjs',
+    secure,
+    config: { iceServers: [] },
+    debug: 0,
+  };
 }
 
 /** The signalling server still gives the code's peer id to another tab (perhaps a host tab that just died). */
@@ -29,7 +40,11 @@ function openPeer(id: string | undefined): Promise<Peer> {
     // Only errors before 'open' fail the peer; later ones (e.g. a host not there yet) belong to a connect.
     const failed = (e: { type: string; message: string }) => {
       peer.destroy();
-      fail(e.type === 'unavailable-id' ? new WorkshopCodeTaken('this workshop code is already hosted elsewhere') : new Error(`signalling failed: ${e.message}`));
+      fail(
+        e.type === 'unavailable-id'
+          ? new WorkshopCodeTaken('this workshop code is already hosted elsewhere')
+          : new Error(`signalling failed: ${e.message}`),
+      );
     };
     peer.once('open', () => {
       peer.off('error', failed);
@@ -47,7 +62,11 @@ function openPeer(id: string | undefined): Promise<Peer> {
 export const HOST_ID_WAIT_MS = 150_000;
 
 /** Wires an open DataConnection to chunked send/receive. */
-function wire(conn: DataConnection, onMessage: (b: Uint8Array) => void, onClose: () => void): { send(b: Uint8Array): Promise<void>; close(): void } {
+function wire(
+  conn: DataConnection,
+  onMessage: (b: Uint8Array) => void,
+  onClose: () => void,
+): { send(b: Uint8Array): Promise<void>; close(): void } {
   const ch = conn.dataChannel;
   ch.binaryType = 'arraybuffer';
   const tx = new ChunkSender(ch);
@@ -70,19 +89,35 @@ function wire(conn: DataConnection, onMessage: (b: Uint8Array) => void, onClose:
  * Hosts `host` under the code's peer id until `close()`. While another tab holds the id (the host
  * tab this one replaces, after a reload), retries with backoff for up to `waitMs`, telling `onWait`.
  */
-export async function hostOverPeerJS(host: FederationHost, code: string, o: { waitMs?: number; onWait?: (attempt: number, delayMs: number) => void } = {}): Promise<{ close(): void; peerId: string }> {
+export async function hostOverPeerJS(
+  host: FederationHost,
+  code: string,
+  o: { waitMs?: number; onWait?: (attempt: number, delayMs: number) => void } = {},
+): Promise<{ close(): void; peerId: string }> {
   const waitMs = o.waitMs ?? HOST_ID_WAIT_MS;
   const peer = await retryWithBackoff(() => openPeer(hostPeerId(code)), {
     retryable: (e) => e instanceof WorkshopCodeTaken,
-    initialDelayMs: 1000, maxDelayMs: 10_000, giveUpAfterMs: waitMs,
+    initialDelayMs: 1000,
+    maxDelayMs: 10_000,
+    giveUpAfterMs: waitMs,
     onRetry: (attempt, delayMs) => o.onWait?.(attempt, delayMs),
   }).catch((e) => {
-    throw e instanceof WorkshopCodeTaken && waitMs > 0 ? new WorkshopCodeTaken(`workshop code ${code} was still in use after ${Math.round(waitMs / 1000)} s: another tab or browser hosts it`) : e;
+    throw e instanceof WorkshopCodeTaken && waitMs > 0
+      ? new WorkshopCodeTaken(
+          `workshop code ${code} was still in use after ${Math.round(waitMs / 1000)} s: another tab or browser hosts it`,
+        )
+      : e;
   });
   peer.on('connection', (conn) => {
     conn.on('open', () => {
       // wire() only calls back on later channel events, after `h` is set.
-      const h: ReturnType<FederationHost['accept']> = host.accept(wire(conn, (b) => h.onMessage(b), () => h.onClose()));
+      const h: ReturnType<FederationHost['accept']> = host.accept(
+        wire(
+          conn,
+          (b) => h.onMessage(b),
+          () => h.onClose(),
+        ),
+      );
     });
   });
   // Errors after 'open' (a participant's connection failing, the signalling socket lost) must not
@@ -130,7 +165,8 @@ export function peerConnect(code: string): Connect {
   return async (h) => {
     const p = await livePeer();
     const target = hostPeerId(code);
-    const conn = p.connect(target, { serialization: 'raw', reliable: true }) as DataConnection | undefined;
+    const conn = p.connect(target, { serialization: 'raw', reliable: true }) as
+      DataConnection | undefined;
     if (!conn) throw new Error('lost the signalling server; trying again');
     await new Promise<void>((ok, fail) => {
       const end = (e?: Error) => {
@@ -144,10 +180,21 @@ export function peerConnect(code: string): Connect {
       const opened = () => end();
       // Peer-level errors: only those about this host, or the signalling itself, end this try.
       const failed = (e: { type: string; message: string }) => {
-        if (e.type === 'peer-unavailable') return e.message.endsWith(target) ? end(new Error('no workshop is hosted with this code')) : undefined;
+        if (e.type === 'peer-unavailable')
+          return e.message.endsWith(target)
+            ? end(new Error('no workshop is hosted with this code'))
+            : undefined;
         end(new Error(e.message));
       };
-      const t = setTimeout(() => end(new Error('the workshop host did not answer (is the host tab open, and the code right?)')), CONNECT_TIMEOUT_MS);
+      const t = setTimeout(
+        () =>
+          end(
+            new Error(
+              'the workshop host did not answer (is the host tab open, and the code right?)',
+            ),
+          ),
+        CONNECT_TIMEOUT_MS,
+      );
       conn.on('open', opened);
       p.on('error', failed);
     });

@@ -88,21 +88,55 @@ export type Message =
   | { type: 'spec'; spec: WeightSpec }
   | { type: 'shared-spec'; spec: WeightSpec; local: number }
   | { type: 'round'; round: number; deadline: number; iters: number; tensors: TensorEntry[] }
-  | { type: 'update'; round: number; numCases: number; metrics: Record<string, number>; tensors: TensorEntry[] }
+  | {
+      type: 'update';
+      round: number;
+      numCases: number;
+      metrics: Record<string, number>;
+      tensors: TensorEntry[];
+    }
   | { type: 'update-result'; round: number; accepted: boolean; reason?: string }
   | { type: 'final'; round: number; tensors: TensorEntry[] }
   | { type: 'error'; message: string }
   // Secure aggregation (src/fed/secagg/round.ts, site-round.ts); `attempt` counts retries of a round.
   | ({ type: 'secagg-open' } & SecaggOpen)
   | { type: 'secagg-advert'; round: number; attempt: number; cPub: B64; sPub: B64 }
-  | { type: 'secagg-keys'; round: number; attempt: number; adverts: Array<{ index: number; cPub: B64; sPub: B64 }> }
-  | { type: 'secagg-shares'; round: number; attempt: number; shares: Array<{ to: number; iv: B64; ct: B64 }> }
-  | { type: 'secagg-inbox'; round: number; attempt: number; u2: number[]; shares: Array<{ from: number; iv: B64; ct: B64 }> }
+  | {
+      type: 'secagg-keys';
+      round: number;
+      attempt: number;
+      adverts: Array<{ index: number; cPub: B64; sPub: B64 }>;
+    }
+  | {
+      type: 'secagg-shares';
+      round: number;
+      attempt: number;
+      shares: Array<{ to: number; iv: B64; ct: B64 }>;
+    }
+  | {
+      type: 'secagg-inbox';
+      round: number;
+      attempt: number;
+      u2: number[];
+      shares: Array<{ from: number; iv: B64; ct: B64 }>;
+    }
   | { type: 'secagg-masked'; round: number; attempt: number; length: number }
   | { type: 'secagg-unmask'; round: number; attempt: number; u3: number[] }
-  | { type: 'secagg-reveal'; round: number; attempt: number; b: Array<{ of: number; y: B64 }>; s: Array<{ of: number; y: B64 }> }
+  | {
+      type: 'secagg-reveal';
+      round: number;
+      attempt: number;
+      b: Array<{ of: number; y: B64 }>;
+      s: Array<{ of: number; y: B64 }>;
+    }
   | { type: 'round-failed'; round: number; attempt: number; reason: string; retry: boolean }
-  | { type: 'privacy-spent'; round: number; epsilon: number; delta: number; noiseMultiplier: number };
+  | {
+      type: 'privacy-spent';
+      round: number;
+      epsilon: number;
+      delta: number;
+      noiseMultiplier: number;
+    };
 
 export type MessageType = Message['type'];
 
@@ -113,19 +147,49 @@ const str: Check = (v) => typeof v === 'string' && v.length <= 4096;
 const int: Check = (v) => Number.isSafeInteger(v) && (v as number) >= 0;
 const num: Check = (v) => typeof v === 'number' && Number.isFinite(v);
 const obj: Check = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const shape: Check = (v) => Array.isArray(v) && v.length <= 8 && v.every((d) => int(d) && (d as number) > 0);
-const spec: Check = (v) => Array.isArray(v) && v.every((e) => obj(e) && str((e as Record<string, unknown>).name) && shape((e as Record<string, unknown>).shape));
+const shape: Check = (v) =>
+  Array.isArray(v) && v.length <= 8 && v.every((d) => int(d) && (d as number) > 0);
+const spec: Check = (v) =>
+  Array.isArray(v) &&
+  v.every(
+    (e) =>
+      obj(e) &&
+      str((e as Record<string, unknown>).name) &&
+      shape((e as Record<string, unknown>).shape),
+  );
 const tensors: Check = (v) =>
   Array.isArray(v) &&
-  v.every((e) => obj(e) && str(e.name) && shape(e.shape) && ['fp32', 'fp16', 'int8'].includes(e.encoding) && int(e.offset) && int(e.byteLength) && int(e.crc32) && (e.scale === undefined || num(e.scale)));
-const metrics: Check = (v) => obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
+  v.every(
+    (e) =>
+      obj(e) &&
+      str(e.name) &&
+      shape(e.shape) &&
+      ['fp32', 'fp16', 'int8'].includes(e.encoding) &&
+      int(e.offset) &&
+      int(e.byteLength) &&
+      int(e.crc32) &&
+      (e.scale === undefined || num(e.scale)),
+  );
+const metrics: Check = (v) =>
+  obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
 const config: Check = (v) => {
   const c = v as FederationConfig;
-  return obj(v) && isMethod(c.method) && ['3d_fullres', '2d'].includes(c.configuration) &&
-    int(c.rounds) && int(c.itersPerRound) && int(c.minSites) && int(c.roundDeadlineMs) &&
-    ['uniform', 'cases'].includes(c.weighting) && ['fp32', 'fp16', 'int8'].includes(c.encoding) && optional(privacy)(c.privacy) &&
-    optional(pos)(c.maxUpdateNorm) && (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust)) &&
-    optional(nonNegative)(c.mu) && methodParams(c);
+  return (
+    obj(v) &&
+    isMethod(c.method) &&
+    ['3d_fullres', '2d'].includes(c.configuration) &&
+    int(c.rounds) &&
+    int(c.itersPerRound) &&
+    int(c.minSites) &&
+    int(c.roundDeadlineMs) &&
+    ['uniform', 'cases'].includes(c.weighting) &&
+    ['fp32', 'fp16', 'int8'].includes(c.encoding) &&
+    optional(privacy)(c.privacy) &&
+    optional(pos)(c.maxUpdateNorm) &&
+    (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust)) &&
+    optional(nonNegative)(c.mu) &&
+    methodParams(c)
+  );
 };
 const nonNegative: Check = (v) => num(v) && (v as number) >= 0;
 /** The method's own parameters are present, and no other method's (a site must not guess a μ). */
@@ -135,17 +199,55 @@ const methodParams = (c: FederationConfig): boolean => {
 };
 /** A federation config as the protocol accepts it (the relay checks its restored state with it). */
 export const isFederationConfig = (v: unknown): v is FederationConfig => config(v);
-const optional = (c: Check): Check => (v) => v === undefined || c(v);
+const optional =
+  (c: Check): Check =>
+  (v) =>
+    v === undefined || c(v);
 const pos: Check = (v) => num(v) && (v as number) > 0;
 const privacy: Check = (v) => {
   const p = v as PrivacyConfig;
-  if (!obj(v) || p.secureAggregation !== true || !int(p.threshold) || p.threshold < 2 || !pos(p.clip) || !int(p.fracBits) || p.fracBits > 30 ||
-    !int(p.maxWeight) || p.maxWeight < 1 || !int(p.phaseDeadlineMs) || !int(p.ffeCells) || p.ffeCells < 3 || p.ffeCells % 3 !== 0 || !int(p.ffeChannels) || p.ffeChannels < 1) return false;
-  return p.dp === undefined || (obj(p.dp) && pos(p.dp.epsilon) && pos(p.dp.delta) && p.dp.delta < 1 && pos(p.dp.noiseMultiplier));
+  if (
+    !obj(v) ||
+    p.secureAggregation !== true ||
+    !int(p.threshold) ||
+    p.threshold < 2 ||
+    !pos(p.clip) ||
+    !int(p.fracBits) ||
+    p.fracBits > 30 ||
+    !int(p.maxWeight) ||
+    p.maxWeight < 1 ||
+    !int(p.phaseDeadlineMs) ||
+    !int(p.ffeCells) ||
+    p.ffeCells < 3 ||
+    p.ffeCells % 3 !== 0 ||
+    !int(p.ffeChannels) ||
+    p.ffeChannels < 1
+  )
+    return false;
+  return (
+    p.dp === undefined ||
+    (obj(p.dp) &&
+      pos(p.dp.epsilon) &&
+      pos(p.dp.delta) &&
+      p.dp.delta < 1 &&
+      pos(p.dp.noiseMultiplier))
+  );
 };
-const b64 = (max: number): Check => (v) => typeof v === 'string' && v.length <= max && /^[A-Za-z0-9+/]*={0,2}$/.test(v) && v.length % 4 === 0;
-const list = (c: Check, max: number): Check => (v) => Array.isArray(v) && v.length <= max && v.every(c);
-const record = (fields: Record<string, Check>): Check => (v) => obj(v) && Object.entries(fields).every(([k, c]) => c((v as Record<string, unknown>)[k]));
+const b64 =
+  (max: number): Check =>
+  (v) =>
+    typeof v === 'string' &&
+    v.length <= max &&
+    /^[A-Za-z0-9+/]*={0,2}$/.test(v) &&
+    v.length % 4 === 0;
+const list =
+  (c: Check, max: number): Check =>
+  (v) =>
+    Array.isArray(v) && v.length <= max && v.every(c);
+const record =
+  (fields: Record<string, Check>): Check =>
+  (v) =>
+    obj(v) && Object.entries(fields).every(([k, c]) => c((v as Record<string, unknown>)[k]));
 /** Largest federation a secure round accepts (Shamir points, message sizes). */
 export const MAX_SECAGG_SITES = 1000;
 const KEY = b64(128);
@@ -164,14 +266,40 @@ const SCHEMA: Record<MessageType, Record<string, Check>> = {
   'update-result': { round: int, accepted: (v) => typeof v === 'boolean', reason: optional(str) },
   final: { round: int, tensors },
   error: { message: str },
-  'secagg-open': { round: int, attempt: int, kind: (v) => v === 'model' || v === 'fingerprint', salt: b64(64), participants: list(str, SITES), threshold: int, length: int },
+  'secagg-open': {
+    round: int,
+    attempt: int,
+    kind: (v) => v === 'model' || v === 'fingerprint',
+    salt: b64(64),
+    participants: list(str, SITES),
+    threshold: int,
+    length: int,
+  },
   'secagg-advert': { round: int, attempt: int, cPub: KEY, sPub: KEY },
-  'secagg-keys': { round: int, attempt: int, adverts: list(record({ index: int, cPub: KEY, sPub: KEY }), SITES) },
-  'secagg-shares': { round: int, attempt: int, shares: list(record({ to: int, iv: b64(64), ct: b64(512) }), SITES) },
-  'secagg-inbox': { round: int, attempt: int, u2: list(int, SITES), shares: list(record({ from: int, iv: b64(64), ct: b64(512) }), SITES) },
+  'secagg-keys': {
+    round: int,
+    attempt: int,
+    adverts: list(record({ index: int, cPub: KEY, sPub: KEY }), SITES),
+  },
+  'secagg-shares': {
+    round: int,
+    attempt: int,
+    shares: list(record({ to: int, iv: b64(64), ct: b64(512) }), SITES),
+  },
+  'secagg-inbox': {
+    round: int,
+    attempt: int,
+    u2: list(int, SITES),
+    shares: list(record({ from: int, iv: b64(64), ct: b64(512) }), SITES),
+  },
   'secagg-masked': { round: int, attempt: int, length: int },
   'secagg-unmask': { round: int, attempt: int, u3: list(int, SITES) },
-  'secagg-reveal': { round: int, attempt: int, b: list(record({ of: int, y: b64(128) }), SITES), s: list(record({ of: int, y: b64(128) }), SITES) },
+  'secagg-reveal': {
+    round: int,
+    attempt: int,
+    b: list(record({ of: int, y: b64(128) }), SITES),
+    s: list(record({ of: int, y: b64(128) }), SITES),
+  },
   'round-failed': { round: int, attempt: int, reason: str, retry: (v) => typeof v === 'boolean' },
   'privacy-spent': { round: int, epsilon: num, delta: num, noiseMultiplier: num },
 };
@@ -181,7 +309,10 @@ export interface Frame {
   payload: Uint8Array;
 }
 
-export function encodeMessage(message: Message, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+export function encodeMessage(
+  message: Message,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
   const header = new TextEncoder().encode(JSON.stringify(message));
   const pad = (4 - ((PREFIX + header.length) % 4)) % 4;
   const out = new Uint8Array(PREFIX + header.length + pad + payload.length);
@@ -194,15 +325,30 @@ export function encodeMessage(message: Message, payload: Uint8Array = new Uint8A
 }
 
 export function decodeMessage(bytes: Uint8Array, maxBytes = Infinity): Frame {
-  if (bytes.length > maxBytes) throw new ProtocolError(`message of ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
-  if (bytes.length < PREFIX || MAGIC.some((b, i) => bytes[i] !== b)) throw new ProtocolError('not a FednnU-Net message (bad magic)');
-  if (bytes[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${bytes[4]} is not supported (this is version ${PROTOCOL_VERSION})`);
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
-  if (headerLength > MAX_HEADER_BYTES) throw new ProtocolError(`message header of ${headerLength} bytes exceeds the limit of ${MAX_HEADER_BYTES}`);
+  if (bytes.length > maxBytes)
+    throw new ProtocolError(`message of ${bytes.length} bytes exceeds the limit of ${maxBytes}`);
+  if (bytes.length < PREFIX || MAGIC.some((b, i) => bytes[i] !== b))
+    throw new ProtocolError('not a FednnU-Net message (bad magic)');
+  if (bytes[4] !== PROTOCOL_VERSION)
+    throw new ProtocolError(
+      `protocol version ${bytes[4]} is not supported (this is version ${PROTOCOL_VERSION})`,
+    );
+  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(
+    8,
+    true,
+  );
+  if (headerLength > MAX_HEADER_BYTES)
+    throw new ProtocolError(
+      `message header of ${headerLength} bytes exceeds the limit of ${MAX_HEADER_BYTES}`,
+    );
   if (PREFIX + headerLength > bytes.length) throw new ProtocolError('truncated message header');
   let message: unknown;
   try {
-    message = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(PREFIX, PREFIX + headerLength)));
+    message = JSON.parse(
+      new TextDecoder('utf-8', { fatal: true }).decode(
+        bytes.subarray(PREFIX, PREFIX + headerLength),
+      ),
+    );
   } catch {
     throw new ProtocolError('message header is not valid JSON');
   }
@@ -211,7 +357,8 @@ export function decodeMessage(bytes: Uint8Array, maxBytes = Infinity): Frame {
   const payload = bytes.subarray(Math.min(bytes.length, PREFIX + headerLength + pad));
   if ('tensors' in message) {
     const end = Math.max(0, ...message.tensors.map((t) => t.offset + t.byteLength));
-    if (end > payload.length) throw new ProtocolError(`payload truncated: ${payload.length} of ${end} bytes`);
+    if (end > payload.length)
+      throw new ProtocolError(`payload truncated: ${payload.length} of ${end} bytes`);
   }
   return { message, payload };
 }
@@ -220,9 +367,11 @@ function validate(m: unknown): asserts m is Message {
   if (!obj(m)) throw new ProtocolError('message header is not an object');
   const type = (m as { type?: unknown }).type;
   // Own properties only: `'__proto__' in SCHEMA` or `'toString' in SCHEMA` is true.
-  if (typeof type !== 'string' || !Object.hasOwn(SCHEMA, type)) throw new ProtocolError(`unknown message type '${String(type)}'`);
+  if (typeof type !== 'string' || !Object.hasOwn(SCHEMA, type))
+    throw new ProtocolError(`unknown message type '${String(type)}'`);
   const schema = SCHEMA[type as MessageType];
   for (const [field, check] of Object.entries(schema)) {
-    if (!check((m as Record<string, unknown>)[field])) throw new ProtocolError(`'${type}' message has an invalid '${field}'`);
+    if (!check((m as Record<string, unknown>)[field]))
+      throw new ProtocolError(`'${type}' message has an invalid '${field}'`);
   }
 }

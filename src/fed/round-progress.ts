@@ -50,5 +50,8 @@ export function progressLine(seen: readonly RoundSeen[], total: number): string 
 
 /** The chart's series: a metric per round, in round order, finite values only. */
 export function metricPoints(seen: readonly RoundSeen[], metric: string): Array<[number, number]> {
-  return seen.filter((r) => Number.isFinite(r.metrics[metric])).map((r) => [r.round, r.metrics[metric]] as [number, number]).sort((a, b) => a[0] - b[0]);
+  return seen
+    .filter((r) => Number.isFinite(r.metrics[metric]))
+    .map((r) => [r.round, r.metrics[metric]] as [number, number])
+    .sort((a, b) => a[0] - b[0]);
 }

@@ -9,7 +9,10 @@ import { FederationError, type SiteTrainer } from './site-types.ts';
 
 export type RoundMessage = Extract<Message, { type: 'round' }>;
 /** The relay's secure-aggregation steps a site answers, and a failed attempt. */
-export type SiteSecaggMessage = Extract<Message, { type: 'secagg-open' | 'secagg-keys' | 'secagg-inbox' | 'secagg-unmask' | 'round-failed' }>;
+export type SiteSecaggMessage = Extract<
+  Message,
+  { type: 'secagg-open' | 'secagg-keys' | 'secagg-inbox' | 'secagg-unmask' | 'round-failed' }
+>;
 
 /** What an aggregation may read of, and ask of, the SiteClient. */
 export interface SiteAggregationHost {
@@ -22,7 +25,11 @@ export interface SiteAggregationHost {
   log(line: string): void;
   fail(e: unknown): void;
   /** Loads the round's global model, trains the round; the shared weights' delta and the metrics. */
-  trainRound(round: number, iters: number, global: NamedWeights): Promise<{ delta: NamedWeights; metrics: Record<string, number> }>;
+  trainRound(
+    round: number,
+    iters: number,
+    global: NamedWeights,
+  ): Promise<{ delta: NamedWeights; metrics: Record<string, number> }>;
   /** Re-sends the update already sent for `round`, if there is one (a re-opened round). */
   resendUpdate(round: number): boolean;
 }
@@ -51,14 +58,31 @@ export class PlainSiteAggregation implements SiteAggregation {
     if (this.host.resendUpdate(m.round)) return;
     if (this.trainedRound >= m.round) return;
     this.trainedRound = m.round;
-    const { delta, metrics } = await this.host.trainRound(m.round, m.iters, decodeWeights(m.tensors, payload));
+    const { delta, metrics } = await this.host.trainRound(
+      m.round,
+      m.iters,
+      decodeWeights(m.tensors, payload),
+    );
     const enc = encodeWeights(delta, this.host.encoding());
-    this.host.send({ type: 'update', round: m.round, numCases: this.host.trainer.numCases, metrics, tensors: enc.entries }, enc.payload);
+    this.host.send(
+      {
+        type: 'update',
+        round: m.round,
+        numCases: this.host.trainer.numCases,
+        metrics,
+        tensors: enc.entries,
+      },
+      enc.payload,
+    );
   }
 
   handle(m: SiteSecaggMessage): void {
-    if (m.type === 'secagg-open') throw new FederationError('the relay opened a secure round, but this federation is not configured for secure aggregation');
-    if (m.type !== 'round-failed') this.host.log(`ignored a stale ${m.type} (round ${m.round}, attempt ${m.attempt})`);
+    if (m.type === 'secagg-open')
+      throw new FederationError(
+        'the relay opened a secure round, but this federation is not configured for secure aggregation',
+      );
+    if (m.type !== 'round-failed')
+      this.host.log(`ignored a stale ${m.type} (round ${m.round}, attempt ${m.attempt})`);
   }
 
   idle(): Promise<void> {

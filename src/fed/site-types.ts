@@ -11,7 +11,10 @@ export interface SiteTrainer {
   numCases: number;
   localFingerprint(): Promise<Record<string, unknown>>;
   /** Plan (on the aggregate under FFE, locally otherwise), preprocess, build the network. */
-  prepare(aggregateFingerprint: Record<string, unknown> | null, config: FederationConfig): Promise<void>;
+  prepare(
+    aggregateFingerprint: Record<string, unknown> | null,
+    config: FederationConfig,
+  ): Promise<void>;
   /** A snapshot of the network's weights, all of them, by nnU-Net name (PyTorch layout). */
   weights(): Promise<NamedWeights>;
   /** Overwrites the parameters whose name and shape appear in `shared`; the rest stays local. */

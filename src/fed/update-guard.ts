@@ -13,7 +13,14 @@
 //   cannot make one site the whole mean.
 // - A round always ends: refused sites count as answered, and at the deadline a round closes with
 //   what it accepted (possibly nothing: the global model is kept) as long as any site is connected.
-import { RobustMean, StreamingMean, UpdateRejected, robustBytes, ROBUST_MAX_BYTES, type UpdateAggregator } from './aggregate.ts';
+import {
+  RobustMean,
+  StreamingMean,
+  UpdateRejected,
+  robustBytes,
+  ROBUST_MAX_BYTES,
+  type UpdateAggregator,
+} from './aggregate.ts';
 import type { FederationConfig } from './protocol.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
 
@@ -27,24 +34,45 @@ export const DEFAULT_MAX_UPDATE_NORM = 100;
 export const MAX_CASE_WEIGHT = 1000;
 
 /** The norm bound C a federation's updates are held to. */
-export function updateNormBound(config: Pick<FederationConfig, 'maxUpdateNorm' | 'privacy'>): number {
+export function updateNormBound(
+  config: Pick<FederationConfig, 'maxUpdateNorm' | 'privacy'>,
+): number {
   return config.privacy?.clip ?? config.maxUpdateNorm ?? DEFAULT_MAX_UPDATE_NORM;
 }
 
 /** Checks the aggregation options of a config (`secure`: secure aggregation on, or asked for at start); throws with the option's name. */
-export function checkAggregationConfig(config: Pick<FederationConfig, 'maxUpdateNorm' | 'robust' | 'privacy' | 'weighting'>, secure = !!config.privacy): void {
+export function checkAggregationConfig(
+  config: Pick<FederationConfig, 'maxUpdateNorm' | 'robust' | 'privacy' | 'weighting'>,
+  secure = !!config.privacy,
+): void {
   const c = config.maxUpdateNorm;
-  if (c !== undefined && !(c > 0 && Number.isFinite(c))) throw new Error(`the maximum update norm must be a positive number, got ${c}`);
-  if (c !== undefined && secure) throw new Error('secure aggregation clips each update on its site to the clip norm (--clip); a separate maximum update norm does not apply');
+  if (c !== undefined && !(c > 0 && Number.isFinite(c)))
+    throw new Error(`the maximum update norm must be a positive number, got ${c}`);
+  if (c !== undefined && secure)
+    throw new Error(
+      'secure aggregation clips each update on its site to the clip norm (--clip); a separate maximum update norm does not apply',
+    );
   if (config.robust !== undefined) {
-    if (config.robust !== 'trimmed-mean' && config.robust !== 'median') throw new Error(`robust aggregation must be 'trimmed-mean' or 'median', got '${String(config.robust)}'`);
-    if (secure) throw new Error('robust aggregation needs every update in the clear; secure aggregation only reveals their sum');
-    if (config.weighting !== 'uniform') throw new Error('robust aggregation is unweighted: use --weighting uniform');
+    if (config.robust !== 'trimmed-mean' && config.robust !== 'median')
+      throw new Error(
+        `robust aggregation must be 'trimmed-mean' or 'median', got '${String(config.robust)}'`,
+      );
+    if (secure)
+      throw new Error(
+        'robust aggregation needs every update in the clear; secure aggregation only reveals their sum',
+      );
+    if (config.weighting !== 'uniform')
+      throw new Error('robust aggregation is unweighted: use --weighting uniform');
   }
 }
 
 /** Why a round of `sites` updates of `spec` cannot be aggregated under `config` (robust memory), or undefined. */
-export function aggregatorProblem(config: Pick<FederationConfig, 'robust'>, spec: WeightSpec, sites: number, maxBytes = ROBUST_MAX_BYTES): string | undefined {
+export function aggregatorProblem(
+  config: Pick<FederationConfig, 'robust'>,
+  spec: WeightSpec,
+  sites: number,
+  maxBytes = ROBUST_MAX_BYTES,
+): string | undefined {
   if (!config.robust) return undefined;
   const bytes = robustBytes(spec, sites);
   if (bytes <= maxBytes) return undefined;
@@ -52,7 +80,11 @@ export function aggregatorProblem(config: Pick<FederationConfig, 'robust'>, spec
 }
 
 /** A fresh aggregator for one round. */
-export function newAggregator(config: Pick<FederationConfig, 'robust'>, spec: WeightSpec, sites: number): UpdateAggregator {
+export function newAggregator(
+  config: Pick<FederationConfig, 'robust'>,
+  spec: WeightSpec,
+  sites: number,
+): UpdateAggregator {
   return config.robust ? new RobustMean(spec, config.robust, sites) : new StreamingMean(spec);
 }
 
@@ -60,10 +92,18 @@ export function newAggregator(config: Pick<FederationConfig, 'robust'>, spec: We
  * A site's weight under the config's weighting: its update's case count, which may not exceed what
  * it declared at join (`declared`, 0 when it hid it), capped at MAX_CASE_WEIGHT.
  */
-export function caseWeight(config: Pick<FederationConfig, 'weighting'>, claimed: number, declared: number): number {
+export function caseWeight(
+  config: Pick<FederationConfig, 'weighting'>,
+  claimed: number,
+  declared: number,
+): number {
   if (config.weighting !== 'cases') return 1;
-  if (!Number.isSafeInteger(claimed) || claimed < 0) throw new UpdateRejected(`numCases must be a non-negative integer, got ${claimed}`);
-  if (claimed > declared) throw new UpdateRejected(`numCases ${claimed} exceeds the ${declared} cases this site declared when it joined`);
+  if (!Number.isSafeInteger(claimed) || claimed < 0)
+    throw new UpdateRejected(`numCases must be a non-negative integer, got ${claimed}`);
+  if (claimed > declared)
+    throw new UpdateRejected(
+      `numCases ${claimed} exceeds the ${declared} cases this site declared when it joined`,
+    );
   return Math.min(MAX_CASE_WEIGHT, Math.max(1, claimed));
 }
 
@@ -79,10 +119,19 @@ export interface GuardedUpdate {
  * The clip of an update of norm `norm` to the bound C, after the relative check against the
  * median of earlier accepted (clipped) norms. Throws UpdateRejected for an outlier.
  */
-export function guardNorm(norm: number, bound: number, acceptedNorms: readonly number[], normFactor: number, median: (v: readonly number[]) => number): GuardedUpdate {
+export function guardNorm(
+  norm: number,
+  bound: number,
+  acceptedNorms: readonly number[],
+  normFactor: number,
+  median: (v: readonly number[]) => number,
+): GuardedUpdate {
   if (acceptedNorms.length >= 2) {
     const ref = median(acceptedNorms);
-    if (norm > normFactor * ref) throw new UpdateRejected(`update norm ${norm.toPrecision(3)} is over ${normFactor}× the median ${ref.toPrecision(3)}`);
+    if (norm > normFactor * ref)
+      throw new UpdateRejected(
+        `update norm ${norm.toPrecision(3)} is over ${normFactor}× the median ${ref.toPrecision(3)}`,
+      );
   }
   const scale = norm > bound ? bound / norm : 1;
   return { scale, norm, clipped: Math.min(norm, bound) };
@@ -105,7 +154,8 @@ export interface RoundState {
  * federation; with nobody connected it waits for sites to come back). undefined = stays open.
  */
 export function roundCloses(s: RoundState): 'all' | 'deadline' | undefined {
-  const allAnswered = s.present.length > 0 && s.present.every((id) => s.accepted.has(id) || s.refused.has(id));
+  const allAnswered =
+    s.present.length > 0 && s.present.every((id) => s.accepted.has(id) || s.refused.has(id));
   const quorum = s.accepted.size >= s.minSites;
   if (allAnswered && quorum) return 'all';
   if (s.pastDeadline && (quorum || s.present.length > 0)) return 'deadline';

@@ -21,7 +21,18 @@ export interface WorkshopSettings {
 
 /** A workshop federation's config (the method's own options at their defaults): any number of sites, one at least, an hour per round, fp16 deltas. */
 export function workshopConfig(code: string, s: WorkshopSettings): HostOptions['config'] {
-  return { ...methodDefaults(s.method), configuration: '3d_fullres', rounds: s.rounds, itersPerRound: s.itersPerRound, minSites: 1, roundDeadlineMs: 3_600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1000, token: code };
+  return {
+    ...methodDefaults(s.method),
+    configuration: '3d_fullres',
+    rounds: s.rounds,
+    itersPerRound: s.itersPerRound,
+    minSites: 1,
+    roundDeadlineMs: 3_600_000,
+    weighting: 'uniform',
+    encoding: 'fp16',
+    expectedSites: 1000,
+    token: code,
+  };
 }
 
 /** What the host tab shows of its federation. */
@@ -40,10 +51,17 @@ export interface WorkshopStatus {
 
 export function workshopStatus(c: Coordinator): WorkshopStatus {
   const roster = c.roster().map((x) => ({
-    siteName: x.siteName, connected: x.connected, fingerprint: x.fingerprint ?? '',
+    siteName: x.siteName,
+    connected: x.connected,
+    fingerprint: x.fingerprint ?? '',
     text: `${x.siteName} — ${x.numCases ? `${x.numCases} cases` : 'case count not shared'}${x.connected ? '' : ' (disconnected)'}${x.fingerprint ? ` — key ${x.fingerprint}` : ''}`,
   }));
-  let text = c.phase === 'join' ? `${roster.length} site(s) joined; start when everyone is in.` : c.phase === 'done' ? `Federation finished after ${c.round} rounds.` : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
+  let text =
+    c.phase === 'join'
+      ? `${roster.length} site(s) joined; start when everyone is in.`
+      : c.phase === 'done'
+        ? `Federation finished after ${c.round} rounds.`
+        : `phase ${c.phase}, round ${c.round} of ${c.snapshot.config.rounds} completed`;
   const sec = c.secureStatus;
   if (sec) text += ` — ${secureStatusText(sec)}`;
   return {

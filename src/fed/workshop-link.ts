@@ -10,7 +10,12 @@ export class WorkshopLinkError extends Error {
 }
 
 /** The link participants open: `base` is the app's address (origin and path). */
-export function workshopJoinLink(base: string, code: string, hostKey: string, secure: boolean): string {
+export function workshopJoinLink(
+  base: string,
+  code: string,
+  hostKey: string,
+  secure: boolean,
+): string {
   const key = normalizeFingerprint(hostKey).replaceAll(':', '');
   return `${base}?workshop=${encodeURIComponent(code)}&hostkey=${key}${secure ? '&secure=1' : ''}`;
 }
@@ -19,11 +24,15 @@ export function workshopJoinLink(base: string, code: string, hostKey: string, se
 export function pinnedHostKey(hostKey: string | null | undefined): string {
   const s = (hostKey ?? '').trim();
   if (!s) {
-    throw new WorkshopLinkError('this workshop link has no host key (hostkey=…): it was made by an older version of the app, or cut short. Ask the host for the link their Federation tab shows now; without the key this browser cannot tell the host from someone who took over the workshop code');
+    throw new WorkshopLinkError(
+      'this workshop link has no host key (hostkey=…): it was made by an older version of the app, or cut short. Ask the host for the link their Federation tab shows now; without the key this browser cannot tell the host from someone who took over the workshop code',
+    );
   }
   try {
     return normalizeFingerprint(s);
   } catch (e) {
-    throw new WorkshopLinkError(`this workshop link's host key is malformed (${e instanceof IdentityError ? e.message : String(e)}); ask the host for the current link`);
+    throw new WorkshopLinkError(
+      `this workshop link's host key is malformed (${e instanceof IdentityError ? e.message : String(e)}); ask the host for the current link`,
+    );
   }
 }

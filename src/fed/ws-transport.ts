@@ -13,7 +13,12 @@ type WsLike = {
   onmessage: ((ev: { data: unknown }) => void) | null;
 };
 
-export function wsConnect(url: string, WS: new (url: string) => unknown = (globalThis as unknown as { WebSocket: new (url: string) => unknown }).WebSocket): Connect {
+export function wsConnect(
+  url: string,
+  WS: new (url: string) => unknown = (
+    globalThis as unknown as { WebSocket: new (url: string) => unknown }
+  ).WebSocket,
+): Connect {
   return (h) =>
     new Promise((resolve, reject) => {
       const ws = new WS(url) as WsLike;
@@ -33,7 +38,8 @@ export function wsConnect(url: string, WS: new (url: string) => unknown = (globa
       ws.onmessage = (ev) => {
         const d = ev.data;
         if (d instanceof ArrayBuffer) h.onMessage(new Uint8Array(d));
-        else if (ArrayBuffer.isView(d)) h.onMessage(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+        else if (ArrayBuffer.isView(d))
+          h.onMessage(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
       };
     });
 }

@@ -42,34 +42,61 @@ export function summarizeValues(v: Float32Array, maxDistinct = MAX_DISTINCT): Fo
   for (let i = 0; i < n; i++) s += v[i];
   const mean = n ? s / n : NaN;
   let m2 = 0;
-  for (let i = 0; i < n; i++) { const d = v[i] - mean; m2 += d * d; }
+  for (let i = 0; i < n; i++) {
+    const d = v[i] - mean;
+    m2 += d * d;
+  }
   let distinct = 0;
   for (let i = 0; i < n; i++) if (i === n - 1 || v[i] !== v[i + 1]) distinct++;
   let values: Float64Array, cum: Float64Array;
   const exact = distinct <= maxDistinct;
   if (exact) {
-    values = new Float64Array(distinct); cum = new Float64Array(distinct);
-    for (let i = 0, j = 0; i < n; i++) if (i === n - 1 || v[i] !== v[i + 1]) { values[j] = v[i]; cum[j++] = i + 1; }
+    values = new Float64Array(distinct);
+    cum = new Float64Array(distinct);
+    for (let i = 0, j = 0; i < n; i++)
+      if (i === n - 1 || v[i] !== v[i + 1]) {
+        values[j] = v[i];
+        cum[j++] = i + 1;
+      }
   } else {
     // Value at rank ceil(k n / M) for k = 1..M, merged where equal.
-    const vs: number[] = [], cs: number[] = [];
+    const vs: number[] = [],
+      cs: number[] = [];
     for (let k = 1; k <= maxDistinct; k++) {
       const r = Math.ceil((k * n) / maxDistinct);
       const val = v[r - 1];
       if (vs.length && vs[vs.length - 1] === val) cs[cs.length - 1] = r;
-      else { vs.push(val); cs.push(r); }
+      else {
+        vs.push(val);
+        cs.push(r);
+      }
     }
-    values = Float64Array.from(vs); cum = Float64Array.from(cs);
+    values = Float64Array.from(vs);
+    cum = Float64Array.from(cs);
   }
-  return { n, mean, m2, min: n ? v[0] : NaN, max: n ? v[n - 1] : NaN, values, cumCounts: cum, exact };
+  return {
+    n,
+    mean,
+    m2,
+    min: n ? v[0] : NaN,
+    max: n ? v[n - 1] : NaN,
+    values,
+    cumCounts: cum,
+    exact,
+  };
 }
 
 /**
  * analyze_case on in-memory volumes: `image` holds all channels, `label` the segmentation (same dims).
  * Only the nonzero mask and foreground values are materialised, never a cropped image copy.
  */
-export function caseFingerprint(image: Volume, label: Volume, opts: { maxDistinct?: number } = {}): CaseFingerprint {
-  if (label.dims.some((d, i) => d !== image.dims[i])) throw new Error(`label dims ${label.dims} differ from image dims ${image.dims}`);
+export function caseFingerprint(
+  image: Volume,
+  label: Volume,
+  opts: { maxDistinct?: number } = {},
+): CaseFingerprint {
+  if (label.dims.some((d, i) => d !== image.dims[i]))
+    throw new Error(`label dims ${label.dims} differ from image dims ${image.dims}`);
   const v = nnunetView(image);
   const C = v.shape[0];
   const shape: Shape3 = [v.shape[1], v.shape[2], v.shape[3]];
@@ -92,7 +119,9 @@ export function caseFingerprint(image: Volume, label: Volume, opts: { maxDistinc
   scan(() => nFg++);
   const fgIdx = new Int32Array(nFg);
   let k = 0;
-  scan((i) => { fgIdx[k++] = i; });
+  scan((i) => {
+    fgIdx[k++] = i;
+  });
   const foreground: ForegroundSummary[] = [];
   const vals = new Float32Array(fgIdx.length);
   for (let c = 0; c < C; c++) {

@@ -47,7 +47,10 @@ export interface ExtractResult {
 /** The error a cancelled extraction rejects with: a DOMException named 'AbortError'. */
 export function abortError(done: number, total: number | undefined, reason: unknown): DOMException {
   const of = total === undefined ? '' : ` of ${total}`;
-  const e = new DOMException(`fingerprint extraction cancelled after ${done}${of} case(s)`, 'AbortError');
+  const e = new DOMException(
+    `fingerprint extraction cancelled after ${done}${of} case(s)`,
+    'AbortError',
+  );
   // Keep the caller's reason reachable (DOMException takes no options bag).
   Object.defineProperty(e, 'cause', { value: reason, enumerable: false });
   return e;
@@ -72,8 +75,13 @@ export async function extractFingerprintFromCases(
   await check();
   for await (const c of cases) {
     await check();
-    if (!c.label) throw new Error(`case ${c.id} has no label map; the fingerprint needs one per training case`);
-    const image = Array.isArray(c.image) ? (c.image.length === 1 ? c.image[0] : stackChannels(c.image)) : c.image;
+    if (!c.label)
+      throw new Error(`case ${c.id} has no label map; the fingerprint needs one per training case`);
+    const image = Array.isArray(c.image)
+      ? c.image.length === 1
+        ? c.image[0]
+        : stackChannels(c.image)
+      : c.image;
     let fp: CaseFingerprint;
     try {
       fp = caseFingerprint(image, c.label, { maxDistinct: opts.maxDistinct });
@@ -90,7 +98,10 @@ export async function extractFingerprintFromCases(
 }
 
 /** Cases of an opened raw dataset, read one at a time in its (sorted) case order. */
-export async function* rawDatasetCases(src: FileSource, ds: OpenedDataset): AsyncGenerator<FingerprintCaseInput> {
+export async function* rawDatasetCases(
+  src: FileSource,
+  ds: OpenedDataset,
+): AsyncGenerator<FingerprintCaseInput> {
   for (const c of ds.cases) {
     if (!c.label) throw new Error(`case ${c.id} has no label file in labelsTr/`);
     const { images, label } = await loadCase(src, c);
@@ -103,8 +114,14 @@ export async function* rawDatasetCases(src: FileSource, ds: OpenedDataset): Asyn
  * Rejects with the folder's problems (one message) before reading any image when the folder is
  * malformed, and with an AbortError when `signal` aborts.
  */
-export async function extractFingerprint(src: FileSource, opts: ExtractOptions = {}): Promise<ExtractResult> {
+export async function extractFingerprint(
+  src: FileSource,
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
   const ds = await openRawDataset(src);
   if (ds.problems.length) throw new Error(`${src.name}: ${ds.problems.join('; ')}`);
-  return extractFingerprintFromCases(rawDatasetCases(src, ds), { ...opts, total: opts.total ?? ds.cases.length });
+  return extractFingerprintFromCases(rawDatasetCases(src, ds), {
+    ...opts,
+    total: opts.total ?? ds.cases.length,
+  });
 }

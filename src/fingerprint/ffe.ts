@@ -21,17 +21,24 @@ function weightedMean(values: readonly number[], weights: readonly number[]): nu
 }
 
 function checkWeights(n: number, weights: readonly number[]): void {
-  if (weights.length !== n) throw new Error(`need one weight per client: ${weights.length} weights for ${n} clients`);
-  if (!weights.every((w) => Number.isFinite(w) && w > 0)) throw new Error('weights must be positive numbers');
+  if (weights.length !== n)
+    throw new Error(`need one weight per client: ${weights.length} weights for ${n} clients`);
+  if (!weights.every((w) => Number.isFinite(w) && w > 0))
+    throw new Error('weights must be positive numbers');
 }
 
 /** Max/min of max/min; case-count-weighted mean of the rest. Channel sets must agree. */
-function aggregateIntensities(tables: readonly IntensityTable[], weights: readonly number[]): IntensityTable {
+function aggregateIntensities(
+  tables: readonly IntensityTable[],
+  weights: readonly number[],
+): IntensityTable {
   const channels = Object.keys(tables[0]);
   for (const t of tables) {
     const keys = Object.keys(t);
     if (keys.length !== channels.length || !channels.every((c) => c in t)) {
-      throw new Error(`clients disagree on image channels: [${channels}] vs [${keys}]; FFE needs the same channels everywhere`);
+      throw new Error(
+        `clients disagree on image channels: [${channels}] vs [${keys}]; FFE needs the same channels everywhere`,
+      );
     }
   }
   const out: IntensityTable = {};
@@ -42,9 +49,21 @@ function aggregateIntensities(tables: readonly IntensityTable[], weights: readon
       max: Math.fround(Math.max(...props.map((p) => p.max))),
       min: Math.fround(Math.min(...props.map((p) => p.min))),
     } as ChannelIntensityProperties;
-    for (const k of WEIGHTED_KEYS) agg[k] = weightedMean(props.map((p) => p[k]), weights);
+    for (const k of WEIGHTED_KEYS)
+      agg[k] = weightedMean(
+        props.map((p) => p[k]),
+        weights,
+      );
     // Key order as nnU-Net writes it (alphabetical).
-    out[c] = { max: agg.max, mean: agg.mean, median: agg.median, min: agg.min, percentile_00_5: agg.percentile_00_5, percentile_99_5: agg.percentile_99_5, std: agg.std };
+    out[c] = {
+      max: agg.max,
+      mean: agg.mean,
+      median: agg.median,
+      min: agg.min,
+      percentile_00_5: agg.percentile_00_5,
+      percentile_99_5: agg.percentile_99_5,
+      std: agg.std,
+    };
   }
   return out;
 }
@@ -54,13 +73,22 @@ function aggregateIntensities(tables: readonly IntensityTable[], weights: readon
  * statistics and of median_relative_size_after_cropping, spacings and shapes_after_crop
  * concatenated in client order. Weights default to each client's case count.
  */
-export function aggregateFingerprints(clients: readonly DatasetFingerprint[], weights?: readonly number[]): DatasetFingerprint {
+export function aggregateFingerprints(
+  clients: readonly DatasetFingerprint[],
+  weights?: readonly number[],
+): DatasetFingerprint {
   if (clients.length === 0) throw new Error('no fingerprints to aggregate');
   const w = weights ?? clients.map((c) => c.shapes_after_crop.length);
   checkWeights(clients.length, w);
   return {
-    foreground_intensity_properties_per_channel: aggregateIntensities(clients.map((c) => c.foreground_intensity_properties_per_channel), w),
-    median_relative_size_after_cropping: weightedMean(clients.map((c) => c.median_relative_size_after_cropping), w),
+    foreground_intensity_properties_per_channel: aggregateIntensities(
+      clients.map((c) => c.foreground_intensity_properties_per_channel),
+      w,
+    ),
+    median_relative_size_after_cropping: weightedMean(
+      clients.map((c) => c.median_relative_size_after_cropping),
+      w,
+    ),
     shapes_after_crop: clients.flatMap((c) => c.shapes_after_crop.map((s) => [...s])),
     spacings: clients.flatMap((c) => c.spacings.map((s) => [...s])),
   };
@@ -100,17 +128,26 @@ function groupAxis(pairs: readonly [number, number][]): AxisSpacingGroup[] {
     if (list) list.push(size);
     else bySpacing.set(spacing, [size]);
   }
-  return [...bySpacing.entries()].sort((a, b) => a[0] - b[0]).map(([spacing, sizes]): AxisSpacingGroup => [spacing, sizes.sort((a, b) => a - b)]);
+  return [...bySpacing.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([spacing, sizes]): AxisSpacingGroup => [spacing, sizes.sort((a, b) => a - b)]);
 }
 
 /** What a client sends in the private variant, computed from its local fingerprint. */
 export function summarizeFingerprint(fp: DatasetFingerprint): PrivateFingerprintSummary {
-  if (fp.spacings.length !== fp.shapes_after_crop.length || fp.spacings.length === 0) throw new Error('fingerprint: spacings and shapes_after_crop must list the same, non-zero number of cases');
+  if (fp.spacings.length !== fp.shapes_after_crop.length || fp.spacings.length === 0)
+    throw new Error(
+      'fingerprint: spacings and shapes_after_crop must list the same, non-zero number of cases',
+    );
   const dims = fp.spacings[0].length;
-  const axes = Array.from({ length: dims }, (_, a) => groupAxis(fp.spacings.map((s, i) => [s[a], fp.shapes_after_crop[i][a]] as [number, number])));
+  const axes = Array.from({ length: dims }, (_, a) =>
+    groupAxis(fp.spacings.map((s, i) => [s[a], fp.shapes_after_crop[i][a]] as [number, number])),
+  );
   return {
     private_ffe: PRIVATE_FORMAT,
-    foreground_intensity_properties_per_channel: structuredClone(fp.foreground_intensity_properties_per_channel),
+    foreground_intensity_properties_per_channel: structuredClone(
+      fp.foreground_intensity_properties_per_channel,
+    ),
     median_relative_size_after_cropping: fp.median_relative_size_after_cropping,
     axes,
   };
@@ -119,7 +156,8 @@ export function summarizeFingerprint(fp: DatasetFingerprint): PrivateFingerprint
 /** Number of cases a summary stands for (the same on every axis). */
 export function summaryCaseCount(s: PrivateFingerprintSummary): number {
   const counts = s.axes.map((groups) => groups.reduce((n, g) => n + g[1].length, 0));
-  if (counts.length === 0 || counts.some((c) => c !== counts[0])) throw new Error('private fingerprint: axes disagree on the number of cases');
+  if (counts.length === 0 || counts.some((c) => c !== counts[0]))
+    throw new Error('private fingerprint: axes disagree on the number of cases');
   return counts[0];
 }
 
@@ -128,18 +166,38 @@ export function summaryCaseCount(s: PrivateFingerprintSummary): number {
  * case counts), and per axis the union of the (spacing, size) multisets. The result is again a
  * summary (of the pooled cases) and is what goes back to the clients.
  */
-export function aggregatePrivateSummaries(clients: readonly PrivateFingerprintSummary[], weights?: readonly number[]): PrivateFingerprintSummary {
+export function aggregatePrivateSummaries(
+  clients: readonly PrivateFingerprintSummary[],
+  weights?: readonly number[],
+): PrivateFingerprintSummary {
   if (clients.length === 0) throw new Error('no fingerprints to aggregate');
-  for (const c of clients) if (c.private_ffe !== PRIVATE_FORMAT) throw new Error(`not a private fingerprint summary (private_ffe: ${String(c.private_ffe)})`);
+  for (const c of clients)
+    if (c.private_ffe !== PRIVATE_FORMAT)
+      throw new Error(`not a private fingerprint summary (private_ffe: ${String(c.private_ffe)})`);
   const w = weights ?? clients.map(summaryCaseCount);
   checkWeights(clients.length, w);
   const dims = clients[0].axes.length;
-  if (clients.some((c) => c.axes.length !== dims)) throw new Error('clients disagree on the number of image axes');
-  const axes = Array.from({ length: dims }, (_, a) => groupAxis(clients.flatMap((c) => c.axes[a].flatMap(([spacing, sizes]) => sizes.map((size) => [spacing, size] as [number, number])))));
+  if (clients.some((c) => c.axes.length !== dims))
+    throw new Error('clients disagree on the number of image axes');
+  const axes = Array.from({ length: dims }, (_, a) =>
+    groupAxis(
+      clients.flatMap((c) =>
+        c.axes[a].flatMap(([spacing, sizes]) =>
+          sizes.map((size) => [spacing, size] as [number, number]),
+        ),
+      ),
+    ),
+  );
   return {
     private_ffe: PRIVATE_FORMAT,
-    foreground_intensity_properties_per_channel: aggregateIntensities(clients.map((c) => c.foreground_intensity_properties_per_channel), w),
-    median_relative_size_after_cropping: weightedMean(clients.map((c) => c.median_relative_size_after_cropping), w),
+    foreground_intensity_properties_per_channel: aggregateIntensities(
+      clients.map((c) => c.foreground_intensity_properties_per_channel),
+      w,
+    ),
+    median_relative_size_after_cropping: weightedMean(
+      clients.map((c) => c.median_relative_size_after_cropping),
+      w,
+    ),
     axes,
   };
 }
@@ -152,7 +210,9 @@ export function aggregatePrivateSummaries(clients: readonly PrivateFingerprintSu
  */
 export function fingerprintFromSummary(s: PrivateFingerprintSummary): DatasetFingerprint {
   const n = summaryCaseCount(s);
-  const pairs = s.axes.map((groups) => groups.flatMap(([spacing, sizes]) => sizes.map((size) => [spacing, size] as const)));
+  const pairs = s.axes.map((groups) =>
+    groups.flatMap(([spacing, sizes]) => sizes.map((size) => [spacing, size] as const)),
+  );
   const spacings: number[][] = [];
   const shapes: number[][] = [];
   for (let i = 0; i < n; i++) {
@@ -160,7 +220,9 @@ export function fingerprintFromSummary(s: PrivateFingerprintSummary): DatasetFin
     shapes.push(pairs.map((p) => p[i][1]));
   }
   return {
-    foreground_intensity_properties_per_channel: structuredClone(s.foreground_intensity_properties_per_channel),
+    foreground_intensity_properties_per_channel: structuredClone(
+      s.foreground_intensity_properties_per_channel,
+    ),
     median_relative_size_after_cropping: s.median_relative_size_after_cropping,
     shapes_after_crop: shapes,
     spacings,
@@ -171,6 +233,7 @@ export function fingerprintFromSummary(s: PrivateFingerprintSummary): DatasetFin
 export function countNumbers(value: unknown): number {
   if (typeof value === 'number') return 1;
   if (Array.isArray(value)) return value.reduce((n: number, v) => n + countNumbers(v), 0);
-  if (value && typeof value === 'object') return Object.values(value).reduce((n: number, v) => n + countNumbers(v), 0);
+  if (value && typeof value === 'object')
+    return Object.values(value).reduce((n: number, v) => n + countNumbers(v), 0);
   return 0;
 }

@@ -22,10 +22,21 @@ export interface DatasetFingerprint {
   spacings: number[][];
 }
 
-const INTENSITY_KEYS = ['max', 'mean', 'median', 'min', 'percentile_00_5', 'percentile_99_5', 'std'] as const;
+const INTENSITY_KEYS = [
+  'max',
+  'mean',
+  'median',
+  'min',
+  'percentile_00_5',
+  'percentile_99_5',
+  'std',
+] as const;
 
 /** Type guard for a fingerprint received from elsewhere (a site, a file): throws naming the defect. */
-export function assertDatasetFingerprint(x: unknown, what = 'fingerprint'): asserts x is DatasetFingerprint {
+export function assertDatasetFingerprint(
+  x: unknown,
+  what = 'fingerprint',
+): asserts x is DatasetFingerprint {
   const fail = (why: string): never => {
     throw new Error(`${what} is malformed: ${why}`);
   };
@@ -35,21 +46,30 @@ export function assertDatasetFingerprint(x: unknown, what = 'fingerprint'): asse
     const v = f[k];
     if (!Array.isArray(v) || v.length === 0) fail(`'${k}' must be a non-empty list`);
     for (const r of v as unknown[]) {
-      if (!Array.isArray(r) || r.length < 2 || r.length > 3 || !r.every((n) => typeof n === 'number' && Number.isFinite(n) && n > 0)) fail(`'${k}' holds ${JSON.stringify(r)}; expected 2 or 3 positive numbers`);
+      if (
+        !Array.isArray(r) ||
+        r.length < 2 ||
+        r.length > 3 ||
+        !r.every((n) => typeof n === 'number' && Number.isFinite(n) && n > 0)
+      )
+        fail(`'${k}' holds ${JSON.stringify(r)}; expected 2 or 3 positive numbers`);
     }
     return (v as unknown[]).length;
   };
   const n = rows('spacings');
   if (rows('shapes_after_crop') !== n) fail('spacings and shapes_after_crop differ in length');
   const rel = f.median_relative_size_after_cropping;
-  if (typeof rel !== 'number' || !(rel > 0 && rel <= 1)) fail('median_relative_size_after_cropping must be in (0, 1]');
+  if (typeof rel !== 'number' || !(rel > 0 && rel <= 1))
+    fail('median_relative_size_after_cropping must be in (0, 1]');
   const ch = f.foreground_intensity_properties_per_channel;
-  if (typeof ch !== 'object' || ch === null || Object.keys(ch).length === 0) fail('foreground_intensity_properties_per_channel is missing');
+  if (typeof ch !== 'object' || ch === null || Object.keys(ch).length === 0)
+    fail('foreground_intensity_properties_per_channel is missing');
   for (const [k, props] of Object.entries(ch as Record<string, unknown>)) {
     if (!/^\d+$/.test(k)) fail(`channel key '${k}' is not an index`);
     for (const p of INTENSITY_KEYS) {
       const v = (props as Record<string, unknown>)?.[p];
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`channel ${k} '${p}' must be a finite number`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        fail(`channel ${k} '${p}' must be a finite number`);
     }
   }
 }

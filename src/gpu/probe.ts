@@ -26,24 +26,36 @@ export async function probeWebGPU(): Promise<WebGPUStatus> {
   const crossOriginIsolated = g.crossOriginIsolated === true;
   const gpu = g.navigator?.gpu;
   if (!gpu) {
-    return { available: false, crossOriginIsolated, reason: 'This browser does not offer WebGPU (navigator.gpu is missing).' };
+    return {
+      available: false,
+      crossOriginIsolated,
+      reason: 'This browser does not offer WebGPU (navigator.gpu is missing).',
+    };
   }
   let adapter: GPUAdapter | null = null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
-    return { available: false, crossOriginIsolated, reason: `WebGPU adapter request failed: ${String(e)}` };
+    return {
+      available: false,
+      crossOriginIsolated,
+      reason: `WebGPU adapter request failed: ${String(e)}`,
+    };
   }
   if (!adapter) {
     return {
       available: false,
       crossOriginIsolated,
-      reason: 'WebGPU is present but no GPU adapter is available (disabled, blocklisted, or no GPU).',
+      reason:
+        'WebGPU is present but no GPU adapter is available (disabled, blocklisted, or no GPU).',
     };
   }
-  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } })
+    .info;
   // Newer browsers report the fallback flag on adapter.info, older ones on the adapter.
-  const fallback = info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  const fallback =
+    info?.isFallbackAdapter ??
+    (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
   const limits: Record<string, number> = {};
   // GPUSupportedLimits exposes its values as enumerable prototype getters.
   for (const key in adapter.limits) {
@@ -69,7 +81,10 @@ export async function probeWebGPU(): Promise<WebGPUStatus> {
 export function adapterName(s: WebGPUStatus): string {
   if (!s.available || !s.adapter) return 'none';
   const a = s.adapter;
-  return [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') || 'unknown adapter';
+  return (
+    [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') ||
+    'unknown adapter'
+  );
 }
 
 // CPU rasterisers that implement WebGPU in software: usable for correctness, far slower than
@@ -79,12 +94,23 @@ const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic
 /** Whether an adapter runs on the CPU (the browser's fallback flag, or a known software renderer's name). */
 export function isSoftwareAdapter(a: Partial<AdapterFacts>): boolean {
   if (a.isFallbackAdapter === true) return true;
-  return [a.vendor, a.architecture, a.device, a.description].some((t) => typeof t === 'string' && SOFTWARE_ADAPTER.test(t));
+  return [a.vendor, a.architecture, a.device, a.description].some(
+    (t) => typeof t === 'string' && SOFTWARE_ADAPTER.test(t),
+  );
 }
 
 /** AdapterFacts of an adapter (probeWebGPU inlines the same, as it must stay self-contained). */
 export function adapterFactsOf(adapter: GPUAdapter): AdapterFacts {
-  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
-  const fallback = info?.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
-  return { vendor: info?.vendor ?? '', architecture: info?.architecture ?? '', device: info?.device ?? '', description: info?.description ?? '', ...(typeof fallback === 'boolean' ? { isFallbackAdapter: fallback } : {}) };
+  const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } })
+    .info;
+  const fallback =
+    info?.isFallbackAdapter ??
+    (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  return {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    device: info?.device ?? '',
+    description: info?.description ?? '',
+    ...(typeof fallback === 'boolean' ? { isFallbackAdapter: fallback } : {}),
+  };
 }

@@ -13,8 +13,11 @@ type Shape3 = [number, number, number];
  * should inject that (preprocess/resample.ts); `linearResampleLogits` is a simple stand-in.
  */
 export type ResampleLogits = (
-  logits: Float32Array, fromShape: readonly number[], toShape: readonly number[],
-  fromSpacing: readonly number[], toSpacing: readonly number[],
+  logits: Float32Array,
+  fromShape: readonly number[],
+  toShape: readonly number[],
+  fromSpacing: readonly number[],
+  toSpacing: readonly number[],
 ) => Float32Array;
 
 export interface ExportProperties {
@@ -43,7 +46,6 @@ export interface Segmentation {
   shape: Shape3;
 }
 
-
 /** Argmax over channels of (K, N); ties go to the lowest index, as numpy. */
 export function argmaxChannels(logits: Float32Array, K: number, n: number): Uint16Array {
   const out = new Uint16Array(n);
@@ -64,7 +66,11 @@ export function argmaxChannels(logits: Float32Array, K: number, n: number): Uint
 }
 
 /** Region segmentation: for each region channel in order, write its label where sigmoid(logit) > 0.5. */
-export function regionsToSegmentation(logits: Float32Array, order: readonly number[], n: number): Uint16Array {
+export function regionsToSegmentation(
+  logits: Float32Array,
+  order: readonly number[],
+  n: number,
+): Uint16Array {
   const out = new Uint16Array(n);
   order.forEach((label, i) => {
     for (let v = 0; v < n; v++) {
@@ -76,11 +82,17 @@ export function regionsToSegmentation(logits: Float32Array, order: readonly numb
 }
 
 /** Transposes a 3-D C-order array: out.shape[i] = shape[perm[i]] (numpy's a.transpose(perm)). */
-export function transpose3<T extends Uint8Array | Uint16Array | Float32Array>(src: T, shape: readonly number[], perm: readonly number[]): { data: T; shape: Shape3 } {
+export function transpose3<T extends Uint8Array | Uint16Array | Float32Array>(
+  src: T,
+  shape: readonly number[],
+  perm: readonly number[],
+): { data: T; shape: Shape3 } {
   const outShape: Shape3 = [shape[perm[0]], shape[perm[1]], shape[perm[2]]];
   if (perm[0] === 0 && perm[1] === 1 && perm[2] === 2) return { data: src, shape: outShape };
   const inStride = [shape[1] * shape[2], shape[2], 1];
-  const s0 = inStride[perm[0]], s1 = inStride[perm[1]], s2 = inStride[perm[2]];
+  const s0 = inStride[perm[0]],
+    s1 = inStride[perm[1]],
+    s2 = inStride[perm[2]];
   const out = new (src.constructor as new (n: number) => T)(src.length);
   let o = 0;
   for (let a = 0; a < outShape[0]; a++) {
@@ -98,29 +110,48 @@ export function transpose3<T extends Uint8Array | Uint16Array | Float32Array>(sr
  * at the bbox, transpose back. uint8 unless a label ≥ 255 is present (SimpleITKIO.write_seg).
  */
 export function logitsToSegmentation(
-  logits: Float32Array, logitsShape: readonly number[], props: ExportProperties, opts: ExportOptions,
+  logits: Float32Array,
+  logitsShape: readonly number[],
+  props: ExportProperties,
+  opts: ExportOptions,
 ): Segmentation {
   const [K, ...spatial] = logitsShape;
-  if (spatial.length !== 3 || logits.length !== prod(logitsShape)) throw new Error('logitsToSegmentation: logits must be (K, Z, Y, X)');
+  if (spatial.length !== 3 || logits.length !== prod(logitsShape))
+    throw new Error('logitsToSegmentation: logits must be (K, Z, Y, X)');
   const fwd = opts.transposeForward;
   const targetSpacing = fwd.map((i) => props.spacing[i]);
-  const fromSpacing = opts.configSpacing.length === 3 ? [...opts.configSpacing] : [targetSpacing[0], ...opts.configSpacing];
+  const fromSpacing =
+    opts.configSpacing.length === 3
+      ? [...opts.configSpacing]
+      : [targetSpacing[0], ...opts.configSpacing];
   const cropShape = [...props.shape_after_cropping_and_before_resampling];
   const resample = opts.resample ?? linearResampleLogits;
   const same = cropShape.every((s, i) => s === spatial[i]);
   const res = same ? logits : resample(logits, logitsShape, cropShape, fromSpacing, targetSpacing);
   const n = prod(cropShape);
-  if (res.length !== K * n) throw new Error(`resample returned ${res.length} values, expected ${K}·${n}`);
+  if (res.length !== K * n)
+    throw new Error(`resample returned ${res.length} values, expected ${K}·${n}`);
 
-  const seg = opts.regionsClassOrder ? regionsToSegmentation(res, opts.regionsClassOrder, n) : argmaxChannels(res, K, n);
+  const seg = opts.regionsClassOrder
+    ? regionsToSegmentation(res, opts.regionsClassOrder, n)
+    : argmaxChannels(res, K, n);
 
   const full = props.shape_before_cropping;
   const bbox = props.bbox_used_for_cropping;
   bbox.forEach(([lo, hi], i) => {
-    if (hi - lo !== cropShape[i] || lo < 0 || hi > full[i]) throw new Error(`bbox ${JSON.stringify(bbox)} does not fit the crop ${cropShape} in ${full}`);
+    if (hi - lo !== cropShape[i] || lo < 0 || hi > full[i])
+      throw new Error(`bbox ${JSON.stringify(bbox)} does not fit the crop ${cropShape} in ${full}`);
   });
   const uncropped = new Float32Array(prod(full)); // labels < 2^16 are exact in float32
-  copyBox(Float32Array.from(seg), cropShape, [0, 0, 0], uncropped, full, bbox.map(([lo]) => lo), cropShape);
+  copyBox(
+    Float32Array.from(seg),
+    cropShape,
+    [0, 0, 0],
+    uncropped,
+    full,
+    bbox.map(([lo]) => lo),
+    cropShape,
+  );
 
   let max = 0;
   for (const v of seg) if (v > max) max = v;
@@ -137,7 +168,9 @@ export const linearResampleLogits: ResampleLogits = (logits, fromShape, toShape)
   const [K, Z, Y, X] = fromShape;
   const [z2, y2, x2] = toShape;
   const axis = (nIn: number, nOut: number): { i0: Int32Array; i1: Int32Array; w: Float64Array } => {
-    const i0 = new Int32Array(nOut), i1 = new Int32Array(nOut), w = new Float64Array(nOut);
+    const i0 = new Int32Array(nOut),
+      i1 = new Int32Array(nOut),
+      w = new Float64Array(nOut);
     for (let o = 0; o < nOut; o++) {
       const p = Math.min(Math.max((o + 0.5) * (nIn / nOut) - 0.5, 0), nIn - 1);
       i0[o] = Math.floor(p);
@@ -146,19 +179,30 @@ export const linearResampleLogits: ResampleLogits = (logits, fromShape, toShape)
     }
     return { i0, i1, w };
   };
-  const az = axis(Z, z2), ay = axis(Y, y2), ax = axis(X, x2);
-  const nIn = Z * Y * X, nOut = z2 * y2 * x2;
+  const az = axis(Z, z2),
+    ay = axis(Y, y2),
+    ax = axis(X, x2);
+  const nIn = Z * Y * X,
+    nOut = z2 * y2 * x2;
   const out = new Float32Array(K * nOut);
-  const at = (k: number, z: number, y: number, x: number): number => logits[k * nIn + (z * Y + y) * X + x];
+  const at = (k: number, z: number, y: number, x: number): number =>
+    logits[k * nIn + (z * Y + y) * X + x];
   for (let k = 0; k < K; k++) {
     let o = k * nOut;
     for (let z = 0; z < z2; z++) {
-      const za = az.i0[z], zb = az.i1[z], wz = az.w[z];
+      const za = az.i0[z],
+        zb = az.i1[z],
+        wz = az.w[z];
       for (let y = 0; y < y2; y++) {
-        const ya = ay.i0[y], yb = ay.i1[y], wy = ay.w[y];
+        const ya = ay.i0[y],
+          yb = ay.i1[y],
+          wy = ay.w[y];
         for (let x = 0; x < x2; x++) {
-          const xa = ax.i0[x], xb = ax.i1[x], wx = ax.w[x];
-          const lerpX = (zz: number, yy: number): number => at(k, zz, yy, xa) * (1 - wx) + at(k, zz, yy, xb) * wx;
+          const xa = ax.i0[x],
+            xb = ax.i1[x],
+            wx = ax.w[x];
+          const lerpX = (zz: number, yy: number): number =>
+            at(k, zz, yy, xa) * (1 - wx) + at(k, zz, yy, xb) * wx;
           const lerpY = (zz: number): number => lerpX(zz, ya) * (1 - wy) + lerpX(zz, yb) * wy;
           out[o++] = lerpY(za) * (1 - wz) + lerpY(zb) * wz;
         }

@@ -4,7 +4,12 @@
  * Flips a C-order array of shape (lead, ...dims) along the given axes of `dims` (0-based, so
  * axis 0 is the first spatial axis), into a new array. `lead` folds batch and channels.
  */
-export function flipAxes(src: Float32Array, lead: number, dims: readonly number[], axes: readonly number[]): Float32Array {
+export function flipAxes(
+  src: Float32Array,
+  lead: number,
+  dims: readonly number[],
+  axes: readonly number[],
+): Float32Array {
   const n = dims.reduce((a, b) => a * b, 1);
   if (src.length !== lead * n) throw new Error(`flipAxes: length ${src.length} != ${lead}·${n}`);
   const out = new Float32Array(src.length);

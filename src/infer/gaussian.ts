@@ -53,8 +53,13 @@ function axisWeights(tile: number, sigmaScale: number): Float64Array {
 }
 
 /** The importance map (fp16 values held in a Float32Array, C-order over `tile`), uncached. */
-export function computeGaussian(tile: readonly number[], sigmaScale = 1 / 8, valueScale = 10): Float32Array {
-  if (tile.length === 0 || tile.some((t) => !(t >= 1))) throw new Error(`computeGaussian: bad tile ${tile}`);
+export function computeGaussian(
+  tile: readonly number[],
+  sigmaScale = 1 / 8,
+  valueScale = 10,
+): Float32Array {
+  if (tile.length === 0 || tile.some((t) => !(t >= 1)))
+    throw new Error(`computeGaussian: bad tile ${tile}`);
   const ws = tile.map((t) => axisWeights(t, sigmaScale));
   const n = tile.reduce((a, b) => a * b, 1);
   const g = new Float64Array(n).fill(1);

@@ -24,10 +24,21 @@ export function labelNamesOf(dj: PredictorDatasetJson): Record<number, string> {
 }
 
 /** Per label (background excluded; named labels even when absent, unnamed ones when present): voxels and ml. */
-export function labelVolumes(labels: ArrayLike<number>, spacing: readonly number[], names: Record<number, string>): LabelVolume[] {
+export function labelVolumes(
+  labels: ArrayLike<number>,
+  spacing: readonly number[],
+  names: Record<number, string>,
+): LabelVolume[] {
   const counts = new Map<number, number>();
   for (let i = 0; i < labels.length; i++) counts.set(labels[i], (counts.get(labels[i]) ?? 0) + 1);
   const voxelMl = (spacing[0] * spacing[1] * spacing[2]) / 1000;
-  const values = [...new Set([...Object.keys(names).map(Number), ...counts.keys()])].filter((v) => v !== 0).sort((a, b) => a - b);
-  return values.map((value) => ({ value, name: names[value] ?? `label ${value}`, voxels: counts.get(value) ?? 0, ml: (counts.get(value) ?? 0) * voxelMl }));
+  const values = [...new Set([...Object.keys(names).map(Number), ...counts.keys()])]
+    .filter((v) => v !== 0)
+    .sort((a, b) => a - b);
+  return values.map((value) => ({
+    value,
+    name: names[value] ?? `label ${value}`,
+    voxels: counts.get(value) ?? 0,
+    ml: (counts.get(value) ?? 0) * voxelMl,
+  }));
 }

@@ -4,8 +4,15 @@ import { unpackModelFolder } from '../model/model-folder.ts';
 import type { DroppedFile } from './scan-files.ts';
 
 /** The model-folder files of a dropped folder or zip, and the folder's name. */
-export function filesOfPackage(given: DroppedFile[]): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
-  return unpackModelFolder(given.map((f) => ({ path: f.path, bytes: async () => new Uint8Array(await f.file.arrayBuffer()) })));
+export function filesOfPackage(
+  given: DroppedFile[],
+): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
+  return unpackModelFolder(
+    given.map((f) => ({
+      path: f.path,
+      bytes: async () => new Uint8Array(await f.file.arrayBuffer()),
+    })),
+  );
 }
 
 /** A model name as a file name (letters, digits, '.', '-', '_'). */

@@ -59,7 +59,10 @@ export function pointwiseWeightName(j: number): string {
  * Transposed-conv weight [I, O, ...s] (PyTorch layout) → the 1×1 conv weight [O·∏s, I, 1, ...]
  * whose output channel ((o·sd + a)·sh + b)·sw + c holds W[:, o, a, b, c].
  */
-export function transposedToPointwise(w: Float32Array, shape: readonly number[]): { data: Float32Array; shape: number[] } {
+export function transposedToPointwise(
+  w: Float32Array,
+  shape: readonly number[],
+): { data: Float32Array; shape: number[] } {
   const [cin, cout, ...s] = shape;
   const perm = [1, ...s.map((_, i) => i + 2), 0]; // [O, ...s, I]
   const p = permute(w, shape, perm);
@@ -67,7 +70,11 @@ export function transposedToPointwise(w: Float32Array, shape: readonly number[])
 }
 
 /** Inverse of transposedToPointwise, given the stride. */
-export function pointwiseToTransposed(w: Float32Array, shape: readonly number[], stride: readonly number[]): { data: Float32Array; shape: number[] } {
+export function pointwiseToTransposed(
+  w: Float32Array,
+  shape: readonly number[],
+  stride: readonly number[],
+): { data: Float32Array; shape: number[] } {
   const [cs, cin] = shape;
   const cout = cs / numel(stride);
   const mid = [cout, ...stride, cin];
@@ -76,7 +83,8 @@ export function pointwiseToTransposed(w: Float32Array, shape: readonly number[],
 }
 
 function floatTensor(name: string, shape: readonly number[], data: Float32Array): ITensorProto {
-  if (numel(shape) !== data.length) throw new Error(`tensor ${name}: ${data.length} values for shape ${shape}`);
+  if (numel(shape) !== data.length)
+    throw new Error(`tensor ${name}: ${data.length} values for shape ${shape}`);
   // Raw data is little-endian by the ONNX spec; every platform we run on is little-endian.
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
   return { name, dims: [...shape], dataType: onnx.TensorProto.DataType.FLOAT, rawData: bytes };
@@ -84,18 +92,40 @@ function floatTensor(name: string, shape: readonly number[], data: Float32Array)
 
 function int64Tensor(name: string, values: readonly number[]): ITensorProto {
   const b = BigInt64Array.from(values.map((v) => BigInt(v)));
-  return { name, dims: [values.length], dataType: onnx.TensorProto.DataType.INT64, rawData: new Uint8Array(b.buffer) };
+  return {
+    name,
+    dims: [values.length],
+    dataType: onnx.TensorProto.DataType.INT64,
+    rawData: new Uint8Array(b.buffer),
+  };
 }
 
-const ints = (name: string, v: readonly number[]): IAttributeProto => ({ name, ints: [...v], type: onnx.AttributeProto.AttributeType.INTS });
-const int = (name: string, v: number): IAttributeProto => ({ name, i: v, type: onnx.AttributeProto.AttributeType.INT });
-const float = (name: string, v: number): IAttributeProto => ({ name, f: v, type: onnx.AttributeProto.AttributeType.FLOAT });
+const ints = (name: string, v: readonly number[]): IAttributeProto => ({
+  name,
+  ints: [...v],
+  type: onnx.AttributeProto.AttributeType.INTS,
+});
+const int = (name: string, v: number): IAttributeProto => ({
+  name,
+  i: v,
+  type: onnx.AttributeProto.AttributeType.INT,
+});
+const float = (name: string, v: number): IAttributeProto => ({
+  name,
+  f: v,
+  type: onnx.AttributeProto.AttributeType.FLOAT,
+});
 
 class GraphBuilder {
   readonly nodes: INodeProto[] = [];
   readonly initializers: ITensorProto[] = [];
 
-  node(opType: string, inputs: string[], output: string, attribute: IAttributeProto[] = []): string {
+  node(
+    opType: string,
+    inputs: string[],
+    output: string,
+    attribute: IAttributeProto[] = [],
+  ): string {
     this.nodes.push({ opType, input: inputs, output: [output], name: output, attribute });
     return output;
   }
@@ -110,7 +140,11 @@ class GraphBuilder {
  * Builds the ONNX model from an architecture and PyTorch-layout weights (names as paramSpecs).
  * Throws if a needed weight is missing or misshapen.
  */
-export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: OnnxExportOptions = {}): Uint8Array {
+export function buildOnnxModel(
+  arch: UNetArch,
+  weights: NamedWeights,
+  opts: OnnxExportOptions = {},
+): Uint8Array {
   const a = arch;
   const dims = a.dims;
   const n = a.nStages;
@@ -119,7 +153,8 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
   const param = (name: string, shape?: readonly number[]): string => {
     const w = weights.get(name);
     if (!w) throw new Error(`onnx export: missing weight '${name}'`);
-    if (numel(w.shape) !== w.data.length) throw new Error(`onnx export: '${name}' has ${w.data.length} values for shape ${w.shape}`);
+    if (numel(w.shape) !== w.data.length)
+      throw new Error(`onnx export: '${name}' has ${w.data.length} values for shape ${w.shape}`);
     if (!used.has(name)) {
       used.add(name);
       g.init(floatTensor(name, shape ?? w.shape, w.data));
@@ -132,9 +167,21 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
     if (a.convBias) inputs.push(param(`${prefix}.conv.bias`));
     const pads = kernel.map((k) => Math.floor((k - 1) / 2));
     const conv = g.node('Conv', inputs, `${prefix}.conv`, [
-      ints('kernel_shape', kernel), ints('strides', stride), ints('pads', [...pads, ...pads]), ints('dilations', kernel.map(() => 1)), int('group', 1),
+      ints('kernel_shape', kernel),
+      ints('strides', stride),
+      ints('pads', [...pads, ...pads]),
+      ints(
+        'dilations',
+        kernel.map(() => 1),
+      ),
+      int('group', 1),
     ]);
-    const norm = g.node('InstanceNormalization', [conv, param(`${prefix}.norm.weight`), param(`${prefix}.norm.bias`)], `${prefix}.norm`, [float('epsilon', a.normEps)]);
+    const norm = g.node(
+      'InstanceNormalization',
+      [conv, param(`${prefix}.norm.weight`), param(`${prefix}.norm.bias`)],
+      `${prefix}.norm`,
+      [float('epsilon', a.normEps)],
+    );
     return g.node('LeakyRelu', [norm], `${prefix}.nonlin`, [float('alpha', a.negativeSlope)]);
   };
 
@@ -143,7 +190,12 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
   const skips: string[] = [];
   for (let s = 0; s < n; s++) {
     for (let c = 0; c < a.nConvPerStage[s]; c++) {
-      h = block(h, `encoder.stages.${s}.0.convs.${c}`, a.kernelSizes[s], c === 0 ? a.strides[s] : ones);
+      h = block(
+        h,
+        `encoder.stages.${s}.0.convs.${c}`,
+        a.kernelSizes[s],
+        c === 0 ? a.strides[s] : ones,
+      );
     }
     skips.push(h);
   }
@@ -158,7 +210,14 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
     const pw = transposedToPointwise(tw.data, tw.shape);
     g.init(floatTensor(pointwiseWeightName(j), pw.shape, pw.data));
     const y = g.node('Conv', [lres, pointwiseWeightName(j)], `${p}.pointwise`, [
-      ints('kernel_shape', ones), ints('strides', ones), ints('pads', [...ones, ...ones].map(() => 0)), ints('dilations', ones), int('group', 1),
+      ints('kernel_shape', ones),
+      ints('strides', ones),
+      ints(
+        'pads',
+        [...ones, ...ones].map(() => 0),
+      ),
+      ints('dilations', ones),
+      int('group', 1),
     ]);
     // Depth-to-space with symbolic sizes: Reshape's 0 copies N; spatial sizes come from Shape.
     const sp = g.node('Shape', [lres], `${p}.d2s.in_spatial`, [int('start', 2)]);
@@ -169,22 +228,45 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
     const perm = [0, 1];
     for (let i = 0; i < dims; i++) perm.push(2 + dims + i, 2 + i);
     const tr = g.node('Transpose', [split], `${p}.d2s.interleave`, [ints('perm', perm)]);
-    const up = g.node('Mul', [sp, g.init(int64Tensor(`${p}.d2s.stride`, st))], `${p}.d2s.out_spatial`);
-    const shape2 = g.node('Concat', [g.init(int64Tensor(`${p}.d2s.merge_head`, [0, cout])), up], `${p}.d2s.merge_shape`, [int('axis', 0)]);
+    const up = g.node(
+      'Mul',
+      [sp, g.init(int64Tensor(`${p}.d2s.stride`, st))],
+      `${p}.d2s.out_spatial`,
+    );
+    const shape2 = g.node(
+      'Concat',
+      [g.init(int64Tensor(`${p}.d2s.merge_head`, [0, cout])), up],
+      `${p}.d2s.merge_shape`,
+      [int('axis', 0)],
+    );
     let upsampled = g.node('Reshape', [tr, shape2], `${p}.d2s`);
     if (a.convBias) {
       upsampled = g.node('Add', [upsampled, param(`${p}.bias`, [cout, ...ones])], p);
     }
-    let x = g.node('Concat', [upsampled, skips[n - 2 - j]], `decoder.stages.${j}.concat`, [int('axis', 1)]);
+    let x = g.node('Concat', [upsampled, skips[n - 2 - j]], `decoder.stages.${j}.concat`, [
+      int('axis', 1),
+    ]);
     for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) {
       x = block(x, `decoder.stages.${j}.convs.${c}`, a.kernelSizes[n - 2 - j], ones);
     }
     lres = x;
   }
   const last = n - 2;
-  g.node('Conv', [lres, param(`decoder.seg_layers.${last}.weight`), param(`decoder.seg_layers.${last}.bias`)], ONNX_OUTPUT, [
-    ints('kernel_shape', ones), ints('strides', ones), ints('pads', [...ones, ...ones].map(() => 0)), ints('dilations', ones), int('group', 1),
-  ]);
+  g.node(
+    'Conv',
+    [lres, param(`decoder.seg_layers.${last}.weight`), param(`decoder.seg_layers.${last}.bias`)],
+    ONNX_OUTPUT,
+    [
+      ints('kernel_shape', ones),
+      ints('strides', ones),
+      ints(
+        'pads',
+        [...ones, ...ones].map(() => 0),
+      ),
+      ints('dilations', ones),
+      int('group', 1),
+    ],
+  );
 
   const spatialNames = dims === 3 ? ['D', 'H', 'W'] : ['H', 'W'];
   const valueInfo = (name: string, ch: number) => ({
@@ -192,7 +274,9 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
     type: {
       tensorType: {
         elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: [{ dimParam: 'N' }, { dimValue: ch }, ...spatialNames.map((d) => ({ dimParam: d }))] },
+        shape: {
+          dim: [{ dimParam: 'N' }, { dimValue: ch }, ...spatialNames.map((d) => ({ dimParam: d }))],
+        },
       },
     },
   });
@@ -218,7 +302,10 @@ export function buildOnnxModel(arch: UNetArch, weights: NamedWeights, opts: Onnx
 }
 
 /** Exports a model (its current weights; deep supervision is irrelevant: the export has one head). */
-export async function exportOnnx(model: PlainConvUNet, opts: OnnxExportOptions = {}): Promise<Uint8Array> {
+export async function exportOnnx(
+  model: PlainConvUNet,
+  opts: OnnxExportOptions = {},
+): Promise<Uint8Array> {
   return buildOnnxModel(model.arch, await model.namedWeights(), opts);
 }
 
@@ -241,7 +328,8 @@ function decode(bytes: Uint8Array): onnxProto.onnx.ModelProto {
   }
 }
 
-const num = (v: number | { toNumber(): number }): number => (typeof v === 'number' ? v : v.toNumber());
+const num = (v: number | { toNumber(): number }): number =>
+  typeof v === 'number' ? v : v.toNumber();
 
 /** Reads an exported model's structure (no weights). */
 export function inspectOnnx(bytes: Uint8Array): OnnxModelInfo {
@@ -250,13 +338,19 @@ export function inspectOnnx(bytes: Uint8Array): OnnxModelInfo {
   if (!g) throw new Error('ONNX model has no graph');
   const metadata: Record<string, string> = {};
   for (const p of m.metadataProps ?? []) if (p.key) metadata[p.key] = p.value ?? '';
-  const arch = metadata[ARCH_METADATA_KEY] ? (JSON.parse(metadata[ARCH_METADATA_KEY]) as UNetArch) : null;
+  const arch = metadata[ARCH_METADATA_KEY]
+    ? (JSON.parse(metadata[ARCH_METADATA_KEY]) as UNetArch)
+    : null;
   return {
     arch,
     opset: num((m.opsetImport ?? []).find((o) => !o.domain)?.version ?? 0),
     inputs: (g.input ?? []).map((i) => i.name ?? ''),
     outputs: (g.output ?? []).map((o) => o.name ?? ''),
-    initializers: (g.initializer ?? []).map((t) => ({ name: t.name ?? '', shape: (t.dims ?? []).map(num), dataType: t.dataType ?? 0 })),
+    initializers: (g.initializer ?? []).map((t) => ({
+      name: t.name ?? '',
+      shape: (t.dims ?? []).map(num),
+      dataType: t.dataType ?? 0,
+    })),
     opTypes: [...new Set((g.node ?? []).map((nd) => nd.opType ?? ''))],
     metadata,
   };

@@ -15,7 +15,9 @@ export type OrtBackend = 'ort-web' | 'ort-wasm' | 'ort-node';
 
 /** The part of the onnxruntime module API used here (common to onnxruntime-web and -node). */
 interface OrtModule {
-  InferenceSession: { create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession> };
+  InferenceSession: {
+    create(model: Uint8Array, options?: InferenceSession.SessionOptions): Promise<InferenceSession>;
+  };
   Tensor: new (type: 'float32', data: Float32Array, dims: readonly number[]) => Tensor;
   env: { wasm: { numThreads?: number; proxy?: boolean }; logLevel?: string };
 }
@@ -35,7 +37,10 @@ export interface OrtSession {
   /** The providers the session was created with (after any fallback). */
   readonly executionProviders: readonly string[];
   /** Runs one NC(D)HW float32 batch; returns the NK(D)HW logits and their shape. */
-  run(input: Float32Array, shape: readonly number[]): Promise<{ data: Float32Array; shape: number[] }>;
+  run(
+    input: Float32Array,
+    shape: readonly number[],
+  ): Promise<{ data: Float32Array; shape: number[] }>;
   release(): Promise<void>;
 }
 
@@ -48,7 +53,11 @@ async function loadModule(backend: OrtBackend): Promise<OrtModule> {
     m = (async () => {
       // onnxruntime-web is a literal import so bundlers (Vite) include it for the page; the variable
       // specifier keeps them from resolving onnxruntime-node (Node only) at all.
-      const mod = (backend === 'ort-node' ? await import(/* @vite-ignore */ name) : await import('onnxruntime-web')) as OrtModule & { default?: OrtModule };
+      const mod = (
+        backend === 'ort-node'
+          ? await import(/* @vite-ignore */ name)
+          : await import('onnxruntime-web')
+      ) as OrtModule & { default?: OrtModule };
       return mod.InferenceSession ? mod : (mod.default as OrtModule);
     })();
     modules.set(name, m);
@@ -61,7 +70,10 @@ function isNode(): boolean {
   return typeof p?.versions?.node === 'string';
 }
 
-export async function createOrtSession(model: Uint8Array, opts: OrtSessionOptions = {}): Promise<OrtSession> {
+export async function createOrtSession(
+  model: Uint8Array,
+  opts: OrtSessionOptions = {},
+): Promise<OrtSession> {
   const backend = opts.backend ?? (isNode() ? 'ort-node' : 'ort-web');
   const ort = await loadModule(backend);
   const options: InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
@@ -71,7 +83,9 @@ export async function createOrtSession(model: Uint8Array, opts: OrtSessionOption
   } else if (opts.numThreads) {
     ort.env.wasm.numThreads = opts.numThreads;
   }
-  let eps = opts.executionProviders ?? (backend === 'ort-node' ? ['cpu'] : backend === 'ort-web' ? ['webgpu', 'wasm'] : ['wasm']);
+  let eps =
+    opts.executionProviders ??
+    (backend === 'ort-node' ? ['cpu'] : backend === 'ort-web' ? ['webgpu', 'wasm'] : ['wasm']);
   let session: InferenceSession;
   try {
     session = await ort.InferenceSession.create(model, { ...options, executionProviders: eps });
@@ -90,7 +104,7 @@ export async function createOrtSession(model: Uint8Array, opts: OrtSessionOption
       const out = await session.run({ [ONNX_INPUT]: t });
       const y = out[ONNX_OUTPUT];
       if (!y) throw new Error(`ONNX session returned no '${ONNX_OUTPUT}'`);
-      const data = (y.type === 'float32' ? (await y.getData()) : null) as Float32Array | null;
+      const data = (y.type === 'float32' ? await y.getData() : null) as Float32Array | null;
       if (!data) throw new Error(`ONNX output '${ONNX_OUTPUT}' is ${y.type}, expected float32`);
       const dims = [...y.dims];
       t.dispose?.();
@@ -106,11 +120,17 @@ export async function createOrtSession(model: Uint8Array, opts: OrtSessionOption
  * is the exported model's layout, so no conversion is needed. For 2d configurations the patch
  * has two entries. `maxBatch` splits larger batches (memory bound).
  */
-export function ortTilePredictor(session: OrtSession, patch: readonly number[], inputChannels: number, maxBatch = Infinity): PredictTiles {
+export function ortTilePredictor(
+  session: OrtSession,
+  patch: readonly number[],
+  inputChannels: number,
+  maxBatch = Infinity,
+): PredictTiles {
   const vox = patch.reduce((a, b) => a * b, 1);
   return async (batch, n) => {
     const per = inputChannels * vox;
-    if (batch.length < n * per) throw new Error(`ortTilePredictor: ${batch.length} values for ${n} tiles of ${per}`);
+    if (batch.length < n * per)
+      throw new Error(`ortTilePredictor: ${batch.length} values for ${n} tiles of ${per}`);
     const parts: Float32Array[] = [];
     for (let b0 = 0; b0 < n; b0 += Math.min(n, maxBatch)) {
       const m = Math.min(maxBatch, n - b0);

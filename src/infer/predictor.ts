@@ -7,7 +7,12 @@ import type { Volume } from '../io/volume.ts';
 import type { UNetArch } from '../model/arch.ts';
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from '../model/labels.ts';
 import type { PlainConvUNet } from '../model/unet.ts';
-import { resolveConfiguration, runCase, type PreprocessConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
+import {
+  resolveConfiguration,
+  runCase,
+  type PreprocessConfiguration,
+  type PreprocessPlans,
+} from '../preprocess/preprocess.ts';
 import type { Shape3 } from '../preprocess/crop.ts';
 import { resampleData } from '../preprocess/resample.ts';
 import { configureAugmentationGeometry } from '../train/rotation-config.ts';
@@ -22,7 +27,11 @@ export interface PredictorPlans extends PreprocessPlans {
 
 export interface PredictorConfiguration extends PreprocessConfiguration {
   patch_size?: number[];
-  resampling_fn_probabilities_kwargs?: { order?: number; order_z?: number; force_separate_z?: boolean | null };
+  resampling_fn_probabilities_kwargs?: {
+    order?: number;
+    order_z?: number;
+    force_separate_z?: boolean | null;
+  };
   architecture?: unknown;
 }
 
@@ -33,13 +42,25 @@ export type PredictorDatasetJson = LabelsDatasetJson;
  * nnU-Net's logit resampling (resample_data_or_seg_to_shape with the configuration's
  * resampling_fn_probabilities_kwargs; default order 1, order_z 0, separate-z rule).
  */
-export function nnunetResampleLogits(kwargs: PredictorConfiguration['resampling_fn_probabilities_kwargs'] = {}): ResampleLogits {
+export function nnunetResampleLogits(
+  kwargs: PredictorConfiguration['resampling_fn_probabilities_kwargs'] = {},
+): ResampleLogits {
   const order = (kwargs.order ?? 1) as 0 | 1 | 3;
   const orderZ = (kwargs.order_z ?? 0) as 0 | 1;
   return (logits, fromShape, toShape, fromSpacing, toSpacing) =>
-    resampleData(logits, fromShape[0], fromShape.slice(1) as Shape3, [...toShape] as Shape3, fromSpacing, toSpacing, {
-      order, orderZ, forceSeparateZ: kwargs.force_separate_z ?? null,
-    });
+    resampleData(
+      logits,
+      fromShape[0],
+      fromShape.slice(1) as Shape3,
+      [...toShape] as Shape3,
+      fromSpacing,
+      toSpacing,
+      {
+        order,
+        orderZ,
+        forceSeparateZ: kwargs.force_separate_z ?? null,
+      },
+    );
 }
 
 /**
@@ -47,7 +68,11 @@ export function nnunetResampleLogits(kwargs: PredictorConfiguration['resampling_
  * tidy until it ends, so the estimate sums all activations (encoder: conv/norm/act per block;
  * decoder: upsampled + concat (3F) and conv/norm/act per block) per stage, float32. At least 1.
  */
-export function tileBatchForBudget(arch: UNetArch, patch: readonly number[], budgetMB = 512): number {
+export function tileBatchForBudget(
+  arch: UNetArch,
+  patch: readonly number[],
+  budgetMB = 512,
+): number {
   let vox = patch.reduce((a, b) => a * b, 1);
   let bytes = 4 * vox * (arch.inputChannels + 2 * arch.numClasses);
   const n = arch.nStages;
@@ -96,10 +121,20 @@ export interface PredictionResult {
 }
 
 /** The resolved configuration's patch size and mirror axes. */
-export function configurationInfo(plans: PredictorPlans, configuration: string): { config: PredictorConfiguration & { spacing: number[] }; patch: number[]; mirrorAxes: number[] } {
-  const config = resolveConfiguration(plans, configuration) as PredictorConfiguration & { spacing: number[] };
+export function configurationInfo(
+  plans: PredictorPlans,
+  configuration: string,
+): {
+  config: PredictorConfiguration & { spacing: number[] };
+  patch: number[];
+  mirrorAxes: number[];
+} {
+  const config = resolveConfiguration(plans, configuration) as PredictorConfiguration & {
+    spacing: number[];
+  };
   const patch = config.patch_size;
-  if (!patch || (patch.length !== 2 && patch.length !== 3)) throw new Error(`configuration '${configuration}' has no 2-D/3-D patch_size`);
+  if (!patch || (patch.length !== 2 && patch.length !== 3))
+    throw new Error(`configuration '${configuration}' has no 2-D/3-D patch_size`);
   return { config, patch: [...patch], mirrorAxes: configureAugmentationGeometry(patch).mirrorAxes };
 }
 
@@ -110,7 +145,10 @@ const now = (): number => (typeof performance !== 'undefined' ? performance.now(
  * the same grid; the first carries the geometry written to the output.
  */
 export async function predictCase(
-  images: Volume | Volume[], ctx: PredictionContext, predictTiles: PredictTiles, opts: PredictOptions = {},
+  images: Volume | Volume[],
+  ctx: PredictionContext,
+  predictTiles: PredictTiles,
+  opts: PredictOptions = {},
 ): Promise<PredictionResult> {
   const list = Array.isArray(images) ? images : [images];
   if (list.length === 0) throw new Error('predictCase: no image');
@@ -118,22 +156,31 @@ export async function predictCase(
   const image = list.length === 1 ? first : stackForPrediction(list);
   const labels = labelInfo(ctx.datasetJson);
   const nIn = numInputChannels(ctx.datasetJson);
-  if (image.channels !== nIn) throw new Error(`the model expects ${nIn} input channel(s), got ${image.channels}`);
+  if (image.channels !== nIn)
+    throw new Error(`the model expects ${nIn} input channel(s), got ${image.channels}`);
   const { config, patch, mirrorAxes } = configurationInfo(ctx.plans, ctx.configuration);
 
   let t0 = now();
-  const pre = runCase(image, null, ctx.plans, ctx.configuration, ctx.datasetJson, { classLocations: false });
+  const pre = runCase(image, null, ctx.plans, ctx.configuration, ctx.datasetJson, {
+    classLocations: false,
+  });
   const tPre = now() - t0;
 
   t0 = now();
-  const logits = await slidingWindowPredict({ data: pre.data, shape: pre.shape }, patch, labels.numSegmentationHeads, predictTiles, {
-    tileBatch: opts.tileBatch ?? 1,
-    stepSize: opts.stepSize,
-    useGaussian: opts.useGaussian,
-    mirrorAxes: opts.tta ? (opts.mirrorAxes ?? mirrorAxes) : [],
-    onProgress: opts.onProgress,
-    signal: opts.signal,
-  });
+  const logits = await slidingWindowPredict(
+    { data: pre.data, shape: pre.shape },
+    patch,
+    labels.numSegmentationHeads,
+    predictTiles,
+    {
+      tileBatch: opts.tileBatch ?? 1,
+      stepSize: opts.stepSize,
+      useGaussian: opts.useGaussian,
+      mirrorAxes: opts.tta ? (opts.mirrorAxes ?? mirrorAxes) : [],
+      onProgress: opts.onProgress,
+      signal: opts.signal,
+    },
+  );
   const tPred = now() - t0;
 
   t0 = now();
@@ -172,7 +219,9 @@ function stackForPrediction(images: Volume[]): Volume {
   const n = first.dims[0] * first.dims[1] * first.dims[2];
   for (const v of images) {
     if (v.channels !== 1 || v.dims.some((d, i) => d !== first.dims[i])) {
-      throw new Error(`every input channel must be one 3-D image of dims ${first.dims} (got ${v.dims}×${v.channels})`);
+      throw new Error(
+        `every input channel must be one 3-D image of dims ${first.dims} (got ${v.dims}×${v.channels})`,
+      );
     }
   }
   const data = new Float32Array(n * images.length);

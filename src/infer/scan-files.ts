@@ -10,6 +10,8 @@ export interface DroppedFile {
 }
 
 /** Reads a scan from files; hidden files (.DS_Store, …) are ignored. */
-export function readScanFiles(given: DroppedFile[]): Promise<{ name: string; images: ReadVolume[] }> {
+export function readScanFiles(
+  given: DroppedFile[],
+): Promise<{ name: string; images: ReadVolume[] }> {
   return readScan(pathFilesSource('scan', given));
 }

@@ -43,11 +43,17 @@ export interface SlidingWindowOptions {
 const half = (v: number): number => fromHalfBits(toHalfBits(v));
 
 /** Tile origins (z, y, x) over the padded volume, in nnU-Net's order (axis 0 outermost). */
-function tileOrigins(padded: readonly number[], box: readonly number[], twoD: boolean, stepSize: number): number[][] {
+function tileOrigins(
+  padded: readonly number[],
+  box: readonly number[],
+  twoD: boolean,
+  stepSize: number,
+): number[][] {
   const origins: number[][] = [];
   if (twoD) {
     const [ys, xs] = slidingWindowSteps(padded.slice(1), box.slice(1), stepSize);
-    for (let z = 0; z < padded[0]; z++) for (const y of ys) for (const x of xs) origins.push([z, y, x]);
+    for (let z = 0; z < padded[0]; z++)
+      for (const y of ys) for (const x of xs) origins.push([z, y, x]);
   } else {
     const [zs, ys, xs] = slidingWindowSteps(padded, box, stepSize);
     for (const z of zs) for (const y of ys) for (const x of xs) origins.push([z, y, x]);
@@ -61,17 +67,35 @@ function tileOrigins(padded: readonly number[], box: readonly number[], twoD: bo
  * at the input's shape (padding removed).
  */
 export async function slidingWindowPredict(
-  volume: Tensor4, patch: readonly number[], numClasses: number, predictTiles: PredictTiles,
+  volume: Tensor4,
+  patch: readonly number[],
+  numClasses: number,
+  predictTiles: PredictTiles,
   opts: SlidingWindowOptions = {},
 ): Promise<Tensor4> {
-  const { tileBatch = 1, stepSize = 0.5, useGaussian = true, fp16Accumulation = false, signal, onProgress } = opts;
+  const {
+    tileBatch = 1,
+    stepSize = 0.5,
+    useGaussian = true,
+    fp16Accumulation = false,
+    signal,
+    onProgress,
+  } = opts;
   const mirrorAxes = opts.mirrorAxes ?? [];
   const [C, Z, Y, X] = volume.shape;
-  if (volume.data.length !== C * Z * Y * X) throw new Error('slidingWindowPredict: data length does not match shape');
-  if (patch.length !== 2 && patch.length !== 3) throw new Error(`slidingWindowPredict: patch must have 2 or 3 axes, got ${patch.length}`);
-  if (!(tileBatch >= 1) || !Number.isInteger(tileBatch)) throw new Error(`slidingWindowPredict: bad tileBatch ${tileBatch}`);
-  if (mirrorAxes.some((a) => !Number.isInteger(a) || a < 0 || a >= patch.length) || new Set(mirrorAxes).size !== mirrorAxes.length) {
-    throw new Error(`slidingWindowPredict: mirror axes ${mirrorAxes} invalid for a ${patch.length}-d patch`);
+  if (volume.data.length !== C * Z * Y * X)
+    throw new Error('slidingWindowPredict: data length does not match shape');
+  if (patch.length !== 2 && patch.length !== 3)
+    throw new Error(`slidingWindowPredict: patch must have 2 or 3 axes, got ${patch.length}`);
+  if (!(tileBatch >= 1) || !Number.isInteger(tileBatch))
+    throw new Error(`slidingWindowPredict: bad tileBatch ${tileBatch}`);
+  if (
+    mirrorAxes.some((a) => !Number.isInteger(a) || a < 0 || a >= patch.length) ||
+    new Set(mirrorAxes).size !== mirrorAxes.length
+  ) {
+    throw new Error(
+      `slidingWindowPredict: mirror axes ${mirrorAxes} invalid for a ${patch.length}-d patch`,
+    );
   }
   signal?.throwIfAborted();
   const twoD = patch.length === 2;
@@ -139,12 +163,16 @@ export async function slidingWindowPredict(
             const src = ((t * K + k) * tz + z) * ty * tx + y * tx;
             const base = k * vox + dst;
             if (fp16Accumulation) {
-              for (let x = 0; x < tx; x++) logits[base + x] = half(logits[base + x] + Math.fround(pred[src + x] * gauss[g0 + x]));
+              for (let x = 0; x < tx; x++)
+                logits[base + x] = half(
+                  logits[base + x] + Math.fround(pred[src + x] * gauss[g0 + x]),
+                );
             } else {
               for (let x = 0; x < tx; x++) logits[base + x] += pred[src + x] * gauss[g0 + x];
             }
           }
-          if (fp16Accumulation) for (let x = 0; x < tx; x++) weights[dst + x] = half(weights[dst + x] + gauss[g0 + x]);
+          if (fp16Accumulation)
+            for (let x = 0; x < tx; x++) weights[dst + x] = half(weights[dst + x] + gauss[g0 + x]);
           else for (let x = 0; x < tx; x++) weights[dst + x] += gauss[g0 + x];
         }
       }

@@ -5,10 +5,21 @@ import { decodeModelFolder, MODEL_FILES, type DecodedModelFolder } from '../mode
 import { labelInfo } from '../model/labels.ts';
 import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from '../store/db.ts';
-import { getModel, loadModelFiles, MODEL_SOURCES, putModel, putModelFile as putStoredModelFile, type ModelRecord, type ModelSource } from '../store/models.ts';
+import {
+  getModel,
+  loadModelFiles,
+  MODEL_SOURCES,
+  putModel,
+  putModelFile as putStoredModelFile,
+  type ModelRecord,
+  type ModelSource,
+} from '../store/models.ts';
 
 /** Checks a model folder's files (decodes them fully) and returns the decoded model. */
-export async function checkModelFiles(files: Record<string, Uint8Array>, name = 'model'): Promise<DecodedModelFolder> {
+export async function checkModelFiles(
+  files: Record<string, Uint8Array>,
+  name = 'model',
+): Promise<DecodedModelFolder> {
   return decodeModelFolder(memorySource(name, files));
 }
 
@@ -21,8 +32,13 @@ export interface SaveModelOptions {
 }
 
 /** Stores a model folder's files (validated first). Only the model-folder files are kept. */
-export async function saveModel(db: StoreDB, files: Record<string, Uint8Array>, opts: SaveModelOptions): Promise<ModelRecord> {
-  if (!MODEL_SOURCES.includes(opts.source)) throw new Error(`unknown model source '${opts.source}'`);
+export async function saveModel(
+  db: StoreDB,
+  files: Record<string, Uint8Array>,
+  opts: SaveModelOptions,
+): Promise<ModelRecord> {
+  if (!MODEL_SOURCES.includes(opts.source))
+    throw new Error(`unknown model source '${opts.source}'`);
   const md = await checkModelFiles(files, opts.name);
   const keep: Record<string, Uint8Array> = {};
   let bytes = 0;
@@ -32,29 +48,46 @@ export async function saveModel(db: StoreDB, files: Record<string, Uint8Array>, 
     keep[f] = b;
     bytes += b.byteLength;
   }
-  const cfg = md.plans.configurations[md.configuration] as { patch_size?: number[]; spacing?: number[] };
+  const cfg = md.plans.configurations[md.configuration] as {
+    patch_size?: number[];
+    spacing?: number[];
+  };
   labelInfo(md.datasetJson); // throws on an inconsistent label definition
-  return putModel(db, keep, {
-    name: opts.name, source: opts.source,
-    configuration: md.configuration,
-    numInputChannels: md.meta.num_input_channels,
-    labels: md.datasetJson.labels,
-    patchSize: cfg.patch_size ?? [],
-    spacing: cfg.spacing ?? [],
-    bytes,
-    hasOnnx: !!keep[MODEL_FILES.onnx],
-    origin: opts.origin,
-  }, opts.id);
+  return putModel(
+    db,
+    keep,
+    {
+      name: opts.name,
+      source: opts.source,
+      configuration: md.configuration,
+      numInputChannels: md.meta.num_input_channels,
+      labels: md.datasetJson.labels,
+      patchSize: cfg.patch_size ?? [],
+      spacing: cfg.spacing ?? [],
+      bytes,
+      hasOnnx: !!keep[MODEL_FILES.onnx],
+      origin: opts.origin,
+    },
+    opts.id,
+  );
 }
 
 /** The decoded model folder of a stored model. */
-export async function loadModel(db: StoreDB, id: string): Promise<(DecodedModelFolder & { record: ModelRecord }) | undefined> {
+export async function loadModel(
+  db: StoreDB,
+  id: string,
+): Promise<(DecodedModelFolder & { record: ModelRecord }) | undefined> {
   const [record, files] = await Promise.all([getModel(db, id), loadModelFiles(db, id)]);
   if (!record || !files) return undefined;
   return { ...(await checkModelFiles(files, record.name)), record };
 }
 
 /** Adds (or replaces) one file of a stored package, e.g. model.onnx after an export. */
-export async function putModelFile(db: StoreDB, id: string, name: string, bytes: Uint8Array): Promise<void> {
+export async function putModelFile(
+  db: StoreDB,
+  id: string,
+  name: string,
+  bytes: Uint8Array,
+): Promise<void> {
   await putStoredModelFile(db, id, name, bytes, name === MODEL_FILES.onnx ? { hasOnnx: true } : {});
 }

@@ -9,7 +9,8 @@ import { roundHalfEven } from '../util/numeric.ts';
  */
 export function tilePositions(size: number, tile: number, stepSize = 0.5): number[] {
   if (size < tile) throw new Error(`tilePositions: size ${size} < tile ${tile} (pad first)`);
-  if (!(stepSize > 0 && stepSize <= 1)) throw new Error(`tilePositions: step size ${stepSize} not in (0, 1]`);
+  if (!(stepSize > 0 && stepSize <= 1))
+    throw new Error(`tilePositions: step size ${stepSize} not in (0, 1]`);
   const n = Math.ceil((size - tile) / (tile * stepSize)) + 1;
   if (n === 1) return [0];
   const step = (size - tile) / (n - 1);
@@ -19,7 +20,11 @@ export function tilePositions(size: number, tile: number, stepSize = 0.5): numbe
 }
 
 /** Per-axis offsets for a whole image (sizes and tile of equal length). */
-export function slidingWindowSteps(sizes: readonly number[], tile: readonly number[], stepSize = 0.5): number[][] {
+export function slidingWindowSteps(
+  sizes: readonly number[],
+  tile: readonly number[],
+  stepSize = 0.5,
+): number[][] {
   if (sizes.length !== tile.length) throw new Error('slidingWindowSteps: rank mismatch');
   return sizes.map((s, i) => tilePositions(s, tile[i], stepSize));
 }
@@ -57,23 +62,48 @@ export function paddingFor(shape: readonly number[], minSpatial: readonly number
 export function padArray(src: Float32Array, shape: readonly number[], pad: Padding): Float32Array {
   if (pad.shape.every((s, i) => s === shape[i])) return src;
   const dst = new Float32Array(pad.shape.reduce((a, b) => a * b, 1));
-  copyBox(src, shape, pad.below.map(() => 0), dst, pad.shape, pad.below, shape);
+  copyBox(
+    src,
+    shape,
+    pad.below.map(() => 0),
+    dst,
+    pad.shape,
+    pad.below,
+    shape,
+  );
   return dst;
 }
 
 /** Inverse of padArray: cuts the box `slicer` (half-open per axis) out of a padded C-order array. */
-export function unpadArray(src: Float32Array, paddedShape: readonly number[], slicer: readonly [number, number][]): Float32Array {
+export function unpadArray(
+  src: Float32Array,
+  paddedShape: readonly number[],
+  slicer: readonly [number, number][],
+): Float32Array {
   const size = slicer.map(([a, b]) => b - a);
   if (size.every((s, i) => s === paddedShape[i])) return src;
   const dst = new Float32Array(size.reduce((a, b) => a * b, 1));
-  copyBox(src, paddedShape, slicer.map(([a]) => a), dst, size, size.map(() => 0), size);
+  copyBox(
+    src,
+    paddedShape,
+    slicer.map(([a]) => a),
+    dst,
+    size,
+    size.map(() => 0),
+    size,
+  );
   return dst;
 }
 
 /** Copies the box `size` from src at srcOff to dst at dstOff (both C-order, any rank ≥ 1). */
 export function copyBox(
-  src: Float32Array, srcShape: readonly number[], srcOff: readonly number[],
-  dst: Float32Array, dstShape: readonly number[], dstOff: readonly number[], size: readonly number[],
+  src: Float32Array,
+  srcShape: readonly number[],
+  srcOff: readonly number[],
+  dst: Float32Array,
+  dstShape: readonly number[],
+  dstOff: readonly number[],
+  size: readonly number[],
 ): void {
   const rank = size.length;
   const rowLen = size[rank - 1];

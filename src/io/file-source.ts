@@ -41,12 +41,18 @@ export function fileListSource(files: ArrayLike<File>): FileSource {
 export interface DirectoryHandleLike {
   readonly name: string;
   readonly kind: 'directory';
-  entries(): AsyncIterable<[string, DirectoryHandleLike | { kind: 'file'; name: string; getFile(): Promise<File> }]>;
+  entries(): AsyncIterable<
+    [string, DirectoryHandleLike | { kind: 'file'; name: string; getFile(): Promise<File> }]
+  >;
 }
 
 export function directoryHandleSource(root: DirectoryHandleLike): FileSource {
   let files: Map<string, () => Promise<File>> | undefined;
-  const walk = async (dir: DirectoryHandleLike, prefix: string, out: Map<string, () => Promise<File>>) => {
+  const walk = async (
+    dir: DirectoryHandleLike,
+    prefix: string,
+    out: Map<string, () => Promise<File>>,
+  ) => {
     for await (const [name, h] of dir.entries()) {
       if (h.kind === 'directory') await walk(h as DirectoryHandleLike, `${prefix}${name}/`, out);
       else out.set(prefix + name, () => (h as { getFile(): Promise<File> }).getFile());
@@ -71,7 +77,10 @@ export function directoryHandleSource(root: DirectoryHandleLike): FileSource {
 }
 
 /** Files with explicit relative paths (what a drag-and-drop of folders yields after walking entries). */
-export function pathFilesSource(name: string, entries: ReadonlyArray<{ path: string; file: Blob }>): FileSource {
+export function pathFilesSource(
+  name: string,
+  entries: ReadonlyArray<{ path: string; file: Blob }>,
+): FileSource {
   const map = new Map(entries.map((e) => [e.path.replace(/^\/+/, ''), e.file]));
   return {
     name,
@@ -90,7 +99,8 @@ export function pathFilesSource(name: string, entries: ReadonlyArray<{ path: str
  * paths written inside files (dataset.json, a detached header's data file) cannot reach elsewhere.
  */
 export function pathInside(dir: string, rel: string): string | undefined {
-  if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || /^([a-zA-Z]:)?[\\/]/.test(rel)) return undefined;
+  if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || /^([a-zA-Z]:)?[\\/]/.test(rel))
+    return undefined;
   const out: string[] = dir ? dir.split('/').filter(Boolean) : [];
   for (const part of rel.split(/[\\/]/)) {
     if (part === '' || part === '.') continue;
@@ -111,6 +121,7 @@ export function dirOf(path: string): string {
 /** A picked/dropped file's bytes, refused (before reading) when over the read limit. */
 async function blobBytes(f: Blob, what: string): Promise<Uint8Array> {
   const max = readLimits().maxVolumeBytes;
-  if (f.size > max) throw new ReadLimitError(`${what}: ${mib(f.size)} is more than the ${mib(max)} read limit`);
+  if (f.size > max)
+    throw new ReadLimitError(`${what}: ${mib(f.size)} is more than the ${mib(max)} read limit`);
   return new Uint8Array(await f.arrayBuffer());
 }

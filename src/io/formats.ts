@@ -40,9 +40,29 @@ function sniffNifti(b: Uint8Array): boolean {
 }
 
 export const VOLUME_FORMATS: readonly VolumeFormat[] = [
-  { name: 'NIfTI', extensions: ['.nii.gz', '.nii'], datasetEndings: ['.nii.gz', '.nii'], sniff: sniffNifti, read: (b, name, o) => readNifti(b, name, o.maxBytes) },
-  { name: 'NRRD', extensions: ['.nrrd', '.nhdr'], datasetEndings: ['.nrrd'], dataExtensions: ['.raw', '.raw.gz'], sniff: isNrrd, read: readNrrd },
-  { name: 'MetaImage', extensions: ['.mha', '.mhd'], datasetEndings: ['.mha'], dataExtensions: ['.raw', '.zraw'], sniff: isMetaImage, read: readMetaImage },
+  {
+    name: 'NIfTI',
+    extensions: ['.nii.gz', '.nii'],
+    datasetEndings: ['.nii.gz', '.nii'],
+    sniff: sniffNifti,
+    read: (b, name, o) => readNifti(b, name, o.maxBytes),
+  },
+  {
+    name: 'NRRD',
+    extensions: ['.nrrd', '.nhdr'],
+    datasetEndings: ['.nrrd'],
+    dataExtensions: ['.raw', '.raw.gz'],
+    sniff: isNrrd,
+    read: readNrrd,
+  },
+  {
+    name: 'MetaImage',
+    extensions: ['.mha', '.mhd'],
+    datasetEndings: ['.mha'],
+    dataExtensions: ['.raw', '.zraw'],
+    sniff: isMetaImage,
+    read: readMetaImage,
+  },
 ];
 
 /** Every single-file volume ending, e.g. for dataset.json's file_ending and messages. */
@@ -52,13 +72,24 @@ export const VOLUME_EXTENSIONS: readonly string[] = VOLUME_FORMATS.flatMap((f) =
  * The `accept` attribute of file inputs. Browsers match only the last extension, so `.gz` stands
  * for `.nii.gz`; DICOM files often have no extension, so folders are picked separately.
  */
-export const FILE_ACCEPT = [...new Set([...VOLUME_EXTENSIONS.map((e) => e.replace(/^.*(\.[^.]+)$/, '$1')), ...VOLUME_FORMATS.flatMap((f) => f.dataExtensions ?? []).map((e) => e.replace(/^.*(\.[^.]+)$/, '$1')), '.dcm', 'application/dicom'])].join(',');
+export const FILE_ACCEPT = [
+  ...new Set([
+    ...VOLUME_EXTENSIONS.map((e) => e.replace(/^.*(\.[^.]+)$/, '$1')),
+    ...VOLUME_FORMATS.flatMap((f) => f.dataExtensions ?? []).map((e) =>
+      e.replace(/^.*(\.[^.]+)$/, '$1'),
+    ),
+    '.dcm',
+    'application/dicom',
+  ]),
+].join(',');
 
 /** file_ending values of an nnU-Net raw dataset we accept (those nnU-Net accepts and we read). */
 export const DATASET_ENDINGS: readonly string[] = VOLUME_FORMATS.flatMap((f) => f.datasetEndings);
 
 /** Human list for messages: "NIfTI (.nii.gz, .nii), NRRD (.nrrd, .nhdr), ...". */
-export const FORMAT_NAMES = VOLUME_FORMATS.map((f) => `${f.name} (${f.extensions.join(', ')})`).join(', ');
+export const FORMAT_NAMES = VOLUME_FORMATS.map(
+  (f) => `${f.name} (${f.extensions.join(', ')})`,
+).join(', ');
 
 const lower = (p: string) => p.toLowerCase();
 
@@ -92,21 +123,33 @@ export function sniffVolume(bytes: Uint8Array): VolumeFormat | undefined {
  * the name is the fallback, so a damaged .nrrd gets the NRRD reader's message. A header naming a
  * data file (.nhdr, .mhd) reads it from the same folder, never outside `src`.
  */
-export async function readVolumeFile(src: FileSource, path: string, o: Pick<VolumeReadOptions, 'maxBytes'> = {}): Promise<ReadVolume> {
+export async function readVolumeFile(
+  src: FileSource,
+  path: string,
+  o: Pick<VolumeReadOptions, 'maxBytes'> = {},
+): Promise<ReadVolume> {
   const bytes = await src.read(path);
   const dir = dirOf(path);
   const readRelative = (rel: string) => {
     const p = pathInside(dir, rel);
-    if (!p) throw new Error(`${path}: refusing data file ${JSON.stringify(rel)} outside the folder`);
+    if (!p)
+      throw new Error(`${path}: refusing data file ${JSON.stringify(rel)} outside the folder`);
     return src.read(p);
   };
   return readVolumeBytes(bytes, path, { ...o, readRelative });
 }
 
 /** Reads the bytes of one volume file; `name` labels messages and is the format fallback. */
-export async function readVolumeBytes(bytes: Uint8Array, name: string, o: VolumeReadOptions = {}): Promise<ReadVolume> {
+export async function readVolumeBytes(
+  bytes: Uint8Array,
+  name: string,
+  o: VolumeReadOptions = {},
+): Promise<ReadVolume> {
   const format = sniffVolume(bytes) ?? formatOfPath(name);
-  if (!format) throw new Error(`${name}: not a NIfTI, NRRD or MetaImage file (supported: ${FORMAT_NAMES}; DICOM as a folder of slices)`);
+  if (!format)
+    throw new Error(
+      `${name}: not a NIfTI, NRRD or MetaImage file (supported: ${FORMAT_NAMES}; DICOM as a folder of slices)`,
+    );
   return format.read(bytes, name, o);
 }
 
@@ -129,10 +172,17 @@ export async function readScan(src: FileSource): Promise<{ name: string; images:
   const { series, skipped } = readDicomFiles(files);
   const ok = series.filter((s) => s.volume);
   if (ok.length === 0) {
-    const why = series[0]?.error ?? (skipped[0] ? `${skipped[0].name}: ${skipped[0].reason}` : 'no readable image');
-    throw new Error(`these files are neither NIfTI, NRRD or MetaImage volumes (${VOLUME_EXTENSIONS.join(', ')}) nor a readable DICOM series (${why})`);
+    const why =
+      series[0]?.error ??
+      (skipped[0] ? `${skipped[0].name}: ${skipped[0].reason}` : 'no readable image');
+    throw new Error(
+      `these files are neither NIfTI, NRRD or MetaImage volumes (${VOLUME_EXTENSIONS.join(', ')}) nor a readable DICOM series (${why})`,
+    );
   }
   const s = ok.sort((a, b) => b.files.length - a.files.length)[0];
   const top = paths[0].includes('/') ? paths[0].split('/')[0] : 'DICOM';
-  return { name: s.seriesDescription ? `${top} (${s.seriesDescription})` : top, images: [s.volume!] };
+  return {
+    name: s.seriesDescription ? `${top} (${s.seriesDescription})` : top,
+    images: [s.volume!],
+  };
 }

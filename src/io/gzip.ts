@@ -37,9 +37,12 @@ export function gunzip(bytes: Uint8Array, what = 'file'): Uint8Array {
   if (bytes.length < 18) throw new Error(`${what}: truncated gzip data (${bytes.length} bytes)`);
   const t = bytes.length - 8;
   const crc = (bytes[t] | (bytes[t + 1] << 8) | (bytes[t + 2] << 16) | (bytes[t + 3] << 24)) >>> 0;
-  const isize = (bytes[t + 4] | (bytes[t + 5] << 8) | (bytes[t + 6] << 16) | (bytes[t + 7] << 24)) >>> 0;
+  const isize =
+    (bytes[t + 4] | (bytes[t + 5] << 8) | (bytes[t + 6] << 16) | (bytes[t + 7] << 24)) >>> 0;
   if (isize !== out.length >>> 0 || crc !== crc32(out)) {
-    throw new Error(`${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`);
+    throw new Error(
+      `${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`,
+    );
   }
   return out;
 }
@@ -78,22 +81,32 @@ function stepSize(remaining: number, sized: boolean): number {
 export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflate): Uint8Array {
   let declared = o.expectedBytes;
   const checkDeclared = (n: number) => {
-    if (!(Number.isSafeInteger(n) && n >= 0)) throw new Error(`${what}: the header declares an invalid data size (${n} bytes)`);
+    if (!(Number.isSafeInteger(n) && n >= 0))
+      throw new Error(`${what}: the header declares an invalid data size (${n} bytes)`);
     if (n > o.maxBytes) {
-      throw new ReadLimitError(`${what}: the header declares ${mib(n)} of data, more than the ${mib(o.maxBytes)} read limit (a corrupt or hostile header, or raise the limit)`);
+      throw new ReadLimitError(
+        `${what}: the header declares ${mib(n)} of data, more than the ${mib(o.maxBytes)} read limit (a corrupt or hostile header, or raise the limit)`,
+      );
     }
   };
   // Fast path: when a gzip trailer's size equals the declared size (every intact file), gunzipSync
   // inflates straight into a buffer of exactly that size (it never writes past a given buffer);
   // otherwise (padding, truncation, a lie) the stream is read step by step below.
-  const isize = o.kind === 'gzip' && input.length >= 18 ? new DataView(input.buffer, input.byteOffset + input.length - 4, 4).getUint32(0, true) : -1;
+  const isize =
+    o.kind === 'gzip' && input.length >= 18
+      ? new DataView(input.buffer, input.byteOffset + input.length - 4, 4).getUint32(0, true)
+      : -1;
   let fast = false;
   const wholeGzip = (n: number) => (fast = isize === n >>> 0 && n > 0);
   if (declared !== undefined) checkDeclared(declared);
-  let out: Uint8Array | undefined = declared !== undefined && !wholeGzip(declared) ? new Uint8Array(declared) : undefined;
+  let out: Uint8Array | undefined =
+    declared !== undefined && !wholeGzip(declared) ? new Uint8Array(declared) : undefined;
   const head: Uint8Array[] = [];
   // `extra`: the stream holds more than declared; it is not read further (nor its trailer checked).
-  let total = 0, crc = 0, extra = false, complete = false;
+  let total = 0,
+    crc = 0,
+    extra = false,
+    complete = false;
   const headerBytes = Math.min(o.headerBytes ?? 0, o.maxBytes);
   const settle = () => {
     // The header is in: find the declared size, allocate once, move what we have.
@@ -116,7 +129,10 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
       if (take < chunk.length) extra = true;
       return;
     }
-    if (total + chunk.length > o.maxBytes) throw new ReadLimitError(`${what}: decompresses to more than the ${mib(o.maxBytes)} read limit`);
+    if (total + chunk.length > o.maxBytes)
+      throw new ReadLimitError(
+        `${what}: decompresses to more than the ${mib(o.maxBytes)} read limit`,
+      );
     head.push(chunk);
     total += chunk.length;
     if (total >= headerBytes) settle();
@@ -129,22 +145,33 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
       throw new Error(`${what}: truncated or corrupt gzip data (${errorMessage(e)})`);
     }
     const t = input.length - 8;
-    if (full.length !== declared || new DataView(input.buffer, input.byteOffset + t, 4).getUint32(0, true) !== crc32(full)) {
-      throw new Error(`${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`);
+    if (
+      full.length !== declared ||
+      new DataView(input.buffer, input.byteOffset + t, 4).getUint32(0, true) !== crc32(full)
+    ) {
+      throw new Error(
+        `${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`,
+      );
     }
     return full;
   };
   if (fast) return sync();
-  const stream = o.kind === 'gzip' ? new Gunzip(ondata) : o.kind === 'zlib' ? new Unzlib(ondata) : new Inflate(ondata);
+  const stream =
+    o.kind === 'gzip'
+      ? new Gunzip(ondata)
+      : o.kind === 'zlib'
+        ? new Unzlib(ondata)
+        : new Inflate(ondata);
   try {
-    for (let p = 0; p < input.length && !extra && !fast; ) {
+    for (let p = 0; p < input.length && !extra && !fast;) {
       const step = stepSize((out ? declared! : headerBytes) - total, !!out);
       stream.push(input.subarray(p, Math.min(p + step, input.length)), p + step >= input.length);
       p += step;
     }
     if (input.length === 0) stream.push(input, true);
   } catch (e) {
-    if (e instanceof ReadLimitError || (e instanceof Error && e.message.startsWith(`${what}:`))) throw e;
+    if (e instanceof ReadLimitError || (e instanceof Error && e.message.startsWith(`${what}:`)))
+      throw e;
     const msg = errorMessage(e);
     throw new Error(`${what}: truncated or corrupt ${o.kind} data (${msg})`);
   }
@@ -155,13 +182,20 @@ export function inflateBounded(input: Uint8Array, what: string, o: BoundedInflat
   if (o.kind === 'gzip' && complete && !extra) {
     if (input.length < 18) throw new Error(`${what}: truncated gzip data (${input.length} bytes)`);
     const t = input.length - 8;
-    const want = (input[t] | (input[t + 1] << 8) | (input[t + 2] << 16) | (input[t + 3] << 24)) >>> 0;
-    const isize = (input[t + 4] | (input[t + 5] << 8) | (input[t + 6] << 16) | (input[t + 7] << 24)) >>> 0;
+    const want =
+      (input[t] | (input[t + 1] << 8) | (input[t + 2] << 16) | (input[t + 3] << 24)) >>> 0;
+    const isize =
+      (input[t + 4] | (input[t + 5] << 8) | (input[t + 6] << 16) | (input[t + 7] << 24)) >>> 0;
     // fflate's streaming inflate does not always notice a stream cut at a block boundary; the
     // size in the trailer (then whatever bytes were last) tells.
-    if (isize !== total >>> 0) throw new Error(`${what}: truncated or corrupt gzip data (unexpected EOF: the stream gives ${total} bytes, its trailer says ${isize})`);
+    if (isize !== total >>> 0)
+      throw new Error(
+        `${what}: truncated or corrupt gzip data (unexpected EOF: the stream gives ${total} bytes, its trailer says ${isize})`,
+      );
     if (want !== crc) {
-      throw new Error(`${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`);
+      throw new Error(
+        `${what}: gzip check failed: the CRC-32/size trailer does not match the data (corrupt, truncated or multi-member gzip)`,
+      );
     }
   } else if (!complete && !extra) {
     throw new Error(`${what}: truncated ${o.kind} data (the stream ends after ${total} bytes)`);

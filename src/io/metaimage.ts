@@ -11,13 +11,22 @@ import { assertFiniteVoxels, decodeVoxels, deinterleave, frameAffine } from './v
 import { VOXEL_ARRAY, type DataTypeName, type Volume } from './volume.ts';
 
 const TYPES: Record<string, DataTypeName> = {
-  MET_CHAR: 'int8', MET_UCHAR: 'uint8', MET_SHORT: 'int16', MET_USHORT: 'uint16',
-  MET_INT: 'int32', MET_UINT: 'uint32', MET_FLOAT: 'float32', MET_DOUBLE: 'float64',
+  MET_CHAR: 'int8',
+  MET_UCHAR: 'uint8',
+  MET_SHORT: 'int16',
+  MET_USHORT: 'uint16',
+  MET_INT: 'int32',
+  MET_UINT: 'uint32',
+  MET_FLOAT: 'float32',
+  MET_DOUBLE: 'float64',
 };
 
 /** Field names MetaIO accepts for the same thing. */
 const ALIASES: Record<string, string> = {
-  position: 'offset', origin: 'offset', rotation: 'transformmatrix', orientation: 'transformmatrix',
+  position: 'offset',
+  origin: 'offset',
+  rotation: 'transformmatrix',
+  orientation: 'transformmatrix',
   binarydatabyteordermsb: 'elementbyteordermsb',
 };
 
@@ -29,21 +38,29 @@ export function isMetaImage(b: Uint8Array): boolean {
   return /^\s*(ObjectType|NDims|Comment|ObjectSubType)\s*=/.test(head);
 }
 
-export async function readMetaImage(bytes: Uint8Array, name = 'MetaImage', o: VolumeReadOptions = {}): Promise<Volume & { orientation: string }> {
+export async function readMetaImage(
+  bytes: Uint8Array,
+  name = 'MetaImage',
+  o: VolumeReadOptions = {},
+): Promise<Volume & { orientation: string }> {
   const maxBytes = o.maxBytes ?? readLimits().maxVolumeBytes;
   // Header lines up to and including ElementDataFile (always the last field).
   const f = new Map<string, string>();
   const spelled = new Map<string, string>(); // the key as written, for messages
   let at = 0;
   for (;;) {
-    if (at >= bytes.length || at > MAX_HEADER) throw new Error(`${name}: MetaImage header has no ElementDataFile line`);
+    if (at >= bytes.length || at > MAX_HEADER)
+      throw new Error(`${name}: MetaImage header has no ElementDataFile line`);
     let nl = bytes.indexOf(0x0a, at);
     if (nl < 0) nl = bytes.length;
     const line = new TextDecoder('latin1').decode(bytes.subarray(at, nl)).replace(/\r$/, '');
     at = nl + 1;
     if (line.trim() === '') continue;
     const eq = line.indexOf('=');
-    if (eq < 0) throw new Error(`${name}: malformed MetaImage header line ${JSON.stringify(line.slice(0, 80))}`);
+    if (eq < 0)
+      throw new Error(
+        `${name}: malformed MetaImage header line ${JSON.stringify(line.slice(0, 80))}`,
+      );
     const key = line.slice(0, eq).trim().toLowerCase();
     f.set(ALIASES[key] ?? key, line.slice(eq + 1).trim());
     spelled.set(ALIASES[key] ?? key, line.slice(0, eq).trim());
@@ -56,20 +73,30 @@ export async function readMetaImage(bytes: Uint8Array, name = 'MetaImage', o: Vo
       throw new Error(`${name}: MetaImage header has no ${spelled.get(k) ?? k} field`);
     }
     const out = v.split(/\s+/).map(Number);
-    if (out.length !== n || !out.every(Number.isFinite)) throw new Error(`${name}: MetaImage ${spelled.get(k) ?? k} "${v}" must be ${n} finite numbers`);
+    if (out.length !== n || !out.every(Number.isFinite))
+      throw new Error(
+        `${name}: MetaImage ${spelled.get(k) ?? k} "${v}" must be ${n} finite numbers`,
+      );
     return out;
   };
   const bool = (k: string) => /^true$/i.test(f.get(k) ?? 'false');
-  if (f.has('objecttype') && f.get('objecttype')!.toLowerCase() !== 'image') throw new Error(`${name}: MetaImage ObjectType ${f.get('objecttype')} is not Image`);
+  if (f.has('objecttype') && f.get('objecttype')!.toLowerCase() !== 'image')
+    throw new Error(`${name}: MetaImage ObjectType ${f.get('objecttype')} is not Image`);
   const ndims = Number(f.get('ndims'));
-  if (ndims !== 3) throw new Error(`${name}: MetaImage NDims = ${f.get('ndims')}; only 3-D images are supported`);
+  if (ndims !== 3)
+    throw new Error(`${name}: MetaImage NDims = ${f.get('ndims')}; only 3-D images are supported`);
   const dims = nums('dimsize', 3) as [number, number, number];
-  if (!dims.every((d) => Number.isSafeInteger(d) && d >= 1)) throw new Error(`${name}: MetaImage DimSize ${dims.join(' ')} must be positive integers`);
+  if (!dims.every((d) => Number.isSafeInteger(d) && d >= 1))
+    throw new Error(`${name}: MetaImage DimSize ${dims.join(' ')} must be positive integers`);
   const type = TYPES[(f.get('elementtype') ?? '').toUpperCase()];
-  if (!type) throw new Error(`${name}: unsupported MetaImage ElementType "${f.get('elementtype')}" (supported: ${Object.keys(TYPES).join(', ')})`);
+  if (!type)
+    throw new Error(
+      `${name}: unsupported MetaImage ElementType "${f.get('elementtype')}" (supported: ${Object.keys(TYPES).join(', ')})`,
+    );
   const ctor = VOXEL_ARRAY[type];
   const channels = Number(f.get('elementnumberofchannels') ?? 1);
-  if (!(Number.isSafeInteger(channels) && channels >= 1)) throw new Error(`${name}: invalid ElementNumberOfChannels ${f.get('elementnumberofchannels')}`);
+  if (!(Number.isSafeInteger(channels) && channels >= 1))
+    throw new Error(`${name}: invalid ElementNumberOfChannels ${f.get('elementnumberofchannels')}`);
 
   const spacing = nums('elementspacing', 3, [1, 1, 1]) as [number, number, number];
   const tm = nums('transformmatrix', 9, [1, 0, 0, 0, 1, 0, 0, 0, 1]);
@@ -82,32 +109,53 @@ export async function readMetaImage(bytes: Uint8Array, name = 'MetaImage', o: Vo
   const n = dims[0] * dims[1] * dims[2] * channels;
   const nbytes = n * ctor.BYTES_PER_ELEMENT;
   const dataFile = f.get('elementdatafile')!;
-  let file = bytes, start = at, fileName = name;
+  let file = bytes,
+    start = at,
+    fileName = name;
   if (dataFile.toUpperCase() !== 'LOCAL') {
-    if (/^LIST\b/i.test(dataFile) || /%/.test(dataFile) || /\s/.test(dataFile)) throw new Error(`${name}: MetaImage data split over several files (ElementDataFile = ${dataFile}) is not supported`);
-    if (!o.readRelative) throw new Error(`${name}: MetaImage header names data file ${dataFile}; give it together with the header (pick or drop both files)`);
+    if (/^LIST\b/i.test(dataFile) || /%/.test(dataFile) || /\s/.test(dataFile))
+      throw new Error(
+        `${name}: MetaImage data split over several files (ElementDataFile = ${dataFile}) is not supported`,
+      );
+    if (!o.readRelative)
+      throw new Error(
+        `${name}: MetaImage header names data file ${dataFile}; give it together with the header (pick or drop both files)`,
+      );
     file = await o.readRelative(dataFile);
     fileName = dataFile;
     const hs = Number(f.get('headersize') ?? 0);
-    if (!(Number.isSafeInteger(hs) && hs >= -1)) throw new Error(`${name}: invalid HeaderSize ${f.get('headersize')}`);
+    if (!(Number.isSafeInteger(hs) && hs >= -1))
+      throw new Error(`${name}: invalid HeaderSize ${f.get('headersize')}`);
     start = hs === -1 ? file.length - nbytes : hs;
   }
   let raw: Uint8Array, offset: number;
   if (bool('compresseddata')) {
-    raw = inflateBounded(file.subarray(Math.max(start, 0)), fileName, { kind: 'zlib', maxBytes, expectedBytes: nbytes });
+    raw = inflateBounded(file.subarray(Math.max(start, 0)), fileName, {
+      kind: 'zlib',
+      maxBytes,
+      expectedBytes: nbytes,
+    });
     offset = 0;
   } else {
     raw = file;
     offset = start;
   }
   if (offset < 0 || raw.length - offset < nbytes) {
-    throw new Error(`${fileName}: DimSize ${dims.join('x')}${channels > 1 ? `x${channels}` : ''} of ${type} needs ${nbytes} bytes of MetaImage data but there are ${Math.max(0, raw.length - Math.max(offset, 0))}`);
+    throw new Error(
+      `${fileName}: DimSize ${dims.join('x')}${channels > 1 ? `x${channels}` : ''} of ${type} needs ${nbytes} bytes of MetaImage data but there are ${Math.max(0, raw.length - Math.max(offset, 0))}`,
+    );
   }
   let data = decodeVoxels(raw, offset, n, ctor, !bool('elementbyteordermsb'));
   data = deinterleave(data, channels);
   assertFiniteVoxels(data, name);
   return {
-    data, dims, channels, spacing, affine, datatype: type, storedDatatype: type,
+    data,
+    dims,
+    channels,
+    spacing,
+    affine,
+    datatype: type,
+    storedDatatype: type,
     orientation: axcodes(affine),
     source: { format: 'metaimage' },
   };

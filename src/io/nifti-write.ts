@@ -2,7 +2,12 @@
 // so nibabel reads back the same shape and affine.
 import { gzipSync } from 'fflate';
 import { affineToQform } from './geometry.ts';
-import { bestAffine, parseNiftiHeader, writeNifti1Header, type NiftiHeader } from './nifti-header.ts';
+import {
+  bestAffine,
+  parseNiftiHeader,
+  writeNifti1Header,
+  type NiftiHeader,
+} from './nifti-header.ts';
 import { NIFTI_CODE } from './nifti.ts';
 import type { DataTypeName, Volume, VoxelArray } from './volume.ts';
 
@@ -16,30 +21,61 @@ export interface NiftiWriteOptions {
 }
 
 const CTORS: Record<DataTypeName, { new (n: number): VoxelArray; BYTES_PER_ELEMENT: number }> = {
-  uint8: Uint8Array, int8: Int8Array, int16: Int16Array, uint16: Uint16Array,
-  int32: Int32Array, uint32: Uint32Array, float32: Float32Array, float64: Float64Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  float32: Float32Array,
+  float64: Float64Array,
 };
 
 export function writeNifti(v: Volume, opts: NiftiWriteOptions = {}): Uint8Array {
   const datatype = opts.datatype ?? v.datatype;
   const data = convert(v.data, datatype);
-  const headerBuf = opts.sourceHeader ?? (v.source?.format === 'nifti1' ? v.source.header : undefined);
+  const headerBuf =
+    opts.sourceHeader ?? (v.source?.format === 'nifti1' ? v.source.header : undefined);
   const base = headerBuf ? parseNiftiHeader(new Uint8Array(headerBuf), 'source header') : undefined;
   const ctor = CTORS[datatype];
   const [nx, ny, nz] = v.dims;
   const fourD = v.channels > 1;
   const dim = [fourD ? 4 : 3, nx, ny, nz, fourD ? v.channels : 1, 1, 1, 1];
   const h: Omit<NiftiHeader, 'raw' | 'version' | 'littleEndian'> = {
-    dim, datatype: NIFTI_CODE[datatype], bitpix: ctor.BYTES_PER_ELEMENT * 8,
-    pixdim: [1, v.spacing[0], v.spacing[1], v.spacing[2], fourD ? (base?.pixdim[4] || 1) : 1, 1, 1, 1],
-    voxOffset: 352, sclSlope: 1, sclInter: 0,
+    dim,
+    datatype: NIFTI_CODE[datatype],
+    bitpix: ctor.BYTES_PER_ELEMENT * 8,
+    pixdim: [
+      1,
+      v.spacing[0],
+      v.spacing[1],
+      v.spacing[2],
+      fourD ? base?.pixdim[4] || 1 : 1,
+      1,
+      1,
+      1,
+    ],
+    voxOffset: 352,
+    sclSlope: 1,
+    sclInter: 0,
     xyztUnits: base ? base.xyztUnits : 2, // 2 = mm
-    qformCode: 1, sformCode: 1, quatern: [0, 0, 0], qoffset: [0, 0, 0], srow: [],
-    descrip: base?.descrip ?? '', intentCode: 0,
+    qformCode: 1,
+    sformCode: 1,
+    quatern: [0, 0, 0],
+    qoffset: [0, 0, 0],
+    srow: [],
+    descrip: base?.descrip ?? '',
+    intentCode: 0,
   };
   if (base && sameAffine(bestAffine(base).affine, v.affine)) {
     // Keep the source's geometry fields verbatim: nibabel then derives the identical affine.
-    Object.assign(h, { qformCode: base.qformCode, sformCode: base.sformCode, quatern: base.quatern, qoffset: base.qoffset, srow: base.srow });
+    Object.assign(h, {
+      qformCode: base.qformCode,
+      sformCode: base.sformCode,
+      quatern: base.quatern,
+      qoffset: base.qoffset,
+      srow: base.srow,
+    });
     h.pixdim[0] = base.pixdim[0];
     for (let k = 1; k <= 3; k++) h.pixdim[k] = base.pixdim[k];
   } else {
@@ -65,7 +101,12 @@ function sameAffine(a: number[], b: number[]): boolean {
 }
 
 const RANGES: Partial<Record<DataTypeName, [number, number]>> = {
-  uint8: [0, 255], int8: [-128, 127], int16: [-32768, 32767], uint16: [0, 65535], int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
+  uint8: [0, 255],
+  int8: [-128, 127],
+  int16: [-32768, 32767],
+  uint16: [0, 65535],
+  int32: [-2147483648, 2147483647],
+  uint32: [0, 4294967295],
 };
 
 /** Copies into the target type; integer targets refuse values they cannot hold exactly, float targets round. */

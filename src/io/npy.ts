@@ -2,7 +2,8 @@
 // a simple way to hand preprocessed arrays to Python for checking.
 import { gunzipSync, gzipSync } from 'fflate';
 
-export type NpyArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array;
+export type NpyArray =
+  Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array;
 
 export interface Npy<T extends NpyArray = NpyArray> {
   data: T;
@@ -10,13 +11,28 @@ export interface Npy<T extends NpyArray = NpyArray> {
   descr: string;
 }
 
-type Ctor = { new (n: number): NpyArray; new (b: ArrayBuffer, off: number, n: number): NpyArray; BYTES_PER_ELEMENT: number };
+type Ctor = {
+  new (n: number): NpyArray;
+  new (b: ArrayBuffer, off: number, n: number): NpyArray;
+  BYTES_PER_ELEMENT: number;
+};
 const DESCR: Record<string, Ctor> = {
-  '<f4': Float32Array, '<f8': Float64Array, '|i1': Int8Array, '|u1': Uint8Array,
-  '<i2': Int16Array, '<u2': Uint16Array, '<i4': Int32Array,
+  '<f4': Float32Array,
+  '<f8': Float64Array,
+  '|i1': Int8Array,
+  '|u1': Uint8Array,
+  '<i2': Int16Array,
+  '<u2': Uint16Array,
+  '<i4': Int32Array,
 };
 // Single-byte types are also written with '<' or '=' by some writers.
-const ALIAS: Record<string, string> = { '<i1': '|i1', '<u1': '|u1', '=i1': '|i1', '=u1': '|u1', '|b1': '|u1' };
+const ALIAS: Record<string, string> = {
+  '<i1': '|i1',
+  '<u1': '|u1',
+  '=i1': '|i1',
+  '=u1': '|u1',
+  '|b1': '|u1',
+};
 
 function descrOf(a: NpyArray): string {
   if (a instanceof Float32Array) return '<f4';
@@ -34,37 +50,60 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 /** Parses .npy bytes (gzipped input is detected and inflated). The result never aliases `bytes`. */
 export function readNpy(bytes: Uint8Array): Npy {
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = gunzipSync(bytes);
-  if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m)) throw new Error('npy: not a .npy file (bad magic)');
+  if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m))
+    throw new Error('npy: not a .npy file (bad magic)');
   const major = bytes[6];
   let hlen: number, hstart: number;
-  if (major === 1) { hlen = bytes[8] | (bytes[9] << 8); hstart = 10; }
-  else if (major === 2 || major === 3) { hlen = new DataView(bytes.buffer, bytes.byteOffset + 8, 4).getUint32(0, true); hstart = 12; }
-  else throw new Error(`npy: unsupported format version ${major}.${bytes[7]}`);
+  if (major === 1) {
+    hlen = bytes[8] | (bytes[9] << 8);
+    hstart = 10;
+  } else if (major === 2 || major === 3) {
+    hlen = new DataView(bytes.buffer, bytes.byteOffset + 8, 4).getUint32(0, true);
+    hstart = 12;
+  } else throw new Error(`npy: unsupported format version ${major}.${bytes[7]}`);
   if (hstart + hlen > bytes.length) throw new Error('npy: truncated header');
   const header = new TextDecoder('latin1').decode(bytes.subarray(hstart, hstart + hlen));
   const descrM = /'descr'\s*:\s*'([^']*)'/.exec(header);
   const fortM = /'fortran_order'\s*:\s*(True|False)/.exec(header);
   const shapeM = /'shape'\s*:\s*\(([^)]*)\)/.exec(header);
   if (!descrM || !fortM || !shapeM) throw new Error(`npy: malformed header ${header.trim()}`);
-  if (fortM[1] === 'True') throw new Error('npy: fortran_order arrays are not supported (write with C order)');
+  if (fortM[1] === 'True')
+    throw new Error('npy: fortran_order arrays are not supported (write with C order)');
   const descr = ALIAS[descrM[1]] ?? descrM[1];
   const ctor = DESCR[descr];
-  if (!ctor) throw new Error(`npy: unsupported dtype descr '${descrM[1]}' (supported: ${Object.keys(DESCR).join(', ')})`);
-  const shape = shapeM[1].split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
-  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`npy: bad shape (${shapeM[1]})`);
+  if (!ctor)
+    throw new Error(
+      `npy: unsupported dtype descr '${descrM[1]}' (supported: ${Object.keys(DESCR).join(', ')})`,
+    );
+  const shape = shapeM[1]
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map(Number);
+  if (shape.some((d) => !Number.isInteger(d) || d < 0))
+    throw new Error(`npy: bad shape (${shapeM[1]})`);
   const n = shape.reduce((a, b) => a * b, 1);
   const off = hstart + hlen;
   const nbytes = n * ctor.BYTES_PER_ELEMENT;
-  if (bytes.length - off < nbytes) throw new Error(`npy: truncated data (${bytes.length - off} of ${nbytes} bytes)`);
+  if (bytes.length - off < nbytes)
+    throw new Error(`npy: truncated data (${bytes.length - off} of ${nbytes} bytes)`);
   // Copy into a fresh, aligned buffer (the data offset is usually 64- or 128-aligned, but not always).
-  const buf = bytes.buffer.slice(bytes.byteOffset + off, bytes.byteOffset + off + nbytes) as ArrayBuffer;
+  const buf = bytes.buffer.slice(
+    bytes.byteOffset + off,
+    bytes.byteOffset + off + nbytes,
+  ) as ArrayBuffer;
   return { data: new ctor(buf, 0, n), shape, descr };
 }
 
 /** Serialises to .npy 1.0 (C order, little-endian); `gzip` wraps it as .npy.gz. */
-export function writeNpy(data: NpyArray, shape: readonly number[], opts: { gzip?: boolean } = {}): Uint8Array {
+export function writeNpy(
+  data: NpyArray,
+  shape: readonly number[],
+  opts: { gzip?: boolean } = {},
+): Uint8Array {
   const n = shape.reduce((a, b) => a * b, 1);
-  if (n !== data.length) throw new Error(`npy: shape (${shape.join(', ')}) does not match ${data.length} elements`);
+  if (n !== data.length)
+    throw new Error(`npy: shape (${shape.join(', ')}) does not match ${data.length} elements`);
   const shapeStr = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '${descrOf(data)}', 'fortran_order': False, 'shape': ${shapeStr}, }`;
   // Pad with spaces so that magic + version + length + header + '\n' is a multiple of 64 (as numpy does).
@@ -73,7 +112,10 @@ export function writeNpy(data: NpyArray, shape: readonly number[], opts: { gzip?
   if (header.length > 0xffff) throw new Error('npy: header too long for format 1.0');
   const out = new Uint8Array(total + data.byteLength);
   out.set(MAGIC, 0);
-  out[6] = 1; out[7] = 0; out[8] = header.length & 0xff; out[9] = header.length >> 8;
+  out[6] = 1;
+  out[7] = 0;
+  out[8] = header.length & 0xff;
+  out[9] = header.length >> 8;
   for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
   out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), total);
   return opts.gzip ? gzipSync(out, { level: 6, mtime: 0 }) : out;

@@ -26,9 +26,13 @@ export function readLimits(): Readonly<ReadLimits> {
 export function setReadLimits(l: Partial<ReadLimits>): ReadLimits {
   const old = current;
   for (const [k, v] of Object.entries(l)) {
-    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0)) throw new Error(`read limit ${k} must be a positive integer number of bytes, got ${v}`);
+    if (v !== undefined && !(Number.isSafeInteger(v) && v > 0))
+      throw new Error(`read limit ${k} must be a positive integer number of bytes, got ${v}`);
   }
-  current = { ...current, ...Object.fromEntries(Object.entries(l).filter(([, v]) => v !== undefined)) };
+  current = {
+    ...current,
+    ...Object.fromEntries(Object.entries(l).filter(([, v]) => v !== undefined)),
+  };
   return old;
 }
 

@@ -11,8 +11,16 @@ export class TorchCheckpointError extends Error {
 }
 
 export type TorchDType =
-  | 'float32' | 'float64' | 'float16' | 'bfloat16'
-  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool';
 
 const STORAGES: Record<string, { dtype: TorchDType; size: number }> = {
   FloatStorage: { dtype: 'float32', size: 4 },
@@ -31,11 +39,22 @@ const STORAGES: Record<string, { dtype: TorchDType; size: number }> = {
 export interface TorchTensor {
   dtype: TorchDType;
   shape: number[];
-  data: Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+  data:
+    | Float32Array
+    | Float64Array
+    | Uint16Array
+    | BigInt64Array
+    | Int32Array
+    | Int16Array
+    | Int8Array
+    | Uint8Array;
 }
 
 export class TorchDevice {
-  constructor(readonly type: string, readonly index: number | null) {}
+  constructor(
+    readonly type: string,
+    readonly index: number | null,
+  ) {}
 }
 
 /** A numpy dtype (only the descr string and byte order matter here). */
@@ -45,45 +64,81 @@ export class NumpyDType {
 }
 
 export class NumpyArray {
-  constructor(readonly dtype: string, readonly shape: number[], readonly data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array) {}
+  constructor(
+    readonly dtype: string,
+    readonly shape: number[],
+    readonly data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array,
+  ) {}
 }
 
-interface StorageRef { kind: 'storage'; dtype: TorchDType; itemSize: number; key: string; numel: number }
+interface StorageRef {
+  kind: 'storage';
+  dtype: TorchDType;
+  itemSize: number;
+  key: string;
+  numel: number;
+}
 
 const isInt = (v: PickleValue): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 const intTuple = (v: PickleValue, what: string): number[] => {
-  if (!(v instanceof PyTuple) || !v.every((x) => isInt(x) && x >= 0)) throw new TorchCheckpointError(`${what} is not a tuple of non-negative ints`);
+  if (!(v instanceof PyTuple) || !v.every((x) => isInt(x) && x >= 0))
+    throw new TorchCheckpointError(`${what} is not a tuple of non-negative ints`);
   return v as number[];
 };
 
 function typedView(dtype: TorchDType, buf: ArrayBuffer): TorchTensor['data'] {
   switch (dtype) {
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
-    case 'float16': case 'bfloat16': case 'int16': return dtype === 'int16' ? new Int16Array(buf) : new Uint16Array(buf);
-    case 'int64': return new BigInt64Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'int8': return new Int8Array(buf);
-    case 'uint8': case 'bool': return new Uint8Array(buf);
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
+    case 'float16':
+    case 'bfloat16':
+    case 'int16':
+      return dtype === 'int16' ? new Int16Array(buf) : new Uint16Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    case 'uint8':
+    case 'bool':
+      return new Uint8Array(buf);
   }
 }
 
 function numpyScalar(descr: string, raw: Uint8Array): number | bigint {
   const m = /^([<>|=]?)([fiub])(\d)$/.exec(descr);
-  if (!m || raw.length !== Number(m[3])) throw new TorchCheckpointError(`numpy scalar of dtype "${descr}" with ${raw.length} bytes is not supported`);
+  if (!m || raw.length !== Number(m[3]))
+    throw new TorchCheckpointError(
+      `numpy scalar of dtype "${descr}" with ${raw.length} bytes is not supported`,
+    );
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const le = m[1] !== '>';
   const key = m[2] + m[3];
   switch (key) {
-    case 'f8': return dv.getFloat64(0, le);
-    case 'f4': return dv.getFloat32(0, le);
-    case 'i8': { const v = dv.getBigInt64(0, le); return Number.isSafeInteger(Number(v)) ? Number(v) : v; }
-    case 'i4': return dv.getInt32(0, le);
-    case 'i2': return dv.getInt16(0, le);
-    case 'i1': return dv.getInt8(0);
-    case 'u1': case 'b1': return dv.getUint8(0);
-    case 'u2': return dv.getUint16(0, le);
-    case 'u4': return dv.getUint32(0, le);
+    case 'f8':
+      return dv.getFloat64(0, le);
+    case 'f4':
+      return dv.getFloat32(0, le);
+    case 'i8': {
+      const v = dv.getBigInt64(0, le);
+      return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+    }
+    case 'i4':
+      return dv.getInt32(0, le);
+    case 'i2':
+      return dv.getInt16(0, le);
+    case 'i1':
+      return dv.getInt8(0);
+    case 'u1':
+    case 'b1':
+      return dv.getUint8(0);
+    case 'u2':
+      return dv.getUint16(0, le);
+    case 'u4':
+      return dv.getUint32(0, le);
   }
   throw new TorchCheckpointError(`numpy scalar of dtype "${descr}" is not supported`);
 }
@@ -91,17 +146,22 @@ function numpyScalar(descr: string, raw: Uint8Array): number | bigint {
 /** The allowed globals. `storages` gives entry bytes by key; tensors are checked against them. */
 function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<string, PickleGlobal> {
   const g: Record<string, PickleGlobal> = {};
-  const fail = (m: string): never => { throw new TorchCheckpointError(m); };
+  const fail = (m: string): never => {
+    throw new TorchCheckpointError(m);
+  };
   g['collections OrderedDict'] = {
-    call: (args) => (args.length === 0 ? new Map() : fail('OrderedDict with arguments is not supported')),
+    call: (args) =>
+      args.length === 0 ? new Map() : fail('OrderedDict with arguments is not supported'),
     // state {"_metadata": ...} is module version info for load_state_dict; not needed here.
     build: (obj) => obj,
   };
   g['torch._utils _rebuild_tensor_v2'] = {
     call: (args) => {
-      if (args.length < 6 || args.length > 7) fail(`_rebuild_tensor_v2 with ${args.length} arguments`);
+      if (args.length < 6 || args.length > 7)
+        fail(`_rebuild_tensor_v2 with ${args.length} arguments`);
       const ref = args[0] as unknown as StorageRef;
-      if (!ref || (ref as { kind?: string }).kind !== 'storage') fail('_rebuild_tensor_v2 without a storage');
+      if (!ref || (ref as { kind?: string }).kind !== 'storage')
+        fail('_rebuild_tensor_v2 without a storage');
       const offset = args[1];
       if (!isInt(offset) || offset < 0) fail('tensor storage offset is not a non-negative int');
       const shape = intTuple(args[2], 'tensor size');
@@ -112,37 +172,56 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       if (n > ref.numel) fail(`tensor of ${n} elements is larger than its storage (${ref.numel})`);
       let last = offset as number;
       for (let i = 0; i < shape.length; i++) if (shape[i] > 0) last += (shape[i] - 1) * stride[i];
-      if (n > 0 && last >= ref.numel) fail(`tensor reaches past its storage (element ${last} of ${ref.numel})`);
+      if (n > 0 && last >= ref.numel)
+        fail(`tensor reaches past its storage (element ${last} of ${ref.numel})`);
       const raw = storage(ref);
       const out = new Uint8Array(n * ref.itemSize);
-      const contiguous = shape.every((_, i) => shape[i] === 1 || stride[i] === shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      const contiguous = shape.every(
+        (_, i) => shape[i] === 1 || stride[i] === shape.slice(i + 1).reduce((a, b) => a * b, 1),
+      );
       if (contiguous) {
-        out.set(raw.subarray((offset as number) * ref.itemSize, ((offset as number) + n) * ref.itemSize));
+        out.set(
+          raw.subarray((offset as number) * ref.itemSize, ((offset as number) + n) * ref.itemSize),
+        );
       } else {
         const idx = new Array<number>(shape.length).fill(0);
         for (let k = 0; k < n; k++) {
           let src = offset as number;
           for (let i = 0; i < shape.length; i++) src += idx[i] * stride[i];
           out.set(raw.subarray(src * ref.itemSize, (src + 1) * ref.itemSize), k * ref.itemSize);
-          for (let i = shape.length - 1; i >= 0; i--) { if (++idx[i] < shape[i]) break; idx[i] = 0; }
+          for (let i = shape.length - 1; i >= 0; i--) {
+            if (++idx[i] < shape[i]) break;
+            idx[i] = 0;
+          }
         }
       }
-      const t: TorchTensor = { dtype: ref.dtype, shape: [...shape], data: typedView(ref.dtype, out.buffer) };
+      const t: TorchTensor = {
+        dtype: ref.dtype,
+        shape: [...shape],
+        data: typedView(ref.dtype, out.buffer),
+      };
       return t;
     },
   };
-  for (const name of Object.keys(STORAGES)) g[`torch ${name}`] = { call: () => fail(`torch.${name} called directly`) };
+  for (const name of Object.keys(STORAGES))
+    g[`torch ${name}`] = { call: () => fail(`torch.${name} called directly`) };
   g['torch device'] = {
     call: (args) => {
       const [type, index] = args;
-      if (typeof type !== 'string' || args.length > 2 || (index !== undefined && index !== null && !isInt(index))) fail('torch.device with bad arguments');
+      if (
+        typeof type !== 'string' ||
+        args.length > 2 ||
+        (index !== undefined && index !== null && !isInt(index))
+      )
+        fail('torch.device with bad arguments');
       return new TorchDevice(type as string, (index as number | undefined) ?? null);
     },
   };
   g['_codecs encode'] = {
     call: (args) => {
       const [s, enc] = args;
-      if (typeof s !== 'string' || enc !== 'latin1') fail('_codecs.encode supports only latin1 strings');
+      if (typeof s !== 'string' || enc !== 'latin1')
+        fail('_codecs.encode supports only latin1 strings');
       const str = s as string;
       const out = new Uint8Array(str.length);
       for (let i = 0; i < str.length; i++) {
@@ -159,16 +238,21 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       return new NumpyDType(args[0] as string);
     },
     build: (obj, state) => {
-      if (state instanceof PyTuple && typeof state[1] === 'string') (obj as NumpyDType).byteorder = state[1];
+      if (state instanceof PyTuple && typeof state[1] === 'string')
+        (obj as NumpyDType).byteorder = state[1];
       return obj;
     },
   };
   const scalar: PickleGlobal = {
     call: (args) => {
       const [dt, raw] = args;
-      if (!(dt instanceof NumpyDType) || !(raw instanceof Uint8Array)) fail('numpy scalar with bad arguments');
+      if (!(dt instanceof NumpyDType) || !(raw instanceof Uint8Array))
+        fail('numpy scalar with bad arguments');
       const d = dt as NumpyDType;
-      return numpyScalar((d.byteorder === '>' ? '>' : '<') + d.descr.replace(/^[<>|=]/, ''), raw as Uint8Array);
+      return numpyScalar(
+        (d.byteorder === '>' ? '>' : '<') + d.descr.replace(/^[<>|=]/, ''),
+        raw as Uint8Array,
+      );
     },
   };
   const ndarrayType = { call: () => fail('numpy.ndarray called directly') };
@@ -182,7 +266,8 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       if (!(state instanceof PyTuple) || state.length !== 5) fail('numpy array state malformed');
       const [, shapeV, dt, fortran, raw] = state as PyTuple;
       const shape = intTuple(shapeV, 'numpy array shape');
-      if (!(dt instanceof NumpyDType) || !(raw instanceof Uint8Array) || fortran !== false) fail('numpy array state unsupported');
+      if (!(dt instanceof NumpyDType) || !(raw instanceof Uint8Array) || fortran !== false)
+        fail('numpy array state unsupported');
       const d = dt as NumpyDType;
       const m = /^[<|=]?([fiub])(\d)$/.exec(d.descr);
       if (!m || d.byteorder === '>') fail(`numpy array of dtype "${d.descr}" is not supported`);
@@ -192,8 +277,18 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       if (bytes.length !== n * size) fail('numpy array byte count does not match its shape');
       const buf = bytes.slice().buffer;
       const kind = m![1] + m![2];
-      const data = kind === 'f4' ? new Float32Array(buf) : kind === 'f8' ? new Float64Array(buf) : kind === 'i4' ? new Int32Array(buf)
-        : kind === 'i8' ? new BigInt64Array(buf) : kind === 'u1' || kind === 'b1' ? new Uint8Array(buf) : fail(`numpy array dtype ${kind} unsupported`);
+      const data =
+        kind === 'f4'
+          ? new Float32Array(buf)
+          : kind === 'f8'
+            ? new Float64Array(buf)
+            : kind === 'i4'
+              ? new Int32Array(buf)
+              : kind === 'i8'
+                ? new BigInt64Array(buf)
+                : kind === 'u1' || kind === 'b1'
+                  ? new Uint8Array(buf)
+                  : fail(`numpy array dtype ${kind} unsupported`);
       return new NumpyArray(kind, [...shape], data as NumpyArray['data']);
     },
   };
@@ -221,37 +316,56 @@ export function readTorchCheckpoint(file: Uint8Array): TorchCheckpoint {
       // torch stores entries uncompressed; a declared size beyond the file is a forged header,
       // refusing it keeps allocation bounded by the input.
       filter: (f) => {
-        if (f.originalSize > file.length * (f.compression === 0 ? 1 : 64)) throw new TorchCheckpointError(`zip entry ${f.name} declares ${f.originalSize} bytes`);
+        if (f.originalSize > file.length * (f.compression === 0 ? 1 : 64))
+          throw new TorchCheckpointError(`zip entry ${f.name} declares ${f.originalSize} bytes`);
         return true;
       },
     });
   } catch (e) {
     if (e instanceof TorchCheckpointError) throw e;
-    throw new TorchCheckpointError(`not a readable torch zip checkpoint: ${(e as Error)?.message ?? String(e)}`);
+    throw new TorchCheckpointError(
+      `not a readable torch zip checkpoint: ${(e as Error)?.message ?? String(e)}`,
+    );
   }
   const pklName = Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n));
-  if (!pklName) throw new TorchCheckpointError('no <root>/data.pkl in the checkpoint (legacy non-zip .pth files are not supported)');
+  if (!pklName)
+    throw new TorchCheckpointError(
+      'no <root>/data.pkl in the checkpoint (legacy non-zip .pth files are not supported)',
+    );
   const prefix = pklName.slice(0, -'data.pkl'.length);
   const order = entries[`${prefix}byteorder`];
-  if (order && new TextDecoder().decode(order).trim() !== 'little') throw new TorchCheckpointError('big-endian checkpoints are not supported');
+  if (order && new TextDecoder().decode(order).trim() !== 'little')
+    throw new TorchCheckpointError('big-endian checkpoints are not supported');
   const storageBytes = (ref: StorageRef): Uint8Array => {
     const b = entries[`${prefix}data/${ref.key}`];
     if (!b) throw new TorchCheckpointError(`storage ${ref.key} missing from the zip`);
-    if (b.length < ref.numel * ref.itemSize) throw new TorchCheckpointError(`storage ${ref.key} has ${b.length} bytes, needs ${ref.numel * ref.itemSize}`);
+    if (b.length < ref.numel * ref.itemSize)
+      throw new TorchCheckpointError(
+        `storage ${ref.key} has ${b.length} bytes, needs ${ref.numel * ref.itemSize}`,
+      );
     return b;
   };
   const storageTypes = new Map<PickleValue, string>();
   const globals = checkpointGlobals(storageBytes);
   for (const name of Object.keys(STORAGES)) storageTypes.set(globals[`torch ${name}`], name);
   const persistentLoad = (pid: PickleValue): PickleValue => {
-    if (!(pid instanceof PyTuple) || pid.length !== 5 || pid[0] !== 'storage') throw new TorchCheckpointError('unsupported persistent id (expected a storage tuple)');
+    if (!(pid instanceof PyTuple) || pid.length !== 5 || pid[0] !== 'storage')
+      throw new TorchCheckpointError('unsupported persistent id (expected a storage tuple)');
     const [, type, key, , numel] = pid;
     const name = storageTypes.get(type);
     if (!name) throw new TorchCheckpointError('persistent id with an unknown storage type');
-    if (typeof key !== 'string' || !/^\d+$/.test(key)) throw new TorchCheckpointError('storage key is not a decimal string');
-    if (!isInt(numel) || numel < 0) throw new TorchCheckpointError('storage numel is not a non-negative int');
+    if (typeof key !== 'string' || !/^\d+$/.test(key))
+      throw new TorchCheckpointError('storage key is not a decimal string');
+    if (!isInt(numel) || numel < 0)
+      throw new TorchCheckpointError('storage numel is not a non-negative int');
     const { dtype, size } = STORAGES[name!];
-    const ref: StorageRef = { kind: 'storage', dtype, itemSize: size, key: key as string, numel: numel as number };
+    const ref: StorageRef = {
+      kind: 'storage',
+      dtype,
+      itemSize: size,
+      key: key as string,
+      numel: numel as number,
+    };
     storageBytes(ref); // check presence and size now
     return ref as unknown as PickleValue;
   };
@@ -260,7 +374,14 @@ export function readTorchCheckpoint(file: Uint8Array): TorchCheckpoint {
 }
 
 export function isTorchTensor(v: unknown): v is TorchTensor {
-  return typeof v === 'object' && v !== null && 'dtype' in v && 'shape' in v && 'data' in v && !(v instanceof NumpyArray);
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    'dtype' in v &&
+    'shape' in v &&
+    'data' in v &&
+    !(v instanceof NumpyArray)
+  );
 }
 
 /** float32 copy of a floating tensor (float16/bfloat16 widened). */
@@ -270,11 +391,24 @@ export function tensorToFloat32(t: TorchTensor): Float32Array {
   const src = t.data as Uint16Array;
   const out = new Float32Array(src.length);
   const u = new Uint32Array(out.buffer);
-  if (t.dtype === 'bfloat16') { for (let i = 0; i < src.length; i++) u[i] = src[i] << 16; return out; }
+  if (t.dtype === 'bfloat16') {
+    for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
+    return out;
+  }
   if (t.dtype === 'float16') {
     for (let i = 0; i < src.length; i++) {
-      const h = src[i], s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-      out[i] = e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? NaN : s * Infinity) : s * (1 + f / 1024) * 2 ** (e - 15);
+      const h = src[i],
+        s = h & 0x8000 ? -1 : 1,
+        e = (h >> 10) & 0x1f,
+        f = h & 0x3ff;
+      out[i] =
+        e === 0
+          ? s * f * 2 ** -24
+          : e === 31
+            ? f
+              ? NaN
+              : s * Infinity
+            : s * (1 + f / 1024) * 2 ** (e - 15);
     }
     return out;
   }
@@ -294,21 +428,33 @@ export function readNnUNetCheckpoint(file: Uint8Array): NnUNetCheckpoint {
   const { root } = readTorchCheckpoint(file);
   if (!(root instanceof Map)) throw new TorchCheckpointError('checkpoint root is not a dict');
   const nw = root.get('network_weights');
-  if (!(nw instanceof Map)) throw new TorchCheckpointError('checkpoint has no network_weights dict');
+  if (!(nw instanceof Map))
+    throw new TorchCheckpointError('checkpoint has no network_weights dict');
   const networkWeights = new Map<string, TorchTensor>();
   for (const [k, v] of nw) {
-    if (typeof k !== 'string' || !isTorchTensor(v)) throw new TorchCheckpointError(`network_weights entry ${String(k)} is not a named tensor`);
+    if (typeof k !== 'string' || !isTorchTensor(v))
+      throw new TorchCheckpointError(`network_weights entry ${String(k)} is not a named tensor`);
     networkWeights.set(k, v);
   }
   const initArgs = root.get('init_args');
-  if (!(initArgs instanceof Map)) throw new TorchCheckpointError('checkpoint has no init_args dict');
+  if (!(initArgs instanceof Map))
+    throw new TorchCheckpointError('checkpoint has no init_args dict');
   const trainerName = root.get('trainer_name');
-  if (typeof trainerName !== 'string') throw new TorchCheckpointError('checkpoint has no trainer_name');
+  if (typeof trainerName !== 'string')
+    throw new TorchCheckpointError('checkpoint has no trainer_name');
   const axes = root.get('inference_allowed_mirroring_axes');
-  if (axes != null && !(axes instanceof PyTuple && axes.every(isInt))) throw new TorchCheckpointError('inference_allowed_mirroring_axes malformed');
+  if (axes != null && !(axes instanceof PyTuple && axes.every(isInt)))
+    throw new TorchCheckpointError('inference_allowed_mirroring_axes malformed');
   const epoch = root.get('current_epoch');
-  if (epoch === undefined || !isInt(epoch)) throw new TorchCheckpointError('checkpoint has no current_epoch');
-  return { networkWeights, initArgs, trainerName, inferenceAllowedMirroringAxes: axes == null ? null : [...(axes as number[])], currentEpoch: epoch };
+  if (epoch === undefined || !isInt(epoch))
+    throw new TorchCheckpointError('checkpoint has no current_epoch');
+  return {
+    networkWeights,
+    initArgs,
+    trainerName,
+    inferenceAllowedMirroringAxes: axes == null ? null : [...(axes as number[])],
+    currentEpoch: epoch,
+  };
 }
 
 export { PickleError };

@@ -5,9 +5,18 @@
 // Read as a C-order numpy array this is exactly nnU-Net's (C, Z, Y, X) array, so converting to
 // nnU-Net's axis order is a relabelling (reverse dims and spacing), never a copy: see `nnunetView`.
 
-export type VoxelArray = Uint8Array | Int8Array | Int16Array | Uint16Array | Int32Array | Uint32Array | Float32Array | Float64Array;
+export type VoxelArray =
+  | Uint8Array
+  | Int8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array;
 
-export type DataTypeName = 'uint8' | 'int8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64';
+export type DataTypeName =
+  'uint8' | 'int8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64';
 
 export interface Volume {
   /** Voxel values with scaling (slope/intercept) already applied. */
@@ -32,9 +41,17 @@ export interface Volume {
 }
 
 /** nnU-Net's view: shape (C, Z, Y, X) and spacing (sz, sy, sx) over the same buffer. */
-export function nnunetView(v: Volume): { data: VoxelArray; shape: [number, number, number, number]; spacing: [number, number, number] } {
+export function nnunetView(v: Volume): {
+  data: VoxelArray;
+  shape: [number, number, number, number];
+  spacing: [number, number, number];
+} {
   const [nx, ny, nz] = v.dims;
-  return { data: v.data, shape: [v.channels, nz, ny, nx], spacing: [v.spacing[2], v.spacing[1], v.spacing[0]] };
+  return {
+    data: v.data,
+    shape: [v.channels, nz, ny, nx],
+    spacing: [v.spacing[2], v.spacing[1], v.spacing[0]],
+  };
 }
 
 export type VoxelArrayCtor = {

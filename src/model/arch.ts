@@ -50,12 +50,15 @@ export function archFromPlan(
   const name = config.architecture.network_class_name;
   if (name && !name.endsWith('PlainConvUNet')) throw new Error(`unsupported network ${name}`);
   if (k.dropout_op) throw new Error('dropout is not supported (nnU-Net default: none)');
-  if (k.norm_op && !/InstanceNorm/.test(k.norm_op)) throw new Error(`unsupported norm ${k.norm_op}`);
-  if (k.norm_op_kwargs && k.norm_op_kwargs.affine === false) throw new Error('non-affine norm unsupported');
+  if (k.norm_op && !/InstanceNorm/.test(k.norm_op))
+    throw new Error(`unsupported norm ${k.norm_op}`);
+  if (k.norm_op_kwargs && k.norm_op_kwargs.affine === false)
+    throw new Error('non-affine norm unsupported');
   if (k.nonlin && !/LeakyReLU/.test(k.nonlin)) throw new Error(`unsupported nonlin ${k.nonlin}`);
   const dims = k.kernel_sizes[0].length;
   if (dims !== 2 && dims !== 3) throw new Error(`unsupported dimensionality ${dims}`);
-  if (k.conv_op && !k.conv_op.endsWith(`Conv${dims}d`)) throw new Error(`conv_op ${k.conv_op} vs ${dims}-D kernels`);
+  if (k.conv_op && !k.conv_op.endsWith(`Conv${dims}d`))
+    throw new Error(`conv_op ${k.conv_op} vs ${dims}-D kernels`);
   const slope = (k.nonlin_kwargs as { negative_slope?: number } | null)?.negative_slope;
   const arch: UNetArch = {
     dims,
@@ -107,8 +110,16 @@ export interface ParamSpec {
 }
 
 /** One ConvDropoutNormReLU block's parameters, in state_dict order. */
-function blockParams(prefix: string, a: UNetArch, cin: number, cout: number, k: number[]): ParamSpec[] {
-  const out: ParamSpec[] = [{ name: `${prefix}.conv.weight`, shape: [cout, cin, ...k], kind: 'conv' }];
+function blockParams(
+  prefix: string,
+  a: UNetArch,
+  cin: number,
+  cout: number,
+  k: number[],
+): ParamSpec[] {
+  const out: ParamSpec[] = [
+    { name: `${prefix}.conv.weight`, shape: [cout, cin, ...k], kind: 'conv' },
+  ];
   if (a.convBias) out.push({ name: `${prefix}.conv.bias`, shape: [cout], kind: 'bias' });
   out.push({ name: `${prefix}.norm.weight`, shape: [cout], kind: 'normWeight' });
   out.push({ name: `${prefix}.norm.bias`, shape: [cout], kind: 'normBias' });
@@ -125,7 +136,15 @@ export function paramSpecs(a: UNetArch): ParamSpec[] {
   for (let s = 0; s < a.nStages; s++) {
     for (let c = 0; c < a.nConvPerStage[s]; c++) {
       const from = c === 0 ? cin : a.features[s];
-      specs.push(...blockParams(`encoder.stages.${s}.0.convs.${c}`, a, from, a.features[s], a.kernelSizes[s]));
+      specs.push(
+        ...blockParams(
+          `encoder.stages.${s}.0.convs.${c}`,
+          a,
+          from,
+          a.features[s],
+          a.kernelSizes[s],
+        ),
+      );
     }
     cin = a.features[s];
   }
@@ -136,15 +155,26 @@ export function paramSpecs(a: UNetArch): ParamSpec[] {
     const below = a.features[n - 1 - j];
     const skip = a.features[n - 2 - j];
     const st = a.strides[n - 1 - j];
-    tconv.push({ name: `decoder.transpconvs.${j}.weight`, shape: [below, skip, ...st], kind: 'convTranspose' });
-    if (a.convBias) tconv.push({ name: `decoder.transpconvs.${j}.bias`, shape: [skip], kind: 'bias' });
+    tconv.push({
+      name: `decoder.transpconvs.${j}.weight`,
+      shape: [below, skip, ...st],
+      kind: 'convTranspose',
+    });
+    if (a.convBias)
+      tconv.push({ name: `decoder.transpconvs.${j}.bias`, shape: [skip], kind: 'bias' });
     for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) {
       const from = c === 0 ? 2 * skip : skip;
-      specs.push(...blockParams(`decoder.stages.${j}.convs.${c}`, a, from, skip, a.kernelSizes[n - 2 - j]));
+      specs.push(
+        ...blockParams(`decoder.stages.${j}.convs.${c}`, a, from, skip, a.kernelSizes[n - 2 - j]),
+      );
     }
     const ones = new Array<number>(a.dims).fill(1);
     // Seg heads always carry a bias, whatever conv_bias says.
-    seg.push({ name: `decoder.seg_layers.${j}.weight`, shape: [a.numClasses, skip, ...ones], kind: 'conv' });
+    seg.push({
+      name: `decoder.seg_layers.${j}.weight`,
+      shape: [a.numClasses, skip, ...ones],
+      kind: 'conv',
+    });
     seg.push({ name: `decoder.seg_layers.${j}.bias`, shape: [a.numClasses], kind: 'bias' });
   }
   return [...specs, ...tconv, ...seg];

@@ -10,7 +10,11 @@ import * as tf from '@tensorflow/tfjs';
  * back afterwards. The inner call still frees its own saved tensors at its end, which is what
  * keeps the recomputed activations of one stage from outliving that stage's backward.
  */
-function gradsInBackward(f: (...ys: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+function gradsInBackward(
+  f: (...ys: tf.Tensor[]) => tf.Tensor,
+  xs: tf.Tensor[],
+  dy: tf.Tensor,
+): tf.Tensor[] {
   const state = tf.engine().state;
   const outerTape = state.activeTape;
   try {

@@ -28,7 +28,8 @@ export function torchPads(
     const p = Math.floor((k - 1) / 2);
     const needed = (convOutSize(n, k, s) - 1) * s + k;
     const after = needed - n - p;
-    if (after < 0) throw new Error(`torchPads: kernel ${k} stride ${s} on size ${n} would need a crop`);
+    if (after < 0)
+      throw new Error(`torchPads: kernel ${k} stride ${s} on size ${n} would need a crop`);
     return [p, after];
   });
 }
@@ -42,7 +43,12 @@ export function convNd(x: T, filter: T, kernel: readonly number[], stride: reado
     const input = sameOk ? x : padSpatial(x, torchPads(x.shape.slice(1, -1), kernel, stride));
     const pad = sameOk ? 'same' : 'valid';
     return dims === 3
-      ? tf.conv3d(input as tf.Tensor5D, filter as tf.Tensor5D, stride as [number, number, number], pad)
+      ? tf.conv3d(
+          input as tf.Tensor5D,
+          filter as tf.Tensor5D,
+          stride as [number, number, number],
+          pad,
+        )
       : tf.conv2d(input as tf.Tensor4D, filter as tf.Tensor4D, stride as [number, number], pad);
   });
 }

@@ -24,11 +24,13 @@ export function registerConv3dTransposeGrad(): void {
       return {
         dy: () => tf.conv3d(ddx, filter, strides, pad),
         filter: () =>
-          tf.engine().runKernel(
-            'Conv3DBackpropFilterV2',
-            { x: ddx, dy },
-            { strides, pad, filterShape: filter.shape },
-          ) as tf.Tensor,
+          tf
+            .engine()
+            .runKernel(
+              'Conv3DBackpropFilterV2',
+              { x: ddx, dy },
+              { strides, pad, filterShape: filter.shape },
+            ) as tf.Tensor,
       };
     },
   });

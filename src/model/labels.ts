@@ -20,19 +20,36 @@ export interface LabelInfo {
   ignoreLabel?: number;
 }
 
-export function labelInfo(dj: Pick<LabelsDatasetJson, 'labels' | 'regions_class_order'>): LabelInfo {
+export function labelInfo(
+  dj: Pick<LabelsDatasetJson, 'labels' | 'regions_class_order'>,
+): LabelInfo {
   const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore');
   const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
   const hasRegions = entries.some(([, v]) => Array.isArray(v) && v.length > 1);
-  const all = [...new Set(entries.flatMap(([, v]) => (Array.isArray(v) ? v : [v])))].sort((a, b) => a - b);
+  const all = [...new Set(entries.flatMap(([, v]) => (Array.isArray(v) ? v : [v])))].sort(
+    (a, b) => a - b,
+  );
   if (hasRegions) {
-    const regions = entries.filter(([k]) => k !== 'background').map(([, v]) => (Array.isArray(v) ? v : [v]));
+    const regions = entries
+      .filter(([k]) => k !== 'background')
+      .map(([, v]) => (Array.isArray(v) ? v : [v]));
     if (!dj.regions_class_order || dj.regions_class_order.length !== regions.length) {
       throw new Error('dataset.json defines regions but no regions_class_order of matching length');
     }
-    return { numSegmentationHeads: regions.length, hasRegions, foreground: regions, regionsClassOrder: dj.regions_class_order, ignoreLabel: ignore };
+    return {
+      numSegmentationHeads: regions.length,
+      hasRegions,
+      foreground: regions,
+      regionsClassOrder: dj.regions_class_order,
+      ignoreLabel: ignore,
+    };
   }
-  return { numSegmentationHeads: all.length, hasRegions, foreground: all.filter((l) => l !== 0), ignoreLabel: ignore };
+  return {
+    numSegmentationHeads: all.length,
+    hasRegions,
+    foreground: all.filter((l) => l !== 0),
+    ignoreLabel: ignore,
+  };
 }
 
 export function numInputChannels(dj: LabelsDatasetJson): number {

@@ -40,8 +40,21 @@ import { errorMessage } from '../util/errors.ts';
 
 export const MODEL_FORMAT = 'fednnunet-model';
 export const MODEL_FORMAT_VERSION = 1;
-export const MODEL_FILES = { model: 'model.json', plans: 'plans.json', dataset: 'dataset.json', index: 'weights.json', weights: 'weights.bin', onnx: 'model.onnx' } as const;
-const REQUIRED = [MODEL_FILES.model, MODEL_FILES.plans, MODEL_FILES.dataset, MODEL_FILES.index, MODEL_FILES.weights];
+export const MODEL_FILES = {
+  model: 'model.json',
+  plans: 'plans.json',
+  dataset: 'dataset.json',
+  index: 'weights.json',
+  weights: 'weights.bin',
+  onnx: 'model.onnx',
+} as const;
+const REQUIRED = [
+  MODEL_FILES.model,
+  MODEL_FILES.plans,
+  MODEL_FILES.dataset,
+  MODEL_FILES.index,
+  MODEL_FILES.weights,
+];
 
 /** nnU-Net v2's architecture block: the network class and its constructor kwargs. */
 export interface ModelArchitecture {
@@ -114,20 +127,36 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 // Python's json writes NaN/Infinity, which JSON.parse refuses: write them as null.
 const json = (x: unknown, indent: number): Uint8Array =>
-  text(`${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), indent)}\n`);
+  text(
+    `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), indent)}\n`,
+  );
 
 /** The plans configuration's architecture block (inherits_from resolved). */
 function planArchitecture(plans: object, configuration: string): ModelArchitecture {
-  const config = resolveConfiguration(plans as PreprocessPlans, configuration) as { architecture?: ModelArchitecture };
+  const config = resolveConfiguration(plans as PreprocessPlans, configuration) as {
+    architecture?: ModelArchitecture;
+  };
   const a = config.architecture;
-  if (!a || typeof a !== 'object' || !a.arch_kwargs) throw new Error(`configuration '${configuration}' has no architecture`);
-  return { ...a, network_class_name: a.network_class_name ?? 'dynamic_network_architectures.architectures.unet.PlainConvUNet' };
+  if (!a || typeof a !== 'object' || !a.arch_kwargs)
+    throw new Error(`configuration '${configuration}' has no architecture`);
+  return {
+    ...a,
+    network_class_name:
+      a.network_class_name ?? 'dynamic_network_architectures.architectures.unet.PlainConvUNet',
+  };
 }
 
 /** A trainer's last validation pseudo-Dice (nnU-Net's EMA) as provenance, when it is a number. */
-export function pseudoDiceProvenance(log: { ema_fg_dice: readonly number[] }): Pick<ModelProvenance, 'validation_dice' | 'validation'> {
+export function pseudoDiceProvenance(log: {
+  ema_fg_dice: readonly number[];
+}): Pick<ModelProvenance, 'validation_dice' | 'validation'> {
   const d = log.ema_fg_dice.at(-1);
-  return d !== undefined && Number.isFinite(d) ? { validation_dice: d, validation: 'nnU-Net pseudo-Dice (EMA over epochs, validation patches)' } : {};
+  return d !== undefined && Number.isFinite(d)
+    ? {
+        validation_dice: d,
+        validation: 'nnU-Net pseudo-Dice (EMA over epochs, validation patches)',
+      }
+    : {};
 }
 
 /** The folder's files as bytes. */
@@ -149,7 +178,8 @@ export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8A
   const tensors: WeightsIndex['tensors'] = [];
   let offset = 0;
   for (const [name, t] of m.weights) {
-    if (t.data.length !== numel(t.shape)) throw new Error(`weight '${name}': ${t.data.length} values for shape ${t.shape}`);
+    if (t.data.length !== numel(t.shape))
+      throw new Error(`weight '${name}': ${t.data.length} values for shape ${t.shape}`);
     tensors.push({ name, shape: [...t.shape], offset });
     offset += 4 * t.data.length;
   }
@@ -157,7 +187,13 @@ export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8A
   for (const [i, [, t]] of [...m.weights].entries()) {
     bin.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), tensors[i].offset);
   }
-  const index: WeightsIndex = { dtype: 'float32', byte_order: 'little', layout: 'pytorch', total_bytes: offset, tensors };
+  const index: WeightsIndex = {
+    dtype: 'float32',
+    byte_order: 'little',
+    layout: 'pytorch',
+    total_bytes: offset,
+    tensors,
+  };
   const files: Record<string, Uint8Array> = {
     [MODEL_FILES.model]: json(meta, 2),
     [MODEL_FILES.plans]: json(m.plans, 4),
@@ -180,22 +216,35 @@ function parseJson<T>(bytes: Uint8Array, what: string): T {
 /** Reads and checks a model folder from any FileSource (only its top-level files are read). */
 export async function decodeModelFolder(src: FileSource): Promise<DecodedModelFolder> {
   const files = new Set(await src.list());
-  for (const f of REQUIRED) if (!files.has(f)) throw new Error(`${src.name}: not a model folder (no ${f})`);
+  for (const f of REQUIRED)
+    if (!files.has(f)) throw new Error(`${src.name}: not a model folder (no ${f})`);
   const where = (f: string) => `${src.name}/${f}`;
   const meta = parseJson<ModelMeta>(await src.read(MODEL_FILES.model), where(MODEL_FILES.model));
-  if (!meta || typeof meta !== 'object') throw new Error(`${where(MODEL_FILES.model)}: not a JSON object`);
-  if (meta.format !== MODEL_FORMAT) throw new Error(`${where(MODEL_FILES.model)}: format '${String(meta.format)}', expected '${MODEL_FORMAT}'`);
+  if (!meta || typeof meta !== 'object')
+    throw new Error(`${where(MODEL_FILES.model)}: not a JSON object`);
+  if (meta.format !== MODEL_FORMAT)
+    throw new Error(
+      `${where(MODEL_FILES.model)}: format '${String(meta.format)}', expected '${MODEL_FORMAT}'`,
+    );
   if (meta.version !== MODEL_FORMAT_VERSION) {
-    throw new Error(`${where(MODEL_FILES.model)}: ${MODEL_FORMAT} version ${String(meta.version)} is not supported (this build reads version ${MODEL_FORMAT_VERSION}; a newer fednnunet may read it)`);
+    throw new Error(
+      `${where(MODEL_FILES.model)}: ${MODEL_FORMAT} version ${String(meta.version)} is not supported (this build reads version ${MODEL_FORMAT_VERSION}; a newer fednnunet may read it)`,
+    );
   }
   const plans = parseJson<ModelPlans>(await src.read(MODEL_FILES.plans), where(MODEL_FILES.plans));
-  const datasetJson = parseJson<ModelFolder['datasetJson']>(await src.read(MODEL_FILES.dataset), where(MODEL_FILES.dataset));
-  if (!plans?.configurations?.[meta.configuration]) throw new Error(`${src.name}: plans.json has no configuration '${meta.configuration}'`);
+  const datasetJson = parseJson<ModelFolder['datasetJson']>(
+    await src.read(MODEL_FILES.dataset),
+    where(MODEL_FILES.dataset),
+  );
+  if (!plans?.configurations?.[meta.configuration])
+    throw new Error(`${src.name}: plans.json has no configuration '${meta.configuration}'`);
   if (!datasetJson?.labels) throw new Error(`${where(MODEL_FILES.dataset)}: no labels`);
   const nIn = numInputChannels(datasetJson);
   const heads = labelInfo(datasetJson).numSegmentationHeads;
   if (meta.num_input_channels !== nIn || meta.num_segmentation_heads !== heads) {
-    throw new Error(`${where(MODEL_FILES.model)}: ${meta.num_input_channels} input channels / ${meta.num_segmentation_heads} outputs, but dataset.json gives ${nIn} / ${heads}`);
+    throw new Error(
+      `${where(MODEL_FILES.model)}: ${meta.num_input_channels} input channels / ${meta.num_segmentation_heads} outputs, but dataset.json gives ${nIn} / ${heads}`,
+    );
   }
   const architecture = meta.architecture ?? planArchitecture(plans, meta.configuration);
   try {
@@ -203,39 +252,84 @@ export async function decodeModelFolder(src: FileSource): Promise<DecodedModelFo
   } catch (e) {
     throw new Error(`${src.name}: ${errorMessage(e)}`);
   }
-  const index = parseJson<WeightsIndex>(await src.read(MODEL_FILES.index), where(MODEL_FILES.index));
-  if (index.dtype !== 'float32' || index.byte_order !== 'little' || index.layout !== 'pytorch' || !Array.isArray(index.tensors)) {
-    throw new Error(`${where(MODEL_FILES.index)}: unsupported dtype/byte order/layout ${index.dtype}/${index.byte_order}/${index.layout}`);
+  const index = parseJson<WeightsIndex>(
+    await src.read(MODEL_FILES.index),
+    where(MODEL_FILES.index),
+  );
+  if (
+    index.dtype !== 'float32' ||
+    index.byte_order !== 'little' ||
+    index.layout !== 'pytorch' ||
+    !Array.isArray(index.tensors)
+  ) {
+    throw new Error(
+      `${where(MODEL_FILES.index)}: unsupported dtype/byte order/layout ${index.dtype}/${index.byte_order}/${index.layout}`,
+    );
   }
   const bin = await src.read(MODEL_FILES.weights);
-  if (bin.byteLength !== index.total_bytes) throw new Error(`${where(MODEL_FILES.weights)}: ${bin.byteLength} bytes, weights.json says ${index.total_bytes}`);
+  if (bin.byteLength !== index.total_bytes)
+    throw new Error(
+      `${where(MODEL_FILES.weights)}: ${bin.byteLength} bytes, weights.json says ${index.total_bytes}`,
+    );
   if (!LITTLE_ENDIAN) throw new Error('reading weights.bin needs a little-endian platform');
   const weights: NamedWeights = new Map();
   for (const t of index.tensors) {
-    const bytes = Array.isArray(t.shape) && t.shape.every((d) => Number.isInteger(d) && d >= 0) ? 4 * numel(t.shape) : NaN;
+    const bytes =
+      Array.isArray(t.shape) && t.shape.every((d) => Number.isInteger(d) && d >= 0)
+        ? 4 * numel(t.shape)
+        : NaN;
     if (!(t.offset >= 0) || t.offset % 4 !== 0 || !(t.offset + bytes <= bin.byteLength)) {
-      throw new Error(`${where(MODEL_FILES.index)}: tensor '${t.name}' [${t.shape}] at ${t.offset} lies outside weights.bin`);
+      throw new Error(
+        `${where(MODEL_FILES.index)}: tensor '${t.name}' [${t.shape}] at ${t.offset} lies outside weights.bin`,
+      );
     }
-    if (weights.has(t.name)) throw new Error(`${where(MODEL_FILES.index)}: tensor '${t.name}' listed twice`);
+    if (weights.has(t.name))
+      throw new Error(`${where(MODEL_FILES.index)}: tensor '${t.name}' listed twice`);
     const data = new Float32Array(bytes / 4);
     new Uint8Array(data.buffer).set(bin.subarray(t.offset, t.offset + bytes));
     weights.set(t.name, { shape: [...t.shape], data });
   }
   const onnx = files.has(MODEL_FILES.onnx) ? await src.read(MODEL_FILES.onnx) : undefined;
-  return { plans, datasetJson, configuration: meta.configuration, weights, architecture, provenance: meta.provenance, meta, onnx };
+  return {
+    plans,
+    datasetJson,
+    configuration: meta.configuration,
+    weights,
+    architecture,
+    provenance: meta.provenance,
+    meta,
+    onnx,
+  };
 }
 
-function archFromMeta(meta: Pick<ModelMeta, 'architecture' | 'num_input_channels' | 'num_segmentation_heads'>, dj: LabelsDatasetJson): UNetArch {
+function archFromMeta(
+  meta: Pick<ModelMeta, 'architecture' | 'num_input_channels' | 'num_segmentation_heads'>,
+  dj: LabelsDatasetJson,
+): UNetArch {
   const a = meta.architecture!;
   const name = a.network_class_name.split('.').pop()!;
-  if (name !== 'PlainConvUNet') throw new Error(`network '${a.network_class_name}' is not supported by this build (PlainConvUNet only)`);
-  return archFromPlan({ architecture: a } as unknown as PlanConfigurationLike, numInputChannels(dj), labelInfo(dj).numSegmentationHeads);
+  if (name !== 'PlainConvUNet')
+    throw new Error(
+      `network '${a.network_class_name}' is not supported by this build (PlainConvUNet only)`,
+    );
+  return archFromPlan(
+    { architecture: a } as unknown as PlanConfigurationLike,
+    numInputChannels(dj),
+    labelInfo(dj).numSegmentationHeads,
+  );
 }
 
 /** The network topology of a model folder (no tfjs variables created). */
 export function archFromFolder(m: ModelFolder<object>): UNetArch {
   const architecture = m.architecture ?? planArchitecture(m.plans, m.configuration);
-  return archFromMeta({ architecture, num_input_channels: numInputChannels(m.datasetJson), num_segmentation_heads: labelInfo(m.datasetJson).numSegmentationHeads }, m.datasetJson);
+  return archFromMeta(
+    {
+      architecture,
+      num_input_channels: numInputChannels(m.datasetJson),
+      num_segmentation_heads: labelInfo(m.datasetJson).numSegmentationHeads,
+    },
+    m.datasetJson,
+  );
 }
 
 /** The network of a model folder with its weights loaded strictly (deep supervision off). */
@@ -271,7 +365,9 @@ export const MAX_UNZIPPED_BYTES = 4 * 2 ** 30;
  * one .zip of it; `folder` names it (the zip's or the folder's name). Only model-folder files are
  * read, so a folder with checkpoints next to the model costs nothing extra.
  */
-export async function unpackModelFolder(list: PackageEntry[]): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
+export async function unpackModelFolder(
+  list: PackageEntry[],
+): Promise<{ files: Record<string, Uint8Array>; folder: string }> {
   list = list.filter((f) => !f.path.split('/').pop()!.startsWith('.'));
   const names = new Set<string>(Object.values(MODEL_FILES));
   let entries: PackageEntry[];
@@ -284,23 +380,35 @@ export async function unpackModelFolder(list: PackageEntry[]): Promise<{ files: 
         filter: (f) => {
           if (!names.has(f.name.split('/').pop()!)) return false;
           total += f.originalSize;
-          if (total > MAX_UNZIPPED_BYTES) throw new Error(`its model files unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 30} GiB`);
+          if (total > MAX_UNZIPPED_BYTES)
+            throw new Error(
+              `its model files unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 30} GiB`,
+            );
           return true;
         },
       });
     } catch (e) {
       throw new Error(`${list[0].path}: not a readable .zip (${errorMessage(e)})`);
     }
-    entries = Object.entries(unz).filter(([p]) => !p.endsWith('/')).map(([path, b]) => ({ path, bytes: async () => b }));
-    folder = list[0].path.split('/').pop()!.replace(/\.zip$/i, '');
+    entries = Object.entries(unz)
+      .filter(([p]) => !p.endsWith('/'))
+      .map(([path, b]) => ({ path, bytes: async () => b }));
+    folder = list[0].path
+      .split('/')
+      .pop()!
+      .replace(/\.zip$/i, '');
   } else {
     entries = list.map((f) => ({ path: f.path.replace(/^\/+/, ''), bytes: f.bytes }));
     folder = entries[0]?.path.split('/')[0] ?? 'model';
   }
   const depth = (p: string) => p.split('/').length;
-  const marks = entries.filter((e) => e.path.split('/').pop() === MODEL_FILES.model).sort((a, b) => depth(a.path) - depth(b.path));
+  const marks = entries
+    .filter((e) => e.path.split('/').pop() === MODEL_FILES.model)
+    .sort((a, b) => depth(a.path) - depth(b.path));
   if (marks.length === 0) {
-    throw new Error(`no ${MODEL_FILES.model} among the ${entries.length} file(s): choose a model folder (model.json, plans.json, dataset.json, weights.json, weights.bin) as \`fednnunet train -o\` writes it, or a .zip of it`);
+    throw new Error(
+      `no ${MODEL_FILES.model} among the ${entries.length} file(s): choose a model folder (model.json, plans.json, dataset.json, weights.json, weights.bin) as \`fednnunet train -o\` writes it, or a .zip of it`,
+    );
   }
   const dir = marks[0].path.slice(0, -MODEL_FILES.model.length);
   if (dir) folder = dir.replace(/\/$/, '').split('/').pop()!;

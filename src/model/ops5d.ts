@@ -101,7 +101,11 @@ export function padSpatial(x: T, pads: ReadonlyArray<readonly [number, number]>)
       const outer = shape.slice(0, ax).reduce((p, q) => p * q, 1);
       const inner = shape.slice(ax + 1).reduce((p, q) => p * q, 1);
       const v = tf.reshape(y, [outer, shape[ax], inner]);
-      const padded = tf.pad(v, [[0, 0], [before, after], [0, 0]]);
+      const padded = tf.pad(v, [
+        [0, 0],
+        [before, after],
+        [0, 0],
+      ]);
       const next = [...shape];
       next[ax] = shape[ax] + before + after;
       y = tf.reshape(padded, next);

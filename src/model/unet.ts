@@ -59,7 +59,8 @@ export class PlainConvUNet {
     this.specs = paramSpecs(arch);
     this.deepSupervision = opts.deepSupervision ?? true;
     this.checkpointEncoder = opts.checkpointEncoder ?? new Array<boolean>(arch.nStages).fill(false);
-    this.checkpointDecoder = opts.checkpointDecoder ?? new Array<boolean>(arch.nStages - 1).fill(false);
+    this.checkpointDecoder =
+      opts.checkpointDecoder ?? new Array<boolean>(arch.nStages - 1).fill(false);
     const next = normalSampler(opts.seed ?? 0);
     // tfjs variable names are global to the engine; a per-instance prefix keeps them unique.
     const prefix = `unet${instances++}/`;
@@ -119,10 +120,13 @@ export class PlainConvUNet {
     const todo: Array<[ParamSpec, Float32Array]> = [];
     for (const spec of this.specs) {
       const w = weights.get(spec.name);
-      const ok = w !== undefined && sameShape(w.shape, spec.shape) && w.data.length === numel(spec.shape);
+      const ok =
+        w !== undefined && sameShape(w.shape, spec.shape) && w.data.length === numel(spec.shape);
       if (!ok) {
         if (strict) {
-          throw new Error(w ? `shape of '${spec.name}': ${w.shape} vs ${spec.shape}` : `missing '${spec.name}'`);
+          throw new Error(
+            w ? `shape of '${spec.name}': ${w.shape} vs ${spec.shape}` : `missing '${spec.name}'`,
+          );
         }
         continue;
       }
@@ -142,14 +146,24 @@ export class PlainConvUNet {
    * the strides divide works (a tile or a whole small volume). Deep supervision is off for the call.
    * The one forward used by inference (infer/predictor.ts) and the trainer's validation.
    */
-  async predictLogits(data: Float32Array, n: number, spatial: readonly number[]): Promise<Float32Array> {
+  async predictLogits(
+    data: Float32Array,
+    n: number,
+    spatial: readonly number[],
+  ): Promise<Float32Array> {
     const C = this.arch.inputChannels;
     const need = n * C * spatial.reduce((a, b) => a * b, 1);
-    if (!(n >= 1) || data.length < need) throw new Error(`predictLogits: ${data.length} values, need ${n} × ${C} channels × [${spatial}]`);
+    if (!(n >= 1) || data.length < need)
+      throw new Error(
+        `predictLogits: ${data.length} values, need ${n} × ${C} channels × [${spatial}]`,
+      );
     const r = spatial.length + 2;
     const src = data.length === need ? data : data.subarray(0, need);
     // One channel: channels-first and channels-last are the same buffer.
-    const x = C === 1 ? { data: src, shape: [n, ...spatial, 1] } : permute(src, [n, C, ...spatial], [0, ...spatial.map((_, i) => i + 2), 1]);
+    const x =
+      C === 1
+        ? { data: src, shape: [n, ...spatial, 1] }
+        : permute(src, [n, C, ...spatial], [0, ...spatial.map((_, i) => i + 2), 1]);
     const ds = this.deepSupervision;
     this.deepSupervision = false;
     let y: tf.Tensor;
@@ -186,14 +200,19 @@ export class PlainConvUNet {
     return biasNormAct(y, bias, gamma, beta, a.normEps, a.negativeSlope);
   }
 
-  private runStage(fn: (xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], ckpt: boolean): tf.Tensor {
+  private runStage(
+    fn: (xs: tf.Tensor[]) => tf.Tensor,
+    inputs: tf.Tensor[],
+    ckpt: boolean,
+  ): tf.Tensor {
     return ckpt ? checkpoint(fn, inputs) : fn(inputs);
   }
 
   private encoderStage(s: number, x: tf.Tensor): tf.Tensor {
     const a = this.arch;
     const names: string[][] = [];
-    for (let c = 0; c < a.nConvPerStage[s]; c++) names.push(this.blockNames(`encoder.stages.${s}.0.convs.${c}`));
+    for (let c = 0; c < a.nConvPerStage[s]; c++)
+      names.push(this.blockNames(`encoder.stages.${s}.0.convs.${c}`));
     const params = names.flat().map((n) => this.vars.get(n)! as tf.Tensor);
     const ones = new Array<number>(a.dims).fill(1);
     const fn = (xs: tf.Tensor[]): tf.Tensor => {
@@ -215,7 +234,8 @@ export class PlainConvUNet {
     const tNames = [`decoder.transpconvs.${j}.weight`];
     if (a.convBias) tNames.push(`decoder.transpconvs.${j}.bias`);
     const names: string[][] = [];
-    for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) names.push(this.blockNames(`decoder.stages.${j}.convs.${c}`));
+    for (let c = 0; c < a.nConvPerStageDecoder[j]; c++)
+      names.push(this.blockNames(`decoder.stages.${j}.convs.${c}`));
     const params = [...tNames, ...names.flat()].map((nm) => this.vars.get(nm)! as tf.Tensor);
     const ones = new Array<number>(a.dims).fill(1);
     const kernel = a.kernelSizes[n - 2 - j];
@@ -248,14 +268,16 @@ export class PlainConvUNet {
   /** Spatial sizes must be divisible by the cumulative strides, or the skips do not line up. */
   checkInputShape(shape: readonly number[]): void {
     const a = this.arch;
-    if (shape.length !== a.dims + 2) throw new Error(`input rank ${shape.length}, expected ${a.dims + 2}`);
+    if (shape.length !== a.dims + 2)
+      throw new Error(`input rank ${shape.length}, expected ${a.dims + 2}`);
     if (shape[shape.length - 1] !== a.inputChannels) {
       throw new Error(`input has ${shape[shape.length - 1]} channels, expected ${a.inputChannels}`);
     }
     const cum = new Array<number>(a.dims).fill(1);
     for (const st of a.strides) st.forEach((v, i) => (cum[i] *= v));
     shape.slice(1, -1).forEach((n, i) => {
-      if (n % cum[i] !== 0) throw new Error(`spatial size ${n} (axis ${i}) not divisible by ${cum[i]}`);
+      if (n % cum[i] !== 0)
+        throw new Error(`spatial size ${n} (axis ${i}) not divisible by ${cum[i]}`);
     });
   }
 

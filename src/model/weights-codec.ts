@@ -25,8 +25,12 @@ export interface EncodedWeights {
 
 const BYTES: Record<Encoding, number> = { fp32: 4, fp16: 2, int8: 1 };
 
-function encodeTensor(data: Float32Array, encoding: Encoding): { bytes: Uint8Array; scale?: number } {
-  if (encoding === 'fp32') return { bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+function encodeTensor(
+  data: Float32Array,
+  encoding: Encoding,
+): { bytes: Uint8Array; scale?: number } {
+  if (encoding === 'fp32')
+    return { bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   if (encoding === 'fp16') {
     const h = encodeHalf(data);
     return { bytes: new Uint8Array(h.buffer) };
@@ -36,7 +40,8 @@ function encodeTensor(data: Float32Array, encoding: Encoding): { bytes: Uint8Arr
   for (let i = 0; i < data.length; i++) max = Math.max(max, Math.abs(data[i]));
   const scale = max > 0 ? max / 127 : 1;
   const q = new Int8Array(data.length);
-  for (let i = 0; i < data.length; i++) q[i] = Math.max(-127, Math.min(127, Math.round(data[i] / scale)));
+  for (let i = 0; i < data.length; i++)
+    q[i] = Math.max(-127, Math.min(127, Math.round(data[i] / scale)));
   return { bytes: new Uint8Array(q.buffer), scale };
 }
 
@@ -46,10 +51,19 @@ export function encodeWeights(w: NamedWeights, encoding: Encoding = 'fp16'): Enc
   let offset = 0;
   for (const [name, t] of w) {
     for (let i = 0; i < t.data.length; i++) {
-      if (!Number.isFinite(t.data[i])) throw new Error(`cannot encode '${name}': it contains NaN or Inf`);
+      if (!Number.isFinite(t.data[i]))
+        throw new Error(`cannot encode '${name}': it contains NaN or Inf`);
     }
     const { bytes, scale } = encodeTensor(t.data, encoding);
-    entries.push({ name, shape: [...t.shape], encoding, ...(scale !== undefined ? { scale } : {}), offset, byteLength: bytes.length, crc32: crc32(bytes) });
+    entries.push({
+      name,
+      shape: [...t.shape],
+      encoding,
+      ...(scale !== undefined ? { scale } : {}),
+      offset,
+      byteLength: bytes.length,
+      crc32: crc32(bytes),
+    });
     parts.push(bytes);
     offset += bytes.length;
     const pad = (4 - (offset % 4)) % 4;
@@ -73,19 +87,26 @@ export function decodeWeights(entries: TensorEntry[], payload: Uint8Array): Name
   const out: NamedWeights = new Map();
   for (const e of entries) {
     const n = numel(e.shape);
-    if (!(e.encoding in BYTES)) throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
-    if (e.byteLength !== n * BYTES[e.encoding]) throw new DecodeError(`'${e.name}': ${e.byteLength} bytes do not fit shape [${e.shape}] in ${e.encoding}`);
-    if (e.offset < 0 || e.offset + e.byteLength > payload.length) throw new DecodeError(`'${e.name}': payload truncated`);
+    if (!(e.encoding in BYTES))
+      throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
+    if (e.byteLength !== n * BYTES[e.encoding])
+      throw new DecodeError(
+        `'${e.name}': ${e.byteLength} bytes do not fit shape [${e.shape}] in ${e.encoding}`,
+      );
+    if (e.offset < 0 || e.offset + e.byteLength > payload.length)
+      throw new DecodeError(`'${e.name}': payload truncated`);
     if (out.has(e.name)) throw new DecodeError(`'${e.name}' appears twice`);
     // Copy to an aligned buffer: the payload slice may sit at any offset of a network frame.
     const bytes = payload.slice(e.offset, e.offset + e.byteLength);
-    if (crc32(bytes) !== e.crc32) throw new DecodeError(`'${e.name}': checksum mismatch (corrupted in transit)`);
+    if (crc32(bytes) !== e.crc32)
+      throw new DecodeError(`'${e.name}': checksum mismatch (corrupted in transit)`);
     let data: Float32Array;
     if (e.encoding === 'fp32') data = new Float32Array(bytes.buffer);
     else if (e.encoding === 'fp16') data = decodeHalf(new Uint16Array(bytes.buffer));
     else {
       const scale = e.scale;
-      if (scale === undefined || !Number.isFinite(scale) || scale <= 0) throw new DecodeError(`'${e.name}': int8 tensor without a valid scale`);
+      if (scale === undefined || !Number.isFinite(scale) || scale <= 0)
+        throw new DecodeError(`'${e.name}': int8 tensor without a valid scale`);
       const q = new Int8Array(bytes.buffer);
       data = new Float32Array(n);
       for (let i = 0; i < n; i++) data[i] = q[i] * scale;
@@ -108,18 +129,25 @@ export type TensorView =
  */
 export function tensorView(e: TensorEntry, payload: Uint8Array): TensorView {
   const n = numel(e.shape);
-  if (!(e.encoding in BYTES)) throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
-  if (e.byteLength !== n * BYTES[e.encoding]) throw new DecodeError(`'${e.name}': ${e.byteLength} bytes do not fit shape [${e.shape}] in ${e.encoding}`);
-  if (e.offset < 0 || e.offset + e.byteLength > payload.length) throw new DecodeError(`'${e.name}': payload truncated`);
+  if (!(e.encoding in BYTES))
+    throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
+  if (e.byteLength !== n * BYTES[e.encoding])
+    throw new DecodeError(
+      `'${e.name}': ${e.byteLength} bytes do not fit shape [${e.shape}] in ${e.encoding}`,
+    );
+  if (e.offset < 0 || e.offset + e.byteLength > payload.length)
+    throw new DecodeError(`'${e.name}': payload truncated`);
   const start = payload.byteOffset + e.offset;
   const align = BYTES[e.encoding];
   // A typed view needs its element alignment; a network frame may put the payload anywhere.
-  const buf = start % align === 0 ? payload.buffer : payload.slice(e.offset, e.offset + e.byteLength).buffer;
+  const buf =
+    start % align === 0 ? payload.buffer : payload.slice(e.offset, e.offset + e.byteLength).buffer;
   const at = start % align === 0 ? start : 0;
   if (e.encoding === 'fp32') return { encoding: 'fp32', values: new Float32Array(buf, at, n) };
   if (e.encoding === 'fp16') return { encoding: 'fp16', bits: new Uint16Array(buf, at, n) };
   const scale = e.scale;
-  if (scale === undefined || !Number.isFinite(scale) || scale <= 0) throw new DecodeError(`'${e.name}': int8 tensor without a valid scale`);
+  if (scale === undefined || !Number.isFinite(scale) || scale <= 0)
+    throw new DecodeError(`'${e.name}': int8 tensor without a valid scale`);
   return { encoding: 'int8', q: new Int8Array(buf, at, n), scale };
 }
 

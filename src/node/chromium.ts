@@ -12,7 +12,8 @@ export function findChromium(env: NodeJS.ProcessEnv = process.env): string | nul
   return CANDIDATES.find((p) => existsSync(p)) ?? null;
 }
 
-export const INSTALL_HINT = 'sudo apt-get install -y chromium   (or set CHROME_PATH to a Chromium/Chrome binary)';
+export const INSTALL_HINT =
+  'sudo apt-get install -y chromium   (or set CHROME_PATH to a Chromium/Chrome binary)';
 
 /**
  * Flags measured on this machine: with them headless Chromium exposes WebGPU through

@@ -11,7 +11,11 @@ import { mib, readLimits, ReadLimitError } from '../io/read-limits.ts';
  * The bytes of a regular file (symlinks followed), refusing devices, FIFOs, sockets and folders,
  * and files over `maxBytes` (checked on the opened file, so it cannot be swapped in between).
  */
-export async function readRegularFile(path: string, maxBytes = readLimits().maxVolumeBytes, label = path): Promise<Uint8Array> {
+export async function readRegularFile(
+  path: string,
+  maxBytes = readLimits().maxVolumeBytes,
+  label = path,
+): Promise<Uint8Array> {
   let fh;
   try {
     // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for files.
@@ -21,8 +25,14 @@ export async function readRegularFile(path: string, maxBytes = readLimits().maxV
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new Error(`cannot read ${label}: not a regular file (${st.isDirectory() ? 'a folder' : 'a device, FIFO or socket'})`);
-    if (st.size > maxBytes) throw new ReadLimitError(`cannot read ${label}: ${mib(st.size)} is more than the ${mib(maxBytes)} read limit`);
+    if (!st.isFile())
+      throw new Error(
+        `cannot read ${label}: not a regular file (${st.isDirectory() ? 'a folder' : 'a device, FIFO or socket'})`,
+      );
+    if (st.size > maxBytes)
+      throw new ReadLimitError(
+        `cannot read ${label}: ${mib(st.size)} is more than the ${mib(maxBytes)} read limit`,
+      );
     const out = new Uint8Array(st.size);
     let at = 0;
     while (at < out.length) {
@@ -55,11 +65,13 @@ export function fsSource(root: string, maxBytes?: number): FileSource {
     },
     read: async (path) => {
       const full = resolve(abs, path);
-      if (!full.startsWith(abs + sep)) throw new Error(`${basename(abs)}: refusing ${path}: outside the folder`);
+      if (!full.startsWith(abs + sep))
+        throw new Error(`${basename(abs)}: refusing ${path}: outside the folder`);
       try {
         return await readRegularFile(full, maxBytes, path);
       } catch (e) {
-        if (e instanceof ReadLimitError) throw new ReadLimitError(`${basename(abs)}: ${(e as Error).message}`);
+        if (e instanceof ReadLimitError)
+          throw new ReadLimitError(`${basename(abs)}: ${(e as Error).message}`);
         throw new Error(`${basename(abs)}: ${(e as Error).message}`);
       }
     },

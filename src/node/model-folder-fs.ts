@@ -2,7 +2,13 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { memorySource, type FileSource } from '../io/file-source.ts';
-import { decodeModelFolder, encodeModelFolder, unpackModelFolder, type DecodedModelFolder, type ModelFolder } from '../model/model-folder.ts';
+import {
+  decodeModelFolder,
+  encodeModelFolder,
+  unpackModelFolder,
+  type DecodedModelFolder,
+  type ModelFolder,
+} from '../model/model-folder.ts';
 
 /** Reads and checks the model folder at `dir` (its top-level files only), or a .zip of one. */
 export async function readModelFolder(dir: string): Promise<DecodedModelFolder> {
@@ -24,7 +30,9 @@ export async function readModelFolder(dir: string): Promise<DecodedModelFolder> 
       try {
         return (await readdir(root)).sort();
       } catch (e) {
-        throw new Error(`${dir}: cannot read model folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        throw new Error(
+          `${dir}: cannot read model folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+        );
       }
     },
     read: async (p) => new Uint8Array(await readFile(join(root, p))),

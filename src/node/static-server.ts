@@ -93,7 +93,9 @@ export function staticHandler(root: string) {
       return;
     }
     // A file removed between stat and read ends this response, not the process.
-    createReadStream(real).on('error', () => res.destroy()).pipe(res);
+    createReadStream(real)
+      .on('error', () => res.destroy())
+      .pipe(res);
   };
 }
 
@@ -111,7 +113,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function serveStatic(root: string, opts: { port?: number; host?: string } = {}): Promise<RunningServer> {
+export async function serveStatic(
+  root: string,
+  opts: { port?: number; host?: string } = {},
+): Promise<RunningServer> {
   if (!existsSync(join(root, 'index.html'))) {
     throw new Error(`${root}/index.html not found: build the app first (npm run build)`);
   }

@@ -27,7 +27,9 @@ function readText(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new Error(`${what} ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new Error(
+      `${what} ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
   }
 }
 
@@ -45,17 +47,28 @@ export function loadTlsFiles(certPath: string, keyPath: string, now = new Date()
   try {
     privateKey = createPrivateKey(key);
   } catch (e) {
-    throw new Error(`--tls-key ${keyPath}: not a usable unencrypted PEM private key (${(e as Error).message})`);
+    throw new Error(
+      `--tls-key ${keyPath}: not a usable unencrypted PEM private key (${(e as Error).message})`,
+    );
   }
-  if (!x509.checkPrivateKey(privateKey)) throw new Error(`--tls-key ${keyPath} does not match the certificate in ${certPath}`);
+  if (!x509.checkPrivateKey(privateKey))
+    throw new Error(`--tls-key ${keyPath} does not match the certificate in ${certPath}`);
   const validFrom = new Date(x509.validFrom);
   const validTo = new Date(x509.validTo);
   // A certificate just made (here, or on a machine whose clock runs a little ahead) can start a
   // moment after `now` (openssl's notBefore is whole seconds, the clocks may differ): tolerate
   // that skew, as browsers do, rather than refuse a fresh certificate.
-  if (now.getTime() + CLOCK_SKEW_MS < validFrom.getTime()) throw new Error(`--tls-cert ${certPath}: not valid before ${validFrom.toISOString()}`);
+  if (now.getTime() + CLOCK_SKEW_MS < validFrom.getTime())
+    throw new Error(`--tls-cert ${certPath}: not valid before ${validFrom.toISOString()}`);
   if (now > validTo) throw new Error(`--tls-cert ${certPath}: expired on ${validTo.toISOString()}`);
-  return { cert, key, certPath, fingerprint256: x509.fingerprint256, altNames: parseAltNames(x509.subjectAltName), validTo };
+  return {
+    cert,
+    key,
+    certPath,
+    fingerprint256: x509.fingerprint256,
+    altNames: parseAltNames(x509.subjectAltName),
+    validTo,
+  };
 }
 
 function parseAltNames(san: string | undefined): string[] {
@@ -68,7 +81,12 @@ export function lanIPv4Addresses(): string[] {
   const out: string[] = [];
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) {
-      if (!a.internal && (a.family === 'IPv4' || (a.family as unknown) === 4) && !out.includes(a.address)) out.push(a.address);
+      if (
+        !a.internal &&
+        (a.family === 'IPv4' || (a.family as unknown) === 4) &&
+        !out.includes(a.address)
+      )
+        out.push(a.address);
     }
   }
   return out;
@@ -109,40 +127,75 @@ export interface SelfSignedOptions {
  * name in `altNames` (so the fingerprint participants accepted stays the same across restarts);
  * otherwise a new one made with openssl (P-256, `days` days).
  */
-export function ensureSelfSignedCert(dir: string, altNames: string[], opts: SelfSignedOptions = {}): TlsFiles & { reused: boolean } {
+export function ensureSelfSignedCert(
+  dir: string,
+  altNames: string[],
+  opts: SelfSignedOptions = {},
+): TlsFiles & { reused: boolean } {
   const now = opts.now ?? new Date();
   const certPath = join(dir, SELF_SIGNED_CERT);
   const keyPath = join(dir, SELF_SIGNED_KEY);
   if (existsSync(certPath) && existsSync(keyPath)) {
     try {
       const kept = loadTlsFiles(certPath, keyPath, now);
-      if (kept.validTo.getTime() - now.getTime() > MIN_REMAINING_MS && altNames.every((n) => kept.altNames.includes(n))) return { ...kept, reused: true };
+      if (
+        kept.validTo.getTime() - now.getTime() > MIN_REMAINING_MS &&
+        altNames.every((n) => kept.altNames.includes(n))
+      )
+        return { ...kept, reused: true };
     } catch {
       // Unreadable or mismatched leftovers: make a new pair below.
     }
   }
   for (const n of altNames) {
-    if (!/^(DNS|IP):[A-Za-z0-9.:-]+$/.test(n)) throw new Error(`cannot put '${n}' in a certificate's subjectAltName`);
+    if (!/^(DNS|IP):[A-Za-z0-9.:-]+$/.test(n))
+      throw new Error(`cannot put '${n}' in a certificate's subjectAltName`);
   }
   mkdirSync(dir, { recursive: true });
   const tmpCert = `${certPath}.tmp-${process.pid}`;
   const tmpKey = `${keyPath}.tmp-${process.pid}`;
   const openssl = opts.openssl ?? 'openssl';
-  const r = spawnSync(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-days', String(opts.days ?? 30), '-subj', '/CN=FednnU-Net relay (self-signed)',
-    '-addext', `subjectAltName=${altNames.join(',')}`,
-    // A leaf, not a CA (openssl's default for -x509): Firefox refuses a CA certificate as a server's.
-    '-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'extendedKeyUsage=serverAuth',
-    '-keyout', tmpKey, '-out', tmpCert], { encoding: 'utf8' });
+  const r = spawnSync(
+    openssl,
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      String(opts.days ?? 30),
+      '-subj',
+      '/CN=FednnU-Net relay (self-signed)',
+      '-addext',
+      `subjectAltName=${altNames.join(',')}`,
+      // A leaf, not a CA (openssl's default for -x509): Firefox refuses a CA certificate as a server's.
+      '-addext',
+      'basicConstraints=critical,CA:FALSE',
+      '-addext',
+      'extendedKeyUsage=serverAuth',
+      '-keyout',
+      tmpKey,
+      '-out',
+      tmpCert,
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.error || r.status !== 0) {
     rmSync(tmpCert, { force: true });
     rmSync(tmpKey, { force: true });
     if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-      throw new Error(`--tls-self-signed needs the openssl command, which is not installed (Debian/Ubuntu: apt-get install openssl); ` +
-        `or make a certificate for this machine's addresses yourself (e.g. mkcert ${altNames.map((n) => n.replace(/^\w+:/, '')).join(' ')}) ` +
-        `and pass --tls-cert FILE --tls-key FILE`);
+      throw new Error(
+        `--tls-self-signed needs the openssl command, which is not installed (Debian/Ubuntu: apt-get install openssl); ` +
+          `or make a certificate for this machine's addresses yourself (e.g. mkcert ${altNames.map((n) => n.replace(/^\w+:/, '')).join(' ')}) ` +
+          `and pass --tls-cert FILE --tls-key FILE`,
+      );
     }
-    throw new Error(`openssl could not make a certificate: ${(r.error?.message ?? r.stderr ?? '').trim().split('\n').pop()}`);
+    throw new Error(
+      `openssl could not make a certificate: ${(r.error?.message ?? r.stderr ?? '').trim().split('\n').pop()}`,
+    );
   }
   chmodSync(tmpKey, 0o600);
   renameSync(tmpKey, keyPath);

@@ -7,9 +7,19 @@ import type { DatasetJson, Plans } from '../plan/types.ts';
 import type { PreprocessedCase } from '../preprocess/preprocess.ts';
 import type { StoreDB } from '../store/db.ts';
 import { getDataset, listCases, loadCaseVolumes } from '../store/datasets.ts';
-import { loadCaseFingerprints, loadDatasetFingerprint, saveCaseFingerprint, saveDatasetFingerprint } from '../store/fingerprints.ts';
+import {
+  loadCaseFingerprints,
+  loadDatasetFingerprint,
+  saveCaseFingerprint,
+  saveDatasetFingerprint,
+} from '../store/fingerprints.ts';
 import { listPlans, loadPlans, savePlans } from '../store/plans.ts';
-import { deletePreprocessed, listPreprocessed, loadPreprocessed, savePreprocessed } from '../store/preprocessed.ts';
+import {
+  deletePreprocessed,
+  listPreprocessed,
+  loadPreprocessed,
+  savePreprocessed,
+} from '../store/preprocessed.ts';
 import type { SiteCase, SiteStore } from './site-store.ts';
 
 export class IdbSiteStore implements SiteStore {
@@ -25,15 +35,24 @@ export class IdbSiteStore implements SiteStore {
   static async open(db: StoreDB, datasetId: string): Promise<IdbSiteStore> {
     const ds = await getDataset(db, datasetId);
     if (!ds) throw new Error(`dataset ${datasetId} is not in this browser (deleted?)`);
-    const dj = ds.datasetJson ? ({ ...(ds.datasetJson as DatasetJson), numTraining: ds.numCases }) : undefined;
+    const dj = ds.datasetJson
+      ? { ...(ds.datasetJson as DatasetJson), numTraining: ds.numCases }
+      : undefined;
     const ids = (await listCases(db, datasetId)).map((c) => c.caseId);
     return new IdbSiteStore(db, datasetId, ds.name, dj, ids);
   }
 
   async readCase(caseId: string): Promise<SiteCase> {
     const v = await loadCaseVolumes(this.db, this.datasetId, caseId);
-    if (!v) throw new Error(`store: case '${caseId}' of ${this.datasetName} disappeared (dataset deleted?)`);
-    return { id: caseId, image: v.images.length === 1 ? v.images[0] : stackChannels(v.images), label: v.label };
+    if (!v)
+      throw new Error(
+        `store: case '${caseId}' of ${this.datasetName} disappeared (dataset deleted?)`,
+      );
+    return {
+      id: caseId,
+      image: v.images.length === 1 ? v.images[0] : stackChannels(v.images),
+      label: v.label,
+    };
   }
 
   loadCaseFingerprints(): Promise<Map<string, CaseFingerprint>> {
@@ -62,10 +81,19 @@ export class IdbSiteStore implements SiteStore {
   listPreprocessed(plansName: string, configuration: string): Promise<string[]> {
     return listPreprocessed(this.db, this.datasetId, plansName, configuration);
   }
-  loadPreprocessed(plansName: string, configuration: string, caseId: string): Promise<PreprocessedCase | undefined> {
+  loadPreprocessed(
+    plansName: string,
+    configuration: string,
+    caseId: string,
+  ): Promise<PreprocessedCase | undefined> {
     return loadPreprocessed(this.db, this.datasetId, plansName, configuration, caseId);
   }
-  savePreprocessed(plansName: string, configuration: string, caseId: string, pc: PreprocessedCase): Promise<void> {
+  savePreprocessed(
+    plansName: string,
+    configuration: string,
+    caseId: string,
+    pc: PreprocessedCase,
+  ): Promise<void> {
     return savePreprocessed(this.db, this.datasetId, plansName, configuration, caseId, pc);
   }
   deletePreprocessed(plansName: string, configuration: string): Promise<void> {

@@ -3,18 +3,30 @@
 // --tiny preset, or an FFE plan that differs only there) do not change the arrays, so arrays made
 // by one plan are reused under another whose key is equal.
 import { crc32 } from '../util/crc32.ts';
-import { foregroundClasses, resolveConfiguration, type PreprocessDatasetJson, type PreprocessPlans } from '../preprocess/preprocess.ts';
+import {
+  foregroundClasses,
+  resolveConfiguration,
+  type PreprocessDatasetJson,
+  type PreprocessPlans,
+} from '../preprocess/preprocess.ts';
 import type { Plans } from '../plan/types.ts';
 
 /** Schemes that never read the plans' foreground intensity statistics (normalize.ts). */
-const STATS_FREE = new Set(['ZScoreNormalization', 'NoNormalization', 'RescaleTo01Normalization', 'RGBTo01Normalization']);
+const STATS_FREE = new Set([
+  'ZScoreNormalization',
+  'NoNormalization',
+  'RescaleTo01Normalization',
+  'RGBTo01Normalization',
+]);
 
 /** JSON with object keys sorted, so equal values give equal strings. */
 function canonical(x: unknown): string {
   if (Array.isArray(x)) return `[${x.map(canonical).join(',')}]`;
   if (x && typeof x === 'object') {
     const o = x as Record<string, unknown>;
-    const keys = Object.keys(o).sort().filter((k) => o[k] !== undefined);
+    const keys = Object.keys(o)
+      .sort()
+      .filter((k) => o[k] !== undefined);
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
   }
   return JSON.stringify(x ?? null);
@@ -24,7 +36,11 @@ function canonical(x: unknown): string {
  * The preprocessing identity of `configuration` in `plans` for this dataset: equal keys, equal
  * arrays. Throws when the plans have no such configuration.
  */
-export function preprocessKey(plans: Plans | PreprocessPlans, configuration: string, datasetJson: PreprocessDatasetJson): string {
+export function preprocessKey(
+  plans: Plans | PreprocessPlans,
+  configuration: string,
+  datasetJson: PreprocessDatasetJson,
+): string {
   const p = plans as PreprocessPlans;
   const cfg = resolveConfiguration(p, configuration);
   const needsStats = cfg.normalization_schemes.some((s) => !STATS_FREE.has(s));

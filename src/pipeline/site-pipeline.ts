@@ -69,7 +69,10 @@ export class SitePipeline {
 
   private datasetJson(): DatasetJson {
     const dj = this.store.datasetJson;
-    if (!dj) throw new Error(`${this.store.datasetName} has no dataset.json (imported as loose scans): it can be segmented, not trained on`);
+    if (!dj)
+      throw new Error(
+        `${this.store.datasetName} has no dataset.json (imported as loose scans): it can be segmented, not trained on`,
+      );
     return dj;
   }
 
@@ -94,7 +97,8 @@ export class SitePipeline {
           have.set(id, fp);
           return this.store.saveCaseFingerprint(id, fp);
         },
-        onProgress: (p) => o.onProgress?.({ done: already + p.done, total: ids.length, caseId: p.caseId }),
+        onProgress: (p) =>
+          o.onProgress?.({ done: already + p.done, total: ids.length, caseId: p.caseId }),
       });
       if (missing.length === ids.length) {
         await this.store.saveDatasetFingerprint(r.fingerprint);
@@ -108,7 +112,11 @@ export class SitePipeline {
 
   /** nnU-Net's ExperimentPlanner on `fingerprint` (the local one, or an FFE aggregate). Pure. */
   makePlans(fingerprint: DatasetFingerprint, o: PlanOptions = {}): Plans {
-    return planExperiment(fingerprint, this.datasetJson(), { datasetName: this.store.datasetName, plansName: o.plansName, memoryBudgetMB: o.memoryBudgetMB });
+    return planExperiment(fingerprint, this.datasetJson(), {
+      datasetName: this.store.datasetName,
+      plansName: o.plansName,
+      memoryBudgetMB: o.memoryBudgetMB,
+    });
   }
 
   /** Saves plans; arrays stored under that name by plans that preprocess differently are dropped. */
@@ -117,7 +125,8 @@ export class SitePipeline {
     if (old) {
       const dj = this.datasetJson();
       for (const c of Object.keys(old.configurations)) {
-        if (this.keyOf(old, c, dj) !== this.keyOf(plans, c, dj)) await this.store.deletePreprocessed(plansName, c);
+        if (this.keyOf(old, c, dj) !== this.keyOf(plans, c, dj))
+          await this.store.deletePreprocessed(plansName, c);
       }
     }
     await this.store.savePlans(plansName, plans);
@@ -161,36 +170,68 @@ export class SitePipeline {
    * callers that write the arrays elsewhere, e.g. `fednnunet preprocess`). `seed` is the
    * class-location sampler's (nnU-Net's 1234 unless given); the stored stage always uses 1234.
    */
-  preprocessCase(c: SiteCase, plans: Plans | PreprocessPlans, configuration: string, seed?: number): PreprocessedCase {
-    return runCase(c.image, c.label ?? null, plans as PreprocessPlans, configuration, this.datasetJson(), { seed });
+  preprocessCase(
+    c: SiteCase,
+    plans: Plans | PreprocessPlans,
+    configuration: string,
+    seed?: number,
+  ): PreprocessedCase {
+    return runCase(
+      c.image,
+      c.label ?? null,
+      plans as PreprocessPlans,
+      configuration,
+      this.datasetJson(),
+      { seed },
+    );
   }
 
   /**
    * Every case preprocessed for `configuration` (nnU-Net's DefaultPreprocessor) and stored; cases
    * already stored by plans that preprocess alike are not read again. Cancelling keeps the cases done.
    */
-  async preprocess(plans: Plans, configuration: string, o: PreprocessOptions = {}): Promise<PreprocessResult> {
+  async preprocess(
+    plans: Plans,
+    configuration: string,
+    o: PreprocessOptions = {},
+  ): Promise<PreprocessResult> {
     return this.run(plans, configuration, o);
   }
 
   /** The Trainer's cases: preprocessed (as above) and loaded, each stored case read once. */
-  async trainingCases(plans: Plans, configuration: string, o: PreprocessOptions = {}): Promise<TrainerCase[]> {
+  async trainingCases(
+    plans: Plans,
+    configuration: string,
+    o: PreprocessOptions = {},
+  ): Promise<TrainerCase[]> {
     const out: TrainerCase[] = [];
     await this.run(plans, configuration, o, out);
     return out;
   }
 
-  private async run(plans: Plans, configuration: string, o: PreprocessOptions, out?: TrainerCase[]): Promise<PreprocessResult> {
+  private async run(
+    plans: Plans,
+    configuration: string,
+    o: PreprocessOptions,
+    out?: TrainerCase[],
+  ): Promise<PreprocessResult> {
     const plansName = await this.home(plans, configuration, o.plansName);
     const stored = new Set(await this.store.listPreprocessed(plansName, configuration));
     const ids = this.store.caseIds;
     let computed = 0;
     for (const [i, caseId] of ids.entries()) {
-      if (o.signal?.aborted) throw new DOMException(`preprocessing cancelled after ${i} of ${ids.length} case(s)`, 'AbortError');
+      if (o.signal?.aborted)
+        throw new DOMException(
+          `preprocessing cancelled after ${i} of ${ids.length} case(s)`,
+          'AbortError',
+        );
       if (stored.has(caseId)) {
         if (out) {
           const pc = await this.store.loadPreprocessed(plansName, configuration, caseId);
-          if (!pc) throw new Error(`store: preprocessed case ${caseId} of ${this.store.datasetName} disappeared`);
+          if (!pc)
+            throw new Error(
+              `store: preprocessed case ${caseId} of ${this.store.datasetName} disappeared`,
+            );
           out.push(trainerCase(caseId, pc));
         }
       } else {
@@ -229,24 +270,41 @@ export interface PreparedTraining {
 }
 
 /** Applies the tiny preset to one configuration of a copy of `plans` (preprocessing unchanged). */
-export function withTiny(plans: Plans, configuration: string, tiny: boolean | TinyOptions | undefined): Plans {
+export function withTiny(
+  plans: Plans,
+  configuration: string,
+  tiny: boolean | TinyOptions | undefined,
+): Plans {
   const out: Plans = structuredClone(plans);
   const configs = out.configurations as Record<string, ConfigurationPlan | undefined>;
   const base = configs[configuration];
-  if (!base) throw new Error(`plans have no configuration '${configuration}' (have: ${Object.keys(plans.configurations).join(', ')})`);
+  if (!base)
+    throw new Error(
+      `plans have no configuration '${configuration}' (have: ${Object.keys(plans.configurations).join(', ')})`,
+    );
   if (tiny) configs[configuration] = tinyConfiguration(base, tiny === true ? {} : tiny);
   return out;
 }
 
 /** What a Trainer takes, from the site's pipeline: plans (own or given) + training cases. */
-export async function prepareTraining(pipeline: SitePipeline, o: PrepareOptions): Promise<PreparedTraining> {
+export async function prepareTraining(
+  pipeline: SitePipeline,
+  o: PrepareOptions,
+): Promise<PreparedTraining> {
   if (pipeline.numCases < 1) throw new Error('no training cases');
-  const fingerprint = o.plans ? undefined : await pipeline.fingerprint({ signal: o.signal, onProgress: (p) => o.onProgress?.('fingerprint', p.done, p.total) });
+  const fingerprint = o.plans
+    ? undefined
+    : await pipeline.fingerprint({
+        signal: o.signal,
+        onProgress: (p) => o.onProgress?.('fingerprint', p.done, p.total),
+      });
   const base = o.plans ?? (await pipeline.localPlans());
   const plans = withTiny(base, o.configuration, o.tiny); // checks the configuration before any work
   // Preprocessing reads no field the tiny preset changes: the base plans' arrays serve the tiny run.
   const cases = await pipeline.trainingCases(base, o.configuration, {
-    plansName: o.plansName, signal: o.signal, onProgress: (p) => o.onProgress?.('preprocess', p.done, p.total),
+    plansName: o.plansName,
+    signal: o.signal,
+    onProgress: (p) => o.onProgress?.('preprocess', p.done, p.total),
   });
   return { fingerprint, plans, cases };
 }

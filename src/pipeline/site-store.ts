@@ -38,8 +38,17 @@ export interface SiteStore {
 
   /** Case ids preprocessed under (plansName, configuration); reads no arrays. */
   listPreprocessed(plansName: string, configuration: string): Promise<string[]>;
-  loadPreprocessed(plansName: string, configuration: string, caseId: string): Promise<PreprocessedCase | undefined>;
-  savePreprocessed(plansName: string, configuration: string, caseId: string, pc: PreprocessedCase): Promise<void>;
+  loadPreprocessed(
+    plansName: string,
+    configuration: string,
+    caseId: string,
+  ): Promise<PreprocessedCase | undefined>;
+  savePreprocessed(
+    plansName: string,
+    configuration: string,
+    caseId: string,
+    pc: PreprocessedCase,
+  ): Promise<void>;
   deletePreprocessed(plansName: string, configuration: string): Promise<void>;
 }
 
@@ -105,7 +114,12 @@ export class MemorySiteStore implements SiteStore {
   async loadPreprocessed(plansName: string, configuration: string, caseId: string) {
     return this.slot(plansName, configuration)?.get(caseId);
   }
-  async savePreprocessed(plansName: string, configuration: string, caseId: string, pc: PreprocessedCase) {
+  async savePreprocessed(
+    plansName: string,
+    configuration: string,
+    caseId: string,
+    pc: PreprocessedCase,
+  ) {
     this.slot(plansName, configuration, true)!.set(caseId, pc);
   }
   async deletePreprocessed(plansName: string, configuration: string) {
@@ -117,9 +131,13 @@ export class MemorySiteStore implements SiteStore {
  * A raw nnU-Net dataset folder (dataset.json, imagesTr, labelsTr) as a site store: its labelled
  * cases, read one at a time from the FileSource; stage outputs kept in memory.
  */
-export async function rawFolderStore(src: FileSource, datasetName = src.name): Promise<MemorySiteStore> {
+export async function rawFolderStore(
+  src: FileSource,
+  datasetName = src.name,
+): Promise<MemorySiteStore> {
   const ds = await openRawDataset(src);
-  if (!ds.json || ds.problems.length) throw new Error(`${src.name}: ${ds.problems.join('; ') || 'no dataset.json'}`);
+  if (!ds.json || ds.problems.length)
+    throw new Error(`${src.name}: ${ds.problems.join('; ') || 'no dataset.json'}`);
   const cases = new Map(ds.cases.filter((c) => c.label).map((c) => [c.id, c]));
   if (cases.size === 0) throw new Error(`${src.name}: no labelled training cases`);
   return new MemorySiteStore({
@@ -128,14 +146,27 @@ export async function rawFolderStore(src: FileSource, datasetName = src.name): P
     caseIds: [...cases.keys()],
     readCase: async (id) => {
       const c = await loadCase(src, cases.get(id)!);
-      return { id, image: c.images.length === 1 ? c.images[0] : stackChannels(c.images), label: c.label };
+      return {
+        id,
+        image: c.images.length === 1 ? c.images[0] : stackChannels(c.images),
+        label: c.label,
+      };
     },
   });
 }
 
 /** Cases already in memory (generated phantoms, demo sites, tests) as a site store. */
-export function memoryCasesStore(datasetName: string, datasetJson: DatasetJson | undefined, cases: readonly SiteCase[]): MemorySiteStore {
+export function memoryCasesStore(
+  datasetName: string,
+  datasetJson: DatasetJson | undefined,
+  cases: readonly SiteCase[],
+): MemorySiteStore {
   const byId = new Map(cases.map((c) => [c.id, c]));
   if (byId.size !== cases.length) throw new Error(`${datasetName}: case ids repeat`);
-  return new MemorySiteStore({ datasetName, datasetJson, caseIds: cases.map((c) => c.id), readCase: (id) => byId.get(id)! });
+  return new MemorySiteStore({
+    datasetName,
+    datasetJson,
+    caseIds: cases.map((c) => c.id),
+    readCase: (id) => byId.get(id)!,
+  });
 }

@@ -65,13 +65,18 @@ export class TrainerSite implements SiteTrainer {
     return this.fingerprint as unknown as Record<string, unknown>;
   }
 
-  async prepare(aggregate: Record<string, unknown> | null, config: FederationConfig): Promise<void> {
+  async prepare(
+    aggregate: Record<string, unknown> | null,
+    config: FederationConfig,
+  ): Promise<void> {
     this.config = config;
     const pipeline = this.o.pipeline;
     const dj = pipeline.store.datasetJson!;
     // FFE: every site plans on the pooled fingerprint (planning is cheap; the stored arrays are
     // reused when this plan preprocesses as the stored one does); otherwise the site's own plans.
-    const plans = aggregate ? pipeline.makePlans(aggregate as unknown as DatasetFingerprint) : undefined;
+    const plans = aggregate
+      ? pipeline.makePlans(aggregate as unknown as DatasetFingerprint)
+      : undefined;
     const prepared = await prepareTraining(pipeline, {
       configuration: config.configuration,
       plans: plans ?? (await pipeline.localPlans()),
@@ -85,16 +90,25 @@ export class TrainerSite implements SiteTrainer {
       configuration: config.configuration,
       datasetJson: dj,
       cases: prepared.cases,
-      options: { epochs: config.rounds, itersPerEpoch: config.itersPerRound, valIters: this.o.valIters ?? 10, seed: this.o.seed ?? 0, augmentation: this.o.augmentation },
+      options: {
+        epochs: config.rounds,
+        itersPerEpoch: config.itersPerRound,
+        valIters: this.o.valIters ?? 10,
+        seed: this.o.seed ?? 0,
+        augmentation: this.o.augmentation,
+      },
     });
     const val = new Set(this.trainer.valIds);
     this.valCases = prepared.cases.filter((c) => val.has(c.id));
-    this.o.log?.(`${this.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`);
+    this.o.log?.(
+      `${this.datasetName}: planned ${config.configuration} patch ${this.trainer.config.patch_size.join('×')}, ${this.trainer.net.specs.length} tensors; train ${this.trainer.trainIds.length} / val ${this.valCases.length} cases`,
+    );
     await this.save();
   }
 
   private async save(): Promise<void> {
-    if (this.o.saveState && this.trainer) await this.o.saveState(encodeCheckpoint(await this.trainer.checkpoint()));
+    if (this.o.saveState && this.trainer)
+      await this.o.saveState(encodeCheckpoint(await this.trainer.checkpoint()));
   }
 
   async restore(config: FederationConfig): Promise<boolean> {
@@ -102,11 +116,16 @@ export class TrainerSite implements SiteTrainer {
     if (!bytes) return false;
     this.config = config;
     const ck = decodeCheckpoint(bytes);
-    if (ck.configuration !== config.configuration) throw new Error(`saved state is for ${ck.configuration}, the federation trains ${config.configuration}`);
+    if (ck.configuration !== config.configuration)
+      throw new Error(
+        `saved state is for ${ck.configuration}, the federation trains ${config.configuration}`,
+      );
     // Same plans as before the reload (FFE or local, tiny preset included): the arrays stored by
     // prepare() preprocess alike (the tiny preset changes no preprocessing field), so they are
     // loaded, not computed again.
-    const cases = await this.o.pipeline.trainingCases(ck.plans, ck.configuration, { plansName: `${ck.plans.plans_name}_FFE` });
+    const cases = await this.o.pipeline.trainingCases(ck.plans, ck.configuration, {
+      plansName: `${ck.plans.plans_name}_FFE`,
+    });
     this.plans = ck.plans;
     this.trainer = Trainer.fromCheckpoint(ck, cases);
     const val = new Set(this.trainer.valIds);
@@ -137,12 +156,19 @@ export class TrainerSite implements SiteTrainer {
     const scores: number[] = [];
     for (const c of this.valCases) {
       const C = c.data.length / c.seg.length;
-      const logits = await slidingWindowPredict({ data: c.data, shape: [C, ...c.shape] as [number, number, number, number] }, patch, t.numClasses, (b, n) => t.predictLogits(b, n, patch), { tileBatch: 2 });
+      const logits = await slidingWindowPredict(
+        { data: c.data, shape: [C, ...c.shape] as [number, number, number, number] },
+        patch,
+        t.numClasses,
+        (b, n) => t.predictLogits(b, n, patch),
+        { tileBatch: 2 },
+      );
       const vox = c.seg.length;
       const pred = new Uint8Array(vox);
       for (let v = 0; v < vox; v++) {
         let best = 0;
-        for (let k = 1; k < t.numClasses; k++) if (logits.data[k * vox + v] > logits.data[best * vox + v]) best = k;
+        for (let k = 1; k < t.numClasses; k++)
+          if (logits.data[k * vox + v] > logits.data[best * vox + v]) best = k;
         pred[v] = best;
       }
       const ref = Int16Array.from(c.seg, (x) => (x < 0 ? 0 : x));
@@ -154,7 +180,8 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async train(round: number): Promise<Record<string, number>> {
-    const diceBefore = round > 1 && this.o.evaluate !== false ? await this.validationDice() : undefined;
+    const diceBefore =
+      round > 1 && this.o.evaluate !== false ? await this.validationDice() : undefined;
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
     // The method's site-side loss (methods.ts), anchored at the global model the client just loaded.
@@ -162,12 +189,15 @@ export class TrainerSite implements SiteTrainer {
     this.t.extraLoss = extra && (() => extra.loss());
     // One FednnU-Net round = one nnU-Net epoch (iterations + validation), then back to the relay.
     try {
-      await this.t.run({ control, onEvent: (e) => {
-        if (e.type === 'epoch') {
-          epoch = e;
-          control.stop();
-        }
-      } });
+      await this.t.run({
+        control,
+        onEvent: (e) => {
+          if (e.type === 'epoch') {
+            epoch = e;
+            control.stop();
+          }
+        },
+      });
     } finally {
       this.t.extraLoss = undefined;
       extra?.dispose();
@@ -175,16 +205,28 @@ export class TrainerSite implements SiteTrainer {
     if (!epoch) throw new Error(`round ${round}: the trainer finished no epoch`);
     this.rounds.push({ round, diceBefore, epoch });
     await this.save();
-    const metrics: Record<string, number | undefined> = { loss: epoch.trainLoss, valLoss: epoch.valLoss, pseudoDice: epoch.pseudoDice, diceBefore };
+    const metrics: Record<string, number | undefined> = {
+      loss: epoch.trainLoss,
+      valLoss: epoch.valLoss,
+      pseudoDice: epoch.pseudoDice,
+      diceBefore,
+    };
     // Only finite numbers travel (JSON has no NaN).
-    return Object.fromEntries(Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1])));
+    return Object.fromEntries(
+      Object.entries(metrics).filter(
+        (e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]),
+      ),
+    );
   }
 
   private siteLoss(): ProximalTerm | undefined {
     const c = this.config;
     if (!c || methodSpec(c.method).siteLoss !== 'proximal') return undefined;
     if (c.mu === undefined) throw new Error(`${c.method} needs μ in the federation config`);
-    return new ProximalTerm(this.sharedNames.map((n) => this.t.net.variable(n)), c.mu);
+    return new ProximalTerm(
+      this.sharedNames.map((n) => this.t.net.variable(n)),
+      c.mu,
+    );
   }
 
   async finish(_global: NamedWeights, _shared: WeightSpec): Promise<void> {

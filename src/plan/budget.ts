@@ -38,6 +38,9 @@ export function defaultMemoryBudgetMB(limits: WebGpuMemoryLimits): number {
 }
 
 /** Feature-map elements (summed over one batch) that fit in the budget. */
-export function budgetElements(memoryBudgetMB: number, bytesPerElement = BYTES_PER_FEATURE_ELEMENT): number {
+export function budgetElements(
+  memoryBudgetMB: number,
+  bytesPerElement = BYTES_PER_FEATURE_ELEMENT,
+): number {
   return (memoryBudgetMB * 2 ** 20) / bytesPerElement;
 }

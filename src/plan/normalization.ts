@@ -27,11 +27,19 @@ export function channelNames(dataset: DatasetJson): Record<string, string> {
  * when cropping removed more than a quarter of the image (median relative size < 0.75) or the
  * dataset.json asks for it, and only for schemes that keep outside voxels at zero.
  */
-export function normalizationSchemes(dataset: DatasetJson, medianRelativeSizeAfterCropping: number): { schemes: string[]; useMask: boolean[] } {
+export function normalizationSchemes(
+  dataset: DatasetJson,
+  medianRelativeSizeAfterCropping: number,
+): { schemes: string[]; useMask: boolean[] } {
   // toLowerCase stands in for Python's casefold; they differ only outside ASCII (e.g. 'ß').
-  const schemes = Object.values(channelNames(dataset)).map((n) => SCHEMES[n.toLowerCase()] ?? DEFAULT_SCHEME);
+  const schemes = Object.values(channelNames(dataset)).map(
+    (n) => SCHEMES[n.toLowerCase()] ?? DEFAULT_SCHEME,
+  );
   const mask = medianRelativeSizeAfterCropping < 3 / 4 || Boolean(dataset.use_mask_for_norm);
-  return { schemes: schemes.map((s) => s.name), useMask: schemes.map((s) => mask && s.leavesOutsideMaskAtZero) };
+  return {
+    schemes: schemes.map((s) => s.name),
+    useMask: schemes.map((s) => mask && s.leavesOutsideMaskAtZero),
+  };
 }
 
 /** nnU-Net's reader/writer choice when no image file is at hand: the override, else by file ending. */
@@ -42,5 +50,7 @@ export function imageReaderWriter(dataset: DatasetJson): string {
   if (['.nii.gz', '.nrrd', '.mha', '.gipl'].includes(ending)) return 'SimpleITKIO';
   if (ending === '.tiff') return 'Tiff3DIO';
   if (ending === '.nii') return 'NibabelIO';
-  throw new Error(`no image reader/writer known for file ending ${dataset.file_ending}; set overwrite_image_reader_writer`);
+  throw new Error(
+    `no image reader/writer known for file ending ${dataset.file_ending}; set overwrite_image_reader_writer`,
+  );
 }

@@ -4,9 +4,25 @@
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
 import { BYTES_PER_FEATURE_ELEMENT, budgetElements } from './budget.ts';
 import { channelNames, imageReaderWriter, normalizationSchemes } from './normalization.ts';
-import { argmaxFirst, argmaxLastTie, column, computeNewShape, medianAxis0, percentile, percentileAxis0, prod, roundHalfEven } from '../util/numeric.ts';
+import {
+  argmaxFirst,
+  argmaxLastTie,
+  column,
+  computeNewShape,
+  medianAxis0,
+  percentile,
+  percentileAxis0,
+  prod,
+  roundHalfEven,
+} from '../util/numeric.ts';
 import { getPoolAndConvProps, type Topology } from './topology.ts';
-import type { BrowserBudgetRecord, ConfigurationPlan, DatasetJson, Plans, ResamplingKwargs } from './types.ts';
+import type {
+  BrowserBudgetRecord,
+  ConfigurationPlan,
+  DatasetJson,
+  Plans,
+  ResamplingKwargs,
+} from './types.ts';
 import { estimateFeatureMapSize } from './vram.ts';
 
 export const ANISO_THRESHOLD = 3;
@@ -56,9 +72,19 @@ export interface PlannerOptions {
   estimateLog?: EstimateCall[];
 }
 
-const DATA_KWARGS: ResamplingKwargs = { is_seg: false, order: 3, order_z: 0, force_separate_z: null };
+const DATA_KWARGS: ResamplingKwargs = {
+  is_seg: false,
+  order: 3,
+  order_z: 0,
+  force_separate_z: null,
+};
 const SEG_KWARGS: ResamplingKwargs = { is_seg: true, order: 1, order_z: 0, force_separate_z: null };
-const PROB_KWARGS: ResamplingKwargs = { is_seg: false, order: 1, order_z: 0, force_separate_z: null };
+const PROB_KWARGS: ResamplingKwargs = {
+  is_seg: false,
+  order: 1,
+  order_z: 0,
+  force_separate_z: null,
+};
 
 /** determine_fullres_target_spacing: per-axis median, with the 10th-percentile rule for one coarse axis. */
 export function fullresTargetSpacing(fp: DatasetFingerprint, overwrite?: number[]): number[] {
@@ -82,7 +108,10 @@ export function fullresTargetSpacing(fp: DatasetFingerprint, overwrite?: number[
 }
 
 /** determine_transpose: the coarsest axis first, the others in order. */
-export function transposeFor(targetSpacing: readonly number[], suppress = false): { forward: number[]; backward: number[] } {
+export function transposeFor(
+  targetSpacing: readonly number[],
+  suppress = false,
+): { forward: number[]; backward: number[] } {
   if (suppress) return { forward: [0, 1, 2], backward: [0, 1, 2] };
   const worst = argmaxFirst(targetSpacing);
   const forward = [worst, ...[0, 1, 2].filter((i) => i !== worst)];
@@ -117,7 +146,12 @@ class Planner {
     this.outputChannels = Object.keys(dataset.labels).length;
   }
 
-  private estimate(topo: Topology, features: number[], cache: Map<string, number>, log: boolean): number {
+  private estimate(
+    topo: Topology,
+    features: number[],
+    cache: Map<string, number>,
+    log: boolean,
+  ): number {
     const key = JSON.stringify([topo.patchSize, topo.strides]);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
@@ -125,8 +159,14 @@ class Planner {
     cache.set(key, e);
     if (log) {
       this.opts.estimateLog?.push({
-        patch_size: [...topo.patchSize], n_stages: topo.strides.length, strides: topo.strides, kernel_sizes: topo.kernelSizes,
-        features_per_stage: features, input_channels: this.inputChannels, output_channels: this.outputChannels, estimate: e,
+        patch_size: [...topo.patchSize],
+        n_stages: topo.strides.length,
+        strides: topo.strides,
+        kernel_sizes: topo.kernelSizes,
+        features_per_stage: features,
+        input_channels: this.inputChannels,
+        output_channels: this.outputChannels,
+        estimate: e,
       });
     }
     return e;
@@ -136,7 +176,15 @@ class Planner {
    * The patch-size search of get_plans_for_configuration against a reference value (nnU-Net's,
    * or a smaller one derived from the browser budget), then the batch size.
    */
-  private search(spacing: number[], medianShape: number[], approxNVoxels: number, reference: number, cache: Map<string, number>, log: boolean, budgetLimited: boolean): SearchResult {
+  private search(
+    spacing: number[],
+    medianShape: number[],
+    approxNVoxels: number,
+    reference: number,
+    cache: Map<string, number>,
+    log: boolean,
+    budgetLimited: boolean,
+  ): SearchResult {
     const dim = spacing.length;
     const maxFeatures = dim === 2 ? MAX_FEATURES_2D : MAX_FEATURES_3D;
     const refBs = dim === 2 ? REFERENCE_BS_2D : REFERENCE_BS_3D;
@@ -144,7 +192,8 @@ class Planner {
     // Initial patch: the spacing's aspect ratio at the volume of 256³ (3D) or 2048² (2D), clipped
     // to the median shape (which may be fractional; the topology pads it).
     const inv = spacing.map((s) => 1 / s);
-    const scale = dim === 3 ? (256 ** 3 / prod(inv)) ** (1 / 3) : (2048 ** 2 / prod(inv)) ** (1 / 2);
+    const scale =
+      dim === 3 ? (256 ** 3 / prod(inv)) ** (1 / 3) : (2048 ** 2 / prod(inv)) ** (1 / 2);
     const initial = inv.map((a, i) => Math.min(roundHalfEven(a * scale), medianShape[i]));
 
     let topo = getPoolAndConvProps(spacing, initial, FEATUREMAP_MIN_EDGE, MAX_NUMPOOL);
@@ -159,7 +208,8 @@ class Planner {
       const axis = argmaxLastTie(ratios);
       const tmp = [...topo.patchSize];
       tmp[axis] -= topo.mustBeDivisibleBy[axis];
-      const divisor = getPoolAndConvProps(spacing, tmp, FEATUREMAP_MIN_EDGE, MAX_NUMPOOL).mustBeDivisibleBy[axis];
+      const divisor = getPoolAndConvProps(spacing, tmp, FEATUREMAP_MIN_EDGE, MAX_NUMPOOL)
+        .mustBeDivisibleBy[axis];
       const patch = [...topo.patchSize];
       patch[axis] -= divisor;
       if (patch[axis] < 1) {
@@ -174,13 +224,20 @@ class Planner {
 
     // Batch from the VRAM headroom (nnU-Net rounds; under a binding budget round down so it fits),
     // capped so one batch covers at most 5% of the dataset's voxels, at least 2.
-    const vramBs = budgetLimited ? Math.floor((reference / estimate) * refBs) : roundHalfEven((reference / estimate) * refBs);
+    const vramBs = budgetLimited
+      ? Math.floor((reference / estimate) * refBs)
+      : roundHalfEven((reference / estimate) * refBs);
     const capBs = roundHalfEven((approxNVoxels * MAX_DATASET_COVERED) / prod(topo.patchSize));
     const batchSize = Math.max(Math.min(vramBs, capBs), MIN_BATCH_SIZE);
     return { topology: topo, features, estimate, batchSize, infeasible };
   }
 
-  configuration(spacing: number[], medianShape: number[], dataIdentifier: string, approxNVoxels: number): ConfigurationPlan {
+  configuration(
+    spacing: number[],
+    medianShape: number[],
+    dataIdentifier: string,
+    approxNVoxels: number,
+  ): ConfigurationPlan {
     const dim = spacing.length;
     if (!spacing.every((s) => s > 0)) throw new Error(`Spacing must be > 0! Spacing: ${spacing}`);
     const refBs = dim === 2 ? REFERENCE_BS_2D : REFERENCE_BS_3D;
@@ -197,12 +254,33 @@ class Planner {
       // The loop compares estimate·2/refBs with the reference, so a batch of elements E·refBs.
       const budgetReference = elements / refBs;
       const binding = budgetReference < reference;
-      const nnunet = this.search(spacing, medianShape, approxNVoxels, reference, new Map(), false, false);
-      result = binding ? this.search(spacing, medianShape, approxNVoxels, budgetReference, this.cache, true, true) : nnunet;
-      budget = budgetRecord(this.opts.memoryBudgetMB, bytes, elements, reference * refBs, gb, nnunet, result);
+      const nnunet = this.search(
+        spacing,
+        medianShape,
+        approxNVoxels,
+        reference,
+        new Map(),
+        false,
+        false,
+      );
+      result = binding
+        ? this.search(spacing, medianShape, approxNVoxels, budgetReference, this.cache, true, true)
+        : nnunet;
+      budget = budgetRecord(
+        this.opts.memoryBudgetMB,
+        bytes,
+        elements,
+        reference * refBs,
+        gb,
+        nnunet,
+        result,
+      );
     }
 
-    const { schemes, useMask } = normalizationSchemes(this.dataset, this.fp.median_relative_size_after_cropping);
+    const { schemes, useMask } = normalizationSchemes(
+      this.dataset,
+      this.fp.median_relative_size_after_cropping,
+    );
     const topo = result.topology;
     const nStages = topo.strides.length;
     const conv = dim === 2 ? 'Conv2d' : 'Conv3d';
@@ -248,13 +326,33 @@ class Planner {
   }
 }
 
-function budgetRecord(mb: number, bytes: number, elements: number, nnunetElements: number, gb: number, nnunet: SearchResult, ours: SearchResult): BrowserBudgetRecord {
+function budgetRecord(
+  mb: number,
+  bytes: number,
+  elements: number,
+  nnunetElements: number,
+  gb: number,
+  nnunet: SearchResult,
+  ours: SearchResult,
+): BrowserBudgetRecord {
   const changed: BrowserBudgetRecord['changed'] = [];
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (!same(nnunet.topology.patchSize, ours.topology.patchSize)) changed.push({ field: 'patch_size', from: nnunet.topology.patchSize, to: ours.topology.patchSize });
-  if (nnunet.topology.strides.length !== ours.topology.strides.length) changed.push({ field: 'n_stages', from: nnunet.topology.strides.length, to: ours.topology.strides.length });
-  if (!same(nnunet.features, ours.features)) changed.push({ field: 'features_per_stage', from: nnunet.features, to: ours.features });
-  if (nnunet.batchSize !== ours.batchSize) changed.push({ field: 'batch_size', from: nnunet.batchSize, to: ours.batchSize });
+  if (!same(nnunet.topology.patchSize, ours.topology.patchSize))
+    changed.push({
+      field: 'patch_size',
+      from: nnunet.topology.patchSize,
+      to: ours.topology.patchSize,
+    });
+  if (nnunet.topology.strides.length !== ours.topology.strides.length)
+    changed.push({
+      field: 'n_stages',
+      from: nnunet.topology.strides.length,
+      to: ours.topology.strides.length,
+    });
+  if (!same(nnunet.features, ours.features))
+    changed.push({ field: 'features_per_stage', from: nnunet.features, to: ours.features });
+  if (nnunet.batchSize !== ours.batchSize)
+    changed.push({ field: 'batch_size', from: nnunet.batchSize, to: ours.batchSize });
   const fmt = (x: number) => x.toExponential(3);
   let reason: string;
   if (elements >= nnunetElements) {
@@ -266,12 +364,25 @@ function budgetRecord(mb: number, bytes: number, elements: number, nnunetElement
   } else {
     reason = `${mb} MB at ${bytes} B/element allows ${fmt(elements)} feature-map elements per batch instead of nnU-Net's ${fmt(nnunetElements)} (${gb} GB): the VRAM loop shrank the patch until batch 2 fits (estimate ${fmt(nnunet.estimate)} -> ${fmt(ours.estimate)} per sample) and the batch size was taken from the budget`;
   }
-  return { memoryBudgetMB: mb, bytesPerFeatureElement: bytes, budgetElements: elements, changed, reason };
+  return {
+    memoryBudgetMB: mb,
+    bytesPerFeatureElement: bytes,
+    budgetElements: elements,
+    changed,
+    reason,
+  };
 }
 
 /** plan_experiment: the whole nnUNetPlans object for one dataset. */
-export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opts: PlannerOptions): Plans {
-  if (fp.spacings.length !== fp.shapes_after_crop.length || fp.spacings.length === 0) throw new Error('fingerprint: spacings and shapes_after_crop must list the same, non-zero number of cases');
+export function planExperiment(
+  fp: DatasetFingerprint,
+  dataset: DatasetJson,
+  opts: PlannerOptions,
+): Plans {
+  if (fp.spacings.length !== fp.shapes_after_crop.length || fp.spacings.length === 0)
+    throw new Error(
+      'fingerprint: spacings and shapes_after_crop must list the same, non-zero number of cases',
+    );
   const planner = new Planner(fp, dataset, opts);
   const plansName = opts.plansName ?? 'nnUNetPlans';
   const id = (c: string) => `${plansName}_${c}`;
@@ -280,7 +391,9 @@ export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opt
   const { forward, backward } = transposeFor(fullres, opts.suppressTranspose);
   const fullresT = forward.map((i) => fullres[i]);
   // Median shape after resampling to the target spacing: per case, then the per-axis median.
-  const newShapes = fp.shapes_after_crop.map((shape, i) => computeNewShape(shape, fp.spacings[i], fullres));
+  const newShapes = fp.shapes_after_crop.map((shape, i) =>
+    computeNewShape(shape, fp.spacings[i], fullres),
+  );
   const newMedian = medianAxis0(newShapes);
   const newMedianT = forward.map((i) => newMedian[i]);
   const approxNVoxels = prod(newMedianT) * dataset.numTraining;
@@ -298,10 +411,16 @@ export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opt
       const maxSpacing = Math.max(...lowresSpacing);
       const coarse = lowresSpacing.map((s) => maxSpacing / s > 2);
       const anyCoarse = coarse.some(Boolean);
-      for (let i = 0; i < lowresSpacing.length; i++) if (!anyCoarse || coarse[i]) lowresSpacing[i] *= LOWRES_SPACING_INCREASE;
+      for (let i = 0; i < lowresSpacing.length; i++)
+        if (!anyCoarse || coarse[i]) lowresSpacing[i] *= LOWRES_SPACING_INCREASE;
       const lowresShape = fullresT.map((f, i) => (f / lowresSpacing[i]) * newMedianT[i]);
       medianNumVoxels = prod(lowresShape);
-      lowresPlan = planner.configuration([...lowresSpacing], lowresShape.map(roundHalfEven), id('3d_lowres'), medianNumVoxels * dataset.numTraining);
+      lowresPlan = planner.configuration(
+        [...lowresSpacing],
+        lowresShape.map(roundHalfEven),
+        id('3d_lowres'),
+        medianNumVoxels * dataset.numTraining,
+      );
       patchVoxels = prod(lowresPlan.patch_size);
     }
     // Not worth a cascade if the lowres images are less than 2x smaller.
@@ -314,7 +433,12 @@ export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opt
     }
   }
 
-  const plan2d = planner.configuration(fullresT.slice(1), newMedianT.slice(1), id('2d'), approxNVoxels);
+  const plan2d = planner.configuration(
+    fullresT.slice(1),
+    newMedianT.slice(1),
+    id('2d'),
+    approxNVoxels,
+  );
   plan2d.batch_dice = true;
 
   const medianSpacing = medianAxis0(fp.spacings);
@@ -330,7 +454,9 @@ export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opt
     configurations: { '2d': plan2d },
     experiment_planner_used: 'ExperimentPlanner',
     label_manager: 'LabelManager',
-    foreground_intensity_properties_per_channel: structuredClone(fp.foreground_intensity_properties_per_channel),
+    foreground_intensity_properties_per_channel: structuredClone(
+      fp.foreground_intensity_properties_per_channel,
+    ),
   };
   if (lowresPlan) {
     if (fullresPlan) lowresPlan.next_stage = '3d_cascade_fullres';
@@ -338,8 +464,11 @@ export function planExperiment(fp: DatasetFingerprint, dataset: DatasetJson, opt
   }
   if (fullresPlan) {
     plans.configurations['3d_fullres'] = fullresPlan;
-    if (lowresPlan) plans.configurations['3d_cascade_fullres'] = { inherits_from: '3d_fullres', previous_stage: '3d_lowres' };
+    if (lowresPlan)
+      plans.configurations['3d_cascade_fullres'] = {
+        inherits_from: '3d_fullres',
+        previous_stage: '3d_lowres',
+      };
   }
   return plans;
 }
-

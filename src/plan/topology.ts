@@ -17,7 +17,9 @@ export interface Topology {
 /** Pads each axis up to the next multiple; an already divisible axis keeps its size. */
 export function padShape(shape: readonly number[], divisibleBy: readonly number[]): number[] {
   // Python's float % equals JS % for the positive values here; int() truncates the result.
-  return shape.map((s, i) => Math.trunc(s % divisibleBy[i] === 0 ? s : s + divisibleBy[i] - (s % divisibleBy[i])));
+  return shape.map((s, i) =>
+    Math.trunc(s % divisibleBy[i] === 0 ? s : s + divisibleBy[i] - (s % divisibleBy[i])),
+  );
 }
 
 export function getPoolAndConvProps(
@@ -67,5 +69,11 @@ export function getPoolAndConvProps(
 
   const mustBeDivisibleBy = numPoolPerAxis.map((n) => 2 ** n);
   kernelSizes.push(new Array(dim).fill(3));
-  return { numPoolPerAxis, strides, kernelSizes, patchSize: padShape(patchSize, mustBeDivisibleBy), mustBeDivisibleBy };
+  return {
+    numPoolPerAxis,
+    strides,
+    kernelSizes,
+    patchSize: padShape(patchSize, mustBeDivisibleBy),
+    mustBeDivisibleBy,
+  };
 }

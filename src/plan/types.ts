@@ -42,7 +42,11 @@ export interface BrowserBudgetRecord {
   bytesPerFeatureElement: number;
   /** Feature-map elements (one batch) the budget allows: the loop's reference value × ref batch. */
   budgetElements: number;
-  changed: { field: 'patch_size' | 'n_stages' | 'features_per_stage' | 'batch_size'; from: unknown; to: unknown }[];
+  changed: {
+    field: 'patch_size' | 'n_stages' | 'features_per_stage' | 'batch_size';
+    from: unknown;
+    to: unknown;
+  }[];
   reason: string;
 }
 

@@ -40,7 +40,11 @@ export function fillHoles(mask: Uint8Array, shape: Shape3): void {
   let stack = new Int32Array(1 << 14);
   let sp = 0;
   const push = (i: number) => {
-    if (sp === stack.length) { const s = new Int32Array(stack.length * 2); s.set(stack); stack = s; }
+    if (sp === stack.length) {
+      const s = new Int32Array(stack.length * 2);
+      s.set(stack);
+      stack = s;
+    }
     stack[sp++] = i;
   };
   // Fills the run of background containing i along x, then seeds each background segment of the
@@ -59,7 +63,8 @@ export function fillHoles(mask: Uint8Array, shape: Shape3): void {
       if (mask[i] !== 0) continue;
       const x = i % nx;
       const row = i - x;
-      let a = x, b = x;
+      let a = x,
+        b = x;
       while (a > 0 && mask[row + a - 1] === 0) a--;
       while (b < nx - 1 && mask[row + b + 1] === 0) b++;
       mask.fill(OUT, row + a, row + b + 1);
@@ -75,7 +80,10 @@ export function fillHoles(mask: Uint8Array, shape: Shape3): void {
     for (let y = 0; y < ny; y++) {
       const row = (z * ny + y) * nx;
       if (z === 0 || z === nz - 1 || y === 0 || y === ny - 1) seedRows(row, 0, nx - 1);
-      else { if (mask[row] === 0) push(row); if (mask[row + nx - 1] === 0) push(row + nx - 1); }
+      else {
+        if (mask[row] === 0) push(row);
+        if (mask[row + nx - 1] === 0) push(row + nx - 1);
+      }
       flood();
     }
   }
@@ -85,24 +93,50 @@ export function fillHoles(mask: Uint8Array, shape: Shape3): void {
 /** Tight half-open bbox of mask != 0; an all-zero mask gives the whole image (no crop). */
 export function bboxOfMask(mask: Uint8Array, shape: Shape3): BBox {
   const [nz, ny, nx] = shape;
-  let z0 = nz, z1 = -1, y0 = ny, y1 = -1, x0 = nx, x1 = -1;
+  let z0 = nz,
+    z1 = -1,
+    y0 = ny,
+    y1 = -1,
+    x0 = nx,
+    x1 = -1;
   for (let z = 0, i = 0; z < nz; z++) {
     for (let y = 0; y < ny; y++, i += nx) {
-      let a = -1, b = -1;
-      for (let x = 0; x < nx; x++) if (mask[i + x] !== 0) { if (a < 0) a = x; b = x; }
+      let a = -1,
+        b = -1;
+      for (let x = 0; x < nx; x++)
+        if (mask[i + x] !== 0) {
+          if (a < 0) a = x;
+          b = x;
+        }
       if (a < 0) continue;
-      if (z < z0) z0 = z; z1 = z;
-      if (y < y0) y0 = y; if (y > y1) y1 = y;
-      if (a < x0) x0 = a; if (b > x1) x1 = b;
+      if (z < z0) z0 = z;
+      z1 = z;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+      if (a < x0) x0 = a;
+      if (b > x1) x1 = b;
     }
   }
-  if (z1 < 0) return [[0, nz], [0, ny], [0, nx]];
-  return [[z0, z1 + 1], [y0, y1 + 1], [x0, x1 + 1]];
+  if (z1 < 0)
+    return [
+      [0, nz],
+      [0, ny],
+      [0, nx],
+    ];
+  return [
+    [z0, z1 + 1],
+    [y0, y1 + 1],
+    [x0, x1 + 1],
+  ];
 }
 
 /** Copies the bbox of every channel of a (C, Z, Y, X) array into a new array of type `ctor`. */
 export function cropArray<T extends VoxelArray | Int16Array>(
-  src: ArrayLike<number>, channels: number, shape: Shape3, bbox: BBox, out: T,
+  src: ArrayLike<number>,
+  channels: number,
+  shape: Shape3,
+  bbox: BBox,
+  out: T,
 ): T {
   const [, ny, nx] = shape;
   const [[z0, z1], [y0, y1], [x0, x1]] = bbox;
@@ -123,11 +157,20 @@ export function cropArray<T extends VoxelArray | Int16Array>(
  * crop_to_nonzero. `data` is (C, Z, Y, X) of any numeric type (cast to float32 while cropping);
  * `seg` is (Z, Y, X) or null/undefined, in which case a label map (0 inside, -1 outside) is made.
  */
-export function cropToNonzero(data: ArrayLike<number>, channels: number, shape: Shape3, seg?: ArrayLike<number> | null): CropResult {
+export function cropToNonzero(
+  data: ArrayLike<number>,
+  channels: number,
+  shape: Shape3,
+  seg?: ArrayLike<number> | null,
+): CropResult {
   const full = nonzeroMask(data, channels, shape);
   fillHoles(full, shape);
   const bbox = bboxOfMask(full, shape);
-  const cshape: Shape3 = [bbox[0][1] - bbox[0][0], bbox[1][1] - bbox[1][0], bbox[2][1] - bbox[2][0]];
+  const cshape: Shape3 = [
+    bbox[0][1] - bbox[0][0],
+    bbox[1][1] - bbox[1][0],
+    bbox[2][1] - bbox[2][0],
+  ];
   const cn = cshape[0] * cshape[1] * cshape[2];
   const out = cropArray(data, channels, shape, bbox, new Float32Array(cn * channels));
   const mask = cropArray(full, 1, shape, bbox, new Uint8Array(cn));

@@ -25,14 +25,30 @@ export interface PropertiesJson {
   nibabel_stuff?: { original_affine: number[][] };
 }
 
-export const fileNames = (caseId: string) => ({ data: `${caseId}_data.npy`, seg: `${caseId}_seg.npy`, properties: `${caseId}_properties.json` });
+export const fileNames = (caseId: string) => ({
+  data: `${caseId}_data.npy`,
+  seg: `${caseId}_seg.npy`,
+  properties: `${caseId}_properties.json`,
+});
 
 /** JSON with indent 1 and every innermost list of numbers on one line (as the reference files). */
 export function compactJson(value: unknown): string {
-  return JSON.stringify(value, null, 1).replace(/\[[-+\d.eE,\s]*\]/g, (m) => `[${m.slice(1, -1).split(',').map((s) => s.trim()).filter(Boolean).join(', ')}]`);
+  return JSON.stringify(value, null, 1).replace(
+    /\[[-+\d.eE,\s]*\]/g,
+    (m) =>
+      `[${m
+        .slice(1, -1)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .join(', ')}]`,
+  );
 }
 
-export function encodePreprocessed(pc: PreprocessedCase, geometry?: { affine: readonly number[] }): PreprocessedFiles {
+export function encodePreprocessed(
+  pc: PreprocessedCase,
+  geometry?: { affine: readonly number[] },
+): PreprocessedFiles {
   const [C, Z, Y, X] = pc.shape;
   const p = pc.properties;
   const props: PropertiesJson = {
@@ -42,22 +58,42 @@ export function encodePreprocessed(pc: PreprocessedCase, geometry?: { affine: re
     shape_after_cropping_and_before_resampling: p.shape_after_cropping_and_before_resampling,
   };
   if (p.class_locations) {
-    props.class_locations = Object.fromEntries(Object.entries(p.class_locations).map(([k, locs]) => {
-      const rows: number[][] = [];
-      for (let i = 0; i < locs.length; i += 4) rows.push([locs[i], locs[i + 1], locs[i + 2], locs[i + 3]]);
-      return [k, rows];
-    }));
+    props.class_locations = Object.fromEntries(
+      Object.entries(p.class_locations).map(([k, locs]) => {
+        const rows: number[][] = [];
+        for (let i = 0; i < locs.length; i += 4)
+          rows.push([locs[i], locs[i + 1], locs[i + 2], locs[i + 3]]);
+        return [k, rows];
+      }),
+    );
   }
-  if (geometry) props.nibabel_stuff = { original_affine: [0, 1, 2, 3].map((r) => geometry.affine.slice(4 * r, 4 * r + 4)) };
-  return { data: writeNpy(pc.data, [C, Z, Y, X]), seg: writeNpy(pc.seg, [1, Z, Y, X]), properties: compactJson(props) };
+  if (geometry)
+    props.nibabel_stuff = {
+      original_affine: [0, 1, 2, 3].map((r) => geometry.affine.slice(4 * r, 4 * r + 4)),
+    };
+  return {
+    data: writeNpy(pc.data, [C, Z, Y, X]),
+    seg: writeNpy(pc.seg, [1, Z, Y, X]),
+    properties: compactJson(props),
+  };
 }
 
 export function decodePreprocessed(files: PreprocessedFiles): PreprocessedCase {
   const d = readNpy(files.data);
   const s = readNpy(files.seg);
-  if (!(d.data instanceof Float32Array) || d.shape.length !== 4) throw new Error(`preprocessed data must be float32 (C, Z, Y, X), got ${d.descr} (${d.shape.join(', ')})`);
-  if (!(s.data instanceof Int8Array || s.data instanceof Int16Array) || s.shape.length !== 4 || s.shape[0] !== 1 || s.shape.slice(1).some((n, i) => n !== d.shape[i + 1])) {
-    throw new Error(`preprocessed seg must be int8/int16 (1, ${d.shape.slice(1).join(', ')}), got ${s.descr} (${s.shape.join(', ')})`);
+  if (!(d.data instanceof Float32Array) || d.shape.length !== 4)
+    throw new Error(
+      `preprocessed data must be float32 (C, Z, Y, X), got ${d.descr} (${d.shape.join(', ')})`,
+    );
+  if (
+    !(s.data instanceof Int8Array || s.data instanceof Int16Array) ||
+    s.shape.length !== 4 ||
+    s.shape[0] !== 1 ||
+    s.shape.slice(1).some((n, i) => n !== d.shape[i + 1])
+  ) {
+    throw new Error(
+      `preprocessed seg must be int8/int16 (1, ${d.shape.slice(1).join(', ')}), got ${s.descr} (${s.shape.join(', ')})`,
+    );
   }
   const pj = JSON.parse(files.properties) as PropertiesJson;
   const properties: CaseProperties = {
@@ -66,6 +102,9 @@ export function decodePreprocessed(files: PreprocessedFiles): PreprocessedCase {
     bbox_used_for_cropping: pj.bbox_used_for_cropping as CaseProperties['bbox_used_for_cropping'],
     shape_after_cropping_and_before_resampling: pj.shape_after_cropping_and_before_resampling,
   };
-  if (pj.class_locations) properties.class_locations = Object.fromEntries(Object.entries(pj.class_locations).map(([k, rows]) => [k, Int32Array.from(rows.flat())]));
+  if (pj.class_locations)
+    properties.class_locations = Object.fromEntries(
+      Object.entries(pj.class_locations).map(([k, rows]) => [k, Int32Array.from(rows.flat())]),
+    );
   return { data: d.data, seg: s.data, shape: d.shape as PreprocessedCase['shape'], properties };
 }

@@ -13,7 +13,11 @@ export interface PreprocessPlans {
   configurations: Record<string, PreprocessConfiguration>;
 }
 
-interface ResamplingKwargs { order?: number; order_z?: number; force_separate_z?: boolean | null }
+interface ResamplingKwargs {
+  order?: number;
+  order_z?: number;
+  force_separate_z?: boolean | null;
+}
 
 export interface PreprocessConfiguration {
   inherits_from?: string;
@@ -52,12 +56,25 @@ export interface PreprocessedCase {
 }
 
 /** Resolves `inherits_from` (e.g. 3d_cascade_fullres -> 3d_fullres). */
-export function resolveConfiguration(plans: PreprocessPlans, name: string): Required<Pick<PreprocessConfiguration, 'spacing' | 'normalization_schemes' | 'use_mask_for_norm'>> & PreprocessConfiguration {
+export function resolveConfiguration(
+  plans: PreprocessPlans,
+  name: string,
+): Required<
+  Pick<PreprocessConfiguration, 'spacing' | 'normalization_schemes' | 'use_mask_for_norm'>
+> &
+  PreprocessConfiguration {
   const own = plans.configurations[name];
-  if (!own) throw new Error(`plans have no configuration '${name}' (have: ${Object.keys(plans.configurations).join(', ')})`);
-  const merged = own.inherits_from ? { ...resolveConfiguration(plans, own.inherits_from), ...own } : own;
+  if (!own)
+    throw new Error(
+      `plans have no configuration '${name}' (have: ${Object.keys(plans.configurations).join(', ')})`,
+    );
+  const merged = own.inherits_from
+    ? { ...resolveConfiguration(plans, own.inherits_from), ...own }
+    : own;
   if (!merged.spacing || !merged.normalization_schemes || !merged.use_mask_for_norm) {
-    throw new Error(`configuration '${name}' lacks spacing / normalization_schemes / use_mask_for_norm`);
+    throw new Error(
+      `configuration '${name}' lacks spacing / normalization_schemes / use_mask_for_norm`,
+    );
   }
   return merged as ReturnType<typeof resolveConfiguration>;
 }
@@ -68,7 +85,8 @@ export function foregroundClasses(dj: PreprocessDatasetJson): (number | number[]
   const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
   const hasRegions = entries.some(([k, v]) => k !== 'ignore' && Array.isArray(v) && v.length > 1);
   const flat = new Set<number>();
-  for (const [k, v] of entries) if (k !== 'ignore') for (const x of Array.isArray(v) ? v : [v]) flat.add(x);
+  for (const [k, v] of entries)
+    if (k !== 'ignore') for (const x of Array.isArray(v) ? v : [v]) flat.add(x);
   const all = [...flat].sort((a, b) => a - b);
   const out: (number | number[])[] = [];
   if (hasRegions) {
@@ -106,7 +124,12 @@ export function sampleWithoutReplacement(n: number, k: number, rnd: () => number
  * sampled without replacement (seeded; nnU-Net's RandomState stream is not reproduced).
  * Two passes over the seg and no per-voxel lists, so huge classes stay cheap.
  */
-export function sampleClassLocations(seg: ArrayLike<number>, shape: Shape3, classes: (number | number[])[], seed = 1234): Record<string, Int32Array> {
+export function sampleClassLocations(
+  seg: ArrayLike<number>,
+  shape: Shape3,
+  classes: (number | number[])[],
+  seed = 1234,
+): Record<string, Int32Array> {
   const rnd = mulberry32(seed);
   const out: Record<string, Int32Array> = {};
   const [, ny, nx] = shape;
@@ -114,14 +137,19 @@ export function sampleClassLocations(seg: ArrayLike<number>, shape: Shape3, clas
     const members = new Set(Array.isArray(c) ? c : [c]);
     let n = 0;
     for (let i = 0; i < seg.length; i++) if (seg[i] !== 0 && members.has(seg[i])) n++;
-    if (n === 0) { out[classKey(c)] = new Int32Array(0); continue; }
+    if (n === 0) {
+      out[classKey(c)] = new Int32Array(0);
+      continue;
+    }
     const k = Math.max(Math.min(10000, n), Math.ceil(0.01 * n));
     const picks = sampleWithoutReplacement(n, k, rnd);
     const locs = new Int32Array(4 * k);
     for (let i = 0, rank = 0, p = 0; i < seg.length && p < k; i++) {
       if (seg[i] === 0 || !members.has(seg[i])) continue;
       if (rank++ !== picks[p]) continue;
-      const x = i % nx, y = Math.floor(i / nx) % ny, z = Math.floor(i / (nx * ny));
+      const x = i % nx,
+        y = Math.floor(i / nx) % ny,
+        z = Math.floor(i / (nx * ny));
       locs.set([0, z, y, x], 4 * p++);
     }
     out[classKey(c)] = locs;
@@ -130,14 +158,24 @@ export function sampleClassLocations(seg: ArrayLike<number>, shape: Shape3, clas
 }
 
 /** Permutes the spatial axes of a (C, Z, Y, X) array: out axis i = in axis perm[i]. */
-export function transposeSpatial<T extends ArrayLike<number>>(src: T, channels: number, shape: Shape3, perm: number[], out: Float32Array | Int16Array): void {
+export function transposeSpatial<T extends ArrayLike<number>>(
+  src: T,
+  channels: number,
+  shape: Shape3,
+  perm: number[],
+  out: Float32Array | Int16Array,
+): void {
   const st = [shape[1] * shape[2], shape[2], 1];
   const os: Shape3 = [shape[perm[0]], shape[perm[1]], shape[perm[2]]];
-  const s0 = st[perm[0]], s1 = st[perm[1]], s2 = st[perm[2]];
+  const s0 = st[perm[0]],
+    s1 = st[perm[1]],
+    s2 = st[perm[2]];
   const n = shape[0] * shape[1] * shape[2];
   let o = 0;
   for (let c = 0; c < channels; c++)
-    for (let i = 0; i < os[0]; i++) for (let j = 0; j < os[1]; j++) for (let k = 0; k < os[2]; k++) out[o++] = src[c * n + i * s0 + j * s1 + k * s2];
+    for (let i = 0; i < os[0]; i++)
+      for (let j = 0; j < os[1]; j++)
+        for (let k = 0; k < os[2]; k++) out[o++] = src[c * n + i * s0 + j * s1 + k * s2];
 }
 
 export interface RunCaseOptions {
@@ -152,14 +190,19 @@ export interface RunCaseOptions {
  * The label must share the image grid (same dims).
  */
 export function runCase(
-  image: Volume, label: Volume | null, plans: PreprocessPlans, configurationName: string,
-  datasetJson: PreprocessDatasetJson, opts: RunCaseOptions = {},
+  image: Volume,
+  label: Volume | null,
+  plans: PreprocessPlans,
+  configurationName: string,
+  datasetJson: PreprocessDatasetJson,
+  opts: RunCaseOptions = {},
 ): PreprocessedCase {
   const cfg = resolveConfiguration(plans, configurationName);
   const v = nnunetView(image);
   const C = v.shape[0];
   let shape: Shape3 = [v.shape[1], v.shape[2], v.shape[3]];
-  if (label && label.dims.some((d, i) => d !== image.dims[i])) throw new Error(`label dims ${label.dims} differ from image dims ${image.dims}`);
+  if (label && label.dims.some((d, i) => d !== image.dims[i]))
+    throw new Error(`label dims ${label.dims} differ from image dims ${image.dims}`);
   const tf = plans.transpose_forward;
   const originalSpacing = tf.map((i) => v.spacing[i]);
   let data: ArrayLike<number> = v.data;
@@ -167,20 +210,36 @@ export function runCase(
   if (tf.some((a, i) => a !== i)) {
     const t = new Float32Array(v.data.length);
     transposeSpatial(v.data, C, shape, tf, t);
-    if (seg) { const s = new Int16Array(seg.length); transposeSpatial(seg, 1, shape, tf, s); seg = s; }
+    if (seg) {
+      const s = new Int16Array(seg.length);
+      transposeSpatial(seg, 1, shape, tf, s);
+      seg = s;
+    }
     data = t;
     shape = [shape[tf[0]], shape[tf[1]], shape[tf[2]]];
   }
   const crop = cropToNonzero(data, C, shape, seg);
   const target = cfg.spacing.length < 3 ? [originalSpacing[0], ...cfg.spacing] : cfg.spacing;
   const newShape = computeNewShape(crop.shape, originalSpacing, target) as Shape3;
-  normalize(crop.data, C, crop.seg, cfg.normalization_schemes, cfg.use_mask_for_norm, plans.foreground_intensity_properties_per_channel);
-  const dk = cfg.resampling_fn_data_kwargs ?? {}, sk = cfg.resampling_fn_seg_kwargs ?? {};
+  normalize(
+    crop.data,
+    C,
+    crop.seg,
+    cfg.normalization_schemes,
+    cfg.use_mask_for_norm,
+    plans.foreground_intensity_properties_per_channel,
+  );
+  const dk = cfg.resampling_fn_data_kwargs ?? {},
+    sk = cfg.resampling_fn_seg_kwargs ?? {};
   const outData = resampleData(crop.data, C, crop.shape, newShape, originalSpacing, target, {
-    order: (dk.order ?? 3) as 0 | 1 | 3, orderZ: (dk.order_z ?? 0) as 0 | 1, forceSeparateZ: dk.force_separate_z ?? null,
+    order: (dk.order ?? 3) as 0 | 1 | 3,
+    orderZ: (dk.order_z ?? 0) as 0 | 1,
+    forceSeparateZ: dk.force_separate_z ?? null,
   });
   const outSeg16 = resampleSeg(crop.seg, crop.shape, newShape, originalSpacing, target, {
-    order: (sk.order ?? 1) as 1, orderZ: (sk.order_z ?? 0) as 0, forceSeparateZ: sk.force_separate_z ?? null,
+    order: (sk.order ?? 1) as 1,
+    orderZ: (sk.order_z ?? 0) as 0,
+    forceSeparateZ: sk.force_separate_z ?? null,
   });
   const properties: CaseProperties = {
     spacing: [...v.spacing],
@@ -189,7 +248,12 @@ export function runCase(
     shape_after_cropping_and_before_resampling: [...crop.shape],
   };
   if (label && opts.classLocations !== false) {
-    properties.class_locations = sampleClassLocations(outSeg16, newShape, foregroundClasses(datasetJson), opts.seed ?? 1234);
+    properties.class_locations = sampleClassLocations(
+      outSeg16,
+      newShape,
+      foregroundClasses(datasetJson),
+      opts.seed ?? 1234,
+    );
   }
   let mx = -Infinity;
   for (let i = 0; i < outSeg16.length; i++) if (outSeg16[i] > mx) mx = outSeg16[i];

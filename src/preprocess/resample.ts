@@ -21,7 +21,10 @@ function lowresAxes(spacing: readonly number[]): number[] {
 
 /** determine_do_sep_z_and_axis: the axis to treat separately, or null. */
 export function separateZAxis(
-  currentSpacing: readonly number[], newSpacing: readonly number[], forceSeparateZ: boolean | null = null, threshold = ANISO_THRESHOLD,
+  currentSpacing: readonly number[],
+  newSpacing: readonly number[],
+  forceSeparateZ: boolean | null = null,
+  threshold = ANISO_THRESHOLD,
 ): number | null {
   const aniso = (s: readonly number[]) => Math.max(...s) / Math.min(...s) > threshold;
   let axes: number[] | null;
@@ -48,7 +51,10 @@ function splinePrefilter(c: Float64Array, n: number): void {
   const zn1 = Math.pow(z, n - 1);
   let c0 = c[0] + zn1 * c[n - 1];
   let zi = z;
-  for (let i = 1; i < n - 1; i++) { c0 += zi * (c[i] + zn1 * c[n - 1 - i]); zi *= z; }
+  for (let i = 1; i < n - 1; i++) {
+    c0 += zi * (c[i] + zn1 * c[n - 1 - i]);
+    zi *= z;
+  }
   c[0] = c0 / (1 - zn1 * zn1);
   for (let i = 1; i < n; i++) c[i] += z * c[i - 1];
   c[n - 1] = ((z * c[n - 2] + c[n - 1]) * z) / (z * z - 1);
@@ -59,7 +65,13 @@ function splinePrefilter(c: Float64Array, n: number): void {
  * One 1-D zoom pass along `axis` of a (Z, Y, X) float array: output length `newLen`, order 0, 1 or 3,
  * mode 'nearest', pixel-centre grid. Returns a new array; `src` is untouched.
  */
-export function zoomAxis(src: Float32Array, shape: Shape3, axis: number, newLen: number, order: 0 | 1 | 3): Float32Array {
+export function zoomAxis(
+  src: Float32Array,
+  shape: Shape3,
+  axis: number,
+  newLen: number,
+  order: 0 | 1 | 3,
+): Float32Array {
   const n = shape[axis];
   const outShape: Shape3 = [...shape];
   outShape[axis] = newLen;
@@ -75,7 +87,9 @@ export function zoomAxis(src: Float32Array, shape: Shape3, axis: number, newLen:
     let cc = gridCoord(k, zoom);
     if (order === 3) {
       cc += PAD; // never near the padded edge: no clamping needed
-      const fl = Math.floor(cc), t = cc - fl, u = 1 - t;
+      const fl = Math.floor(cc),
+        t = cc - fl,
+        u = 1 - t;
       first[k] = fl - 1;
       w[4 * k] = (u * u * u) / 6;
       w[4 * k + 1] = 2 / 3 - t * t + (t * t * t) / 2;
@@ -97,7 +111,8 @@ export function zoomAxis(src: Float32Array, shape: Shape3, axis: number, newLen:
   const line = new Float64Array(order === 3 ? n + 2 * PAD : n);
   // Iterate over the two other axes (a0 < a1) with their input and output strides.
   const [a0, a1] = axis === 0 ? [1, 2] : axis === 1 ? [0, 2] : [0, 1];
-  const n0 = shape[a0], n1 = shape[a1];
+  const n0 = shape[a0],
+    n1 = shape[a1];
   const strideA0 = a0 === 0 ? shape[1] * shape[2] : shape[2];
   const ostrideA0 = a0 === 0 ? outShape[1] * outShape[2] : outShape[2];
   const strideA1 = a1 === 2 ? 1 : shape[2];
@@ -113,13 +128,18 @@ export function zoomAxis(src: Float32Array, shape: Shape3, axis: number, newLen:
         splinePrefilter(line, n + 2 * PAD);
         for (let k = 0; k < newLen; k++) {
           const f = first[k];
-          out[obase + k * ostride] = w[4 * k] * line[f] + w[4 * k + 1] * line[f + 1] + w[4 * k + 2] * line[f + 2] + w[4 * k + 3] * line[f + 3];
+          out[obase + k * ostride] =
+            w[4 * k] * line[f] +
+            w[4 * k + 1] * line[f + 1] +
+            w[4 * k + 2] * line[f + 2] +
+            w[4 * k + 3] * line[f + 3];
         }
       } else if (order === 1) {
         for (let k = 0; k < newLen; k++) {
           const f = first[k];
           const g = f + 1 < n ? f + 1 : f;
-          out[obase + k * ostride] = w[2 * k] * src[base + f * stride] + w[2 * k + 1] * src[base + g * stride];
+          out[obase + k * ostride] =
+            w[2 * k] * src[base + f * stride] + w[2 * k + 1] * src[base + g * stride];
         }
       } else {
         for (let k = 0; k < newLen; k++) out[obase + k * ostride] = src[base + first[k] * stride];
@@ -134,13 +154,24 @@ function clip(a: Float32Array, lo: number, hi: number): void {
 }
 
 function range(a: Float32Array): [number, number] {
-  let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < a.length; i++) { const v = a[i]; if (v < lo) lo = v; if (v > hi) hi = v; }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
   return [lo, hi];
 }
 
 /** skimage-style resize of one (Z, Y, X) channel over `axes` (1-D passes), clipped to the input range. */
-function resizeChannel(src: Float32Array, shape: Shape3, newShape: Shape3, axes: number[], order: 0 | 1 | 3): Float32Array {
+function resizeChannel(
+  src: Float32Array,
+  shape: Shape3,
+  newShape: Shape3,
+  axes: number[],
+  order: 0 | 1 | 3,
+): Float32Array {
   let cur = src;
   const curShape: Shape3 = [...shape];
   for (const ax of axes) {
@@ -148,7 +179,10 @@ function resizeChannel(src: Float32Array, shape: Shape3, newShape: Shape3, axes:
     cur = zoomAxis(cur, curShape, ax, newShape[ax], order);
     curShape[ax] = newShape[ax];
   }
-  if (cur !== src) { const [lo, hi] = range(src); clip(cur, lo, hi); }
+  if (cur !== src) {
+    const [lo, hi] = range(src);
+    clip(cur, lo, hi);
+  }
   return cur === src ? src.slice() : cur;
 }
 
@@ -162,10 +196,16 @@ export interface ResampleOptions {
 
 /** Resamples float data (C, Z, Y, X) to newShape. Returns the input untouched when shapes are equal. */
 export function resampleData(
-  data: Float32Array, channels: number, shape: Shape3, newShape: Shape3,
-  currentSpacing: readonly number[], newSpacing: readonly number[], opts: ResampleOptions = {},
+  data: Float32Array,
+  channels: number,
+  shape: Shape3,
+  newShape: Shape3,
+  currentSpacing: readonly number[],
+  newSpacing: readonly number[],
+  opts: ResampleOptions = {},
 ): Float32Array {
-  const order = opts.order ?? 3, orderZ = opts.orderZ ?? 0;
+  const order = opts.order ?? 3,
+    orderZ = opts.orderZ ?? 0;
   if (shape.every((s, i) => s === newShape[i])) return data;
   const axis = separateZAxis(currentSpacing, newSpacing, opts.forceSeparateZ ?? null);
   const n = shape[0] * shape[1] * shape[2];
@@ -194,11 +234,25 @@ export function resampleData(
 }
 
 /** Re-clips each slice along `axis` of `dst` to the range of the same slice of `src` (skimage per-slice clip). */
-function clipPerSlice(src: Float32Array, shape: Shape3, dst: Float32Array, dshape: Shape3, axis: number): void {
+function clipPerSlice(
+  src: Float32Array,
+  shape: Shape3,
+  dst: Float32Array,
+  dshape: Shape3,
+  axis: number,
+): void {
   for (let s = 0; s < shape[axis]; s++) {
-    let lo = Infinity, hi = -Infinity;
-    forSlice(shape, axis, s, (i) => { const v = src[i]; if (v < lo) lo = v; if (v > hi) hi = v; });
-    forSlice(dshape, axis, s, (i) => { const v = dst[i]; dst[i] = v < lo ? lo : v > hi ? hi : v; });
+    let lo = Infinity,
+      hi = -Infinity;
+    forSlice(shape, axis, s, (i) => {
+      const v = src[i];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    });
+    forSlice(dshape, axis, s, (i) => {
+      const v = dst[i];
+      dst[i] = v < lo ? lo : v > hi ? hi : v;
+    });
   }
 }
 
@@ -206,18 +260,27 @@ function forSlice(shape: Shape3, axis: number, s: number, fn: (i: number) => voi
   const [nz, ny, nx] = shape;
   for (let z = axis === 0 ? s : 0; z < (axis === 0 ? s + 1 : nz); z++)
     for (let y = axis === 1 ? s : 0; y < (axis === 1 ? s + 1 : ny); y++)
-      for (let x = axis === 2 ? s : 0; x < (axis === 2 ? s + 1 : nx); x++) fn((z * ny + y) * nx + x);
+      for (let x = axis === 2 ? s : 0; x < (axis === 2 ? s + 1 : nx); x++)
+        fn((z * ny + y) * nx + x);
 }
 
 /** Per-axis linear taps as scipy computes them (coordinate clamped, start = floor, weights 1-t, t). */
-function linearTaps(n: number, newLen: number): { i0: Int32Array; i1: Int32Array; w0: Float64Array; w1: Float64Array } {
+function linearTaps(
+  n: number,
+  newLen: number,
+): { i0: Int32Array; i1: Int32Array; w0: Float64Array; w1: Float64Array } {
   const zoom = n / newLen;
-  const i0 = new Int32Array(newLen), i1 = new Int32Array(newLen), w0 = new Float64Array(newLen), w1 = new Float64Array(newLen);
+  const i0 = new Int32Array(newLen),
+    i1 = new Int32Array(newLen),
+    w0 = new Float64Array(newLen),
+    w1 = new Float64Array(newLen);
   for (let k = 0; k < newLen; k++) {
     const cc = Math.min(Math.max(gridCoord(k, zoom), 0), n - 1);
     const fl = Math.floor(cc);
-    i0[k] = fl; i1[k] = Math.min(fl + 1, n - 1);
-    w1[k] = cc - fl; w0[k] = 1 - w1[k];
+    i0[k] = fl;
+    i1[k] = Math.min(fl + 1, n - 1);
+    w1[k] = cc - fl;
+    w0[k] = 1 - w1[k];
   }
   return { i0, i1, w0, w1 };
 }
@@ -227,30 +290,51 @@ function linearTaps(n: number, newLen: number): { i0: Int32Array; i1: Int32Array
  * (the separate-z path with axis 0; other axes are handled by the caller's transposition). Voxels
  * where no label reaches 0.5 stay 0, as in nnU-Net.
  */
-function resizeSegLinear(seg: Int16Array, shape: Shape3, newShape: Shape3, labels: number[]): Int16Array {
+function resizeSegLinear(
+  seg: Int16Array,
+  shape: Shape3,
+  newShape: Shape3,
+  labels: number[],
+): Int16Array {
   const [nz, ny, nx] = shape;
   const [mz, my, mx] = newShape;
-  const tz = linearTaps(nz, mz), ty = linearTaps(ny, my), tx = linearTaps(nx, mx);
+  const tz = linearTaps(nz, mz),
+    ty = linearTaps(ny, my),
+    tx = linearTaps(nx, mx);
   const out = new Int16Array(mz * my * mx);
-  const cl = new Int16Array(8), cw = new Float64Array(8);
+  const cl = new Int16Array(8),
+    cw = new Float64Array(8);
   for (let z = 0, o = 0; z < mz; z++) {
-    const zs = [tz.i0[z], tz.i1[z]], zw = [tz.w0[z], tz.w1[z]];
+    const zs = [tz.i0[z], tz.i1[z]],
+      zw = [tz.w0[z], tz.w1[z]];
     for (let y = 0; y < my; y++) {
-      const ys = [ty.i0[y], ty.i1[y]], yw = [ty.w0[y], ty.w1[y]];
+      const ys = [ty.i0[y], ty.i1[y]],
+        yw = [ty.w0[y], ty.w1[y]];
       for (let x = 0; x < mx; x++, o++) {
         // Corners in scipy's order (last axis fastest); weight product as scipy: ((1*wz)*wy)*wx.
-        let h = 0, uniform = true;
-        for (let a = 0; a < 2; a++) for (let b = 0; b < 2; b++) for (let d = 0; d < 2; d++, h++) {
-          const xi = d ? tx.i1[x] : tx.i0[x];
-          cl[h] = seg[(zs[a] * ny + ys[b]) * nx + xi];
-          cw[h] = zw[a] * yw[b] * (d ? tx.w1[x] : tx.w0[x]);
-          if (cl[h] !== cl[0]) uniform = false;
+        let h = 0,
+          uniform = true;
+        for (let a = 0; a < 2; a++)
+          for (let b = 0; b < 2; b++)
+            for (let d = 0; d < 2; d++, h++) {
+              const xi = d ? tx.i1[x] : tx.i0[x];
+              cl[h] = seg[(zs[a] * ny + ys[b]) * nx + xi];
+              cw[h] = zw[a] * yw[b] * (d ? tx.w1[x] : tx.w0[x]);
+              if (cl[h] !== cl[0]) uniform = false;
+            }
+        if (uniform) {
+          out[o] = cl[0];
+          continue;
         }
-        if (uniform) { out[o] = cl[0]; continue; }
         let v = 0;
         for (const lab of labels) {
-          let t = 0, present = false;
-          for (let k = 0; k < 8; k++) if (cl[k] === lab) { t += cw[k]; present = true; }
+          let t = 0,
+            present = false;
+          for (let k = 0; k < 8; k++)
+            if (cl[k] === lab) {
+              t += cw[k];
+              present = true;
+            }
           if (present && t >= 0.5) v = lab;
         }
         out[o] = v;
@@ -261,7 +345,12 @@ function resizeSegLinear(seg: Int16Array, shape: Shape3, newShape: Shape3, label
 }
 
 /** Moves `axis` to the front of a (Z, Y, X) array (copy), or back with `inverse`. */
-function moveAxis<T extends Int16Array | Float32Array>(a: T, shape: Shape3, axis: number, inverse = false): T {
+function moveAxis<T extends Int16Array | Float32Array>(
+  a: T,
+  shape: Shape3,
+  axis: number,
+  inverse = false,
+): T {
   if (axis === 0) return a;
   // perm maps output axes to input axes
   const perm = axis === 1 ? [1, 0, 2] : [2, 0, 1];
@@ -272,17 +361,25 @@ function moveAxis<T extends Int16Array | Float32Array>(a: T, shape: Shape3, axis
   const st = [inStrides[p[0]], inStrides[p[1]], inStrides[p[2]]];
   const out = new (a.constructor as new (n: number) => T)(a.length);
   let o = 0;
-  for (let i = 0; i < outShape[0]; i++) for (let j = 0; j < outShape[1]; j++) for (let k = 0; k < outShape[2]; k++) out[o++] = a[i * st[0] + j * st[1] + k * st[2]];
+  for (let i = 0; i < outShape[0]; i++)
+    for (let j = 0; j < outShape[1]; j++)
+      for (let k = 0; k < outShape[2]; k++) out[o++] = a[i * st[0] + j * st[1] + k * st[2]];
   return out;
 }
 
 /** Resamples a (Z, Y, X) seg (values -1, 0..K) to newShape with nnU-Net's one-hot order-1 recipe. */
 export function resampleSeg(
-  seg: Int16Array, shape: Shape3, newShape: Shape3,
-  currentSpacing: readonly number[], newSpacing: readonly number[], opts: ResampleOptions = {},
+  seg: Int16Array,
+  shape: Shape3,
+  newShape: Shape3,
+  currentSpacing: readonly number[],
+  newSpacing: readonly number[],
+  opts: ResampleOptions = {},
 ): Int16Array {
-  const order = opts.order ?? 1, orderZ = opts.orderZ ?? 0;
-  if (order !== 1) throw new Error(`resampleSeg: only order 1 (nnU-Net's default) is implemented, got ${order}`);
+  const order = opts.order ?? 1,
+    orderZ = opts.orderZ ?? 0;
+  if (order !== 1)
+    throw new Error(`resampleSeg: only order 1 (nnU-Net's default) is implemented, got ${order}`);
   if (shape.every((s, i) => s === newShape[i])) return seg;
   const present = new Set<number>();
   for (let i = 0; i < seg.length; i++) present.add(seg[i]);
@@ -293,15 +390,25 @@ export function resampleSeg(
   // Bring the separate axis to the front, resize each slice in-plane (a 1-slice "volume": the z taps
   // are then identity with weight 1, so the 3-D routine is the 2-D one), then nearest along it.
   const t = moveAxis(seg, shape, axis);
-  const tShape: Shape3 = [shape[axis], ...[0, 1, 2].filter((a) => a !== axis).map((a) => shape[a])] as Shape3;
-  const tNew: Shape3 = [newShape[axis], ...[0, 1, 2].filter((a) => a !== axis).map((a) => newShape[a])] as Shape3;
-  const plane = tShape[1] * tShape[2], nplane = tNew[1] * tNew[2];
+  const tShape: Shape3 = [
+    shape[axis],
+    ...[0, 1, 2].filter((a) => a !== axis).map((a) => shape[a]),
+  ] as Shape3;
+  const tNew: Shape3 = [
+    newShape[axis],
+    ...[0, 1, 2].filter((a) => a !== axis).map((a) => newShape[a]),
+  ] as Shape3;
+  const plane = tShape[1] * tShape[2],
+    nplane = tNew[1] * tNew[2];
   let mid = t;
   if (tShape[1] !== tNew[1] || tShape[2] !== tNew[2]) {
     mid = new Int16Array(tShape[0] * nplane);
     for (let s = 0; s < tShape[0]; s++) {
       const sl = t.subarray(s * plane, (s + 1) * plane);
-      mid.set(resizeSegLinear(sl, [1, tShape[1], tShape[2]], [1, tNew[1], tNew[2]], labels), s * nplane);
+      mid.set(
+        resizeSegLinear(sl, [1, tShape[1], tShape[2]], [1, tNew[1], tNew[2]], labels),
+        s * nplane,
+      );
     }
   }
   let res = mid;

@@ -17,15 +17,30 @@ export interface CheckpointInfo {
 
 type CheckpointRecord = CheckpointInfo & { data: Uint8Array };
 
-export async function saveCheckpoint(db: StoreDB, info: Omit<CheckpointInfo, 'bytes' | 'savedAt'>, data: Uint8Array): Promise<void> {
-  const rec: CheckpointRecord = { ...info, bytes: data.byteLength, savedAt: Date.now(), data: data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice() };
+export async function saveCheckpoint(
+  db: StoreDB,
+  info: Omit<CheckpointInfo, 'bytes' | 'savedAt'>,
+  data: Uint8Array,
+): Promise<void> {
+  const rec: CheckpointRecord = {
+    ...info,
+    bytes: data.byteLength,
+    savedAt: Date.now(),
+    data: data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice(),
+  };
   const tx = db.transaction(['datasets', 'checkpoints'], 'readwrite');
   await requireDataset(tx, info.datasetId);
   await Promise.all([tx.objectStore('checkpoints').put(rec as never), tx.done]);
 }
 
-export async function loadCheckpoint(db: StoreDB, datasetId: string, runId: string, tag = 'latest'): Promise<{ info: CheckpointInfo; data: Uint8Array } | undefined> {
-  const rec = (await db.get('checkpoints', [datasetId, runId, tag])) as unknown as CheckpointRecord | undefined;
+export async function loadCheckpoint(
+  db: StoreDB,
+  datasetId: string,
+  runId: string,
+  tag = 'latest',
+): Promise<{ info: CheckpointInfo; data: Uint8Array } | undefined> {
+  const rec = (await db.get('checkpoints', [datasetId, runId, tag])) as unknown as
+    CheckpointRecord | undefined;
   if (!rec) return undefined;
   const { data, ...info } = rec;
   return { info, data };

@@ -2,11 +2,26 @@
 // staged by an import in progress are never returned.
 
 import type { Volume } from '../io/volume.ts';
-import { PER_DATASET_STORES, datasetRange, deleteDatasetRecords, type CaseRecord, type DatasetRecord, type StoreDB, type VolumeRole } from './db.ts';
+import {
+  PER_DATASET_STORES,
+  datasetRange,
+  deleteDatasetRecords,
+  type CaseRecord,
+  type DatasetRecord,
+  type StoreDB,
+  type VolumeRole,
+} from './db.ts';
 import { defaultEnv, estimateStorage, type StorageEstimateInfo, type StoreEnv } from './env.ts';
 import { joinVolume } from './volume-record.ts';
 
-export { importDataset, type CaseInput, type DatasetMeta, type ImportOptions, type ImportProgress, type ImportResult } from './import-dataset.ts';
+export {
+  importDataset,
+  type CaseInput,
+  type DatasetMeta,
+  type ImportOptions,
+  type ImportProgress,
+  type ImportResult,
+} from './import-dataset.ts';
 
 /** Visible datasets, by name. */
 export async function listDatasets(db: StoreDB): Promise<DatasetRecord[]> {
@@ -29,7 +44,11 @@ export async function listCases(db: StoreDB, datasetId: string): Promise<CaseRec
   return tx.objectStore('cases').getAll(datasetRange(datasetId));
 }
 
-export async function getCase(db: StoreDB, datasetId: string, caseId: string): Promise<CaseRecord | undefined> {
+export async function getCase(
+  db: StoreDB,
+  datasetId: string,
+  caseId: string,
+): Promise<CaseRecord | undefined> {
   const tx = db.transaction(['datasets', 'cases']);
   if (!(await tx.objectStore('datasets').get(datasetId))) return undefined;
   return tx.objectStore('cases').get([datasetId, caseId]);
@@ -42,7 +61,11 @@ export interface CaseVolumes {
 }
 
 /** A case's volumes as imported: same typed array class, dims, spacing, affine, datatype, bytes. */
-export async function loadCaseVolumes(db: StoreDB, datasetId: string, caseId: string): Promise<CaseVolumes | undefined> {
+export async function loadCaseVolumes(
+  db: StoreDB,
+  datasetId: string,
+  caseId: string,
+): Promise<CaseVolumes | undefined> {
   const tx = db.transaction(['datasets', 'cases', 'volumes']);
   if (!(await tx.objectStore('datasets').get(datasetId))) return undefined;
   const rec = await tx.objectStore('cases').get([datasetId, caseId]);
@@ -54,18 +77,26 @@ export async function loadCaseVolumes(db: StoreDB, datasetId: string, caseId: st
   // Decoding may await Blob reads, so it happens after the transaction's requests are issued.
   const out = await Promise.all(
     stored.map((s, i) => {
-      if (!s) throw new Error(`store: case '${caseId}' of ${datasetId} lacks its ${roles[i]} voxels`);
+      if (!s)
+        throw new Error(`store: case '${caseId}' of ${datasetId} lacks its ${roles[i]} voxels`);
       return joinVolume(roles[i] === 'label' ? rec.label! : rec.images[i], s.dtype, s.data);
     }),
   );
-  return { images: rec.label ? out.slice(0, -1) : out, label: rec.label ? out[out.length - 1] : undefined, problems: rec.problems };
+  return {
+    images: rec.label ? out.slice(0, -1) : out,
+    label: rec.label ? out[out.length - 1] : undefined,
+    problems: rec.problems,
+  };
 }
 
 /**
  * The cases of a dataset one at a time, in caseId order: each case's volumes are read only when
  * the consumer asks for it (e.g. extractFingerprintFromCases), so one case is in memory at a time.
  */
-export async function* iterateCaseVolumes(db: StoreDB, datasetId: string): AsyncGenerator<CaseVolumes & { id: string; image: Volume[] }> {
+export async function* iterateCaseVolumes(
+  db: StoreDB,
+  datasetId: string,
+): AsyncGenerator<CaseVolumes & { id: string; image: Volume[] }> {
   const ids = (await listCases(db, datasetId)).map((c) => c.caseId);
   for (const id of ids) {
     const v = await loadCaseVolumes(db, datasetId, id);
@@ -95,7 +126,19 @@ export interface StorageUsage {
 }
 
 /** Voxel bytes per dataset (as imported) and the browser's estimate for the site. */
-export async function storageUsage(db: StoreDB, env: StoreEnv = defaultEnv()): Promise<StorageUsage> {
-  const datasets = (await listDatasets(db)).map((d) => ({ id: d.id, name: d.name, numCases: d.numCases, bytes: d.bytes }));
-  return { datasets, totalBytes: datasets.reduce((s, d) => s + d.bytes, 0), estimate: await estimateStorage(env) };
+export async function storageUsage(
+  db: StoreDB,
+  env: StoreEnv = defaultEnv(),
+): Promise<StorageUsage> {
+  const datasets = (await listDatasets(db)).map((d) => ({
+    id: d.id,
+    name: d.name,
+    numCases: d.numCases,
+    bytes: d.bytes,
+  }));
+  return {
+    datasets,
+    totalBytes: datasets.reduce((s, d) => s + d.bytes, 0),
+    estimate: await estimateStorage(env),
+  };
 }

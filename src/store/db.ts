@@ -37,7 +37,14 @@
 //
 // Keys hold strings and numbers only: `datasetRange` relies on arrays sorting above both.
 
-import { openDB, wrap, type DBSchema, type IDBPDatabase, type IDBPTransaction, type StoreNames } from 'idb';
+import {
+  openDB,
+  wrap,
+  type DBSchema,
+  type IDBPDatabase,
+  type IDBPTransaction,
+  type StoreNames,
+} from 'idb';
 import type { DataTypeName, Volume } from '../io/volume.ts';
 import { defaultEnv, type StoreEnv } from './env.ts';
 
@@ -119,11 +126,25 @@ export type StoreDB = IDBPDatabase<FednnunetDB>;
 export type StoreName = StoreNames<FednnunetDB>;
 
 /** Stores whose keys start with the dataset id. */
-export const PER_DATASET_STORES = ['cases', 'volumes', 'fingerprints', 'plans', 'preprocessed', 'checkpoints', 'fedState'] as const;
+export const PER_DATASET_STORES = [
+  'cases',
+  'volumes',
+  'fingerprints',
+  'plans',
+  'preprocessed',
+  'checkpoints',
+  'fedState',
+] as const;
 
 type UpgradeTx = IDBPTransaction<FednnunetDB, StoreName[], 'versionchange'>;
 // Typed loosely: a migration sees the database as it was at its version, not the current schema.
-type Migration = { version: number; up: (db: IDBPDatabase<unknown>, tx: IDBPTransaction<unknown, string[], 'versionchange'>) => void | Promise<void> };
+type Migration = {
+  version: number;
+  up: (
+    db: IDBPDatabase<unknown>,
+    tx: IDBPTransaction<unknown, string[], 'versionchange'>,
+  ) => void | Promise<void>;
+};
 
 // Applied in order, each once: a database at version v runs every migration with version > v.
 // Only ever append; never edit a released migration.
@@ -144,7 +165,9 @@ export const MIGRATIONS: readonly Migration[] = [
       db.createObjectStore('imports', { keyPath: 'importId' });
       db.createObjectStore('fingerprints', { keyPath: ['datasetId', 'caseId'] });
       db.createObjectStore('plans', { keyPath: ['datasetId', 'plansName'] });
-      db.createObjectStore('preprocessed', { keyPath: ['datasetId', 'plansName', 'configuration', 'caseId'] });
+      db.createObjectStore('preprocessed', {
+        keyPath: ['datasetId', 'plansName', 'configuration', 'caseId'],
+      });
       db.createObjectStore('checkpoints', { keyPath: ['datasetId', 'runId', 'tag'] });
       db.createObjectStore('fedState', { keyPath: ['datasetId', 'federationId'] });
       const datasets = tx.objectStore('datasets');
@@ -160,8 +183,14 @@ export const MIGRATIONS: readonly Migration[] = [
         let casesWithProblems = 0;
         const range = IDBKeyRange.bound([rec.id], [rec.id, []]);
         for (let k = await tx.objectStore('cases').openCursor(range); k; k = await k.continue()) {
-          const cr = k.value as { images?: { byteLength?: number }[]; label?: { byteLength?: number }; problems?: unknown[] };
-          bytes += (cr.images ?? []).reduce((s, h) => s + (h.byteLength ?? 0), 0) + (cr.label?.byteLength ?? 0);
+          const cr = k.value as {
+            images?: { byteLength?: number }[];
+            label?: { byteLength?: number };
+            problems?: unknown[];
+          };
+          bytes +=
+            (cr.images ?? []).reduce((s, h) => s + (h.byteLength ?? 0), 0) +
+            (cr.label?.byteLength ?? 0);
           if (cr.problems?.length) casesWithProblems++;
         }
         await c.update({ ...rec, name, status: 'complete', bytes, casesWithProblems });
@@ -202,10 +231,16 @@ export const DEFAULT_STALE_AFTER_MS = 10 * 60_000;
 export async function openStore(opts: OpenOptions = {}): Promise<StoreDB> {
   const name = opts.name ?? DB_NAME;
   const upgrade = (db: StoreDB, oldVersion: number, newVersion: number | null, tx: UpgradeTx) => {
-    const pending = MIGRATIONS.filter((m) => m.version > oldVersion && m.version <= (newVersion ?? DB_VERSION));
+    const pending = MIGRATIONS.filter(
+      (m) => m.version > oldVersion && m.version <= (newVersion ?? DB_VERSION),
+    );
     const run = async () => {
       // Awaiting only IDB requests (and resolved promises) keeps the upgrade transaction alive.
-      for (const m of pending) await m.up(db as unknown as IDBPDatabase<unknown>, tx as unknown as IDBPTransaction<unknown, string[], 'versionchange'>);
+      for (const m of pending)
+        await m.up(
+          db as unknown as IDBPDatabase<unknown>,
+          tx as unknown as IDBPTransaction<unknown, string[], 'versionchange'>,
+        );
     };
     // A failing migration aborts the upgrade: the database stays at its old version, intact.
     run().catch((e) => {
@@ -222,7 +257,12 @@ export async function openStore(opts: OpenOptions = {}): Promise<StoreDB> {
     // idb's openDB always uses the global indexedDB; open through the given factory and wrap.
     const request = opts.factory.open(name, DB_VERSION);
     request.addEventListener('upgradeneeded', (ev) => {
-      upgrade(wrap(request.result) as unknown as StoreDB, ev.oldVersion, ev.newVersion, wrap(request.transaction!) as unknown as UpgradeTx);
+      upgrade(
+        wrap(request.result) as unknown as StoreDB,
+        ev.oldVersion,
+        ev.newVersion,
+        wrap(request.transaction!) as unknown as UpgradeTx,
+      );
     });
     db = (await wrap(request)) as unknown as StoreDB;
   } else {
@@ -230,7 +270,12 @@ export async function openStore(opts: OpenOptions = {}): Promise<StoreDB> {
   }
   // Another tab upgrading the schema must not be blocked by this connection.
   db.addEventListener('versionchange', () => db.close());
-  if (!opts.skipSweep) await sweepCrashedImports(db, opts.env ?? defaultEnv(), opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS);
+  if (!opts.skipSweep)
+    await sweepCrashedImports(
+      db,
+      opts.env ?? defaultEnv(),
+      opts.staleAfterMs ?? DEFAULT_STALE_AFTER_MS,
+    );
   return db;
 }
 
@@ -240,7 +285,10 @@ export function datasetRange(datasetId: string): IDBKeyRange {
 }
 
 /** Deletes every per-dataset record of `datasetId` inside `tx` (which must cover all those stores). */
-export async function deleteDatasetRecords(tx: IDBPTransaction<FednnunetDB, StoreName[], 'readwrite'>, datasetId: string): Promise<void> {
+export async function deleteDatasetRecords(
+  tx: IDBPTransaction<FednnunetDB, StoreName[], 'readwrite'>,
+  datasetId: string,
+): Promise<void> {
   const range = datasetRange(datasetId);
   await Promise.all(PER_DATASET_STORES.map((s) => tx.objectStore(s).delete(range)));
 }
@@ -255,7 +303,11 @@ export function importLockName(importId: string): string {
  * With Web Locks an import is dead iff nobody holds its lock; without, iff its journal entry has
  * not been touched for `staleAfterMs`. Returns the swept import ids.
  */
-export async function sweepCrashedImports(db: StoreDB, env: StoreEnv, staleAfterMs = DEFAULT_STALE_AFTER_MS): Promise<string[]> {
+export async function sweepCrashedImports(
+  db: StoreDB,
+  env: StoreEnv,
+  staleAfterMs = DEFAULT_STALE_AFTER_MS,
+): Promise<string[]> {
   const entries = await db.getAll('imports');
   const swept: string[] = [];
   const now = (env.now ?? Date.now)();

@@ -9,7 +9,11 @@ export interface StorageLike {
 }
 
 export interface LocksLike {
-  request<T>(name: string, options: { ifAvailable?: boolean }, cb: (lock: unknown) => Promise<T> | T): Promise<T>;
+  request<T>(
+    name: string,
+    options: { ifAvailable?: boolean },
+    cb: (lock: unknown) => Promise<T> | T,
+  ): Promise<T>;
 }
 
 export interface StoreEnv {
@@ -19,7 +23,8 @@ export interface StoreEnv {
 }
 
 export function defaultEnv(): StoreEnv {
-  const nav = (globalThis as { navigator?: { storage?: StorageLike; locks?: LocksLike } }).navigator;
+  const nav = (globalThis as { navigator?: { storage?: StorageLike; locks?: LocksLike } })
+    .navigator;
   return { storage: nav?.storage, locks: nav?.locks };
 }
 
@@ -60,10 +65,12 @@ export async function holdLock(env: StoreEnv, name: string): Promise<() => void>
   return new Promise((acquired, reject) => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    locks.request(name, {}, () => {
-      acquired(release);
-      return held;
-    }).catch(reject);
+    locks
+      .request(name, {}, () => {
+        acquired(release);
+        return held;
+      })
+      .catch(reject);
   });
 }
 
@@ -77,13 +84,15 @@ export async function tryHoldLock(env: StoreEnv, name: string): Promise<(() => v
   return new Promise((answer, reject) => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    locks.request(name, { ifAvailable: true }, (lock) => {
-      if (!lock) {
-        answer(undefined);
-        return undefined;
-      }
-      answer(release);
-      return held;
-    }).catch(reject);
+    locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          answer(undefined);
+          return undefined;
+        }
+        answer(release);
+        return held;
+      })
+      .catch(reject);
   });
 }

@@ -22,10 +22,15 @@ function mb(n: number): string {
   return `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
 
-function quotaMessage(needed: number, expected: number | undefined, est: StorageEstimateInfo | undefined): string {
+function quotaMessage(
+  needed: number,
+  expected: number | undefined,
+  est: StorageEstimateInfo | undefined,
+): string {
   let m = `Not enough browser storage: the import failed after trying to store ${mb(needed)}`;
   if (expected !== undefined && expected > needed) m += ` of an expected ${mb(expected)}`;
-  if (est?.quota !== undefined) m += `; the browser reports ${mb(est.usage ?? 0)} used of ${mb(est.quota)} available to this site`;
+  if (est?.quota !== undefined)
+    m += `; the browser reports ${mb(est.usage ?? 0)} used of ${mb(est.quota)} available to this site`;
   return `${m}. Nothing was imported. Free space (delete datasets or other site data) and try again.`;
 }
 
@@ -37,7 +42,11 @@ function quotaMessage(needed: number, expected: number | undefined, est: Storage
  */
 export function isQuotaError(...errors: unknown[]): boolean {
   return errors.some((e) => {
-    for (let x = e, depth = 0; x && typeof x === 'object' && depth < 4; x = (x as { cause?: unknown }).cause, depth++) {
+    for (
+      let x = e, depth = 0;
+      x && typeof x === 'object' && depth < 4;
+      x = (x as { cause?: unknown }).cause, depth++
+    ) {
       const { name, code } = x as { name?: unknown; code?: unknown };
       if (name === 'QuotaExceededError' || code === 22) return true;
     }

@@ -22,17 +22,30 @@ export interface FedMembership {
 
 export const federationIdOf = (relayUrl: string, token: string) => `${relayUrl}|${token}`;
 
-export async function saveMembership(db: StoreDB, m: Omit<FedMembership, 'updatedAt'>): Promise<void> {
+export async function saveMembership(
+  db: StoreDB,
+  m: Omit<FedMembership, 'updatedAt'>,
+): Promise<void> {
   const tx = db.transaction(['datasets', 'fedState'], 'readwrite');
   await requireDataset(tx, m.datasetId);
-  await Promise.all([tx.objectStore('fedState').put({ ...m, updatedAt: Date.now() } as never), tx.done]);
+  await Promise.all([
+    tx.objectStore('fedState').put({ ...m, updatedAt: Date.now() } as never),
+    tx.done,
+  ]);
 }
 
-export async function loadMembership(db: StoreDB, datasetId: string, federationId: string): Promise<FedMembership | undefined> {
-  return (await db.get('fedState', [datasetId, federationId])) as unknown as FedMembership | undefined;
+export async function loadMembership(
+  db: StoreDB,
+  datasetId: string,
+  federationId: string,
+): Promise<FedMembership | undefined> {
+  return (await db.get('fedState', [datasetId, federationId])) as unknown as
+    FedMembership | undefined;
 }
 
 /** Memberships still running (the page offers to rejoin them). */
 export async function runningMemberships(db: StoreDB): Promise<FedMembership[]> {
-  return ((await db.getAll('fedState')) as unknown as FedMembership[]).filter((m) => m.status === 'running');
+  return ((await db.getAll('fedState')) as unknown as FedMembership[]).filter(
+    (m) => m.status === 'running',
+  );
 }

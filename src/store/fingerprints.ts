@@ -30,36 +30,79 @@ type DatasetFingerprintRecord = {
   savedAt: number;
 };
 
-export async function saveCaseFingerprint(db: StoreDB, datasetId: string, caseId: string, fp: CaseFingerprint): Promise<void> {
+export async function saveCaseFingerprint(
+  db: StoreDB,
+  datasetId: string,
+  caseId: string,
+  fp: CaseFingerprint,
+): Promise<void> {
   if (!isCaseKey(caseId)) throw new Error(`store: '${caseId}' is not a valid case id`);
   const tx = db.transaction(['datasets', 'fingerprints'], 'readwrite');
   await requireDataset(tx, datasetId);
-  const rec: CaseFingerprintRecord = { datasetId, caseId, kind: 'case', fingerprint: fp, savedAt: Date.now() };
+  const rec: CaseFingerprintRecord = {
+    datasetId,
+    caseId,
+    kind: 'case',
+    fingerprint: fp,
+    savedAt: Date.now(),
+  };
   await Promise.all([tx.objectStore('fingerprints').put(rec), tx.done]);
 }
 
-export async function loadCaseFingerprint(db: StoreDB, datasetId: string, caseId: string): Promise<CaseFingerprint | undefined> {
-  const rec = (await db.get('fingerprints', [datasetId, caseId])) as CaseFingerprintRecord | DatasetFingerprintRecord | undefined;
+export async function loadCaseFingerprint(
+  db: StoreDB,
+  datasetId: string,
+  caseId: string,
+): Promise<CaseFingerprint | undefined> {
+  const rec = (await db.get('fingerprints', [datasetId, caseId])) as
+    CaseFingerprintRecord | DatasetFingerprintRecord | undefined;
   return rec?.kind === 'case' ? rec.fingerprint : undefined;
 }
 
 /** Per-case fingerprints of a dataset, by case id. */
-export async function loadCaseFingerprints(db: StoreDB, datasetId: string): Promise<Map<string, CaseFingerprint>> {
-  const all = (await db.getAll('fingerprints', datasetRange(datasetId))) as unknown as (CaseFingerprintRecord | DatasetFingerprintRecord)[];
-  return new Map(all.filter((r): r is CaseFingerprintRecord => r.kind === 'case').map((r) => [r.caseId, r.fingerprint]));
+export async function loadCaseFingerprints(
+  db: StoreDB,
+  datasetId: string,
+): Promise<Map<string, CaseFingerprint>> {
+  const all = (await db.getAll('fingerprints', datasetRange(datasetId))) as unknown as (
+    CaseFingerprintRecord | DatasetFingerprintRecord
+  )[];
+  return new Map(
+    all
+      .filter((r): r is CaseFingerprintRecord => r.kind === 'case')
+      .map((r) => [r.caseId, r.fingerprint]),
+  );
 }
 
 /** Saves the dataset fingerprint (local by default, or the FFE one of `federationId`). */
-export async function saveDatasetFingerprint(db: StoreDB, datasetId: string, fp: DatasetFingerprint, federationId?: string): Promise<void> {
+export async function saveDatasetFingerprint(
+  db: StoreDB,
+  datasetId: string,
+  fp: DatasetFingerprint,
+  federationId?: string,
+): Promise<void> {
   const tx = db.transaction(['datasets', 'fingerprints'], 'readwrite');
   await requireDataset(tx, datasetId);
-  const caseId = federationId === undefined ? DATASET_FINGERPRINT_KEY : ffeFingerprintKey(federationId);
-  const rec: DatasetFingerprintRecord = { datasetId, caseId, kind: 'dataset', fingerprint: fp, savedAt: Date.now() };
+  const caseId =
+    federationId === undefined ? DATASET_FINGERPRINT_KEY : ffeFingerprintKey(federationId);
+  const rec: DatasetFingerprintRecord = {
+    datasetId,
+    caseId,
+    kind: 'dataset',
+    fingerprint: fp,
+    savedAt: Date.now(),
+  };
   await Promise.all([tx.objectStore('fingerprints').put(rec), tx.done]);
 }
 
-export async function loadDatasetFingerprint(db: StoreDB, datasetId: string, federationId?: string): Promise<DatasetFingerprint | undefined> {
-  const caseId = federationId === undefined ? DATASET_FINGERPRINT_KEY : ffeFingerprintKey(federationId);
-  const rec = (await db.get('fingerprints', [datasetId, caseId])) as DatasetFingerprintRecord | undefined;
+export async function loadDatasetFingerprint(
+  db: StoreDB,
+  datasetId: string,
+  federationId?: string,
+): Promise<DatasetFingerprint | undefined> {
+  const caseId =
+    federationId === undefined ? DATASET_FINGERPRINT_KEY : ffeFingerprintKey(federationId);
+  const rec = (await db.get('fingerprints', [datasetId, caseId])) as
+    DatasetFingerprintRecord | undefined;
   return rec?.kind === 'dataset' ? rec.fingerprint : undefined;
 }

@@ -46,11 +46,16 @@ function failOnProblems(perCase: Array<{ id: string; problems: string[] }>, stri
   const bad = perCase.filter((c) => c.problems.length);
   if (!strict || bad.length === 0) return;
   const lines = bad.map((c) => `${c.id}: ${c.problems.join('; ')}`);
-  throw new ImportInputError(`${bad.length} case(s) have problems, nothing was imported — ${lines.join(' | ')}`);
+  throw new ImportInputError(
+    `${bad.length} case(s) have problems, nothing was imported — ${lines.join(' | ')}`,
+  );
 }
 
 function ensureSome(stored: number, skipped: SkippedCase[]): void {
-  if (stored === 0) throw new ImportInputError(`no case could be read${skipped.length ? `: ${skipped.map((s) => `${s.id}: ${s.reason}`).join('; ')}` : ''}`);
+  if (stored === 0)
+    throw new ImportInputError(
+      `no case could be read${skipped.length ? `: ${skipped.map((s) => `${s.id}: ${s.reason}`).join('; ')}` : ''}`,
+    );
 }
 
 /** A view of `src` below `prefix` ('' = the root). */
@@ -58,25 +63,35 @@ function subSource(src: FileSource, prefix: string): FileSource {
   if (!prefix) return src;
   return {
     name: prefix.replace(/\/$/, '').split('/').pop() || src.name,
-    list: async () => (await src.list()).filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length)),
+    list: async () =>
+      (await src.list()).filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length)),
     read: (p) => src.read(prefix + p),
   };
 }
 
 export async function planImport(src: FileSource, opts: PlanOptions = {}): Promise<ImportPlan> {
   const paths = await src.list();
-  if (paths.length === 0) throw new ImportInputError(`${src.name}: nothing to import (the folder is empty)`);
-  const jsons = paths.filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json')).sort((a, b) => a.length - b.length);
-  if (jsons.length > 0) return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts);
+  if (paths.length === 0)
+    throw new ImportInputError(`${src.name}: nothing to import (the folder is empty)`);
+  const jsons = paths
+    .filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json'))
+    .sort((a, b) => a.length - b.length);
+  if (jsons.length > 0)
+    return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts);
   const volumes = paths.filter(isVolumePath);
   if (volumes.length > 0) return planVolumeFiles(src, volumes, opts);
   return planDicom(src, paths, opts);
 }
 
-async function planRawDataset(src: FileSource, { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
+async function planRawDataset(
+  src: FileSource,
+  { name, allowProblems = false }: PlanOptions,
+): Promise<ImportPlan> {
   const ds = await openRawDataset(src);
   if (!ds.json || ds.problems.length) {
-    throw new ImportInputError(`${src.name} is not a valid nnU-Net dataset: ${ds.problems.join('; ') || 'dataset.json is unreadable'}`);
+    throw new ImportInputError(
+      `${src.name} is not a valid nnU-Net dataset: ${ds.problems.join('; ') || 'dataset.json is unreadable'}`,
+    );
   }
   const json = ds.json;
   const names = json.channel_names ?? json.modality ?? {};
@@ -91,14 +106,24 @@ async function planRawDataset(src: FileSource, { name, allowProblems = false }: 
         continue;
       }
       stored++;
-      yield { caseId: c.report.id, images: c.images, label: c.label, problems: [...c.report.problems, ...c.report.warnings.map((w) => `warning: ${w}`)] };
+      yield {
+        caseId: c.report.id,
+        images: c.images,
+        label: c.label,
+        problems: [...c.report.problems, ...c.report.warnings.map((w) => `warning: ${w}`)],
+      };
     }
     failOnProblems(seen, !allowProblems);
     ensureSome(stored, skipped);
   }
   return {
     kind: 'raw-dataset',
-    meta: { name: name ?? src.name, datasetJson: json, channelNames: ds.channels.map((k) => String(names[k] ?? k)), labels: json.labels },
+    meta: {
+      name: name ?? src.name,
+      datasetJson: json,
+      channelNames: ds.channels.map((k) => String(names[k] ?? k)),
+      labels: json.labels,
+    },
     casesTotal: ds.cases.length,
     cases: cases(),
     skipped,
@@ -110,7 +135,11 @@ function caseIdOf(path: string): string {
   return volumeBaseName(path);
 }
 
-async function planVolumeFiles(src: FileSource, files: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
+async function planVolumeFiles(
+  src: FileSource,
+  files: string[],
+  { name, allowProblems = false }: PlanOptions,
+): Promise<ImportPlan> {
   const ids = files.map(caseIdOf);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ImportInputError(`two files would both become case '${dup}'; rename one`);
@@ -128,7 +157,10 @@ async function planVolumeFiles(src: FileSource, files: string[], { name, allowPr
       stored++;
       yield { caseId: ids[i], images: [v], problems: [] };
     }
-    failOnProblems(skipped.map((k) => ({ id: k.id, problems: [k.reason] })), !allowProblems);
+    failOnProblems(
+      skipped.map((k) => ({ id: k.id, problems: [k.reason] })),
+      !allowProblems,
+    );
     ensureSome(stored, skipped);
   }
   return {
@@ -141,13 +173,22 @@ async function planVolumeFiles(src: FileSource, files: string[], { name, allowPr
   };
 }
 
-async function planDicom(src: FileSource, paths: string[], { name, allowProblems = false }: PlanOptions): Promise<ImportPlan> {
+async function planDicom(
+  src: FileSource,
+  paths: string[],
+  { name, allowProblems = false }: PlanOptions,
+): Promise<ImportPlan> {
   // DICOM series need every file of a series before a volume exists, so files are read up front.
   const files = await Promise.all(paths.map(async (p) => ({ name: p, bytes: await src.read(p) })));
   const { series, skipped: notDicom } = readDicomFiles(files);
   if (series.length === 0) {
-    const why = notDicom.slice(0, 3).map((s) => `${s.name}: ${s.reason}`).join('; ');
-    throw new ImportInputError(`${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found (nor an NRRD or MetaImage file)${why ? ` (${why})` : ''}`);
+    const why = notDicom
+      .slice(0, 3)
+      .map((s) => `${s.name}: ${s.reason}`)
+      .join('; ');
+    throw new ImportInputError(
+      `${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found (nor an NRRD or MetaImage file)${why ? ` (${why})` : ''}`,
+    );
   }
   const skipped: SkippedCase[] = [];
   const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);
@@ -162,7 +203,10 @@ async function planDicom(src: FileSource, paths: string[], { name, allowProblems
       stored++;
       yield { caseId: id, images: [s.volume], problems: [] };
     }
-    failOnProblems(skipped.map((k) => ({ id: k.id, problems: [k.reason] })), !allowProblems);
+    failOnProblems(
+      skipped.map((k) => ({ id: k.id, problems: [k.reason] })),
+      !allowProblems,
+    );
     ensureSome(stored, skipped);
   }
   return {

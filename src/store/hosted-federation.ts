@@ -11,7 +11,8 @@ export function hostedRows(db: StoreDB) {
   return {
     get: (code: string): Promise<unknown> => db.get('hostedFederations', code),
     getAll: (): Promise<unknown[]> => db.getAll('hostedFederations'),
-    put: async (row: HostedRow): Promise<void> => void (await db.put('hostedFederations', row as never)),
+    put: async (row: HostedRow): Promise<void> =>
+      void (await db.put('hostedFederations', row as never)),
     delete: (code: string): Promise<void> => db.delete('hostedFederations', code),
   };
 }

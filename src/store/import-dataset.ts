@@ -72,7 +72,12 @@ export interface ImportResult {
   persisted: boolean | undefined;
 }
 
-export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: AsyncIterable<CaseInput>, opts: ImportOptions = {}): Promise<ImportResult> {
+export async function importDataset(
+  db: StoreDB,
+  meta: DatasetMeta,
+  cases: AsyncIterable<CaseInput>,
+  opts: ImportOptions = {},
+): Promise<ImportResult> {
   const { signal, onProgress, casesTotal } = opts;
   const env = opts.env ?? defaultEnv();
   const now = env.now ?? Date.now;
@@ -87,7 +92,8 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
   let casesWithProblems = 0;
   let bytesWritten = 0;
   let pendingBytes = 0;
-  const progress = (phase: ImportProgress['phase']) => onProgress?.({ phase, casesDone, casesTotal, bytesWritten });
+  const progress = (phase: ImportProgress['phase']) =>
+    onProgress?.({ phase, casesDone, casesTotal, bytesWritten });
   let dataset: DatasetRecord;
   let replacedId: string | undefined;
   try {
@@ -141,7 +147,12 @@ export async function importDataset(db: StoreDB, meta: DatasetMeta, cases: Async
       // If this fails too (database closed), the journal entry stays and the next open sweeps.
       await dropStaging(db, importId).catch(() => {});
       if (isQuotaError(e)) {
-        throw new StoreQuotaError(bytesWritten + pendingBytes, opts.bytesExpected, await estimateStorage(env), { cause: e });
+        throw new StoreQuotaError(
+          bytesWritten + pendingBytes,
+          opts.bytesExpected,
+          await estimateStorage(env),
+          { cause: e },
+        );
       }
       throw e;
     }
@@ -158,7 +169,10 @@ function checkCase(c: CaseInput, channels: number, seen: Set<string>): void {
   if (!c.caseId) throw new TypeError('importDataset: a case has an empty caseId');
   if (seen.has(c.caseId)) throw new Error(`importDataset: case '${c.caseId}' appears twice`);
   seen.add(c.caseId);
-  if (c.images.length !== channels) throw new Error(`importDataset: case '${c.caseId}' has ${c.images.length} images, the dataset has ${channels} channels`);
+  if (c.images.length !== channels)
+    throw new Error(
+      `importDataset: case '${c.caseId}' has ${c.images.length} images, the dataset has ${channels} channels`,
+    );
 }
 
 type StagedCase = { record: CaseRecord; volumes: VolumeRecord[]; bytes: number };
@@ -167,13 +181,30 @@ type StagedCase = { record: CaseRecord; volumes: VolumeRecord[]; bytes: number }
 function stageCase(datasetId: string, c: CaseInput): StagedCase {
   const split = (v: Volume, role: VolumeRole) => {
     const s = splitVolume(v);
-    return { header: s.header, volume: { datasetId, caseId: c.caseId, role, dtype: s.dtype, data: s.bytes, byteLength: s.bytes.byteLength } };
+    return {
+      header: s.header,
+      volume: {
+        datasetId,
+        caseId: c.caseId,
+        role,
+        dtype: s.dtype,
+        data: s.bytes,
+        byteLength: s.bytes.byteLength,
+      },
+    };
   };
   const images = c.images.map((v, i) => split(v, `image:${i}`));
   const label = c.label ? split(c.label, 'label') : undefined;
   const volumes = [...images, ...(label ? [label] : [])].map((p) => p.volume);
   const bytes = volumes.reduce((s, v) => s + v.byteLength, 0);
-  const record: CaseRecord = { datasetId, caseId: c.caseId, images: images.map((p) => p.header), label: label?.header, problems: [...c.problems], bytes };
+  const record: CaseRecord = {
+    datasetId,
+    caseId: c.caseId,
+    images: images.map((p) => p.header),
+    label: label?.header,
+    problems: [...c.problems],
+    bytes,
+  };
   return { record, volumes, bytes };
 }
 
@@ -182,7 +213,8 @@ async function writeCase(db: StoreDB, staged: StagedCase, journal: ImportJournal
   const tx = db.transaction(['cases', 'volumes', 'imports'], 'readwrite');
   await runTx(tx, async (ops) => {
     // Staged records exist only while their journal entry does: a sweep removes both at once.
-    if (!(await tx.objectStore('imports').get(journal.importId))) throw sweptError(journal.importId);
+    if (!(await tx.objectStore('imports').get(journal.importId)))
+      throw sweptError(journal.importId);
     ops.push(tx.objectStore('cases').put(staged.record));
     for (const v of staged.volumes) ops.push(tx.objectStore('volumes').put(v));
     ops.push(tx.objectStore('imports').put(journal));
@@ -209,7 +241,9 @@ async function commit(db: StoreDB, dataset: DatasetRecord): Promise<string | und
 }
 
 function sweptError(importId: string): Error {
-  return new Error(`importDataset: import ${importId} was swept (taken for crashed) before it completed`);
+  return new Error(
+    `importDataset: import ${importId} was swept (taken for crashed) before it completed`,
+  );
 }
 
 type Tx = { abort(): void; done: Promise<void>; error: DOMException | null };
@@ -219,7 +253,10 @@ type Tx = { abort(): void; done: Promise<void>; error: DOMException | null };
  * commits. Every request promise gets a handler even when issuing throws halfway, so a failed
  * transaction leaves no unhandled rejections behind.
  */
-async function runTx(tx: Tx, issue: (ops: Promise<unknown>[]) => void | Promise<void>): Promise<void> {
+async function runTx(
+  tx: Tx,
+  issue: (ops: Promise<unknown>[]) => void | Promise<void>,
+): Promise<void> {
   const ops: Promise<unknown>[] = [tx.done];
   try {
     await issue(ops);

@@ -11,7 +11,12 @@
 import type { StoreDB } from './db.ts';
 
 export type ModelSource = 'imported' | 'federation-global' | 'personalised' | 'local';
-export const MODEL_SOURCES: readonly ModelSource[] = ['imported', 'federation-global', 'personalised', 'local'];
+export const MODEL_SOURCES: readonly ModelSource[] = [
+  'imported',
+  'federation-global',
+  'personalised',
+  'local',
+];
 
 const NO_DATASET = '';
 const META_RUN = 'models';
@@ -56,27 +61,50 @@ const filesKey = (id: string): [string, string, string] => [NO_DATASET, FILES_RU
 
 function newId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  return c?.randomUUID ? c.randomUUID() : `m${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
+  return c?.randomUUID
+    ? c.randomUUID()
+    : `m${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
 }
 
 const copy = (b: Uint8Array): ArrayBuffer => b.slice().buffer as ArrayBuffer;
 
 /** Stores a package's files and record (a new id, or replaces `id`'s). The files are kept as given. */
-export async function putModel(db: StoreDB, files: Record<string, Uint8Array>, desc: ModelDescription, id = newId()): Promise<ModelRecord> {
-  if (!MODEL_SOURCES.includes(desc.source)) throw new Error(`unknown model source '${desc.source}'`);
+export async function putModel(
+  db: StoreDB,
+  files: Record<string, Uint8Array>,
+  desc: ModelDescription,
+  id = newId(),
+): Promise<ModelRecord> {
+  if (!MODEL_SOURCES.includes(desc.source))
+    throw new Error(`unknown model source '${desc.source}'`);
   const keep: Record<string, ArrayBuffer> = {};
   for (const [f, b] of Object.entries(files)) keep[f] = copy(b);
-  const rec: ModelRecord = { ...desc, datasetId: NO_DATASET, runId: META_RUN, tag: id, id, createdAt: Date.now() };
+  const rec: ModelRecord = {
+    ...desc,
+    datasetId: NO_DATASET,
+    runId: META_RUN,
+    tag: id,
+    id,
+    createdAt: Date.now(),
+  };
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
-  const filesRec: ModelFilesRecord = { datasetId: NO_DATASET, runId: FILES_RUN, tag: id, files: keep };
+  const filesRec: ModelFilesRecord = {
+    datasetId: NO_DATASET,
+    runId: FILES_RUN,
+    tag: id,
+    files: keep,
+  };
   await Promise.all([store.put(rec), store.put(filesRec), tx.done]);
   return rec;
 }
 
 /** Stored models, newest first (metadata only). */
 export async function listModels(db: StoreDB): Promise<ModelRecord[]> {
-  const all = (await db.getAll('checkpoints', IDBKeyRange.bound([NO_DATASET, META_RUN], [NO_DATASET, META_RUN, []]))) as unknown as ModelRecord[];
+  const all = (await db.getAll(
+    'checkpoints',
+    IDBKeyRange.bound([NO_DATASET, META_RUN], [NO_DATASET, META_RUN, []]),
+  )) as unknown as ModelRecord[];
   return all.sort((a, b) => b.createdAt - a.createdAt);
 }
 
@@ -85,17 +113,30 @@ export async function getModel(db: StoreDB, id: string): Promise<ModelRecord | u
 }
 
 /** The package's files as bytes (what `exportModel` zips and `loadModel` decodes). */
-export async function loadModelFiles(db: StoreDB, id: string): Promise<Record<string, Uint8Array> | undefined> {
-  const rec = (await db.get('checkpoints', filesKey(id))) as unknown as ModelFilesRecord | undefined;
+export async function loadModelFiles(
+  db: StoreDB,
+  id: string,
+): Promise<Record<string, Uint8Array> | undefined> {
+  const rec = (await db.get('checkpoints', filesKey(id))) as unknown as
+    ModelFilesRecord | undefined;
   if (!rec) return undefined;
   return Object.fromEntries(Object.entries(rec.files).map(([k, v]) => [k, new Uint8Array(v)]));
 }
 
 /** Adds (or replaces) one file of a stored package, e.g. model.onnx after an export. */
-export async function putModelFile(db: StoreDB, id: string, name: string, bytes: Uint8Array, patch: Partial<Pick<ModelRecord, 'hasOnnx'>> = {}): Promise<void> {
+export async function putModelFile(
+  db: StoreDB,
+  id: string,
+  name: string,
+  bytes: Uint8Array,
+  patch: Partial<Pick<ModelRecord, 'hasOnnx'>> = {},
+): Promise<void> {
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
-  const [rec, files] = await Promise.all([store.get(metaKey(id)), store.get(filesKey(id))]) as unknown as [ModelRecord | undefined, ModelFilesRecord | undefined];
+  const [rec, files] = (await Promise.all([
+    store.get(metaKey(id)),
+    store.get(filesKey(id)),
+  ])) as unknown as [ModelRecord | undefined, ModelFilesRecord | undefined];
   if (!rec || !files) throw new Error(`no stored model ${id}`);
   const old = files.files[name]?.byteLength ?? 0;
   files.files[name] = copy(bytes);
@@ -113,6 +154,11 @@ export async function renameModel(db: StoreDB, id: string, name: string): Promis
 export async function deleteModel(db: StoreDB, id: string): Promise<boolean> {
   const tx = db.transaction('checkpoints', 'readwrite');
   const store = tx.objectStore('checkpoints');
-  const [key] = await Promise.all([store.getKey(metaKey(id)), store.delete(metaKey(id)), store.delete(filesKey(id)), tx.done]);
+  const [key] = await Promise.all([
+    store.getKey(metaKey(id)),
+    store.delete(metaKey(id)),
+    store.delete(filesKey(id)),
+    tx.done,
+  ]);
   return key !== undefined;
 }

@@ -14,14 +14,23 @@ type PlansRecord = {
 };
 
 /** Saves plans under `plansName` (default: the plans' own plans_name). */
-export async function savePlans(db: StoreDB, datasetId: string, plans: Plans, plansName = plans.plans_name): Promise<void> {
+export async function savePlans(
+  db: StoreDB,
+  datasetId: string,
+  plans: Plans,
+  plansName = plans.plans_name,
+): Promise<void> {
   const tx = db.transaction(['datasets', 'plans'], 'readwrite');
   await requireDataset(tx, datasetId);
   const rec: PlansRecord = { datasetId, plansName, plans, savedAt: Date.now() };
   await Promise.all([tx.objectStore('plans').put(rec), tx.done]);
 }
 
-export async function loadPlans(db: StoreDB, datasetId: string, plansName: string): Promise<Plans | undefined> {
+export async function loadPlans(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+): Promise<Plans | undefined> {
   const rec = (await db.get('plans', [datasetId, plansName])) as PlansRecord | undefined;
   return rec?.plans;
 }
@@ -33,11 +42,17 @@ export async function listPlans(db: StoreDB, datasetId: string): Promise<string[
 }
 
 /** Deletes one plans record; its preprocessed arrays are stale then, so they go too. */
-export async function deletePlans(db: StoreDB, datasetId: string, plansName: string): Promise<void> {
+export async function deletePlans(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+): Promise<void> {
   const tx = db.transaction(['plans', 'preprocessed'], 'readwrite');
   await Promise.all([
     tx.objectStore('plans').delete([datasetId, plansName]),
-    tx.objectStore('preprocessed').delete(IDBKeyRange.bound([datasetId, plansName], [datasetId, plansName, []])),
+    tx
+      .objectStore('preprocessed')
+      .delete(IDBKeyRange.bound([datasetId, plansName], [datasetId, plansName, []])),
     tx.done,
   ]);
 }

@@ -26,36 +26,75 @@ function compact<T extends Float32Array | Int8Array | Int16Array | Int32Array>(a
 }
 
 function range(datasetId: string, plansName: string, configuration: string): IDBKeyRange {
-  return IDBKeyRange.bound([datasetId, plansName, configuration], [datasetId, plansName, configuration, []]);
+  return IDBKeyRange.bound(
+    [datasetId, plansName, configuration],
+    [datasetId, plansName, configuration, []],
+  );
 }
 
-export async function savePreprocessed(db: StoreDB, datasetId: string, plansName: string, configuration: string, caseId: string, pc: PreprocessedCase): Promise<void> {
+export async function savePreprocessed(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+  configuration: string,
+  caseId: string,
+  pc: PreprocessedCase,
+): Promise<void> {
   const n = pc.shape.reduce((a, b) => a * b, 1);
-  if (pc.data.length !== n || pc.seg.length !== n / pc.shape[0]) throw new RangeError(`store: preprocessed arrays do not match shape ${pc.shape.join('x')}`);
+  if (pc.data.length !== n || pc.seg.length !== n / pc.shape[0])
+    throw new RangeError(`store: preprocessed arrays do not match shape ${pc.shape.join('x')}`);
   const props: CaseProperties = { ...pc.properties };
-  if (props.class_locations) props.class_locations = Object.fromEntries(Object.entries(props.class_locations).map(([k, v]) => [k, compact(v)]));
+  if (props.class_locations)
+    props.class_locations = Object.fromEntries(
+      Object.entries(props.class_locations).map(([k, v]) => [k, compact(v)]),
+    );
   const rec: PreprocessedRecord = {
-    datasetId, plansName, configuration, caseId, shape: [...pc.shape], data: compact(pc.data), seg: compact(pc.seg), properties: props, savedAt: Date.now(),
+    datasetId,
+    plansName,
+    configuration,
+    caseId,
+    shape: [...pc.shape],
+    data: compact(pc.data),
+    seg: compact(pc.seg),
+    properties: props,
+    savedAt: Date.now(),
   };
   const tx = db.transaction(['datasets', 'preprocessed'], 'readwrite');
   await requireDataset(tx, datasetId);
   await Promise.all([tx.objectStore('preprocessed').put(rec), tx.done]);
 }
 
-export async function loadPreprocessed(db: StoreDB, datasetId: string, plansName: string, configuration: string, caseId: string): Promise<PreprocessedCase | undefined> {
-  const rec = (await db.get('preprocessed', [datasetId, plansName, configuration, caseId])) as PreprocessedRecord | undefined;
+export async function loadPreprocessed(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+  configuration: string,
+  caseId: string,
+): Promise<PreprocessedCase | undefined> {
+  const rec = (await db.get('preprocessed', [datasetId, plansName, configuration, caseId])) as
+    PreprocessedRecord | undefined;
   if (!rec) return undefined;
   return { data: rec.data, seg: rec.seg, shape: rec.shape, properties: rec.properties };
 }
 
 /** Case ids preprocessed for one plans configuration, sorted (keys only; no arrays are read). */
-export async function listPreprocessed(db: StoreDB, datasetId: string, plansName: string, configuration: string): Promise<string[]> {
+export async function listPreprocessed(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+  configuration: string,
+): Promise<string[]> {
   const keys = await db.getAllKeys('preprocessed', range(datasetId, plansName, configuration));
   return keys.map((k) => k[3]);
 }
 
 /** Deletes the preprocessed cases of one plans configuration. */
-export async function deletePreprocessed(db: StoreDB, datasetId: string, plansName: string, configuration: string): Promise<void> {
+export async function deletePreprocessed(
+  db: StoreDB,
+  datasetId: string,
+  plansName: string,
+  configuration: string,
+): Promise<void> {
   const tx = db.transaction('preprocessed', 'readwrite');
   await Promise.all([tx.store.delete(range(datasetId, plansName, configuration)), tx.done]);
 }

@@ -16,7 +16,12 @@ export interface SiteKeyRecord {
 
 function isKeyRecord(v: unknown): v is SiteKeyRecord {
   const r = v as SiteKeyRecord | undefined;
-  return !!r && r.keys?.privateKey instanceof CryptoKey && r.keys?.publicKey instanceof CryptoKey && typeof r.fingerprint === 'string';
+  return (
+    !!r &&
+    r.keys?.privateKey instanceof CryptoKey &&
+    r.keys?.publicKey instanceof CryptoKey &&
+    typeof r.fingerprint === 'string'
+  );
 }
 
 /** The stored site key, if this profile has one. */
@@ -35,7 +40,12 @@ export function siteKeyStore(db: StoreDB) {
       // Key generation is asynchronous and cannot run inside an IndexedDB transaction: the key is
       // made first, then `add`ed, which fails if another tab or worker stored one meanwhile.
       try {
-        await db.add('identity', { id: RECORD_ID, keys: key.keys, fingerprint: key.fingerprint, createdAt: key.createdAt } as never);
+        await db.add('identity', {
+          id: RECORD_ID,
+          keys: key.keys,
+          fingerprint: key.fingerprint,
+          createdAt: key.createdAt,
+        } as never);
         return key;
       } catch (e) {
         if ((e as DOMException)?.name !== 'ConstraintError') throw e;

@@ -13,7 +13,12 @@ export function bgContrast(rng: Rng, lo: number, hi: number): number {
 
 // ---- Gaussian noise (p 0.1): one σ ~ U(0, 0.1) and one noise field shared by all channels ----
 
-export function applyGaussianNoise(img: Float32Array, channels: number, sigma: number, rng: Rng): void {
+export function applyGaussianNoise(
+  img: Float32Array,
+  channels: number,
+  sigma: number,
+  rng: Rng,
+): void {
   const vol = img.length / channels;
   const pair = new Float64Array(2);
   for (let v = 0; v < vol; v += 2) {
@@ -63,7 +68,13 @@ function reflect(i: number, n: number): number {
 }
 
 /** Convolves one channel (at `off`, shape (Z, Y, X)) along `axis` with reflect padding. */
-export function blurAxis(img: Float32Array, off: number, shape: readonly [number, number, number], axis: number, kernel: Float64Array): void {
+export function blurAxis(
+  img: Float32Array,
+  off: number,
+  shape: readonly [number, number, number],
+  axis: number,
+  kernel: Float64Array,
+): void {
   const n = shape[axis];
   const stride = axis === 2 ? 1 : axis === 1 ? shape[2] : shape[1] * shape[2];
   const half = (kernel.length - 1) / 2;
@@ -85,18 +96,29 @@ export function blurAxis(img: Float32Array, off: number, shape: readonly [number
   }
 }
 
-export function applyGaussianBlur(img: Float32Array, channels: number, spatial: readonly number[], sigmas: (number[] | null)[]): void {
+export function applyGaussianBlur(
+  img: Float32Array,
+  channels: number,
+  spatial: readonly number[],
+  sigmas: (number[] | null)[],
+): void {
   const s3 = as3d(spatial);
   const vol = prod(s3);
   const firstAxis = 3 - spatial.length; // 2D data: skip the padded Z axis
   for (let c = 0; c < channels; c++) {
     const sg = sigmas[c];
     if (!sg) continue;
-    for (let d = 0; d < spatial.length; d++) blurAxis(img, c * vol, s3, firstAxis + d, gaussianKernel(sg[d]));
+    for (let d = 0; d < spatial.length; d++)
+      blurAxis(img, c * vol, s3, firstAxis + d, gaussianKernel(sg[d]));
   }
 }
 
-export function randomGaussianBlur(img: Float32Array, channels: number, spatial: readonly number[], rng: Rng): void {
+export function randomGaussianBlur(
+  img: Float32Array,
+  channels: number,
+  spatial: readonly number[],
+  rng: Rng,
+): void {
   const apply = Array.from({ length: channels }, () => rng() < 0.5);
   const sigmas = apply.map((a) => (a ? spatial.map(() => uniform(rng, 0.5, 1)) : null));
   applyGaussianBlur(img, channels, spatial, sigmas);
@@ -104,7 +126,11 @@ export function randomGaussianBlur(img: Float32Array, channels: number, spatial:
 
 // ---- Multiplicative brightness (p 0.15) and contrast (p 0.15), per channel, BGContrast(0.75, 1.25) ----
 
-export function applyBrightness(img: Float32Array, channels: number, multipliers: readonly number[]): void {
+export function applyBrightness(
+  img: Float32Array,
+  channels: number,
+  multipliers: readonly number[],
+): void {
   const vol = img.length / channels;
   for (let c = 0; c < channels; c++) {
     const m = multipliers[c];
@@ -113,14 +139,24 @@ export function applyBrightness(img: Float32Array, channels: number, multipliers
 }
 
 export function randomBrightness(img: Float32Array, channels: number, rng: Rng): void {
-  applyBrightness(img, channels, Array.from({ length: channels }, () => bgContrast(rng, 0.75, 1.25)));
+  applyBrightness(
+    img,
+    channels,
+    Array.from({ length: channels }, () => bgContrast(rng, 0.75, 1.25)),
+  );
 }
 
 /** x = (x − mean)·f + mean, clamped to the channel's original [min, max] (preserve_range). */
-export function applyContrast(img: Float32Array, channels: number, factors: readonly number[]): void {
+export function applyContrast(
+  img: Float32Array,
+  channels: number,
+  factors: readonly number[],
+): void {
   const vol = img.length / channels;
   for (let c = 0; c < channels; c++) {
-    let sum = 0, mn = Infinity, mx = -Infinity;
+    let sum = 0,
+      mn = Infinity,
+      mx = -Infinity;
     for (let i = c * vol; i < (c + 1) * vol; i++) {
       const v = img[i];
       sum += v;
@@ -129,12 +165,17 @@ export function applyContrast(img: Float32Array, channels: number, factors: read
     }
     const mean = sum / vol;
     const f = factors[c];
-    for (let i = c * vol; i < (c + 1) * vol; i++) img[i] = Math.min(mx, Math.max(mn, (img[i] - mean) * f + mean));
+    for (let i = c * vol; i < (c + 1) * vol; i++)
+      img[i] = Math.min(mx, Math.max(mn, (img[i] - mean) * f + mean));
   }
 }
 
 export function randomContrast(img: Float32Array, channels: number, rng: Rng): void {
-  applyContrast(img, channels, Array.from({ length: channels }, () => bgContrast(rng, 0.75, 1.25)));
+  applyContrast(
+    img,
+    channels,
+    Array.from({ length: channels }, () => bgContrast(rng, 0.75, 1.25)),
+  );
 }
 
 // ---- Simulate low resolution (p 0.25): each channel with p 0.5, one scale U(0.5, 1) for all axes ----
@@ -173,7 +214,13 @@ export function randomLowResolution(
   ignoreAxes: readonly number[] = [],
 ): void {
   const apply = Array.from({ length: channels }, () => rng() < 0.5);
-  applyLowResolution(img, channels, spatial, apply.map((a) => (a ? uniform(rng, 0.5, 1) : null)), ignoreAxes);
+  applyLowResolution(
+    img,
+    channels,
+    spatial,
+    apply.map((a) => (a ? uniform(rng, 0.5, 1) : null)),
+    ignoreAxes,
+  );
 }
 
 // ---- Gamma (p 0.1 with inversion, p 0.3 without): γ by BGContrast(0.7, 1.5), stats retained ----
@@ -192,14 +239,21 @@ function meanStd(img: Float32Array, from: number, to: number): [number, number] 
   return [mean, n > 1 ? Math.sqrt(ss / (n - 1)) : NaN];
 }
 
-export function applyGamma(img: Float32Array, channels: number, gammas: readonly number[], invert: boolean): void {
+export function applyGamma(
+  img: Float32Array,
+  channels: number,
+  gammas: readonly number[],
+  invert: boolean,
+): void {
   const vol = img.length / channels;
   for (let c = 0; c < channels; c++) {
-    const a = c * vol, b = (c + 1) * vol;
+    const a = c * vol,
+      b = (c + 1) * vol;
     const g = gammas[c];
     if (invert) for (let i = a; i < b; i++) img[i] = -img[i];
     const [mean, std] = meanStd(img, a, b);
-    let mn = Infinity, mx = -Infinity;
+    let mn = Infinity,
+      mx = -Infinity;
     for (let i = a; i < b; i++) {
       if (img[i] < mn) mn = img[i];
       if (img[i] > mx) mx = img[i];
@@ -215,5 +269,10 @@ export function applyGamma(img: Float32Array, channels: number, gammas: readonly
 }
 
 export function randomGamma(img: Float32Array, channels: number, invert: boolean, rng: Rng): void {
-  applyGamma(img, channels, Array.from({ length: channels }, () => bgContrast(rng, 0.7, 1.5)), invert);
+  applyGamma(
+    img,
+    channels,
+    Array.from({ length: channels }, () => bgContrast(rng, 0.7, 1.5)),
+    invert,
+  );
 }

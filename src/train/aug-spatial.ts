@@ -41,7 +41,8 @@ type M3 = [number, number, number, number, number, number, number, number, numbe
 function mul(a: M3, b: M3): M3 {
   const r = new Array<number>(9) as M3;
   for (let i = 0; i < 3; i++)
-    for (let j = 0; j < 3; j++) r[i * 3 + j] = a[i * 3] * b[j] + a[i * 3 + 1] * b[3 + j] + a[i * 3 + 2] * b[6 + j];
+    for (let j = 0; j < 3; j++)
+      r[i * 3 + j] = a[i * 3] * b[j] + a[i * 3 + 1] * b[3 + j] + a[i * 3 + 2] * b[6 + j];
   return r;
 }
 
@@ -49,7 +50,8 @@ function mul(a: M3, b: M3): M3 {
 export function affineMatrix(dim: number, angles: readonly number[], scale: number): M3 {
   const S: M3 = [scale, 0, 0, 0, scale, 0, 0, 0, dim === 3 ? scale : 1];
   if (dim === 2) {
-    const c = Math.cos(angles[0]), s = Math.sin(angles[0]);
+    const c = Math.cos(angles[0]),
+      s = Math.sin(angles[0]);
     return mul([c, -s, 0, s, c, 0, 0, 0, 1], S);
   }
   const [ax, ay, az] = angles;
@@ -91,7 +93,9 @@ export function spatialTransform(
   const A = affineMatrix(dim, params.angles, params.scale);
   const [Z, Y, X] = s3;
   const vin = Z * Y * X;
-  const cz = (Z - 1) / 2, cy = (Y - 1) / 2, cx = (X - 1) / 2;
+  const cz = (Z - 1) / 2,
+    cy = (Y - 1) / 2,
+    cx = (X - 1) / 2;
   const minLabel = new Int32Array(segChannels);
   for (let c = 0; c < segChannels; c++) {
     let m = Infinity;
@@ -113,9 +117,15 @@ export function spatialTransform(
         const qx = ox * A[0] + oy * A[3] + oz * A[6];
         const qy = ox * A[1] + oy * A[4] + oz * A[7];
         const qz = ox * A[2] + oy * A[5] + oz * A[8];
-        const pz = qz + cz, py = qy + cy, px = qx + cx;
-        const fz = Math.floor(pz), fy = Math.floor(py), fx = Math.floor(px);
-        const wz1 = pz - fz, wy1 = py - fy, wx1 = px - fx;
+        const pz = qz + cz,
+          py = qy + cy,
+          px = qx + cx;
+        const fz = Math.floor(pz),
+          fy = Math.floor(py),
+          fx = Math.floor(px);
+        const wz1 = pz - fz,
+          wy1 = py - fy,
+          wx1 = px - fx;
         let k = 0;
         for (let dz = 0; dz < 2; dz++) {
           const iz = fz + dz;
@@ -145,14 +155,24 @@ export function spatialTransform(
             const l = seg[base + idx[t]];
             let j = 0;
             while (j < n && labs[j] !== l) j++;
-            if (j === n) { labs[n] = l; sums[n] = 0; n++; }
+            if (j === n) {
+              labs[n] = l;
+              sums[n] = 0;
+              n++;
+            }
             sums[j] += wt[t];
           }
           let best = minLabel[c];
           let bestW = 0;
           for (let j = 0; j < n; j++) {
-            if (sums[j] > 0.7) { best = labs[j]; break; }
-            if (sums[j] > bestW || (sums[j] === bestW && labs[j] < best)) { best = labs[j]; bestW = sums[j]; }
+            if (sums[j] > 0.7) {
+              best = labs[j];
+              break;
+            }
+            if (sums[j] > bestW || (sums[j] === bestW && labs[j] < best)) {
+              best = labs[j];
+              bestW = sums[j];
+            }
           }
           outSeg[c * vout + o] = best;
         }

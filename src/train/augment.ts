@@ -31,7 +31,12 @@ export interface AugmentOptions {
 }
 
 /** Flips `channels` volumes of spatial shape (Z, Y, X) along `axis` (0..2) in place. */
-export function flipAxis(arr: Float32Array | SegArray, channels: number, s3: readonly [number, number, number], axis: number): void {
+export function flipAxis(
+  arr: Float32Array | SegArray,
+  channels: number,
+  s3: readonly [number, number, number],
+  axis: number,
+): void {
   const [Z, Y, X] = s3;
   const n = s3[axis];
   const stride = axis === 2 ? 1 : axis === 1 ? X : Y * X;
@@ -40,7 +45,8 @@ export function flipAxis(arr: Float32Array | SegArray, channels: number, s3: rea
     for (let b = 0; b < stride; b++) {
       const base = a * n * stride + b;
       for (let i = 0, j = n - 1; i < j; i++, j--) {
-        const p = base + i * stride, q = base + j * stride;
+        const p = base + i * stride,
+          q = base + j * stride;
         const t = arr[p];
         arr[p] = arr[q];
         arr[q] = t;
@@ -68,7 +74,8 @@ export function applyMirror(
 /** MaskImageTransform: image voxels where seg < 0 become 0, in every channel. */
 export function applyMaskForNorm(img: Float32Array, channels: number, seg: SegArray): void {
   const vol = seg.length;
-  for (let i = 0; i < vol; i++) if (seg[i] < 0) for (let c = 0; c < channels; c++) img[c * vol + i] = 0;
+  for (let i = 0; i < vol; i++)
+    if (seg[i] < 0) for (let c = 0; c < channels; c++) img[c * vol + i] = 0;
 }
 
 /** RemoveLabelTransform(−1 → 0), in place. */
@@ -95,7 +102,8 @@ export function augmentSample(
 ): AugmentedSample {
   const ps = opts.probabilityScale ?? 1;
   const patch = opts.patchSize;
-  if (inSpatial.length !== patch.length) throw new Error(`input is ${inSpatial.length}D, patch is ${patch.length}D`);
+  if (inSpatial.length !== patch.length)
+    throw new Error(`input is ${inSpatial.length}D, patch is ${patch.length}D`);
 
   // 1–3. Spatial. Dummy-2D folds Z into channels: each slice is rotated/scaled in-plane alike.
   let data: Float32Array;
@@ -105,7 +113,15 @@ export function augmentSample(
     const Z = inSpatial[0];
     if (Z !== patch[0]) throw new Error(`dummy-2D: loaded Z ${Z} must equal patch Z ${patch[0]}`);
     const params = sampleSpatialParams(2, opts.rotation, rng, 0.2 * ps, 0.2 * ps);
-    const r = spatialTransform(img, channels * Z, seg, Z, inSpatial.slice(1), patch.slice(1), params);
+    const r = spatialTransform(
+      img,
+      channels * Z,
+      seg,
+      Z,
+      inSpatial.slice(1),
+      patch.slice(1),
+      params,
+    );
     data = r.img;
     out = r.seg;
   } else {

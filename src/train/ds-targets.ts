@@ -8,11 +8,17 @@ import { type SegArray, as3d, newSegLike } from './util.ts';
 import { prod } from '../util/numeric.ts';
 
 /** Output shapes of the deep-supervision targets, highest resolution first (n_stages − 1 of them). */
-export function dsTargetShapes(spatial: readonly number[], strides: readonly (readonly number[])[]): number[][] {
+export function dsTargetShapes(
+  spatial: readonly number[],
+  strides: readonly (readonly number[])[],
+): number[][] {
   const out: number[][] = [];
   const cum = spatial.map(() => 1);
   for (let k = 0; k < strides.length - 1; k++) {
-    if (strides[k].length !== spatial.length) throw new Error(`stride ${strides[k]} has ${strides[k].length} axes, patch has ${spatial.length}`);
+    if (strides[k].length !== spatial.length)
+      throw new Error(
+        `stride ${strides[k]} has ${strides[k].length} axes, patch has ${spatial.length}`,
+      );
     strides[k].forEach((s, i) => (cum[i] *= s));
     out.push(spatial.map((n, i) => roundHalfEven(n / cum[i])));
   }

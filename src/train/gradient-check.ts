@@ -16,8 +16,16 @@ export const CHECK_CONFIG = {
       n_stages: 3,
       features_per_stage: [4, 8, 16],
       conv_op: 'torch.nn.modules.conv.Conv3d',
-      kernel_sizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
-      strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+      kernel_sizes: [
+        [3, 3, 3],
+        [3, 3, 3],
+        [3, 3, 3],
+      ],
+      strides: [
+        [1, 1, 1],
+        [2, 2, 2],
+        [2, 2, 2],
+      ],
       n_conv_per_stage: [2, 2, 2],
       n_conv_per_stage_decoder: [2, 2],
       conv_bias: true,
@@ -41,7 +49,12 @@ export interface StepResult {
  * One deep-supervised DC+CE training step of the check network (or of `config`, a plan
  * configuration of the same form, e.g. for benchmarks) on the current backend.
  */
-export async function trainingStep(tf: typeof TF, seed = 1, batch = 2, config: typeof CHECK_CONFIG = CHECK_CONFIG): Promise<StepResult> {
+export async function trainingStep(
+  tf: typeof TF,
+  seed = 1,
+  batch = 2,
+  config: typeof CHECK_CONFIG = CHECK_CONFIG,
+): Promise<StepResult> {
   const classes = 3;
   const net = PlainConvUNet.fromPlan(config as never, 1, classes, { seed, deepSupervision: true });
   try {
@@ -50,9 +63,20 @@ export async function trainingStep(tf: typeof TF, seed = 1, batch = 2, config: t
     const x = tf.tensor(randomArray(batch * vox, seed + 1), [batch, Z, Y, X, 1]);
     const r = mulberry32(seed + 2);
     const seg = Int8Array.from({ length: batch * vox }, () => Math.floor(r() * classes));
-    const targets = deepSupervisionTargets(seg, batch, [Z, Y, X], config.architecture.arch_kwargs.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [batch, ...t.shape], 'int32'));
+    const targets = deepSupervisionTargets(
+      seg,
+      batch,
+      [Z, Y, X],
+      config.architecture.arch_kwargs.strides,
+    ).map((t) => tf.tensor(Int32Array.from(t.seg), [batch, ...t.shape], 'int32'));
     const names = net.specs.map((s) => s.name);
-    const { value, grads } = tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables);
+    const { value, grads } = tf.variableGrads(
+      () =>
+        deepSupervisionLoss(net.forward(x), targets, (o, t) =>
+          dcAndCeLoss(o, t, { batchDice: false }),
+        ),
+      net.variables,
+    );
     const out: StepResult = { loss: (await value.data())[0], grads: new Map() };
     for (const name of names) {
       const g = grads[net.variable(name).name];
@@ -83,7 +107,9 @@ export function compareSteps(a: StepResult, ref: StepResult): StepComparison {
   let den = 0;
   let worst = { name: '', relL2: 0 };
   const norm = (x: Float32Array) => Math.sqrt(x.reduce((s, v) => s + v * v, 0));
-  const rms = Math.sqrt([...ref.grads.values()].reduce((s, g) => s + norm(g) ** 2, 0) / ref.grads.size);
+  const rms = Math.sqrt(
+    [...ref.grads.values()].reduce((s, g) => s + norm(g) ** 2, 0) / ref.grads.size,
+  );
   for (const [name, g] of ref.grads) {
     const o = a.grads.get(name);
     if (!o) throw new Error(`gradient '${name}' missing`);
@@ -96,5 +122,10 @@ export function compareSteps(a: StepResult, ref: StepResult): StepComparison {
     const e = Math.sqrt(d) / Math.max(norm(g), 1e-3 * rms);
     if (e > worst.relL2) worst = { name, relL2: e };
   }
-  return { loss: [a.loss, ref.loss], gradRelL2: Math.sqrt(num / den), worstTensor: worst, tensors: ref.grads.size };
+  return {
+    loss: [a.loss, ref.loss],
+    gradRelL2: Math.sqrt(num / den),
+    worstTensor: worst,
+    tensors: ref.grads.size,
+  };
 }

@@ -15,7 +15,16 @@ import { prepareTraining, SitePipeline } from '../pipeline/site-pipeline.ts';
 import { memoryCasesStore } from '../pipeline/site-store.ts';
 import { Trainer, type EpochEvent } from './trainer.ts';
 
-export const LEARNING_CHECK = { cases: 6, edge: 32, noise: 10, patch: 16, epochs: 6, itersPerEpoch: 25, valIters: 2, seed: 0 } as const;
+export const LEARNING_CHECK = {
+  cases: 6,
+  edge: 32,
+  noise: 10,
+  patch: 16,
+  epochs: 6,
+  itersPerEpoch: 25,
+  valIters: 2,
+  seed: 0,
+} as const;
 
 export interface LearningCheckResult {
   /** Dice of label 1 on each held-out case. */
@@ -27,19 +36,39 @@ export interface LearningCheckResult {
   steps: number;
 }
 
-export async function learningCheck(onEpoch?: (e: EpochEvent) => void): Promise<LearningCheckResult> {
+export async function learningCheck(
+  onEpoch?: (e: EpochEvent) => void,
+): Promise<LearningCheckResult> {
   const c = LEARNING_CHECK;
   const t0 = performance.now();
-  const ph = Array.from({ length: c.cases }, (_, i) => ellipsoidPhantom(100 + i, c.edge, 1, c.noise));
+  const ph = Array.from({ length: c.cases }, (_, i) =>
+    ellipsoidPhantom(100 + i, c.edge, 1, c.noise),
+  );
   const dj = { ...PHANTOM_DATASET_JSON, numTraining: c.cases };
-  const store = memoryCasesStore('Dataset999_Phantom', dj, ph.map((p, i) => ({ id: `ph_${i}`, ...p })));
-  const prep = await prepareTraining(new SitePipeline(store), { configuration: '3d_fullres', tiny: { patch: c.patch } });
+  const store = memoryCasesStore(
+    'Dataset999_Phantom',
+    dj,
+    ph.map((p, i) => ({ id: `ph_${i}`, ...p })),
+  );
+  const prep = await prepareTraining(new SitePipeline(store), {
+    configuration: '3d_fullres',
+    tiny: { patch: c.patch },
+  });
   const trainer = new Trainer({
-    plans: prep.plans, configuration: '3d_fullres', datasetJson: dj, cases: prep.cases,
-    options: { epochs: c.epochs, itersPerEpoch: c.itersPerEpoch, valIters: c.valIters, seed: c.seed },
+    plans: prep.plans,
+    configuration: '3d_fullres',
+    datasetJson: dj,
+    cases: prep.cases,
+    options: {
+      epochs: c.epochs,
+      itersPerEpoch: c.itersPerEpoch,
+      valIters: c.valIters,
+      seed: c.seed,
+    },
   });
   try {
-    if (trainer.valIds.length !== 2) throw new Error(`expected 2 held-out cases, got ${trainer.valIds.length}`);
+    if (trainer.valIds.length !== 2)
+      throw new Error(`expected 2 held-out cases, got ${trainer.valIds.length}`);
     const epochs: EpochEvent[] = [];
     await trainer.run({
       onEvent: (e) => {

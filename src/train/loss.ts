@@ -24,7 +24,11 @@ export interface DcCeOptions {
 function prepareTarget(target: tf.Tensor, b: number, n: number, c: number, ignore: number | null) {
   const flat = tf.cast(tf.reshape(target, [b * n]), 'int32');
   if (ignore === null) {
-    return { onehot: tf.reshape(tf.cast(tf.oneHot(flat, c), 'float32'), [b, n, c]), mask: null, flat };
+    return {
+      onehot: tf.reshape(tf.cast(tf.oneHot(flat, c), 'float32'), [b, n, c]),
+      mask: null,
+      flat,
+    };
   }
   const valid = tf.notEqual(flat, ignore);
   // As nnU-Net: ignored voxels become class 0 for the Dice target, and are masked out.
@@ -64,7 +68,10 @@ export function softDiceLoss(
       sumP = tf.sum(sumP, 0);
       sumY = tf.sum(sumY, 0);
     }
-    const dc = tf.div(tf.add(tf.mul(inter, 2), smooth), tf.maximum(tf.add(tf.add(sumY, sumP), smooth), 1e-8));
+    const dc = tf.div(
+      tf.add(tf.mul(inter, 2), smooth),
+      tf.maximum(tf.add(tf.add(sumY, sumP), smooth), 1e-8),
+    );
     return tf.neg(tf.mean(dc)) as tf.Scalar;
   });
 }
@@ -87,7 +94,9 @@ export function dcAndCeLoss(logits: tf.Tensor, target: tf.Tensor, opts: DcCeOpti
     const dice = softDiceLoss(probs, onehot as tf.Tensor3D, mask, opts);
     // CE from log-softmax; ignored voxels have an all-zero row in `ceTarget`.
     const logp = tf.logSoftmax(flatLogits, -1);
-    const ceTarget = mask ? tf.mul(tf.reshape(onehot, [b * n, c]), tf.reshape(mask, [b * n, 1])) : tf.reshape(onehot, [b * n, c]);
+    const ceTarget = mask
+      ? tf.mul(tf.reshape(onehot, [b * n, c]), tf.reshape(mask, [b * n, 1]))
+      : tf.reshape(onehot, [b * n, c]);
     const nll = tf.neg(tf.sum(tf.mul(logp, ceTarget)));
     // With no valid voxel nll is 0, so dividing by max(count, 1) gives 0 = "CE skipped",
     // without a GPU→CPU readback.
@@ -115,7 +124,9 @@ export function deepSupervisionLoss(
   weights: number[] = deepSupervisionWeights(outputs.length),
 ): tf.Scalar {
   if (outputs.length !== targets.length || outputs.length !== weights.length) {
-    throw new Error(`deep supervision: ${outputs.length} outputs, ${targets.length} targets, ${weights.length} weights`);
+    throw new Error(
+      `deep supervision: ${outputs.length} outputs, ${targets.length} targets, ${weights.length} weights`,
+    );
   }
   return tf.tidy(() => {
     const terms: tf.Tensor[] = [];

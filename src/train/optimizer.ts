@@ -42,7 +42,11 @@ export class SGDNesterov {
   // Unnamed variables: tfjs variable names are global, and several models may coexist.
   private readonly buffers = new Map<string, TF.Variable>();
 
-  constructor(private readonly tf: typeof TF, private readonly params: Map<string, TF.Variable>, o: SGDOptions) {
+  constructor(
+    private readonly tf: typeof TF,
+    private readonly params: Map<string, TF.Variable>,
+    o: SGDOptions,
+  ) {
     this.lr = o.lr;
     this.momentum = o.momentum ?? 0.99;
     this.weightDecay = o.weightDecay ?? 3e-5;
@@ -56,10 +60,22 @@ export class SGDNesterov {
    */
   step(grads: Map<string, TF.Tensor>): TF.Scalar {
     const tf = this.tf;
-    const norm = tf.tidy(() => tf.sqrt(addMany(tf, [...grads.values()].map((g) => tf.sum(tf.square(g))))) as TF.Scalar);
+    const norm = tf.tidy(
+      () =>
+        tf.sqrt(
+          addMany(
+            tf,
+            [...grads.values()].map((g) => tf.sum(tf.square(g))),
+          ),
+        ) as TF.Scalar,
+    );
     // torch.nn.utils.clip_grad_norm_: coef = max_norm / (total + 1e-6), applied only when < 1.
     const clip = this.clipNorm > 0 && Number.isFinite(this.clipNorm);
-    const coef = tf.tidy(() => (clip ? tf.minimum(tf.scalar(1), tf.div(tf.scalar(this.clipNorm), tf.add(norm, 1e-6))) : tf.scalar(1)));
+    const coef = tf.tidy(() =>
+      clip
+        ? tf.minimum(tf.scalar(1), tf.div(tf.scalar(this.clipNorm), tf.add(norm, 1e-6)))
+        : tf.scalar(1),
+    );
     for (const [name, p] of this.params) {
       const g = grads.get(name);
       if (!g) continue;
@@ -84,14 +100,16 @@ export class SGDNesterov {
   static async checkNorm(norm: TF.Scalar): Promise<number> {
     const total = (await norm.data())[0];
     norm.dispose();
-    if (!Number.isFinite(total)) throw new Error(`gradient norm is ${total}: training diverged (NaN/Inf)`);
+    if (!Number.isFinite(total))
+      throw new Error(`gradient norm is ${total}: training diverged (NaN/Inf)`);
     return total;
   }
 
   /** Momentum buffers by parameter name (tfjs layout), for checkpoints. */
   async state(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const [name, b] of this.buffers) out.set(name, { shape: [...b.shape], data: (await b.data()) as Float32Array });
+    for (const [name, b] of this.buffers)
+      out.set(name, { shape: [...b.shape], data: (await b.data()) as Float32Array });
     return out;
   }
 
@@ -99,7 +117,10 @@ export class SGDNesterov {
     for (const [name, s] of state) {
       const p = this.params.get(name);
       if (!p) throw new Error(`optimizer state names unknown parameter '${name}'`);
-      if (p.shape.join() !== s.shape.join()) throw new Error(`optimizer state for '${name}' has shape [${s.shape}], parameter has [${p.shape}]`);
+      if (p.shape.join() !== s.shape.join())
+        throw new Error(
+          `optimizer state for '${name}' has shape [${s.shape}], parameter has [${p.shape}]`,
+        );
       this.buffers.get(name)?.dispose();
       this.buffers.set(name, this.tf.variable(this.tf.tensor(s.data, s.shape), false));
     }

@@ -8,8 +8,12 @@ export class ProximalTerm {
   private readonly anchors: Array<{ w: tf.Variable; anchor: tf.Tensor }>;
 
   /** Anchors `vars` at their current values (the round's global model, just loaded). */
-  constructor(vars: readonly tf.Variable[], readonly mu: number) {
-    if (!(mu >= 0) || !Number.isFinite(mu)) throw new RangeError(`FedProx μ must be a finite number ≥ 0, got ${mu}`);
+  constructor(
+    vars: readonly tf.Variable[],
+    readonly mu: number,
+  ) {
+    if (!(mu >= 0) || !Number.isFinite(mu))
+      throw new RangeError(`FedProx μ must be a finite number ≥ 0, got ${mu}`);
     this.anchors = vars.map((w) => ({ w, anchor: tf.keep(w.clone()) }));
   }
 
@@ -17,7 +21,8 @@ export class ProximalTerm {
   loss(): tf.Scalar {
     return tf.tidy(() => {
       let sum: tf.Scalar = tf.scalar(0);
-      for (const { w, anchor } of this.anchors) sum = tf.add(sum, tf.sum(tf.square(tf.sub(w, anchor))));
+      for (const { w, anchor } of this.anchors)
+        sum = tf.add(sum, tf.sum(tf.square(tf.sub(w, anchor))));
       return tf.mul(sum, this.mu / 2);
     });
   }

@@ -83,13 +83,18 @@ export function resizeLinear(
       const w01 = (1 - wz) * wy;
       const w10 = wz * (1 - wy);
       const w11 = wz * wy;
-      const r00 = z0 + y0, r01 = z0 + y1, r10 = z1 + y0, r11 = z1 + y1;
+      const r00 = z0 + y0,
+        r01 = z0 + y1,
+        r10 = z1 + y0,
+        r11 = z1 + y1;
       for (let x = 0; x < outS[2]; x++) {
         const x0 = tx.i0[x];
         const x1 = tx.i1[x];
         const wx = tx.w[x];
-        const a = src[r00 + x0] * w00 + src[r01 + x0] * w01 + src[r10 + x0] * w10 + src[r11 + x0] * w11;
-        const b = src[r00 + x1] * w00 + src[r01 + x1] * w01 + src[r10 + x1] * w10 + src[r11 + x1] * w11;
+        const a =
+          src[r00 + x0] * w00 + src[r01 + x0] * w01 + src[r10 + x0] * w10 + src[r11 + x0] * w11;
+        const b =
+          src[r00 + x1] * w00 + src[r01 + x1] * w01 + src[r10 + x1] * w10 + src[r11 + x1] * w11;
         dst[o++] = a * (1 - wx) + b * wx;
       }
     }

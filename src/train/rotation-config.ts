@@ -37,7 +37,12 @@ export function configureAugmentationGeometry(patchSize: readonly number[]): Aug
     throw new Error(`patch size must have 2 or 3 entries, got ${dim}`);
   }
   const rotation: [number, number] = [-rotDeg * DEG, rotDeg * DEG];
-  return { rotation, dummy2d, mirrorAxes, initialPatchSize: initialPatchSize(patchSize, rotation, dummy2d) };
+  return {
+    rotation,
+    dummy2d,
+    mirrorAxes,
+    initialPatchSize: initialPatchSize(patchSize, rotation, dummy2d),
+  };
 }
 
 // Row vector times matrix, as batchgenerators' rotate_coords_{2d,3d} do (coords · R).
@@ -55,19 +60,39 @@ export function initialPatchSize(
   rotation: readonly [number, number] | number,
   dummy2d: boolean,
 ): number[] {
-  const maxAbs = typeof rotation === 'number' ? Math.abs(rotation) : Math.max(Math.abs(rotation[0]), Math.abs(rotation[1]));
+  const maxAbs =
+    typeof rotation === 'number'
+      ? Math.abs(rotation)
+      : Math.max(Math.abs(rotation[0]), Math.abs(rotation[1]));
   const a = Math.min((90 / 360) * 2 * Math.PI, maxAbs);
   const c = Math.cos(a);
   const s = Math.sin(a);
   const coords = [...patchSize];
   let rots: number[][][];
   if (coords.length === 3) {
-    const rx = [[1, 0, 0], [0, c, -s], [0, s, c]];
-    const ry = [[c, 0, s], [0, 1, 0], [-s, 0, c]];
-    const rz = [[c, -s, 0], [s, c, 0], [0, 0, 1]];
+    const rx = [
+      [1, 0, 0],
+      [0, c, -s],
+      [0, s, c],
+    ];
+    const ry = [
+      [c, 0, s],
+      [0, 1, 0],
+      [-s, 0, c],
+    ];
+    const rz = [
+      [c, -s, 0],
+      [s, c, 0],
+      [0, 0, 1],
+    ];
     rots = [rx, ry, rz];
   } else if (coords.length === 2) {
-    rots = [[[c, -s], [s, c]]];
+    rots = [
+      [
+        [c, -s],
+        [s, c],
+      ],
+    ];
   } else {
     throw new Error(`patch size must have 2 or 3 entries, got ${coords.length}`);
   }

@@ -64,15 +64,23 @@ interface LoaderGeometry {
 
 function loaderGeometry(opts: SamplerOptions): LoaderGeometry {
   const { patchSize, initialPatchSize } = opts;
-  if (patchSize.length !== initialPatchSize.length) throw new Error('patchSize and initialPatchSize differ in length');
+  if (patchSize.length !== initialPatchSize.length)
+    throw new Error('patchSize and initialPatchSize differ in length');
   if (patchSize.length === 2) {
     // Upstream quirk kept on purpose: a 2D patch becomes (1, Y, X) and final_patch_size is set to the
     // *initial* patch too, so 2D loaders get no padding allowance beyond what a small image needs.
     return { patch: [1, initialPatchSize[0], initialPatchSize[1]], needToPad: [0, 0, 0] };
   }
-  if (patchSize.length !== 3) throw new Error(`patch size must have 2 or 3 entries, got ${patchSize.length}`);
-  const patch: [number, number, number] = [initialPatchSize[0], initialPatchSize[1], initialPatchSize[2]];
-  const needToPad: [number, number, number] = [0, 1, 2].map((d) => initialPatchSize[d] - patchSize[d]) as [number, number, number];
+  if (patchSize.length !== 3)
+    throw new Error(`patch size must have 2 or 3 entries, got ${patchSize.length}`);
+  const patch: [number, number, number] = [
+    initialPatchSize[0],
+    initialPatchSize[1],
+    initialPatchSize[2],
+  ];
+  const needToPad: [number, number, number] = [0, 1, 2].map(
+    (d) => initialPatchSize[d] - patchSize[d],
+  ) as [number, number, number];
   return { patch, needToPad };
 }
 
@@ -104,7 +112,11 @@ export function chooseStart(
   rng: Rng,
 ): [number, number, number] {
   const { lb, ub } = startBounds(c.shape, patch, needToPad);
-  const random = (): [number, number, number] => [randInt(rng, lb[0], ub[0]), randInt(rng, lb[1], ub[1]), randInt(rng, lb[2], ub[2])];
+  const random = (): [number, number, number] => [
+    randInt(rng, lb[0], ub[0]),
+    randInt(rng, lb[1], ub[1]),
+    randInt(rng, lb[2], ub[2]),
+  ];
   if (!forceFg && !hasIgnoreLabel) return random();
 
   let selected: string | null = null;
@@ -130,7 +142,11 @@ export function chooseStart(
   const vx = rem - vy * X;
   const v = [vz, vy, vx];
   // No upper clamp, as upstream: a voxel near the far border can push the patch past ub (padded).
-  return [0, 1, 2].map((d) => Math.max(lb[d], v[d] - Math.floor(patch[d] / 2))) as [number, number, number];
+  return [0, 1, 2].map((d) => Math.max(lb[d], v[d] - Math.floor(patch[d] / 2))) as [
+    number,
+    number,
+    number,
+  ];
 }
 
 /**
@@ -175,7 +191,11 @@ export function cropAndPad<T extends Float32Array | Int8Array | Int16Array>(
 }
 
 /** Samples one batch of loader patches (before augmentation). */
-export function sampleBatch(cases: readonly TrainingCase[], opts: SamplerOptions, rng: Rng): PatchBatch {
+export function sampleBatch(
+  cases: readonly TrainingCase[],
+  opts: SamplerOptions,
+  rng: Rng,
+): PatchBatch {
   if (cases.length === 0) throw new Error('no training cases');
   const bs = opts.batchSize;
   const percent = opts.oversampleForegroundPercent ?? 0.33;
@@ -192,7 +212,8 @@ export function sampleBatch(cases: readonly TrainingCase[], opts: SamplerOptions
   for (let j = 0; j < bs; j++) {
     const c = cases[caseIndices[j]];
     const cc = c.data.length / prod(c.shape);
-    if (cc !== channels) throw new Error(`case ${caseIndices[j]} has ${cc} channels, expected ${channels}`);
+    if (cc !== channels)
+      throw new Error(`case ${caseIndices[j]} has ${cc} channels, expected ${channels}`);
     const force = isForcedForeground(j, bs, percent);
     const start = chooseStart(c, patch, needToPad, force, opts.hasIgnoreLabel ?? false, rng);
     cropAndPad(c.data, channels, c.shape, start, patch, 0, data, j * channels * vol);
@@ -200,11 +221,23 @@ export function sampleBatch(cases: readonly TrainingCase[], opts: SamplerOptions
     forcedForeground.push(force);
     starts.push(start);
   }
-  return { data, seg, batchSize: bs, channels, patchShape: patch, caseIndices, forcedForeground, starts };
+  return {
+    data,
+    seg,
+    batchSize: bs,
+    channels,
+    patchShape: patch,
+    caseIndices,
+    forcedForeground,
+    starts,
+  };
 }
 
 /** Converts nnU-Net's location rows ((0, z, y, x), or (z, y, x)) into the flat indices used here. */
-export function flatLocations(rows: readonly (readonly number[])[], shape: readonly [number, number, number]): Int32Array {
+export function flatLocations(
+  rows: readonly (readonly number[])[],
+  shape: readonly [number, number, number],
+): Int32Array {
   const [, Y, X] = shape;
   const out = new Int32Array(rows.length);
   rows.forEach((r, i) => {

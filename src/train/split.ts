@@ -25,7 +25,9 @@ export function splitCases(ids: readonly string[], mode: SplitMode, seed = 12345
   if (mode === 'all') return { train: keys, val: [...keys] };
   const nTrain = Math.trunc(keys.length * 0.8);
   if (nTrain < 1 || nTrain === keys.length) {
-    throw new Error(`an 80:20 split of ${keys.length} case(s) leaves ${nTrain === 0 ? 'no training' : 'no validation'} case; use fold 'all'`);
+    throw new Error(
+      `an 80:20 split of ${keys.length} case(s) leaves ${nTrain === 0 ? 'no training' : 'no validation'} case; use fold 'all'`,
+    );
   }
   const idx = new Set(sampleWithoutReplacement(keys.length, nTrain, mulberry32(seed)));
   return { train: keys.filter((_, i) => idx.has(i)), val: keys.filter((_, i) => !idx.has(i)) };

@@ -30,8 +30,16 @@ export interface TrainingLog {
 
 export function emptyLog(): TrainingLog {
   return {
-    train_losses: [], val_losses: [], mean_fg_dice: [], ema_fg_dice: [], dice_per_class_or_region: [], lrs: [],
-    epoch_start_timestamps: [], epoch_end_timestamps: [], ms_per_iter: [], peak_bytes: [],
+    train_losses: [],
+    val_losses: [],
+    mean_fg_dice: [],
+    ema_fg_dice: [],
+    dice_per_class_or_region: [],
+    lrs: [],
+    epoch_start_timestamps: [],
+    epoch_end_timestamps: [],
+    ms_per_iter: [],
+    peak_bytes: [],
   };
 }
 
@@ -84,7 +92,8 @@ interface Header {
 }
 
 // NaN/±Inf ⇄ null in the JSON scalars (the log has NaN Dice for absent classes).
-const nanToNull = (_k: string, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v);
+const nanToNull = (_k: string, v: unknown) =>
+  typeof v === 'number' && !Number.isFinite(v) ? null : v;
 function nullToNaN(x: unknown): unknown {
   if (x === null) return NaN;
   if (Array.isArray(x)) return x.map(nullToNaN);
@@ -96,8 +105,18 @@ export function encodeCheckpoint(c: TrainerCheckpoint): Uint8Array {
   const m = encodeWeights(c.momentum, 'fp32');
   const { weights: _w, momentum: _m, ...rest } = c;
   // A NaN best EMA (first epoch without foreground) differs from "no epoch yet" (null).
-  const meta = { ...rest, bestEma: (c.bestEma !== null && Number.isNaN(c.bestEma) ? 'NaN' : c.bestEma) as number | null };
-  const header: Header = { format: 'fednnunet-trainer-checkpoint', version: 1, meta, weights: w.entries, momentum: m.entries, momentumOffset: w.payload.length };
+  const meta = {
+    ...rest,
+    bestEma: (c.bestEma !== null && Number.isNaN(c.bestEma) ? 'NaN' : c.bestEma) as number | null,
+  };
+  const header: Header = {
+    format: 'fednnunet-trainer-checkpoint',
+    version: 1,
+    meta,
+    weights: w.entries,
+    momentum: m.entries,
+    momentumOffset: w.payload.length,
+  };
   const json = new TextEncoder().encode(JSON.stringify(header, nanToNull));
   const start = 12 + json.length + ((4 - ((12 + json.length) % 4)) % 4);
   const out = new Uint8Array(start + w.payload.length + m.payload.length);
@@ -125,7 +144,14 @@ export function decodeCheckpoint(bytes: Uint8Array): TrainerCheckpoint {
   const momentum = decodeWeights(header.momentum, payload.subarray(header.momentumOffset));
   const meta = header.meta;
   const log = meta.log;
-  for (const k of ['train_losses', 'val_losses', 'mean_fg_dice', 'ema_fg_dice', 'dice_per_class_or_region', 'lrs'] as const) {
+  for (const k of [
+    'train_losses',
+    'val_losses',
+    'mean_fg_dice',
+    'ema_fg_dice',
+    'dice_per_class_or_region',
+    'lrs',
+  ] as const) {
     (log as unknown as Record<string, unknown>)[k] = nullToNaN(log[k]);
   }
   const bestEma = (meta.bestEma as unknown) === 'NaN' ? NaN : meta.bestEma;

@@ -17,16 +17,31 @@ import { PlainConvUNet, ptToTfPerm } from '../model/unet.ts';
 import type { PreprocessedCase } from '../preprocess/preprocess.ts';
 import type { ConfigurationPlan, Plans } from '../plan/types.ts';
 import { Mulberry32 } from '../util/rng.ts';
-import { augmentBatch, validationBatch, type AugmentOptions, type AugmentedBatch } from './augment.ts';
+import {
+  augmentBatch,
+  validationBatch,
+  type AugmentOptions,
+  type AugmentedBatch,
+} from './augment.ts';
 import { deepSupervisionTargets } from './ds-targets.ts';
-import { dcAndCeLoss, deepSupervisionLoss, deepSupervisionWeights, type DcCeOptions } from './loss.ts';
+import {
+  dcAndCeLoss,
+  deepSupervisionLoss,
+  deepSupervisionWeights,
+  type DcCeOptions,
+} from './loss.ts';
 import { SGDNesterov } from './optimizer.ts';
 import { assertNoGpuErrors } from '../model/tf-backend.ts';
 import { configureAugmentationGeometry } from './rotation-config.ts';
 import { ANNOTATED_KEY, sampleBatch, type SamplerOptions, type TrainingCase } from './sampler.ts';
 import { polyLR } from './schedule.ts';
 import { splitCases, type CaseSplit, type SplitMode } from './split.ts';
-import { emptyLog, type ResolvedTrainerOptions, type TrainerCheckpoint, type TrainingLog } from './train-checkpoint.ts';
+import {
+  emptyLog,
+  type ResolvedTrainerOptions,
+  type TrainerCheckpoint,
+  type TrainingLog,
+} from './train-checkpoint.ts';
 
 /** A preprocessed training case with its identifier. */
 export interface TrainerCase extends TrainingCase {
@@ -42,7 +57,8 @@ export function trainerCase(id: string, pre: PreprocessedCase): TrainerCase {
   const locs: Record<string, Int32Array> = {};
   for (const [key, rows] of Object.entries(pre.properties.class_locations ?? {})) {
     const flat = new Int32Array(rows.length / 4);
-    for (let i = 0; i < flat.length; i++) flat[i] = (rows[4 * i + 1] * Y + rows[4 * i + 2]) * X + rows[4 * i + 3];
+    for (let i = 0; i < flat.length; i++)
+      flat[i] = (rows[4 * i + 1] * Y + rows[4 * i + 2]) * X + rows[4 * i + 3];
     locs[key.startsWith('(-1') ? ANNOTATED_KEY : key] = flat;
   }
   return { id, data: pre.data, seg: pre.seg, shape: [Z, Y, X], classLocations: locs };
@@ -182,15 +198,22 @@ export interface RunResult {
 }
 
 function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOptions {
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new Error(`epochs must be a positive integer, got ${o.epochs}`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 1)
+    throw new Error(`epochs must be a positive integer, got ${o.epochs}`);
   const it = o.itersPerEpoch ?? 250;
   const val = o.valIters ?? 50;
-  if (!Number.isInteger(it) || it < 1) throw new Error(`itersPerEpoch must be a positive integer, got ${it}`);
-  if (!Number.isInteger(val) || val < 0) throw new Error(`valIters must be a non-negative integer, got ${val}`);
+  if (!Number.isInteger(it) || it < 1)
+    throw new Error(`itersPerEpoch must be a positive integer, got ${it}`);
+  if (!Number.isInteger(val) || val < 0)
+    throw new Error(`valIters must be a non-negative integer, got ${val}`);
   const ck = o.checkpointing ?? false;
-  const checkpointing = typeof ck === 'boolean'
-    ? { encoder: new Array<boolean>(nStages).fill(ck), decoder: new Array<boolean>(nStages - 1).fill(ck) }
-    : { encoder: [...ck.encoder], decoder: [...ck.decoder] };
+  const checkpointing =
+    typeof ck === 'boolean'
+      ? {
+          encoder: new Array<boolean>(nStages).fill(ck),
+          decoder: new Array<boolean>(nStages - 1).fill(ck),
+        }
+      : { encoder: [...ck.encoder], decoder: [...ck.decoder] };
   return {
     epochs: o.epochs,
     itersPerEpoch: it,
@@ -199,7 +222,10 @@ function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOpti
     deepSupervision: o.deepSupervision ?? true,
     checkpointing,
     augmentation: o.augmentation ?? true,
-    split: typeof o.split === 'object' ? { train: [...o.split.train], val: [...o.split.val] } : (o.split ?? 'random80'),
+    split:
+      typeof o.split === 'object'
+        ? { train: [...o.split.train], val: [...o.split.val] }
+        : (o.split ?? 'random80'),
     initialLR: o.initialLR ?? 1e-2,
     weightDecay: o.weightDecay ?? 3e-5,
     momentum: o.momentum ?? 0.99,
@@ -221,9 +247,14 @@ function toChannelsLast(src: Float32Array, b: number, c: number, n: number): Flo
 }
 
 function configurationPlan(plans: Plans, name: string): ConfigurationPlan {
-  const c = (plans.configurations as Record<string, unknown>)[name] as (ConfigurationPlan & { inherits_from?: string }) | undefined;
-  if (!c) throw new Error(`plans have no configuration '${name}' (have: ${Object.keys(plans.configurations).join(', ')})`);
-  if (c.inherits_from || !('architecture' in c)) throw new Error(`configuration '${name}' is a cascade stage: not supported`);
+  const c = (plans.configurations as Record<string, unknown>)[name] as
+    (ConfigurationPlan & { inherits_from?: string }) | undefined;
+  if (!c)
+    throw new Error(
+      `plans have no configuration '${name}' (have: ${Object.keys(plans.configurations).join(', ')})`,
+    );
+  if (c.inherits_from || !('architecture' in c))
+    throw new Error(`configuration '${name}' is a cascade stage: not supported`);
   return c;
 }
 
@@ -284,17 +315,23 @@ export class Trainer {
 
     const byId = new Map(setup.cases.map((c) => [c.id, c]));
     if (byId.size !== setup.cases.length) throw new Error('case ids are not unique');
-    const split = typeof o.split === 'string' ? splitCases([...byId.keys()], o.split, 12345 + o.seed) : o.split;
+    const split =
+      typeof o.split === 'string' ? splitCases([...byId.keys()], o.split, 12345 + o.seed) : o.split;
     const unknown = [...split.train, ...split.val].filter((id) => !byId.has(id));
-    if (unknown.length) throw new Error(`split names unknown case(s): ${unknown.slice(0, 5).join(', ')}`);
-    if (split.train.length === 0 || split.val.length === 0) throw new Error('the split needs at least one training and one validation case');
+    if (unknown.length)
+      throw new Error(`split names unknown case(s): ${unknown.slice(0, 5).join(', ')}`);
+    if (split.train.length === 0 || split.val.length === 0)
+      throw new Error('the split needs at least one training and one validation case');
     this.trainIds = split.train;
     this.valIds = split.val;
     this.trainCases = split.train.map((id) => byId.get(id)!);
     this.valCases = split.val.map((id) => byId.get(id)!);
     const channels = this.trainCases[0].data.length / this.trainCases[0].seg.length;
     for (const c of setup.cases) {
-      if (c.data.length !== channels * c.seg.length) throw new Error(`case ${c.id}: ${c.data.length / c.seg.length} channels, expected ${channels}`);
+      if (c.data.length !== channels * c.seg.length)
+        throw new Error(
+          `case ${c.id}: ${c.data.length / c.seg.length} channels, expected ${channels}`,
+        );
     }
 
     this.net = PlainConvUNet.fromPlan(this.config, channels, numClasses, {
@@ -304,7 +341,12 @@ export class Trainer {
       checkpointDecoder: o.checkpointing.decoder,
     });
     const params = new Map(this.net.specs.map((s) => [s.name, this.net.variable(s.name)]));
-    this.opt = new SGDNesterov(tf, params, { lr: o.initialLR, momentum: o.momentum, weightDecay: o.weightDecay, clipNorm: o.clipNorm });
+    this.opt = new SGDNesterov(tf, params, {
+      lr: o.initialLR,
+      momentum: o.momentum,
+      weightDecay: o.weightDecay,
+      clipNorm: o.clipNorm,
+    });
     this.trainRng = new Mulberry32(o.seed * 2 + 1);
     this.valRng = new Mulberry32(o.seed * 2 + 2);
     this.tracker = new PseudoDiceTracker();
@@ -333,10 +375,17 @@ export class Trainer {
   }
 
   /** Rebuilds a trainer from a checkpoint and the same preprocessed cases (ids must match the split). */
-  static fromCheckpoint(ck: TrainerCheckpoint, cases: readonly TrainerCase[], overrides: Pick<TrainerOptions, 'peakMemory'> = {}): Trainer {
+  static fromCheckpoint(
+    ck: TrainerCheckpoint,
+    cases: readonly TrainerCase[],
+    overrides: Pick<TrainerOptions, 'peakMemory'> = {},
+  ): Trainer {
     const ids = new Set(cases.map((c) => c.id));
     const missing = [...ck.split.train, ...ck.split.val].filter((id) => !ids.has(id));
-    if (missing.length) throw new Error(`checkpoint needs case(s) ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+    if (missing.length)
+      throw new Error(
+        `checkpoint needs case(s) ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+      );
     const wanted = new Set([...ck.split.train, ...ck.split.val]);
     const t = new Trainer({
       plans: ck.plans,
@@ -345,9 +394,12 @@ export class Trainer {
       cases: cases.filter((c) => wanted.has(c.id)),
       options: { ...ck.options, ...overrides },
     });
-    if (t.trainIds.join('\n') !== ck.split.train.join('\n') || t.valIds.join('\n') !== ck.split.val.join('\n')) {
+    if (
+      t.trainIds.join('\n') !== ck.split.train.join('\n') ||
+      t.valIds.join('\n') !== ck.split.val.join('\n')
+    ) {
       t.dispose();
-      throw new Error('the cases given do not reproduce the checkpoint\'s train/val split');
+      throw new Error("the cases given do not reproduce the checkpoint's train/val split");
     }
     t.net.loadNamedWeights(ck.weights);
     const mom = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -419,7 +471,9 @@ export class Trainer {
    * delivered between iterations and awaited (a handler may save a checkpoint, or call
    * control.stop()).
    */
-  async run(opts: { control?: TrainingControl; onEvent?: (e: TrainerEvent) => void | Promise<void> } = {}): Promise<RunResult> {
+  async run(
+    opts: { control?: TrainingControl; onEvent?: (e: TrainerEvent) => void | Promise<void> } = {},
+  ): Promise<RunResult> {
     if (this.running) throw new Error('this trainer is already running');
     this.running = true;
     const { control, onEvent } = opts;
@@ -442,15 +496,22 @@ export class Trainer {
           this.epochMs += r.ms;
           this.iterInEpoch++;
           await onEvent?.({
-            type: 'iteration', epoch: this.epochNow, iteration: this.iterInEpoch - 1,
+            type: 'iteration',
+            epoch: this.epochNow,
+            iteration: this.iterInEpoch - 1,
             globalIteration: this.epochNow * o.itersPerEpoch + this.iterInEpoch,
-            loss: r.loss, lr, gradNorm: r.gradNorm, msPerIter: r.ms, peakBytes: r.peakBytes,
+            loss: r.loss,
+            lr,
+            gradNorm: r.gradNorm,
+            msPerIter: r.ms,
+            peakBytes: r.peakBytes,
           });
         }
         const ev = await this.validateEpoch(lr);
         await onEvent?.(ev);
         await control?.wait();
-        if (control?.stopped && this.epochNow < o.epochs) return { epoch: this.epochNow, stopped: true };
+        if (control?.stopped && this.epochNow < o.epochs)
+          return { epoch: this.epochNow, stopped: true };
       }
       return { epoch: this.epochNow, stopped: false };
     } finally {
@@ -479,10 +540,17 @@ export class Trainer {
     return deepSupervisionLoss(outs, ys, (p, t) => dcAndCeLoss(p, t, this.lossOpts), w);
   }
 
-  private async trainStep(): Promise<{ loss: number; gradNorm: number; ms: number; peakBytes: number }> {
+  private async trainStep(): Promise<{
+    loss: number;
+    gradNorm: number;
+    ms: number;
+    peakBytes: number;
+  }> {
     const t0 = performance.now();
     const raw = sampleBatch(this.trainCases, this.trainSampler, this.trainRng.next);
-    const batch = this.options.augmentation ? augmentBatch(raw, this.aug, this.trainRng.next) : validationBatch(raw, this.dims);
+    const batch = this.options.augmentation
+      ? augmentBatch(raw, this.aug, this.trainRng.next)
+      : validationBatch(raw, this.dims);
     const x = this.inputTensor(batch);
     const ys = this.targetTensors(batch);
     let sampledPeak = 0;
@@ -530,7 +598,10 @@ export class Trainer {
     const o = this.options;
     const losses: number[] = [];
     for (let i = 0; i < o.valIters; i++) {
-      const batch = validationBatch(sampleBatch(this.valCases, this.valSampler, this.valRng.next), this.dims);
+      const batch = validationBatch(
+        sampleBatch(this.valCases, this.valSampler, this.valRng.next),
+        this.dims,
+      );
       const x = this.inputTensor(batch);
       const ys = this.targetTensors(batch);
       const [loss, pred] = tf.tidy(() => {
@@ -544,7 +615,10 @@ export class Trainer {
       this.tracker.add(hardCountsFromPrediction(p, batch.seg, this.numClasses, this.ignoreLabel));
       [x, ...ys, loss, pred].forEach((t) => t.dispose());
     }
-    const res = o.valIters > 0 ? this.tracker.endEpoch() : { dicePerClass: [], meanFgDice: NaN, ema: NaN, isNewBest: false };
+    const res =
+      o.valIters > 0
+        ? this.tracker.endEpoch()
+        : { dicePerClass: [], meanFgDice: NaN, ema: NaN, isNewBest: false };
     const trainLoss = this.partialLossSum / o.itersPerEpoch;
     const msPerIter = this.epochMs / o.itersPerEpoch;
     const L = this.log;
@@ -559,8 +633,17 @@ export class Trainer {
     L.ms_per_iter.push(msPerIter);
     L.peak_bytes.push(this.epochPeak);
     const ev: EpochEvent = {
-      type: 'epoch', epoch: this.epochNow, lr, trainLoss, valLoss: mean(losses), dicePerClass: res.dicePerClass,
-      pseudoDice: res.meanFgDice, ema: res.ema, isNewBest: res.isNewBest, msPerIter, peakBytes: this.epochPeak,
+      type: 'epoch',
+      epoch: this.epochNow,
+      lr,
+      trainLoss,
+      valLoss: mean(losses),
+      dicePerClass: res.dicePerClass,
+      pseudoDice: res.meanFgDice,
+      ema: res.ema,
+      isNewBest: res.isNewBest,
+      msPerIter,
+      peakBytes: this.epochPeak,
       seconds: (Date.now() - this.epochStart) / 1000,
     };
     this.epochNow++;
@@ -574,9 +657,16 @@ export class Trainer {
    * (n, K, ...spatial). `spatial` defaults to the patch (sliding-window tiles); any shape the
    * strides divide works (e.g. a whole small volume). Deep-supervision heads are skipped.
    */
-  async predictLogits(data: Float32Array, n: number, spatial: readonly number[] = this.patch): Promise<Float32Array> {
+  async predictLogits(
+    data: Float32Array,
+    n: number,
+    spatial: readonly number[] = this.patch,
+  ): Promise<Float32Array> {
     const vox = spatial.reduce((a, b) => a * b, 1);
-    if (data.length !== n * this.net.arch.inputChannels * vox) throw new Error(`predictLogits: ${data.length} values for ${n} × [${spatial}] × ${this.net.arch.inputChannels} channels`);
+    if (data.length !== n * this.net.arch.inputChannels * vox)
+      throw new Error(
+        `predictLogits: ${data.length} values for ${n} × [${spatial}] × ${this.net.arch.inputChannels} channels`,
+      );
     return this.net.predictLogits(data, n, spatial);
   }
 

@@ -22,7 +22,9 @@ export interface CapabilityRow {
 
 const MiB = 1024 * 1024;
 function size(bytes: number): string {
-  return bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(1)} GiB` : `${Math.round(bytes / MiB)} MiB`;
+  return bytes >= 1024 * MiB
+    ? `${(bytes / (1024 * MiB)).toFixed(1)} GiB`
+    : `${Math.round(bytes / MiB)} MiB`;
 }
 
 export function capabilityRows(f: BrowserFacts): CapabilityRow[] {
@@ -34,36 +36,69 @@ export function capabilityRows(f: BrowserFacts): CapabilityRow[] {
       ? `on ${adapterName(g)}, a software adapter on the CPU: works, but slowly`
       : `on ${adapterName(g)}`;
   const maxBinding = g.limits?.maxStorageBufferBindingSize;
-  const trainDetail = gpuDetail + (g.available && maxBinding ? `; largest GPU buffer ${size(maxBinding)}` : '');
+  const trainDetail =
+    gpuDetail + (g.available && maxBinding ? `; largest GPU buffer ${size(maxBinding)}` : '');
   const threads = f.threads && f.threads > 0 ? f.threads : 1;
   const wasmThreads = g.crossOriginIsolated ? threads : 1;
   const quota = f.storage?.quota;
   const usage = f.storage?.usage ?? 0;
   const f16 = g.available && !!g.features?.includes('shader-f16');
   return [
-    { id: 'selftest', name: 'GPU self-test (tfjs conv3d forward + gradient vs CPU)', usable: g.available, detail: gpuDetail },
+    {
+      id: 'selftest',
+      name: 'GPU self-test (tfjs conv3d forward + gradient vs CPU)',
+      usable: g.available,
+      detail: gpuDetail,
+    },
     {
       id: 'storage',
       name: 'Import NIfTI / DICOM / nnU-Net raw folders into this browser',
       usable: quota === undefined || quota > usage,
-      detail: quota === undefined ? 'storage quota not reported by this browser' : `${size(usage)} used of ${size(quota)} available to this site`,
+      detail:
+        quota === undefined
+          ? 'storage quota not reported by this browser'
+          : `${size(usage)} used of ${size(quota)} available to this site`,
     },
-    { id: 'plan', name: 'Dataset fingerprint and nnU-Net planning', usable: true, detail: 'runs on the CPU in a worker' },
+    {
+      id: 'plan',
+      name: 'Dataset fingerprint and nnU-Net planning',
+      usable: true,
+      detail: 'runs on the CPU in a worker',
+    },
     { id: 'train', name: 'Training the 3D U-Net', usable: g.available, detail: trainDetail },
-    { id: 'federate', name: 'Federated rounds (FFE, FedAvg, AsymFedAvg)', usable: g.available, detail: trainDetail },
+    {
+      id: 'federate',
+      name: 'Federated rounds (FFE, FedAvg, AsymFedAvg)',
+      usable: g.available,
+      detail: trainDetail,
+    },
     {
       id: 'predict',
       name: 'Segmenting a new scan',
       usable: true,
       // The same rule as chooseEngine('auto') in src/infer/engine-choice.ts.
-      detail: g.available && !software ? 'Automatic uses ONNX on WebGPU' : `Automatic uses ONNX on WebAssembly${g.available ? ' (faster than a software GPU)' : ''}`,
+      detail:
+        g.available && !software
+          ? 'Automatic uses ONNX on WebGPU'
+          : `Automatic uses ONNX on WebAssembly${g.available ? ' (faster than a software GPU)' : ''}`,
     },
     {
       id: 'threads',
       name: 'Multi-threaded WebAssembly',
       usable: wasmThreads > 1,
-      detail: g.crossOriginIsolated ? `${threads} thread(s) (cross-origin isolated)` : 'one thread: the page is not cross-origin isolated, so no SharedArrayBuffer',
+      detail: g.crossOriginIsolated
+        ? `${threads} thread(s) (cross-origin isolated)`
+        : 'one thread: the page is not cross-origin isolated, so no SharedArrayBuffer',
     },
-    { id: 'f16', name: 'Half-precision GPU shaders (shader-f16)', usable: f16, detail: f16 ? 'the adapter offers shader-f16' : g.available ? 'the adapter does not offer shader-f16; 32-bit floats are used' : 'needs WebGPU' },
+    {
+      id: 'f16',
+      name: 'Half-precision GPU shaders (shader-f16)',
+      usable: f16,
+      detail: f16
+        ? 'the adapter offers shader-f16'
+        : g.available
+          ? 'the adapter does not offer shader-f16; 32-bit floats are used'
+          : 'needs WebGPU',
+    },
   ];
 }

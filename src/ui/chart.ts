@@ -7,7 +7,11 @@ export interface Series {
   points: Array<[number, number]>;
 }
 
-export function lineChart(label: string, width = 460, height = 160): { el: SVGSVGElement; draw(series: Series[]): void } {
+export function lineChart(
+  label: string,
+  width = 460,
+  height = 160,
+): { el: SVGSVGElement; draw(series: Series[]): void } {
   const svg = document.createElementNS(NS, 'svg');
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('role', 'img');
@@ -29,7 +33,10 @@ export function lineChart(label: string, width = 460, height = 160): { el: SVGSV
     axis.setAttribute('d', `M${pad},${pad / 2}V${height - pad}H${width - pad / 2}`);
     axis.setAttribute('class', 'axis');
     svg.append(axis);
-    for (const [v, y] of [[y1, sy(y1)], [y0, sy(y0)]] as const) {
+    for (const [v, y] of [
+      [y1, sy(y1)],
+      [y0, sy(y0)],
+    ] as const) {
       const t = document.createElementNS(NS, 'text');
       t.setAttribute('x', '2');
       t.setAttribute('y', String(y + 4));
@@ -40,7 +47,10 @@ export function lineChart(label: string, width = 460, height = 160): { el: SVGSV
       const pts = s.points.filter(([, y]) => Number.isFinite(y));
       if (!pts.length) return;
       const path = document.createElementNS(NS, 'path');
-      path.setAttribute('d', pts.map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(''));
+      path.setAttribute(
+        'd',
+        pts.map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(''),
+      );
       path.setAttribute('stroke', s.color);
       path.setAttribute('fill', 'none');
       path.setAttribute('stroke-width', '1.8');

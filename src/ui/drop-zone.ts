@@ -6,12 +6,17 @@ export async function filesFromEntries(entries: FileSystemEntry[]): Promise<Path
   const out: PathFile[] = [];
   const walk = async (entry: FileSystemEntry, prefix: string): Promise<void> => {
     if (entry.isFile) {
-      out.push({ path: prefix + entry.name, file: await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail)) });
+      out.push({
+        path: prefix + entry.name,
+        file: await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail)),
+      });
     } else if (entry.isDirectory) {
       const reader = (entry as FileSystemDirectoryEntry).createReader();
       // readEntries returns batches (about 100 entries) until an empty one.
       for (;;) {
-        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
+        const batch = await new Promise<FileSystemEntry[]>((ok, fail) =>
+          reader.readEntries(ok, fail),
+        );
         if (batch.length === 0) break;
         for (const e of batch) await walk(e, `${prefix}${entry.name}/`);
       }
@@ -22,7 +27,11 @@ export async function filesFromEntries(entries: FileSystemEntry[]): Promise<Path
 }
 
 /** Enter/Space activates the zone (e.g. opens a picker); a drop delivers the files it held. */
-export function wireDropZone(zone: HTMLElement, onActivate: () => void, onFiles: (files: PathFile[]) => void): void {
+export function wireDropZone(
+  zone: HTMLElement,
+  onActivate: () => void,
+  onFiles: (files: PathFile[]) => void,
+): void {
   zone.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
@@ -38,7 +47,9 @@ export function wireDropZone(zone: HTMLElement, onActivate: () => void, onFiles:
     e.preventDefault();
     zone.classList.remove('over');
     // Entries must be taken synchronously: the DataTransfer is emptied when the handler returns.
-    const entries = [...(e.dataTransfer?.items ?? [])].map((i) => i.webkitGetAsEntry()).filter((x): x is FileSystemEntry => !!x);
+    const entries = [...(e.dataTransfer?.items ?? [])]
+      .map((i) => i.webkitGetAsEntry())
+      .filter((x): x is FileSystemEntry => !!x);
     void filesFromEntries(entries).then((files) => files.length && onFiles(files));
   });
 }

@@ -25,7 +25,11 @@ function tabs(list: Tab[]): HTMLElement {
   const bar = el('nav', { class: 'tabs', role: 'tablist', 'aria-label': 'Steps' });
   const panels = el('div', {});
   const buttons = list.map((t) => {
-    const b = el('button', { type: 'button', role: 'tab', id: `tab-${t.id}`, 'aria-controls': `panel-${t.id}` }, t.label);
+    const b = el(
+      'button',
+      { type: 'button', role: 'tab', id: `tab-${t.id}`, 'aria-controls': `panel-${t.id}` },
+      t.label,
+    );
     t.panel.id = `panel-${t.id}`;
     t.panel.setAttribute('role', 'tabpanel');
     t.panel.setAttribute('aria-labelledby', `tab-${t.id}`);
@@ -72,40 +76,79 @@ export type HookedWindow = Window & { __fednnunet: PageHooks };
 
 async function main(): Promise<void> {
   const status = await probeWebGPU();
-  const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), { type: 'module' });
+  const dataWorker = new Worker(new URL('../../workers/data.worker.ts', import.meta.url), {
+    type: 'module',
+  });
   const dataApi = Comlink.wrap<DataApi>(dataWorker);
   const data = dataView(dataApi);
-  const trainWorker = new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module' });
+  const trainWorker = new Worker(new URL('../../workers/train.worker.ts', import.meta.url), {
+    type: 'module',
+  });
   const trainApi = Comlink.wrap<TrainApi>(trainWorker);
   const train = trainView(dataApi, trainApi, status.available);
   const federation = federationView(dataApi, trainApi, status.available);
-  const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), { type: 'module', name: 'fednnunet-infer' });
+  const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'fednnunet-infer',
+  });
   const inferApi = Comlink.wrap<InferApi>(inferWorker);
   const predict = predictView(inferApi, dataApi);
   const selfTest = selfTestCard(status.available);
   const siteKey = siteKeyCard(() => trainApi.siteKey());
   // Storage and threads are measured here, like the adapter, for the "This browser" page.
   const storage = await navigator.storage?.estimate?.().catch(() => undefined);
-  const system = el('div', {}, statusCard({ webgpu: status, storage, threads: navigator.hardwareConcurrency }), siteKey.card, selfTest.card);
+  const system = el(
+    'div',
+    {},
+    statusCard({ webgpu: status, storage, threads: navigator.hardwareConcurrency }),
+    siteKey.card,
+    selfTest.card,
+  );
   if (!status.available) {
     // Say it up front, on every tab: the plain-words reason and what still works.
-    app.append(el('p', { class: 'banner bad', id: 'webgpu-banner' }, 'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.'));
+    app.append(
+      el(
+        'p',
+        { class: 'banner bad', id: 'webgpu-banner' },
+        'This browser has no WebGPU: you can import and check data here, but not train. See “This browser”.',
+      ),
+    );
   }
   // A join link (…?join=CODE) opens the Federation step.
   const q = new URLSearchParams(location.search);
   if ((q.has('join') || q.has('workshop')) && !location.hash) location.hash = 'federation';
-  app.append(tabs([
-    { id: 'data', label: 'Data', panel: data.root },
-    { id: 'federation', label: 'Federation', panel: federation.root, onShow: () => void federation.refresh() },
-    { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
-    { id: 'predict', label: 'Predict', panel: predict.root, onShow: () => void predict.refresh() },
-    { id: 'system', label: 'This browser', panel: system, onShow: () => void siteKey.refresh() },
-  ]));
+  app.append(
+    tabs([
+      { id: 'data', label: 'Data', panel: data.root },
+      {
+        id: 'federation',
+        label: 'Federation',
+        panel: federation.root,
+        onShow: () => void federation.refresh(),
+      },
+      { id: 'train', label: 'Train', panel: train.root, onShow: () => void train.refresh() },
+      {
+        id: 'predict',
+        label: 'Predict',
+        panel: predict.root,
+        onShow: () => void predict.refresh(),
+      },
+      { id: 'system', label: 'This browser', panel: system, onShow: () => void siteKey.refresh() },
+    ]),
+  );
   await data.refresh();
   void federation.resumeIfUnfinished();
   await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.
-  const hooks: PageHooks = { status, selfTest: selfTest.run, data: dataApi, train: trainApi, infer: inferApi, predict, proxy: Comlink.proxy };
+  const hooks: PageHooks = {
+    status,
+    selfTest: selfTest.run,
+    data: dataApi,
+    train: trainApi,
+    infer: inferApi,
+    predict,
+    proxy: Comlink.proxy,
+  };
   Object.assign(window, { __fednnunet: hooks });
   document.body.dataset.ready = 'true';
 }

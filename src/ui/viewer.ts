@@ -5,8 +5,18 @@ import { el } from './dom.ts';
 
 /** Distinct colours for labels 1, 2, … (background is transparent). */
 export const LABEL_COLOURS: ReadonlyArray<[number, number, number]> = [
-  [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
+  [230, 25, 75],
+  [60, 180, 75],
+  [255, 225, 25],
+  [0, 130, 200],
+  [245, 130, 48],
+  [145, 30, 180],
+  [70, 240, 240],
+  [240, 50, 230],
+  [210, 245, 60],
+  [250, 190, 212],
+  [0, 128, 128],
+  [170, 110, 40],
 ];
 
 export function labelColour(value: number): [number, number, number] {
@@ -22,61 +32,140 @@ export interface SliceViewer {
   clear(): void;
 }
 
-const VIEWS: Array<[string, SLICE_TYPE]> = [['Axial', SLICE_TYPE.AXIAL], ['Coronal', SLICE_TYPE.CORONAL], ['Sagittal', SLICE_TYPE.SAGITTAL], ['All three', SLICE_TYPE.MULTIPLANAR]];
+const VIEWS: Array<[string, SLICE_TYPE]> = [
+  ['Axial', SLICE_TYPE.AXIAL],
+  ['Coronal', SLICE_TYPE.CORONAL],
+  ['Sagittal', SLICE_TYPE.SAGITTAL],
+  ['All three', SLICE_TYPE.MULTIPLANAR],
+];
 
 export function sliceViewer(): SliceViewer {
-  const canvas = el('canvas', { id: 'viewer-canvas', width: '720', height: '480', tabindex: '0', 'aria-label': 'Slice view of the scan with the segmentation on top; arrow keys or Page Up/Down change the slice' });
+  const canvas = el('canvas', {
+    id: 'viewer-canvas',
+    width: '720',
+    height: '480',
+    tabindex: '0',
+    'aria-label':
+      'Slice view of the scan with the segmentation on top; arrow keys or Page Up/Down change the slice',
+  });
   const viewButtons = VIEWS.map(([label, type]) => {
-    const b = el('button', { type: 'button', class: 'secondary', 'data-view': label.toLowerCase().replace(/ /g, '-'), 'aria-pressed': String(type === SLICE_TYPE.MULTIPLANAR) }, label);
+    const b = el(
+      'button',
+      {
+        type: 'button',
+        class: 'secondary',
+        'data-view': label.toLowerCase().replace(/ /g, '-'),
+        'aria-pressed': String(type === SLICE_TYPE.MULTIPLANAR),
+      },
+      label,
+    );
     b.addEventListener('click', () => {
       nv?.setSliceType(type);
       viewButtons.forEach((x) => x.setAttribute('aria-pressed', String(x === b)));
     });
     return b;
   });
-  const opacity = el('input', { type: 'range', id: 'overlay-opacity', min: '0', max: '1', step: '0.05', value: '0.5', 'aria-label': 'Segmentation opacity' });
+  const opacity = el('input', {
+    type: 'range',
+    id: 'overlay-opacity',
+    min: '0',
+    max: '1',
+    step: '0.05',
+    value: '0.5',
+    'aria-label': 'Segmentation opacity',
+  });
   const legend = el('ul', { class: 'legend', id: 'viewer-legend' });
-  const root = el('div', { class: 'viewer', id: 'viewer', hidden: '' },
-    el('div', { class: 'row', role: 'group', 'aria-label': 'View' }, ...viewButtons,
-      el('label', { for: 'overlay-opacity' }, 'Segmentation opacity ', opacity)),
-    el('div', { class: 'viewer-canvas' }, canvas), legend);
+  const root = el(
+    'div',
+    { class: 'viewer', id: 'viewer', hidden: '' },
+    el(
+      'div',
+      { class: 'row', role: 'group', 'aria-label': 'View' },
+      ...viewButtons,
+      el('label', { for: 'overlay-opacity' }, 'Segmentation opacity ', opacity),
+    ),
+    el('div', { class: 'viewer-canvas' }, canvas),
+    legend,
+  );
 
   let nv: Niivue | undefined;
   opacity.addEventListener('input', () => {
     if (nv && nv.volumes.length > 1) nv.setOpacity(1, Number(opacity.value));
   });
 
-  async function show(scan: Uint8Array, labels: Uint8Array, names: Record<number, string>): Promise<void> {
+  async function show(
+    scan: Uint8Array,
+    labels: Uint8Array,
+    names: Record<number, string>,
+  ): Promise<void> {
     root.hidden = false;
     if (!nv) {
-      nv = new Niivue({ backColor: [0, 0, 0, 1], show3Dcrosshair: false, isColorbar: false, dragAndDropEnabled: false });
+      nv = new Niivue({
+        backColor: [0, 0, 0, 1],
+        show3Dcrosshair: false,
+        isColorbar: false,
+        dragAndDropEnabled: false,
+      });
       await nv.attachToCanvas(canvas);
     }
     const buf = (b: Uint8Array) => b.slice().buffer as ArrayBuffer;
     // From bytes (Niivue.loadVolumes would fetch the url): drop what was shown, add scan + labels.
     const [a, b] = await Promise.all([
-      NVImage.loadFromUrl({ url: 'scan.nii', name: 'scan.nii', buffer: buf(scan), colormap: 'gray' }),
-      NVImage.loadFromUrl({ url: 'segmentation.nii.gz', name: 'segmentation.nii.gz', buffer: buf(labels), opacity: Number(opacity.value) }),
+      NVImage.loadFromUrl({
+        url: 'scan.nii',
+        name: 'scan.nii',
+        buffer: buf(scan),
+        colormap: 'gray',
+      }),
+      NVImage.loadFromUrl({
+        url: 'segmentation.nii.gz',
+        name: 'segmentation.nii.gz',
+        buffer: buf(labels),
+        opacity: Number(opacity.value),
+      }),
     ]);
     while (nv.volumes.length) nv.removeVolume(nv.volumes[nv.volumes.length - 1]);
     nv.addVolume(a);
     nv.addVolume(b);
-    const values = Object.keys(names).map(Number).sort((a, b) => a - b);
+    const values = Object.keys(names)
+      .map(Number)
+      .sort((a, b) => a - b);
     const max = Math.max(1, ...values);
-    const R: number[] = [], G: number[] = [], B: number[] = [], A: number[] = [], I: number[] = [], L: string[] = [];
+    const R: number[] = [],
+      G: number[] = [],
+      B: number[] = [],
+      A: number[] = [],
+      I: number[] = [],
+      L: string[] = [];
     for (let v = 0; v <= max; v++) {
       const [r, g, b] = v === 0 ? [0, 0, 0] : labelColour(v);
-      R.push(r); G.push(g); B.push(b); A.push(v === 0 ? 0 : 255); I.push(v); L.push(names[v] ?? `label ${v}`);
+      R.push(r);
+      G.push(g);
+      B.push(b);
+      A.push(v === 0 ? 0 : 255);
+      I.push(v);
+      L.push(names[v] ?? `label ${v}`);
     }
     nv.volumes[1].setColormapLabel({ R, G, B, A, I, labels: L });
     nv.setOpacity(1, Number(opacity.value));
     nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
-    viewButtons.forEach((x) => x.setAttribute('aria-pressed', String(x.dataset.view === 'all-three')));
+    viewButtons.forEach((x) =>
+      x.setAttribute('aria-pressed', String(x.dataset.view === 'all-three')),
+    );
     nv.updateGLVolume();
-    legend.replaceChildren(...values.filter((v) => v !== 0).map((v) => {
-      const [r, g, b] = labelColour(v);
-      return el('li', { 'data-label': String(v) }, el('span', { class: 'swatch', style: `background: rgb(${r} ${g} ${b})` }), ` ${v}: ${names[v]}`);
-    }));
+    legend.replaceChildren(
+      ...values
+        .filter((v) => v !== 0)
+        .map((v) => {
+          const [r, g, b] = labelColour(v);
+          return el(
+            'li',
+            { 'data-label': String(v) },
+            el('span', { class: 'swatch', style: `background: rgb(${r} ${g} ${b})` }),
+            ` ${v}: ${names[v]}`,
+          );
+        }),
+    );
   }
 
   return {

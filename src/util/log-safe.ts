@@ -10,5 +10,7 @@ const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202
 
 /** `line` safe to print: control characters as visible \u{…} escapes, continuation lines indented. */
 export function logSafe(line: string): string {
-  return line.replace(UNSAFE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`).replace(/\n/g, '\n    ');
+  return line
+    .replace(UNSAFE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)
+    .replace(/\n/g, '\n    ');
 }

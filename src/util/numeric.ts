@@ -64,8 +64,13 @@ export function prod(values: readonly number[]): number {
 }
 
 /** nnU-Net's compute_new_shape: per axis round(old_spacing / new_spacing * old_shape), half-even. */
-export function computeNewShape(oldShape: readonly number[], oldSpacing: readonly number[], newSpacing: readonly number[]): number[] {
-  if (oldShape.length !== oldSpacing.length || oldShape.length !== newSpacing.length) throw new Error('compute_new_shape: length mismatch');
+export function computeNewShape(
+  oldShape: readonly number[],
+  oldSpacing: readonly number[],
+  newSpacing: readonly number[],
+): number[] {
+  if (oldShape.length !== oldSpacing.length || oldShape.length !== newSpacing.length)
+    throw new Error('compute_new_shape: length mismatch');
   return oldShape.map((s, i) => roundHalfEven((oldSpacing[i] / newSpacing[i]) * s));
 }
 

@@ -18,9 +18,14 @@ export interface RetryOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export async function retryWithBackoff<T>(fn: (attempt: number) => Promise<T>, o: RetryOptions): Promise<T> {
+export async function retryWithBackoff<T>(
+  fn: (attempt: number) => Promise<T>,
+  o: RetryOptions,
+): Promise<T> {
   if (!(o.initialDelayMs > 0) || !(o.maxDelayMs >= o.initialDelayMs) || !(o.giveUpAfterMs >= 0)) {
-    throw new RangeError(`retry: need 0 < initialDelayMs ≤ maxDelayMs and giveUpAfterMs ≥ 0 (got ${o.initialDelayMs}, ${o.maxDelayMs}, ${o.giveUpAfterMs})`);
+    throw new RangeError(
+      `retry: need 0 < initialDelayMs ≤ maxDelayMs and giveUpAfterMs ≥ 0 (got ${o.initialDelayMs}, ${o.maxDelayMs}, ${o.giveUpAfterMs})`,
+    );
   }
   const now = o.now ?? Date.now;
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((ok) => setTimeout(ok, ms)));

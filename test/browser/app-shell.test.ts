@@ -10,7 +10,9 @@ describe('app shell with WebGPU (SwiftShader)', () => {
   afterAll(async () => s?.close());
 
   it('loads without console errors, cross-origin isolated, and reports the adapter', async () => {
-    const status = await s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.status);
+    const status = await s.page.evaluate(
+      () => (window as unknown as HookedWindow).__fednnunet.status,
+    );
     expect(status.available).toBe(true);
     expect(status.crossOriginIsolated).toBe(true);
     expect(JSON.stringify(status.adapter).toLowerCase()).toContain('swiftshader');
@@ -43,7 +45,9 @@ describe('app shell without WebGPU', () => {
     expect(text).toContain('What still works here');
     expect(await s.page.isDisabled('#selftest-run')).toBe(true);
     // CPU-only capabilities stay marked usable; GPU ones are not.
-    const usable = await s.page.$$eval('#capabilities li', (lis) => lis.map((li) => li.getAttribute('data-usable')));
+    const usable = await s.page.$$eval('#capabilities li', (lis) =>
+      lis.map((li) => li.getAttribute('data-usable')),
+    );
     expect(usable).toContain('true');
     expect(usable).toContain('false');
     await screenshot(s.page, 'app-shell-no-webgpu');

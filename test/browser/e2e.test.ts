@@ -44,7 +44,12 @@ interface Egress {
 /** The fields of CDP's Network.webSocketFrameSent / Network.requestWillBeSent events read here. */
 type NetworkEvent = {
   response: { opcode: number; payloadData: string };
-  request: { url: string; method: string; postData?: string; postDataEntries?: Array<{ bytes?: string }> };
+  request: {
+    url: string;
+    method: string;
+    postData?: string;
+    postDataEntries?: Array<{ bytes?: string }>;
+  };
 };
 
 async function recordEgress(ctx: BrowserContext, page: Page): Promise<Egress> {
@@ -52,32 +57,49 @@ async function recordEgress(ctx: BrowserContext, page: Page): Promise<Egress> {
   const cdp: CDPSession = await ctx.newCDPSession(page);
   const onNetwork = (method: string, p: NetworkEvent) => {
     if (method === 'Network.webSocketFrameSent') {
-      if (p.response.opcode === 2) eg.wsFrames.push(new Uint8Array(Buffer.from(p.response.payloadData, 'base64')));
+      if (p.response.opcode === 2)
+        eg.wsFrames.push(new Uint8Array(Buffer.from(p.response.payloadData, 'base64')));
       else eg.wsText.push(p.response.payloadData);
     } else if (method === 'Network.requestWillBeSent') {
       const r = p.request;
-      const parts: Uint8Array[] = (r.postDataEntries ?? []).filter((e) => e.bytes).map((e) => new Uint8Array(Buffer.from(e.bytes!, 'base64')));
+      const parts: Uint8Array[] = (r.postDataEntries ?? [])
+        .filter((e) => e.bytes)
+        .map((e) => new Uint8Array(Buffer.from(e.bytes!, 'base64')));
       if (!parts.length && r.postData) parts.push(new Uint8Array(Buffer.from(r.postData)));
-      eg.requests.push({ url: r.url, method: r.method, body: parts.length ? new Uint8Array(Buffer.concat(parts)) : undefined });
+      eg.requests.push({
+        url: r.url,
+        method: r.method,
+        body: parts.length ? new Uint8Array(Buffer.concat(parts)) : undefined,
+      });
     }
   };
-  for (const m of ['Network.webSocketFrameSent', 'Network.requestWillBeSent']) cdp.on(m as never, (p: NetworkEvent) => onNetwork(m, p));
+  for (const m of ['Network.webSocketFrameSent', 'Network.requestWillBeSent'])
+    cdp.on(m as never, (p: NetworkEvent) => onNetwork(m, p));
   let id = 0;
   const toChild = (sessionId: string, method: string, params: object = {}) =>
-    cdp.send('Target.sendMessageToTarget' as never, { sessionId, message: JSON.stringify({ id: ++id, method, params }) } as never);
-  cdp.on('Target.attachedToTarget' as never, (p: { sessionId: string; targetInfo: { type: string; url: string } }) => {
-    eg.targets.push(`${p.targetInfo.type} ${p.targetInfo.url}`);
-    void (async () => {
-      await toChild(p.sessionId, 'Network.enable');
-      await toChild(p.sessionId, 'Runtime.runIfWaitingForDebugger');
-    })();
-  });
+    cdp.send(
+      'Target.sendMessageToTarget' as never,
+      { sessionId, message: JSON.stringify({ id: ++id, method, params }) } as never,
+    );
+  cdp.on(
+    'Target.attachedToTarget' as never,
+    (p: { sessionId: string; targetInfo: { type: string; url: string } }) => {
+      eg.targets.push(`${p.targetInfo.type} ${p.targetInfo.url}`);
+      void (async () => {
+        await toChild(p.sessionId, 'Network.enable');
+        await toChild(p.sessionId, 'Runtime.runIfWaitingForDebugger');
+      })();
+    },
+  );
   cdp.on('Target.receivedMessageFromTarget' as never, (p: { message: string }) => {
     const m = JSON.parse(p.message);
     if (m.method) onNetwork(m.method, m.params);
   });
   await cdp.send('Network.enable');
-  await cdp.send('Target.setAutoAttach' as never, { autoAttach: true, waitForDebuggerOnStart: true, flatten: false } as never);
+  await cdp.send(
+    'Target.setAutoAttach' as never,
+    { autoAttach: true, waitForDebuggerOnStart: true, flatten: false } as never,
+  );
   return eg;
 }
 
@@ -99,7 +121,18 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       staticDir: join(process.cwd(), 'dist'),
       log: () => undefined,
       aggregateFingerprints: mergeSiteFingerprints,
-      config: { method: 'ffe', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: TOKEN },
+      config: {
+        method: 'ffe',
+        configuration: '3d_fullres',
+        rounds: 2,
+        itersPerRound: 1,
+        minSites: 2,
+        roundDeadlineMs: 600_000,
+        weighting: 'uniform',
+        encoding: 'fp16',
+        expectedSites: 2,
+        token: TOKEN,
+      },
     });
     browser = await launchChromium({ webgpu: true });
   });
@@ -125,20 +158,30 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       await page.click('#tab-data');
       await page.selectOption('#demo-site', String(i));
       await page.click('#use-demo');
-      await page.waitForFunction(() => document.querySelector('#import-status')?.textContent === 'Import finished.', undefined, { timeout: 120_000 });
+      await page.waitForFunction(
+        () => document.querySelector('#import-status')?.textContent === 'Import finished.',
+        undefined,
+        { timeout: 120_000 },
+      );
       if (i === 0) await screenshot(page, 'e2e-1-data');
       // Step 2: Federation tab, small network.
       await page.click('#tab-federation');
-      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.waitForFunction(
+        () => document.querySelectorAll('#fed-dataset option').length === 1,
+      );
       await page.fill('#fed-tiny-patch', '8');
       pages.push(page);
     }
     await Promise.all(pages.map((p) => p.click('#fed-join')));
     await pages[0].waitForSelector('#fed-status[data-round="1"]', { timeout: 600_000 });
     await screenshot(pages[0], 'e2e-2-federation-round');
-    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
+    await Promise.all(
+      pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })),
+    );
     await screenshot(pages[0], 'e2e-3-federation-done');
-    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    const digests = await Promise.all(
+      pages.map((p) => p.getAttribute('#fed-status', 'data-digest')),
+    );
     expect(digests[1]).toBe(digests[0]);
     expect(relay.coordinator.round).toBe(2);
     federated = true;
@@ -146,21 +189,34 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     // Step 3: Predict with the model the federation left in this browser.
     const page = pages[0];
     await page.click('#tab-predict');
-    await page.waitForFunction(() => document.querySelectorAll('#model-list li[data-id]').length === 1);
+    await page.waitForFunction(
+      () => document.querySelectorAll('#model-list li[data-id]').length === 1,
+    );
     const modelName = await page.getAttribute('#model-list li[data-id]', 'data-model');
     expect(modelName).toMatch(/federation \(2 rounds\)/);
     // The case list fills asynchronously (data worker) after the model list; wait for it.
-    await page.waitForFunction(() => [...(document.querySelector('#predict-case') as HTMLSelectElement).options].some((o) => o.value));
-    const caseValue = await page.$eval('#predict-case', (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value);
+    await page.waitForFunction(() =>
+      [...(document.querySelector('#predict-case') as HTMLSelectElement).options].some(
+        (o) => o.value,
+      ),
+    );
+    const caseValue = await page.$eval(
+      '#predict-case',
+      (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value,
+    );
     await page.selectOption('#predict-case', caseValue);
     // WebAssembly: patch 8 means ~2000 tiles, which SwiftShader's WebGPU takes over 4 minutes for.
     await page.selectOption('#predict-backend', 'onnx-wasm');
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 600_000 });
-    await page.waitForFunction(() => (window as unknown as HookedWindow).__fednnunet.predict.viewer.volumesLoaded() === 2);
+    await page.waitForFunction(
+      () => (window as unknown as HookedWindow).__fednnunet.predict.viewer.volumesLoaded() === 2,
+    );
     await page.waitForTimeout(300); // let the canvas draw once more before the picture
     await screenshot(page, 'e2e-4-predict-overlay');
-    const rows = await page.$$eval('#volume-table tbody tr', (r) => r.map((x) => x.getAttribute('data-label')));
+    const rows = await page.$$eval('#volume-table tbody tr', (r) =>
+      r.map((x) => x.getAttribute('data-label')),
+    );
     expect(rows.length).toBeGreaterThan(0);
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-seg')]);
     expect(dl.suggestedFilename()).toMatch(/_seg\.nii\.gz$/);
@@ -182,13 +238,24 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       const stored = await page.evaluate(async () => {
         const f = (window as unknown as HookedWindow).__fednnunet;
         const [d] = await f.data.datasets();
-        return Promise.all(d.cases.map(async (c: { caseId: string }) => ({ caseId: c.caseId, digests: await f.data.caseDigests(d.id, c.caseId) })));
+        return Promise.all(
+          d.cases.map(async (c: { caseId: string }) => ({
+            caseId: c.caseId,
+            digests: await f.data.caseDigests(d.id, c.caseId),
+          })),
+        );
       });
       expect(stored.length).toBe(ds.cases.length);
       const index = new VoxelIndex(64);
       for (const c of ds.cases) {
-        const bytes = new Uint8Array(c.image.data.buffer, c.image.data.byteOffset, c.image.data.byteLength);
-        expect(stored.find((s) => s.caseId === c.id)!.digests!.images[0]).toBe(createHash('sha256').update(bytes).digest('hex'));
+        const bytes = new Uint8Array(
+          c.image.data.buffer,
+          c.image.data.byteOffset,
+          c.image.data.byteLength,
+        );
+        expect(stored.find((s) => s.caseId === c.id)!.digests!.images[0]).toBe(
+          createHash('sha256').update(bytes).digest('hex'),
+        );
         index.add(bytes);
         const lab = c.label.data;
         index.add(new Uint8Array(lab.buffer, lab.byteOffset, lab.byteLength));
@@ -201,19 +268,38 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       const types = signed.map((s) => decodeMessage(s.frame).message.type);
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
       // Besides the messages, only signatures and, with each hello, this browser's public key left.
-      const ownKey = await page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k: { publicKey: string }) => k.publicKey));
-      expect(signed.filter((s, k) => s.key.length > 0 || types[k] === 'hello').map((s) => Buffer.from(s.key).toString('base64'))).toEqual(types.filter((t) => t === 'hello').map(() => ownKey));
-      const panel = await page.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
+      const ownKey = await page.evaluate(() =>
+        (window as unknown as HookedWindow).__fednnunet.train
+          .siteKey()
+          .then((k: { publicKey: string }) => k.publicKey),
+      );
+      expect(
+        signed
+          .filter((s, k) => s.key.length > 0 || types[k] === 'hello')
+          .map((s) => Buffer.from(s.key).toString('base64')),
+      ).toEqual(types.filter((t) => t === 'hello').map(() => ownKey));
+      const panel = await page.$$eval('#egress-rows tr', (rows) =>
+        rows.map((r) => r.getAttribute('data-type')),
+      );
       expect(panel).toEqual(types);
       // Every payload, at every offset: WebSocket messages and HTTP bodies (the app's own GETs have none).
       const payloads = [...eg.wsFrames, ...eg.requests.flatMap((r) => (r.body ? [r.body] : []))];
       const hits = payloads.map((p) => index.find(p)).filter((h) => h >= 0);
       expect(hits).toEqual([]);
       // Only GETs, to the app's own server or to in-page URLs (blob:/data:: workers, the download).
-      expect(eg.requests.filter((r) => r.method !== 'GET' || !(r.url.startsWith(relay.url) || /^(blob|data):/.test(r.url))).map((r) => `${r.method} ${r.url.slice(0, 80)}`)).toEqual([]);
+      expect(
+        eg.requests
+          .filter(
+            (r) =>
+              r.method !== 'GET' || !(r.url.startsWith(relay.url) || /^(blob|data):/.test(r.url)),
+          )
+          .map((r) => `${r.method} ${r.url.slice(0, 80)}`),
+      ).toEqual([]);
       expect(eg.targets.filter((t) => t.startsWith('worker')).length).toBeGreaterThanOrEqual(2);
       const bytes = eg.wsFrames.reduce((n, f) => n + f.length, 0);
-      console.log(`site ${i}: ${types.length} messages (${[...new Set(types)].join(', ')}), ${bytes} bytes, ${eg.requests.length} HTTP requests, ${index.size} image/label windows checked, targets: ${eg.targets.length}`);
+      console.log(
+        `site ${i}: ${types.length} messages (${[...new Set(types)].join(', ')}), ${bytes} bytes, ${eg.requests.length} HTTP requests, ${index.size} image/label windows checked, targets: ${eg.targets.length}`,
+      );
     }
   });
 });

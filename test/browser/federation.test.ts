@@ -22,7 +22,18 @@ describe('federation between two browser tabs through the relay', () => {
       staticDir: join(process.cwd(), 'dist'),
       log: () => undefined,
       aggregateFingerprints: mergeSiteFingerprints,
-      config: { method: 'ffe', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'tok42' },
+      config: {
+        method: 'ffe',
+        configuration: '3d_fullres',
+        rounds: 2,
+        itersPerRound: 1,
+        minSites: 2,
+        roundDeadlineMs: 600_000,
+        weighting: 'uniform',
+        encoding: 'fp16',
+        expectedSites: 2,
+        token: 'tok42',
+      },
     });
     browser = await launchChromium({ webgpu: true });
   });
@@ -43,28 +54,44 @@ describe('federation between two browser tabs through the relay', () => {
       await page.goto(`${relay.url}?join=tok42&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
       expect(await page.isVisible('#panel-federation')).toBe(true); // the join link opens the step
-      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => {
+        const f = (window as unknown as HookedWindow).__fednnunet;
+        return f.data.importDemo(
+          k,
+          f.proxy(() => undefined),
+        );
+      }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation'); // refreshes the dataset list
-      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.waitForFunction(
+        () => document.querySelectorAll('#fed-dataset option').length === 1,
+      );
       await page.fill('#fed-tiny-patch', '8');
       pages.push(page);
     }
     await Promise.all(pages.map((p) => p.click('#fed-join')));
-    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
-    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    await Promise.all(
+      pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })),
+    );
+    const digests = await Promise.all(
+      pages.map((p) => p.getAttribute('#fed-status', 'data-digest')),
+    );
     expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
     expect(digests[1]).toBe(digests[0]);
     expect(relay.coordinator.round).toBe(2);
     expect(relay.coordinator.snapshot.history.map((h) => h.contributors.length)).toEqual([2, 2]);
     for (const p of pages) {
-      const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
+      const types = await p.$$eval('#egress-rows tr', (rows) =>
+        rows.map((r) => r.getAttribute('data-type')),
+      );
       expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
       expect(types.filter((t) => t === 'update').length).toBeGreaterThanOrEqual(2);
       expect(await p.textContent('#egress-total')).toMatch(/^\d+ messages, /);
       // The per-round chart holds both rounds (loss and pseudo-Dice lines), and the progress line says where it got to.
       expect(await p.getAttribute('#fed-chart', 'data-rounds')).toBe('2');
-      expect(await p.$$eval('#fed-chart path[stroke]', (ps) => ps.length)).toBeGreaterThanOrEqual(1);
+      expect(await p.$$eval('#fed-chart path[stroke]', (ps) => ps.length)).toBeGreaterThanOrEqual(
+        1,
+      );
       expect(await p.textContent('#fed-eta')).toBe('round 2 of 2 done');
     }
     await screenshot(pages[0], 'federation-done');
@@ -110,7 +137,18 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
       staticDir: join(process.cwd(), 'dist'),
       log: () => undefined,
       aggregateFingerprints: mergeSiteFingerprints,
-      config: { method: 'ffe', configuration: '3d_fullres', rounds: 3, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'again' },
+      config: {
+        method: 'ffe',
+        configuration: '3d_fullres',
+        rounds: 3,
+        itersPerRound: 1,
+        minSites: 2,
+        roundDeadlineMs: 600_000,
+        weighting: 'uniform',
+        encoding: 'fp16',
+        expectedSites: 2,
+        token: 'again',
+      },
     });
     browser = await launchChromium({ webgpu: true });
   });
@@ -126,10 +164,18 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
       const page = await (await browser.browser.newContext()).newPage();
       await page.goto(`${relay.url}?join=again&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
-      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
+      await page.evaluate((k) => {
+        const f = (window as unknown as HookedWindow).__fednnunet;
+        return f.data.importDemo(
+          k,
+          f.proxy(() => undefined),
+        );
+      }, i);
       await page.click('#tab-data');
       await page.click('#tab-federation');
-      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
+      await page.waitForFunction(
+        () => document.querySelectorAll('#fed-dataset option').length === 1,
+      );
       await page.fill('#fed-tiny-patch', '8');
       pages.push(page);
     }
@@ -138,15 +184,26 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
     const sitesBefore = relay.coordinator.snapshot.sites.map((x) => x.siteId);
     // The key this profile signs with is the one the relay bound to site-b; it cannot be exported.
     const keyBefore = await siteKeyOf(pages[1]);
-    expect(keyBefore).toEqual({ shown: keyBefore.fingerprint, fingerprint: expect.stringMatching(/^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/), extractable: false, exported: false });
-    expect(relay.coordinator.roster().find((x) => x.siteName === 'site-b')?.fingerprint).toBe(keyBefore.fingerprint);
+    expect(keyBefore).toEqual({
+      shown: keyBefore.fingerprint,
+      fingerprint: expect.stringMatching(/^[0-9a-f]{4}(:[0-9a-f]{4}){7}$/),
+      extractable: false,
+      exported: false,
+    });
+    expect(relay.coordinator.roster().find((x) => x.siteName === 'site-b')?.fingerprint).toBe(
+      keyBefore.fingerprint,
+    );
     await pages[1].reload();
     await pages[1].waitForSelector('#fed-status[data-rejoined="true"]', { timeout: 60_000 });
     // Same key after the reload (trust on first use would refuse a new key for site-b's id).
     expect(await siteKeyOf(pages[1])).toEqual(keyBefore);
     expect((await siteKeyOf(pages[0])).fingerprint).not.toBe(keyBefore.fingerprint);
-    await Promise.all(pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
-    const digests = await Promise.all(pages.map((p) => p.getAttribute('#fed-status', 'data-digest')));
+    await Promise.all(
+      pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })),
+    );
+    const digests = await Promise.all(
+      pages.map((p) => p.getAttribute('#fed-status', 'data-digest')),
+    );
     expect(digests[1]).toBe(digests[0]);
     // Still two sites, the same ids: the reloaded tab came back as itself.
     expect(relay.coordinator.snapshot.sites.map((x) => x.siteId)).toEqual(sitesBefore);
@@ -154,4 +211,3 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
     expect(await pages[1].textContent('#fed-log')).toContain('restored the saved state after');
   }, 900_000);
 });
-

@@ -10,7 +10,9 @@ describe('tfjs on WebGPU in a dedicated module worker', () => {
   afterAll(async () => s?.close());
 
   it('conv3d forward and both gradients match the cpu backend (rel. L2 < 1e-4)', async () => {
-    const r = await s.page.evaluate(() => (window as unknown as HookedWindow).__fednnunet.selfTest());
+    const r = await s.page.evaluate(() =>
+      (window as unknown as HookedWindow).__fednnunet.selfTest(),
+    );
     expect(r.backend).toBe('webgpu');
     expect(JSON.stringify(r.gpu.adapter).toLowerCase()).toContain('swiftshader');
     expect(r.relL2.y).toBeLessThan(1e-4);

@@ -10,19 +10,115 @@ import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts
 import type { ConvCase } from '../pages/kernels/kernels.worker.ts';
 
 const CASES: ConvCase[] = [
-  { batch: 1, spatial: [5, 7, 6], cin: 1, cout: 4, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 2, spatial: [7, 5, 9], cin: 3, cout: 5, kernel: [1, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 1, spatial: [9, 7, 5], cin: 8, cout: 16, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
-  { batch: 2, spatial: [6, 7, 5], cin: 3, cout: 5, kernel: [1, 3, 3], strides: [1, 2, 2], pad: 'valid' },
-  { batch: 2, spatial: [5, 6, 7], cin: 8, cout: 16, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'valid' },
-  { batch: 2, spatial: [6, 4, 8], cin: 5, cout: 3, kernel: [2, 2, 2], strides: [2, 2, 2], pad: 'valid' },
-  { batch: 1, spatial: [3, 6, 6], cin: 3, cout: 4, kernel: [1, 2, 2], strides: [1, 2, 2], pad: 'valid' },
-  { batch: 1, spatial: [3, 5, 4], cin: 16, cout: 70, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 1, spatial: [3, 3, 3], cin: 64, cout: 8, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  {
+    batch: 1,
+    spatial: [5, 7, 6],
+    cin: 1,
+    cout: 4,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [7, 5, 9],
+    cin: 3,
+    cout: 5,
+    kernel: [1, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [9, 7, 5],
+    cin: 8,
+    cout: 16,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [6, 7, 5],
+    cin: 3,
+    cout: 5,
+    kernel: [1, 3, 3],
+    strides: [1, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [5, 6, 7],
+    cin: 8,
+    cout: 16,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [6, 4, 8],
+    cin: 5,
+    cout: 3,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [3, 6, 6],
+    cin: 3,
+    cout: 4,
+    kernel: [1, 2, 2],
+    strides: [1, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [3, 5, 4],
+    cin: 16,
+    cout: 70,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [3, 3, 3],
+    cin: 64,
+    cout: 8,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
   // vec4 loads on both operands, 8-row blocks (≥ 4096 output voxels), a partial last block
-  { batch: 2, spatial: [16, 17, 15], cin: 8, cout: 8, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 1, spatial: [9, 10, 11], cin: 4, cout: 12, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
-  { batch: 2, spatial: [7, 6, 5], cin: 16, cout: 8, kernel: [2, 2, 2], strides: [2, 2, 2], pad: 'valid' },
+  {
+    batch: 2,
+    spatial: [16, 17, 15],
+    cin: 8,
+    cout: 8,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [9, 10, 11],
+    cin: 4,
+    cout: 12,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [7, 6, 5],
+    cin: 16,
+    cout: 8,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
 ];
 
 describe('fast WebGPU conv3d kernels', () => {
@@ -37,9 +133,18 @@ describe('fast WebGPU conv3d kernels', () => {
   it('forward, dx and dw match the cpu backend (rel. L2 < 1e-4) and write every output element', async () => {
     const r = await api('checkKernels', CASES);
     expect(r).toHaveLength(3 * CASES.length);
-    const worst = (k: string, f: 'fast' | 'stock') => Math.max(...r.filter((c) => c.name.startsWith(`${k} `)).map((c) => c.relL2[f]));
-    console.log(['y', 'dx', 'dw'].map((k) => `${k}: worst rel. L2 fast ${worst(k, 'fast').toExponential(2)}, stock ${worst(k, 'stock').toExponential(2)}`).join('; '));
-    if (process.env.KDEBUG) for (const c of r) console.log(c.name, c.relL2.fast.toExponential(2), c.unwritten);
+    const worst = (k: string, f: 'fast' | 'stock') =>
+      Math.max(...r.filter((c) => c.name.startsWith(`${k} `)).map((c) => c.relL2[f]));
+    console.log(
+      ['y', 'dx', 'dw']
+        .map(
+          (k) =>
+            `${k}: worst rel. L2 fast ${worst(k, 'fast').toExponential(2)}, stock ${worst(k, 'stock').toExponential(2)}`,
+        )
+        .join('; '),
+    );
+    if (process.env.KDEBUG)
+      for (const c of r) console.log(c.name, c.relL2.fast.toExponential(2), c.unwritten);
     // An invalid shader invalidates its whole command buffer (the poisoning fill included), so
     // check for WebGPU errors before trusting any number.
     expect(await api('gpuErrors')).toEqual([]);
@@ -78,7 +183,10 @@ describe('fast WebGPU conv3d kernels', () => {
     expect(r.cpu).toHaveLength(3);
     // The weights must move: the third loss differs from the first.
     expect(Math.abs(r.cpu[2] - r.cpu[0])).toBeGreaterThan(1e-5);
-    for (const k of ['stock', 'fast'] as const) r[k].forEach((l, i) => expect(Math.abs(l - r.cpu[i]) / r.cpu[i], `${k} step ${i}`).toBeLessThan(1e-4));
+    for (const k of ['stock', 'fast'] as const)
+      r[k].forEach((l, i) =>
+        expect(Math.abs(l - r.cpu[i]) / r.cpu[i], `${k} step ${i}`).toBeLessThan(1e-4),
+      );
   });
 
   it('a whole training step with fast kernels equals stock webgpu and cpu (rel. L2 < 1e-4)', async () => {

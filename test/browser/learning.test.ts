@@ -14,7 +14,11 @@ describe('learning check (tiny 3d, webgpu)', () => {
   afterAll(async () => s?.close());
 
   it('150 steps reach Dice ≥ 0.85 on held-out cases', async () => {
-    const r = await s.page.evaluate(() => (window as unknown as { __learning: (o: { fastKernels: boolean }) => Promise<unknown> }).__learning({ fastKernels: true })) as LearningCheckResult & { backend: string };
+    const r = (await s.page.evaluate(() =>
+      (
+        window as unknown as { __learning: (o: { fastKernels: boolean }) => Promise<unknown> }
+      ).__learning({ fastKernels: true }),
+    )) as LearningCheckResult & { backend: string };
     console.log(
       `learning check (${r.backend}): held-out Dice ${r.dice.map((d) => d.toFixed(4)).join(', ')} (mean ${r.mean.toFixed(4)}); ` +
         `pseudo-Dice per epoch ${r.pseudoDice.map((d) => d.toFixed(3)).join(' ')}; ${r.msPerIter.toFixed(0)} ms/iter; ${r.seconds.toFixed(0)} s total`,

@@ -13,7 +13,8 @@ import { isChallenge } from '../../src/fed/identity/envelope.ts';
 import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
 
 const OPENSSL = '/usr/bin/openssl';
-if (!existsSync(OPENSSL)) console.warn(`[relay-tls] skipped: ${OPENSSL} is missing (Debian: apt-get install openssl)`);
+if (!existsSync(OPENSSL))
+  console.warn(`[relay-tls] skipped: ${OPENSSL} is missing (Debian: apt-get install openssl)`);
 
 describe.skipIf(!existsSync(OPENSSL))('relay over TLS in the browser', () => {
   let dir: string;
@@ -22,14 +23,56 @@ describe.skipIf(!existsSync(OPENSSL))('relay over TLS in the browser', () => {
   let browser: Browser;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'relay-tls-browser-'));
-    const r = spawnSync(OPENSSL, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=relay.test',
-      '-addext', 'subjectAltName=DNS:relay.test', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { encoding: 'utf8' });
+    const r = spawnSync(
+      OPENSSL,
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=relay.test',
+        '-addext',
+        'subjectAltName=DNS:relay.test',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
-    const config = { method: 'fedavg', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 1, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 1, token: 't' } as const;
+    const config = {
+      method: 'fedavg',
+      configuration: '3d_fullres',
+      rounds: 1,
+      itersPerRound: 1,
+      minSites: 1,
+      roundDeadlineMs: 60_000,
+      weighting: 'uniform',
+      encoding: 'fp16',
+      expectedSites: 1,
+      token: 't',
+    } as const;
     const common = { staticDir: join(process.cwd(), 'dist'), log: () => undefined, config };
-    https = await startRelay({ ...common, dataDir: join(dir, 'https'), tls: { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') } });
+    https = await startRelay({
+      ...common,
+      dataDir: join(dir, 'https'),
+      tls: {
+        cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+        key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+      },
+    });
     http = await startRelay({ ...common, dataDir: join(dir, 'http') });
-    browser = await chromium.launch({ executablePath: findChromium()!, args: [...chromiumArgs(true), '--host-resolver-rules=MAP relay.test 127.0.0.1'] });
+    browser = await chromium.launch({
+      executablePath: findChromium()!,
+      args: [...chromiumArgs(true), '--host-resolver-rules=MAP relay.test 127.0.0.1'],
+    });
   });
   afterAll(async () => {
     await browser?.close();
@@ -38,18 +81,33 @@ describe.skipIf(!existsSync(OPENSSL))('relay over TLS in the browser', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const probe = () => ({ secure: isSecureContext, isolated: crossOriginIsolated, subtle: typeof crypto.subtle, gpu: 'gpu' in navigator });
+  const probe = () => ({
+    secure: isSecureContext,
+    isolated: crossOriginIsolated,
+    subtle: typeof crypto.subtle,
+    gpu: 'gpu' in navigator,
+  });
 
   it('over plain http the page is no secure context: no WebCrypto, no WebGPU', async () => {
     const page = await (await browser.newContext()).newPage();
     await page.goto(`http://relay.test:${http.port}/`);
-    expect(await page.evaluate(probe)).toEqual({ secure: false, isolated: false, subtle: 'undefined', gpu: false });
+    expect(await page.evaluate(probe)).toEqual({
+      secure: false,
+      isolated: false,
+      subtle: 'undefined',
+      gpu: false,
+    });
   });
 
   it('over https it is a secure, cross-origin isolated context, and reaches the relay over wss', async () => {
     const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
     await page.goto(`https://relay.test:${https.port}/`);
-    expect(await page.evaluate(probe)).toEqual({ secure: true, isolated: true, subtle: 'object', gpu: true });
+    expect(await page.evaluate(probe)).toEqual({
+      secure: true,
+      isolated: true,
+      subtle: 'object',
+      gpu: true,
+    });
     // A site key can be made, and the federation endpoint answers with its challenge.
     const first = await page.evaluate(async (url) => {
       await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);

@@ -12,7 +12,10 @@ describe('npm start', () => {
 
   it('prints a URL that serves the app', async () => {
     // Port 0: let the OS pick a free port; the command prints the real one.
-    child = spawn('npm', ['start', '--', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    child = spawn('npm', ['start', '--', '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new Error(`no URL printed; output:\n${out}`)), 120_000);
@@ -26,7 +29,9 @@ describe('npm start', () => {
       };
       child!.stdout!.on('data', onData);
       child!.stderr!.on('data', onData);
-      child!.once('exit', (code) => reject(new Error(`npm start exited (${code}) before printing a URL:\n${out}`)));
+      child!.once('exit', (code) =>
+        reject(new Error(`npm start exited (${code}) before printing a URL:\n${out}`)),
+      );
     });
     const res = await fetch(url);
     expect(res.status).toBe(200);

@@ -15,7 +15,10 @@ export class VoxelIndex {
   private readonly bw: number;
   size = 0;
 
-  constructor(readonly window = 64, readonly minDistinct = 8) {
+  constructor(
+    readonly window = 64,
+    readonly minDistinct = 8,
+  ) {
     let p = 1;
     for (let k = 0; k < window - 1; k++) p = Math.imul(p, B) >>> 0;
     this.bw = p; // B^(window-1)

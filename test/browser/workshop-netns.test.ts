@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 const root = process.getuid?.() === 0;
-const tools = spawnSync('sh', ['-c', 'command -v unshare && command -v ip'], { encoding: 'utf8' }).status === 0;
+const tools =
+  spawnSync('sh', ['-c', 'command -v unshare && command -v ip'], { encoding: 'utf8' }).status === 0;
 
 const SETUP = [
   'ip link set lo up',
@@ -20,12 +21,21 @@ const SETUP = [
 
 describe.skipIf(!root || !tools)('workshop mode inside an isolated network namespace', () => {
   it('a host tab and two participants complete a federation over PeerJS data channels (plain, and secure + DP); a host tab reloads and resumes; a host waits for its code to be free', () => {
-    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${SETUP} && exec npx vitest run --project browser test/browser/workshop.test.ts`], {
-      env: { ...process.env, FEDNNUNET_NETNS: '1', FEDNNUNET_SKIP_BUILD: '1' },
-      encoding: 'utf8',
-      // Four browser federations (the host-reload one ~2–5 min alone) on a shared, slow CI machine.
-      timeout: 1_200_000,
-    });
+    const r = spawnSync(
+      'unshare',
+      [
+        '-n',
+        'sh',
+        '-c',
+        `${SETUP} && exec npx vitest run --project browser test/browser/workshop.test.ts`,
+      ],
+      {
+        env: { ...process.env, FEDNNUNET_NETNS: '1', FEDNNUNET_SKIP_BUILD: '1' },
+        encoding: 'utf8',
+        // Four browser federations (the host-reload one ~2–5 min alone) on a shared, slow CI machine.
+        timeout: 1_200_000,
+      },
+    );
     // eslint-disable-next-line no-control-regex
     const out = `${r.stdout}\n${r.stderr}`.replace(/\x1b\[[0-9;]*m/g, '');
     expect(r.status, out.slice(-4000)).toBe(0);

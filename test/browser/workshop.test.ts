@@ -18,229 +18,350 @@ import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
 import { screenshot } from './harness.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
-
-describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')('workshop: a host tab and two participants over PeerJS data channels', () => {
-  let relay: Relay;
-  let browser: Browser;
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'workshop-'));
-    relay = await startRelay({
-      dataDir: dir,
-      staticDir: join(process.cwd(), 'dist'),
-      log: () => undefined,
-      aggregateFingerprints: mergeSiteFingerprints,
-      config: { method: 'ffe', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2, token: 'relay-only' },
+describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
+  'workshop: a host tab and two participants over PeerJS data channels',
+  () => {
+    let relay: Relay;
+    let browser: Browser;
+    let dir: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'workshop-'));
+      relay = await startRelay({
+        dataDir: dir,
+        staticDir: join(process.cwd(), 'dist'),
+        log: () => undefined,
+        aggregateFingerprints: mergeSiteFingerprints,
+        config: {
+          method: 'ffe',
+          configuration: '3d_fullres',
+          rounds: 1,
+          itersPerRound: 1,
+          minSites: 2,
+          roundDeadlineMs: 600_000,
+          weighting: 'uniform',
+          encoding: 'fp16',
+          expectedSites: 2,
+          token: 'relay-only',
+        },
+      });
+      // Plain host candidates (no mDNS names) between the tabs of this one browser.
+      browser = await chromium.launch({
+        executablePath: findChromium()!,
+        args: [...chromiumArgs(true), '--disable-features=WebRtcHideLocalIpsWithMdns'],
+      });
     });
-    // Plain host candidates (no mDNS names) between the tabs of this one browser.
-    browser = await chromium.launch({ executablePath: findChromium()!, args: [...chromiumArgs(true), '--disable-features=WebRtcHideLocalIpsWithMdns'] });
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await relay?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+    afterAll(async () => {
+      await browser?.close();
+      await relay?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
 
-  const SECURE_TYPES = ['hello', 'spec', 'update', 'secagg-advert', 'secagg-shares', 'secagg-masked', 'secagg-reveal'];
+    const SECURE_TYPES = [
+      'hello',
+      'spec',
+      'update',
+      'secagg-advert',
+      'secagg-shares',
+      'secagg-masked',
+      'secagg-reveal',
+    ];
 
-  it.each([false, true])('FFE, 2 rounds (secure aggregation + DP: %s): both participants finish with the same global weights; the relay carried no federation message', async (secure) => {
-    const errors: string[] = [];
-    const shot = (page: Page, name: string) => screenshot(page, secure ? name.replace('workshop-', 'workshop-secure-') : name);
-    const open = async (url: string, name: string) => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
-      page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
-      await page.goto(url);
-      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-      return page;
-    };
-    const code = secure ? 'wk43' : 'wk42';
-    const host = await open(`${relay.url}?host-code=${code}#federation`, 'host');
-    await host.fill('#ws-rounds', '2');
-    await host.fill('#ws-iters', '1');
-    if (secure) {
+    it.each([false, true])(
+      'FFE, 2 rounds (secure aggregation + DP: %s): both participants finish with the same global weights; the relay carried no federation message',
+      async (secure) => {
+        const errors: string[] = [];
+        const shot = (page: Page, name: string) =>
+          screenshot(page, secure ? name.replace('workshop-', 'workshop-secure-') : name);
+        const open = async (url: string, name: string) => {
+          const page = await (await browser.newContext()).newPage();
+          page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
+          page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
+          await page.goto(url);
+          await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+          return page;
+        };
+        const code = secure ? 'wk43' : 'wk42';
+        const host = await open(`${relay.url}?host-code=${code}#federation`, 'host');
+        await host.fill('#ws-rounds', '2');
+        await host.fill('#ws-iters', '1');
+        if (secure) {
+          await host.check('#ws-secure');
+          await host.fill('#ws-dp-epsilon', '100');
+          await host.fill('#ws-clip', '1');
+        }
+        await host.click('#ws-host');
+        await host.waitForSelector('#ws-link');
+        const link = (await host.getAttribute('#ws-link', 'href'))!;
+        // The link pins the host tab's key: its browser profile's key, the one its "This browser" tab shows.
+        const hostKey = await host.evaluate(() =>
+          (window as unknown as HookedWindow).__fednnunet.train
+            .siteKey()
+            .then((k) => k.fingerprint),
+        );
+        expect(link).toBe(
+          `${relay.url}?workshop=${code}&hostkey=${hostKey.replaceAll(':', '')}${secure ? '&secure=1' : ''}`,
+        );
+        expect(await host.textContent('#ws-host-key-shown')).toBe(hostKey);
+        if (secure)
+          expect(await host.textContent('#ws-privacy')).toMatch(/threshold is fixed at Start/);
+        const sites: Page[] = [];
+        for (const i of [0, 1]) {
+          const page = await open(`${link}&site=participant-${i}`, `site ${i}`);
+          expect(await page.inputValue('#ws-code')).toBe(code);
+          await page.evaluate((k) => {
+            const f = (window as unknown as HookedWindow).__fednnunet;
+            return f.data.importDemo(
+              k,
+              f.proxy(() => undefined),
+            );
+          }, i);
+          await page.click('#tab-data');
+          await page.click('#tab-federation');
+          await page.waitForFunction(
+            () => document.querySelectorAll('#fed-dataset option').length === 1,
+          );
+          await page.fill('#fed-tiny-patch', '8');
+          if (i === 0 && !secure) {
+            // A link without the host key (an older link): refused before anything is sent.
+            expect(await page.inputValue('#ws-host-key')).toBe(hostKey.replaceAll(':', ''));
+            await page.fill('#ws-host-key', '');
+            await page.click('#ws-join');
+            await page.waitForSelector('#fed-status[data-refused="host-key"]');
+            expect(await page.textContent('#fed-status')).toMatch(/no host key/);
+            expect(await page.$$('#egress-rows tr')).toEqual([]);
+            await page.fill('#ws-host-key', hostKey);
+          }
+          await page.click('#ws-join');
+          sites.push(page);
+        }
+        await host.waitForFunction(
+          () => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2,
+          undefined,
+          { timeout: 180_000 },
+        );
+        await shot(host, 'workshop-1-roster');
+        // The host lists each participant's key fingerprint: the one that participant's browser shows.
+        const rosterKeys = await host.$$eval('#ws-roster li', (li) =>
+          li.map((x) => [x.getAttribute('data-site'), x.getAttribute('data-key')]),
+        );
+        for (const [i, p] of sites.entries()) {
+          const own = await p.evaluate(() =>
+            (window as unknown as HookedWindow).__fednnunet.train
+              .siteKey()
+              .then((k: { fingerprint: string }) => k.fingerprint),
+          );
+          expect(rosterKeys).toContainEqual([`participant-${i}`, own]);
+        }
+        // Every value the host's secure-phase attribute takes (old values of each change, then the last).
+        await host.evaluate(() => {
+          const seen: string[] = [];
+          (window as unknown as { __securePhases: string[] }).__securePhases = seen;
+          const status = document.querySelector('#ws-status')!;
+          new MutationObserver((rs) => rs.forEach((r) => seen.push(r.oldValue ?? ''))).observe(
+            status,
+            { attributes: true, attributeFilter: ['data-secure-phase'], attributeOldValue: true },
+          );
+        });
+        if (secure)
+          expect(await host.$$eval('#ws-roster li', (li) => li.map((x) => x.textContent))).toEqual([
+            expect.stringContaining('case count not shared'),
+            expect.stringContaining('case count not shared'),
+          ]);
+        await host.click('#ws-start');
+        await Promise.all(
+          sites.map((p) =>
+            p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 }),
+          ),
+        );
+        await host.waitForSelector('#ws-status[data-phase="done"]');
+        expect(await host.getAttribute('#ws-status', 'data-round')).toBe('2');
+        const digests = await Promise.all(
+          sites.map((p) => p.getAttribute('#fed-status', 'data-digest')),
+        );
+        expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
+        expect(digests[1]).toBe(digests[0]);
+        for (const p of sites) {
+          const types = await p.$$eval('#egress-rows tr', (rows) =>
+            rows.map((r) => r.getAttribute('data-type')),
+          );
+          if (!secure) {
+            expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+            continue;
+          }
+          // No fingerprint and no trained weights in the clear: the one plain update is the first
+          // site's untrained initial model (round 0).
+          expect(types.every((t) => SECURE_TYPES.includes(t!))).toBe(true);
+          expect(types.filter((t) => t === 'secagg-masked').length).toBe(3); // FFE + 2 rounds
+          const updateRounds = await p.$$eval(
+            '#egress-rows tr[data-type="update"] td:nth-child(2)',
+            (td) => td.map((x) => x.textContent),
+          );
+          expect(updateRounds.every((r) => r === '0')).toBe(true);
+        }
+        if (secure) {
+          // The host shows the ε spent, the same the participants show; and it went through every secure phase.
+          const hostEps = Number(await host.getAttribute('#ws-privacy', 'data-epsilon'));
+          expect(hostEps).toBeGreaterThan(0);
+          expect(hostEps).toBeLessThanOrEqual(100);
+          expect(await host.textContent('#ws-privacy')).toMatch(
+            /threshold 2 of 2 sites, clip 1\. Differential privacy: ε = [0-9.]+ spent after round 2/,
+          );
+          for (const p of sites)
+            expect(Number(await p.getAttribute('#fed-privacy', 'data-epsilon'))).toBe(hostEps);
+          const phases: string[] = await host.evaluate(() => [
+            ...(window as unknown as { __securePhases: string[] }).__securePhases,
+            document.querySelector('#ws-status')!.getAttribute('data-secure-phase') ?? '',
+          ]);
+          const seen = new Set(phases);
+          for (const tag of ['fingerprint:0', 'model:1', 'model:2'])
+            for (const ph of ['advert', 'shares', 'masked', 'unmask'])
+              expect(seen, `${tag}:${ph} in ${phases.join(' ')}`).toContain(`${tag}:${ph}`);
+        }
+        // The relay's own federation never saw a site: everything went over the data channels.
+        expect(relay.coordinator.snapshot.sites).toEqual([]);
+        await shot(host, 'workshop-2-done');
+        await shot(sites[0], 'workshop-3-participant');
+        expect(errors).toEqual([]);
+      },
+    );
+
+    // WSDEBUG=1 prints every page's console with times.
+    it('a secure host tab reloads after round 1, resumes from IndexedDB with its privacy settings and its key, and the same participants finish every round', async () => {
+      const errors: string[] = [];
+      const open = async (url: string, name: string) => {
+        const page = await (await browser.newContext()).newPage();
+        page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
+        if (process.env.WSDEBUG)
+          page.on('console', (m) =>
+            console.log(`[${(Date.now() / 1000).toFixed(1)} ${name}] ${m.type()}: ${m.text()}`),
+          );
+        page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
+        await page.goto(url);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+        return page;
+      };
+      const host = await open(`${relay.url}?host-code=wk77#federation`, 'host');
+      await host.fill('#ws-rounds', '3');
+      await host.fill('#ws-iters', '1');
       await host.check('#ws-secure');
-      await host.fill('#ws-dp-epsilon', '100');
-      await host.fill('#ws-clip', '1');
-    }
-    await host.click('#ws-host');
-    await host.waitForSelector('#ws-link');
-    const link = (await host.getAttribute('#ws-link', 'href'))!;
-    // The link pins the host tab's key: its browser profile's key, the one its "This browser" tab shows.
-    const hostKey = await host.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k) => k.fingerprint));
-    expect(link).toBe(`${relay.url}?workshop=${code}&hostkey=${hostKey.replaceAll(':', '')}${secure ? '&secure=1' : ''}`);
-    expect(await host.textContent('#ws-host-key-shown')).toBe(hostKey);
-    if (secure) expect(await host.textContent('#ws-privacy')).toMatch(/threshold is fixed at Start/);
-    const sites: Page[] = [];
-    for (const i of [0, 1]) {
-      const page = await open(`${link}&site=participant-${i}`, `site ${i}`);
-      expect(await page.inputValue('#ws-code')).toBe(code);
-      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
-      await page.click('#tab-data');
-      await page.click('#tab-federation');
-      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
-      await page.fill('#fed-tiny-patch', '8');
-      if (i === 0 && !secure) {
-        // A link without the host key (an older link): refused before anything is sent.
-        expect(await page.inputValue('#ws-host-key')).toBe(hostKey.replaceAll(':', ''));
-        await page.fill('#ws-host-key', '');
+      await host.click('#ws-host');
+      const link = await (await host.waitForSelector('#ws-link')).getAttribute('href');
+      expect(link).toMatch(
+        new RegExp(
+          `^${relay.url.replace(/[.?]/g, '\\$&')}\\?workshop=wk77&hostkey=[0-9a-f]{32}&secure=1$`,
+        ),
+      );
+      const sites: Page[] = [];
+      for (const i of [0, 1]) {
+        const page = await open(`${link}&site=reload-${i}`, `site ${i}`);
+        await page.evaluate((k) => {
+          const f = (window as unknown as HookedWindow).__fednnunet;
+          return f.data.importDemo(
+            k,
+            f.proxy(() => undefined),
+          );
+        }, i);
+        await page.click('#tab-data');
+        await page.click('#tab-federation');
+        await page.waitForFunction(
+          () => document.querySelectorAll('#fed-dataset option').length === 1,
+        );
+        await page.fill('#fed-tiny-patch', '8');
         await page.click('#ws-join');
-        await page.waitForSelector('#fed-status[data-refused="host-key"]');
-        expect(await page.textContent('#fed-status')).toMatch(/no host key/);
-        expect(await page.$$('#egress-rows tr')).toEqual([]);
-        await page.fill('#ws-host-key', hostKey);
+        sites.push(page);
       }
-      await page.click('#ws-join');
-      sites.push(page);
-    }
-    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 180_000 });
-    await shot(host, 'workshop-1-roster');
-    // The host lists each participant's key fingerprint: the one that participant's browser shows.
-    const rosterKeys = await host.$$eval('#ws-roster li', (li) => li.map((x) => [x.getAttribute('data-site'), x.getAttribute('data-key')]));
-    for (const [i, p] of sites.entries()) {
-      const own = await p.evaluate(() => (window as unknown as HookedWindow).__fednnunet.train.siteKey().then((k: { fingerprint: string }) => k.fingerprint));
-      expect(rosterKeys).toContainEqual([`participant-${i}`, own]);
-    }
-    // Every value the host's secure-phase attribute takes (old values of each change, then the last).
-    await host.evaluate(() => {
-      const seen: string[] = [];
-      (window as unknown as { __securePhases: string[] }).__securePhases = seen;
-      const status = document.querySelector('#ws-status')!;
-      new MutationObserver((rs) => rs.forEach((r) => seen.push(r.oldValue ?? ''))).observe(status, { attributes: true, attributeFilter: ['data-secure-phase'], attributeOldValue: true });
+      await host.waitForFunction(
+        () => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2,
+        undefined,
+        { timeout: 180_000 },
+      );
+      const keysBefore = await host.$$eval('#ws-roster li', (li) =>
+        li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort(),
+      );
+      await host.click('#ws-start');
+      await host.waitForSelector('#ws-status[data-round="1"]', { timeout: 300_000 });
+
+      await host.reload();
+      await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      // Offered, with where it was: round 1 (or 2, if round 2 closed before the reload) of 3.
+      const offer = await host.waitForSelector('.ws-resume[data-code="wk77"]', { timeout: 30_000 });
+      expect(await offer.textContent()).toMatch(
+        /^Resume hosting workshop wk77 \(round [12] of 3, 2 sites\)$/,
+      );
+      expect(await host.$('.ws-discard[data-code="wk77"]')).not.toBeNull();
+      await screenshot(host, 'workshop-4-resume-offer');
+      // The host takes a while to click: the participants' tries meanwhile fail ('peer-unavailable'
+      // once the signalling server gives up on their offers after 5 s) and they keep retrying.
+      await host.waitForTimeout(12_000);
+      await offer.click();
+      // Secure as saved (the fresh page's form says nothing about it), and the same host key (same profile).
+      expect(
+        await (await host.waitForSelector('#ws-link', { timeout: 200_000 })).getAttribute('href'),
+      ).toBe(link);
+      await Promise.all(
+        sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })),
+      );
+      await host.waitForSelector('#ws-status[data-phase="done"]');
+      expect(await host.getAttribute('#ws-status', 'data-round')).toBe('3');
+      // The same two sites, by their keys; none joined anew.
+      expect(
+        await host.$$eval('#ws-roster li', (li) =>
+          li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort(),
+        ),
+      ).toEqual(keysBefore);
+      const digests = await Promise.all(
+        sites.map((p) => p.getAttribute('#fed-status', 'data-digest')),
+      );
+      expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
+      expect(digests[1]).toBe(digests[0]);
+      // Both trained through round 3, and nothing trained left in the clear (the one plain update is round 0's untrained model).
+      for (const p of sites) {
+        expect(await p.getAttribute('#fed-status', 'data-round')).toBe('3');
+        const rows = await p.$$eval('#egress-rows tr', (rs) =>
+          rs.map((r) => [r.getAttribute('data-type'), r.children[1].textContent]),
+        );
+        expect(rows.filter(([t, r]) => t === 'update' && r !== '0')).toEqual([]);
+        expect(rows.filter(([t]) => t === 'secagg-masked').length).toBeGreaterThanOrEqual(4); // FFE + 3 rounds (+ a retried round 2)
+      }
+      expect(await host.textContent('#ws-privacy')).toMatch(/threshold 2 of 2 sites/);
+      await screenshot(host, 'workshop-5-resumed-done');
+      // A finished federation is not offered again.
+      await host.reload();
+      await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      await host.waitForTimeout(1000);
+      expect(await host.$('.ws-resume')).toBeNull();
+      expect(errors).toEqual([]);
     });
-    if (secure) expect(await host.$$eval('#ws-roster li', (li) => li.map((x) => x.textContent))).toEqual([expect.stringContaining('case count not shared'), expect.stringContaining('case count not shared')]);
-    await host.click('#ws-start');
-    await Promise.all(sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
-    await host.waitForSelector('#ws-status[data-phase="done"]');
-    expect(await host.getAttribute('#ws-status', 'data-round')).toBe('2');
-    const digests = await Promise.all(sites.map((p) => p.getAttribute('#fed-status', 'data-digest')));
-    expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
-    expect(digests[1]).toBe(digests[0]);
-    for (const p of sites) {
-      const types = await p.$$eval('#egress-rows tr', (rows) => rows.map((r) => r.getAttribute('data-type')));
-      if (!secure) {
-        expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
-        continue;
+
+    it('a host whose code is still in use waits and retries, and hosts once the other tab is gone', async () => {
+      const pages: Page[] = [];
+      for (let i = 0; i < 2; i++) {
+        const page = await (await browser.newContext()).newPage();
+        await page.goto(`${relay.url}?host-code=wk88#federation`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+        pages.push(page);
       }
-      // No fingerprint and no trained weights in the clear: the one plain update is the first
-      // site's untrained initial model (round 0).
-      expect(types.every((t) => SECURE_TYPES.includes(t!))).toBe(true);
-      expect(types.filter((t) => t === 'secagg-masked').length).toBe(3); // FFE + 2 rounds
-      const updateRounds = await p.$$eval('#egress-rows tr[data-type="update"] td:nth-child(2)', (td) => td.map((x) => x.textContent));
-      expect(updateRounds.every((r) => r === '0')).toBe(true);
-    }
-    if (secure) {
-      // The host shows the ε spent, the same the participants show; and it went through every secure phase.
-      const hostEps = Number(await host.getAttribute('#ws-privacy', 'data-epsilon'));
-      expect(hostEps).toBeGreaterThan(0);
-      expect(hostEps).toBeLessThanOrEqual(100);
-      expect(await host.textContent('#ws-privacy')).toMatch(/threshold 2 of 2 sites, clip 1\. Differential privacy: ε = [0-9.]+ spent after round 2/);
-      for (const p of sites) expect(Number(await p.getAttribute('#fed-privacy', 'data-epsilon'))).toBe(hostEps);
-      const phases: string[] = await host.evaluate(() => [...(window as unknown as { __securePhases: string[] }).__securePhases, document.querySelector('#ws-status')!.getAttribute('data-secure-phase') ?? '']);
-      const seen = new Set(phases);
-      for (const tag of ['fingerprint:0', 'model:1', 'model:2']) for (const ph of ['advert', 'shares', 'masked', 'unmask']) expect(seen, `${tag}:${ph} in ${phases.join(' ')}`).toContain(`${tag}:${ph}`);
-    }
-    // The relay's own federation never saw a site: everything went over the data channels.
-    expect(relay.coordinator.snapshot.sites).toEqual([]);
-    await shot(host, 'workshop-2-done');
-    await shot(sites[0], 'workshop-3-participant');
-    expect(errors).toEqual([]);
-  });
-
-  // WSDEBUG=1 prints every page's console with times.
-  it('a secure host tab reloads after round 1, resumes from IndexedDB with its privacy settings and its key, and the same participants finish every round', async () => {
-    const errors: string[] = [];
-    const open = async (url: string, name: string) => {
-      const page = await (await browser.newContext()).newPage();
-      page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
-      if (process.env.WSDEBUG) page.on('console', (m) => console.log(`[${(Date.now() / 1000).toFixed(1)} ${name}] ${m.type()}: ${m.text()}`));
-      page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
-      await page.goto(url);
-      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-      return page;
-    };
-    const host = await open(`${relay.url}?host-code=wk77#federation`, 'host');
-    await host.fill('#ws-rounds', '3');
-    await host.fill('#ws-iters', '1');
-    await host.check('#ws-secure');
-    await host.click('#ws-host');
-    const link = await (await host.waitForSelector('#ws-link')).getAttribute('href');
-    expect(link).toMatch(new RegExp(`^${relay.url.replace(/[.?]/g, '\\$&')}\\?workshop=wk77&hostkey=[0-9a-f]{32}&secure=1$`));
-    const sites: Page[] = [];
-    for (const i of [0, 1]) {
-      const page = await open(`${link}&site=reload-${i}`, `site ${i}`);
-      await page.evaluate((k) => { const f = (window as unknown as HookedWindow).__fednnunet; return f.data.importDemo(k, f.proxy(() => undefined)); }, i);
-      await page.click('#tab-data');
-      await page.click('#tab-federation');
-      await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
-      await page.fill('#fed-tiny-patch', '8');
-      await page.click('#ws-join');
-      sites.push(page);
-    }
-    await host.waitForFunction(() => document.querySelectorAll('#ws-roster li[data-connected="true"]').length === 2, undefined, { timeout: 180_000 });
-    const keysBefore = await host.$$eval('#ws-roster li', (li) => li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort());
-    await host.click('#ws-start');
-    await host.waitForSelector('#ws-status[data-round="1"]', { timeout: 300_000 });
-
-    await host.reload();
-    await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-    // Offered, with where it was: round 1 (or 2, if round 2 closed before the reload) of 3.
-    const offer = await host.waitForSelector('.ws-resume[data-code="wk77"]', { timeout: 30_000 });
-    expect(await offer.textContent()).toMatch(/^Resume hosting workshop wk77 \(round [12] of 3, 2 sites\)$/);
-    expect(await host.$('.ws-discard[data-code="wk77"]')).not.toBeNull();
-    await screenshot(host, 'workshop-4-resume-offer');
-    // The host takes a while to click: the participants' tries meanwhile fail ('peer-unavailable'
-    // once the signalling server gives up on their offers after 5 s) and they keep retrying.
-    await host.waitForTimeout(12_000);
-    await offer.click();
-    // Secure as saved (the fresh page's form says nothing about it), and the same host key (same profile).
-    expect(await (await host.waitForSelector('#ws-link', { timeout: 200_000 })).getAttribute('href')).toBe(link);
-    await Promise.all(sites.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })));
-    await host.waitForSelector('#ws-status[data-phase="done"]');
-    expect(await host.getAttribute('#ws-status', 'data-round')).toBe('3');
-    // The same two sites, by their keys; none joined anew.
-    expect(await host.$$eval('#ws-roster li', (li) => li.map((x) => `${x.getAttribute('data-site')} ${x.getAttribute('data-key')}`).sort())).toEqual(keysBefore);
-    const digests = await Promise.all(sites.map((p) => p.getAttribute('#fed-status', 'data-digest')));
-    expect(digests[0]).toMatch(/^[0-9a-f]{64}$/);
-    expect(digests[1]).toBe(digests[0]);
-    // Both trained through round 3, and nothing trained left in the clear (the one plain update is round 0's untrained model).
-    for (const p of sites) {
-      expect(await p.getAttribute('#fed-status', 'data-round')).toBe('3');
-      const rows = await p.$$eval('#egress-rows tr', (rs) => rs.map((r) => [r.getAttribute('data-type'), r.children[1].textContent]));
-      expect(rows.filter(([t, r]) => t === 'update' && r !== '0')).toEqual([]);
-      expect(rows.filter(([t]) => t === 'secagg-masked').length).toBeGreaterThanOrEqual(4); // FFE + 3 rounds (+ a retried round 2)
-    }
-    expect(await host.textContent('#ws-privacy')).toMatch(/threshold 2 of 2 sites/);
-    await screenshot(host, 'workshop-5-resumed-done');
-    // A finished federation is not offered again.
-    await host.reload();
-    await host.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-    await host.waitForTimeout(1000);
-    expect(await host.$('.ws-resume')).toBeNull();
-    expect(errors).toEqual([]);
-  });
-
-  it('a host whose code is still in use waits and retries, and hosts once the other tab is gone', async () => {
-    const pages: Page[] = [];
-    for (let i = 0; i < 2; i++) {
-      const page = await (await browser.newContext()).newPage();
-      await page.goto(`${relay.url}?host-code=wk88#federation`);
-      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-      pages.push(page);
-    }
-    const [old, next] = pages;
-    await old.click('#ws-host');
-    await old.waitForSelector('#ws-link');
-    await next.click('#ws-host');
-    await next.waitForFunction(() => /^Workshop code wk88 is still in use .* Retrying in \d+ s \(try 2\)…$/.test(document.querySelector('#ws-status')!.textContent!), undefined, { timeout: 30_000 });
-    await screenshot(next, 'workshop-6-code-in-use');
-    // The old tab goes away (its signalling socket closes): the id is free, the next try takes it.
-    const t0 = Date.now();
-    await old.context().close();
-    // Well under the signalling server's 90 s alive timeout: the id was freed when the socket
-    // closed, not by expiry (loose bound: CI machines are slow and shared).
-    await next.waitForSelector('#ws-link', { timeout: 60_000 });
-    expect(Date.now() - t0).toBeLessThan(60_000);
-    expect(await next.textContent('#ws-host-code')).toBe('wk88');
-  });
-});
+      const [old, next] = pages;
+      await old.click('#ws-host');
+      await old.waitForSelector('#ws-link');
+      await next.click('#ws-host');
+      await next.waitForFunction(
+        () =>
+          /^Workshop code wk88 is still in use .* Retrying in \d+ s \(try 2\)…$/.test(
+            document.querySelector('#ws-status')!.textContent!,
+          ),
+        undefined,
+        { timeout: 30_000 },
+      );
+      await screenshot(next, 'workshop-6-code-in-use');
+      // The old tab goes away (its signalling socket closes): the id is free, the next try takes it.
+      const t0 = Date.now();
+      await old.context().close();
+      // Well under the signalling server's 90 s alive timeout: the id was freed when the socket
+      // closed, not by expiry (loose bound: CI machines are slow and shared).
+      await next.waitForSelector('#ws-link', { timeout: 60_000 });
+      expect(Date.now() - t0).toBeLessThan(60_000);
+      expect(await next.textContent('#ws-host-code')).toBe('wk88');
+    });
+  },
+);

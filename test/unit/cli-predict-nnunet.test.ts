@@ -11,23 +11,43 @@ import { writeNifti } from '../../src/io/nifti-write.ts';
 import { REFERENCE } from '../paths.ts';
 
 const bin = 'bin/fednnunet.js';
-const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-const MODEL = join(REFERENCE, 'nnunet-model', 'Dataset801_PhantomMR', 'nnUNetTrainer__nnUNetPlans__3d_fullres');
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+const MODEL = join(
+  REFERENCE,
+  'nnunet-model',
+  'Dataset801_PhantomMR',
+  'nnUNetTrainer__nnUNetPlans__3d_fullres',
+);
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predict-nnunet-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 // A 28×28×20 block of a reference case: one 32³ tile, so each prediction takes seconds.
 function smallInput(): string {
-  const v = readNifti(new Uint8Array(readFileSync(join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz'))));
+  const v = readNifti(
+    new Uint8Array(
+      readFileSync(
+        join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz'),
+      ),
+    ),
+  );
   const [X, Y] = v.dims;
   const d = [28, 28, 20];
   const o = [20, 18, 16];
   const data = new Float32Array(d[0] * d[1] * d[2]);
-  for (let z = 0; z < d[2]; z++) for (let y = 0; y < d[1]; y++) for (let x = 0; x < d[0]; x++) {
-    data[(z * d[1] + y) * d[0] + x] = v.data[((z + o[2]) * Y + y + o[1]) * X + x + o[0]];
-  }
+  for (let z = 0; z < d[2]; z++)
+    for (let y = 0; y < d[1]; y++)
+      for (let x = 0; x < d[0]; x++) {
+        data[(z * d[1] + y) * d[0] + x] = v.data[((z + o[2]) * Y + y + o[1]) * X + x + o[0]];
+      }
   const p = join(tmp, 'small_0000.nii.gz');
-  writeFileSync(p, writeNifti({ ...v, data, dims: d as [number, number, number], datatype: 'float32' }, { gzip: true }));
+  writeFileSync(
+    p,
+    writeNifti(
+      { ...v, data, dims: d as [number, number, number], datatype: 'float32' },
+      { gzip: true },
+    ),
+  );
   return p;
 }
 
@@ -36,7 +56,10 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
 
   it('predicts with one fold and with the ensemble of folds 0 1 (nnU-Net argument style)', () => {
     const outs: Record<string, Uint8Array> = {};
-    for (const [tag, folds] of [['f0', ['0']], ['f01', ['0', '1']]] as const) {
+    for (const [tag, folds] of [
+      ['f0', ['0']],
+      ['f01', ['0', '1']],
+    ] as const) {
       const out = join(tmp, `${tag}.nii.gz`);
       const r = cli('predict', '--model', MODEL, '-i', input, '-o', out, '--folds', ...folds);
       expect(r.stderr).toBe('');
@@ -52,10 +75,30 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
   }, 180_000);
 
   it('reports a missing fold, an unsupported backend and --folds on a non-nnU-Net folder', () => {
-    let r = cli('predict', '--model', MODEL, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--folds', '3');
+    let r = cli(
+      'predict',
+      '--model',
+      MODEL,
+      '-i',
+      input,
+      '-o',
+      join(tmp, 'x.nii.gz'),
+      '--folds',
+      '3',
+    );
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/fold 3 has no checkpoint_final.pth \(available: 0, 1\)/);
-    r = cli('predict', '--model', MODEL, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--backend', 'ort-node');
+    r = cli(
+      'predict',
+      '--model',
+      MODEL,
+      '-i',
+      input,
+      '-o',
+      join(tmp, 'x.nii.gz'),
+      '--backend',
+      'ort-node',
+    );
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/tfjs-cpu only/);
     r = cli('predict', '--model', tmp, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--folds', '0');

@@ -17,7 +17,8 @@ import { REFERENCE } from '../paths.ts';
 import { randomizeWeights, tinyConfig } from './infer-helpers.ts';
 
 const bin = 'bin/fednnunet.js';
-const cli = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predict-cli-'));
 const RAW = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
 const CASES = ['mrA_000', 'mrA_001'];
@@ -28,16 +29,28 @@ beforeAll(async () => {
   await useBackend('cpu');
   // The reference plans of Dataset801 with a tiny network in 3d_fullres at half resolution
   // (tfjs-cpu is slow), so the export also resamples the logits back up.
-  const plans = JSON.parse(readFileSync(join(REFERENCE, 'plans', 'Dataset801_PhantomMR', 'nnUNetPlans.json'), 'utf8'));
+  const plans = JSON.parse(
+    readFileSync(join(REFERENCE, 'plans', 'Dataset801_PhantomMR', 'nnUNetPlans.json'), 'utf8'),
+  );
   const cfg = plans.configurations['3d_fullres'];
-  cfg.architecture = tinyConfig(3, [[1, 1, 1], [2, 2, 2], [2, 2, 2]]).architecture;
+  cfg.architecture = tinyConfig(3, [
+    [1, 1, 1],
+    [2, 2, 2],
+    [2, 2, 2],
+  ]).architecture;
   cfg.spacing = [2.4, 2, 2];
   cfg.patch_size = [32, 40, 40];
   const datasetJson = JSON.parse(readFileSync(join(RAW, 'dataset.json'), 'utf8'));
   const model = PlainConvUNet.fromPlan(cfg, 1, 3, { seed: 4 });
   const weights = await randomizeWeights(model, 21);
   model.dispose();
-  await writeModelFolder(modelDir, { plans, datasetJson, configuration: '3d_fullres', weights, meta: { training: { epochs: 0, note: 'random init' } } });
+  await writeModelFolder(modelDir, {
+    plans,
+    datasetJson,
+    configuration: '3d_fullres',
+    weights,
+    meta: { training: { epochs: 0, note: 'random init' } },
+  });
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -45,21 +58,37 @@ describe('model folder', () => {
   it('writeModelFolder → readModelFolder round-trips plans, dataset.json, configuration and every weight bit', async () => {
     const md = await readModelFolder(modelDir);
     expect(md.configuration).toBe('3d_fullres');
-    expect(md.meta).toMatchObject({ format: 'fednnunet-model', version: 1, num_input_channels: 1, num_segmentation_heads: 3, training: { epochs: 0 } });
+    expect(md.meta).toMatchObject({
+      format: 'fednnunet-model',
+      version: 1,
+      num_input_channels: 1,
+      num_segmentation_heads: 3,
+      training: { epochs: 0 },
+    });
     const again = await decodeModelFolder(memorySource('m', encodeModelFolder(md)));
     expect([...again.weights.keys()]).toEqual([...md.weights.keys()]);
     for (const [k, t] of md.weights) expect(again.weights.get(k)).toEqual(t);
     expect(again.plans).toEqual(md.plans);
     const index = JSON.parse(readFileSync(join(modelDir, 'weights.json'), 'utf8'));
-    expect(index.tensors[0]).toEqual({ name: 'encoder.stages.0.0.convs.0.conv.weight', shape: [4, 1, 3, 3, 3], offset: 0 });
+    expect(index.tensors[0]).toEqual({
+      name: 'encoder.stages.0.0.convs.0.conv.weight',
+      shape: [4, 1, 3, 3, 3],
+      offset: 0,
+    });
     expect(readFileSync(join(modelDir, 'weights.bin')).length).toBe(index.total_bytes);
   });
 
   it('a truncated weights.bin or a missing file is reported', async () => {
     const files = encodeModelFolder(await readModelFolder(modelDir));
-    await expect(decodeModelFolder(memorySource('m', { ...files, 'weights.bin': files['weights.bin'].subarray(8) }))).rejects.toThrow(/weights.bin: \d+ bytes, weights.json says/);
+    await expect(
+      decodeModelFolder(
+        memorySource('m', { ...files, 'weights.bin': files['weights.bin'].subarray(8) }),
+      ),
+    ).rejects.toThrow(/weights.bin: \d+ bytes, weights.json says/);
     const { 'plans.json': _p, ...noPlans } = files;
-    await expect(decodeModelFolder(memorySource('m', noPlans))).rejects.toThrow(/not a model folder \(no plans.json\)/);
+    await expect(decodeModelFolder(memorySource('m', noPlans))).rejects.toThrow(
+      /not a model folder \(no plans.json\)/,
+    );
   });
 });
 
@@ -72,7 +101,15 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
     mkdirSync(refDir, { recursive: true });
     for (const c of CASES) {
       const input = join(RAW, 'imagesTr', `${c}_0000.nii.gz`);
-      const r = cli('predict', '--model', modelDir, '-i', input, '-o', join(predDir, `${c}.nii.gz`));
+      const r = cli(
+        'predict',
+        '--model',
+        modelDir,
+        '-i',
+        input,
+        '-o',
+        join(predDir, `${c}.nii.gz`),
+      );
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       console.log(r.stdout.trim());
@@ -84,7 +121,17 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
       copyFileSync(join(RAW, 'labelsTr', `${c}.nii.gz`), join(refDir, `${c}.nii.gz`));
     }
     const summaryPath = join(tmp, 'summary.json');
-    const r = cli('evaluate', '--pred', predDir, '--ref', refDir, '--labels', '1,2', '-o', summaryPath);
+    const r = cli(
+      'evaluate',
+      '--pred',
+      predDir,
+      '--ref',
+      refDir,
+      '--labels',
+      '1,2',
+      '-o',
+      summaryPath,
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     console.log(r.stdout.trim());
@@ -99,7 +146,9 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
       const m = summary.metric_per_case[i];
       expect(m.reference_file).toBe(join(refDir, `${c}.nii.gz`));
       for (const l of [1, 2]) {
-        let nRef = 0, nPred = 0, tp = 0;
+        let nRef = 0,
+          nPred = 0,
+          tp = 0;
         for (let v = 0; v < ref.length; v++) {
           nRef += +(ref[v] === l);
           nPred += +(pred[v] === l);
@@ -118,7 +167,20 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
     const outs: Record<string, Uint8Array> = {};
     for (const backend of ['tfjs-cpu', 'ort-node', 'ort-wasm']) {
       const o = join(tmp, `tta-${backend}.nii.gz`);
-      const r = cli('predict', '--model', modelDir, '-i', input, '-o', o, '--tta', '--backend', backend, '--threads', '1');
+      const r = cli(
+        'predict',
+        '--model',
+        modelDir,
+        '-i',
+        input,
+        '-o',
+        o,
+        '--tta',
+        '--backend',
+        backend,
+        '--threads',
+        '1',
+      );
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       console.log(r.stdout.trim());
@@ -148,13 +210,29 @@ describe('fednnunet predict / evaluate / export-onnx', () => {
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^fednnunet predict: /);
-    const noModel = cli('predict', '--model', join(tmp, 'nope'), '-i', bad, '-o', join(tmp, 'x.nii.gz'));
+    const noModel = cli(
+      'predict',
+      '--model',
+      join(tmp, 'nope'),
+      '-i',
+      bad,
+      '-o',
+      join(tmp, 'x.nii.gz'),
+    );
     expect(noModel.status).toBe(1);
     expect(noModel.stderr.trim().split('\n')).toHaveLength(1);
     const usage = cli('predict', '-i', bad);
     expect(usage.status).toBe(2);
     expect(usage.stderr.trim().split('\n')).toHaveLength(1);
-    const ev = cli('evaluate', '--pred', join(tmp, 'pred'), '--ref', RAW, '-o', join(tmp, 's.json'));
+    const ev = cli(
+      'evaluate',
+      '--pred',
+      join(tmp, 'pred'),
+      '--ref',
+      RAW,
+      '-o',
+      join(tmp, 's.json'),
+    );
     expect(ev.status).toBe(1);
     expect(ev.stderr.trim().split('\n')).toHaveLength(1);
   });

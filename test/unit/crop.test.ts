@@ -5,7 +5,12 @@ import { nnunetView } from '../../src/io/volume.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
 import { REFERENCE } from '../paths.ts';
 
-const DATASETS = ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB'];
+const DATASETS = [
+  'Dataset801_PhantomMR',
+  'Dataset802_PhantomCTaniso',
+  'Dataset803_PhantomMR2ch',
+  'Dataset804_PhantomMRsiteB',
+];
 
 describe('fillHoles / bbox', () => {
   it('fills enclosed background (face connectivity) and keeps border-connected background', () => {
@@ -13,7 +18,8 @@ describe('fillHoles / bbox', () => {
     const m = new Uint8Array(125);
     const at = (z: number, y: number, x: number) => (z * 5 + y) * 5 + x;
     // a shell 1..3 on every axis with a hollow centre, plus a channel from the centre to the x border
-    for (let z = 1; z <= 3; z++) for (let y = 1; y <= 3; y++) for (let x = 1; x <= 3; x++) m[at(z, y, x)] = 1;
+    for (let z = 1; z <= 3; z++)
+      for (let y = 1; y <= 3; y++) for (let x = 1; x <= 3; x++) m[at(z, y, x)] = 1;
     m[at(2, 2, 2)] = 0;
     const closed = m.slice();
     fillHoles(closed, shape);
@@ -26,20 +32,35 @@ describe('fillHoles / bbox', () => {
     expect(open[at(2, 2, 3)]).toBe(0);
     // a centre reaching the border only diagonally is a hole under face connectivity
     const diag = m.slice();
-    diag[at(2, 2, 2)] = 0; diag[at(3, 3, 3)] = 0; diag[at(3, 3, 2)] = 1;
+    diag[at(2, 2, 2)] = 0;
+    diag[at(3, 3, 3)] = 0;
+    diag[at(3, 3, 2)] = 1;
     const d2 = diag.slice();
     fillHoles(d2, shape);
     expect(d2[at(2, 2, 2)]).toBe(1);
     expect(d2[at(3, 3, 3)]).toBe(0);
-    expect(bboxOfMask(closed, shape)).toEqual([[1, 4], [1, 4], [1, 4]]);
-    expect(bboxOfMask(new Uint8Array(125), shape)).toEqual([[0, 5], [0, 5], [0, 5]]);
+    expect(bboxOfMask(closed, shape)).toEqual([
+      [1, 4],
+      [1, 4],
+      [1, 4],
+    ]);
+    expect(bboxOfMask(new Uint8Array(125), shape)).toEqual([
+      [0, 5],
+      [0, 5],
+      [0, 5],
+    ]);
   });
 
   it('synthesises a label map when there is none', () => {
     const data = new Float32Array(27);
-    data[13] = 5; data[14] = 2;
+    data[13] = 5;
+    data[14] = 2;
     const r = cropToNonzero(data, 1, [3, 3, 3]);
-    expect(r.bbox).toEqual([[1, 2], [1, 2], [1, 3]]);
+    expect(r.bbox).toEqual([
+      [1, 2],
+      [1, 2],
+      [1, 3],
+    ]);
     expect(Array.from(r.seg)).toEqual([0, 0]);
     expect(Array.from(r.data)).toEqual([5, 2]);
   });
@@ -48,12 +69,18 @@ describe('fillHoles / bbox', () => {
 describe('cropToNonzero on the phantoms (exact vs exact_foreground_stats.json)', () => {
   for (const ds of DATASETS) {
     it(ds, () => {
-      const stats = JSON.parse(readFileSync(`${REFERENCE}/fingerprints/${ds}/exact_foreground_stats.json`, 'utf8'));
+      const stats = JSON.parse(
+        readFileSync(`${REFERENCE}/fingerprints/${ds}/exact_foreground_stats.json`, 'utf8'),
+      );
       const dj = JSON.parse(readFileSync(`${REFERENCE}/raw/${ds}/dataset.json`, 'utf8'));
       const nch = Object.keys(dj.channel_names).length;
       for (const [id, pc] of Object.entries<{
-        shape_zyx_before_crop: number[]; spacing_zyx: number[]; bbox_used_for_cropping: number[][]; shape_after_crop: number[];
-        label_counts_after_crop: Record<string, number>; 'voxels_outside_filled_nonzero_mask_in_bbox (seg -1)': number;
+        shape_zyx_before_crop: number[];
+        spacing_zyx: number[];
+        bbox_used_for_cropping: number[][];
+        shape_after_crop: number[];
+        label_counts_after_crop: Record<string, number>;
+        'voxels_outside_filled_nonzero_mask_in_bbox (seg -1)': number;
       }>(stats.per_case)) {
         const { image, label } = loadRawCase(`${REFERENCE}/raw/${ds}`, id, nch);
         const v = nnunetView(image);

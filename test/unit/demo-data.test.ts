@@ -13,7 +13,11 @@ describe('demo phantoms', () => {
     const a = demoCase(DEMO_SITES[0], 0, 1);
     const b = demoCase(DEMO_SITES[0], 0, 1);
     expect(Buffer.from(a.image.data.buffer).equals(Buffer.from(b.image.data.buffer))).toBe(true);
-    expect(Buffer.from(demoCase(DEMO_SITES[0], 0, 2).image.data.buffer).equals(Buffer.from(a.image.data.buffer))).toBe(false);
+    expect(
+      Buffer.from(demoCase(DEMO_SITES[0], 0, 2).image.data.buffer).equals(
+        Buffer.from(a.image.data.buffer),
+      ),
+    ).toBe(false);
     const counts = [0, 0, 0];
     for (const v of a.label.data) counts[v]++;
     expect(counts[1]).toBeGreaterThan(1000);
@@ -24,7 +28,16 @@ describe('demo phantoms', () => {
   it('demo-data writes valid nnU-Net datasets whose sites differ in spacing and intensity', async () => {
     const out = mkdtempSync(join(tmpdir(), 'demo-'));
     try {
-      execFileSync(process.execPath, ['bin/fednnunet.js', 'demo-data', '-o', out, '--sites', '3', '--cases', '3']);
+      execFileSync(process.execPath, [
+        'bin/fednnunet.js',
+        'demo-data',
+        '-o',
+        out,
+        '--sites',
+        '3',
+        '--cases',
+        '3',
+      ]);
       const means: number[] = [];
       const spacings: number[][] = [];
       for (const name of ['Dataset901_DemoSiteA', 'Dataset902_DemoSiteB', 'Dataset903_DemoSiteC']) {

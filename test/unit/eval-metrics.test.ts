@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
-  computeCaseMetrics, evaluateCase, labelOrRegionKey, nanmean, summarize, summaryToJson, type LabelOrRegion,
+  computeCaseMetrics,
+  evaluateCase,
+  labelOrRegionKey,
+  nanmean,
+  summarize,
+  summaryToJson,
+  type LabelOrRegion,
 } from '../../src/eval/metrics.ts';
 import { pyFloatRepr, pyJsonDumps } from '../../src/eval/py-json.ts';
 import { numpySum } from '../../src/util/numpy-sum.ts';
@@ -12,17 +18,52 @@ const cases = [
   { ref: [2, 0, 0, 0], pred: [0, 0, 0, 0], name: 'b' },
   { ref: [0, 0], pred: [1, 0], name: 'c' },
 ];
-const results = cases.map((c) => evaluateCase(c.ref, c.pred, labels, { reference_file: `ref/${c.name}.nii.gz`, prediction_file: `pred/${c.name}.nii.gz` }, 3));
+const results = cases.map((c) =>
+  evaluateCase(
+    c.ref,
+    c.pred,
+    labels,
+    { reference_file: `ref/${c.name}.nii.gz`, prediction_file: `pred/${c.name}.nii.gz` },
+    3,
+  ),
+);
 
 describe('per-case metrics (§9)', () => {
   it('counts with the ignore label masked (hand-computed)', () => {
     const a = results[0].metrics;
     // label 1: ref {1,2,7}, pred {1,4,6,7}; voxel 5 ignored → TP 2, FP 2, FN 1, TN 2.
-    expect(a['1']).toEqual({ Dice: 4 / 7, FN: 1, FP: 2, IoU: 2 / 5, TN: 2, TP: 2, n_pred: 4, n_ref: 3 });
+    expect(a['1']).toEqual({
+      Dice: 4 / 7,
+      FN: 1,
+      FP: 2,
+      IoU: 2 / 5,
+      TN: 2,
+      TP: 2,
+      n_pred: 4,
+      n_ref: 3,
+    });
     // label 2: ref {3,4}, pred {3} (pred 2 at the ignored voxel 5 does not count) → TP 1, FN 1, TN 5.
-    expect(a['2']).toEqual({ Dice: 2 / 3, FN: 1, FP: 0, IoU: 1 / 2, TN: 5, TP: 1, n_pred: 1, n_ref: 2 });
+    expect(a['2']).toEqual({
+      Dice: 2 / 3,
+      FN: 1,
+      FP: 0,
+      IoU: 1 / 2,
+      TN: 5,
+      TP: 1,
+      n_pred: 1,
+      n_ref: 2,
+    });
     // region (1, 2): ref {1,2,3,4,7}, pred {1,3,4,6,7} → TP 4, FP 1, FN 1, TN 1.
-    expect(a['(1, 2)']).toEqual({ Dice: 0.8, FN: 1, FP: 1, IoU: 4 / 6, TN: 1, TP: 4, n_pred: 5, n_ref: 5 });
+    expect(a['(1, 2)']).toEqual({
+      Dice: 0.8,
+      FN: 1,
+      FP: 1,
+      IoU: 4 / 6,
+      TN: 1,
+      TP: 4,
+      n_pred: 5,
+      n_ref: 5,
+    });
   });
   it('empty/empty gives NaN, empty reference with a prediction gives 0', () => {
     expect(results[1].metrics['1'].Dice).toBeNaN();
@@ -33,7 +74,12 @@ describe('per-case metrics (§9)', () => {
     expect(results[2].metrics['2'].Dice).toBeNaN();
   });
   it('keys as Python str()', () => {
-    expect([1, [1, 2], [3], [1, 2, 3]].map(labelOrRegionKey)).toEqual(['1', '(1, 2)', '(3,)', '(1, 2, 3)']);
+    expect([1, [1, 2], [3], [1, 2, 3]].map(labelOrRegionKey)).toEqual([
+      '1',
+      '(1, 2)',
+      '(3,)',
+      '(1, 2, 3)',
+    ]);
   });
   it('negative reference values are background; mismatched sizes throw', () => {
     expect(computeCaseMetrics([-1, 1], [0, 1], [1])['1']).toMatchObject({ TP: 1, TN: 1 });
@@ -49,7 +95,11 @@ describe('summary (nanmean over cases, mean over labels)', () => {
     expect(s.mean['1'].TP).toBeCloseTo(2 / 3, 15); // counts are never NaN: mean over all 3
     expect(s.foreground_mean.Dice).toBeCloseTo((2 / 7 + 1 / 3 + 0.8 / 3) / 3, 15);
     expect(Object.keys(s.mean)).toEqual(['1', '2', '(1, 2)']);
-    expect(s.metric_per_case.map((c) => c.prediction_file)).toEqual(['pred/a.nii.gz', 'pred/b.nii.gz', 'pred/c.nii.gz']);
+    expect(s.metric_per_case.map((c) => c.prediction_file)).toEqual([
+      'pred/a.nii.gz',
+      'pred/b.nii.gz',
+      'pred/c.nii.gz',
+    ]);
   });
   it('a label NaN in every case makes its mean and the foreground mean NaN; label 0 is excluded', () => {
     const r = [evaluateCase([0, 0], [0, 0], [0, 1], { reference_file: 'r', prediction_file: 'p' })];
@@ -75,9 +125,23 @@ describe('numpy-compatible numerics', () => {
   });
   it('Python float repr', () => {
     // json.dumps([1e-5, 1e16, 123.0, 0.0001, 1.5e300, -2.5e-7, 1e15, 0.1+0.2, 100.0, 5e-324])
-    expect([1e-5, 1e16, 123, 0.0001, 1.5e300, -2.5e-7, 1e15, 0.1 + 0.2, 100, 5e-324].map(pyFloatRepr))
-      .toEqual(['1e-05', '1e+16', '123.0', '0.0001', '1.5e+300', '-2.5e-07', '1000000000000000.0', '0.30000000000000004', '100.0', '5e-324']);
-    expect(pyJsonDumps({ b: [], a: { 'é': 1 }, c: [1, 'x'] })).toBe('{\n    "a": {\n        "\\u00e9": 1\n    },\n    "b": [],\n    "c": [\n        1,\n        "x"\n    ]\n}');
+    expect(
+      [1e-5, 1e16, 123, 0.0001, 1.5e300, -2.5e-7, 1e15, 0.1 + 0.2, 100, 5e-324].map(pyFloatRepr),
+    ).toEqual([
+      '1e-05',
+      '1e+16',
+      '123.0',
+      '0.0001',
+      '1.5e+300',
+      '-2.5e-07',
+      '1000000000000000.0',
+      '0.30000000000000004',
+      '100.0',
+      '5e-324',
+    ]);
+    expect(pyJsonDumps({ b: [], a: { é: 1 }, c: [1, 'x'] })).toBe(
+      '{\n    "a": {\n        "\\u00e9": 1\n    },\n    "b": [],\n    "c": [\n        1,\n        "x"\n    ]\n}',
+    );
   });
 });
 

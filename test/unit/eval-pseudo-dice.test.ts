@@ -1,17 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { hardCountsLabels, hardCountsRegions, PseudoDiceTracker } from '../../src/eval/pseudo-dice.ts';
+import {
+  hardCountsLabels,
+  hardCountsRegions,
+  PseudoDiceTracker,
+} from '../../src/eval/pseudo-dice.ts';
 
 // One-hot-ish logits for a (B, K, N) batch from argmax labels.
 function logitsFor(labels: number[][], K: number): Float32Array {
-  const B = labels.length, n = labels[0].length;
+  const B = labels.length,
+    n = labels[0].length;
   const out = new Float32Array(B * K * n);
-  labels.forEach((row, b) => row.forEach((l, v) => { out[(b * K + l) * n + v] = 1; }));
+  labels.forEach((row, b) =>
+    row.forEach((l, v) => {
+      out[(b * K + l) * n + v] = 1;
+    }),
+  );
   return out;
 }
 
 describe('hard counts', () => {
   it('labels: argmax vs target, background dropped, ignore label masked', () => {
-    const pred = [[0, 1, 1, 2], [2, 2, 0, 1]];
+    const pred = [
+      [0, 1, 1, 2],
+      [2, 2, 0, 1],
+    ];
     const target = [0, 1, 2, 2, /**/ 2, 3, 1, 1]; // 3 = ignore
     const c = hardCountsLabels(logitsFor(pred, 3), [2, 3, 4], target, 3);
     // class 1: pred at (0,1),(0,2),(1,3); target at (0,1),(1,2),(1,3) → TP 2, FP 1 (0,2), FN 1 (1,2)
@@ -20,14 +32,22 @@ describe('hard counts', () => {
   });
   it('labels: argmax ties go to the lowest index', () => {
     const logits = Float32Array.from([1, 0, /**/ 1, 2, /**/ 0, 2]); // (1, 3, 2): voxel 0 → 0, voxel 1 → 1
-    expect(hardCountsLabels(logits, [1, 3, 2], [0, 1])).toEqual({ tp: [1, 0], fp: [0, 0], fn: [0, 0] });
+    expect(hardCountsLabels(logits, [1, 3, 2], [0, 1])).toEqual({
+      tp: [1, 0],
+      fp: [0, 0],
+      fn: [0, 0],
+    });
   });
   it('regions: sigmoid > 0.5 per channel, last target channel masks', () => {
     // (B=1, R=2, N=3) logits; target (1, 3, 3) with the ignore mask last (voxel 2 ignored).
     const logits = Float32Array.from([2, -1, 5, /**/ 0, 3, 3]);
     const target = [1, 1, 0, /**/ 0, 1, 1, /**/ 0, 0, 1];
     // region 0: p [1,0,(1)] y [1,1,(0)] → TP 1, FN 1; region 1: p [0 (sigmoid(0)=0.5),1,(1)] y [0,1,(1)] → TP 1
-    expect(hardCountsRegions(logits, [1, 2, 3], target, true)).toEqual({ tp: [1, 1], fp: [0, 0], fn: [1, 0] });
+    expect(hardCountsRegions(logits, [1, 2, 3], target, true)).toEqual({
+      tp: [1, 1],
+      fp: [0, 0],
+      fn: [1, 0],
+    });
   });
 });
 

@@ -1,17 +1,65 @@
 import { describe, expect, it } from 'vitest';
-import { addDelta, applyShared, l2Norm, pick, sharedSpec, StreamingMean, subtract, UpdateRejected, validateUpdate } from '../../src/fed/aggregate.ts';
+import {
+  addDelta,
+  applyShared,
+  l2Norm,
+  pick,
+  sharedSpec,
+  StreamingMean,
+  subtract,
+  UpdateRejected,
+  validateUpdate,
+} from '../../src/fed/aggregate.ts';
 import { specOf, type NamedWeights } from '../../src/model/named-weights.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
 function weights(entries: Array<[string, number[]]>, seed: number): NamedWeights {
-  return new Map(entries.map(([name, shape], i) => [name, { shape, data: randomArray(shape.reduce((a, b) => a * b, 1), seed * 100 + i) }]));
+  return new Map(
+    entries.map(([name, shape], i) => [
+      name,
+      {
+        shape,
+        data: randomArray(
+          shape.reduce((a, b) => a * b, 1),
+          seed * 100 + i,
+        ),
+      },
+    ]),
+  );
 }
 
 describe('AsymFedAvg key matching', () => {
   it('keeps only names present at every site with an identical shape', () => {
-    const a = specOf(weights([['enc.0.w', [8, 1, 3, 3, 3]], ['enc.1.w', [16, 8, 3, 3, 3]], ['seg.w', [3, 8, 1, 1, 1]]], 1));
-    const b = specOf(weights([['enc.0.w', [8, 1, 1, 3, 3]], ['enc.1.w', [16, 8, 3, 3, 3]], ['seg.w', [3, 8, 1, 1, 1]], ['enc.2.w', [32, 16, 3, 3, 3]]], 2));
-    const c = specOf(weights([['enc.1.w', [16, 8, 3, 3, 3]], ['seg.w', [3, 8, 1, 1, 1]]], 3));
+    const a = specOf(
+      weights(
+        [
+          ['enc.0.w', [8, 1, 3, 3, 3]],
+          ['enc.1.w', [16, 8, 3, 3, 3]],
+          ['seg.w', [3, 8, 1, 1, 1]],
+        ],
+        1,
+      ),
+    );
+    const b = specOf(
+      weights(
+        [
+          ['enc.0.w', [8, 1, 1, 3, 3]],
+          ['enc.1.w', [16, 8, 3, 3, 3]],
+          ['seg.w', [3, 8, 1, 1, 1]],
+          ['enc.2.w', [32, 16, 3, 3, 3]],
+        ],
+        2,
+      ),
+    );
+    const c = specOf(
+      weights(
+        [
+          ['enc.1.w', [16, 8, 3, 3, 3]],
+          ['seg.w', [3, 8, 1, 1, 1]],
+        ],
+        3,
+      ),
+    );
     expect(sharedSpec([a, b, c]).map((e) => e.name)).toEqual(['enc.1.w', 'seg.w']);
     expect(sharedSpec([a, b]).map((e) => e.name)).toEqual(['enc.1.w', 'seg.w']);
     expect(sharedSpec([a]).length).toBe(3);
@@ -20,7 +68,10 @@ describe('AsymFedAvg key matching', () => {
 });
 
 describe('StreamingMean', () => {
-  const layout: Array<[string, number[]]> = [['a', [4, 3]], ['b', [5]]];
+  const layout: Array<[string, number[]]> = [
+    ['a', [4, 3]],
+    ['b', [5]],
+  ];
   const sites = [weights(layout, 1), weights(layout, 2), weights(layout, 3)];
   const spec = specOf(sites[0]);
 
@@ -30,7 +81,11 @@ describe('StreamingMean', () => {
     const r = m.result();
     for (const [name, t] of r) {
       for (let i = 0; i < t.data.length; i++) {
-        const ref = (sites[0].get(name)!.data[i] + sites[1].get(name)!.data[i] + sites[2].get(name)!.data[i]) / 3;
+        const ref =
+          (sites[0].get(name)!.data[i] +
+            sites[1].get(name)!.data[i] +
+            sites[2].get(name)!.data[i]) /
+          3;
         expect(t.data[i]).toBeCloseTo(ref, 6);
       }
     }
@@ -41,7 +96,11 @@ describe('StreamingMean', () => {
     const m = new StreamingMean(spec);
     [5, 4, 1].forEach((n, k) => m.add(sites[k], n));
     const t = m.result().get('b')!;
-    const ref = (5 * sites[0].get('b')!.data[2] + 4 * sites[1].get('b')!.data[2] + sites[2].get('b')!.data[2]) / 10;
+    const ref =
+      (5 * sites[0].get('b')!.data[2] +
+        4 * sites[1].get('b')!.data[2] +
+        sites[2].get('b')!.data[2]) /
+      10;
     expect(t.data[2]).toBeCloseTo(ref, 6);
   });
 
@@ -55,7 +114,8 @@ describe('StreamingMean', () => {
     }
     const a = direct.result();
     const b = addDelta(global, viaDelta.result());
-    for (const [name, t] of a) t.data.forEach((v, i) => expect(b.get(name)!.data[i]).toBeCloseTo(v, 5));
+    for (const [name, t] of a)
+      t.data.forEach((v, i) => expect(b.get(name)!.data[i]).toBeCloseTo(v, 5));
   });
 
   it('rejects NaN, wrong shapes, missing or extra tensors, and bad weights', () => {
@@ -63,10 +123,27 @@ describe('StreamingMean', () => {
     const nan = weights(layout, 4);
     nan.get('a')!.data[3] = NaN;
     expect(() => m.add(nan)).toThrow(/NaN/);
-    const wrong = weights([['a', [3, 4]], ['b', [5]]], 5);
+    const wrong = weights(
+      [
+        ['a', [3, 4]],
+        ['b', [5]],
+      ],
+      5,
+    );
     expect(() => m.add(wrong)).toThrow(/shape/);
     expect(() => validateUpdate(weights([['a', [4, 3]]], 6), spec)).toThrow(UpdateRejected);
-    expect(() => validateUpdate(weights([['a', [4, 3]], ['c', [5]]], 6), spec)).toThrow(/missing tensor 'b'/);
+    expect(() =>
+      validateUpdate(
+        weights(
+          [
+            ['a', [4, 3]],
+            ['c', [5]],
+          ],
+          6,
+        ),
+        spec,
+      ),
+    ).toThrow(/missing tensor 'b'/);
     expect(() => m.add(sites[0], 0)).toThrow(/weight/);
     expect(() => m.result()).toThrow(/no update/);
   });
@@ -74,7 +151,13 @@ describe('StreamingMean', () => {
 
 describe('applying the aggregate at a site', () => {
   it('overwrites shared keys and keeps local ones untouched', () => {
-    const local = weights([['shared', [2, 2]], ['mine', [3]]], 1);
+    const local = weights(
+      [
+        ['shared', [2, 2]],
+        ['mine', [3]],
+      ],
+      1,
+    );
     const before = Float32Array.from(local.get('mine')!.data);
     const agg = weights([['shared', [2, 2]]], 2);
     const r = applyShared(local, agg);

@@ -3,16 +3,46 @@
 // refuse every bad update before anything reaches the sum.
 import * as zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { l2Norm, RobustMean, StreamingMean, UpdateRejected, validateUpdate, type UpdateAggregator } from '../../src/fed/aggregate.ts';
+import {
+  l2Norm,
+  RobustMean,
+  StreamingMean,
+  UpdateRejected,
+  validateUpdate,
+  type UpdateAggregator,
+} from '../../src/fed/aggregate.ts';
 import { checkEncodedUpdate } from '../../src/fed/encoded-update.ts';
-import { decodeWeights, encodeWeights, type EncodedWeights, type Encoding } from '../../src/model/weights-codec.ts';
+import {
+  decodeWeights,
+  encodeWeights,
+  type EncodedWeights,
+  type Encoding,
+} from '../../src/model/weights-codec.ts';
 import { specOf, type NamedWeights } from '../../src/model/named-weights.ts';
 import { crc32, crc32Js, setCrc32Impl } from '../../src/util/crc32.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
-const layout: Array<[string, number[]]> = [['enc.w', [8, 3, 3, 3]], ['enc.b', [8]], ['seg.w', [3, 8]], ['odd', [7]]];
+const layout: Array<[string, number[]]> = [
+  ['enc.w', [8, 3, 3, 3]],
+  ['enc.b', [8]],
+  ['seg.w', [3, 8]],
+  ['odd', [7]],
+];
 function weights(seed: number, amp = 1): NamedWeights {
-  return new Map(layout.map(([name, shape], i) => [name, { shape, data: randomArray(shape.reduce((a, b) => a * b, 1), seed * 100 + i, -amp, amp) }]));
+  return new Map(
+    layout.map(([name, shape], i) => [
+      name,
+      {
+        shape,
+        data: randomArray(
+          shape.reduce((a, b) => a * b, 1),
+          seed * 100 + i,
+          -amp,
+          amp,
+        ),
+      },
+    ]),
+  );
 }
 const spec = specOf(weights(1));
 
@@ -21,12 +51,18 @@ function sameBits(a: NamedWeights, b: NamedWeights): void {
   for (const [name, t] of a) {
     const u = b.get(name)!.data;
     expect(u.length).toBe(t.data.length);
-    for (let i = 0; i < u.length; i++) if (!Object.is(u[i], t.data[i])) throw new Error(`'${name}'[${i}]: ${u[i]} vs ${t.data[i]}`);
+    for (let i = 0; i < u.length; i++)
+      if (!Object.is(u[i], t.data[i])) throw new Error(`'${name}'[${i}]: ${u[i]} vs ${t.data[i]}`);
   }
 }
 
 /** The update with value `index` of tensor `name` overwritten in its encoded bytes, its CRC made to match. */
-function poke(u: EncodedWeights, name: string, index: number, write: (view: DataView, at: number) => void): EncodedWeights {
+function poke(
+  u: EncodedWeights,
+  name: string,
+  index: number,
+  write: (view: DataView, at: number) => void,
+): EncodedWeights {
   const payload = u.payload.slice();
   const entries = u.entries.map((e) => ({ ...e, shape: [...e.shape] }));
   const e = entries.find((x) => x.name === name)!;
@@ -81,26 +117,69 @@ describe('a refused update leaves the running mean untouched', () => {
   const int8 = encodeWeights(weights(5), 'int8');
   const flipped = fp16.payload.slice();
   flipped[fp16.entries[2].offset + 1] ^= 0x10;
-  const withEntry = (u: EncodedWeights, i: number, change: object): EncodedWeights => ({ payload: u.payload, entries: u.entries.map((e, k) => (k === i ? { ...e, ...change } : e)) });
+  const withEntry = (u: EncodedWeights, i: number, change: object): EncodedWeights => ({
+    payload: u.payload,
+    entries: u.entries.map((e, k) => (k === i ? { ...e, ...change } : e)),
+  });
   const bad: Array<[string, EncodedWeights, RegExp]> = [
     ['a corrupted byte (CRC-32)', { entries: fp16.entries, payload: flipped }, /checksum mismatch/],
     ['NaN in fp32', poke(fp32, 'seg.w', 5, (v, at) => v.setFloat32(at, NaN, true)), /NaN or Inf/],
-    ['+Inf in fp32', poke(fp32, 'odd', 6, (v, at) => v.setFloat32(at, Infinity, true)), /NaN or Inf/],
+    [
+      '+Inf in fp32',
+      poke(fp32, 'odd', 6, (v, at) => v.setFloat32(at, Infinity, true)),
+      /NaN or Inf/,
+    ],
     ['NaN in fp16', poke(fp16, 'enc.b', 0, (v, at) => v.setUint16(at, 0x7e00, true)), /NaN or Inf/],
-    ['-Inf in fp16', poke(fp16, 'enc.w', 100, (v, at) => v.setUint16(at, 0xfc00, true)), /NaN or Inf/],
-    ['an int8 scale whose values overflow float32', withEntry(int8, 1, { scale: 3e38 }), /NaN or Inf/],
-    ['an int8 scale that is not a positive number', withEntry(int8, 0, { scale: -1 }), /valid scale/],
-    ['a byte length that does not fit the shape', withEntry(fp16, 3, { byteLength: 12 }), /do not fit/],
-    ['a shape other than the spec', withEntry(fp16, 2, { shape: [8, 3], byteLength: 48 }), /expected \[3,8\]/],
-    ['a truncated payload', { entries: fp16.entries, payload: fp16.payload.subarray(0, fp16.payload.length - 8) }, /truncated/],
-    ['a missing tensor', { entries: fp16.entries.slice(1), payload: fp16.payload }, /expected 4 tensors/],
-    ['a tensor twice', { entries: [...fp16.entries.slice(0, 3), { ...fp16.entries[0] }], payload: fp16.payload }, /appears twice/],
+    [
+      '-Inf in fp16',
+      poke(fp16, 'enc.w', 100, (v, at) => v.setUint16(at, 0xfc00, true)),
+      /NaN or Inf/,
+    ],
+    [
+      'an int8 scale whose values overflow float32',
+      withEntry(int8, 1, { scale: 3e38 }),
+      /NaN or Inf/,
+    ],
+    [
+      'an int8 scale that is not a positive number',
+      withEntry(int8, 0, { scale: -1 }),
+      /valid scale/,
+    ],
+    [
+      'a byte length that does not fit the shape',
+      withEntry(fp16, 3, { byteLength: 12 }),
+      /do not fit/,
+    ],
+    [
+      'a shape other than the spec',
+      withEntry(fp16, 2, { shape: [8, 3], byteLength: 48 }),
+      /expected \[3,8\]/,
+    ],
+    [
+      'a truncated payload',
+      { entries: fp16.entries, payload: fp16.payload.subarray(0, fp16.payload.length - 8) },
+      /truncated/,
+    ],
+    [
+      'a missing tensor',
+      { entries: fp16.entries.slice(1), payload: fp16.payload },
+      /expected 4 tensors/,
+    ],
+    [
+      'a tensor twice',
+      { entries: [...fp16.entries.slice(0, 3), { ...fp16.entries[0] }], payload: fp16.payload },
+      /appears twice/,
+    ],
     ['a tensor the spec lacks', withEntry(fp16, 1, { name: 'other' }), /missing tensor 'enc.b'/],
   ];
   for (const [what, u, reason] of bad) {
     it(`${what}: refused, and the mean of the accepted updates is unchanged`, () => {
-      for (const mean of [new StreamingMean(spec), new RobustMean(spec, 'median', 3)] as UpdateAggregator[]) {
-        const offer = (x: EncodedWeights): void => mean.addChecked(checkEncodedUpdate(x.entries, x.payload, spec));
+      for (const mean of [
+        new StreamingMean(spec),
+        new RobustMean(spec, 'median', 3),
+      ] as UpdateAggregator[]) {
+        const offer = (x: EncodedWeights): void =>
+          mean.addChecked(checkEncodedUpdate(x.entries, x.payload, spec));
         offer(good[0]);
         expect(() => offer(u)).toThrow(UpdateRejected);
         expect(() => offer(u)).toThrow(reason);

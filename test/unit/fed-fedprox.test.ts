@@ -10,7 +10,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ProximalTerm } from '../../src/train/proximal.ts';
 import { methodFromArgs } from '../../src/cli/method-args.ts';
 import { UsageError } from '../../src/cli/args.ts';
-import { decodeMessage, encodeMessage, ProtocolError, type FederationConfig } from '../../src/fed/protocol.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  ProtocolError,
+  type FederationConfig,
+} from '../../src/fed/protocol.ts';
 import { startRelay } from '../../src/node/relay/server.ts';
 import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
@@ -39,14 +44,18 @@ describe('FedProx proximal term', () => {
     const d2 = [-0.3, 0.15, 0.2];
     w1.assign(tf.add(w1, tf.tensor(d1, [2, 2])));
     w2.assign(tf.add(w2, tf.tensor(d2)));
-    const base = () => tf.add(tf.sum(tf.mul(tf.square(w1), c1)), tf.sum(tf.mul(w2, c2))) as tf.Scalar;
+    const base = () =>
+      tf.add(tf.sum(tf.mul(tf.square(w1), c1)), tf.sum(tf.mul(w2, c2))) as tf.Scalar;
     const without = tf.variableGrads(base, [w1, w2]);
     const withProx = tf.variableGrads(() => tf.add(base(), prox.loss()) as tf.Scalar, [w1, w2]);
     const sq = [...d1, ...d2].reduce((a, x) => a + x * x, 0);
     const lossDiff = (await withProx.value.data())[0] - (await without.value.data())[0];
     expect(lossDiff).toBeCloseTo((mu / 2) * sq, 5);
     expect(sq).toBeGreaterThan(0);
-    for (const [v, d] of [[w1, d1], [w2, d2]] as const) {
+    for (const [v, d] of [
+      [w1, d1],
+      [w2, d2],
+    ] as const) {
       const g0 = await without.grads[v.name].data();
       const g1 = await withProx.grads[v.name].data();
       for (let i = 0; i < d.length; i++) expect(g1[i] - g0[i]).toBeCloseTo(mu * d[i], 5);
@@ -61,13 +70,35 @@ describe('FedProx proximal term', () => {
 });
 
 describe('FedProx options', () => {
-  const config: FederationConfig = { method: 'fedprox', mu: 0.01, configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1000, weighting: 'uniform', encoding: 'fp16' };
-  const welcome = (c: unknown) => encodeMessage({ type: 'welcome', siteId: 's', config: c as FederationConfig, phase: 'join', round: 0 });
+  const config: FederationConfig = {
+    method: 'fedprox',
+    mu: 0.01,
+    configuration: '3d_fullres',
+    rounds: 1,
+    itersPerRound: 1,
+    minSites: 1,
+    roundDeadlineMs: 1000,
+    weighting: 'uniform',
+    encoding: 'fp16',
+  };
+  const welcome = (c: unknown) =>
+    encodeMessage({
+      type: 'welcome',
+      siteId: 's',
+      config: c as FederationConfig,
+      phase: 'join',
+      round: 0,
+    });
 
   it('--mu is parsed for fedprox (default 0.01) and refused for other methods or when negative', () => {
     expect(methodFromArgs({ method: 'fedprox' })).toEqual({ method: 'fedprox', mu: 0.01 });
-    expect(methodFromArgs({ method: 'fedprox', mu: '0.5' })).toEqual({ method: 'fedprox', mu: 0.5 });
-    expect(() => methodFromArgs({ method: 'ffe', mu: '0.5' })).toThrow(/--mu is an option of fedprox/);
+    expect(methodFromArgs({ method: 'fedprox', mu: '0.5' })).toEqual({
+      method: 'fedprox',
+      mu: 0.5,
+    });
+    expect(() => methodFromArgs({ method: 'ffe', mu: '0.5' })).toThrow(
+      /--mu is an option of fedprox/,
+    );
     expect(() => methodFromArgs({ method: 'fedprox', mu: '-1' })).toThrow(UsageError);
     expect(() => methodFromArgs({ method: 'fedprox', mu: 'x' })).toThrow(UsageError);
   });
@@ -75,7 +106,13 @@ describe('FedProx options', () => {
   it('the welcome carries μ, validated: fedprox needs a finite μ ≥ 0, other methods take none', () => {
     const m = decodeMessage(welcome(config)).message;
     expect(m.type === 'welcome' && m.config.mu).toBe(0.01);
-    for (const bad of [{ mu: undefined }, { mu: -0.1 }, { mu: 'x' }, { mu: null }, { method: 'ffe' }]) {
+    for (const bad of [
+      { mu: undefined },
+      { mu: -0.1 },
+      { mu: 'x' },
+      { mu: null },
+      { method: 'ffe' },
+    ]) {
       expect(() => decodeMessage(welcome({ ...config, ...bad }))).toThrow(ProtocolError);
     }
   });
@@ -104,19 +141,44 @@ class MeasuredSite extends TrainerSite {
 
 async function federate(mu: number) {
   const dir = mkdtempSync(join(tmpdir(), 'sim-fedprox-'));
-  const config: FederationConfig = { method: 'fedprox', mu, configuration: '3d_fullres', rounds: 2, itersPerRound: 3, minSites: 2, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp32' };
-  const relay = await startRelay({ dataDir: dir, config: { ...config, expectedSites: 2, token: 't' }, aggregateFingerprints: mergeSiteFingerprints, log: () => undefined });
+  const config: FederationConfig = {
+    method: 'fedprox',
+    mu,
+    configuration: '3d_fullres',
+    rounds: 2,
+    itersPerRound: 3,
+    minSites: 2,
+    roundDeadlineMs: 600_000,
+    weighting: 'uniform',
+    encoding: 'fp32',
+  };
+  const relay = await startRelay({
+    dataDir: dir,
+    config: { ...config, expectedSites: 2, token: 't' },
+    aggregateFingerprints: mergeSiteFingerprints,
+    log: () => undefined,
+  });
   const sites = DEMO_SITES.slice(0, 2).map((p, i) => {
     const ds = demoDataset(p, i, 3);
     return new MeasuredSite({
       pipeline: new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases)),
-      tiny: { patch: 8 }, valIters: 0, evaluate: false, seed: 7,
+      tiny: { patch: 8 },
+      valIters: 0,
+      evaluate: false,
+      seed: 7,
     });
   });
   try {
     const runs = [];
     for (const [i, s] of sites.entries()) {
-      runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 't', siteName: `s${i}`, trainer: s }).run());
+      runs.push(
+        new SiteClient({
+          connect: wsConnect(relay.wsUrl, WebSocket as never),
+          token: 't',
+          siteName: `s${i}`,
+          trainer: s,
+        }).run(),
+      );
       while (relay.coordinator.roster().length <= i) await new Promise((r) => setTimeout(r, 10)); // join in order
     }
     const results = await Promise.all(runs);
@@ -128,12 +190,16 @@ async function federate(mu: number) {
 }
 
 describe('FedProx federation (2 tiny sites, cpu)', () => {
-  it('completes, and the proximal term pulls each site\'s update toward the global model', async () => {
+  it("completes, and the proximal term pulls each site's update toward the global model", async () => {
     const free = await federate(0);
     const prox = await federate(50);
     for (const run of [free, prox]) {
       expect(run.history.map((h) => h.contributors.length)).toEqual([2, 2]);
-      expect(run.results.every((r) => r.rounds === 2 && r.shared.length === run.sites[0].trainer!.net.specs.length)).toBe(true);
+      expect(
+        run.results.every(
+          (r) => r.rounds === 2 && r.shared.length === run.sites[0].trainer!.net.specs.length,
+        ),
+      ).toBe(true);
     }
     for (const [i, s] of prox.sites.entries()) {
       const f = free.sites[i].deltaNorms;
@@ -145,7 +211,11 @@ describe('FedProx federation (2 tiny sites, cpu)', () => {
         expect(s.deltaNorms[r]).toBeLessThan(f[r]);
       }
     }
-    console.log('‖Δ‖ per site and round, μ = 0 vs μ = 50:', free.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))), prox.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))));
+    console.log(
+      '‖Δ‖ per site and round, μ = 0 vs μ = 50:',
+      free.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))),
+      prox.sites.map((s) => s.deltaNorms.map((x) => x.toPrecision(4))),
+    );
     [...free.sites, ...prox.sites].forEach((s) => s.trainer!.dispose());
   }, 300_000);
 });
@@ -162,7 +232,10 @@ describe('fednnunet relay/simulate --method fedprox', () => {
     }
     const sim = ['simulate', '--sites', 'A', 'B', '--rounds', '1', '--iters', '1'];
     for (const [args, why] of [
-      [[...sim, '--method', 'asym', '--mu', '0.5'], /--mu is an option of fedprox, not of --method asym/],
+      [
+        [...sim, '--method', 'asym', '--mu', '0.5'],
+        /--mu is an option of fedprox, not of --method asym/,
+      ],
       [[...sim, '--method', 'fedprox', '--mu=-1'], /--mu must be a number ≥ 0/],
       [[...sim, '--method', 'fedprox', '--mu', 'lots'], /--mu must be a number ≥ 0/],
       [['relay', '--method', 'ffe', '--mu', '0.5'], /--mu is an option of fedprox/],

@@ -2,7 +2,15 @@
 // round trip across a reopened database (a reload), the writer's ordering, what is offered.
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
-import { deleteHostedFederation, HostedFederationWriter, HostedStateError, hostedRecord, loadHostedFederation, saveHostedFederation, unfinishedHostedFederations } from '../../src/fed/hosted-state.ts';
+import {
+  deleteHostedFederation,
+  HostedFederationWriter,
+  HostedStateError,
+  hostedRecord,
+  loadHostedFederation,
+  saveHostedFederation,
+  unfinishedHostedFederations,
+} from '../../src/fed/hosted-state.ts';
 import { hostedRows } from '../../src/store/hosted-federation.ts';
 import { Coordinator, type CoordinatorSnapshot } from '../../src/fed/coordinator.ts';
 import { encodeWeights } from '../../src/model/weights-codec.ts';
@@ -21,19 +29,59 @@ function weights(seed: number): NamedWeights {
 /** A mid-federation snapshot with everything a relay persists: bound keys, FFE aggregate, shared spec, history, weights. */
 function snapshot(round = 2, phase: CoordinatorSnapshot['phase'] = 'rounds'): CoordinatorSnapshot {
   return {
-    config: { method: 'ffe', configuration: '3d_fullres', rounds: 5, itersPerRound: 3, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp16', expectedSites: 2 },
+    config: {
+      method: 'ffe',
+      configuration: '3d_fullres',
+      rounds: 5,
+      itersPerRound: 3,
+      minSites: 2,
+      roundDeadlineMs: 60_000,
+      weighting: 'uniform',
+      encoding: 'fp16',
+      expectedSites: 2,
+    },
     phase,
     round,
     sites: [
-      { siteId: 'site-1-aaaa', siteName: 'laptop-a', numCases: 4, spec: [{ name: 'encoder.w', shape: [4, 3, 3] }, { name: 'decoder.b', shape: [5] }], fingerprint: { spacings: [[1, 1, 1]] }, key: { fingerprint: '0123:4567:89ab:cdef:0123:4567:89ab:cdef', spki: 'MFkw' } },
-      { siteId: 'site-2-bbbb', siteName: 'laptop-b', numCases: 6, key: { fingerprint: 'ffff:4567:89ab:cdef:0123:4567:89ab:cdef', spki: 'MFkx' } },
+      {
+        siteId: 'site-1-aaaa',
+        siteName: 'laptop-a',
+        numCases: 4,
+        spec: [
+          { name: 'encoder.w', shape: [4, 3, 3] },
+          { name: 'decoder.b', shape: [5] },
+        ],
+        fingerprint: { spacings: [[1, 1, 1]] },
+        key: { fingerprint: '0123:4567:89ab:cdef:0123:4567:89ab:cdef', spki: 'MFkw' },
+      },
+      {
+        siteId: 'site-2-bbbb',
+        siteName: 'laptop-b',
+        numCases: 6,
+        key: { fingerprint: 'ffff:4567:89ab:cdef:0123:4567:89ab:cdef', spki: 'MFkx' },
+      },
     ],
     aggregateFingerprint: { median_spacing: [1, 1, 1.5] },
-    shared: [{ name: 'encoder.w', shape: [4, 3, 3] }, { name: 'decoder.b', shape: [5] }],
+    shared: [
+      { name: 'encoder.w', shape: [4, 3, 3] },
+      { name: 'decoder.b', shape: [5] },
+    ],
     global: encodeWeights(weights(7), 'fp32'),
     history: [
-      { round: 1, contributors: ['site-1-aaaa', 'site-2-bbbb'], rejected: [], metrics: { 'site-1-aaaa': { loss: 0.5 } }, closedBy: 'all' },
-      { round: 2, contributors: ['site-1-aaaa'], rejected: [{ siteId: 'site-2-bbbb', reason: 'norm' }], metrics: {}, closedBy: 'deadline' },
+      {
+        round: 1,
+        contributors: ['site-1-aaaa', 'site-2-bbbb'],
+        rejected: [],
+        metrics: { 'site-1-aaaa': { loss: 0.5 } },
+        closedBy: 'all',
+      },
+      {
+        round: 2,
+        contributors: ['site-1-aaaa'],
+        rejected: [{ siteId: 'site-2-bbbb', reason: 'norm' }],
+        metrics: {},
+        closedBy: 'deadline',
+      },
     ],
   };
 }
@@ -60,12 +108,23 @@ describe('store: the hosted workshop federation', () => {
     expect(rest).toEqual(rest0);
     expect(global!.entries).toEqual(g0!.entries);
     expect(Buffer.from(global!.payload).equals(Buffer.from(g0!.payload))).toBe(true);
-    const c = new Coordinator({ config: { ...loaded.snapshot.config, token: loaded.token } }, loaded.snapshot);
+    const c = new Coordinator(
+      { config: { ...loaded.snapshot.config, token: loaded.token } },
+      loaded.snapshot,
+    );
     expect(c.phase).toBe('rounds');
     expect(c.round).toBe(2);
-    expect(c.roster().map((x) => [x.siteId, x.fingerprint, x.connected])).toEqual([['site-1-aaaa', s.sites[0].key!.fingerprint, false], ['site-2-bbbb', s.sites[1].key!.fingerprint, false]]);
-    for (const [name, t] of weights(7)) expect(Buffer.from(c.global!.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer))).toBe(true);
-    expect(await unfinishedHostedFederations(hostedRows(again))).toEqual([{ code: 'wk42', updatedAt: 1000, phase: 'rounds', round: 2, rounds: 5, sites: 2 }]);
+    expect(c.roster().map((x) => [x.siteId, x.fingerprint, x.connected])).toEqual([
+      ['site-1-aaaa', s.sites[0].key!.fingerprint, false],
+      ['site-2-bbbb', s.sites[1].key!.fingerprint, false],
+    ]);
+    for (const [name, t] of weights(7))
+      expect(Buffer.from(c.global!.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer))).toBe(
+        true,
+      );
+    expect(await unfinishedHostedFederations(hostedRows(again))).toEqual([
+      { code: 'wk42', updatedAt: 1000, phase: 'rounds', round: 2, rounds: 5, sites: 2 },
+    ]);
   });
 
   it('captures the snapshot when called; writes arriving during a write collapse into the newest', async () => {
@@ -92,7 +151,9 @@ describe('store: the hosted workshop federation', () => {
     expect(q2).not.toBe(q1);
     expect(q3).toBe(q2);
     await q1;
-    expect((await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round).toBeGreaterThanOrEqual(4);
+    expect(
+      (await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round,
+    ).toBeGreaterThanOrEqual(4);
     await q3;
     expect((await loadHostedFederation(hostedRows(db), 'wk1'))!.snapshot.round).toBe(6);
     // A record written at call time: the mutation after persist(s) never reached the store.
@@ -105,7 +166,9 @@ describe('store: the hosted workshop federation', () => {
     const { db } = await freshStore();
     const w = new HostedFederationWriter(hostedRows(db), 'done1', 'done1');
     await w.persist(snapshot(2));
-    expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual(['done1']);
+    expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual([
+      'done1',
+    ]);
     await w.persist(snapshot(5, 'done'));
     expect(await unfinishedHostedFederations(hostedRows(db))).toEqual([]);
     expect(await loadHostedFederation(hostedRows(db), 'done1')).toBeUndefined();
@@ -113,7 +176,9 @@ describe('store: the hosted workshop federation', () => {
     await saveHostedFederation(hostedRows(db), hostedRecord('old', 'old', snapshot(5, 'done'), 5));
     const joining: CoordinatorSnapshot = { ...snapshot(0, 'join'), global: undefined, history: [] };
     await saveHostedFederation(hostedRows(db), hostedRecord('fresh', 'fresh', joining, 9));
-    expect(await unfinishedHostedFederations(hostedRows(db))).toEqual([{ code: 'fresh', updatedAt: 9, phase: 'join', round: 0, rounds: 5, sites: 2 }]);
+    expect(await unfinishedHostedFederations(hostedRows(db))).toEqual([
+      { code: 'fresh', updatedAt: 9, phase: 'join', round: 0, rounds: 5, sites: 2 },
+    ]);
     expect((await loadHostedFederation(hostedRows(db), 'fresh'))!.snapshot.global).toBeUndefined();
     await deleteHostedFederation(hostedRows(db), 'fresh');
     expect(await loadHostedFederation(hostedRows(db), 'fresh')).toBeUndefined();
@@ -122,20 +187,37 @@ describe('store: the hosted workshop federation', () => {
   it('an unreadable record is offered for discarding only, and says why it cannot be resumed', async () => {
     const { db } = await freshStore();
     const good = hostedRecord('bad1', 'bad1', snapshot(), 3);
-    await db.put('hostedFederations', { ...good, state: { ...good.state, phase: 'dancing' } } as never);
+    await db.put('hostedFederations', {
+      ...good,
+      state: { ...good.state, phase: 'dancing' },
+    } as never);
     await db.put('hostedFederations', { ...good, code: 'bad2', globalBytes: null } as never);
     const bytes = new Uint8Array(good.globalBytes!.slice(0));
     bytes[5] ^= 0xff;
-    await db.put('hostedFederations', { ...good, code: 'bad3', globalBytes: bytes.buffer } as never);
+    await db.put('hostedFederations', {
+      ...good,
+      code: 'bad3',
+      globalBytes: bytes.buffer,
+    } as never);
     const offers = await unfinishedHostedFederations(hostedRows(db));
-    expect(offers.find((x) => x.code === 'bad1')).toEqual({ code: 'bad1', updatedAt: 3, problem: "unknown phase 'dancing'" });
+    expect(offers.find((x) => x.code === 'bad1')).toEqual({
+      code: 'bad1',
+      updatedAt: 3,
+      problem: "unknown phase 'dancing'",
+    });
     expect(offers.find((x) => x.code === 'bad2')?.problem).toMatch(/without their tensor table/);
     await expect(loadHostedFederation(hostedRows(db), 'bad1')).rejects.toThrow(HostedStateError);
-    await expect(loadHostedFederation(hostedRows(db), 'bad1')).rejects.toThrow(/'bad1' cannot be resumed: unknown phase 'dancing'/);
-    await expect(loadHostedFederation(hostedRows(db), 'bad2')).rejects.toThrow(/global weights without their tensor table/);
+    await expect(loadHostedFederation(hostedRows(db), 'bad1')).rejects.toThrow(
+      /'bad1' cannot be resumed: unknown phase 'dancing'/,
+    );
+    await expect(loadHostedFederation(hostedRows(db), 'bad2')).rejects.toThrow(
+      /global weights without their tensor table/,
+    );
     // The shape is fine but a weight byte flipped: the checksum catches it at load.
     expect(offers.find((x) => x.code === 'bad3')?.problem).toBeUndefined();
-    await expect(loadHostedFederation(hostedRows(db), 'bad3')).rejects.toThrow(/'bad3' cannot be resumed: its global weights are damaged .*checksum/);
+    await expect(loadHostedFederation(hostedRows(db), 'bad3')).rejects.toThrow(
+      /'bad3' cannot be resumed: its global weights are damaged .*checksum/,
+    );
   });
 
   it('one tab at a time hosts a code: tryHoldLock takes a free lock and keeps it until released', async () => {

@@ -25,7 +25,8 @@ class Emitter {
   }
   /** Removes `f`, also when it was added with once() (as eventemitter3, PeerJS' emitter, does). */
   off(ev: string, f: Handler) {
-    for (const g of [...(this.hs.get(ev) ?? [])]) if (g === f || (g as { orig?: Handler }).orig === f) this.hs.get(ev)!.delete(g);
+    for (const g of [...(this.hs.get(ev) ?? [])])
+      if (g === f || (g as { orig?: Handler }).orig === f) this.hs.get(ev)!.delete(g);
     return this;
   }
   emit(ev: string, ...a: Parameters<Handler>) {
@@ -38,7 +39,15 @@ class Emitter {
 
 class FakeConn extends Emitter {
   closed = false;
-  dataChannel = { binaryType: '', bufferedAmount: 0, bufferedAmountLowThreshold: 0, onbufferedamountlow: null, readyState: 'open', send: () => undefined, addEventListener: () => undefined };
+  dataChannel = {
+    binaryType: '',
+    bufferedAmount: 0,
+    bufferedAmountLowThreshold: 0,
+    onbufferedamountlow: null,
+    readyState: 'open',
+    send: () => undefined,
+    addEventListener: () => undefined,
+  };
   constructor(readonly peer: string) {
     super();
   }
@@ -63,12 +72,28 @@ class FakePeer extends Emitter {
     this.id = typeof a === 'string' ? a : `random-${peers.length}`;
     peers.push(this);
     const next = script.shift() ?? 'open';
-    setTimeout(() => (next === 'open' ? this.emit('open', this.id) : this.emit('error', { type: 'server-error', message: 'Could not get an ID from the server.' })), 0);
+    setTimeout(
+      () =>
+        next === 'open'
+          ? this.emit('open', this.id)
+          : this.emit('error', {
+              type: 'server-error',
+              message: 'Could not get an ID from the server.',
+            }),
+      0,
+    );
   }
   connect(id: string) {
     // PeerJS: a disconnected peer cannot connect (it warns, emits 'disconnected' and returns undefined).
     if (this.disconnected || this.destroyed) {
-      setTimeout(() => this.emit('error', { type: 'disconnected', message: 'Cannot connect to new Peer after disconnecting from server.' }), 0);
+      setTimeout(
+        () =>
+          this.emit('error', {
+            type: 'disconnected',
+            message: 'Cannot connect to new Peer after disconnecting from server.',
+          }),
+        0,
+      );
       return undefined;
     }
     const c = new FakeConn(id);
@@ -93,7 +118,8 @@ class FakePeer extends Emitter {
 }
 
 vi.mock('peerjs', () => ({ Peer: FakePeer }));
-const { peerConnect, hostOverPeerJS, CONNECT_TIMEOUT_MS, hostPeerId } = await import('../../src/fed/peer-transport.ts');
+const { peerConnect, hostOverPeerJS, CONNECT_TIMEOUT_MS, hostPeerId } =
+  await import('../../src/fed/peer-transport.ts');
 const { FederationHost } = await import('../../src/fed/host.ts');
 
 const handlers = { onMessage: () => undefined, onClose: () => undefined };
@@ -157,7 +183,10 @@ describe('workshop participant over PeerJS', () => {
     const next = connect(handlers);
     next.catch(() => undefined);
     await vi.advanceTimersByTimeAsync(1);
-    peers[0].emit('error', { type: 'peer-unavailable', message: 'Could not connect to peer fednnunet-ws-other' });
+    peers[0].emit('error', {
+      type: 'peer-unavailable',
+      message: 'Could not connect to peer fednnunet-ws-other',
+    });
     peers[0].conns[1].emit('open');
     await expect(next).resolves.toBeDefined();
   });
@@ -166,7 +195,20 @@ describe('workshop participant over PeerJS', () => {
 describe('workshop host over PeerJS', () => {
   it('registers its id again after losing the signalling server, so participants can still reach it', async () => {
     vi.useFakeTimers();
-    const host = new FederationHost({ config: { method: 'fedavg', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 1, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp32', expectedSites: 2, token: 'wk77' } });
+    const host = new FederationHost({
+      config: {
+        method: 'fedavg',
+        configuration: '3d_fullres',
+        rounds: 1,
+        itersPerRound: 1,
+        minSites: 1,
+        roundDeadlineMs: 60_000,
+        weighting: 'uniform',
+        encoding: 'fp32',
+        expectedSites: 2,
+        token: 'wk77',
+      },
+    });
     const hosting = hostOverPeerJS(host, 'wk77');
     await vi.advanceTimersByTimeAsync(1);
     const h = await hosting;

@@ -20,8 +20,32 @@ async function freePort(): Promise<number> {
 }
 
 function startRelayProcess(port: number, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['bin/fednnunet.js', 'relay', '--port', String(port), '--data-dir', dataDir, '--method', 'fedavg',
-    '--sites', '2', '--rounds', '3', '--iters', '1', '--token', 'tok', '--encoding', 'fp32', '--static', '/nonexistent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      'bin/fednnunet.js',
+      'relay',
+      '--port',
+      String(port),
+      '--data-dir',
+      dataDir,
+      '--method',
+      'fedavg',
+      '--sites',
+      '2',
+      '--rounds',
+      '3',
+      '--iters',
+      '1',
+      '--token',
+      'tok',
+      '--encoding',
+      'fp32',
+      '--static',
+      '/nonexistent',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (b) => {
@@ -45,7 +69,10 @@ describe('relay crash recovery', () => {
     const port = await freePort();
     relay = await startRelayProcess(port, dataDir);
     const url = `ws://127.0.0.1:${port}/fed`;
-    const base = [{ name: 'w', shape: [6] }, { name: 'b', shape: [2] }];
+    const base = [
+      { name: 'w', shape: [6] },
+      { name: 'b', shape: [2] },
+    ];
     const trainers = [1, 2].map((s) => new MockTrainer(base, s));
     let killed = false;
     let restarted: Promise<ChildProcess> | undefined;
@@ -64,10 +91,16 @@ describe('relay crash recovery', () => {
         relay = await restarted;
       }
     };
-    const clients = trainers.map((t, i) => new SiteClient({
-      connect: wsConnect(url, WebSocket), token: 'tok', siteName: `s${i}`, trainer: t,
-      reconnect: { initialMs: 100, maxMs: 400, maxTries: 100 },
-    }));
+    const clients = trainers.map(
+      (t, i) =>
+        new SiteClient({
+          connect: wsConnect(url, WebSocket),
+          token: 'tok',
+          siteName: `s${i}`,
+          trainer: t,
+          reconnect: { initialMs: 100, maxMs: 400, maxTries: 100 },
+        }),
+    );
     const results = await Promise.all(clients.map((c) => c.run()));
     expect(killed).toBe(true);
     expect(results.map((r) => r.rounds)).toEqual([3, 3]);

@@ -13,11 +13,17 @@ import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { SiteClient } from '../../src/fed/client.ts';
 import { wsConnect } from '../../src/fed/ws-transport.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
-import { ensureSelfSignedCert, loadTlsFiles, SELF_SIGNED_KEY, selfSignedAltNames } from '../../src/node/tls.ts';
+import {
+  ensureSelfSignedCert,
+  loadTlsFiles,
+  SELF_SIGNED_KEY,
+  selfSignedAltNames,
+} from '../../src/node/tls.ts';
 
 const OPENSSL = '/usr/bin/openssl';
 const haveOpenssl = existsSync(OPENSSL);
-if (!haveOpenssl) console.warn(`[fed-relay-tls] skipped: ${OPENSSL} is missing (Debian: apt-get install openssl)`);
+if (!haveOpenssl)
+  console.warn(`[fed-relay-tls] skipped: ${OPENSSL} is missing (Debian: apt-get install openssl)`);
 
 const bin = 'bin/fednnunet.js';
 const scratch = mkdtempSync(join(tmpdir(), 'relay-tls-'));
@@ -27,15 +33,45 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 function makeCert(name: string): { cert: string; key: string; certPath: string; keyPath: string } {
   const certPath = join(scratch, `${name}.crt`);
   const keyPath = join(scratch, `${name}.key`);
-  const r = spawnSync(OPENSSL, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', '/CN=test', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-addext', 'basicConstraints=critical,CA:FALSE',
-    '-keyout', keyPath, '-out', certPath], { encoding: 'utf8' });
+  const r = spawnSync(
+    OPENSSL,
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=test',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-addext',
+      'basicConstraints=critical,CA:FALSE',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
-  return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, keyPath };
+  return {
+    cert: readFileSync(certPath, 'utf8'),
+    key: readFileSync(keyPath, 'utf8'),
+    certPath,
+    keyPath,
+  };
 }
 
 /** GET over https, trusting only `ca`. */
-function httpsGet(url: string, ca: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function httpsGet(
+  url: string,
+  ca: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((ok, fail) => {
     get(url, { ca }, (res) => {
       let body = '';
@@ -63,7 +99,18 @@ describe.skipIf(!haveOpenssl)('relay over TLS', () => {
       staticDir: staticDir(),
       log: () => undefined,
       tls: { cert: c.cert, key: c.key },
-      config: { method: 'fedavg', configuration: '3d_fullres', rounds: 1, itersPerRound: 1, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp32', expectedSites: 2, token: 'tok' },
+      config: {
+        method: 'fedavg',
+        configuration: '3d_fullres',
+        rounds: 1,
+        itersPerRound: 1,
+        minSites: 2,
+        roundDeadlineMs: 60_000,
+        weighting: 'uniform',
+        encoding: 'fp32',
+        expectedSites: 2,
+        token: 'tok',
+      },
     });
   });
   afterAll(() => relay?.close());
@@ -96,7 +143,15 @@ describe.skipIf(!haveOpenssl)('relay over TLS', () => {
       }
     }
     const layout = [{ name: 'w', shape: [4] }];
-    const clients = [1, 2].map((s) => new SiteClient({ connect: wsConnect(relay.wsUrl, TrustingWebSocket), token: 'tok', siteName: `s${s}`, trainer: new MockTrainer(layout, s) }));
+    const clients = [1, 2].map(
+      (s) =>
+        new SiteClient({
+          connect: wsConnect(relay.wsUrl, TrustingWebSocket),
+          token: 'tok',
+          siteName: `s${s}`,
+          trainer: new MockTrainer(layout, s),
+        }),
+    );
     const results = await Promise.all(clients.map((c) => c.run()));
     expect(results.map((r) => r.rounds)).toEqual([1, 1]);
     expect(relay.coordinator.roster()).toHaveLength(2);
@@ -106,14 +161,27 @@ describe.skipIf(!haveOpenssl)('relay over TLS', () => {
 
 describe.skipIf(!haveOpenssl)('self-signed certificate', () => {
   it('covers localhost and the LAN addresses; made again when an address is new or it is about to expire', () => {
-    expect(selfSignedAltNames('0.0.0.0', ['192.168.1.20'])).toEqual(['DNS:localhost', 'IP:127.0.0.1', 'IP:192.168.1.20']);
-    expect(selfSignedAltNames('relay.example', [])).toEqual(['DNS:localhost', 'IP:127.0.0.1', 'DNS:relay.example']);
+    expect(selfSignedAltNames('0.0.0.0', ['192.168.1.20'])).toEqual([
+      'DNS:localhost',
+      'IP:127.0.0.1',
+      'IP:192.168.1.20',
+    ]);
+    expect(selfSignedAltNames('relay.example', [])).toEqual([
+      'DNS:localhost',
+      'IP:127.0.0.1',
+      'DNS:relay.example',
+    ]);
     const dir = join(scratch, 'self-unit');
     const a = ensureSelfSignedCert(dir, ['DNS:localhost', 'IP:127.0.0.1'], { openssl: OPENSSL });
     expect(a.reused).toBe(false);
     expect(a.altNames).toEqual(['DNS:localhost', 'IP:127.0.0.1']);
-    expect(ensureSelfSignedCert(dir, ['IP:127.0.0.1'], { openssl: OPENSSL })).toMatchObject({ reused: true, fingerprint256: a.fingerprint256 });
-    const b = ensureSelfSignedCert(dir, ['DNS:localhost', 'IP:127.0.0.1', 'IP:10.1.2.3'], { openssl: OPENSSL });
+    expect(ensureSelfSignedCert(dir, ['IP:127.0.0.1'], { openssl: OPENSSL })).toMatchObject({
+      reused: true,
+      fingerprint256: a.fingerprint256,
+    });
+    const b = ensureSelfSignedCert(dir, ['DNS:localhost', 'IP:127.0.0.1', 'IP:10.1.2.3'], {
+      openssl: OPENSSL,
+    });
     expect(b.reused).toBe(false);
     expect(b.altNames).toContain('IP:10.1.2.3');
     expect(b.fingerprint256).not.toBe(a.fingerprint256);
@@ -121,28 +189,44 @@ describe.skipIf(!haveOpenssl)('self-signed certificate', () => {
     const c = ensureSelfSignedCert(dir, ['IP:127.0.0.1'], { openssl: OPENSSL, now: late });
     expect(c.reused).toBe(false);
     expect(c.fingerprint256).not.toBe(b.fingerprint256);
-    expect(() => ensureSelfSignedCert(join(scratch, 'self-bad'), ['IP:1.2.3.4,DNS:evil'], { openssl: OPENSSL })).toThrow(/subjectAltName/);
+    expect(() =>
+      ensureSelfSignedCert(join(scratch, 'self-bad'), ['IP:1.2.3.4,DNS:evil'], {
+        openssl: OPENSSL,
+      }),
+    ).toThrow(/subjectAltName/);
   });
 
-  it('tolerates a few minutes of clock skew at the certificate\'s start, not more', () => {
+  it("tolerates a few minutes of clock skew at the certificate's start, not more", () => {
     // openssl stamps notBefore when it runs, after the caller took its `now` (seconds later on a busy machine).
     const dir = join(scratch, 'self-skew');
     const made = ensureSelfSignedCert(dir, ['IP:127.0.0.1'], { openssl: OPENSSL });
     const [cert, key] = [made.certPath, join(dir, SELF_SIGNED_KEY)];
     const start = new Date(new X509Certificate(readFileSync(cert)).validFrom).getTime();
-    expect(loadTlsFiles(cert, key, new Date(start - 10_000)).validTo.getTime()).toBeGreaterThan(start);
-    expect(() => loadTlsFiles(cert, key, new Date(start - 24 * 3600e3))).toThrow(/not valid before/);
+    expect(loadTlsFiles(cert, key, new Date(start - 10_000)).validTo.getTime()).toBeGreaterThan(
+      start,
+    );
+    expect(() => loadTlsFiles(cert, key, new Date(start - 24 * 3600e3))).toThrow(
+      /not valid before/,
+    );
   });
 });
 
 /** Runs the CLI to its exit. */
 function relayCli(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  return spawnSync(process.execPath, [bin, 'relay', '--port', '0', '--static', '/nonexistent', ...args], { encoding: 'utf8', env });
+  return spawnSync(
+    process.execPath,
+    [bin, 'relay', '--port', '0', '--static', '/nonexistent', ...args],
+    { encoding: 'utf8', env },
+  );
 }
 
 /** Starts the CLI relay; resolves once it printed its join code, with everything it printed so far. */
 function startRelayCli(args: string[]): Promise<{ child: ChildProcess; out: () => string }> {
-  const child = spawn(process.execPath, [bin, 'relay', '--port', '0', '--static', staticDir(), '--token', 'tok', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [bin, 'relay', '--port', '0', '--static', staticDir(), '--token', 'tok', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   return new Promise((resolve, reject) => {
     const onData = (b: Buffer) => {
@@ -168,12 +252,27 @@ describe.skipIf(!haveOpenssl)('fednnunet relay TLS options', () => {
     const garbage = join(scratch, 'garbage.pem');
     writeFileSync(garbage, 'not a pem\n');
     const cases: Array<[string[], RegExp]> = [
-      [['--tls-cert', join(scratch, 'missing.crt'), '--tls-key', good.keyPath], /--tls-cert .*missing\.crt: cannot read it \(ENOENT\)/],
-      [['--tls-cert', garbage, '--tls-key', good.keyPath], /--tls-cert .*garbage\.pem: not a PEM certificate/],
-      [['--tls-cert', good.certPath, '--tls-key', garbage], /--tls-key .*garbage\.pem: not a usable unencrypted PEM private key/],
-      [['--tls-cert', good.certPath, '--tls-key', other.keyPath], /--tls-key .*other\.key does not match the certificate/],
+      [
+        ['--tls-cert', join(scratch, 'missing.crt'), '--tls-key', good.keyPath],
+        /--tls-cert .*missing\.crt: cannot read it \(ENOENT\)/,
+      ],
+      [
+        ['--tls-cert', garbage, '--tls-key', good.keyPath],
+        /--tls-cert .*garbage\.pem: not a PEM certificate/,
+      ],
+      [
+        ['--tls-cert', good.certPath, '--tls-key', garbage],
+        /--tls-key .*garbage\.pem: not a usable unencrypted PEM private key/,
+      ],
+      [
+        ['--tls-cert', good.certPath, '--tls-key', other.keyPath],
+        /--tls-key .*other\.key does not match the certificate/,
+      ],
       [['--tls-cert', good.certPath], /--tls-cert and --tls-key go together/],
-      [['--tls-self-signed', '--tls-cert', good.certPath, '--tls-key', good.keyPath], /--tls-self-signed or --tls-cert\/--tls-key, not both/],
+      [
+        ['--tls-self-signed', '--tls-cert', good.certPath, '--tls-key', good.keyPath],
+        /--tls-self-signed or --tls-cert\/--tls-key, not both/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = relayCli(['--data-dir', join(scratch, 'data-bad'), ...args]);
@@ -185,14 +284,25 @@ describe.skipIf(!haveOpenssl)('fednnunet relay TLS options', () => {
   });
 
   it('without openssl, --tls-self-signed says how to pass a certificate instead', () => {
-    const r = relayCli(['--data-dir', join(scratch, 'data-noopenssl'), '--tls-self-signed'], { ...process.env, PATH: '/nonexistent' });
+    const r = relayCli(['--data-dir', join(scratch, 'data-noopenssl'), '--tls-self-signed'], {
+      ...process.env,
+      PATH: '/nonexistent',
+    });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/needs the openssl command.*mkcert .*127\.0\.0\.1.*--tls-cert FILE --tls-key FILE/);
+    expect(r.stderr).toMatch(
+      /needs the openssl command.*mkcert .*127\.0\.0\.1.*--tls-cert FILE --tls-key FILE/,
+    );
   });
 
   it('--tls-self-signed makes a certificate for 127.0.0.1 with its fingerprint printed, and keeps it on a second start', async () => {
     const dataDir = join(scratch, 'data-self');
-    const first = await startRelayCli(['--data-dir', dataDir, '--host', '0.0.0.0', '--tls-self-signed']);
+    const first = await startRelayCli([
+      '--data-dir',
+      dataDir,
+      '--host',
+      '0.0.0.0',
+      '--tls-self-signed',
+    ]);
     const certPath = join(dataDir, 'tls', 'self-signed-cert.pem');
     const cert = readFileSync(certPath, 'utf8');
     const x509 = new X509Certificate(cert);
@@ -219,8 +329,10 @@ describe.skipIf(!haveOpenssl)('fednnunet relay TLS options', () => {
     const r = await startRelayCli(['--data-dir', join(scratch, 'data-plain'), '--host', '0.0.0.0']);
     try {
       // The warning goes to stderr, the join code to stdout: the two pipes may arrive in either order.
-      const warning = /warning: serving plain http on 0\.0\.0\.0: .*cannot join \(no secure context.*--tls-self-signed/;
-      for (let i = 0; i < 100 && !warning.test(r.out()); i++) await new Promise((ok) => setTimeout(ok, 50));
+      const warning =
+        /warning: serving plain http on 0\.0\.0\.0: .*cannot join \(no secure context.*--tls-self-signed/;
+      for (let i = 0; i < 100 && !warning.test(r.out()); i++)
+        await new Promise((ok) => setTimeout(ok, 50));
       expect(r.out()).toMatch(warning);
     } finally {
       await stop(r.child);

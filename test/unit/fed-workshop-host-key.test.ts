@@ -7,8 +7,19 @@ import { FederationHost, type HostOptions } from '../../src/fed/host.ts';
 import { SiteClient, type Connect, type SiteResult } from '../../src/fed/client.ts';
 import { ephemeralIdentity, type SiteIdentity } from '../../src/fed/identity/site-key.ts';
 import { isChallenge } from '../../src/fed/identity/envelope.ts';
-import { HostKeyRefused, hostChallenge, isHostChallenge, isHostProof, signHostProof, verifyHostProof } from '../../src/fed/identity/host-proof.ts';
-import { HostedFederationWriter, loadHostedFederation, type HostedRecordStore } from '../../src/fed/hosted-state.ts';
+import {
+  HostKeyRefused,
+  hostChallenge,
+  isHostChallenge,
+  isHostProof,
+  signHostProof,
+  verifyHostProof,
+} from '../../src/fed/identity/host-proof.ts';
+import {
+  HostedFederationWriter,
+  loadHostedFederation,
+  type HostedRecordStore,
+} from '../../src/fed/hosted-state.ts';
 import { pinnedHostKey, workshopJoinLink, WorkshopLinkError } from '../../src/fed/workshop-link.ts';
 import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
@@ -16,14 +27,28 @@ import { chunkedConnection } from './helpers/fake-channel.ts';
 
 const CODE = 'wk9';
 const layout: WeightSpec = [{ name: 'decoder.seg_layers.0.weight', shape: [3, 8, 1, 1, 1] }];
-const config: HostOptions['config'] = { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp32', expectedSites: 2, token: CODE };
+const config: HostOptions['config'] = {
+  method: 'fedavg',
+  configuration: '3d_fullres',
+  rounds: 2,
+  itersPerRound: 1,
+  minSites: 2,
+  roundDeadlineMs: 60_000,
+  weighting: 'uniform',
+  encoding: 'fp32',
+  expectedSites: 2,
+  token: CODE,
+};
 
 /**
  * The signalling server's view: a connect reaches whichever host holds the code now (none: fails,
  * as PeerJS' 'peer-unavailable'). Records every frame each site handed to its link, per host.
  */
 function switchboard() {
-  const board = { host: undefined as FederationHost | undefined, sent: new Map<FederationHost, Uint8Array[]>() };
+  const board = {
+    host: undefined as FederationHost | undefined,
+    sent: new Map<FederationHost, Uint8Array[]>(),
+  };
   const connect: Connect = async (h) => {
     const host = board.host;
     if (!host) throw new Error('no workshop is hosted with this code');
@@ -38,16 +63,25 @@ function switchboard() {
 function sites(connect: Connect, hostKey: string | undefined, n = 2, maxTries = 200) {
   const trainers = Array.from({ length: n }, (_, i) => new MockTrainer(layout, i + 1, 3 + i));
   const identities = trainers.map(() => ephemeralIdentity());
-  const clients = trainers.map((trainer, i) => new SiteClient({
-    connect, token: CODE, siteName: `laptop-${i}`, trainer, identity: () => identities[i], hostKey,
-    reconnect: { initialMs: 5, maxMs: 20, maxTries },
-  }));
+  const clients = trainers.map(
+    (trainer, i) =>
+      new SiteClient({
+        connect,
+        token: CODE,
+        siteName: `laptop-${i}`,
+        trainer,
+        identity: () => identities[i],
+        hostKey,
+        reconnect: { initialMs: 5, maxMs: 20, maxTries },
+      }),
+  );
   const runs = clients.map((c) => c.run());
   for (const r of runs) r.catch(() => undefined);
   return { clients, runs };
 }
 
-const host = (identity: SiteIdentity | undefined, extra: Partial<HostOptions> = {}) => new FederationHost({ config, identity, ...extra });
+const host = (identity: SiteIdentity | undefined, extra: Partial<HostOptions> = {}) =>
+  new FederationHost({ config, identity, ...extra });
 
 async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 5000 && !cond(); i++) await new Promise((ok) => setTimeout(ok, 2));
@@ -62,7 +96,9 @@ describe('workshop host key', () => {
     board.host = impostor;
     const { runs } = sites(connect, genuine.fingerprint);
     for (const r of runs) await expect(r).rejects.toThrow(HostKeyRefused);
-    await expect(runs[0]).rejects.toThrow(new RegExp(`not the key in the join link \\(${genuine.fingerprint}\\)`));
+    await expect(runs[0]).rejects.toThrow(
+      new RegExp(`not the key in the join link \\(${genuine.fingerprint}\\)`),
+    );
     // Each site sent one frame: its random challenge. No hello (name, token, key), nothing else.
     const sent = board.sent.get(impostor)!;
     expect(sent.length).toBe(2);
@@ -99,8 +135,10 @@ describe('workshop host key', () => {
     const id = await ephemeralIdentity();
     const rows = new Map<string, unknown>();
     const db: HostedRecordStore = {
-      get: async (c) => rows.get(c), getAll: async () => [...rows.values()],
-      put: async (r) => void rows.set(r.code, structuredClone(r)), delete: async (c) => void rows.delete(c),
+      get: async (c) => rows.get(c),
+      getAll: async () => [...rows.values()],
+      put: async (r) => void rows.set(r.code, structuredClone(r)),
+      delete: async (c) => void rows.delete(c),
     };
     const writer = new HostedFederationWriter(db, CODE, CODE, Date.now, id.fingerprint);
     const { board, connect } = switchboard();
@@ -123,7 +161,10 @@ describe('workshop host key', () => {
     const saved = (await loadHostedFederation(db, CODE))!;
     expect(saved.hostKey).toBe(id.fingerprint);
     const { board: b2, connect: c2 } = switchboard();
-    const second = host(id, { restored: saved.snapshot, config: { ...saved.snapshot.config, token: saved.token } });
+    const second = host(id, {
+      restored: saved.snapshot,
+      config: { ...saved.snapshot.config, token: saved.token },
+    });
     b2.host = second;
     // The sites of the first run failed; new clients for the same sites would rejoin with their ids.
     // Here: two fresh sites cannot join a started federation, so check the proof passes instead:
@@ -136,8 +177,10 @@ describe('workshop host key', () => {
     const id = await ephemeralIdentity();
     const rows = new Map<string, unknown>();
     const db: HostedRecordStore = {
-      get: async (c) => rows.get(c), getAll: async () => [...rows.values()],
-      put: async (r) => void rows.set(r.code, structuredClone(r)), delete: async (c) => void rows.delete(c),
+      get: async (c) => rows.get(c),
+      getAll: async () => [...rows.values()],
+      put: async (r) => void rows.set(r.code, structuredClone(r)),
+      delete: async (c) => void rows.delete(c),
     };
     const writer = new HostedFederationWriter(db, CODE, CODE, Date.now, id.fingerprint);
     const { board, connect } = switchboard();
@@ -150,7 +193,10 @@ describe('workshop host key', () => {
     first.close();
     await new Promise((ok) => setTimeout(ok, 20));
     const saved = (await loadHostedFederation(db, CODE))!;
-    const second = host(id, { restored: saved.snapshot, config: { ...saved.snapshot.config, token: saved.token } });
+    const second = host(id, {
+      restored: saved.snapshot,
+      config: { ...saved.snapshot.config, token: saved.token },
+    });
     board.host = second;
     const results: SiteResult[] = await Promise.all(runs);
     expect(results.map((r) => r.rounds)).toEqual([2, 2]);
@@ -170,13 +216,26 @@ describe('host proof', () => {
     const proof = await signHostProof(id, site.nonce, hostNonce);
     expect(isHostProof(proof)).toBe(true);
     expect(isChallenge(proof)).toBe(false);
-    await expect(verifyHostProof(proof, site.nonce, hostNonce, id.fingerprint)).resolves.toBe(id.fingerprint);
+    await expect(verifyHostProof(proof, site.nonce, hostNonce, id.fingerprint)).resolves.toBe(
+      id.fingerprint,
+    );
     const other = hostChallenge();
-    await expect(verifyHostProof(proof, other.nonce, hostNonce, id.fingerprint)).rejects.toThrow(/replayed or forged/);
-    await expect(verifyHostProof(proof, site.nonce, crypto.getRandomValues(new Uint8Array(32)), id.fingerprint)).rejects.toThrow(/replayed or forged/);
+    await expect(verifyHostProof(proof, other.nonce, hostNonce, id.fingerprint)).rejects.toThrow(
+      /replayed or forged/,
+    );
+    await expect(
+      verifyHostProof(
+        proof,
+        site.nonce,
+        crypto.getRandomValues(new Uint8Array(32)),
+        id.fingerprint,
+      ),
+    ).rejects.toThrow(/replayed or forged/);
     const flipped = proof.slice();
     flipped[10] ^= 1;
-    await expect(verifyHostProof(flipped, site.nonce, hostNonce, id.fingerprint)).rejects.toThrow(HostKeyRefused);
+    await expect(verifyHostProof(flipped, site.nonce, hostNonce, id.fingerprint)).rejects.toThrow(
+      HostKeyRefused,
+    );
   });
 });
 

@@ -8,7 +8,12 @@ import { loadRawCase } from './helpers/load-nifti.ts';
 import { REFERENCE } from '../paths.ts';
 
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
-const DATASETS = ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB'];
+const DATASETS = [
+  'Dataset801_PhantomMR',
+  'Dataset802_PhantomCTaniso',
+  'Dataset803_PhantomMR2ch',
+  'Dataset804_PhantomMRsiteB',
+];
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
 describe('dataset fingerprint vs nnU-Net (801-804, all cases)', () => {
@@ -19,11 +24,17 @@ describe('dataset fingerprint vs nnU-Net (801-804, all cases)', () => {
       const dj = json(`${REFERENCE}/raw/${ds}/dataset.json`);
       const ids = Object.keys(exact.per_case).sort();
       const cases = ids.map((id) => {
-        const { image, label } = loadRawCase(`${REFERENCE}/raw/${ds}`, id, Object.keys(dj.channel_names).length);
+        const { image, label } = loadRawCase(
+          `${REFERENCE}/raw/${ds}`,
+          id,
+          Object.keys(dj.channel_names).length,
+        );
         const c = caseFingerprint(image, label);
         const pc = exact.per_case[id];
         expect(c.relative_size_after_cropping).toBe(pc.relative_size_after_cropping);
-        for (const [ch, st] of Object.entries<Record<string, number>>(pc.foreground_stats_per_channel)) {
+        for (const [ch, st] of Object.entries<Record<string, number>>(
+          pc.foreground_stats_per_channel,
+        )) {
           const s = c.foreground[Number(ch)];
           expect(s.n).toBe(st.n_voxels);
           expect(s.exact).toBe(true);
@@ -38,15 +49,20 @@ describe('dataset fingerprint vs nnU-Net (801-804, all cases)', () => {
       expect(ours.shapes_after_crop).toEqual(fp.shapes_after_crop);
       expect(ours.spacings).toEqual(fp.spacings);
       expect(ours.median_relative_size_after_cropping).toBe(fp.median_relative_size_after_cropping);
-      for (const [ch, ref] of Object.entries<Record<string, number>>(fp.foreground_intensity_properties_per_channel)) {
+      for (const [ch, ref] of Object.entries<Record<string, number>>(
+        fp.foreground_intensity_properties_per_channel,
+      )) {
         const o = ours.foreground_intensity_properties_per_channel[ch];
         const conv = exact.converged_equal_weight_per_case[ch];
         expect(Object.keys(o).sort()).toEqual(Object.keys(ref).sort());
-        console.log(`${ds} ch${ch}: mean ${o.mean} (nnU-Net ${ref.mean}, rel ${rel(o.mean, ref.mean).toExponential(1)}), ` +
-          `std ${o.std} (nnU-Net ${ref.std}, rel ${rel(o.std, ref.std).toExponential(1)}), p0.5/med/p99.5 ${o.percentile_00_5}/${o.median}/${o.percentile_99_5}`);
+        console.log(
+          `${ds} ch${ch}: mean ${o.mean} (nnU-Net ${ref.mean}, rel ${rel(o.mean, ref.mean).toExponential(1)}), ` +
+            `std ${o.std} (nnU-Net ${ref.std}, rel ${rel(o.std, ref.std).toExponential(1)}), p0.5/med/p99.5 ${o.percentile_00_5}/${o.median}/${o.percentile_99_5}`,
+        );
         expect(rel(o.mean, ref.mean)).toBeLessThan(1e-3);
         expect(rel(o.std, ref.std)).toBeLessThan(1e-3);
-        for (const k of ['min', 'max', 'median', 'percentile_00_5', 'percentile_99_5']) expect(o[k as keyof typeof o]).toBe(ref[k]);
+        for (const k of ['min', 'max', 'median', 'percentile_00_5', 'percentile_99_5'])
+          expect(o[k as keyof typeof o]).toBe(ref[k]);
         // and the converged values themselves, to float32 precision
         expect(rel(o.mean, conv.mean)).toBeLessThan(1e-7);
         expect(rel(o.std, conv.std)).toBeLessThan(1e-7);

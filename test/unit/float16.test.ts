@@ -29,7 +29,8 @@ describe('float16', () => {
     const xs = Float32Array.from({ length: 1000 }, (_, i) => (i - 500) * 0.0137 + 1e-3);
     const back = decodeHalf(encodeHalf(xs));
     for (let i = 0; i < xs.length; i++) {
-      if (Math.abs(xs[i]) > 6.2e-5) expect(Math.abs(back[i] - xs[i]) / Math.abs(xs[i])).toBeLessThanOrEqual(2 ** -11);
+      if (Math.abs(xs[i]) > 6.2e-5)
+        expect(Math.abs(back[i] - xs[i]) / Math.abs(xs[i])).toBeLessThanOrEqual(2 ** -11);
     }
   });
 });

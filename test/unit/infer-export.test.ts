@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  argmaxChannels, linearResampleLogits, logitsToSegmentation, regionsToSegmentation, transpose3, type ResampleLogits,
+  argmaxChannels,
+  linearResampleLogits,
+  logitsToSegmentation,
+  regionsToSegmentation,
+  transpose3,
+  type ResampleLogits,
 } from '../../src/infer/export.ts';
 
 const identity = { transposeForward: [0, 1, 2], transposeBackward: [0, 1, 2] };
@@ -36,14 +41,34 @@ describe('logitsToSegmentation', () => {
   it('inserts the argmax into the bbox of a background array', () => {
     // Crop (1, 2, 2) at z 1, y [1,3), x [0,2) of a (3, 4, 3) image; K = 3.
     const logits = Float32Array.from([
-      5, 0, 0, 0, // k0
-      0, 5, 0, 1, // k1
-      0, 0, 5, 1, // k2 (voxel 3: tie 1 vs 2 → 1)
+      5,
+      0,
+      0,
+      0, // k0
+      0,
+      5,
+      0,
+      1, // k1
+      0,
+      0,
+      5,
+      1, // k2 (voxel 3: tie 1 vs 2 → 1)
     ]);
-    const seg = logitsToSegmentation(logits, [3, 1, 2, 2], {
-      spacing: [1, 1, 1], shape_before_cropping: [3, 4, 3],
-      bbox_used_for_cropping: [[1, 2], [1, 3], [0, 2]], shape_after_cropping_and_before_resampling: [1, 2, 2],
-    }, { ...identity, configSpacing: [1, 1, 1] });
+    const seg = logitsToSegmentation(
+      logits,
+      [3, 1, 2, 2],
+      {
+        spacing: [1, 1, 1],
+        shape_before_cropping: [3, 4, 3],
+        bbox_used_for_cropping: [
+          [1, 2],
+          [1, 3],
+          [0, 2],
+        ],
+        shape_after_cropping_and_before_resampling: [1, 2, 2],
+      },
+      { ...identity, configSpacing: [1, 1, 1] },
+    );
     expect(seg.shape).toEqual([3, 4, 3]);
     expect(seg.data).toBeInstanceOf(Uint8Array);
     const expected = new Array(36).fill(0);
@@ -65,17 +90,43 @@ describe('logitsToSegmentation', () => {
     };
     // K = 2; label 1 where (y + x) odd in the transposed frame.
     const logits = new Float32Array(2 * 8);
-    for (let y = 0; y < 4; y++) for (let x = 0; x < 2; x++) logits[8 + y * 2 + x] = (y + x) % 2 ? 1 : -1;
-    const seg = logitsToSegmentation(logits, [2, 1, 4, 2], {
-      spacing: [2, 1, 3], shape_before_cropping: [3, 4, 2],
-      bbox_used_for_cropping: [[0, 3], [0, 4], [0, 2]], shape_after_cropping_and_before_resampling: [3, 4, 2],
-    }, { configSpacing: [9, 2, 1], transposeForward: [2, 0, 1], transposeBackward: [1, 2, 0], resample });
-    expect(calls).toEqual([[[2, 1, 4, 2], [3, 4, 2], [9, 2, 1], [3, 2, 1]]]);
+    for (let y = 0; y < 4; y++)
+      for (let x = 0; x < 2; x++) logits[8 + y * 2 + x] = (y + x) % 2 ? 1 : -1;
+    const seg = logitsToSegmentation(
+      logits,
+      [2, 1, 4, 2],
+      {
+        spacing: [2, 1, 3],
+        shape_before_cropping: [3, 4, 2],
+        bbox_used_for_cropping: [
+          [0, 3],
+          [0, 4],
+          [0, 2],
+        ],
+        shape_after_cropping_and_before_resampling: [3, 4, 2],
+      },
+      {
+        configSpacing: [9, 2, 1],
+        transposeForward: [2, 0, 1],
+        transposeBackward: [1, 2, 0],
+        resample,
+      },
+    );
+    expect(calls).toEqual([
+      [
+        [2, 1, 4, 2],
+        [3, 4, 2],
+        [9, 2, 1],
+        [3, 2, 1],
+      ],
+    ]);
     expect(seg.shape).toEqual([4, 2, 3]);
     // Transposed-frame voxel (a, b, c) = original (b, c, a): label = (b + c) % 2 for every a.
-    for (let z = 0; z < 4; z++) for (let y = 0; y < 2; y++) for (let x = 0; x < 3; x++) {
-      expect(seg.data[(z * 2 + y) * 3 + x]).toBe((z + y) % 2);
-    }
+    for (let z = 0; z < 4; z++)
+      for (let y = 0; y < 2; y++)
+        for (let x = 0; x < 3; x++) {
+          expect(seg.data[(z * 2 + y) * 3 + x]).toBe((z + y) % 2);
+        }
   });
 
   it('2d: the current spacing of axis 0 is the case spacing (transposed)', () => {
@@ -84,43 +135,94 @@ describe('logitsToSegmentation', () => {
       spacings.push([...fs]);
       return linearResampleLogits(l, from, to, fs, fs);
     };
-    logitsToSegmentation(new Float32Array(2 * 2 * 3 * 3), [2, 2, 3, 3], {
-      spacing: [5, 0.7, 0.8], shape_before_cropping: [2, 4, 4],
-      bbox_used_for_cropping: [[0, 2], [0, 4], [0, 4]], shape_after_cropping_and_before_resampling: [2, 4, 4],
-    }, { ...identity, configSpacing: [0.5, 0.5], resample });
+    logitsToSegmentation(
+      new Float32Array(2 * 2 * 3 * 3),
+      [2, 2, 3, 3],
+      {
+        spacing: [5, 0.7, 0.8],
+        shape_before_cropping: [2, 4, 4],
+        bbox_used_for_cropping: [
+          [0, 2],
+          [0, 4],
+          [0, 4],
+        ],
+        shape_after_cropping_and_before_resampling: [2, 4, 4],
+      },
+      { ...identity, configSpacing: [0.5, 0.5], resample },
+    );
     expect(spacings).toEqual([[5, 0.5, 0.5]]);
   });
 
   it('uses uint16 when a label ≥ 255 is present, uint8 otherwise', () => {
     const props = {
-      spacing: [1, 1, 1], shape_before_cropping: [1, 1, 2],
-      bbox_used_for_cropping: [[0, 1], [0, 1], [0, 2]] as [number, number][], shape_after_cropping_and_before_resampling: [1, 1, 2],
+      spacing: [1, 1, 1],
+      shape_before_cropping: [1, 1, 2],
+      bbox_used_for_cropping: [
+        [0, 1],
+        [0, 1],
+        [0, 2],
+      ] as [number, number][],
+      shape_after_cropping_and_before_resampling: [1, 1, 2],
     };
     // Regions with a label 300: uint16.
-    const r = logitsToSegmentation(Float32Array.from([1, -1]), [1, 1, 1, 2], props, { ...identity, configSpacing: [1, 1, 1], regionsClassOrder: [300] });
+    const r = logitsToSegmentation(Float32Array.from([1, -1]), [1, 1, 1, 2], props, {
+      ...identity,
+      configSpacing: [1, 1, 1],
+      regionsClassOrder: [300],
+    });
     expect(r.data).toBeInstanceOf(Uint16Array);
     expect(Array.from(r.data)).toEqual([300, 0]);
-    const s = logitsToSegmentation(Float32Array.from([1, -1, 0, 0]), [2, 1, 1, 2], props, { ...identity, configSpacing: [1, 1, 1] });
+    const s = logitsToSegmentation(Float32Array.from([1, -1, 0, 0]), [2, 1, 1, 2], props, {
+      ...identity,
+      configSpacing: [1, 1, 1],
+    });
     expect(s.data).toBeInstanceOf(Uint8Array);
     expect(Array.from(s.data)).toEqual([0, 1]);
   });
 
   it('rejects a bbox that does not match the crop', () => {
-    expect(() => logitsToSegmentation(new Float32Array(4), [1, 1, 2, 2], {
-      spacing: [1, 1, 1], shape_before_cropping: [2, 2, 2],
-      bbox_used_for_cropping: [[0, 1], [0, 2], [1, 3]], shape_after_cropping_and_before_resampling: [1, 2, 2],
-    }, { ...identity, configSpacing: [1, 1, 1] })).toThrow(/bbox/);
+    expect(() =>
+      logitsToSegmentation(
+        new Float32Array(4),
+        [1, 1, 2, 2],
+        {
+          spacing: [1, 1, 1],
+          shape_before_cropping: [2, 2, 2],
+          bbox_used_for_cropping: [
+            [0, 1],
+            [0, 2],
+            [1, 3],
+          ],
+          shape_after_cropping_and_before_resampling: [1, 2, 2],
+        },
+        { ...identity, configSpacing: [1, 1, 1] },
+      ),
+    ).toThrow(/bbox/);
   });
 });
 
 describe('linearResampleLogits (test stand-in)', () => {
   it('keeps constants, interpolates pixel centres, and is identity at equal shape', () => {
-    const c = linearResampleLogits(new Float32Array(8).fill(3), [1, 2, 2, 2], [3, 5, 4], [1, 1, 1], [1, 1, 1]);
+    const c = linearResampleLogits(
+      new Float32Array(8).fill(3),
+      [1, 2, 2, 2],
+      [3, 5, 4],
+      [1, 1, 1],
+      [1, 1, 1],
+    );
     expect(Array.from(c).every((v) => v === 3)).toBe(true);
     // 1-D ramp [0, 2] on x upsampled 2 → 4: centres at -0.25, 0.25, 0.75, 1.25 → clamp → 0, 0.5, 1.5, 2.
-    const r = linearResampleLogits(Float32Array.from([0, 2]), [1, 1, 1, 2], [1, 1, 4], [1, 1, 1], [1, 1, 1]);
+    const r = linearResampleLogits(
+      Float32Array.from([0, 2]),
+      [1, 1, 1, 2],
+      [1, 1, 4],
+      [1, 1, 1],
+      [1, 1, 1],
+    );
     expect(Array.from(r)).toEqual([0, 0.5, 1.5, 2]);
     const x = Float32Array.from([1, 2, 3, 4, 5, 6]);
-    expect(Array.from(linearResampleLogits(x, [1, 1, 2, 3], [1, 2, 3], [1, 1, 1], [1, 1, 1]))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(
+      Array.from(linearResampleLogits(x, [1, 1, 2, 3], [1, 2, 3], [1, 1, 1], [1, 1, 1])),
+    ).toEqual([1, 2, 3, 4, 5, 6]);
   });
 });

@@ -9,7 +9,12 @@ import { mulberry32 } from '../../src/util/rng.ts';
 
 export { randomArray } from '../../src/util/rng.ts';
 
-export function tinyConfig(dims: 2 | 3, strides: number[][], kernels?: number[][], features = [4, 8, 16]): PlanConfigurationLike {
+export function tinyConfig(
+  dims: 2 | 3,
+  strides: number[][],
+  kernels?: number[][],
+  features = [4, 8, 16],
+): PlanConfigurationLike {
   const n = strides.length;
   return {
     architecture: {
@@ -38,7 +43,11 @@ export async function randomizeWeights(model: PlainConvUNet, seed: number): Prom
   const rnd = mulberry32(seed);
   const w = await model.namedWeights();
   for (const [name, t] of w) {
-    const [base, half] = name.endsWith('norm.weight') ? [1, 0.2] : name.endsWith('weight') ? [0, 0.5] : [0, 0.3];
+    const [base, half] = name.endsWith('norm.weight')
+      ? [1, 0.2]
+      : name.endsWith('weight')
+        ? [0, 0.5]
+        : [0, 0.3];
     for (let i = 0; i < t.data.length; i++) t.data[i] = base + half * (2 * rnd() - 1);
   }
   model.loadNamedWeights(w);
@@ -46,7 +55,11 @@ export async function randomizeWeights(model: PlainConvUNet, seed: number): Prom
 }
 
 /** tfjs forward (deep supervision off) of an NC(D)HW array → NK(D)HW logits. */
-export async function tfForwardNC(model: PlainConvUNet, x: Float32Array, shape: number[]): Promise<Float32Array> {
+export async function tfForwardNC(
+  model: PlainConvUNet,
+  x: Float32Array,
+  shape: number[],
+): Promise<Float32Array> {
   const r = shape.length;
   const toLast = [0, ...Array.from({ length: r - 2 }, (_, i) => i + 2), 1];
   const xl = permute(x, shape, toLast);
@@ -66,7 +79,8 @@ export async function tfForwardNC(model: PlainConvUNet, x: Float32Array, shape: 
 
 export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i] - b[i]) ** 2;
     den += b[i] ** 2;
@@ -76,7 +90,11 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Minimal plans with one configuration (name `3d_fullres` for 3-D patches, `2d` otherwise). */
 export function tinyPlans(opts: {
-  patch: number[]; spacing: number[]; strides: number[][]; transposeForward?: number[]; features?: number[];
+  patch: number[];
+  spacing: number[];
+  strides: number[][];
+  transposeForward?: number[];
+  features?: number[];
 }): { plans: PredictorPlans; configuration: string } {
   const dims = opts.patch.length as 2 | 3;
   const configuration = dims === 3 ? '3d_fullres' : '2d';
@@ -86,7 +104,15 @@ export function tinyPlans(opts: {
     transpose_forward: tfw,
     transpose_backward: tbw,
     foreground_intensity_properties_per_channel: {
-      '0': { max: 3, mean: 0.5, median: 0.5, min: -1, percentile_00_5: -0.9, percentile_99_5: 2.5, std: 0.7 },
+      '0': {
+        max: 3,
+        mean: 0.5,
+        median: 0.5,
+        min: -1,
+        percentile_00_5: -0.9,
+        percentile_99_5: 2.5,
+        std: 0.7,
+      },
     },
     configurations: {
       [configuration]: {

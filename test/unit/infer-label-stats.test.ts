@@ -4,8 +4,19 @@ import { labelNamesOf, labelVolumes } from '../../src/infer/label-stats.ts';
 
 describe('label statistics', () => {
   it('names labels from dataset.json (ignore label left out), regions by regions_class_order', () => {
-    expect(labelNamesOf({ labels: { background: 0, organ: 1, lesion: 2, ignore: 3 }, channel_names: { 0: 'CT' } })).toEqual({ 0: 'background', 1: 'organ', 2: 'lesion' });
-    expect(labelNamesOf({ labels: { background: 0, whole: [1, 2], core: 2 }, regions_class_order: [1, 2], channel_names: { 0: 'CT' } })).toEqual({ 0: 'background', 1: 'whole', 2: 'core' });
+    expect(
+      labelNamesOf({
+        labels: { background: 0, organ: 1, lesion: 2, ignore: 3 },
+        channel_names: { 0: 'CT' },
+      }),
+    ).toEqual({ 0: 'background', 1: 'organ', 2: 'lesion' });
+    expect(
+      labelNamesOf({
+        labels: { background: 0, whole: [1, 2], core: 2 },
+        regions_class_order: [1, 2],
+        channel_names: { 0: 'CT' },
+      }),
+    ).toEqual({ 0: 'background', 1: 'whole', 2: 'core' });
   });
 
   it('counts voxels and millilitres per label; named labels even when absent, unnamed ones when present', () => {

@@ -23,18 +23,28 @@ describe('model package files', () => {
 
   it('reads a single zip (folder inside, or files at its root)', async () => {
     const enc = (s: string) => new TextEncoder().encode(s);
-    const nested = zipSync({ 'M/model.json': enc('{}'), 'M/plans.json': enc('{"p":1}'), 'M/': new Uint8Array() });
-    const a = await filesOfPackage([{ path: 'pkg.zip', file: new Blob([nested as Uint8Array<ArrayBuffer>]) }]);
+    const nested = zipSync({
+      'M/model.json': enc('{}'),
+      'M/plans.json': enc('{"p":1}'),
+      'M/': new Uint8Array(),
+    });
+    const a = await filesOfPackage([
+      { path: 'pkg.zip', file: new Blob([nested as Uint8Array<ArrayBuffer>]) },
+    ]);
     expect(a.folder).toBe('M');
     expect(text(a.files['plans.json'])).toBe('{"p":1}');
     const flat = zipSync({ 'model.json': enc('{}') });
-    const b = await filesOfPackage([{ path: 'dl/My model.zip', file: new Blob([flat as Uint8Array<ArrayBuffer>]) }]);
+    const b = await filesOfPackage([
+      { path: 'dl/My model.zip', file: new Blob([flat as Uint8Array<ArrayBuffer>]) },
+    ]);
     expect(b.folder).toBe('My model');
     expect(Object.keys(b.files)).toEqual(['model.json']);
   });
 
   it('says what to choose when there is no model.json', async () => {
-    await expect(filesOfPackage([{ path: 'x/a.nii.gz', file: blob('') }])).rejects.toThrow(/no model.json among the 1 file\(s\).*fednnunet train/);
+    await expect(filesOfPackage([{ path: 'x/a.nii.gz', file: blob('') }])).rejects.toThrow(
+      /no model.json among the 1 file\(s\).*fednnunet train/,
+    );
   });
 
   it('makes file names safe', () => {

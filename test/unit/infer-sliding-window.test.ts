@@ -1,13 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import {
-  computeGaussian, gaussianImportanceMap, padArray, paddingFor, slidingWindowPredict,
-  slidingWindowSteps, tilePositions, unpadArray, type PredictTiles,
+  computeGaussian,
+  gaussianImportanceMap,
+  padArray,
+  paddingFor,
+  slidingWindowPredict,
+  slidingWindowSteps,
+  tilePositions,
+  unpadArray,
+  type PredictTiles,
 } from '../../src/infer/sliding-window.ts';
 import { gaussianKernel1d, gaussianRadius, roundToHalf } from '../../src/infer/gaussian.ts';
 import { axisCombinations, flipAxes } from '../../src/infer/flip.ts';
 import { maxAbsDiff } from '../../src/util/compare.ts';
 import { prod, roundHalfEven } from '../../src/util/numeric.ts';
-
 
 describe('tile positions (§8 step 3)', () => {
   it('matches nnU-Net examples', () => {
@@ -16,7 +22,10 @@ describe('tile positions (§8 step 3)', () => {
     expect(tilePositions(37, 32)).toEqual([0, 5]);
     expect(tilePositions(64, 64)).toEqual([0]);
     expect(tilePositions(65, 64)).toEqual([0, 1]);
-    expect(slidingWindowSteps([110, 37], [64, 32])).toEqual([[0, 23, 46], [0, 5]]);
+    expect(slidingWindowSteps([110, 37], [64, 32])).toEqual([
+      [0, 23, 46],
+      [0, 5],
+    ]);
   });
   it('rounds half to even', () => {
     expect([0.5, 1.5, 2.5, 3.5, -2.5, 2.4999].map(roundHalfEven)).toEqual([0, 2, 2, 4, -2, 2]);
@@ -37,12 +46,17 @@ describe('padding (§8 step 2)', () => {
     const p = paddingFor(shape, [6, 8, 4]);
     expect(p.shape).toEqual([2, 6, 8, 4]);
     expect(p.below).toEqual([0, 1, 1, 0]); // diff 3 → 1 below, 2 above; diff 3 → 1/2; diff 0
-    expect(p.slicer).toEqual([[0, 2], [1, 4], [1, 6], [0, 4]]);
+    expect(p.slicer).toEqual([
+      [0, 2],
+      [1, 4],
+      [1, 6],
+      [0, 4],
+    ]);
     const src = Float32Array.from({ length: prod(shape) }, (_, i) => i + 1);
     const padded = padArray(src, shape, p);
     expect(padded.length).toBe(2 * 6 * 8 * 4);
     // voxel (c=1, z=0, y=0, x=0) of the source lands at (1, 1, 1, 0).
-    expect(padded[((1 * 6 + 1) * 8 + 1) * 4 + 0]).toBe(src[(1 * 3 * 5) * 4]);
+    expect(padded[((1 * 6 + 1) * 8 + 1) * 4 + 0]).toBe(src[1 * 3 * 5 * 4]);
     // Padding is zero and the sum is preserved.
     expect(padded.reduce((a, b) => a + b, 0)).toBe(src.reduce((a, b) => a + b, 0));
     expect(Array.from(unpadArray(padded, p.shape, p.slicer))).toEqual(Array.from(src));
@@ -95,14 +109,18 @@ describe('Gaussian importance map (§8 step 4)', () => {
   });
   it('5×7 matches scipy + fp16 entry by entry', () => {
     const ref = [
-      0.00016736984252929688, 0.004383087158203125, 0.031097412109375, 0.05975341796875, 0.031097412109375, 0.004383087158203125, 0.00016736984252929688,
-      0.00778961181640625, 0.2039794921875, 1.447265625, 2.78125, 1.447265625, 0.2039794921875, 0.00778961181640625,
+      0.00016736984252929688, 0.004383087158203125, 0.031097412109375, 0.05975341796875,
+      0.031097412109375, 0.004383087158203125, 0.00016736984252929688, 0.00778961181640625,
+      0.2039794921875, 1.447265625, 2.78125, 1.447265625, 0.2039794921875, 0.00778961181640625,
       0.02801513671875, 0.73388671875, 5.203125, 10.0, 5.203125, 0.73388671875, 0.02801513671875,
-      0.00778961181640625, 0.2039794921875, 1.447265625, 2.78125, 1.447265625, 0.2039794921875, 0.00778961181640625,
-      0.00016736984252929688, 0.004383087158203125, 0.031097412109375, 0.05975341796875, 0.031097412109375, 0.004383087158203125, 0.00016736984252929688,
+      0.00778961181640625, 0.2039794921875, 1.447265625, 2.78125, 1.447265625, 0.2039794921875,
+      0.00778961181640625, 0.00016736984252929688, 0.004383087158203125, 0.031097412109375,
+      0.05975341796875, 0.031097412109375, 0.004383087158203125, 0.00016736984252929688,
     ];
     expect(Array.from(computeGaussian([5, 7]))).toEqual(ref);
-    expect(Array.from(computeGaussian([6]))).toEqual([0.0033550262451171875, 0.28564453125, 4.109375, 10.0, 4.109375, 0.28564453125]);
+    expect(Array.from(computeGaussian([6]))).toEqual([
+      0.0033550262451171875, 0.28564453125, 4.109375, 10.0, 4.109375, 0.28564453125,
+    ]);
   });
   it('64³: 1189 fp16 zeros replaced by 2^-24; sum as scipy', () => {
     const g = computeGaussian([64, 64, 64]);
@@ -132,8 +150,12 @@ describe('flips', () => {
   it('flips a (2, 2, 3) array', () => {
     const a = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     expect(Array.from(flipAxes(a, 2, [2, 3], [1]))).toEqual([2, 1, 0, 5, 4, 3, 8, 7, 6, 11, 10, 9]);
-    expect(Array.from(flipAxes(a, 1, [2, 2, 3], [0]))).toEqual([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5]);
-    expect(Array.from(flipAxes(a, 1, [2, 2, 3], [0, 1, 2]))).toEqual([11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+    expect(Array.from(flipAxes(a, 1, [2, 2, 3], [0]))).toEqual([
+      6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5,
+    ]);
+    expect(Array.from(flipAxes(a, 1, [2, 2, 3], [0, 1, 2]))).toEqual([
+      11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+    ]);
   });
 });
 
@@ -146,7 +168,7 @@ function pointwiseNet(C: number, K: number, tileVox: number, calls?: number[]): 
     for (let t = 0; t < n; t++) {
       for (let k = 0; k < K; k++) {
         for (let v = 0; v < tileVox; v++) {
-          let s = batch[(t * C) * tileVox + v] * (k + 1);
+          let s = batch[t * C * tileVox + v] * (k + 1);
           for (let c = 1; c < C; c++) s += k * batch[(t * C + c) * tileVox + v];
           out[(t * K + k) * tileVox + v] = s;
         }
@@ -190,7 +212,13 @@ describe('slidingWindowPredict', () => {
       const [C, Z, Y, X] = shape;
       const data = randomVolume(shape, 7);
       const calls: number[] = [];
-      const res = await slidingWindowPredict({ data, shape }, patch, K, pointwiseNet(C, K, prod(patch), calls), { tileBatch: batch });
+      const res = await slidingWindowPredict(
+        { data, shape },
+        patch,
+        K,
+        pointwiseNet(C, K, prod(patch), calls),
+        { tileBatch: batch },
+      );
       expect(res.shape).toEqual([K, Z, Y, X]);
       expect(maxAbsDiff(res.data, directPointwise(data, C, K, Z * Y * X))).toBeLessThan(1e-5);
       expect(Math.max(...calls)).toBeLessThanOrEqual(batch);
@@ -206,7 +234,10 @@ describe('slidingWindowPredict', () => {
     const plain = await slidingWindowPredict({ data, shape }, patch, 2, net, { tileBatch: 4 });
     const nPlain = calls.length;
     calls.length = 0;
-    const tta = await slidingWindowPredict({ data, shape }, patch, 2, net, { tileBatch: 4, mirrorAxes: [0, 1, 2] });
+    const tta = await slidingWindowPredict({ data, shape }, patch, 2, net, {
+      tileBatch: 4,
+      mirrorAxes: [0, 1, 2],
+    });
     expect(calls.length).toBe(8 * nPlain);
     expect(maxAbsDiff(tta.data, plain.data)).toBeLessThan(1e-5);
   });
@@ -217,28 +248,50 @@ describe('slidingWindowPredict', () => {
     const coordNet: PredictTiles = async (_batch, n) => {
       const out = new Float32Array(n * prod(patch));
       for (let t = 0; t < n; t++) {
-        for (let z = 0; z < 3; z++) for (let y = 0; y < 4; y++) for (let x = 0; x < 5; x++) {
-          out[t * 60 + (z * 4 + y) * 5 + x] = z + 10 * y + 100 * x;
-        }
+        for (let z = 0; z < 3; z++)
+          for (let y = 0; y < 4; y++)
+            for (let x = 0; x < 5; x++) {
+              out[t * 60 + (z * 4 + y) * 5 + x] = z + 10 * y + 100 * x;
+            }
       }
       return out;
     };
-    const res = await slidingWindowPredict({ data: new Float32Array(prod(shape)), shape }, patch, 1, coordNet, { mirrorAxes: [0, 1, 2], tileBatch: 2 });
+    const res = await slidingWindowPredict(
+      { data: new Float32Array(prod(shape)), shape },
+      patch,
+      1,
+      coordNet,
+      { mirrorAxes: [0, 1, 2], tileBatch: 2 },
+    );
     // Each axis term averages over the flip: z → (3-1)/2, y → 10·(4-1)/2, x → 100·(5-1)/2.
     for (const v of res.data) expect(v).toBeCloseTo(1 + 15 + 200, 4);
     // Mirroring only x: the x term becomes 200 everywhere while z and y keep their blended
     // positions, so noMirror − onlyX depends on x alone. Uniform weights (useGaussian false) keep
     // the blend exactly separable (the fp16 Gaussian is separable only to ~1e-3).
     const opts = { useGaussian: false };
-    const onlyX = await slidingWindowPredict({ data: new Float32Array(prod(shape)), shape }, patch, 1, coordNet, { ...opts, mirrorAxes: [2] });
-    const noMirror = await slidingWindowPredict({ data: new Float32Array(prod(shape)), shape }, patch, 1, coordNet, opts);
+    const onlyX = await slidingWindowPredict(
+      { data: new Float32Array(prod(shape)), shape },
+      patch,
+      1,
+      coordNet,
+      { ...opts, mirrorAxes: [2] },
+    );
+    const noMirror = await slidingWindowPredict(
+      { data: new Float32Array(prod(shape)), shape },
+      patch,
+      1,
+      coordNet,
+      opts,
+    );
     const d = Array.from(noMirror.data, (v, i) => v - onlyX.data[i]);
     // x tiles at [0, 2] with extent 5: voxel x=0 only sees tile 0 (x_local 0) → 100·(0 − 2).
     expect(d[0]).toBeCloseTo(-200, 4);
     expect(d[6]).toBeCloseTo(200, 4); // x=6 only in tile 2 (x_local 4)
-    for (let z = 0; z < 6; z++) for (let y = 0; y < 5; y++) for (let x = 0; x < 7; x++) {
-      expect(d[(z * 5 + y) * 7 + x]).toBeCloseTo(d[x], 4);
-    }
+    for (let z = 0; z < 6; z++)
+      for (let y = 0; y < 5; y++)
+        for (let x = 0; x < 7; x++) {
+          expect(d[(z * 5 + y) * 7 + x]).toBeCloseTo(d[x], 4);
+        }
     const mid = onlyX.data[(2 * 5 + 2) * 7 + 3];
     expect(mid - 200).not.toBeCloseTo(0, 1); // the z/y part is not averaged away
   });
@@ -252,25 +305,33 @@ describe('slidingWindowPredict', () => {
       for (let t = 0; t < n; t++) out.fill(tile++, t * 48, (t + 1) * 48);
       return out;
     };
-    const res = await slidingWindowPredict({ data: new Float32Array(prod(shape)), shape }, patch, 1, idxNet, { tileBatch: 2 });
+    const res = await slidingWindowPredict(
+      { data: new Float32Array(prod(shape)), shape },
+      patch,
+      1,
+      idxNet,
+      { tileBatch: 2 },
+    );
     expect(tile).toBe(4); // y [0, 3] × x [0, 4]
     const g = computeGaussian(patch);
     const ys = [0, 3];
     const xs = [0, 4];
-    for (let y = 0; y < 9; y++) for (let x = 0; x < 12; x++) {
-      let num = 0;
-      let den = 0;
-      let t = 0;
-      for (const oy of ys) for (const ox of xs) {
-        if (y >= oy && y < oy + 6 && x >= ox && x < ox + 8) {
-          const w = g[(y - oy) * 8 + x - ox];
-          num += w * t;
-          den += w;
-        }
-        t++;
+    for (let y = 0; y < 9; y++)
+      for (let x = 0; x < 12; x++) {
+        let num = 0;
+        let den = 0;
+        let t = 0;
+        for (const oy of ys)
+          for (const ox of xs) {
+            if (y >= oy && y < oy + 6 && x >= ox && x < ox + 8) {
+              const w = g[(y - oy) * 8 + x - ox];
+              num += w * t;
+              den += w;
+            }
+            t++;
+          }
+        expect(res.data[y * 12 + x]).toBeCloseTo(num / den, 4);
       }
-      expect(res.data[y * 12 + x]).toBeCloseTo(num / den, 4);
-    }
   });
 
   it('fp16 accumulation: every value fp16, close to fp32 where the blend weight is not tiny', async () => {
@@ -278,7 +339,9 @@ describe('slidingWindowPredict', () => {
     const patch = [4, 6, 6];
     const data = randomVolume(shape, 11);
     const net = pointwiseNet(1, 2, prod(patch));
-    const a = await slidingWindowPredict({ data, shape }, patch, 2, net, { fp16Accumulation: true });
+    const a = await slidingWindowPredict({ data, shape }, patch, 2, net, {
+      fp16Accumulation: true,
+    });
     const b = await slidingWindowPredict({ data, shape }, patch, 2, net);
     for (const v of a.data) expect(roundToHalf(v)).toBe(v);
     // Volume corners are covered only by tile corners (weights ~1e-3 at σ = tile/8), where
@@ -294,9 +357,14 @@ describe('slidingWindowPredict', () => {
     const net = pointwiseNet(1, 1, 64);
     const seen: [number, number][] = [];
     await slidingWindowPredict({ data: new Float32Array(512), shape }, patch, 1, net, {
-      tileBatch: 10, onProgress: (d, t) => seen.push([d, t]),
+      tileBatch: 10,
+      onProgress: (d, t) => seen.push([d, t]),
     });
-    expect(seen).toEqual([[10, 27], [20, 27], [27, 27]]);
+    expect(seen).toEqual([
+      [10, 27],
+      [20, 27],
+      [27, 27],
+    ]);
 
     const ac = new AbortController();
     let calls = 0;
@@ -304,16 +372,31 @@ describe('slidingWindowPredict', () => {
       if (++calls === 2) ac.abort();
       return net(b, n);
     };
-    await expect(slidingWindowPredict({ data: new Float32Array(512), shape }, patch, 1, stopping, { tileBatch: 4, signal: ac.signal }))
-      .rejects.toThrow(/abort/i);
+    await expect(
+      slidingWindowPredict({ data: new Float32Array(512), shape }, patch, 1, stopping, {
+        tileBatch: 4,
+        signal: ac.signal,
+      }),
+    ).rejects.toThrow(/abort/i);
     expect(calls).toBe(2);
     const pre = new AbortController();
     pre.abort();
-    await expect(slidingWindowPredict({ data: new Float32Array(512), shape }, patch, 1, net, { signal: pre.signal })).rejects.toThrow();
+    await expect(
+      slidingWindowPredict({ data: new Float32Array(512), shape }, patch, 1, net, {
+        signal: pre.signal,
+      }),
+    ).rejects.toThrow();
   });
 
   it('rejects a wrong-sized network output', async () => {
     const shape: [number, number, number, number] = [1, 4, 4, 4];
-    await expect(slidingWindowPredict({ data: new Float32Array(64), shape }, [4, 4, 4], 2, async () => new Float32Array(64))).rejects.toThrow(/expected/);
+    await expect(
+      slidingWindowPredict(
+        { data: new Float32Array(64), shape },
+        [4, 4, 4],
+        2,
+        async () => new Float32Array(64),
+      ),
+    ).rejects.toThrow(/expected/);
   });
 });

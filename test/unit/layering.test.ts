@@ -19,7 +19,11 @@ function tsFiles(dir: string): string[] {
 function importsOf(source: string): string[] {
   const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
   const out: string[] = [];
-  for (const re of [/\b(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/g, /\bimport\s*['"]([^'"]+)['"]/g, /\bimport\s*\(\s*(?:\/\*[^*]*\*\/\s*)?['"]([^'"]+)['"]\s*\)/g]) {
+  for (const re of [
+    /\b(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*['"]([^'"]+)['"]/g,
+    /\bimport\s*\(\s*(?:\/\*[^*]*\*\/\s*)?['"]([^'"]+)['"]\s*\)/g,
+  ]) {
     for (const m of code.matchAll(re)) out.push(m[1]);
   }
   return out;
@@ -33,7 +37,12 @@ interface Edge {
 
 const FILES = [...tsFiles('src'), ...tsFiles('workers')];
 const EDGES: Edge[] = FILES.flatMap((from) =>
-  importsOf(readFileSync(join(ROOT, from), 'utf8')).map((spec) => ({ from, to: spec.startsWith('.') ? relative(ROOT, resolve(ROOT, dirname(from), spec.replace(/\?.*$/, ''))) : spec })),
+  importsOf(readFileSync(join(ROOT, from), 'utf8')).map((spec) => ({
+    from,
+    to: spec.startsWith('.')
+      ? relative(ROOT, resolve(ROOT, dirname(from), spec.replace(/\?.*$/, '')))
+      : spec,
+  })),
 );
 
 const under = (p: string, ...dirs: string[]) => dirs.some((d) => p === d || p.startsWith(`${d}/`));
@@ -87,36 +96,83 @@ function cycles(): string[][] {
 
 describe('layering of src/', () => {
   it('finds the imports of every kind', () => {
-    expect(importsOf(`import a from './a.ts';\nimport type { B } from "../b.ts";\nexport { c } from './c.ts';\nimport {\n  d,\n  e,\n} from './d.ts';\nimport './side.ts';\nconst f = await import('./f.ts');\ntype G = typeof import('node:fs');\n// import x from './commented.ts';\n/* import y from './blocked.ts'; */`))
-      .toEqual(['./a.ts', '../b.ts', './c.ts', './d.ts', './side.ts', './f.ts', 'node:fs']);
+    expect(
+      importsOf(
+        `import a from './a.ts';\nimport type { B } from "../b.ts";\nexport { c } from './c.ts';\nimport {\n  d,\n  e,\n} from './d.ts';\nimport './side.ts';\nconst f = await import('./f.ts');\ntype G = typeof import('node:fs');\n// import x from './commented.ts';\n/* import y from './blocked.ts'; */`,
+      ),
+    ).toEqual(['./a.ts', '../b.ts', './c.ts', './d.ts', './side.ts', './f.ts', 'node:fs']);
     // The scan sees the real tree: the store's own modules, and the fed core's.
-    expect(EDGES.some((e) => e.from === 'src/store/datasets.ts' && e.to === 'src/store/db.ts')).toBe(true);
-    expect(EDGES.some((e) => e.from === 'src/fed/host.ts' && e.to === 'src/fed/coordinator.ts')).toBe(true);
+    expect(
+      EDGES.some((e) => e.from === 'src/store/datasets.ts' && e.to === 'src/store/db.ts'),
+    ).toBe(true);
+    expect(
+      EDGES.some((e) => e.from === 'src/fed/host.ts' && e.to === 'src/fed/coordinator.ts'),
+    ).toBe(true);
   });
 
   it('the store persists records and bytes: it imports no stage that reads them (infer, fed, train, pipeline) and no app layer', () => {
-    expect(violations((e) => under(e.from, 'src/store') && under(e.to, 'src/infer', 'src/fed', 'src/train', 'src/pipeline', 'src/ui', 'src/cli', 'src/node'))).toEqual([]);
+    expect(
+      violations(
+        (e) =>
+          under(e.from, 'src/store') &&
+          under(
+            e.to,
+            'src/infer',
+            'src/fed',
+            'src/train',
+            'src/pipeline',
+            'src/ui',
+            'src/cli',
+            'src/node',
+          ),
+      ),
+    ).toEqual([]);
   });
 
   it('the fed core is platform-free: no Node built-ins, no Node server packages, no store, UI, CLI or src/node', () => {
-    expect(violations((e) => under(e.from, 'src/fed') && (isNodeBuiltin(e.to) || ['express', 'ws', 'peer'].includes(e.to) || under(e.to, 'src/node', 'src/cli', 'src/ui', 'src/store', 'src/pipeline')))).toEqual([]);
+    expect(
+      violations(
+        (e) =>
+          under(e.from, 'src/fed') &&
+          (isNodeBuiltin(e.to) ||
+            ['express', 'ws', 'peer'].includes(e.to) ||
+            under(e.to, 'src/node', 'src/cli', 'src/ui', 'src/store', 'src/pipeline')),
+      ),
+    ).toEqual([]);
   });
 
   it('only src/node and src/cli import Node built-ins or the Node server packages', () => {
-    const found = violations((e) => !under(e.from, 'src/node', 'src/cli') && (isNodeBuiltin(e.to) || ['express', 'ws', 'peer'].includes(e.to)));
+    const found = violations(
+      (e) =>
+        !under(e.from, 'src/node', 'src/cli') &&
+        (isNodeBuiltin(e.to) || ['express', 'ws', 'peer'].includes(e.to)),
+    );
     const known = KNOWN_NODE_IMPORTS.map((k) => `${k.from} → ${k.to}`);
     expect(found.filter((v) => !known.includes(v))).toEqual([]);
   });
 
   it('src/ never imports the workers, the tests or the page', () => {
-    expect(violations((e) => under(e.from, 'src') && !under(e.from, 'src/ui') && under(e.to, 'workers', 'test', 'bench', 'src/ui'))).toEqual([]);
+    expect(
+      violations(
+        (e) =>
+          under(e.from, 'src') &&
+          !under(e.from, 'src/ui') &&
+          under(e.to, 'workers', 'test', 'bench', 'src/ui'),
+      ),
+    ).toEqual([]);
     expect(violations((e) => under(e.from, 'src') && under(e.to, 'test', 'bench'))).toEqual([]);
   });
 
   it('has no import cycles (type-only and lazy imports included)', () => {
     const found = cycles().map((c) => c.join(' ⇄ '));
     const known = KNOWN_CYCLES.map((c) => [...c].sort().join(' ⇄ '));
-    expect(found.filter((c) => !known.includes(c)), 'new import cycles').toEqual([]);
-    expect(known.filter((c) => !found.includes(c)), 'cycles fixed since: remove them from KNOWN_CYCLES').toEqual([]);
+    expect(
+      found.filter((c) => !known.includes(c)),
+      'new import cycles',
+    ).toEqual([]);
+    expect(
+      known.filter((c) => !found.includes(c)),
+      'cycles fixed since: remove them from KNOWN_CYCLES',
+    ).toEqual([]);
   });
 });

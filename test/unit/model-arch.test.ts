@@ -15,7 +15,10 @@ function plan(dataset: string, config: string): PlanConfigurationLike {
 // of each tensor. The tree follows dynamic-network-architectures' constructors.
 type Param = { shape: number[] };
 type Mod = { params: Array<[string, Param]>; children: Array<[string, Mod]> };
-const mod = (params: Array<[string, Param]> = [], children: Array<[string, Mod]> = []): Mod => ({ params, children });
+const mod = (params: Array<[string, Param]> = [], children: Array<[string, Mod]> = []): Mod => ({
+  params,
+  children,
+});
 
 function convMod(cout: number, cin: number, k: number[], bias: boolean): Mod {
   const p: Array<[string, Param]> = [['weight', { shape: [cout, cin, ...k] }]];
@@ -24,10 +27,31 @@ function convMod(cout: number, cin: number, k: number[], bias: boolean): Mod {
 }
 function cdnr(cin: number, cout: number, k: number[]): Mod {
   const conv = convMod(cout, cin, k, true);
-  const norm = mod([['weight', { shape: [cout] }], ['bias', { shape: [cout] }]]);
+  const norm = mod([
+    ['weight', { shape: [cout] }],
+    ['bias', { shape: [cout] }],
+  ]);
   const nonlin = mod();
   // self.conv, self.norm, self.nonlin, then self.all_modules = Sequential(conv, norm, nonlin)
-  return mod([], [['conv', conv], ['norm', norm], ['nonlin', nonlin], ['all_modules', mod([], [['0', conv], ['1', norm], ['2', nonlin]])]]);
+  return mod(
+    [],
+    [
+      ['conv', conv],
+      ['norm', norm],
+      ['nonlin', nonlin],
+      [
+        'all_modules',
+        mod(
+          [],
+          [
+            ['0', conv],
+            ['1', norm],
+            ['2', nonlin],
+          ],
+        ),
+      ],
+    ],
+  );
 }
 function stacked(n: number, cin: number, cout: number, k: number[]): Mod {
   const convs: Array<[string, Mod]> = [];
@@ -39,7 +63,10 @@ function torchLikeUNet(cfg: PlanConfigurationLike, cin: number, classes: number)
   const stages: Array<[string, Mod]> = [];
   let c = cin;
   a.features_per_stage.forEach((f, s) => {
-    stages.push([String(s), mod([], [['0', stacked(a.n_conv_per_stage[s], c, f, a.kernel_sizes[s])]])]);
+    stages.push([
+      String(s),
+      mod([], [['0', stacked(a.n_conv_per_stage[s], c, f, a.kernel_sizes[s])]]),
+    ]);
     c = f;
   });
   const encoder = mod([], [['stages', mod([], stages)]]);
@@ -53,12 +80,43 @@ function torchLikeUNet(cfg: PlanConfigurationLike, cin: number, classes: number)
     const skip = F[n - s - 1];
     const st = a.strides[n - s];
     // ConvTranspose weight is [in, out, ...k]
-    tcs.push([String(s - 1), mod([['weight', { shape: [below, skip, ...st] }], ['bias', { shape: [skip] }]])]);
-    dst.push([String(s - 1), stacked(a.n_conv_per_stage_decoder[s - 1], 2 * skip, skip, a.kernel_sizes[n - s - 1])]);
-    segs.push([String(s - 1), convMod(classes, skip, st.map(() => 1), true)]);
+    tcs.push([
+      String(s - 1),
+      mod([
+        ['weight', { shape: [below, skip, ...st] }],
+        ['bias', { shape: [skip] }],
+      ]),
+    ]);
+    dst.push([
+      String(s - 1),
+      stacked(a.n_conv_per_stage_decoder[s - 1], 2 * skip, skip, a.kernel_sizes[n - s - 1]),
+    ]);
+    segs.push([
+      String(s - 1),
+      convMod(
+        classes,
+        skip,
+        st.map(() => 1),
+        true,
+      ),
+    ]);
   }
-  const decoder = mod([], [['encoder', encoder], ['stages', mod([], dst)], ['transpconvs', mod([], tcs)], ['seg_layers', mod([], segs)]]);
-  return mod([], [['encoder', encoder], ['decoder', decoder]]);
+  const decoder = mod(
+    [],
+    [
+      ['encoder', encoder],
+      ['stages', mod([], dst)],
+      ['transpconvs', mod([], tcs)],
+      ['seg_layers', mod([], segs)],
+    ],
+  );
+  return mod(
+    [],
+    [
+      ['encoder', encoder],
+      ['decoder', decoder],
+    ],
+  );
 }
 function stateDict(m: Mod, prefix = ''): Array<[string, Param]> {
   const out: Array<[string, Param]> = m.params.map(([n, p]) => [prefix + n, p]);
@@ -75,16 +133,21 @@ function uniqueParams(m: Mod): Array<{ name: string; shape: number[] }> {
   }
   return out;
 }
-const count = (l: Array<{ shape: number[] }>) => l.reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1), 0);
+const count = (l: Array<{ shape: number[] }>) =>
+  l.reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1), 0);
 
 describe('PlainConvUNet parameter list', () => {
   it('the PyTorch-like model reproduces the spec: 6 stages → 292 state_dict keys, 108 unique', () => {
     const six: PlanConfigurationLike = {
       architecture: {
         arch_kwargs: {
-          n_stages: 6, features_per_stage: [32, 64, 128, 256, 512, 512],
-          kernel_sizes: Array(6).fill([3, 3]), strides: [[1, 1], ...Array(5).fill([2, 2])],
-          n_conv_per_stage: Array(6).fill(2), n_conv_per_stage_decoder: Array(5).fill(2), conv_bias: true,
+          n_stages: 6,
+          features_per_stage: [32, 64, 128, 256, 512, 512],
+          kernel_sizes: Array(6).fill([3, 3]),
+          strides: [[1, 1], ...Array(5).fill([2, 2])],
+          n_conv_per_stage: Array(6).fill(2),
+          n_conv_per_stage_decoder: Array(5).fill(2),
+          conv_bias: true,
         },
       },
     };
@@ -92,7 +155,9 @@ describe('PlainConvUNet parameter list', () => {
     expect(stateDict(m).length).toBe(292);
     expect(uniqueParams(m).length).toBe(108);
     const ours = paramSpecs(archFromPlan(six, 1, 3));
-    expect(ours.map((s) => [s.name, s.shape])).toEqual(uniqueParams(m).map((e) => [e.name, e.shape]));
+    expect(ours.map((s) => [s.name, s.shape])).toEqual(
+      uniqueParams(m).map((e) => [e.name, e.shape]),
+    );
   });
 
   const cases: Array<[string, string, number, number, number]> = [
@@ -134,7 +199,12 @@ describe('PlainConvUNet parameter list', () => {
   });
 
   it('802 3d_fullres keeps the anisotropic [1,3,3] kernels and [1,2,2] strides', () => {
-    const ours = new Map(paramSpecs(archFromPlan(plan('Dataset802_PhantomCTaniso', '3d_fullres'), 1, 2)).map((s) => [s.name, s.shape]));
+    const ours = new Map(
+      paramSpecs(archFromPlan(plan('Dataset802_PhantomCTaniso', '3d_fullres'), 1, 2)).map((s) => [
+        s.name,
+        s.shape,
+      ]),
+    );
     expect(ours.get('encoder.stages.0.0.convs.0.conv.weight')).toEqual([32, 1, 1, 3, 3]);
     expect(ours.get('encoder.stages.1.0.convs.1.conv.weight')).toEqual([64, 64, 1, 3, 3]);
     expect(ours.get('encoder.stages.2.0.convs.0.conv.weight')).toEqual([128, 64, 3, 3, 3]);
@@ -147,7 +217,13 @@ describe('PlainConvUNet parameter list', () => {
   it('archFromPlan reads the plan and rejects what it cannot build', () => {
     const c = plan('Dataset801_PhantomMR', '2d');
     const a = archFromPlan(c, 1, 3);
-    expect(a).toMatchObject({ dims: 2, nStages: 5, normEps: 1e-5, negativeSlope: 0.01, convBias: true });
+    expect(a).toMatchObject({
+      dims: 2,
+      nStages: 5,
+      normEps: 1e-5,
+      negativeSlope: 0.01,
+      convBias: true,
+    });
     const bad = structuredClone(c);
     bad.architecture.arch_kwargs.dropout_op = 'torch.nn.Dropout2d';
     expect(() => archFromPlan(bad, 1, 3)).toThrow(/dropout/);

@@ -11,9 +11,22 @@ beforeAll(async () => {
 });
 
 const ARCH: UNetArch = {
-  dims: 3, inputChannels: 1, numClasses: 3, nStages: 3, features: [4, 8, 16],
-  kernelSizes: Array(3).fill([3, 3, 3]), strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-  nConvPerStage: [2, 2, 2], nConvPerStageDecoder: [2, 2], convBias: true, normEps: 1e-5, negativeSlope: 0.01,
+  dims: 3,
+  inputChannels: 1,
+  numClasses: 3,
+  nStages: 3,
+  features: [4, 8, 16],
+  kernelSizes: Array(3).fill([3, 3, 3]),
+  strides: [
+    [1, 1, 1],
+    [2, 2, 2],
+    [2, 2, 2],
+  ],
+  nConvPerStage: [2, 2, 2],
+  nConvPerStageDecoder: [2, 2],
+  convBias: true,
+  normEps: 1e-5,
+  negativeSlope: 0.01,
 };
 
 /** Gradients of sum(r_k · out_k), keyed by parameter name, and the bytes live at the end of the forward. */
@@ -26,7 +39,8 @@ async function run(net: PlainConvUNet, x: tf.Tensor, rs: tf.Tensor[]) {
     return loss;
   });
   const byName = new Map<string, Float32Array>();
-  for (const s of net.specs) byName.set(s.name, (await grads[net.variable(s.name).name].data()) as Float32Array);
+  for (const s of net.specs)
+    byName.set(s.name, (await grads[net.variable(s.name).name].data()) as Float32Array);
   const out = { loss: (await value.data())[0], grads: byName, liveBytes };
   value.dispose();
   Object.values(grads).forEach((g) => g.dispose());
@@ -47,13 +61,22 @@ describe('activation checkpointing', () => {
   it('per-stage checkpointing of the tiny U-Net leaves loss and all gradients unchanged, with less live memory', async () => {
     const net = new PlainConvUNet(ARCH, { seed: 5 });
     const x = tf.tensor(randomArray(2 * 8 ** 3, 6), [2, 8, 8, 8, 1]);
-    const rs = [tf.tensor(randomArray(2 * 8 ** 3 * 3, 7), [2, 8, 8, 8, 3]), tf.tensor(randomArray(2 * 4 ** 3 * 3, 8), [2, 4, 4, 4, 3])];
+    const rs = [
+      tf.tensor(randomArray(2 * 8 ** 3 * 3, 7), [2, 8, 8, 8, 3]),
+      tf.tensor(randomArray(2 * 4 ** 3 * 3, 8), [2, 4, 4, 4, 3]),
+    ];
     const before = tf.memory().numTensors;
     const base = await run(net, x, rs);
     expect(tf.memory().numTensors).toBe(before);
     const configs: Array<[boolean[], boolean[]]> = [
-      [[true, true, true], [true, true]],
-      [[true, false, true], [false, true]],
+      [
+        [true, true, true],
+        [true, true],
+      ],
+      [
+        [true, false, true],
+        [false, true],
+      ],
     ];
     for (const [enc, dec] of configs) {
       net.checkpointEncoder = enc;
@@ -66,7 +89,8 @@ describe('activation checkpointing', () => {
       for (const [name, g] of base.grads) {
         const err = relL2(ck.grads.get(name)!, g);
         // Bias before InstanceNorm: its true gradient is 0, both sides are rounding noise.
-        if (name.includes('conv.bias')) expect(Math.max(...ck.grads.get(name)!.map(Math.abs))).toBeLessThan(1e-4);
+        if (name.includes('conv.bias'))
+          expect(Math.max(...ck.grads.get(name)!.map(Math.abs))).toBeLessThan(1e-4);
         else expect(err, name).toBeLessThan(1e-5);
       }
       if (enc.every(Boolean)) expect(ck.liveBytes).toBeLessThan(base.liveBytes);

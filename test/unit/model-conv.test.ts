@@ -18,7 +18,8 @@ describe('Conv3DBackpropInputV2 gradient', () => {
   it('is missing in tfjs-core and registered idempotently', () => {
     const x = tf.ones([1, 2, 2, 2, 2]);
     const f = tf.ones([2, 2, 2, 3, 2]);
-    const loss = (a: tf.Tensor) => tf.sum(tf.conv3dTranspose(a as tf.Tensor5D, f as tf.Tensor5D, [1, 4, 4, 4, 3], 2, 'valid'));
+    const loss = (a: tf.Tensor) =>
+      tf.sum(tf.conv3dTranspose(a as tf.Tensor5D, f as tf.Tensor5D, [1, 4, 4, 4, 3], 2, 'valid'));
     // Fresh module registry per test file: nothing has registered it yet.
     expect(tf.getGradient('Conv3DBackpropInputV2') ?? null).toBeNull();
     expect(() => tf.grad(loss)(x)).toThrow(/gradient/i);
@@ -44,7 +45,11 @@ describe('Conv3DBackpropInputV2 gradient', () => {
       return s;
     };
     // The loss is linear in x (and in w): each gradient entry is the loss at a unit vector.
-    const unit = (n: number, i: number) => { const e = new Float64Array(n); e[i] = 1; return e; };
+    const unit = (n: number, i: number) => {
+      const e = new Float64Array(n);
+      e[i] = 1;
+      return e;
+    };
     const gx = Array.from({ length: x.length }, (_, i) => loss64(unit(x.length, i), w));
     const gw = Array.from({ length: w.length }, (_, i) => loss64(x, unit(w.length, i)));
 
@@ -66,10 +71,26 @@ describe('Conv3DBackpropInputV2 gradient', () => {
     const f = randomArray(prod(fs), 22);
     const r = tf.tensor(randomArray(prod(os), 23), os);
     const L = (a: tf.Tensor, b: tf.Tensor) =>
-      tf.sum(tf.mul(tf.conv3dTranspose(a as tf.Tensor5D, b as tf.Tensor5D, os as [number, number, number, number, number], 2, 'same'), r));
+      tf.sum(
+        tf.mul(
+          tf.conv3dTranspose(
+            a as tf.Tensor5D,
+            b as tf.Tensor5D,
+            os as [number, number, number, number, number],
+            2,
+            'same',
+          ),
+          r,
+        ),
+      );
     // Linear in each argument: reference gradient entries are forward passes at unit vectors.
-    const at = (a: Float32Array, b: Float32Array) => L(tf.tensor(a, xs), tf.tensor(b, fs)).dataSync()[0];
-    const unit = (n: number, i: number) => { const e = new Float32Array(n); e[i] = 1; return e; };
+    const at = (a: Float32Array, b: Float32Array) =>
+      L(tf.tensor(a, xs), tf.tensor(b, fs)).dataSync()[0];
+    const unit = (n: number, i: number) => {
+      const e = new Float32Array(n);
+      e[i] = 1;
+      return e;
+    };
     const gx = Array.from({ length: x.length }, (_, i) => at(unit(x.length, i), f));
     const gf = Array.from({ length: f.length }, (_, i) => at(x, unit(f.length, i)));
     const [dx, df] = tf.grads(L)([tf.tensor(x, xs), tf.tensor(f, fs)]);
@@ -80,7 +101,11 @@ describe('Conv3DBackpropInputV2 gradient', () => {
 
 describe('convNd / convTransposeNd follow PyTorch', () => {
   it('torchPads: (1, 0) for k3 s2 on even sizes, symmetric for stride 1', () => {
-    expect(torchPads([8, 7, 4], [3, 3, 1], [2, 2, 1])).toEqual([[1, 0], [1, 1], [0, 0]]);
+    expect(torchPads([8, 7, 4], [3, 3, 1], [2, 2, 1])).toEqual([
+      [1, 0],
+      [1, 1],
+      [0, 0],
+    ]);
     expect(torchPads([5], [3], [1])).toEqual([[1, 1]]);
   });
 
@@ -125,7 +150,11 @@ describe('convNd / convTransposeNd follow PyTorch', () => {
     expect(y.shape).toEqual(ref.shape);
     expect(maxAbsDiff(await y.data(), ref.data)).toBeLessThan(1e-5);
 
-    const ref2 = refConvTranspose({ data: x, shape: [2, 1, 6, 2, 4] }, w.slice(0, 4 * 3 * 4), [4, 3, 1, 2, 2]);
+    const ref2 = refConvTranspose(
+      { data: x, shape: [2, 1, 6, 2, 4] },
+      w.slice(0, 4 * 3 * 4),
+      [4, 3, 1, 2, 2],
+    );
     const wt2 = permute(w.slice(0, 48), [4, 3, 2, 2], [2, 3, 1, 0]);
     const y2 = convTransposeNd(tf.tensor(x, [2, 6, 2, 4]), tf.tensor(wt2.data, wt2.shape), [2, 2]);
     expect(y2.shape).toEqual([2, 12, 4, 3]);

@@ -6,13 +6,17 @@ describe('named weights helpers', () => {
     // shape [2, 3, 4], value = 100a + 10b + c
     const shape = [2, 3, 4];
     const data = new Float32Array(24);
-    for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) for (let c = 0; c < 4; c++) data[(a * 3 + b) * 4 + c] = 100 * a + 10 * b + c;
+    for (let a = 0; a < 2; a++)
+      for (let b = 0; b < 3; b++)
+        for (let c = 0; c < 4; c++) data[(a * 3 + b) * 4 + c] = 100 * a + 10 * b + c;
     const perm = [2, 0, 1];
     const p = permute(data, shape, perm);
     expect(p.shape).toEqual([4, 2, 3]);
-    for (let c = 0; c < 4; c++) for (let a = 0; a < 2; a++) for (let b = 0; b < 3; b++) {
-      expect(p.data[(c * 2 + a) * 3 + b]).toBe(100 * a + 10 * b + c);
-    }
+    for (let c = 0; c < 4; c++)
+      for (let a = 0; a < 2; a++)
+        for (let b = 0; b < 3; b++) {
+          expect(p.data[(c * 2 + a) * 3 + b]).toBe(100 * a + 10 * b + c);
+        }
     const back = permute(p.data, p.shape, invertPerm(perm));
     expect(back.shape).toEqual(shape);
     expect(back.data).toEqual(data);
@@ -20,7 +24,10 @@ describe('named weights helpers', () => {
   });
 
   it('paramCount sums the elements', () => {
-    const w = new Map([['a', { shape: [2, 3], data: new Float32Array(6) }], ['b', { shape: [4], data: new Float32Array(4) }]]);
+    const w = new Map([
+      ['a', { shape: [2, 3], data: new Float32Array(6) }],
+      ['b', { shape: [4], data: new Float32Array(4) }],
+    ]);
     expect(paramCount(w)).toBe(10);
   });
 });

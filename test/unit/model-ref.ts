@@ -1,10 +1,19 @@
 // Naive float64 reference implementations (plain loops, PyTorch semantics) for model tests.
 // Images are channels-last [B, D, H, W, C] flat arrays; 2-D images use D = 1.
 
-export interface Img { data: Float64Array | Float32Array; shape: [number, number, number, number, number] }
+export interface Img {
+  data: Float64Array | Float32Array;
+  shape: [number, number, number, number, number];
+}
 
 /** PyTorch ConvNd: weight [out, in, kd, kh, kw], padding (k−1)//2, stride s, optional bias. */
-export function refConv(x: Img, w: ArrayLike<number>, wShape: number[], stride: number[], bias?: ArrayLike<number>): Img {
+export function refConv(
+  x: Img,
+  w: ArrayLike<number>,
+  wShape: number[],
+  stride: number[],
+  bias?: ArrayLike<number>,
+): Img {
   const [B, D, H, W, C] = x.shape;
   const [O, I, KD, KH, KW] = wShape;
   if (I !== C) throw new Error('refConv channels');
@@ -29,7 +38,8 @@ export function refConv(x: Img, w: ArrayLike<number>, wShape: number[], stride: 
                   const iw = ow * stride[2] - p[2] + kw;
                   if (iw < 0 || iw >= W) continue;
                   for (let c = 0; c < C; c++) {
-                    s += x.data[(((b * D + id) * H + ih) * W + iw) * C + c] *
+                    s +=
+                      x.data[(((b * D + id) * H + ih) * W + iw) * C + c] *
                       w[(((o * I + c) * KD + kd) * KH + kh) * KW + kw];
                   }
                 }
@@ -41,7 +51,12 @@ export function refConv(x: Img, w: ArrayLike<number>, wShape: number[], stride: 
 }
 
 /** PyTorch ConvTransposeNd with kernel = stride, no padding: weight [in, out, kd, kh, kw]. */
-export function refConvTranspose(x: Img, w: ArrayLike<number>, wShape: number[], bias?: ArrayLike<number>): Img {
+export function refConvTranspose(
+  x: Img,
+  w: ArrayLike<number>,
+  wShape: number[],
+  bias?: ArrayLike<number>,
+): Img {
   const [B, D, H, W, C] = x.shape;
   const [I, O, KD, KH, KW] = wShape;
   if (I !== C) throw new Error('refConvTranspose channels');
@@ -57,16 +72,27 @@ export function refConvTranspose(x: Img, w: ArrayLike<number>, wShape: number[],
                 for (let o = 0; o < O; o++) {
                   let s = 0;
                   for (let c = 0; c < C; c++) {
-                    s += x.data[(((b * D + d) * H + h) * W + ww) * C + c] * w[(((c * O + o) * KD + kd) * KH + kh) * KW + kw];
+                    s +=
+                      x.data[(((b * D + d) * H + h) * W + ww) * C + c] *
+                      w[(((c * O + o) * KD + kd) * KH + kh) * KW + kw];
                   }
-                  const oi = (((b * OD + d * KD + kd) * OH + h * KH + kh) * OW + ww * KW + kw) * O + o;
+                  const oi =
+                    (((b * OD + d * KD + kd) * OH + h * KH + kh) * OW + ww * KW + kw) * O + o;
                   y[oi] = s + (bias ? bias[o] : 0);
                 }
   return { data: y, shape: [B, OD, OH, OW, O] };
 }
 
 /** Per (sample, channel) statistics over N for a [B, N, C] array. */
-export function refInstanceNorm(x: ArrayLike<number>, B: number, N: number, C: number, g: ArrayLike<number>, beta: ArrayLike<number>, eps: number): Float64Array {
+export function refInstanceNorm(
+  x: ArrayLike<number>,
+  B: number,
+  N: number,
+  C: number,
+  g: ArrayLike<number>,
+  beta: ArrayLike<number>,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(B * N * C);
   for (let b = 0; b < B; b++)
     for (let c = 0; c < C; c++) {
@@ -104,7 +130,15 @@ function refBlock(x: Img, w: RefWeights, prefix: string, a: RefArch, stride: num
   const cw = w.get(`${prefix}.conv.weight`)!;
   const y = refConv(x, cw.data, w5(cw.shape), to3(stride), w.get(`${prefix}.conv.bias`)?.data);
   const [B, D, H, W, C] = y.shape;
-  const n = refInstanceNorm(y.data, B, D * H * W, C, w.get(`${prefix}.norm.weight`)!.data, w.get(`${prefix}.norm.bias`)!.data, a.normEps);
+  const n = refInstanceNorm(
+    y.data,
+    B,
+    D * H * W,
+    C,
+    w.get(`${prefix}.norm.weight`)!.data,
+    w.get(`${prefix}.norm.bias`)!.data,
+    a.normEps,
+  );
   return { data: n.map((v) => (v > 0 ? v : a.negativeSlope * v)), shape: y.shape };
 }
 
@@ -137,13 +171,26 @@ export function refUNet(w: RefWeights, a: RefArch, x: Img): Img[] {
   let low = skips[a.nStages - 1];
   for (let j = 0; j < a.nStages - 1; j++) {
     const t = w.get(`decoder.transpconvs.${j}.weight`)!;
-    const up = refConvTranspose(low, t.data, w5(t.shape), w.get(`decoder.transpconvs.${j}.bias`)?.data);
+    const up = refConvTranspose(
+      low,
+      t.data,
+      w5(t.shape),
+      w.get(`decoder.transpconvs.${j}.bias`)?.data,
+    );
     h = refCat(up, skips[a.nStages - 2 - j]);
     for (let c = 0; c < a.nConvPerStageDecoder[j]; c++) {
-      h = refBlock(h, w, `decoder.stages.${j}.convs.${c}`, a, a.strides[0].map(() => 1));
+      h = refBlock(
+        h,
+        w,
+        `decoder.stages.${j}.convs.${c}`,
+        a,
+        a.strides[0].map(() => 1),
+      );
     }
     const sw = w.get(`decoder.seg_layers.${j}.weight`)!;
-    outs.push(refConv(h, sw.data, w5(sw.shape), [1, 1, 1], w.get(`decoder.seg_layers.${j}.bias`)!.data));
+    outs.push(
+      refConv(h, sw.data, w5(sw.shape), [1, 1, 1], w.get(`decoder.seg_layers.${j}.bias`)!.data),
+    );
     low = h;
   }
   return outs.reverse();

@@ -13,15 +13,24 @@ beforeAll(async () => {
   await useBackend('cpu');
 });
 
-
 function tiny(dims: 2 | 3, over: Partial<UNetArch> = {}): UNetArch {
   const k = new Array(dims).fill(3);
   const one = new Array(dims).fill(1);
   const two = new Array(dims).fill(2);
   return {
-    dims, inputChannels: 1, numClasses: 3, nStages: 3, features: [4, 8, 16],
-    kernelSizes: [k, k, k], strides: [one, two, two], nConvPerStage: [2, 2, 2], nConvPerStageDecoder: [2, 2],
-    convBias: true, normEps: 1e-5, negativeSlope: 0.01, ...over,
+    dims,
+    inputChannels: 1,
+    numClasses: 3,
+    nStages: 3,
+    features: [4, 8, 16],
+    kernelSizes: [k, k, k],
+    strides: [one, two, two],
+    nConvPerStage: [2, 2, 2],
+    nConvPerStageDecoder: [2, 2],
+    convBias: true,
+    normEps: 1e-5,
+    negativeSlope: 0.01,
+    ...over,
   };
 }
 
@@ -29,26 +38,79 @@ describe('PlainConvUNet forward', () => {
   it('3-D, 16³: deep-supervision heads at full and half resolution; DS off gives the full one', () => {
     const net = new PlainConvUNet(tiny(3), { seed: 1 });
     const x = tf.tensor(randomArray(2 * 16 ** 3, 2), [2, 16, 16, 16, 1]);
-    expect(tf.tidy(() => net.forward(x).map((t) => t.shape))).toEqual([[2, 16, 16, 16, 3], [2, 8, 8, 8, 3]]);
+    expect(tf.tidy(() => net.forward(x).map((t) => t.shape))).toEqual([
+      [2, 16, 16, 16, 3],
+      [2, 8, 8, 8, 3],
+    ]);
     net.deepSupervision = false;
     expect(tf.tidy(() => net.forward(x).map((t) => t.shape))).toEqual([[2, 16, 16, 16, 3]]);
     net.dispose();
   });
 
   it('2-D and anisotropic 3-D shapes; inputs not divisible by the strides are rejected', () => {
-    const n2 = new PlainConvUNet(tiny(2, { nStages: 4, features: [4, 8, 16, 16], kernelSizes: Array(4).fill([3, 3]), strides: [[1, 1], [2, 2], [2, 2], [2, 2]], nConvPerStage: [2, 2, 2, 2], nConvPerStageDecoder: [1, 2, 2] }));
+    const n2 = new PlainConvUNet(
+      tiny(2, {
+        nStages: 4,
+        features: [4, 8, 16, 16],
+        kernelSizes: Array(4).fill([3, 3]),
+        strides: [
+          [1, 1],
+          [2, 2],
+          [2, 2],
+          [2, 2],
+        ],
+        nConvPerStage: [2, 2, 2, 2],
+        nConvPerStageDecoder: [1, 2, 2],
+      }),
+    );
     const x2 = tf.zeros([1, 16, 24, 1]);
-    expect(tf.tidy(() => n2.forward(x2).map((t) => t.shape))).toEqual([[1, 16, 24, 3], [1, 8, 12, 3], [1, 4, 6, 3]]);
+    expect(tf.tidy(() => n2.forward(x2).map((t) => t.shape))).toEqual([
+      [1, 16, 24, 3],
+      [1, 8, 12, 3],
+      [1, 4, 6, 3],
+    ]);
     expect(() => n2.forward(tf.zeros([1, 16, 20, 1]))).toThrow(/divisible/);
-    const aniso = new PlainConvUNet(tiny(3, { kernelSizes: [[1, 3, 3], [1, 3, 3], [3, 3, 3]], strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]] }));
-    expect(tf.tidy(() => aniso.forward(tf.zeros([1, 4, 16, 12, 1])).map((t) => t.shape))).toEqual([[1, 4, 16, 12, 3], [1, 4, 8, 6, 3]]);
+    const aniso = new PlainConvUNet(
+      tiny(3, {
+        kernelSizes: [
+          [1, 3, 3],
+          [1, 3, 3],
+          [3, 3, 3],
+        ],
+        strides: [
+          [1, 1, 1],
+          [1, 2, 2],
+          [2, 2, 2],
+        ],
+      }),
+    );
+    expect(tf.tidy(() => aniso.forward(tf.zeros([1, 4, 16, 12, 1])).map((t) => t.shape))).toEqual([
+      [1, 4, 16, 12, 3],
+      [1, 4, 8, 6, 3],
+    ]);
     n2.dispose();
     aniso.dispose();
   });
 
   for (const [what, arch, xShape] of [
     ['3-D', tiny(3), [2, 8, 8, 8, 1]],
-    ['3-D anisotropic', tiny(3, { kernelSizes: [[1, 3, 3], [3, 3, 3], [3, 3, 3]], strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2]], inputChannels: 2 }), [1, 4, 8, 8, 2]],
+    [
+      '3-D anisotropic',
+      tiny(3, {
+        kernelSizes: [
+          [1, 3, 3],
+          [3, 3, 3],
+          [3, 3, 3],
+        ],
+        strides: [
+          [1, 1, 1],
+          [1, 2, 2],
+          [2, 2, 2],
+        ],
+        inputChannels: 2,
+      }),
+      [1, 4, 8, 8, 2],
+    ],
     ['2-D', tiny(2, { numClasses: 2 }), [2, 8, 12, 1]],
   ] as Array<[string, UNetArch, number[]]>) {
     it(`${what}: equals a float64 reference forward built from the exported PyTorch-layout weights`, async () => {
@@ -57,12 +119,15 @@ describe('PlainConvUNet forward', () => {
       const named = await net.namedWeights();
       for (const [name, t] of named) {
         if (name.endsWith('.bias')) t.data.set(randomArray(t.data.length, name.length, -0.2, 0.2));
-        else if (name.endsWith('norm.weight')) t.data.set(randomArray(t.data.length, name.length + 100, 0.5, 1.5));
+        else if (name.endsWith('norm.weight'))
+          t.data.set(randomArray(t.data.length, name.length + 100, 0.5, 1.5));
       }
       net.loadNamedWeights(named);
       const x = randomArray(prod(xShape), 4);
       const outs = tf.tidy(() => net.forward(tf.tensor(x, xShape)));
-      const img: Img['shape'] = (xShape.length === 4 ? [xShape[0], 1, ...xShape.slice(1)] : xShape) as Img['shape'];
+      const img: Img['shape'] = (
+        xShape.length === 4 ? [xShape[0], 1, ...xShape.slice(1)] : xShape
+      ) as Img['shape'];
       const ref = refUNet(named, arch, { data: x, shape: img });
       expect(outs.length).toBe(ref.length);
       for (let i = 0; i < outs.length; i++) {
@@ -93,7 +158,9 @@ describe('PlainConvUNet weights', () => {
     expect(std(t.data) / Math.sqrt(2 / 1.0001 / 64)).toBeGreaterThan(0.9);
     expect(std(t.data) / Math.sqrt(2 / 1.0001 / 64)).toBeLessThan(1.1);
     expect([...a.get('decoder.transpconvs.0.bias')!.data].every((v) => v === 0)).toBe(true);
-    expect([...a.get('encoder.stages.0.0.convs.0.norm.weight')!.data].every((v) => v === 1)).toBe(true);
+    expect([...a.get('encoder.stages.0.0.convs.0.norm.weight')!.data].every((v) => v === 1)).toBe(
+      true,
+    );
     expect([...a.get('decoder.seg_layers.1.bias')!.data].every((v) => v === 0)).toBe(true);
   });
 
@@ -109,14 +176,31 @@ describe('PlainConvUNet weights', () => {
     expect(relL2(await b.forward(x)[0].data(), await a.forward(x)[0].data())).toBe(0);
 
     // A deeper net (AsymFedAvg): same names where the topology agrees, other shapes elsewhere.
-    const deep = new PlainConvUNet(tiny(3, { nStages: 4, features: [4, 8, 16, 32], kernelSizes: Array(4).fill([3, 3, 3]), strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], nConvPerStage: [2, 2, 2, 2], nConvPerStageDecoder: [2, 2, 2] }));
+    const deep = new PlainConvUNet(
+      tiny(3, {
+        nStages: 4,
+        features: [4, 8, 16, 32],
+        kernelSizes: Array(4).fill([3, 3, 3]),
+        strides: [
+          [1, 1, 1],
+          [2, 2, 2],
+          [2, 2, 2],
+          [2, 2, 2],
+        ],
+        nConvPerStage: [2, 2, 2, 2],
+        nConvPerStageDecoder: [2, 2, 2],
+      }),
+    );
     expect(() => deep.loadNamedWeights(wa)).toThrow();
     const loaded = deep.loadNamedWeights(wa, { strict: false });
     expect(loaded).toContain('encoder.stages.2.0.convs.1.conv.weight');
     expect(loaded).not.toContain('decoder.transpconvs.0.weight'); // [32,16,…] vs [16,8,…]
     expect(loaded.length).toBeGreaterThan(20);
     const extra = new Map(wa);
-    extra.set('decoder.encoder.stages.0.0.convs.0.conv.weight', wa.get('encoder.stages.0.0.convs.0.conv.weight')!);
+    extra.set(
+      'decoder.encoder.stages.0.0.convs.0.conv.weight',
+      wa.get('encoder.stages.0.0.convs.0.conv.weight')!,
+    );
     expect(() => a.loadNamedWeights(extra)).toThrow(/unexpected/);
     [a, b, deep].forEach((n) => n.dispose());
   });
@@ -139,7 +223,9 @@ describe('PlainConvUNet gradients', () => {
     const x = randomArray(prod(xShape), 12);
     const rs = [randomArray(2 * 8 ** 3 * 3, 13), randomArray(2 * 4 ** 3 * 3, 14)];
     const named = await net.namedWeights();
-    const w64: RefWeights = new Map([...named].map(([n, t]) => [n, { shape: t.shape, data: Float64Array.from(t.data) }]));
+    const w64: RefWeights = new Map(
+      [...named].map(([n, t]) => [n, { shape: t.shape, data: Float64Array.from(t.data) }]),
+    );
     const loss64 = (w: RefWeights) =>
       refUNet(w, arch, { data: x, shape: xShape }).reduce((s, o, k) => {
         for (let i = 0; i < o.data.length; i++) s += o.data[i] * rs[k][i];
@@ -165,7 +251,11 @@ describe('PlainConvUNet gradients', () => {
     for (const [name, i] of picks) {
       const v = net.variable(name);
       const g = grads[v.name];
-      const gPt = permute((await g.data()) as Float32Array, g.shape, invertPerm(ptToTfPerm(named.get(name)!.shape.length)));
+      const gPt = permute(
+        (await g.data()) as Float32Array,
+        g.shape,
+        invertPerm(ptToTfPerm(named.get(name)!.shape.length)),
+      );
       const h = 1e-6;
       const t = w64.get(name)!.data as Float64Array;
       const orig = t[i];
@@ -175,7 +265,10 @@ describe('PlainConvUNet gradients', () => {
       const dn = loss64(w64);
       t[i] = orig;
       const fd = (up - dn) / (2 * h);
-      expect(Math.abs(gPt.data[i] - fd), `${name}[${i}]: tfjs ${gPt.data[i]} vs fd ${fd}`).toBeLessThan(1e-3 * Math.max(1, Math.abs(fd)));
+      expect(
+        Math.abs(gPt.data[i] - fd),
+        `${name}[${i}]: tfjs ${gPt.data[i]} vs fd ${fd}`,
+      ).toBeLessThan(1e-3 * Math.max(1, Math.abs(fd)));
     }
     net.dispose();
   });

@@ -22,17 +22,26 @@ const sources = {
 
 /** Bit-exact equality of two typed arrays of the same type (fast for large arrays). */
 function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.constructor === b.constructor && Buffer.compare(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) === 0;
+  return (
+    a.constructor === b.constructor &&
+    Buffer.compare(
+      new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
+      new Uint8Array(b.buffer, b.byteOffset, b.byteLength),
+    ) === 0
+  );
 }
 
 /** A label/probability map on the source grid, with values that exercise the type's range. */
 function mapLike(src: Volume, datatype: DataTypeName): Volume {
   const n = src.dims[0] * src.dims[1] * src.dims[2];
   const data =
-    datatype === 'uint8' ? Uint8Array.from({ length: n }, (_, i) => i % 4)
-    : datatype === 'uint16' ? Uint16Array.from({ length: n }, (_, i) => (i * 37) % 65536)
-    : datatype === 'int16' ? Int16Array.from({ length: n }, (_, i) => ((i * 37) % 65536) - 32768)
-    : Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i) / 3));
+    datatype === 'uint8'
+      ? Uint8Array.from({ length: n }, (_, i) => i % 4)
+      : datatype === 'uint16'
+        ? Uint16Array.from({ length: n }, (_, i) => (i * 37) % 65536)
+        : datatype === 'int16'
+          ? Int16Array.from({ length: n }, (_, i) => ((i * 37) % 65536) - 32768)
+          : Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i) / 3));
   return { ...src, data, channels: 1, datatype };
 }
 
@@ -85,15 +94,21 @@ describe('writeNifti round trip', () => {
 
   it('refuses values the target integer type cannot hold', () => {
     const src = load(sources.anatomical);
-    expect(() => writeNifti({ ...src, datatype: 'float32', data: new Float32Array(src.data.length).fill(0.5) }, { datatype: 'uint8' })).toThrow(
-      'cannot write value 0.5 (voxel 0) as uint8',
+    expect(() =>
+      writeNifti(
+        { ...src, datatype: 'float32', data: new Float32Array(src.data.length).fill(0.5) },
+        { datatype: 'uint8' },
+      ),
+    ).toThrow('cannot write value 0.5 (voxel 0) as uint8');
+    expect(() => writeNifti(src, { datatype: 'uint8' })).toThrow(
+      /cannot write value -?\d+ \(voxel \d+\) as uint8/,
     );
-    expect(() => writeNifti(src, { datatype: 'uint8' })).toThrow(/cannot write value -?\d+ \(voxel \d+\) as uint8/);
   });
 });
 
 // Optional: nibabel reads what we wrote (skipped where Debian's python3 lacks nibabel).
-const hasNibabel = spawnSync('/usr/bin/python3', ['-c', 'import nibabel'], { encoding: 'utf8' }).status === 0;
+const hasNibabel =
+  spawnSync('/usr/bin/python3', ['-c', 'import nibabel'], { encoding: 'utf8' }).status === 0;
 describe.skipIf(!hasNibabel)('nibabel reads written files', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nifti-write-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,7 +116,8 @@ describe.skipIf(!hasNibabel)('nibabel reads written files', () => {
     const cases: [string, Volume, DataTypeName][] = [];
     for (const [name, path] of Object.entries(sources)) {
       const src = load(path);
-      for (const dt of ['uint8', 'float32'] as DataTypeName[]) cases.push([`${name}_${dt}.nii.gz`, mapLike(src, dt), dt]);
+      for (const dt of ['uint8', 'float32'] as DataTypeName[])
+        cases.push([`${name}_${dt}.nii.gz`, mapLike(src, dt), dt]);
     }
     for (const [file, v] of cases) writeFileSync(join(dir, file), writeNifti(v, { gzip: true }));
     const py = `
@@ -113,9 +129,21 @@ for f in sys.argv[2:]:
     out[f] = {'shape': list(im.shape), 'dtype': str(im.get_data_dtype()), 'affine': im.affine.ravel().tolist(),
               'codes': ''.join(nib.aff2axcodes(im.affine)), 'sum': float(d.astype(np.float64).sum()), 'first': float(d.ravel(order='F')[7])}
 print(json.dumps(out))`;
-    const r = spawnSync('/usr/bin/python3', ['-c', py, dir, ...cases.map((c) => c[0])], { encoding: 'utf8' });
+    const r = spawnSync('/usr/bin/python3', ['-c', py, dir, ...cases.map((c) => c[0])], {
+      encoding: 'utf8',
+    });
     expect(r.stderr).toBe('');
-    const got = JSON.parse(r.stdout) as Record<string, { shape: number[]; dtype: string; affine: number[]; codes: string; sum: number; first: number }>;
+    const got = JSON.parse(r.stdout) as Record<
+      string,
+      {
+        shape: number[];
+        dtype: string;
+        affine: number[];
+        codes: string;
+        sum: number;
+        first: number;
+      }
+    >;
     for (const [file, v, dt] of cases) {
       const g = got[file];
       expect(g.shape).toEqual(v.dims);

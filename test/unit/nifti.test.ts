@@ -13,7 +13,9 @@ const LOCAL = resolve(import.meta.dirname, '../fixtures/nifti');
 const load = (p: string) => readNifti(new Uint8Array(readFileSync(p)), p);
 
 function stats(a: ArrayLike<number>) {
-  let min = Infinity, max = -Infinity, sum = 0;
+  let min = Infinity,
+    max = -Infinity,
+    sum = 0;
   for (let i = 0; i < a.length; i++) {
     const x = a[i];
     if (x < min) min = x;
@@ -62,7 +64,10 @@ describe('readNifti: fixtures match nibabel', () => {
     expect(v.dims).toEqual([76, 66, 53]);
     expect(v.datatype).toBe('int16');
     expect(v.spacing).toEqual([1, 1, 1.2000000476837158]);
-    expect(v.affine).toEqual([1, 0, 0, -23.079999923706055, 0, 1, 0, -20.450000762939453, 0, 0, 1.2000000476837158, 39.18000030517578, 0, 0, 0, 1]);
+    expect(v.affine).toEqual([
+      1, 0, 0, -23.079999923706055, 0, 1, 0, -20.450000762939453, 0, 0, 1.2000000476837158,
+      39.18000030517578, 0, 0, 0, 1,
+    ]);
     expect(v.orientation).toBe('RAS');
     expect(stats(v.data)).toEqual({ min: 0, max: 179, sum: 13158633 });
   });
@@ -74,7 +79,10 @@ describe('readNifti: fixtures match nibabel', () => {
     expect(v.storedDatatype).toBe('uint16');
     expect(v.datatype).toBe('float32');
     expect(v.spacing).toEqual([0.800000011920929, 0.800000011920929, 4]);
-    expect(v.affine).toEqual([-0.800000011920929, 0, 0, -9.140000343322754, 0, -0.800000011920929, 0, 110.55000305175781, 0, 0, 4, -125.83000183105469, 0, 0, 0, 1]);
+    expect(v.affine).toEqual([
+      -0.800000011920929, 0, 0, -9.140000343322754, 0, -0.800000011920929, 0, 110.55000305175781, 0,
+      0, 4, -125.83000183105469, 0, 0, 0, 1,
+    ]);
     expect(v.orientation).toBe('LPS');
     expect(stats(v.data)).toEqual({ min: -1024, max: 734, sum: -110240217 });
     expect(Array.from(v.data.subarray(0, 5))).toEqual([-1012, -978, -1015, -1007, -1000]);
@@ -83,7 +91,10 @@ describe('readNifti: fixtures match nibabel', () => {
   it('803 mp_000: oblique affine (10 degrees about x), two channel files', () => {
     const t2 = load(resolve(RAW, 'Dataset803_PhantomMR2ch/imagesTr/mp_000_0000.nii.gz'));
     const adc = load(resolve(RAW, 'Dataset803_PhantomMR2ch/imagesTr/mp_000_0001.nii.gz'));
-    const aff = [1.5, 0, 0, -43.630001068115234, 0, 1.477211594581604, -0.26047226786613464, -79.76000213623047, 0, 0.26047226786613464, 1.477211594581604, -39.5099983215332, 0, 0, 0, 1];
+    const aff = [
+      1.5, 0, 0, -43.630001068115234, 0, 1.477211594581604, -0.26047226786613464,
+      -79.76000213623047, 0, 0.26047226786613464, 1.477211594581604, -39.5099983215332, 0, 0, 0, 1,
+    ];
     for (const v of [t2, adc]) {
       expect(v.dims).toEqual([59, 55, 60]);
       expect(v.spacing).toEqual([1.5, 1.5, 1.5]);
@@ -100,7 +111,10 @@ describe('readNifti: fixtures match nibabel', () => {
     // nibabel: (95, 104, 31) int16, zooms (0.699999988079071, 0.699999988079071, 2), LPS, min 0 max 349 sum 30188446
     expect(v.dims).toEqual([95, 104, 31]);
     expect(v.spacing).toEqual([0.699999988079071, 0.699999988079071, 2]);
-    expect(v.affine).toEqual([-0.699999988079071, 0, 0, 25, 0, -0.699999988079071, 0, -32.0099983215332, 0, 0, 2, -21.90999984741211, 0, 0, 0, 1]);
+    expect(v.affine).toEqual([
+      -0.699999988079071, 0, 0, 25, 0, -0.699999988079071, 0, -32.0099983215332, 0, 0, 2,
+      -21.90999984741211, 0, 0, 0, 1,
+    ]);
     expect(v.orientation).toBe('LPS');
     expect(stats(v.data)).toEqual({ min: 0, max: 349, sum: 30188446 });
   });
@@ -157,11 +171,18 @@ describe('readNifti: affine fallbacks as nibabel get_best_affine', () => {
     expect(readNifti(b).affine).toEqual([-2, 0, 0, 32, 0, 2, 0, -40, 0, 0, 2, -24, 0, 0, 0, 1]);
   });
   it('oblique qform (803 with sform_code 0)', () => {
-    const b = gunzip(new Uint8Array(readFileSync(resolve(RAW, 'Dataset803_PhantomMR2ch/imagesTr/mp_000_0000.nii.gz'))));
+    const b = gunzip(
+      new Uint8Array(
+        readFileSync(resolve(RAW, 'Dataset803_PhantomMR2ch/imagesTr/mp_000_0000.nii.gz')),
+      ),
+    );
     new DataView(b.buffer, b.byteOffset).setInt16(254, 0, true);
     // nibabel (extended-precision quaternion maths): 1.477211628636778, 0.2604722714998236
     const a = readNifti(b).affine;
-    const want = [1.5, 0, 0, -43.630001068115234, 0, 1.477211628636778, -0.2604722714998236, -79.76000213623047, 0, 0.2604722714998236, 1.477211628636778, -39.5099983215332, 0, 0, 0, 1];
+    const want = [
+      1.5, 0, 0, -43.630001068115234, 0, 1.477211628636778, -0.2604722714998236, -79.76000213623047,
+      0, 0.2604722714998236, 1.477211628636778, -39.5099983215332, 0, 0, 0, 1,
+    ];
     a.forEach((x, i) => expect(x).toBeCloseTo(want[i], 13));
   });
 });

@@ -10,7 +10,9 @@ import { PlainConvUNet } from '../../src/model/unet.ts';
 import { REFERENCE } from '../paths.ts';
 
 const MODEL = `${REFERENCE}/nnunet-model/Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres`;
-const plans = JSON.parse(readFileSync(`${MODEL}/plans.json`, 'utf8')) as PredictorPlans & { configurations: Record<string, { architecture: { network_class_name: string } }> };
+const plans = JSON.parse(readFileSync(`${MODEL}/plans.json`, 'utf8')) as PredictorPlans & {
+  configurations: Record<string, { architecture: { network_class_name: string } }>;
+};
 const datasetJson = JSON.parse(readFileSync(`${MODEL}/dataset.json`, 'utf8'));
 
 describe('nnU-Net model import', () => {
@@ -29,7 +31,9 @@ describe('nnU-Net model import', () => {
       // the loaded variables hold the checkpoint's values (round trip through the tf layout)
       const back = await net.namedWeights();
       const src = f.checkpoint.networkWeights.get('decoder.transpconvs.0.weight')!;
-      expect(Array.from(back.get('decoder.transpconvs.0.weight')!.data)).toEqual(Array.from(src.data as Float32Array));
+      expect(Array.from(back.get('decoder.transpconvs.0.weight')!.data)).toEqual(
+        Array.from(src.data as Float32Array),
+      );
       net.dispose();
     }
     // the folds differ (distinct trainings), so each fold really has its own weights
@@ -40,37 +44,60 @@ describe('nnU-Net model import', () => {
 
   it('fails clearly on a missing, extra, mis-shaped or non-alias parameter', () => {
     const arch = nnunetArch(plans, '3d_fullres', datasetJson);
-    const ck = readNnUNetCheckpoint(new Uint8Array(readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`)));
+    const ck = readNnUNetCheckpoint(
+      new Uint8Array(readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`)),
+    );
     const edit = (f: (m: typeof ck.networkWeights) => void) => {
       const m = new Map(ck.networkWeights);
       f(m);
       return () => matchNetworkWeights(arch, m);
     };
     expect(edit(() => {})).not.toThrow();
-    expect(edit((m) => m.delete('decoder.seg_layers.1.bias'))).toThrow(/lacks parameter 'decoder.seg_layers.1.bias'/);
-    expect(edit((m) => m.set('decoder.extra.weight', m.get('decoder.seg_layers.1.bias')!))).toThrow(/'decoder.extra.weight' that the plans' network does not have/);
-    expect(edit((m) => {
-      const t = m.get('encoder.stages.0.0.convs.0.conv.weight')!;
-      m.set('encoder.stages.0.0.convs.0.conv.weight', { ...t, shape: [4, 2, 3, 3, 3] });
-    })).toThrow(/shape \[4,2,3,3,3\].*needs \[8,1,3,3,3\]/);
-    expect(edit((m) => {
-      const t = m.get('encoder.stages.0.0.convs.0.all_modules.0.weight')!;
-      const d = (t.data as Float32Array).slice();
-      d[0] += 1;
-      m.set('encoder.stages.0.0.convs.0.all_modules.0.weight', { ...t, data: d });
-    })).toThrow(/should alias 'encoder.stages.0.0.convs.0.conv.weight'/);
+    expect(edit((m) => m.delete('decoder.seg_layers.1.bias'))).toThrow(
+      /lacks parameter 'decoder.seg_layers.1.bias'/,
+    );
+    expect(edit((m) => m.set('decoder.extra.weight', m.get('decoder.seg_layers.1.bias')!))).toThrow(
+      /'decoder.extra.weight' that the plans' network does not have/,
+    );
+    expect(
+      edit((m) => {
+        const t = m.get('encoder.stages.0.0.convs.0.conv.weight')!;
+        m.set('encoder.stages.0.0.convs.0.conv.weight', { ...t, shape: [4, 2, 3, 3, 3] });
+      }),
+    ).toThrow(/shape \[4,2,3,3,3\].*needs \[8,1,3,3,3\]/);
+    expect(
+      edit((m) => {
+        const t = m.get('encoder.stages.0.0.convs.0.all_modules.0.weight')!;
+        const d = (t.data as Float32Array).slice();
+        d[0] += 1;
+        m.set('encoder.stages.0.0.convs.0.all_modules.0.weight', { ...t, data: d });
+      }),
+    ).toThrow(/should alias 'encoder.stages.0.0.convs.0.conv.weight'/);
   });
 
   it('refuses network classes other than PlainConvUNet, naming the class', () => {
     const p = structuredClone(plans);
-    p.configurations['3d_fullres'].architecture.network_class_name = 'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet';
-    expect(() => nnunetArch(p, '3d_fullres', datasetJson)).toThrow(/ResidualEncoderUNet is not supported/);
+    p.configurations['3d_fullres'].architecture.network_class_name =
+      'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet';
+    expect(() => nnunetArch(p, '3d_fullres', datasetJson)).toThrow(
+      /ResidualEncoderUNet is not supported/,
+    );
   });
 
   it('names what is missing from a model folder', async () => {
-    const files = { 'plans.json': readFileSync(`${MODEL}/plans.json`), 'dataset.json': readFileSync(`${MODEL}/dataset.json`) };
-    await expect(readNnUNetModel(memorySource('m', files))).rejects.toThrow(/no fold_K\/checkpoint_final.pth/);
-    const one = { ...files, 'fold_0/checkpoint_final.pth': readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`) };
-    await expect(readNnUNetModel(memorySource('m', one), [1])).rejects.toThrow(/fold 1 has no checkpoint_final.pth \(available: 0\)/);
+    const files = {
+      'plans.json': readFileSync(`${MODEL}/plans.json`),
+      'dataset.json': readFileSync(`${MODEL}/dataset.json`),
+    };
+    await expect(readNnUNetModel(memorySource('m', files))).rejects.toThrow(
+      /no fold_K\/checkpoint_final.pth/,
+    );
+    const one = {
+      ...files,
+      'fold_0/checkpoint_final.pth': readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`),
+    };
+    await expect(readNnUNetModel(memorySource('m', one), [1])).rejects.toThrow(
+      /fold 1 has no checkpoint_final.pth \(available: 0\)/,
+    );
   });
 });

@@ -21,7 +21,14 @@ function cropAndNormalize(ds: string, caseId: string) {
   const { image, label } = loadRawCase(`${REFERENCE}/raw/${ds}`, caseId, nch);
   const v = nnunetView(image);
   const r = cropToNonzero(v.data, nch, [v.shape[1], v.shape[2], v.shape[3]], label.data);
-  normalize(r.data, nch, r.seg, cfg.normalization_schemes, cfg.use_mask_for_norm, plans.foreground_intensity_properties_per_channel);
+  normalize(
+    r.data,
+    nch,
+    r.seg,
+    cfg.normalization_schemes,
+    cfg.use_mask_for_norm,
+    plans.foreground_intensity_properties_per_channel,
+  );
   return r;
 }
 

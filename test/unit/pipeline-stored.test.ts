@@ -19,7 +19,8 @@ import { REFERENCE } from '../paths.ts';
 
 const ID = 'Dataset801_PhantomMR';
 const json = (p: string) => JSON.parse(readFileSync(join(REFERENCE, p), 'utf8'));
-const pipelineOf = async (db: StoreDB, id: string) => new SitePipeline(await IdbSiteStore.open(db, id));
+const pipelineOf = async (db: StoreDB, id: string) =>
+  new SitePipeline(await IdbSiteStore.open(db, id));
 
 describe('site pipeline over IndexedDB', () => {
   it('fingerprint, plans and preprocessed arrays match nnU-Net and are stored', async () => {
@@ -40,8 +41,22 @@ describe('site pipeline over IndexedDB', () => {
     await pipeline.savePlans(plans);
     const refPlans = json(`plans/${ID}/nnUNetPlans.json`);
     for (const c of ['2d', '3d_fullres'] as const) {
-      const { patch_size, batch_size, spacing, architecture, normalization_schemes, use_mask_for_norm } = refPlans.configurations[c];
-      expect(plans.configurations[c]).toMatchObject({ patch_size, batch_size, spacing, architecture, normalization_schemes, use_mask_for_norm });
+      const {
+        patch_size,
+        batch_size,
+        spacing,
+        architecture,
+        normalization_schemes,
+        use_mask_for_norm,
+      } = refPlans.configurations[c];
+      expect(plans.configurations[c]).toMatchObject({
+        patch_size,
+        batch_size,
+        spacing,
+        architecture,
+        normalization_schemes,
+        use_mask_for_norm,
+      });
     }
     expect(await loadPlans(db, dataset.id, 'nnUNetPlans')).toEqual(plans);
 
@@ -55,7 +70,8 @@ describe('site pipeline over IndexedDB', () => {
     const refSeg = readNpy(gunzipSync(readFileSync(join(dir, 'mrA_000_seg.npy.gz'))));
     expect(pc.shape).toEqual(refData.shape);
     let maxAbs = 0;
-    for (let i = 0; i < pc.data.length; i++) maxAbs = Math.max(maxAbs, Math.abs(pc.data[i] - (refData.data as Float32Array)[i]));
+    for (let i = 0; i < pc.data.length; i++)
+      maxAbs = Math.max(maxAbs, Math.abs(pc.data[i] - (refData.data as Float32Array)[i]));
     expect(maxAbs).toBeLessThanOrEqual(1e-4);
     expect(Array.from(pc.seg)).toEqual(Array.from(refSeg.data as Int8Array));
   });
@@ -65,10 +81,14 @@ describe('site pipeline over IndexedDB', () => {
     const plan = await planImport(fsSource(join(REFERENCE, 'raw', ID)));
     const { dataset } = await importDataset(db, plan.meta, plan.cases);
     const ctrl = new AbortController();
-    const run = (await pipelineOf(db, dataset.id)).preprocess(json(`plans/${ID}/nnUNetPlans.json`), '3d_fullres', {
-      signal: ctrl.signal,
-      onProgress: (p) => p.done === 2 && ctrl.abort(),
-    });
+    const run = (await pipelineOf(db, dataset.id)).preprocess(
+      json(`plans/${ID}/nnUNetPlans.json`),
+      '3d_fullres',
+      {
+        signal: ctrl.signal,
+        onProgress: (p) => p.done === 2 && ctrl.abort(),
+      },
+    );
     await expect(run).rejects.toThrow(/cancelled after 2 of 5/);
     expect(await listPreprocessed(db, dataset.id, 'nnUNetPlans', '3d_fullres')).toHaveLength(2);
   });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
-import { foregroundClasses, runCase, sampleClassLocations, sampleWithoutReplacement } from '../../src/preprocess/preprocess.ts';
+import {
+  foregroundClasses,
+  runCase,
+  sampleClassLocations,
+  sampleWithoutReplacement,
+} from '../../src/preprocess/preprocess.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { mulberry32 } from '../../src/util/rng.ts';
 import { loadRawCase } from './helpers/load-nifti.ts';
@@ -9,14 +14,20 @@ import { REFERENCE } from '../paths.ts';
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8'));
 
 function firstCase(ds: string): string {
-  return readdirSync(`${REFERENCE}/raw/${ds}/labelsTr`).map((f) => f.replace(/\.nii\.gz$/, '')).sort()[0];
+  return readdirSync(`${REFERENCE}/raw/${ds}/labelsTr`)
+    .map((f) => f.replace(/\.nii\.gz$/, ''))
+    .sort()[0];
 }
 
 function check(ds: string, plansPath: string, outDir: string) {
   const dj = json(`${REFERENCE}/raw/${ds}/dataset.json`);
   const plans = json(plansPath);
   const id = firstCase(ds);
-  const { image, label } = loadRawCase(`${REFERENCE}/raw/${ds}`, id, Object.keys(dj.channel_names).length);
+  const { image, label } = loadRawCase(
+    `${REFERENCE}/raw/${ds}`,
+    id,
+    Object.keys(dj.channel_names).length,
+  );
   const t0 = performance.now();
   const r = runCase(image, label, plans, '3d_fullres', dj);
   const ms = performance.now() - t0;
@@ -27,18 +38,25 @@ function check(ds: string, plansPath: string, outDir: string) {
   expect([1, ...r.shape.slice(1)]).toEqual(refS.shape);
   expect(r.seg).toBeInstanceOf(Int8Array);
   let maxAbs = 0;
-  for (let i = 0; i < r.data.length; i++) maxAbs = Math.max(maxAbs, Math.abs(r.data[i] - refD.data[i]));
+  for (let i = 0; i < r.data.length; i++)
+    maxAbs = Math.max(maxAbs, Math.abs(r.data[i] - refD.data[i]));
   let segDiff = 0;
   for (let i = 0; i < r.seg.length; i++) if (r.seg[i] !== refS.data[i]) segDiff++;
-  console.log(`${ds} ${id}: shape ${r.shape}, data max abs ${maxAbs.toExponential(2)}, seg voxels differing ${segDiff}, ${ms.toFixed(0)} ms`);
+  console.log(
+    `${ds} ${id}: shape ${r.shape}, data max abs ${maxAbs.toExponential(2)}, seg voxels differing ${segDiff}, ${ms.toFixed(0)} ms`,
+  );
   expect(maxAbs).toBeLessThanOrEqual(1e-4);
   expect(segDiff).toBe(0);
   const p = r.properties;
   expect(p.spacing).toEqual(props.spacing);
   expect(p.shape_before_cropping).toEqual(props.shape_before_cropping);
   expect(p.bbox_used_for_cropping).toEqual(props.bbox_used_for_cropping);
-  expect(p.shape_after_cropping_and_before_resampling).toEqual(props.shape_after_cropping_and_before_resampling);
-  const counts = Object.fromEntries(Object.entries(p.class_locations!).map(([k, v]) => [k, v.length / 4]));
+  expect(p.shape_after_cropping_and_before_resampling).toEqual(
+    props.shape_after_cropping_and_before_resampling,
+  );
+  const counts = Object.fromEntries(
+    Object.entries(p.class_locations!).map(([k, v]) => [k, v.length / 4]),
+  );
   expect(counts).toEqual(props.class_locations_counts);
   // every location carries its label and is distinct
   const [, , ny, nx] = r.shape;
@@ -55,20 +73,40 @@ function check(ds: string, plansPath: string, outDir: string) {
 }
 
 describe('runCase vs DefaultPreprocessor.run_case (3d_fullres, first case)', () => {
-  for (const ds of ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB']) {
-    it(`${ds} local plans`, () => check(ds, `${REFERENCE}/plans/${ds}/nnUNetPlans.json`, `${REFERENCE}/preprocessed/${ds}/3d_fullres`));
+  for (const ds of [
+    'Dataset801_PhantomMR',
+    'Dataset802_PhantomCTaniso',
+    'Dataset803_PhantomMR2ch',
+    'Dataset804_PhantomMRsiteB',
+  ]) {
+    it(`${ds} local plans`, () =>
+      check(
+        ds,
+        `${REFERENCE}/plans/${ds}/nnUNetPlans.json`,
+        `${REFERENCE}/preprocessed/${ds}/3d_fullres`,
+      ));
   }
   for (const ds of ['Dataset801_PhantomMR', 'Dataset804_PhantomMRsiteB']) {
-    it(`${ds} federated plans (FFE 801+804)`, () => check(ds, `${REFERENCE}/federated/fed_801_804/${ds}/nnUNetPlans.json`,
-      `${REFERENCE}/preprocessed_federated/fed_801_804/${ds}/3d_fullres`));
+    it(`${ds} federated plans (FFE 801+804)`, () =>
+      check(
+        ds,
+        `${REFERENCE}/federated/fed_801_804/${ds}/nnUNetPlans.json`,
+        `${REFERENCE}/preprocessed_federated/fed_801_804/${ds}/3d_fullres`,
+      ));
   }
 });
 
 describe('class locations', () => {
   it('collects labels, regions and the ignore key like LabelManager', () => {
     expect(foregroundClasses({ labels: { background: 0, a: 1, b: 2 } })).toEqual([1, 2]);
-    expect(foregroundClasses({ labels: { background: 0, a: 1, ignore: 2 } })).toEqual([1, [-1, 0, 1]]);
-    expect(foregroundClasses({ labels: { background: 0, whole: [1, 2], core: 2 } })).toEqual([[1, 2], [2]]);
+    expect(foregroundClasses({ labels: { background: 0, a: 1, ignore: 2 } })).toEqual([
+      1,
+      [-1, 0, 1],
+    ]);
+    expect(foregroundClasses({ labels: { background: 0, whole: [1, 2], core: 2 } })).toEqual([
+      [1, 2],
+      [2],
+    ]);
   });
 
   it('samples k = max(min(10000, n), ceil(0.01 n)) distinct voxels, deterministic per seed', () => {
@@ -94,19 +132,38 @@ describe('transpose_forward', () => {
     const { image, label } = loadRawCase(`${REFERENCE}/raw/Dataset801_PhantomMR`, 'mrA_000', 1);
     const perm = [2, 0, 1];
     const cfgSpacing = plans.configurations['3d_fullres'].spacing as number[];
-    const permuted = { ...plans, transpose_forward: perm, configurations: { '3d_fullres': { ...plans.configurations['3d_fullres'], spacing: perm.map((i) => cfgSpacing[i]) } } };
+    const permuted = {
+      ...plans,
+      transpose_forward: perm,
+      configurations: {
+        '3d_fullres': {
+          ...plans.configurations['3d_fullres'],
+          spacing: perm.map((i) => cfgSpacing[i]),
+        },
+      },
+    };
     const a = runCase(image, label, permuted, '3d_fullres', dj, { classLocations: false });
     // Same case with the axes moved by hand: numpy (z, y, x) -> (x, z, y), i.e. NIfTI dims (y, z, x).
     const [nx, ny, nz] = image.dims;
-    const move = <T extends Int16Array | Float32Array | Uint8Array>(src: ArrayLike<number>, out: T): T => {
+    const move = <T extends Int16Array | Float32Array | Uint8Array>(
+      src: ArrayLike<number>,
+      out: T,
+    ): T => {
       let o = 0;
-      for (let x = 0; x < nx; x++) for (let z = 0; z < nz; z++) for (let y = 0; y < ny; y++) out[o++] = src[(z * ny + y) * nx + x];
+      for (let x = 0; x < nx; x++)
+        for (let z = 0; z < nz; z++)
+          for (let y = 0; y < ny; y++) out[o++] = src[(z * ny + y) * nx + x];
       return out;
     };
-    const geo = { dims: [ny, nz, nx] as [number, number, number], spacing: [image.spacing[1], image.spacing[2], image.spacing[0]] as [number, number, number] };
+    const geo = {
+      dims: [ny, nz, nx] as [number, number, number],
+      spacing: [image.spacing[1], image.spacing[2], image.spacing[0]] as [number, number, number],
+    };
     const img2 = { ...image, ...geo, data: move(image.data, new Float32Array(image.data.length)) };
     const lab2 = { ...label, ...geo, data: move(label.data, new Uint8Array(label.data.length)) };
-    const b = runCase(img2, lab2, { ...permuted, transpose_forward: [0, 1, 2] }, '3d_fullres', dj, { classLocations: false });
+    const b = runCase(img2, lab2, { ...permuted, transpose_forward: [0, 1, 2] }, '3d_fullres', dj, {
+      classLocations: false,
+    });
     expect(a.shape).toEqual(b.shape);
     expect(Array.from(a.data)).toEqual(Array.from(b.data));
     expect(Array.from(a.seg)).toEqual(Array.from(b.seg));

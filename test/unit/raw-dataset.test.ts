@@ -3,15 +3,28 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCase, openRawDataset, stackChannels, validateRawDataset } from '../../src/io/raw-dataset.ts';
+import {
+  loadCase,
+  openRawDataset,
+  stackChannels,
+  validateRawDataset,
+} from '../../src/io/raw-dataset.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { nnunetView } from '../../src/io/volume.ts';
 import { REFERENCE } from '../paths.ts';
 
 const RAW = resolve(REFERENCE, 'raw');
-type Manifest = Record<string, Record<string, { spacing_xyz: number[]; affine: number[][]; label: { shape_xyz: number[] } }>>;
+type Manifest = Record<
+  string,
+  Record<string, { spacing_xyz: number[]; affine: number[][]; label: { shape_xyz: number[] } }>
+>;
 const manifest = JSON.parse(readFileSync(resolve(RAW, 'manifest.json'), 'utf8')) as Manifest;
-const DATASETS = ['Dataset801_PhantomMR', 'Dataset802_PhantomCTaniso', 'Dataset803_PhantomMR2ch', 'Dataset804_PhantomMRsiteB'];
+const DATASETS = [
+  'Dataset801_PhantomMR',
+  'Dataset802_PhantomCTaniso',
+  'Dataset803_PhantomMR2ch',
+  'Dataset804_PhantomMRsiteB',
+];
 
 describe('reference raw datasets validate cleanly', () => {
   it.each(DATASETS)('%s', async (name) => {
@@ -30,9 +43,20 @@ describe('reference raw datasets validate cleanly', () => {
   });
 
   it('case counts and channels: 5x1, 4x1, 3x2, 4x1 (README §1)', async () => {
-    const opened = await Promise.all(DATASETS.map((d) => openRawDataset(fsSource(resolve(RAW, d)))));
-    expect(opened.map((o) => [o.cases.length, o.channels.length])).toEqual([[5, 1], [4, 1], [3, 2], [4, 1]]);
-    expect(opened[2].cases[0]).toEqual({ id: 'mp_000', images: ['imagesTr/mp_000_0000.nii.gz', 'imagesTr/mp_000_0001.nii.gz'], label: 'labelsTr/mp_000.nii.gz' });
+    const opened = await Promise.all(
+      DATASETS.map((d) => openRawDataset(fsSource(resolve(RAW, d)))),
+    );
+    expect(opened.map((o) => [o.cases.length, o.channels.length])).toEqual([
+      [5, 1],
+      [4, 1],
+      [3, 2],
+      [4, 1],
+    ]);
+    expect(opened[2].cases[0]).toEqual({
+      id: 'mp_000',
+      images: ['imagesTr/mp_000_0000.nii.gz', 'imagesTr/mp_000_0001.nii.gz'],
+      label: 'labelsTr/mp_000.nii.gz',
+    });
   });
 });
 
@@ -45,7 +69,9 @@ describe('loadCase', () => {
     expect(c.images).toHaveLength(2);
     for (const v of [...c.images, c.label!]) {
       expect(v.dims).toEqual(m.label.shape_xyz);
-      v.affine.forEach((x, i) => expect(Math.fround(x)).toBe(Math.fround(m.affine[Math.floor(i / 4)][i % 4])));
+      v.affine.forEach((x, i) =>
+        expect(Math.fround(x)).toBe(Math.fround(m.affine[Math.floor(i / 4)][i % 4])),
+      );
     }
     expect(c.label!.datatype).toBe('uint8');
     const stacked = stackChannels(c.images);

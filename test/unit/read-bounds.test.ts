@@ -18,31 +18,41 @@ const inflated = vi.hoisted(() => ({ bytes: 0 }));
 vi.mock('fflate', async (importOriginal) => {
   const f = await importOriginal<typeof import('fflate')>();
   type Fn = (...a: never[]) => Uint8Array;
-  const sync = <T extends Fn>(fn: T) => ((...a: Parameters<T>) => {
-    const out = fn(...a);
-    inflated.bytes += out.length;
-    return out;
-  }) as T;
+  const sync = <T extends Fn>(fn: T) =>
+    ((...a: Parameters<T>) => {
+      const out = fn(...a);
+      inflated.bytes += out.length;
+      return out;
+    }) as T;
   type Sink = (d: Uint8Array, final: boolean) => void;
   // fflate's constructors assign `this.ondata`; the accessor sees that and every later assignment.
   // (A plain property, not #private: the base constructor assigns before subclass fields exist.)
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const stream = <C extends new (...a: any[]) => object>(C: C) => class extends C {
-    declare sink?: Sink;
-    get ondata(): Sink | undefined {
-      return this.sink;
-    }
-    set ondata(fn: Sink | undefined) {
-      this.sink = fn && ((d, final) => {
-        inflated.bytes += d.length;
-        fn(d, final);
-      });
-    }
-  };
+  const stream = <C extends new (...a: any[]) => object>(C: C) =>
+    class extends C {
+      declare sink?: Sink;
+      get ondata(): Sink | undefined {
+        return this.sink;
+      }
+      set ondata(fn: Sink | undefined) {
+        this.sink =
+          fn &&
+          ((d, final) => {
+            inflated.bytes += d.length;
+            fn(d, final);
+          });
+      }
+    };
   return {
     ...f,
-    gunzipSync: sync(f.gunzipSync), inflateSync: sync(f.inflateSync), unzlibSync: sync(f.unzlibSync), decompressSync: sync(f.decompressSync),
-    Gunzip: stream(f.Gunzip), Inflate: stream(f.Inflate), Unzlib: stream(f.Unzlib), Decompress: stream(f.Decompress),
+    gunzipSync: sync(f.gunzipSync),
+    inflateSync: sync(f.inflateSync),
+    unzlibSync: sync(f.unzlibSync),
+    decompressSync: sync(f.decompressSync),
+    Gunzip: stream(f.Gunzip),
+    Inflate: stream(f.Inflate),
+    Unzlib: stream(f.Unzlib),
+    Decompress: stream(f.Decompress),
   };
 });
 
@@ -54,7 +64,14 @@ beforeEach(() => {
 /** A NIfTI-1 file of `dims` uint8 voxels (all 7) with bytes patched by `edit`. */
 function nifti(dims: [number, number, number], edit?: (dv: DataView) => void): Uint8Array {
   const n = dims[0] * dims[1] * dims[2];
-  const b = writeNifti({ data: new Uint8Array(n).fill(7), dims, channels: 1, spacing: [1, 1, 1], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], datatype: 'uint8' });
+  const b = writeNifti({
+    data: new Uint8Array(n).fill(7),
+    dims,
+    channels: 1,
+    spacing: [1, 1, 1],
+    affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+    datatype: 'uint8',
+  });
   if (edit) edit(new DataView(b.buffer, b.byteOffset, b.byteLength));
   return b;
 }
@@ -74,7 +91,9 @@ describe('gzip is inflated header first, then at most the declared size', () => 
     const gz = gzipSync(withTrailing(header, 8 * MiB)); // ~8 KB on disk; a 1 MB file would inflate to 1 GB
     expect(gz.length).toBeLessThan(64 * 1024);
     inflated.bytes = 0;
-    expect(() => readNifti(gz, 'bomb.nii.gz')).toThrow(/bomb\.nii\.gz: the header declares 131072 MiB of data, more than the 2048 MiB read limit/);
+    expect(() => readNifti(gz, 'bomb.nii.gz')).toThrow(
+      /bomb\.nii\.gz: the header declares 131072 MiB of data, more than the 2048 MiB read limit/,
+    );
     expect(inflated.bytes).toBeLessThanOrEqual(2 * MiB);
   });
 
@@ -91,7 +110,9 @@ describe('gzip is inflated header first, then at most the declared size', () => 
   it('the read limit is configurable: a 128³ volume is refused under a 100 kB limit, read under the default', () => {
     const gz = gzipSync(nifti([128, 128, 128]));
     inflated.bytes = 0;
-    expect(() => readNifti(gz, 'big.nii.gz', 100_000)).toThrow(/big\.nii\.gz: the header declares 2 MiB of data, more than the 0\.095 MiB read limit/);
+    expect(() => readNifti(gz, 'big.nii.gz', 100_000)).toThrow(
+      /big\.nii\.gz: the header declares 2 MiB of data, more than the 0\.095 MiB read limit/,
+    );
     expect(inflated.bytes).toBeLessThan(200_000);
     expect(readNifti(gz, 'big.nii.gz').dims).toEqual([128, 128, 128]);
   });
@@ -131,11 +152,24 @@ function deflatedDicom(pixels: number): Uint8Array {
     }
     return out;
   };
-  const meta = cat(el(2, 1, 'OB', new Uint8Array([0, 1])), el(2, 0x10, 'UI', enc('1.2.840.10008.1.2.1.99', 0)));
+  const meta = cat(
+    el(2, 1, 'OB', new Uint8Array([0, 1])),
+    el(2, 0x10, 'UI', enc('1.2.840.10008.1.2.1.99', 0)),
+  );
   const groupLength = new Uint8Array(4);
   new DataView(groupLength.buffer).setUint32(0, meta.length, true);
-  const body = cat(el(8, 0x60, 'CS', enc('CT', 32)), el(0x20, 0x0e, 'UI', enc('1.2.3.4', 0)), el(0x7fe0, 0x10, 'OB', new Uint8Array(pixels)));
-  return cat(new Uint8Array(128), new TextEncoder().encode('DICM'), el(2, 0, 'UL', groupLength), meta, deflateSync(body));
+  const body = cat(
+    el(8, 0x60, 'CS', enc('CT', 32)),
+    el(0x20, 0x0e, 'UI', enc('1.2.3.4', 0)),
+    el(0x7fe0, 0x10, 'OB', new Uint8Array(pixels)),
+  );
+  return cat(
+    new Uint8Array(128),
+    new TextEncoder().encode('DICM'),
+    el(2, 0, 'UL', groupLength),
+    meta,
+    deflateSync(body),
+  );
 }
 
 describe('deflated DICOM inflates at most the per-file limit', () => {
@@ -149,7 +183,9 @@ describe('deflated DICOM inflates at most the per-file limit', () => {
     inflated.bytes = 0;
     const { series, skipped } = readDicomFiles([f], { maxFileBytes: MiB });
     expect(series).toEqual([]);
-    expect(skipped[0].reason).toMatch(/bomb\.dcm: decompresses to more than the 1\.000 MiB read limit|bomb\.dcm: decompresses to more than the 1 MiB read limit/);
+    expect(skipped[0].reason).toMatch(
+      /bomb\.dcm: decompresses to more than the 1\.000 MiB read limit|bomb\.dcm: decompresses to more than the 1 MiB read limit/,
+    );
     expect(inflated.bytes).toBeLessThanOrEqual(2 * MiB);
   });
 });
@@ -162,45 +198,99 @@ describe('local folders: regular files only, with a size cap, never outside the 
   writeFileSync(join(root, 'ds', 'big.bin'), new Uint8Array(10_000));
 
   it('a file over the cap is refused (checked on the opened file, before reading it)', async () => {
-    await expect(fsSource(join(root, 'ds'), 4096).read('big.bin')).rejects.toThrow(/ds: cannot read big\.bin: .* more than the .* read limit/);
+    await expect(fsSource(join(root, 'ds'), 4096).read('big.bin')).rejects.toThrow(
+      /ds: cannot read big\.bin: .* more than the .* read limit/,
+    );
     expect((await fsSource(join(root, 'ds')).read('big.bin')).length).toBe(10_000);
   });
 
   it('a symlink to /dev/zero is refused as not a regular file', async () => {
     symlinkSync('/dev/zero', join(root, 'ds', 'imagesTr', 'zero_0000.nii'));
-    await expect(fsSource(join(root, 'ds')).read('imagesTr/zero_0000.nii')).rejects.toThrow(/not a regular file \(a device, FIFO or socket\)/);
+    await expect(fsSource(join(root, 'ds')).read('imagesTr/zero_0000.nii')).rejects.toThrow(
+      /not a regular file \(a device, FIFO or socket\)/,
+    );
     rmSync(join(root, 'ds', 'imagesTr', 'zero_0000.nii'));
   });
 
   it('a path climbing out of the folder is refused', async () => {
-    await expect(fsSource(join(root, 'ds')).read('../outside.txt')).rejects.toThrow(/refusing \.\.\/outside\.txt: outside the folder/);
+    await expect(fsSource(join(root, 'ds')).read('../outside.txt')).rejects.toThrow(
+      /refusing \.\.\/outside\.txt: outside the folder/,
+    );
   });
 
   it("dataset.json paths stay inside the dataset folder: '../../../../etc/passwd' is a problem and never read", async () => {
-    writeFileSync(join(root, 'ds', 'dataset.json'), JSON.stringify({
-      channel_names: { 0: 'CT' }, labels: { background: 0, organ: 1 }, numTraining: 1, file_ending: '.nii.gz',
-      dataset: { evil: { images: ['../../../../etc/passwd'], label: '../outside.txt' } },
-    }));
+    writeFileSync(
+      join(root, 'ds', 'dataset.json'),
+      JSON.stringify({
+        channel_names: { 0: 'CT' },
+        labels: { background: 0, organ: 1 },
+        numTraining: 1,
+        file_ending: '.nii.gz',
+        dataset: { evil: { images: ['../../../../etc/passwd'], label: '../outside.txt' } },
+      }),
+    );
     const inner = fsSource(join(root, 'ds'));
     const reads: string[] = [];
-    const src: FileSource = { name: inner.name, list: inner.list, read: (p) => (reads.push(p), inner.read(p)) };
+    const src: FileSource = {
+      name: inner.name,
+      list: inner.list,
+      read: (p) => (reads.push(p), inner.read(p)),
+    };
     const report = await validateRawDataset(src);
-    expect(report.problems.join(' | ')).toMatch(/case "evil": path "..\/..\/..\/..\/etc\/passwd" is not a relative path inside the dataset folder/);
-    expect(report.problems.join(' | ')).toMatch(/path "..\/outside.txt" is not a relative path inside/);
+    expect(report.problems.join(' | ')).toMatch(
+      /case "evil": path "..\/..\/..\/..\/etc\/passwd" is not a relative path inside the dataset folder/,
+    );
+    expect(report.problems.join(' | ')).toMatch(
+      /path "..\/outside.txt" is not a relative path inside/,
+    );
     expect(reads).toEqual(['dataset.json']);
   });
 });
 
 describe('geometry no computation can use is refused', () => {
   it('NIfTI: zero spacing, NaN vox_offset, NaN srow', () => {
-    expect(() => readNifti(nifti([4, 4, 4], (dv) => dv.setFloat32(76 + 8, 0, true)), 'z.nii')).toThrow(/z\.nii: invalid voxel spacing 1 x 0 x 1/);
-    expect(() => readNifti(nifti([4, 4, 4], (dv) => dv.setFloat32(76 + 4, NaN, true)), 'n.nii')).toThrow(/n\.nii: invalid voxel spacing NaN x 1 x 1/);
-    expect(() => readNifti(nifti([4, 4, 4], (dv) => dv.setFloat32(108, NaN, true)), 'o.nii')).toThrow(/o\.nii: invalid vox_offset NaN/);
-    expect(() => readNifti(nifti([4, 4, 4], (dv) => (dv.setInt16(254, 1, true), dv.setFloat32(280, NaN, true))), 's.nii')).toThrow(/s\.nii: sform \(srow_x\/y\/z\) has NaN or infinite entries/);
-    expect(() => readNifti(nifti([4, 4, 4], (dv) => (dv.setInt16(254, 1, true), [280, 284, 288].forEach((o) => dv.setFloat32(o, 0, true)))), 'd.nii')).toThrow(/d\.nii: degenerate orientation/);
+    expect(() =>
+      readNifti(
+        nifti([4, 4, 4], (dv) => dv.setFloat32(76 + 8, 0, true)),
+        'z.nii',
+      ),
+    ).toThrow(/z\.nii: invalid voxel spacing 1 x 0 x 1/);
+    expect(() =>
+      readNifti(
+        nifti([4, 4, 4], (dv) => dv.setFloat32(76 + 4, NaN, true)),
+        'n.nii',
+      ),
+    ).toThrow(/n\.nii: invalid voxel spacing NaN x 1 x 1/);
+    expect(() =>
+      readNifti(
+        nifti([4, 4, 4], (dv) => dv.setFloat32(108, NaN, true)),
+        'o.nii',
+      ),
+    ).toThrow(/o\.nii: invalid vox_offset NaN/);
+    expect(() =>
+      readNifti(
+        nifti([4, 4, 4], (dv) => (dv.setInt16(254, 1, true), dv.setFloat32(280, NaN, true))),
+        's.nii',
+      ),
+    ).toThrow(/s\.nii: sform \(srow_x\/y\/z\) has NaN or infinite entries/);
+    expect(() =>
+      readNifti(
+        nifti(
+          [4, 4, 4],
+          (dv) => (
+            dv.setInt16(254, 1, true),
+            [280, 284, 288].forEach((o) => dv.setFloat32(o, 0, true))
+          ),
+        ),
+        'd.nii',
+      ),
+    ).toThrow(/d\.nii: degenerate orientation/);
   });
 
-  const ct = () => new Uint8Array(readFileSync(resolve(import.meta.dirname, '../fixtures/dicom-misc/CT_small.dcm')));
+  const ct = () =>
+    new Uint8Array(
+      readFileSync(resolve(import.meta.dirname, '../fixtures/dicom-misc/CT_small.dcm')),
+    );
   const replace = (b: Uint8Array, from: string, to: string) => {
     expect(to.length).toBe(from.length);
     const s = Buffer.from(b).toString('latin1');
@@ -212,9 +302,19 @@ describe('geometry no computation can use is refused', () => {
 
   it('DICOM: PixelSpacing 0 or negative (which flipped LPS to RAS) and an all-zero ImageOrientationPatient', () => {
     expect(readDicomVolume([{ name: 'ok.dcm', bytes: ct() }]).spacing[0]).toBeCloseTo(0.661468);
-    expect(() => readDicomVolume([{ name: 'zero.dcm', bytes: replace(ct(), '0.661468\\0.661468', '0.000000\\0.661468') }])).toThrow(/zero\.dcm has PixelSpacing 0\\0\.661468; both values must be > 0/);
-    expect(() => readDicomVolume([{ name: 'neg.dcm', bytes: replace(ct(), '0.661468\\0.661468', '-0.66146\\0.661468') }])).toThrow(/neg\.dcm has PixelSpacing -0\.66146\\0\.661468/);
+    expect(() =>
+      readDicomVolume([
+        { name: 'zero.dcm', bytes: replace(ct(), '0.661468\\0.661468', '0.000000\\0.661468') },
+      ]),
+    ).toThrow(/zero\.dcm has PixelSpacing 0\\0\.661468; both values must be > 0/);
+    expect(() =>
+      readDicomVolume([
+        { name: 'neg.dcm', bytes: replace(ct(), '0.661468\\0.661468', '-0.66146\\0.661468') },
+      ]),
+    ).toThrow(/neg\.dcm has PixelSpacing -0\.66146\\0\.661468/);
     const iop = '1.000000\\0.000000\\0.000000\\0.000000\\1.000000\\0.000000';
-    expect(() => readDicomVolume([{ name: 'iop.dcm', bytes: replace(ct(), iop, iop.replace(/1/g, '0')) }])).toThrow(/iop\.dcm has a degenerate ImageOrientationPatient/);
+    expect(() =>
+      readDicomVolume([{ name: 'iop.dcm', bytes: replace(ct(), iop, iop.replace(/1/g, '0')) }]),
+    ).toThrow(/iop\.dcm has a degenerate ImageOrientationPatient/);
   });
 });

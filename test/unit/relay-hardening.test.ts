@@ -7,7 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, PRE_AUTH_MAX_BYTES, type Relay, type RelayOptions } from '../../src/node/relay/server.ts';
+import {
+  startRelay,
+  PRE_AUTH_MAX_BYTES,
+  type Relay,
+  type RelayOptions,
+} from '../../src/node/relay/server.ts';
 import { saveSnapshot } from '../../src/node/relay/persistence.ts';
 import { decodeMessage, encodeMessage, MAX_HEADER_BYTES } from '../../src/fed/protocol.ts';
 import { decodeChallenge, sealFrame } from '../../src/fed/identity/envelope.ts';
@@ -21,7 +26,18 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let dirs = 0;
 const newDir = () => join(scratch, `d${++dirs}`);
 
-const CONFIG: RelayOptions['config'] = { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 2, roundDeadlineMs: 60_000, weighting: 'uniform', encoding: 'fp32', expectedSites: 2, token: 'secret-token' };
+const CONFIG: RelayOptions['config'] = {
+  method: 'fedavg',
+  configuration: '3d_fullres',
+  rounds: 2,
+  itersPerRound: 1,
+  minSites: 2,
+  roundDeadlineMs: 60_000,
+  weighting: 'uniform',
+  encoding: 'fp32',
+  expectedSites: 2,
+  token: 'secret-token',
+};
 
 function staticRoot(): string {
   const root = join(scratch, 'app');
@@ -33,23 +49,42 @@ function staticRoot(): string {
 }
 
 /** Opens a /fed socket and sends a signed hello; resolves with the relay's first reply after it. */
-async function hello(relay: Relay, siteName: string, token: string): Promise<{ reply: ReturnType<typeof decodeMessage>['message']; ws: WebSocket }> {
+async function hello(
+  relay: Relay,
+  siteName: string,
+  token: string,
+): Promise<{ reply: ReturnType<typeof decodeMessage>['message']; ws: WebSocket }> {
   const ws = new WebSocket(relay.wsUrl);
-  const next = () => new Promise<Uint8Array>((ok, fail) => {
-    ws.once('message', (d: Buffer) => ok(new Uint8Array(d)));
-    ws.once('close', () => fail(new Error('closed')));
-  });
+  const next = () =>
+    new Promise<Uint8Array>((ok, fail) => {
+      ws.once('message', (d: Buffer) => ok(new Uint8Array(d)));
+      ws.once('close', () => fail(new Error('closed')));
+    });
   const challenge = next();
   challenge.catch(() => undefined); // a refused upgrade rejects the open below instead
-  await new Promise((ok, fail) => { ws.once('open', ok); ws.once('error', fail); });
+  await new Promise((ok, fail) => {
+    ws.once('open', ok);
+    ws.once('error', fail);
+  });
   const c = await challenge;
   const reply = next();
-  ws.send(await sealFrame(await ephemeralIdentity(), decodeChallenge(c), 0, encodeMessage({ type: 'hello', token, siteName, numCases: 1 }), true));
+  ws.send(
+    await sealFrame(
+      await ephemeralIdentity(),
+      decodeChallenge(c),
+      0,
+      encodeMessage({ type: 'hello', token, siteName, numCases: 1 }),
+      true,
+    ),
+  );
   return { reply: decodeMessage(await reply).message, ws };
 }
 
 /** The status a WebSocket upgrade gets: 101, or the HTTP error it was refused with. */
-async function upgradeStatus(port: number, path = '/fed'): Promise<{ status: number; close: () => void }> {
+async function upgradeStatus(
+  port: number,
+  path = '/fed',
+): Promise<{ status: number; close: () => void }> {
   const { socket, status } = await rawWebSocket(port, path);
   return { status: Number(status.split(' ')[1]), close: () => socket.destroy() };
 }
@@ -65,7 +100,12 @@ describe('one request does not end the relay (item 1, item 7)', () => {
   let relay: Relay;
   const logs: string[] = [];
   beforeAll(async () => {
-    relay = await startRelay({ dataDir: newDir(), staticDir: staticRoot(), log: (l) => logs.push(l), config: CONFIG });
+    relay = await startRelay({
+      dataDir: newDir(),
+      staticDir: staticRoot(),
+      log: (l) => logs.push(l),
+      config: CONFIG,
+    });
   });
   afterAll(() => relay.close());
   const alive = async () => expect((await fetch(relay.url)).status).toBe(200);
@@ -128,7 +168,13 @@ describe('one request does not end the relay (item 1, item 7)', () => {
 describe('memory and time before authentication (item 2)', () => {
   let relay: Relay;
   beforeAll(async () => {
-    relay = await startRelay({ dataDir: newDir(), log: () => undefined, config: CONFIG, helloTimeoutMs: 500, limits: { maxPerAddress: 4, maxFailures: 100 } });
+    relay = await startRelay({
+      dataDir: newDir(),
+      log: () => undefined,
+      config: CONFIG,
+      helloTimeoutMs: 500,
+      limits: { maxPerAddress: 4, maxFailures: 100 },
+    });
   });
   afterAll(() => relay.close());
 
@@ -170,7 +216,14 @@ describe('memory and time before authentication (item 2)', () => {
 
   it('PeerJS: a 1 MB signalling message and a message flood close the socket', async () => {
     const big = await peerSocket(relay);
-    big.socket.write(frame(1, new TextEncoder().encode(JSON.stringify({ type: 'OFFER', dst: 'x', payload: 'y'.repeat(1 << 20) }))));
+    big.socket.write(
+      frame(
+        1,
+        new TextEncoder().encode(
+          JSON.stringify({ type: 'OFFER', dst: 'x', payload: 'y'.repeat(1 << 20) }),
+        ),
+      ),
+    );
     expect(await closedWithin(big.socket, 3000)).toBe('closed');
     const flood = await peerSocket(relay);
     const heartbeat = frame(1, new TextEncoder().encode('{"type":"HEARTBEAT"}'));
@@ -182,7 +235,12 @@ describe('memory and time before authentication (item 2)', () => {
 describe('failed authentications (item 7)', () => {
   let relay: Relay;
   beforeAll(async () => {
-    relay = await startRelay({ dataDir: newDir(), log: () => undefined, config: CONFIG, limits: { maxFailures: 3 } });
+    relay = await startRelay({
+      dataDir: newDir(),
+      log: () => undefined,
+      config: CONFIG,
+      limits: { maxFailures: 3 },
+    });
   });
   afterAll(() => relay.close());
 
@@ -196,7 +254,6 @@ describe('failed authentications (item 7)', () => {
     await expect(hello(relay, 'guesser', CONFIG.token)).rejects.toBeDefined();
     expect((await upgradeStatus(relay.port)).status).toBe(429);
   });
-
 });
 
 describe('stored state and configuration (item 4)', () => {
@@ -205,8 +262,14 @@ describe('stored state and configuration (item 4)', () => {
     const { token: _t, ...stored } = CONFIG;
     saveSnapshot(dir, { config: stored, phase: 'join', round: 0, sites: [], history: [] });
     const privacy = privacyConfig(2, CONFIG, { dpEpsilon: 1, clip: 1 });
-    await expect(startRelay({ dataDir: dir, log: () => undefined, config: { ...CONFIG, privacy } })).rejects.toThrow(/state\.json holds a federation with other settings[\s\S]*privacy: stored none, given \{"secureAggregation":true[\s\S]*another --data-dir/);
-    await expect(startRelay({ dataDir: dir, log: () => undefined, config: { ...CONFIG, rounds: 5 } })).rejects.toThrow(/rounds: stored 2, given 5/);
+    await expect(
+      startRelay({ dataDir: dir, log: () => undefined, config: { ...CONFIG, privacy } }),
+    ).rejects.toThrow(
+      /state\.json holds a federation with other settings[\s\S]*privacy: stored none, given \{"secureAggregation":true[\s\S]*another --data-dir/,
+    );
+    await expect(
+      startRelay({ dataDir: dir, log: () => undefined, config: { ...CONFIG, rounds: 5 } }),
+    ).rejects.toThrow(/rounds: stored 2, given 5/);
     // The same options continue it.
     const relay = await startRelay({ dataDir: dir, log: () => undefined, config: CONFIG });
     await relay.close();
@@ -223,19 +286,54 @@ describe('stored state and configuration (item 4)', () => {
     const { token: _t, ...stored } = CONFIG;
     const cases: Array<[unknown, RegExp]> = [
       ['{ not json', /not readable as JSON/],
-      [{ config: stored, phase: 'flying', round: 0, sites: [], history: [] }, /unknown phase "flying"/],
-      [{ config: stored, phase: 'rounds', round: 99, sites: [{ siteId: 'a', siteName: 'a', numCases: 1 }], history: [] }, /round 99 is not in 0\.\.2/],
-      [{ config: { ...stored, method: 42 }, phase: 'join', round: 0, sites: [], history: [] }, /invalid federation config/],
-      [{ config: stored, phase: 'join', round: 0, sites: [{ siteId: 'a' }], history: [] }, /site 0 is not a valid site record/],
-      [{ config: stored, phase: 'rounds', round: 1, sites: [{ siteId: 'a', siteName: 'a', numCases: 1 }], history: [], globalEntries: [{ name: 'w', shape: [4], encoding: 'fp32', offset: 0, byteLength: 16, crc32: 0 }] }, /global\.bin/],
+      [
+        { config: stored, phase: 'flying', round: 0, sites: [], history: [] },
+        /unknown phase "flying"/,
+      ],
+      [
+        {
+          config: stored,
+          phase: 'rounds',
+          round: 99,
+          sites: [{ siteId: 'a', siteName: 'a', numCases: 1 }],
+          history: [],
+        },
+        /round 99 is not in 0\.\.2/,
+      ],
+      [
+        { config: { ...stored, method: 42 }, phase: 'join', round: 0, sites: [], history: [] },
+        /invalid federation config/,
+      ],
+      [
+        { config: stored, phase: 'join', round: 0, sites: [{ siteId: 'a' }], history: [] },
+        /site 0 is not a valid site record/,
+      ],
+      [
+        {
+          config: stored,
+          phase: 'rounds',
+          round: 1,
+          sites: [{ siteId: 'a', siteName: 'a', numCases: 1 }],
+          history: [],
+          globalEntries: [
+            { name: 'w', shape: [4], encoding: 'fp32', offset: 0, byteLength: 16, crc32: 0 },
+          ],
+        },
+        /global\.bin/,
+      ],
     ];
     for (const [content, why] of cases) {
       const dir = newDir();
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, 'state.json'), typeof content === 'string' ? content : JSON.stringify(content));
+      writeFileSync(
+        join(dir, 'state.json'),
+        typeof content === 'string' ? content : JSON.stringify(content),
+      );
       const started = startRelay({ dataDir: dir, log: () => undefined, config: CONFIG });
       await expect(started, String(why)).rejects.toThrow(why);
-      await expect(started).rejects.toThrow(join(dir, why.source.includes('global') ? 'global.bin' : 'state.json'));
+      await expect(started).rejects.toThrow(
+        join(dir, why.source.includes('global') ? 'global.bin' : 'state.json'),
+      );
     }
   });
 });
@@ -246,8 +344,39 @@ describe('fednnunet relay (command line)', () => {
   it('refuses to start on a data dir holding other settings, saying which and how to start anew', () => {
     const dir = newDir();
     const { token: _t, ...stored } = CONFIG;
-    saveSnapshot(dir, { config: { ...stored, encoding: 'fp16', rounds: 10, itersPerRound: 250, roundDeadlineMs: 3_600_000, method: 'ffe' }, phase: 'join', round: 0, sites: [], history: [] });
-    const r = spawnSync(process.execPath, [bin, 'relay', '--port', '0', '--data-dir', dir, '--static', dir, '--secure-agg', '--dp-epsilon', '1', '--clip', '1'], { encoding: 'utf8', timeout: 30_000 });
+    saveSnapshot(dir, {
+      config: {
+        ...stored,
+        encoding: 'fp16',
+        rounds: 10,
+        itersPerRound: 250,
+        roundDeadlineMs: 3_600_000,
+        method: 'ffe',
+      },
+      phase: 'join',
+      round: 0,
+      sites: [],
+      history: [],
+    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        bin,
+        'relay',
+        '--port',
+        '0',
+        '--data-dir',
+        dir,
+        '--static',
+        dir,
+        '--secure-agg',
+        '--dp-epsilon',
+        '1',
+        '--clip',
+        '1',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/privacy: stored none, given \{"secureAggregation":true/);
     expect(r.stderr).toMatch(/another --data-dir/);
@@ -256,12 +385,17 @@ describe('fednnunet relay (command line)', () => {
 
   it('the default join code carries at least 96 bits', async () => {
     const dir = newDir();
-    const p = spawn(process.execPath, [bin, 'relay', '--port', '0', '--data-dir', dir, '--static', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [bin, 'relay', '--port', '0', '--data-dir', dir, '--static', dir],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
     try {
-      for (let i = 0; i < 300 && !out.includes('join code'); i++) await new Promise((ok) => setTimeout(ok, 50));
+      for (let i = 0; i < 300 && !out.includes('join code'); i++)
+        await new Promise((ok) => setTimeout(ok, 50));
       const code = /join code: (\S+)/.exec(out)?.[1];
       expect(code).toMatch(/^[A-Za-z0-9_-]{16,}$/); // base64url: 6 bits a character
     } finally {
@@ -274,8 +408,16 @@ describe('fednnunet relay (command line)', () => {
 describe('secure-aggregation threshold', () => {
   it('below a majority only with --allow-minority-threshold', () => {
     const fed = { rounds: 2, weighting: 'uniform' as const, minSites: 5 };
-    expect(() => privacyFromArgs({ 'secure-agg': true, threshold: '2' }, 5, fed)).toThrow(/below a majority/);
-    expect(privacyFromArgs({ 'secure-agg': true, threshold: '2', 'allow-minority-threshold': true }, 5, fed)?.threshold).toBe(2);
+    expect(() => privacyFromArgs({ 'secure-agg': true, threshold: '2' }, 5, fed)).toThrow(
+      /below a majority/,
+    );
+    expect(
+      privacyFromArgs(
+        { 'secure-agg': true, threshold: '2', 'allow-minority-threshold': true },
+        5,
+        fed,
+      )?.threshold,
+    ).toBe(2);
     expect(privacyFromArgs({ 'secure-agg': true, threshold: '3' }, 5, fed)?.threshold).toBe(3);
   });
 });

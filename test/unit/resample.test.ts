@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { computeNewShape, resampleData, resampleSeg, separateZAxis, zoomAxis } from '../../src/preprocess/resample.ts';
+import {
+  computeNewShape,
+  resampleData,
+  resampleSeg,
+  separateZAxis,
+  zoomAxis,
+} from '../../src/preprocess/resample.ts';
 import { roundHalfEven } from '../../src/util/numeric.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { REFERENCE } from '../paths.ts';
@@ -10,10 +16,24 @@ const load = (p: string) => readNpy(readFileSync(p));
 
 describe('resampling helpers', () => {
   it('rounds half to even and computes new shapes like nnU-Net', () => {
-    expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(roundHalfEven)).toEqual([0, 2, 2, 0, -2, 2, 3]);
+    expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, 2.6].map(roundHalfEven)).toEqual([
+      0, 2, 2, 0, -2, 2, 3,
+    ]);
     // 802 case 0: 26 slices of 4 mm -> 3.3 mm
-    expect(computeNewShape([26, 94, 99], [4, 0.800000011920929, 0.800000011920929], [3.3, 0.800000011920929, 0.800000011920929])).toEqual([32, 94, 99]);
-    expect(computeNewShape([27, 76, 75], [2, 0.699999988079071, 0.699999988079071], [1.2000000476837158, 1, 1])).toEqual([45, 53, 52]);
+    expect(
+      computeNewShape(
+        [26, 94, 99],
+        [4, 0.800000011920929, 0.800000011920929],
+        [3.3, 0.800000011920929, 0.800000011920929],
+      ),
+    ).toEqual([32, 94, 99]);
+    expect(
+      computeNewShape(
+        [27, 76, 75],
+        [2, 0.699999988079071, 0.699999988079071],
+        [1.2000000476837158, 1, 1],
+      ),
+    ).toEqual([45, 53, 52]);
   });
 
   it('picks the separate-z axis as nnU-Net', () => {
@@ -37,7 +57,13 @@ describe('resampling helpers', () => {
   });
 });
 
-function compare(dir: string, id: string, cur: number[], target: number[], expectSep: number | null) {
+function compare(
+  dir: string,
+  id: string,
+  cur: number[],
+  target: number[],
+  expectSep: number | null,
+) {
   const d = load(`${dir}/${id}_data_before_resampling.npy.gz`);
   const s = load(`${dir}/${id}_seg_before_resampling.npy.gz`);
   const refD = load(`${dir}/${id}_data.npy.gz`);
@@ -54,19 +80,39 @@ function compare(dir: string, id: string, cur: number[], target: number[], expec
   for (let i = 0; i < out.length; i++) maxAbs = Math.max(maxAbs, Math.abs(out[i] - refD.data[i]));
   let segDiff = 0;
   for (let i = 0; i < seg.length; i++) if (seg[i] !== refS.data[i]) segDiff++;
-  console.log(`${id}: ${shape} -> ${newShape}: data max abs ${maxAbs.toExponential(2)}, seg voxels differing ${segDiff}, ${ms.toFixed(0)} ms`);
+  console.log(
+    `${id}: ${shape} -> ${newShape}: data max abs ${maxAbs.toExponential(2)}, seg voxels differing ${segDiff}, ${ms.toFixed(0)} ms`,
+  );
   expect(maxAbs).toBeLessThanOrEqual(1e-4);
   expect(segDiff).toBe(0);
 }
 
 describe('resampling vs nnU-Net (data max abs <= 1e-4, seg exact)', () => {
   it('802 ct_000: separate z, 26 -> 32 slices, nearest along z', () => {
-    const plans = JSON.parse(readFileSync(`${REFERENCE}/plans/Dataset802_PhantomCTaniso/nnUNetPlans.json`, 'utf8'));
-    const props = JSON.parse(readFileSync(`${REFERENCE}/preprocessed/Dataset802_PhantomCTaniso/3d_fullres/ct_000_properties.json`, 'utf8'));
-    compare(`${REFERENCE}/preprocessed/Dataset802_PhantomCTaniso/3d_fullres`, 'ct_000', props.spacing, plans.configurations['3d_fullres'].spacing, 0);
+    const plans = JSON.parse(
+      readFileSync(`${REFERENCE}/plans/Dataset802_PhantomCTaniso/nnUNetPlans.json`, 'utf8'),
+    );
+    const props = JSON.parse(
+      readFileSync(
+        `${REFERENCE}/preprocessed/Dataset802_PhantomCTaniso/3d_fullres/ct_000_properties.json`,
+        'utf8',
+      ),
+    );
+    compare(
+      `${REFERENCE}/preprocessed/Dataset802_PhantomCTaniso/3d_fullres`,
+      'ct_000',
+      props.spacing,
+      plans.configurations['3d_fullres'].spacing,
+      0,
+    );
   });
   it('804 mrB_000 federated: 27x76x75 -> 45x53x52, cubic, one-hot linear seg', () => {
-    const plans = JSON.parse(readFileSync(`${REFERENCE}/federated/fed_801_804/Dataset804_PhantomMRsiteB/nnUNetPlans.json`, 'utf8'));
+    const plans = JSON.parse(
+      readFileSync(
+        `${REFERENCE}/federated/fed_801_804/Dataset804_PhantomMRsiteB/nnUNetPlans.json`,
+        'utf8',
+      ),
+    );
     const dir = `${REFERENCE}/preprocessed_federated/fed_801_804/Dataset804_PhantomMRsiteB/3d_fullres`;
     const props = JSON.parse(readFileSync(`${dir}/mrB_000_properties.json`, 'utf8'));
     compare(dir, 'mrB_000', props.spacing, plans.configurations['3d_fullres'].spacing, null);

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { checkHeadroom, clipL2, dequantize, quantize, addInto } from '../../src/fed/secagg/quantize.ts';
+import {
+  checkHeadroom,
+  clipL2,
+  dequantize,
+  quantize,
+  addInto,
+} from '../../src/fed/secagg/quantize.ts';
 import { combine, interpolateAt0, P, shareElement, split } from '../../src/fed/secagg/shamir.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
@@ -47,8 +53,19 @@ describe('secagg Shamir sharing', () => {
 
   it('any t of n shares reconstruct the secret', () => {
     const shares = split(secret, 3, 5);
-    for (const pick of [[0, 1, 2], [4, 2, 0], [1, 3, 4], [0, 1, 2, 3, 4]]) {
-      expect(combine(pick.map((i) => shares[i]), 3, 32)).toEqual(secret);
+    for (const pick of [
+      [0, 1, 2],
+      [4, 2, 0],
+      [1, 3, 4],
+      [0, 1, 2, 3, 4],
+    ]) {
+      expect(
+        combine(
+          pick.map((i) => shares[i]),
+          3,
+          32,
+        ),
+      ).toEqual(secret);
     }
     const odd = new Uint8Array([1, 2, 3]);
     expect(combine(split(odd, 2, 2), 2, 3)).toEqual(odd);
@@ -58,8 +75,12 @@ describe('secagg Shamir sharing', () => {
     const shares = split(secret, 3, 5);
     expect(() => combine([shares[0], shares[3]], 3, 32)).toThrow(/need 3/);
     expect(() => combine([shares[0], shares[0], shares[1]], 3, 32)).toThrow(/duplicate/);
-    const truth = BigInt('0x' + [...secret.subarray(0, 15)].map((b) => b.toString(16).padStart(2, '0')).join(''));
-    const guess = interpolateAt0([shares[0], shares[3]].map((s) => [BigInt(s.x), shareElement(s, 0)]));
+    const truth = BigInt(
+      '0x' + [...secret.subarray(0, 15)].map((b) => b.toString(16).padStart(2, '0')).join(''),
+    );
+    const guess = interpolateAt0(
+      [shares[0], shares[3]].map((s) => [BigInt(s.x), shareElement(s, 0)]),
+    );
     expect(guess).not.toBe(truth);
   });
 

@@ -34,30 +34,69 @@ describe('secure aggregation + DP on the phantom federation (tiny net, cpu)', ()
 
   it(`converges at ε = ${EPSILON}, δ = 1e-5 over ${ROUNDS} rounds`, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'secagg-dp-'));
-    const base: FederationConfig = { method: 'ffe', configuration: '3d_fullres', rounds: ROUNDS, itersPerRound: ITERS, minSites: 3, roundDeadlineMs: 600_000, weighting: 'uniform', encoding: 'fp32' };
+    const base: FederationConfig = {
+      method: 'ffe',
+      configuration: '3d_fullres',
+      rounds: ROUNDS,
+      itersPerRound: ITERS,
+      minSites: 3,
+      roundDeadlineMs: 600_000,
+      weighting: 'uniform',
+      encoding: 'fp32',
+    };
     // SECAGG_DP_EPSILON=0: secure aggregation without DP (the baseline of the sweep).
-    const config = { ...base, privacy: privacyConfig(3, base, EPSILON > 0 ? { clip: CLIP, dpEpsilon: EPSILON, dpDelta: 1e-5 } : { clip: CLIP }) };
-    const relay = await startRelay({ dataDir: dir, config: { ...config, expectedSites: 3, token: 't' }, log: () => undefined });
+    const config = {
+      ...base,
+      privacy: privacyConfig(
+        3,
+        base,
+        EPSILON > 0 ? { clip: CLIP, dpEpsilon: EPSILON, dpDelta: 1e-5 } : { clip: CLIP },
+      ),
+    };
+    const relay = await startRelay({
+      dataDir: dir,
+      config: { ...config, expectedSites: 3, token: 't' },
+      log: () => undefined,
+    });
     const sites = DEMO_SITES.map((p, i) => {
       const ds = demoDataset(p, i, 4);
       return new TrainerSite({
         pipeline: new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases)),
-        tiny: { patch: 8 }, valIters: 2, evaluate: false, seed: i,
+        tiny: { patch: 8 },
+        valIters: 2,
+        evaluate: false,
+        seed: i,
       });
     });
     try {
       const runs = [];
       for (const [i, s] of sites.entries()) {
-        runs.push(new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 't', siteName: `s${i}`, trainer: s, hideCaseCount: true }).run());
+        runs.push(
+          new SiteClient({
+            connect: wsConnect(relay.wsUrl, WebSocket as never),
+            token: 't',
+            siteName: `s${i}`,
+            trainer: s,
+            hideCaseCount: true,
+          }).run(),
+        );
         await new Promise((r) => setTimeout(r, 30));
       }
       const results = await Promise.all(runs);
       const spent = results[0].privacy;
-      const loss = (r: number) => sites.reduce((a, s) => a + s.rounds[r].epoch.trainLoss, 0) / sites.length;
-      const dice = (r: number) => sites.reduce((a, s) => a + (s.rounds[r].epoch.pseudoDice ?? 0), 0) / sites.length;
-      console.log(`secure${EPSILON > 0 ? `+DP: σ = ${config.privacy.dp!.noiseMultiplier.toFixed(4)}` : ', no DP'}, C = ${CLIP}; ε after each round ${spent.map((p) => p.epsilon.toFixed(1)).join(', ')}`);
-      console.log(`mean train loss per round ${sites[0].rounds.map((_, r) => loss(r).toFixed(3)).join(', ')}`);
-      console.log(`mean pseudo-Dice per round ${sites[0].rounds.map((_, r) => dice(r).toFixed(3)).join(', ')}`);
+      const loss = (r: number) =>
+        sites.reduce((a, s) => a + s.rounds[r].epoch.trainLoss, 0) / sites.length;
+      const dice = (r: number) =>
+        sites.reduce((a, s) => a + (s.rounds[r].epoch.pseudoDice ?? 0), 0) / sites.length;
+      console.log(
+        `secure${EPSILON > 0 ? `+DP: σ = ${config.privacy.dp!.noiseMultiplier.toFixed(4)}` : ', no DP'}, C = ${CLIP}; ε after each round ${spent.map((p) => p.epsilon.toFixed(1)).join(', ')}`,
+      );
+      console.log(
+        `mean train loss per round ${sites[0].rounds.map((_, r) => loss(r).toFixed(3)).join(', ')}`,
+      );
+      console.log(
+        `mean pseudo-Dice per round ${sites[0].rounds.map((_, r) => dice(r).toFixed(3)).join(', ')}`,
+      );
       if (EPSILON > 0) {
         expect(spent.length).toBe(ROUNDS);
         expect(spent.at(-1)!.epsilon).toBeLessThanOrEqual(EPSILON);
@@ -72,7 +111,9 @@ describe('secure aggregation + DP on the phantom federation (tiny net, cpu)', ()
         // Sliding-window Dice on each site's held-out case (slow at patch 8: for the docs only).
         const finals = [];
         for (const s of sites) finals.push(await s.validationDice());
-        console.log(`final sliding-window Dice per site ${finals.map((d) => d.toFixed(3)).join(', ')}`);
+        console.log(
+          `final sliding-window Dice per site ${finals.map((d) => d.toFixed(3)).join(', ')}`,
+        );
       }
     } finally {
       await relay.close();

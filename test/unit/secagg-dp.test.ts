@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ALPHAS, epsilon, gaussianRdp, noiseMultiplier, siteNoiseStd } from '../../src/fed/secagg/dp.ts';
+import {
+  DEFAULT_ALPHAS,
+  epsilon,
+  gaussianRdp,
+  noiseMultiplier,
+  siteNoiseStd,
+} from '../../src/fed/secagg/dp.ts';
 
 const closedForm = (sigma: number, rounds: number, delta: number) => {
   const rho = rounds / (2 * sigma * sigma);
@@ -23,7 +29,11 @@ describe('secagg DP accountant (Gaussian, RDP, sampling rate 1)', () => {
   });
 
   it('the grid stays within 1% of the continuous optimum over a range of settings', () => {
-    for (const [sigma, rounds, delta] of [[0.8, 50, 1e-5], [2, 200, 1e-6], [5, 10, 1e-3]] as const) {
+    for (const [sigma, rounds, delta] of [
+      [0.8, 50, 1e-5],
+      [2, 200, 1e-6],
+      [5, 10, 1e-3],
+    ] as const) {
       const exact = closedForm(sigma, rounds, delta);
       const got = epsilon(sigma, rounds, delta).epsilon;
       expect(got).toBeGreaterThanOrEqual(exact - 1e-12);

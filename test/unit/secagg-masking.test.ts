@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { dequantize, quantize, clipL2 } from '../../src/fed/secagg/quantize.ts';
-import { SecAggSite, unmaskSum, type RoundConfig, type SealedShares, type SiteAdvert } from '../../src/fed/secagg/masking.ts';
+import {
+  SecAggSite,
+  unmaskSum,
+  type RoundConfig,
+  type SealedShares,
+  type SiteAdvert,
+} from '../../src/fed/secagg/masking.ts';
 import { randomArray } from '../../src/util/rng.ts';
 
 const Q = { fracBits: 16, clip: 1000 };
@@ -14,15 +20,28 @@ interface Drops {
 }
 
 async function round(n: number, t: number, xs: Float32Array[], drops: Drops = {}) {
-  const cfg: RoundConfig = { n, t, length: xs[0].length, roundId: globalThis.crypto.getRandomValues(new Uint8Array(16)) };
+  const cfg: RoundConfig = {
+    n,
+    t,
+    length: xs[0].length,
+    roundId: globalThis.crypto.getRandomValues(new Uint8Array(16)),
+  };
   const sites = await Promise.all(xs.map((_, i) => SecAggSite.create(i, cfg)));
   const u1: SiteAdvert[] = sites.map((s) => s.advert());
   const sealed: SealedShares[] = (await Promise.all(sites.map((s) => s.shareKeys(u1)))).flat();
-  for (const s of sites) await s.receiveShares(sealed.filter((m) => m.to === s.id), u1);
+  for (const s of sites)
+    await s.receiveShares(
+      sealed.filter((m) => m.to === s.id),
+      u1,
+    );
   const masked = new Map<number, Uint32Array>();
-  for (const s of sites) if (!drops.beforeMask?.includes(s.id)) masked.set(s.id, await s.maskedInput(quantize(xs[s.id], Q)));
+  for (const s of sites)
+    if (!drops.beforeMask?.includes(s.id))
+      masked.set(s.id, await s.maskedInput(quantize(xs[s.id], Q)));
   const u3 = [...masked.keys()];
-  const reveals = sites.filter((s) => masked.has(s.id) && !drops.beforeUnmask?.includes(s.id)).map((s) => s.unmask(u3));
+  const reveals = sites
+    .filter((s) => masked.has(s.id) && !drops.beforeUnmask?.includes(s.id))
+    .map((s) => s.unmask(u3));
   const sum = dequantize(await unmaskSum(cfg, u1, masked, reveals), Q);
   return { sum, masked, u3, sites, cfg, u1, reveals };
 }
@@ -39,7 +58,8 @@ function expectSum(sum: Float64Array, xs: Float32Array[], ids: number[]) {
   expect(maxErr).toBeLessThanOrEqual(bound);
 }
 
-const inputs = (n: number) => Array.from({ length: n }, (_, i) => randomArray(L, 100 + i, -0.5, 0.5));
+const inputs = (n: number) =>
+  Array.from({ length: n }, (_, i) => randomArray(L, 100 + i, -0.5, 0.5));
 
 describe('secagg masking (Bonawitz, one round)', () => {
   it('5 sites, no dropout: the unmasked sum equals the plain sum within n·2^-(f+1)', async () => {
@@ -75,7 +95,11 @@ describe('secagg masking (Bonawitz, one round)', () => {
     const sites = await Promise.all(xs.map((_, i) => SecAggSite.create(i, cfg)));
     const u1 = sites.map((s) => s.advert());
     const sealed = (await Promise.all(sites.map((s) => s.shareKeys(u1)))).flat();
-    for (const s of sites) await s.receiveShares(sealed.filter((m) => m.to === s.id), u1);
+    for (const s of sites)
+      await s.receiveShares(
+        sealed.filter((m) => m.to === s.id),
+        u1,
+      );
     const masked = new Map<number, Uint32Array>();
     for (const s of sites) masked.set(s.id, await s.maskedInput(quantize(xs[s.id], Q)));
     const two = [sites[0].unmask([0, 1, 2, 3, 4]), sites[1].unmask([0, 1, 2, 3, 4])];
@@ -124,7 +148,13 @@ describe('secagg: the relay view of one site is independent of its input', () =>
     const n = 8192;
     const x = Float32Array.from({ length: n }, (_, k) => 5 * Math.sin(k / 50) + (k % 7)); // strong pattern
     for (const input of [x, new Float32Array(n)]) {
-      const xs = [new Float32Array(n), input, new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+      const xs = [
+        new Float32Array(n),
+        input,
+        new Float32Array(n),
+        new Float32Array(n),
+        new Float32Array(n),
+      ];
       const { masked, sum } = await round(5, 3, xs);
       const s = stats(masked.get(1)!, x);
       // Uniform on [0, 1): mean 1/2 ± 0.0032 (1σ), variance 1/12; |corr| ~ 1/sqrt(n) = 0.011.

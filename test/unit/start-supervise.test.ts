@@ -26,7 +26,7 @@ const alive = (pid: number) => {
 
 /** Waits (bounded) until `pid` is gone; true when it went. */
 async function gone(pid: number, ms = 10_000): Promise<boolean> {
-  for (const t0 = Date.now(); Date.now() - t0 < ms; ) {
+  for (const t0 = Date.now(); Date.now() - t0 < ms;) {
     if (!alive(pid)) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -51,7 +51,9 @@ function childPid(out: NodeJS.ReadableStream): Promise<number> {
 describe('npm start supervision', () => {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     it(`${sig} to the start process stops its child`, async () => {
-      const sup = spawn(process.execPath, ['--input-type=module', '-e', SUPERVISOR], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const sup = spawn(process.execPath, ['--input-type=module', '-e', SUPERVISOR], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const pid = await childPid(sup.stdout!);
       try {
         expect(alive(pid)).toBe(true);
@@ -66,7 +68,11 @@ describe('npm start supervision', () => {
 
   it('a parent killed outright (npm, a shell) stops the child too', async () => {
     // `; true` keeps sh from exec-ing node, so sh is the parent that dies without passing a signal on.
-    const sh = spawn('sh', ['-c', `"${process.execPath}" --input-type=module -e "$0"; true`, SUPERVISOR], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const sh = spawn(
+      'sh',
+      ['-c', `"${process.execPath}" --input-type=module -e "$0"; true`, SUPERVISOR],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const pid = await childPid(sh.stdout!);
     try {
       expect(alive(pid)).toBe(true);

@@ -7,9 +7,23 @@ import { loadSiteKey, siteKeyStore } from '../../src/store/site-key.ts';
 import { siteIdentity } from '../../src/fed/identity/kept-key.ts';
 import { saveHostedFederation, unfinishedHostedFederations } from '../../src/fed/hosted-state.ts';
 import { hostedRows } from '../../src/store/hosted-federation.ts';
-import { findDatasetByName, importDataset, listDatasets, loadCaseVolumes, type ImportProgress } from '../../src/store/datasets.ts';
+import {
+  findDatasetByName,
+  importDataset,
+  listDatasets,
+  loadCaseVolumes,
+  type ImportProgress,
+} from '../../src/store/datasets.ts';
 import type { LocksLike } from '../../src/store/env.ts';
-import { caseStream, dump, freshStore, makeCase, makeVolume, meta, noEnv } from './store-helpers.ts';
+import {
+  caseStream,
+  dump,
+  freshStore,
+  makeCase,
+  makeVolume,
+  meta,
+  noEnv,
+} from './store-helpers.ts';
 
 function describeSchema(db: StoreDB) {
   const raw = unwrap(db) as IDBDatabase;
@@ -17,7 +31,11 @@ function describeSchema(db: StoreDB) {
   const tx = raw.transaction(names);
   return names.map((n) => {
     const s = tx.objectStore(n);
-    const indexes = [...s.indexNames].map((i) => ({ name: i, keyPath: s.index(i).keyPath, unique: s.index(i).unique }));
+    const indexes = [...s.indexNames].map((i) => ({
+      name: i,
+      keyPath: s.index(i).keyPath,
+      unique: s.index(i).unique,
+    }));
     return { name: n, keyPath: s.keyPath, autoIncrement: s.autoIncrement, indexes };
   });
 }
@@ -37,13 +55,42 @@ async function createV1Database(factory: IDBFactory) {
     const { data, ...h } = v;
     return { ...h, byteLength: data.byteLength };
   };
-  const v1Dataset = { id: 'ds-old', name: 'Dataset002_Heart', datasetJson: { name: 'Heart' }, channelNames: ['MRI'], labels: { background: 0, LA: 1 }, numCases: 2, createdAt: 123 };
+  const v1Dataset = {
+    id: 'ds-old',
+    name: 'Dataset002_Heart',
+    datasetJson: { name: 'Heart' },
+    channelNames: ['MRI'],
+    labels: { background: 0, LA: 1 },
+    numCases: 2,
+    createdAt: 123,
+  };
   await db.put('datasets', v1Dataset);
   for (const [i, caseId] of ['la_003', 'la_004'].entries()) {
     const [img, lab] = [vols[2 * i], vols[2 * i + 1]];
-    await db.put('cases', { datasetId: 'ds-old', caseId, images: [header(img)], label: header(lab), problems: i ? ['odd spacing'] : [], bytes: img.data.byteLength + lab.data.byteLength });
-    await db.put('volumes', { datasetId: 'ds-old', caseId, role: 'image:0', dtype: img.datatype, data: img.data.buffer, byteLength: img.data.byteLength });
-    await db.put('volumes', { datasetId: 'ds-old', caseId, role: 'label', dtype: lab.datatype, data: lab.data.buffer, byteLength: lab.data.byteLength });
+    await db.put('cases', {
+      datasetId: 'ds-old',
+      caseId,
+      images: [header(img)],
+      label: header(lab),
+      problems: i ? ['odd spacing'] : [],
+      bytes: img.data.byteLength + lab.data.byteLength,
+    });
+    await db.put('volumes', {
+      datasetId: 'ds-old',
+      caseId,
+      role: 'image:0',
+      dtype: img.datatype,
+      data: img.data.buffer,
+      byteLength: img.data.byteLength,
+    });
+    await db.put('volumes', {
+      datasetId: 'ds-old',
+      caseId,
+      role: 'label',
+      dtype: lab.datatype,
+      data: lab.data.buffer,
+      byteLength: lab.data.byteLength,
+    });
   }
   db.close();
   return { v1Dataset, vols };
@@ -67,7 +114,9 @@ describe('store: schema and migrations', () => {
     expect(after.cases).toEqual(v1Dump.cases);
     expect(after.volumes).toEqual(v1Dump.volumes);
     const bytes = vols.reduce((s, v) => s + v.data.byteLength, 0);
-    expect(await listDatasets(db)).toEqual([{ ...v1Dataset, status: 'complete', bytes, casesWithProblems: 1 }]);
+    expect(await listDatasets(db)).toEqual([
+      { ...v1Dataset, status: 'complete', bytes, casesWithProblems: 1 },
+    ]);
     expect((await findDatasetByName(db, 'Dataset002_Heart'))?.id).toBe('ds-old');
     const c = await loadCaseVolumes(db, 'ds-old', 'la_004');
     expect(c!.images[0].data).toEqual(vols[2].data);
@@ -77,7 +126,9 @@ describe('store: schema and migrations', () => {
     // The migrated database has exactly the schema of a fresh one, and works like one.
     const fresh = await freshStore();
     expect(describeSchema(db)).toEqual(describeSchema(fresh.db));
-    const res = await importDataset(db, meta('Dataset002_Heart'), caseStream([makeCase(1)]), { env: noEnv });
+    const res = await importDataset(db, meta('Dataset002_Heart'), caseStream([makeCase(1)]), {
+      env: noEnv,
+    });
     expect(res.replacedId).toBe('ds-old');
     expect((await dump(db)).volumes.some(([k]) => (k as string[])[0] === 'ds-old')).toBe(false);
   });
@@ -88,7 +139,8 @@ describe('store: schema and migrations', () => {
     const req = factory.open(DB_NAME, 2);
     req.onupgradeneeded = () => {
       const run = async () => {
-        for (const m of MIGRATIONS.filter((x) => x.version <= 2)) await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
+        for (const m of MIGRATIONS.filter((x) => x.version <= 2))
+          await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
       };
       void run().catch((e) => {
         console.error(e);
@@ -97,8 +149,24 @@ describe('store: schema and migrations', () => {
     };
     const v2 = (await wrap(req)) as unknown as StoreDB;
     expect([...v2.objectStoreNames]).not.toContain('identity');
-    const res = await importDataset(v2, meta('Dataset007_Old'), caseStream([makeCase(1), makeCase(2)]), { env: noEnv });
-    await saveMembership(v2, { datasetId: res.dataset.id, federationId: 'ws://r/fed|tok', relayUrl: 'ws://r/fed', token: 'tok', siteName: 'a', siteId: 'site-1', tiny: false, backend: 'cpu', status: 'running', round: 2 });
+    const res = await importDataset(
+      v2,
+      meta('Dataset007_Old'),
+      caseStream([makeCase(1), makeCase(2)]),
+      { env: noEnv },
+    );
+    await saveMembership(v2, {
+      datasetId: res.dataset.id,
+      federationId: 'ws://r/fed|tok',
+      relayUrl: 'ws://r/fed',
+      token: 'tok',
+      siteName: 'a',
+      siteId: 'site-1',
+      tiny: false,
+      backend: 'cpu',
+      status: 'running',
+      round: 2,
+    });
     const before = await dump(v2);
     v2.close();
 
@@ -120,7 +188,8 @@ describe('store: schema and migrations', () => {
     const req = factory.open(DB_NAME, 3);
     req.onupgradeneeded = () => {
       const run = async () => {
-        for (const m of MIGRATIONS.filter((x) => x.version <= 3)) await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
+        for (const m of MIGRATIONS.filter((x) => x.version <= 3))
+          await m.up(wrap(req.result) as never, wrap(req.transaction!) as never);
       };
       void run().catch((e) => {
         console.error(e);
@@ -129,8 +198,21 @@ describe('store: schema and migrations', () => {
     };
     const v3 = (await wrap(req)) as unknown as StoreDB;
     expect([...v3.objectStoreNames]).not.toContain('hostedFederations');
-    const res = await importDataset(v3, meta('Dataset008_Three'), caseStream([makeCase(1)]), { env: noEnv });
-    await saveMembership(v3, { datasetId: res.dataset.id, federationId: 'workshop:wk|wk', relayUrl: 'workshop:wk', token: 'wk', siteName: 'b', siteId: 'site-2', tiny: false, backend: 'cpu', status: 'running', round: 1 });
+    const res = await importDataset(v3, meta('Dataset008_Three'), caseStream([makeCase(1)]), {
+      env: noEnv,
+    });
+    await saveMembership(v3, {
+      datasetId: res.dataset.id,
+      federationId: 'workshop:wk|wk',
+      relayUrl: 'workshop:wk',
+      token: 'wk',
+      siteName: 'b',
+      siteId: 'site-2',
+      tiny: false,
+      backend: 'cpu',
+      status: 'running',
+      round: 1,
+    });
     const { identity } = await siteIdentity(siteKeyStore(v3));
     const before = await dump(v3);
     v3.close();
@@ -147,7 +229,30 @@ describe('store: schema and migrations', () => {
     expect(idBefore.length).toBe(1);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
     expect((await loadMembership(db, res.dataset.id, 'workshop:wk|wk'))?.siteId).toBe('site-2');
-    await saveHostedFederation(hostedRows(db), { code: 'wk', token: 'wk', state: { config: { method: 'fedavg', configuration: '3d_fullres', rounds: 2, itersPerRound: 1, minSites: 1, roundDeadlineMs: 1, weighting: 'uniform', encoding: 'fp16', expectedSites: 1 }, phase: 'join', round: 0, sites: [], history: [] }, globalEntries: null, globalBytes: null, updatedAt: 1 });
+    await saveHostedFederation(hostedRows(db), {
+      code: 'wk',
+      token: 'wk',
+      state: {
+        config: {
+          method: 'fedavg',
+          configuration: '3d_fullres',
+          rounds: 2,
+          itersPerRound: 1,
+          minSites: 1,
+          roundDeadlineMs: 1,
+          weighting: 'uniform',
+          encoding: 'fp16',
+          expectedSites: 1,
+        },
+        phase: 'join',
+        round: 0,
+        sites: [],
+        history: [],
+      },
+      globalEntries: null,
+      globalBytes: null,
+      updatedAt: 1,
+    });
     expect((await unfinishedHostedFederations(hostedRows(db))).map((x) => x.code)).toEqual(['wk']);
   });
 
@@ -169,9 +274,22 @@ describe('store: schema and migrations', () => {
   it('a fresh database has every store, keyed by dataset id first', async () => {
     const { db } = await freshStore();
     const schema = describeSchema(db);
-    expect(schema.map((s) => s.name).sort()).toEqual(['cases', 'checkpoints', 'datasets', 'fedState', 'fingerprints', 'hostedFederations', 'identity', 'imports', 'plans', 'preprocessed', 'volumes']);
+    expect(schema.map((s) => s.name).sort()).toEqual([
+      'cases',
+      'checkpoints',
+      'datasets',
+      'fedState',
+      'fingerprints',
+      'hostedFederations',
+      'identity',
+      'imports',
+      'plans',
+      'preprocessed',
+      'volumes',
+    ]);
     for (const s of schema) {
-      if (s.name === 'datasets') expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
+      if (s.name === 'datasets')
+        expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
       else if (s.name === 'identity') expect(s.keyPath).toBe('id');
       else if (s.name === 'hostedFederations') expect(s.keyPath).toBe('code');
       else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
@@ -189,8 +307,17 @@ describe('store: crashed imports are swept on open', () => {
     const gate = new Promise<void>((r) => (resume = r));
     let staged!: () => void;
     const stagedN = new Promise<void>((r) => (staged = r));
-    const onProgress = (p: ImportProgress) => p.casesDone === n && p.phase === 'staging' && staged();
-    const done = importDataset(db, meta('Stalled'), caseStream([0, 1, 2, 3].map((i) => makeCase(i)), { [n]: () => gate }), { env, onProgress });
+    const onProgress = (p: ImportProgress) =>
+      p.casesDone === n && p.phase === 'staging' && staged();
+    const done = importDataset(
+      db,
+      meta('Stalled'),
+      caseStream(
+        [0, 1, 2, 3].map((i) => makeCase(i)),
+        { [n]: () => gate },
+      ),
+      { env, onProgress },
+    );
     await stagedN;
     return { resume, done };
   }
@@ -239,11 +366,29 @@ describe('store: crashed imports are swept on open', () => {
     const before = await dump(db);
 
     // Remnants of a tab that died mid-import: journal + staged records, no lock held.
-    await db.put('imports', { importId: 'ds-dead', name: 'Dead', startedAt: Date.now(), touchedAt: Date.now() });
+    await db.put('imports', {
+      importId: 'ds-dead',
+      name: 'Dead',
+      startedAt: Date.now(),
+      touchedAt: Date.now(),
+    });
     const v = makeVolume(5);
     const { data, ...h } = v;
-    await db.put('cases', { datasetId: 'ds-dead', caseId: 'c', images: [{ ...h, byteLength: data.byteLength }], problems: [], bytes: data.byteLength });
-    await db.put('volumes', { datasetId: 'ds-dead', caseId: 'c', role: 'image:0', dtype: 'float32', data: data.buffer as ArrayBuffer, byteLength: data.byteLength });
+    await db.put('cases', {
+      datasetId: 'ds-dead',
+      caseId: 'c',
+      images: [{ ...h, byteLength: data.byteLength }],
+      problems: [],
+      bytes: data.byteLength,
+    });
+    await db.put('volumes', {
+      datasetId: 'ds-dead',
+      caseId: 'c',
+      role: 'image:0',
+      dtype: 'float32',
+      data: data.buffer as ArrayBuffer,
+      byteLength: data.byteLength,
+    });
     await db.put('fingerprints', { datasetId: 'ds-dead', caseId: 'c' });
 
     const imp = await stalledImport(db, 1, env);
@@ -253,9 +398,17 @@ describe('store: crashed imports are swept on open', () => {
     const reopened = await openStore({ factory, env });
     const after = await dump(reopened);
     // The dead import is gone, the live one (lock held) kept despite its "stale" age.
-    const strip = (d: typeof withLive, id: string) => Object.fromEntries(Object.entries(d).map(([s, rows]) => [s, rows.filter(([k]) => (Array.isArray(k) ? k[0] : k) !== id)]));
+    const strip = (d: typeof withLive, id: string) =>
+      Object.fromEntries(
+        Object.entries(d).map(([s, rows]) => [
+          s,
+          rows.filter(([k]) => (Array.isArray(k) ? k[0] : k) !== id),
+        ]),
+      );
     expect(after).toEqual(strip(withLive, 'ds-dead'));
-    expect(after.imports.map(([k]) => k)).toEqual([withLive.imports.find(([k]) => k !== 'ds-dead')![0]]);
+    expect(after.imports.map(([k]) => k)).toEqual([
+      withLive.imports.find(([k]) => k !== 'ds-dead')![0],
+    ]);
 
     imp.resume();
     const res = await imp.done;
@@ -269,7 +422,9 @@ describe('store: crashed imports are swept on open', () => {
   it('skipSweep leaves remnants in place', async () => {
     const { db, factory } = await freshStore();
     await db.put('imports', { importId: 'ds-x', name: 'X', startedAt: 0, touchedAt: 0 });
-    expect((await dump(await openStore({ factory, env: noEnv, skipSweep: true }))).imports).toHaveLength(1);
+    expect(
+      (await dump(await openStore({ factory, env: noEnv, skipSweep: true }))).imports,
+    ).toHaveLength(1);
     expect((await dump(await openStore({ factory, env: noEnv }))).imports).toHaveLength(0);
   });
 });

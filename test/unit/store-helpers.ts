@@ -10,7 +10,9 @@ import { mulberry32 } from '../../src/util/rng.ts';
 
 export const noEnv: StoreEnv = {};
 
-export async function freshStore(opts: OpenOptions = {}): Promise<{ db: StoreDB; factory: IDBFactory }> {
+export async function freshStore(
+  opts: OpenOptions = {},
+): Promise<{ db: StoreDB; factory: IDBFactory }> {
   const factory = opts.factory ?? new IDBFactory();
   const db = await openStore({ env: noEnv, ...opts, factory });
   return { db, factory };
@@ -18,12 +20,19 @@ export async function freshStore(opts: OpenOptions = {}): Promise<{ db: StoreDB;
 
 const ARRAYS = VOXEL_ARRAY;
 
-export function makeVolume(seed: number, dtype: DataTypeName = 'float32', dims: [number, number, number] = [5, 4, 3]): Volume {
+export function makeVolume(
+  seed: number,
+  dtype: DataTypeName = 'float32',
+  dims: [number, number, number] = [5, 4, 3],
+): Volume {
   const n = dims[0] * dims[1] * dims[2];
   const data = new ARRAYS[dtype](n);
   const r = mulberry32(seed);
   const float = dtype.startsWith('float');
-  for (let i = 0; i < n; i++) data[i] = float ? (r() - 0.5) * 2000 : Math.floor(r() * 200) - (dtype.startsWith('u') ? 0 : 100);
+  for (let i = 0; i < n; i++)
+    data[i] = float
+      ? (r() - 0.5) * 2000
+      : Math.floor(r() * 200) - (dtype.startsWith('u') ? 0 : 100);
   return {
     data,
     dims,
@@ -37,7 +46,9 @@ export function makeVolume(seed: number, dtype: DataTypeName = 'float32', dims: 
 export function makeCase(i: number, channels = 1, withLabel = true): CaseInput {
   return {
     caseId: `case_${String(i).padStart(3, '0')}`,
-    images: Array.from({ length: channels }, (_, c) => makeVolume(100 * i + c, c === 0 ? 'float32' : 'int16')),
+    images: Array.from({ length: channels }, (_, c) =>
+      makeVolume(100 * i + c, c === 0 ? 'float32' : 'int16'),
+    ),
     label: withLabel ? makeVolume(100 * i + 99, 'uint8') : undefined,
     problems: i % 2 ? [`case ${i}: spacing differs between image and label`] : [],
   };
@@ -48,7 +59,10 @@ export function caseBytes(c: CaseInput): number {
 }
 
 /** Yields cases; `hooks` run before yielding case i (0-based) and may throw or wait. */
-export async function* caseStream(cases: CaseInput[], hooks: Record<number, () => void | Promise<void>> = {}): AsyncGenerator<CaseInput> {
+export async function* caseStream(
+  cases: CaseInput[],
+  hooks: Record<number, () => void | Promise<void>> = {},
+): AsyncGenerator<CaseInput> {
   for (let i = 0; i < cases.length; i++) {
     await hooks[i]?.();
     yield cases[i];
@@ -57,16 +71,24 @@ export async function* caseStream(cases: CaseInput[], hooks: Record<number, () =
 
 export const meta = (name: string, channels = 1) => ({
   name,
-  datasetJson: { name, channel_names: Object.fromEntries(Array.from({ length: channels }, (_, i) => [String(i), `ch${i}`])), labels: { background: 0, fg: 1 } },
+  datasetJson: {
+    name,
+    channel_names: Object.fromEntries(
+      Array.from({ length: channels }, (_, i) => [String(i), `ch${i}`]),
+    ),
+    labels: { background: 0, fg: 1 },
+  },
   channelNames: Array.from({ length: channels }, (_, i) => `ch${i}`),
   labels: { background: 0, fg: 1 },
 });
 
 function plain(v: unknown): unknown {
   if (v instanceof ArrayBuffer) return `bytes:${Buffer.from(v).toString('base64')}`;
-  if (ArrayBuffer.isView(v)) return `${v.constructor.name}:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}`;
+  if (ArrayBuffer.isView(v))
+    return `${v.constructor.name}:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}`;
   if (Array.isArray(v)) return v.map(plain);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
   return v;
 }
 

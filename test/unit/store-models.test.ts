@@ -12,7 +12,14 @@ import { freshStore } from './store-helpers.ts';
 
 async function tinyPackage(): Promise<Record<string, Uint8Array>> {
   await useBackend('cpu');
-  const { plans, configuration } = tinyPlans({ patch: [8, 8, 8], spacing: [1, 1, 1], strides: [[1, 1, 1], [2, 2, 2]] });
+  const { plans, configuration } = tinyPlans({
+    patch: [8, 8, 8],
+    spacing: [1, 1, 1],
+    strides: [
+      [1, 1, 1],
+      [2, 2, 2],
+    ],
+  });
   const m = PlainConvUNet.fromPlan(plans.configurations[configuration] as never, 1, 3, { seed: 1 });
   const weights = await m.namedWeights();
   m.dispose();
@@ -24,18 +31,31 @@ describe('model store', () => {
     const { db } = await freshStore();
     const files = await tinyPackage();
     const a = await saveModel(db, files, { name: 'A', source: 'imported' });
-    const b = await saveModel(db, files, { name: 'B', source: 'federation-global', origin: 'fed-1' });
+    const b = await saveModel(db, files, {
+      name: 'B',
+      source: 'federation-global',
+      origin: 'fed-1',
+    });
     const list = await listModels(db);
     expect(list.map((m) => m.name).sort()).toEqual(['A', 'B']);
     expect(list.every((m) => !('files' in m))).toBe(true);
-    expect(a).toMatchObject({ configuration: '3d_fullres', numInputChannels: 1, patchSize: [8, 8, 8], hasOnnx: false, labels: DATASET_JSON.labels });
+    expect(a).toMatchObject({
+      configuration: '3d_fullres',
+      numInputChannels: 1,
+      patchSize: [8, 8, 8],
+      hasOnnx: false,
+      labels: DATASET_JSON.labels,
+    });
     const back = await loadModelFiles(db, a.id);
     for (const [k, v] of Object.entries(files)) expect(back?.[k]).toEqual(v);
     const md = await loadModel(db, b.id);
     expect(md?.record.source).toBe('federation-global');
     expect(md?.weights.size).toBeGreaterThan(0);
     await putModelFile(db, a.id, 'model.onnx', new Uint8Array([1, 2, 3]));
-    expect((await listModels(db)).find((m) => m.id === a.id)).toMatchObject({ hasOnnx: true, bytes: a.bytes + 3 });
+    expect((await listModels(db)).find((m) => m.id === a.id)).toMatchObject({
+      hasOnnx: true,
+      bytes: a.bytes + 3,
+    });
     // Deleting a dataset never touches models (they live under dataset id '').
     await deleteDataset(db, 'whatever');
     expect(await listModels(db)).toHaveLength(2);
@@ -49,8 +69,16 @@ describe('model store', () => {
     const { db } = await freshStore();
     const files = await tinyPackage();
     const { 'dataset.json': _d, ...noDataset } = files;
-    await expect(saveModel(db, noDataset, { name: 'x', source: 'imported' })).rejects.toThrow(/no dataset.json/);
-    await expect(saveModel(db, { ...files, 'weights.bin': files['weights.bin'].subarray(4) }, { name: 'x', source: 'imported' })).rejects.toThrow(/weights.bin/);
+    await expect(saveModel(db, noDataset, { name: 'x', source: 'imported' })).rejects.toThrow(
+      /no dataset.json/,
+    );
+    await expect(
+      saveModel(
+        db,
+        { ...files, 'weights.bin': files['weights.bin'].subarray(4) },
+        { name: 'x', source: 'imported' },
+      ),
+    ).rejects.toThrow(/weights.bin/);
     expect(await listModels(db)).toHaveLength(0);
   });
 });

@@ -4,7 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/db.ts';
 import { loadSiteKey, siteKeyStore } from '../../src/store/site-key.ts';
 import { siteIdentity } from '../../src/fed/identity/kept-key.ts';
-import { fingerprintOf, importSitePublicKey, verifySignature } from '../../src/fed/identity/site-key.ts';
+import {
+  fingerprintOf,
+  importSitePublicKey,
+  verifySignature,
+} from '../../src/fed/identity/site-key.ts';
 import { freshStore, noEnv } from './store-helpers.ts';
 
 describe('store: the site key', () => {
@@ -23,7 +27,9 @@ describe('store: the site key', () => {
     expect(second.created).toBe(false);
     expect(second.createdAt).toBe(1234);
     expect(second.identity.fingerprint).toBe(first.identity.fingerprint);
-    expect(Buffer.from(second.identity.publicKey).equals(Buffer.from(first.identity.publicKey))).toBe(true);
+    expect(
+      Buffer.from(second.identity.publicKey).equals(Buffer.from(first.identity.publicKey)),
+    ).toBe(true);
     // The reloaded private key signs what the original public key verifies.
     const msg = new TextEncoder().encode('round 3 update');
     const sig = await second.identity.sign(msg);
@@ -46,7 +52,10 @@ describe('store: the site key', () => {
   it('two callers racing for the first key (two tabs, or page and worker) end with one key', async () => {
     const { db, factory } = await freshStore();
     const other = await openStore({ factory, env: noEnv });
-    const [a, b] = await Promise.all([siteIdentity(siteKeyStore(db)), siteIdentity(siteKeyStore(other))]);
+    const [a, b] = await Promise.all([
+      siteIdentity(siteKeyStore(db)),
+      siteIdentity(siteKeyStore(other)),
+    ]);
     expect(a.identity.fingerprint).toBe(b.identity.fingerprint);
     expect([a.created, b.created].filter(Boolean).length).toBe(1);
     expect((await loadSiteKey(db))!.fingerprint).toBe(a.identity.fingerprint);
@@ -54,7 +63,11 @@ describe('store: the site key', () => {
 
   it('refuses a malformed stored record instead of signing with it', async () => {
     const { db } = await freshStore();
-    await db.put('identity', { id: 'site', keys: { privateKey: 'x', publicKey: 'y' }, fingerprint: 'f' });
+    await db.put('identity', {
+      id: 'site',
+      keys: { privateKey: 'x', publicKey: 'y' },
+      fingerprint: 'f',
+    });
     await expect(siteIdentity(siteKeyStore(db))).rejects.toThrow(/malformed/);
   });
 });

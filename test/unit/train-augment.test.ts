@@ -10,7 +10,12 @@ import {
   gaussianKernel,
 } from '../../src/train/aug-intensity.ts';
 import { spatialTransform } from '../../src/train/aug-spatial.ts';
-import { applyMirror, augmentBatch, augmentSample, validationBatch } from '../../src/train/augment.ts';
+import {
+  applyMirror,
+  augmentBatch,
+  augmentSample,
+  validationBatch,
+} from '../../src/train/augment.ts';
 import { cropAndPad, sampleBatch, type TrainingCase } from '../../src/train/sampler.ts';
 
 function ramp(n: number, seed = 1): Float32Array {
@@ -30,7 +35,11 @@ describe('spatial transform', () => {
   it('no rotation/scaling drawn: pure crop at floor(s/2) − p//2', () => {
     const img = ramp(2 * 9 * 8 * 7);
     const seg = Int8Array.from({ length: 9 * 8 * 7 }, (_, i) => (i % 5) - 1);
-    const r = spatialTransform(img, 2, seg, 1, [9, 8, 7], [4, 5, 3], { angles: [0, 0, 0], scale: 1, resample: false });
+    const r = spatialTransform(img, 2, seg, 1, [9, 8, 7], [4, 5, 3], {
+      angles: [0, 0, 0],
+      scale: 1,
+      resample: false,
+    });
     const ref = new Float32Array(2 * 60);
     cropAndPad(img, 2, [9, 8, 7], [2, 2, 2], [4, 5, 3], 0, ref, 0); // 4−2, 4−2, 3−1
     expect(Array.from(r.img)).toEqual(Array.from(ref));
@@ -41,9 +50,17 @@ describe('spatial transform', () => {
 
   it('rotation 0 and scale 1 through the resampling path equal the centre crop exactly', () => {
     const img = ramp(2 * 10 * 9 * 8);
-    const seg = Int8Array.from({ length: 10 * 9 * 8 }, (_, i) => (i * 7) % 4 - 1);
-    const r = spatialTransform(img, 2, seg, 1, [10, 9, 8], [6, 5, 4], { angles: [0, 0, 0], scale: 1, resample: true });
-    const c = spatialTransform(img, 2, seg, 1, [10, 9, 8], [6, 5, 4], { angles: [0, 0, 0], scale: 1, resample: false });
+    const seg = Int8Array.from({ length: 10 * 9 * 8 }, (_, i) => ((i * 7) % 4) - 1);
+    const r = spatialTransform(img, 2, seg, 1, [10, 9, 8], [6, 5, 4], {
+      angles: [0, 0, 0],
+      scale: 1,
+      resample: true,
+    });
+    const c = spatialTransform(img, 2, seg, 1, [10, 9, 8], [6, 5, 4], {
+      angles: [0, 0, 0],
+      scale: 1,
+      resample: false,
+    });
     expect(Array.from(r.img)).toEqual(Array.from(c.img));
     expect(Array.from(r.seg)).toEqual(Array.from(c.seg));
   });
@@ -52,11 +69,16 @@ describe('spatial transform', () => {
     const n = 7;
     const img = ramp(n * n, 4);
     const seg = Int8Array.from({ length: n * n }, (_, i) => i % 3);
-    const r = spatialTransform(img, 1, seg, 1, [n, n], [n, n], { angles: [Math.PI / 2, 0], scale: 1, resample: true });
+    const r = spatialTransform(img, 1, seg, 1, [n, n], [n, n], {
+      angles: [Math.PI / 2, 0],
+      scale: 1,
+      resample: true,
+    });
     // q = (ox, oy)·R(90°) = (oy, −ox): out[y][x] = in[c − (x − c)][c + (y − c)] with c = 3
     for (let y = 0; y < n; y++)
       for (let x = 0; x < n; x++) {
-        const sy = 3 - (x - 3), sx = 3 + (y - 3);
+        const sy = 3 - (x - 3),
+          sx = 3 + (y - 3);
         expect(r.img[y * n + x]).toBeCloseTo(img[sy * n + sx], 5);
         expect(r.seg[y * n + x]).toBe(seg[sy * n + sx]);
       }
@@ -73,15 +95,23 @@ describe('spatial transform', () => {
     expect(Array.from(r.seg)).toEqual([1, 2]); // x=0: {1: .375, 3: .375, 2: .25} → tie → 1
     // centre of a 2×2: four taps of 0.25
     const c = { angles: [0, 0], scale: 1, resample: true };
-    expect(Array.from(spatialTransform(img, 1, Int8Array.from([1, 2, 2, 3]), 1, [2, 2], [1, 1], c).seg)).toEqual([2]);
-    expect(Array.from(spatialTransform(img, 1, Int8Array.from([3, 1, 1, 3]), 1, [2, 2], [1, 1], c).seg)).toEqual([1]);
+    expect(
+      Array.from(spatialTransform(img, 1, Int8Array.from([1, 2, 2, 3]), 1, [2, 2], [1, 1], c).seg),
+    ).toEqual([2]);
+    expect(
+      Array.from(spatialTransform(img, 1, Int8Array.from([3, 1, 1, 3]), 1, [2, 2], [1, 1], c).seg),
+    ).toEqual([1]);
   });
 
   it('zooming out pads the image with 0 and the seg with the smallest label present', () => {
     const img = new Float32Array(6 * 6 * 6).fill(2);
     const seg = new Int8Array(6 * 6 * 6).fill(1);
     seg[0] = -1;
-    const r = spatialTransform(img, 1, seg, 1, [6, 6, 6], [6, 6, 6], { angles: [0, 0, 0], scale: 2, resample: true });
+    const r = spatialTransform(img, 1, seg, 1, [6, 6, 6], [6, 6, 6], {
+      angles: [0, 0, 0],
+      scale: 2,
+      resample: true,
+    });
     // corner output (0,0,0) samples at −5 + 2.5 = −2.5 on every axis: outside
     expect(r.img[0]).toBe(0);
     expect(r.seg[0]).toBe(-1);
@@ -176,7 +206,9 @@ describe('intensity transforms', () => {
       const [m1, s1] = meanStd(img, 0, 500, 1);
       expect(m1).toBeCloseTo(m0, 4);
       expect(s1).toBeCloseTo(s0, 4);
-      expect(Math.max(...img.subarray(0, 500).map((v, i) => Math.abs(v - before[i])))).toBeGreaterThan(0.05);
+      expect(
+        Math.max(...img.subarray(0, 500).map((v, i) => Math.abs(v - before[i]))),
+      ).toBeGreaterThan(0.05);
     }
     const img = ramp(100, 7);
     const before = img.slice();
@@ -196,7 +228,8 @@ describe('mirroring, masking and the composed pipeline', () => {
     expect(Array.from(seg)).toEqual([5, 4, 3, 2, 1, 0]);
     const a = ramp(2 * 3 * 4 * 5);
     const s = Int8Array.from({ length: 60 }, (_, i) => i);
-    const a0 = a.slice(), s0 = s.slice();
+    const a0 = a.slice(),
+      s0 = s.slice();
     applyMirror(a, 2, s, 1, [3, 4, 5], [0, 1, 2]);
     expect(Array.from(a)).not.toEqual(Array.from(a0));
     applyMirror(a, 2, s, 1, [3, 4, 5], [0, 1, 2]);
@@ -207,14 +240,32 @@ describe('mirroring, masking and the composed pipeline', () => {
   it('probabilityScale 0: centre crop, mask where seg < 0, then −1 → 0', () => {
     const img = ramp(2 * 8 * 8 * 8);
     const seg = Int8Array.from({ length: 512 }, (_, i) => (i % 3) - 1);
-    const opts = { patchSize: [4, 4, 4], rotation: [-0.5, 0.5] as [number, number], dummy2d: false, mirrorAxes: [0, 1, 2], probabilityScale: 0 };
-    const crop = spatialTransform(img, 2, seg, 1, [8, 8, 8], [4, 4, 4], { angles: [0, 0, 0], scale: 1, resample: false });
+    const opts = {
+      patchSize: [4, 4, 4],
+      rotation: [-0.5, 0.5] as [number, number],
+      dummy2d: false,
+      mirrorAxes: [0, 1, 2],
+      probabilityScale: 0,
+    };
+    const crop = spatialTransform(img, 2, seg, 1, [8, 8, 8], [4, 4, 4], {
+      angles: [0, 0, 0],
+      scale: 1,
+      resample: false,
+    });
     const plain = augmentSample(img, 2, seg, [8, 8, 8], opts, mulberry32(1));
     expect(Array.from(plain.data)).toEqual(Array.from(crop.img));
     expect(Array.from(plain.seg)).toEqual(Array.from(crop.seg).map((v) => (v < 0 ? 0 : v)));
-    const masked = augmentSample(img, 2, seg, [8, 8, 8], { ...opts, useMaskForNorm: [false, true] }, mulberry32(1));
+    const masked = augmentSample(
+      img,
+      2,
+      seg,
+      [8, 8, 8],
+      { ...opts, useMaskForNorm: [false, true] },
+      mulberry32(1),
+    );
     for (let i = 0; i < 64; i++)
-      for (let c = 0; c < 2; c++) expect(masked.data[c * 64 + i]).toBe(crop.seg[i] < 0 ? 0 : crop.img[c * 64 + i]);
+      for (let c = 0; c < 2; c++)
+        expect(masked.data[c * 64 + i]).toBe(crop.seg[i] < 0 ? 0 : crop.img[c * 64 + i]);
   });
 
   it('dummy-2D keeps slices apart: every transform on, each output slice holds only its own label', () => {
@@ -225,7 +276,13 @@ describe('mirroring, masking and the composed pipeline', () => {
       img[i] = Math.floor(i / (Y * X)) + 1;
       seg[i] = Math.floor(i / (Y * X)) + 1;
     }
-    const opts = { patchSize: [4, 8, 8], rotation: [-Math.PI, Math.PI] as [number, number], dummy2d: true, mirrorAxes: [0, 1, 2], probabilityScale: 100 };
+    const opts = {
+      patchSize: [4, 8, 8],
+      rotation: [-Math.PI, Math.PI] as [number, number],
+      dummy2d: true,
+      mirrorAxes: [0, 1, 2],
+      probabilityScale: 100,
+    };
     const r = augmentSample(img, 1, seg, [Z, Y, X], opts, mulberry32(12));
     expect(r.seg.length).toBe(4 * 64);
     // mirroring along axis 0 is certain at this scale, so slice z holds label Z − z
@@ -236,14 +293,31 @@ describe('mirroring, masking and the composed pipeline', () => {
   it('augmentBatch and validationBatch on sampled 2D and 3D batches', () => {
     const shape: [number, number, number] = [6, 20, 18];
     const n = shape[0] * shape[1] * shape[2];
-    const c: TrainingCase = { data: ramp(n, 2), seg: Int8Array.from({ length: n }, (_, i) => (i % 7 === 0 ? -1 : i % 3)), shape, classLocations: { '1': [1, 4] } };
+    const c: TrainingCase = {
+      data: ramp(n, 2),
+      seg: Int8Array.from({ length: n }, (_, i) => (i % 7 === 0 ? -1 : i % 3)),
+      shape,
+      classLocations: { '1': [1, 4] },
+    };
     const rng = mulberry32(4);
-    const b2 = sampleBatch([c], { batchSize: 2, patchSize: [8, 8], initialPatchSize: [11, 11] }, rng);
-    const a2 = augmentBatch(b2, { patchSize: [8, 8], rotation: [-Math.PI, Math.PI], dummy2d: false, mirrorAxes: [0, 1] }, rng);
+    const b2 = sampleBatch(
+      [c],
+      { batchSize: 2, patchSize: [8, 8], initialPatchSize: [11, 11] },
+      rng,
+    );
+    const a2 = augmentBatch(
+      b2,
+      { patchSize: [8, 8], rotation: [-Math.PI, Math.PI], dummy2d: false, mirrorAxes: [0, 1] },
+      rng,
+    );
     expect(a2.patchShape).toEqual([8, 8]);
     expect(a2.data.length).toBe(2 * 64);
     expect(Math.min(...a2.seg)).toBeGreaterThanOrEqual(0);
-    const b3 = sampleBatch([c], { batchSize: 2, patchSize: [4, 8, 8], initialPatchSize: [4, 8, 8] }, rng);
+    const b3 = sampleBatch(
+      [c],
+      { batchSize: 2, patchSize: [4, 8, 8], initialPatchSize: [4, 8, 8] },
+      rng,
+    );
     const hadNeg = b3.seg.some((v) => v < 0);
     const v3 = validationBatch(b3, 3);
     expect(v3.patchShape).toEqual([4, 8, 8]);

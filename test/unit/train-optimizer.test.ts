@@ -13,7 +13,14 @@ describe('PolyLR', () => {
 
 describe('SGD (Nesterov, weight decay, clipping) as torch.optim.SGD + clip_grad_norm_', () => {
   // float64 reference of PyTorch's update rule, written out independently.
-  function reference(p0: number[], grads: number[][], lr: number, mom: number, wd: number, clip: number) {
+  function reference(
+    p0: number[],
+    grads: number[][],
+    lr: number,
+    mom: number,
+    wd: number,
+    clip: number,
+  ) {
     const p = [...p0];
     let buf: number[] | undefined;
     for (const g0 of grads) {
@@ -29,11 +36,21 @@ describe('SGD (Nesterov, weight decay, clipping) as torch.optim.SGD + clip_grad_
   it('three steps match the float64 reference', async () => {
     const tf = await useBackend('cpu');
     const p0 = [0.5, -1.5, 2, 0.25];
-    const grads = [[10, -20, 5, 1], [0.1, 0.2, -0.3, 0.4], [-3, 1, 2, -1]]; // the first is clipped (norm 23.0 > 12)
+    const grads = [
+      [10, -20, 5, 1],
+      [0.1, 0.2, -0.3, 0.4],
+      [-3, 1, 2, -1],
+    ]; // the first is clipped (norm 23.0 > 12)
     const v = tf.variable(tf.tensor(p0));
-    const opt = new SGDNesterov(tf, new Map([['w', v]]), { lr: 0.01, momentum: 0.99, weightDecay: 3e-5, clipNorm: 12 });
+    const opt = new SGDNesterov(tf, new Map([['w', v]]), {
+      lr: 0.01,
+      momentum: 0.99,
+      weightDecay: 3e-5,
+      clipNorm: 12,
+    });
     const norms: number[] = [];
-    for (const g of grads) norms.push(await SGDNesterov.checkNorm(opt.step(new Map([['w', tf.tensor(g)]]))));
+    for (const g of grads)
+      norms.push(await SGDNesterov.checkNorm(opt.step(new Map([['w', tf.tensor(g)]]))));
     expect(norms[0]).toBeCloseTo(Math.sqrt(100 + 400 + 25 + 1), 4);
     const ref = reference(p0, grads, 0.01, 0.99, 3e-5, 12);
     const got = await v.data();
@@ -46,7 +63,9 @@ describe('SGD (Nesterov, weight decay, clipping) as torch.optim.SGD + clip_grad_
     opt.step(new Map([['w', tf.tensor([1, 1, 1, 1])]]));
     opt2.step(new Map([['w', tf.tensor([1, 1, 1, 1])]]));
     expect(Array.from(await v2.data())).toEqual(Array.from(await v.data()));
-    await expect(SGDNesterov.checkNorm(opt.step(new Map([['w', tf.tensor([NaN, 0, 0, 0])]])))).rejects.toThrow(/diverged/);
+    await expect(
+      SGDNesterov.checkNorm(opt.step(new Map([['w', tf.tensor([NaN, 0, 0, 0])]]))),
+    ).rejects.toThrow(/diverged/);
   });
 });
 
@@ -56,7 +75,7 @@ describe('addMany (tf.addN in groups of ≤ 7, for adapters with 8 storage buffe
     for (const n of [1, 7, 8, 50]) {
       const xs = Array.from({ length: n }, (_, i) => tf.tensor([i + 1, -2 * i, 0.5]));
       const got = addMany(tf, xs);
-      const want = [n * (n + 1) / 2, -n * (n - 1), 0.5 * n];
+      const want = [(n * (n + 1)) / 2, -n * (n - 1), 0.5 * n];
       expect(Array.from(await got.data())).toEqual(want);
       tf.dispose([got, ...xs]);
     }

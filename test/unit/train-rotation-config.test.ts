@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { configureAugmentationGeometry, initialPatchSize } from '../../src/train/rotation-config.ts';
+import {
+  configureAugmentationGeometry,
+  initialPatchSize,
+} from '../../src/train/rotation-config.ts';
 
 const deg = (d: number) => (d * Math.PI) / 180;
 

@@ -11,7 +11,12 @@ import {
 } from '../../src/train/sampler.ts';
 
 /** A (C, Z, Y, X) case whose data encodes the voxel's own flat index (+ channel offset). */
-function makeCase(shape: [number, number, number], channels: number, fg: number[][], label = 1): TrainingCase {
+function makeCase(
+  shape: [number, number, number],
+  channels: number,
+  fg: number[][],
+  label = 1,
+): TrainingCase {
   const [Z, Y, X] = shape;
   const n = Z * Y * X;
   const data = new Float32Array(channels * n);
@@ -27,7 +32,11 @@ function makeCase(shape: [number, number, number], channels: number, fg: number[
 }
 
 /** Checks every voxel of patch j against the case, given its start: inside copied, outside padded. */
-function checkPatch(c: TrainingCase, b: ReturnType<typeof sampleBatch>, j: number): { inside: number; outside: number } {
+function checkPatch(
+  c: TrainingCase,
+  b: ReturnType<typeof sampleBatch>,
+  j: number,
+): { inside: number; outside: number } {
   const [Z, Y, X] = c.shape;
   const [pz, py, px] = b.patchShape;
   const vol = pz * py * px;
@@ -37,7 +46,9 @@ function checkPatch(c: TrainingCase, b: ReturnType<typeof sampleBatch>, j: numbe
   for (let z = 0; z < pz; z++)
     for (let y = 0; y < py; y++)
       for (let x = 0; x < px; x++) {
-        const iz = sz + z, iy = sy + y, ix = sx + x;
+        const iz = sz + z,
+          iy = sy + y,
+          ix = sx + x;
         const o = (z * py + y) * px + x;
         const inImg = iz >= 0 && iz < Z && iy >= 0 && iy < Y && ix >= 0 && ix < X;
         const si = (iz * Y + iy) * X + ix;
@@ -47,14 +58,22 @@ function checkPatch(c: TrainingCase, b: ReturnType<typeof sampleBatch>, j: numbe
           else expect(v).toBe(0);
         }
         const s = b.seg[j * vol + o];
-        if (inImg) { expect(s).toBe(c.seg[si]); inside++; } else { expect(s).toBe(-1); outside++; }
+        if (inImg) {
+          expect(s).toBe(c.seg[si]);
+          inside++;
+        } else {
+          expect(s).toBe(-1);
+          outside++;
+        }
       }
   return { inside, outside };
 }
 
 describe('patch sampler (spec §7.5)', () => {
   it('round half to even', () => {
-    expect([0.5, 1.5, 2.5, 8.5, 3.35, 2.01, -0.5, -1.5].map((v) => roundHalfEven(v) + 0)).toEqual([0, 2, 2, 8, 3, 2, 0, -2]);
+    expect([0.5, 1.5, 2.5, 8.5, 3.35, 2.01, -0.5, -1.5].map((v) => roundHalfEven(v) + 0)).toEqual([
+      0, 2, 2, 8, 3, 2, 0, -2,
+    ]);
   });
 
   it('oversampling: bs 2 → last 1, bs 12 → last 4, bs 5 → last 2', () => {
@@ -63,7 +82,11 @@ describe('patch sampler (spec §7.5)', () => {
     expect(flags(12).filter(Boolean).length).toBe(4);
     expect(flags(12).slice(8)).toEqual([true, true, true, true]);
     expect(flags(5)).toEqual([false, false, false, true, true]);
-    const b = sampleBatch([makeCase([8, 8, 8], 1, [[4, 4, 4]])], { batchSize: 5, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] }, mulberry32(1));
+    const b = sampleBatch(
+      [makeCase([8, 8, 8], 1, [[4, 4, 4]])],
+      { batchSize: 5, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] },
+      mulberry32(1),
+    );
     expect(b.forcedForeground).toEqual([false, false, false, true, true]);
   });
 
@@ -73,7 +96,12 @@ describe('patch sampler (spec §7.5)', () => {
     // image smaller than patch: need raised to patch − shape = 5 → lb −2, ub 3 + 2 + 1 − 8 = −2
     expect(startBounds([3], [8], [0])).toEqual({ lb: [-2], ub: [-2] });
     const c = makeCase([12, 10, 9], 1, []);
-    const opts = { batchSize: 2, patchSize: [4, 6, 5], initialPatchSize: [7, 8, 8], oversampleForegroundPercent: 0 };
+    const opts = {
+      batchSize: 2,
+      patchSize: [4, 6, 5],
+      initialPatchSize: [7, 8, 8],
+      oversampleForegroundPercent: 0,
+    };
     const { lb, ub } = startBounds(c.shape, [7, 8, 8], [3, 2, 3]);
     const seen = [new Set<number>(), new Set<number>(), new Set<number>()];
     const rng = mulberry32(7);
@@ -90,7 +118,11 @@ describe('patch sampler (spec §7.5)', () => {
   });
 
   it('forced foreground: patch contains the stored voxel; start = max(lb, v − patch//2) with no upper clamp', () => {
-    const fg = [[1, 1, 1], [10, 9, 8], [5, 2, 7]];
+    const fg = [
+      [1, 1, 1],
+      [10, 9, 8],
+      [5, 2, 7],
+    ];
     const c = makeCase([11, 10, 9], 2, fg, 3);
     const opts = { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [6, 6, 6] };
     const { lb } = startBounds(c.shape, [6, 6, 6], [2, 2, 2]);
@@ -121,7 +153,16 @@ describe('patch sampler (spec §7.5)', () => {
     const counts: Record<string, number> = {};
     const rng = mulberry32(11);
     for (let t = 0; t < 400; t++) {
-      const b = sampleBatch([c], { batchSize: 1, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4], oversampleForegroundPercent: 1 }, rng);
+      const b = sampleBatch(
+        [c],
+        {
+          batchSize: 1,
+          patchSize: [4, 4, 4],
+          initialPatchSize: [4, 4, 4],
+          oversampleForegroundPercent: 1,
+        },
+        rng,
+      );
       expect(b.forcedForeground).toEqual([true]);
       const s = b.starts[0];
       const key = s[0] === 0 ? '1' : s[0] === 5 ? '2' : 'other';
@@ -136,7 +177,11 @@ describe('patch sampler (spec §7.5)', () => {
     const c = makeCase([10, 10, 10], 1, [[1, 1, 1]]);
     c.classLocations[ANNOTATED_KEY] = flatLocations([[0, 8, 7, 6]], c.shape);
     expect(Array.from(c.classLocations[ANNOTATED_KEY])).toEqual([876]);
-    const b = sampleBatch([c], { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4], hasIgnoreLabel: true }, mulberry32(4));
+    const b = sampleBatch(
+      [c],
+      { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4], hasIgnoreLabel: true },
+      mulberry32(4),
+    );
     expect(b.forcedForeground).toEqual([false, true]);
     expect(b.starts[0]).toEqual([6, 5, 4]); // annotated voxel − patch//2
     expect(b.starts[1]).toEqual([0, 0, 0]); // forced: class 1 (annotated key dropped), max(lb = 0, 1 − 2)
@@ -146,7 +191,11 @@ describe('patch sampler (spec §7.5)', () => {
     const c = makeCase([10, 10, 10], 1, []);
     // bs 1: round(0.67) = 1, so nothing is forced with the default 0.33 (as upstream)
     expect(isForcedForeground(0, 1)).toBe(false);
-    const b = sampleBatch([c], { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] }, mulberry32(5));
+    const b = sampleBatch(
+      [c],
+      { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] },
+      mulberry32(5),
+    );
     expect(b.forcedForeground).toEqual([false, true]);
     checkPatch(c, b, 1);
   });
@@ -157,7 +206,11 @@ describe('patch sampler (spec §7.5)', () => {
     const rng = mulberry32(9);
     let sawOutside = 0;
     for (let t = 0; t < 20; t++) {
-      const b = sampleBatch([c, c], { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [6, 7, 8] }, rng);
+      const b = sampleBatch(
+        [c, c],
+        { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [6, 7, 8] },
+        rng,
+      );
       expect(b.patchShape).toEqual([6, 7, 8]);
       expect(b.data.length).toBe(2 * 2 * 6 * 7 * 8);
       for (let j = 0; j < 2; j++) {
@@ -174,7 +227,11 @@ describe('patch sampler (spec §7.5)', () => {
     const rng = mulberry32(21);
     const zs = new Set<number>();
     for (let t = 0; t < 100; t++) {
-      const b = sampleBatch([c], { batchSize: 2, patchSize: [8, 8], initialPatchSize: [12, 12] }, rng);
+      const b = sampleBatch(
+        [c],
+        { batchSize: 2, patchSize: [8, 8], initialPatchSize: [12, 12] },
+        rng,
+      );
       expect(b.patchShape).toEqual([1, 12, 12]);
       zs.add(b.starts[0][0]);
       expect(b.starts[1][0]).toBe(4); // forced sample: the foreground slice
@@ -194,7 +251,13 @@ describe('patch sampler (spec §7.5)', () => {
     const cases = [0, 1, 2].map(() => makeCase([4, 4, 4], 1, []));
     const counts = [0, 0, 0];
     const rng = mulberry32(2);
-    for (let t = 0; t < 300; t++) for (const i of sampleBatch(cases, { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] }, rng).caseIndices) counts[i]++;
+    for (let t = 0; t < 300; t++)
+      for (const i of sampleBatch(
+        cases,
+        { batchSize: 2, patchSize: [4, 4, 4], initialPatchSize: [4, 4, 4] },
+        rng,
+      ).caseIndices)
+        counts[i]++;
     for (const n of counts) expect(n).toBeGreaterThan(150);
   });
 });

@@ -28,8 +28,14 @@ describe('capability rows', () => {
   });
 
   it('says what is missing without WebGPU, isolation, f16 or a storage estimate', () => {
-    const r = byId({ webgpu: { available: false, crossOriginIsolated: false, reason: 'navigator.gpu is missing' }, threads: 4 });
-    expect(r.train).toMatchObject({ usable: false, detail: 'needs WebGPU: navigator.gpu is missing' });
+    const r = byId({
+      webgpu: { available: false, crossOriginIsolated: false, reason: 'navigator.gpu is missing' },
+      threads: 4,
+    });
+    expect(r.train).toMatchObject({
+      usable: false,
+      detail: 'needs WebGPU: navigator.gpu is missing',
+    });
     expect(r.selftest.usable).toBe(false);
     expect(r.federate.usable).toBe(false);
     expect(r.plan.usable).toBe(true);
@@ -37,11 +43,22 @@ describe('capability rows', () => {
     expect(r.threads).toMatchObject({ usable: false });
     expect(r.threads.detail).toMatch(/not cross-origin isolated/);
     expect(r.f16.usable).toBe(false);
-    expect(r.storage).toMatchObject({ usable: true, detail: 'storage quota not reported by this browser' });
+    expect(r.storage).toMatchObject({
+      usable: true,
+      detail: 'storage quota not reported by this browser',
+    });
   });
 
   it('flags a software adapter as slow and predicts with WebAssembly there; a full quota blocks import', () => {
-    const swift: BrowserFacts = { ...hardware, webgpu: { ...hardware.webgpu, adapter: { vendor: 'google', architecture: 'swiftshader', device: '', description: '' }, features: [] }, storage: { usage: 100, quota: 100 } };
+    const swift: BrowserFacts = {
+      ...hardware,
+      webgpu: {
+        ...hardware.webgpu,
+        adapter: { vendor: 'google', architecture: 'swiftshader', device: '', description: '' },
+        features: [],
+      },
+      storage: { usage: 100, quota: 100 },
+    };
     const r = byId(swift);
     expect(r.train.usable).toBe(true);
     expect(r.train.detail).toMatch(/software adapter.*slowly/);

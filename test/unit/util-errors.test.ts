@@ -7,7 +7,13 @@ describe('isAbort', () => {
     const c = new AbortController();
     c.abort();
     expect(isAbort(c.signal.reason)).toBe(true);
-    expect(isAbort(Object.assign(new Error('preprocessing cancelled after 2 of 5 case(s)'), { name: 'AbortError' }))).toBe(true);
+    expect(
+      isAbort(
+        Object.assign(new Error('preprocessing cancelled after 2 of 5 case(s)'), {
+          name: 'AbortError',
+        }),
+      ),
+    ).toBe(true);
   });
 
   it('is false for other errors, even when their text says abort or cancel', () => {

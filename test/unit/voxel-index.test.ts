@@ -13,7 +13,8 @@ it('finds windows at any offset', () => {
     p.set(img.subarray(1000 + 13, 1000 + 13 + 130), off); // contains the window at 1024..1088
     expect(ix.find(p)).toBeGreaterThanOrEqual(0);
   }
-  const p = noise.slice(); p.set(img.subarray(1025, 1025 + 126), 100); // no whole stride window
+  const p = noise.slice();
+  p.set(img.subarray(1025, 1025 + 126), 100); // no whole stride window
   expect(ix.find(p)).toBe(-1);
   expect(ix.find(new Uint8Array(2000))).toBe(-1);
 });

@@ -66,12 +66,21 @@ const command: Command = {
     } else {
       const w = report.chromium.webgpu;
       console.log(`node          ${report.node} (${report.platform})`);
-      console.log(`tfjs          ${report.tfjs.version}; Node backends: ${Object.entries(report.tfjs.backends).map(([k, v]) => `${k} ${v ? 'ok' : 'failed'}`).join(', ')}`);
-      console.log(`chromium      ${report.chromium.path ?? 'not found'}${report.chromium.version ? ` (${report.chromium.version})` : ''}`);
+      console.log(
+        `tfjs          ${report.tfjs.version}; Node backends: ${Object.entries(report.tfjs.backends)
+          .map(([k, v]) => `${k} ${v ? 'ok' : 'failed'}`)
+          .join(', ')}`,
+      );
+      console.log(
+        `chromium      ${report.chromium.path ?? 'not found'}${report.chromium.version ? ` (${report.chromium.version})` : ''}`,
+      );
       if (report.chromium.error) console.log(`              ${report.chromium.error}`);
       if (w) {
-        console.log(`webgpu        ${w.available ? `available: ${adapterName(w)}` : `unavailable: ${w.reason}`}`);
-        if (w.limits) for (const [k, v] of Object.entries(w.limits)) console.log(`  ${k.padEnd(44)}${v}`);
+        console.log(
+          `webgpu        ${w.available ? `available: ${adapterName(w)}` : `unavailable: ${w.reason}`}`,
+        );
+        if (w.limits)
+          for (const [k, v] of Object.entries(w.limits)) console.log(`  ${k.padEnd(44)}${v}`);
         if (w.features) console.log(`  features: ${w.features.join(', ') || '(none)'}`);
       }
     }

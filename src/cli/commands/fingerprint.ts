@@ -11,7 +11,8 @@ import { summarizeFingerprint } from '../../fingerprint/ffe.ts';
 import type { DatasetFingerprint } from '../../fingerprint/types.ts';
 import { fsSource } from '../../node/fs-source.ts';
 
-const USAGE = 'fednnunet fingerprint RAW_DATASET_DIR -o dataset_fingerprint.json [--private-summary summary.json] [--quiet]';
+const USAGE =
+  'fednnunet fingerprint RAW_DATASET_DIR -o dataset_fingerprint.json [--private-summary summary.json] [--quiet]';
 
 /** dataset_fingerprint.json byte for byte as nnU-Net writes it: only shapes are Python ints. */
 export function fingerprintJson(fp: DatasetFingerprint): string {
@@ -37,13 +38,23 @@ const command: Command = {
     const pipeline = new SitePipeline(await rawFolderStore(fsSource(positionals[0])));
     const cases = pipeline.store.caseIds;
     const fingerprint = await pipeline.fingerprint({
-      onProgress: values.quiet || !process.stderr.isTTY ? undefined : ({ done, total, caseId }) => process.stderr.write(`\r${done}/${total} ${caseId}`.padEnd(40)),
+      onProgress:
+        values.quiet || !process.stderr.isTTY
+          ? undefined
+          : ({ done, total, caseId }) =>
+              process.stderr.write(`\r${done}/${total} ${caseId}`.padEnd(40)),
     });
     if (!values.quiet && process.stderr.isTTY) process.stderr.write('\n');
     writeFileSync(values.output, fingerprintJson(fingerprint));
-    if (values['private-summary']) writeFileSync(values['private-summary'], `${JSON.stringify(summarizeFingerprint(fingerprint), null, 4)}\n`);
+    if (values['private-summary'])
+      writeFileSync(
+        values['private-summary'],
+        `${JSON.stringify(summarizeFingerprint(fingerprint), null, 4)}\n`,
+      );
     const ch = Object.keys(fingerprint.foreground_intensity_properties_per_channel).length;
-    console.log(`${cases.length} cases, ${ch} channel(s), median relative size after cropping ${fingerprint.median_relative_size_after_cropping.toFixed(6)}, ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${values.output}`);
+    console.log(
+      `${cases.length} cases, ${ch} channel(s), median relative size after cropping ${fingerprint.median_relative_size_after_cropping.toFixed(6)}, ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${values.output}`,
+    );
     return 0;
   },
 };

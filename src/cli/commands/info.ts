@@ -11,28 +11,47 @@ import { validateRawDataset } from '../../io/raw-dataset.ts';
 import type { Volume } from '../../io/volume.ts';
 
 export function volumeInfo(v: Volume & { orientation?: string }) {
-  let min = Infinity, max = -Infinity;
+  let min = Infinity,
+    max = -Infinity;
   for (let i = 0; i < v.data.length; i++) {
     const x = v.data[i];
     if (x < min) min = x;
     if (x > max) max = x;
   }
   return {
-    shape: v.dims, channels: v.channels, spacing: v.spacing,
+    shape: v.dims,
+    channels: v.channels,
+    spacing: v.spacing,
     affine: [0, 1, 2, 3].map((r) => v.affine.slice(r * 4, r * 4 + 4)),
-    orientation: v.orientation, datatype: v.datatype, storedDatatype: v.storedDatatype, min, max,
+    orientation: v.orientation,
+    datatype: v.datatype,
+    storedDatatype: v.storedDatatype,
+    min,
+    max,
   };
 }
 
 function seriesInfo(s: DicomSeries) {
-  return { seriesInstanceUID: s.seriesInstanceUID, seriesDescription: s.seriesDescription, modality: s.modality, files: s.files.length, ...(s.volume ? volumeInfo(s.volume) : { error: s.error }) };
+  return {
+    seriesInstanceUID: s.seriesInstanceUID,
+    seriesDescription: s.seriesDescription,
+    modality: s.modality,
+    files: s.files.length,
+    ...(s.volume ? volumeInfo(s.volume) : { error: s.error }),
+  };
 }
 
 async function dicomReport(files: { name: string; bytes: Uint8Array }[], where: string) {
   const { series, skipped } = readDicomFiles(files);
-  if (series.length === 0) throw new Error(`${where}: no NIfTI, NRRD, MetaImage or DICOM images found${skipped.length ? ` (${skipped[0].name}: ${skipped[0].reason})` : ''}`);
+  if (series.length === 0)
+    throw new Error(
+      `${where}: no NIfTI, NRRD, MetaImage or DICOM images found${skipped.length ? ` (${skipped[0].name}: ${skipped[0].reason})` : ''}`,
+    );
   if (series.every((s) => s.error)) throw new Error(series[0].error);
-  return { report: { type: 'dicom', series: series.map(seriesInfo), skipped }, ok: series.every((s) => !s.error) };
+  return {
+    report: { type: 'dicom', series: series.map(seriesInfo), skipped },
+    ok: series.every((s) => !s.error),
+  };
 }
 
 async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
@@ -43,7 +62,15 @@ async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
     const dir = fsSource(dirname(path));
     const bytes = await dir.read(basename(path));
     const format = sniffVolume(bytes) ?? formatOfPath(path);
-    if (format) return { report: { type: format.name.toLowerCase(), file: path, ...volumeInfo(await readVolumeFile(dir, basename(path))) }, ok: true };
+    if (format)
+      return {
+        report: {
+          type: format.name.toLowerCase(),
+          file: path,
+          ...volumeInfo(await readVolumeFile(dir, basename(path))),
+        },
+        ok: true,
+      };
     return dicomReport([{ name: basename(path), bytes }], path);
   }
   const src = fsSource(path);
@@ -52,7 +79,18 @@ async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
   if (paths.includes('dataset.json')) {
     const r = await validateRawDataset(src);
     const { datasetJson, name, ...rest } = r;
-    return { report: { type: 'nnunet-raw', folder: path, name: (datasetJson?.name as string | undefined) ?? name, numTraining: datasetJson?.numTraining, channel_names: datasetJson?.channel_names ?? datasetJson?.modality, labels: datasetJson?.labels, ...rest }, ok: r.ok };
+    return {
+      report: {
+        type: 'nnunet-raw',
+        folder: path,
+        name: (datasetJson?.name as string | undefined) ?? name,
+        numTraining: datasetJson?.numTraining,
+        channel_names: datasetJson?.channel_names ?? datasetJson?.modality,
+        labels: datasetJson?.labels,
+        ...rest,
+      },
+      ok: r.ok,
+    };
   }
   const volumes = paths.filter(isVolumePath);
   if (volumes.length) {
@@ -66,14 +104,18 @@ async function info(path: string): Promise<{ report: unknown; ok: boolean }> {
 }
 
 const command: Command = {
-  summary: 'print shape, spacing, affine, orientation and value range of a NIfTI/NRRD/MetaImage file, DICOM folder or nnU-Net raw dataset (JSON)',
+  summary:
+    'print shape, spacing, affine, orientation and value range of a NIfTI/NRRD/MetaImage file, DICOM folder or nnU-Net raw dataset (JSON)',
   async run(argv) {
     const { values, positionals } = parse(argv, { help: { type: 'boolean' } });
     if (values.help) {
-      console.log('fednnunet info FILE_OR_DIR\n  NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr), MetaImage (.mha/.mhd), a DICOM file or folder, or an nnU-Net raw dataset folder (with dataset.json).\n  Exits 1 when the input is bad or a dataset has validation problems.');
+      console.log(
+        'fednnunet info FILE_OR_DIR\n  NIfTI (.nii/.nii.gz), NRRD (.nrrd/.nhdr), MetaImage (.mha/.mhd), a DICOM file or folder, or an nnU-Net raw dataset folder (with dataset.json).\n  Exits 1 when the input is bad or a dataset has validation problems.',
+      );
       return 0;
     }
-    if (positionals.length !== 1) throw new UsageError('expected one FILE_OR_DIR (see fednnunet info --help)');
+    if (positionals.length !== 1)
+      throw new UsageError('expected one FILE_OR_DIR (see fednnunet info --help)');
     const { report, ok } = await info(positionals[0]);
     console.log(JSON.stringify(report, null, 2));
     return ok ? 0 : 1;

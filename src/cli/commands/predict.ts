@@ -7,54 +7,78 @@ import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 
-const USAGE = 'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR [--folds 0 1] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+const USAGE =
+  'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR [--folds 0 1] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
 const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
 type Backend = (typeof BACKENDS)[number];
 
 const command: Command = {
-  summary: 'segment a case with a model folder (tfjs-cpu, onnxruntime-node or onnxruntime-web wasm)',
+  summary:
+    'segment a case with a model folder (tfjs-cpu, onnxruntime-node or onnxruntime-web wasm)',
   async run(argv) {
     argv = expandFolds(argv);
-    const { values } = parse(argv, {
-      folds: { type: 'string', multiple: true },
-      model: { type: 'string', short: 'm' },
-      input: { type: 'string', short: 'i', multiple: true },
-      output: { type: 'string', short: 'o' },
-      tta: { type: 'boolean' },
-      backend: { type: 'string' },
-      'step-size': { type: 'string' },
-      threads: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    }, false);
+    const { values } = parse(
+      argv,
+      {
+        folds: { type: 'string', multiple: true },
+        model: { type: 'string', short: 'm' },
+        input: { type: 'string', short: 'i', multiple: true },
+        output: { type: 'string', short: 'o' },
+        tta: { type: 'boolean' },
+        backend: { type: 'string' },
+        'step-size': { type: 'string' },
+        threads: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      false,
+    );
     if (values.help) {
       console.log(USAGE);
       return 0;
     }
-    if (!values.model || !values.input?.length || !values.output) throw new UsageError(`usage: ${USAGE}`);
+    if (!values.model || !values.input?.length || !values.output)
+      throw new UsageError(`usage: ${USAGE}`);
     const backend = (values.backend ?? 'tfjs-cpu') as Backend;
-    if (!BACKENDS.includes(backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got '${values.backend}'`);
+    if (!BACKENDS.includes(backend))
+      throw new UsageError(
+        `--backend must be one of ${BACKENDS.join(', ')}, got '${values.backend}'`,
+      );
     const stepSize = values['step-size'] === undefined ? 0.5 : Number(values['step-size']);
-    if (!(stepSize > 0 && stepSize <= 1)) throw new UsageError(`--step-size must be in (0, 1], got '${values['step-size']}'`);
+    if (!(stepSize > 0 && stepSize <= 1))
+      throw new UsageError(`--step-size must be in (0, 1], got '${values['step-size']}'`);
     const threads = values.threads === undefined ? undefined : Number(values.threads);
-    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new UsageError(`--threads must be a positive integer, got '${values.threads}'`);
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1))
+      throw new UsageError(`--threads must be a positive integer, got '${values.threads}'`);
 
     const { archFromFolder, modelFromFolder } = await import('../../model/model-folder.ts');
     const { readModelFolder } = await import('../../node/model-folder-fs.ts');
     const { fsSource } = await import('../../node/fs-source.ts');
-    const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
+    const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } =
+      await import('../../infer/predictor.ts');
     const { readVolumeFile } = await import('../../io/formats.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
     const { isNnUNetModelDir } = await import('../../infer/nnunet-model.ts');
     if (await isNnUNetModelDir(fsSource(values.model))) {
-      if (backend !== 'tfjs-cpu') throw new UsageError('an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)');
-      return predictNnUNet(values.model, values.input, values.output, { tta: values.tta ?? false, stepSize, folds: values.folds });
+      if (backend !== 'tfjs-cpu')
+        throw new UsageError(
+          'an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)',
+        );
+      return predictNnUNet(values.model, values.input, values.output, {
+        tta: values.tta ?? false,
+        stepSize,
+        folds: values.folds,
+      });
     }
-    if (values.folds) throw new UsageError('--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth)');
+    if (values.folds)
+      throw new UsageError(
+        '--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth)',
+      );
     const md = await readModelFolder(values.model);
     const images = [];
     // Through the file's folder: regular files only, size-capped, a detached header finds its data.
-    for (const p of values.input) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
+    for (const p of values.input)
+      images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
     const ctx = { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson };
     const { patch } = configurationInfo(md.plans, md.configuration);
     const arch = archFromFolder(md);
@@ -77,7 +101,8 @@ const command: Command = {
       let bytes = md.onnx;
       if (bytes) {
         const info = inspectOnnx(bytes);
-        if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch)) throw new Error(`${values.model}/model.onnx does not match the plans' architecture`);
+        if (info.arch && JSON.stringify(info.arch) !== JSON.stringify(arch))
+          throw new Error(`${values.model}/model.onnx does not match the plans' architecture`);
       } else {
         bytes = buildOnnxModel(arch, md.weights);
       }
@@ -89,7 +114,12 @@ const command: Command = {
     }
     let res;
     try {
-      res = await predictCase(images, ctx, predictTiles, { tta: values.tta ?? false, mirrorAxes, stepSize, tileBatch });
+      res = await predictCase(images, ctx, predictTiles, {
+        tta: values.tta ?? false,
+        mirrorAxes,
+        stepSize,
+        tileBatch,
+      });
     } finally {
       await release();
     }
@@ -98,8 +128,15 @@ const command: Command = {
     const counts = new Map<number, number>();
     for (const v of res.segmentation.data) counts.set(v, (counts.get(v) ?? 0) + 1);
     const t = res.timingsMs;
-    console.log(`${out}: ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, labels ${[...counts].sort((a, b) => a[0] - b[0]).map(([k, n]) => `${k}:${n}`).join(' ')}`);
-    console.log(`${backend}${values.tta ? ' +tta' : ''}: preprocess ${(t.preprocess / 1000).toFixed(2)} s, predict ${(t.predict / 1000).toFixed(2)} s, export ${(t.export / 1000).toFixed(2)} s, total ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    console.log(
+      `${out}: ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, labels ${[...counts]
+        .sort((a, b) => a[0] - b[0])
+        .map(([k, n]) => `${k}:${n}`)
+        .join(' ')}`,
+    );
+    console.log(
+      `${backend}${values.tta ? ' +tta' : ''}: preprocess ${(t.preprocess / 1000).toFixed(2)} s, predict ${(t.predict / 1000).toFixed(2)} s, export ${(t.export / 1000).toFixed(2)} s, total ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    );
     return 0;
   },
 };
@@ -109,18 +146,30 @@ export default command;
 function expandFolds(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] !== '--folds' && argv[i] !== '-f') { out.push(argv[i]); continue; }
+    if (argv[i] !== '--folds' && argv[i] !== '-f') {
+      out.push(argv[i]);
+      continue;
+    }
     let any = false;
-    while (i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) { out.push(`--folds=${argv[++i]}`); any = true; }
+    while (i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) {
+      out.push(`--folds=${argv[++i]}`);
+      any = true;
+    }
     if (!any) out.push(argv[i]);
   }
   return out;
 }
 
 /** Predicts with a model trained by nnU-Net (its results folder); folds are ensembled as nnU-Net does. */
-async function predictNnUNet(model: string, inputs: string[], out: string, o: { tta: boolean; stepSize: number; folds?: string[] }): Promise<number> {
+async function predictNnUNet(
+  model: string,
+  inputs: string[],
+  out: string,
+  o: { tta: boolean; stepSize: number; folds?: string[] },
+): Promise<number> {
   const { readNnUNetModel, ensembleTilePredictor } = await import('../../infer/nnunet-model.ts');
-  const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } = await import('../../infer/predictor.ts');
+  const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } =
+    await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
   const { fsSource } = await import('../../node/fs-source.ts');
   const { writeNifti } = await import('../../io/nifti-write.ts');
@@ -143,13 +192,23 @@ async function predictNnUNet(model: string, inputs: string[], out: string, o: { 
   });
   let res;
   try {
-    res = await predictCase(images, { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
+    res = await predictCase(
+      images,
+      { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
       ensembleTilePredictor(nets.map((n) => tfjsTilePredictor(n, patch))),
-      { tta: o.tta, mirrorAxes: m.mirrorAxes ?? undefined, stepSize: o.stepSize, tileBatch: tileBatchForBudget(m.arch, patch) });
+      {
+        tta: o.tta,
+        mirrorAxes: m.mirrorAxes ?? undefined,
+        stepSize: o.stepSize,
+        tileBatch: tileBatchForBudget(m.arch, patch),
+      },
+    );
   } finally {
     for (const n of nets) n.dispose();
   }
   writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
-  console.log(`${out}: nnU-Net ${m.configuration}, folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  console.log(
+    `${out}: nnU-Net ${m.configuration}, folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+  );
   return 0;
 }

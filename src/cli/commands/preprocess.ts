@@ -13,7 +13,8 @@ import { encodePreprocessed, fileNames } from '../../preprocess/files.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../../preprocess/preprocess.ts';
 import { errorMessage } from '../../util/errors.ts';
 
-const USAGE = 'fednnunet preprocess RAW_DATASET_DIR --plans plans.json [--config 3d_fullres] [--case ID ...] -o OUT_DIR [--seed N]';
+const USAGE =
+  'fednnunet preprocess RAW_DATASET_DIR --plans plans.json [--config 3d_fullres] [--case ID ...] -o OUT_DIR [--seed N]';
 
 const command: Command = {
   summary: 'preprocess cases (crop, normalise, resample) with a plans file into .npy + properties',
@@ -27,26 +28,36 @@ const command: Command = {
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
-      console.log(`${USAGE}\nWithout --case, every training case. class_locations in CASE_properties.json are the full [0, z, y, x] lists (seeded sample).`);
+      console.log(
+        `${USAGE}\nWithout --case, every training case. class_locations in CASE_properties.json are the full [0, z, y, x] lists (seeded sample).`,
+      );
       return 0;
     }
-    if (positionals.length !== 1 || !values.plans || !values.output) throw new UsageError(`usage: ${USAGE}`);
+    if (positionals.length !== 1 || !values.plans || !values.output)
+      throw new UsageError(`usage: ${USAGE}`);
     const seed = values.seed === undefined ? undefined : Number(values.seed);
-    if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`--seed needs an integer, got '${values.seed}'`);
+    if (seed !== undefined && !Number.isInteger(seed))
+      throw new UsageError(`--seed needs an integer, got '${values.seed}'`);
     let plans: PreprocessPlans;
     try {
       plans = JSON.parse(readFileSync(values.plans, 'utf8')) as PreprocessPlans;
     } catch (e) {
       throw new Error(`cannot read plans ${values.plans}: ${errorMessage(e)}`);
     }
-    if (!plans || typeof plans !== 'object' || !plans.configurations || !plans.transpose_forward) throw new Error(`${values.plans} is not an nnU-Net plans file (no configurations / transpose_forward)`);
+    if (!plans || typeof plans !== 'object' || !plans.configurations || !plans.transpose_forward)
+      throw new Error(
+        `${values.plans} is not an nnU-Net plans file (no configurations / transpose_forward)`,
+      );
     resolveConfiguration(plans, values.config); // fails early on an unknown configuration
 
     const store = await rawFolderStore(fsSource(positionals[0]));
     const pipeline = new SitePipeline(store);
     const wanted = values.case ?? store.caseIds;
     const unknown = wanted.filter((id) => !store.caseIds.includes(id));
-    if (unknown.length) throw new Error(`no case ${unknown.join(', ')} in ${store.datasetName} (cases: ${store.caseIds.join(', ')})`);
+    if (unknown.length)
+      throw new Error(
+        `no case ${unknown.join(', ')} in ${store.datasetName} (cases: ${store.caseIds.join(', ')})`,
+      );
 
     mkdirSync(values.output, { recursive: true });
     for (const id of wanted) {
@@ -58,7 +69,9 @@ const command: Command = {
       writeFileSync(join(values.output, names.data), files.data);
       writeFileSync(join(values.output, names.seg), files.seg);
       writeFileSync(join(values.output, names.properties), files.properties);
-      console.log(`${id}: ${pc.shape.join('x')} (${pc.properties.shape_after_cropping_and_before_resampling.join('x')} after crop), ${(performance.now() - t0).toFixed(0)} ms`);
+      console.log(
+        `${id}: ${pc.shape.join('x')} (${pc.properties.shape_after_cropping_and_before_resampling.join('x')} after crop), ${(performance.now() - t0).toFixed(0)} ms`,
+      );
     }
     console.log(`-> ${values.output}`);
     return 0;

@@ -5,7 +5,11 @@ import { readFileSync } from 'node:fs';
 import type { Command } from '../command.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
-import { AGGREGATION_HELP, AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
+import {
+  AGGREGATION_HELP,
+  AGGREGATION_OPTIONS,
+  applyAggregationArgs,
+} from '../aggregation-args.ts';
 import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
 import { methodsHelp } from '../../fed/methods.ts';
 import { RelayStartError, startRelay } from '../../node/relay/server.ts';
@@ -13,7 +17,15 @@ import type { FederationConfig } from '../../fed/protocol.ts';
 import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
 import { parseRegistry } from '../../fed/identity/registry.ts';
 import type { AdmissionPolicy } from '../../fed/identity/admission.ts';
-import { ensureSelfSignedCert, isLoopbackHost, isWildcardHost, lanIPv4Addresses, loadTlsFiles, selfSignedAltNames, type TlsFiles } from '../../node/tls.ts';
+import {
+  ensureSelfSignedCert,
+  isLoopbackHost,
+  isWildcardHost,
+  lanIPv4Addresses,
+  loadTlsFiles,
+  selfSignedAltNames,
+  type TlsFiles,
+} from '../../node/tls.ts';
 import { errorMessage } from '../../util/errors.ts';
 
 const HELP = () => `fednnunet relay [options]
@@ -54,29 +66,33 @@ ${AGGREGATION_HELP}`;
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
   async run(argv) {
-    const { values } = parse(argv, {
-      port: { type: 'string', default: '8080' },
-      host: { type: 'string', default: '127.0.0.1' },
-      'data-dir': { type: 'string', default: 'relay-data' },
-      ...METHOD_OPTIONS,
-      config: { type: 'string', default: '3d_fullres' },
-      sites: { type: 'string', default: '2' },
-      'min-sites': { type: 'string' },
-      rounds: { type: 'string', default: '10' },
-      iters: { type: 'string', default: '250' },
-      'deadline-s': { type: 'string', default: '3600' },
-      weighting: { type: 'string', default: 'uniform' },
-      encoding: { type: 'string', default: 'fp16' },
-      token: { type: 'string' },
-      registry: { type: 'string' },
-      static: { type: 'string', default: join(process.cwd(), 'dist') },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-self-signed': { type: 'boolean' },
-      ...PRIVACY_OPTIONS,
-      ...AGGREGATION_OPTIONS,
-      help: { type: 'boolean' },
-    }, false);
+    const { values } = parse(
+      argv,
+      {
+        port: { type: 'string', default: '8080' },
+        host: { type: 'string', default: '127.0.0.1' },
+        'data-dir': { type: 'string', default: 'relay-data' },
+        ...METHOD_OPTIONS,
+        config: { type: 'string', default: '3d_fullres' },
+        sites: { type: 'string', default: '2' },
+        'min-sites': { type: 'string' },
+        rounds: { type: 'string', default: '10' },
+        iters: { type: 'string', default: '250' },
+        'deadline-s': { type: 'string', default: '3600' },
+        weighting: { type: 'string', default: 'uniform' },
+        encoding: { type: 'string', default: 'fp16' },
+        token: { type: 'string' },
+        registry: { type: 'string' },
+        static: { type: 'string', default: join(process.cwd(), 'dist') },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-self-signed': { type: 'boolean' },
+        ...PRIVACY_OPTIONS,
+        ...AGGREGATION_OPTIONS,
+        help: { type: 'boolean' },
+      },
+      false,
+    );
     if (values.help) {
       console.log(HELP());
       return 0;
@@ -95,7 +111,8 @@ const command: Command = {
       // 96 bits: a join code is guessed at most a few times a minute per address (relay/guard.ts).
       token: values.token ?? randomBytes(12).toString('base64url'),
     };
-    if (config.minSites > sites) throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
+    if (config.minSites > sites)
+      throw new UsageError(`--min-sites (${config.minSites}) cannot exceed --sites (${sites})`);
     let admission: AdmissionPolicy = { mode: 'tofu' };
     if (values.registry !== undefined) {
       let json: unknown;
@@ -104,7 +121,12 @@ const command: Command = {
       } catch (e) {
         throw new UsageError(`--registry ${values.registry}: ${errorMessage(e)}`);
       }
-      admission = { mode: 'registry', sites: await parseRegistry(json).catch((e: Error) => { throw new UsageError(`--registry ${values.registry}: ${e.message}`); }) };
+      admission = {
+        mode: 'registry',
+        sites: await parseRegistry(json).catch((e: Error) => {
+          throw new UsageError(`--registry ${values.registry}: ${e.message}`);
+        }),
+      };
     }
     const port = intOption('port', values.port, 0);
     const host = values.host!;
@@ -121,9 +143,13 @@ const command: Command = {
       const now = Date.now();
       recent.push(now);
       while (recent.length && recent[0] < now - 60_000) recent.shift();
-      console.error(`[relay] internal error (kept serving): ${e instanceof Error ? e.stack : String(e)}`);
+      console.error(
+        `[relay] internal error (kept serving): ${e instanceof Error ? e.stack : String(e)}`,
+      );
       if (recent.length > 20) {
-        console.error('[relay] more than 20 internal errors within a minute: exiting (restart to continue from the saved state)');
+        console.error(
+          '[relay] more than 20 internal errors within a minute: exiting (restart to continue from the saved state)',
+        );
         process.exit(1);
       }
     };
@@ -149,17 +175,27 @@ const command: Command = {
     if (tls) {
       console.log(`TLS certificate SHA-256 fingerprint: ${tls.fingerprint256}`);
       if (values['tls-self-signed']) {
-        console.log(`  self-signed (${tls.reused ? 'kept' : 'new'}: ${tls.certPath}, valid until ${tls.validTo.toISOString().slice(0, 10)}). Browsers warn before opening the page:`);
-        console.log('  participants compare this fingerprint with the certificate the warning page shows, then proceed.');
+        console.log(
+          `  self-signed (${tls.reused ? 'kept' : 'new'}: ${tls.certPath}, valid until ${tls.validTo.toISOString().slice(0, 10)}). Browsers warn before opening the page:`,
+        );
+        console.log(
+          '  participants compare this fingerprint with the certificate the warning page shows, then proceed.',
+        );
       }
     } else if (!isLoopbackHost(host)) {
-      console.warn(`warning: serving plain http on ${host}: browsers on other machines can open the app but cannot join ` +
-        '(no secure context: no WebCrypto to sign with, no WebGPU). Use --tls-self-signed, or --tls-cert FILE --tls-key FILE.');
+      console.warn(
+        `warning: serving plain http on ${host}: browsers on other machines can open the app but cannot join ` +
+          '(no secure context: no WebCrypto to sign with, no WebGPU). Use --tls-self-signed, or --tls-cert FILE --tls-key FILE.',
+      );
     }
-    console.log(admission.mode === 'registry'
-      ? `admission: registry ${values.registry} (${admission.sites.map((x) => x.name).join(', ')}); unregistered site keys are refused`
-      : 'admission: trust on first use (a new site joins with the join code; its key is then bound to it)');
-    console.log(`join code: ${config.token}   federation endpoint: ${urls[0] ? `${urls[0].replace(/^http/, 'ws')}fed` : relay.wsUrl}`);
+    console.log(
+      admission.mode === 'registry'
+        ? `admission: registry ${values.registry} (${admission.sites.map((x) => x.name).join(', ')}); unregistered site keys are refused`
+        : 'admission: trust on first use (a new site joins with the join code; its key is then bound to it)',
+    );
+    console.log(
+      `join code: ${config.token}   federation endpoint: ${urls[0] ? `${urls[0].replace(/^http/, 'ws')}fed` : relay.wsUrl}`,
+    );
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
@@ -173,14 +209,25 @@ const command: Command = {
 export default command;
 
 /** --tls-cert/--tls-key or --tls-self-signed; a bad choice or file is a usage error (exit 2, nothing started). */
-function loadTls(values: { 'tls-cert'?: string; 'tls-key'?: string; 'tls-self-signed'?: boolean; 'data-dir'?: string }, host: string): (TlsFiles & { reused?: boolean }) | undefined {
+function loadTls(
+  values: {
+    'tls-cert'?: string;
+    'tls-key'?: string;
+    'tls-self-signed'?: boolean;
+    'data-dir'?: string;
+  },
+  host: string,
+): (TlsFiles & { reused?: boolean }) | undefined {
   const cert = values['tls-cert'];
   const key = values['tls-key'];
-  if (values['tls-self-signed'] && (cert !== undefined || key !== undefined)) throw new UsageError('--tls-self-signed or --tls-cert/--tls-key, not both');
-  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (values['tls-self-signed'] && (cert !== undefined || key !== undefined))
+    throw new UsageError('--tls-self-signed or --tls-cert/--tls-key, not both');
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
   try {
     if (cert !== undefined && key !== undefined) return loadTlsFiles(cert, key);
-    if (values['tls-self-signed']) return ensureSelfSignedCert(join(values['data-dir']!, 'tls'), selfSignedAltNames(host));
+    if (values['tls-self-signed'])
+      return ensureSelfSignedCert(join(values['data-dir']!, 'tls'), selfSignedAltNames(host));
   } catch (e) {
     throw new UsageError(errorMessage(e));
   }

@@ -22,12 +22,14 @@ import { SitePipeline } from '../../pipeline/site-pipeline.ts';
 import { rawFolderStore } from '../../pipeline/site-store.ts';
 import { writeModelFolder } from '../../node/model-folder-fs.ts';
 
-const USAGE = `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
+const USAGE =
+  `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
   '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
   `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]\nmethods:\n${methodsHelp('  ')}`;
 
 const command: Command = {
-  summary: 'run a relay and N headless sites in this process; prints per-site validation Dice per round',
+  summary:
+    'run a relay and N headless sites in this process; prints per-site validation Dice per round',
   async run(argv) {
     const { values, positionals } = parse(argv, {
       sites: { type: 'string', multiple: true },
@@ -71,7 +73,10 @@ const command: Command = {
       console.log(describePrivacy(privacy, dirs.length));
     }
     applyAggregationArgs(values, config);
-    if (values.backend !== 'cpu') throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
+    if (values.backend !== 'cpu')
+      throw new UsageError(
+        '--backend: only cpu runs in Node (WebGPU training runs in the browser app)',
+      );
     await useBackend('cpu');
 
     const sites: TrainerSite[] = [];
@@ -80,29 +85,47 @@ const command: Command = {
       // Each site's stages over its raw folder, as the browser runs them over IndexedDB.
       const store = await rawFolderStore(fsSource(dir));
       datasetJsons.push(store.datasetJson!);
-      sites.push(new TrainerSite({
-        pipeline: new SitePipeline(store),
-        tiny: values.tiny ? (values['tiny-patch'] ? { patch: intOption('tiny-patch', values['tiny-patch'], 4) } : true) : undefined,
-        seed: intOption('seed', values.seed, 0),
-        valIters: intOption('val-iters', values['val-iters'], 0),
-        log: (l) => console.log(`[site] ${l}`),
-      }));
+      sites.push(
+        new TrainerSite({
+          pipeline: new SitePipeline(store),
+          tiny: values.tiny
+            ? values['tiny-patch']
+              ? { patch: intOption('tiny-patch', values['tiny-patch'], 4) }
+              : true
+            : undefined,
+          seed: intOption('seed', values.seed, 0),
+          valIters: intOption('val-iters', values['val-iters'], 0),
+          log: (l) => console.log(`[site] ${l}`),
+        }),
+      );
     }
 
     const dataDir = mkdtempSync(join(tmpdir(), 'fednnunet-sim-'));
-    const relay = await startRelay({ dataDir, config: { ...config, expectedSites: sites.length, token: 'simulation' }, aggregateFingerprints: mergeSiteFingerprints, log: (l) => console.log(`[relay] ${l}`) });
+    const relay = await startRelay({
+      dataDir,
+      config: { ...config, expectedSites: sites.length, token: 'simulation' },
+      aggregateFingerprints: mergeSiteFingerprints,
+      log: (l) => console.log(`[relay] ${l}`),
+    });
     let results: SiteResult[];
     try {
       // Join in the order given, so FFE aggregates in that order (as FednnU-Net's client list).
       // Each SiteClient signs with a key it makes and holds in memory (admission: trust on first use).
       const runs: Promise<SiteResult>[] = [];
       for (const [i, site] of sites.entries()) {
-        const run = new SiteClient({ connect: wsConnect(relay.wsUrl, WebSocket as never), token: 'simulation', siteName: `site${i + 1}`, trainer: site, hideCaseCount: !!privacy }).run();
+        const run = new SiteClient({
+          connect: wsConnect(relay.wsUrl, WebSocket as never),
+          token: 'simulation',
+          siteName: `site${i + 1}`,
+          trainer: site,
+          hideCaseCount: !!privacy,
+        }).run();
         runs.push(run);
         // The next site starts once this one is admitted (or has failed).
         let failed = false;
         run.catch(() => (failed = true));
-        while (relay.coordinator.roster().length <= i && !failed) await new Promise((r) => setTimeout(r, 10));
+        while (relay.coordinator.roster().length <= i && !failed)
+          await new Promise((r) => setTimeout(r, 10));
       }
       results = await Promise.all(runs);
     } finally {
@@ -111,22 +134,41 @@ const command: Command = {
     }
 
     // Report: Dice per round per site (before local training = after the previous aggregation).
-    console.log(`\n${config.method}: ${config.rounds} rounds × ${config.itersPerRound} iterations, ${sites.length} sites`);
+    console.log(
+      `\n${config.method}: ${config.rounds} rounds × ${config.itersPerRound} iterations, ${sites.length} sites`,
+    );
     console.log(['round', ...sites.map((_, i) => `site${i + 1} Dice`)].join('\t'));
     for (let r = 2; r <= config.rounds; r++) {
-      console.log([r - 1, ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? '')].join('\t'));
+      console.log(
+        [
+          r - 1,
+          ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? ''),
+        ].join('\t'),
+      );
     }
     console.log([`final`, ...sites.map((s) => s.finalDice?.toFixed(4) ?? '')].join('\t'));
     const spent = results[0].privacy.at(-1);
-    if (spent) console.log(`differential privacy: ε = ${spent.epsilon.toFixed(3)} spent after ${spent.round} rounds (δ = ${spent.delta}, noise multiplier ${spent.noiseMultiplier.toFixed(4)})`);
+    if (spent)
+      console.log(
+        `differential privacy: ε = ${spent.epsilon.toFixed(3)} spent after ${spent.round} rounds (δ = ${spent.delta}, noise multiplier ${spent.noiseMultiplier.toFixed(4)})`,
+      );
     const report = {
       config,
       sites: sites.map((s, i) => ({
         dataset: dirs[i],
-        plans: { patch_size: s.trainer!.config.patch_size, spacing: s.trainer!.config.spacing, n_stages: s.trainer!.config.architecture.arch_kwargs.n_stages },
+        plans: {
+          patch_size: s.trainer!.config.patch_size,
+          spacing: s.trainer!.config.spacing,
+          n_stages: s.trainer!.config.architecture.arch_kwargs.n_stages,
+        },
         sharedTensors: results[i].shared.length,
         localTensors: s.trainer!.net.specs.length - results[i].shared.length,
-        rounds: s.rounds.map((r) => ({ round: r.round, diceBefore: r.diceBefore ?? null, trainLoss: r.epoch.trainLoss, pseudoDice: r.epoch.pseudoDice })),
+        rounds: s.rounds.map((r) => ({
+          round: r.round,
+          diceBefore: r.diceBefore ?? null,
+          trainLoss: r.epoch.trainLoss,
+          pseudoDice: r.epoch.pseudoDice,
+        })),
         finalDice: s.finalDice,
         traffic: results[i].traffic,
       })),
@@ -135,19 +177,42 @@ const command: Command = {
     for (const [i, s] of report.sites.entries()) {
       const sent = s.traffic.reduce((a, t) => a + t.sent, 0);
       const recv = s.traffic.reduce((a, t) => a + t.received, 0);
-      console.log(`site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB`);
+      console.log(
+        `site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB`,
+      );
     }
-    if (values.json) writeFileSync(values.json, JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2));
+    if (values.json)
+      writeFileSync(
+        values.json,
+        JSON.stringify(
+          report,
+          (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v),
+          2,
+        ),
+      );
     if (values.output) {
       for (const [i, s] of sites.entries()) {
         const r = report.sites[i];
         await writeModelFolder(join(values.output, `site${i + 1}`), {
-          plans: s.plans!, datasetJson: datasetJsons[i] as never, configuration: config.configuration,
+          plans: s.plans!,
+          datasetJson: datasetJsons[i] as never,
+          configuration: config.configuration,
           weights: await s.trainer!.net.namedWeights(),
           provenance: {
-            trained_by: 'fednnunet simulate', method: config.method, sites: sites.length, site: `site${i + 1}`,
-            rounds: config.rounds, iterations: config.rounds * config.itersPerRound, shared_tensors: r.sharedTensors, local_tensors: r.localTensors,
-            ...(s.finalDice !== undefined && Number.isFinite(s.finalDice) ? { validation_dice: s.finalDice, validation: 'sliding window over whole validation cases, mean foreground Dice' } : {}),
+            trained_by: 'fednnunet simulate',
+            method: config.method,
+            sites: sites.length,
+            site: `site${i + 1}`,
+            rounds: config.rounds,
+            iterations: config.rounds * config.itersPerRound,
+            shared_tensors: r.sharedTensors,
+            local_tensors: r.localTensors,
+            ...(s.finalDice !== undefined && Number.isFinite(s.finalDice)
+              ? {
+                  validation_dice: s.finalDice,
+                  validation: 'sliding window over whole validation cases, mean foreground Dice',
+                }
+              : {}),
           },
         });
       }

@@ -21,8 +21,8 @@ const USAGE =
   '[--val-iters V] [--tiny] [--tiny-patch N] [--seed S] [--fold all|random80] [--no-augmentation] [--no-deep-supervision] ' +
   '[--checkpointing] [--backend cpu|webgpu]';
 
-
-const json = (x: unknown) => `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 4)}\n`;
+const json = (x: unknown) =>
+  `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 4)}\n`;
 
 const command: Command = {
   summary: 'train a model on a raw dataset (nnU-Net recipe; --tiny for a small CPU-sized network)',
@@ -48,18 +48,29 @@ const command: Command = {
       console.log(USAGE);
       return 0;
     }
-    if (positionals.length !== 1 || !values.output || values.epochs === undefined || values.iters === undefined) throw new UsageError(`usage: ${USAGE}`);
+    if (
+      positionals.length !== 1 ||
+      !values.output ||
+      values.epochs === undefined ||
+      values.iters === undefined
+    )
+      throw new UsageError(`usage: ${USAGE}`);
     const epochs = intOption('epochs', values.epochs, 1, 0);
     const iters = intOption('iters', values.iters, 1, 0);
     const valIters = intOption('val-iters', values['val-iters'], 0, 50);
     const seed = intOption('seed', values.seed, 0, 0);
     const fold = values.fold ?? 'random80';
-    if (fold !== 'all' && fold !== 'random80') throw new UsageError(`--fold must be 'all' or 'random80', got '${fold}'`);
-    if (values['tiny-patch'] !== undefined && !values.tiny) throw new UsageError('--tiny-patch needs --tiny');
+    if (fold !== 'all' && fold !== 'random80')
+      throw new UsageError(`--fold must be 'all' or 'random80', got '${fold}'`);
+    if (values['tiny-patch'] !== undefined && !values.tiny)
+      throw new UsageError('--tiny-patch needs --tiny');
     const backend = values.backend ?? 'cpu';
     if (backend === 'webgpu') {
       const gpu = (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
-      if (!gpu) throw new Error('the webgpu backend needs a browser with WebGPU; Node has none here. Use --backend cpu, or train in the app');
+      if (!gpu)
+        throw new Error(
+          'the webgpu backend needs a browser with WebGPU; Node has none here. Use --backend cpu, or train in the app',
+        );
     } else if (backend !== 'cpu') {
       throw new UsageError(`--backend must be cpu or webgpu, got '${backend}'`);
     }
@@ -68,28 +79,33 @@ const command: Command = {
     const dir = resolve(positionals[0]);
     const store = await rawFolderStore(fsSource(dir), basename(dir));
     const ds = { json: store.datasetJson! };
-    const plansIn = values.plans ? (JSON.parse(readFileSync(values.plans, 'utf8')) as Plans) : undefined;
-    const configuration = values.config ?? (plansIn && !plansIn.configurations['3d_fullres'] ? '2d' : '3d_fullres');
+    const plansIn = values.plans
+      ? (JSON.parse(readFileSync(values.plans, 'utf8')) as Plans)
+      : undefined;
+    const configuration =
+      values.config ?? (plansIn && !plansIn.configurations['3d_fullres'] ? '2d' : '3d_fullres');
 
     const t0 = Date.now();
-    const prep = await prepareTraining(
-      new SitePipeline(store),
-      {
-        configuration,
-        plans: plansIn,
-        tiny: values.tiny ? { patch: intOption('tiny-patch', values['tiny-patch'], 4, 24) } : false,
-        onProgress: (stage, done, total) => {
-          if (done === total) console.log(`${stage}: ${total} cases (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-        },
+    const prep = await prepareTraining(new SitePipeline(store), {
+      configuration,
+      plans: plansIn,
+      tiny: values.tiny ? { patch: intOption('tiny-patch', values['tiny-patch'], 4, 24) } : false,
+      onProgress: (stage, done, total) => {
+        if (done === total)
+          console.log(`${stage}: ${total} cases (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       },
-    );
+    });
     const trainer = new Trainer({
       plans: prep.plans,
       configuration,
       datasetJson: ds.json,
       cases: prep.cases,
       options: {
-        epochs, itersPerEpoch: iters, valIters, seed, split: fold,
+        epochs,
+        itersPerEpoch: iters,
+        valIters,
+        seed,
+        split: fold,
         augmentation: !values['no-augmentation'],
         deepSupervision: !values['no-deep-supervision'],
         checkpointing: values.checkpointing ?? false,
@@ -105,7 +121,8 @@ const command: Command = {
     mkdirSync(out, { recursive: true });
     // Given plans need no fingerprint: the folder then records the plans only (the model folder
     // itself, plans.json and dataset.json included, is written when training ends).
-    if (prep.fingerprint) writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
+    if (prep.fingerprint)
+      writeFileSync(join(out, 'dataset_fingerprint.json'), json(prep.fingerprint));
 
     await trainer.run({
       onEvent: async (e) => {
@@ -116,21 +133,36 @@ const command: Command = {
             `${e.msPerIter.toFixed(0)} ms/iter  peak ${(e.peakBytes / 2 ** 20).toFixed(1)} MiB  ${e.seconds.toFixed(1)} s`,
         );
         // nnU-Net's checkpoint_best: whenever the EMA is strictly above every earlier one.
-        if (e.isNewBest) writeFileSync(join(out, 'checkpoint_best.ckpt'), encodeCheckpoint(await trainer.checkpoint()));
+        if (e.isNewBest)
+          writeFileSync(
+            join(out, 'checkpoint_best.ckpt'),
+            encodeCheckpoint(await trainer.checkpoint()),
+          );
       },
     });
 
     const ck = await trainer.checkpoint();
     writeFileSync(join(out, 'checkpoint_final.ckpt'), encodeCheckpoint(ck));
     await writeModelFolder(out, {
-      plans: prep.plans, datasetJson: ds.json as never, configuration, weights: ck.weights,
+      plans: prep.plans,
+      datasetJson: ds.json as never,
+      configuration,
+      weights: ck.weights,
       meta: { inference_allowed_mirroring_axes: trainer.mirrorAxes },
       provenance: {
-        trained_by: 'fednnunet train', method: 'local', sites: 1, dataset: basename(dir), epochs, iterations: epochs * iters,
+        trained_by: 'fednnunet train',
+        method: 'local',
+        sites: 1,
+        dataset: basename(dir),
+        epochs,
+        iterations: epochs * iters,
         ...pseudoDiceProvenance(ck.log),
       },
     });
-    writeFileSync(join(out, 'training_log.json'), json({ ...ck.log, split: ck.split, options: ck.options }));
+    writeFileSync(
+      join(out, 'training_log.json'),
+      json({ ...ck.log, split: ck.split, options: ck.options }),
+    );
     trainer.dispose();
     console.log(`-> ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return 0;

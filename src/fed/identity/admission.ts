@@ -29,19 +29,40 @@ export interface AdmissionRequest {
 }
 
 export type Admission =
-  | { ok: true; /** Existing record to continue, or a new site. */ siteId?: string; siteName: string; /** Bind `key` to the record. */ bind: boolean }
+  | {
+      ok: true;
+      /** Existing record to continue, or a new site. */ siteId?: string;
+      siteName: string;
+      /** Bind `key` to the record. */ bind: boolean;
+    }
   | { ok: false; reason: string };
 
-export function admit(policy: AdmissionPolicy, token: string, req: AdmissionRequest, sites: ReadonlyArray<{ siteId: string; key?: SiteKeyBinding }>): Admission {
+export function admit(
+  policy: AdmissionPolicy,
+  token: string,
+  req: AdmissionRequest,
+  sites: ReadonlyArray<{ siteId: string; key?: SiteKeyBinding }>,
+): Admission {
   const fp = req.key?.fingerprint;
   const byId = req.siteId ? sites.find((s) => s.siteId === req.siteId) : undefined;
   if (byId?.key && byId.key.fingerprint !== fp) {
-    return { ok: false, reason: `site ${byId.siteId} is bound to another key (${byId.key.fingerprint}); this key is ${fp ?? 'missing'}, and the join token cannot hand a site to a new key` };
+    return {
+      ok: false,
+      reason: `site ${byId.siteId} is bound to another key (${byId.key.fingerprint}); this key is ${fp ?? 'missing'}, and the join token cannot hand a site to a new key`,
+    };
   }
   if (policy.mode === 'registry') {
-    if (!fp) return { ok: false, reason: 'this relay admits registered site keys only, and this site presented none' };
+    if (!fp)
+      return {
+        ok: false,
+        reason: 'this relay admits registered site keys only, and this site presented none',
+      };
     const reg = policy.sites.find((s) => s.fingerprint === fp);
-    if (!reg) return { ok: false, reason: `this site's key ${fp} is not registered with this relay; send this fingerprint to the relay operator` };
+    if (!reg)
+      return {
+        ok: false,
+        reason: `this site's key ${fp} is not registered with this relay; send this fingerprint to the relay operator`,
+      };
     // The key names the site: it continues its record even without a siteId (a lost browser state).
     const rec = sites.find((s) => s.key?.fingerprint === fp);
     return { ok: true, siteId: rec?.siteId, siteName: reg.name, bind: !rec };

@@ -12,7 +12,13 @@
 // The signature (ECDSA P-256, SHA-256) covers
 //   "fednnunet site frame v1" | nonce | u32 counter | u16 keyLength | public key | SHA-256(frame)
 // Hashing the frame first lets a 60 MB update be signed without copying it.
-import { IdentityError, sha256, SIGNATURE_BYTES, verifySignature, type SiteIdentity } from './site-key.ts';
+import {
+  IdentityError,
+  sha256,
+  SIGNATURE_BYTES,
+  verifySignature,
+  type SiteIdentity,
+} from './site-key.ts';
 
 export const ENVELOPE_VERSION = 1;
 export const NONCE_BYTES = 32;
@@ -24,14 +30,16 @@ const DOMAIN = new TextEncoder().encode('fednnunet site frame v1');
 /** Most bytes a signed frame adds to the protocol frame it carries. */
 export const ENVELOPE_OVERHEAD = SIGNED_HEAD + MAX_KEY_BYTES;
 
-const hasMagic = (b: Uint8Array, magic: number[]) => b.length >= 4 && magic.every((m, i) => b[i] === m);
+const hasMagic = (b: Uint8Array, magic: number[]) =>
+  b.length >= 4 && magic.every((m, i) => b[i] === m);
 
 export function newNonce(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
 }
 
 export function encodeChallenge(nonce: Uint8Array): Uint8Array {
-  if (nonce.length !== NONCE_BYTES) throw new IdentityError(`a challenge nonce has ${NONCE_BYTES} bytes`);
+  if (nonce.length !== NONCE_BYTES)
+    throw new IdentityError(`a challenge nonce has ${NONCE_BYTES} bytes`);
   const out = new Uint8Array(8 + NONCE_BYTES);
   out.set(CHALLENGE_MAGIC, 0);
   out[4] = ENVELOPE_VERSION;
@@ -43,12 +51,20 @@ export const isChallenge = (b: Uint8Array) => hasMagic(b, CHALLENGE_MAGIC);
 
 export function decodeChallenge(b: Uint8Array): Uint8Array {
   if (!isChallenge(b)) throw new IdentityError('not an identity challenge');
-  if (b[4] !== ENVELOPE_VERSION) throw new IdentityError(`identity challenge version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`);
+  if (b[4] !== ENVELOPE_VERSION)
+    throw new IdentityError(
+      `identity challenge version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`,
+    );
   if (b.length !== 8 + NONCE_BYTES) throw new IdentityError('malformed identity challenge');
   return b.slice(8);
 }
 
-function signedData(nonce: Uint8Array, counter: number, key: Uint8Array, frameHash: Uint8Array): Uint8Array {
+function signedData(
+  nonce: Uint8Array,
+  counter: number,
+  key: Uint8Array,
+  frameHash: Uint8Array,
+): Uint8Array {
   const out = new Uint8Array(DOMAIN.length + NONCE_BYTES + 6 + key.length + frameHash.length);
   out.set(DOMAIN, 0);
   let o = DOMAIN.length;
@@ -64,11 +80,19 @@ function signedData(nonce: Uint8Array, counter: number, key: Uint8Array, frameHa
 }
 
 /** Wraps and signs one protocol frame; `withKey` for a connection's first frame. */
-export async function sealFrame(id: SiteIdentity, nonce: Uint8Array, counter: number, frame: Uint8Array, withKey: boolean): Promise<Uint8Array> {
-  if (!Number.isSafeInteger(counter) || counter < 0 || counter > 0xffffffff) throw new IdentityError(`frame counter ${counter} is out of range`);
+export async function sealFrame(
+  id: SiteIdentity,
+  nonce: Uint8Array,
+  counter: number,
+  frame: Uint8Array,
+  withKey: boolean,
+): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(counter) || counter < 0 || counter > 0xffffffff)
+    throw new IdentityError(`frame counter ${counter} is out of range`);
   const key = withKey ? id.publicKey : new Uint8Array(0);
   const sig = await id.sign(signedData(nonce, counter, key, await sha256(frame)));
-  if (sig.length !== SIGNATURE_BYTES) throw new IdentityError(`expected a ${SIGNATURE_BYTES}-byte signature, got ${sig.length}`);
+  if (sig.length !== SIGNATURE_BYTES)
+    throw new IdentityError(`expected a ${SIGNATURE_BYTES}-byte signature, got ${sig.length}`);
   const out = new Uint8Array(SIGNED_HEAD + key.length + frame.length);
   out.set(SIGNED_MAGIC, 0);
   out[4] = ENVELOPE_VERSION;
@@ -91,12 +115,19 @@ export interface SignedFrame {
 
 /** Splits a signed frame (no crypto); IdentityError on a malformed or unsigned one. */
 export function parseSignedFrame(b: Uint8Array): SignedFrame {
-  if (!hasMagic(b, SIGNED_MAGIC)) throw new IdentityError('the frame is not signed; this federation accepts signed site frames only');
-  if (b[4] !== ENVELOPE_VERSION) throw new IdentityError(`signed frame version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`);
+  if (!hasMagic(b, SIGNED_MAGIC))
+    throw new IdentityError(
+      'the frame is not signed; this federation accepts signed site frames only',
+    );
+  if (b[4] !== ENVELOPE_VERSION)
+    throw new IdentityError(
+      `signed frame version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`,
+    );
   if (b.length < SIGNED_HEAD) throw new IdentityError('truncated signed frame');
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const keyLength = dv.getUint16(6, true);
-  if (keyLength > MAX_KEY_BYTES || SIGNED_HEAD + keyLength > b.length) throw new IdentityError('malformed signed frame (key length)');
+  if (keyLength > MAX_KEY_BYTES || SIGNED_HEAD + keyLength > b.length)
+    throw new IdentityError('malformed signed frame (key length)');
   return {
     counter: dv.getUint32(8, true),
     signature: b.subarray(12, SIGNED_HEAD),
@@ -106,7 +137,14 @@ export function parseSignedFrame(b: Uint8Array): SignedFrame {
 }
 
 /** Checks a parsed frame's signature under `publicKey` (the key of frame 0 of this connection). */
-export async function verifySignedFrame(publicKey: CryptoKey, nonce: Uint8Array, f: SignedFrame): Promise<boolean> {
-  return verifySignature(publicKey, f.signature, signedData(nonce, f.counter, f.key, await sha256(f.frame)));
+export async function verifySignedFrame(
+  publicKey: CryptoKey,
+  nonce: Uint8Array,
+  f: SignedFrame,
+): Promise<boolean> {
+  return verifySignature(
+    publicKey,
+    f.signature,
+    signedData(nonce, f.counter, f.key, await sha256(f.frame)),
+  );
 }
-

@@ -4,7 +4,13 @@
 // connection (the host refuses and closes it): a reliable ordered transport never loses,
 // duplicates or reorders frames, so a mismatch means tampering or a replay.
 import { encodeChallenge, newNonce, parseSignedFrame, verifySignedFrame } from './envelope.ts';
-import { fingerprintOf, IdentityError, importSitePublicKey, toBase64, type SiteIdentity } from './site-key.ts';
+import {
+  fingerprintOf,
+  IdentityError,
+  importSitePublicKey,
+  toBase64,
+  type SiteIdentity,
+} from './site-key.ts';
 import { decodeHostChallenge, signHostProof } from './host-proof.ts';
 
 /** A key that has proven possession of its private half on this connection. */
@@ -37,8 +43,12 @@ export class SiteGate {
    * per connection, before the site's hello. FrameRefused otherwise, or when there is no key to prove.
    */
   async proveHost(identity: SiteIdentity | undefined, bytes: Uint8Array): Promise<Uint8Array> {
-    if (!identity) throw new FrameRefused('this server has no host key to prove (only a workshop host tab has one)');
-    if (this.next !== 0 || this.proved) throw new FrameRefused('a host challenge may only open a connection, once');
+    if (!identity)
+      throw new FrameRefused(
+        'this server has no host key to prove (only a workshop host tab has one)',
+      );
+    if (this.next !== 0 || this.proved)
+      throw new FrameRefused('a host challenge may only open a connection, once');
     let siteNonce: Uint8Array;
     try {
       siteNonce = decodeHostChallenge(bytes);
@@ -52,16 +62,22 @@ export class SiteGate {
   /** Verifies one frame from the site and returns the protocol frame it carries; FrameRefused otherwise. */
   async open(bytes: Uint8Array): Promise<Uint8Array> {
     const first = this.next === 0;
-    if (first && bytes.length > MAX_FIRST_FRAME_BYTES) throw new FrameRefused(`a first frame of ${bytes.length} bytes is too large (a signed hello is at most ${MAX_FIRST_FRAME_BYTES})`);
+    if (first && bytes.length > MAX_FIRST_FRAME_BYTES)
+      throw new FrameRefused(
+        `a first frame of ${bytes.length} bytes is too large (a signed hello is at most ${MAX_FIRST_FRAME_BYTES})`,
+      );
     let f;
     try {
       f = parseSignedFrame(bytes);
     } catch (e) {
       throw new FrameRefused((e as Error).message);
     }
-    if (f.counter !== this.next) throw new FrameRefused(`frame number ${f.counter} arrived where ${this.next} was due (replayed, dropped or reordered)`);
+    if (f.counter !== this.next)
+      throw new FrameRefused(
+        `frame number ${f.counter} arrived where ${this.next} was due (replayed, dropped or reordered)`,
+      );
     if (first) {
-      if (!f.key.length) throw new FrameRefused('the first frame must carry the site\'s public key');
+      if (!f.key.length) throw new FrameRefused("the first frame must carry the site's public key");
       try {
         this.publicKey = await importSitePublicKey(f.key);
       } catch (e) {
@@ -71,7 +87,11 @@ export class SiteGate {
       throw new FrameRefused('a site key may only be presented in the first frame of a connection');
     }
     if (!(await verifySignedFrame(this.publicKey!, this.nonce, f))) {
-      throw new FrameRefused(first ? 'the hello is not signed by the key it presents' : `frame ${f.counter} does not carry a valid signature of this site's key (altered in transit?)`);
+      throw new FrameRefused(
+        first
+          ? 'the hello is not signed by the key it presents'
+          : `frame ${f.counter} does not carry a valid signature of this site's key (altered in transit?)`,
+      );
     }
     if (first) this.key = { fingerprint: await fingerprintOf(f.key), spki: toBase64(f.key) };
     this.next++;

@@ -16,7 +16,15 @@
 // also signs site frames with (envelope.ts); the two domain strings keep either signature from
 // standing for the other.
 import { ENVELOPE_VERSION, NONCE_BYTES, newNonce } from './envelope.ts';
-import { fingerprintOf, IdentityError, importSitePublicKey, normalizeFingerprint, SIGNATURE_BYTES, verifySignature, type SiteIdentity } from './site-key.ts';
+import {
+  fingerprintOf,
+  IdentityError,
+  importSitePublicKey,
+  normalizeFingerprint,
+  SIGNATURE_BYTES,
+  verifySignature,
+  type SiteIdentity,
+} from './site-key.ts';
 
 const HOST_CHALLENGE_MAGIC = [0x46, 0x4e, 0x48, 0x43]; // "FNHC"
 const HOST_PROOF_MAGIC = [0x46, 0x4e, 0x48, 0x50]; // "FNHP"
@@ -29,7 +37,8 @@ export class HostKeyRefused extends IdentityError {
   override name = 'HostKeyRefused';
 }
 
-const hasMagic = (b: Uint8Array, magic: number[]) => b.length >= 4 && magic.every((m, i) => b[i] === m);
+const hasMagic = (b: Uint8Array, magic: number[]) =>
+  b.length >= 4 && magic.every((m, i) => b[i] === m);
 
 export const isHostChallenge = (b: Uint8Array) => hasMagic(b, HOST_CHALLENGE_MAGIC);
 export const isHostProof = (b: Uint8Array) => hasMagic(b, HOST_PROOF_MAGIC);
@@ -46,7 +55,10 @@ export function hostChallenge(): { nonce: Uint8Array; bytes: Uint8Array } {
 
 export function decodeHostChallenge(b: Uint8Array): Uint8Array {
   if (!isHostChallenge(b)) throw new IdentityError('not a host challenge');
-  if (b[4] !== ENVELOPE_VERSION) throw new IdentityError(`host challenge version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`);
+  if (b[4] !== ENVELOPE_VERSION)
+    throw new IdentityError(
+      `host challenge version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`,
+    );
   if (b.length !== 8 + NONCE_BYTES) throw new IdentityError('malformed host challenge');
   return b.slice(8);
 }
@@ -62,10 +74,15 @@ function signedData(siteNonce: Uint8Array, hostNonce: Uint8Array, key: Uint8Arra
 }
 
 /** The host's answer to a site's challenge on a connection whose host nonce is `hostNonce`. */
-export async function signHostProof(id: SiteIdentity, siteNonce: Uint8Array, hostNonce: Uint8Array): Promise<Uint8Array> {
+export async function signHostProof(
+  id: SiteIdentity,
+  siteNonce: Uint8Array,
+  hostNonce: Uint8Array,
+): Promise<Uint8Array> {
   const key = id.publicKey;
   const sig = await id.sign(signedData(siteNonce, hostNonce, key));
-  if (sig.length !== SIGNATURE_BYTES) throw new IdentityError(`expected a ${SIGNATURE_BYTES}-byte signature, got ${sig.length}`);
+  if (sig.length !== SIGNATURE_BYTES)
+    throw new IdentityError(`expected a ${SIGNATURE_BYTES}-byte signature, got ${sig.length}`);
   const out = new Uint8Array(PROOF_HEAD + key.length);
   out.set(HOST_PROOF_MAGIC, 0);
   out[4] = ENVELOPE_VERSION;
@@ -80,16 +97,28 @@ export async function signHostProof(id: SiteIdentity, siteNonce: Uint8Array, hos
  * and its signature must cover this connection's two nonces. Returns the host's fingerprint;
  * HostKeyRefused otherwise.
  */
-export async function verifyHostProof(b: Uint8Array, siteNonce: Uint8Array, hostNonce: Uint8Array, expected: string): Promise<string> {
+export async function verifyHostProof(
+  b: Uint8Array,
+  siteNonce: Uint8Array,
+  hostNonce: Uint8Array,
+  expected: string,
+): Promise<string> {
   const want = normalizeFingerprint(expected);
-  if (!isHostProof(b) || b.length < PROOF_HEAD) throw new HostKeyRefused('the workshop host sent no proof of its key');
-  if (b[4] !== ENVELOPE_VERSION) throw new HostKeyRefused(`host proof version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`);
+  if (!isHostProof(b) || b.length < PROOF_HEAD)
+    throw new HostKeyRefused('the workshop host sent no proof of its key');
+  if (b[4] !== ENVELOPE_VERSION)
+    throw new HostKeyRefused(
+      `host proof version ${b[4]} is not supported (this is version ${ENVELOPE_VERSION})`,
+    );
   const keyLength = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint16(6, true);
-  if (keyLength > MAX_KEY_BYTES || PROOF_HEAD + keyLength !== b.length) throw new HostKeyRefused('malformed host proof (key length)');
+  if (keyLength > MAX_KEY_BYTES || PROOF_HEAD + keyLength !== b.length)
+    throw new HostKeyRefused('malformed host proof (key length)');
   const key = b.slice(PROOF_HEAD);
   const got = await fingerprintOf(key);
   if (got !== want) {
-    throw new HostKeyRefused(`the workshop host presented key ${got}, not the key in the join link (${want}): someone else may hold this workshop's code. Nothing was sent to it; ask the host for the current link`);
+    throw new HostKeyRefused(
+      `the workshop host presented key ${got}, not the key in the join link (${want}): someone else may hold this workshop's code. Nothing was sent to it; ask the host for the current link`,
+    );
   }
   let pub: CryptoKey;
   try {
@@ -97,8 +126,12 @@ export async function verifyHostProof(b: Uint8Array, siteNonce: Uint8Array, host
   } catch (e) {
     throw new HostKeyRefused((e as Error).message);
   }
-  if (!(await verifySignature(pub, b.subarray(8, PROOF_HEAD), signedData(siteNonce, hostNonce, key)))) {
-    throw new HostKeyRefused(`the workshop host's proof is not signed by key ${want} for this connection (replayed or forged)`);
+  if (
+    !(await verifySignature(pub, b.subarray(8, PROOF_HEAD), signedData(siteNonce, hostNonce, key)))
+  ) {
+    throw new HostKeyRefused(
+      `the workshop host's proof is not signed by key ${want} for this connection (replayed or forged)`,
+    );
   }
   return got;
 }

@@ -23,9 +23,17 @@ export interface StoredIdentity {
 }
 
 /** The kept site key, made and stored now if there is none. */
-export async function siteIdentity(store: SiteKeyStore, now: () => number = Date.now): Promise<StoredIdentity> {
+export async function siteIdentity(
+  store: SiteKeyStore,
+  now: () => number = Date.now,
+): Promise<StoredIdentity> {
   const existing = await store.load();
-  if (existing) return { identity: await identityOf(existing.keys), createdAt: existing.createdAt, created: false };
+  if (existing)
+    return {
+      identity: await identityOf(existing.keys),
+      createdAt: existing.createdAt,
+      created: false,
+    };
   const keys = await generateSiteKeyPair();
   const identity = await identityOf(keys);
   const mine: KeptSiteKey = { keys, fingerprint: identity.fingerprint, createdAt: now() };

@@ -21,7 +21,11 @@ export interface SignedConnectOptions {
   hostKey?: string;
 }
 
-export function signedConnect(connect: Connect, identity: () => Promise<SiteIdentity>, opts: SignedConnectOptions = {}): Connect {
+export function signedConnect(
+  connect: Connect,
+  identity: () => Promise<SiteIdentity>,
+  opts: SignedConnectOptions = {},
+): Connect {
   return async (h) => {
     const id = await identity();
     let nonce: Uint8Array | undefined;
@@ -45,7 +49,13 @@ export function signedConnect(connect: Connect, identity: () => Promise<SiteIden
             // A refusal or error before the handshake ended (e.g. a rate limit, or a host that
             // cannot prove a key): let the site see it, unless the host still owes its proof.
             if (!pinned) h.onMessage(b);
-            return failed(pinned ? new HostKeyRefused('the workshop host answered without proving its key (an older version of the app, or not the host of this link); nothing was sent to it') : new Error('the host answered without an identity challenge'));
+            return failed(
+              pinned
+                ? new HostKeyRefused(
+                    'the workshop host answered without proving its key (an older version of the app, or not the host of this link); nothing was sent to it',
+                  )
+                : new Error('the host answered without an identity challenge'),
+            );
           }
         } catch (e) {
           return failed(e as Error);
@@ -68,7 +78,21 @@ export function signedConnect(connect: Connect, identity: () => Promise<SiteIden
     const ms = opts.challengeTimeoutMs ?? 20_000;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.race([challenge, new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`the host sent no identity challenge within ${ms / 1000} s (an older relay?)`)), ms)))]);
+      await Promise.race([
+        challenge,
+        new Promise(
+          (_, fail) =>
+            (timer = setTimeout(
+              () =>
+                fail(
+                  new Error(
+                    `the host sent no identity challenge within ${ms / 1000} s (an older relay?)`,
+                  ),
+                ),
+              ms,
+            )),
+        ),
+      ]);
       if (ours) await verifyHostProof(proof!, ours.nonce, nonce!, opts.hostKey!);
       if (lost) throw new Error('the connection closed during the identity handshake');
     } catch (e) {
@@ -86,14 +110,16 @@ export function signedConnect(connect: Connect, identity: () => Promise<SiteIden
       // Signing is asynchronous; the queue keeps frames in the order the site sent them.
       send(bytes) {
         const k = counter++;
-        tail = tail.then(async () => {
-          const sealed = await sealFrame(id, n, k, bytes, k === 0);
-          if (!closed) inner.send(sealed);
-        }).catch((e) => {
-          opts.onError?.(e);
-          closed = true;
-          inner.close();
-        });
+        tail = tail
+          .then(async () => {
+            const sealed = await sealFrame(id, n, k, bytes, k === 0);
+            if (!closed) inner.send(sealed);
+          })
+          .catch((e) => {
+            opts.onError?.(e);
+            closed = true;
+            inner.close();
+          });
       },
       // Frames already handed to send() go out first, as with a plain socket.
       close() {

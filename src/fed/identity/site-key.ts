@@ -23,12 +23,16 @@ export interface SiteIdentity {
 
 function subtle(): SubtleCrypto {
   const s = (globalThis as { crypto?: Crypto }).crypto?.subtle;
-  if (!s) throw new IdentityError('site keys need WebCrypto, which browsers offer only on https:// or http://localhost pages (as WebGPU)');
+  if (!s)
+    throw new IdentityError(
+      'site keys need WebCrypto, which browsers offer only on https:// or http://localhost pages (as WebGPU)',
+    );
   return s;
 }
 
 /** Copies into a fresh ArrayBuffer-backed array (WebCrypto rejects views of shared memory). */
-const own = (b: Uint8Array): Uint8Array<ArrayBuffer> => (b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b));
+const own = (b: Uint8Array): Uint8Array<ArrayBuffer> =>
+  b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
 
 export async function sha256(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await subtle().digest('SHA-256', own(data)));
@@ -37,7 +41,10 @@ export async function sha256(data: Uint8Array): Promise<Uint8Array> {
 /** `ab12:cd34:…`: the first 128 bits of SHA-256 over the SPKI DER, in 8 groups of 4 hex digits. */
 export async function fingerprintOf(spki: Uint8Array): Promise<string> {
   const h = (await sha256(spki)).subarray(0, FINGERPRINT_BYTES);
-  return [...h].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/(.{4})(?!$)/g, '$1:');
+  return [...h]
+    .map((b) => b.toString(16).padStart(2, '0'))
+    .join('')
+    .replace(/(.{4})(?!$)/g, '$1:');
 }
 
 /**
@@ -45,9 +52,18 @@ export async function fingerprintOf(spki: Uint8Array): Promise<string> {
  * the canonical form, or an IdentityError saying what is wrong.
  */
 export function normalizeFingerprint(s: string): string {
-  const hex = s.toLowerCase().replace(/^sha256:/, '').replace(/[\s:-]/g, '');
-  if (!/^[0-9a-f]*$/.test(hex)) throw new IdentityError(`'${s}' is not a key fingerprint (hex digits, optionally grouped with ':')`);
-  if (hex.length !== FINGERPRINT_BYTES * 2) throw new IdentityError(`'${s}' has ${hex.length} hex digits; a site key fingerprint has ${FINGERPRINT_BYTES * 2}`);
+  const hex = s
+    .toLowerCase()
+    .replace(/^sha256:/, '')
+    .replace(/[\s:-]/g, '');
+  if (!/^[0-9a-f]*$/.test(hex))
+    throw new IdentityError(
+      `'${s}' is not a key fingerprint (hex digits, optionally grouped with ':')`,
+    );
+  if (hex.length !== FINGERPRINT_BYTES * 2)
+    throw new IdentityError(
+      `'${s}' has ${hex.length} hex digits; a site key fingerprint has ${FINGERPRINT_BYTES * 2}`,
+    );
   return hex.replace(/(.{4})(?!$)/g, '$1:');
 }
 
@@ -81,7 +97,11 @@ export async function importSitePublicKey(spki: Uint8Array): Promise<CryptoKey> 
   }
 }
 
-export async function verifySignature(key: CryptoKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
+export async function verifySignature(
+  key: CryptoKey,
+  signature: Uint8Array,
+  data: Uint8Array,
+): Promise<boolean> {
   return subtle().verify(SIG, key, own(signature), own(data));
 }
 

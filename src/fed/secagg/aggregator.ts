@@ -37,7 +37,15 @@ export class SecureAggregator implements RoundAggregator {
   /** The secure attempt under way (FFE or the open round), if any. */
   get status(): SecureStatus | undefined {
     const r = this.secure;
-    return r && { round: r.round, attempt: r.attempt, kind: r.kind, phase: r.phase, participants: r.participants.length };
+    return (
+      r && {
+        round: r.round,
+        attempt: r.attempt,
+        kind: r.kind,
+        phase: r.phase,
+        participants: r.participants.length,
+      }
+    );
   }
 
   started(): Outgoing[] {
@@ -81,26 +89,60 @@ export class SecureAggregator implements RoundAggregator {
     return noiseDivisor(this.host.config());
   }
 
-  private newSecureRound(kind: 'model' | 'fingerprint', round: number, participants: string[], length: number, maskedDeadline: number, minMasked: number): SecureRound {
+  private newSecureRound(
+    kind: 'model' | 'fingerprint',
+    round: number,
+    participants: string[],
+    length: number,
+    maskedDeadline: number,
+    minMasked: number,
+  ): SecureRound {
     const p = this.host.config().privacy!;
     this.secureAttempts++;
     const salt = toB64(globalThis.crypto.getRandomValues(new Uint8Array(16)));
     return new SecureRound({
-      open: { round, attempt: this.secureAttempts, kind, salt, participants, threshold: p.threshold, length },
-      now: () => this.host.now(), phaseMs: p.phaseDeadlineMs, maskedDeadline, minMasked, log: (l) => this.host.log(l),
+      open: {
+        round,
+        attempt: this.secureAttempts,
+        kind,
+        salt,
+        participants,
+        threshold: p.threshold,
+        length,
+      },
+      now: () => this.host.now(),
+      phaseMs: p.phaseDeadlineMs,
+      maskedDeadline,
+      minMasked,
+      log: (l) => this.host.log(l),
     });
   }
 
   /** FFE under secure aggregation: one secure sum of every site's summary, once all are connected. */
   private maybeOpenSecureFfe(): Outgoing[] {
     const p = this.host.config().privacy;
-    if (!p || this.host.phase() !== 'fingerprint' || this.secure || this.secureAttempts >= SECURE_ATTEMPTS) return [];
+    if (
+      !p ||
+      this.host.phase() !== 'fingerprint' ||
+      this.secure ||
+      this.secureAttempts >= SECURE_ATTEMPTS
+    )
+      return [];
     const sites = this.host.siteIds();
     if (!sites.every((id) => this.host.isConnected(id))) return [];
     const layout = ffeLayout(p.ffeCells, p.ffeChannels);
     // Sites fingerprint their data before uploading: the round deadline applies, as for training.
-    this.secure = this.newSecureRound('fingerprint', 0, sites, layout.length, this.host.now() + this.host.config().roundDeadlineMs, sites.length);
-    this.host.log(`FFE: secure sum of ${sites.length} fingerprint summaries (attempt ${this.secureAttempts})`);
+    this.secure = this.newSecureRound(
+      'fingerprint',
+      0,
+      sites,
+      layout.length,
+      this.host.now() + this.host.config().roundDeadlineMs,
+      sites.length,
+    );
+    this.host.log(
+      `FFE: secure sum of ${sites.length} fingerprint summaries (attempt ${this.secureAttempts})`,
+    );
     return this.secure.start();
   }
 
@@ -110,11 +152,20 @@ export class SecureAggregator implements RoundAggregator {
     const need = this.secureQuorum();
     const present = this.host.siteIds().filter((id) => this.host.isConnected(id));
     if (present.length < need) {
-      this.host.log(`round ${o.round}: waiting for ${need} connected sites to start a secure round (${present.length} now)`);
+      this.host.log(
+        `round ${o.round}: waiting for ${need} connected sites to start a secure round (${present.length} now)`,
+      );
       return [];
     }
     o.deadline = this.host.now() + this.host.config().roundDeadlineMs;
-    this.secure = this.newSecureRound('model', o.round, present, vectorLength(this.host.shared()), o.deadline, need);
+    this.secure = this.newSecureRound(
+      'model',
+      o.round,
+      present,
+      vectorLength(this.host.shared()),
+      o.deadline,
+      need,
+    );
     return [...present.map((id) => this.host.roundMessage(id)), ...this.secure.start()];
   }
 
@@ -124,19 +175,23 @@ export class SecureAggregator implements RoundAggregator {
     if (step.failed) return [...step.out, ...this.secureFailed(sr, step.failed)];
     if (step.result) {
       const { u3, sum } = step.result;
-      this.host.track(() => sum.then(
-        (s) => {
-          // Whatever goes wrong with the sum fails this attempt (round-failed, retry), never the relay.
-          let out: Outgoing[];
-          try {
-            out = this.secureDone(sr, u3, s);
-          } catch (e) {
-            out = this.secureFailed(sr, `the unmasked sum was refused: ${errorMessage(e)}`);
-          }
-          this.host.emit(out);
-        },
-        (e) => this.host.emit(this.secureFailed(sr, `unmasking failed: ${errorMessage(e)}`)),
-      ).catch((e) => this.host.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`)));
+      this.host.track(() =>
+        sum
+          .then(
+            (s) => {
+              // Whatever goes wrong with the sum fails this attempt (round-failed, retry), never the relay.
+              let out: Outgoing[];
+              try {
+                out = this.secureDone(sr, u3, s);
+              } catch (e) {
+                out = this.secureFailed(sr, `the unmasked sum was refused: ${errorMessage(e)}`);
+              }
+              this.host.emit(out);
+            },
+            (e) => this.host.emit(this.secureFailed(sr, `unmasking failed: ${errorMessage(e)}`)),
+          )
+          .catch((e) => this.host.log(`secure round: ${e instanceof Error ? e.stack : String(e)}`)),
+      );
     }
     return step.out;
   }
@@ -146,7 +201,19 @@ export class SecureAggregator implements RoundAggregator {
     this.secure = undefined;
     this.secureFailures.push(`attempt ${sr.attempt}: ${reason}`);
     const retry = this.secureAttempts < SECURE_ATTEMPTS;
-    const told = (why: string): Outgoing[] => sr.participants.filter((id) => this.host.isConnected(id)).map((to) => ({ to, message: { type: 'round-failed', round: sr.round, attempt: sr.attempt, reason: why, retry } }));
+    const told = (why: string): Outgoing[] =>
+      sr.participants
+        .filter((id) => this.host.isConnected(id))
+        .map((to) => ({
+          to,
+          message: {
+            type: 'round-failed',
+            round: sr.round,
+            attempt: sr.attempt,
+            reason: why,
+            retry,
+          },
+        }));
     if (this.host.phase() === 'fingerprint') {
       const why = `secure FFE failed: ${reason}`;
       if (retry) return [...told(why), ...this.maybeOpenSecureFfe()];
@@ -161,8 +228,13 @@ export class SecureAggregator implements RoundAggregator {
     if (retry) return [...told(why), ...this.openSecureAttempt()];
     // Out of attempts: the federation ends on the last good global model.
     o.record.secure = { attempts: this.secureAttempts, failures: this.secureFailures };
-    this.host.log(`secure aggregation failed ${SECURE_ATTEMPTS} times in round ${o.round}; the federation ends after round ${done}`);
-    return this.host.endOnLastGlobal(o, told(`${why}; the federation ends after ${SECURE_ATTEMPTS} failed attempts`));
+    this.host.log(
+      `secure aggregation failed ${SECURE_ATTEMPTS} times in round ${o.round}; the federation ends after round ${done}`,
+    );
+    return this.host.endOnLastGlobal(
+      o,
+      told(`${why}; the federation ends after ${SECURE_ATTEMPTS} failed attempts`),
+    );
   }
 
   /** A checked sum closes the attempt; one that fails its checks throws (the caller fails the attempt, with retry). */
@@ -171,7 +243,9 @@ export class SecureAggregator implements RoundAggregator {
     const config = this.host.config();
     const p = config.privacy!;
     if (this.host.phase() === 'fingerprint') {
-      const merged = fingerprintFromSummary(decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels)));
+      const merged = fingerprintFromSummary(
+        decodeSummarySum(sum, ffeLayout(p.ffeCells, p.ffeChannels)),
+      );
       this.secure = undefined;
       this.host.log(`FFE: securely summed ${u3.length} fingerprint summaries`);
       return this.host.fingerprintMerged(merged as unknown as Record<string, unknown>);
@@ -181,7 +255,14 @@ export class SecureAggregator implements RoundAggregator {
       this.secure = undefined;
       return [];
     }
-    const { mean, totalWeight } = checkUnmaskedSum(sum, this.host.shared(), p, config.weighting, u3.length, noiseDivisor(config));
+    const { mean, totalWeight } = checkUnmaskedSum(
+      sum,
+      this.host.shared(),
+      p,
+      config.weighting,
+      u3.length,
+      noiseDivisor(config),
+    );
     this.secure = undefined;
     o.record.contributors = u3;
     o.record.closedBy = u3.length === sr.participants.length ? 'all' : 'deadline';
@@ -190,13 +271,33 @@ export class SecureAggregator implements RoundAggregator {
     if (p.dp) {
       // Each site added variance σ²C²/m; |U3| ≥ m of them make the round's multiplier σ·√(|U3|/m).
       const sigma = p.dp.noiseMultiplier * Math.sqrt(u3.length / noiseDivisor(config));
-      const sigmas = [...this.host.history().map((h) => h.privacy?.noiseMultiplier).filter((x): x is number => x !== undefined), sigma];
+      const sigmas = [
+        ...this.host
+          .history()
+          .map((h) => h.privacy?.noiseMultiplier)
+          .filter((x): x is number => x !== undefined),
+        sigma,
+      ];
       const epsilon = epsilonOfRounds(sigmas, p.dp.delta).epsilon;
       o.record.privacy = { noiseMultiplier: sigma, epsilon };
-      this.host.log(`round ${o.round}: DP noise multiplier ${sigma.toFixed(4)}, ε spent ${epsilon.toFixed(3)} (δ = ${p.dp.delta})`);
-      for (const id of this.host.connectedIds()) before.push({ to: id, message: { type: 'privacy-spent', round: o.round, epsilon, delta: p.dp.delta, noiseMultiplier: sigma } });
+      this.host.log(
+        `round ${o.round}: DP noise multiplier ${sigma.toFixed(4)}, ε spent ${epsilon.toFixed(3)} (δ = ${p.dp.delta})`,
+      );
+      for (const id of this.host.connectedIds())
+        before.push({
+          to: id,
+          message: {
+            type: 'privacy-spent',
+            round: o.round,
+            epsilon,
+            delta: p.dp.delta,
+            noiseMultiplier: sigma,
+          },
+        });
     }
-    this.host.log(`round ${o.round}: secure sum of ${u3.length} sites, total weight ${totalWeight}`);
+    this.host.log(
+      `round ${o.round}: secure sum of ${u3.length} sites, total weight ${totalWeight}`,
+    );
     return this.host.closeRound(o, mean, before);
   }
 }

@@ -15,12 +15,17 @@
 export const DEFAULT_ALPHAS: readonly number[] = [
   ...Array.from({ length: 99 }, (_, i) => 1 + (i + 1) / 10),
   ...Array.from({ length: 52 }, (_, i) => 12 + i),
-  128, 256, 512, 1024,
+  128,
+  256,
+  512,
+  1024,
 ];
 
 function checkArgs(sigma: number, rounds: number, delta: number): void {
-  if (!(sigma > 0) || !Number.isFinite(sigma)) throw new Error(`noise multiplier must be positive, got ${sigma}`);
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`rounds must be a positive integer, got ${rounds}`);
+  if (!(sigma > 0) || !Number.isFinite(sigma))
+    throw new Error(`noise multiplier must be positive, got ${sigma}`);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`rounds must be a positive integer, got ${rounds}`);
   if (!(delta > 0 && delta < 1)) throw new Error(`delta must be in (0, 1), got ${delta}`);
 }
 
@@ -30,7 +35,12 @@ export function gaussianRdp(sigma: number, rounds: number, alpha: number): numbe
 }
 
 /** (ε, best α) for R rounds at noise multiplier σ and the given δ, minimised over `alphas`. */
-export function epsilon(sigma: number, rounds: number, delta: number, alphas: readonly number[] = DEFAULT_ALPHAS): { epsilon: number; alpha: number } {
+export function epsilon(
+  sigma: number,
+  rounds: number,
+  delta: number,
+  alphas: readonly number[] = DEFAULT_ALPHAS,
+): { epsilon: number; alpha: number } {
   checkArgs(sigma, rounds, delta);
   let best = { epsilon: Infinity, alpha: Number.NaN };
   for (const a of alphas) {
@@ -45,7 +55,11 @@ export function epsilon(sigma: number, rounds: number, delta: number, alphas: re
  * (ε, best α) after rounds with different noise multipliers σ_r (a round where more sites than
  * the noise divisor survived carries more noise): RDP Σ_r α/(2σ_r²), the same conversion.
  */
-export function epsilonOfRounds(sigmas: readonly number[], delta: number, alphas: readonly number[] = DEFAULT_ALPHAS): { epsilon: number; alpha: number } {
+export function epsilonOfRounds(
+  sigmas: readonly number[],
+  delta: number,
+  alphas: readonly number[] = DEFAULT_ALPHAS,
+): { epsilon: number; alpha: number } {
   if (sigmas.length === 0) return { epsilon: 0, alpha: Number.NaN };
   for (const s of sigmas) checkArgs(s, 1, delta);
   const rho = sigmas.reduce((a, s) => a + 1 / (2 * s * s), 0);
@@ -62,8 +76,15 @@ export function epsilonOfRounds(sigmas: readonly number[], delta: number, alphas
  * Smallest noise multiplier σ (to relative precision `tol`) whose ε over R rounds at δ is at
  * most `targetEpsilon`. ε is decreasing in σ, so bisection on σ.
  */
-export function noiseMultiplier(targetEpsilon: number, delta: number, rounds: number, alphas: readonly number[] = DEFAULT_ALPHAS, tol = 1e-6): number {
-  if (!(targetEpsilon > 0) || !Number.isFinite(targetEpsilon)) throw new Error(`target epsilon must be positive, got ${targetEpsilon}`);
+export function noiseMultiplier(
+  targetEpsilon: number,
+  delta: number,
+  rounds: number,
+  alphas: readonly number[] = DEFAULT_ALPHAS,
+  tol = 1e-6,
+): number {
+  if (!(targetEpsilon > 0) || !Number.isFinite(targetEpsilon))
+    throw new Error(`target epsilon must be positive, got ${targetEpsilon}`);
   checkArgs(1, rounds, delta);
   let lo = 1e-3;
   let hi = 1;

@@ -24,7 +24,11 @@
 //    a clear error.
 // What the relay learns is therefore the merged summary plus the multisets of per-site max and
 // min intensities (not which site had which) and the number of sites: docs/secure-aggregation.md.
-import { summaryCaseCount, PRIVATE_FORMAT, type PrivateFingerprintSummary } from '../../fingerprint/ffe.ts';
+import {
+  summaryCaseCount,
+  PRIVATE_FORMAT,
+  type PrivateFingerprintSummary,
+} from '../../fingerprint/ffe.ts';
 import type { ChannelIntensityProperties } from '../../fingerprint/types.ts';
 
 const STATS = ['mean', 'median', 'std', 'percentile_00_5', 'percentile_99_5'] as const;
@@ -51,8 +55,10 @@ export interface FfeLayout {
 }
 
 export function ffeLayout(cells: number, channels: number): FfeLayout {
-  if (!Number.isInteger(cells) || cells < 3 || cells % 3 !== 0) throw new Error(`FFE sketch cells must be a positive multiple of 3, got ${cells}`);
-  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS) throw new Error(`FFE channel slots must be 1..${MAX_CHANNELS}, got ${channels}`);
+  if (!Number.isInteger(cells) || cells < 3 || cells % 3 !== 0)
+    throw new Error(`FFE sketch cells must be a positive multiple of 3, got ${cells}`);
+  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS)
+    throw new Error(`FFE channel slots must be 1..${MAX_CHANNELS}, got ${channels}`);
   const mrs = 2;
   const channel = mrs + FIX_LIMBS;
   const channelWords = 1 + STATS.length * FIX_LIMBS;
@@ -82,7 +88,8 @@ export function fixedPoint(v: number, w: number): bigint {
     const r = x - q * d;
     x = 2n * r > d || (2n * r === d && (q & 1n) === 1n) ? q + 1n : q;
   }
-  if (x >= 1n << BigInt(16 * FIX_LIMBS - 1)) throw new Error(`value ${v} × weight ${w} is out of the fixed-point range`);
+  if (x >= 1n << BigInt(16 * FIX_LIMBS - 1))
+    throw new Error(`value ${v} × weight ${w} is out of the fixed-point range`);
   return neg ? -x : x;
 }
 
@@ -166,7 +173,7 @@ function peel(sum: Uint32Array, l: FfeLayout): Array<{ key: Key; count: number }
       if (s % c !== 0 || s / c > 0xffff) return null;
       key.push(s / c);
     }
-    if ((Math.imul(c, checksum(key)) >>> 0) !== t[at + 1 + KEY_LIMBS]) return null;
+    if (Math.imul(c, checksum(key)) >>> 0 !== t[at + 1 + KEY_LIMBS]) return null;
     return positions(key, l.cells).includes(p) ? key : null;
   };
   let progress = true;
@@ -187,7 +194,10 @@ function peel(sum: Uint32Array, l: FfeLayout): Array<{ key: Key; count: number }
       progress = true;
     }
   }
-  if (t.some((v) => v !== 0)) throw new Error(`the FFE sketch of ${l.cells} cells holds too many distinct (spacing, size) values to decode; raise the sketch size (privacy.ffeCells)`);
+  if (t.some((v) => v !== 0))
+    throw new Error(
+      `the FFE sketch of ${l.cells} cells holds too many distinct (spacing, size) values to decode; raise the sketch size (privacy.ffeCells)`,
+    );
   return out;
 }
 
@@ -195,18 +205,25 @@ function peel(sum: Uint32Array, l: FfeLayout): Array<{ key: Key; count: number }
 
 /** A site's vector for its private summary. */
 export function encodeSummary(s: PrivateFingerprintSummary, l: FfeLayout): Uint32Array {
-  if (s.private_ffe !== PRIVATE_FORMAT) throw new Error(`not a private fingerprint summary (private_ffe: ${String(s.private_ffe)})`);
-  if (s.axes.length !== AXES) throw new Error(`secure FFE handles ${AXES}-axis fingerprints, this one has ${s.axes.length}`);
+  if (s.private_ffe !== PRIVATE_FORMAT)
+    throw new Error(`not a private fingerprint summary (private_ffe: ${String(s.private_ffe)})`);
+  if (s.axes.length !== AXES)
+    throw new Error(`secure FFE handles ${AXES}-axis fingerprints, this one has ${s.axes.length}`);
   const w = summaryCaseCount(s);
-  if (w > 0xffff) throw new Error(`secure FFE handles at most 65,535 cases per site, this site has ${w}`);
+  if (w > 0xffff)
+    throw new Error(`secure FFE handles at most 65,535 cases per site, this site has ${w}`);
   const out = new Uint32Array(l.length);
   out[0] = 1;
   out[1] = w;
   putFixed(out, l.mrs, fixedPoint(s.median_relative_size_after_cropping, w));
   const channels = Object.keys(s.foreground_intensity_properties_per_channel);
-  if (channels.length > l.channels) throw new Error(`this site has ${channels.length} image channels; the federation's FFE layout has ${l.channels} slots`);
+  if (channels.length > l.channels)
+    throw new Error(
+      `this site has ${channels.length} image channels; the federation's FFE layout has ${l.channels} slots`,
+    );
   channels.forEach((name, k) => {
-    if (name !== String(k)) throw new Error(`intensity channels must be named 0..${channels.length - 1}, got '${name}'`);
+    if (name !== String(k))
+      throw new Error(`intensity channels must be named 0..${channels.length - 1}, got '${name}'`);
     const p = s.foreground_intensity_properties_per_channel[name];
     const at = l.channel + k * l.channelWords;
     out[at] = 1;
@@ -216,10 +233,12 @@ export function encodeSummary(s: PrivateFingerprintSummary, l: FfeLayout): Uint3
   });
   s.axes.forEach((groups, a) => {
     for (const [spacing, sizes] of groups) {
-      if (!(spacing > 0) || !Number.isFinite(spacing)) throw new Error(`invalid spacing ${spacing} on axis ${a}`);
+      if (!(spacing > 0) || !Number.isFinite(spacing))
+        throw new Error(`invalid spacing ${spacing} on axis ${a}`);
       const counts = new Map<number, number>();
       for (const size of sizes) {
-        if (!Number.isInteger(size) || size < 0 || size > 0xffff) throw new Error(`size ${size} on axis ${a} is not an integer in 0..65535`);
+        if (!Number.isInteger(size) || size < 0 || size > 0xffff)
+          throw new Error(`size ${size} on axis ${a} is not an integer in 0..65535`);
         counts.set(size, (counts.get(size) ?? 0) + 1);
       }
       for (const [size, c] of counts) insert(out, l, keyOf(TAG_AXIS + a, spacing, size), c);
@@ -234,7 +253,8 @@ export function encodeSummary(s: PrivateFingerprintSummary, l: FfeLayout): Uint3
  * weighted means are rounded once instead of at every step. Throws on inconsistent input.
  */
 export function decodeSummarySum(sum: Uint32Array, l: FfeLayout): PrivateFingerprintSummary {
-  if (sum.length !== l.length) throw new Error(`FFE sum of ${sum.length} words, the layout has ${l.length}`);
+  if (sum.length !== l.length)
+    throw new Error(`FFE sum of ${sum.length} words, the layout has ${l.length}`);
   const sites = sum[0];
   const cases = sum[1];
   if (sites < 1 || cases < 1) throw new Error('the FFE sum holds no site');
@@ -247,12 +267,18 @@ export function decodeSummarySum(sum: Uint32Array, l: FfeLayout): PrivateFingerp
       if (k === 0) throw new Error('no site reported intensity channel 0');
       continue;
     }
-    if (present !== sites || Object.keys(intensities).length !== k) throw new Error(`sites disagree on image channels: ${present} of ${sites} sites have channel ${k}; FFE needs the same channels everywhere`);
+    if (present !== sites || Object.keys(intensities).length !== k)
+      throw new Error(
+        `sites disagree on image channels: ${present} of ${sites} sites have channel ${k}; FFE needs the same channels everywhere`,
+      );
     const extremes = (tag: number) => keys.filter((x) => x.key[0] === tag);
     const maxima = extremes(TAG_MAX + k);
     const minima = extremes(TAG_MIN + k);
     const n = (xs: typeof maxima) => xs.reduce((a, x) => a + x.count, 0);
-    if (n(maxima) !== sites || n(minima) !== sites) throw new Error(`channel ${k}: the sketch holds ${n(maxima)} maxima and ${n(minima)} minima for ${sites} sites`);
+    if (n(maxima) !== sites || n(minima) !== sites)
+      throw new Error(
+        `channel ${k}: the sketch holds ${n(maxima)} maxima and ${n(minima)} minima for ${sites} sites`,
+      );
     const stat = (i: number) => fixedMean(getFixed(sum, at + 1 + i * FIX_LIMBS), cases);
     // As FednnU-Net: max/min through float32, the rest case-weighted means; keys alphabetical.
     intensities[String(k)] = {
@@ -275,10 +301,18 @@ export function decodeSummarySum(sum: Uint32Array, l: FfeLayout): PrivateFingerp
       bySpacing.set(spacing, list);
       total += count;
     }
-    if (total !== cases) throw new Error(`axis ${a} lists ${total} cases, the sites reported ${cases}`);
-    return [...bySpacing.entries()].sort((x, y) => x[0] - y[0]).map(([spacing, sizes]): [number, number[]] => [spacing, sizes.sort((x, y) => x - y)]);
+    if (total !== cases)
+      throw new Error(`axis ${a} lists ${total} cases, the sites reported ${cases}`);
+    return [...bySpacing.entries()]
+      .sort((x, y) => x[0] - y[0])
+      .map(([spacing, sizes]): [number, number[]] => [spacing, sizes.sort((x, y) => x - y)]);
   });
-  const known = new Set([TAG_AXIS, TAG_AXIS + 1, TAG_AXIS + 2, ...Array.from({ length: l.channels }, (_, k) => [TAG_MAX + k, TAG_MIN + k]).flat()]);
+  const known = new Set([
+    TAG_AXIS,
+    TAG_AXIS + 1,
+    TAG_AXIS + 2,
+    ...Array.from({ length: l.channels }, (_, k) => [TAG_MAX + k, TAG_MIN + k]).flat(),
+  ]);
   const stray = keys.find((x) => !known.has(x.key[0]));
   if (stray) throw new Error(`the FFE sketch holds a key with unknown tag ${stray.key[0]}`);
   return {

@@ -20,17 +20,24 @@ export function secureStatusText(s: SecureStatus): string {
 /** The privacy line: asked for (fixed at start), or the fixed settings and the ε spent; '' when plain. */
 export function privacyText(s: Readonly<CoordinatorSnapshot>): string {
   if (s.privacyAtStart) {
-    const dp = s.privacyAtStart.dpEpsilon !== undefined ? `, differential privacy at ε = ${s.privacyAtStart.dpEpsilon}` : '';
+    const dp =
+      s.privacyAtStart.dpEpsilon !== undefined
+        ? `, differential privacy at ε = ${s.privacyAtStart.dpEpsilon}`
+        : '';
     return `Secure aggregation${dp}: the threshold is fixed at Start, from the sites joined then (a majority by default); no site can join after.`;
   }
   const p = s.config.privacy;
   if (!p) return '';
-  const lines = [`Secure aggregation: the host sees only sums; threshold ${p.threshold} of ${s.sites.length} sites, clip ${p.clip}.`];
+  const lines = [
+    `Secure aggregation: the host sees only sums; threshold ${p.threshold} of ${s.sites.length} sites, clip ${p.clip}.`,
+  ];
   if (p.dp) {
     const last = [...s.history].reverse().find((h) => h.privacy);
-    lines.push(last
-      ? `Differential privacy: ε = ${last.privacy!.epsilon.toFixed(2)} spent after round ${last.round} (δ = ${p.dp.delta}; target ε = ${p.dp.epsilon} over ${s.config.rounds} rounds).`
-      : `Differential privacy: target ε = ${p.dp.epsilon} over ${s.config.rounds} rounds (δ = ${p.dp.delta}); nothing spent yet.`);
+    lines.push(
+      last
+        ? `Differential privacy: ε = ${last.privacy!.epsilon.toFixed(2)} spent after round ${last.round} (δ = ${p.dp.delta}; target ε = ${p.dp.epsilon} over ${s.config.rounds} rounds).`
+        : `Differential privacy: target ε = ${p.dp.epsilon} over ${s.config.rounds} rounds (δ = ${p.dp.delta}); nothing spent yet.`,
+    );
   }
   return lines.join(' ');
 }

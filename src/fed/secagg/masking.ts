@@ -59,8 +59,10 @@ export interface UnmaskReveal {
 }
 
 function checkConfig(cfg: RoundConfig): void {
-  if (!Number.isInteger(cfg.n) || !Number.isInteger(cfg.t) || cfg.t < 2 || cfg.t > cfg.n) throw new Error(`invalid threshold ${cfg.t} of ${cfg.n}`);
-  if (!Number.isInteger(cfg.length) || cfg.length < 0) throw new Error(`invalid length ${cfg.length}`);
+  if (!Number.isInteger(cfg.n) || !Number.isInteger(cfg.t) || cfg.t < 2 || cfg.t > cfg.n)
+    throw new Error(`invalid threshold ${cfg.t} of ${cfg.n}`);
+  if (!Number.isInteger(cfg.length) || cfg.length < 0)
+    throw new Error(`invalid length ${cfg.length}`);
 }
 
 function b64url(bytes: Uint8Array): string {
@@ -78,7 +80,11 @@ function unb64url(s: string): Uint8Array {
 export async function prg(seed: Uint8Array, length: number): Promise<Uint32Array> {
   if (seed.length !== SEED_BYTES) throw new Error(`seed must be ${SEED_BYTES} bytes`);
   const key = await subtle().importKey('raw', ab(seed), 'AES-CTR', false, ['encrypt']);
-  const ks = await subtle().encrypt({ name: 'AES-CTR', counter: new Uint8Array(16), length: 64 }, key, new Uint8Array(length * 4));
+  const ks = await subtle().encrypt(
+    { name: 'AES-CTR', counter: new Uint8Array(16), length: 64 },
+    key,
+    new Uint8Array(length * 4),
+  );
   return new Uint32Array(ks);
 }
 
@@ -87,18 +93,49 @@ async function ecdhBits(priv: CryptoKey, pubRaw: Uint8Array): Promise<ArrayBuffe
   return subtle().deriveBits({ name: 'ECDH', public: pub }, priv, 256);
 }
 
-async function hkdf(ikm: ArrayBuffer, salt: Uint8Array, info: string, bits = 256): Promise<Uint8Array> {
+async function hkdf(
+  ikm: ArrayBuffer,
+  salt: Uint8Array,
+  info: string,
+  bits = 256,
+): Promise<Uint8Array> {
   const k = await subtle().importKey('raw', ikm, 'HKDF', false, ['deriveBits']);
-  return new Uint8Array(await subtle().deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: ab(salt), info: enc.encode(info) }, k, bits));
+  return new Uint8Array(
+    await subtle().deriveBits(
+      { name: 'HKDF', hash: 'SHA-256', salt: ab(salt), info: enc.encode(info) },
+      k,
+      bits,
+    ),
+  );
 }
 
 /** Pairwise mask seed s_ij = HKDF(ECDH(s_i, s_j)), symmetric in i and j. */
-export async function pairSeed(priv: CryptoKey, i: number, j: number, pubJ: Uint8Array, roundId: Uint8Array): Promise<Uint8Array> {
-  return hkdf(await ecdhBits(priv, pubJ), roundId, `fednnunet-secagg/mask/${Math.min(i, j)}-${Math.max(i, j)}`);
+export async function pairSeed(
+  priv: CryptoKey,
+  i: number,
+  j: number,
+  pubJ: Uint8Array,
+  roundId: Uint8Array,
+): Promise<Uint8Array> {
+  return hkdf(
+    await ecdhBits(priv, pubJ),
+    roundId,
+    `fednnunet-secagg/mask/${Math.min(i, j)}-${Math.max(i, j)}`,
+  );
 }
 
-async function shareKey(priv: CryptoKey, i: number, j: number, pubJ: Uint8Array, roundId: Uint8Array): Promise<CryptoKey> {
-  const raw = await hkdf(await ecdhBits(priv, pubJ), roundId, `fednnunet-secagg/enc/${Math.min(i, j)}-${Math.max(i, j)}`);
+async function shareKey(
+  priv: CryptoKey,
+  i: number,
+  j: number,
+  pubJ: Uint8Array,
+  roundId: Uint8Array,
+): Promise<CryptoKey> {
+  const raw = await hkdf(
+    await ecdhBits(priv, pubJ),
+    roundId,
+    `fednnunet-secagg/enc/${Math.min(i, j)}-${Math.max(i, j)}`,
+  );
   return subtle().importKey('raw', ab(raw), 'AES-GCM', false, ['encrypt', 'decrypt']);
 }
 
@@ -118,8 +155,16 @@ async function exportPrivate(k: CryptoKey): Promise<Uint8Array> {
 
 /** Rebuilds a P-256 ECDH private key from its 32-byte scalar and raw public key. */
 export async function importPrivate(d: Uint8Array, pubRaw: Uint8Array): Promise<CryptoKey> {
-  if (pubRaw.length !== 65 || pubRaw[0] !== 4) throw new Error('expected an uncompressed P-256 public key');
-  const jwk: JsonWebKey = { kty: 'EC', crv: 'P-256', d: b64url(d), x: b64url(pubRaw.subarray(1, 33)), y: b64url(pubRaw.subarray(33, 65)), ext: false };
+  if (pubRaw.length !== 65 || pubRaw[0] !== 4)
+    throw new Error('expected an uncompressed P-256 public key');
+  const jwk: JsonWebKey = {
+    kty: 'EC',
+    crv: 'P-256',
+    d: b64url(d),
+    x: b64url(pubRaw.subarray(1, 33)),
+    y: b64url(pubRaw.subarray(33, 65)),
+    ext: false,
+  };
   return subtle().importKey('jwk', jwk, EC, false, ['deriveBits']);
 }
 
@@ -140,7 +185,8 @@ export class SecAggSite {
 
   static async create(id: number, cfg: RoundConfig): Promise<SecAggSite> {
     checkConfig(cfg);
-    if (!Number.isInteger(id) || id < 0 || id >= cfg.n) throw new Error(`site id ${id} out of range`);
+    if (!Number.isInteger(id) || id < 0 || id >= cfg.n)
+      throw new Error(`site id ${id} out of range`);
     // Extractable: the s private key is Shamir-shared so the server can unmask if this site drops.
     const c = (await subtle().generateKey(EC, false, ['deriveBits'])) as CryptoKeyPair;
     const s = (await subtle().generateKey(EC, true, ['deriveBits'])) as CryptoKeyPair;
@@ -156,7 +202,8 @@ export class SecAggSite {
 
   /** Step 1: shares of b_i and s_i^sk for every site in U1 (self included), each sealed to its recipient. */
   async shareKeys(u1: SiteAdvert[]): Promise<SealedShares[]> {
-    if (u1.length < this.cfg.t) throw new Error(`only ${u1.length} sites advertised, threshold is ${this.cfg.t}`);
+    if (u1.length < this.cfg.t)
+      throw new Error(`only ${u1.length} sites advertised, threshold is ${this.cfg.t}`);
     if (!u1.some((a) => a.id === this.id)) throw new Error('U1 must include this site');
     this.b = globalThis.crypto.getRandomValues(new Uint8Array(SEED_BYTES));
     const bSh = split(this.b, this.cfg.t, this.cfg.n);
@@ -168,7 +215,11 @@ export class SecAggSite {
       plain.set(sSh[a.id].y, SHARE_BYTES);
       const key = await shareKey(this.c.privateKey, this.id, a.id, a.cPub, this.cfg.roundId);
       const iv = globalThis.crypto.getRandomValues(new Uint8Array(12));
-      const ct = await subtle().encrypt({ name: 'AES-GCM', iv, additionalData: ab(aad(this.id, a.id, this.cfg.roundId)) }, key, plain);
+      const ct = await subtle().encrypt(
+        { name: 'AES-GCM', iv, additionalData: ab(aad(this.id, a.id, this.cfg.roundId)) },
+        key,
+        plain,
+      );
       out.push({ from: this.id, to: a.id, iv, ciphertext: new Uint8Array(ct) });
     }
     return out;
@@ -179,18 +230,33 @@ export class SecAggSite {
    * site whose shares went out (the relay tells each site U2); their masks enter masked_i.
    */
   async receiveShares(sealed: SealedShares[], u2: SiteAdvert[]): Promise<void> {
-    if (u2.length < this.cfg.t) throw new Error(`only ${u2.length} sites shared keys, threshold is ${this.cfg.t}`);
+    if (u2.length < this.cfg.t)
+      throw new Error(`only ${u2.length} sites shared keys, threshold is ${this.cfg.t}`);
     const byId = new Map(u2.map((a) => [a.id, a]));
     for (const m of sealed) {
       if (m.to !== this.id) throw new Error(`share addressed to ${m.to}, this is ${this.id}`);
       const a = byId.get(m.from);
       if (!a) continue; // sender not in U2: ignore
       const key = await shareKey(this.c.privateKey, this.id, m.from, a.cPub, this.cfg.roundId);
-      const plain = new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: ab(m.iv), additionalData: ab(aad(m.from, this.id, this.cfg.roundId)) }, key, ab(m.ciphertext)));
+      const plain = new Uint8Array(
+        await subtle().decrypt(
+          {
+            name: 'AES-GCM',
+            iv: ab(m.iv),
+            additionalData: ab(aad(m.from, this.id, this.cfg.roundId)),
+          },
+          key,
+          ab(m.ciphertext),
+        ),
+      );
       if (plain.length !== 2 * SHARE_BYTES) throw new Error('share of unexpected size');
-      this.held.set(m.from, { b: { x: this.id + 1, y: plain.slice(0, SHARE_BYTES) }, s: { x: this.id + 1, y: plain.slice(SHARE_BYTES) } });
+      this.held.set(m.from, {
+        b: { x: this.id + 1, y: plain.slice(0, SHARE_BYTES) },
+        s: { x: this.id + 1, y: plain.slice(SHARE_BYTES) },
+      });
     }
-    for (const a of u2) if (!this.held.has(a.id)) throw new Error(`no share from site ${a.id} in U2`);
+    for (const a of u2)
+      if (!this.held.has(a.id)) throw new Error(`no share from site ${a.id} in U2`);
     this.u2Adverts = u2;
     this.u2 = u2.map((a) => a.id);
   }
@@ -200,12 +266,16 @@ export class SecAggSite {
   /** Step 2: masked_i = q(x_i) + Σ ±PRG(s_ij) + PRG(b_i) mod 2^32, over j ∈ U2∖{i}. */
   async maskedInput(q: Uint32Array): Promise<Uint32Array> {
     if (!this.b || !this.u2) throw new Error('shareKeys and receiveShares must come first');
-    if (q.length !== this.cfg.length) throw new Error(`input has ${q.length} words, round expects ${this.cfg.length}`);
+    if (q.length !== this.cfg.length)
+      throw new Error(`input has ${q.length} words, round expects ${this.cfg.length}`);
     const out = Uint32Array.from(q);
     addInto(out, await prg(this.b, q.length));
     for (const a of this.u2Adverts) {
       if (a.id === this.id) continue;
-      const m = await prg(await pairSeed(this.s.privateKey, this.id, a.id, a.sPub, this.cfg.roundId), q.length);
+      const m = await prg(
+        await pairSeed(this.s.privateKey, this.id, a.id, a.sPub, this.cfg.roundId),
+        q.length,
+      );
       if (this.id < a.id) addInto(out, m);
       else subInto(out, m);
     }
@@ -220,10 +290,12 @@ export class SecAggSite {
   unmask(u3: number[]): UnmaskReveal {
     if (!this.u2) throw new Error('receiveShares must come first');
     const set = new Set(u3);
-    if (set.size < this.cfg.t) throw new Error(`only ${set.size} survivors, threshold is ${this.cfg.t}`);
+    if (set.size < this.cfg.t)
+      throw new Error(`only ${set.size} survivors, threshold is ${this.cfg.t}`);
     for (const j of set) if (!this.u2.includes(j)) throw new Error(`survivor ${j} is not in U2`);
     const key = [...set].sort((a, b) => a - b);
-    if (this.u3 && this.u3.join() !== key.join()) throw new Error('U3 changed between unmask requests');
+    if (this.u3 && this.u3.join() !== key.join())
+      throw new Error('U3 changed between unmask requests');
     this.u3 = key;
     const bShares = new Map<number, Share>();
     const sShares = new Map<number, Share>();
@@ -241,11 +313,17 @@ export class SecAggSite {
  * U3 and the reveals of U4 (|U4| ≥ t). Returns Σ_{i∈U3} q(x_i) mod 2^32 (dequantise with
  * `dequantize` from quantize.ts).
  */
-export async function unmaskSum(cfg: RoundConfig, u2: SiteAdvert[], masked: Map<number, Uint32Array>, reveals: UnmaskReveal[]): Promise<Uint32Array> {
+export async function unmaskSum(
+  cfg: RoundConfig,
+  u2: SiteAdvert[],
+  masked: Map<number, Uint32Array>,
+  reveals: UnmaskReveal[],
+): Promise<Uint32Array> {
   checkConfig(cfg);
   const sum = new Uint32Array(cfg.length);
   for (const v of masked.values()) {
-    if (v.length !== cfg.length) throw new Error(`masked vector of ${v.length} words, round expects ${cfg.length}`);
+    if (v.length !== cfg.length)
+      throw new Error(`masked vector of ${v.length} words, round expects ${cfg.length}`);
     addInto(sum, v);
   }
   return removeMasks(cfg, u2, [...masked.keys()], sum, reveals);
@@ -255,15 +333,26 @@ export async function unmaskSum(cfg: RoundConfig, u2: SiteAdvert[], masked: Map<
  * The same from the running sum of the U3 masked vectors (what a relay keeps: one vector, not
  * one per site). Removes the self-masks of U3 and the pairwise masks of U2∖U3, in place.
  */
-export async function removeMasks(cfg: RoundConfig, u2: SiteAdvert[], u3: number[], sum: Uint32Array, reveals: UnmaskReveal[]): Promise<Uint32Array> {
+export async function removeMasks(
+  cfg: RoundConfig,
+  u2: SiteAdvert[],
+  u3: number[],
+  sum: Uint32Array,
+  reveals: UnmaskReveal[],
+): Promise<Uint32Array> {
   checkConfig(cfg);
   const byId = new Map(u2.map((a) => [a.id, a]));
   const inU3 = new Set(u3);
   if (inU3.size !== u3.length) throw new Error('U3 lists a site twice');
   if (u3.length < cfg.t) throw new Error(`only ${u3.length} masked vectors, threshold is ${cfg.t}`);
-  if (reveals.length < cfg.t) throw new Error(`only ${reveals.length} sites answered the unmasking round, threshold is ${cfg.t}`);
-  if (sum.length !== cfg.length) throw new Error(`sum of ${sum.length} words, round expects ${cfg.length}`);
-  for (const i of u3) if (!byId.has(i)) throw new Error(`masked vector from ${i}, which is not in U2`);
+  if (reveals.length < cfg.t)
+    throw new Error(
+      `only ${reveals.length} sites answered the unmasking round, threshold is ${cfg.t}`,
+    );
+  if (sum.length !== cfg.length)
+    throw new Error(`sum of ${sum.length} words, round expects ${cfg.length}`);
+  for (const i of u3)
+    if (!byId.has(i)) throw new Error(`masked vector from ${i}, which is not in U2`);
   const sharesOf = (j: number, kind: 'bShares' | 'sShares'): Share[] =>
     reveals.map((r) => r[kind].get(j)).filter((s): s is Share => s !== undefined);
   for (const i of u3) {

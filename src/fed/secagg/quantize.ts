@@ -17,11 +17,15 @@ export interface QuantParams {
 
 /** Throws unless n sites' sums cannot overflow the signed 32-bit range. */
 export function checkHeadroom(p: QuantParams, n: number): void {
-  if (!Number.isInteger(p.fracBits) || p.fracBits < 0 || p.fracBits > 30) throw new Error(`fracBits must be an integer in [0, 30], got ${p.fracBits}`);
-  if (!(p.clip > 0) || !Number.isFinite(p.clip)) throw new Error(`clip must be positive, got ${p.clip}`);
+  if (!Number.isInteger(p.fracBits) || p.fracBits < 0 || p.fracBits > 30)
+    throw new Error(`fracBits must be an integer in [0, 30], got ${p.fracBits}`);
+  if (!(p.clip > 0) || !Number.isFinite(p.clip))
+    throw new Error(`clip must be positive, got ${p.clip}`);
   if (!Number.isInteger(n) || n < 1) throw new Error(`n must be a positive integer, got ${n}`);
   if (n * (p.clip * 2 ** p.fracBits + 0.5) >= 2 ** 31) {
-    throw new Error(`sum of ${n} values clipped to ${p.clip} with ${p.fracBits} fractional bits can overflow int32`);
+    throw new Error(
+      `sum of ${n} values clipped to ${p.clip} with ${p.fracBits} fractional bits can overflow int32`,
+    );
   }
 }
 

@@ -10,7 +10,13 @@
 // the final unmasking, which it hands back as a promise.
 import type { Message, SecaggOpen } from '../protocol.ts';
 import type { Outgoing } from '../round-types.ts';
-import { removeMasks, SHARE_BYTES, type RoundConfig, type SiteAdvert, type UnmaskReveal } from './masking.ts';
+import {
+  removeMasks,
+  SHARE_BYTES,
+  type RoundConfig,
+  type SiteAdvert,
+  type UnmaskReveal,
+} from './masking.ts';
 import { addInto } from './quantize.ts';
 import { fromB64, IV_BYTES, PUBKEY_BYTES, SEALED_BYTES, wordsOf } from './wire.ts';
 import type { Share } from './shamir.ts';
@@ -21,7 +27,12 @@ import { errorMessage } from '../../util/errors.ts';
 
 export type SecurePhase = 'advert' | 'shares' | 'masked' | 'unmask' | 'computing' | 'over';
 const ORDER: SecurePhase[] = ['advert', 'shares', 'masked', 'unmask', 'computing', 'over'];
-const PHASE_OF: Record<string, SecurePhase> = { 'secagg-advert': 'advert', 'secagg-shares': 'shares', 'secagg-masked': 'masked', 'secagg-reveal': 'unmask' };
+const PHASE_OF: Record<string, SecurePhase> = {
+  'secagg-advert': 'advert',
+  'secagg-shares': 'shares',
+  'secagg-masked': 'masked',
+  'secagg-reveal': 'unmask',
+};
 
 export interface SecureRoundOptions {
   open: SecaggOpen;
@@ -64,9 +75,15 @@ export class SecureRound {
   constructor(private readonly o: SecureRoundOptions) {
     const p = o.open.participants;
     if (new Set(p).size !== p.length) throw new Error('participants listed twice');
-    if (o.open.threshold < 2 || o.open.threshold > p.length) throw new Error(`threshold ${o.open.threshold} for ${p.length} participants`);
+    if (o.open.threshold < 2 || o.open.threshold > p.length)
+      throw new Error(`threshold ${o.open.threshold} for ${p.length} participants`);
     p.forEach((id, k) => this.index.set(id, k));
-    this.cfg = { n: p.length, t: o.open.threshold, length: o.open.length, roundId: fromB64(o.open.salt, 16, 'salt') };
+    this.cfg = {
+      n: p.length,
+      t: o.open.threshold,
+      length: o.open.length,
+      roundId: fromB64(o.open.salt, 16, 'salt'),
+    };
     this.deadline = o.now() + o.phaseMs;
     this.log = o.log ?? (() => undefined);
   }
@@ -86,7 +103,10 @@ export class SecureRound {
 
   /** The 'secagg-open' message for every participant. */
   start(): Outgoing[] {
-    return this.o.open.participants.map((to) => ({ to, message: { type: 'secagg-open', ...this.o.open } }));
+    return this.o.open.participants.map((to) => ({
+      to,
+      message: { type: 'secagg-open', ...this.o.open },
+    }));
   }
 
   private id(k: number): string {
@@ -112,7 +132,22 @@ export class SecureRound {
     if (phase && ORDER.indexOf(phase) < ORDER.indexOf(this.phase)) {
       // Too late (its phase closed at the deadline): not an error of the site's.
       this.log(`${this.tag()}: ${m.type} from ${siteId} arrived after its phase closed`);
-      return { out: m.type === 'secagg-masked' ? [{ to: siteId, message: { type: 'update-result', round: this.round, accepted: false, reason: 'the masked update arrived after the deadline' } }] : [] };
+      return {
+        out:
+          m.type === 'secagg-masked'
+            ? [
+                {
+                  to: siteId,
+                  message: {
+                    type: 'update-result',
+                    round: this.round,
+                    accepted: false,
+                    reason: 'the masked update arrived after the deadline',
+                  },
+                },
+              ]
+            : [],
+      };
     }
     try {
       switch (m.type) {
@@ -132,9 +167,15 @@ export class SecureRound {
       const reason = `${m.type} rejected: ${errorMessage(e)}`;
       this.log(`${this.tag()}: ${reason} (from ${siteId})`);
       this.gone.add(k);
-      const out: Outgoing[] = m.type === 'secagg-masked'
-        ? [{ to: siteId, message: { type: 'update-result', round: this.round, accepted: false, reason } }]
-        : [{ to: siteId, message: { type: 'error', message: reason } }];
+      const out: Outgoing[] =
+        m.type === 'secagg-masked'
+          ? [
+              {
+                to: siteId,
+                message: { type: 'update-result', round: this.round, accepted: false, reason },
+              },
+            ]
+          : [{ to: siteId, message: { type: 'error', message: reason } }];
       const next = this.advance(false);
       return { ...next, out: [...out, ...next.out] };
     }
@@ -162,7 +203,8 @@ export class SecureRound {
     if (this.adverts.has(k)) throw new Error('keys already advertised');
     const cPub = fromB64(m.cPub, PUBKEY_BYTES, 'cPub');
     const sPub = fromB64(m.sPub, PUBKEY_BYTES, 'sPub');
-    if (cPub[0] !== 4 || sPub[0] !== 4) throw new Error('public keys must be uncompressed P-256 points');
+    if (cPub[0] !== 4 || sPub[0] !== 4)
+      throw new Error('public keys must be uncompressed P-256 points');
     this.adverts.set(k, { id: k, cPub, sPub });
     this.wireAdverts.set(k, { index: k, cPub: m.cPub, sPub: m.sPub });
     return this.advance(false);
@@ -173,7 +215,8 @@ export class SecureRound {
     if (!this.u1.includes(k)) throw new Error('this site did not advertise keys');
     if (this.sealed.has(k)) throw new Error('shares already sent');
     const to = m.shares.map((s) => s.to).sort((a, b) => a - b);
-    if (to.join() !== this.u1.join()) throw new Error(`expected one share for each of sites [${this.u1}], got [${to}]`);
+    if (to.join() !== this.u1.join())
+      throw new Error(`expected one share for each of sites [${this.u1}], got [${to}]`);
     for (const s of m.shares) {
       fromB64(s.iv, IV_BYTES, 'iv');
       fromB64(s.ct, SEALED_BYTES, 'sealed share');
@@ -182,17 +225,28 @@ export class SecureRound {
     return this.advance(false);
   }
 
-  private onMasked(k: number, m: Extract<Message, { type: 'secagg-masked' }>, payload: Uint8Array): SecureStep {
+  private onMasked(
+    k: number,
+    m: Extract<Message, { type: 'secagg-masked' }>,
+    payload: Uint8Array,
+  ): SecureStep {
     this.expectPhase('masked', m.type);
     if (!this.u2.includes(k)) throw new Error('this site did not share its keys in this round');
     if (this.u3.has(k)) throw new Error('masked vector already received');
-    if (m.length !== this.cfg.length) throw new Error(`vector of ${m.length} words, this round sums ${this.cfg.length}`);
+    if (m.length !== this.cfg.length)
+      throw new Error(`vector of ${m.length} words, this round sums ${this.cfg.length}`);
     const v = wordsOf(payload, m.length);
     this.sum ??= new Uint32Array(this.cfg.length);
     addInto(this.sum, v);
     this.u3.add(k);
     const step = this.advance(false);
-    return { ...step, out: [{ to: this.id(k), message: { type: 'update-result', round: this.round, accepted: true } }, ...step.out] };
+    return {
+      ...step,
+      out: [
+        { to: this.id(k), message: { type: 'update-result', round: this.round, accepted: true } },
+        ...step.out,
+      ],
+    };
   }
 
   private onReveal(k: number, m: Extract<Message, { type: 'secagg-reveal' }>): SecureStep {
@@ -201,13 +255,24 @@ export class SecureRound {
     if (this.reveals.has(k)) throw new Error('shares already revealed');
     const u3 = [...this.u3].sort((a, b) => a - b);
     const dropped = this.u2.filter((j) => !this.u3.has(j));
-    const take = (list: Array<{ of: number; y: string }>, want: number[], what: string): Map<number, Share> => {
+    const take = (
+      list: Array<{ of: number; y: string }>,
+      want: number[],
+      what: string,
+    ): Map<number, Share> => {
       const of = list.map((e) => e.of).sort((a, b) => a - b);
-      if (of.join() !== want.join()) throw new Error(`expected ${what} shares of sites [${want}], got [${of}]`);
+      if (of.join() !== want.join())
+        throw new Error(`expected ${what} shares of sites [${want}], got [${of}]`);
       // The Shamir point is the sender's index + 1, fixed by the relay, not read from the message.
-      return new Map(list.map((e) => [e.of, { x: k + 1, y: fromB64(e.y, SHARE_BYTES, `${what} share`) }]));
+      return new Map(
+        list.map((e) => [e.of, { x: k + 1, y: fromB64(e.y, SHARE_BYTES, `${what} share`) }]),
+      );
     };
-    this.reveals.set(k, { from: k, bShares: take(m.b, u3, 'self-mask'), sShares: take(m.s, dropped, 'key') });
+    this.reveals.set(k, {
+      from: k,
+      bShares: take(m.b, u3, 'self-mask'),
+      sShares: take(m.s, dropped, 'key'),
+    });
     return this.advance(false);
   }
 
@@ -228,23 +293,37 @@ export class SecureRound {
     if (this.phase === 'advert') {
       if (!pastDeadline && this.waiting(all, (k) => this.adverts.has(k))) return { out: [] };
       this.u1 = [...this.adverts.keys()].filter((k) => !this.gone.has(k)).sort((a, b) => a - b);
-      if (this.u1.length < t) return this.fail(`only ${this.u1.length} of ${all.length} sites advertised keys; secure aggregation needs ${t}`);
+      if (this.u1.length < t)
+        return this.fail(
+          `only ${this.u1.length} of ${all.length} sites advertised keys; secure aggregation needs ${t}`,
+        );
       this.phase = 'shares';
       this.deadline = this.o.now() + this.o.phaseMs;
       const adverts = this.u1.map((k) => this.wireAdverts.get(k)!);
-      return { out: this.u1.map((k) => ({ to: this.id(k), message: { type: 'secagg-keys', round: this.round, attempt: this.attempt, adverts } })) };
+      return {
+        out: this.u1.map((k) => ({
+          to: this.id(k),
+          message: { type: 'secagg-keys', round: this.round, attempt: this.attempt, adverts },
+        })),
+      };
     }
     if (this.phase === 'shares') {
       if (!pastDeadline && this.waiting(this.u1, (k) => this.sealed.has(k))) return { out: [] };
       // A site that left after its shares went out stays in U2: its masks are removed through them.
       this.u2 = this.u1.filter((k) => this.sealed.has(k));
-      if (this.u2.length < t) return this.fail(`only ${this.u2.length} sites shared their keys; secure aggregation needs ${t}`);
+      if (this.u2.length < t)
+        return this.fail(
+          `only ${this.u2.length} sites shared their keys; secure aggregation needs ${t}`,
+        );
       this.phase = 'masked';
       this.deadline = Math.max(this.o.maskedDeadline, this.o.now() + this.o.phaseMs);
       const out: Outgoing[] = this.u2.map((j) => ({
         to: this.id(j),
         message: {
-          type: 'secagg-inbox', round: this.round, attempt: this.attempt, u2: this.u2,
+          type: 'secagg-inbox',
+          round: this.round,
+          attempt: this.attempt,
+          u2: this.u2,
           shares: this.u2.map((i) => {
             const s = this.sealed.get(i)!.find((x) => x.to === j)!;
             return { from: i, iv: s.iv, ct: s.ct };
@@ -257,25 +336,45 @@ export class SecureRound {
       const need = Math.max(t, this.o.minMasked);
       if (this.waiting(this.u2, (k) => this.u3.has(k))) {
         if (!pastDeadline) return { out: [] };
-        if (this.u3.size < need) return this.fail(`only ${this.u3.size} masked updates arrived by the deadline; this round needs ${need}`);
+        if (this.u3.size < need)
+          return this.fail(
+            `only ${this.u3.size} masked updates arrived by the deadline; this round needs ${need}`,
+          );
       } else if (this.u3.size < need) {
-        return this.fail(`only ${this.u3.size} sites uploaded a masked update before the others left; this round needs ${need}`);
+        return this.fail(
+          `only ${this.u3.size} sites uploaded a masked update before the others left; this round needs ${need}`,
+        );
       }
       this.phase = 'unmask';
       this.deadline = this.o.now() + this.o.phaseMs;
       const u3 = [...this.u3].sort((a, b) => a - b);
-      return { out: u3.filter((k) => !this.gone.has(k)).map((k) => ({ to: this.id(k), message: { type: 'secagg-unmask', round: this.round, attempt: this.attempt, u3 } })) };
+      return {
+        out: u3
+          .filter((k) => !this.gone.has(k))
+          .map((k) => ({
+            to: this.id(k),
+            message: { type: 'secagg-unmask', round: this.round, attempt: this.attempt, u3 },
+          })),
+      };
     }
     if (this.phase === 'unmask') {
       const u3 = [...this.u3].sort((a, b) => a - b);
       if (!pastDeadline && this.waiting(u3, (k) => this.reveals.has(k))) return { out: [] };
-      if (this.reveals.size < t) return this.fail(`only ${this.reveals.size} of the ${u3.length} sites with a masked update answered the unmasking round; secure aggregation needs ${t}`);
+      if (this.reveals.size < t)
+        return this.fail(
+          `only ${this.reveals.size} of the ${u3.length} sites with a masked update answered the unmasking round; secure aggregation needs ${t}`,
+        );
       this.phase = 'computing';
       const u2 = this.u2.map((k) => this.adverts.get(k)!);
       const sum = removeMasks(this.cfg, u2, u3, this.sum!, [...this.reveals.values()]);
       this.sum = undefined;
-      sum.then(() => (this.phase = 'over'), () => (this.phase = 'over'));
-      this.log(`${this.tag()}: unmasking the sum of ${u3.length} sites with the shares of ${this.reveals.size}`);
+      sum.then(
+        () => (this.phase = 'over'),
+        () => (this.phase = 'over'),
+      );
+      this.log(
+        `${this.tag()}: unmasking the sum of ${u3.length} sites with the shares of ${this.reveals.size}`,
+      );
       return { out: [], result: { u3: u3.map((k) => this.id(k)), sum } };
     }
     return { out: [] };
@@ -292,11 +391,20 @@ export class SecureRound {
  * are exceeded by honest rounds with probability below 1e-13 (Laurent–Massart). A site that
  * ignores the clip is caught once it pushes the mean past C. Throws with the reason.
  */
-export function checkUnmaskedSum(sum: Uint32Array, spec: WeightSpec, p: PrivacyConfig, weighting: FederationConfig['weighting'], contributors: number, divisor: number): { mean: NamedWeights; totalWeight: number } {
+export function checkUnmaskedSum(
+  sum: Uint32Array,
+  spec: WeightSpec,
+  p: PrivacyConfig,
+  weighting: FederationConfig['weighting'],
+  contributors: number,
+  divisor: number,
+): { mean: NamedWeights; totalWeight: number } {
   const { mean, totalWeight } = decodeSum(sum, spec, p.fracBits);
   const maxW = weighting === 'cases' ? p.maxWeight : 1;
   if (totalWeight < contributors || totalWeight > contributors * maxW) {
-    throw new Error(`the summed weight ${totalWeight} is impossible for ${contributors} sites of weight 1..${maxW} (a site sent a forged weight)`);
+    throw new Error(
+      `the summed weight ${totalWeight} is impossible for ${contributors} sites of weight 1..${maxW} (a site sent a forged weight)`,
+    );
   }
   let sq = 0;
   let n = 0;
@@ -306,10 +414,14 @@ export function checkUnmaskedSum(sum: Uint32Array, spec: WeightSpec, p: PrivacyC
   }
   const rounding = (Math.sqrt(n) * contributors * 2 ** -(p.fracBits + 1)) / totalWeight;
   const a = p.clip * (1 + 1e-6) + rounding;
-  const s = p.dp ? (p.dp.noiseMultiplier * p.clip * Math.sqrt(contributors / divisor)) / totalWeight : 0;
+  const s = p.dp
+    ? (p.dp.noiseMultiplier * p.clip * Math.sqrt(contributors / divisor)) / totalWeight
+    : 0;
   const bound2 = a * a + s * s * (n + 8 * Math.sqrt(2 * n) + 64) + 16 * a * s;
   if (!(sq <= bound2)) {
-    throw new Error(`the mean update has norm ${Math.sqrt(sq).toPrecision(4)}, over the clip bound ${Math.sqrt(bound2).toPrecision(4)} (C = ${p.clip}): a site did not clip its update`);
+    throw new Error(
+      `the mean update has norm ${Math.sqrt(sq).toPrecision(4)}, over the clip bound ${Math.sqrt(bound2).toPrecision(4)} (C = ${p.clip}): a site did not clip its update`,
+    );
   }
   return { mean, totalWeight };
 }

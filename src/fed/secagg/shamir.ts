@@ -67,15 +67,20 @@ function evalPoly(coeffs: bigint[], x: bigint): bigint {
 
 function chunks(secret: Uint8Array): bigint[] {
   const out: bigint[] = [];
-  for (let o = 0; o < secret.length; o += CHUNK) out.push(bytesToBig(secret.subarray(o, o + CHUNK)));
+  for (let o = 0; o < secret.length; o += CHUNK)
+    out.push(bytesToBig(secret.subarray(o, o + CHUNK)));
   return out;
 }
 
 /** Splits `secret` into n shares, any t of which reconstruct it (1 ≤ t ≤ n < p). */
 export function split(secret: Uint8Array, t: number, n: number): Share[] {
-  if (!Number.isInteger(t) || !Number.isInteger(n) || t < 1 || t > n || n > 65535) throw new Error(`invalid threshold ${t} of ${n}`);
+  if (!Number.isInteger(t) || !Number.isInteger(n) || t < 1 || t > n || n > 65535)
+    throw new Error(`invalid threshold ${t} of ${n}`);
   const cs = chunks(secret);
-  const shares: Share[] = Array.from({ length: n }, (_, i) => ({ x: i + 1, y: new Uint8Array(cs.length * ELEM) }));
+  const shares: Share[] = Array.from({ length: n }, (_, i) => ({
+    x: i + 1,
+    y: new Uint8Array(cs.length * ELEM),
+  }));
   cs.forEach((c, k) => {
     const coeffs = [c];
     for (let d = 1; d < t; d++) coeffs.push(randomElement());
@@ -115,12 +120,14 @@ export function combine(shares: Share[], t: number, byteLength: number): Uint8Ar
   const out = new Uint8Array(byteLength);
   for (let k = 0; k < nChunks; k++) {
     const pts = use.map((s): [bigint, bigint] => {
-      if (s.y.length !== nChunks * ELEM) throw new Error(`share holds ${s.y.length} bytes, expected ${nChunks * ELEM}`);
+      if (s.y.length !== nChunks * ELEM)
+        throw new Error(`share holds ${s.y.length} bytes, expected ${nChunks * ELEM}`);
       return [BigInt(s.x), bytesToBig(s.y.subarray(k * ELEM, (k + 1) * ELEM))];
     });
     const v = interpolateAt0(pts);
     const len = Math.min(CHUNK, byteLength - k * CHUNK);
-    if (v >> BigInt(8 * len) !== 0n) throw new Error('shares are inconsistent (chunk out of range)');
+    if (v >> BigInt(8 * len) !== 0n)
+      throw new Error('shares are inconsistent (chunk out of range)');
     out.set(bigToBytes(v, len), k * CHUNK);
   }
   return out;

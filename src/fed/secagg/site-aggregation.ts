@@ -4,7 +4,12 @@
 import { decodeWeights } from '../../model/weights-codec.ts';
 import type { Message } from '../protocol.ts';
 import { FederationError } from '../site-types.ts';
-import type { RoundMessage, SiteAggregation, SiteAggregationHost, SiteSecaggMessage } from '../site-aggregation.ts';
+import type {
+  RoundMessage,
+  SiteAggregation,
+  SiteAggregationHost,
+  SiteSecaggMessage,
+} from '../site-aggregation.ts';
 import { SecureSiteRound } from './site-round.ts';
 import { checkRoundHeadroom, elementBound, encodeSiteVector, noiseDivisor } from './vector.ts';
 import { encodeSummary, ffeLayout } from './ffe-vector.ts';
@@ -36,17 +41,30 @@ export class SecureSiteAggregation implements SiteAggregation {
     const config = this.host.config();
     const p = config.privacy!;
     const shared = this.host.shared();
-    const vector = this.trainerBusy.catch(() => undefined).then(async () => {
-      const { delta } = await this.host.trainRound(m.round, m.iters, global);
-      const divisor = noiseDivisor(config);
-      const weight = config.weighting === 'cases' ? Math.min(p.maxWeight, Math.max(1, this.host.trainer.numCases)) : 1;
-      const noiseStd = p.dp ? (p.dp.noiseMultiplier * p.clip) / Math.sqrt(divisor) : 0;
-      const { vector: v, norm } = encodeSiteVector(delta, shared, {
-        clip: p.clip, fracBits: p.fracBits, weight, bound: elementBound(p, config.weighting, divisor), noiseStd, gaussian: cryptoGaussian,
+    const vector = this.trainerBusy
+      .catch(() => undefined)
+      .then(async () => {
+        const { delta } = await this.host.trainRound(m.round, m.iters, global);
+        const divisor = noiseDivisor(config);
+        const weight =
+          config.weighting === 'cases'
+            ? Math.min(p.maxWeight, Math.max(1, this.host.trainer.numCases))
+            : 1;
+        const noiseStd = p.dp ? (p.dp.noiseMultiplier * p.clip) / Math.sqrt(divisor) : 0;
+        const { vector: v, norm } = encodeSiteVector(delta, shared, {
+          clip: p.clip,
+          fracBits: p.fracBits,
+          weight,
+          bound: elementBound(p, config.weighting, divisor),
+          noiseStd,
+          gaussian: cryptoGaussian,
+        });
+        if (norm > p.clip)
+          this.host.log(
+            `round ${m.round}: update norm ${norm.toPrecision(4)} clipped to ${p.clip}`,
+          );
+        return v;
       });
-      if (norm > p.clip) this.host.log(`round ${m.round}: update norm ${norm.toPrecision(4)} clipped to ${p.clip}`);
-      return v;
-    });
     this.trainerBusy = vector;
     this.work = { round: m.round, vector };
   }
@@ -70,23 +88,32 @@ export class SecureSiteAggregation implements SiteAggregation {
   private async open(m: Extract<Message, { type: 'secagg-open' }>): Promise<void> {
     const config = this.host.config();
     const p = config.privacy;
-    if (!p) throw new FederationError('the relay opened a secure round, but this federation is not configured for secure aggregation');
+    if (!p)
+      throw new FederationError(
+        'the relay opened a secure round, but this federation is not configured for secure aggregation',
+      );
     let vector: Promise<Uint32Array>;
     if (m.kind === 'fingerprint') {
       const layout = ffeLayout(p.ffeCells, p.ffeChannels);
-      if (m.length !== layout.length) throw new FederationError(`secure FFE of ${m.length} words, the config's layout has ${layout.length}`);
+      if (m.length !== layout.length)
+        throw new FederationError(
+          `secure FFE of ${m.length} words, the config's layout has ${layout.length}`,
+        );
       this.ffeVector ??= this.host.trainer.localFingerprint().then((fp) => {
-        assertDatasetFingerprint(fp, 'this site\'s fingerprint');
+        assertDatasetFingerprint(fp, "this site's fingerprint");
         return encodeSummary(summarizeFingerprint(fp as unknown as DatasetFingerprint), layout);
       });
       vector = this.ffeVector;
     } else {
-      if (this.work?.round !== m.round) throw new FederationError(`secure round ${m.round} opened before its global model arrived`);
+      if (this.work?.round !== m.round)
+        throw new FederationError(`secure round ${m.round} opened before its global model arrived`);
       checkRoundHeadroom(p, config.weighting, noiseDivisor(config), m.participants.length);
       vector = this.work.vector;
     }
     this.secureRound?.cancel();
-    const sr = new SecureSiteRound(m, this.host.siteId(), (msg, payload) => this.host.send(msg, payload));
+    const sr = new SecureSiteRound(m, this.host.siteId(), (msg, payload) =>
+      this.host.send(msg, payload),
+    );
     this.secureRound = sr;
     await sr.start();
     // Detached: the vector may still be training; the queue keeps serving the key exchange.

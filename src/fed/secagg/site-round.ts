@@ -5,7 +5,15 @@
 // U1, U3 ⊆ U2, |U3| ≥ t); SecAggSite refuses to reveal for two different U3 in one attempt.
 import type { Message, SecaggOpen } from '../protocol.ts';
 import { SecAggSite, type SealedShares, type SiteAdvert } from './masking.ts';
-import { fromB64, IV_BYTES, PUBKEY_BYTES, SALT_BYTES, SEALED_BYTES, toB64, bytesOf } from './wire.ts';
+import {
+  fromB64,
+  IV_BYTES,
+  PUBKEY_BYTES,
+  SALT_BYTES,
+  SEALED_BYTES,
+  toB64,
+  bytesOf,
+} from './wire.ts';
 
 type Send = (message: Message, payload?: Uint8Array) => void;
 
@@ -18,11 +26,22 @@ export class SecureSiteRound {
   private cancelled = false;
   private submitted = false;
 
-  constructor(readonly open: SecaggOpen, siteId: string, private readonly send: Send) {
+  constructor(
+    readonly open: SecaggOpen,
+    siteId: string,
+    private readonly send: Send,
+  ) {
     this.index = open.participants.indexOf(siteId);
-    if (this.index < 0) throw new Error(`secure round ${open.round}: this site is not among its participants`);
-    if (!Number.isInteger(open.threshold) || open.threshold < 2 || open.threshold > open.participants.length) {
-      throw new Error(`secure round ${open.round}: threshold ${open.threshold} is invalid for ${open.participants.length} sites`);
+    if (this.index < 0)
+      throw new Error(`secure round ${open.round}: this site is not among its participants`);
+    if (
+      !Number.isInteger(open.threshold) ||
+      open.threshold < 2 ||
+      open.threshold > open.participants.length
+    ) {
+      throw new Error(
+        `secure round ${open.round}: threshold ${open.threshold} is invalid for ${open.participants.length} sites`,
+      );
     }
     this.ready = new Promise((ok) => (this.markReady = ok));
   }
@@ -42,10 +61,16 @@ export class SecureSiteRound {
 
   /** Step 0: fresh key pairs for this attempt, public keys to the relay. */
   async start(): Promise<void> {
-    const cfg = { n: this.open.participants.length, t: this.open.threshold, length: this.open.length, roundId: fromB64(this.open.salt, SALT_BYTES, 'salt') };
+    const cfg = {
+      n: this.open.participants.length,
+      t: this.open.threshold,
+      length: this.open.length,
+      roundId: fromB64(this.open.salt, SALT_BYTES, 'salt'),
+    };
     this.site = await SecAggSite.create(this.index, cfg);
     const a = this.site.advert();
-    if (!this.cancelled) this.send({ type: 'secagg-advert', ...this.ids(), cPub: toB64(a.cPub), sPub: toB64(a.sPub) });
+    if (!this.cancelled)
+      this.send({ type: 'secagg-advert', ...this.ids(), cPub: toB64(a.cPub), sPub: toB64(a.sPub) });
   }
 
   /** Step 1: U1's keys arrived; seal shares to each of them. */
@@ -54,16 +79,27 @@ export class SecureSiteRound {
     const n = this.open.participants.length;
     const seen = new Set<number>();
     const u1 = m.adverts.map((a): SiteAdvert => {
-      if (a.index >= n || seen.has(a.index)) throw new Error(`secagg-keys lists site ${a.index} twice or out of range`);
+      if (a.index >= n || seen.has(a.index))
+        throw new Error(`secagg-keys lists site ${a.index} twice or out of range`);
       seen.add(a.index);
-      return { id: a.index, cPub: fromB64(a.cPub, PUBKEY_BYTES, 'cPub'), sPub: fromB64(a.sPub, PUBKEY_BYTES, 'sPub') };
+      return {
+        id: a.index,
+        cPub: fromB64(a.cPub, PUBKEY_BYTES, 'cPub'),
+        sPub: fromB64(a.sPub, PUBKEY_BYTES, 'sPub'),
+      };
     });
     const mine = u1.find((a) => a.id === this.index);
     const own = this.site.advert();
-    if (!mine || toB64(mine.cPub) !== toB64(own.cPub) || toB64(mine.sPub) !== toB64(own.sPub)) throw new Error('secagg-keys does not carry this site\'s own keys');
+    if (!mine || toB64(mine.cPub) !== toB64(own.cPub) || toB64(mine.sPub) !== toB64(own.sPub))
+      throw new Error("secagg-keys does not carry this site's own keys");
     this.u1 = u1;
     const sealed = await this.site.shareKeys(u1);
-    if (!this.cancelled) this.send({ type: 'secagg-shares', ...this.ids(), shares: sealed.map((s) => ({ to: s.to, iv: toB64(s.iv), ct: toB64(s.ciphertext) })) });
+    if (!this.cancelled)
+      this.send({
+        type: 'secagg-shares',
+        ...this.ids(),
+        shares: sealed.map((s) => ({ to: s.to, iv: toB64(s.iv), ct: toB64(s.ciphertext) })),
+      });
   }
 
   /** Step 1 (receiving): the shares sealed to this site by every site of U2. */
@@ -77,14 +113,20 @@ export class SecureSiteRound {
       return a;
     });
     if (new Set(m.u2).size !== m.u2.length) throw new Error('U2 lists a site twice');
-    const sealed: SealedShares[] = m.shares.map((s) => ({ from: s.from, to: this.index, iv: fromB64(s.iv, IV_BYTES, 'iv'), ciphertext: fromB64(s.ct, SEALED_BYTES, 'sealed share') }));
+    const sealed: SealedShares[] = m.shares.map((s) => ({
+      from: s.from,
+      to: this.index,
+      iv: fromB64(s.iv, IV_BYTES, 'iv'),
+      ciphertext: fromB64(s.ct, SEALED_BYTES, 'sealed share'),
+    }));
     await this.site.receiveShares(sealed, u2);
     this.markReady();
   }
 
   /** Step 2: mask and upload `vector` (once the shares of the others are in). */
   async submit(vector: Uint32Array): Promise<void> {
-    if (vector.length !== this.open.length) throw new Error(`vector of ${vector.length} words, the round expects ${this.open.length}`);
+    if (vector.length !== this.open.length)
+      throw new Error(`vector of ${vector.length} words, the round expects ${this.open.length}`);
     await this.ready;
     if (this.cancelled || this.submitted) return;
     const masked = await this.site!.maskedInput(vector);
@@ -95,10 +137,13 @@ export class SecureSiteRound {
 
   /** Step 3: reveal shares for the survivors U3 (only if this site's own vector is among them). */
   onUnmask(m: Extract<Message, { type: 'secagg-unmask' }>): void {
-    if (!this.site || !this.submitted) throw new Error('asked to unmask before this site uploaded its masked vector');
-    if (!m.u3.includes(this.index)) throw new Error('U3 does not include this site, which uploaded its vector');
+    if (!this.site || !this.submitted)
+      throw new Error('asked to unmask before this site uploaded its masked vector');
+    if (!m.u3.includes(this.index))
+      throw new Error('U3 does not include this site, which uploaded its vector');
     const r = this.site.unmask(m.u3);
-    const list = (shares: Map<number, { y: Uint8Array }>) => [...shares].map(([of, s]) => ({ of, y: toB64(s.y) }));
+    const list = (shares: Map<number, { y: Uint8Array }>) =>
+      [...shares].map(([of, s]) => ({ of, y: toB64(s.y) }));
     this.send({ type: 'secagg-reveal', ...this.ids(), b: list(r.bShares), s: list(r.sShares) });
   }
 }

@@ -14,12 +14,18 @@ import { numel, type NamedWeights, type WeightSpec } from '../../model/named-wei
 import { checkHeadroom } from './quantize.ts';
 
 /** Sites whose noise shares make up σ·C: the fewest masked vectors a round may close with. */
-export function noiseDivisor(config: Pick<FederationConfig, 'minSites'> & { privacy?: Pick<PrivacyConfig, 'threshold'> }): number {
+export function noiseDivisor(
+  config: Pick<FederationConfig, 'minSites'> & { privacy?: Pick<PrivacyConfig, 'threshold'> },
+): number {
   return Math.max(config.privacy?.threshold ?? 1, config.minSites);
 }
 
 /** Largest |value| a site puts into one element of its vector (before the ×2^f scaling). */
-export function elementBound(p: Pick<PrivacyConfig, 'clip' | 'maxWeight' | 'dp'>, weighting: FederationConfig['weighting'], divisor: number): number {
+export function elementBound(
+  p: Pick<PrivacyConfig, 'clip' | 'maxWeight' | 'dp'>,
+  weighting: FederationConfig['weighting'],
+  divisor: number,
+): number {
   if (p.dp) return p.clip * (1 + (8 * p.dp.noiseMultiplier) / Math.sqrt(divisor));
   return p.clip * (weighting === 'cases' ? p.maxWeight : 1);
 }
@@ -29,7 +35,9 @@ export function chooseFracBits(n: number, bound: number): number {
   for (let f = 24; f >= 0; f--) {
     if (n * (bound * 2 ** f + 0.5) < 2 ** 31) return f;
   }
-  throw new Error(`${n} sites with values up to ${bound} cannot be summed in 32-bit fixed point; lower the clip norm or the maximum weight`);
+  throw new Error(
+    `${n} sites with values up to ${bound} cannot be summed in 32-bit fixed point; lower the clip norm or the maximum weight`,
+  );
 }
 
 export function vectorLength(spec: WeightSpec): number {
@@ -50,13 +58,19 @@ export interface SiteVectorOptions {
 }
 
 /** q(w·(clip(x) + noise)) for the shared spec's tensors, then w. Returns the vector and ‖x‖. */
-export function encodeSiteVector(delta: NamedWeights, spec: WeightSpec, o: SiteVectorOptions): { vector: Uint32Array; norm: number } {
-  if (!Number.isInteger(o.weight) || o.weight < 1) throw new Error(`weight must be a positive integer, got ${o.weight}`);
+export function encodeSiteVector(
+  delta: NamedWeights,
+  spec: WeightSpec,
+  o: SiteVectorOptions,
+): { vector: Uint32Array; norm: number } {
+  if (!Number.isInteger(o.weight) || o.weight < 1)
+    throw new Error(`weight must be a positive integer, got ${o.weight}`);
   if (o.noiseStd > 0 && !o.gaussian) throw new Error('noise requested without a Gaussian source');
   let s = 0;
   for (const { name, shape } of spec) {
     const t = delta.get(name);
-    if (!t || t.data.length !== numel(shape)) throw new Error(`delta lacks '${name}' of shape [${shape}]`);
+    if (!t || t.data.length !== numel(shape))
+      throw new Error(`delta lacks '${name}' of shape [${shape}]`);
     for (let i = 0; i < t.data.length; i++) {
       const v = t.data[i];
       if (!Number.isFinite(v)) throw new Error(`'${name}' contains NaN or Inf`);
@@ -94,8 +108,13 @@ export function encodeSiteVector(delta: NamedWeights, spec: WeightSpec, o: SiteV
  * Each site's rounding is at most 2^-(f+1), so the mean is within n·2^-(f+1)/Σw of the exact
  * weighted mean of the clipped (noised) deltas, before the final float32 rounding.
  */
-export function decodeSum(sum: Uint32Array, spec: WeightSpec, fracBits: number): { mean: NamedWeights; totalWeight: number } {
-  if (sum.length !== vectorLength(spec)) throw new Error(`sum of ${sum.length} words, the spec needs ${vectorLength(spec)}`);
+export function decodeSum(
+  sum: Uint32Array,
+  spec: WeightSpec,
+  fracBits: number,
+): { mean: NamedWeights; totalWeight: number } {
+  if (sum.length !== vectorLength(spec))
+    throw new Error(`sum of ${sum.length} words, the spec needs ${vectorLength(spec)}`);
   const totalWeight = sum[sum.length - 1];
   if (totalWeight < 1) throw new Error('the summed weight is zero: no site contributed');
   const k = 2 ** fracBits;
@@ -110,7 +129,12 @@ export function decodeSum(sum: Uint32Array, spec: WeightSpec, fracBits: number):
 }
 
 /** Checks the config's quantisation against a round of n sites (each site does, before masking). */
-export function checkRoundHeadroom(p: PrivacyConfig, weighting: FederationConfig['weighting'], divisor: number, n: number): void {
+export function checkRoundHeadroom(
+  p: PrivacyConfig,
+  weighting: FederationConfig['weighting'],
+  divisor: number,
+  n: number,
+): void {
   const bound = elementBound(p, weighting, divisor);
   checkHeadroom({ fracBits: p.fracBits, clip: bound }, n);
 }

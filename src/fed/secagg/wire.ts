@@ -27,7 +27,10 @@ export function fromB64(s: string, bytes: number, what: string): Uint8Array {
 
 /** Reads a masked vector from a frame payload (copied: the payload may be unaligned). */
 export function wordsOf(payload: Uint8Array, length: number): Uint32Array {
-  if (payload.length !== length * 4) throw new Error(`payload holds ${payload.length} bytes, a vector of ${length} words needs ${length * 4}`);
+  if (payload.length !== length * 4)
+    throw new Error(
+      `payload holds ${payload.length} bytes, a vector of ${length} words needs ${length * 4}`,
+    );
   const out = new Uint32Array(length);
   new Uint8Array(out.buffer).set(payload);
   return out;

@@ -39,7 +39,13 @@ interface Geometry {
 
 const asV3 = (v: number | number[]): V3 => (typeof v === 'number' ? [v, v, v] : [v[0], v[1], v[2]]);
 
-function geometry(inShape: number[], filterShape: number[], strides: number | number[], pad: unknown, dilations: number | number[] = 1): Geometry | null {
+function geometry(
+  inShape: number[],
+  filterShape: number[],
+  strides: number | number[],
+  pad: unknown,
+  dilations: number | number[] = 1,
+): Geometry | null {
   if (inShape.length !== 5 || filterShape.length !== 5) return null;
   if (asV3(dilations).some((d) => d !== 1)) return null;
   const s = asV3(strides);
@@ -67,11 +73,23 @@ function geometry(inShape: number[], filterShape: number[], strides: number | nu
   return g;
 }
 
-const key = (g: Geometry) => [g.batch, ...g.inS, ...g.outS, ...g.k, ...g.s, ...g.pad, g.cin, g.cout].join('x');
+const key = (g: Geometry) =>
+  [g.batch, ...g.inS, ...g.outS, ...g.k, ...g.s, ...g.pad, g.cin, g.cout].join('x');
 /** Components of vector loads along a channel axis of `c` channels read in blocks of `block`. */
 const vecOf = (c: number, block: number) => (c % 4 === 0 && block % 4 === 0 ? 4 : 1);
 
-export function conv3dForward(backend: WebGPUBackendLike, x: TensorInfo, w: TensorInfo, attrs: { strides: number | number[]; pad: unknown; dilations?: number | number[]; dataFormat?: string }, output?: TensorInfo): TensorInfo | null {
+export function conv3dForward(
+  backend: WebGPUBackendLike,
+  x: TensorInfo,
+  w: TensorInfo,
+  attrs: {
+    strides: number | number[];
+    pad: unknown;
+    dilations?: number | number[];
+    dataFormat?: string;
+  },
+  output?: TensorInfo,
+): TensorInfo | null {
   if (x.dtype !== 'float32' || w.dtype !== 'float32') return null;
   if (attrs.dataFormat && attrs.dataFormat !== 'NDHWC') return null;
   const g = geometry(x.shape, w.shape, attrs.strides, attrs.pad, attrs.dilations ?? 1);
@@ -82,16 +100,21 @@ export function conv3dForward(backend: WebGPUBackendLike, x: TensorInfo, w: Tens
   const M = g.batch * OD * OH * OW;
   const RM = M >= 4096 ? 8 : 4;
   const R = range(RM);
-  const rows = R.map((r) => `
+  const rows = R.map(
+    (r) => `
   let mr${r} = min(m0 + ${r}, ${M - 1});
   let bd${r} = (mr${r} / ${OW * OH * OD}) * ${ID};
   let pd${r} = ((mr${r} / ${OW * OH}) % ${OD}) * ${g.s[0]} - ${g.pad[0]};
   let ph${r} = ((mr${r} / ${OW}) % ${OH}) * ${g.s[1]} - ${g.pad[1]};
-  let pw${r} = (mr${r} % ${OW}) * ${g.s[2]} - ${g.pad[2]};`).join('');
-  const tapRows = (cv: number) => R.map((r) => `
+  let pw${r} = (mr${r} % ${OW}) * ${g.s[2]} - ${g.pad[2]};`,
+  ).join('');
+  const tapRows = (cv: number) =>
+    R.map(
+      (r) => `
         let id${r} = pd${r} + fd; let ih${r} = ph${r} + fh; let iw${r} = pw${r} + fw;
         let ok${r} = (id${r} >= 0) & (id${r} < ${ID}) & (ih${r} >= 0) & (ih${r} < ${IH}) & (iw${r} >= 0) & (iw${r} < ${IW});
-        let base${r} = select(0, (((bd${r} + id${r}) * ${IH} + ih${r}) * ${IW} + iw${r}) * ${g.cin / cv}, ok${r});`).join('');
+        let base${r} = select(0, (((bd${r} + id${r}) * ${IH} + ih${r}) * ${IW} + iw${r}) * ${g.cin / cv}, ok${r});`,
+    ).join('');
   if (g.cin % 4 === 0) {
     // In channels in vec4: dot products against the filter transposed to [taps, out, in], the
     // same shape of loop as dx (measured ~2× faster here than broadcasting scalars into vec4
@@ -129,18 +152,35 @@ export function conv3dForward(backend: WebGPUBackendLike, x: TensorInfo, w: Tens
         let wb = (((fd * ${KH} + fh) * ${KW} + fw) * ${g.cout} + n0) * ${C4};
         for (var c = 0; c < ${C4}; c++) {
           ${R.map((r) => `let a${r} = select(vec4<f32>(0.0), x[base${r} + c], ok${r});`).join('\n          ')}
-          ${range(RN).map((n) => `let w${n} = wt[wb + ${n * C4} + c];`).join(' ')}
-          ${R.map((r) => range(RN).map((n) => `acc[${r * RN + n}] += dot(a${r}, w${n});`).join(' ')).join('\n          ')}
+          ${range(RN)
+            .map((n) => `let w${n} = wt[wb + ${n * C4} + c];`)
+            .join(' ')}
+          ${R.map((r) =>
+            range(RN)
+              .map((n) => `acc[${r * RN + n}] += dot(a${r}, w${n});`)
+              .join(' '),
+          ).join('\n          ')}
         }
       }
     }
   }
-  ${R.map((r) => `
+  ${R.map(
+    (r) => `
   if (m0 + ${r} < ${M}) {
     let o = (m0 + ${r}) * ${g.cout} + n0;
-    ${range(RN).map((n) => `result[o + ${n}] = acc[${r * RN + n}];`).join(' ')}
-  }`).join('')}`;
-    const program = rawProgram({ key: `c3fd_${key(g)}_${RM}_${RN}`, inputs: ['x', 'wt'], components: [4, 4], outputShape: [g.batch, OD, OH, OW, g.cout], threads: Math.ceil(M / RM) * NB, body });
+    ${range(RN)
+      .map((n) => `result[o + ${n}] = acc[${r * RN + n}];`)
+      .join(' ')}
+  }`,
+  ).join('')}`;
+    const program = rawProgram({
+      key: `c3fd_${key(g)}_${RM}_${RN}`,
+      inputs: ['x', 'wt'],
+      components: [4, 4],
+      outputShape: [g.batch, OD, OH, OW, g.cout],
+      threads: Math.ceil(M / RM) * NB,
+      body,
+    });
     const out = backend.runWebGPUProgram(program, [x, wT], 'float32', undefined, output);
     backend.disposeData(wT.dataId);
     return out;
@@ -167,22 +207,49 @@ export function conv3dForward(backend: WebGPUBackendLike, x: TensorInfo, w: Tens
         for (var c = 0; c < ${g.cin}; c++) {
           ${R.map((r) => `let a${r} = select(0.0, x[base${r} + c], ok${r});`).join('\n          ')}
           let wr = ((wb + c) * ${g.cout} + n0) / ${NV};
-          ${range(RQ).map((q) => `let w${q} = w[wr + ${q}];`).join(' ')}
-          ${R.map((r) => range(RQ).map((q) => `acc[${r * RQ + q}] += a${r} * w${q};`).join(' ')).join('\n          ')}
+          ${range(RQ)
+            .map((q) => `let w${q} = w[wr + ${q}];`)
+            .join(' ')}
+          ${R.map((r) =>
+            range(RQ)
+              .map((q) => `acc[${r * RQ + q}] += a${r} * w${q};`)
+              .join(' '),
+          ).join('\n          ')}
         }
       }
     }
   }
-  ${R.map((r) => `
+  ${R.map(
+    (r) => `
   if (m0 + ${r} < ${M}) {
     let o = (m0 + ${r}) * ${g.cout} + n0;
-    ${range(RQ).map((q) => range(NV).map((e) => `result[o + ${q * NV + e}] = ${comp(`acc[${r * RQ + q}]`, NV, e)};`).join(' ')).join('\n    ')}
-  }`).join('')}`;
-  const program = rawProgram({ key: `c3f_${key(g)}_${RM}_${RN}`, inputs: ['x', 'w'], components: [CV, NV], outputShape: [g.batch, OD, OH, OW, g.cout], threads, body });
+    ${range(RQ)
+      .map((q) =>
+        range(NV)
+          .map((e) => `result[o + ${q * NV + e}] = ${comp(`acc[${r * RQ + q}]`, NV, e)};`)
+          .join(' '),
+      )
+      .join('\n    ')}
+  }`,
+  ).join('')}`;
+  const program = rawProgram({
+    key: `c3f_${key(g)}_${RM}_${RN}`,
+    inputs: ['x', 'w'],
+    components: [CV, NV],
+    outputShape: [g.batch, OD, OH, OW, g.cout],
+    threads,
+    body,
+  });
   return backend.runWebGPUProgram(program, [x, w], 'float32', undefined, output);
 }
 
-export function conv3dBackpropInput(backend: WebGPUBackendLike, dy: TensorInfo, w: TensorInfo, attrs: { strides: number | number[]; pad: unknown; inputShape: number[] }, output?: TensorInfo): TensorInfo | null {
+export function conv3dBackpropInput(
+  backend: WebGPUBackendLike,
+  dy: TensorInfo,
+  w: TensorInfo,
+  attrs: { strides: number | number[]; pad: unknown; inputShape: number[] },
+  output?: TensorInfo,
+): TensorInfo | null {
   if (dy.dtype !== 'float32' || w.dtype !== 'float32') return null;
   const g = geometry(attrs.inputShape, w.shape, attrs.strides, attrs.pad);
   if (!g) return null;
@@ -212,40 +279,67 @@ export function conv3dBackpropInput(backend: WebGPUBackendLike, dy: TensorInfo, 
         const body = `
   let n0 = (t % ${NB}) * ${RN};
   let m0 = (t / ${NB}) * ${RM};
-  ${R.map((q) => `
+  ${R.map(
+    (q) => `
   let mr${q} = min(m0 + ${q}, ${M - 1});
   let b${q} = mr${q} / ${EW * EH * ED};
   let id${q} = ${pd} + ${sd} * ((mr${q} / ${EW * EH}) % ${ED});
   let ih${q} = ${ph} + ${sh} * ((mr${q} / ${EW}) % ${EH});
-  let iw${q} = ${pw} + ${sw} * (mr${q} % ${EW});`).join('')}
+  let iw${q} = ${pw} + ${sw} * (mr${q} % ${EW});`,
+  ).join('')}
   var acc : array<f32, ${RM * RN}>;
   for (var i = 0; i < ${RM * RN}; i++) { acc[i] = 0.0; }
-  ${noTaps ? '' : `
+  ${
+    noTaps
+      ? ''
+      : `
   for (var td = 0; td < ${taps[0]}; td++) {
     let fd = ${r[0]} + ${sd} * td;
     for (var th = 0; th < ${taps[1]}; th++) {
       let fh = ${r[1]} + ${sh} * th;
       for (var tw = 0; tw < ${taps[2]}; tw++) {
         let fw = ${r[2]} + ${sw} * tw;
-        ${R.map((q) => `
+        ${R.map(
+          (q) => `
         let nd${q} = id${q} + ${g.pad[0]} - fd; let nh${q} = ih${q} + ${g.pad[1]} - fh; let nw${q} = iw${q} + ${g.pad[2]} - fw;
         let ok${q} = (nd${q} >= 0) & (nh${q} >= 0) & (nw${q} >= 0) & (nd${q} < ${OD * sd}) & (nh${q} < ${OH * sh}) & (nw${q} < ${OW * sw});
-        let base${q} = select(0, (((b${q} * ${OD} + nd${q} / ${sd}) * ${OH} + nh${q} / ${sh}) * ${OW} + nw${q} / ${sw}) * ${g.cout / KV}, ok${q});`).join('')}
+        let base${q} = select(0, (((b${q} * ${OD} + nd${q} / ${sd}) * ${OH} + nh${q} / ${sh}) * ${OW} + nw${q} / ${sw}) * ${g.cout / KV}, ok${q});`,
+        ).join('')}
         let wb = (((fd * ${KH} + fh) * ${KW} + fw) * ${g.cin} + n0) * ${g.cout / KV};
         for (var c = 0; c < ${g.cout / KV}; c++) {
           ${R.map((q) => `let a${q} = select(${zero(KV)}, dy[base${q} + c], ok${q});`).join('\n          ')}
-          ${range(RN).map((n) => `let w${n} = w[wb + ${n * (g.cout / KV)} + c];`).join(' ')}
-          ${R.map((q) => range(RN).map((n) => `acc[${q * RN + n}] += ${KV === 4 ? `dot(a${q}, w${n})` : `a${q} * w${n}`};`).join(' ')).join('\n          ')}
+          ${range(RN)
+            .map((n) => `let w${n} = w[wb + ${n * (g.cout / KV)} + c];`)
+            .join(' ')}
+          ${R.map((q) =>
+            range(RN)
+              .map(
+                (n) => `acc[${q * RN + n}] += ${KV === 4 ? `dot(a${q}, w${n})` : `a${q} * w${n}`};`,
+              )
+              .join(' '),
+          ).join('\n          ')}
         }
       }
     }
-  }`}
-  ${R.map((q) => `
+  }`
+  }
+  ${R.map(
+    (q) => `
   if (m0 + ${q} < ${M}) {
     let o = (((b${q} * ${ID} + id${q}) * ${IH} + ih${q}) * ${IW} + iw${q}) * ${g.cin} + n0;
-    ${range(RN).map((n) => `result[o + ${n}] = acc[${q * RN + n}];`).join(' ')}
-  }`).join('')}`;
-        const program = rawProgram({ key: `c3x_${key(g)}_${p.join('')}_${RM}_${RN}`, inputs: ['dy', 'w'], components: [KV, KV], outputShape: [...attrs.inputShape], threads, body });
+    ${range(RN)
+      .map((n) => `result[o + ${n}] = acc[${q * RN + n}];`)
+      .join(' ')}
+  }`,
+  ).join('')}`;
+        const program = rawProgram({
+          key: `c3x_${key(g)}_${p.join('')}_${RM}_${RN}`,
+          inputs: ['dy', 'w'],
+          components: [KV, KV],
+          outputShape: [...attrs.inputShape],
+          threads,
+          body,
+        });
         backend.runWebGPUProgram(program, [dy, w], 'float32', undefined, out);
       }
     }
@@ -253,7 +347,13 @@ export function conv3dBackpropInput(backend: WebGPUBackendLike, dy: TensorInfo, 
   return out;
 }
 
-export function conv3dBackpropFilter(backend: WebGPUBackendLike, x: TensorInfo, dy: TensorInfo, attrs: { strides: number | number[]; pad: unknown; filterShape: number[] }, output?: TensorInfo): TensorInfo | null {
+export function conv3dBackpropFilter(
+  backend: WebGPUBackendLike,
+  x: TensorInfo,
+  dy: TensorInfo,
+  attrs: { strides: number | number[]; pad: unknown; filterShape: number[] },
+  output?: TensorInfo,
+): TensorInfo | null {
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
   const g = geometry(x.shape, attrs.filterShape, attrs.strides, attrs.pad);
   if (!g) return null;
@@ -307,20 +407,58 @@ export function conv3dBackpropFilter(backend: WebGPUBackendLike, x: TensorInfo, 
         let xi = ((xrow + ow * ${g.s[2]} - ${g.pad[2]} + fw) * ${g.cin} + c0) / ${CV};
         let di = ((drow + ow) * ${g.cout} + n0) / ${NV};
         ${R.map((v) => `let a${v} = x[xi + ${v}];`).join(' ')}
-        ${range(RQ).map((q) => `let d${q} = dy[di + ${q}];`).join(' ')}
-        ${range(RM).map((m) => range(RQ).map((q) => `acc[${m * RQ + q}] += ${comp(`a${Math.floor(m / CV)}`, CV, m % CV)} * d${q};`).join(' ')).join('\n        ')}
+        ${range(RQ)
+          .map((q) => `let d${q} = dy[di + ${q}];`)
+          .join(' ')}
+        ${range(RM)
+          .map((m) =>
+            range(RQ)
+              .map(
+                (q) =>
+                  `acc[${m * RQ + q}] += ${comp(`a${Math.floor(m / CV)}`, CV, m % CV)} * d${q};`,
+              )
+              .join(' '),
+          )
+          .join('\n        ')}
       }
     }
   }
   let o = split * ${elems} + (tap * ${g.cin} + c0) * ${g.cout} + n0;
-  ${range(RM).map((m) => range(RQ).map((q) => range(NV).map((e) => `result[o + ${m * g.cout + q * NV + e}] = ${comp(`acc[${m * RQ + q}]`, NV, e)};`).join(' ')).join(' ')).join('\n  ')}`;
+  ${range(RM)
+    .map((m) =>
+      range(RQ)
+        .map((q) =>
+          range(NV)
+            .map(
+              (e) =>
+                `result[o + ${m * g.cout + q * NV + e}] = ${comp(`acc[${m * RQ + q}]`, NV, e)};`,
+            )
+            .join(' '),
+        )
+        .join(' '),
+    )
+    .join('\n  ')}`;
   const threads = base * S;
   const programKey = `c3w_${key(g)}_${RM}_${RN}_${S}`;
   if (S === 1) {
-    const program = rawProgram({ key: programKey, inputs: ['x', 'dy'], components: [CV, NV], outputShape: [...attrs.filterShape], threads, body });
+    const program = rawProgram({
+      key: programKey,
+      inputs: ['x', 'dy'],
+      components: [CV, NV],
+      outputShape: [...attrs.filterShape],
+      threads,
+      body,
+    });
     return backend.runWebGPUProgram(program, [x, dy], 'float32', undefined, output);
   }
-  const partial = rawProgram({ key: programKey, inputs: ['x', 'dy'], components: [CV, NV], outputShape: [S, 1, 1, 1, elems], threads, body });
+  const partial = rawProgram({
+    key: programKey,
+    inputs: ['x', 'dy'],
+    components: [CV, NV],
+    outputShape: [S, 1, 1, 1, elems],
+    threads,
+    body,
+  });
   const tmp = backend.runWebGPUProgram(partial, [x, dy], 'float32');
   const sum = rawProgram({
     key: `c3wsum_${elems}_${S}`,

@@ -11,7 +11,15 @@ import { reduce, softmax } from './reduce.ts';
 import { normActBackward, normActForward } from './norm-act.ts';
 import type { WebGPUBackendLike } from './program.ts';
 
-export const FAST_KERNEL_NAMES = ['Conv3D', 'Conv3DBackpropInputV2', 'Conv3DBackpropFilterV2', 'Sum', 'Max', 'Mean', 'Softmax'] as const;
+export const FAST_KERNEL_NAMES = [
+  'Conv3D',
+  'Conv3DBackpropInputV2',
+  'Conv3DBackpropFilterV2',
+  'Sum',
+  'Max',
+  'Mean',
+  'Softmax',
+] as const;
 type Name = (typeof FAST_KERNEL_NAMES)[number];
 
 const BACKEND = 'webgpu';
@@ -24,7 +32,10 @@ export function stockKernels(): Map<Name, KernelConfig> {
     stock = new Map();
     for (const name of FAST_KERNEL_NAMES) {
       const k = tf.getKernel(name, BACKEND);
-      if (!k) throw new Error(`stock kernel ${name} is not registered for '${BACKEND}': load the webgpu backend first`);
+      if (!k)
+        throw new Error(
+          `stock kernel ${name} is not registered for '${BACKEND}': load the webgpu backend first`,
+        );
       stock.set(name, k);
     }
   }
@@ -36,13 +47,19 @@ const be = (a: Args) => a.backend as unknown as WebGPUBackendLike;
 const attrs = <T>(a: Args) => a.attrs as unknown as T;
 
 const fastFuncs: Record<Name, (a: Args) => TensorInfo | null> = {
-  Conv3D: (a) => conv3dForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
-  Conv3DBackpropInputV2: (a) => conv3dBackpropInput(be(a), a.inputs.dy as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
-  Conv3DBackpropFilterV2: (a) => conv3dBackpropFilter(be(a), a.inputs.x as TensorInfo, a.inputs.dy as TensorInfo, attrs(a)),
+  Conv3D: (a) =>
+    conv3dForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
+  Conv3DBackpropInputV2: (a) =>
+    conv3dBackpropInput(be(a), a.inputs.dy as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
+  Conv3DBackpropFilterV2: (a) =>
+    conv3dBackpropFilter(be(a), a.inputs.x as TensorInfo, a.inputs.dy as TensorInfo, attrs(a)),
   Sum: (a) => reduce(be(a), a.inputs.x as TensorInfo, attrs(a), 'sum'),
   // tfjs names Max's axis attribute reductionIndices.
   Max: (a) => {
-    const { reductionIndices, keepDims } = attrs<{ reductionIndices: number | number[]; keepDims: boolean }>(a);
+    const { reductionIndices, keepDims } = attrs<{
+      reductionIndices: number | number[];
+      keepDims: boolean;
+    }>(a);
     return reduce(be(a), a.inputs.x as TensorInfo, { axis: reductionIndices, keepDims }, 'max');
   },
   Mean: (a) => reduce(be(a), a.inputs.x as TensorInfo, attrs(a), 'mean'),
@@ -60,7 +77,14 @@ function registerFused(): void {
     backendName: BACKEND,
     kernelFunc: (a) => {
       const { eps, alpha } = attrs<{ eps: number; alpha: number }>(a);
-      return normActForward(be(a), a.inputs.x as TensorInfo, a.inputs.gamma as TensorInfo, a.inputs.beta as TensorInfo, eps, alpha);
+      return normActForward(
+        be(a),
+        a.inputs.x as TensorInfo,
+        a.inputs.gamma as TensorInfo,
+        a.inputs.beta as TensorInfo,
+        eps,
+        alpha,
+      );
     },
   });
   tf.registerKernel({
@@ -68,7 +92,15 @@ function registerFused(): void {
     backendName: BACKEND,
     kernelFunc: (a) => {
       const i = a.inputs as Record<string, TensorInfo>;
-      return normActBackward(be(a), i.dz, i.x, i.stats, i.gamma, i.beta, attrs<{ alpha: number }>(a).alpha);
+      return normActBackward(
+        be(a),
+        i.dz,
+        i.x,
+        i.stats,
+        i.gamma,
+        i.beta,
+        attrs<{ alpha: number }>(a).alpha,
+      );
     },
   });
   fusedRegistered = true;
@@ -84,18 +116,30 @@ export function fusedOpsActive(): boolean {
  * kernels. The bias is cancelled by the norm's mean subtraction, so its gradient is exactly 0
  * (the composite version gives round-off noise around 0 there).
  */
-export function fusedBiasNormAct(v: tf.Tensor3D, bias: tf.Tensor | null, gamma: tf.Tensor, beta: tf.Tensor, eps: number, alpha: number): tf.Tensor3D {
+export function fusedBiasNormAct(
+  v: tf.Tensor3D,
+  bias: tf.Tensor | null,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  eps: number,
+  alpha: number,
+): tf.Tensor3D {
   const e = tf.engine();
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [x, g, b] = args as tf.Tensor[];
     const save = args[3] as tf.GradSaveFunc;
-    const [y, stats] = e.runKernel(NORM_ACT, { x, gamma: g, beta: b }, { eps, alpha } as never) as unknown as tf.Tensor[];
+    const [y, stats] = e.runKernel(NORM_ACT, { x, gamma: g, beta: b }, {
+      eps,
+      alpha,
+    } as never) as unknown as tf.Tensor[];
     save([x, stats, g, b]);
     return {
       value: y,
       gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) => {
         const [sx, st, sg, sb] = saved;
-        return e.runKernel(NORM_ACT_GRAD, { dz, x: sx, stats: st, gamma: sg, beta: sb }, { alpha } as never) as unknown as tf.Tensor[];
+        return e.runKernel(NORM_ACT_GRAD, { dz, x: sx, stats: st, gamma: sg, beta: sb }, {
+          alpha,
+        } as never) as unknown as tf.Tensor[];
       },
     };
   });

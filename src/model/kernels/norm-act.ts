@@ -57,7 +57,14 @@ const prelude = (v: View) => `
 fn stat(b : i32, k : i32, c : i32) -> f32 { return stats[(b * 2 + k) * ${v.C} + c]; }`;
 
 /** Forward: [y, stats] with stats [B, 2, C] = (μ, r). */
-export function normActForward(backend: WebGPUBackendLike, x: TensorInfo, gamma: TensorInfo, beta: TensorInfo, eps: number, alpha: number): [TensorInfo, TensorInfo] {
+export function normActForward(
+  backend: WebGPUBackendLike,
+  x: TensorInfo,
+  gamma: TensorInfo,
+  beta: TensorInfo,
+  eps: number,
+  alpha: number,
+): [TensorInfo, TensorInfo] {
   const v = view(x.shape);
   const partialProgram = rawProgram({
     key: `nafp_${vkey(v)}`,
@@ -82,12 +89,17 @@ export function normActForward(backend: WebGPUBackendLike, x: TensorInfo, gamma:
   result[((b * ${v.S} + s) * 2 + 1) * ${v.C} + c] = s2;`,
   });
   const partial = backend.runWebGPUProgram(partialProgram, [x], 'float32');
-  const statsProgram = combineProgram(v, `nafs_${eps}`, ['partial', 'x'], `
+  const statsProgram = combineProgram(
+    v,
+    `nafs_${eps}`,
+    ['partial', 'x'],
+    `
   let k = x[b * ${v.N * v.C} + c];
   let m = s1 / ${v.N}.0;
   let variance = max(s2 / ${v.N}.0 - m * m, 0.0);
   result[(b * 2) * ${v.C} + c] = k + m;
-  result[(b * 2 + 1) * ${v.C} + c] = inverseSqrt(variance + ${eps.toExponential(9)});`);
+  result[(b * 2 + 1) * ${v.C} + c] = inverseSqrt(variance + ${eps.toExponential(9)});`,
+  );
   const stats = backend.runWebGPUProgram(statsProgram, [partial, x], 'float32');
   backend.disposeData(partial.dataId);
   const yProgram = rawProgram({
@@ -108,7 +120,15 @@ export function normActForward(backend: WebGPUBackendLike, x: TensorInfo, gamma:
 }
 
 /** Backward: [dx, dγ, dβ]. */
-export function normActBackward(backend: WebGPUBackendLike, dz: TensorInfo, x: TensorInfo, stats: TensorInfo, gamma: TensorInfo, beta: TensorInfo, alpha: number): [TensorInfo, TensorInfo, TensorInfo] {
+export function normActBackward(
+  backend: WebGPUBackendLike,
+  dz: TensorInfo,
+  x: TensorInfo,
+  stats: TensorInfo,
+  gamma: TensorInfo,
+  beta: TensorInfo,
+  alpha: number,
+): [TensorInfo, TensorInfo, TensorInfo] {
   const v = view(x.shape);
   const a = alpha.toExponential(9);
   // g and x̂ at flat index i (channel c, sample b).
@@ -144,9 +164,14 @@ fn grad(i : i32, c : i32, xh : f32) -> f32 {
   result[((b * ${v.S} + s) * 2 + 1) * ${v.C} + c] = s2;`,
   });
   const partial = backend.runWebGPUProgram(partialProgram, [dz, x, stats, gamma, beta], 'float32');
-  const gstatsProgram = combineProgram(v, 'nabs', ['partial'], `
+  const gstatsProgram = combineProgram(
+    v,
+    'nabs',
+    ['partial'],
+    `
   result[(b * 2) * ${v.C} + c] = s1;
-  result[(b * 2 + 1) * ${v.C} + c] = s2;`);
+  result[(b * 2 + 1) * ${v.C} + c] = s2;`,
+  );
   const gstats = backend.runWebGPUProgram(gstatsProgram, [partial], 'float32');
   backend.disposeData(partial.dataId);
   const dxProgram = rawProgram({

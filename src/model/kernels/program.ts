@@ -8,7 +8,13 @@ import type { TensorInfo } from '@tensorflow/tfjs';
 
 /** The part of tfjs-backend-webgpu's backend this module uses. */
 export interface WebGPUBackendLike {
-  runWebGPUProgram(program: object, inputs: TensorInfo[], dtype: 'float32', uniforms?: unknown[], output?: TensorInfo): TensorInfo;
+  runWebGPUProgram(
+    program: object,
+    inputs: TensorInfo[],
+    dtype: 'float32',
+    uniforms?: unknown[],
+    output?: TensorInfo,
+  ): TensorInfo;
   makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
 }

@@ -12,7 +12,6 @@ import { prod } from '../../util/numeric.ts';
 
 export type ReduceOp = 'sum' | 'max' | 'mean';
 
-
 interface Layout {
   outer: number;
   r: number;
@@ -25,12 +24,18 @@ function layout(shape: number[], axis: number | number[]): Layout | null {
   if (axes.some((a, i) => i > 0 && a !== axes[i - 1] + 1)) return null;
   const a0 = axes[0];
   const a1 = axes[axes.length - 1];
-  return { outer: prod(shape.slice(0, a0)), r: prod(shape.slice(a0, a1 + 1)), inner: prod(shape.slice(a1 + 1)) };
+  return {
+    outer: prod(shape.slice(0, a0)),
+    r: prod(shape.slice(a0, a1 + 1)),
+    inner: prod(shape.slice(a1 + 1)),
+  };
 }
 
 function outShape(shape: number[], axis: number | number[], keepDims: boolean): number[] {
   const axes = new Set(tf.util.parseAxisParam(axis, shape));
-  return keepDims ? shape.map((d, i) => (axes.has(i) ? 1 : d)) : shape.filter((_, i) => !axes.has(i));
+  return keepDims
+    ? shape.map((d, i) => (axes.has(i) ? 1 : d))
+    : shape.filter((_, i) => !axes.has(i));
 }
 
 const INIT: Record<ReduceOp, string> = { sum: '0.0', mean: '0.0', max: '-3.402823e+38' };
@@ -42,7 +47,15 @@ const STEP: Record<ReduceOp, (a: string, v: string) => string> = {
 };
 
 /** Reduce a [outer, r, inner] view over r, `scale` multiplying the result (1/R for mean). */
-function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: ReduceOp, shape: number[], scale: number, output?: TensorInfo): TensorInfo {
+function runReduce(
+  backend: WebGPUBackendLike,
+  x: TensorInfo,
+  l: Layout,
+  op: ReduceOp,
+  shape: number[],
+  scale: number,
+  output?: TensorInfo,
+): TensorInfo {
   const outputs = l.outer * l.inner;
   const finish = op === 'max' ? 'acc' : scale === 1 ? 'acc' : `acc * ${scale.toPrecision(9)}`;
   // Few outputs, long rows: split each row into S parts first.
@@ -68,7 +81,15 @@ function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: Red
   result[t] = acc;`,
     });
     const tmp = backend.runWebGPUProgram(partial, [x], 'float32');
-    const out = runReduce(backend, tmp, { outer: l.outer, r: S, inner: l.inner }, op === 'mean' ? 'sum' : op, shape, scale, output);
+    const out = runReduce(
+      backend,
+      tmp,
+      { outer: l.outer, r: S, inner: l.inner },
+      op === 'mean' ? 'sum' : op,
+      shape,
+      scale,
+      output,
+    );
     backend.disposeData(tmp.dataId);
     return out;
   }
@@ -91,15 +112,31 @@ function runReduce(backend: WebGPUBackendLike, x: TensorInfo, l: Layout, op: Red
   return backend.runWebGPUProgram(program, [x], 'float32', undefined, output);
 }
 
-export function reduce(backend: WebGPUBackendLike, x: TensorInfo, attrs: { axis: number | number[]; keepDims: boolean }, op: ReduceOp): TensorInfo | null {
+export function reduce(
+  backend: WebGPUBackendLike,
+  x: TensorInfo,
+  attrs: { axis: number | number[]; keepDims: boolean },
+  op: ReduceOp,
+): TensorInfo | null {
   if (x.dtype !== 'float32' || x.shape.length === 0) return null;
   const l = layout(x.shape, attrs.axis);
   if (!l || l.outer * l.inner === 0 || l.r === 0) return null;
-  return runReduce(backend, x, l, op, outShape(x.shape, attrs.axis, attrs.keepDims), op === 'mean' ? 1 / l.r : 1);
+  return runReduce(
+    backend,
+    x,
+    l,
+    op,
+    outShape(x.shape, attrs.axis, attrs.keepDims),
+    op === 'mean' ? 1 / l.r : 1,
+  );
 }
 
 /** Softmax over the last axis: one thread per row (rows of up to 256 classes). */
-export function softmax(backend: WebGPUBackendLike, logits: TensorInfo, attrs: { dim: number }): TensorInfo | null {
+export function softmax(
+  backend: WebGPUBackendLike,
+  logits: TensorInfo,
+  attrs: { dim: number },
+): TensorInfo | null {
   const rank = logits.shape.length;
   if (logits.dtype !== 'float32' || rank === 0) return null;
   const dim = attrs.dim < 0 ? attrs.dim + rank : attrs.dim;

@@ -34,14 +34,23 @@ export class ConnectionGuard {
   /** Times of recent failures per address (oldest first). */
   private readonly failures = new Map<string, number[]>();
 
-  constructor(private readonly limits: GuardLimits = DEFAULT_GUARD_LIMITS, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly limits: GuardLimits = DEFAULT_GUARD_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** Why a new connection from `addr` is refused now, or undefined. */
   check(addr: string): Refusal | undefined {
     const recent = this.recentFailures(addr);
-    if (recent >= this.limits.maxFailures) return { status: 429, reason: `too many failed authentications from this address; try again in ${Math.ceil(this.limits.failureWindowMs / 1000)} s` };
-    if (this.total >= this.limits.maxConnections) return { status: 503, reason: 'the relay is at its connection limit' };
-    if ((this.open.get(addr) ?? 0) >= this.limits.maxPerAddress) return { status: 429, reason: 'too many connections from this address' };
+    if (recent >= this.limits.maxFailures)
+      return {
+        status: 429,
+        reason: `too many failed authentications from this address; try again in ${Math.ceil(this.limits.failureWindowMs / 1000)} s`,
+      };
+    if (this.total >= this.limits.maxConnections)
+      return { status: 503, reason: 'the relay is at its connection limit' };
+    if ((this.open.get(addr) ?? 0) >= this.limits.maxPerAddress)
+      return { status: 429, reason: 'too many connections from this address' };
     return undefined;
   }
 
@@ -66,7 +75,8 @@ export class ConnectionGuard {
     this.failures.delete(addr); // re-inserted last: the map's order is least recently failed first
     times.push(this.now());
     this.failures.set(addr, times.slice(-this.limits.maxFailures));
-    while (this.failures.size > this.limits.maxTrackedAddresses) this.failures.delete(this.failures.keys().next().value!);
+    while (this.failures.size > this.limits.maxTrackedAddresses)
+      this.failures.delete(this.failures.keys().next().value!);
   }
 
   get connections(): number {

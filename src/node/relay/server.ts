@@ -79,7 +79,10 @@ export class RelayStartError extends Error {}
  */
 function setMaxPayload(ws: WebSocket, bytes: number): void {
   const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
-  if (!receiver || typeof receiver._maxPayload !== 'number') throw new Error('ws internals changed: cannot set a per-socket frame limit (src/node/relay/server.ts setMaxPayload)');
+  if (!receiver || typeof receiver._maxPayload !== 'number')
+    throw new Error(
+      'ws internals changed: cannot set a per-socket frame limit (src/node/relay/server.ts setMaxPayload)',
+    );
   receiver._maxPayload = bytes;
 }
 
@@ -87,9 +90,17 @@ function setMaxPayload(ws: WebSocket, bytes: number): void {
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   if (socket.destroyed) return;
   const body = `${text}\n`;
-  socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
 }
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
 
 /** Starts the closing handshake; a peer that does not answer it within 2 s is cut off. */
 function closeSoon(ws: WebSocket, code: number, reason: string): void {
@@ -129,20 +140,32 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     const diff = configDifferences(restored.config, given);
     if (diff.length) {
       // One line (the command line prints an error's first line only).
-      throw new RelayStartError(`${join(opts.dataDir, 'state.json')} holds a federation with other settings than this start asks for (${diff.join('; ')}). ` +
-        `Start the relay with the stored settings to continue that federation, or start a new federation with another --data-dir (or move ${opts.dataDir} away)`);
+      throw new RelayStartError(
+        `${join(opts.dataDir, 'state.json')} holds a federation with other settings than this start asks for (${diff.join('; ')}). ` +
+          `Start the relay with the stored settings to continue that federation, or start a new federation with another --data-dir (or move ${opts.dataDir} away)`,
+      );
     }
     log(`restored state from ${opts.dataDir}: phase ${restored.phase}, round ${restored.round}`);
   }
   const maxBytes = opts.maxMessageBytes ?? 512 * 1024 * 1024;
-  const fed = new FederationHost({ ...opts, log, persist: (s) => saveSnapshot(opts.dataDir, s), restored, maxMessageBytes: maxBytes, role: 'relay' });
+  const fed = new FederationHost({
+    ...opts,
+    log,
+    persist: (s) => saveSnapshot(opts.dataDir, s),
+    restored,
+    maxMessageBytes: maxBytes,
+    role: 'relay',
+  });
   const coordinator = fed.coordinator;
   const maxRate = opts.maxMessagesPerSecond ?? 50;
   const peerRate = opts.peerMessagesPerSecond ?? 200;
   const helloTimeoutMs = opts.helloTimeoutMs ?? 20_000;
   const guard = new ConnectionGuard({ ...DEFAULT_GUARD_LIMITS, ...opts.limits });
 
-  const serveApp = opts.staticDir && existsSync(join(opts.staticDir, 'index.html')) ? staticHandler(opts.staticDir) : undefined;
+  const serveApp =
+    opts.staticDir && existsSync(join(opts.staticDir, 'index.html'))
+      ? staticHandler(opts.staticDir)
+      : undefined;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     try {
       if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
@@ -155,7 +178,11 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     }
   };
   // An https.Server emits the same request/upgrade events; the PeerJS server accepts either.
-  const server = (opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle)) as Server;
+  const server = (
+    opts.tls
+      ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle)
+      : createServer(handle)
+  ) as Server;
   // Slow senders: a request's headers must arrive within 20 s and the whole request within 60 s
   // (Node answers 408 to one that drips), and a connection that goes silent, before or inside its
   // request, is dropped after 30 s (ws clears this idle timeout on the sockets it upgrades).
@@ -166,7 +193,11 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   server.maxConnections = 2 * (opts.limits?.maxConnections ?? DEFAULT_GUARD_LIMITS.maxConnections);
   // Both WebSocket servers run without binding to `server` (ws would reject the other's upgrade
   // requests); upgrades are routed by path here.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxBytes + ENVELOPE_OVERHEAD, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: maxBytes + ENVELOPE_OVERHEAD,
+    perMessageDeflate: false,
+  });
   wss.on('error', (e) => log(`federation socket server: ${e.message}`));
   let peerWss: WebSocketServer | undefined;
   // The peer server only sets itself up when mounted in an express app ('mount' event).
@@ -175,7 +206,12 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     path: '/',
     allow_discovery: false,
     createWebSocketServer: (o) => {
-      const w = new WebSocketServer({ noServer: true, path: o.path, maxPayload: PEER_MAX_PAYLOAD, perMessageDeflate: false });
+      const w = new WebSocketServer({
+        noServer: true,
+        path: o.path,
+        maxPayload: PEER_MAX_PAYLOAD,
+        perMessageDeflate: false,
+      });
       w.on('error', (e) => log(`PeerJS socket server: ${e.message}`));
       // Registered before the peer library's own listeners: a socket that floods, or sends what
       // is not a JSON object, is closed here (the library would only emit an error and go on).
@@ -207,7 +243,10 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
   // path) to stderr: a log flood. Answer it here instead.
   peerHost.use((err: unknown, _req: IncomingMessage, res: ServerResponse, _next: unknown) => {
     const status = (err as { status?: unknown }).status;
-    if (!res.headersSent) res.writeHead(typeof status === 'number' && status >= 400 && status < 500 ? status : 400).end('bad request');
+    if (!res.headersSent)
+      res
+        .writeHead(typeof status === 'number' && status >= 400 && status < 500 ? status : 400)
+        .end('bad request');
     else res.destroy();
   });
   // `handle` reads this only on requests, which come after listen() below.
@@ -221,7 +260,8 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     } catch {
       return refuseUpgrade(socket, 400, 'bad request: malformed URL');
     }
-    const target = path === '/fed' ? wss : peerWss && path === `${PEER_PATH}/peerjs` ? peerWss : undefined;
+    const target =
+      path === '/fed' ? wss : peerWss && path === `${PEER_PATH}/peerjs` ? peerWss : undefined;
     if (!target) return refuseUpgrade(socket, 404, 'not found');
     const addr = (socket as Socket).remoteAddress ?? 'unknown';
     const refusal = guard.check(addr);
@@ -248,7 +288,10 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
         if (ws.readyState === ws.OPEN) ws.send(b);
       },
       // The full reason went out in the `refused` message (a close reason holds only 123 bytes).
-      close: (reason) => (reason ? closeSoon(ws, 1008, 'refused') : closeSoon(ws, 1000, 'replaced by a new connection')),
+      close: (reason) =>
+        reason
+          ? closeSoon(ws, 1008, 'refused')
+          : closeSoon(ws, 1000, 'replaced by a new connection'),
       admitted: () => {
         admitted = true;
         clearTimeout(helloTimer);
@@ -258,12 +301,19 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     const over = rateLimiter(maxRate);
     ws.on('message', (data: Buffer, isBinary) => {
       if (over()) {
-        ws.send(encodeMessage({ type: 'error', message: `rate limit: more than ${maxRate} messages per second` }));
+        ws.send(
+          encodeMessage({
+            type: 'error',
+            message: `rate limit: more than ${maxRate} messages per second`,
+          }),
+        );
         closeSoon(ws, 1008, 'rate limit');
         return;
       }
       if (!isBinary) {
-        ws.send(encodeMessage({ type: 'error', message: 'text frames are not part of the protocol' }));
+        ws.send(
+          encodeMessage({ type: 'error', message: 'text frames are not part of the protocol' }),
+        );
         return;
       }
       // ws hands over one Buffer per message (binaryType 'nodebuffer'): viewed, not copied.

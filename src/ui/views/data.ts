@@ -4,35 +4,118 @@ import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
 import { wireDropZone } from '../drop-zone.ts';
 import { FILE_ACCEPT } from '../../io/formats.ts';
-import type { DataApi, ImportEvent, ImportInput, ImportSummary, PrepareEvent, PrepareSummary } from '../../../workers/data.worker.ts';
+import type {
+  DataApi,
+  ImportEvent,
+  ImportInput,
+  ImportSummary,
+  PrepareEvent,
+  PrepareSummary,
+} from '../../../workers/data.worker.ts';
 import { isAbort } from '../../util/errors.ts';
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
 
-export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; refresh: () => Promise<void>; importInput: (i: ImportInput | { demo: number }) => Promise<ImportSummary | undefined> } {
-  const drop = el('div', { class: 'drop', id: 'drop-zone', tabindex: '0', role: 'button', 'aria-label': 'Drop files or folders here to import them' },
-    el('strong', {}, 'Drop an nnU-Net dataset folder, NIfTI/NRRD/MetaImage files or a DICOM folder here'),
-    el('span', {}, 'Files are read in this browser and stored on this computer only. Nothing is uploaded.'));
-  const folderInput = el('input', { type: 'file', id: 'import-folder', webkitdirectory: '', hidden: '' });
-  const filesInput = el('input', { type: 'file', id: 'import-files', multiple: '', accept: FILE_ACCEPT, hidden: '' });
+export function dataView(api: Comlink.Remote<DataApi>): {
+  root: HTMLElement;
+  refresh: () => Promise<void>;
+  importInput: (i: ImportInput | { demo: number }) => Promise<ImportSummary | undefined>;
+} {
+  const drop = el(
+    'div',
+    {
+      class: 'drop',
+      id: 'drop-zone',
+      tabindex: '0',
+      role: 'button',
+      'aria-label': 'Drop files or folders here to import them',
+    },
+    el(
+      'strong',
+      {},
+      'Drop an nnU-Net dataset folder, NIfTI/NRRD/MetaImage files or a DICOM folder here',
+    ),
+    el(
+      'span',
+      {},
+      'Files are read in this browser and stored on this computer only. Nothing is uploaded.',
+    ),
+  );
+  const folderInput = el('input', {
+    type: 'file',
+    id: 'import-folder',
+    webkitdirectory: '',
+    hidden: '',
+  });
+  const filesInput = el('input', {
+    type: 'file',
+    id: 'import-files',
+    multiple: '',
+    accept: FILE_ACCEPT,
+    hidden: '',
+  });
   const pickFolder = el('button', { type: 'button', id: 'pick-folder' }, 'Choose a folder…');
-  const pickFiles = el('button', { type: 'button', id: 'pick-files', class: 'secondary' }, 'Choose files…');
-  const demoSite = el('select', { id: 'demo-site', 'aria-label': 'Demo site' },
-    el('option', { value: '0' }, 'Demo site A (1×1×1.2 mm)'), el('option', { value: '1' }, 'Demo site B (0.8×0.8×2 mm, brighter scanner)'), el('option', { value: '2' }, 'Demo site C (1.25 mm isotropic)'));
-  const useDemo = el('button', { type: 'button', id: 'use-demo', class: 'secondary' }, 'Use demo data');
+  const pickFiles = el(
+    'button',
+    { type: 'button', id: 'pick-files', class: 'secondary' },
+    'Choose files…',
+  );
+  const demoSite = el(
+    'select',
+    { id: 'demo-site', 'aria-label': 'Demo site' },
+    el('option', { value: '0' }, 'Demo site A (1×1×1.2 mm)'),
+    el('option', { value: '1' }, 'Demo site B (0.8×0.8×2 mm, brighter scanner)'),
+    el('option', { value: '2' }, 'Demo site C (1.25 mm isotropic)'),
+  );
+  const useDemo = el(
+    'button',
+    { type: 'button', id: 'use-demo', class: 'secondary' },
+    'Use demo data',
+  );
   const progress = el('progress', { id: 'import-progress', max: '1', value: '0', hidden: '' });
   const status = el('p', { id: 'import-status', role: 'status' });
-  const cancel = el('button', { type: 'button', id: 'import-cancel', class: 'secondary', hidden: '' }, 'Cancel import');
+  const cancel = el(
+    'button',
+    { type: 'button', id: 'import-cancel', class: 'secondary', hidden: '' },
+    'Cancel import',
+  );
   const result = el('div', { id: 'import-result' });
   const allow = el('input', { type: 'checkbox', id: 'import-allow-problems' });
-  const allowLabel = el('label', { for: 'import-allow-problems' }, allow, ' Keep cases with problems (marked in the list) instead of refusing the import');
+  const allowLabel = el(
+    'label',
+    { for: 'import-allow-problems' },
+    allow,
+    ' Keep cases with problems (marked in the list) instead of refusing the import',
+  );
   const list = el('div', { id: 'dataset-list' });
   const usage = el('p', { id: 'storage-usage', class: 'muted' });
 
-  const root = el('div', {},
-    el('section', { class: 'card' }, el('h2', {}, 'Import scans'), drop, el('div', { class: 'row' }, pickFolder, pickFiles, el('span', { class: 'muted' }, 'or'), demoSite, useDemo), allowLabel, folderInput, filesInput,
-      el('div', { class: 'row' }, progress, cancel), status, result),
-    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage));
+  const root = el(
+    'div',
+    {},
+    el(
+      'section',
+      { class: 'card' },
+      el('h2', {}, 'Import scans'),
+      drop,
+      el(
+        'div',
+        { class: 'row' },
+        pickFolder,
+        pickFiles,
+        el('span', { class: 'muted' }, 'or'),
+        demoSite,
+        useDemo,
+      ),
+      allowLabel,
+      folderInput,
+      filesInput,
+      el('div', { class: 'row' }, progress, cancel),
+      status,
+      result,
+    ),
+    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage),
+  );
 
   let busy = false;
   const setBusy = (b: boolean) => {
@@ -48,33 +131,77 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   const onEvent = (e: ImportEvent) => {
     progress.max = Math.max(1, e.casesTotal);
     progress.value = e.casesDone;
-    const what = e.phase === 'reading' ? `Read ${e.caseId ?? 'case'}` : e.phase === 'storing' ? 'Stored' : e.phase === 'committing' ? 'Finishing' : e.phase === 'rolling-back' ? 'Undoing' : 'Done';
+    const what =
+      e.phase === 'reading'
+        ? `Read ${e.caseId ?? 'case'}`
+        : e.phase === 'storing'
+          ? 'Stored'
+          : e.phase === 'committing'
+            ? 'Finishing'
+            : e.phase === 'rolling-back'
+              ? 'Undoing'
+              : 'Done';
     status.textContent = `${what}: ${e.casesDone} of ${e.casesTotal} cases, ${formatBytes(e.bytesWritten)} written`;
     status.dataset.phase = e.phase;
   };
 
-  async function importInput(input: ImportInput | { demo: number }): Promise<ImportSummary | undefined> {
+  async function importInput(
+    input: ImportInput | { demo: number },
+  ): Promise<ImportSummary | undefined> {
     if (busy) return undefined;
     setBusy(true);
     result.replaceChildren();
     status.textContent = 'Starting…';
     try {
-      const s = 'demo' in input
-        ? await api.importDemo(input.demo, Comlink.proxy(onEvent))
-        : await api.importFiles({ allowProblems: allow.checked, ...input }, Comlink.proxy(onEvent));
+      const s =
+        'demo' in input
+          ? await api.importDemo(input.demo, Comlink.proxy(onEvent))
+          : await api.importFiles(
+              { allowProblems: allow.checked, ...input },
+              Comlink.proxy(onEvent),
+            );
       // persist() exists only on the page (not in workers): ask once a dataset is stored.
       const persisted = await navigator.storage?.persist?.().catch(() => false);
-      const lines = [el('p', { class: 'ok' }, `Imported ${s.name}: ${s.numCases} case(s)${s.replaced ? ' (replaced the earlier import of the same name)' : ''}.`)];
-      if (s.casesWithProblems) lines.push(el('p', { class: 'warn' }, `${s.casesWithProblems} case(s) have problems; see the list below.`));
-      for (const k of s.skipped) lines.push(el('p', { class: 'bad' }, `Skipped ${k.id}: ${k.reason}`));
+      const lines = [
+        el(
+          'p',
+          { class: 'ok' },
+          `Imported ${s.name}: ${s.numCases} case(s)${s.replaced ? ' (replaced the earlier import of the same name)' : ''}.`,
+        ),
+      ];
+      if (s.casesWithProblems)
+        lines.push(
+          el(
+            'p',
+            { class: 'warn' },
+            `${s.casesWithProblems} case(s) have problems; see the list below.`,
+          ),
+        );
+      for (const k of s.skipped)
+        lines.push(el('p', { class: 'bad' }, `Skipped ${k.id}: ${k.reason}`));
       for (const w of s.warnings.slice(0, 5)) lines.push(el('p', { class: 'muted' }, w));
-      if (persisted === false) lines.push(el('p', { class: 'muted' }, 'The browser did not grant persistent storage: it may evict this data when the disk is full.'));
+      if (persisted === false)
+        lines.push(
+          el(
+            'p',
+            { class: 'muted' },
+            'The browser did not grant persistent storage: it may evict this data when the disk is full.',
+          ),
+        );
       result.replaceChildren(...lines);
       status.textContent = 'Import finished.';
       return s;
     } catch (e) {
       const aborted = isAbort(e);
-      result.replaceChildren(el('p', { class: 'bad', id: 'import-error' }, aborted ? 'Import cancelled. Nothing was stored; your other datasets are unchanged.' : `Import failed: ${errorText(e)}. Nothing was stored; your other datasets are unchanged.`));
+      result.replaceChildren(
+        el(
+          'p',
+          { class: 'bad', id: 'import-error' },
+          aborted
+            ? 'Import cancelled. Nothing was stored; your other datasets are unchanged.'
+            : `Import failed: ${errorText(e)}. Nothing was stored; your other datasets are unchanged.`,
+        ),
+      );
       status.textContent = '';
       return undefined;
     } finally {
@@ -87,7 +214,9 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
   useDemo.addEventListener('click', () => void importInput({ demo: Number(demoSite.value) }));
   pickFiles.addEventListener('click', () => filesInput.click());
   pickFolder.addEventListener('click', async () => {
-    const picker = (window as unknown as { showDirectoryPicker?: () => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
+    const picker = (
+      window as unknown as { showDirectoryPicker?: () => Promise<FileSystemDirectoryHandle> }
+    ).showDirectoryPicker;
     if (!picker) return folderInput.click();
     try {
       const dir = await picker();
@@ -97,16 +226,27 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
     }
   });
   const fromInput = (input: HTMLInputElement) => {
-    const files = [...(input.files ?? [])].map((f) => ({ path: f.webkitRelativePath || f.name, file: f }));
+    const files = [...(input.files ?? [])].map((f) => ({
+      path: f.webkitRelativePath || f.name,
+      file: f,
+    }));
     input.value = '';
     if (files.length) void importInput({ files });
   };
   folderInput.addEventListener('change', () => fromInput(folderInput));
   filesInput.addEventListener('change', () => fromInput(filesInput));
-  wireDropZone(drop, () => pickFolder.click(), (files) => void importInput({ files }));
+  wireDropZone(
+    drop,
+    () => pickFolder.click(),
+    (files) => void importInput({ files }),
+  );
 
   function datasetRow(d: DatasetView): HTMLElement {
-    const del = el('button', { type: 'button', class: 'danger', 'data-delete': d.id, 'aria-label': `Delete ${d.name}` }, 'Delete');
+    const del = el(
+      'button',
+      { type: 'button', class: 'danger', 'data-delete': d.id, 'aria-label': `Delete ${d.name}` },
+      'Delete',
+    );
     del.addEventListener('click', async () => {
       if (!confirm(`Delete ${d.name} (${d.numCases} cases) from this browser?`)) return;
       await api.remove(d.id);
@@ -115,22 +255,69 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
     const cases = el('ul', { class: 'cases' });
     for (const c of d.cases) {
       const ok = c.problems.filter((p) => !p.startsWith('warning:')).length === 0;
-      cases.append(el('li', { 'data-case': c.caseId, 'data-ok': String(ok) }, `${ok ? '✓' : '✗'} ${c.caseId}`,
-        el('span', { class: 'muted' }, ` ${c.dims?.join('×') ?? ''} @ ${c.spacing?.map((s) => s.toFixed(2)).join('×') ?? ''} mm${c.hasLabel ? ', labelled' : ''}`),
-        ...(c.problems.length ? [el('ul', {}, ...c.problems.map((p) => el('li', { class: p.startsWith('warning:') ? 'muted' : 'bad' }, p)))] : [])));
+      cases.append(
+        el(
+          'li',
+          { 'data-case': c.caseId, 'data-ok': String(ok) },
+          `${ok ? '✓' : '✗'} ${c.caseId}`,
+          el(
+            'span',
+            { class: 'muted' },
+            ` ${c.dims?.join('×') ?? ''} @ ${c.spacing?.map((s) => s.toFixed(2)).join('×') ?? ''} mm${c.hasLabel ? ', labelled' : ''}`,
+          ),
+          ...(c.problems.length
+            ? [
+                el(
+                  'ul',
+                  {},
+                  ...c.problems.map((p) =>
+                    el('li', { class: p.startsWith('warning:') ? 'muted' : 'bad' }, p),
+                  ),
+                ),
+              ]
+            : []),
+        ),
+      );
     }
     const trainable = Object.keys(d.labels).length > 1 && d.cases.every((c) => c.hasLabel);
-    return el('details', { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
-      el('summary', {}, el('strong', {}, d.name), ` — ${d.numCases} case(s), ${d.channelNames.join(' + ')}, ${formatBytes(d.bytes)}`,
-        d.casesWithProblems ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`) : el('span', { class: 'ok' }, ' · all cases valid'), ' ', del),
-      cases, trainable ? prepareBox(d) : el('p', { class: 'muted' }, 'Unlabelled scans: ready to be segmented (Predict), not to train on.'));
+    return el(
+      'details',
+      { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
+      el(
+        'summary',
+        {},
+        el('strong', {}, d.name),
+        ` — ${d.numCases} case(s), ${d.channelNames.join(' + ')}, ${formatBytes(d.bytes)}`,
+        d.casesWithProblems
+          ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`)
+          : el('span', { class: 'ok' }, ' · all cases valid'),
+        ' ',
+        del,
+      ),
+      cases,
+      trainable
+        ? prepareBox(d)
+        : el(
+            'p',
+            { class: 'muted' },
+            'Unlabelled scans: ready to be segmented (Predict), not to train on.',
+          ),
+    );
   }
 
   /** Fingerprint → plan → preprocess, with progress, cancel and the planned network shown. */
   function prepareBox(d: DatasetView): HTMLElement {
-    const config = el('select', { 'aria-label': 'Configuration', 'data-prepare-config': d.id },
-      el('option', { value: '3d_fullres' }, '3d_fullres'), el('option', { value: '2d' }, '2d'));
-    const go = el('button', { type: 'button', 'data-prepare': d.id }, 'Fingerprint, plan and preprocess');
+    const config = el(
+      'select',
+      { 'aria-label': 'Configuration', 'data-prepare-config': d.id },
+      el('option', { value: '3d_fullres' }, '3d_fullres'),
+      el('option', { value: '2d' }, '2d'),
+    );
+    const go = el(
+      'button',
+      { type: 'button', 'data-prepare': d.id },
+      'Fingerprint, plan and preprocess',
+    );
     const stop = el('button', { type: 'button', class: 'secondary', hidden: '' }, 'Cancel');
     const bar = el('progress', { max: '1', value: '0', hidden: '' });
     const line = el('p', { class: 'muted', 'data-prepare-status': d.id });
@@ -144,23 +331,53 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
       bar.hidden = false;
       out.replaceChildren();
       try {
-        const s: PrepareSummary = await api.prepare(d.id, { configuration: config.value as '3d_fullres' | '2d' }, Comlink.proxy((e: PrepareEvent) => {
-          bar.max = Math.max(1, e.total);
-          bar.value = e.done;
-          line.textContent = `${e.stage === 'fingerprint' ? 'Fingerprinting' : e.stage === 'plan' ? 'Planning' : 'Preprocessing'}: ${e.done} of ${e.total}${e.caseId ? ` (${e.caseId})` : ''}`;
-        }));
+        const s: PrepareSummary = await api.prepare(
+          d.id,
+          { configuration: config.value as '3d_fullres' | '2d' },
+          Comlink.proxy((e: PrepareEvent) => {
+            bar.max = Math.max(1, e.total);
+            bar.value = e.done;
+            line.textContent = `${e.stage === 'fingerprint' ? 'Fingerprinting' : e.stage === 'plan' ? 'Planning' : 'Preprocessing'}: ${e.done} of ${e.total}${e.caseId ? ` (${e.caseId})` : ''}`;
+          }),
+        );
         line.textContent = `Done in ${((s.ms.fingerprint + s.ms.plan + s.ms.preprocess) / 1000).toFixed(1)} s (fingerprint ${(s.ms.fingerprint / 1000).toFixed(1)} s, preprocessing ${(s.ms.preprocess / 1000).toFixed(1)} s).`;
-        out.replaceChildren(el('dl', {},
-          el('dt', {}, 'configuration'), el('dd', {}, `${s.configuration} (${s.plansName})`),
-          el('dt', {}, 'target spacing'), el('dd', { 'data-k': 'spacing' }, s.spacing.map((x) => x.toFixed(3)).join(' × ')),
-          el('dt', {}, 'patch size'), el('dd', { 'data-k': 'patch' }, s.patchSize.join(' × ')),
-          el('dt', {}, 'batch size'), el('dd', { 'data-k': 'batch' }, String(s.batchSize)),
-          el('dt', {}, 'network'), el('dd', {}, `${s.stages} stages, features ${s.features.join('/')}`),
-          el('dt', {}, 'normalisation'), el('dd', {}, s.normalization.map((n, i) => `${n}${s.useMaskForNorm[i] ? ' (masked)' : ''}`).join(', ')),
-          el('dt', {}, 'preprocessed'), el('dd', { 'data-k': 'cases' }, `${s.casesPreprocessed} cases stored`)));
+        out.replaceChildren(
+          el(
+            'dl',
+            {},
+            el('dt', {}, 'configuration'),
+            el('dd', {}, `${s.configuration} (${s.plansName})`),
+            el('dt', {}, 'target spacing'),
+            el('dd', { 'data-k': 'spacing' }, s.spacing.map((x) => x.toFixed(3)).join(' × ')),
+            el('dt', {}, 'patch size'),
+            el('dd', { 'data-k': 'patch' }, s.patchSize.join(' × ')),
+            el('dt', {}, 'batch size'),
+            el('dd', { 'data-k': 'batch' }, String(s.batchSize)),
+            el('dt', {}, 'network'),
+            el('dd', {}, `${s.stages} stages, features ${s.features.join('/')}`),
+            el('dt', {}, 'normalisation'),
+            el(
+              'dd',
+              {},
+              s.normalization
+                .map((n, i) => `${n}${s.useMaskForNorm[i] ? ' (masked)' : ''}`)
+                .join(', '),
+            ),
+            el('dt', {}, 'preprocessed'),
+            el('dd', { 'data-k': 'cases' }, `${s.casesPreprocessed} cases stored`),
+          ),
+        );
       } catch (e) {
         line.textContent = '';
-        out.replaceChildren(el('p', { class: 'bad' }, isAbort(e) ? 'Cancelled. Cases already preprocessed stay stored.' : `Failed: ${errorText(e)}`));
+        out.replaceChildren(
+          el(
+            'p',
+            { class: 'bad' },
+            isAbort(e)
+              ? 'Cancelled. Cases already preprocessed stay stored.'
+              : `Failed: ${errorText(e)}`,
+          ),
+        );
       } finally {
         busy = false;
         go.disabled = false;
@@ -168,14 +385,28 @@ export function dataView(api: Comlink.Remote<DataApi>): { root: HTMLElement; ref
         bar.hidden = true;
       }
     });
-    return el('div', { class: 'prepare' }, el('div', { class: 'row' }, config, go, stop, bar), line, out);
+    return el(
+      'div',
+      { class: 'prepare' },
+      el('div', { class: 'row' }, config, go, stop, bar),
+      line,
+      out,
+    );
   }
 
   async function refresh(): Promise<void> {
     const all = await api.datasets();
-    list.replaceChildren(...(all.length ? all.map(datasetRow) : [el('p', { class: 'muted', id: 'no-datasets' }, 'No dataset yet. Import one above.')]));
+    list.replaceChildren(
+      ...(all.length
+        ? all.map(datasetRow)
+        : [el('p', { class: 'muted', id: 'no-datasets' }, 'No dataset yet. Import one above.')]),
+    );
     const u = await api.usage();
-    usage.textContent = `Stored voxels: ${formatBytes(u.totalBytes)}` + (u.estimate?.quota ? ` · this site uses ${formatBytes(u.estimate.usage ?? 0)} of ${formatBytes(u.estimate.quota)} allowed` : '');
+    usage.textContent =
+      `Stored voxels: ${formatBytes(u.totalBytes)}` +
+      (u.estimate?.quota
+        ? ` · this site uses ${formatBytes(u.estimate.usage ?? 0)} of ${formatBytes(u.estimate.quota)} allowed`
+        : '');
   }
 
   return { root, refresh, importInput };

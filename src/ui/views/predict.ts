@@ -7,12 +7,23 @@ import { el, errorText, formatBytes } from '../dom.ts';
 import { wireDropZone } from '../drop-zone.ts';
 import { FILE_ACCEPT, isVolumePath } from '../../io/formats.ts';
 import { labelColour, sliceViewer } from '../viewer.ts';
-import type { InferApi, InferBackend, InferEvent, PredictSummary, ScanInput } from '../../../workers/infer.worker.ts';
+import type {
+  InferApi,
+  InferBackend,
+  InferEvent,
+  PredictSummary,
+  ScanInput,
+} from '../../../workers/infer.worker.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
 import { isAbort } from '../../util/errors.ts';
 
-const SOURCE_NAMES: Record<string, string> = { imported: 'imported', 'federation-global': 'federation (global)', personalised: 'personalised', local: 'trained here' };
+const SOURCE_NAMES: Record<string, string> = {
+  imported: 'imported',
+  'federation-global': 'federation (global)',
+  personalised: 'personalised',
+  local: 'trained here',
+};
 
 function download(bytes: Uint8Array, fileName: string, type = 'application/octet-stream'): void {
   const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type }));
@@ -27,9 +38,12 @@ function download(bytes: Uint8Array, fileName: string, type = 'application/octet
 function predictError(e: unknown): string {
   const m = errorText(e);
   if (isAbort(e)) return 'Cancelled. Nothing was changed.';
-  if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m)) return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
-  if (/webgpu/i.test(m) && !/no WebGPU/.test(m)) return `The GPU engine failed (${m}). Choose “ONNX on WebAssembly” and try again.`;
-  if (/NIfTI|NRRD|MetaImage|DICOM|vox_offset|datatype|read limit/i.test(m)) return `The scan could not be read: ${m}. Check that it is a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr with its data file) or MetaImage (.mha, .mhd with its data file) file, or a folder with one DICOM series.`;
+  if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m))
+    return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
+  if (/webgpu/i.test(m) && !/no WebGPU/.test(m))
+    return `The GPU engine failed (${m}). Choose “ONNX on WebAssembly” and try again.`;
+  if (/NIfTI|NRRD|MetaImage|DICOM|vox_offset|datatype|read limit/i.test(m))
+    return `The scan could not be read: ${m}. Check that it is a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr with its data file) or MetaImage (.mha, .mhd with its data file) file, or a folder with one DICOM series.`;
   return `Segmentation failed: ${m}.`;
 }
 
@@ -37,32 +51,90 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   // ---- models ----
   const modelSelect = el('select', { id: 'predict-model', 'aria-label': 'Model' });
   const modelList = el('ul', { id: 'model-list', class: 'models' });
-  const modelFolder = el('input', { type: 'file', id: 'model-import-folder', webkitdirectory: '', hidden: '' });
-  const modelZip = el('input', { type: 'file', id: 'model-import-zip', accept: '.zip,application/zip', hidden: '' });
-  const pickModelFolder = el('button', { type: 'button', id: 'pick-model-folder' }, 'Import a model folder…');
-  const pickModelZip = el('button', { type: 'button', id: 'pick-model-zip', class: 'secondary' }, 'Import a .zip…');
+  const modelFolder = el('input', {
+    type: 'file',
+    id: 'model-import-folder',
+    webkitdirectory: '',
+    hidden: '',
+  });
+  const modelZip = el('input', {
+    type: 'file',
+    id: 'model-import-zip',
+    accept: '.zip,application/zip',
+    hidden: '',
+  });
+  const pickModelFolder = el(
+    'button',
+    { type: 'button', id: 'pick-model-folder' },
+    'Import a model folder…',
+  );
+  const pickModelZip = el(
+    'button',
+    { type: 'button', id: 'pick-model-zip', class: 'secondary' },
+    'Import a .zip…',
+  );
   const modelStatus = el('p', { id: 'model-status', role: 'status' });
 
   // ---- scan ----
   const caseSelect = el('select', { id: 'predict-case', 'aria-label': 'Stored scan' });
-  const scanFiles = el('input', { type: 'file', id: 'scan-files', multiple: '', accept: FILE_ACCEPT, hidden: '' });
-  const scanFolder = el('input', { type: 'file', id: 'scan-folder', webkitdirectory: '', hidden: '' });
-  const pickScanFiles = el('button', { type: 'button', id: 'pick-scan-files', class: 'secondary' }, 'Choose NIfTI file(s)…');
-  const pickScanFolder = el('button', { type: 'button', id: 'pick-scan-folder', class: 'secondary' }, 'Choose a DICOM folder…');
-  const scanDrop = el('div', { class: 'drop', id: 'scan-drop', tabindex: '0', role: 'button', 'aria-label': 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here to segment it' },
-    el('strong', {}, 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here'), el('span', {}, 'It is read in this browser only. Nothing is uploaded.'));
+  const scanFiles = el('input', {
+    type: 'file',
+    id: 'scan-files',
+    multiple: '',
+    accept: FILE_ACCEPT,
+    hidden: '',
+  });
+  const scanFolder = el('input', {
+    type: 'file',
+    id: 'scan-folder',
+    webkitdirectory: '',
+    hidden: '',
+  });
+  const pickScanFiles = el(
+    'button',
+    { type: 'button', id: 'pick-scan-files', class: 'secondary' },
+    'Choose NIfTI file(s)…',
+  );
+  const pickScanFolder = el(
+    'button',
+    { type: 'button', id: 'pick-scan-folder', class: 'secondary' },
+    'Choose a DICOM folder…',
+  );
+  const scanDrop = el(
+    'div',
+    {
+      class: 'drop',
+      id: 'scan-drop',
+      tabindex: '0',
+      role: 'button',
+      'aria-label': 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here to segment it',
+    },
+    el('strong', {}, 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here'),
+    el('span', {}, 'It is read in this browser only. Nothing is uploaded.'),
+  );
   const scanChosen = el('p', { id: 'scan-chosen', class: 'muted' }, 'No scan chosen yet.');
 
   // ---- options and run ----
   const tta = el('input', { type: 'checkbox', id: 'predict-tta' });
-  const backend = el('select', { id: 'predict-backend', 'aria-label': 'Engine' },
+  const backend = el(
+    'select',
+    { id: 'predict-backend', 'aria-label': 'Engine' },
     el('option', { value: 'auto' }, 'Automatic (ONNX on WebGPU, else WebAssembly)'),
     el('option', { value: 'onnx-webgpu' }, 'ONNX on WebGPU'),
     el('option', { value: 'onnx-wasm' }, 'ONNX on WebAssembly (CPU)'),
     el('option', { value: 'tfjs' }, 'TensorFlow.js on WebGPU'),
-    el('option', { value: 'tfjs-stock' }, 'TensorFlow.js on WebGPU, stock kernels (slower; fallback)'));
+    el(
+      'option',
+      { value: 'tfjs-stock' },
+      'TensorFlow.js on WebGPU, stock kernels (slower; fallback)',
+    ),
+  );
   const run = el('button', { type: 'button', id: 'predict-run' }, 'Segment');
-  const cancel = el('button', { type: 'button', id: 'predict-cancel', class: 'secondary', hidden: '' }, 'Cancel');
+  const cancel = el(
+    'button',
+    { type: 'button', id: 'predict-cancel', class: 'secondary', hidden: '' },
+    'Cancel',
+  );
   const progress = el('progress', { id: 'predict-progress', max: '1', value: '0', hidden: '' });
   const status = el('p', { id: 'predict-status', role: 'status' });
   const errorBox = el('div', { id: 'predict-error', role: 'alert' });
@@ -70,21 +142,70 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   // ---- result ----
   const viewer = sliceViewer();
   const volumeTable = el('table', { id: 'volume-table', hidden: '' });
-  const downloadSeg = el('button', { type: 'button', id: 'download-seg', hidden: '' }, 'Download segmentation (.nii.gz)');
+  const downloadSeg = el(
+    'button',
+    { type: 'button', id: 'download-seg', hidden: '' },
+    'Download segmentation (.nii.gz)',
+  );
   const resultInfo = el('p', { id: 'predict-result', class: 'muted' });
 
-  const root = el('div', {},
-    el('section', { class: 'card' }, el('h2', {}, 'Models in this browser'),
-      el('div', { class: 'row' }, pickModelFolder, pickModelZip), modelFolder, modelZip, modelStatus, modelList),
-    el('section', { class: 'card' }, el('h2', {}, 'Segment a scan'),
+  const root = el(
+    'div',
+    {},
+    el(
+      'section',
+      { class: 'card' },
+      el('h2', {}, 'Models in this browser'),
+      el('div', { class: 'row' }, pickModelFolder, pickModelZip),
+      modelFolder,
+      modelZip,
+      modelStatus,
+      modelList,
+    ),
+    el(
+      'section',
+      { class: 'card' },
+      el('h2', {}, 'Segment a scan'),
       el('div', { class: 'row' }, el('label', { for: 'predict-model' }, 'Model '), modelSelect),
-      el('div', { class: 'row' }, el('label', { for: 'predict-case' }, 'Scan '), caseSelect, el('span', { class: 'muted' }, 'or'), pickScanFiles, pickScanFolder),
-      scanDrop, scanFiles, scanFolder, scanChosen,
-      el('div', { class: 'row' },
-        el('label', { for: 'predict-tta' }, tta, ' Mirroring test-time augmentation (slower, a little more accurate)'),
-        el('label', { for: 'predict-backend' }, 'Engine '), backend),
-      el('div', { class: 'row' }, run, cancel, progress), status, errorBox),
-    el('section', { class: 'card', id: 'predict-output' }, el('h2', {}, 'Result'), resultInfo, viewer.root, volumeTable, downloadSeg));
+      el(
+        'div',
+        { class: 'row' },
+        el('label', { for: 'predict-case' }, 'Scan '),
+        caseSelect,
+        el('span', { class: 'muted' }, 'or'),
+        pickScanFiles,
+        pickScanFolder,
+      ),
+      scanDrop,
+      scanFiles,
+      scanFolder,
+      scanChosen,
+      el(
+        'div',
+        { class: 'row' },
+        el(
+          'label',
+          { for: 'predict-tta' },
+          tta,
+          ' Mirroring test-time augmentation (slower, a little more accurate)',
+        ),
+        el('label', { for: 'predict-backend' }, 'Engine '),
+        backend,
+      ),
+      el('div', { class: 'row' }, run, cancel, progress),
+      status,
+      errorBox,
+    ),
+    el(
+      'section',
+      { class: 'card', id: 'predict-output' },
+      el('h2', {}, 'Result'),
+      resultInfo,
+      viewer.root,
+      volumeTable,
+      downloadSeg,
+    ),
+  );
 
   let models: ModelRecord[] = [];
   let scan: ScanInput | undefined;
@@ -92,9 +213,26 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   let last: PredictSummary | undefined;
 
   function modelRow(m: ModelRecord): HTMLElement {
-    const exp = el('button', { type: 'button', class: 'secondary', 'data-export-model': m.id }, 'Export (.zip)');
-    const onnx = el('button', { type: 'button', class: 'secondary', 'data-export-onnx': m.id }, 'Export ONNX');
-    const del = el('button', { type: 'button', class: 'danger', 'data-delete-model': m.id, 'aria-label': `Delete model ${m.name}` }, 'Delete');
+    const exp = el(
+      'button',
+      { type: 'button', class: 'secondary', 'data-export-model': m.id },
+      'Export (.zip)',
+    );
+    const onnx = el(
+      'button',
+      { type: 'button', class: 'secondary', 'data-export-onnx': m.id },
+      'Export ONNX',
+    );
+    const del = el(
+      'button',
+      {
+        type: 'button',
+        class: 'danger',
+        'data-delete-model': m.id,
+        'aria-label': `Delete model ${m.name}`,
+      },
+      'Delete',
+    );
     exp.addEventListener('click', async () => {
       try {
         const r = await api.exportModel(m.id);
@@ -105,7 +243,9 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     });
     onnx.addEventListener('click', async () => {
       onnx.disabled = true;
-      modelStatus.textContent = m.hasOnnx ? 'Preparing the ONNX file…' : 'Building the ONNX file from the weights…';
+      modelStatus.textContent = m.hasOnnx
+        ? 'Preparing the ONNX file…'
+        : 'Building the ONNX file from the weights…';
       try {
         const r = await api.exportOnnx(m.id);
         download(r.bytes, r.fileName);
@@ -123,31 +263,78 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       await refreshModels();
     });
     const labels = Object.keys(m.labels).filter((k) => k !== 'background' && k !== 'ignore');
-    return el('li', { 'data-model': m.name, 'data-id': m.id },
-      el('strong', {}, m.name), el('span', { class: 'muted' }, ` — ${SOURCE_NAMES[m.source] ?? m.source}, ${m.configuration}, patch ${m.patchSize.join('×')} at ${m.spacing.map((s) => s.toFixed(2)).join('×')} mm, labels: ${labels.join(', ')}, ${formatBytes(m.bytes)}${m.hasOnnx ? ', with ONNX' : ''} `),
-      exp, ' ', onnx, ' ', del);
+    return el(
+      'li',
+      { 'data-model': m.name, 'data-id': m.id },
+      el('strong', {}, m.name),
+      el(
+        'span',
+        { class: 'muted' },
+        ` — ${SOURCE_NAMES[m.source] ?? m.source}, ${m.configuration}, patch ${m.patchSize.join('×')} at ${m.spacing.map((s) => s.toFixed(2)).join('×')} mm, labels: ${labels.join(', ')}, ${formatBytes(m.bytes)}${m.hasOnnx ? ', with ONNX' : ''} `,
+      ),
+      exp,
+      ' ',
+      onnx,
+      ' ',
+      del,
+    );
   }
 
   async function refreshModels(select?: string): Promise<void> {
     models = await api.models();
     const keep = select ?? modelSelect.value;
-    modelSelect.replaceChildren(...(models.length
-      ? models.map((m) => el('option', { value: m.id }, `${m.name} (${SOURCE_NAMES[m.source] ?? m.source})`))
-      : [el('option', { value: '' }, 'No model yet: import one above')]));
+    modelSelect.replaceChildren(
+      ...(models.length
+        ? models.map((m) =>
+            el('option', { value: m.id }, `${m.name} (${SOURCE_NAMES[m.source] ?? m.source})`),
+          )
+        : [el('option', { value: '' }, 'No model yet: import one above')]),
+    );
     if (models.some((m) => m.id === keep)) modelSelect.value = keep;
-    modelList.replaceChildren(...(models.length ? models.map(modelRow) : [el('li', { class: 'muted', id: 'no-models' }, 'No model in this browser yet. Import a model folder (model.json, plans.json, dataset.json, weights.json, weights.bin) or a .zip of one.')]));
+    modelList.replaceChildren(
+      ...(models.length
+        ? models.map(modelRow)
+        : [
+            el(
+              'li',
+              { class: 'muted', id: 'no-models' },
+              'No model in this browser yet. Import a model folder (model.json, plans.json, dataset.json, weights.json, weights.bin) or a .zip of one.',
+            ),
+          ]),
+    );
     updateRun();
   }
 
   async function refreshCases(): Promise<void> {
     const keep = caseSelect.value;
     const all = await dataApi.datasets();
-    const groups = all.map((d) => el('optgroup', { label: d.name }, ...d.cases.map((c) => el('option', { value: JSON.stringify({ datasetId: d.id, caseId: c.caseId }) }, `${c.caseId} (${c.dims?.join('×') ?? '?'})`))));
-    caseSelect.replaceChildren(el('option', { value: '' }, all.length ? '— a stored scan —' : '— no stored scans (Data tab) —'), ...groups);
+    const groups = all.map((d) =>
+      el(
+        'optgroup',
+        { label: d.name },
+        ...d.cases.map((c) =>
+          el(
+            'option',
+            { value: JSON.stringify({ datasetId: d.id, caseId: c.caseId }) },
+            `${c.caseId} (${c.dims?.join('×') ?? '?'})`,
+          ),
+        ),
+      ),
+    );
+    caseSelect.replaceChildren(
+      el(
+        'option',
+        { value: '' },
+        all.length ? '— a stored scan —' : '— no stored scans (Data tab) —',
+      ),
+      ...groups,
+    );
     if ([...caseSelect.options].some((o) => o.value === keep)) caseSelect.value = keep;
   }
 
-  async function importModel(files: Array<{ path: string; file: Blob }>): Promise<ModelRecord | undefined> {
+  async function importModel(
+    files: Array<{ path: string; file: Blob }>,
+  ): Promise<ModelRecord | undefined> {
     if (!files.length) return undefined;
     modelStatus.textContent = 'Checking and storing the model…';
     modelStatus.className = '';
@@ -182,7 +369,13 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       progress.value = e.done ?? 0;
       status.textContent = `Segmenting with ${e.engine}: tile ${e.done} of ${e.total}`;
     } else {
-      status.textContent = { 'loading-model': 'Loading the model…', 'reading-scan': 'Reading the scan…', preprocessing: `Preparing the scan (${e.engine})…`, exporting: 'Putting the result back on the scan’s grid…', predicting: 'Segmenting…' }[e.phase];
+      status.textContent = {
+        'loading-model': 'Loading the model…',
+        'reading-scan': 'Reading the scan…',
+        preprocessing: `Preparing the scan (${e.engine})…`,
+        exporting: 'Putting the result back on the scan’s grid…',
+        predicting: 'Segmenting…',
+      }[e.phase];
     }
   };
 
@@ -196,7 +389,12 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     errorBox.replaceChildren();
     status.textContent = 'Starting…';
     try {
-      const r = await api.predict(modelSelect.value, scan, { tta: tta.checked, backend: backend.value as InferBackend }, Comlink.proxy(onEvent));
+      const r = await api.predict(
+        modelSelect.value,
+        scan,
+        { tta: tta.checked, backend: backend.value as InferBackend },
+        Comlink.proxy(onEvent),
+      );
       last = r;
       status.textContent = `Done in ${(r.timingsMs.total / 1000).toFixed(1)} s.`;
       status.dataset.phase = 'done';
@@ -223,20 +421,54 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     resultInfo.dataset.engineReason = r.engineReason;
     volumeTable.replaceChildren(
       el('caption', {}, 'Volume per label'),
-      el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Label'), el('th', { scope: 'col' }, 'Voxels'), el('th', { scope: 'col' }, 'Volume (ml)'))),
-      el('tbody', {}, ...r.volumes.map((v) => {
-        const [cr, cg, cb] = labelColour(v.value);
-        return el('tr', { 'data-label': String(v.value), 'data-ml': String(v.ml), 'data-voxels': String(v.voxels) },
-          el('th', { scope: 'row' }, el('span', { class: 'swatch', style: `background: rgb(${cr} ${cg} ${cb})` }), ` ${v.value}: ${v.name}`),
-          el('td', {}, v.voxels.toLocaleString('en')), el('td', {}, v.ml.toFixed(2)));
-      })));
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          el('th', { scope: 'col' }, 'Label'),
+          el('th', { scope: 'col' }, 'Voxels'),
+          el('th', { scope: 'col' }, 'Volume (ml)'),
+        ),
+      ),
+      el(
+        'tbody',
+        {},
+        ...r.volumes.map((v) => {
+          const [cr, cg, cb] = labelColour(v.value);
+          return el(
+            'tr',
+            {
+              'data-label': String(v.value),
+              'data-ml': String(v.ml),
+              'data-voxels': String(v.voxels),
+            },
+            el(
+              'th',
+              { scope: 'row' },
+              el('span', { class: 'swatch', style: `background: rgb(${cr} ${cg} ${cb})` }),
+              ` ${v.value}: ${v.name}`,
+            ),
+            el('td', {}, v.voxels.toLocaleString('en')),
+            el('td', {}, v.ml.toFixed(2)),
+          );
+        }),
+      ),
+    );
     volumeTable.hidden = false;
     downloadSeg.hidden = false;
     try {
       await viewer.show(r.scanNifti, r.segmentationNifti, r.labelNames);
     } catch (e) {
       // The result is still there (table, download); only the picture is missing.
-      errorBox.replaceChildren(el('p', { class: 'warn' }, `The slice viewer could not show the result (${errorText(e)}); WebGL2 may be off in this browser. The table and the download still work.`));
+      errorBox.replaceChildren(
+        el(
+          'p',
+          { class: 'warn' },
+          `The slice viewer could not show the result (${errorText(e)}); WebGL2 may be off in this browser. The table and the download still work.`,
+        ),
+      );
     }
   }
 
@@ -244,7 +476,10 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   pickModelFolder.addEventListener('click', () => modelFolder.click());
   pickModelZip.addEventListener('click', () => modelZip.click());
   const filesOf = (input: HTMLInputElement) => {
-    const files = [...(input.files ?? [])].map((f) => ({ path: f.webkitRelativePath || f.name, file: f as Blob }));
+    const files = [...(input.files ?? [])].map((f) => ({
+      path: f.webkitRelativePath || f.name,
+      file: f as Blob,
+    }));
     input.value = '';
     return files;
   };
@@ -252,13 +487,21 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   modelZip.addEventListener('change', () => void importModel(filesOf(modelZip)));
   modelSelect.addEventListener('change', updateRun);
   caseSelect.addEventListener('change', () => {
-    setScan(caseSelect.value ? JSON.parse(caseSelect.value) : undefined, caseSelect.selectedOptions[0]?.textContent ?? '');
+    setScan(
+      caseSelect.value ? JSON.parse(caseSelect.value) : undefined,
+      caseSelect.selectedOptions[0]?.textContent ?? '',
+    );
   });
   const fromFiles = (files: Array<{ path: string; file: Blob }>) => {
     if (!files.length) return;
     caseSelect.value = '';
     const volumes = files.filter((f) => isVolumePath(f.path));
-    setScan({ files }, volumes.length ? volumes.map((f) => f.path.split('/').pop()).join(', ') : `${files[0].path.split('/')[0]} (${files.length} files, read as DICOM)`);
+    setScan(
+      { files },
+      volumes.length
+        ? volumes.map((f) => f.path.split('/').pop()).join(', ')
+        : `${files[0].path.split('/')[0]} (${files.length} files, read as DICOM)`,
+    );
   };
   pickScanFiles.addEventListener('click', () => scanFiles.click());
   pickScanFolder.addEventListener('click', () => scanFolder.click());
@@ -268,7 +511,12 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   run.addEventListener('click', () => void predict());
   cancel.addEventListener('click', () => void api.cancel());
   downloadSeg.addEventListener('click', () => {
-    if (last) download(last.segmentationNifti, `${last.scanName.replace(/[^\w.-]+/g, '_')}_seg.nii.gz`, 'application/gzip');
+    if (last)
+      download(
+        last.segmentationNifti,
+        `${last.scanName.replace(/[^\w.-]+/g, '_')}_seg.nii.gz`,
+        'application/gzip',
+      );
   });
 
   async function refresh(): Promise<void> {
@@ -277,4 +525,3 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
 
   return { root, refresh, predict, importModel, viewer, last: () => last };
 }
-

@@ -6,11 +6,27 @@ import { lineChart, titledChart } from '../chart.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { TrainApi, TrainEventOut, TrainRequest } from '../../../workers/train.worker.ts';
 
-export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<TrainApi>, gpu: boolean) {
+export function trainView(
+  data: Comlink.Remote<DataApi>,
+  train: Comlink.Remote<TrainApi>,
+  gpu: boolean,
+) {
   const dataset = el('select', { id: 'train-dataset', 'aria-label': 'Dataset' });
-  const configuration = el('select', { id: 'train-config', 'aria-label': 'Configuration' }, el('option', { value: '3d_fullres' }, '3d_fullres'), el('option', { value: '2d' }, '2d'));
+  const configuration = el(
+    'select',
+    { id: 'train-config', 'aria-label': 'Configuration' },
+    el('option', { value: '3d_fullres' }, '3d_fullres'),
+    el('option', { value: '2d' }, '2d'),
+  );
   const num = (id: string, value: number, label: string) => {
-    const input = el('input', { id, type: 'number', min: '1', value: String(value), 'aria-label': label, style: 'width:5rem' });
+    const input = el('input', {
+      id,
+      type: 'number',
+      min: '1',
+      value: String(value),
+      'aria-label': label,
+      style: 'width:5rem',
+    });
     return { input, wrap: el('label', {}, `${label} `, input) };
   };
   const epochs = num('train-epochs', 10, 'epochs');
@@ -19,13 +35,31 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
   const tiny = el('input', { type: 'checkbox', id: 'train-tiny' });
   (tiny as HTMLInputElement).checked = true;
   const tinyPatch = num('train-tiny-patch', 16, 'tiny patch edge');
-  const backend = el('select', { id: 'train-backend', 'aria-label': 'Backend' }, el('option', { value: 'webgpu' }, 'WebGPU'), el('option', { value: 'webgpu-stock' }, 'WebGPU, stock tfjs kernels (slower; fallback)'), el('option', { value: 'cpu' }, 'CPU (slow; for checks)'));
+  const backend = el(
+    'select',
+    { id: 'train-backend', 'aria-label': 'Backend' },
+    el('option', { value: 'webgpu' }, 'WebGPU'),
+    el('option', { value: 'webgpu-stock' }, 'WebGPU, stock tfjs kernels (slower; fallback)'),
+    el('option', { value: 'cpu' }, 'CPU (slow; for checks)'),
+  );
   if (!gpu) backend.value = 'cpu';
   const start = el('button', { type: 'button', id: 'train-start' }, 'Start / resume training');
   const restart = el('input', { type: 'checkbox', id: 'train-restart' });
-  const pause = el('button', { type: 'button', id: 'train-pause', class: 'secondary', disabled: '' }, 'Pause');
-  const stop = el('button', { type: 'button', id: 'train-stop', class: 'secondary', disabled: '' }, 'Stop');
-  const check = el('button', { type: 'button', id: 'train-gpu-check', class: 'secondary' }, 'Check training on this GPU');
+  const pause = el(
+    'button',
+    { type: 'button', id: 'train-pause', class: 'secondary', disabled: '' },
+    'Pause',
+  );
+  const stop = el(
+    'button',
+    { type: 'button', id: 'train-stop', class: 'secondary', disabled: '' },
+    'Stop',
+  );
+  const check = el(
+    'button',
+    { type: 'button', id: 'train-gpu-check', class: 'secondary' },
+    'Check training on this GPU',
+  );
   if (!gpu) check.disabled = true;
   const status = el('p', { id: 'train-status', role: 'status' });
   const progress = el('p', { id: 'train-progress', class: 'muted' });
@@ -34,15 +68,50 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
   const diceChart = lineChart('Pseudo-Dice per epoch');
   const checkOut = el('div', { id: 'train-check-result' });
 
-  const root = el('div', {},
-    el('section', { class: 'card' }, el('h2', {}, 'Train on this computer'),
-      el('p', { class: 'muted' }, 'Trains nnU-Net\'s 3D U-Net on the preprocessed cases of a dataset (prepare it on the Data tab first). The data never leaves this browser. A checkpoint is stored after every epoch; reopening the page resumes from it.'),
+  const root = el(
+    'div',
+    {},
+    el(
+      'section',
+      { class: 'card' },
+      el('h2', {}, 'Train on this computer'),
+      el(
+        'p',
+        { class: 'muted' },
+        "Trains nnU-Net's 3D U-Net on the preprocessed cases of a dataset (prepare it on the Data tab first). The data never leaves this browser. A checkpoint is stored after every epoch; reopening the page resumes from it.",
+      ),
       el('div', { class: 'row' }, dataset, configuration, backend),
       el('div', { class: 'row' }, epochs.wrap, iters.wrap, valIters.wrap),
-      el('div', { class: 'row' }, el('label', {}, tiny, ' small network (tiny preset: 3 stages, 8/16/32 features)'), tinyPatch.wrap),
+      el(
+        'div',
+        { class: 'row' },
+        el('label', {}, tiny, ' small network (tiny preset: 3 stages, 8/16/32 features)'),
+        tinyPatch.wrap,
+      ),
       el('div', { class: 'row' }, start, pause, stop, el('label', {}, restart, ' start over')),
-      status, progress, epochLine, el('div', { class: 'charts' }, titledChart('Training loss per iteration', lossChart), titledChart('Pseudo-Dice per epoch (and its moving average)', diceChart))),
-    el('section', { class: 'card' }, el('h2', {}, 'GPU check'), el('p', { class: 'muted' }, 'One training step (forward, deep-supervision loss, all gradients) on WebGPU and on the CPU with the same weights and batch; they must agree.'), check, checkOut));
+      status,
+      progress,
+      epochLine,
+      el(
+        'div',
+        { class: 'charts' },
+        titledChart('Training loss per iteration', lossChart),
+        titledChart('Pseudo-Dice per epoch (and its moving average)', diceChart),
+      ),
+    ),
+    el(
+      'section',
+      { class: 'card' },
+      el('h2', {}, 'GPU check'),
+      el(
+        'p',
+        { class: 'muted' },
+        'One training step (forward, deep-supervision loss, all gradients) on WebGPU and on the CPU with the same weights and batch; they must agree.',
+      ),
+      check,
+      checkOut,
+    ),
+  );
 
   const losses: Array<[number, number]> = [];
   const dice: Array<[number, number]> = [];
@@ -66,7 +135,10 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
       // Epochs completed so far, and those this page saw (tests check a resume redid none).
       epochLine.dataset.epoch = String(e.epoch + 1);
       epochLine.dataset.seen = seen.join(',');
-      diceChart.draw([{ name: 'pseudo-Dice', color: '#0a7d3c', points: dice }, { name: 'EMA', color: '#9a6700', points: ema }]);
+      diceChart.draw([
+        { name: 'pseudo-Dice', color: '#0a7d3c', points: dice },
+        { name: 'EMA', color: '#9a6700', points: ema },
+      ]);
     }
   };
 
@@ -84,7 +156,8 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
       restart: (restart as HTMLInputElement).checked,
     };
     if (!req.datasetId) {
-      status.textContent = 'No prepared dataset: import one and run "Fingerprint, plan and preprocess" on the Data tab.';
+      status.textContent =
+        'No prepared dataset: import one and run "Fingerprint, plan and preprocess" on the Data tab.';
       return;
     }
     running = true;
@@ -95,7 +168,9 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
     status.textContent = 'Starting…';
     try {
       const r = await train.train(req, Comlink.proxy(onEvent));
-      status.textContent = r.stopped ? `Stopped after epoch ${r.epoch}; the checkpoint is stored — Start resumes.` : `Training finished: ${r.epoch} epochs.`;
+      status.textContent = r.stopped
+        ? `Stopped after epoch ${r.epoch}; the checkpoint is stored — Start resumes.`
+        : `Training finished: ${r.epoch} epochs.`;
       if (r.modelId) status.dataset.model = r.modelId;
       status.dataset.finished = String(!r.stopped);
     } catch (e) {
@@ -120,8 +195,20 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
     try {
       const r = await train.gradientCheck({ stockKernels: backend.value === 'webgpu-stock' });
       const ok = r.gradRelL2 < 1e-4;
-      checkOut.replaceChildren(el('p', { class: ok ? 'ok' : 'bad' }, ok ? 'WebGPU training matches the CPU.' : 'WebGPU training disagrees with the CPU: do not train on this GPU.'),
-        el('p', { class: 'muted' }, `${r.backend}: loss ${r.loss[0].toFixed(6)} vs ${r.loss[1].toFixed(6)}; gradients rel. L2 ${r.gradRelL2.toExponential(2)} over ${r.tensors} tensors (worst ${r.worstTensor.name}: ${r.worstTensor.relL2.toExponential(2)})`));
+      checkOut.replaceChildren(
+        el(
+          'p',
+          { class: ok ? 'ok' : 'bad' },
+          ok
+            ? 'WebGPU training matches the CPU.'
+            : 'WebGPU training disagrees with the CPU: do not train on this GPU.',
+        ),
+        el(
+          'p',
+          { class: 'muted' },
+          `${r.backend}: loss ${r.loss[0].toFixed(6)} vs ${r.loss[1].toFixed(6)}; gradients rel. L2 ${r.gradRelL2.toExponential(2)} over ${r.tensors} tensors (worst ${r.worstTensor.name}: ${r.worstTensor.relL2.toExponential(2)})`,
+        ),
+      );
     } catch (e) {
       checkOut.replaceChildren(el('p', { class: 'bad' }, `Check failed: ${errorText(e)}`));
     } finally {
@@ -134,7 +221,14 @@ export function trainView(data: Comlink.Remote<DataApi>, train: Comlink.Remote<T
     const options: HTMLOptionElement[] = [];
     for (const d of all) {
       const prepared = await data.prepared(d.id);
-      if (prepared.length) options.push(el('option', { value: d.id }, `${d.name} (${prepared.map((p) => `${p.configuration}: ${p.cases}`).join(', ')})`));
+      if (prepared.length)
+        options.push(
+          el(
+            'option',
+            { value: d.id },
+            `${d.name} (${prepared.map((p) => `${p.configuration}: ${p.cases}`).join(', ')})`,
+          ),
+        );
     }
     const keep = dataset.value;
     dataset.replaceChildren(...options);

@@ -6,7 +6,13 @@ import { el, errorText } from '../dom.ts';
 import { openStore, type StoreDB } from '../../store/db.ts';
 import { defaultEnv, tryHoldLock } from '../../store/env.ts';
 import { hostedRows } from '../../store/hosted-federation.ts';
-import { deleteHostedFederation, HostedFederationWriter, loadHostedFederation, unfinishedHostedFederations, type HostedSummary } from '../../fed/hosted-state.ts';
+import {
+  deleteHostedFederation,
+  HostedFederationWriter,
+  loadHostedFederation,
+  unfinishedHostedFederations,
+  type HostedSummary,
+} from '../../fed/hosted-state.ts';
 import type { HostOptions } from '../../fed/host.ts';
 import { siteKeyStore } from '../../store/site-key.ts';
 import { siteIdentity } from '../../fed/identity/kept-key.ts';
@@ -39,10 +45,16 @@ async function hostedElsewhere(code: string): Promise<boolean> {
  * replaced). Takes the code's lock and keeps it for the life of this tab. `hostKey`: the
  * fingerprint this tab proves; a resumed federation must have been hosted with the same key.
  */
-export async function hostingOptions(code: string, token: string, resume: boolean, hostKey: string): Promise<Pick<HostOptions, 'persist'> & Partial<Pick<HostOptions, 'config' | 'restored'>>> {
+export async function hostingOptions(
+  code: string,
+  token: string,
+  resume: boolean,
+  hostKey: string,
+): Promise<Pick<HostOptions, 'persist'> & Partial<Pick<HostOptions, 'config' | 'restored'>>> {
   const d = await db();
   if (!ours.has(code)) {
-    if (!(await tryHoldLock(defaultEnv(), lockName(code)))) throw new Error(`another tab of this browser is hosting workshop ${code}`);
+    if (!(await tryHoldLock(defaultEnv(), lockName(code))))
+      throw new Error(`another tab of this browser is hosting workshop ${code}`);
     ours.add(code);
   }
   if (!resume) {
@@ -51,8 +63,12 @@ export async function hostingOptions(code: string, token: string, resume: boolea
   }
   const saved = await loadHostedFederation(d, code);
   if (!saved) throw new Error(`no saved workshop federation ${code} in this browser`);
-  if (saved.snapshot.phase === 'done') throw new Error(`workshop ${code} has finished; there is nothing to resume`);
-  if (saved.hostKey && saved.hostKey !== hostKey) throw new Error(`workshop ${code} was hosted with key ${saved.hostKey}, and this browser's key is now ${hostKey}: its participants' links pin the old key and would refuse this tab. Discard it and host a new workshop`);
+  if (saved.snapshot.phase === 'done')
+    throw new Error(`workshop ${code} has finished; there is nothing to resume`);
+  if (saved.hostKey && saved.hostKey !== hostKey)
+    throw new Error(
+      `workshop ${code} was hosted with key ${saved.hostKey}, and this browser's key is now ${hostKey}: its participants' links pin the old key and would refuse this tab. Discard it and host a new workshop`,
+    );
   return {
     config: { ...saved.snapshot.config, token: saved.token },
     restored: saved.snapshot,
@@ -70,33 +86,64 @@ function label(s: HostedSummary): string {
  * with "Resume" (calls `resume(code)`) and "Discard". Leaves `into` empty when there is none,
  * and untouched once `wanted()` says no.
  */
-export async function showHostedOffers(into: HTMLElement, resume: (code: string) => void, wanted: () => boolean = () => true): Promise<void> {
+export async function showHostedOffers(
+  into: HTMLElement,
+  resume: (code: string) => void,
+  wanted: () => boolean = () => true,
+): Promise<void> {
   let offers: HostedSummary[];
   try {
     const all = await unfinishedHostedFederations(await db());
     offers = [];
     for (const s of all) if (!(await hostedElsewhere(s.code))) offers.push(s);
   } catch (e) {
-    if (wanted()) into.replaceChildren(`Could not read saved workshop federations: ${errorText(e)}`);
+    if (wanted())
+      into.replaceChildren(`Could not read saved workshop federations: ${errorText(e)}`);
     return;
   }
   // The user may have started hosting meanwhile: `into` then shows that federation.
   if (!wanted()) return;
-  into.replaceChildren(...offers.map((s) => {
-    const discard = el('button', { type: 'button', class: 'secondary ws-discard', 'data-code': s.code }, 'Discard');
-    discard.addEventListener('click', async () => {
-      discard.setAttribute('disabled', '');
-      try {
-        await deleteHostedFederation(await db(), s.code);
-      } catch (e) {
-        into.replaceChildren(`Could not discard workshop ${s.code}: ${errorText(e)}`);
-        return;
-      }
-      await showHostedOffers(into, resume, wanted);
-    });
-    if (s.problem) return el('span', { class: 'ws-offer', 'data-code': s.code }, `A saved workshop federation (code ${s.code}) cannot be resumed: ${s.problem}. `, discard);
-    const go = el('button', { type: 'button', class: 'ws-resume', 'data-code': s.code }, label(s));
-    go.addEventListener('click', () => resume(s.code));
-    return el('span', { class: 'ws-offer row', 'data-code': s.code, 'data-round': String(s.round), 'data-phase': s.phase ?? '' }, go, discard);
-  }));
+  into.replaceChildren(
+    ...offers.map((s) => {
+      const discard = el(
+        'button',
+        { type: 'button', class: 'secondary ws-discard', 'data-code': s.code },
+        'Discard',
+      );
+      discard.addEventListener('click', async () => {
+        discard.setAttribute('disabled', '');
+        try {
+          await deleteHostedFederation(await db(), s.code);
+        } catch (e) {
+          into.replaceChildren(`Could not discard workshop ${s.code}: ${errorText(e)}`);
+          return;
+        }
+        await showHostedOffers(into, resume, wanted);
+      });
+      if (s.problem)
+        return el(
+          'span',
+          { class: 'ws-offer', 'data-code': s.code },
+          `A saved workshop federation (code ${s.code}) cannot be resumed: ${s.problem}. `,
+          discard,
+        );
+      const go = el(
+        'button',
+        { type: 'button', class: 'ws-resume', 'data-code': s.code },
+        label(s),
+      );
+      go.addEventListener('click', () => resume(s.code));
+      return el(
+        'span',
+        {
+          class: 'ws-offer row',
+          'data-code': s.code,
+          'data-round': String(s.round),
+          'data-phase': s.phase ?? '',
+        },
+        go,
+        discard,
+      );
+    }),
+  );
 }

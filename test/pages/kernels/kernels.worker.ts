@@ -4,14 +4,24 @@
 import * as Comlink from 'comlink';
 import type * as TF from '@tensorflow/tfjs';
 import { useBackend, tf } from '../../../src/model/tf-backend.ts';
-import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward, useFastKernels } from '../../../src/model/kernels/index.ts';
+import {
+  conv3dBackpropFilter,
+  conv3dBackpropInput,
+  conv3dForward,
+  useFastKernels,
+} from '../../../src/model/kernels/index.ts';
 import { rawProgram, type WebGPUBackendLike } from '../../../src/model/kernels/program.ts';
 import { SGDNesterov } from '../../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../../src/plan/vram.ts';
 import { randomArray } from '../../../src/util/rng.ts';
 import { relL2 } from '../../../src/util/compare.ts';
 import { prod as size } from '../../../src/util/numeric.ts';
-import { compareSteps, trainingStep, CHECK_CONFIG, type StepComparison } from '../../../src/train/gradient-check.ts';
+import {
+  compareSteps,
+  trainingStep,
+  CHECK_CONFIG,
+  type StepComparison,
+} from '../../../src/train/gradient-check.ts';
 import { PlainConvUNet } from '../../../src/model/unet.ts';
 import { dcAndCeLoss, deepSupervisionLoss } from '../../../src/train/loss.ts';
 import { deepSupervisionTargets } from '../../../src/train/ds-targets.ts';
@@ -39,7 +49,8 @@ export interface KernelCheck {
 }
 
 const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
-const caseName = (c: ConvCase) => `b${c.batch} ${c.spatial.join('×')} ${c.cin}→${c.cout} k${c.kernel.join('×')} s${c.strides.join('')} ${c.pad}`;
+const caseName = (c: ConvCase) =>
+  `b${c.batch} ${c.spatial.join('×')} ${c.cin}→${c.cout} k${c.kernel.join('×')} s${c.strides.join('')} ${c.pad}`;
 
 interface Tensors {
   xShape: number[];
@@ -53,9 +64,22 @@ interface Tensors {
 function makeData(c: ConvCase, seed: number): Tensors {
   const xShape = [c.batch, ...c.spatial, c.cin];
   const wShape = [...c.kernel, c.cin, c.cout];
-  const info = tf.backend_util.computeConv3DInfo(xShape as never, wShape as never, c.strides, 1, c.pad);
+  const info = tf.backend_util.computeConv3DInfo(
+    xShape as never,
+    wShape as never,
+    c.strides,
+    1,
+    c.pad,
+  );
   const yShape = [c.batch, info.outDepth, info.outHeight, info.outWidth, c.cout];
-  return { xShape, wShape, yShape, x: randomArray(size(xShape), seed), w: randomArray(size(wShape), seed + 1), dy: randomArray(size(yShape), seed + 2) };
+  return {
+    xShape,
+    wShape,
+    yShape,
+    x: randomArray(size(xShape), seed),
+    w: randomArray(size(wShape), seed + 1),
+    dy: randomArray(size(yShape), seed + 2),
+  };
 }
 
 /** The three kernels through tf's engine on the current backend (whatever is registered). */
@@ -64,10 +88,26 @@ async function runAll(t: Tensors, c: ConvCase): Promise<Float32Array[]> {
   const w = tf.tensor(t.w, t.wShape);
   const dy = tf.tensor(t.dy, t.yShape);
   const e = tf.engine();
-  const y = e.runKernel('Conv3D', { x, filter: w }, { strides: c.strides, pad: c.pad, dataFormat: 'NDHWC', dilations: [1, 1, 1] }) as TF.Tensor;
-  const dx = e.runKernel('Conv3DBackpropInputV2', { dy, filter: w }, { strides: c.strides, pad: c.pad, inputShape: t.xShape }) as TF.Tensor;
-  const dw = e.runKernel('Conv3DBackpropFilterV2', { x, dy }, { strides: c.strides, pad: c.pad, filterShape: t.wShape }) as TF.Tensor;
-  const out = [(await y.data()) as Float32Array, (await dx.data()) as Float32Array, (await dw.data()) as Float32Array];
+  const y = e.runKernel(
+    'Conv3D',
+    { x, filter: w },
+    { strides: c.strides, pad: c.pad, dataFormat: 'NDHWC', dilations: [1, 1, 1] },
+  ) as TF.Tensor;
+  const dx = e.runKernel(
+    'Conv3DBackpropInputV2',
+    { dy, filter: w },
+    { strides: c.strides, pad: c.pad, inputShape: t.xShape },
+  ) as TF.Tensor;
+  const dw = e.runKernel(
+    'Conv3DBackpropFilterV2',
+    { x, dy },
+    { strides: c.strides, pad: c.pad, filterShape: t.wShape },
+  ) as TF.Tensor;
+  const out = [
+    (await y.data()) as Float32Array,
+    (await dx.data()) as Float32Array,
+    (await dw.data()) as Float32Array,
+  ];
   tf.dispose([x, w, dy, y, dx, dw]);
   return out;
 }
@@ -81,8 +121,20 @@ async function runPoisoned(t: Tensors, c: ConvCase): Promise<Float32Array[]> {
   const outs = [tf.fill(t.yShape, NaN), tf.fill(t.xShape, NaN), tf.fill(t.wShape, NaN)];
   const ok = [
     conv3dForward(backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
-    conv3dBackpropInput(backend, dy, w, { strides: c.strides, pad: c.pad, inputShape: t.xShape }, outs[1]),
-    conv3dBackpropFilter(backend, x, dy, { strides: c.strides, pad: c.pad, filterShape: t.wShape }, outs[2]),
+    conv3dBackpropInput(
+      backend,
+      dy,
+      w,
+      { strides: c.strides, pad: c.pad, inputShape: t.xShape },
+      outs[1],
+    ),
+    conv3dBackpropFilter(
+      backend,
+      x,
+      dy,
+      { strides: c.strides, pad: c.pad, filterShape: t.wShape },
+      outs[2],
+    ),
   ];
   if (ok.some((o) => o === null)) throw new Error(`fast kernels declined ${caseName(c)}`);
   const r = await Promise.all(outs.map(async (o) => (await o.data()) as Float32Array));
@@ -126,26 +178,58 @@ function benchConfig(n: BenchNet): typeof CHECK_CONFIG {
  * and its training step — DC+CE deep-supervision loss, all gradients, and (with `sgd`) the
  * SGD-Nesterov update. What sgdRun, profileTrainStep and stepPeak train.
  */
-function trainRig(n: BenchNet, opts: { sgd?: boolean; checkpointing?: boolean; label?: (i: number) => number } = {}) {
+function trainRig(
+  n: BenchNet,
+  opts: { sgd?: boolean; checkpointing?: boolean; label?: (i: number) => number } = {},
+) {
   const cfg = benchConfig(n);
   const a = cfg.architecture.arch_kwargs;
-  const ckpt = opts.checkpointing === undefined ? {} : { checkpointEncoder: a.strides.map(() => opts.checkpointing!), checkpointDecoder: a.strides.slice(1).map(() => opts.checkpointing!) };
-  const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, deepSupervision: true, ...ckpt });
-  const opt = opts.sgd ? new SGDNesterov(tf, new Map(net.specs.map((p) => [p.name, net.variable(p.name)])), { lr: 1e-2 }) : undefined;
+  const ckpt =
+    opts.checkpointing === undefined
+      ? {}
+      : {
+          checkpointEncoder: a.strides.map(() => opts.checkpointing!),
+          checkpointDecoder: a.strides.slice(1).map(() => opts.checkpointing!),
+        };
+  const net = PlainConvUNet.fromPlan(cfg as never, 1, 3, {
+    seed: 1,
+    deepSupervision: true,
+    ...ckpt,
+  });
+  const opt = opts.sgd
+    ? new SGDNesterov(tf, new Map(net.specs.map((p) => [p.name, net.variable(p.name)])), {
+        lr: 1e-2,
+      })
+    : undefined;
   const vox = size(n.patch);
   const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
   const label = opts.label ?? ((i: number) => (i * 7919) % 3);
   const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => label(i));
-  const targets = deepSupervisionTargets(seg, n.batch, n.patch, a.strides).map((t) => tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'));
+  const targets = deepSupervisionTargets(seg, n.batch, n.patch, a.strides).map((t) =>
+    tf.tensor(Int32Array.from(t.seg), [n.batch, ...t.shape], 'int32'),
+  );
   return {
     cfg,
     net,
     /** The loss of the batch and the gradient of every variable on its path. */
-    lossAndGrads: () => tf.variableGrads(() => deepSupervisionLoss(net.forward(x), targets, (o, t) => dcAndCeLoss(o, t, { batchDice: false })), net.variables),
+    lossAndGrads: () =>
+      tf.variableGrads(
+        () =>
+          deepSupervisionLoss(net.forward(x), targets, (o, t) =>
+            dcAndCeLoss(o, t, { batchDice: false }),
+          ),
+        net.variables,
+      ),
     /** The SGD update from `grads` (needs `sgd`); returns the gradient norm tensor. */
     update(grads: TF.NamedTensorMap): TF.Tensor {
       // Parameters off the loss path (e.g. the unweighted lowest deep-supervision head) get none.
-      const byName = new Map(net.specs.flatMap((p) => (grads[net.variable(p.name).name] ? [[p.name, grads[net.variable(p.name).name]] as const] : [])));
+      const byName = new Map(
+        net.specs.flatMap((p) =>
+          grads[net.variable(p.name).name]
+            ? [[p.name, grads[net.variable(p.name).name]] as const]
+            : [],
+        ),
+      );
       return opt!.step(byName);
     },
     dispose(): void {
@@ -162,7 +246,12 @@ function trainRig(n: BenchNet, opts: { sgd?: boolean; checkpointing?: boolean; l
  * fast or stock kernels): the loss of every step and the median ms of the steps after the first
  * (which compiles the shaders).
  */
-async function sgdRun(n: BenchNet, steps: number, backend: 'cpu' | 'webgpu', fast: boolean): Promise<{ ms: number; losses: number[]; count: number }> {
+async function sgdRun(
+  n: BenchNet,
+  steps: number,
+  backend: 'cpu' | 'webgpu',
+  fast: boolean,
+): Promise<{ ms: number; losses: number[]; count: number }> {
   await useBackend(backend, { fastKernels: fast });
   const rig = trainRig(n, { sgd: true });
   const losses: number[] = [];
@@ -189,7 +278,9 @@ const api = {
     await useBackend('webgpu');
     // Invalid WGSL does not throw: the dispatch silently does nothing. Collect such errors.
     const device = (tf.backend() as unknown as { device: GPUDevice }).device;
-    device.addEventListener('uncapturederror', (e) => gpuErrors.push(String((e as GPUUncapturedErrorEvent).error.message)));
+    device.addEventListener('uncapturederror', (e) =>
+      gpuErrors.push(String((e as GPUUncapturedErrorEvent).error.message)),
+    );
     useFastKernels(false);
     return tf.getBackend();
   },
@@ -215,7 +306,10 @@ const api = {
       ['y', 'dx', 'dw'].forEach((k, j) => {
         out.push({
           name: `${k} ${caseName(c)}`,
-          relL2: { fast: Math.max(relL2(fast[j], ref[j]), relL2(poisoned[j], ref[j])), stock: relL2(stock[j], ref[j]) },
+          relL2: {
+            fast: Math.max(relL2(fast[j], ref[j]), relL2(poisoned[j], ref[j])),
+            stock: relL2(stock[j], ref[j]),
+          },
           unwritten: poisoned[j].reduce((n, v) => n + (Number.isNaN(v) ? 1 : 0), 0),
           elements: ref[j].length,
           refNorm: norm(ref[j]),
@@ -225,7 +319,11 @@ const api = {
     return out;
   },
 
-  async checkTrainingStep(): Promise<{ fastVsCpu: StepComparison; fastVsStock: StepComparison; stockVsCpu: StepComparison }> {
+  async checkTrainingStep(): Promise<{
+    fastVsCpu: StepComparison;
+    fastVsStock: StepComparison;
+    stockVsCpu: StepComparison;
+  }> {
     await useBackend('cpu');
     const cpu = await trainingStep(tf, 1, 2);
     await useBackend('webgpu');
@@ -234,7 +332,11 @@ const api = {
     useFastKernels(true);
     const fast = await trainingStep(tf, 1, 2);
     useFastKernels(false);
-    return { fastVsCpu: compareSteps(fast, cpu), fastVsStock: compareSteps(fast, stock), stockVsCpu: compareSteps(stock, cpu) };
+    return {
+      fastVsCpu: compareSteps(fast, cpu),
+      fastVsStock: compareSteps(fast, stock),
+      stockVsCpu: compareSteps(stock, cpu),
+    };
   },
 
   /**
@@ -249,7 +351,11 @@ const api = {
     const declined = [
       conv3dForward(backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
       conv3dForward(backend, x, w, { strides: 3, pad: 'valid' }) === null,
-      conv3dBackpropFilter(backend, x, x, { strides: 3, pad: 'valid', filterShape: [3, 3, 3, 3, 4] }) === null,
+      conv3dBackpropFilter(backend, x, x, {
+        strides: 3,
+        pad: 'valid',
+        filterShape: [3, 3, 3, 3, 4],
+      }) === null,
     ];
     useFastKernels(true);
     const y = tf.conv3d(x as TF.Tensor5D, w as TF.Tensor5D, 3, 'valid', 'NDHWC', 1);
@@ -289,7 +395,10 @@ const api = {
   async checkOps(): Promise<Array<{ name: string; relL2: number; refNorm: number }>> {
     type Run = () => TF.Tensor[];
     const cases: Array<[string, number[], (x: TF.Tensor) => Run]> = [];
-    const red = (op: 'sum' | 'max' | 'mean', axis: number | number[], keep = false) => (x: TF.Tensor) => () => [tf[op](x, axis, keep)];
+    const red =
+      (op: 'sum' | 'max' | 'mean', axis: number | number[], keep = false) =>
+      (x: TF.Tensor) =>
+      () => [tf[op](x, axis, keep)];
     for (const op of ['sum', 'max', 'mean'] as const) {
       cases.push([`${op} [8192,3] axis -1`, [8192, 3], red(op, -1)]);
       cases.push([`${op} [8192,3] axis 0`, [8192, 3], red(op, 0)]);
@@ -309,9 +418,12 @@ const api = {
       const beta = tf.tensor(randomArray(C, 13), [C]);
       const r = tf.tensor(randomArray(x.size, 14), shape);
       const xs = tf.add(x, offset);
-      const f = (a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) => biasNormAct(a, b, g, be2, 1e-5, 0.01);
+      const f = (a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) =>
+        biasNormAct(a, b, g, be2, 1e-5, 0.01);
       const y = f(xs, bias, gamma, beta);
-      const grads = tf.grads((a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) => tf.sum(tf.mul(f(a, b, g, be2), r)))([xs, bias, gamma, beta]);
+      const grads = tf.grads((a: TF.Tensor, b: TF.Tensor, g: TF.Tensor, be2: TF.Tensor) =>
+        tf.sum(tf.mul(f(a, b, g, be2), r)),
+      )([xs, bias, gamma, beta]);
       return [y, ...grads];
     };
     cases.push(['normAct [2,4096,8]', [2, 16, 16, 16, 8], normCase([2, 16, 16, 16, 8], 0)]);
@@ -335,9 +447,18 @@ const api = {
       ref.forEach((rv, j) => {
         // The bias gradient is 0 exactly (fused) vs round-off (composite): compare absolutely.
         const isBias = name.startsWith('normAct') && j === 2;
-        if (got[j].length !== rv.length) throw new Error(`${name} output ${j}: ${got[j].length} elements on webgpu, ${rv.length} on cpu`);
-        const e = isBias ? norm(got[j].map((v, k) => v - rv[k]) as Float32Array) / Math.max(1, norm(ref[0])) : relL2(got[j], rv);
-        out.push({ name: `${name}${ref.length > 1 ? ` output ${j}` : ''}`, relL2: e, refNorm: norm(rv) });
+        if (got[j].length !== rv.length)
+          throw new Error(
+            `${name} output ${j}: ${got[j].length} elements on webgpu, ${rv.length} on cpu`,
+          );
+        const e = isBias
+          ? norm(got[j].map((v, k) => v - rv[k]) as Float32Array) / Math.max(1, norm(ref[0]))
+          : relL2(got[j], rv);
+        out.push({
+          name: `${name}${ref.length > 1 ? ` output ${j}` : ''}`,
+          relL2: e,
+          refNorm: norm(rv),
+        });
       });
     }
     await useBackend('webgpu');
@@ -345,7 +466,14 @@ const api = {
   },
 
   /** Median ms per kernel, stock and fast. FLOPs = 2·MACs of the convolution (same for all three). */
-  async benchKernel(c: ConvCase, reps: number): Promise<{ name: string; flops: number; ms: Record<'y' | 'dx' | 'dw', { stock: number; fast: number }> }> {
+  async benchKernel(
+    c: ConvCase,
+    reps: number,
+  ): Promise<{
+    name: string;
+    flops: number;
+    ms: Record<'y' | 'dx' | 'dw', { stock: number; fast: number }>;
+  }> {
     await useBackend('webgpu');
     const t = makeData(c, 5);
     const x = tf.tensor(t.x, t.xShape);
@@ -353,9 +481,24 @@ const api = {
     const dy = tf.tensor(t.dy, t.yShape);
     const e = tf.engine();
     const runs: Record<'y' | 'dx' | 'dw', () => TF.Tensor> = {
-      y: () => e.runKernel('Conv3D', { x, filter: w }, { strides: c.strides, pad: c.pad, dataFormat: 'NDHWC', dilations: [1, 1, 1] }) as TF.Tensor,
-      dx: () => e.runKernel('Conv3DBackpropInputV2', { dy, filter: w }, { strides: c.strides, pad: c.pad, inputShape: t.xShape }) as TF.Tensor,
-      dw: () => e.runKernel('Conv3DBackpropFilterV2', { x, dy }, { strides: c.strides, pad: c.pad, filterShape: t.wShape }) as TF.Tensor,
+      y: () =>
+        e.runKernel(
+          'Conv3D',
+          { x, filter: w },
+          { strides: c.strides, pad: c.pad, dataFormat: 'NDHWC', dilations: [1, 1, 1] },
+        ) as TF.Tensor,
+      dx: () =>
+        e.runKernel(
+          'Conv3DBackpropInputV2',
+          { dy, filter: w },
+          { strides: c.strides, pad: c.pad, inputShape: t.xShape },
+        ) as TF.Tensor,
+      dw: () =>
+        e.runKernel(
+          'Conv3DBackpropFilterV2',
+          { x, dy },
+          { strides: c.strides, pad: c.pad, filterShape: t.wShape },
+        ) as TF.Tensor,
     };
     const ms = {} as Record<'y' | 'dx' | 'dw', { stock: number; fast: number }>;
     for (const k of ['y', 'dx', 'dw'] as const) {
@@ -380,7 +523,10 @@ const api = {
    * Where a training step's time goes: tf.profile over one step (after a warm-up step), GPU time
    * per kernel name from WebGPU timestamp queries, summed, with call counts.
    */
-  async profileTrainStep(n: BenchNet, fast: boolean): Promise<{ wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }> {
+  async profileTrainStep(
+    n: BenchNet,
+    fast: boolean,
+  ): Promise<{ wallMs: number; kernels: Array<{ name: string; calls: number; ms: number }> }> {
     await useBackend('webgpu');
     tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
     useFastKernels(fast);
@@ -404,7 +550,10 @@ const api = {
     }
     useFastKernels(false);
     rig.dispose();
-    return { wallMs, kernels: [...by].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms) };
+    return {
+      wallMs,
+      kernels: [...by].map(([name, e]) => ({ name, ...e })).sort((a, b) => b.ms - a.ms),
+    };
   },
 
   /**
@@ -413,7 +562,15 @@ const api = {
    * the same batch: the loss of every step and the median ms of the steps after the first
    * (which compiles the shaders).
    */
-  async benchTrainStep(n: BenchNet, steps: number): Promise<{ stock: { ms: number; losses: number[] }; fast: { ms: number; losses: number[] }; params: number; convFlops: number }> {
+  async benchTrainStep(
+    n: BenchNet,
+    steps: number,
+  ): Promise<{
+    stock: { ms: number; losses: number[] };
+    fast: { ms: number; losses: number[] };
+    params: number;
+    convFlops: number;
+  }> {
     const stock = await sgdRun(n, steps, 'webgpu', false);
     const fast = await sgdRun(n, steps, 'webgpu', true);
     useFastKernels(false);
@@ -428,7 +585,12 @@ const api = {
       if (i < n.features.length - 1) convFlops += 2 * v * 27 * (2 * f * f + f * f); // decoder (concat 2f → f, f → f)
       cin = f;
     }
-    return { stock: { ms: stock.ms, losses: stock.losses }, fast: { ms: fast.ms, losses: fast.losses }, params: fast.count, convFlops: 3 * convFlops };
+    return {
+      stock: { ms: stock.ms, losses: stock.losses },
+      fast: { ms: fast.ms, losses: fast.losses },
+      params: fast.count,
+      convFlops: 3 * convFlops,
+    };
   },
 
   /**
@@ -440,7 +602,12 @@ const api = {
    * a warm-up step), divided by nnU-Net's VRAM estimate (conv output elements × batch): the
    * planner's bytes per feature element for this implementation.
    */
-  async stepPeak(n: BenchNet, backend: 'cpu' | 'webgpu', fast: boolean, checkpointing: boolean): Promise<{ peakBytes: number; elements: number; bytesPerElement: number }> {
+  async stepPeak(
+    n: BenchNet,
+    backend: 'cpu' | 'webgpu',
+    fast: boolean,
+    checkpointing: boolean,
+  ): Promise<{ peakBytes: number; elements: number; bytesPerElement: number }> {
     await useBackend(backend, { fastKernels: fast });
     const rig = trainRig(n, { sgd: true, checkpointing });
     const a = rig.cfg.architecture.arch_kwargs;
@@ -459,7 +626,10 @@ const api = {
   },
 
   /** Losses of `steps` SGD steps of a small net on cpu, webgpu stock and webgpu fast. */
-  async sgdLosses(n: BenchNet, steps: number): Promise<{ cpu: number[]; stock: number[]; fast: number[] }> {
+  async sgdLosses(
+    n: BenchNet,
+    steps: number,
+  ): Promise<{ cpu: number[]; stock: number[]; fast: number[] }> {
     const cpu = await sgdRun(n, steps, 'cpu', false);
     const stock = await sgdRun(n, steps, 'webgpu', false);
     const fast = await sgdRun(n, steps, 'webgpu', true);
@@ -489,21 +659,32 @@ const api = {
     let b0 = B[(k * ${n} + n0) / 4]; let b1 = B[(k * ${n} + n0) / 4 + 1];
     ${rows.map((r) => `acc[${2 * r}] += a${r >> 2}[${r & 3}] * b0; acc[${2 * r + 1}] += a${r >> 2}[${r & 3}] * b1;`).join('\n    ')}
   }
-  ${rows.map((r) => `result[(m0 + ${r}) * ${n} + n0] = acc[${2 * r}].x; result[(m0 + ${r}) * ${n} + n0 + 1] = acc[${2 * r}].y; result[(m0 + ${r}) * ${n} + n0 + 2] = acc[${2 * r}].z; result[(m0 + ${r}) * ${n} + n0 + 3] = acc[${2 * r}].w;
-  result[(m0 + ${r}) * ${n} + n0 + 4] = acc[${2 * r + 1}].x; result[(m0 + ${r}) * ${n} + n0 + 5] = acc[${2 * r + 1}].y; result[(m0 + ${r}) * ${n} + n0 + 6] = acc[${2 * r + 1}].z; result[(m0 + ${r}) * ${n} + n0 + 7] = acc[${2 * r + 1}].w;`).join('\n  ')}`,
+  ${rows
+    .map(
+      (
+        r,
+      ) => `result[(m0 + ${r}) * ${n} + n0] = acc[${2 * r}].x; result[(m0 + ${r}) * ${n} + n0 + 1] = acc[${2 * r}].y; result[(m0 + ${r}) * ${n} + n0 + 2] = acc[${2 * r}].z; result[(m0 + ${r}) * ${n} + n0 + 3] = acc[${2 * r}].w;
+  result[(m0 + ${r}) * ${n} + n0 + 4] = acc[${2 * r + 1}].x; result[(m0 + ${r}) * ${n} + n0 + 5] = acc[${2 * r + 1}].y; result[(m0 + ${r}) * ${n} + n0 + 6] = acc[${2 * r + 1}].z; result[(m0 + ${r}) * ${n} + n0 + 7] = acc[${2 * r + 1}].w;`,
+    )
+    .join('\n  ')}`,
     });
     const ms = await timeIt(async () => {
-      const c = tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(program, [a, b], 'float32'));
+      const c = tf
+        .engine()
+        .makeTensorFromTensorInfo(backend.runWebGPUProgram(program, [a, b], 'float32'));
       await c.data();
       c.dispose();
     }, reps);
     // Check one element against a CPU dot product, so a broken shader cannot report a peak.
-    const c = tf.engine().makeTensorFromTensorInfo(backend.runWebGPUProgram(program, [a, b], 'float32'));
+    const c = tf
+      .engine()
+      .makeTensorFromTensorInfo(backend.runWebGPUProgram(program, [a, b], 'float32'));
     const [av, bv, cv] = await Promise.all([a.data(), b.data(), c.data()]);
     let ref = 0;
     for (let k = 0; k < n; k++) ref += av[k * n + 3] * bv[k * n + 5];
     tf.dispose([a, b, c]);
-    if (Math.abs(cv[3 * n + 5] - ref) > 1e-3 * Math.abs(ref)) throw new Error(`peak GEMM is wrong: ${cv[3 * n + 5]} vs ${ref}`);
+    if (Math.abs(cv[3 * n + 5] - ref) > 1e-3 * Math.abs(ref))
+      throw new Error(`peak GEMM is wrong: ${cv[3 * n + 5]} vs ${ref}`);
     return { ms, gflops: (2 * n ** 3) / ms / 1e6 };
   },
 };

@@ -6,10 +6,16 @@ import { learningCheck, type LearningCheckResult } from '../../../src/train/lear
 import type { EpochEvent } from '../../../src/train/trainer.ts';
 
 const api = {
-  async run(opts: { fastKernels?: boolean } = {}, onEpoch?: (e: EpochEvent) => void): Promise<LearningCheckResult & { backend: string }> {
+  async run(
+    opts: { fastKernels?: boolean } = {},
+    onEpoch?: (e: EpochEvent) => void,
+  ): Promise<LearningCheckResult & { backend: string }> {
     const tf = await useBackend('webgpu', { fastKernels: opts.fastKernels ?? true });
     const r = await learningCheck(onEpoch);
-    return { ...r, backend: `${tf.getBackend()} (${opts.fastKernels === false ? 'stock' : 'fast'} kernels)` };
+    return {
+      ...r,
+      backend: `${tf.getBackend()} (${opts.fastKernels === false ? 'stock' : 'fast'} kernels)`,
+    };
   },
 };
 

@@ -10,9 +10,14 @@ Object.assign(window, {
   __kernels: Comlink.wrap<KernelsApi>(worker),
   /** Runs the learning check in its own worker; epoch events go to window.__epochs. */
   __learning: async (opts: { fastKernels?: boolean }) => {
-    learning ??= Comlink.wrap<LearningApi>(new Worker(new URL('./learning.worker.ts', import.meta.url), { type: 'module' }));
+    learning ??= Comlink.wrap<LearningApi>(
+      new Worker(new URL('./learning.worker.ts', import.meta.url), { type: 'module' }),
+    );
     const epochs: unknown[] = ((window as unknown as { __epochs: unknown[] }).__epochs = []);
-    return learning.run(opts, Comlink.proxy((e: unknown) => void epochs.push(e)));
+    return learning.run(
+      opts,
+      Comlink.proxy((e: unknown) => void epochs.push(e)),
+    );
   },
 });
 document.body.dataset.ready = 'true';

@@ -15,7 +15,10 @@ export interface KernelsPage {
   page: Page;
   errors: string[];
   /** Calls the kernels worker's `fn` (window.__kernels in the page) with JSON-able arguments. */
-  call<K extends keyof Api>(fn: K, ...args: Parameters<Api[K]>): Promise<Awaited<ReturnType<Api[K]>>>;
+  call<K extends keyof Api>(
+    fn: K,
+    ...args: Parameters<Api[K]>
+  ): Promise<Awaited<ReturnType<Api[K]>>>;
   close(): Promise<void>;
 }
 
@@ -26,7 +29,13 @@ export async function openKernelsPage(): Promise<KernelsPage> {
     root: process.cwd(),
     logLevel: 'error',
     worker: { format: 'es' },
-    build: { target: 'es2022', outDir: out, emptyOutDir: true, chunkSizeWarningLimit: 8192, rollupOptions: { input: join(process.cwd(), 'test/pages/kernels/index.html') } },
+    build: {
+      target: 'es2022',
+      outDir: out,
+      emptyOutDir: true,
+      chunkSizeWarningLimit: 8192,
+      rollupOptions: { input: join(process.cwd(), 'test/pages/kernels/index.html') },
+    },
   });
   // The static server serves <root>/index.html; asset URLs are absolute (/assets/…).
   copyFileSync(join(out, 'test/pages/kernels/index.html'), join(out, 'index.html'));
@@ -47,7 +56,13 @@ export async function openKernelsPage(): Promise<KernelsPage> {
     await page.goto(server.url);
     await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 60_000 });
     const call: KernelsPage['call'] = (fn, ...args) =>
-      page.evaluate(([f, a]) => (window as unknown as { __kernels: Record<string, (...x: unknown[]) => unknown> }).__kernels[f](...a), [fn, args as unknown[]] as const) as never;
+      page.evaluate(
+        ([f, a]) =>
+          (
+            window as unknown as { __kernels: Record<string, (...x: unknown[]) => unknown> }
+          ).__kernels[f](...a),
+        [fn, args as unknown[]] as const,
+      ) as never;
     return { page, errors, call, close };
   } catch (e) {
     await close();

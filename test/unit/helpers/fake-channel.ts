@@ -23,7 +23,8 @@ export class FakeChannel implements ByteChannel {
 
   send(data: Uint8Array): void {
     if (this.readyState !== 'open') throw new Error('InvalidStateError: channel not open');
-    if (data.length > MAX_MESSAGE) throw new Error(`OperationError: message of ${data.length} bytes is too large`);
+    if (data.length > MAX_MESSAGE)
+      throw new Error(`OperationError: message of ${data.length} bytes is too large`);
     if (this.bufferedAmount + data.length > MAX_QUEUED) {
       this.close();
       throw new Error('send queue is full: channel closed');
@@ -46,7 +47,11 @@ export class FakeChannel implements ByteChannel {
       const before = this.bufferedAmount;
       this.bufferedAmount -= d.length;
       this.peer?.onData(d);
-      if (before > this.bufferedAmountLowThreshold && this.bufferedAmount <= this.bufferedAmountLowThreshold) this.onbufferedamountlow?.({} as Event);
+      if (
+        before > this.bufferedAmountLowThreshold &&
+        this.bufferedAmount <= this.bufferedAmountLowThreshold
+      )
+        this.onbufferedamountlow?.({} as Event);
     }
     if (this.queue.length && this.readyState === 'open') setTimeout(() => this.pump(), 0);
     else this.pumping = false;

@@ -9,7 +9,16 @@ export function loadNifti(path: string): Volume {
 }
 
 /** Images of one case (channels stacked, each a full block) and its label. */
-export function loadRawCase(datasetDir: string, caseId: string, nChannels: number): { image: Volume; label: Volume } {
-  const chans = Array.from({ length: nChannels }, (_, c) => loadNifti(`${datasetDir}/imagesTr/${caseId}_${String(c).padStart(4, '0')}.nii.gz`));
-  return { image: stackChannels(chans), label: loadNifti(`${datasetDir}/labelsTr/${caseId}.nii.gz`) };
+export function loadRawCase(
+  datasetDir: string,
+  caseId: string,
+  nChannels: number,
+): { image: Volume; label: Volume } {
+  const chans = Array.from({ length: nChannels }, (_, c) =>
+    loadNifti(`${datasetDir}/imagesTr/${caseId}_${String(c).padStart(4, '0')}.nii.gz`),
+  );
+  return {
+    image: stackChannels(chans),
+    label: loadNifti(`${datasetDir}/labelsTr/${caseId}.nii.gz`),
+  };
 }

@@ -14,7 +14,11 @@ export class MockTrainer implements SiteTrainer {
   onTrain?: (round: number) => void | Promise<void>;
   finalGlobal?: NamedWeights;
 
-  constructor(readonly layout: WeightSpec, readonly seed: number, public numCases = 3) {}
+  constructor(
+    readonly layout: WeightSpec,
+    readonly seed: number,
+    public numCases = 3,
+  ) {}
 
   async localFingerprint(): Promise<Record<string, unknown>> {
     return { site: this.seed, numCases: this.numCases };

@@ -5,7 +5,10 @@ import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 
 /** Opens a TCP connection to 127.0.0.1:port and sends `request` (a full HTTP request head). */
-export function rawRequest(port: number, request: string): Promise<{ socket: Socket; response: Promise<string> }> {
+export function rawRequest(
+  port: number,
+  request: string,
+): Promise<{ socket: Socket; response: Promise<string> }> {
   return new Promise((ok, fail) => {
     const socket = connect(port, '127.0.0.1', () => {
       socket.write(request);
@@ -29,15 +32,25 @@ export function rawRequest(port: number, request: string): Promise<{ socket: Soc
 }
 
 /** A WebSocket handshake on `path`; resolves with the socket once the server answered 101. */
-export async function rawWebSocket(port: number, path: string): Promise<{ socket: Socket; status: string }> {
+export async function rawWebSocket(
+  port: number,
+  path: string,
+): Promise<{ socket: Socket; status: string }> {
   const key = randomBytes(16).toString('base64');
-  const { socket, response } = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  const { socket, response } = await rawRequest(
+    port,
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
   const head = await response;
   return { socket, status: head.split('\r\n')[0] };
 }
 
 /** One masked client frame. `declaredLength` (default: the payload's) may exceed what is sent. */
-export function frame(opcode: number, payload: Uint8Array, o: { fin?: boolean; rsv?: number; declaredLength?: number } = {}): Buffer {
+export function frame(
+  opcode: number,
+  payload: Uint8Array,
+  o: { fin?: boolean; rsv?: number; declaredLength?: number } = {},
+): Buffer {
   const len = o.declaredLength ?? payload.length;
   const head: number[] = [((o.fin ?? true) ? 0x80 : 0) | ((o.rsv ?? 0) << 4) | opcode];
   if (len < 126) head.push(0x80 | len);
