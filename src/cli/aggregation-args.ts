@@ -1,5 +1,5 @@
 // The aggregation-safety options shared by `fednnunet relay` and `fednnunet simulate`
-// (src/fed/update-guard.ts, docs/security-poisoning.md).
+// (src/fed/update-guard.ts, docs/security.md).
 import { UsageError } from './args.ts';
 import type { FederationConfig } from '../fed/protocol.ts';
 import { checkAggregationConfig, DEFAULT_MAX_UPDATE_NORM } from '../fed/update-guard.ts';
