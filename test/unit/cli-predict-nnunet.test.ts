@@ -1,6 +1,6 @@
 // `fednnunet predict --model <nnU-Net results folder>`: layout detection, `--folds 0 1`, the fold
-// ensemble and the error paths. Parity with nnU-Net's own predictions of whole cases is measured
-// with tfjs-cpu outside the unit tests (too slow here; see the report of issue 16).
+// ensemble on tfjs-cpu and onnxruntime-node, and the error paths. Parity with nnU-Net's own
+// predictions of whole cases: nnunet-parity.test.ts.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,9 +72,37 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     // some foreground is found, and the ensemble is a prediction of its own
     expect(outs.f01.some((v) => v > 0)).toBe(true);
     expect(outs.f0).not.toEqual(outs.f01);
-  }, 180_000);
+    // onnxruntime-node: the same ensemble, with mirroring, against tfjs-cpu with mirroring
+    const tta: Record<string, Uint8Array> = {};
+    for (const backend of ['tfjs-cpu', 'ort-node']) {
+      const out = join(tmp, `tta-${backend}.nii.gz`);
+      const r = cli(
+        'predict',
+        '--model',
+        MODEL,
+        '-i',
+        input,
+        '-o',
+        out,
+        '--folds',
+        '0',
+        '1',
+        '--tta',
+        '--backend',
+        backend,
+      );
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`+tta (axes 0 1 2), ${backend}`);
+      tta[backend] = readNifti(new Uint8Array(readFileSync(out))).data as Uint8Array;
+    }
+    let same = 0;
+    for (let i = 0; i < tta['ort-node'].length; i++)
+      if (tta['ort-node'][i] === tta['tfjs-cpu'][i]) same++;
+    expect(same / tta['ort-node'].length).toBeGreaterThanOrEqual(0.999);
+  }, 600_000);
 
-  it('reports a missing fold, an unsupported backend and --folds on a non-nnU-Net folder', () => {
+  it('reports a missing fold, an unknown backend and --folds on a non-nnU-Net folder', () => {
     let r = cli(
       'predict',
       '--model',
@@ -97,10 +125,10 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
       '-o',
       join(tmp, 'x.nii.gz'),
       '--backend',
-      'ort-node',
+      'webgl',
     );
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/tfjs-cpu only/);
+    expect(r.stderr).toMatch(/--backend must be one of tfjs-cpu, ort-node, ort-wasm/);
     r = cli('predict', '--model', tmp, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--folds', '0');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--folds applies to nnU-Net results folders/);

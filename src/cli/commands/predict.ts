@@ -60,14 +60,12 @@ const command: Command = {
 
     const { isNnUNetModelDir } = await import('../../infer/nnunet-model.ts');
     if (await isNnUNetModelDir(fsSource(values.model))) {
-      if (backend !== 'tfjs-cpu')
-        throw new UsageError(
-          'an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)',
-        );
       return predictNnUNet(values.model, values.input, values.output, {
         tta: values.tta ?? false,
         stepSize,
         folds: values.folds,
+        backend,
+        threads,
       });
     }
     if (values.folds)
@@ -160,21 +158,23 @@ function expandFolds(argv: string[]): string[] {
   return out;
 }
 
-/** Predicts with a model trained by nnU-Net (its results folder); folds are ensembled as nnU-Net does. */
+/**
+ * Predicts with a model trained by nnU-Net (its results folder) exactly as nnUNetPredictor does
+ * (fp16 blending, folds averaged on fp16 logits, the checkpoint's mirroring axes with --tta), on
+ * tfjs-cpu or onnxruntime (each fold exported to ONNX in memory).
+ */
 async function predictNnUNet(
   model: string,
   inputs: string[],
   out: string,
-  o: { tta: boolean; stepSize: number; folds?: string[] },
+  o: { tta: boolean; stepSize: number; folds?: string[]; backend: Backend; threads?: number },
 ): Promise<number> {
-  const { readNnUNetModel, ensembleTilePredictor } = await import('../../infer/nnunet-model.ts');
-  const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } =
+  const { readNnUNetModel, predictNnUNetCase } = await import('../../infer/nnunet-model.ts');
+  const { configurationInfo, tfjsTilePredictor, tileBatchForBudget } =
     await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
   const { fsSource } = await import('../../node/fs-source.ts');
   const { writeNifti } = await import('../../io/nifti-write.ts');
-  const { useBackend } = await import('../../model/tf-backend.ts');
-  const { PlainConvUNet } = await import('../../model/unet.ts');
   const folds = o.folds?.map((f) => {
     if (!/^\d+$/.test(f)) throw new UsageError(`--folds takes fold numbers, got '${f}'`);
     return Number(f);
@@ -183,32 +183,46 @@ async function predictNnUNet(
   const m = await readNnUNetModel(fsSource(model), folds);
   const images = [];
   for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
-  await useBackend('cpu');
   const { patch } = configurationInfo(m.plans, m.configuration);
-  const nets = m.folds.map((f) => {
-    const net = new PlainConvUNet(m.arch);
-    net.loadNamedWeights(f.weights);
-    return net;
-  });
+  const predictors: PredictTiles[] = [];
+  const releases: Array<() => Promise<void> | void> = [];
+  let tileBatch = tileBatchForBudget(m.arch, patch);
   let res;
   try {
-    res = await predictCase(
-      images,
-      { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
-      ensembleTilePredictor(nets.map((n) => tfjsTilePredictor(n, patch))),
-      {
-        tta: o.tta,
-        mirrorAxes: m.mirrorAxes ?? undefined,
-        stepSize: o.stepSize,
-        tileBatch: tileBatchForBudget(m.arch, patch),
-      },
-    );
+    if (o.backend === 'tfjs-cpu') {
+      const { useBackend } = await import('../../model/tf-backend.ts');
+      const { PlainConvUNet } = await import('../../model/unet.ts');
+      await useBackend('cpu');
+      for (const f of m.folds) {
+        const net = new PlainConvUNet(m.arch);
+        releases.push(() => net.dispose());
+        net.loadNamedWeights(f.weights);
+        predictors.push(tfjsTilePredictor(net, patch));
+      }
+    } else {
+      const { buildOnnxModel } = await import('../../infer/onnx-export.ts');
+      const { createOrtSession, ortTilePredictor } = await import('../../infer/ort.ts');
+      tileBatch = Math.min(4, tileBatch);
+      for (const f of m.folds) {
+        const s = await createOrtSession(buildOnnxModel(m.arch, f.weights), {
+          backend: o.backend,
+          numThreads: o.threads,
+        });
+        releases.push(() => s.release());
+        predictors.push(ortTilePredictor(s, patch, m.arch.inputChannels));
+      }
+    }
+    res = await predictNnUNetCase(images, m, predictors, {
+      tta: o.tta,
+      stepSize: o.stepSize,
+      tileBatch,
+    });
   } finally {
-    for (const n of nets) n.dispose();
+    for (const r of releases) await r();
   }
   writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
   console.log(
-    `${out}: nnU-Net ${m.configuration}, folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `${out}: nnU-Net ${m.configuration} (${m.arch.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet'}), folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ` +tta (axes ${(m.mirrorAxes ?? []).join(' ') || 'none'})` : ''}, ${o.backend}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return 0;
 }
