@@ -1,6 +1,7 @@
 // Predictions of an imported nnU-Net model against nnU-Net's own (nnUNetPredictor.predict_from_files
 // on the reference model, test/reference/nnunet-model): labels and probabilities of both cases for
-// fold0_nomirror, fold0_mirror and folds01_mirror on onnxruntime-node, and one case on tfjs-cpu.
+// fold0_nomirror, fold0_mirror and folds01_mirror on onnxruntime-node, and one case on
+// onnxruntime-web (wasm) and tfjs-cpu.
 // nnU-Net's probabilities are stored as round(p·65535) (fixture_meta/probabilities_u16_quantization
 // .json: max quantisation error 7.63e-6), so bounds are widened by 7.7e-6 against the stored values.
 //
@@ -148,6 +149,23 @@ describe('imported nnU-Net model predicts as nnU-Net (reference predictions)', (
       }
     }
   }, 900_000);
+
+  it('onnxruntime-web (wasm, its Node build): fold 0 without mirroring, mrA_000', async () => {
+    const m = await readNnUNetModel(fsSource(MODEL), [0]);
+    const { patch } = configurationInfo(m.plans, m.configuration);
+    const s = await createOrtSession(buildOnnxModel(m.arch, m.folds[0].weights), {
+      backend: 'ort-wasm',
+    });
+    sessions.push(s);
+    const r = await predictNnUNetCase(
+      image('mrA_000'),
+      m,
+      [ortTilePredictor(s, patch, m.arch.inputChannels)],
+      { tileBatch: 4, returnProbabilities: true },
+    );
+    const a = compare('fold0_nomirror', 'mrA_000', r.segmentation.data, r.probabilities!);
+    check('fold0_nomirror', 'mrA_000', 'ort-wasm', a);
+  }, 600_000);
 
   it('tfjs-cpu: fold 0 without mirroring, mrA_000', async () => {
     await useBackend('cpu');
