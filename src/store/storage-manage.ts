@@ -13,7 +13,8 @@ export const LARGE_IMPORT_BYTES = 64 * 1024 * 1024;
 const MiB = 1024 * 1024;
 export function sizeText(bytes: number): string {
   if (bytes >= 1024 * MiB) return `${(bytes / (1024 * MiB)).toFixed(1)} GiB`;
-  if (bytes >= MiB) return `${Math.round(bytes / MiB)} MiB`;
+  if (bytes >= 10 * MiB) return `${Math.round(bytes / MiB)} MiB`;
+  if (bytes >= MiB) return `${(bytes / MiB).toFixed(1)} MiB`;
   return `${Math.max(0, Math.round(bytes / 1024))} KiB`;
 }
 

@@ -43,7 +43,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       id: 'drop-zone',
       tabindex: '0',
       role: 'button',
-      'aria-label': 'Drop files or folders here to import them',
     },
     el(
       'strong',
@@ -103,7 +102,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
     ' Keep cases with problems (marked in the list) instead of refusing the import',
   );
   const list = el('div', { id: 'dataset-list' });
-  const usage = el('p', { id: 'storage-usage', class: 'muted' });
   const storageText = el('p', { id: 'storage-line' });
   const storageStatus = el('p', { id: 'storage-status', role: 'status' });
   const deleteAll = el(
@@ -136,7 +134,7 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       status,
       result,
     ),
-    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage),
+    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list),
     el(
       'section',
       { class: 'card', id: 'storage-card' },
@@ -332,9 +330,11 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       );
     }
     const trainable = Object.keys(d.labels).length > 1 && d.cases.every((c) => c.hasLabel);
-    return el(
+    // The delete button sits beside the <details>, not in its <summary>: a button inside the
+    // summary (itself a control) is a nested control that keyboards and screen readers mishandle.
+    const details = el(
       'details',
-      { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
+      { class: 'dataset', style: 'flex: 1', 'data-dataset': d.name, 'data-id': d.id },
       el(
         'summary',
         {},
@@ -343,8 +343,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
         d.casesWithProblems
           ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`)
           : el('span', { class: 'ok' }, ' · all cases valid'),
-        ' ',
-        del,
       ),
       cases,
       trainable
@@ -354,6 +352,15 @@ export function dataView(api: Comlink.Remote<DataApi>): {
             { class: 'muted' },
             'Unlabelled scans: ready to be segmented (Predict), not to train on.',
           ),
+    );
+    return el(
+      'div',
+      {
+        class: 'dataset-row',
+        style: 'display: flex; gap: 0.5rem; align-items: flex-start',
+      },
+      details,
+      el('div', { style: 'padding-top: 0.5rem' }, del),
     );
   }
 
@@ -453,12 +460,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
         ? all.map(datasetRow)
         : [el('p', { class: 'muted', id: 'no-datasets' }, 'No dataset yet. Import one above.')]),
     );
-    const u = await api.usage();
-    usage.textContent =
-      `Stored voxels: ${formatBytes(u.totalBytes)}` +
-      (u.estimate?.quota
-        ? ` · this site uses ${formatBytes(u.estimate.usage ?? 0)} of ${formatBytes(u.estimate.quota)} allowed`
-        : '');
     await refreshStorage();
   }
 
