@@ -11,7 +11,7 @@ import {
   storageUsage,
 } from '../src/store/datasets.ts';
 import { planImport, type SkippedCase } from '../src/store/from-files.ts';
-import { summariseImport, type ImportSummaryText } from '../src/store/import-summary.ts';
+import { summariseImport, type ImportSummaryText } from '../src/io/import-summary.ts';
 import { deleteEverything, storedTotals } from '../src/store/storage-manage.ts';
 import {
   directoryHandleSource,

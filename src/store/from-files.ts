@@ -16,7 +16,7 @@ import {
   withDetails,
   type ImportFilesReport,
   type SkippedFile,
-} from './import-summary.ts';
+} from '../io/import-summary.ts';
 
 export interface SkippedCase {
   id: string;

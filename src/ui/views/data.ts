@@ -13,7 +13,7 @@ import type {
   PrepareSummary,
 } from '../../../workers/data.worker.ts';
 import { isAbort } from '../../util/errors.ts';
-import { splitDetails } from '../../store/import-summary.ts';
+import { splitDetails } from '../../io/import-summary.ts';
 import { importAdvice, sizeText, storageLine } from '../../store/storage-manage.ts';
 
 /** A folded list of details under a plain sentence (readers' messages, per-case reasons). */

@@ -17,6 +17,7 @@ import type {
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
 import { isAbort } from '../../util/errors.ts';
+import { splitDetails } from '../../io/import-summary.ts';
 import {
   CASE_ROLE_TEXT,
   caseRole,
@@ -54,9 +55,9 @@ function download(bytes: Uint8Array, fileName: string, type = 'application/octet
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-/** Plain-words text for a failed prediction, with what to do next. */
+/** Plain-words text for a failed prediction, with what to do next (details: see the catch). */
 function predictError(e: unknown): string {
-  const m = errorText(e);
+  const m = splitDetails(errorText(e)).headline;
   if (isAbort(e)) return 'Cancelled. Nothing was changed.';
   if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m))
     return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
@@ -458,7 +459,21 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     } catch (e) {
       status.textContent = '';
       delete status.dataset.phase;
-      errorBox.replaceChildren(el('p', { class: 'bad' }, predictError(e)));
+      // Readers' own messages (after the first line) folded away under the plain sentence.
+      const details = splitDetails(errorText(e)).details;
+      errorBox.replaceChildren(
+        el('p', { class: 'bad' }, predictError(e)),
+        ...(details.length
+          ? [
+              el(
+                'details',
+                {},
+                el('summary', {}, `Details (${details.length})`),
+                el('ul', {}, ...details.map((d) => el('li', {}, d))),
+              ),
+            ]
+          : []),
+      );
       return undefined;
     } finally {
       busy = false;

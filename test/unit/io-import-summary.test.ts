@@ -4,12 +4,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { memorySource } from '../../src/io/file-source.ts';
+import { readScan } from '../../src/io/formats.ts';
 import { ImportInputError, planImport } from '../../src/store/from-files.ts';
-import {
-  classifySkippedFile,
-  splitDetails,
-  summariseImport,
-} from '../../src/store/import-summary.ts';
+import { classifySkippedFile, splitDetails, summariseImport } from '../../src/io/import-summary.ts';
 import { FIXTURES } from '../paths.ts';
 
 const DICOM = join(FIXTURES, 'dicom-ct-phantom');
@@ -68,6 +65,18 @@ describe('import summary', () => {
     );
     expect(details).toHaveLength(2);
     expect(details[0]).toMatch(/^holiday\.png: not medical images \(not a readable DICOM file/);
+  });
+
+  it("the Predict tab's scan reader refuses non-images in the same plain words", async () => {
+    const err = await readScan(
+      memorySource('x', { 'notes.txt': text('hello'), 'holiday.png': text('png') }),
+    ).catch((e: unknown) => e as Error);
+    const { headline, details } = splitDetails((err as Error).message);
+    expect(headline).toMatch(
+      /nor a readable DICOM series: 2 files: none could be read, 2 skipped: not medical images \(holiday\.png, notes\.txt\)$/,
+    );
+    expect(headline).not.toMatch(/dicomParser/);
+    expect(details.join('\n')).toMatch(/dicomParser/);
   });
 
   it('classifies by what the reader found, then by extension; long lists are cut', () => {
