@@ -218,8 +218,15 @@ export class FlowerNode {
 
   /** The run's status ('starting', 'running', 'finished') as the SuperLink reports it. */
   async runStatus(runId: Long): Promise<string> {
-    const r = await this.fleet.getRun(this.n, runId);
-    return r.run?.status?.status ?? '';
+    try {
+      const r = await this.fleet.getRun(this.n, runId);
+      return r.run?.status?.status ?? '';
+    } catch (e) {
+      // Flower's REST get-run answers a finished run with 500 (InvalidRunStatusException "Run is
+      // finished"; gRPC gets a proper abort status).
+      if (e instanceof FleetError && e.status === 500) return 'finished';
+      throw e;
+    }
   }
 
   /**
