@@ -98,6 +98,7 @@ function demoSite(i: number, patch: number) {
 async function federate(
   sites: TrainerSite[],
   overrides: Record<string, string | number | boolean>,
+  beforeSubmit?: () => Promise<void>,
 ) {
   const nodes = sites.map(
     () => new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 }),
@@ -108,6 +109,7 @@ async function federate(
   const serving = nodes.map((n, i) =>
     n.serve(handlers[i].handle, { done: () => handlers[i].done }).finally(() => n.leave()),
   );
+  await beforeSubmit?.();
   const out = await submit(overrides);
   await Promise.all(serving);
   return { ids, handlers, out };
@@ -227,5 +229,70 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     }
     a.trainer.trainer!.dispose();
     b.trainer.trainer!.dispose();
+  }, 900_000);
+
+  it('FedAvg: a numpy-only Python ClientApp (Python SuperNode) beside a TypeScript site', async () => {
+    const a = demoSite(0, 8);
+    // What the TS site's round started from (the global) and what it sent back.
+    const seen: Array<Map<string, Float32Array>> = [];
+    const snapshot = async () =>
+      new Map([...(await a.trainer.weights())].map(([k, t]) => [k, t.data.slice()]));
+    const train = a.trainer.train.bind(a.trainer);
+    a.trainer.train = async (round: number) => {
+      seen.push(await snapshot());
+      const m = await train(round);
+      seen.push(await snapshot());
+      return m;
+    };
+    const [clientio] = [await freePort()];
+    let py: ChildProcess | undefined;
+    let pyLog = '';
+    const model = join(dir, 'model-mixed');
+    try {
+      const { out } = await federate(
+        [a.trainer],
+        {
+          method: 'fedavg',
+          'num-server-rounds': 1,
+          iters: 1,
+          'min-nodes': 2,
+          tiny: true,
+          'out-dir': model,
+        },
+        async () => {
+          py = spawn(
+            PY,
+            [
+              join(KIT, 'supernode_rest.py'),
+              '--insecure',
+              '--rest',
+              '--superlink',
+              fleetUrl,
+              '--clientappio-api-address',
+              `127.0.0.1:${clientio}`,
+            ],
+            { env, cwd: dir, detached: true },
+          );
+          py.stdout?.on('data', (d) => (pyLog = (pyLog + d).slice(-20_000)));
+          py.stderr?.on('data', (d) => (pyLog = (pyLog + d).slice(-20_000)));
+        },
+      );
+      expect(out, `${out}\n--- supernode ---\n${pyLog}`).toContain('model saved to');
+    } finally {
+      // The SuperNode and the ClientApp processes it started (its process group).
+      if (py?.pid) process.kill(-py.pid, 'SIGTERM');
+    }
+    // Global = case-weighted mean of the TS site's update (3 cases) and the numpy client's
+    // (2 cases: the global it was sent, minus 0.001), as the ServerApp computes it.
+    const [start, sent] = seen;
+    const saved = await readModelFolder(model);
+    for (const [name, g] of saved.weights) {
+      const want = sent.get(name)!.map((v, i) => (3 * v + 2 * (start.get(name)![i] - 0.001)) / 5);
+      const got = g.data;
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      expect(worst, name).toBeLessThan(1e-6);
+    }
+    a.trainer.trainer!.dispose();
   }, 900_000);
 });

@@ -38,7 +38,7 @@ function sample(): RecordDict {
         ]),
       },
     ],
-    ['metrics', { kind: 'metric', items: new Map([['loss', 0.5], ['num-examples', 3n]]) }],
+    ['metrics', { kind: 'metric', items: new Map<string, number | bigint>([['loss', 0.5], ['num-examples', 3n]]) }],
     [
       'config',
       {
