@@ -21,8 +21,16 @@ const dts = join(out, 'fleet.d.ts');
 const pbjs = (extra) =>
   execFileSync(
     bin('pbjs'),
-    ['-t', 'static-module', '-w', 'es6', '--no-service', '--no-verify', '--no-convert']
-      .concat(['--no-delimited', '--no-typeurl', ...extra, '-p', protoDir, '-o', js, ...protos]),
+    ['-t', 'static-module', '-w', 'es6', '--no-service', '--no-verify', '--no-convert'].concat([
+      '--no-delimited',
+      '--no-typeurl',
+      ...extra,
+      '-p',
+      protoDir,
+      '-o',
+      js,
+      ...protos,
+    ]),
     { stdio: 'inherit' },
   );
 const header =

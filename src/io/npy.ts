@@ -129,7 +129,11 @@ export function writeNpy(
  * .npy 1.0 of little-endian element bytes under any descr (e.g. '<f2' float16 bits, '<i8' int64),
  * for dtypes that have no typed array here. The caller vouches that `body` matches descr and shape.
  */
-export function writeNpyBytes(descr: string, shape: readonly number[], body: Uint8Array): Uint8Array {
+export function writeNpyBytes(
+  descr: string,
+  shape: readonly number[],
+  body: Uint8Array,
+): Uint8Array {
   if (!/^[<|][a-z]\d+$/.test(descr)) throw new Error(`npy: bad descr '${descr}'`);
   const shapeStr = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeStr}, }`;

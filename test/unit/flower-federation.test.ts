@@ -6,6 +6,8 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { flowerGateway } from '../../src/node/relay/flower-gateway.ts';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +28,8 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const KIT = join(ROOT, 'flower/kit');
 const APP = join(ROOT, 'flower/fednnunet_app');
 const PY = '/usr/bin/python3';
-const PY_DEPS = 'grpc, google.protobuf, starlette, uvicorn, numpy, cryptography, sqlalchemy, typer, Cryptodome, tomli_w, pathspec, yaml, requests';
+const PY_DEPS =
+  'grpc, google.protobuf, starlette, uvicorn, numpy, cryptography, sqlalchemy, typer, Cryptodome, tomli_w, pathspec, yaml, requests';
 
 function missingDeps(): string | undefined {
   const r = spawnSync(PY, ['-c', `import ${PY_DEPS}`], { encoding: 'utf8' });
@@ -99,9 +102,11 @@ async function federate(
   sites: TrainerSite[],
   overrides: Record<string, string | number | boolean>,
   beforeSubmit?: () => Promise<void>,
+  urls: string[] = [],
 ) {
   const nodes = sites.map(
-    () => new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 }),
+    (_, i) =>
+      new FlowerNode({ superlink: urls[i] ?? fleetUrl, heartbeatInterval: 120, pollMs: 300 }),
   );
   const handlers = sites.map((t) => new FlowerSite(t));
   const ids: string[] = [];
@@ -163,18 +168,27 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('FFE, 2 rounds, two TypeScript sites: one plan (our planner on the Python merge), one final model', async () => {
+  it("FFE, 2 rounds, two TypeScript sites (one through the relay's gateway): one plan (our planner on the Python merge), one final model", async () => {
     const a = demoSite(0, 8);
     const b = demoSite(1, 8);
     const model = join(dir, 'model-ffe');
-    const { ids, handlers, out } = await federate([a.trainer, b.trainer], {
-      method: 'ffe',
-      'num-server-rounds': 2,
-      iters: 2,
-      'min-nodes': 2,
-      tiny: true,
-      'out-dir': model,
-    });
+    // Site B reaches the SuperLink through the same-origin gateway a browser would use.
+    const gateway = createHttpServer(flowerGateway(fleetUrl));
+    await new Promise<void>((r) => gateway.listen(0, '127.0.0.1', r));
+    const gatewayUrl = `http://127.0.0.1:${(gateway.address() as { port: number }).port}`;
+    const { ids, handlers, out } = await federate(
+      [a.trainer, b.trainer],
+      {
+        method: 'ffe',
+        'num-server-rounds': 2,
+        iters: 2,
+        'min-nodes': 2,
+        tiny: true,
+        'out-dir': model,
+      },
+      undefined,
+      [fleetUrl, gatewayUrl],
+    ).finally(() => gateway.close());
     expect(out, out).toContain('model saved to');
     for (const h of handlers) {
       expect(h.done).toBe(true);

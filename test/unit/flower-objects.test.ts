@@ -38,7 +38,16 @@ function sample(): RecordDict {
         ]),
       },
     ],
-    ['metrics', { kind: 'metric', items: new Map<string, number | bigint>([['loss', 0.5], ['num-examples', 3n]]) }],
+    [
+      'metrics',
+      {
+        kind: 'metric',
+        items: new Map<string, number | bigint>([
+          ['loss', 0.5],
+          ['num-examples', 3n],
+        ]),
+      },
+    ],
     [
       'config',
       {
@@ -127,8 +136,8 @@ describe('Flower objects', () => {
     const m = await deflateMessage({ messageType: 'train' }, sample());
     const ids = treeIds(objectTree(m));
     expect(ids.at(-1)).toBe(m.id);
-    expect(() => treeIds(objectTree(m), { maxObjects: 3, maxObjectBytes: 1, maxMessageBytes: 1 })).toThrow(
-      /more than 3 objects/,
-    );
+    expect(() =>
+      treeIds(objectTree(m), { maxObjects: 3, maxObjectBytes: 1, maxMessageBytes: 1 }),
+    ).toThrow(/more than 3 objects/);
   });
 });

@@ -18,9 +18,9 @@ const USAGE =
   '[--seed S] [--val-iters V] [--no-eval] [--key-file FILE] [--heartbeat-s 120] [--json FILE] [-o MODEL_DIR]\n' +
   '  --superlink  the SuperLink REST Fleet API (flower-superlink --fleet-api-type rest), e.g. http://127.0.0.1:9095\n' +
   '  --key-file   keeps the node key there, so a restarted site comes back as the same node\n' +
-  '  --heartbeat-s  the interval the SuperLink expects heartbeats in; training blocks this process\'s\n' +
+  "  --heartbeat-s  the interval the SuperLink expects heartbeats in; training blocks this process's\n" +
   '               event loop, so it must exceed the longest training step (default 120)\n' +
-  '  -o           writes this site\'s final model folder (with its local layers under AsymFedAvg)';
+  "  -o           writes this site's final model folder (with its local layers under AsymFedAvg)";
 
 const command: Command = {
   summary: 'join a Flower federation (SuperLink REST Fleet API) as a FednnU-Net site',
@@ -47,7 +47,9 @@ const command: Command = {
     if (!values.superlink || !values.dataset)
       throw new UsageError(`need --superlink and --dataset; usage: ${USAGE}`);
     if (values.backend !== 'cpu')
-      throw new UsageError('--backend: only cpu runs in Node (WebGPU training runs in the browser app)');
+      throw new UsageError(
+        '--backend: only cpu runs in Node (WebGPU training runs in the browser app)',
+      );
     await useBackend('cpu');
     const store = await rawFolderStore(fsSource(values.dataset));
     const log = (l: string) => console.log(`[flower-site] ${l}`);
@@ -101,7 +103,9 @@ const command: Command = {
     if (values.json)
       writeFileSync(
         values.json,
-        JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)),
+        JSON.stringify(report, (_k, v) =>
+          typeof v === 'number' && !Number.isFinite(v) ? null : v,
+        ),
       );
     if (values.output) {
       const cfg = site.state.config!;

@@ -26,7 +26,12 @@ export function float32Array(data: Float32Array, shape: readonly number[]): Flow
 export function float16Array(data: Float32Array, shape: readonly number[]): FlowerArray {
   const bits = encodeHalf(data);
   const bytes = new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
-  return { dtype: 'float16', shape: [...shape], stype: NUMPY_STYPE, data: writeNpyBytes('<f2', shape, bytes) };
+  return {
+    dtype: 'float16',
+    shape: [...shape],
+    stype: NUMPY_STYPE,
+    data: writeNpyBytes('<f2', shape, bytes),
+  };
 }
 
 /** An int64 numpy array (values must be safe integers). */
@@ -55,7 +60,9 @@ export function toFloat32(a: FlowerArray, name = 'array'): Float32Array {
       `${name}: dtype '${h.descr}' is not supported (${Object.values(DTYPE_OF).join(', ')})`,
     );
   if (dtype !== a.dtype || h.shape.join() !== a.shape.join())
-    throw new Error(`${name}: .npy header (${dtype} ${h.shape}) disagrees with ${a.dtype} ${a.shape}`);
+    throw new Error(
+      `${name}: .npy header (${dtype} ${h.shape}) disagrees with ${a.dtype} ${a.shape}`,
+    );
   const n = numel(h.shape);
   const size = { float32: 4, float16: 2, float64: 8, int32: 4, int64: 8 }[dtype]!;
   if (a.data.length - h.dataOffset !== n * size)

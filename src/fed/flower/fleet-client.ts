@@ -102,13 +102,18 @@ export class FleetClient {
         return send();
       });
     } catch (e) {
-      throw new FleetError(`${name}: SuperLink unreachable at ${this.base} (${(e as Error).message})`);
+      throw new FleetError(
+        `${name}: SuperLink unreachable at ${this.base} (${(e as Error).message})`,
+      );
     }
     if (res.status !== 200) {
       const text = new TextDecoder().decode(
         await readBounded(res, 4096, name).catch(() => new Uint8Array()),
       );
-      throw new FleetError(`${name}: SuperLink answered ${res.status} ${text.slice(0, 300)}`.trim(), res.status);
+      throw new FleetError(
+        `${name}: SuperLink answered ${res.status} ${text.slice(0, 300)}`.trim(),
+        res.status,
+      );
     }
     const type = res.headers.get('content-type') ?? '';
     if (!type.startsWith('application/protobuf')) {
@@ -124,7 +129,12 @@ export class FleetClient {
   }
 
   registerNode(publicKey: Uint8Array) {
-    return this.call('register-node', P.RegisterNodeFleetRequest, { publicKey }, P.RegisterNodeFleetResponse);
+    return this.call(
+      'register-node',
+      P.RegisterNodeFleetRequest,
+      { publicKey },
+      P.RegisterNodeFleetResponse,
+    );
   }
   activateNode(publicKey: Uint8Array, heartbeatInterval: number) {
     return this.call(
@@ -145,8 +155,17 @@ export class FleetClient {
   pullMessages(node: flwr.proto.INode) {
     return this.call('pull-messages', P.PullMessagesRequest, { node }, P.PullMessagesResponse);
   }
-  pullObject(node: flwr.proto.INode, runId: flwr.proto.IPullObjectRequest['runId'], objectId: string) {
-    return this.call('pull-object', P.PullObjectRequest, { node, runId, objectId }, P.PullObjectResponse);
+  pullObject(
+    node: flwr.proto.INode,
+    runId: flwr.proto.IPullObjectRequest['runId'],
+    objectId: string,
+  ) {
+    return this.call(
+      'pull-object',
+      P.PullObjectRequest,
+      { node, runId, objectId },
+      P.PullObjectResponse,
+    );
   }
   confirmMessageReceived(
     node: flwr.proto.INode,
@@ -180,7 +199,12 @@ export class FleetClient {
     return this.call('get-run', P.GetRunRequest, { node, runId }, P.GetRunResponse);
   }
   deactivateNode(nodeId: flwr.proto.IDeactivateNodeRequest['nodeId']) {
-    return this.call('deactivate-node', P.DeactivateNodeRequest, { nodeId }, P.DeactivateNodeResponse);
+    return this.call(
+      'deactivate-node',
+      P.DeactivateNodeRequest,
+      { nodeId },
+      P.DeactivateNodeResponse,
+    );
   }
   unregisterNode(nodeId: flwr.proto.IUnregisterNodeFleetRequest['nodeId']) {
     return this.call(

@@ -143,12 +143,16 @@ export class FlowerNode {
       const content = await this.pullObject(runId, id);
       total += content.length;
       if (total > this.limits.maxMessageBytes)
-        throw new FleetError(`message ${md.messageId}: more than ${this.limits.maxMessageBytes} bytes`);
+        throw new FleetError(
+          `message ${md.messageId}: more than ${this.limits.maxMessageBytes} bytes`,
+        );
       objects.set(id, content);
     }
     const root = parseObject(objects.get(md.messageId)!);
     if (root.type !== 'Message' || root.childIds.length !== 1)
-      throw new FleetError(`message ${md.messageId}: no content (a ${root.type} with ${root.childIds.length} children)`);
+      throw new FleetError(
+        `message ${md.messageId}: no content (a ${root.type} with ${root.childIds.length} children)`,
+      );
     const content = inflateRecordDict(root.childIds[0], objects);
     await this.fleet.confirmMessageReceived(this.n, runId, md.messageId);
     return {
@@ -168,7 +172,9 @@ export class FlowerNode {
       if (!r.objectFound) throw new FleetError(`pull-object: ${id.slice(0, 12)}… not found`);
       if (r.objectAvailable) {
         if (r.objectContent.length > this.limits.maxObjectBytes)
-          throw new FleetError(`pull-object: ${r.objectContent.length} bytes exceeds ${this.limits.maxObjectBytes}`);
+          throw new FleetError(
+            `pull-object: ${r.objectContent.length} bytes exceeds ${this.limits.maxObjectBytes}`,
+          );
         await verifyObject(id, r.objectContent);
         return r.objectContent;
       }
@@ -207,7 +213,9 @@ export class FlowerNode {
     });
     const stored = Object.keys(res.results ?? {});
     if (!stored.includes(obj.id))
-      throw new FleetError(`push-messages: the SuperLink did not store the reply to ${to.messageType} (expired, or the run ended)`);
+      throw new FleetError(
+        `push-messages: the SuperLink did not store the reply to ${to.messageType} (expired, or the run ended)`,
+      );
     const all = allObjects(obj);
     for (const id of res.objectsToPush ?? []) {
       const o = all.get(id);
@@ -264,7 +272,9 @@ export class FlowerNode {
           const status = await this.runStatus(lastRun);
           if (status === 'finished') return;
           if (Date.now() - doneSince > (o.maxWaitAfterDoneMs ?? 600_000)) {
-            this.log(`run ${lastRun.toString()} still '${status}' after this node's last reply; leaving`);
+            this.log(
+              `run ${lastRun.toString()} still '${status}' after this node's last reply; leaving`,
+            );
             return;
           }
         }

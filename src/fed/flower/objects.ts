@@ -29,13 +29,7 @@ export interface FlowerArray {
 /** number → protobuf double; bigint → sint64 (a Python int); lists keep their element type. */
 export type MetricValue = number | bigint | number[] | bigint[];
 export type ConfigValue =
-  | MetricValue
-  | boolean
-  | string
-  | Uint8Array
-  | boolean[]
-  | string[]
-  | Uint8Array[];
+  MetricValue | boolean | string | Uint8Array | boolean[] | string[] | Uint8Array[];
 
 export type FlowerRecord =
   | { kind: 'array'; items: Map<string, FlowerArray> }
@@ -72,9 +66,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(
-    await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>),
-  );
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
   let s = '';
   for (const b of d) s += b.toString(16).padStart(2, '0');
   return s;
@@ -113,12 +105,13 @@ function uniqueById(objs: FlowerObject[]): FlowerObject[] {
   return objs.filter((o) => !seen.has(o.id) && seen.add(o.id));
 }
 
-export async function deflateArray(a: FlowerArray, chunkBytes = ARRAY_CHUNK_BYTES): Promise<FlowerObject> {
+export async function deflateArray(
+  a: FlowerArray,
+  chunkBytes = ARRAY_CHUNK_BYTES,
+): Promise<FlowerObject> {
   const chunks: FlowerObject[] = [];
   for (let start = 0; start < a.data.length; start += chunkBytes)
-    chunks.push(
-      await makeObject('ArrayChunk', a.data.subarray(start, start + chunkBytes), []),
-    );
+    chunks.push(await makeObject('ArrayChunk', a.data.subarray(start, start + chunkBytes), []));
   const unique = uniqueById(chunks).map((c) => c.id);
   const body = pyJson({
     dtype: a.dtype,
@@ -139,8 +132,7 @@ function valueToProto(key: string, v: ConfigValue, metric: boolean): ProtoValue 
   if (typeof v === 'bigint') return { sint64: i64(v) };
   if (Array.isArray(v)) {
     // Element type of an empty list is unknown: Flower writes it as a double list too.
-    if (v.length === 0 || v.every((x) => typeof x === 'number'))
-      return { doubleList: { vals: v } };
+    if (v.length === 0 || v.every((x) => typeof x === 'number')) return { doubleList: { vals: v } };
     if (v.every((x) => typeof x === 'bigint')) return { sintList: { vals: v.map(i64) } };
     if (metric) throw bad();
     if (v.every((x) => typeof x === 'boolean')) return { boolList: { vals: v } };
@@ -247,7 +239,10 @@ export function objectTree(o: FlowerObject): flwr.proto.IObjectTree {
 }
 
 /** Every object of a tree, children before parents (the order Flower pushes them in). */
-export function allObjects(o: FlowerObject, out = new Map<string, FlowerObject>()): Map<string, FlowerObject> {
+export function allObjects(
+  o: FlowerObject,
+  out = new Map<string, FlowerObject>(),
+): Map<string, FlowerObject> {
   for (const c of o.children) allObjects(c, out);
   out.set(o.id, o);
   return out;
@@ -268,7 +263,8 @@ export function parseObject(content: Uint8Array): ParsedObject {
   const nul = content.indexOf(0);
   if (nul < 0 || nul > 1_000_000) throw new Error('flower: object without a head');
   const head = dec.decode(content.subarray(0, nul)).split(' ');
-  if (head.length !== 3) throw new Error(`flower: malformed object head '${head.join(' ').slice(0, 80)}'`);
+  if (head.length !== 3)
+    throw new Error(`flower: malformed object head '${head.join(' ').slice(0, 80)}'`);
   const [type, kids, len] = head;
   const childIds = kids ? kids.split(',') : [];
   if (childIds.some((c) => !ID.test(c))) throw new Error(`flower: ${type} has a bad child id`);
@@ -279,7 +275,10 @@ export function parseObject(content: Uint8Array): ParsedObject {
 }
 
 /** Ids in a pulled object tree (post-order), with the tree's size bounded. */
-export function treeIds(tree: flwr.proto.IObjectTree, limits: ObjectLimits = DEFAULT_LIMITS): string[] {
+export function treeIds(
+  tree: flwr.proto.IObjectTree,
+  limits: ObjectLimits = DEFAULT_LIMITS,
+): string[] {
   const out: string[] = [];
   const walk = (t: flwr.proto.IObjectTree, depth: number) => {
     if (depth > 8) throw new Error('flower: object tree deeper than a message can be');
@@ -296,7 +295,8 @@ export function treeIds(tree: flwr.proto.IObjectTree, limits: ObjectLimits = DEF
 /** Checks that pulled bytes are the object they claim to be. */
 export async function verifyObject(id: string, content: Uint8Array): Promise<void> {
   const got = await sha256Hex(content);
-  if (got !== id) throw new Error(`flower: object ${id.slice(0, 12)}… has content ${got.slice(0, 12)}…`);
+  if (got !== id)
+    throw new Error(`flower: object ${id.slice(0, 12)}… has content ${got.slice(0, 12)}…`);
 }
 
 function parseJsonBody<T>(body: Uint8Array, what: string): T {
@@ -341,7 +341,8 @@ export function inflateRecordDict(id: string, objects: Map<string, Uint8Array>):
       const msg =
         p.type === 'MetricRecord' ? P.MetricRecord.decode(p.body) : P.ConfigRecord.decode(p.body);
       const items = new Map<string, ConfigValue>();
-      for (const it of msg.items) items.set(it.key ?? "", valueFromProto(it.value ?? {}, it.key ?? ""));
+      for (const it of msg.items)
+        items.set(it.key ?? '', valueFromProto(it.value ?? {}, it.key ?? ''));
       rd.set(
         name,
         p.type === 'MetricRecord'
@@ -353,7 +354,11 @@ export function inflateRecordDict(id: string, objects: Map<string, Uint8Array>):
   return rd;
 }
 
-function inflateArray(p: ParsedObject, objects: Map<string, Uint8Array>, name: string): FlowerArray {
+function inflateArray(
+  p: ParsedObject,
+  objects: Map<string, Uint8Array>,
+  name: string,
+): FlowerArray {
   const meta = parseJsonBody<{
     dtype?: unknown;
     shape?: unknown;

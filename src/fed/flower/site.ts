@@ -42,7 +42,8 @@ const MAX_JSON_CHARS = 64 * 2 ** 20;
 function config(rd: RecordDict, name = 'config'): Map<string, ConfigValue> {
   const r = rd.get(name);
   if (!r) return new Map();
-  if (r.kind !== 'config') throw new Error(`record '${name}' is a ${r.kind} record, not a config record`);
+  if (r.kind !== 'config')
+    throw new Error(`record '${name}' is a ${r.kind} record, not a config record`);
   return r.items;
 }
 
@@ -67,7 +68,8 @@ function json(c: Map<string, ConfigValue>, key: string): Record<string, unknown>
   if (s === undefined) return undefined;
   if (s.length > MAX_JSON_CHARS) throw new Error(`config '${key}' is too large`);
   const v: unknown = JSON.parse(s);
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`config '${key}' is not a JSON object`);
+  if (!v || typeof v !== 'object' || Array.isArray(v))
+    throw new Error(`config '${key}' is not a JSON object`);
   return v as Record<string, unknown>;
 }
 
@@ -111,7 +113,9 @@ export class FlowerSite {
       case 'query.final':
         return this.final(msg.content);
       default:
-        throw new Error(`message type '${msg.messageType}' is not one FednnU-Net's ServerApp sends`);
+        throw new Error(
+          `message type '${msg.messageType}' is not one FednnU-Net's ServerApp sends`,
+        );
     }
   };
 
@@ -121,7 +125,10 @@ export class FlowerSite {
     return new Map([
       [
         'fingerprint',
-        configRecord({ fingerprint: JSON.stringify(fp), 'num-cases': BigInt(this.trainer.numCases) }),
+        configRecord({
+          fingerprint: JSON.stringify(fp),
+          'num-cases': BigInt(this.trainer.numCases),
+        }),
       ],
     ]);
   }
@@ -130,7 +137,9 @@ export class FlowerSite {
     const c = config(rd);
     const method = str(c, 'method') ?? 'ffe';
     if (!isMethod(method) || method === 'fedprox')
-      throw new Error(`method '${method}' is not offered over Flower (${METHOD_NAMES.filter((m) => m !== 'fedprox').join(', ')})`);
+      throw new Error(
+        `method '${method}' is not offered over Flower (${METHOD_NAMES.filter((m) => m !== 'fedprox').join(', ')})`,
+      );
     const configuration = str(c, 'configuration') ?? '3d_fullres';
     if (configuration !== '3d_fullres' && configuration !== '2d')
       throw new Error(`configuration '${configuration}' is not 3d_fullres or 2d`);
@@ -145,10 +154,12 @@ export class FlowerSite {
       encoding: 'fp32',
     };
     const tiny = c.get('tiny');
-    if (tiny !== undefined && typeof tiny !== 'boolean') throw new Error(`config 'tiny' must be a bool`);
+    if (tiny !== undefined && typeof tiny !== 'boolean')
+      throw new Error(`config 'tiny' must be a bool`);
     this.trainer.useTiny?.(tiny === true);
     const aggregate = json(c, 'aggregate');
-    if (method === 'ffe' && !aggregate) throw new Error('FFE planning needs the merged fingerprint');
+    if (method === 'ffe' && !aggregate)
+      throw new Error('FFE planning needs the merged fingerprint');
     await this.trainer.prepare(aggregate ?? null, cfg);
     this.state.config = cfg;
     this.state.phase = 'planned';
@@ -217,15 +228,18 @@ export class FlowerSite {
     if (this.state.phase === 'idle') throw new Error('final model before plan');
     const keys = await this.loadGlobal(rd);
     const global = await this.trainer.weights();
-    await this.trainer.finish?.(global, keys.map((k) => ({ name: k, shape: global.get(k)!.shape })));
+    await this.trainer.finish?.(
+      global,
+      keys.map((k) => ({ name: k, shape: global.get(k)!.shape })),
+    );
     const dice = (this.trainer as { finalDice?: number }).finalDice;
     const m: Record<string, number | bigint> = { 'num-examples': BigInt(this.trainer.numCases) };
     if (dice !== undefined && Number.isFinite(dice)) m.dice = dice;
-    this.state.finalMetrics = Object.fromEntries(
-      Object.entries(m).map(([k, v]) => [k, Number(v)]),
-    );
+    this.state.finalMetrics = Object.fromEntries(Object.entries(m).map(([k, v]) => [k, Number(v)]));
     this.state.phase = 'done';
-    this.log(`final model loaded (${keys.length} shared tensors)${m.dice !== undefined ? `, Dice ${Number(m.dice).toFixed(4)}` : ''}`);
+    this.log(
+      `final model loaded (${keys.length} shared tensors)${m.dice !== undefined ? `, Dice ${Number(m.dice).toFixed(4)}` : ''}`,
+    );
     return new Map([['metrics', metricRecord(m)]]);
   }
 }

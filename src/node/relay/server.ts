@@ -169,9 +169,7 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     opts.staticDir && existsSync(join(opts.staticDir, 'index.html'))
       ? staticHandler(opts.staticDir)
       : undefined;
-  const flower = opts.flowerSuperlink
-    ? flowerGateway(opts.flowerSuperlink, { log })
-    : undefined;
+  const flower = opts.flowerSuperlink ? flowerGateway(opts.flowerSuperlink, { log }) : undefined;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     try {
       if (flower && req.url?.startsWith(FLEET_PREFIX)) flower(req, res);
