@@ -20,4 +20,5 @@ export const COMMANDS: Record<string, Loader> = {
   predict: async () => (await import('./commands/predict.ts')).default,
   'export-onnx': async () => (await import('./commands/export-onnx.ts')).default,
   evaluate: async () => (await import('./commands/evaluate.ts')).default,
+  'flower-site': async () => (await import('./commands/flower-site.ts')).default,
 };
