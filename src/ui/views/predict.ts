@@ -17,6 +17,7 @@ import type {
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
 import { isAbort } from '../../util/errors.ts';
+import { nnunetImportError, nnunetImportPanel } from './nnunet-import-panel.ts';
 
 const SOURCE_NAMES: Record<string, string> = {
   imported: 'imported',
@@ -74,6 +75,22 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     'Import a .zip…',
   );
   const modelStatus = el('p', { id: 'model-status', role: 'status' });
+  const modelDrop = el(
+    'div',
+    {
+      class: 'drop',
+      id: 'model-drop',
+      tabindex: '0',
+      role: 'button',
+      'aria-label': 'Drop a model folder or .zip here to import it',
+    },
+    el('strong', {}, 'Drop a model folder or .zip here'),
+    el(
+      'span',
+      {},
+      'This app’s model folders, or a model trained by nnU-Net v2 (its results folder, or the zip nnUNetv2_export_model_to_zip writes).',
+    ),
+  );
 
   // ---- scan ----
   const caseSelect = el('select', { id: 'predict-case', 'aria-label': 'Stored scan' });
@@ -149,6 +166,12 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   );
   const resultInfo = el('p', { id: 'predict-result', class: 'muted' });
 
+  const nnunet = nnunetImportPanel(api, async (rec) => {
+    modelStatus.textContent = `Imported model ${rec.name}.`;
+    modelStatus.className = 'ok';
+    await refreshModels(rec.id);
+  });
+
   const root = el(
     'div',
     {},
@@ -157,9 +180,11 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       { class: 'card' },
       el('h2', {}, 'Models in this browser'),
       el('div', { class: 'row' }, pickModelFolder, pickModelZip),
+      modelDrop,
       modelFolder,
       modelZip,
       modelStatus,
+      nnunet.root,
       modelList,
     ),
     el(
@@ -332,6 +357,28 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     if ([...caseSelect.options].some((o) => o.value === keep)) caseSelect.value = keep;
   }
 
+  /** A dropped/picked folder or zip: this app's model folder is imported at once; an nnU-Net one opens its options. */
+  async function modelFiles(files: Array<{ path: string; file: Blob }>): Promise<void> {
+    if (!files.length) return;
+    nnunet.root.hidden = true;
+    modelStatus.className = '';
+    modelStatus.textContent = 'Looking at the files…';
+    try {
+      const kind = await api.inspectModelFiles(files);
+      if (kind.kind === 'model-folder') {
+        await importModel(files);
+        return;
+      }
+      modelStatus.textContent = `An nnU-Net v2 model: choose folds and checkpoint, then Import.`;
+      nnunet.show(files, kind.name, kind.models);
+    } catch (e) {
+      modelStatus.textContent = /not an nnU-Net v2 results folder/.test(errorText(e))
+        ? `The model could not be imported: neither this app’s model folder (no model.json) nor an nnU-Net model (${errorText(e)}). Nothing was stored.`
+        : nnunetImportError(e);
+      modelStatus.className = 'bad';
+    }
+  }
+
   async function importModel(
     files: Array<{ path: string; file: Blob }>,
   ): Promise<ModelRecord | undefined> {
@@ -483,8 +530,9 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     input.value = '';
     return files;
   };
-  modelFolder.addEventListener('change', () => void importModel(filesOf(modelFolder)));
-  modelZip.addEventListener('change', () => void importModel(filesOf(modelZip)));
+  modelFolder.addEventListener('change', () => void modelFiles(filesOf(modelFolder)));
+  modelZip.addEventListener('change', () => void modelFiles(filesOf(modelZip)));
+  wireDropZone(modelDrop, () => modelFolder.click(), (f) => void modelFiles(f));
   modelSelect.addEventListener('change', updateRun);
   caseSelect.addEventListener('change', () => {
     setScan(
@@ -523,5 +571,5 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     await Promise.all([refreshModels(), refreshCases()]);
   }
 
-  return { root, refresh, predict, importModel, viewer, last: () => last };
+  return { root, refresh, predict, importModel, nnunet, viewer, last: () => last };
 }
