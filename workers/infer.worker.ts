@@ -55,8 +55,7 @@ export type { InferBackend, LabelVolume, FoundNnUNetModel, NnUNetImportProgress 
 
 /** What a dropped folder or zip holds: this app's model folder, or nnU-Net results folder(s). */
 export type ModelFilesKind =
-  | { kind: 'model-folder' }
-  | { kind: 'nnunet'; name: string; models: FoundNnUNetModel[] };
+  { kind: 'model-folder' } | { kind: 'nnunet'; name: string; models: FoundNnUNetModel[] };
 
 export interface NnUNetImportRequest {
   /** The results folder inside what was given (FoundNnUNetModel.dir). */

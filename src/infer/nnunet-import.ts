@@ -67,7 +67,9 @@ export function chosenFolds(found: FoundNnUNetModel, opts: NnUNetImportOptions =
   const checkpoint = opts.checkpoint ?? 'checkpoint_final.pth';
   return opts.folds
     ? [...opts.folds]
-    : found.folds.filter((f) => f.checkpoints.some((c) => c.name === checkpoint)).map((f) => f.fold);
+    : found.folds
+        .filter((f) => f.checkpoints.some((c) => c.name === checkpoint))
+        .map((f) => f.fold);
 }
 
 /** A name for the stored package: `Dataset/Trainer__Plans__cfg, folds 0 1 (checkpoint_best)`. */
@@ -95,8 +97,7 @@ export async function importNnUNetModel(
     );
   const withCk = found.folds.filter((f) => f.checkpoints.some((c) => c.name === checkpoint));
   const folds = chosenFolds(found, opts);
-  if (folds.length === 0)
-    throw new NnUNetImportError(`${found.name}: no fold has a ${checkpoint}`);
+  if (folds.length === 0) throw new NnUNetImportError(`${found.name}: no fold has a ${checkpoint}`);
   if (new Set(folds).size !== folds.length) throw new NnUNetImportError('a fold is listed twice');
   const at = (p: string) => (found.dir ? `${found.dir}/${p}` : p);
   const sizes = folds.map((fold) => {

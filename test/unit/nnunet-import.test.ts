@@ -119,8 +119,20 @@ describe('nnU-Net results folder import (Predict tab, in Node)', () => {
     // fold 1's checkpoint replaced by a pickle that calls os.system: refused, fold 0 not kept.
     const evil = zipSync({
       'archive/data.pkl': new Uint8Array([
-        0x80, 0x02, 0x63, ...new TextEncoder().encode('os\nsystem\n'), 0x58, 2, 0, 0, 0, 0x69,
-        0x64, 0x85, 0x52, 0x2e,
+        0x80,
+        0x02,
+        0x63,
+        ...new TextEncoder().encode('os\nsystem\n'),
+        0x58,
+        2,
+        0,
+        0,
+        0,
+        0x69,
+        0x64,
+        0x85,
+        0x52,
+        0x2e,
       ]),
     });
     const bad = folderFiles().map((f) =>
@@ -128,7 +140,9 @@ describe('nnU-Net results folder import (Predict tab, in Node)', () => {
     );
     const bsrc = await sourceOfGivenFiles(bad);
     const [bf] = await findNnUNetModels(bsrc);
-    await expect(saveNnUNetModel(db, bsrc, bf)).rejects.toThrow(/fold_1\/checkpoint_final\.pth: .*os/);
+    await expect(saveNnUNetModel(db, bsrc, bf)).rejects.toThrow(
+      /fold_1\/checkpoint_final\.pth: .*os/,
+    );
     expect((await listModels(db)).map((m) => m.id)).toEqual([one.id]);
   });
 });

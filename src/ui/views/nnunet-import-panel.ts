@@ -45,7 +45,12 @@ export function nnunetImportPanel(
     title,
     el('div', { class: 'row' }, el('label', { for: 'nnunet-dir' }, 'Results folder '), dirSelect),
     el('div', { class: 'row' }, el('span', {}, 'Folds (averaged as nnU-Net does) '), folds),
-    el('div', { class: 'row' }, el('label', { for: 'nnunet-checkpoint' }, 'Checkpoint '), checkpoint),
+    el(
+      'div',
+      { class: 'row' },
+      el('label', { for: 'nnunet-checkpoint' }, 'Checkpoint '),
+      checkpoint,
+    ),
     el('div', { class: 'row' }, go, dismiss, progress),
     status,
   );
@@ -86,9 +91,7 @@ export function nnunetImportPanel(
     files = given;
     models = found;
     title.textContent = `nnU-Net v2 model: ${name}`;
-    dirSelect.replaceChildren(
-      ...found.map((m) => el('option', { value: m.dir }, m.dir || m.name)),
-    );
+    dirSelect.replaceChildren(...found.map((m) => el('option', { value: m.dir }, m.dir || m.name)));
     dirSelect.disabled = found.length < 2;
     // checkpoint_final is nnU-Net's default; offer best only where some fold has it.
     checkpoint.value = 'checkpoint_final.pth';

@@ -532,7 +532,11 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   };
   modelFolder.addEventListener('change', () => void modelFiles(filesOf(modelFolder)));
   modelZip.addEventListener('change', () => void modelFiles(filesOf(modelZip)));
-  wireDropZone(modelDrop, () => modelFolder.click(), (f) => void modelFiles(f));
+  wireDropZone(
+    modelDrop,
+    () => modelFolder.click(),
+    (f) => void modelFiles(f),
+  );
   modelSelect.addEventListener('change', updateRun);
   caseSelect.addEventListener('change', () => {
     setScan(
