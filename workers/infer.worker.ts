@@ -6,12 +6,7 @@ import * as Comlink from 'comlink';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import {
-  archFromFolder,
-  MODEL_FILES,
-  zipModelFolder,
-  type DecodedModelFolder,
-} from '../src/model/model-folder.ts';
+import { archFromFolder, MODEL_FILES, zipModelFolder } from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
 import { predictCase } from '../src/infer/predictor.ts';
 import {
