@@ -6,12 +6,7 @@ import * as Comlink from 'comlink';
 // The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
 // makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
-import {
-  archFromFolder,
-  MODEL_FILES,
-  zipModelFolder,
-  type DecodedModelFolder,
-} from '../src/model/model-folder.ts';
+import { archFromFolder, MODEL_FILES, zipModelFolder } from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
 import { predictCase } from '../src/infer/predictor.ts';
 import {
@@ -36,9 +31,34 @@ import {
   type ModelRecord,
   type ModelSource,
 } from '../src/store/models.ts';
-import { loadModel, putModelFile, saveModel } from '../src/infer/stored-models.ts';
+import {
+  loadModel,
+  putModelFile,
+  saveModel,
+  saveNnUNetModel,
+  type StoredModel,
+} from '../src/infer/stored-models.ts';
+import {
+  findNnUNetModels,
+  sourceOfGivenFiles,
+  type FoundNnUNetModel,
+  type NnUNetCheckpointName,
+} from '../src/infer/nnunet-source.ts';
+import { ensembleEngine, type NnUNetImportProgress } from '../src/infer/nnunet-import.ts';
 
-export type { InferBackend, LabelVolume };
+export type { InferBackend, LabelVolume, FoundNnUNetModel, NnUNetImportProgress };
+
+/** What a dropped folder or zip holds: this app's model folder, or nnU-Net results folder(s). */
+export type ModelFilesKind =
+  { kind: 'model-folder' } | { kind: 'nnunet'; name: string; models: FoundNnUNetModel[] };
+
+export interface NnUNetImportRequest {
+  /** The results folder inside what was given (FoundNnUNetModel.dir). */
+  dir: string;
+  folds?: number[];
+  checkpoint?: NnUNetCheckpointName;
+  name?: string;
+}
 
 export type ScanInput = { datasetId: string; caseId: string } | { files: DroppedFile[] };
 
@@ -133,7 +153,7 @@ const webgpuAdapter = (): Promise<AdapterFacts | null> =>
 
 async function engineFor(
   modelId: string,
-  md: DecodedModelFolder,
+  md: StoredModel,
   backend: InferBackend,
   budgetMB: number,
   numThreads?: number,
@@ -141,10 +161,18 @@ async function engineFor(
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
-  cached = {
-    key,
-    ...(await createEngine(md, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads)),
-  };
+  // An nnU-Net fold ensemble: one engine per fold, logits averaged per tile (nnU-Net's way).
+  const members: Engine[] = [];
+  try {
+    for (const m of [md, ...md.ensemble])
+      members.push(
+        await createEngine(m, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads),
+      );
+  } catch (e) {
+    await Promise.all(members.map((m) => m.release().catch(() => undefined)));
+    throw e;
+  }
+  cached = { key, ...ensembleEngine(members) };
   return cached;
 }
 
@@ -168,6 +196,31 @@ const api = {
     return saveModel(await db(), files, {
       name: input.name || folder,
       source: input.source ?? 'imported',
+    });
+  },
+
+  /** Whether dropped files are a model folder (or its zip) or nnU-Net results folder(s). */
+  async inspectModelFiles(files: DroppedFile[]): Promise<ModelFilesKind> {
+    const src = await sourceOfGivenFiles(files);
+    const list = await src.list();
+    if (list.some((p) => p.split('/').pop() === MODEL_FILES.model)) return { kind: 'model-folder' };
+    return { kind: 'nnunet', name: src.name, models: await findNnUNetModels(src) };
+  },
+
+  /** Imports (folds of) an nnU-Net results folder; progress by checkpoint bytes read. */
+  async importNnUNet(
+    files: DroppedFile[],
+    req: NnUNetImportRequest,
+    onProgress: (p: NnUNetImportProgress) => void,
+  ): Promise<ModelRecord> {
+    const src = await sourceOfGivenFiles(files);
+    const found = (await findNnUNetModels(src)).find((m) => m.dir === req.dir);
+    if (!found) throw new Error(`no nnU-Net results folder ${req.dir || '(root)'} in ${src.name}`);
+    return saveNnUNetModel(await db(), src, found, {
+      folds: req.folds,
+      checkpoint: req.checkpoint,
+      name: req.name,
+      onProgress,
     });
   },
 

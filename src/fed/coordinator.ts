@@ -46,11 +46,18 @@ import { SecureAggregator, type SecureStatus } from './secagg/aggregator.ts';
 import { PlainAggregator, type AggregatorHost, type RoundAggregator } from './round-aggregator.ts';
 import type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
 import { median } from '../util/numeric.ts';
-import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
+import { sameShape, specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { admit, type AdmissionPolicy, type SiteKeyBinding } from './identity/admission.ts';
 import { errorMessage } from '../util/errors.ts';
 
 export type { OpenRound, Outgoing, Phase, RoundRecord } from './round-types.ts';
+
+const sameSpec = (a: WeightSpec, b: WeightSpec): boolean => {
+  const m = new Map(b.map((t) => [t.name, t.shape]));
+  return (
+    a.length === b.length && a.every((t) => m.has(t.name) && sameShape(m.get(t.name)!, t.shape))
+  );
+};
 export { SECURE_ATTEMPTS, type SecureStatus } from './secagg/aggregator.ts';
 
 export interface SiteRecord {
@@ -106,6 +113,12 @@ export interface CoordinatorOptions {
    * reached) for the number of sites joined then; instead of `config.privacy`.
    */
   privacyAtStart?: PrivacyOptions;
+  /**
+   * Fine-tuning: the initial global model (config.initModel describes it). It joins the shared
+   * key set like one more site (name and shape), and becomes round 1's global instead of the
+   * first site's weights.
+   */
+  initialWeights?: NamedWeights;
 }
 
 export class Coordinator {
@@ -115,9 +128,9 @@ export class Coordinator {
   private globalWeights?: NamedWeights;
   private readonly acceptedNorms: number[] = [];
   private readonly opts: Required<
-    Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart'>
+    Omit<CoordinatorOptions, 'aggregateFingerprints' | 'privacyAtStart' | 'initialWeights'>
   > &
-    Pick<CoordinatorOptions, 'aggregateFingerprints'>;
+    Pick<CoordinatorOptions, 'aggregateFingerprints' | 'initialWeights'>;
   private idCounter = 0;
   /** Plain or secure aggregation of the rounds (and of FFE's fingerprints, when secure). */
   private readonly aggregator: RoundAggregator;
@@ -138,6 +151,8 @@ export class Coordinator {
       admission: opts.admission ?? { mode: 'tofu' },
     };
     const { token: _token, ...config } = opts.config;
+    if (opts.initialWeights && !config.initModel)
+      throw new Error('initial weights need config.initModel (what the sites learn about them)');
     checkAggregationConfig(config, !!config.privacy || !!opts.privacyAtStart);
     const pending = opts.privacyAtStart;
     if (pending) {
@@ -540,8 +555,27 @@ export class Coordinator {
       ];
     this.site(id).spec = spec;
     if (!this.s.sites.every((x) => x.spec)) return [];
-    const shared = sharedSpec(this.s.sites.map((x) => x.spec!));
+    const init = this.opts.initialWeights;
+    if (this.s.config.initModel && !init)
+      return this.failAll(
+        `the federation starts from ${this.s.config.initModel.name}, but this relay was started without its weights (--init-model)`,
+      );
+    // A pretrained initial model takes part in the intersection like a site.
+    const shared = sharedSpec([
+      ...this.s.sites.map((x) => x.spec!),
+      ...(init ? [specOf(init)] : []),
+    ]);
     const out: Outgoing[] = [];
+    if (init && methodSpec(this.s.config.method).keys === 'all') {
+      const differ = this.s.sites.filter((x) => !sameSpec(x.spec!, specOf(init)));
+      if (differ.length) {
+        const reason = `the initial model ${this.s.config.initModel!.name} has another network than ${differ.map((x) => x.siteName).join(', ')} (${this.s.config.method} trains the checkpoint's own network; use asym to share only the matching tensors)`;
+        for (const x of this.s.sites)
+          out.push({ to: x.siteId, message: { type: 'error', message: reason } });
+        this.opts.log(reason);
+        return out;
+      }
+    }
     if (methodSpec(this.s.config.method).keys === 'all') {
       const mismatch = this.s.sites.filter((x) => x.spec!.length !== shared.length);
       if (mismatch.length) {
@@ -574,6 +608,17 @@ export class Coordinator {
       `shared ${shared.length} tensors; local per site: ${this.s.sites.map((x) => `${x.siteName}=${x.spec!.length - shared.length}`).join(', ')}`,
     );
     for (const x of this.s.sites) out.push(this.sharedSpecFor(x.siteId));
+    if (init) {
+      // The pretrained weights of the shared tensors are the global model: no site uploads one.
+      this.globalWeights = new Map(shared.map((t) => [t.name, init.get(t.name)!]));
+      this.s.phase = 'rounds';
+      this.persist();
+      this.opts.log(
+        `initial global model: ${this.s.config.initModel!.name} (${shared.length} of its ${init.size} tensors shared)`,
+      );
+      out.push(...this.openRound());
+      return out;
+    }
     out.push(this.initRequest());
     return out;
   }

@@ -36,6 +36,21 @@ export interface FederationConfig extends MethodParams {
   maxUpdateNorm?: number;
   /** Plain rounds: coordinate-wise robust aggregation instead of the mean (unweighted). */
   robust?: 'trimmed-mean' | 'median';
+  /** Fine-tuning: the federation starts from a pretrained model (src/fed/init-model.ts). */
+  initModel?: InitModelInfo;
+}
+
+/**
+ * What sites learn about a pretrained initial model (its weights reach them as round 1's global):
+ * its name, its labels (a site with other labels refuses), and, for methods that train one network
+ * everywhere, the plans it was trained with — sites train with those, not their own or the pooled
+ * ones, since the weights only fit that network and its preprocessing.
+ */
+export interface InitModelInfo {
+  name: string;
+  labels: Record<string, number | number[]>;
+  /** nnU-Net plans (whole plans.json); absent for AsymFedAvg, whose sites plan locally. */
+  plans?: Record<string, unknown>;
 }
 
 /**
@@ -188,7 +203,14 @@ const config: Check = (v) => {
     optional(pos)(c.maxUpdateNorm) &&
     (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust)) &&
     optional(nonNegative)(c.mu) &&
+    optional(initModel)(c.initModel) &&
     methodParams(c)
+  );
+};
+const initModel: Check = (v) => {
+  const m = v as InitModelInfo;
+  return (
+    obj(v) && typeof m.name === 'string' && obj(m.labels) && (m.plans === undefined || obj(m.plans))
   );
 };
 const nonNegative: Check = (v) => num(v) && (v as number) >= 0;

@@ -6,6 +6,7 @@ import { labelInfo } from '../model/labels.ts';
 import { memorySource } from '../io/file-source.ts';
 import type { StoreDB } from '../store/db.ts';
 import {
+  deleteModel,
   getModel,
   loadModelFiles,
   MODEL_SOURCES,
@@ -14,6 +15,15 @@ import {
   type ModelRecord,
   type ModelSource,
 } from '../store/models.ts';
+import {
+  extraFolds,
+  foldFiles,
+  importNnUNetModel,
+  isEnsembleFile,
+  nnunetModelName,
+  type NnUNetImportOptions,
+} from './nnunet-import.ts';
+import type { FoundNnUNetModel, SizedSource } from './nnunet-source.ts';
 
 /** Checks a model folder's files (decodes them fully) and returns the decoded model. */
 export async function checkModelFiles(
@@ -42,7 +52,7 @@ export async function saveModel(
   const md = await checkModelFiles(files, opts.name);
   const keep: Record<string, Uint8Array> = {};
   let bytes = 0;
-  for (const f of Object.values(MODEL_FILES)) {
+  for (const f of [...Object.values(MODEL_FILES), ...Object.keys(files).filter(isEnsembleFile)]) {
     const b = files[f];
     if (!b) continue;
     keep[f] = b;
@@ -74,14 +84,63 @@ export async function saveModel(
   );
 }
 
+/** A stored model decoded; `ensemble` holds the further folds of an imported nnU-Net ensemble. */
+export type StoredModel = DecodedModelFolder & {
+  record: ModelRecord;
+  ensemble: DecodedModelFolder[];
+};
+
 /** The decoded model folder of a stored model. */
-export async function loadModel(
-  db: StoreDB,
-  id: string,
-): Promise<(DecodedModelFolder & { record: ModelRecord }) | undefined> {
+export async function loadModel(db: StoreDB, id: string): Promise<StoredModel | undefined> {
   const [record, files] = await Promise.all([getModel(db, id), loadModelFiles(db, id)]);
   if (!record || !files) return undefined;
-  return { ...(await checkModelFiles(files, record.name)), record };
+  const md = await checkModelFiles(files, record.name);
+  const ensemble: DecodedModelFolder[] = [];
+  for (const fold of extraFolds(md.meta))
+    ensemble.push(await checkModelFiles(foldFiles(files, fold), `${record.name} fold ${fold}`));
+  return { ...md, record, ensemble };
+}
+
+/**
+ * Imports an nnU-Net results folder (found in `src`) as one stored package, one fold at a time
+ * (the first fold's model folder is checked and stored, then each further fold's weights are
+ * added); a failure part-way deletes what was stored.
+ */
+export async function saveNnUNetModel(
+  db: StoreDB,
+  src: SizedSource,
+  found: FoundNnUNetModel,
+  opts: NnUNetImportOptions & { name?: string } = {},
+): Promise<ModelRecord> {
+  let rec: ModelRecord | undefined;
+  try {
+    await importNnUNetModel(
+      src,
+      found,
+      async (files, fold, first) => {
+        if (first) {
+          rec = await saveModel(db, files, {
+            name: opts.name || nnunetModelName(found, opts),
+            source: 'imported',
+            origin: `nnU-Net ${found.name}`,
+          });
+          return;
+        }
+        for (const [name, bytes] of Object.entries(files)) {
+          if (!isEnsembleFile(name)) throw new Error(`unexpected package file ${name}`);
+          await putStoredModelFile(db, rec!.id, name, bytes);
+        }
+        // Decode the fold back now, so a broken one fails the import, not a later prediction.
+        const all = await loadModelFiles(db, rec!.id);
+        await checkModelFiles(foldFiles(all!, fold), `fold ${fold}`);
+      },
+      opts,
+    );
+    return (await getModel(db, rec!.id))!;
+  } catch (e) {
+    if (rec) await deleteModel(db, rec.id);
+    throw e;
+  }
 }
 
 /** Adds (or replaces) one file of a stored package, e.g. model.onnx after an export. */

@@ -16,6 +16,7 @@ import { computeCaseMetrics } from '../eval/metrics.ts';
 import type { TinyOptions } from '../train/tiny.ts';
 import { ProximalTerm } from '../train/proximal.ts';
 import { methodSpec } from '../fed/methods.ts';
+import { checkInitModel } from '../fed/init-model.ts';
 
 export interface TrainerSiteOptions {
   /** The site's data and stages (IndexedDB in the browser, a raw folder or memory in Node). */
@@ -88,15 +89,19 @@ export class TrainerSite implements SiteTrainer {
     const dj = pipeline.store.datasetJson!;
     // FFE: every site plans on the pooled fingerprint (planning is cheap; the stored arrays are
     // reused when this plan preprocesses as the stored one does); otherwise the site's own plans.
-    const plans = aggregate
+    const pooled = aggregate
       ? pipeline.makePlans(aggregate as unknown as DatasetFingerprint)
       : undefined;
+    // Fine-tuning: the pretrained model's plans (its weights fit only its network and inputs).
+    const init = checkInitModel(config, dj, pooled, (l) => this.o.log?.(l));
+    const plans = init ?? pooled;
     const prepared = await prepareTraining(pipeline, {
       configuration: config.configuration,
       plans: plans ?? (await pipeline.localPlans()),
       // A pooled plan that preprocesses differently gets its own record, beside the site's own.
-      plansName: plans ? `${plans.plans_name}_FFE` : undefined,
-      tiny: this.o.tiny,
+      plansName: init ? `${init.plans_name}_init` : plans ? `${plans.plans_name}_FFE` : undefined,
+      // The tiny preset shrinks the network: never over a pretrained model's plans.
+      tiny: init ? undefined : this.o.tiny,
     });
     this.plans = prepared.plans;
     this.trainer = new Trainer({
@@ -138,7 +143,7 @@ export class TrainerSite implements SiteTrainer {
     // prepare() preprocess alike (the tiny preset changes no preprocessing field), so they are
     // loaded, not computed again.
     const cases = await this.o.pipeline.trainingCases(ck.plans, ck.configuration, {
-      plansName: `${ck.plans.plans_name}_FFE`,
+      plansName: `${ck.plans.plans_name}${config.initModel?.plans ? '_init' : '_FFE'}`,
     });
     this.plans = ck.plans;
     this.trainer = Trainer.fromCheckpoint(ck, cases);
@@ -194,8 +199,11 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async train(round: number): Promise<Record<string, number>> {
+    // Round 1 starts from a pretrained model's weights when there is one: measure those too.
     const diceBefore =
-      round > 1 && this.o.evaluate !== false ? await this.validationDice() : undefined;
+      (round > 1 || this.config?.initModel) && this.o.evaluate !== false
+        ? await this.validationDice()
+        : undefined;
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
     // The method's site-side loss (methods.ts), anchored at the global model the client just loaded.

@@ -11,6 +11,7 @@ import {
   applyAggregationArgs,
 } from '../aggregation-args.ts';
 import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
+import { INIT_MODEL_HELP, INIT_MODEL_OPTIONS, initModelFromArgs } from '../init-model-args.ts';
 import { methodsHelp } from '../../fed/methods.ts';
 import { RelayStartError, startRelay } from '../../node/relay/server.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
@@ -63,7 +64,8 @@ secure aggregation and differential privacy (docs/secure-aggregation.md):
   --phase-deadline-s N deadline of each key-exchange/unmasking phase (default 120)
   --dp-epsilon E       client-level DP: Gaussian noise for (E, δ) over --rounds (implies --secure-agg)
   --dp-delta D         (default 1e-5)
-${AGGREGATION_HELP}`;
+${AGGREGATION_HELP}
+${INIT_MODEL_HELP}`;
 
 const command: Command = {
   summary: 'run the federation relay (serves the app, WebSocket endpoint, persisted state)',
@@ -92,6 +94,7 @@ const command: Command = {
         'tls-self-signed': { type: 'boolean' },
         ...PRIVACY_OPTIONS,
         ...AGGREGATION_OPTIONS,
+        ...INIT_MODEL_OPTIONS,
         help: { type: 'boolean' },
       },
       false,
@@ -137,6 +140,7 @@ const command: Command = {
     const privacy = privacyFromArgs(values, sites, config);
     if (privacy) config.privacy = privacy;
     applyAggregationArgs(values, config);
+    const initialWeights = await initModelFromArgs(values, config);
     // Last resort: this process serves many sockets and its federation state is saved after every
     // change, so an exception no handler caught (one socket's bug) is logged and the relay goes on
     // serving the others; a burst of them means something is systematically wrong: exit, and a
@@ -168,6 +172,7 @@ const command: Command = {
       aggregateFingerprints: mergeSiteFingerprints,
       admission,
       tls,
+      initialWeights,
     }).catch((e: unknown) => {
       throw e instanceof RelayStartError ? new UsageError(e.message) : e;
     });

@@ -9,6 +9,7 @@ import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
 import { AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.ts';
 import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
+import { INIT_MODEL_HELP, INIT_MODEL_OPTIONS, initModelFromArgs } from '../init-model-args.ts';
 import { METHOD_NAMES, methodsHelp } from '../../fed/methods.ts';
 import { startRelay } from '../../node/relay/server.ts';
 import { SiteClient, type SiteResult } from '../../fed/client.ts';
@@ -25,7 +26,7 @@ import { writeModelFolder } from '../../node/model-folder-fs.ts';
 const USAGE =
   `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
   '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
-  `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]\nmethods:\n${methodsHelp('  ')}`;
+  `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C] [--init-model DIR [--init-fold K]]\nmethods:\n${methodsHelp('  ')}\n${INIT_MODEL_HELP}`;
 
 const command: Command = {
   summary:
@@ -48,6 +49,7 @@ const command: Command = {
       output: { type: 'string', short: 'o' },
       ...PRIVACY_OPTIONS,
       ...AGGREGATION_OPTIONS,
+      ...INIT_MODEL_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     });
     if (values.help) {
@@ -73,6 +75,7 @@ const command: Command = {
       console.log(describePrivacy(privacy, dirs.length));
     }
     applyAggregationArgs(values, config);
+    const initialWeights = await initModelFromArgs(values, config);
     if (values.backend !== 'cpu')
       throw new UsageError(
         '--backend: only cpu runs in Node (WebGPU training runs in the browser app)',
@@ -106,6 +109,7 @@ const command: Command = {
       config: { ...config, expectedSites: sites.length, token: 'simulation' },
       aggregateFingerprints: mergeSiteFingerprints,
       log: (l) => console.log(`[relay] ${l}`),
+      initialWeights,
     });
     let results: SiteResult[];
     try {
@@ -138,10 +142,11 @@ const command: Command = {
       `\n${config.method}: ${config.rounds} rounds × ${config.itersPerRound} iterations, ${sites.length} sites`,
     );
     console.log(['round', ...sites.map((_, i) => `site${i + 1} Dice`)].join('\t'));
-    for (let r = 2; r <= config.rounds; r++) {
+    // From a pretrained model, round 1 starts from it: its Dice is the row for round 0.
+    for (let r = config.initModel ? 1 : 2; r <= config.rounds; r++) {
       console.log(
         [
-          r - 1,
+          r === 1 ? '0 (initial model)' : r - 1,
           ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? ''),
         ].join('\t'),
       );

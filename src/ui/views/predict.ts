@@ -38,6 +38,7 @@ function provenanceBox(m: ModelRecord | undefined, id: string): HTMLElement {
     ...(d.caution ? [el('p', { class: 'warn' }, d.caution)] : []),
   );
 }
+import { nnunetImportError, nnunetImportPanel } from './nnunet-import-panel.ts';
 
 const SOURCE_NAMES: Record<string, string> = {
   imported: 'imported',
@@ -96,6 +97,21 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   );
   const modelStatus = el('p', { id: 'model-status', role: 'status' });
   const modelInfo = el('div', { id: 'model-provenance' });
+  const modelDrop = el(
+    'div',
+    {
+      class: 'drop',
+      id: 'model-drop',
+      tabindex: '0',
+      role: 'button',
+    },
+    el('strong', {}, 'Drop a model folder or .zip here'),
+    el(
+      'span',
+      {},
+      'This app’s model folders, or a model trained by nnU-Net v2 (its results folder, or the zip nnUNetv2_export_model_to_zip writes).',
+    ),
+  );
 
   // ---- scan ----
   const caseSelect = el('select', { id: 'predict-case', 'aria-label': 'Stored scan' });
@@ -171,6 +187,12 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   const resultInfo = el('p', { id: 'predict-result', class: 'muted' });
   const resultModel = el('div', { id: 'predict-result-model' });
 
+  const nnunet = nnunetImportPanel(api, async (rec) => {
+    modelStatus.textContent = `Imported model ${rec.name}.`;
+    modelStatus.className = 'ok';
+    await refreshModels(rec.id);
+  });
+
   const root = el(
     'div',
     {},
@@ -179,9 +201,11 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       { class: 'card' },
       el('h2', {}, 'Models in this browser'),
       el('div', { class: 'row' }, pickModelFolder, pickModelZip),
+      modelDrop,
       modelFolder,
       modelZip,
       modelStatus,
+      nnunet.root,
       modelList,
     ),
     el(
@@ -376,6 +400,28 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       ...groups,
     );
     if ([...caseSelect.options].some((o) => o.value === keep)) caseSelect.value = keep;
+  }
+
+  /** A dropped/picked folder or zip: this app's model folder is imported at once; an nnU-Net one opens its options. */
+  async function modelFiles(files: Array<{ path: string; file: Blob }>): Promise<void> {
+    if (!files.length) return;
+    nnunet.root.hidden = true;
+    modelStatus.className = '';
+    modelStatus.textContent = 'Looking at the files…';
+    try {
+      const kind = await api.inspectModelFiles(files);
+      if (kind.kind === 'model-folder') {
+        await importModel(files);
+        return;
+      }
+      modelStatus.textContent = `An nnU-Net v2 model: choose folds and checkpoint, then Import.`;
+      nnunet.show(files, kind.name, kind.models);
+    } catch (e) {
+      modelStatus.textContent = /not an nnU-Net v2 results folder/.test(errorText(e))
+        ? `The model could not be imported: neither this app’s model folder (no model.json) nor an nnU-Net model (${errorText(e)}). Nothing was stored.`
+        : nnunetImportError(e);
+      modelStatus.className = 'bad';
+    }
   }
 
   async function importModel(
@@ -578,8 +624,13 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     input.value = '';
     return files;
   };
-  modelFolder.addEventListener('change', () => void importModel(filesOf(modelFolder)));
-  modelZip.addEventListener('change', () => void importModel(filesOf(modelZip)));
+  modelFolder.addEventListener('change', () => void modelFiles(filesOf(modelFolder)));
+  modelZip.addEventListener('change', () => void modelFiles(filesOf(modelZip)));
+  wireDropZone(
+    modelDrop,
+    () => modelFolder.click(),
+    (f) => void modelFiles(f),
+  );
   modelSelect.addEventListener('change', () => {
     showModel();
     updateRun();
@@ -621,5 +672,5 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     await Promise.all([refreshModels(), refreshCases()]);
   }
 
-  return { root, refresh, predict, importModel, viewer, last: () => last };
+  return { root, refresh, predict, importModel, nnunet, viewer, last: () => last };
 }

@@ -1,0 +1,107 @@
+// A model trained by nnU-Net v2 itself, run in the browser (issue 16): the reference results folder
+// (Dataset801_PhantomMR, 3d_fullres, folds 0 and 1) is picked on the Predict tab, fold 0's
+// checkpoint_final.pth imported (parsed by the safe .pth reader in the infer worker, with the
+// progress bar), and mrA_000 segmented with the Automatic engine (onnxruntime-web; WebAssembly on
+// this software WebGPU adapter, SwiftShader) without mirroring. The downloaded label map is compared with nnUNetPredictor's own
+// (predictions/fold0_nomirror/mrA_000.nii.gz): ≥ 99.9 % identical voxels. The tab does not expose
+// probabilities, so they are not compared here (the CLI's test does).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readNifti } from '../../src/io/nifti.ts';
+import { REFERENCE } from '../paths.ts';
+import { openApp, type AppSession } from './harness.ts';
+
+const DS = join(REFERENCE, 'nnunet-model', 'Dataset801_PhantomMR');
+const MODEL = join(DS, 'nnUNetTrainer__nnUNetPlans__3d_fullres');
+const SCAN = join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz');
+const NNUNET_SEG = join(DS, 'predictions', 'fold0_nomirror', 'mrA_000.nii.gz');
+const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predict-nnunet-'));
+let s: AppSession;
+
+beforeAll(async () => {
+  s = await openApp({ webgpu: true, path: '#predict' });
+});
+afterAll(async () => {
+  await s?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('Predict tab: an nnU-Net v2 results folder', () => {
+  it('a folder that is neither kind of model is refused in plain words', async () => {
+    const bad = join(tmp, 'NotAModel');
+    mkdirSync(bad, { recursive: true });
+    writeFileSync(join(bad, 'plans.json'), readFileSync(join(MODEL, 'plans.json')));
+    await s.page.setInputFiles('#model-import-folder', bad);
+    await s.page.waitForSelector('#model-status.bad');
+    expect(await s.page.textContent('#model-status')).toMatch(
+      /neither this app’s model folder .* nor an nnU-Net model .*no fold_K.*Nothing was stored/,
+    );
+    expect(await s.page.isHidden('#nnunet-import')).toBe(true);
+  });
+
+  it('imports fold 0 with a progress bar and segments mrA_000 as nnU-Net does (≥ 99.9 % of voxels)', async () => {
+    const { page } = s;
+    const t0 = Date.now();
+    await page.setInputFiles('#model-import-folder', MODEL);
+    await page.waitForSelector('#nnunet-import:not([hidden])');
+    // Both folds are offered and ticked; fold 1 is unticked here.
+    expect(await page.locator('#nnunet-folds input[data-fold]').count()).toBe(2);
+    expect(await page.isChecked('#nnunet-folds input[data-fold="1"]')).toBe(true);
+    await page.uncheck('#nnunet-folds input[data-fold="1"]');
+    // Record the progress bar's values as the worker reports them.
+    await page.evaluate(() => {
+      const p = document.querySelector<HTMLProgressElement>('#nnunet-import-progress')!;
+      const seen: string[] = [];
+      (window as unknown as { __progress: string[] }).__progress = seen;
+      new MutationObserver(() => seen.push(`${p.value}/${p.max}`)).observe(p, {
+        attributes: true,
+      });
+    });
+    await page.click('#nnunet-import-run');
+    await page.waitForSelector('#nnunet-import-status.ok');
+    const tImport = Date.now() - t0;
+    console.log(`imported in ${(tImport / 1000).toFixed(1)} s`);
+    const progress = await page.evaluate(
+      () => (window as unknown as { __progress: string[] }).__progress,
+    );
+    const ckBytes = readFileSync(join(MODEL, 'fold_0', 'checkpoint_final.pth')).length;
+    expect(progress).toContain(`${ckBytes}/${ckBytes}`);
+    const name = 'nnUNetTrainer__nnUNetPlans__3d_fullres, fold 0';
+    expect(await page.textContent('#model-list')).toContain(name);
+    expect(await page.textContent('#predict-model option:checked')).toContain(name);
+
+    await page.setInputFiles('#scan-files', SCAN);
+    // Automatic: onnxruntime-web on WebAssembly on this software adapter (SwiftShader), the fast
+    // choice here; the WebGPU page and worker still run under SwiftShader.
+    await page.selectOption('#predict-backend', 'auto');
+    expect(await page.isChecked('#predict-tta')).toBe(false);
+    const t1 = Date.now();
+    await page.click('#predict-run');
+    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 500_000 });
+    const tPredict = Date.now() - t1;
+    expect(await page.textContent('#predict-error')).toBe('');
+    expect(await page.getAttribute('#predict-result', 'data-engine')).toMatch(
+      /^onnxruntime-web wasm/,
+    );
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-seg')]);
+    const ours = readNifti(new Uint8Array(readFileSync((await dl.path())!)), 'downloaded');
+    const ref = readNifti(new Uint8Array(readFileSync(NNUNET_SEG)), 'nnU-Net');
+    expect(ours.dims).toEqual(ref.dims);
+    let same = 0;
+    const fg = [0, 0];
+    for (let i = 0; i < ref.data.length; i++) {
+      if (ours.data[i] === ref.data[i]) same++;
+      if (ref.data[i] > 0) fg[0]++;
+      if (ours.data[i] > 0) fg[1]++;
+    }
+    const frac = same / ref.data.length;
+    console.log(
+      `nnU-Net fold 0 in the browser (Automatic = onnxruntime-web wasm beside SwiftShader's WebGPU, no mirroring): ${same} of ${ref.data.length} voxels equal nnU-Net's labels (${(100 * frac).toFixed(3)} %); foreground ${fg[1]} vs ${fg[0]}; import ${(tImport / 1000).toFixed(1)} s, prediction ${(tPredict / 1000).toFixed(1)} s (wall, loaded machine)`,
+    );
+    expect(fg[0]).toBeGreaterThan(1000); // the reference labels something
+    expect(frac).toBeGreaterThanOrEqual(0.999);
+    expect(s.errors).toEqual([]);
+  }, 600_000);
+});

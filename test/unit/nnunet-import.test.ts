@@ -1,0 +1,148 @@
+// The Predict tab's nnU-Net import without the page: the reference results folder (as dropped
+// files, and as the zip nnUNetv2_export_model_to_zip writes) is found, imported fold by fold with
+// progress by bytes into the browser's model store, and decodes back to the checkpoint's weights
+// (the ensemble's second fold included). Wrong layouts and a refused pickle are errors in words.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { zipSync } from 'fflate';
+import { describe, expect, it } from 'vitest';
+import { REFERENCE } from '../paths.ts';
+import {
+  findNnUNetModels,
+  sourceOfGivenFiles,
+  type GivenFile,
+} from '../../src/infer/nnunet-source.ts';
+import type { NnUNetImportProgress } from '../../src/infer/nnunet-import.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-model.ts';
+import { loadModel, saveNnUNetModel } from '../../src/infer/stored-models.ts';
+import { listModels } from '../../src/store/models.ts';
+import { memorySource } from '../../src/io/file-source.ts';
+import { freshStore } from './store-helpers.ts';
+
+const DS = join(REFERENCE, 'nnunet-model', 'Dataset801_PhantomMR');
+const TRAINER = 'nnUNetTrainer__nnUNetPlans__3d_fullres';
+const MODEL = join(DS, TRAINER);
+
+function walk(dir: string, base: string, out: GivenFile[] = []): GivenFile[] {
+  for (const n of readdirSync(dir)) {
+    const p = join(dir, n);
+    if (statSync(p).isDirectory()) walk(p, base, out);
+    else out.push({ path: relative(base, p), file: new Blob([readFileSync(p)]) });
+  }
+  return out;
+}
+/** The results folder as a folder drop gives it: paths start with the folder's name. */
+const folderFiles = () => walk(MODEL, join(MODEL, '..'));
+
+describe('nnU-Net results folder import (Predict tab, in Node)', () => {
+  it('finds the model in a dropped folder and in an export zip; refuses other layouts in words', async () => {
+    const [m] = await findNnUNetModels(await sourceOfGivenFiles(folderFiles()));
+    expect(m.dir).toBe(TRAINER);
+    expect(m.folds.map((f) => f.fold)).toEqual([0, 1]);
+    expect(m.folds[0].checkpoints.map((c) => c.name)).toEqual(['checkpoint_final.pth']);
+    expect(m.folds[0].checkpoints[0].bytes).toBe(
+      statSync(join(MODEL, 'fold_0/checkpoint_final.pth')).size,
+    );
+    // nnUNetv2_export_model_to_zip: Dataset folder / trainer folder / fold_K inside the zip.
+    const zfiles: Record<string, Uint8Array> = {};
+    for (const f of walk(MODEL, join(DS, '..')))
+      zfiles[f.path] = new Uint8Array(await f.file.arrayBuffer());
+    const zip = zipSync(zfiles, { level: 1 });
+    const zsrc = await sourceOfGivenFiles([{ path: 'model.zip', file: new Blob([zip]) }]);
+    const [z] = await findNnUNetModels(zsrc);
+    expect(z.dir).toBe(`Dataset801_PhantomMR/${TRAINER}`);
+    expect(z.folds.map((f) => f.fold)).toEqual([0, 1]);
+
+    const noFold = folderFiles().filter((f) => !f.path.includes('fold_'));
+    await expect(findNnUNetModels(await sourceOfGivenFiles(noFold))).rejects.toThrow(
+      /not an nnU-Net v2 results folder: no fold_K\//,
+    );
+    const noPlans = folderFiles().filter((f) => !f.path.endsWith('plans.json'));
+    await expect(findNnUNetModels(await sourceOfGivenFiles(noPlans))).rejects.toThrow(
+      /no plans\.json/,
+    );
+    await expect(
+      sourceOfGivenFiles([{ path: 'x.zip', file: new Blob([new Uint8Array(40)]) }]),
+    ).rejects.toThrow(/not a readable \.zip/);
+  });
+
+  it('stores both folds as one package with progress by bytes; weights equal the checkpoints’', async () => {
+    const { db } = await freshStore();
+    const src = await sourceOfGivenFiles(folderFiles());
+    const [found] = await findNnUNetModels(src);
+    const events: NnUNetImportProgress[] = [];
+    const rec = await saveNnUNetModel(db, src, found, { onProgress: (p) => events.push(p) });
+    expect(rec.name).toBe(`${TRAINER}, folds 0 1`);
+    expect(rec.configuration).toBe('3d_fullres');
+    const total = found.folds.reduce((s, f) => s + f.checkpoints[0].bytes, 0);
+    expect(events.map((e) => `${e.fold}:${e.phase}`)).toEqual([
+      '0:reading',
+      '0:decoding',
+      '0:stored',
+      '1:reading',
+      '1:decoding',
+      '1:stored',
+    ]);
+    expect(events.at(-1)!.bytesDone).toBe(total);
+    expect(events.every((e) => e.bytesTotal === total)).toBe(true);
+
+    const md = (await loadModel(db, rec.id))!;
+    expect(md.ensemble).toHaveLength(1);
+    expect(md.meta.inference_allowed_mirroring_axes).toEqual([0, 1, 2]);
+    // The CLI's reader of the same folder (independent of the store path) gives the same tensors.
+    const files: Record<string, Uint8Array> = {};
+    for (const f of walk(MODEL, MODEL)) files[f.path] = new Uint8Array(await f.file.arrayBuffer());
+    const ref = await readNnUNetModel(memorySource('ref', files));
+    for (const [i, m] of [md, ...md.ensemble].entries()) {
+      const w = ref.folds[i].weights;
+      expect([...m.weights.keys()]).toEqual([...w.keys()]);
+      for (const [k, t] of w) expect(m.weights.get(k)!.data).toEqual(t.data);
+    }
+    // The two folds differ (the second is not the first stored twice).
+    const k0 = [...md.weights.keys()][0];
+    expect(md.ensemble[0].weights.get(k0)!.data).not.toEqual(md.weights.get(k0)!.data);
+  });
+
+  it('one fold, and a refused checkpoint leaves nothing stored', async () => {
+    const { db } = await freshStore();
+    const src = await sourceOfGivenFiles(folderFiles());
+    const [found] = await findNnUNetModels(src);
+    const one = await saveNnUNetModel(db, src, found, { folds: [1] });
+    expect((await loadModel(db, one.id))!.ensemble).toEqual([]);
+    await expect(saveNnUNetModel(db, src, found, { folds: [3] })).rejects.toThrow(
+      /fold 3 has no checkpoint_final\.pth \(folds with one: 0, 1\)/,
+    );
+    await expect(
+      saveNnUNetModel(db, src, found, { checkpoint: 'checkpoint_best.pth' }),
+    ).rejects.toThrow(/no fold has a checkpoint_best\.pth/);
+
+    // fold 1's checkpoint replaced by a pickle that calls os.system: refused, fold 0 not kept.
+    const evil = zipSync({
+      'archive/data.pkl': new Uint8Array([
+        0x80,
+        0x02,
+        0x63,
+        ...new TextEncoder().encode('os\nsystem\n'),
+        0x58,
+        2,
+        0,
+        0,
+        0,
+        0x69,
+        0x64,
+        0x85,
+        0x52,
+        0x2e,
+      ]),
+    });
+    const bad = folderFiles().map((f) =>
+      f.path.endsWith('fold_1/checkpoint_final.pth') ? { ...f, file: new Blob([evil]) } : f,
+    );
+    const bsrc = await sourceOfGivenFiles(bad);
+    const [bf] = await findNnUNetModels(bsrc);
+    await expect(saveNnUNetModel(db, bsrc, bf)).rejects.toThrow(
+      /fold_1\/checkpoint_final\.pth: .*os/,
+    );
+    expect((await listModels(db)).map((m) => m.id)).toEqual([one.id]);
+  });
+});
