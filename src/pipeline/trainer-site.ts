@@ -9,7 +9,13 @@ import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
 import type { Plans } from '../plan/types.ts';
 import { prepareTraining, type SitePipeline } from './site-pipeline.ts';
-import { Trainer, TrainingControl, type EpochEvent, type TrainerCase } from '../train/trainer.ts';
+import {
+  Trainer,
+  TrainingControl,
+  type EpochEvent,
+  type IterationEvent,
+  type TrainerCase,
+} from '../train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts';
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
 import { computeCaseMetrics } from '../eval/metrics.ts';
@@ -31,6 +37,10 @@ export interface TrainerSiteOptions {
   saveState?: (checkpoint: Uint8Array) => Promise<void>;
   loadState?: () => Promise<Uint8Array | undefined>;
   log?: (line: string) => void;
+  /** Case progress of fingerprinting and preprocessing (the page's phase line). */
+  onStage?: (stage: 'fingerprint' | 'preprocess', done: number, total: number) => void;
+  /** Every training iteration of a round (the page's phase line and loss chart). */
+  onIteration?: (round: number, e: IterationEvent) => void;
 }
 
 export interface RoundReport {
@@ -61,7 +71,10 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async localFingerprint(): Promise<Record<string, unknown>> {
-    this.fingerprint = await this.o.pipeline.fingerprint();
+    const onStage = this.o.onStage;
+    this.fingerprint = await this.o.pipeline.fingerprint({
+      onProgress: onStage && ((p) => onStage('fingerprint', p.done, p.total)),
+    });
     return this.fingerprint as unknown as Record<string, unknown>;
   }
 
@@ -83,6 +96,7 @@ export class TrainerSite implements SiteTrainer {
       // A pooled plan that preprocesses differently gets its own record, beside the site's own.
       plansName: plans ? `${plans.plans_name}_FFE` : undefined,
       tiny: this.o.tiny,
+      onProgress: this.o.onStage,
     });
     this.plans = prepared.plans;
     this.trainer = new Trainer({
@@ -195,7 +209,7 @@ export class TrainerSite implements SiteTrainer {
           if (e.type === 'epoch') {
             epoch = e;
             control.stop();
-          }
+          } else this.o.onIteration?.(round, e);
         },
       });
     } finally {
