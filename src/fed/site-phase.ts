@@ -120,7 +120,8 @@ export function reducePhase(s: SitePhase, e: SitePhaseEvent, now: number): SiteP
         trainedAt: { ...s.trainedAt, [e.round]: now },
       };
     case 'sent':
-      if (e.message === 'fingerprint') return { ...s, step: 'waiting-fingerprints', cases: undefined };
+      if (e.message === 'fingerprint')
+        return { ...s, step: 'waiting-fingerprints', cases: undefined };
       if (e.message === 'spec') return { ...s, step: 'waiting-plans', cases: undefined };
       // Round 0's upload is the initial model (no training): the sites wait for round 1.
       if (UPLOADS.has(e.message))
