@@ -400,6 +400,7 @@ export function federationView(
     );
     egressTotal.textContent = `${countOf(egress.children.length, 'message')}, ${formatBytes(total)} in total`;
   };
+  egressTotal.textContent = 'Nothing has left this browser yet.';
   const egressLoaded = train
     .egressLog()
     .then((rows) => rows.forEach(addEgressRow))
