@@ -73,6 +73,15 @@ export function lineChart(
       path.setAttribute('fill', 'none');
       path.setAttribute('stroke-width', '1.8');
       svg.append(path);
+      // A dot per point: a series of one point (the first round) has no line to see.
+      for (const [x, y] of pts) {
+        const dot = document.createElementNS(NS, 'circle');
+        dot.setAttribute('cx', sx(x).toFixed(1));
+        dot.setAttribute('cy', sy(y).toFixed(1));
+        dot.setAttribute('r', pts.length > 60 ? '1' : '2.5');
+        dot.setAttribute('fill', s.color);
+        svg.append(dot);
+      }
       const legend = document.createElementNS(NS, 'text');
       legend.setAttribute('x', String(width - pad - 120));
       legend.setAttribute('y', String(14 + 14 * i));

@@ -12,6 +12,8 @@ export interface FlowFacts {
   step: SiteStep;
   /** 0..1 of the federation's rounds. */
   progress: number;
+  /** Models a federation left in this browser (a reload after the end keeps the steps done). */
+  federatedModels?: number;
 }
 
 export interface StepView {
@@ -49,8 +51,10 @@ export function isLabelled(d: {
 }
 
 export function joinSteps(f: FlowFacts): StepView[] {
-  const joined = JOINED.has(f.step);
-  const finished = f.step === 'done';
+  const running = JOINED.has(f.step) && f.step !== 'done';
+  const earlier = (f.federatedModels ?? 0) > 0 && !running;
+  const joined = JOINED.has(f.step) || earlier;
+  const finished = f.step === 'done' || earlier;
   const pct = `${Math.round(f.progress * 100)} %`;
   const done: Record<StepId, boolean> = {
     data: f.datasets > 0,
@@ -70,7 +74,9 @@ export function joinSteps(f: FlowFacts): StepView[] {
           ? 'check the site name, then Join'
           : 'needs data first',
     train: finished
-      ? 'finished'
+      ? f.step === 'done'
+        ? 'finished'
+        : 'a federation model is in this browser'
       : joined
         ? `${pct} of the rounds`
         : 'starts when the federation does',

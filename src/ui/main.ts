@@ -165,7 +165,23 @@ async function main(): Promise<void> {
   if (joinLink) {
     const steps = stepper();
     app.append(steps.el);
-    federation.onChange((s) => steps.render(s));
+    // Models a federation left here: after a reload the finished steps stay done.
+    let federatedModels = 0;
+    const countModels = () =>
+      inferApi
+        .models()
+        .then((ms) => {
+          federatedModels = ms.filter(
+            (m) => m.source === 'federation-global' || m.source === 'personalised',
+          ).length;
+          steps.render({ ...federation.state(), federatedModels });
+        })
+        .catch(() => undefined);
+    federation.onChange((s) => {
+      steps.render({ ...s, federatedModels });
+      if (s.step === 'done') void countModels();
+    });
+    void countModels();
   }
   // An import or a deletion on the Data tab changes what Join can use: refresh the Federation
   // view (and so the stepper) once the Data tab's list settles.

@@ -302,10 +302,12 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       before.length,
     );
     expect(await audit()).toEqual(before);
+    // …and the stepper still knows the federation finished: Predict is the next step.
+    await page.waitForSelector('#stepper[data-current="predict"]');
     expect(await page.textContent('#egress-total')).toBe(totalBefore);
 
     // Step 4: Predict with the model the federation left in this browser, engine Automatic.
-    await page.click('#tab-predict');
+    await page.click('#step-predict');
     await page.waitForFunction(
       () => document.querySelectorAll('#model-list li[data-id]').length === 1,
     );

@@ -32,6 +32,21 @@ describe('join steps', () => {
     ]);
   });
 
+  it('after a reload, a federation model in this browser keeps Join and Train done', () => {
+    expect(states({ datasets: 1, step: 'idle', progress: 0, federatedModels: 1 })).toEqual([
+      '1 Data: done (a labelled dataset ready)',
+      '2 Join: done (joined)',
+      '3 Train: done (a federation model is in this browser)',
+      "4 Predict: current (segment a scan with the federation's model)",
+    ]);
+    // A new federation under way is the current step again.
+    expect(
+      joinSteps({ datasets: 1, step: 'training', progress: 0.2, federatedModels: 1 }).find(
+        (s) => s.state === 'current',
+      )?.id,
+    ).toBe('train');
+  });
+
   it('a federation that stopped sends the participant back to Join', () => {
     const s = joinSteps({ datasets: 1, step: 'failed', progress: 0.3 });
     expect(s.find((x) => x.state === 'current')?.id).toBe('join');
