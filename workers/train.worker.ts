@@ -33,6 +33,8 @@ import {
 import { siteKeyStore } from '../src/store/site-key.ts';
 import { siteIdentity } from '../src/fed/identity/kept-key.ts';
 import { toBase64 } from '../src/fed/identity/site-key.ts';
+import type { SitePhaseEvent } from '../src/fed/site-phase.ts';
+import { appendEgress, listEgress, type EgressRecord } from '../src/store/egress-log.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
 const db = () => (dbPromise ??= openStore());
@@ -104,7 +106,11 @@ export type FederateEvent =
       modelIds: string[];
       globalDigest: string;
     }
-  | { type: 'privacy'; round: number; epsilon: number; delta: number };
+  | { type: 'privacy'; round: number; epsilon: number; delta: number }
+  /** Where the site is (src/fed/site-phase.ts turns these into the phase line and progress). */
+  | { type: 'phase'; event: SitePhaseEvent }
+  /** One training iteration's loss (the live loss chart). */
+  | { type: 'iteration'; round: number; iteration: number; loss: number };
 
 let fedClient: SiteClient | undefined;
 
@@ -173,6 +179,8 @@ const api = {
     };
     await saveMembership(d, membership);
     const runId = `fed:${federationId}`;
+    const phase = (event: SitePhaseEvent) => onEvent({ type: 'phase', event });
+    phase({ type: 'connecting' });
     let method: string | undefined; // the federation's, once it is known (prepare or restore)
     const site: TrainerSite = new TrainerSite({
       pipeline,
@@ -181,6 +189,17 @@ const api = {
       valIters: 2,
       evaluate: false,
       log: (m) => onEvent({ type: 'log', message: m }),
+      onStage: (stage, done, total) =>
+        phase(
+          stage === 'fingerprint'
+            ? { type: 'fingerprinting', done, total }
+            : { type: 'preprocessing', done, total },
+        ),
+      onIteration: (round, e) => {
+        const iterations = site.trainer?.options.itersPerEpoch ?? 0;
+        phase({ type: 'iteration', round, iteration: e.iteration + 1, iterations });
+        onEvent({ type: 'iteration', round, iteration: e.iteration + 1, loss: e.loss });
+      },
       saveState: (bytes): Promise<void> =>
         saveCheckpoint(
           d,
@@ -218,6 +237,7 @@ const api = {
       trainer: {
         numCases: site.numCases,
         localFingerprint: async () => {
+          phase({ type: 'fingerprinting' });
           onEvent({
             type: 'log',
             message: 'fingerprinting the local dataset (or reading the stored fingerprint)',
@@ -226,6 +246,7 @@ const api = {
         },
         prepare: async (agg, cfg) => {
           method = cfg.method;
+          phase({ type: 'planning' });
           onEvent({
             type: 'log',
             message: agg
@@ -238,9 +259,11 @@ const api = {
         loadShared: (g) => site.loadShared(g),
         train: async (round, iters) => {
           onEvent({ type: 'log', message: `round ${round}: training ${iters} iteration(s)` });
+          phase({ type: 'iteration', round, iteration: 0, iterations: iters });
           const t0 = performance.now();
           const m = await site.train(round);
           const seconds = (performance.now() - t0) / 1000;
+          phase({ type: 'trained', round });
           membership.round = round;
           await saveMembership(d, membership);
           onEvent({
@@ -259,15 +282,38 @@ const api = {
         },
       },
       log: (m) => onEvent({ type: 'log', message: m }),
-      // Mirror every outgoing message to the page's "What leaves this browser" panel.
-      onSent: (m) =>
+      // Mirror every outgoing message to the page's "What leaves this browser" panel, and keep it
+      // in IndexedDB so the audit survives a reload (store/egress-log.ts).
+      onSent: (m) => {
         onEvent({
           type: 'sent',
           message: m.type,
           bytes: m.bytes,
           round: m.round,
           tensors: m.tensors?.length,
-        }),
+        });
+        phase({ type: 'sent', message: m.type, round: m.round });
+        void appendEgress(d, {
+          federationId,
+          siteName: req.siteName,
+          message: m.type,
+          ...(m.round === undefined ? {} : { round: m.round }),
+          ...(m.tensors ? { tensors: m.tensors.length } : {}),
+          bytes: m.bytes,
+          at: Date.now(),
+        }).catch((e) => onEvent({ type: 'log', message: `privacy audit not saved: ${String(e)}` }));
+      },
+      onReceived: (m) => {
+        if (m.type === 'welcome')
+          phase({
+            type: 'welcome',
+            phase: m.phase,
+            round: m.round,
+            rounds: m.config.rounds,
+            iters: m.config.itersPerRound,
+          });
+        else if (m.type === 'final') phase({ type: 'final' });
+      },
       hideCaseCount: req.hideCaseCount,
       onPrivacy: (p) =>
         onEvent({ type: 'privacy', round: p.round, epsilon: p.epsilon, delta: p.delta }),
@@ -308,6 +354,7 @@ const api = {
         ).id,
       );
       await saveMembership(d, { ...membership, status: 'done' });
+      phase({ type: 'done' });
       onEvent({
         type: 'done',
         rounds: r.rounds,
@@ -319,6 +366,7 @@ const api = {
     } catch (e) {
       // A refusal or an error of the federation ends the membership; a closed tab does not get here.
       await saveMembership(d, { ...membership, status: 'failed' }).catch(() => undefined);
+      phase({ type: 'failed', reason: e instanceof Error ? e.message : String(e) });
       throw e;
     } finally {
       fedClient = undefined;
@@ -328,6 +376,11 @@ const api = {
 
   leaveFederation(): void {
     fedClient?.stop();
+  },
+
+  /** The privacy audit kept in IndexedDB: every message this profile sent, oldest first. */
+  async egressLog(): Promise<EgressRecord[]> {
+    return listEgress(await db());
   },
 
   /** This browser profile's site key (made now if it has none): what a relay operator registers. */

@@ -86,6 +86,8 @@ export interface SiteClientOptions {
   hideCaseCount?: boolean;
   /** The relay's DP accounting after each round. */
   onPrivacy?: (p: PrivacySpent) => void;
+  /** Every message from the relay/host, decoded, before it is handled (the page's phase line). */
+  onReceived?: (m: Message) => void;
 }
 
 export class SiteClient {
@@ -240,6 +242,7 @@ export class SiteClient {
   private async onMessage(bytes: Uint8Array): Promise<void> {
     if (this.done) return;
     const { message: m, payload } = decodeMessage(bytes);
+    this.o.onReceived?.(m);
     switch (m.type) {
       case 'refused':
         throw new FederationError(`the relay refused this site: ${m.reason}`);

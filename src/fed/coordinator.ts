@@ -218,6 +218,10 @@ export class Coordinator {
   get global(): NamedWeights | undefined {
     return this.globalWeights;
   }
+  /** The round being trained and the sites whose update it has accepted (a host's roster). */
+  get openRoundView(): { round: number; reported: readonly string[] } | undefined {
+    return this.open && { round: this.open.round, reported: [...this.open.reported] };
+  }
   /** The secure attempt under way (FFE or the open round), if any. */
   get secureStatus(): SecureStatus | undefined {
     return this.aggregator instanceof SecureAggregator ? this.aggregator.status : undefined;

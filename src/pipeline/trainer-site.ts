@@ -9,7 +9,13 @@ import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import type { DatasetFingerprint } from '../fingerprint/types.ts';
 import type { Plans } from '../plan/types.ts';
 import { prepareTraining, type SitePipeline } from './site-pipeline.ts';
-import { Trainer, TrainingControl, type EpochEvent, type TrainerCase } from '../train/trainer.ts';
+import {
+  Trainer,
+  TrainingControl,
+  type EpochEvent,
+  type IterationEvent,
+  type TrainerCase,
+} from '../train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts';
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
 import { computeCaseMetrics } from '../eval/metrics.ts';
@@ -32,6 +38,10 @@ export interface TrainerSiteOptions {
   saveState?: (checkpoint: Uint8Array) => Promise<void>;
   loadState?: () => Promise<Uint8Array | undefined>;
   log?: (line: string) => void;
+  /** Case progress of fingerprinting and preprocessing (the page's phase line). */
+  onStage?: (stage: 'fingerprint' | 'preprocess', done: number, total: number) => void;
+  /** Every training iteration of a round (the page's phase line and loss chart). */
+  onIteration?: (round: number, e: IterationEvent) => void;
 }
 
 export interface RoundReport {
@@ -76,7 +86,10 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async localFingerprint(): Promise<Record<string, unknown>> {
-    this.fingerprint = await this.o.pipeline.fingerprint();
+    const onStage = this.o.onStage;
+    this.fingerprint = await this.o.pipeline.fingerprint({
+      onProgress: onStage && ((p) => onStage('fingerprint', p.done, p.total)),
+    });
     return this.fingerprint as unknown as Record<string, unknown>;
   }
 
@@ -102,6 +115,7 @@ export class TrainerSite implements SiteTrainer {
       plansName: init ? `${init.plans_name}_init` : plans ? `${plans.plans_name}_FFE` : undefined,
       // The tiny preset shrinks the network: never over a pretrained model's plans.
       tiny: init ? undefined : this.o.tiny,
+      onProgress: this.o.onStage,
     });
     this.plans = prepared.plans;
     this.trainer = new Trainer({
@@ -217,7 +231,7 @@ export class TrainerSite implements SiteTrainer {
           if (e.type === 'epoch') {
             epoch = e;
             control.stop();
-          }
+          } else this.o.onIteration?.(round, e);
         },
       });
     } finally {

@@ -1,6 +1,7 @@
 // The IndexedDB database `fednnunet`: schema, upgrades, opening, and the sweep of crashed imports.
 //
-// Schema (version 4). Every store but `datasets`, `imports`, `identity` and `hostedFederations`
+// Schema (version 5). Every store but `datasets`, `imports`, `identity`, `hostedFederations` and
+// `egressLog`
 // is keyed by an array whose first element is the dataset id, so "everything of a dataset" is
 // one key range (`datasetRange`).
 //
@@ -30,6 +31,9 @@
 //                 (fed/hosted-state.ts, kept by hosted-federation.ts): the relay's state.json as data plus the global weights
 //                 as bytes, rewritten after every phase change and round, so a reloaded host tab
 //                 resumes it.
+//   egressLog     key seq (auto-increment). The privacy audit "What leaves this browser": one record
+//                 per message this profile sent to a relay or host (egress-log.ts), so the audit
+//                 survives reloads; bounded (the oldest go first).
 //
 // Dataset ids are generated per import (the import id), never reused: re-importing a name stages
 // under a fresh id and swaps the `datasets` record at the end, so records of an import in progress
@@ -49,7 +53,7 @@ import type { DataTypeName, Volume } from '../io/volume.ts';
 import { defaultEnv, type StoreEnv } from './env.ts';
 
 export const DB_NAME = 'fednnunet';
-export const DB_VERSION = 4;
+export const DB_VERSION = 5;
 
 /** Label map as in nnU-Net's dataset.json: name → value, or name → values (regions). */
 export type LabelMap = Record<string, number | number[]>;
@@ -120,6 +124,7 @@ export interface FednnunetDB extends DBSchema {
   fedState: { key: [string, string]; value: DatasetOwned };
   identity: { key: string; value: { id: string; [k: string]: unknown } };
   hostedFederations: { key: string; value: { code: string; [k: string]: unknown } };
+  egressLog: { key: number; value: { seq?: number; [k: string]: unknown } };
 }
 
 export type StoreDB = IDBPDatabase<FednnunetDB>;
@@ -210,6 +215,13 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     up(db) {
       db.createObjectStore('hostedFederations', { keyPath: 'code' });
+    },
+  },
+  {
+    // v5: the privacy audit ("What leaves this browser"), kept across reloads (issue 19).
+    version: 5,
+    up(db) {
+      db.createObjectStore('egressLog', { keyPath: 'seq', autoIncrement: true });
     },
   },
 ];

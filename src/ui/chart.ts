@@ -7,10 +7,16 @@ export interface Series {
   points: Array<[number, number]>;
 }
 
+/**
+ * `empty`: what the chart says before it has a point (an empty box reads as broken). The drawn
+ * points are also kept as JSON in the element's data-series (tests read the chart's data, not
+ * its pixels).
+ */
 export function lineChart(
   label: string,
   width = 460,
   height = 160,
+  empty = 'No data yet: the chart fills as training runs.',
 ): { el: SVGSVGElement; draw(series: Series[]): void } {
   const svg = document.createElementNS(NS, 'svg');
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
@@ -20,8 +26,20 @@ export function lineChart(
   const pad = 28;
   const draw = (series: Series[]) => {
     svg.replaceChildren();
+    svg.dataset.series = JSON.stringify(
+      series.map((s) => ({ name: s.name, points: s.points.filter(([, y]) => Number.isFinite(y)) })),
+    );
     const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
-    if (all.length === 0) return;
+    if (all.length === 0) {
+      const t = document.createElementNS(NS, 'text');
+      t.setAttribute('x', String(width / 2));
+      t.setAttribute('y', String(height / 2));
+      t.setAttribute('text-anchor', 'middle');
+      t.setAttribute('class', 'empty');
+      t.textContent = empty;
+      svg.append(t);
+      return;
+    }
     const xs = all.map((p) => p[0]);
     const ys = all.map((p) => p[1]);
     const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
@@ -55,6 +73,15 @@ export function lineChart(
       path.setAttribute('fill', 'none');
       path.setAttribute('stroke-width', '1.8');
       svg.append(path);
+      // A dot per point: a series of one point (the first round) has no line to see.
+      for (const [x, y] of pts) {
+        const dot = document.createElementNS(NS, 'circle');
+        dot.setAttribute('cx', sx(x).toFixed(1));
+        dot.setAttribute('cy', sy(y).toFixed(1));
+        dot.setAttribute('r', pts.length > 60 ? '1' : '2.5');
+        dot.setAttribute('fill', s.color);
+        svg.append(dot);
+      }
       const legend = document.createElementNS(NS, 'text');
       legend.setAttribute('x', String(width - pad - 120));
       legend.setAttribute('y', String(14 + 14 * i));
@@ -63,6 +90,7 @@ export function lineChart(
       svg.append(legend);
     });
   };
+  draw([]);
   return { el: svg, draw };
 }
 

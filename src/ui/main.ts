@@ -11,6 +11,7 @@ import { trainView } from './views/train.ts';
 import { federationView } from './views/federation.ts';
 import { predictView } from './views/predict.ts';
 import type { InferApi } from '../../workers/infer.worker.ts';
+import { isLabelled, joinSteps, type FlowFacts } from './join-steps.ts';
 
 const app = document.getElementById('app')!;
 
@@ -60,6 +61,45 @@ function tabs(list: Tab[]): HTMLElement {
   window.addEventListener('hashchange', show);
   show();
   return el('div', {}, bar, panels);
+}
+
+/**
+ * The stepper a join link opens (1 Data → 2 Join → 3 Train → 4 Predict): where the participant
+ * is and what is still missing, each step a link to its tab. join-steps.ts decides; this renders.
+ */
+function stepper(): { el: HTMLElement; render(f: FlowFacts): void } {
+  const list = el('ol', {});
+  const nav = el(
+    'nav',
+    { class: 'stepper', id: 'stepper', 'aria-label': 'Steps to take part' },
+    list,
+  );
+  let last: FlowFacts = { datasets: 0, step: 'idle', progress: 0 };
+  const render = (f: FlowFacts) => {
+    last = f;
+    const open = location.hash.slice(1);
+    list.replaceChildren(
+      ...joinSteps(f).map((s) => {
+        const a = el(
+          'a',
+          {
+            href: `#${s.tab}`,
+            id: `step-${s.id}`,
+            'data-state': s.state,
+            ...(s.state === 'current' ? { 'aria-current': 'step' } : {}),
+          },
+          el('span', { class: 'n', 'aria-hidden': 'true' }, s.state === 'done' ? '✓' : String(s.n)),
+          el('span', { class: 'title' }, `${s.n}. ${s.title}`),
+          el('span', { class: 'hint' }, s.hint),
+        );
+        return el('li', { class: `${s.state}${open === s.tab ? ' open' : ''}` }, a);
+      }),
+    );
+    nav.dataset.current = joinSteps(f).find((s) => s.state === 'current')?.id ?? '';
+  };
+  window.addEventListener('hashchange', () => render(last));
+  render(last);
+  return { el: nav, render };
 }
 
 /** The hooks main() puts on window for tests and `fednnunet doctor`. */
@@ -114,9 +154,42 @@ async function main(): Promise<void> {
       ),
     );
   }
-  // A join link (…?join=CODE) opens the Federation step.
+  // A join link (…?join=CODE or ?workshop=CODE) opens the stepper, on the first step still
+  // missing: Data when this browser has no labelled dataset yet, else Join.
   const q = new URLSearchParams(location.search);
-  if ((q.has('join') || q.has('workshop')) && !location.hash) location.hash = 'federation';
+  const joinLink = q.has('join') || q.has('workshop');
+  if (joinLink && !location.hash) {
+    const labelled = (await dataApi.datasets().catch(() => [])).filter(isLabelled);
+    location.hash = labelled.length ? 'federation' : 'data';
+  }
+  if (joinLink) {
+    const steps = stepper();
+    app.append(steps.el);
+    // Models a federation left here: after a reload the finished steps stay done.
+    let federatedModels = 0;
+    const countModels = () =>
+      inferApi
+        .models()
+        .then((ms) => {
+          federatedModels = ms.filter(
+            (m) => m.source === 'federation-global' || m.source === 'personalised',
+          ).length;
+          steps.render({ ...federation.state(), federatedModels });
+        })
+        .catch(() => undefined);
+    federation.onChange((s) => {
+      steps.render({ ...s, federatedModels });
+      if (s.step === 'done') void countModels();
+    });
+    void countModels();
+  }
+  // An import or a deletion on the Data tab changes what Join can use: refresh the Federation
+  // view (and so the stepper) once the Data tab's list settles.
+  let settle: ReturnType<typeof setTimeout> | undefined;
+  new MutationObserver(() => {
+    clearTimeout(settle);
+    settle = setTimeout(() => void federation.refresh(), 400);
+  }).observe(data.root, { childList: true, subtree: true });
   app.append(
     tabs([
       { id: 'data', label: 'Data', panel: data.root },
@@ -137,6 +210,7 @@ async function main(): Promise<void> {
     ]),
   );
   await data.refresh();
+  await federation.refresh();
   void federation.resumeIfUnfinished();
   await predict.refresh();
   // Hooks for tests and `fednnunet doctor`.

@@ -1,7 +1,10 @@
-// The whole path as a new user takes it (issue 9), on two browser profiles served by a relay:
-// Data ("Use demo data") → Federation (the join link fills in the code; tiny patch 8) → 2 rounds
-// of FFE → Predict with the federation's model (overlay, NIfTI download). Screenshots of each step
-// land in test-artifacts/e2e-*.png.
+// The whole path as a new user takes it (issues 9 and 19), on two browser profiles served by a
+// relay: the join link opens the stepper on Data ("Use demo data") → Join (the link filled in the
+// code; tiny patch 8 in the folded advanced settings) → 2 rounds × 2 iterations of FFE watched live
+// (phase line, progress bar, charts read back from their data and checked against what the relay
+// received) → finished → a reload keeps the privacy audit → Predict with the federation's model,
+// the engine left on Automatic (WebAssembly on SwiftShader) → NIfTI download. One federation run
+// serves every check (CI has 2 cores). Screenshots of each step: test-artifacts/newcomer-*.png.
 //
 // The same run records every byte each tab sends (CDP on the page and on every worker it starts)
 // and checks that no voxel data left it: no 64-byte window of any stored image appears anywhere
@@ -20,7 +23,7 @@ import { parseSignedFrame } from '../../src/fed/identity/envelope.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
-import { screenshot } from './harness.ts';
+import { openAdvanced, screenshot } from './harness.ts';
 import { VoxelIndex } from './voxel-index.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
@@ -125,7 +128,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
         method: 'ffe',
         configuration: '3d_fullres',
         rounds: 2,
-        itersPerRound: 1,
+        itersPerRound: 2,
         minSites: 2,
         roundDeadlineMs: 600_000,
         weighting: 'uniform',
@@ -142,20 +145,21 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('two sites: demo data, join by link, 2 rounds, predict with the federation model, download the NIfTI', async () => {
+  it('two sites: join link → stepper → demo data → join → live phase, progress and charts → finished → predict (Automatic picks WebAssembly on SwiftShader) → download', async () => {
     for (const i of [0, 1]) {
       const ctx = await browser.browser.newContext({ acceptDownloads: true });
       const page = await ctx.newPage();
       page.on('console', (m) => m.type() === 'error' && errors.push(`site ${i}: ${m.text()}`));
       page.on('pageerror', (e) => errors.push(`site ${i}: ${e}`));
       egress.push(await recordEgress(ctx, page));
-      // The join link a host shares.
+      // The join link a host shares: it opens the stepper on the first missing step, Data.
       await page.goto(`${relay.url}?join=${TOKEN}`);
       await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-      expect(await page.isVisible('#panel-federation')).toBe(true);
+      expect(await page.getAttribute('#stepper', 'data-current')).toBe('data');
+      expect(await page.isVisible('#panel-data')).toBe(true);
       expect(await page.inputValue('#fed-token')).toBe(TOKEN);
+      if (i === 0) await screenshot(page, 'newcomer-1-join-link');
       // Step 1: demo data (a different demo site in each profile).
-      await page.click('#tab-data');
       await page.selectOption('#demo-site', String(i));
       await page.click('#use-demo');
       await page.waitForFunction(
@@ -163,22 +167,58 @@ describe('a new user: demo data → federation → prediction, and nothing but w
         undefined,
         { timeout: 120_000 },
       );
-      if (i === 0) await screenshot(page, 'e2e-1-data');
-      // Step 2: Federation tab, small network.
-      await page.click('#tab-federation');
+      // The stepper follows the Data tab: step 1 done, step 2 (Join) is next.
+      await page.waitForSelector('#step-data[data-state="done"]');
+      expect(await page.getAttribute('#stepper', 'data-current')).toBe('join');
+      if (i === 0) await screenshot(page, 'newcomer-2-demo-data');
+      // Step 2: Join, from the stepper.
+      await page.click('#step-join');
+      expect(await page.isVisible('#panel-federation')).toBe(true);
       await page.waitForFunction(
         () => document.querySelectorAll('#fed-dataset option').length === 1,
       );
+      // Every field of the participant card has a label (visible, not only for screen readers).
+      expect(
+        await page.$$eval('#fed-participant input, #fed-participant select', (els) =>
+          els
+            .filter((e) => !(e as HTMLInputElement).labels?.[0]?.textContent?.trim())
+            .map((e) => e.id),
+        ),
+      ).toEqual([]);
+      // The host's settings are not a participant's business: hidden in participant mode.
+      expect(await page.isVisible('#fed-host-card')).toBe(false);
+      expect(await page.isVisible('#fed-relay')).toBe(false);
+      if (i === 0) {
+        // A reload keeps the site name (no new random name).
+        const name = await page.inputValue('#fed-site');
+        await page.reload();
+        await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+        expect(await page.inputValue('#fed-site')).toBe(name);
+        await page.waitForFunction(
+          () => document.querySelectorAll('#fed-dataset option').length === 1,
+        );
+        await screenshot(page, 'newcomer-3-join-step');
+      }
+      // CI speed: the smallest patch (advanced settings, folded for a participant).
+      await openAdvanced(page);
       await page.fill('#fed-tiny-patch', '8');
+      await page.$eval('#fed-advanced', (d) => ((d as HTMLDetailsElement).open = false));
       pages.push(page);
     }
     await Promise.all(pages.map((p) => p.click('#fed-join')));
-    await pages[0].waitForSelector('#fed-status[data-round="1"]', { timeout: 600_000 });
-    await screenshot(pages[0], 'e2e-2-federation-round');
+    // Step 3, live: after round 1 the phase line, the progress bar and both charts show it.
+    const live = pages[0];
+    await live.waitForSelector('#fed-status[data-round="1"]', { timeout: 600_000 });
+    expect(await live.getAttribute('#stepper', 'data-current')).toBe('train');
+    expect(
+      Number(await live.$eval('#fed-progress', (p) => (p as HTMLProgressElement).value)),
+    ).toBeGreaterThan(0);
+    expect(await live.textContent('#fed-phase')).toMatch(/round [12] of 2|finished/i);
+    await screenshot(live, 'newcomer-4-training');
     await Promise.all(
       pages.map((p) => p.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 })),
     );
-    await screenshot(pages[0], 'e2e-3-federation-done');
+    await screenshot(live, 'newcomer-5-finished');
     const digests = await Promise.all(
       pages.map((p) => p.getAttribute('#fed-status', 'data-digest')),
     );
@@ -186,9 +226,88 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     expect(relay.coordinator.round).toBe(2);
     federated = true;
 
-    // Step 3: Predict with the model the federation left in this browser.
+    for (const p of pages) {
+      // Every step of the site's pipeline was shown, in order (other steps may come between).
+      const seen = (await p.getAttribute('#fed-phase', 'data-seen'))!.split(' ');
+      const expected = [
+        'connecting',
+        'fingerprinting',
+        'waiting-fingerprints',
+        'planning',
+        'preprocessing',
+        'waiting-plans',
+        'training',
+        'uploading',
+        'waiting-others',
+        'training',
+        'uploading',
+        'waiting-others',
+        'finishing',
+        'done',
+      ];
+      let k = 0;
+      for (const step of seen) if (step === expected[k]) k++;
+      expect(expected.slice(k), `steps seen: ${seen.join(' ')}`).toEqual([]);
+      expect(await p.textContent('#fed-phase')).toBe('Finished: 2 rounds.');
+      expect(await p.$eval('#fed-progress', (x) => (x as HTMLProgressElement).value)).toBe(1);
+      expect(await p.getAttribute('#stepper', 'data-current')).toBe('predict');
+      // The charts hold the rounds that ran: read from the chart's data, checked against what
+      // the relay received from this site.
+      const name = await p.inputValue('#fed-site');
+      const siteId = relay.coordinator.roster().find((x) => x.siteName === name)!.siteId;
+      const metricsOf = (r: number) =>
+        relay.coordinator.snapshot.history.find((h) => h.round === r)!.metrics[siteId];
+      const perRound = JSON.parse((await p.getAttribute('#fed-chart', 'data-series'))!) as Array<{
+        name: string;
+        points: Array<[number, number]>;
+      }>;
+      const loss = perRound.find((x) => x.name === 'loss')!.points;
+      expect(loss.map(([r]) => r)).toEqual([1, 2]);
+      for (const [r, v] of loss) expect(v).toBeCloseTo(metricsOf(r).loss, 10);
+      const dice = perRound.find((x) => x.name === 'pseudo-Dice')!.points;
+      // pseudo-Dice is NaN (not sent) in a round whose validation patches held no foreground.
+      expect(dice.map(([r]) => r)).toEqual(
+        [1, 2].filter((r) => Number.isFinite(metricsOf(r).pseudoDice)),
+      );
+      for (const [r, v] of dice) expect(v).toBeCloseTo(metricsOf(r).pseudoDice, 10);
+      const perIter = JSON.parse(
+        (await p.getAttribute('#fed-loss-chart', 'data-series'))!,
+      ) as Array<{
+        points: Array<[number, number]>;
+      }>;
+      // 2 rounds × 2 iterations, numbered through the rounds.
+      expect(perIter[0].points.map(([x]) => x)).toEqual([1, 2, 3, 4]);
+      expect(perIter[0].points.every(([, y]) => Number.isFinite(y))).toBe(true);
+    }
+
+    // The privacy audit survives a reload (IndexedDB), row for row.
     const page = pages[0];
-    await page.click('#tab-predict');
+    const audit = () =>
+      page.$$eval('#egress-rows tr', (rows) =>
+        rows.map((r) =>
+          [...r.children]
+            .slice(1)
+            .map((c) => c.textContent)
+            .join(' '),
+        ),
+      );
+    const before = await audit();
+    expect(before.length).toBeGreaterThanOrEqual(5);
+    const totalBefore = await page.textContent('#egress-total');
+    expect(totalBefore).toMatch(new RegExp(`^${before.length} messages, `));
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('#egress-rows tr').length === n,
+      before.length,
+    );
+    expect(await audit()).toEqual(before);
+    // …and the stepper still knows the federation finished: Predict is the next step.
+    await page.waitForSelector('#stepper[data-current="predict"]');
+    expect(await page.textContent('#egress-total')).toBe(totalBefore);
+
+    // Step 4: Predict with the model the federation left in this browser, engine Automatic.
+    await page.click('#step-predict');
     await page.waitForFunction(
       () => document.querySelectorAll('#model-list li[data-id]').length === 1,
     );
@@ -205,15 +324,19 @@ describe('a new user: demo data → federation → prediction, and nothing but w
       (s) => [...(s as HTMLSelectElement).options].find((o) => o.value)!.value,
     );
     await page.selectOption('#predict-case', caseValue);
-    // WebAssembly: patch 8 means ~2000 tiles, which SwiftShader's WebGPU takes over 4 minutes for.
-    await page.selectOption('#predict-backend', 'onnx-wasm');
+    expect(await page.inputValue('#predict-backend')).toBe('auto');
     await page.click('#predict-run');
     await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 600_000 });
+    // SwiftShader is a software adapter: Automatic chose WebAssembly, and says why.
+    expect(await page.getAttribute('#predict-result', 'data-engine')).toMatch(/wasm/);
+    expect(await page.getAttribute('#predict-result', 'data-engine-reason')).toMatch(
+      /software|fallback|SwiftShader/i,
+    );
     await page.waitForFunction(
       () => (window as unknown as HookedWindow).__fednnunet.predict.viewer.volumesLoaded() === 2,
     );
     await page.waitForTimeout(300); // let the canvas draw once more before the picture
-    await screenshot(page, 'e2e-4-predict-overlay');
+    await screenshot(page, 'newcomer-6-predict');
     const rows = await page.$$eval('#volume-table tbody tr', (r) =>
       r.map((x) => x.getAttribute('data-label')),
     );
@@ -225,7 +348,6 @@ describe('a new user: demo data → federation → prediction, and nothing but w
     const source = demoDataset(DEMO_SITES[0], 0).cases.find((c) => c.id === caseId)!;
     expect(seg.dims).toEqual(source.image.dims);
     for (const v of seg.data) expect(v === 0 || v === 1 || v === 2).toBe(true);
-    await screenshot(page, 'e2e-5-downloaded');
     expect(errors).toEqual([]);
   }, 900_000);
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
-import { screenshot } from './harness.ts';
+import { openAdvanced, screenshot } from './harness.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('federation between two browser tabs through the relay', () => {
@@ -53,7 +53,9 @@ describe('federation between two browser tabs through the relay', () => {
       page.on('pageerror', (e) => errors.push(`${site}: ${e}`));
       await page.goto(`${relay.url}?join=tok42&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
-      expect(await page.isVisible('#panel-federation')).toBe(true); // the join link opens the step
+      // The join link opens the stepper on its first missing step: data.
+      expect(await page.isVisible('#panel-data')).toBe(true);
+      expect(await page.getAttribute('#stepper', 'data-current')).toBe('data');
       await page.evaluate((k) => {
         const f = (window as unknown as HookedWindow).__fednnunet;
         return f.data.importDemo(
@@ -66,6 +68,7 @@ describe('federation between two browser tabs through the relay', () => {
       await page.waitForFunction(
         () => document.querySelectorAll('#fed-dataset option').length === 1,
       );
+      await openAdvanced(page);
       await page.fill('#fed-tiny-patch', '8');
       pages.push(page);
     }
@@ -92,7 +95,8 @@ describe('federation between two browser tabs through the relay', () => {
       expect(await p.$$eval('#fed-chart path[stroke]', (ps) => ps.length)).toBeGreaterThanOrEqual(
         1,
       );
-      expect(await p.textContent('#fed-eta')).toBe('round 2 of 2 done');
+      expect(await p.textContent('#fed-eta')).toBe('100 %');
+      expect(await p.getAttribute('#fed-phase', 'data-step')).toBe('done');
     }
     await screenshot(pages[0], 'federation-done');
     expect(errors).toEqual([]);
@@ -176,6 +180,7 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
       await page.waitForFunction(
         () => document.querySelectorAll('#fed-dataset option').length === 1,
       );
+      await openAdvanced(page);
       await page.fill('#fed-tiny-patch', '8');
       pages.push(page);
     }

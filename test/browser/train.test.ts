@@ -107,6 +107,17 @@ describe('training in the browser', () => {
       (_, i) => resumedFrom + 1 + i,
     ).join(',');
     expect(await s.page.getAttribute('#train-epoch', 'data-seen')).toBe(expected);
+    // The live charts hold what this page saw: a pseudo-Dice point per epoch (0-based), losses.
+    const series = async (id: string) =>
+      JSON.parse((await s.page.getAttribute(id, 'data-series'))!) as Array<{
+        name: string;
+        points: Array<[number, number]>;
+      }>;
+    const dice = (await series('#train-dice-chart')).find((x) => x.name === 'pseudo-Dice')!;
+    expect(dice.points.map(([e]) => e + 1).join(',')).toBe(expected);
+    expect((await series('#train-loss-chart'))[0].points.length).toBeGreaterThanOrEqual(
+      EPOCHS - resumedFrom,
+    );
     // The finished run is a model on the Predict tab.
     const model = await s.page.getAttribute('#train-status', 'data-model');
     const models = await s.page.evaluate(() =>

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRelay, type Relay } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
-import { screenshot } from './harness.ts';
+import { openAdvanced, screenshot } from './harness.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
@@ -120,6 +120,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
           await page.waitForFunction(
             () => document.querySelectorAll('#fed-dataset option').length === 1,
           );
+          await openAdvanced(page);
           await page.fill('#fed-tiny-patch', '8');
           if (i === 0 && !secure) {
             // A link without the host key (an older link): refused before anything is sent.
@@ -266,6 +267,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
         await page.waitForFunction(
           () => document.querySelectorAll('#fed-dataset option').length === 1,
         );
+        await openAdvanced(page);
         await page.fill('#fed-tiny-patch', '8');
         await page.click('#ws-join');
         sites.push(page);

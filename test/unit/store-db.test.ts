@@ -173,7 +173,7 @@ describe('store: schema and migrations', () => {
     const db = await openStore({ factory, env: noEnv });
     expect(db.version).toBe(DB_VERSION);
     const after = await dump(db);
-    expect(after).toEqual({ ...before, identity: [], hostedFederations: [] });
+    expect(after).toEqual({ ...before, identity: [], hostedFederations: [], egressLog: [] });
     expect(before.volumes.length).toBeGreaterThan(0);
     expect((await loadMembership(db, res.dataset.id, 'ws://r/fed|tok'))?.siteId).toBe('site-1');
     expect(await loadSiteKey(db)).toBeUndefined();
@@ -218,13 +218,14 @@ describe('store: schema and migrations', () => {
     v3.close();
 
     const db = await openStore({ factory, env: noEnv });
-    expect(db.version).toBe(4);
+    expect(db.version).toBe(DB_VERSION);
     const after = await dump(db);
     // The key pair holds CryptoKeys: compare the identity store by fingerprint, the rest whole.
-    const { identity: idAfter, hostedFederations, ...restAfter } = after;
+    const { identity: idAfter, hostedFederations, egressLog, ...restAfter } = after;
     const { identity: idBefore, ...restBefore } = before;
     expect(restAfter).toEqual(restBefore);
     expect(hostedFederations).toEqual([]);
+    expect(egressLog).toEqual([]);
     expect(idAfter.length).toBe(1);
     expect(idBefore.length).toBe(1);
     expect((await loadSiteKey(db))?.fingerprint).toBe(identity.fingerprint);
@@ -278,6 +279,7 @@ describe('store: schema and migrations', () => {
       'cases',
       'checkpoints',
       'datasets',
+      'egressLog',
       'fedState',
       'fingerprints',
       'hostedFederations',
@@ -292,6 +294,7 @@ describe('store: schema and migrations', () => {
         expect(s.indexes).toEqual([{ name: 'byName', keyPath: 'name', unique: true }]);
       else if (s.name === 'identity') expect(s.keyPath).toBe('id');
       else if (s.name === 'hostedFederations') expect(s.keyPath).toBe('code');
+      else if (s.name === 'egressLog') expect([s.keyPath, s.autoIncrement]).toEqual(['seq', true]);
       else if (s.name !== 'imports') expect((s.keyPath as string[])[0]).toBe('datasetId');
     }
     // Without a factory, openStore goes through idb's openDB on the global indexedDB: same schema.

@@ -1,15 +1,70 @@
-// "Federation": join a federation through the relay that serves this page, train each round on
-// this GPU, and see exactly what leaves this browser (message type, size, round).
+// "Federation": join a federation through the relay that serves this page (or a workshop host
+// tab), train each round on this GPU, watch where it is (phase line, progress bar, time left, live
+// charts), and see exactly what leaves this browser (message type, size, round; kept in IndexedDB
+// so the audit survives reloads). Two modes: a participant sees only what joining needs (advanced
+// settings folded); a workshop host also gets the hosting card (QR code, roster, every site's
+// chart). Every computation is in src/fed (site-phase.ts, host-roster.ts): this view renders.
 import * as Comlink from 'comlink';
 import { el, errorText, formatBytes } from '../dom.ts';
-import { lineChart, titledChart } from '../chart.ts';
-import { metricPoints, progressLine, type RoundSeen } from '../../fed/round-progress.ts';
+import { lineChart, titledChart, type Series } from '../chart.ts';
+import { metricPoints, type RoundSeen } from '../../fed/round-progress.ts';
+import {
+  initialPhase,
+  phaseProgress,
+  phaseText,
+  progressText,
+  reducePhase,
+  type SitePhase,
+  type SiteStep,
+} from '../../fed/site-phase.ts';
+import { perSiteSeries, rosterRows } from '../../fed/host-roster.ts';
 import { countOf } from '../../util/plural.ts';
+import { isLabelled } from '../join-steps.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
 import { METHOD_NAMES, methodSpec, type Method } from '../../fed/methods.ts';
 import type { WorkshopHosting } from '../../fed/workshop-host.ts';
 import type { Coordinator } from '../../fed/coordinator.ts';
+import type { EgressRecord } from '../../store/egress-log.ts';
+
+/** The site name of this browser profile, kept across reloads (a reload must not rename the site). */
+const SITE_NAME_KEY = 'fednnunet.siteName';
+function storedSiteName(): string | null {
+  try {
+    return localStorage.getItem(SITE_NAME_KEY);
+  } catch {
+    return null; // storage blocked: a fresh name per load is all we can do
+  }
+}
+function keepSiteName(name: string): void {
+  try {
+    localStorage.setItem(SITE_NAME_KEY, name);
+  } catch {
+    /* storage blocked */
+  }
+}
+
+/** What the app shell's stepper needs to know of this view. */
+export interface FederationState {
+  /** Labelled datasets this browser could join with. */
+  datasets: number;
+  step: SiteStep;
+  progress: number;
+}
+
+/** A labelled field: the visible label above the control, an optional hint below. */
+function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
+  const id = control.id;
+  return el(
+    'div',
+    { class: 'field' },
+    el('label', { for: id }, label),
+    control,
+    ...(hint ? [el('span', { class: 'hint', id: `${id}-hint` }, hint)] : []),
+  );
+}
+
+const SITE_COLORS = ['#0072b2', '#e69f00', '#009e73', '#cc79a7', '#56b4e9', '#d55e00', '#000000'];
 
 export function federationView(
   data: Comlink.Remote<DataApi>,
@@ -17,40 +72,33 @@ export function federationView(
   gpu: boolean,
 ) {
   const params = new URLSearchParams(location.search);
+  const viaWorkshop = params.has('workshop');
   const defaultRelay = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/fed`;
   const relay = el('input', {
     id: 'fed-relay',
     value: params.get('relay') ?? defaultRelay,
-    'aria-label': 'Relay address',
     size: '36',
   });
-  const token = el('input', {
-    id: 'fed-token',
-    value: params.get('join') ?? '',
-    'aria-label': 'Join code',
-    size: '12',
-  });
-  const siteName = el('input', {
-    id: 'fed-site',
-    value: params.get('site') ?? `site-${Math.random().toString(36).slice(2, 6)}`,
-    'aria-label': 'Site name',
-    size: '14',
-  });
-  const dataset = el('select', { id: 'fed-dataset', 'aria-label': 'Dataset' });
+  const token = el('input', { id: 'fed-token', value: params.get('join') ?? '', size: '12' });
+  const initialName =
+    params.get('site') ?? storedSiteName() ?? `site-${Math.random().toString(36).slice(2, 6)}`;
+  keepSiteName(initialName);
+  const siteName = el('input', { id: 'fed-site', value: initialName, size: '14' });
+  siteName.addEventListener('change', () => keepSiteName(siteName.value.trim()));
+  const dataset = el('select', { id: 'fed-dataset' });
   const tiny = el('input', { type: 'checkbox', id: 'fed-tiny' });
-  (tiny as HTMLInputElement).checked = true;
+  tiny.checked = true;
   const tinyPatch = el('input', {
     type: 'number',
     id: 'fed-tiny-patch',
     value: '16',
     min: '4',
     step: '4',
-    'aria-label': 'tiny patch edge',
     style: 'width:4rem',
   });
   const backend = el(
     'select',
-    { id: 'fed-backend', 'aria-label': 'Backend' },
+    { id: 'fed-backend' },
     el('option', { value: 'webgpu' }, 'WebGPU'),
     el('option', { value: 'cpu' }, 'CPU (slow)'),
   );
@@ -61,18 +109,39 @@ export function federationView(
     { type: 'button', id: 'fed-leave', class: 'secondary', disabled: '' },
     'Leave',
   );
+  // What is missing before Join can work (no labelled dataset yet): said before the click.
+  const needs = el('div', { id: 'fed-needs', class: 'needs', hidden: '' });
   const status = el('p', { id: 'fed-status', role: 'status' });
+  const phaseLine = el('p', { id: 'fed-phase', class: 'phase', 'aria-live': 'polite' });
+  const progress = el('progress', {
+    id: 'fed-progress',
+    max: '1',
+    value: '0',
+    'aria-labelledby': 'fed-phase',
+  });
+  const eta = el('span', { id: 'fed-eta', class: 'muted' });
   const log = el('ol', { id: 'fed-log', class: 'log' });
-  const chart = lineChart('Loss and pseudo-Dice per round (this site)');
+  const lossChart = lineChart(
+    'Training loss per iteration (this site)',
+    460,
+    160,
+    'No iterations yet: the loss appears as this site trains.',
+  );
+  lossChart.el.id = 'fed-loss-chart';
+  const chart = lineChart(
+    'Loss and pseudo-Dice per round (this site)',
+    460,
+    160,
+    'No round finished yet: a point per round appears here.',
+  );
   chart.el.id = 'fed-chart';
-  const eta = el('p', { id: 'fed-eta', class: 'muted' });
   // Secure aggregation with DP: the relay's ε spent so far (the privacy budget used).
   const privacy = el('p', { id: 'fed-privacy', class: 'muted' });
   const secure = params.get('secure') === '1';
   // Workshop mode: this tab hosts (coordinates over PeerJS data channels) or joins a hosted one.
   const wsMethod = el(
     'select',
-    { id: 'ws-method', 'aria-label': 'Method' },
+    { id: 'ws-method' },
     ...METHOD_NAMES.map((m) => el('option', { value: m }, methodSpec(m).label)),
   );
   const wsRounds = el('input', {
@@ -80,7 +149,6 @@ export function federationView(
     id: 'ws-rounds',
     value: '3',
     min: '1',
-    'aria-label': 'Rounds',
     style: 'width:4rem',
   });
   const wsIters = el('input', {
@@ -88,179 +156,306 @@ export function federationView(
     id: 'ws-iters',
     value: '5',
     min: '1',
-    'aria-label': 'Iterations per round',
     style: 'width:4rem',
   });
-  const wsHost = el(
-    'button',
-    { type: 'button', id: 'ws-host', class: 'secondary' },
-    'Host a workshop federation',
-  );
+  const wsHost = el('button', { type: 'button', id: 'ws-host' }, 'Host a workshop federation');
   const wsStart = el(
     'button',
     { type: 'button', id: 'ws-start', disabled: '' },
     'Start with the sites present',
   );
+  const wsSelf = el(
+    'button',
+    { type: 'button', id: 'ws-self-join', class: 'secondary', hidden: '' },
+    'Also take part as a site from this browser',
+  );
   const wsInfo = el('p', { id: 'ws-info', class: 'muted' });
+  const wsQr = el('figure', { id: 'ws-qr', class: 'qr', hidden: '' });
   // Secure aggregation on the host: its threshold is fixed at Start, from the sites present then.
   const wsSecure = el('input', { type: 'checkbox', id: 'ws-secure' });
-  const wsEpsilon = el('input', {
-    id: 'ws-dp-epsilon',
-    placeholder: 'off',
-    'aria-label': 'DP epsilon',
-    size: '5',
-  });
-  const wsDelta = el('input', {
-    id: 'ws-dp-delta',
-    value: '1e-5',
-    'aria-label': 'DP delta',
-    size: '6',
-  });
-  const wsClip = el('input', {
-    id: 'ws-clip',
-    placeholder: '100',
-    'aria-label': 'Clip norm',
-    size: '5',
-  });
+  const wsEpsilon = el('input', { id: 'ws-dp-epsilon', placeholder: 'off', size: '5' });
+  const wsDelta = el('input', { id: 'ws-dp-delta', value: '1e-5', size: '6' });
+  const wsClip = el('input', { id: 'ws-clip', placeholder: '100', size: '5' });
   const wsPrivacy = el('p', { id: 'ws-privacy', class: 'muted' });
-  const wsRoster = el('ul', { id: 'ws-roster' });
+  const wsRoster = el('ul', { id: 'ws-roster', class: 'roster', 'aria-label': 'Sites' });
   const wsStatus = el('p', { id: 'ws-status', role: 'status' });
-  const wsCode = el('input', {
-    id: 'ws-code',
-    value: params.get('workshop') ?? '',
-    'aria-label': 'Workshop code',
-    size: '10',
-  });
+  const wsChart = lineChart(
+    'Loss per round, every site',
+    460,
+    160,
+    'No round closed yet: a line per site appears here.',
+  );
+  wsChart.el.id = 'ws-chart';
+  const wsDiceChart = lineChart(
+    'Pseudo-Dice per round, every site',
+    460,
+    160,
+    'No round closed yet: a line per site appears here.',
+  );
+  wsDiceChart.el.id = 'ws-dice-chart';
+  const wsCode = el('input', { id: 'ws-code', value: params.get('workshop') ?? '', size: '10' });
   // The host tab's key fingerprint, from the join link: the host must prove it (fed/workshop-link.ts).
   const wsHostKey = el('input', {
     id: 'ws-host-key',
     value: params.get('hostkey') ?? '',
-    'aria-label': 'Host key',
     size: '34',
     placeholder: 'from the join link',
   });
-  const wsJoin = el('button', { type: 'button', id: 'ws-join' }, 'Join via workshop code');
+  const wsJoin = el(
+    'button',
+    { type: 'button', id: 'ws-join', ...(viaWorkshop ? {} : { class: 'secondary' }) },
+    viaWorkshop ? 'Join the workshop federation' : 'Join via workshop code',
+  );
   const egress = el('tbody', { id: 'egress-rows' });
   const egressTotal = el('p', { id: 'egress-total', class: 'muted' });
 
-  const root = el(
-    'div',
-    {},
+  // Participant mode by default; host mode for a host (its link, a saved hosting, or the switch).
+  const modeParticipant = el('input', {
+    type: 'radio',
+    name: 'fed-mode',
+    id: 'mode-participant',
+    value: 'participant',
+  });
+  const modeHost = el('input', { type: 'radio', name: 'fed-mode', id: 'mode-host', value: 'host' });
+  const modeSwitch = el(
+    'fieldset',
+    { class: 'mode' },
+    el('legend', {}, 'I am'),
+    el('label', {}, modeParticipant, ' taking part as a site'),
+    el('label', {}, modeHost, ' hosting a workshop federation (this tab coordinates)'),
+  );
+
+  // The join code field a link filled stays in front; the other way of joining is advanced.
+  const codeField = viaWorkshop
+    ? field('Workshop code', wsCode, 'from the link the host shared')
+    : field('Join code', token, 'from the link or the host');
+  const advanced = el(
+    'details',
+    { id: 'fed-advanced' },
+    el('summary', {}, 'Advanced settings'),
     el(
-      'section',
-      { class: 'card' },
-      el('h2', {}, 'Join a federation'),
-      el(
-        'p',
-        { class: 'muted' },
-        'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights to the relay.',
-      ),
+      'div',
+      { class: 'fields' },
+      field('Relay address', relay, 'where this page came from, unless the host said otherwise'),
+      field('Training engine', backend),
       el(
         'div',
-        { class: 'row' },
-        el('label', {}, 'Relay ', relay),
-        el('label', {}, 'Join code ', token),
-        el('label', {}, 'Site name ', siteName),
+        { class: 'field' },
+        el('label', { for: 'fed-tiny' }, tiny, ' Small network (recommended in a browser)'),
       ),
-      el(
-        'div',
-        { class: 'row' },
-        dataset,
-        backend,
-        el('label', {}, tiny, ' small network, patch '),
-        tinyPatch,
-      ),
-      el('div', { class: 'row' }, join, leave),
+      field('Patch edge of the small network (voxels)', tinyPatch),
+      ...(viaWorkshop
+        ? [field('Join code (relay)', token)]
+        : [field('Workshop code', wsCode, 'to join a host tab instead of the relay')]),
+      field('Host key', wsHostKey, 'in the workshop link; the host must prove it'),
+    ),
+    el('div', { class: 'row' }, viaWorkshop ? join : wsJoin),
+  );
+  if (viaWorkshop) join.classList.add('secondary');
+
+  const participantCard = el(
+    'section',
+    { class: 'card', id: 'fed-participant' },
+    el('h2', {}, 'Join a federation'),
+    el(
+      'p',
+      { class: 'muted' },
+      'Your scans stay here. Each round this browser trains on them and sends only the change of the shared network weights.',
+    ),
+    needs,
+    el(
+      'div',
+      { class: 'fields' },
+      codeField,
+      field('Site name', siteName, 'how the other sites and the host see this browser'),
+      field('Dataset', dataset, 'a labelled dataset of this browser (Data step)'),
+    ),
+    el('div', { class: 'row' }, viaWorkshop ? wsJoin : join, leave),
+    advanced,
+    el(
+      'div',
+      { class: 'live', id: 'fed-live' },
+      phaseLine,
+      el('div', { class: 'row' }, progress, eta),
       status,
-      eta,
       privacy,
-      titledChart('Loss and pseudo-Dice per round (this site)', chart),
-      log,
       el(
         'div',
-        { class: 'row' },
-        el('label', {}, 'Workshop code ', wsCode),
-        el('label', {}, 'host key ', wsHostKey),
-        wsJoin,
+        { class: 'charts' },
+        titledChart('Training loss per iteration (this site)', lossChart),
+        titledChart('Loss and pseudo-Dice per round (this site, after local training)', chart),
       ),
     ),
+    el('details', {}, el('summary', {}, 'Log'), log),
+  );
+
+  const hostCard = el(
+    'section',
+    { class: 'card', id: 'fed-host-card' },
+    el('h2', {}, 'Host a workshop federation'),
     el(
-      'section',
-      { class: 'card' },
-      el('h2', {}, 'Host a workshop federation'),
-      el(
-        'p',
-        { class: 'muted' },
-        'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.',
-      ),
-      el(
-        'div',
-        { class: 'row' },
-        wsMethod,
-        el('label', {}, 'rounds ', wsRounds),
-        el('label', {}, 'iterations per round ', wsIters),
-        wsHost,
-        wsStart,
-      ),
-      el(
-        'div',
-        { class: 'row' },
-        el('label', {}, wsSecure, ' Secure aggregation (the host sees only the sum)'),
-        el('label', {}, 'DP ε ', wsEpsilon),
-        el('label', {}, 'δ ', wsDelta),
-        el('label', {}, 'clip ', wsClip),
-      ),
-      wsInfo,
-      wsRoster,
-      wsStatus,
-      wsPrivacy,
+      'p',
+      { class: 'muted' },
+      'This tab coordinates: participants connect to it directly (WebRTC); the server only introduces them. Keep this tab open until the federation ends.',
     ),
     el(
-      'section',
-      { class: 'card' },
-      el('h2', {}, 'What leaves this browser'),
+      'div',
+      { class: 'fields' },
+      field('Method', wsMethod),
+      field('Rounds', wsRounds),
+      field('Iterations per round', wsIters),
+    ),
+    el(
+      'details',
+      { id: 'ws-advanced' },
+      el('summary', {}, 'Privacy settings'),
       el(
-        'p',
-        { class: 'muted' },
-        "Every message this tab has sent to the relay. Only fingerprints (summary statistics), network declarations and weights — never voxels. Each is signed with this browser's site key (76 bytes more; the first of each connection also carries the public key).",
-      ),
-      el(
-        'table',
-        { class: 'egress' },
+        'div',
+        { class: 'fields' },
         el(
-          'thead',
-          {},
+          'div',
+          { class: 'field' },
           el(
-            'tr',
-            {},
-            el('th', {}, 'message'),
-            el('th', {}, 'round'),
-            el('th', {}, 'tensors'),
-            el('th', {}, 'size'),
+            'label',
+            { for: 'ws-secure' },
+            wsSecure,
+            ' Secure aggregation (the host sees only the sum)',
           ),
         ),
-        egress,
+        field('Differential privacy ε', wsEpsilon, 'empty: off'),
+        field('DP δ', wsDelta),
+        field('Clip norm', wsClip),
       ),
-      egressTotal,
+    ),
+    el('div', { class: 'row' }, wsHost, wsStart, wsSelf),
+    wsInfo,
+    wsQr,
+    wsStatus,
+    wsRoster,
+    wsPrivacy,
+    el(
+      'div',
+      { class: 'charts' },
+      titledChart('Loss per round, every site', wsChart),
+      titledChart('Pseudo-Dice per round, every site', wsDiceChart),
     ),
   );
 
+  const auditCard = el(
+    'section',
+    { class: 'card' },
+    el('h2', {}, 'What leaves this browser'),
+    el(
+      'p',
+      { class: 'muted' },
+      "Every message this browser has sent to a relay or host, kept here across reloads. Only fingerprints (summary statistics), network declarations and weights — never voxels. Each is signed with this browser's site key (76 bytes more; the first of each connection also carries the public key).",
+    ),
+    el(
+      'table',
+      { class: 'egress' },
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          el('th', { scope: 'col' }, 'when'),
+          el('th', { scope: 'col' }, 'message'),
+          el('th', { scope: 'col' }, 'round'),
+          el('th', { scope: 'col' }, 'tensors'),
+          el('th', { scope: 'col' }, 'size'),
+        ),
+      ),
+      egress,
+    ),
+    egressTotal,
+  );
+
+  const root = el('div', {}, modeSwitch, hostCard, participantCard, auditCard);
+
+  const setMode = (m: 'participant' | 'host') => {
+    modeParticipant.checked = m === 'participant';
+    modeHost.checked = m === 'host';
+    hostCard.hidden = m !== 'host';
+    root.dataset.mode = m;
+  };
+  modeParticipant.addEventListener('change', () => setMode('participant'));
+  modeHost.addEventListener('change', () => setMode('host'));
+  setMode(params.has('host-code') || params.get('mode') === 'host' ? 'host' : 'participant');
+
+  // The privacy audit: what is stored first, then each message as it is sent.
   let total = 0;
-  /** The rounds this tab has seen finish (since it joined or rejoined): chart points and ETA. */
+  const addEgressRow = (r: Omit<EgressRecord, 'federationId' | 'siteName'>) => {
+    total += r.bytes;
+    egress.append(
+      el(
+        'tr',
+        { 'data-type': r.message },
+        el('td', {}, new Date(r.at).toLocaleTimeString()),
+        el('td', {}, r.message),
+        el('td', {}, r.round === undefined ? '' : String(r.round)),
+        el('td', {}, r.tensors === undefined ? '' : String(r.tensors)),
+        el('td', {}, formatBytes(r.bytes)),
+      ),
+    );
+    egressTotal.textContent = `${countOf(egress.children.length, 'message')}, ${formatBytes(total)} in total`;
+  };
+  egressTotal.textContent = 'Nothing has left this browser yet.';
+  const egressLoaded = train
+    .egressLog()
+    .then((rows) => rows.forEach(addEgressRow))
+    .catch(
+      (e) => (egressTotal.textContent = `The stored audit could not be read: ${errorText(e)}`),
+    );
+
+  // Listeners of this view's state (the app shell's stepper).
+  const listeners: Array<(s: FederationState) => void> = [];
+  let datasetsCount = 0;
+  let phase: SitePhase = initialPhase();
+  const stepsSeen: SiteStep[] = [];
+  const state = (): FederationState => ({
+    datasets: datasetsCount,
+    step: phase.step,
+    progress: phaseProgress(phase),
+  });
+  const changed = () => listeners.forEach((f) => f(state()));
+
+  const renderPhase = () => {
+    phaseLine.textContent = phaseText(phase);
+    phaseLine.dataset.step = phase.step;
+    phaseLine.dataset.seen = stepsSeen.join(' ');
+    progress.value = phaseProgress(phase);
+    eta.textContent = phase.step === 'idle' ? '' : progressText(phase, performance.now());
+  };
+  renderPhase();
+  // The time left counts down between events (an iteration on a slow GPU takes seconds).
+  let ticker: ReturnType<typeof setInterval> | undefined;
+
+  /** The rounds this tab has seen finish (since it joined or rejoined): the per-round chart. */
   let seen: RoundSeen[] = [];
+  const losses: Array<[number, number]> = [];
   const onEvent = (e: FederateEvent) => {
     if (e.type === 'log') log.append(el('li', {}, e.message));
-    else if (e.type === 'round') {
+    else if (e.type === 'phase') {
+      const before = phase.step;
+      phase = reducePhase(phase, e.event, performance.now());
+      if (phase.step !== before && stepsSeen.at(-1) !== phase.step) stepsSeen.push(phase.step);
+      renderPhase();
+      if (phase.step !== before) changed();
+    } else if (e.type === 'iteration') {
+      const iters = phase.iters || 1;
+      losses.push([(e.round - 1) * iters + e.iteration, e.loss]);
+      lossChart.draw([{ name: 'loss', color: '#0072b2', points: losses }]);
+    } else if (e.type === 'round') {
       status.textContent = `round ${e.round} of ${e.rounds} trained: loss ${e.metrics.loss?.toFixed(4) ?? '?'}${e.metrics.pseudoDice !== undefined ? `, pseudo-Dice ${e.metrics.pseudoDice.toFixed(3)}` : ''}`;
       status.dataset.round = String(e.round);
       seen = [
         ...seen.filter((r) => r.round !== e.round),
         { round: e.round, at: performance.now(), trainSeconds: e.seconds, metrics: e.metrics },
       ];
-      eta.textContent = progressLine(seen, e.rounds);
       chart.draw([
-        { name: 'loss', color: '#1f5fbf', points: metricPoints(seen, 'loss') },
-        { name: 'pseudo-Dice', color: '#0a7d3c', points: metricPoints(seen, 'pseudoDice') },
+        { name: 'loss', color: '#0072b2', points: metricPoints(seen, 'loss') },
+        { name: 'pseudo-Dice', color: '#009e73', points: metricPoints(seen, 'pseudoDice') },
       ]);
       chart.el.dataset.rounds = String(seen.length);
     } else if (e.type === 'privacy') {
@@ -268,20 +463,15 @@ export function federationView(
       privacy.dataset.epsilon = String(e.epsilon);
       privacy.dataset.round = String(e.round);
     } else if (e.type === 'sent') {
-      total += e.bytes;
-      egress.append(
-        el(
-          'tr',
-          { 'data-type': e.message },
-          el('td', {}, e.message),
-          el('td', {}, e.round === undefined ? '' : String(e.round)),
-          el('td', {}, e.tensors === undefined ? '' : String(e.tensors)),
-          el('td', {}, formatBytes(e.bytes)),
-        ),
-      );
-      egressTotal.textContent = `${countOf(egress.children.length, 'message')}, ${formatBytes(total)} in total`;
+      addEgressRow({
+        message: e.message,
+        bytes: e.bytes,
+        at: Date.now(),
+        ...(e.round === undefined ? {} : { round: e.round }),
+        ...(e.tensors === undefined ? {} : { tensors: e.tensors }),
+      });
     } else {
-      status.textContent = `Federation finished after ${e.rounds} rounds: ${e.shared} shared tensors${e.local ? `, ${e.local} kept local (personalised model)` : ''}. The model is on the Predict tab.`;
+      status.textContent = `Federation finished after ${e.rounds} rounds: ${e.shared} shared tensors${e.local ? `, ${e.local} kept local (personalised model)` : ''}. The model is on the Predict step.`;
       status.dataset.done = 'true';
       status.dataset.digest = e.globalDigest;
     }
@@ -293,20 +483,34 @@ export function federationView(
     running = true;
     join.disabled = true;
     wsJoin.disabled = true;
+    wsSelf.disabled = true;
     leave.disabled = false;
     delete status.dataset.done;
     seen = [];
-    eta.textContent = '';
+    losses.length = 0;
+    stepsSeen.length = 0;
     chart.draw([]);
+    lossChart.draw([]);
+    keepSiteName(req.siteName);
+    ticker = setInterval(renderPhase, 1000);
     try {
       await train.federate(req, Comlink.proxy(onEvent), link as never);
     } catch (e) {
       status.textContent = `Federation stopped: ${errorText(e)}`;
+      // A refusal before the worker started (no phase event) still ends the phase line.
+      if (phase.step !== 'failed' && phase.step !== 'done') {
+        phase = reducePhase(phase, { type: 'failed', reason: errorText(e) }, performance.now());
+        renderPhase();
+      }
     } finally {
+      clearInterval(ticker);
+      renderPhase();
       running = false;
       join.disabled = false;
       wsJoin.disabled = false;
+      wsSelf.disabled = false;
       leave.disabled = true;
+      changed();
     }
   }
 
@@ -322,10 +526,10 @@ export function federationView(
   async function joinVia(via: 'relay' | 'workshop'): Promise<void> {
     if (!dataset.value) {
       status.textContent =
-        'Choose a labelled dataset (import one on the Data tab, or use demo data).';
+        'Choose a labelled dataset (import one on the Data step, or use demo data).';
       return;
     }
-    const code = via === 'relay' ? token.value.trim() : (wsCode as HTMLInputElement).value.trim();
+    const code = via === 'relay' ? token.value.trim() : wsCode.value.trim();
     if (!code) {
       status.textContent =
         via === 'relay'
@@ -336,14 +540,14 @@ export function federationView(
     let hostKey: string | undefined;
     if (via === 'workshop') {
       try {
-        hostKey = await pinHostKey((wsHostKey as HTMLInputElement).value);
+        hostKey = await pinHostKey(wsHostKey.value);
       } catch (e) {
         status.textContent = errorText(e);
         status.dataset.refused = 'host-key';
         return;
       }
     }
-    status.textContent = 'Connecting…';
+    status.textContent = '';
     const link = via === 'workshop' ? await workshopLink(code) : undefined;
     await run(
       {
@@ -352,9 +556,7 @@ export function federationView(
         token: code,
         datasetId: dataset.value,
         siteName: siteName.value.trim() || 'site',
-        tiny: (tiny as HTMLInputElement).checked
-          ? { patch: Number((tinyPatch as HTMLInputElement).value) }
-          : false,
+        tiny: tiny.checked ? { patch: Number(tinyPatch.value) } : false,
         backend: backend.value as 'webgpu' | 'cpu',
         hideCaseCount: secure,
       },
@@ -367,6 +569,7 @@ export function federationView(
   let hosted: WorkshopHosting | undefined;
   /** Hosts a new workshop federation, or resumes the one with code `resume` that this browser saved (src/fed/workshop-host.ts). */
   const hostWorkshop = async (resume?: string) => {
+    setMode('host');
     wsHost.disabled = true;
     wsInfo.replaceChildren();
     wsStatus.textContent = resume
@@ -382,10 +585,10 @@ export function federationView(
       const privacyAtStart = resume
         ? undefined
         : privacyOptionsFromFields({
-            secure: (wsSecure as HTMLInputElement).checked,
-            epsilon: (wsEpsilon as HTMLInputElement).value,
-            delta: (wsDelta as HTMLInputElement).value,
-            clip: (wsClip as HTMLInputElement).value,
+            secure: wsSecure.checked,
+            epsilon: wsEpsilon.value,
+            delta: wsDelta.value,
+            clip: wsClip.value,
           });
       // Saved after every phase and round (IndexedDB), so a reload of this tab can resume it.
       const resumeStore = await hostedStore();
@@ -399,18 +602,29 @@ export function federationView(
       );
       const show = (c: Coordinator) => {
         const v = workshop.workshopStatus(c);
+        const rows = rosterRows(c.snapshot, c.roster(), c.openRoundView);
         wsRoster.replaceChildren(
-          ...v.roster.map((x) =>
-            el(
+          ...v.roster.map((x, i) => {
+            const row = rows[i];
+            const bar = el('progress', {
+              max: '1',
+              value: String(row?.progress ?? 0),
+              'aria-label': `${x.siteName}: progress`,
+            });
+            return el(
               'li',
               {
                 'data-site': x.siteName,
                 'data-connected': String(x.connected),
                 'data-key': x.fingerprint,
+                'data-phase': row?.phase ?? '',
+                'data-progress': String(row?.progress ?? 0),
               },
-              x.text,
-            ),
-          ),
+              el('span', {}, x.text),
+              el('span', { class: 'site-phase' }, ` — ${row?.phase ?? ''} `),
+              bar,
+            );
+          }),
         );
         wsStart.disabled = !v.canStart;
         wsStatus.textContent = v.text;
@@ -419,13 +633,21 @@ export function federationView(
         wsStatus.dataset.securePhase = v.securePhase;
         wsPrivacy.textContent = v.privacy;
         wsPrivacy.dataset.epsilon = v.epsilon;
+        const series = (metric: string): Series[] =>
+          perSiteSeries(c.snapshot, metric).map((s, i) => ({
+            name: s.siteName,
+            color: SITE_COLORS[i % SITE_COLORS.length],
+            points: s.points,
+          }));
+        wsChart.draw(series('loss'));
+        wsDiceChart.draw(series('pseudoDice'));
       };
       hosted = await workshop.hostWorkshop({
         code,
         settings: {
           method: wsMethod.value as Method,
-          rounds: Number((wsRounds as HTMLInputElement).value),
-          itersPerRound: Number((wsIters as HTMLInputElement).value),
+          rounds: Number(wsRounds.value),
+          itersPerRound: Number(wsIters.value),
         },
         privacyAtStart,
         saving,
@@ -435,8 +657,7 @@ export function federationView(
           (wsStatus.textContent = `Workshop code ${code} is still in use (by the previous host tab, if this one was reloaded); the signalling server frees it once that tab's connection closes (up to 90 s after a crash). Retrying in ${Math.round(ms / 1000)} s (try ${attempt + 1})…`),
       });
       // The privacy settings are the host's now: editing the fields after this would change nothing.
-      for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip])
-        (x as HTMLInputElement).disabled = true;
+      for (const x of [wsSecure, wsEpsilon, wsDelta, wsClip]) x.disabled = true;
       const { workshopJoinLink } = await import('../../fed/workshop-link.ts');
       const link = workshopJoinLink(
         `${location.origin}${location.pathname}`,
@@ -452,6 +673,16 @@ export function federationView(
         ' — participants open ',
         el('a', { href: link, id: 'ws-link' }, link),
       );
+      const { qrSvg } = await import('../qr-code.ts');
+      wsQr.replaceChildren(
+        qrSvg(link, `QR code of the join link ${link}`),
+        el('figcaption', {}, 'Participants scan this to open the join link.'),
+      );
+      wsQr.hidden = false;
+      // The host's own browser can be a site too (its own data, this tab's train worker).
+      wsCode.value = code;
+      wsHostKey.value = hosted.hostKey;
+      wsSelf.hidden = false;
       show(hosted.host.coordinator);
     } catch (e) {
       wsStatus.textContent = `Could not host: ${errorText(e)}`;
@@ -460,16 +691,21 @@ export function federationView(
     }
   };
   wsHost.addEventListener('click', () => void hostWorkshop());
+  wsSelf.addEventListener('click', () => void joinVia('workshop'));
   const hostedStore = () => import('./workshop-resume.ts');
-  // After a reload: offer to resume an unfinished federation this browser hosted.
+  // After a reload: offer to resume an unfinished federation this browser hosted (in host mode).
   const offerResume = () =>
-    hostedStore().then((m) =>
-      m.showHostedOffers(
-        wsInfo,
-        (c) => void hostWorkshop(c),
-        () => !wsHost.disabled,
-      ),
-    );
+    hostedStore()
+      .then((m) =>
+        m.showHostedOffers(
+          wsInfo,
+          (c) => void hostWorkshop(c),
+          () => !wsHost.disabled,
+        ),
+      )
+      .then(() => {
+        if (wsInfo.querySelector('.ws-resume')) setMode('host');
+      });
   void offerResume();
   wsStart.addEventListener('click', () => {
     try {
@@ -481,13 +717,14 @@ export function federationView(
 
   /** After a reload: rejoin an unfinished federation of this browser as the same site. */
   async function resumeIfUnfinished(): Promise<void> {
+    await egressLoaded;
     const open = await train.unfinishedFederations();
     const m = open.find((x) => x.relayUrl === relay.value.trim()) ?? open[0];
     if (!m || running) return;
     status.textContent = `Rejoining the federation as ${m.siteName} (it was in round ${m.round + 1})…`;
     status.dataset.rejoined = 'true';
     // The field shows the name this site rejoined as, not the fresh random one of the reload.
-    (siteName as HTMLInputElement).value = m.siteName;
+    siteName.value = m.siteName;
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
     let hostKey: string | undefined;
     if (m.relayUrl.startsWith('workshop:')) {
@@ -516,15 +753,36 @@ export function federationView(
   leave.addEventListener('click', () => void train.leaveFederation());
 
   async function refresh(): Promise<void> {
-    const all = (await data.datasets()).filter(
-      (d) => Object.keys(d.labels).length > 1 && d.cases.every((c) => c.hasLabel),
-    );
+    const all = (await data.datasets()).filter(isLabelled);
     const keep = dataset.value;
     dataset.replaceChildren(
       ...all.map((d) => el('option', { value: d.id }, `${d.name} (${d.numCases} cases)`)),
     );
     if (keep && all.some((d) => d.id === keep)) dataset.value = keep;
+    datasetsCount = all.length;
+    needs.hidden = all.length > 0;
+    if (!all.length) {
+      const go = el('a', { href: '#data', id: 'fed-needs-data' }, 'Go to the Data step');
+      needs.replaceChildren(
+        el(
+          'p',
+          {},
+          el('strong', {}, 'First, data: '),
+          'this browser has no labelled dataset yet. Import one, or press “Use demo data”, on the Data step; then come back here to join. ',
+          go,
+        ),
+      );
+    }
+    join.disabled = running || !all.length;
+    wsJoin.disabled = running || !all.length;
+    changed();
   }
 
-  return { root, refresh, resumeIfUnfinished };
+  return {
+    root,
+    refresh,
+    resumeIfUnfinished,
+    state,
+    onChange: (f: (s: FederationState) => void) => listeners.push(f),
+  };
 }

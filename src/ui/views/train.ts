@@ -64,8 +64,20 @@ export function trainView(
   const status = el('p', { id: 'train-status', role: 'status' });
   const progress = el('p', { id: 'train-progress', class: 'muted' });
   const epochLine = el('p', { id: 'train-epoch' });
-  const lossChart = lineChart('Training loss per iteration');
-  const diceChart = lineChart('Pseudo-Dice per epoch');
+  const lossChart = lineChart(
+    'Training loss per iteration',
+    460,
+    160,
+    'No iterations yet: press Start and the loss appears here.',
+  );
+  lossChart.el.id = 'train-loss-chart';
+  const diceChart = lineChart(
+    'Pseudo-Dice per epoch',
+    460,
+    160,
+    'No epoch finished yet: a point per epoch appears here.',
+  );
+  diceChart.el.id = 'train-dice-chart';
   const checkOut = el('div', { id: 'train-check-result' });
 
   const root = el(
@@ -79,6 +91,11 @@ export function trainView(
         'p',
         { class: 'muted' },
         "Trains nnU-Net's 3D U-Net on the preprocessed cases of a dataset (prepare it on the Data tab first). The data never leaves this browser. A checkpoint is stored after every epoch; reopening the page resumes from it.",
+      ),
+      el(
+        'p',
+        { class: 'muted' },
+        'Training as a site of a federation is shown live on the Federation tab (phase, progress, loss and pseudo-Dice).',
       ),
       el('div', { class: 'row' }, dataset, configuration, backend),
       el('div', { class: 'row' }, epochs.wrap, iters.wrap, valIters.wrap),
