@@ -24,7 +24,7 @@ import { writeModelFolder } from '../../node/model-folder-fs.ts';
 
 const USAGE =
   `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
-  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
+  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--broadcast fp32|fp16|int8] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
   `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C]\nmethods:\n${methodsHelp('  ')}`;
 
 const command: Command = {
@@ -41,6 +41,7 @@ const command: Command = {
       tiny: { type: 'boolean' },
       'tiny-patch': { type: 'string' },
       encoding: { type: 'string', default: 'fp16' },
+      broadcast: { type: 'string', default: 'fp32' },
       weighting: { type: 'string', default: 'uniform' },
       seed: { type: 'string', default: '0' },
       backend: { type: 'string', default: 'cpu' },
@@ -66,6 +67,7 @@ const command: Command = {
       roundDeadlineMs: 24 * 3600_000,
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
+      broadcast: choiceOption('broadcast', values.broadcast, ['fp32', 'fp16', 'int8'] as const),
     };
     const privacy = privacyFromArgs(values, dirs.length, config);
     if (privacy) {
