@@ -832,7 +832,9 @@ export class Coordinator {
       this.opts.log(
         `round ${o.round}: deadline passed with ${o.reported.size} accepted update(s), below the quorum of ${this.s.config.minSites}; closing with what was accepted`,
       );
-    return this.closeRound(o, o.mean.contributors > 0 ? o.mean.result() : undefined);
+    const mean = o.mean.contributors > 0 ? o.mean.result() : undefined;
+    o.mean.release?.();
+    return this.closeRound(o, mean);
   }
 
   /** Applies the round's mean delta, records it and opens the next round (or finishes). */

@@ -27,12 +27,12 @@ const values = layout.reduce((a, e) => a + e.shape.reduce((x, y) => x * y, 1), 0
 /** Records the checksum of the model it is given each round. */
 class RecordingTrainer extends MockTrainer {
   readonly trainedOn = new Map<number, string>();
-  async loadShared(shared: NamedWeights) {
+  override async loadShared(shared: NamedWeights) {
     this.lastShared = modelChecksum(shared);
     await super.loadShared(shared);
   }
   lastShared?: string;
-  async train(round: number) {
+  override async train(round: number) {
     this.trainedOn.set(round, this.lastShared!);
     return super.train(round);
   }
