@@ -78,7 +78,6 @@ describe('global model deltas', () => {
     let global = model(1);
     let ref = global; // what sites hold (the first round sends it whole)
     let naive = global; // no feedback: the quantised increment is all a site ever gets
-    let prev = global;
     let worstFeedback = 0;
     for (let round = 0; round < 40; round++) {
       // A drifting global: a small step with a consistent bias, the shape of a training run.
@@ -88,7 +87,6 @@ describe('global model deltas', () => {
       const d = encodeGlobalDelta(global, ref, 'int8');
       ref = d.next;
       naive = encodeGlobalDelta(plus(naive, step), naive, 'int8').next;
-      prev = global;
       for (const [k, t] of global) {
         const r = ref.get(k)!.data;
         // One int8 step of this round's largest block delta bounds every coordinate's gap.
@@ -98,7 +96,6 @@ describe('global model deltas', () => {
         worstFeedback = Math.max(worstFeedback, maxDelta);
       }
     }
-    void prev;
     // Bounded by half a step of the per-round delta (~1.4e-3 / 254 ≈ 6e-6), not growing with rounds.
     expect(worstFeedback).toBeLessThan(1e-5);
     let naiveGap = 0;

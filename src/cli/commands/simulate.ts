@@ -179,8 +179,14 @@ const command: Command = {
     for (const [i, s] of report.sites.entries()) {
       const sent = s.traffic.reduce((a, t) => a + t.sent, 0);
       const recv = s.traffic.reduce((a, t) => a + t.received, 0);
+      // A round's model arrives while the site is still counting the previous round, so traffic
+      // row r ≥ 1 holds round r's upload and round r + 1's model (or the final one).
+      const later = s.traffic.filter((t) => t.round >= 1);
+      const mean = (k: 'sent' | 'received') =>
+        later.length ? later.reduce((a, t) => a + t[k], 0) / later.length / 1024 : 0;
       console.log(
-        `site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB`,
+        `site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB; ` +
+          `per round after the first model (upload ${config.encoding}, broadcast ${config.broadcast ?? 'fp32'}): sent ${mean('sent').toFixed(1)} KiB, received ${mean('received').toFixed(1)} KiB`,
       );
     }
     if (values.json)
