@@ -110,7 +110,10 @@ const command: Command = {
       roundDeadlineMs: intOption('deadline-s', values['deadline-s'], 1) * 1000,
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
-      broadcast: choiceOption('broadcast', values.broadcast, ['fp32', 'fp16', 'int8'] as const),
+      // Absent means fp32, so a state.json from before the option still matches (persistence.ts).
+      ...(values.broadcast !== 'fp32'
+        ? { broadcast: choiceOption('broadcast', values.broadcast, ['fp16', 'int8'] as const) }
+        : {}),
       expectedSites: sites,
       // 96 bits: a join code is guessed at most a few times a minute per address (relay/guard.ts).
       token: values.token ?? randomBytes(12).toString('base64url'),

@@ -67,7 +67,10 @@ const command: Command = {
       roundDeadlineMs: 24 * 3600_000,
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
-      broadcast: choiceOption('broadcast', values.broadcast, ['fp32', 'fp16', 'int8'] as const),
+      // Absent means fp32, so a state.json from before the option still matches (persistence.ts).
+      ...(values.broadcast !== 'fp32'
+        ? { broadcast: choiceOption('broadcast', values.broadcast, ['fp16', 'int8'] as const) }
+        : {}),
     };
     const privacy = privacyFromArgs(values, dirs.length, config);
     if (privacy) {
