@@ -12,7 +12,13 @@
 // clear, or under secure aggregation (config.privacy) as a masked vector of a secure sum
 // (secagg/site-aggregation.ts), never sending a fingerprint or an update in the clear.
 import { pick, subtract } from './aggregate.ts';
-import { decodeWeights, encodeWeights, type Encoding } from '../model/weights-codec.ts';
+import {
+  decodeWeights,
+  encodeWeights,
+  type Encoding,
+  type TensorEntry,
+} from '../model/weights-codec.ts';
+import { applyGlobalDelta, modelChecksum } from './global-delta.ts';
 import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
 import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
@@ -104,7 +110,9 @@ export class SiteClient {
    * The last update sent, kept even after the relay accepted it: a relay that crashes before
    * closing the round loses what it had accepted, and re-opens the round after its restart.
    */
-  private lastUpdate?: { round: number; bytes: Uint8Array };
+  private lastUpdate?: { round: number; base?: string; bytes: Uint8Array };
+  /** The global model this site holds and its checksum: what the relay's deltas apply to. */
+  private held?: { model: NamedWeights; sum: string };
   private done = false;
   private stopped = false;
   private queue: Promise<void> = Promise.resolve();
@@ -179,7 +187,8 @@ export class SiteClient {
     this.sentLog.push(entry);
     this.o.onSent?.(entry);
     this.transport?.send(bytes);
-    if (message.type === 'update') this.lastUpdate = { round: message.round, bytes };
+    if (message.type === 'update')
+      this.lastUpdate = { round: message.round, base: message.base, bytes };
   }
 
   private async connect(): Promise<void> {
@@ -229,6 +238,7 @@ export class SiteClient {
       siteName: this.o.siteName,
       numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases,
       ...(this.siteId ? { siteId: this.siteId } : {}),
+      ...(this.held ? { holds: this.held.sum } : {}),
     });
   }
 
@@ -327,7 +337,8 @@ export class SiteClient {
       }
       case 'final': {
         await this.aggregation?.idle();
-        const global = decodeWeights(m.tensors, payload);
+        const global = this.resolveModel(m, payload);
+        if (!global) return; // asked for the whole model; the relay sends the final again
         await this.o.trainer.loadShared(global);
         await this.o.trainer.finish?.(global, this.shared ?? []);
         this.done = true;
@@ -376,7 +387,52 @@ export class SiteClient {
       );
       return;
     }
-    return this.aggregationFor(this.config).round(m, payload);
+    const global = this.resolveModel(m, payload);
+    if (!global) return; // asked for the whole model; the relay sends the round again
+    return this.aggregationFor(this.config).round(m, global);
+  }
+
+  /**
+   * The model a round or final message carries: the whole model, or the held one advanced by a
+   * delta (global-delta.ts), checked against the message's checksum. A delta this site cannot
+   * apply (it holds another model, or the result's checksum differs) is never trained on: the site
+   * asks for the whole model instead and returns undefined.
+   */
+  private resolveModel(
+    m: { round: number; tensors: TensorEntry[]; model?: string; base?: string },
+    payload: Uint8Array,
+  ): NamedWeights | undefined {
+    const resync = (reason: string): undefined => {
+      this.held = undefined;
+      this.log(`cannot use the model of round ${m.round}: ${reason}; asking for the whole model`);
+      this.send({ type: 'resync', round: m.round, reason });
+      return undefined;
+    };
+    if (m.base === undefined) {
+      const model = decodeWeights(m.tensors, payload);
+      const sum = modelChecksum(model);
+      if (m.model !== undefined && sum !== m.model)
+        throw new FederationError(
+          `the relay's model for round ${m.round} has checksum ${sum}, not the ${m.model} it announced`,
+        );
+      this.held = { model, sum };
+      return model;
+    }
+    if (this.held?.sum !== m.base)
+      return resync(
+        `it is a delta against model ${m.base}, this site holds ${this.held?.sum ?? 'none'}`,
+      );
+    if (m.tensors.length === 0 && m.model === m.base) return this.held.model;
+    let model: NamedWeights;
+    try {
+      model = applyGlobalDelta(this.held.model, m.tensors, payload);
+    } catch (e) {
+      return resync(errorMessage(e));
+    }
+    const sum = modelChecksum(model);
+    if (sum !== m.model) return resync(`the delta gave model ${sum}, the relay holds ${m.model}`);
+    this.held = { model, sum };
+    return model;
   }
 
   /** The aggregation for `config`: plain until the relay's config asks for secure aggregation. */
@@ -401,8 +457,8 @@ export class SiteClient {
       log: (l) => this.log(l),
       fail: (e) => this.fail(e),
       trainRound: (round, iters, global) => this.trainRound(round, iters, global),
-      resendUpdate: (round) => {
-        if (this.lastUpdate?.round !== round) return false;
+      resendUpdate: (round, model) => {
+        if (this.lastUpdate?.round !== round || this.lastUpdate.base !== model) return false;
         this.count('sent', this.lastUpdate.bytes.length);
         this.transport?.send(this.lastUpdate.bytes);
         return true;

@@ -39,6 +39,7 @@ import {
   updateNormBound,
 } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
+import { encodeGlobalDelta, modelChecksum, type EncodedDelta } from './global-delta.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import { METHOD_NAMES, methodSpec } from './methods.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
@@ -332,6 +333,8 @@ export class Coordinator {
         return { siteId, out: this.spec(siteId, message.spec) };
       case 'update':
         return { siteId, out: this.update(siteId, message, payload) };
+      case 'resync':
+        return { siteId, out: this.resync(siteId, message.reason) };
       case 'secagg-advert':
       case 'secagg-shares':
       case 'secagg-masked':
@@ -398,6 +401,9 @@ export class Coordinator {
     }
     this.connected.add(rec.siteId);
     const id = rec.siteId;
+    // What the site says it holds decides whether it can take a delta (a reload holds nothing).
+    if (m.holds) this.held.set(id, m.holds);
+    else this.held.delete(id);
     const out: Outgoing[] = [
       {
         to: id,
@@ -687,6 +693,12 @@ export class Coordinator {
       return reject(`round ${m.round} is not open (current: ${this.open?.round ?? 'none'})`);
     }
     if (this.open.reported.has(id)) return reject(`already reported for round ${m.round}`);
+    // The delta must be against the model the relay sent for this round; without a checksum only
+    // a whole-model (fp32) broadcast is unambiguous.
+    if (m.base !== undefined ? m.base !== this.referenceSum : this.broadcast() !== 'fp32')
+      return reject(
+        `trained from model ${m.base ?? '(unnamed)'}, but round ${m.round} is on model ${this.referenceSum}`,
+      );
     // Bounds from update-guard.ts: the relative filter, the clip to C, the case-count check.
     let g;
     try {
@@ -745,11 +757,75 @@ export class Coordinator {
     return this.encodedGlobal;
   }
 
+  private broadcast(): 'fp32' | 'fp16' | 'int8' {
+    return this.s.config.broadcast ?? 'fp32';
+  }
+
+  // The model the sites train from (global-delta.ts). With an fp32 broadcast it is the global
+  // itself; with a delta broadcast it trails the exact global by at most one quantisation step
+  // (error feedback), and every up-to-date site holds exactly these float32 bits.
+  private reference?: NamedWeights;
+  private referenceSum?: string;
+  /** The global model the reference was last advanced to. */
+  private referenceOf?: NamedWeights;
+  private referenceFull?: { of: NamedWeights; enc: EncodedWeights };
+  /** The delta that made the reference from the model with checksum `base`. */
+  private lastDelta?: { base: string } & EncodedDelta;
+  /** Checksum of the model each site holds, as far as the relay knows (sent, or said in hello). */
+  private readonly held = new Map<string, string>();
+
+  /** Moves the reference to the current global model (once per global model). */
+  private advanceReference(): void {
+    const g = this.globalWeights!;
+    if (this.referenceOf === g && this.reference) return;
+    this.referenceOf = g;
+    const mode = this.broadcast();
+    if (mode === 'fp32' || !this.reference) {
+      this.reference = g;
+      this.lastDelta = undefined;
+    } else {
+      const base = this.referenceSum!;
+      const d = encodeGlobalDelta(g, this.reference, mode);
+      this.reference = d.next;
+      this.lastDelta = { base, entries: d.entries, payload: d.payload };
+    }
+    this.referenceSum = modelChecksum(this.reference);
+  }
+
+  /** The model a site must hold for the round (or at the end): nothing, a delta or the whole model. */
+  private modelFor(id: string): {
+    tensors: EncodedWeights['entries'];
+    payload: Uint8Array;
+    model: string;
+    base?: string;
+  } {
+    this.advanceReference();
+    const sum = this.referenceSum!;
+    const held = this.held.get(id);
+    this.held.set(id, sum);
+    if (held === sum) return { tensors: [], payload: new Uint8Array(0), model: sum, base: sum };
+    if (this.lastDelta && held === this.lastDelta.base)
+      return {
+        tensors: this.lastDelta.entries,
+        payload: this.lastDelta.payload,
+        model: sum,
+        base: this.lastDelta.base,
+      };
+    // Behind, new or reloaded: the whole model, lossless.
+    const ref = this.reference!;
+    let enc: EncodedWeights;
+    if (ref === this.globalWeights) enc = this.encodeGlobal();
+    else {
+      if (this.referenceFull?.of !== ref)
+        this.referenceFull = { of: ref, enc: encodeWeights(ref, 'fp32') };
+      enc = this.referenceFull.enc;
+    }
+    return { tensors: enc.entries, payload: enc.payload, model: sum };
+  }
+
   private roundMessage(id: string): Outgoing {
-    // Broadcast fp32: the global is the reference every delta is taken against; lossy
-    // encodings are for uploads, where errors average out.
-    const g = this.encodeGlobal();
     const o = this.open!;
+    const { payload, ...m } = this.modelFor(id);
     return {
       to: id,
       message: {
@@ -757,19 +833,36 @@ export class Coordinator {
         round: o.round,
         deadline: o.deadline,
         iters: this.s.config.itersPerRound,
-        tensors: g.entries,
+        ...m,
       },
-      payload: g.payload,
+      payload,
     };
   }
 
   private finalMessage(id: string): Outgoing {
-    const g = this.encodeGlobal();
-    return {
-      to: id,
-      message: { type: 'final', round: this.s.round, tensors: g.entries },
-      payload: g.payload,
-    };
+    const { payload, ...m } = this.modelFor(id);
+    return { to: id, message: { type: 'final', round: this.s.round, ...m }, payload };
+  }
+
+  /**
+   * The federation is over: with a delta broadcast the final model is the reference (what every
+   * site will hold), not the exact global it trails by one quantisation step.
+   */
+  private settleFinalModel(): void {
+    if (this.broadcast() === 'fp32' || !this.globalWeights) return;
+    this.advanceReference();
+    this.globalWeights = this.reference;
+    this.referenceOf = this.reference;
+  }
+
+  /** A site could not apply a delta: forget what it holds and send the whole model. */
+  private resync(id: string, reason: string): Outgoing[] {
+    this.held.delete(id);
+    this.opts.log(`${this.site(id).siteName} asked for the whole model: ${reason}`);
+    if (this.s.phase === 'done' && this.globalWeights) return [this.finalMessage(id)];
+    if (this.s.phase === 'rounds' && this.open && !this.open.reported.has(id))
+      return [this.roundMessage(id)];
+    return [];
   }
 
   private maybeCloseRound(): Outgoing[] {
@@ -788,7 +881,9 @@ export class Coordinator {
       this.opts.log(
         `round ${o.round}: deadline passed with ${o.reported.size} accepted update(s), below the quorum of ${this.s.config.minSites}; closing with what was accepted`,
       );
-    return this.closeRound(o, o.mean.contributors > 0 ? o.mean.result() : undefined);
+    const mean = o.mean.contributors > 0 ? o.mean.result() : undefined;
+    o.mean.release?.();
+    return this.closeRound(o, mean);
   }
 
   /** Applies the round's mean delta, records it and opens the next round (or finishes). */
@@ -808,6 +903,7 @@ export class Coordinator {
     );
     if (this.s.round >= this.s.config.rounds) {
       this.s.phase = 'done';
+      this.settleFinalModel();
       this.opts.log(
         `federation finished after ${this.s.round} round(s); the final model goes to ${present.length} connected site(s)`,
       );
@@ -822,6 +918,7 @@ export class Coordinator {
   private endOnLastGlobal(o: OpenRound, told: Outgoing[]): Outgoing[] {
     if (this.open === o) this.open = undefined;
     this.s.phase = 'done';
+    this.settleFinalModel();
     this.opts.log(
       `federation finished on the last good global model (round ${this.s.round}); the final model goes to ${this.connected.size} connected site(s)`,
     );

@@ -7,7 +7,12 @@ import type { TensorEntry } from '../model/weights-codec.ts';
 import type { WeightSpec } from '../model/named-weights.ts';
 import { isMethod, METHOD_PARAMS, methodSpec, type Method, type MethodParams } from './methods.ts';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * 2: round and final messages name the model they carry by checksum and may carry it as a delta
+ * against a model the site holds (`base`; global-delta.ts). A version-1 site would read a delta as
+ * a whole model, so it is refused at the first frame instead.
+ */
+export const PROTOCOL_VERSION = 2;
 const MAGIC = [0x46, 0x4e, 0x4e, 0x55]; // "FNNU"
 const PREFIX = 12;
 /**
@@ -30,6 +35,11 @@ export interface FederationConfig extends MethodParams {
   roundDeadlineMs: number;
   weighting: 'uniform' | 'cases';
   encoding: 'fp32' | 'fp16' | 'int8';
+  /**
+   * How the global model goes to the sites: whole in fp32 (default), or as an fp16 / block-wise
+   * int8 delta against the model they hold, with error feedback (global-delta.ts).
+   */
+  broadcast?: 'fp32' | 'fp16' | 'int8';
   /** Secure aggregation and differential privacy (docs/secure-aggregation.md); absent = plain. */
   privacy?: PrivacyConfig;
   /** Plain rounds: L2 norm each update is clipped to (update-guard.ts; default 100). Secure rounds use privacy.clip. */
@@ -95,23 +105,45 @@ export type B64 = string;
 
 /** Messages with their header fields. `payload` carries tensor bytes where `tensors` is set. */
 export type Message =
-  | { type: 'hello'; token: string; siteName: string; siteId?: string; numCases: number }
+  | {
+      type: 'hello';
+      token: string;
+      siteName: string;
+      siteId?: string;
+      numCases: number;
+      /** Checksum of the global model this site holds (a reconnect within a federation). */
+      holds?: string;
+    }
   | { type: 'welcome'; siteId: string; config: FederationConfig; phase: string; round: number }
   | { type: 'refused'; reason: string }
   | { type: 'fingerprint'; fingerprint: Record<string, unknown>; numCases: number }
   | { type: 'aggregate-fingerprint'; fingerprint: Record<string, unknown> }
   | { type: 'spec'; spec: WeightSpec }
   | { type: 'shared-spec'; spec: WeightSpec; local: number }
-  | { type: 'round'; round: number; deadline: number; iters: number; tensors: TensorEntry[] }
+  | {
+      type: 'round';
+      round: number;
+      deadline: number;
+      iters: number;
+      tensors: TensorEntry[];
+      /** Checksum of the model to train on (global-delta.ts modelChecksum). */
+      model?: string;
+      /** Present: `tensors` is a delta against the model with this checksum. */
+      base?: string;
+    }
   | {
       type: 'update';
       round: number;
       numCases: number;
       metrics: Record<string, number>;
       tensors: TensorEntry[];
+      /** Checksum of the model the delta was trained from (the round's `model`). */
+      base?: string;
     }
   | { type: 'update-result'; round: number; accepted: boolean; reason?: string }
-  | { type: 'final'; round: number; tensors: TensorEntry[] }
+  | { type: 'final'; round: number; tensors: TensorEntry[]; model?: string; base?: string }
+  /** A site cannot apply a delta (it does not hold its base): the relay sends the whole model. */
+  | { type: 'resync'; round: number; reason: string }
   | { type: 'error'; message: string }
   // Secure aggregation (src/fed/secagg/round.ts, site-round.ts); `attempt` counts retries of a round.
   | ({ type: 'secagg-open' } & SecaggOpen)
@@ -185,6 +217,7 @@ const tensors: Check = (v) =>
       int(e.crc32) &&
       (e.scale === undefined || num(e.scale)),
   );
+const hash: Check = (v) => typeof v === 'string' && /^[0-9a-f]{8}$/.test(v);
 const metrics: Check = (v) =>
   obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
 const config: Check = (v) => {
@@ -199,6 +232,7 @@ const config: Check = (v) => {
     int(c.roundDeadlineMs) &&
     ['uniform', 'cases'].includes(c.weighting) &&
     ['fp32', 'fp16', 'int8'].includes(c.encoding) &&
+    (c.broadcast === undefined || ['fp32', 'fp16', 'int8'].includes(c.broadcast)) &&
     optional(privacy)(c.privacy) &&
     optional(pos)(c.maxUpdateNorm) &&
     (c.robust === undefined || ['trimmed-mean', 'median'].includes(c.robust)) &&
@@ -276,17 +310,25 @@ const KEY = b64(128);
 const SITES = MAX_SECAGG_SITES;
 
 const SCHEMA: Record<MessageType, Record<string, Check>> = {
-  hello: { token: str, siteName: str, siteId: optional(str), numCases: int },
+  hello: { token: str, siteName: str, siteId: optional(str), numCases: int, holds: optional(hash) },
   welcome: { siteId: str, config, phase: str, round: int },
   refused: { reason: str },
   fingerprint: { fingerprint: obj, numCases: int },
   'aggregate-fingerprint': { fingerprint: obj },
   spec: { spec },
   'shared-spec': { spec, local: int },
-  round: { round: int, deadline: num, iters: int, tensors },
-  update: { round: int, numCases: int, metrics, tensors },
+  round: {
+    round: int,
+    deadline: num,
+    iters: int,
+    tensors,
+    model: optional(hash),
+    base: optional(hash),
+  },
+  update: { round: int, numCases: int, metrics, tensors, base: optional(hash) },
   'update-result': { round: int, accepted: (v) => typeof v === 'boolean', reason: optional(str) },
-  final: { round: int, tensors },
+  final: { round: int, tensors, model: optional(hash), base: optional(hash) },
+  resync: { round: int, reason: str },
   error: { message: str },
   'secagg-open': {
     round: int,

@@ -2,7 +2,7 @@
 // relay. PlainSiteAggregation (here) sends the delta in the clear; SecureSiteAggregation
 // (secagg/site-aggregation.ts) masks it into a secure sum. The SiteClient keeps the connection,
 // the federation's phases and the trainer, and hands each round to its aggregation.
-import { decodeWeights, encodeWeights, type Encoding } from '../model/weights-codec.ts';
+import { encodeWeights, type Encoding } from '../model/weights-codec.ts';
 import type { FederationConfig, Message } from './protocol.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 import { FederationError, type SiteTrainer } from './site-types.ts';
@@ -30,15 +30,18 @@ export interface SiteAggregationHost {
     iters: number,
     global: NamedWeights,
   ): Promise<{ delta: NamedWeights; metrics: Record<string, number> }>;
-  /** Re-sends the update already sent for `round`, if there is one (a re-opened round). */
-  resendUpdate(round: number): boolean;
+  /**
+   * Re-sends the update already sent for `round` from the model with checksum `model`, if there is
+   * one (a re-opened round); false when there is none or it was trained from another model.
+   */
+  resendUpdate(round: number, model: string | undefined): boolean;
 }
 
 export interface SiteAggregation {
   /** The fingerprint phase sends the local fingerprint in the clear (false: as a secure sum). */
   readonly plainFingerprint: boolean;
-  /** Round `m` (≥ 1) and its global model arrived. */
-  round(m: RoundMessage, payload: Uint8Array): Promise<void> | void;
+  /** Round `m` (≥ 1) arrived; `global` is its model (decoded, or the held model advanced by a delta). */
+  round(m: RoundMessage, global: NamedWeights): Promise<void> | void;
   /** A secure-aggregation step (never sent to a plain federation). */
   handle(m: SiteSecaggMessage): Promise<void> | void;
   /** Resolves once training started outside the message queue is over. */
@@ -49,20 +52,19 @@ export interface SiteAggregation {
 export class PlainSiteAggregation implements SiteAggregation {
   readonly plainFingerprint = true;
   private trainedRound = 0;
+  private trainedFrom?: string;
 
   constructor(private readonly host: SiteAggregationHost) {}
 
-  async round(m: RoundMessage, payload: Uint8Array): Promise<void> {
+  async round(m: RoundMessage, global: NamedWeights): Promise<void> {
     // The round is (re-)opened after we already trained it: a reconnect while the update was in
-    // flight, or a relay restarted after accepting it. Send the same update again.
-    if (this.host.resendUpdate(m.round)) return;
-    if (this.trainedRound >= m.round) return;
+    // flight, or a relay restarted after accepting it. Send the same update again if it was
+    // trained from this round's model; a relay that restarted may hand out another one.
+    if (this.host.resendUpdate(m.round, m.model)) return;
+    if (this.trainedRound >= m.round && this.trainedFrom === m.model) return;
     this.trainedRound = m.round;
-    const { delta, metrics } = await this.host.trainRound(
-      m.round,
-      m.iters,
-      decodeWeights(m.tensors, payload),
-    );
+    this.trainedFrom = m.model;
+    const { delta, metrics } = await this.host.trainRound(m.round, m.iters, global);
     const enc = encodeWeights(delta, this.host.encoding());
     this.host.send(
       {
@@ -71,6 +73,7 @@ export class PlainSiteAggregation implements SiteAggregation {
         numCases: this.host.trainer.numCases,
         metrics,
         tensors: enc.entries,
+        ...(m.model !== undefined ? { base: m.model } : {}),
       },
       enc.payload,
     );

@@ -191,18 +191,42 @@ export function sumSquares(v: TensorView, s: number): number {
   return s;
 }
 
-/** sum[i] += k · value[i] (the streaming mean's accumulation). */
+/**
+ * sum[i] += k · value[i] (the streaming mean's accumulation). Unrolled by four: every element gets
+ * the same single multiply-add as before (bit-identical), with a quarter of the loop overhead.
+ */
 export function addScaled(v: TensorView, sum: Float64Array, k: number): void {
+  const n = sum.length;
+  const m = n - (n % 4);
+  let i = 0;
   if (v.encoding === 'fp32') {
     const d = v.values;
-    for (let i = 0; i < sum.length; i++) sum[i] += k * d[i];
+    for (; i < m; i += 4) {
+      sum[i] += k * d[i];
+      sum[i + 1] += k * d[i + 1];
+      sum[i + 2] += k * d[i + 2];
+      sum[i + 3] += k * d[i + 3];
+    }
+    for (; i < n; i++) sum[i] += k * d[i];
   } else if (v.encoding === 'fp16') {
     const t = halfTable();
     const b = v.bits;
-    for (let i = 0; i < sum.length; i++) sum[i] += k * t[b[i]];
+    for (; i < m; i += 4) {
+      sum[i] += k * t[b[i]];
+      sum[i + 1] += k * t[b[i + 1]];
+      sum[i + 2] += k * t[b[i + 2]];
+      sum[i + 3] += k * t[b[i + 3]];
+    }
+    for (; i < n; i++) sum[i] += k * t[b[i]];
   } else {
     const { q, scale } = v;
-    for (let i = 0; i < sum.length; i++) sum[i] += k * Math.fround(q[i] * scale);
+    for (; i < m; i += 4) {
+      sum[i] += k * Math.fround(q[i] * scale);
+      sum[i + 1] += k * Math.fround(q[i + 1] * scale);
+      sum[i + 2] += k * Math.fround(q[i + 2] * scale);
+      sum[i + 3] += k * Math.fround(q[i + 3] * scale);
+    }
+    for (; i < n; i++) sum[i] += k * Math.fround(q[i] * scale);
   }
 }
 

@@ -42,6 +42,8 @@ ${methodsHelp('                         ')}
   --deadline-s N       round deadline in seconds (default 3600)
   --weighting W        uniform (as FednnU-Net) | cases (default uniform)
   --encoding E         fp16 | int8 | fp32 for uploads (default fp16)
+  --broadcast B        fp32 | fp16 | int8: the global model to the sites whole (fp32, default) or
+                       as a delta against the model they hold (docs/scaling.md)
   --token T            join token (default: a random 96-bit code, printed)
   --registry FILE      admit only the site keys listed in FILE (JSON, see docs/site-identity.md);
                        without it a new site joins with the token and its key is bound to it
@@ -85,6 +87,7 @@ const command: Command = {
         'deadline-s': { type: 'string', default: '3600' },
         weighting: { type: 'string', default: 'uniform' },
         encoding: { type: 'string', default: 'fp16' },
+        broadcast: { type: 'string', default: 'fp32' },
         token: { type: 'string' },
         registry: { type: 'string' },
         static: { type: 'string', default: join(process.cwd(), 'dist') },
@@ -113,6 +116,10 @@ const command: Command = {
       roundDeadlineMs: intOption('deadline-s', values['deadline-s'], 1) * 1000,
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
+      // Absent means fp32, so a state.json from before the option still matches (persistence.ts).
+      ...(values.broadcast !== 'fp32'
+        ? { broadcast: choiceOption('broadcast', values.broadcast, ['fp16', 'int8'] as const) }
+        : {}),
       expectedSites: sites,
       // 96 bits: a join code is guessed at most a few times a minute per address (relay/guard.ts).
       token: values.token ?? randomBytes(12).toString('base64url'),

@@ -25,7 +25,7 @@ import { writeModelFolder } from '../../node/model-folder-fs.ts';
 
 const USAGE =
   `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
-  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
+  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--broadcast fp32|fp16|int8] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
   `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C] [--init-model DIR [--init-fold K]]\nmethods:\n${methodsHelp('  ')}\n${INIT_MODEL_HELP}`;
 
 const command: Command = {
@@ -42,6 +42,7 @@ const command: Command = {
       tiny: { type: 'boolean' },
       'tiny-patch': { type: 'string' },
       encoding: { type: 'string', default: 'fp16' },
+      broadcast: { type: 'string', default: 'fp32' },
       weighting: { type: 'string', default: 'uniform' },
       seed: { type: 'string', default: '0' },
       backend: { type: 'string', default: 'cpu' },
@@ -68,6 +69,10 @@ const command: Command = {
       roundDeadlineMs: 24 * 3600_000,
       weighting: choiceOption('weighting', values.weighting, ['uniform', 'cases'] as const),
       encoding: choiceOption('encoding', values.encoding, ['fp16', 'int8', 'fp32'] as const),
+      // Absent means fp32, so a state.json from before the option still matches (persistence.ts).
+      ...(values.broadcast !== 'fp32'
+        ? { broadcast: choiceOption('broadcast', values.broadcast, ['fp16', 'int8'] as const) }
+        : {}),
     };
     const privacy = privacyFromArgs(values, dirs.length, config);
     if (privacy) {
@@ -182,8 +187,14 @@ const command: Command = {
     for (const [i, s] of report.sites.entries()) {
       const sent = s.traffic.reduce((a, t) => a + t.sent, 0);
       const recv = s.traffic.reduce((a, t) => a + t.received, 0);
+      // A round's model arrives while the site is still counting the previous round, so traffic
+      // row r ≥ 1 holds round r's upload and round r + 1's model (or the final one).
+      const later = s.traffic.filter((t) => t.round >= 1);
+      const mean = (k: 'sent' | 'received') =>
+        later.length ? later.reduce((a, t) => a + t[k], 0) / later.length / 1024 : 0;
       console.log(
-        `site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB`,
+        `site${i + 1}: shared ${s.sharedTensors} tensors, local ${s.localTensors}; sent ${(sent / 2 ** 20).toFixed(2)} MiB, received ${(recv / 2 ** 20).toFixed(2)} MiB; ` +
+          `per round after the first model (upload ${config.encoding}, broadcast ${config.broadcast ?? 'fp32'}): sent ${mean('sent').toFixed(1)} KiB, received ${mean('received').toFixed(1)} KiB`,
       );
     }
     if (values.json)

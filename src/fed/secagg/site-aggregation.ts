@@ -1,7 +1,7 @@
 // A site's side of secure aggregation across a federation: it never sends a fingerprint or an
 // update in the clear. It trains a round while the key exchange runs (site-round.ts), then
 // uploads its masked vector; a retried round re-masks the same vector with fresh keys.
-import { decodeWeights } from '../../model/weights-codec.ts';
+import type { NamedWeights } from '../../model/named-weights.ts';
 import type { Message } from '../protocol.ts';
 import { FederationError } from '../site-types.ts';
 import type {
@@ -34,10 +34,9 @@ export class SecureSiteAggregation implements SiteAggregation {
   }
 
   /** Trains round m once, outside the message queue, and keeps its vector for every attempt. */
-  round(m: RoundMessage, payload: Uint8Array): void {
+  round(m: RoundMessage, global: NamedWeights): void {
     if (this.work?.round === m.round || this.trainingRound >= m.round) return;
     this.trainingRound = m.round;
-    const global = decodeWeights(m.tensors, payload);
     const config = this.host.config();
     const p = config.privacy!;
     const shared = this.host.shared();
