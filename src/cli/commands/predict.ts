@@ -5,10 +5,11 @@ import { writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
+import { expandFolds } from '../folds-arg.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 
 const USAGE =
-  'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR [--folds 0 1] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+  'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR|NNUNET_EXPORT.zip [--folds 0 1] [--checkpoint checkpoint_final.pth] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
 const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
 type Backend = (typeof BACKENDS)[number];
 
@@ -21,6 +22,7 @@ const command: Command = {
       argv,
       {
         folds: { type: 'string', multiple: true },
+        checkpoint: { type: 'string' },
         model: { type: 'string', short: 'm' },
         input: { type: 'string', short: 'i', multiple: true },
         output: { type: 'string', short: 'o' },
@@ -58,8 +60,8 @@ const command: Command = {
     const { readVolumeFile } = await import('../../io/formats.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
-    const { isNnUNetModelDir } = await import('../../infer/nnunet-model.ts');
-    if (await isNnUNetModelDir(fsSource(values.model))) {
+    const { isNnUNetModel } = await import('../../node/nnunet-source-fs.ts');
+    if (await isNnUNetModel(values.model, values.checkpoint)) {
       if (backend !== 'tfjs-cpu')
         throw new UsageError(
           'an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)',
@@ -68,11 +70,12 @@ const command: Command = {
         tta: values.tta ?? false,
         stepSize,
         folds: values.folds,
+        checkpoint: values.checkpoint,
       });
     }
-    if (values.folds)
+    if (values.folds || values.checkpoint)
       throw new UsageError(
-        '--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth)',
+        '--folds and --checkpoint apply to nnU-Net models (results folder with plans.json, dataset.json, fold_K/checkpoint_final.pth, or its export zip)',
       );
     const md = await readModelFolder(values.model);
     const images = [];
@@ -142,32 +145,20 @@ const command: Command = {
 };
 export default command;
 
-/** nnU-Net style `--folds 0 1` → `--folds=0 --folds=1` (node's parseArgs takes one value per flag). */
-function expandFolds(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] !== '--folds' && argv[i] !== '-f') {
-      out.push(argv[i]);
-      continue;
-    }
-    let any = false;
-    while (i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) {
-      out.push(`--folds=${argv[++i]}`);
-      any = true;
-    }
-    if (!any) out.push(argv[i]);
-  }
-  return out;
-}
-
-/** Predicts with a model trained by nnU-Net (its results folder); folds are ensembled as nnU-Net does. */
+/**
+ * Predicts with a model trained by nnU-Net (results folder or export zip); folds are ensembled as
+ * nnU-Net does. Folds are read one at a time: each checkpoint is dropped once its network holds
+ * the weights.
+ */
 async function predictNnUNet(
   model: string,
   inputs: string[],
   out: string,
-  o: { tta: boolean; stepSize: number; folds?: string[] },
+  o: { tta: boolean; stepSize: number; folds?: string[]; checkpoint?: string },
 ): Promise<number> {
-  const { readNnUNetModel, ensembleTilePredictor } = await import('../../infer/nnunet-model.ts');
+  const { ensembleTilePredictor, nnunetArch } = await import('../../infer/nnunet-model.ts');
+  const { readNnUNetFolds } = await import('../../infer/nnunet-import.ts');
+  const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
   const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } =
     await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
@@ -180,35 +171,42 @@ async function predictNnUNet(
     return Number(f);
   });
   const t0 = performance.now();
-  const m = await readNnUNetModel(fsSource(model), folds);
-  const images = [];
-  for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
   await useBackend('cpu');
-  const { patch } = configurationInfo(m.plans, m.configuration);
-  const nets = m.folds.map((f) => {
-    const net = new PlainConvUNet(m.arch);
-    net.loadNamedWeights(f.weights);
-    return net;
-  });
+  const nets: InstanceType<typeof PlainConvUNet>[] = [];
+  const used: number[] = [];
+  let first: import('../../model/model-folder.ts').ModelFolder | undefined;
   let res;
   try {
+    for await (const f of readNnUNetFolds(nnunetModelSource(model), {
+      folds,
+      checkpoint: o.checkpoint,
+    })) {
+      first ??= { ...f.model, weights: new Map() };
+      const arch = nnunetArch(f.model.plans as never, f.model.configuration, f.model.datasetJson);
+      const net = new PlainConvUNet(arch);
+      nets.push(net);
+      net.loadNamedWeights(f.model.weights);
+      used.push(f.fold);
+    }
+    const m = first!;
+    const arch = nnunetArch(m.plans as never, m.configuration, m.datasetJson);
+    const images = [];
+    for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
+    const { patch } = configurationInfo(m.plans, m.configuration);
+    const mirrorAxes = (m.meta as { inference_allowed_mirroring_axes?: number[] })
+      .inference_allowed_mirroring_axes;
     res = await predictCase(
       images,
       { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
       ensembleTilePredictor(nets.map((n) => tfjsTilePredictor(n, patch))),
-      {
-        tta: o.tta,
-        mirrorAxes: m.mirrorAxes ?? undefined,
-        stepSize: o.stepSize,
-        tileBatch: tileBatchForBudget(m.arch, patch),
-      },
+      { tta: o.tta, mirrorAxes, stepSize: o.stepSize, tileBatch: tileBatchForBudget(arch, patch) },
     );
   } finally {
     for (const n of nets) n.dispose();
   }
   writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
   console.log(
-    `${out}: nnU-Net ${m.configuration}, folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `${out}: nnU-Net ${first!.configuration}, folds ${used.join(' ')}${o.checkpoint ? ` (${o.checkpoint})` : ''}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return 0;
 }
