@@ -53,9 +53,9 @@ function smallInput(): string {
 
 describe('fednnunet predict with an nnU-Net results folder', () => {
   const input = smallInput();
+  const outs: Record<string, Uint8Array> = {};
 
   it('predicts with one fold and with the ensemble of folds 0 1 (nnU-Net argument style)', () => {
-    const outs: Record<string, Uint8Array> = {};
     for (const [tag, folds] of [
       ['f0', ['0']],
       ['f01', ['0', '1']],
@@ -72,6 +72,45 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     // some foreground is found, and the ensemble is a prediction of its own
     expect(outs.f01.some((v) => v > 0)).toBe(true);
     expect(outs.f0).not.toEqual(outs.f01);
+  }, 180_000);
+
+  it('import-nnunet → export-nnunet zip → predict --model <zip> --checkpoint: the same labels as fold 0', () => {
+    let r = cli('import-nnunet', MODEL, '-o', join(tmp, 'imported'), '--folds', '0');
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/fold 0: .* checkpoint_final.pth → /);
+    const zip = join(tmp, 'Dataset801_export.zip');
+    r = cli('export-nnunet', '--model', join(tmp, 'imported'), '-o', zip);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres/');
+    const out = join(tmp, 'fromzip.nii.gz');
+    r = cli(
+      'predict',
+      '--model',
+      zip,
+      '-i',
+      input,
+      '-o',
+      out,
+      '--checkpoint',
+      'checkpoint_final.pth',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('folds 0 (checkpoint_final.pth)');
+    expect(outs.f0).toBeDefined();
+    expect(readNifti(new Uint8Array(readFileSync(out))).data).toEqual(outs.f0);
+    r = cli(
+      'predict',
+      '--model',
+      zip,
+      '-i',
+      input,
+      '-o',
+      out,
+      '--checkpoint',
+      'checkpoint_best.pth',
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/no fold_K\/checkpoint_best.pth beside plans.json/);
   }, 180_000);
 
   it('reports a missing fold, an unsupported backend and --folds on a non-nnU-Net folder', () => {

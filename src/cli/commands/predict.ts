@@ -75,7 +75,7 @@ const command: Command = {
     }
     if (values.folds || values.checkpoint)
       throw new UsageError(
-        '--folds and --checkpoint apply to nnU-Net models (results folder with plans.json, dataset.json, fold_K/checkpoint_final.pth, or its export zip)',
+        '--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth) and their export zips; so does --checkpoint',
       );
     const md = await readModelFolder(values.model);
     const images = [];
