@@ -212,7 +212,7 @@ export interface NnUNetExport {
 }
 
 export interface NnUNetExportOptions {
-  /** `DatasetNNN_Name`; default the plans' dataset_name when it has that form. */
+  /** `DatasetNNN_Name`; default nnunetDatasetName(plans). */
   datasetName?: string;
   fold?: number;
   /** dataset_fingerprint.json as nnU-Net wrote it; default: a summary made from the plans. */
@@ -220,6 +220,17 @@ export interface NnUNetExportOptions {
 }
 
 const DATASET_NAME = /^Dataset\d{3,}_[A-Za-z0-9_.-]+$/;
+
+/**
+ * The plans' dataset_name when nnU-Net can use it (DatasetNNN_Name), else `Dataset999_<name>`
+ * (nnU-Net finds datasets by that prefix; 999 keeps clear of the numbers public datasets use).
+ */
+export function nnunetDatasetName(plans: object): string {
+  const name = String((plans as { dataset_name?: unknown }).dataset_name ?? '');
+  if (DATASET_NAME.test(name)) return name;
+  const clean = name.replace(/^Dataset\d*_?/, '').replace(/[^A-Za-z0-9_.-]+/g, '_');
+  return `Dataset999_${clean.replace(/^_+|_+$/g, '') || 'fednnunet'}`;
+}
 
 /** The export of a model folder (throws saying why when nnU-Net could not load the result). */
 export function exportNnUNetModel(
@@ -229,10 +240,10 @@ export function exportNnUNetModel(
   const plans = structuredClone(m.plans) as Record<string, unknown> & {
     configurations?: Record<string, Record<string, unknown>>;
   };
-  const datasetName = opts.datasetName ?? String(plans.dataset_name ?? '');
+  const datasetName = opts.datasetName ?? nnunetDatasetName(plans);
   if (!DATASET_NAME.test(datasetName))
     throw new NnUNetExportError(
-      `nnU-Net needs a dataset name like Dataset123_Name (letters, digits, _ . -); the plans say '${datasetName}': give one (--dataset-name)`,
+      `nnU-Net needs a dataset name like Dataset123_Name (letters, digits, _ . -); got '${datasetName}'`,
     );
   const fold = opts.fold ?? 0;
   if (!Number.isInteger(fold) || fold < 0) throw new NnUNetExportError(`bad fold ${fold}`);

@@ -263,6 +263,9 @@ describe('export to nnU-Net', () => {
       return () => exportNnUNetModel(c, opts);
     };
     expect(bad(() => {}, { datasetName: 'phantom' })).toThrow(/Dataset123_Name/);
+    // a plans name nnU-Net cannot use gets the Dataset999_ prefix
+    const renamed = { ...m, plans: { ...m.plans, dataset_name: 'site A/demo' } };
+    expect(exportNnUNetModel(renamed).datasetName).toBe('Dataset999_site_A_demo');
     expect(bad((c) => c.weights.delete('decoder.seg_layers.1.bias'))).toThrow(
       /lack 'decoder.seg_layers.1.bias'/,
     );
