@@ -14,6 +14,8 @@ export default tseslint.config(
       'relay-data/',
       'test/reference/',
       'test/fixtures/',
+      // protobufjs output (scripts/gen-flower-proto.mjs)
+      'src/fed/flower/generated/',
     ],
   },
   js.configs.recommended,

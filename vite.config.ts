@@ -1,4 +1,5 @@
 import { defineConfig } from 'vite';
+import { pwaPlugin } from './src/node/pwa-plugin.ts';
 
 // Cross-origin isolation (COOP/COEP) gives the page SharedArrayBuffer, which
 // onnxruntime-web needs for threaded wasm. The Node server (src/node/static-server.ts)
@@ -16,5 +17,7 @@ export default defineConfig({
   worker: { format: 'es', rolldownOptions: quiet },
   server: { headers: isolation, host: '127.0.0.1' },
   preview: { headers: isolation, host: '127.0.0.1' },
+  // The service worker (offline app, install as PWA): src/pwa/sw.ts, its file list from the plugin.
+  plugins: [pwaPlugin({ swEntry: 'src/pwa/sw.ts' })],
   build: { target: 'es2022', outDir: 'dist', chunkSizeWarningLimit: 4096, rolldownOptions: quiet },
 });

@@ -1,5 +1,5 @@
-// Fast vs stock WebGPU conv3d kernels (src/model/kernels) in Chromium, in a module worker of the
-// test-only kernels page. On a machine without a GPU this is SwiftShader (WebGPU on the CPU).
+// Fast vs stock WebGPU conv3d kernels (src/model/kernels) in Node through Dawn, or (--chromium) in
+// Chromium, in a module worker of the test-only kernels page. On a machine without a GPU this is SwiftShader (WebGPU on the CPU).
 // Per kernel (forward, dx, dw) on convolutions of the benchmark net, then one whole training
 // step of the benchmark net (forward with deep supervision, DC+CE, all gradients, SGD update);
 // stock and fast in the same run, with the losses of the first steps compared. Times are medians
@@ -10,7 +10,8 @@
 // Size: FEDNNUNET_BENCH_NET="patch,batch,f1-f2-…" (default 16,2,8-16-32-64: what SwiftShader on 2 cores runs in a few minutes).
 import { spawnSync } from 'node:child_process';
 import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
-import type { BenchNet, ConvCase } from '../test/pages/kernels/kernels.worker.ts';
+import { openKernelsNode } from '../test/kernels/open-node.ts';
+import type { BenchNet, ConvCase } from '../test/kernels/kernel-suite.ts';
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');
 const P = Number(patch);
@@ -87,14 +88,18 @@ const REPS = 3;
 
 const STEPS = 4;
 
-const s = await openKernelsPage();
+// In Node through Dawn by default; `npm run bench kernels -- --chromium` runs it in Chromium.
+const inChromium = process.argv.includes('--chromium');
+const s = inChromium
+  ? await openKernelsPage()
+  : { ...(await openKernelsNode()), errors: [] as string[], close: async () => {} };
 const call = s.call;
 try {
   await call('init');
   const peak = await call('peakMatMul', 1024, REPS);
   const own = await call('peakGemm', 1024, REPS);
   console.log(
-    `WebGPU on ${process.env.CHROME_PATH ?? 'Chromium'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`,
+    `WebGPU ${inChromium ? `in ${process.env.CHROME_PATH ?? 'Chromium'}` : 'in Node (Dawn)'} (SwiftShader when no GPU); median of ${REPS}, result read-back included.\n`,
   );
   console.log(
     `peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`,

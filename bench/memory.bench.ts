@@ -5,7 +5,7 @@
 // and a 4-stage 8-16-32-64 net at 16³, batch 2; activation checkpointing off and on; on
 // WebGPU (fast kernels) in Chromium and on the cpu backend there for comparison.
 import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
-import type { BenchNet } from '../test/pages/kernels/kernels.worker.ts';
+import type { BenchNet } from '../test/kernels/kernel-suite.ts';
 
 const NETS: BenchNet[] = [
   { patch: [16, 16, 16], batch: 2, features: [8, 16, 32] },

@@ -42,13 +42,20 @@ class UNet(nn.Module):
         return outs[::-1]
 
 
-def train_ms(features, patch, batch=2, steps=4):
-    net = UNet(features)
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def train_ms(features, patch, batch=2, steps=4, device=torch.device('cpu')):
+    shape = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch, patch)
+    net = UNet(features).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
-    x = torch.randn(batch, 1, patch, patch, patch)
-    y = torch.randint(0, 3, (batch, patch, patch, patch))
+    x = torch.randn(batch, 1, *shape, device=device)
+    y = torch.randint(0, 3, (batch, *shape), device=device)
     times = []
     for _ in range(steps):
+        sync(device)
         t = time.perf_counter()
         outs = net(x)
         loss = sum(nn.functional.cross_entropy(o, nn.functional.interpolate(y[:, None].float(), size=o.shape[2:], mode='nearest')[:, 0].long()) for o in outs)
@@ -56,27 +63,50 @@ def train_ms(features, patch, batch=2, steps=4):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
         opt.step()
+        loss.item()
+        sync(device)
         times.append((time.perf_counter() - t) * 1000)
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def predict_s(features, volume, patch):
-    net = UNet(features).eval()
-    x = torch.randn(1, 1, *volume)
+def predict_s(features, volume, patch, device=torch.device('cpu')):
+    net = UNet(features).eval().to(device)
+    x = torch.randn(1, 1, *volume, device=device)
     steps = [max(1, -(-(v - patch) // (patch // 2)) + 1) for v in volume]
     pos = [[round(i * (v - patch) / max(1, n - 1)) for i in range(n)] for v, n in zip(volume, steps)]
-    out = torch.zeros(1, 3, *volume)
+    out = torch.zeros(1, 3, *volume, device=device)
+    sync(device)
     t = time.perf_counter()
     with torch.no_grad():
         for z in pos[0]:
             for yy in pos[1]:
                 for xx in pos[2]:
                     out[:, :, z:z + patch, yy:yy + patch, xx:xx + patch] += net(x[:, :, z:z + patch, yy:yy + patch, xx:xx + patch])[0]
+    sync(device)
     return time.perf_counter() - t, len(pos[0]) * len(pos[1]) * len(pos[2])
 
 
 if __name__ == '__main__':
     torch.manual_seed(0)
+    if len(sys.argv) >= 2 and sys.argv[1] == '--gpu-bench':
+        # gpu.bench.ts: one JSON line per request, CUDA where present, else CPU.
+        #   --gpu-bench train F1-F2-... PZ PY PX BATCH STEPS | predict F1-... PATCH VZ VY VX
+        import json
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        name = torch.cuda.get_device_name(0) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
+        kind, feats, nums = sys.argv[2], [int(f) for f in sys.argv[3].split('-')], [int(v) for v in sys.argv[4:]]
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+        if kind == 'train':
+            ms = train_ms(feats, nums[0:3], nums[3], max(2, nums[4]), device)
+            out = {'ms': ms}
+        else:
+            s_, tiles = predict_s(feats, tuple(nums[1:4]), nums[0], device)
+            out = {'seconds': s_, 'tiles': tiles}
+        out.update(device=f'{device.type}: {name}', torch=torch.__version__,
+                   peakBytes=torch.cuda.max_memory_allocated() if device.type == 'cuda' else None)
+        print(json.dumps(out))
+        sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == '--train':
         # One net for kernels.bench.ts: --train F1-F2-... PATCH BATCH
         feats, patch, batch = [int(f) for f in sys.argv[2].split('-')], int(sys.argv[3]), int(sys.argv[4])

@@ -4,9 +4,23 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { ensureDeps } from './ensure-deps.mjs';
+import { dawnEnv } from './dawn-env.mjs';
 
 ensureDeps();
-const wanted = process.argv.slice(2);
+// Names select benchmarks; `--…` options go to each selected benchmark (e.g. `gpu -- --quick`).
+const argv = process.argv.slice(2);
+const flags = [];
+const wanted = [];
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--pack') {
+    // `npm run bench gpu -- --pack DIR`: a self-contained folder for a machine without Node.
+    const r = spawnSync(process.execPath, ['scripts/pack-gpu-bench.mjs', argv[i + 1] ?? ''], {
+      stdio: 'inherit',
+    });
+    process.exit(r.status ?? 1);
+  }
+  (argv[i].startsWith('--') ? flags : wanted).push(argv[i]);
+}
 const all = readdirSync('bench')
   .filter((f) => f.endsWith('.bench.ts'))
   .sort();
@@ -23,8 +37,9 @@ for (const f of run) {
   console.log(`## ${f}\n`);
   const r = spawnSync(
     process.execPath,
-    ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', `bench/${f}`],
-    { stdio: 'inherit' },
+    ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', `bench/${f}`, ...flags],
+    // dawnEnv: benchmarks that use WebGPU in Node (Dawn) find SwiftShader where there is no GPU.
+    { stdio: 'inherit', env: { ...process.env, ...dawnEnv() } },
   );
   if (r.status !== 0) failed++;
   console.log('');

@@ -11,6 +11,8 @@ import {
   storageUsage,
 } from '../src/store/datasets.ts';
 import { planImport, type SkippedCase } from '../src/store/from-files.ts';
+import { summariseImport, type ImportSummaryText } from '../src/io/import-summary.ts';
+import { deleteEverything, storedTotals } from '../src/store/storage-manage.ts';
 import {
   directoryHandleSource,
   pathFilesSource,
@@ -70,6 +72,8 @@ export interface ImportSummary {
   skipped: SkippedCase[];
   warnings: string[];
   replaced: boolean;
+  /** What happened to the files, in one plain line plus folded details (absent for demo data). */
+  files?: ImportSummaryText;
 }
 
 let dbPromise: Promise<StoreDB> | undefined;
@@ -134,6 +138,7 @@ const api = {
         skipped: plan.skipped,
         warnings: plan.warnings,
         replaced: r.replacedId !== undefined,
+        files: summariseImport(plan.report()),
       };
     } finally {
       current = undefined;
@@ -284,6 +289,16 @@ const api = {
 
   async usage() {
     return storageUsage(await db());
+  },
+
+  /** Datasets and models stored here, with their bytes (the Data tab's storage card). */
+  async storedTotals() {
+    return storedTotals(await db());
+  },
+
+  /** Deletes every dataset, model, checkpoint and saved federation; the site key stays. */
+  async deleteEverything() {
+    return deleteEverything(await db());
   },
 
   /** SHA-256 of each stored volume's voxel bytes (integrity checks; used by tests). */

@@ -286,6 +286,9 @@ const api = {
         ...(local ? { site: membership.siteId } : {}),
         shared_tensors: r.shared.length,
         local_tensors: local,
+        ...pseudoDiceProvenance(t.log),
+        // Which stored cases this site trained on: the Predict tab marks them (issue 19).
+        training_cases: { dataset: ds.name, train: t.trainIds, val: t.valIds },
       };
       const files = encodeModelFolder({
         plans: site.plans!,
@@ -448,6 +451,7 @@ const api = {
           epochs: r.epoch,
           iterations: r.epoch * trainer.options.itersPerEpoch,
           ...pseudoDiceProvenance(trainer.log),
+          training_cases: { dataset: ds.name, train: trainer.trainIds, val: trainer.valIds },
         };
         const files = encodeModelFolder({
           plans: trainer.plans,

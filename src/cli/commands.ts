@@ -22,4 +22,5 @@ export const COMMANDS: Record<string, Loader> = {
   'export-nnunet': async () => (await import('./commands/export-nnunet.ts')).default,
   'import-nnunet': async () => (await import('./commands/import-nnunet.ts')).default,
   evaluate: async () => (await import('./commands/evaluate.ts')).default,
+  'flower-site': async () => (await import('./commands/flower-site.ts')).default,
 };

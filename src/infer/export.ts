@@ -4,6 +4,7 @@
 
 import { copyBox } from './tiles.ts';
 import { prod } from '../util/numeric.ts';
+import { fromHalfBits, toHalfBits } from '../util/float16.ts';
 
 type Shape3 = [number, number, number];
 
@@ -38,12 +39,43 @@ export interface ExportOptions {
   resample?: ResampleLogits;
   /** Region training: channel i is region i; label regionsClassOrder[i] where sigmoid > 0.5, later wins. */
   regionsClassOrder?: readonly number[];
+  /**
+   * Store the resampled logits as fp16, as nnU-Net does (resample_data_or_seg keeps the dtype of
+   * its input, and nnU-Net's blended logits are fp16). The float32 result is rounded once more to
+   * fp16 (numpy rounds the float64 directly: the two differ only on exact fp16 ties).
+   */
+  fp16Resampled?: boolean;
+  /**
+   * Also return probabilities (softmax, or sigmoid for regions, in float32) in the original grid,
+   * as nnU-Net's save_probabilities: background channel 1 outside the crop (0 for regions); the
+   * segmentation is then the argmax of the probabilities, as nnU-Net computes it in that mode.
+   */
+  returnProbabilities?: boolean;
 }
 
 export interface Segmentation {
   data: Uint8Array | Uint16Array;
   /** (Z, Y, X) in the original (untransposed) numpy order. */
   shape: Shape3;
+  /** (K, Z, Y, X) float32 probabilities, same order as `data` (only with returnProbabilities). */
+  probabilities?: { data: Float32Array; shape: [number, number, number, number] };
+}
+
+/** Softmax over channels of (K, N) in place, per voxel: max-shifted exp, sum, divide (as torch). */
+export function softmaxChannels(x: Float32Array, K: number, n: number): Float32Array {
+  const e = new Float64Array(K);
+  for (let i = 0; i < n; i++) {
+    let m = -Infinity;
+    for (let k = 0; k < K; k++) m = Math.max(m, x[k * n + i]);
+    let sum = 0;
+    for (let k = 0; k < K; k++) {
+      e[k] = Math.fround(Math.exp(x[k * n + i] - m));
+      sum += e[k];
+    }
+    sum = Math.fround(sum);
+    for (let k = 0; k < K; k++) x[k * n + i] = e[k] / sum;
+  }
+  return x;
 }
 
 /** Argmax over channels of (K, N); ties go to the lowest index, as numpy. */
@@ -127,13 +159,26 @@ export function logitsToSegmentation(
   const cropShape = [...props.shape_after_cropping_and_before_resampling];
   const resample = opts.resample ?? linearResampleLogits;
   const same = cropShape.every((s, i) => s === spatial[i]);
-  const res = same ? logits : resample(logits, logitsShape, cropShape, fromSpacing, targetSpacing);
+  let res = same ? logits : resample(logits, logitsShape, cropShape, fromSpacing, targetSpacing);
   const n = prod(cropShape);
   if (res.length !== K * n)
     throw new Error(`resample returned ${res.length} values, expected ${K}·${n}`);
+  if (opts.fp16Resampled && !same) {
+    for (let i = 0; i < res.length; i++) res[i] = fromHalfBits(toHalfBits(res[i]));
+  }
 
+  let probs: Float32Array | null = null;
+  if (opts.returnProbabilities) {
+    probs = res === logits ? Float32Array.from(res) : res;
+    if (opts.regionsClassOrder) {
+      for (let i = 0; i < probs.length; i++) probs[i] = 1 / (1 + Math.exp(-probs[i]));
+    } else softmaxChannels(probs, K, n);
+    res = probs;
+  }
   const seg = opts.regionsClassOrder
-    ? regionsToSegmentation(res, opts.regionsClassOrder, n)
+    ? probs
+      ? regionsFromProbabilities(probs, opts.regionsClassOrder, n)
+      : regionsToSegmentation(res, opts.regionsClassOrder, n)
     : argmaxChannels(res, K, n);
 
   const full = props.shape_before_cropping;
@@ -157,7 +202,43 @@ export function logitsToSegmentation(
   for (const v of seg) if (v > max) max = v;
   const typed = max < 255 ? Uint8Array.from(uncropped) : Uint16Array.from(uncropped);
   const t = transpose3(typed, full, opts.transposeBackward);
-  return { data: t.data, shape: t.shape };
+  if (!probs) return { data: t.data, shape: t.shape };
+
+  // revert_cropping_on_probabilities, then the transpose back, channel by channel
+  const nFull = prod(full);
+  const out = new Float32Array(K * nFull);
+  for (let k = 0; k < K; k++) {
+    const ch = new Float32Array(nFull);
+    if (k === 0 && !opts.regionsClassOrder) ch.fill(1);
+    copyBox(
+      probs.subarray(k * n, (k + 1) * n),
+      cropShape,
+      [0, 0, 0],
+      ch,
+      full,
+      bbox.map(([lo]) => lo),
+      cropShape,
+    );
+    out.set(transpose3(ch, full, opts.transposeBackward).data, k * nFull);
+  }
+  return {
+    data: t.data,
+    shape: t.shape,
+    probabilities: { data: out, shape: [K, ...t.shape] },
+  };
+}
+
+/** Region segmentation from probabilities: label where p > 0.5, later regions win (nnU-Net). */
+function regionsFromProbabilities(
+  probs: Float32Array,
+  order: readonly number[],
+  n: number,
+): Uint16Array {
+  const out = new Uint16Array(n);
+  order.forEach((label, i) => {
+    for (let v = 0; v < n; v++) if (probs[i * n + v] > 0.5) out[v] = label;
+  });
+  return out;
 }
 
 /**

@@ -9,7 +9,13 @@ import { openZip, type ReadAt } from '../io/zip-archive.ts';
 import type { ModelArchitecture, ModelFolder, ModelPlans } from '../model/model-folder.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
 import { errorMessage } from '../util/errors.ts';
-import { matchNetworkWeights, nnunetArch, NnUNetImportError } from './nnunet-model.ts';
+import {
+  matchNetworkWeights,
+  nnunetArch,
+  NnUNetImportError,
+  type NnUNetModel,
+} from './nnunet-model.ts';
+import type { NnUNetCheckpoint } from '../io/torch-checkpoint.ts';
 import type { PredictorPlans } from './predictor.ts';
 
 export const NNUNET_CHECKPOINT_NAMES = ['checkpoint_final.pth', 'checkpoint_best.pth'] as const;
@@ -73,6 +79,8 @@ export interface NnUNetFoldModel {
   /** The fold as a model folder (weights are views of the checkpoint's bytes). */
   model: ModelFolder;
   checkpointBytes: number;
+  /** The parsed checkpoint (its tensors are the weights' storage: no extra memory). */
+  checkpoint: NnUNetCheckpoint;
 }
 
 export interface ReadFoldsOptions {
@@ -154,6 +162,7 @@ export async function* readNnUNetFolds(
     yield {
       fold,
       checkpointBytes: bytes,
+      checkpoint: ck,
       model: {
         plans,
         datasetJson,
@@ -172,4 +181,30 @@ export async function* readNnUNetFolds(
       },
     };
   }
+}
+
+/** All the requested folds at once, as the predictor ensembles them (folder or export zip). */
+export async function readNnUNetModelFrom(
+  src: FileSource,
+  opts: ReadFoldsOptions = {},
+): Promise<NnUNetModel> {
+  const folds: NnUNetModel['folds'] = [];
+  let first: ModelFolder | undefined;
+  for await (const f of readNnUNetFolds(src, opts)) {
+    first ??= f.model;
+    folds.push({ fold: f.fold, checkpoint: f.checkpoint, weights: f.model.weights });
+  }
+  if (!first) throw new NnUNetImportError(`${src.name}: no fold to read`);
+  return {
+    plans: first.plans as unknown as PredictorPlans,
+    datasetJson: first.datasetJson as NnUNetModel['datasetJson'],
+    configuration: first.configuration,
+    arch: nnunetArch(
+      first.plans as unknown as PredictorPlans,
+      first.configuration,
+      first.datasetJson,
+    ),
+    folds,
+    mirrorAxes: folds[0].checkpoint.inferenceAllowedMirroringAxes,
+  };
 }

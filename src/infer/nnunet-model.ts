@@ -1,9 +1,10 @@
 // Imports a model trained by nnU-Net itself: its results folder (plans.json, dataset.json,
 // fold_K/checkpoint_final.pth). The network is built from the plans' `architecture` as nnU-Net's
-// get_network_from_plans does (only PlainConvUNet so far; ResidualEncoderUNet is refused until
-// its blocks exist here), and `network_weights` are matched by name and shape.
+// get_network_from_plans does (PlainConvUNet or ResidualEncoderUNet; any other class is refused by
+// name), and `network_weights` are matched by name and shape.
 import {
   archFromPlan,
+  networkKind,
   paramSpecs,
   type PlanConfigurationLike,
   type UNetArch,
@@ -18,7 +19,13 @@ import {
 import type { FileSource } from '../io/file-source.ts';
 import type { PredictTiles } from './sliding-window.ts';
 import { labelInfo, numInputChannels } from '../model/labels.ts';
-import type { PredictorDatasetJson, PredictorPlans } from './predictor.ts';
+import {
+  predictCase,
+  type PredictionResult,
+  type PredictorDatasetJson,
+  type PredictorPlans,
+} from './predictor.ts';
+import type { Volume } from '../io/volume.ts';
 
 export class NnUNetImportError extends Error {
   override name = 'NnUNetImportError';
@@ -52,24 +59,29 @@ export function nnunetArch(
   if (!arch)
     throw new NnUNetImportError(`plans have no architecture for configuration '${configuration}'`);
   const cls = arch.network_class_name ?? '(none)';
-  if (!cls.endsWith('.PlainConvUNet') && cls !== 'PlainConvUNet') {
+  if (!arch.network_class_name || !networkKind(cls)) {
     throw new NnUNetImportError(
-      `network class ${cls} is not supported (only PlainConvUNet can be imported so far)`,
+      `network class ${cls} is not supported (PlainConvUNet and ResidualEncoderUNet can be imported)`,
     );
   }
-  return archFromPlan(
-    { architecture: arch },
-    numInputChannels(datasetJson),
-    labelInfo(datasetJson).numSegmentationHeads,
-  );
+  try {
+    return archFromPlan(
+      { architecture: arch },
+      numInputChannels(datasetJson),
+      labelInfo(datasetJson).numSegmentationHeads,
+    );
+  } catch (e) {
+    throw new NnUNetImportError(`${cls}: ${(e as Error).message}`);
+  }
 }
 
 /** The name of the unique parameter an nnU-Net state_dict alias refers to (null: not an alias). */
 function aliasTarget(name: string): string | null {
   // decoder.encoder is the same module object as encoder; all_modules lists conv, norm, nonlin
-  // (no dropout: archFromPlan refuses it) of each ConvDropoutNormReLU.
+  // (no dropout: archFromPlan refuses it) of each ConvDropoutNormReLU (convs.N of a stack, or a
+  // residual block's conv1, conv2 and skip projection).
   let t = name.startsWith('decoder.encoder.') ? name.slice('decoder.'.length) : name;
-  const m = /^(.*\.convs\.\d+)\.all_modules\.([01])\.(weight|bias)$/.exec(t);
+  const m = /^(.*)\.all_modules\.([01])\.(weight|bias)$/.exec(t);
   if (m) t = `${m[1]}.${m[2] === '0' ? 'conv' : 'norm'}.${m[3]}`;
   return t === name ? null : t;
 }
@@ -199,9 +211,9 @@ export async function readNnUNetModel(
 }
 
 /**
- * Fold ensemble as nnU-Net v2 does it: the folds' logits are averaged (nnUNetPredictor sums each
- * fold's sliding-window logits and divides by the fold count; softmax comes after). Sliding-window
- * blending and mirroring are linear in the tile logits, so averaging per tile is the same thing.
+ * Per-tile fold average. Not nnU-Net's numerics: nnU-Net blends each fold's whole sliding window in
+ * fp16 and then averages the folds' fp16 logits (predictNnUNetCase does that, through predictCase
+ * with one tile predictor per fold); averaging tiles in float32 differs by fp16 rounding.
  */
 export function ensembleTilePredictor(members: readonly PredictTiles[]): PredictTiles {
   if (members.length === 0) throw new NnUNetImportError('an ensemble needs at least one fold');
@@ -216,4 +228,56 @@ export function ensembleTilePredictor(members: readonly PredictTiles[]): Predict
     for (let i = 0; i < sum.length; i++) sum[i] /= members.length;
     return sum;
   };
+}
+
+/** What a fold's network must offer for prediction (PlainConvUNet, ResidualEncoderUNet, an ORT session). */
+export interface TileNetwork {
+  /** (n, C, ...spatial) → (n, K, ...spatial) logits, channels-first (PlainConvUNet.predictLogits). */
+  predictLogits(data: Float32Array, n: number, spatial: readonly number[]): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export interface NnUNetPredictOptions {
+  /** Mirroring TTA over the checkpoint's inference_allowed_mirroring_axes (nnU-Net's default on). */
+  tta?: boolean;
+  stepSize?: number;
+  tileBatch?: number;
+  returnProbabilities?: boolean;
+  returnLogits?: boolean;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Predicts one case with an imported nnU-Net model exactly as nnUNetPredictor does: one tile
+ * predictor per fold (in model.folds order), fp16 blending buffers, folds averaged on fp16 logits,
+ * fp16 resampled logits, softmax in float32; mirroring over the checkpoint's axes (none when the
+ * checkpoint names none, as nnU-Net).
+ */
+export async function predictNnUNetCase(
+  images: Volume | Volume[],
+  model: NnUNetModel,
+  foldPredictors: readonly PredictTiles[],
+  opts: NnUNetPredictOptions = {},
+): Promise<PredictionResult> {
+  if (foldPredictors.length !== model.folds.length)
+    throw new NnUNetImportError(
+      `${foldPredictors.length} tile predictors for ${model.folds.length} folds`,
+    );
+  return predictCase(
+    images,
+    { plans: model.plans, configuration: model.configuration, datasetJson: model.datasetJson },
+    foldPredictors,
+    {
+      tta: opts.tta ?? false,
+      mirrorAxes: model.mirrorAxes ?? [],
+      stepSize: opts.stepSize,
+      tileBatch: opts.tileBatch,
+      fp16Logits: true,
+      returnProbabilities: opts.returnProbabilities,
+      returnLogits: opts.returnLogits,
+      onProgress: opts.onProgress,
+      signal: opts.signal,
+    },
+  );
 }

@@ -26,7 +26,7 @@
 // so a session knows its channels, classes and dimensionality, and readOnnxWeights can undo the
 // rearrangement.
 import onnxProto from 'onnx-proto';
-import type { UNetArch } from '../model/arch.ts';
+import { residualSkip, type UNetArch } from '../model/arch.ts';
 import { numel, permute, type NamedWeights } from '../model/named-weights.ts';
 import type { PlainConvUNet } from '../model/unet.ts';
 import { errorMessage } from '../util/errors.ts';
@@ -162,9 +162,15 @@ export function buildOnnxModel(
     return name;
   };
 
-  const block = (x: string, prefix: string, kernel: number[], stride: number[]): string => {
+  const block = (
+    x: string,
+    prefix: string,
+    kernel: number[],
+    stride: number[],
+    o: { bias?: boolean; act?: boolean } = {},
+  ): string => {
     const inputs = [x, param(`${prefix}.conv.weight`)];
-    if (a.convBias) inputs.push(param(`${prefix}.conv.bias`));
+    if (o.bias ?? a.convBias) inputs.push(param(`${prefix}.conv.bias`));
     const pads = kernel.map((k) => Math.floor((k - 1) / 2));
     const conv = g.node('Conv', inputs, `${prefix}.conv`, [
       ints('kernel_shape', kernel),
@@ -182,13 +188,44 @@ export function buildOnnxModel(
       `${prefix}.norm`,
       [float('epsilon', a.normEps)],
     );
+    if (o.act === false) return norm;
     return g.node('LeakyRelu', [norm], `${prefix}.nonlin`, [float('alpha', a.negativeSlope)]);
   };
 
   const ones = new Array<number>(dims).fill(1);
   let h = ONNX_INPUT;
   const skips: string[] = [];
-  for (let s = 0; s < n; s++) {
+  if (a.residual) {
+    // ResidualEncoderUNet: stem, then BasicBlockD blocks (see src/model/unet.ts)
+    h = block(h, 'encoder.stem.convs.0', a.kernelSizes[0], ones);
+    for (let s = 0; s < n; s++) {
+      for (let b = 0; b < a.residual.nBlocksPerStage[s]; b++) {
+        const p = `encoder.stages.${s}.blocks.${b}`;
+        const { pool, project } = residualSkip(a, s, b);
+        let res = h;
+        if (pool) {
+          const st = a.strides[s];
+          res = g.node('AveragePool', [res], `${p}.skip.0`, [
+            ints('kernel_shape', st),
+            ints('strides', st),
+            ints(
+              'pads',
+              [...st, ...st].map(() => 0),
+            ),
+          ]);
+        }
+        if (project) {
+          res = block(res, `${p}.skip.${pool ? 1 : 0}`, ones, ones, { bias: false, act: false });
+        }
+        const y1 = block(h, `${p}.conv1`, a.kernelSizes[s], b === 0 ? a.strides[s] : ones);
+        const y2 = block(y1, `${p}.conv2`, a.kernelSizes[s], ones, { act: false });
+        const sum = g.node('Add', [y2, res], `${p}.add`);
+        h = g.node('LeakyRelu', [sum], `${p}.nonlin2`, [float('alpha', a.negativeSlope)]);
+      }
+      skips.push(h);
+    }
+  }
+  for (let s = 0; s < n && !a.residual; s++) {
     for (let c = 0; c < a.nConvPerStage[s]; c++) {
       h = block(
         h,
@@ -285,9 +322,11 @@ export function buildOnnxModel(
     opsetImport: [{ domain: '', version: ONNX_OPSET }],
     producerName: 'fednnunet-web',
     producerVersion: '1',
-    docString: opts.docString ?? 'nnU-Net PlainConvUNet (deep supervision off)',
+    docString:
+      opts.docString ??
+      `nnU-Net ${a.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet'} (deep supervision off)`,
     graph: {
-      name: 'PlainConvUNet',
+      name: a.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet',
       node: g.nodes,
       initializer: g.initializers,
       input: [valueInfo(ONNX_INPUT, a.inputChannels)],

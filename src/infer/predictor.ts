@@ -18,6 +18,7 @@ import { resampleData } from '../preprocess/resample.ts';
 import { configureAugmentationGeometry } from '../train/rotation-config.ts';
 import { logitsToSegmentation, type ResampleLogits } from './export.ts';
 import { slidingWindowPredict, type PredictTiles, type Tensor4 } from './sliding-window.ts';
+import { fromHalfBits, toHalfBits } from '../util/float16.ts';
 
 /** plans.json fields the predictor reads (a full nnU-Net plans.json satisfies it). */
 export interface PredictorPlans extends PreprocessPlans {
@@ -100,6 +101,14 @@ export interface PredictOptions {
   tileBatch?: number;
   /** Keep the blended logits (preprocessed frame) in the result. */
   returnLogits?: boolean;
+  /**
+   * nnU-Net's own numerics (imported nnU-Net models): tile logits blended into fp16 buffers, the
+   * folds' logits summed and divided in fp16, the resampled logits stored as fp16 (nnU-Net's
+   * resampler keeps the input dtype), softmax in float32. Default false (fp32 throughout).
+   */
+  fp16Logits?: boolean;
+  /** Also return the softmax probabilities in the input's grid, as nnU-Net's save_probabilities. */
+  returnProbabilities?: boolean;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
 }
@@ -115,6 +124,8 @@ export interface PredictionResult {
   segmentation: Volume;
   /** (K, Z, Y, X) logits at the configuration spacing (only with returnLogits). */
   logits?: Tensor4;
+  /** (K, z, y, x) float32 probabilities in the input's numpy order (only with returnProbabilities). */
+  probabilities?: Tensor4;
   /** Shape (C, Z, Y, X) of the preprocessed image. */
   preprocessedShape: [number, number, number, number];
   timingsMs: { preprocess: number; predict: number; export: number };
@@ -140,16 +151,23 @@ export function configurationInfo(
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
+const half = (v: number): number => fromHalfBits(toHalfBits(v));
+
 /**
  * Predicts one case. `images`: one Volume per input channel (or one multi-channel Volume), all on
- * the same grid; the first carries the geometry written to the output.
+ * the same grid; the first carries the geometry written to the output. `predictTiles`: one tile
+ * predictor, or one per fold: each fold's sliding-window logits are computed in turn and averaged
+ * (nnUNetPredictor.predict_logits_from_preprocessed_data: sum, then divide by the fold count).
  */
 export async function predictCase(
   images: Volume | Volume[],
   ctx: PredictionContext,
-  predictTiles: PredictTiles,
+  predictTiles: PredictTiles | readonly PredictTiles[],
   opts: PredictOptions = {},
 ): Promise<PredictionResult> {
+  const members = typeof predictTiles === 'function' ? [predictTiles] : [...predictTiles];
+  if (members.length === 0) throw new Error('predictCase: no tile predictor (no fold)');
+  const fp16 = opts.fp16Logits ?? false;
   const list = Array.isArray(images) ? images : [images];
   if (list.length === 0) throw new Error('predictCase: no image');
   const first = list[0];
@@ -167,20 +185,41 @@ export async function predictCase(
   const tPre = now() - t0;
 
   t0 = now();
-  const logits = await slidingWindowPredict(
-    { data: pre.data, shape: pre.shape },
-    patch,
-    labels.numSegmentationHeads,
-    predictTiles,
-    {
-      tileBatch: opts.tileBatch ?? 1,
-      stepSize: opts.stepSize,
-      useGaussian: opts.useGaussian,
-      mirrorAxes: opts.tta ? (opts.mirrorAxes ?? mirrorAxes) : [],
-      onProgress: opts.onProgress,
-      signal: opts.signal,
-    },
-  );
+  let logits: Tensor4 | null = null;
+  for (let f = 0; f < members.length; f++) {
+    const one = await slidingWindowPredict(
+      { data: pre.data, shape: pre.shape },
+      patch,
+      labels.numSegmentationHeads,
+      members[f],
+      {
+        tileBatch: opts.tileBatch ?? 1,
+        stepSize: opts.stepSize,
+        useGaussian: opts.useGaussian,
+        mirrorAxes: opts.tta ? (opts.mirrorAxes ?? mirrorAxes) : [],
+        fp16Accumulation: fp16,
+        // progress over all folds: fold f's tiles come after the earlier folds'
+        onProgress: opts.onProgress && ((d, t) => opts.onProgress!(f * t + d, members.length * t)),
+        signal: opts.signal,
+      },
+    );
+    if (!logits) {
+      logits = one;
+      continue;
+    }
+    const a = logits.data;
+    const b = one.data;
+    // fp16 += fp16 in torch rounds the float32 sum to fp16 (half() goes through float32 too)
+    if (fp16) for (let i = 0; i < a.length; i++) a[i] = half(a[i] + b[i]);
+    else for (let i = 0; i < a.length; i++) a[i] += b[i];
+  }
+  if (members.length > 1) {
+    const a = logits!.data;
+    const n = members.length;
+    if (fp16) for (let i = 0; i < a.length; i++) a[i] = half(a[i] / n);
+    else for (let i = 0; i < a.length; i++) a[i] /= n;
+  }
+  logits = logits!;
   const tPred = now() - t0;
 
   t0 = now();
@@ -190,6 +229,8 @@ export async function predictCase(
     transposeBackward: ctx.plans.transpose_backward,
     resample: nnunetResampleLogits(config.resampling_fn_probabilities_kwargs),
     regionsClassOrder: labels.regionsClassOrder,
+    fp16Resampled: fp16,
+    returnProbabilities: opts.returnProbabilities,
   });
   const [nz, ny, nx] = seg.shape;
   if (nx !== first.dims[0] || ny !== first.dims[1] || nz !== first.dims[2]) {
@@ -209,6 +250,7 @@ export async function predictCase(
   return {
     segmentation,
     logits: opts.returnLogits ? logits : undefined,
+    probabilities: seg.probabilities,
     preprocessedShape: pre.shape,
     timingsMs: { preprocess: tPre, predict: tPred, export: tExp },
   };

@@ -67,6 +67,8 @@ export async function saveModel(
       bytes,
       hasOnnx: !!keep[MODEL_FILES.onnx],
       origin: opts.origin,
+      // Kept in the listing record so the Predict tab shows it without loading weights.
+      ...(md.meta.provenance ? { provenance: md.meta.provenance } : {}),
     },
     opts.id,
   );

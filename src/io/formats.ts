@@ -13,6 +13,7 @@ import { isMetaImage, readMetaImage } from './metaimage.ts';
 import { readNifti } from './nifti.ts';
 import { isNrrd, readNrrd, type VolumeReadOptions } from './nrrd.ts';
 import type { Volume } from './volume.ts';
+import { classifySkippedFile, summariseImport, withDetails } from './import-summary.ts';
 
 export type { VolumeReadOptions };
 export type ReadVolume = Volume & { orientation: string };
@@ -172,11 +173,28 @@ export async function readScan(src: FileSource): Promise<{ name: string; images:
   const { series, skipped } = readDicomFiles(files);
   const ok = series.filter((s) => s.volume);
   if (ok.length === 0) {
-    const why =
-      series[0]?.error ??
-      (skipped[0] ? `${skipped[0].name}: ${skipped[0].reason}` : 'no readable image');
+    // One plain sentence (what the files are, by name); the readers' messages as details.
+    const text = summariseImport({
+      kind: 'dicom-series',
+      files: paths.length,
+      filesRead: 0,
+      cases: 0,
+      skippedFiles: [
+        ...skipped.map((f) => ({
+          path: f.name,
+          reason: classifySkippedFile(f.name, f.reason, /SeriesInstanceUID/.test(f.reason)),
+          detail: f.reason,
+        })),
+        ...series.flatMap((x) =>
+          x.files.map((path) => ({ path, reason: 'damaged' as const, detail: x.error })),
+        ),
+      ],
+    });
     throw new Error(
-      `these files are neither NIfTI, NRRD or MetaImage volumes (${VOLUME_EXTENSIONS.join(', ')}) nor a readable DICOM series (${why})`,
+      withDetails(
+        `these files are neither NIfTI, NRRD or MetaImage volumes (${VOLUME_EXTENSIONS.join(', ')}) nor a readable DICOM series: ${text.headline}`,
+        text.details,
+      ),
     );
   }
   const s = ok.sort((a, b) => b.files.length - a.files.length)[0];

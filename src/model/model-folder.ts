@@ -159,9 +159,8 @@ export function pseudoDiceProvenance(log: {
     : {};
 }
 
-/** The folder's files as bytes. */
-export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8Array> {
-  if (!LITTLE_ENDIAN) throw new Error('writing weights.bin needs a little-endian platform');
+/** model.json's content for a model (checked: it can be read back). */
+export function modelMeta(m: Omit<ModelFolder<object>, 'weights' | 'onnx'>): ModelMeta {
   const architecture = m.architecture ?? planArchitecture(m.plans, m.configuration);
   const meta: ModelMeta = {
     ...(m.meta ?? {}),
@@ -175,6 +174,13 @@ export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8A
   };
   // Refuse to write what could not be read back.
   archFromMeta(meta, m.datasetJson);
+  return meta;
+}
+
+/** The folder's files as bytes. */
+export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8Array> {
+  if (!LITTLE_ENDIAN) throw new Error('writing weights.bin needs a little-endian platform');
+  const meta = modelMeta(m);
   const tensors: WeightsIndex['tensors'] = [];
   let offset = 0;
   for (const [name, t] of m.weights) {

@@ -250,6 +250,10 @@ export function exportNnUNetModel(
   const cfg = plans.configurations?.[m.configuration];
   if (!cfg) throw new NnUNetExportError(`plans.json has no configuration '${m.configuration}'`);
   const arch = archFromFolder(m); // refuses architectures this build cannot check
+  if (arch.residual)
+    throw new NnUNetExportError(
+      'export of a ResidualEncoderUNet to nnU-Net is not done yet (its state_dict aliases are not written); PlainConvUNet only',
+    );
   const a: ModelArchitecture = structuredClone(
     m.architecture ?? (cfg.architecture as ModelArchitecture),
   );

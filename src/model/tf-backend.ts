@@ -30,6 +30,12 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
     await import('@tensorflow/tfjs-backend-webgpu');
     webgpuRegistered = true;
   }
+  // The webgpu module registers its backend only if navigator.gpu existed when it was imported.
+  if (name === 'webgpu' && !tf.findBackendFactory('webgpu'))
+    throw new Error(
+      'WebGPU is not available here (no navigator.gpu). In Node, call installNodeWebGPU() ' +
+        '(src/node/webgpu.ts) before the first useBackend',
+    );
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tfjs backend '${name}' failed to initialise`);
   await tf.ready();

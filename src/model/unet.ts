@@ -1,11 +1,15 @@
 // nnU-Net's PlainConvUNet (dynamic-network-architectures, spec §6) as explicit tfjs variables
-// and a functional forward, channels-last, for 2-D (NHWC) and 3-D (NDHWC) configurations.
+// and a functional forward, channels-last, for 2-D (NHWC) and 3-D (NDHWC) configurations. An arch
+// with `residual` builds ResidualEncoderUNet instead: stem conv block, BasicBlockD stages (conv1
+// strided + norm + act, conv2 + norm, skip = avg-pool when strided then 1×1 conv + norm when the
+// channels change, sum, act), the same decoder.
 // Tensors are 4-/5-D only around the convs; bias, norm, activation, concat and the 1×1 seg
 // heads run on rank-safe views (see ops5d.ts).
 import * as tf from '@tensorflow/tfjs';
 import {
   archFromPlan,
   paramSpecs,
+  residualSkip,
   validateArch,
   type ParamSpec,
   type PlanConfigurationLike,
@@ -15,7 +19,7 @@ import { checkpoint } from './checkpoint.ts';
 import { convNd, convTransposeNd } from './conv.ts';
 import { initParam, normalSampler } from './init.ts';
 import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
-import { biasAdd, biasNormAct, concatChannels } from './ops5d.ts';
+import { biasAdd, biasNormAct, concatChannels, leakyRelu } from './ops5d.ts';
 
 export interface UNetOptions {
   /** Seed of the He-normal init (default 0). */
@@ -208,8 +212,84 @@ export class PlainConvUNet {
     return ckpt ? checkpoint(fn, inputs) : fn(inputs);
   }
 
+  /** BasicBlockD's skip: avg-pool (kernel = stride) when strided, 1×1 conv + norm when projecting. */
+  private residualSkip(x: tf.Tensor, p: tf.Tensor[], s: number, b: number): tf.Tensor {
+    const a = this.arch;
+    const { pool, project } = residualSkip(a, s, b);
+    let h = x;
+    if (pool) {
+      const st = a.strides[s];
+      h =
+        a.dims === 3
+          ? tf.avgPool3d(
+              h as tf.Tensor5D,
+              st as [number, number, number],
+              st as [number, number, number],
+              'valid',
+            )
+          : tf.avgPool(h as tf.Tensor4D, st as [number, number], st as [number, number], 'valid');
+    }
+    if (project) {
+      const ones = new Array<number>(a.dims).fill(1);
+      // norm without activation: LeakyReLU with slope 1 is the identity
+      h = biasNormAct(convNd(h, p[0], ones, ones), null, p[1], p[2], a.normEps, 1);
+    }
+    return h;
+  }
+
+  /** Parameter names of BasicBlockD `b` of stage `s`: conv1, conv2, skip projection (if any). */
+  private residualBlockNames(s: number, b: number): string[][] {
+    const p = `encoder.stages.${s}.blocks.${b}`;
+    const { pool, project } = residualSkip(this.arch, s, b);
+    const skip = project
+      ? [`${p}.skip.${pool ? 1 : 0}.conv.weight`, `${p}.skip.${pool ? 1 : 0}.norm.weight`]
+      : [];
+    if (project) skip.push(`${p}.skip.${pool ? 1 : 0}.norm.bias`);
+    return [this.blockNames(`${p}.conv1`), this.blockNames(`${p}.conv2`), skip];
+  }
+
+  private residualEncoderStage(s: number, x: tf.Tensor): tf.Tensor {
+    const a = this.arch;
+    const nb = a.residual!.nBlocksPerStage[s];
+    const names: string[][][] = [];
+    for (let b = 0; b < nb; b++) names.push(this.residualBlockNames(s, b));
+    const params = names.flat(2).map((n) => this.vars.get(n)! as tf.Tensor);
+    const ones = new Array<number>(a.dims).fill(1);
+    const k = a.kernelSizes[s];
+    const fn = (xs: tf.Tensor[]): tf.Tensor => {
+      let h = xs[0];
+      let off = 1;
+      const take = (m: number) => xs.slice(off, (off += m));
+      for (let b = 0; b < nb; b++) {
+        const [n1, n2, nSkip] = names[b];
+        const p1 = take(n1.length);
+        const p2 = take(n2.length);
+        const pSkip = take(nSkip.length);
+        const residual = this.residualSkip(h, pSkip, s, b);
+        const y1 = this.block(h, p1, k, b === 0 ? a.strides[s] : ones);
+        // conv2: conv → bias → norm, no activation (slope 1), then the sum and the activation
+        const [w2, ...rest2] = p2;
+        const bias2 = a.convBias ? rest2[0] : null;
+        const [g2, be2] = a.convBias ? rest2.slice(1) : rest2;
+        const y2 = biasNormAct(convNd(y1, w2, k, ones), bias2, g2, be2, a.normEps, 1);
+        // the sum on flat views (rank-safe on every backend), then the activation
+        const sum = tf.reshape(tf.add(tf.reshape(y2, [-1]), tf.reshape(residual, [-1])), y2.shape);
+        h = leakyRelu(sum, a.negativeSlope);
+      }
+      return h;
+    };
+    return this.runStage(fn, [x, ...params], this.checkpointEncoder[s] ?? false);
+  }
+
+  private stem(x: tf.Tensor): tf.Tensor {
+    const a = this.arch;
+    const p = this.blockNames('encoder.stem.convs.0').map((n) => this.vars.get(n)! as tf.Tensor);
+    return this.block(x, p, a.kernelSizes[0], new Array<number>(a.dims).fill(1));
+  }
+
   private encoderStage(s: number, x: tf.Tensor): tf.Tensor {
     const a = this.arch;
+    if (a.residual) return this.residualEncoderStage(s, x);
     const names: string[][] = [];
     for (let c = 0; c < a.nConvPerStage[s]; c++)
       names.push(this.blockNames(`encoder.stages.${s}.0.convs.${c}`));
@@ -290,7 +370,7 @@ export class PlainConvUNet {
     this.checkInputShape(x.shape);
     const n = this.arch.nStages;
     const skips: tf.Tensor[] = [];
-    let h = x;
+    let h = this.arch.residual ? this.stem(x) : x;
     for (let s = 0; s < n; s++) {
       h = this.encoderStage(s, h);
       skips.push(h);

@@ -56,6 +56,20 @@ export class TrainerSite implements SiteTrainer {
     this.numCases = o.pipeline.numCases;
   }
 
+  /** The site's dataset.json (labels, channels), as a model folder and a Flower ServerApp want it. */
+  datasetJson(): object {
+    return this.o.pipeline.store.datasetJson!;
+  }
+
+  /**
+   * The tiny preset asked by the federation (a Flower run's `tiny` key) rather than by the site;
+   * a site's own --tiny options (patch) win. Before prepare() only.
+   */
+  useTiny(on: boolean): void {
+    if (this.trainer) throw new Error('the network is built already');
+    if (on && !this.o.tiny) this.o.tiny = true;
+  }
+
   private get datasetName(): string {
     return this.o.pipeline.store.datasetName;
   }

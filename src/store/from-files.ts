@@ -10,6 +10,13 @@ import { isVolumePath, readVolumeFile, volumeBaseName } from '../io/formats.ts';
 import { readDicomFiles } from '../io/dicom.ts';
 import type { CaseInput, DatasetMeta } from './import-dataset.ts';
 import { errorMessage } from '../util/errors.ts';
+import {
+  classifySkippedFile,
+  summariseImport,
+  withDetails,
+  type ImportFilesReport,
+  type SkippedFile,
+} from '../io/import-summary.ts';
 
 export interface SkippedCase {
   id: string;
@@ -27,6 +34,8 @@ export interface ImportPlan {
   skipped: SkippedCase[];
   /** Dataset-level warnings (not fatal). */
   warnings: string[];
+  /** What was done with each file, for the plain summary (complete once `cases` is iterated). */
+  report(): ImportFilesReport;
 }
 
 export class ImportInputError extends Error {}
@@ -46,8 +55,13 @@ function failOnProblems(perCase: Array<{ id: string; problems: string[] }>, stri
   const bad = perCase.filter((c) => c.problems.length);
   if (!strict || bad.length === 0) return;
   const lines = bad.map((c) => `${c.id}: ${c.problems.join('; ')}`);
+  const ids = bad.map((c) => c.id);
+  // The first line in plain words; each case's problems (readers' messages) as details.
   throw new ImportInputError(
-    `${bad.length} case(s) have problems, nothing was imported — ${lines.join(' | ')}`,
+    withDetails(
+      `${bad.length} case(s) have problems (${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', …' : ''}), nothing was imported. "Keep cases with problems" imports the others.`,
+      lines,
+    ),
   );
 }
 
@@ -77,15 +91,26 @@ export async function planImport(src: FileSource, opts: PlanOptions = {}): Promi
     .filter((p) => p === 'dataset.json' || p.endsWith('/dataset.json'))
     .sort((a, b) => a.length - b.length);
   if (jsons.length > 0)
-    return planRawDataset(subSource(src, jsons[0].slice(0, -'dataset.json'.length)), opts);
+    return planRawDataset(
+      subSource(src, jsons[0].slice(0, -'dataset.json'.length)),
+      opts,
+      paths.length,
+    );
   const volumes = paths.filter(isVolumePath);
-  if (volumes.length > 0) return planVolumeFiles(src, volumes, opts);
+  if (volumes.length > 0) {
+    // Files beside the scans (a README, a screenshot) are not read: said in the summary.
+    const others = paths
+      .filter((p) => !isVolumePath(p))
+      .map((p) => ({ path: p, reason: classifySkippedFile(p) }));
+    return planVolumeFiles(src, volumes, others, opts);
+  }
   return planDicom(src, paths, opts);
 }
 
 async function planRawDataset(
   src: FileSource,
   { name, allowProblems = false }: PlanOptions,
+  fileCount: number,
 ): Promise<ImportPlan> {
   const ds = await openRawDataset(src);
   if (!ds.json || ds.problems.length) {
@@ -128,6 +153,16 @@ async function planRawDataset(
     cases: cases(),
     skipped,
     warnings: ds.warnings,
+    report: () => ({
+      kind: 'raw-dataset',
+      files: fileCount,
+      // The dataset's files are read case by case; a case left out is listed as a case.
+      filesRead: fileCount,
+      cases: ds.cases.length - skipped.length,
+      skippedFiles: [],
+      skippedCases: skipped,
+      warnings: ds.warnings,
+    }),
   };
 }
 
@@ -138,12 +173,14 @@ function caseIdOf(path: string): string {
 async function planVolumeFiles(
   src: FileSource,
   files: string[],
+  others: SkippedFile[],
   { name, allowProblems = false }: PlanOptions,
 ): Promise<ImportPlan> {
   const ids = files.map(caseIdOf);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ImportInputError(`two files would both become case '${dup}'; rename one`);
   const skipped: SkippedCase[] = [];
+  const unread: SkippedFile[] = [];
   async function* cases(): AsyncGenerator<CaseInput> {
     let stored = 0;
     for (const [i, p] of files.entries()) {
@@ -152,6 +189,7 @@ async function planVolumeFiles(
         v = await readVolumeFile(src, p);
       } catch (e) {
         skipped.push({ id: ids[i], reason: errorMessage(e) });
+        unread.push({ path: p, reason: 'damaged', detail: errorMessage(e) });
         continue;
       }
       stored++;
@@ -170,6 +208,13 @@ async function planVolumeFiles(
     cases: cases(),
     skipped,
     warnings: [],
+    report: () => ({
+      kind: 'nifti-files',
+      files: files.length + others.length,
+      filesRead: files.length - unread.length,
+      cases: files.length - unread.length,
+      skippedFiles: [...unread, ...others],
+    }),
   };
 }
 
@@ -181,17 +226,45 @@ async function planDicom(
   // DICOM series need every file of a series before a volume exists, so files are read up front.
   const files = await Promise.all(paths.map(async (p) => ({ name: p, bytes: await src.read(p) })));
   const { series, skipped: notDicom } = readDicomFiles(files);
+  const skippedFiles: SkippedFile[] = notDicom.map((f) => ({
+    path: f.name,
+    reason: classifySkippedFile(f.name, f.reason, /SeriesInstanceUID/.test(f.reason)),
+    detail: f.reason,
+  }));
+  const report = (): ImportFilesReport => {
+    const bad = new Set(series.filter((s) => !s.volume).flatMap((s) => s.files));
+    return {
+      kind: 'dicom-series',
+      files: paths.length,
+      filesRead: series.filter((s) => s.volume).reduce((n, s) => n + s.files.length, 0),
+      cases: series.filter((s) => s.volume).length,
+      skippedFiles: [
+        ...skippedFiles,
+        ...series
+          .filter((s) => !s.volume)
+          .flatMap((s) =>
+            s.files.map((f) => ({
+              path: f,
+              reason: 'damaged' as const,
+              detail: s.error ?? 'unreadable series',
+            })),
+          )
+          .filter((f) => bad.has(f.path)),
+      ],
+    };
+  };
   if (series.length === 0) {
-    const why = notDicom
-      .slice(0, 3)
-      .map((s) => `${s.name}: ${s.reason}`)
-      .join('; ');
+    // One plain sentence first; the readers' messages only in the details.
+    const text = summariseImport(report());
     throw new ImportInputError(
-      `${src.name}: no dataset.json, no NIfTI file and no readable DICOM series found (nor an NRRD or MetaImage file)${why ? ` (${why})` : ''}`,
+      withDetails(
+        `${src.name}: nothing to import: no dataset.json, no NIfTI file and no readable DICOM series (nor an NRRD or MetaImage file). ${text.headline}.`,
+        text.details,
+      ),
     );
   }
   const skipped: SkippedCase[] = [];
-  const warnings = notDicom.map((s) => `skipped ${s.name}: ${s.reason}`);
+  const warnings: string[] = [];
   async function* cases(): AsyncGenerator<CaseInput> {
     let stored = 0;
     for (const [i, s] of series.entries()) {
@@ -216,5 +289,6 @@ async function planDicom(
     cases: cases(),
     skipped,
     warnings,
+    report,
   };
 }

@@ -37,6 +37,8 @@ export interface ModelDescription {
   hasOnnx: boolean;
   /** Free-form origin, e.g. the federation or dataset it was trained in. */
   origin?: string;
+  /** model.json's provenance, as stored (opaque here; src/infer/model-provenance.ts reads it). */
+  provenance?: Record<string, unknown>;
 }
 
 export interface ModelRecord extends ModelDescription {

@@ -32,6 +32,7 @@ import {
 } from './loss.ts';
 import { SGDNesterov } from './optimizer.ts';
 import { assertNoGpuErrors } from '../model/tf-backend.ts';
+import { bindingLimitProblem } from '../gpu/binding-limit.ts';
 import { configureAugmentationGeometry } from './rotation-config.ts';
 import { ANNOTATED_KEY, sampleBatch, type SamplerOptions, type TrainingCase } from './sampler.ts';
 import { polyLR } from './schedule.ts';
@@ -334,6 +335,18 @@ export class Trainer {
         );
     }
 
+    // On WebGPU, a tensor over the adapter's binding limit would fail inside a dispatch.
+    const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+    if (tf.getBackend() === 'webgpu' && device) {
+      const problem = bindingLimitProblem(
+        this.config,
+        this.config.batch_size,
+        channels,
+        numClasses,
+        device.limits,
+      );
+      if (problem) throw new Error(problem);
+    }
     this.net = PlainConvUNet.fromPlan(this.config, channels, numClasses, {
       seed: o.seed,
       deepSupervision: o.deepSupervision,

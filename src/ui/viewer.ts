@@ -3,21 +3,23 @@
 import { Niivue, NVImage, SLICE_TYPE } from '@niivue/niivue';
 import { el } from './dom.ts';
 
-/** Distinct colours for labels 1, 2, … (background is transparent). */
+/**
+ * Colours for labels 1, 2, … (background is transparent): the Okabe-Ito palette, told apart with
+ * the common colour-vision deficiencies (Okabe & Ito 2008); black is left out (it vanishes on the
+ * dark viewer). Past seven labels the colours repeat.
+ */
 export const LABEL_COLOURS: ReadonlyArray<[number, number, number]> = [
-  [230, 25, 75],
-  [60, 180, 75],
-  [255, 225, 25],
-  [0, 130, 200],
-  [245, 130, 48],
-  [145, 30, 180],
-  [70, 240, 240],
-  [240, 50, 230],
-  [210, 245, 60],
-  [250, 190, 212],
-  [0, 128, 128],
-  [170, 110, 40],
+  [230, 159, 0], // orange
+  [86, 180, 233], // sky blue
+  [0, 158, 115], // bluish green
+  [240, 228, 66], // yellow
+  [0, 114, 178], // blue
+  [213, 94, 0], // vermillion
+  [204, 121, 167], // reddish purple
 ];
+
+/** The crosshair: white, half see-through, so it is not mistaken for any label colour. */
+const CROSSHAIR: [number, number, number, number] = [1, 1, 1, 0.6];
 
 export function labelColour(value: number): [number, number, number] {
   return LABEL_COLOURS[(value - 1) % LABEL_COLOURS.length];
@@ -74,6 +76,7 @@ export function sliceViewer(): SliceViewer {
     value: '0.5',
     'aria-label': 'Segmentation opacity',
   });
+  const crosshair = el('input', { type: 'checkbox', id: 'viewer-crosshair', checked: '' });
   const legend = el('ul', { class: 'legend', id: 'viewer-legend' });
   const root = el(
     'div',
@@ -83,6 +86,7 @@ export function sliceViewer(): SliceViewer {
       { class: 'row', role: 'group', 'aria-label': 'View' },
       ...viewButtons,
       el('label', { for: 'overlay-opacity' }, 'Segmentation opacity ', opacity),
+      el('label', { for: 'viewer-crosshair' }, crosshair, ' Crosshair'),
     ),
     el('div', { class: 'viewer-canvas' }, canvas),
     legend,
@@ -92,6 +96,7 @@ export function sliceViewer(): SliceViewer {
   opacity.addEventListener('input', () => {
     if (nv && nv.volumes.length > 1) nv.setOpacity(1, Number(opacity.value));
   });
+  crosshair.addEventListener('change', () => nv?.setCrosshairWidth(crosshair.checked ? 1 : 0));
 
   async function show(
     scan: Uint8Array,
@@ -102,6 +107,8 @@ export function sliceViewer(): SliceViewer {
     if (!nv) {
       nv = new Niivue({
         backColor: [0, 0, 0, 1],
+        crosshairColor: CROSSHAIR,
+        crosshairWidth: crosshair.checked ? 1 : 0,
         show3Dcrosshair: false,
         isColorbar: false,
         dragAndDropEnabled: false,

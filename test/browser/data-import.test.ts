@@ -138,6 +138,11 @@ describe('data import in the browser', () => {
     expect(await s.page.textContent('#import-error')).toMatch(
       /Import failed: .*no dataset\.json, no NIfTI file and no readable DICOM series.*Nothing was stored/,
     );
+    // One plain sentence; the parser's own words only in the folded details (issue 19, item 7).
+    const shown = await s.page.textContent('#import-error');
+    expect(shown).toContain('1 skipped: not medical images (notes.txt)');
+    expect(shown).not.toMatch(/dicomParser|DICM|readFixedString/);
+    expect(await s.page.textContent('#import-details')).toMatch(/notes\.txt: .*dicomParser/);
     expect(JSON.stringify(await datasets())).toBe(before);
 
     const many = join(work, 'many');

@@ -124,13 +124,14 @@ describe('Predict tab', () => {
       let coloured = 0;
       for (let i = 0; i < d.length; i += 4) {
         set.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-        // Label 2 ('lesion', the only label this random net predicts) is drawn green.
-        if (d[i + 1] > d[i] + 40 && d[i + 1] > d[i + 2] + 40) coloured++;
+        // Label 2 ('lesion', the only label this random net predicts) is drawn sky blue
+        // (Okabe-Ito 86,180,233): over the grey scan, blue well above red.
+        if (d[i + 2] > d[i] + 40 && d[i + 1] > d[i] + 20) coloured++;
       }
       return { distinct: set.size, coloured, total: d.length / 4 };
     }, png.toString('base64'));
     console.log(
-      `viewer canvas: ${colours.distinct} distinct colours, ${colours.coloured} of ${colours.total} pixels green (overlay)`,
+      `viewer canvas: ${colours.distinct} distinct colours, ${colours.coloured} of ${colours.total} pixels sky blue (overlay)`,
     );
     expect(colours.distinct).toBeGreaterThan(50); // grey scan levels
     expect(colours.coloured).toBeGreaterThan(1000); // the label colour over it

@@ -1,6 +1,6 @@
 // `fednnunet predict --model <nnU-Net results folder>`: layout detection, `--folds 0 1`, the fold
-// ensemble and the error paths. Parity with nnU-Net's own predictions of whole cases is measured
-// with tfjs-cpu outside the unit tests (too slow here; see the report of issue 16).
+// ensemble on tfjs-cpu and onnxruntime-node, and the error paths. Parity with nnU-Net's own
+// predictions of whole cases: nnunet-parity.test.ts.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,7 +72,47 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     // some foreground is found, and the ensemble is a prediction of its own
     expect(outs.f01.some((v) => v > 0)).toBe(true);
     expect(outs.f0).not.toEqual(outs.f01);
-  }, 180_000);
+    // onnxruntime-node: the same ensemble as tfjs-cpu; and with mirroring over the checkpoint's axes
+    const ort = join(tmp, 'f01-ort.nii.gz');
+    let r = cli(
+      'predict',
+      '--model',
+      MODEL,
+      '-i',
+      input,
+      '-o',
+      ort,
+      '--folds',
+      '0',
+      '1',
+      '--backend',
+      'ort-node',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const o = readNifti(new Uint8Array(readFileSync(ort))).data as Uint8Array;
+    let same = 0;
+    for (let i = 0; i < o.length; i++) if (o[i] === outs.f01[i]) same++;
+    expect(same / o.length).toBeGreaterThanOrEqual(0.999);
+    r = cli(
+      'predict',
+      '--model',
+      MODEL,
+      '-i',
+      input,
+      '-o',
+      ort,
+      '--folds',
+      '0',
+      '1',
+      '--tta',
+      '--backend',
+      'ort-node',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('+tta (axes 0 1 2), ort-node');
+  }, 400_000);
 
   it('import-nnunet → export-nnunet zip → predict --model <zip> --checkpoint: the same labels as fold 0', () => {
     let r = cli('import-nnunet', MODEL, '-o', join(tmp, 'imported'), '--folds', '0');
@@ -113,7 +153,7 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     expect(r.stderr).toMatch(/no fold_K\/checkpoint_best.pth beside plans.json/);
   }, 180_000);
 
-  it('reports a missing fold, an unsupported backend and --folds on a non-nnU-Net folder', () => {
+  it('reports a missing fold, an unknown backend and --folds on a non-nnU-Net folder', () => {
     let r = cli(
       'predict',
       '--model',
@@ -136,10 +176,10 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
       '-o',
       join(tmp, 'x.nii.gz'),
       '--backend',
-      'ort-node',
+      'webgl',
     );
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/tfjs-cpu only/);
+    expect(r.stderr).toMatch(/--backend must be one of tfjs-cpu, ort-node, ort-wasm/);
     r = cli('predict', '--model', tmp, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--folds', '0');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--folds applies to nnU-Net results folders/);

@@ -65,7 +65,7 @@ function torchLikeUNet(cfg: PlanConfigurationLike, cin: number, classes: number)
   a.features_per_stage.forEach((f, s) => {
     stages.push([
       String(s),
-      mod([], [['0', stacked(a.n_conv_per_stage[s], c, f, a.kernel_sizes[s])]]),
+      mod([], [['0', stacked(a.n_conv_per_stage![s], c, f, a.kernel_sizes[s])]]),
     ]);
     c = f;
   });

@@ -75,12 +75,12 @@ describe('nnU-Net model import', () => {
     ).toThrow(/should alias 'encoder.stages.0.0.convs.0.conv.weight'/);
   });
 
-  it('refuses network classes other than PlainConvUNet, naming the class', () => {
+  it('refuses network classes other than PlainConvUNet and ResidualEncoderUNet, naming the class', () => {
     const p = structuredClone(plans);
     p.configurations['3d_fullres'].architecture.network_class_name =
-      'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet';
+      'dynamic_network_architectures.architectures.unet.ResidualUNet';
     expect(() => nnunetArch(p, '3d_fullres', datasetJson)).toThrow(
-      /ResidualEncoderUNet is not supported/,
+      /network class dynamic_network_architectures.architectures.unet.ResidualUNet is not supported/,
     );
   });
 

@@ -52,7 +52,7 @@ describe('importing dropped files', () => {
     files['imagesTr/mp_002_0000.nii.gz'] = files['imagesTr/mp_002_0000.nii.gz'].slice(0, 200); // truncated gzip
     const strict = await planImport(memorySource('Dataset803_PhantomMR2ch', files));
     await expect(importDataset(db, strict.meta, strict.cases)).rejects.toThrow(
-      /^1 case\(s\) have problems, nothing was imported — mp_002: .*mp_002_0000\.nii\.gz/,
+      /^1 case\(s\) have problems \(mp_002\), nothing was imported\..*\nmp_002: .*mp_002_0000\.nii\.gz/,
     );
     expect(await listDatasets(db)).toEqual([]);
     const plan = await planImport(memorySource('Dataset803_PhantomMR2ch', files), {

@@ -62,15 +62,13 @@ const command: Command = {
 
     const { isNnUNetModel } = await import('../../node/nnunet-source-fs.ts');
     if (await isNnUNetModel(values.model, values.checkpoint)) {
-      if (backend !== 'tfjs-cpu')
-        throw new UsageError(
-          'an nnU-Net results folder is predicted with --backend tfjs-cpu only (for now)',
-        );
       return predictNnUNet(values.model, values.input, values.output, {
         tta: values.tta ?? false,
         stepSize,
         folds: values.folds,
         checkpoint: values.checkpoint,
+        backend,
+        threads,
       });
     }
     if (values.folds || values.checkpoint)
@@ -146,67 +144,82 @@ const command: Command = {
 export default command;
 
 /**
- * Predicts with a model trained by nnU-Net (results folder or export zip); folds are ensembled as
- * nnU-Net does. Folds are read one at a time: each checkpoint is dropped once its network holds
- * the weights.
+ * Predicts with a model trained by nnU-Net (its results folder) exactly as nnUNetPredictor does
+ * (fp16 blending, folds averaged on fp16 logits, the checkpoint's mirroring axes with --tta), on
+ * tfjs-cpu or onnxruntime (each fold exported to ONNX in memory).
  */
 async function predictNnUNet(
   model: string,
   inputs: string[],
   out: string,
-  o: { tta: boolean; stepSize: number; folds?: string[]; checkpoint?: string },
+  o: {
+    tta: boolean;
+    stepSize: number;
+    folds?: string[];
+    checkpoint?: string;
+    backend: Backend;
+    threads?: number;
+  },
 ): Promise<number> {
-  const { ensembleTilePredictor, nnunetArch } = await import('../../infer/nnunet-model.ts');
-  const { readNnUNetFolds } = await import('../../infer/nnunet-import.ts');
-  const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
-  const { configurationInfo, predictCase, tfjsTilePredictor, tileBatchForBudget } =
+  const { predictNnUNetCase } = await import('../../infer/nnunet-model.ts');
+  const { readNnUNetModelFrom } = await import('../../infer/nnunet-import.ts');
+  const { configurationInfo, tfjsTilePredictor, tileBatchForBudget } =
     await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
   const { fsSource } = await import('../../node/fs-source.ts');
   const { writeNifti } = await import('../../io/nifti-write.ts');
-  const { useBackend } = await import('../../model/tf-backend.ts');
-  const { PlainConvUNet } = await import('../../model/unet.ts');
   const folds = o.folds?.map((f) => {
     if (!/^\d+$/.test(f)) throw new UsageError(`--folds takes fold numbers, got '${f}'`);
     return Number(f);
   });
   const t0 = performance.now();
-  await useBackend('cpu');
-  const nets: InstanceType<typeof PlainConvUNet>[] = [];
-  const used: number[] = [];
-  let first: import('../../model/model-folder.ts').ModelFolder | undefined;
+  const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
+  const m = await readNnUNetModelFrom(nnunetModelSource(model), {
+    folds,
+    checkpoint: o.checkpoint,
+  });
+  const images = [];
+  for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
+  const { patch } = configurationInfo(m.plans, m.configuration);
+  const predictors: PredictTiles[] = [];
+  const releases: Array<() => Promise<void> | void> = [];
+  let tileBatch = tileBatchForBudget(m.arch, patch);
   let res;
   try {
-    for await (const f of readNnUNetFolds(nnunetModelSource(model), {
-      folds,
-      checkpoint: o.checkpoint,
-    })) {
-      first ??= { ...f.model, weights: new Map() };
-      const arch = nnunetArch(f.model.plans as never, f.model.configuration, f.model.datasetJson);
-      const net = new PlainConvUNet(arch);
-      nets.push(net);
-      net.loadNamedWeights(f.model.weights);
-      used.push(f.fold);
+    if (o.backend === 'tfjs-cpu') {
+      const { useBackend } = await import('../../model/tf-backend.ts');
+      const { PlainConvUNet } = await import('../../model/unet.ts');
+      await useBackend('cpu');
+      for (const f of m.folds) {
+        const net = new PlainConvUNet(m.arch);
+        releases.push(() => net.dispose());
+        net.loadNamedWeights(f.weights);
+        predictors.push(tfjsTilePredictor(net, patch));
+      }
+    } else {
+      const { buildOnnxModel } = await import('../../infer/onnx-export.ts');
+      const { createOrtSession, ortTilePredictor } = await import('../../infer/ort.ts');
+      tileBatch = Math.min(4, tileBatch);
+      for (const f of m.folds) {
+        const s = await createOrtSession(buildOnnxModel(m.arch, f.weights), {
+          backend: o.backend,
+          numThreads: o.threads,
+        });
+        releases.push(() => s.release());
+        predictors.push(ortTilePredictor(s, patch, m.arch.inputChannels));
+      }
     }
-    const m = first!;
-    const arch = nnunetArch(m.plans as never, m.configuration, m.datasetJson);
-    const images = [];
-    for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
-    const { patch } = configurationInfo(m.plans, m.configuration);
-    const mirrorAxes = (m.meta as { inference_allowed_mirroring_axes?: number[] })
-      .inference_allowed_mirroring_axes;
-    res = await predictCase(
-      images,
-      { plans: m.plans, configuration: m.configuration, datasetJson: m.datasetJson },
-      ensembleTilePredictor(nets.map((n) => tfjsTilePredictor(n, patch))),
-      { tta: o.tta, mirrorAxes, stepSize: o.stepSize, tileBatch: tileBatchForBudget(arch, patch) },
-    );
+    res = await predictNnUNetCase(images, m, predictors, {
+      tta: o.tta,
+      stepSize: o.stepSize,
+      tileBatch,
+    });
   } finally {
-    for (const n of nets) n.dispose();
+    for (const r of releases) await r();
   }
   writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
   console.log(
-    `${out}: nnU-Net ${first!.configuration}, folds ${used.join(' ')}${o.checkpoint ? ` (${o.checkpoint})` : ''}${o.tta ? ' +tta' : ''}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `${out}: nnU-Net ${m.configuration} (${m.arch.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet'}), folds ${m.folds.map((f) => f.fold).join(' ')}${o.checkpoint ? ` (${o.checkpoint})` : ''}${o.tta ? ` +tta (axes ${(m.mirrorAxes ?? []).join(' ') || 'none'})` : ''}, ${o.backend}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return 0;
 }

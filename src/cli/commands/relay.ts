@@ -46,6 +46,8 @@ ${methodsHelp('                         ')}
                        without it a new site joins with the token and its key is bound to it
                        (trust on first use). --sites stays the number of sites expected.
   --static DIR         web app to serve (default ./dist)
+  --flower-superlink URL  also forward the Flower REST Fleet API (/api/v0/fleet/*) to this SuperLink,
+                       so browsers on this origin can join a Flower federation (docs/flower.md)
   --tls-cert FILE --tls-key FILE
                        serve https:// and wss:// with this PEM certificate (chain) and key.
                        Browsers on other machines need it: WebCrypto (site keys) and WebGPU
@@ -84,6 +86,7 @@ const command: Command = {
         token: { type: 'string' },
         registry: { type: 'string' },
         static: { type: 'string', default: join(process.cwd(), 'dist') },
+        'flower-superlink': { type: 'string' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         'tls-self-signed': { type: 'boolean' },
@@ -160,6 +163,7 @@ const command: Command = {
       host,
       dataDir: values['data-dir']!,
       staticDir: values.static,
+      flowerSuperlink: values['flower-superlink'],
       config,
       aggregateFingerprints: mergeSiteFingerprints,
       admission,

@@ -7,6 +7,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Command } from '../command.ts';
 import { intOption, parse, UsageError } from '../args.ts';
 import { useBackend } from '../../model/tf-backend.ts';
+import { installNodeWebGPU } from '../../node/webgpu.ts';
 import { fsSource } from '../../node/fs-source.ts';
 import { writeModelFolder } from '../../node/model-folder-fs.ts';
 import { pseudoDiceProvenance } from '../../model/model-folder.ts';
@@ -66,11 +67,9 @@ const command: Command = {
       throw new UsageError('--tiny-patch needs --tiny');
     const backend = values.backend ?? 'cpu';
     if (backend === 'webgpu') {
-      const gpu = (globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu;
-      if (!gpu)
-        throw new Error(
-          'the webgpu backend needs a browser with WebGPU; Node has none here. Use --backend cpu, or train in the app',
-        );
+      // WebGPU in Node through Dawn; throws saying which Vulkan driver to install when none.
+      const gpu = await installNodeWebGPU();
+      console.log(`WebGPU adapter: ${gpu.name}${gpu.software ? ' (software: slow)' : ''}`);
     } else if (backend !== 'cpu') {
       throw new UsageError(`--backend must be cpu or webgpu, got '${backend}'`);
     }

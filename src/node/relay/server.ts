@@ -15,6 +15,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import express from 'express';
+import { FLEET_PREFIX, flowerGateway } from './flower-gateway.ts';
 import { ExpressPeerServer } from 'peer';
 import type { Coordinator, CoordinatorOptions } from '../../fed/coordinator.ts';
 import { FederationHost } from '../../fed/host.ts';
@@ -58,6 +59,8 @@ export interface RelayOptions extends Omit<CoordinatorOptions, 'persist'> {
    * most PEER_MAX_BYTES_PER_SECOND bytes.
    */
   peerMessagesPerSecond?: number;
+  /** Forward the Flower REST Fleet API (`/api/v0/fleet/*`) to this SuperLink (flower-gateway.ts). */
+  flowerSuperlink?: string;
 }
 
 export interface Relay {
@@ -166,9 +169,11 @@ export async function startRelay(opts: RelayOptions): Promise<Relay> {
     opts.staticDir && existsSync(join(opts.staticDir, 'index.html'))
       ? staticHandler(opts.staticDir)
       : undefined;
+  const flower = opts.flowerSuperlink ? flowerGateway(opts.flowerSuperlink, { log }) : undefined;
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     try {
-      if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
+      if (flower && req.url?.startsWith(FLEET_PREFIX)) flower(req, res);
+      else if (peerApp && req.url?.startsWith(PEER_PATH + '/')) peerApp(req, res);
       else if (serveApp) serveApp(req, res);
       else res.writeHead(404).end('this relay serves no app');
     } catch (e) {

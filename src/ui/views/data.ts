@@ -13,6 +13,21 @@ import type {
   PrepareSummary,
 } from '../../../workers/data.worker.ts';
 import { isAbort } from '../../util/errors.ts';
+import { splitDetails } from '../../io/import-summary.ts';
+import { importAdvice, sizeText, storageLine } from '../../store/storage-manage.ts';
+
+/** A folded list of details under a plain sentence (readers' messages, per-case reasons). */
+function folded(details: string[], id?: string): HTMLElement[] {
+  if (!details.length) return [];
+  return [
+    el(
+      'details',
+      { class: 'import-details', ...(id ? { id } : {}) },
+      el('summary', {}, `Details (${details.length})`),
+      el('ul', {}, ...details.map((d) => el('li', {}, d))),
+    ),
+  ];
+}
 
 type DatasetView = Awaited<ReturnType<DataApi['datasets']>>[number];
 
@@ -28,7 +43,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       id: 'drop-zone',
       tabindex: '0',
       role: 'button',
-      'aria-label': 'Drop files or folders here to import them',
     },
     el(
       'strong',
@@ -88,7 +102,13 @@ export function dataView(api: Comlink.Remote<DataApi>): {
     ' Keep cases with problems (marked in the list) instead of refusing the import',
   );
   const list = el('div', { id: 'dataset-list' });
-  const usage = el('p', { id: 'storage-usage', class: 'muted' });
+  const storageText = el('p', { id: 'storage-line' });
+  const storageStatus = el('p', { id: 'storage-status', role: 'status' });
+  const deleteAll = el(
+    'button',
+    { type: 'button', class: 'danger', id: 'delete-everything' },
+    'Delete everything stored here…',
+  );
 
   const root = el(
     'div',
@@ -114,7 +134,20 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       status,
       result,
     ),
-    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list, usage),
+    el('section', { class: 'card' }, el('h2', {}, 'Datasets in this browser'), list),
+    el(
+      'section',
+      { class: 'card', id: 'storage-card' },
+      el('h2', {}, 'Storage'),
+      storageText,
+      el(
+        'p',
+        { class: 'muted' },
+        'Scans, models and training checkpoints live in this browser (IndexedDB) only. Delete a dataset above, a model on the Predict tab, or everything here; this browser keeps its site key.',
+      ),
+      el('div', { class: 'row' }, deleteAll),
+      storageStatus,
+    ),
   );
 
   let busy = false;
@@ -152,7 +185,28 @@ export function dataView(api: Comlink.Remote<DataApi>): {
     setBusy(true);
     result.replaceChildren();
     status.textContent = 'Starting…';
+    const notes: HTMLElement[] = [];
     try {
+      // Ask for persistent storage before a large import (not after: a browser under storage
+      // pressure could evict a half-used dataset), and say plainly when it will not fit.
+      if (!('demo' in input)) {
+        const bytes = input.files ? input.files.reduce((n, f) => n + f.file.size, 0) : undefined;
+        const est = await navigator.storage?.estimate?.().catch(() => undefined);
+        const persisted = await navigator.storage?.persisted?.().catch(() => undefined);
+        const advice = importAdvice(bytes, est, persisted);
+        if (advice.askPersistence) {
+          const granted = await navigator.storage?.persist?.().catch(() => false);
+          if (granted === false)
+            notes.push(
+              el(
+                'p',
+                { class: 'muted' },
+                'The browser did not grant persistent storage: it may evict this data when the disk is full.',
+              ),
+            );
+        }
+        if (advice.warning) notes.push(el('p', { class: 'warn' }, advice.warning));
+      }
       const s =
         'demo' in input
           ? await api.importDemo(input.demo, Comlink.proxy(onEvent))
@@ -160,8 +214,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
               { allowProblems: allow.checked, ...input },
               Comlink.proxy(onEvent),
             );
-      // persist() exists only on the page (not in workers): ask once a dataset is stored.
-      const persisted = await navigator.storage?.persist?.().catch(() => false);
       const lines = [
         el(
           'p',
@@ -177,30 +229,28 @@ export function dataView(api: Comlink.Remote<DataApi>): {
             `${s.casesWithProblems} case(s) have problems; see the list below.`,
           ),
         );
-      for (const k of s.skipped)
-        lines.push(el('p', { class: 'bad' }, `Skipped ${k.id}: ${k.reason}`));
-      for (const w of s.warnings.slice(0, 5)) lines.push(el('p', { class: 'muted' }, w));
-      if (persisted === false)
-        lines.push(
-          el(
-            'p',
-            { class: 'muted' },
-            'The browser did not grant persistent storage: it may evict this data when the disk is full.',
-          ),
-        );
-      result.replaceChildren(...lines);
+      // One plain sentence for the files; the readers' messages folded under it.
+      if (s.files) lines.push(el('p', { id: 'import-summary' }, `${s.files.headline}.`));
+      const details = s.files
+        ? s.files.details
+        : [...s.skipped.map((k) => `case ${k.id} left out: ${k.reason}`), ...s.warnings];
+      result.replaceChildren(...lines, ...folded(details, 'import-details'), ...notes);
       status.textContent = 'Import finished.';
       return s;
     } catch (e) {
       const aborted = isAbort(e);
+      // The first line of the message is for people; the rest (readers' messages) is folded.
+      const { headline, details } = splitDetails(errorText(e));
       result.replaceChildren(
         el(
           'p',
           { class: 'bad', id: 'import-error' },
           aborted
             ? 'Import cancelled. Nothing was stored; your other datasets are unchanged.'
-            : `Import failed: ${errorText(e)}. Nothing was stored; your other datasets are unchanged.`,
+            : `Import failed: ${headline.replace(/\.$/, '')}. Nothing was stored; your other datasets are unchanged.`,
         ),
+        ...(aborted ? [] : folded(details, 'import-details')),
+        ...notes,
       );
       status.textContent = '';
       return undefined;
@@ -280,9 +330,11 @@ export function dataView(api: Comlink.Remote<DataApi>): {
       );
     }
     const trainable = Object.keys(d.labels).length > 1 && d.cases.every((c) => c.hasLabel);
-    return el(
+    // The delete button sits beside the <details>, not in its <summary>: a button inside the
+    // summary (itself a control) is a nested control that keyboards and screen readers mishandle.
+    const details = el(
       'details',
-      { class: 'dataset', 'data-dataset': d.name, 'data-id': d.id },
+      { class: 'dataset', style: 'flex: 1', 'data-dataset': d.name, 'data-id': d.id },
       el(
         'summary',
         {},
@@ -291,8 +343,6 @@ export function dataView(api: Comlink.Remote<DataApi>): {
         d.casesWithProblems
           ? el('span', { class: 'bad' }, ` · ${d.casesWithProblems} with problems`)
           : el('span', { class: 'ok' }, ' · all cases valid'),
-        ' ',
-        del,
       ),
       cases,
       trainable
@@ -302,6 +352,15 @@ export function dataView(api: Comlink.Remote<DataApi>): {
             { class: 'muted' },
             'Unlabelled scans: ready to be segmented (Predict), not to train on.',
           ),
+    );
+    return el(
+      'div',
+      {
+        class: 'dataset-row',
+        style: 'display: flex; gap: 0.5rem; align-items: flex-start',
+      },
+      details,
+      el('div', { style: 'padding-top: 0.5rem' }, del),
     );
   }
 
@@ -401,13 +460,31 @@ export function dataView(api: Comlink.Remote<DataApi>): {
         ? all.map(datasetRow)
         : [el('p', { class: 'muted', id: 'no-datasets' }, 'No dataset yet. Import one above.')]),
     );
-    const u = await api.usage();
-    usage.textContent =
-      `Stored voxels: ${formatBytes(u.totalBytes)}` +
-      (u.estimate?.quota
-        ? ` · this site uses ${formatBytes(u.estimate.usage ?? 0)} of ${formatBytes(u.estimate.quota)} allowed`
-        : '');
+    await refreshStorage();
   }
+
+  async function refreshStorage(): Promise<void> {
+    const [t, est, persisted] = await Promise.all([
+      api.storedTotals(),
+      navigator.storage?.estimate?.().catch(() => undefined),
+      navigator.storage?.persisted?.().catch(() => undefined),
+    ]);
+    storageText.textContent = `${storageLine(est, persisted)} Stored: ${t.datasets} dataset(s) (${sizeText(t.datasetBytes)} of voxels), ${t.models} model(s) (${sizeText(t.modelBytes)}).`;
+    deleteAll.disabled = t.datasets === 0 && t.models === 0;
+  }
+
+  deleteAll.addEventListener('click', async () => {
+    const t = await api.storedTotals();
+    if (
+      !confirm(
+        `Delete everything this app stored in this browser: ${t.datasets} dataset(s), ${t.models} model(s), training checkpoints and saved federations? This cannot be undone. The site key stays.`,
+      )
+    )
+      return;
+    const gone = await api.deleteEverything();
+    storageStatus.textContent = `Deleted ${gone.datasets} dataset(s) and ${gone.models} model(s).`;
+    await refresh();
+  });
 
   return { root, refresh, importInput };
 }

@@ -18,6 +18,27 @@ import type {
 import type { DataApi } from '../../../workers/data.worker.ts';
 import type { ModelRecord } from '../../store/models.ts';
 import { isAbort } from '../../util/errors.ts';
+import { splitDetails } from '../../io/import-summary.ts';
+import {
+  CASE_ROLE_TEXT,
+  caseRole,
+  describeProvenance,
+  type CaseRole,
+} from '../../infer/model-provenance.ts';
+import type { ModelProvenance } from '../../model/model-folder.ts';
+
+const provenanceOf = (m: ModelRecord | undefined) => m?.provenance as ModelProvenance | undefined;
+
+/** How the model was trained, in words, with a caution for demo models (beside every result). */
+function provenanceBox(m: ModelRecord | undefined, id: string): HTMLElement {
+  const d = describeProvenance(provenanceOf(m));
+  return el(
+    'div',
+    { id, class: 'provenance' },
+    el('p', { class: 'muted' }, d.text),
+    ...(d.caution ? [el('p', { class: 'warn' }, d.caution)] : []),
+  );
+}
 
 const SOURCE_NAMES: Record<string, string> = {
   imported: 'imported',
@@ -41,9 +62,9 @@ function download(
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-/** Plain-words text for a failed prediction, with what to do next. */
+/** Plain-words text for a failed prediction, with what to do next (details: see the catch). */
 function predictError(e: unknown): string {
-  const m = errorText(e);
+  const m = splitDetails(errorText(e)).headline;
   if (isAbort(e)) return 'Cancelled. Nothing was changed.';
   if (/out of memory|OOM|allocat|memory access out of bounds|RangeError: Array buffer/i.test(m))
     return `The browser ran out of memory (${m}). Close other tabs, or choose “ONNX on WebAssembly”, and try again.`;
@@ -81,6 +102,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     'Import a .zip…',
   );
   const modelStatus = el('p', { id: 'model-status', role: 'status' });
+  const modelInfo = el('div', { id: 'model-provenance' });
 
   // ---- scan ----
   const caseSelect = el('select', { id: 'predict-case', 'aria-label': 'Stored scan' });
@@ -114,7 +136,6 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       id: 'scan-drop',
       tabindex: '0',
       role: 'button',
-      'aria-label': 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here to segment it',
     },
     el('strong', {}, 'Drop a NIfTI, NRRD or MetaImage file or a DICOM folder here'),
     el('span', {}, 'It is read in this browser only. Nothing is uploaded.'),
@@ -155,6 +176,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     'Download segmentation (.nii.gz)',
   );
   const resultInfo = el('p', { id: 'predict-result', class: 'muted' });
+  const resultModel = el('div', { id: 'predict-result-model' });
 
   const root = el(
     'div',
@@ -174,6 +196,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       { class: 'card' },
       el('h2', {}, 'Segment a scan'),
       el('div', { class: 'row' }, el('label', { for: 'predict-model' }, 'Model '), modelSelect),
+      modelInfo,
       el(
         'div',
         { class: 'row' },
@@ -207,6 +230,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       'section',
       { class: 'card', id: 'predict-output' },
       el('h2', {}, 'Result'),
+      resultModel,
       resultInfo,
       viewer.root,
       volumeTable,
@@ -215,6 +239,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   );
 
   let models: ModelRecord[] = [];
+  let datasets: Awaited<ReturnType<DataApi['datasets']>> = [];
   let scan: ScanInput | undefined;
   let busy = false;
   let last: PredictSummary | undefined;
@@ -318,6 +343,7 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
         : [el('option', { value: '' }, 'No model yet: import one above')]),
     );
     if (models.some((m) => m.id === keep)) modelSelect.value = keep;
+    showModel();
     modelList.replaceChildren(
       ...(models.length
         ? models.map(modelRow)
@@ -332,20 +358,40 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     updateRun();
   }
 
+  const selectedModel = () => models.find((m) => m.id === modelSelect.value);
+
+  /** The chosen model's provenance under the select, and the cases marked for it. */
+  function showModel(): void {
+    const m = selectedModel();
+    modelInfo.replaceChildren(...(m ? [provenanceBox(m, 'model-provenance-text')] : []));
+    renderCases();
+  }
+
   async function refreshCases(): Promise<void> {
+    datasets = await dataApi.datasets();
+    renderCases();
+  }
+
+  /** Stored cases, each marked "trained on", "validation case" or "held out" for the chosen model. */
+  function renderCases(): void {
     const keep = caseSelect.value;
-    const all = await dataApi.datasets();
+    const all = datasets;
+    const p = provenanceOf(selectedModel());
     const groups = all.map((d) =>
       el(
         'optgroup',
         { label: d.name },
-        ...d.cases.map((c) =>
-          el(
+        ...d.cases.map((c) => {
+          const role = caseRole(p, d.name, c.caseId);
+          return el(
             'option',
-            { value: JSON.stringify({ datasetId: d.id, caseId: c.caseId }) },
-            `${c.caseId} (${c.dims?.join('×') ?? '?'})`,
-          ),
-        ),
+            {
+              value: JSON.stringify({ datasetId: d.id, caseId: c.caseId }),
+              ...(role ? { 'data-role': role } : {}),
+            },
+            `${c.caseId} (${c.dims?.join('×') ?? '?'})${role ? ` — ${CASE_ROLE_TEXT[role]}` : ''}`,
+          );
+        }),
       ),
     );
     caseSelect.replaceChildren(
@@ -415,6 +461,15 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
     progress.removeAttribute('value');
     errorBox.replaceChildren();
     status.textContent = 'Starting…';
+    const model = selectedModel();
+    const stored = 'datasetId' in scan ? scan : undefined;
+    const role = stored
+      ? caseRole(
+          provenanceOf(model),
+          datasets.find((d) => d.id === stored.datasetId)?.name ?? '',
+          stored.caseId,
+        )
+      : undefined;
     try {
       const r = await api.predict(
         modelSelect.value,
@@ -425,12 +480,27 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       last = r;
       status.textContent = `Done in ${(r.timingsMs.total / 1000).toFixed(1)} s.`;
       status.dataset.phase = 'done';
+      showResultModel(model, role);
       await showResult(r);
       return r;
     } catch (e) {
       status.textContent = '';
       delete status.dataset.phase;
-      errorBox.replaceChildren(el('p', { class: 'bad' }, predictError(e)));
+      // Readers' own messages (after the first line) folded away under the plain sentence.
+      const details = splitDetails(errorText(e)).details;
+      errorBox.replaceChildren(
+        el('p', { class: 'bad' }, predictError(e)),
+        ...(details.length
+          ? [
+              el(
+                'details',
+                {},
+                el('summary', {}, `Details (${details.length})`),
+                el('ul', {}, ...details.map((d) => el('li', {}, d))),
+              ),
+            ]
+          : []),
+      );
       return undefined;
     } finally {
       busy = false;
@@ -438,6 +508,31 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       progress.hidden = true;
       updateRun();
     }
+  }
+
+  /** Beside every result: which model made it, how it was trained, and what the case was to it. */
+  function showResultModel(m: ModelRecord | undefined, role: CaseRole | undefined): void {
+    resultModel.replaceChildren(
+      el('p', {}, el('strong', {}, `Model: ${m?.name ?? 'unknown'}`)),
+      provenanceBox(m, 'result-provenance'),
+      ...(role
+        ? [
+            el(
+              'p',
+              {
+                id: 'result-case-role',
+                'data-role': role,
+                class: role === 'training' ? 'warn' : '',
+              },
+              role === 'training'
+                ? 'This case was one of the model’s training cases: a good result here says little about new scans.'
+                : role === 'validation'
+                  ? 'This case was a validation case: the model was not trained on it, but it was used to follow training.'
+                  : 'This case was held out: the model never saw it.',
+            ),
+          ]
+        : []),
+    );
   }
 
   async function showResult(r: PredictSummary): Promise<void> {
@@ -512,7 +607,10 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
   };
   modelFolder.addEventListener('change', () => void importModel(filesOf(modelFolder)));
   modelZip.addEventListener('change', () => void importModel(filesOf(modelZip)));
-  modelSelect.addEventListener('change', updateRun);
+  modelSelect.addEventListener('change', () => {
+    showModel();
+    updateRun();
+  });
   caseSelect.addEventListener('change', () => {
     setScan(
       caseSelect.value ? JSON.parse(caseSelect.value) : undefined,

@@ -2,7 +2,7 @@
 import * as Comlink from 'comlink';
 import { adapterName, type WebGPUStatus } from '../../gpu/probe.ts';
 import { capabilityRows, type BrowserFacts } from '../capabilities.ts';
-import { el } from '../dom.ts';
+import { el, formatBytes } from '../dom.ts';
 import type { SelfTestApi, SelfTestResult } from '../../../workers/selftest.worker.ts';
 import { errorMessage } from '../../util/errors.ts';
 
@@ -29,7 +29,6 @@ export function statusCard(facts: BrowserFacts): HTMLElement {
       el('dt', {}, 'shader-f16'),
       el('dd', {}, s.features?.includes('shader-f16') ? 'yes' : 'no'),
     );
-    dl.append(el('dt', {}, 'cross-origin isolated'), el('dd', {}, String(s.crossOriginIsolated)));
     card.append(dl);
   } else {
     card.append(
@@ -46,6 +45,30 @@ export function statusCard(facts: BrowserFacts): HTMLElement {
       ),
     );
   }
+  // Measured here whatever the GPU: what threaded WebAssembly and storing scans depend on.
+  const quota = facts.storage?.quota;
+  card.append(
+    el(
+      'dl',
+      { id: 'browser-facts' },
+      el('dt', {}, 'cross-origin isolated'),
+      el(
+        'dd',
+        { 'data-k': 'isolated' },
+        s.crossOriginIsolated ? 'yes (SharedArrayBuffer available)' : 'no',
+      ),
+      el('dt', {}, 'CPU threads'),
+      el('dd', { 'data-k': 'threads' }, facts.threads ? String(facts.threads) : 'not reported'),
+      el('dt', {}, 'storage'),
+      el(
+        'dd',
+        { 'data-k': 'storage' },
+        quota
+          ? `${formatBytes(facts.storage?.usage ?? 0)} used of ${formatBytes(quota)} this browser allows this app`
+          : 'quota not reported',
+      ),
+    ),
+  );
   const caps = el('ul', { class: 'caps', id: 'capabilities' });
   for (const c of capabilityRows(facts)) {
     caps.append(

@@ -1,7 +1,7 @@
 // Test-only page: exposes the kernels worker (kernels.worker.ts) as window.__kernels and
 // the learning-check worker (learning.worker.ts) as window.__learning, started on demand.
 import * as Comlink from 'comlink';
-import type { KernelsApi } from './kernels.worker.ts';
+import type { KernelsApi } from '../../kernels/kernel-suite.ts';
 import type { LearningApi } from './learning.worker.ts';
 
 const worker = new Worker(new URL('./kernels.worker.ts', import.meta.url), { type: 'module' });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
 import type { Page } from 'playwright-core';
-import type { KernelsApi } from './kernels.worker.ts';
+import type { KernelsApi } from '../../kernels/kernel-suite.ts';
 import { launchChromium } from '../../../src/node/chromium.ts';
 import { serveStatic } from '../../../src/node/static-server.ts';
 

@@ -1,0 +1,1 @@
+"""FednnU-Net's strategies as a Flower ServerApp (see docs/flower.md in FednnU-Net Web)."""

@@ -1,0 +1,170 @@
+// Convolution cases of the kernel correctness tests (Node and Chromium): odd shapes (not multiples
+// of the register blocks), strides 1 and 2, 1×3×3 / 3×3×3 / 2×2×2 (conv3dTranspose) kernels, batch
+// 1 and 2, channel counts with and without vec4 loads (incl. 70 output channels and split-K cases).
+import type { ConvCase } from './kernel-suite.ts';
+
+export const KERNEL_CASES: ConvCase[] = [
+  {
+    batch: 1,
+    spatial: [5, 7, 6],
+    cin: 1,
+    cout: 4,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [7, 5, 9],
+    cin: 3,
+    cout: 5,
+    kernel: [1, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [9, 7, 5],
+    cin: 8,
+    cout: 16,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [6, 7, 5],
+    cin: 3,
+    cout: 5,
+    kernel: [1, 3, 3],
+    strides: [1, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [5, 6, 7],
+    cin: 8,
+    cout: 16,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [6, 4, 8],
+    cin: 5,
+    cout: 3,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [3, 6, 6],
+    cin: 3,
+    cout: 4,
+    kernel: [1, 2, 2],
+    strides: [1, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [3, 5, 4],
+    cin: 16,
+    cout: 70,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [3, 3, 3],
+    cin: 64,
+    cout: 8,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  // vec4 loads on both operands, 8-row blocks (≥ 4096 output voxels), a partial last block
+  {
+    batch: 2,
+    spatial: [16, 17, 15],
+    cin: 8,
+    cout: 8,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [9, 10, 11],
+    cin: 4,
+    cout: 12,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [7, 6, 5],
+    cin: 16,
+    cout: 8,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+];
+
+/**
+ * The channel widths of nnU-Net's own 3d_fullres plans (801: 32→64→128→256→320) on small
+ * volumes: the deep stages' convolutions, the stride-2 downsampling into 320, the transposed
+ * convolution back up, and a full-resolution 32-channel conv. (A whole training step of that
+ * plan runs in `npm run bench gpu`: on a CPU adapter it takes minutes.)
+ */
+export const FULL_WIDTH_CASES: ConvCase[] = [
+  {
+    batch: 1,
+    spatial: [4, 5, 5],
+    cin: 320,
+    cout: 320,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [9, 9, 11],
+    cin: 256,
+    cout: 320,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [4, 5, 5],
+    cin: 320,
+    cout: 256,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [8, 10, 10],
+    cin: 256,
+    cout: 256,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 1,
+    spatial: [12, 16, 16],
+    cin: 32,
+    cout: 32,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+];

@@ -1,0 +1,77 @@
+// The fast WebGPU kernels (src/model/kernels) in Node, through Dawn (the `webgpu` package) on
+// SwiftShader here or a real GPU elsewhere: the same suite as test/browser/kernels.test.ts
+// (test/kernels/kernel-suite.ts), without launching Chromium. Skips, saying why, where Dawn finds
+// no Vulkan adapter (vitest.config.ts points Dawn at Chromium's SwiftShader when it is installed).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openKernelsNode, type KernelsNode } from '../kernels/open-node.ts';
+import { FULL_WIDTH_CASES, KERNEL_CASES } from '../kernels/cases.ts';
+
+let k: KernelsNode | undefined;
+let why = '';
+try {
+  k = await openKernelsNode();
+} catch (e) {
+  why = String(e);
+  console.warn(`skipped: ${why}`);
+}
+
+// SwiftShader on 2 cores: the whole-step checks take minutes.
+describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, () => {
+  const api: KernelsNode['call'] = (fn, ...args) => k!.call(fn, ...args);
+  beforeAll(async () => {
+    expect(await api('init')).toBe('webgpu');
+    console.log(`adapter: ${k!.gpu.name}${k!.gpu.software ? ' (software)' : ''}`);
+  });
+
+  it('forward, dx and dw match the cpu backend (rel. L2 < 1e-4) and write every output element', async () => {
+    const r = await api('checkKernels', KERNEL_CASES);
+    expect(r).toHaveLength(3 * KERNEL_CASES.length);
+    expect(await api('gpuErrors')).toEqual([]);
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.relL2.stock, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+  });
+
+  it('reductions, softmax and the fused bias+InstanceNorm+LeakyReLU match the cpu backend', async () => {
+    const r = await api('checkOps');
+    expect(await api('gpuErrors')).toEqual([]);
+    expect(r.length).toBeGreaterThan(30);
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2, c.name).toBeLessThan(1e-5);
+    }
+  });
+
+  it('declines what it does not cover, and the stock kernel then computes it', async () => {
+    const r = await api('checkFallback');
+    expect(r.declined).toEqual([true, true, true]);
+    expect(r.relL2).toBeLessThan(1e-4);
+  });
+
+  it('a whole training step with fast kernels equals stock webgpu and cpu (rel. L2 < 1e-4)', async () => {
+    const r = await api('checkTrainingStep');
+    for (const key of ['fastVsCpu', 'fastVsStock', 'stockVsCpu'] as const) {
+      expect(r[key].tensors, key).toBeGreaterThan(10);
+      expect(r[key].gradRelL2, key).toBeLessThan(1e-4);
+      expect(
+        Math.abs(r[key].loss[0] - r[key].loss[1]) / Math.abs(r[key].loss[1]),
+        key,
+      ).toBeLessThan(1e-5);
+    }
+    expect(await api('gpuErrors')).toEqual([]);
+  });
+
+  it("nnU-Net's full channel widths (801's 3d_fullres: 256→320, 320→320, transposed 320→256, 32 at full resolution) match the cpu backend", async () => {
+    const r = await api('checkKernels', FULL_WIDTH_CASES);
+    expect(r).toHaveLength(3 * FULL_WIDTH_CASES.length);
+    expect(await api('gpuErrors')).toEqual([]);
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+  });
+});
