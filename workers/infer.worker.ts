@@ -8,6 +8,7 @@ import * as Comlink from 'comlink';
 import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
 import { archFromFolder, MODEL_FILES, zipModelFolder } from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
+import { exportNnUNetModel, nnunetExportZip } from '../src/model/nnunet-export.ts';
 import { predictCase } from '../src/infer/predictor.ts';
 import {
   createEngine,
@@ -251,6 +252,21 @@ const api = {
     if (!files || !rec) throw new Error('this model is no longer stored in this browser');
     const zip = zipModelFolder(files);
     return Comlink.transfer({ fileName: `${safeName(rec.name)}.zip`, bytes: zip }, [zip.buffer]);
+  },
+
+  /** The model as nnU-Net v2's export zip (src/model/nnunet-export.ts), as a Blob of its parts. */
+  async exportNnUNet(id: string): Promise<{ fileName: string; blob: Blob; datasetName: string }> {
+    const md = await loadModel(await db(), id);
+    if (!md) throw new Error('this model is no longer stored in this browser');
+    const ex = exportNnUNetModel(md);
+    const blob = new Blob(nnunetExportZip(ex) as Uint8Array<ArrayBuffer>[], {
+      type: 'application/zip',
+    });
+    return {
+      fileName: `${safeName(md.record.name)}_nnunet.zip`,
+      blob,
+      datasetName: ex.datasetName,
+    };
   },
 
   /** model.onnx of a package, built from its weights (and stored) when it has none. */

@@ -19,6 +19,8 @@ export const COMMANDS: Record<string, Loader> = {
   train: async () => (await import('./commands/train.ts')).default,
   predict: async () => (await import('./commands/predict.ts')).default,
   'export-onnx': async () => (await import('./commands/export-onnx.ts')).default,
+  'export-nnunet': async () => (await import('./commands/export-nnunet.ts')).default,
+  'import-nnunet': async () => (await import('./commands/import-nnunet.ts')).default,
   evaluate: async () => (await import('./commands/evaluate.ts')).default,
   'flower-site': async () => (await import('./commands/flower-site.ts')).default,
 };

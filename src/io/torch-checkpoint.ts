@@ -2,9 +2,11 @@
 // little-endian storages `<root>/data/<key>`) without executing anything: the pickle goes through
 // the allow-list reader in pickle.ts, and only the globals that nnU-Net's checkpoint dict needs are
 // known (tensor rebuild, legacy storage types, OrderedDict, torch.device, numpy scalars/arrays).
-// Every tensor is bounded by its storage's zip entry, so memory stays within the file's size.
-import { unzipSync } from 'fflate';
+// Every tensor is bounded by its storage's zip entry, so memory stays within the file's size:
+// entries are read through the zip's directory (zip-archive.ts) as views of the file, not copied,
+// and the tensors that share a storage the same way (nnU-Net's state_dict aliases) are one object.
 import { PickleError, PyTuple, unpickle, type PickleGlobal, type PickleValue } from './pickle.ts';
+import { openZipBytes, ZipError, type ZipEntry } from './zip-archive.ts';
 
 export class TorchCheckpointError extends Error {
   override name = 'TorchCheckpointError';
@@ -86,25 +88,27 @@ const intTuple = (v: PickleValue, what: string): number[] => {
   return v as number[];
 };
 
-function typedView(dtype: TorchDType, buf: ArrayBuffer): TorchTensor['data'] {
+function typedView(dtype: TorchDType, b: Uint8Array): TorchTensor['data'] {
+  const [buf, o] = [b.buffer, b.byteOffset];
   switch (dtype) {
     case 'float32':
-      return new Float32Array(buf);
+      return new Float32Array(buf, o, b.length / 4);
     case 'float64':
-      return new Float64Array(buf);
+      return new Float64Array(buf, o, b.length / 8);
     case 'float16':
     case 'bfloat16':
+      return new Uint16Array(buf, o, b.length / 2);
     case 'int16':
-      return dtype === 'int16' ? new Int16Array(buf) : new Uint16Array(buf);
+      return new Int16Array(buf, o, b.length / 2);
     case 'int64':
-      return new BigInt64Array(buf);
+      return new BigInt64Array(buf, o, b.length / 8);
     case 'int32':
-      return new Int32Array(buf);
+      return new Int32Array(buf, o, b.length / 4);
     case 'int8':
-      return new Int8Array(buf);
+      return new Int8Array(buf, o, b.length);
     case 'uint8':
     case 'bool':
-      return new Uint8Array(buf);
+      return new Uint8Array(buf, o, b.length);
   }
 }
 
@@ -146,6 +150,8 @@ function numpyScalar(descr: string, raw: Uint8Array): number | bigint {
 /** The allowed globals. `storages` gives entry bytes by key; tensors are checked against them. */
 function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<string, PickleGlobal> {
   const g: Record<string, PickleGlobal> = {};
+  // Tensors over the same storage, offset, size and stride (state_dict aliases) are built once.
+  const built = new Map<string, TorchTensor>();
   const fail = (m: string): never => {
     throw new TorchCheckpointError(m);
   };
@@ -174,16 +180,22 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       for (let i = 0; i < shape.length; i++) if (shape[i] > 0) last += (shape[i] - 1) * stride[i];
       if (n > 0 && last >= ref.numel)
         fail(`tensor reaches past its storage (element ${last} of ${ref.numel})`);
+      const cacheKey = `${ref.key} ${offset} ${shape} ${stride}`;
+      const done = built.get(cacheKey);
+      if (done) return done;
       const raw = storage(ref);
-      const out = new Uint8Array(n * ref.itemSize);
       const contiguous = shape.every(
         (_, i) => shape[i] === 1 || stride[i] === shape.slice(i + 1).reduce((a, b) => a * b, 1),
       );
-      if (contiguous) {
-        out.set(
-          raw.subarray((offset as number) * ref.itemSize, ((offset as number) + n) * ref.itemSize),
-        );
+      const start = raw.byteOffset + (offset as number) * ref.itemSize;
+      let out: Uint8Array;
+      if (contiguous && start % ref.itemSize === 0) {
+        // A view of the file (torch aligns storages to 64 bytes): no copy.
+        out = new Uint8Array(raw.buffer, start, n * ref.itemSize);
+      } else if (contiguous) {
+        out = raw.slice((offset as number) * ref.itemSize, ((offset as number) + n) * ref.itemSize);
       } else {
+        out = new Uint8Array(n * ref.itemSize);
         const idx = new Array<number>(shape.length).fill(0);
         for (let k = 0; k < n; k++) {
           let src = offset as number;
@@ -198,8 +210,9 @@ function checkpointGlobals(storage: (ref: StorageRef) => Uint8Array): Record<str
       const t: TorchTensor = {
         dtype: ref.dtype,
         shape: [...shape],
-        data: typedView(ref.dtype, out.buffer),
+        data: typedView(ref.dtype, out),
       };
+      built.set(cacheKey, t);
       return t;
     },
   };
@@ -308,37 +321,48 @@ export interface TorchCheckpoint {
   prefix: string;
 }
 
-/** Parses a `.pth` file. Throws TorchCheckpointError / PickleError on anything unexpected. */
+/**
+ * Parses a `.pth` file. Throws TorchCheckpointError / PickleError on anything unexpected. Tensors
+ * may be views of `file` (do not reuse its bytes while they are in use).
+ */
 export function readTorchCheckpoint(file: Uint8Array): TorchCheckpoint {
-  let entries: Record<string, Uint8Array>;
+  const byName = new Map<string, ZipEntry>();
+  let zip;
   try {
-    entries = unzipSync(file, {
-      // torch stores entries uncompressed; a declared size beyond the file is a forged header,
-      // refusing it keeps allocation bounded by the input.
-      filter: (f) => {
-        if (f.originalSize > file.length * (f.compression === 0 ? 1 : 64))
-          throw new TorchCheckpointError(`zip entry ${f.name} declares ${f.originalSize} bytes`);
-        return true;
-      },
-    });
+    zip = openZipBytes(file, 'checkpoint');
+    for (const e of zip.entries) byName.set(e.name, e);
   } catch (e) {
-    if (e instanceof TorchCheckpointError) throw e;
     throw new TorchCheckpointError(
       `not a readable torch zip checkpoint: ${(e as Error)?.message ?? String(e)}`,
     );
   }
-  const pklName = Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n));
+  // torch stores entries uncompressed; a deflated one may not inflate past 64× the file.
+  const read = (e: ZipEntry): Uint8Array => {
+    try {
+      return zip.read(e, { maxBytes: file.length * 64 });
+    } catch (err) {
+      if (err instanceof ZipError) throw new TorchCheckpointError(err.message);
+      throw err;
+    }
+  };
+  const pklName = [...byName.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (!pklName)
     throw new TorchCheckpointError(
       'no <root>/data.pkl in the checkpoint (legacy non-zip .pth files are not supported)',
     );
   const prefix = pklName.slice(0, -'data.pkl'.length);
-  const order = entries[`${prefix}byteorder`];
-  if (order && new TextDecoder().decode(order).trim() !== 'little')
+  const orderEntry = byName.get(`${prefix}byteorder`);
+  if (orderEntry && new TextDecoder().decode(read(orderEntry)).trim() !== 'little')
     throw new TorchCheckpointError('big-endian checkpoints are not supported');
+  const storageCache = new Map<string, Uint8Array>();
   const storageBytes = (ref: StorageRef): Uint8Array => {
-    const b = entries[`${prefix}data/${ref.key}`];
-    if (!b) throw new TorchCheckpointError(`storage ${ref.key} missing from the zip`);
+    let b = storageCache.get(ref.key);
+    if (!b) {
+      const e = byName.get(`${prefix}data/${ref.key}`);
+      if (!e) throw new TorchCheckpointError(`storage ${ref.key} missing from the zip`);
+      b = read(e);
+      storageCache.set(ref.key, b);
+    }
     if (b.length < ref.numel * ref.itemSize)
       throw new TorchCheckpointError(
         `storage ${ref.key} has ${b.length} bytes, needs ${ref.numel * ref.itemSize}`,
@@ -369,7 +393,7 @@ export function readTorchCheckpoint(file: Uint8Array): TorchCheckpoint {
     storageBytes(ref); // check presence and size now
     return ref as unknown as PickleValue;
   };
-  const root = unpickle(entries[pklName], { globals, persistentLoad });
+  const root = unpickle(read(byName.get(pklName)!), { globals, persistentLoad });
   return { root, prefix: prefix.slice(0, -1) };
 }
 

@@ -12,6 +12,8 @@ import { modelFromFolder } from '../../src/model/model-folder.ts';
 import { readModelFolder, writeModelFolder } from '../../src/node/model-folder-fs.ts';
 import { inspectOnnx } from '../../src/infer/onnx-export.ts';
 import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/infer/predictor.ts';
+import { readNnUNetFolds, zipSource } from '../../src/infer/nnunet-folds.ts';
+import { openZipBytes } from '../../src/io/zip-archive.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
@@ -199,6 +201,32 @@ describe('Predict tab', () => {
     expect(info.arch?.features).toEqual([4, 8, 16]);
     await page.waitForFunction(() =>
       document.querySelector('#model-list')?.textContent?.includes('with ONNX'),
+    );
+    // nnU-Net's export zip: read back in Node, fold 0 holds the model's weights exactly
+    const [nnDl] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`[data-export-nnunet="${id}"]`),
+    ]);
+    expect(nnDl.suggestedFilename()).toMatch(/_nnunet\.zip$/);
+    const zip = new Uint8Array(readFileSync((await nnDl.path())!));
+    const names = openZipBytes(zip).entries.map((e) => e.name);
+    expect(
+      names.some((n) =>
+        /^Dataset\d{3}_[^/]+\/nnUNetTrainer__[^/]+__[^/]+\/fold_0\/checkpoint_final\.pth$/.test(n),
+      ),
+    ).toBe(true);
+    const own = await readModelFolder(modelDir);
+    let folds = 0;
+    for await (const f of readNnUNetFolds(
+      zipSource('e.zip', zip.length, (o, n) => zip.subarray(o, o + n)),
+    )) {
+      folds++;
+      for (const [k, t] of own.weights)
+        expect(Array.from(f.model.weights.get(k)!.data), k).toEqual(Array.from(t.data));
+    }
+    expect(folds).toBe(1);
+    await page.waitForFunction(() =>
+      document.querySelector('#model-status')?.textContent?.includes('nnUNetv2_predict'),
     );
   });
 

@@ -53,9 +53,9 @@ function smallInput(): string {
 
 describe('fednnunet predict with an nnU-Net results folder', () => {
   const input = smallInput();
+  const outs: Record<string, Uint8Array> = {};
 
   it('predicts with one fold and with the ensemble of folds 0 1 (nnU-Net argument style)', () => {
-    const outs: Record<string, Uint8Array> = {};
     for (const [tag, folds] of [
       ['f0', ['0']],
       ['f01', ['0', '1']],
@@ -113,6 +113,45 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('+tta (axes 0 1 2), ort-node');
   }, 400_000);
+
+  it('import-nnunet → export-nnunet zip → predict --model <zip> --checkpoint: the same labels as fold 0', () => {
+    let r = cli('import-nnunet', MODEL, '-o', join(tmp, 'imported'), '--folds', '0');
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/fold 0: .* checkpoint_final.pth → /);
+    const zip = join(tmp, 'Dataset801_export.zip');
+    r = cli('export-nnunet', '--model', join(tmp, 'imported'), '-o', zip);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres/');
+    const out = join(tmp, 'fromzip.nii.gz');
+    r = cli(
+      'predict',
+      '--model',
+      zip,
+      '-i',
+      input,
+      '-o',
+      out,
+      '--checkpoint',
+      'checkpoint_final.pth',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('folds 0 (checkpoint_final.pth)');
+    expect(outs.f0).toBeDefined();
+    expect(readNifti(new Uint8Array(readFileSync(out))).data).toEqual(outs.f0);
+    r = cli(
+      'predict',
+      '--model',
+      zip,
+      '-i',
+      input,
+      '-o',
+      out,
+      '--checkpoint',
+      'checkpoint_best.pth',
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/no fold_K\/checkpoint_best.pth beside plans.json/);
+  }, 180_000);
 
   it('reports a missing fold, an unknown backend and --folds on a non-nnU-Net folder', () => {
     let r = cli(

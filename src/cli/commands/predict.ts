@@ -5,10 +5,11 @@ import { writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Command } from '../command.ts';
 import { parse, UsageError } from '../args.ts';
+import { expandFolds } from '../folds-arg.ts';
 import type { PredictTiles } from '../../infer/sliding-window.ts';
 
 const USAGE =
-  'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR [--folds 0 1] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
+  'fednnunet predict --model MODEL_DIR|MODEL.zip|NNUNET_RESULTS_DIR|NNUNET_EXPORT.zip [--folds 0 1] [--checkpoint checkpoint_final.pth] -i in_0000.nii.gz [-i in_0001.nii.gz ...] -o out.nii.gz [--tta] [--backend tfjs-cpu|ort-node|ort-wasm] [--step-size 0.5] [--threads N]';
 const BACKENDS = ['tfjs-cpu', 'ort-node', 'ort-wasm'] as const;
 type Backend = (typeof BACKENDS)[number];
 
@@ -21,6 +22,7 @@ const command: Command = {
       argv,
       {
         folds: { type: 'string', multiple: true },
+        checkpoint: { type: 'string' },
         model: { type: 'string', short: 'm' },
         input: { type: 'string', short: 'i', multiple: true },
         output: { type: 'string', short: 'o' },
@@ -58,19 +60,20 @@ const command: Command = {
     const { readVolumeFile } = await import('../../io/formats.ts');
     const { writeNifti } = await import('../../io/nifti-write.ts');
 
-    const { isNnUNetModelDir } = await import('../../infer/nnunet-model.ts');
-    if (await isNnUNetModelDir(fsSource(values.model))) {
+    const { isNnUNetModel } = await import('../../node/nnunet-source-fs.ts');
+    if (await isNnUNetModel(values.model, values.checkpoint)) {
       return predictNnUNet(values.model, values.input, values.output, {
         tta: values.tta ?? false,
         stepSize,
         folds: values.folds,
+        checkpoint: values.checkpoint,
         backend,
         threads,
       });
     }
-    if (values.folds)
+    if (values.folds || values.checkpoint)
       throw new UsageError(
-        '--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth)',
+        '--folds applies to nnU-Net results folders (plans.json, dataset.json, fold_K/checkpoint_final.pth) and their export zips; so does --checkpoint',
       );
     const md = await readModelFolder(values.model);
     const images = [];
@@ -140,24 +143,6 @@ const command: Command = {
 };
 export default command;
 
-/** nnU-Net style `--folds 0 1` → `--folds=0 --folds=1` (node's parseArgs takes one value per flag). */
-function expandFolds(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] !== '--folds' && argv[i] !== '-f') {
-      out.push(argv[i]);
-      continue;
-    }
-    let any = false;
-    while (i + 1 < argv.length && /^\d+$/.test(argv[i + 1])) {
-      out.push(`--folds=${argv[++i]}`);
-      any = true;
-    }
-    if (!any) out.push(argv[i]);
-  }
-  return out;
-}
-
 /**
  * Predicts with a model trained by nnU-Net (its results folder) exactly as nnUNetPredictor does
  * (fp16 blending, folds averaged on fp16 logits, the checkpoint's mirroring axes with --tta), on
@@ -167,9 +152,17 @@ async function predictNnUNet(
   model: string,
   inputs: string[],
   out: string,
-  o: { tta: boolean; stepSize: number; folds?: string[]; backend: Backend; threads?: number },
+  o: {
+    tta: boolean;
+    stepSize: number;
+    folds?: string[];
+    checkpoint?: string;
+    backend: Backend;
+    threads?: number;
+  },
 ): Promise<number> {
-  const { readNnUNetModel, predictNnUNetCase } = await import('../../infer/nnunet-model.ts');
+  const { predictNnUNetCase } = await import('../../infer/nnunet-model.ts');
+  const { readNnUNetModelFrom } = await import('../../infer/nnunet-folds.ts');
   const { configurationInfo, tfjsTilePredictor, tileBatchForBudget } =
     await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
@@ -180,7 +173,11 @@ async function predictNnUNet(
     return Number(f);
   });
   const t0 = performance.now();
-  const m = await readNnUNetModel(fsSource(model), folds);
+  const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
+  const m = await readNnUNetModelFrom(nnunetModelSource(model), {
+    folds,
+    checkpoint: o.checkpoint,
+  });
   const images = [];
   for (const p of inputs) images.push(await readVolumeFile(fsSource(dirname(p)), basename(p)));
   const { patch } = configurationInfo(m.plans, m.configuration);
@@ -222,7 +219,7 @@ async function predictNnUNet(
   }
   writeFileSync(out, writeNifti(res.segmentation, { gzip: out.endsWith('.gz') }));
   console.log(
-    `${out}: nnU-Net ${m.configuration} (${m.arch.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet'}), folds ${m.folds.map((f) => f.fold).join(' ')}${o.tta ? ` +tta (axes ${(m.mirrorAxes ?? []).join(' ') || 'none'})` : ''}, ${o.backend}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+    `${out}: nnU-Net ${m.configuration} (${m.arch.residual ? 'ResidualEncoderUNet' : 'PlainConvUNet'}), folds ${m.folds.map((f) => f.fold).join(' ')}${o.checkpoint ? ` (${o.checkpoint})` : ''}${o.tta ? ` +tta (axes ${(m.mirrorAxes ?? []).join(' ') || 'none'})` : ''}, ${o.backend}, ${res.segmentation.dims.join('x')} ${res.segmentation.datatype}, ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   return 0;
 }

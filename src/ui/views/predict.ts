@@ -1,5 +1,6 @@
 // "Predict": segment a scan with a model stored in this browser. Models are imported from a
-// model folder or .zip (as `fednnunet train` writes them), exported again as .zip or .onnx. The
+// model folder or .zip (as `fednnunet train` writes them), exported again as .zip, .onnx or as
+// nnU-Net v2's export zip (src/model/nnunet-export.ts). The
 // scan is a stored case or files picked/dropped here (NIfTI, NRRD, MetaImage or a DICOM folder). Everything runs
 // in workers/infer.worker.ts; nothing is uploaded.
 import * as Comlink from 'comlink';
@@ -47,8 +48,14 @@ const SOURCE_NAMES: Record<string, string> = {
   local: 'trained here',
 };
 
-function download(bytes: Uint8Array, fileName: string, type = 'application/octet-stream'): void {
-  const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type }));
+function download(
+  bytes: Uint8Array | Blob,
+  fileName: string,
+  type = 'application/octet-stream',
+): void {
+  const blob =
+    bytes instanceof Blob ? bytes : new Blob([bytes as Uint8Array<ArrayBuffer>], { type });
+  const url = URL.createObjectURL(blob);
   const a = el('a', { href: url, download: fileName, hidden: '' });
   document.body.append(a);
   a.click();
@@ -272,6 +279,11 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       { type: 'button', class: 'secondary', 'data-export-onnx': m.id },
       'Export ONNX',
     );
+    const nnunet = el(
+      'button',
+      { type: 'button', class: 'secondary', 'data-export-nnunet': m.id },
+      'Export for nnU-Net (.zip)',
+    );
     const del = el(
       'button',
       {
@@ -306,6 +318,19 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
         onnx.disabled = false;
       }
     });
+    nnunet.addEventListener('click', async () => {
+      nnunet.disabled = true;
+      modelStatus.textContent = 'Writing the nnU-Net checkpoint…';
+      try {
+        const r = await api.exportNnUNet(m.id);
+        download(r.blob, r.fileName);
+        modelStatus.textContent = `Exported ${r.fileName} (${formatBytes(r.blob.size)}): nnUNetv2_install_pretrained_model_from_zip ${r.fileName}, then nnUNetv2_predict -d ${r.datasetName} -c ${m.configuration} -f 0.`;
+      } catch (e) {
+        modelStatus.textContent = `nnU-Net export failed: ${errorText(e)}`;
+      } finally {
+        nnunet.disabled = false;
+      }
+    });
     del.addEventListener('click', async () => {
       if (!confirm(`Delete the model ${m.name} from this browser?`)) return;
       await api.deleteModel(m.id);
@@ -324,6 +349,8 @@ export function predictView(api: Comlink.Remote<InferApi>, dataApi: Comlink.Remo
       exp,
       ' ',
       onnx,
+      ' ',
+      nnunet,
       ' ',
       del,
     );
