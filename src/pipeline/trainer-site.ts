@@ -217,8 +217,9 @@ export class TrainerSite implements SiteTrainer {
 
   async train(round: number): Promise<Record<string, number>> {
     const e0 = now();
-    const diceBefore = this.evaluatesBefore(round) ? await this.validationDice() : undefined;
-    const evalMs = now() - e0;
+    const evaluates = this.evaluatesBefore(round);
+    const diceBefore = evaluates ? await this.validationDice() : undefined;
+    const evalMs = evaluates ? now() - e0 : 0;
     const t0 = now();
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
