@@ -16,6 +16,7 @@ export const COMMANDS: Record<string, Loader> = {
   serve: async () => (await import('./commands/serve.ts')).default,
   relay: async () => (await import('./commands/relay.ts')).default,
   simulate: async () => (await import('./commands/simulate.ts')).default,
+  compare: async () => (await import('./commands/compare.ts')).default,
   train: async () => (await import('./commands/train.ts')).default,
   predict: async () => (await import('./commands/predict.ts')).default,
   'export-onnx': async () => (await import('./commands/export-onnx.ts')).default,

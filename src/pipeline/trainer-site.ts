@@ -18,6 +18,8 @@ import {
 } from '../train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../train/train-checkpoint.ts';
 import { slidingWindowPredict } from '../infer/sliding-window.ts';
+import { tfjsValidationEngine, type ValidationEngine } from '../infer/validation-engine.ts';
+import type { SplitMode } from '../train/split.ts';
 import { computeCaseMetrics } from '../eval/metrics.ts';
 import type { TinyOptions } from '../train/tiny.ts';
 import { ProximalTerm } from '../train/proximal.ts';
@@ -34,6 +36,20 @@ export interface TrainerSiteOptions {
   augmentation?: boolean;
   /** Sliding-window Dice on the validation cases each round and at the end (default true). */
   evaluate?: boolean;
+  /**
+   * How often the validation Dice runs (when `evaluate` is on): every K rounds (default 1: before
+   * every round from round 2, i.e. after each aggregation), or 'final' (only once training ended).
+   * The final Dice always runs. A whole-case sliding window costs far more than a round's training
+   * on a CPU, so a long federation may want it rarely.
+   */
+  valEvery?: number | 'final';
+  /**
+   * What runs the validation sliding window (default: tfjs on the training backend). The Node
+   * simulator passes onnxruntime-node (validation-engine.ts): one ONNX export per evaluation.
+   */
+  validationEngine?: ValidationEngine;
+  /** The Trainer's train/validation split (default 'random80'; 'all': train = validate on all). */
+  split?: SplitMode;
   /** Local persistence of the site's training state (after planning and after every round). */
   saveState?: (checkpoint: Uint8Array) => Promise<void>;
   loadState?: () => Promise<Uint8Array | undefined>;
@@ -48,6 +64,9 @@ export interface RoundReport {
   round: number;
   /** Mean foreground Dice on this site's validation cases (sliding window) before local training. */
   diceBefore?: number;
+  /** Wall time of the round's local training (the epoch) and of the validation before it, ms. */
+  trainMs: number;
+  evalMs: number;
   epoch: EpochEvent;
 }
 
@@ -62,9 +81,28 @@ export class TrainerSite implements SiteTrainer {
   private sharedNames: string[] = [];
   readonly rounds: RoundReport[] = [];
   finalDice?: number;
+  /** Wall time of the final validation, ms. */
+  finalEvalMs = 0;
+  private readonly engine: ValidationEngine;
 
   constructor(private readonly o: TrainerSiteOptions) {
     this.numCases = o.pipeline.numCases;
+    const k = o.valEvery ?? 1;
+    if (k !== 'final' && !(Number.isInteger(k) && k >= 1))
+      throw new Error(`valEvery must be a positive integer or 'final', got ${String(k)}`);
+    this.engine = o.validationEngine ?? tfjsValidationEngine();
+  }
+
+  /** The engine that runs validation (its name and note, for the run's log). */
+  get validationEngine(): ValidationEngine {
+    return this.engine;
+  }
+
+  /** Whether the validation Dice runs before round `round` (it scores the model after round − 1). */
+  evaluatesBefore(round: number): boolean {
+    const k = this.o.valEvery ?? 1;
+    if (this.o.evaluate === false || round <= 1 || k === 'final') return false;
+    return (round - 1) % k === 0;
   }
 
   /** The site's dataset.json (labels, channels), as a model folder and a Flower ServerApp want it. */
@@ -129,6 +167,7 @@ export class TrainerSite implements SiteTrainer {
         valIters: this.o.valIters ?? 10,
         seed: this.o.seed ?? 0,
         augmentation: this.o.augmentation,
+        split: this.o.split,
       },
     });
     const val = new Set(this.trainer.valIds);
@@ -181,43 +220,43 @@ export class TrainerSite implements SiteTrainer {
     this.sharedNames = [...shared.keys()];
   }
 
-  /** Mean foreground Dice over the validation cases: full sliding-window prediction, argmax. */
+  /**
+   * Mean foreground Dice over the validation cases: full sliding-window prediction, argmax. The
+   * engine is opened once (one ONNX export of the current weights) for all cases.
+   */
   async validationDice(): Promise<number> {
     const t = this.t;
     const patch = t.config.patch_size;
-    const labels = Array.from({ length: t.numClasses - 1 }, (_, i) => i + 1);
+    const engine = await this.engine.open(t.net, patch);
     const scores: number[] = [];
-    for (const c of this.valCases) {
-      const C = c.data.length / c.seg.length;
-      const logits = await slidingWindowPredict(
-        { data: c.data, shape: [C, ...c.shape] as [number, number, number, number] },
-        patch,
-        t.numClasses,
-        (b, n) => t.predictLogits(b, n, patch),
-        { tileBatch: 2 },
-      );
-      const vox = c.seg.length;
-      const pred = new Uint8Array(vox);
-      for (let v = 0; v < vox; v++) {
-        let best = 0;
-        for (let k = 1; k < t.numClasses; k++)
-          if (logits.data[k * vox + v] > logits.data[best * vox + v]) best = k;
-        pred[v] = best;
+    try {
+      for (const c of this.valCases) {
+        const C = c.data.length / c.seg.length;
+        const logits = await slidingWindowPredict(
+          { data: c.data, shape: [C, ...c.shape] as [number, number, number, number] },
+          patch,
+          t.numClasses,
+          engine.predictTiles,
+          { tileBatch: engine.tileBatch },
+        );
+        const d = meanForegroundDice(logits.data, c.seg, t.numClasses);
+        if (!Number.isNaN(d)) scores.push(d);
       }
-      const ref = Int16Array.from(c.seg, (x) => (x < 0 ? 0 : x));
-      const m = computeCaseMetrics(ref, pred, labels);
-      const ds = labels.map((l) => m[String(l)].Dice).filter((d) => !Number.isNaN(d));
-      if (ds.length) scores.push(ds.reduce((a, b) => a + b, 0) / ds.length);
+    } finally {
+      await engine.release();
     }
     return scores.length ? scores.reduce((a, b) => a + b, 0) / scores.length : NaN;
   }
 
   async train(round: number): Promise<Record<string, number>> {
+    const e0 = now();
     // Round 1 starts from a pretrained model's weights when there is one: measure those too.
-    const diceBefore =
-      (round > 1 || this.config?.initModel) && this.o.evaluate !== false
-        ? await this.validationDice()
-        : undefined;
+    const evaluates =
+      this.evaluatesBefore(round) ||
+      (round === 1 && !!this.config?.initModel && this.o.evaluate !== false);
+    const diceBefore = evaluates ? await this.validationDice() : undefined;
+    const evalMs = evaluates ? now() - e0 : 0;
+    const t0 = now();
     const control = new TrainingControl();
     let epoch: EpochEvent | undefined;
     // The method's site-side loss (methods.ts), anchored at the global model the client just loaded.
@@ -239,7 +278,7 @@ export class TrainerSite implements SiteTrainer {
       extra?.dispose();
     }
     if (!epoch) throw new Error(`round ${round}: the trainer finished no epoch`);
-    this.rounds.push({ round, diceBefore, epoch });
+    this.rounds.push({ round, diceBefore, trainMs: now() - t0, evalMs, epoch });
     await this.save();
     const metrics: Record<string, number | undefined> = {
       loss: epoch.trainLoss,
@@ -266,6 +305,36 @@ export class TrainerSite implements SiteTrainer {
   }
 
   async finish(_global: NamedWeights, _shared: WeightSpec): Promise<void> {
-    if (this.o.evaluate !== false) this.finalDice = await this.validationDice();
+    if (this.o.evaluate === false) return;
+    const t0 = now();
+    this.finalDice = await this.validationDice();
+    this.finalEvalMs = now() - t0;
   }
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/**
+ * Argmax of (K, …) logits against a label map (negative = ignore → background): the mean Dice
+ * over the foreground labels present in either (NaN when none is).
+ */
+export function meanForegroundDice(
+  logits: Float32Array,
+  seg: ArrayLike<number>,
+  numClasses: number,
+): number {
+  const vox = seg.length;
+  if (logits.length !== numClasses * vox)
+    throw new Error(`${logits.length} logits for ${numClasses} classes × ${vox} voxels`);
+  const labels = Array.from({ length: numClasses - 1 }, (_, i) => i + 1);
+  const pred = new Uint8Array(vox);
+  for (let v = 0; v < vox; v++) {
+    let best = 0;
+    for (let k = 1; k < numClasses; k++) if (logits[k * vox + v] > logits[best * vox + v]) best = k;
+    pred[v] = best;
+  }
+  const ref = Int16Array.from(seg, (x) => (x < 0 ? 0 : x));
+  const m = computeCaseMetrics(ref, pred, labels);
+  const ds = labels.map((l) => m[String(l)].Dice).filter((d) => !Number.isNaN(d));
+  return ds.length ? ds.reduce((a, b) => a + b, 0) / ds.length : NaN;
 }

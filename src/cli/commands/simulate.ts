@@ -1,9 +1,7 @@
 // `fednnunet simulate`: a relay and N site clients in one Node process, each site training on its
 // own raw dataset folder — the FednnU-Net run.py equivalent, for research and workshops.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import type { Command } from '../command.ts';
 import { choiceOption, intOption, parse, UsageError } from '../args.ts';
 import { describePrivacy, PRIVACY_OPTIONS, privacyFromArgs } from '../privacy-args.ts';
@@ -11,11 +9,10 @@ import { AGGREGATION_OPTIONS, applyAggregationArgs } from '../aggregation-args.t
 import { METHOD_OPTIONS, methodFromArgs } from '../method-args.ts';
 import { INIT_MODEL_HELP, INIT_MODEL_OPTIONS, initModelFromArgs } from '../init-model-args.ts';
 import { METHOD_NAMES, methodsHelp } from '../../fed/methods.ts';
-import { startRelay } from '../../node/relay/server.ts';
-import { SiteClient, type SiteResult } from '../../fed/client.ts';
-import { wsConnect } from '../../fed/ws-transport.ts';
-import { mergeSiteFingerprints } from '../../fed/ffe-merge.ts';
+import type { SiteResult } from '../../fed/client.ts';
 import type { FederationConfig } from '../../fed/protocol.ts';
+import { runLocalFederation } from '../../node/local-federation.ts';
+import { nodeValidationEngine } from '../../infer/validation-engine.ts';
 import { fsSource } from '../../node/fs-source.ts';
 import { useBackend } from '../../model/tf-backend.ts';
 import { TrainerSite } from '../../pipeline/trainer-site.ts';
@@ -25,7 +22,7 @@ import { writeModelFolder } from '../../node/model-folder-fs.ts';
 
 const USAGE =
   `fednnunet simulate --sites DIR1 DIR2 [DIR3 …] --method ${METHOD_NAMES.join('|')} --rounds R --iters I [--tiny [--tiny-patch N]] [--config 3d_fullres|2d] ` +
-  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--encoding fp16|int8|fp32] [--broadcast fp32|fp16|int8] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
+  '[--max-update-norm C] [--robust trimmed-mean|median] [--val-iters V] [--val-every K|final|none] [--val-engine auto|ort-node|tfjs] [--encoding fp16|int8|fp32] [--broadcast fp32|fp16|int8] [--weighting uniform|cases] [--seed S] [--backend cpu] [--json FILE] [-o DIR] ' +
   `[--secure-agg [--threshold T] [--clip C] [--phase-deadline-s N]] [--dp-epsilon E [--dp-delta D] --clip C] [--init-model DIR [--init-fold K]]\nmethods:\n${methodsHelp('  ')}\n${INIT_MODEL_HELP}`;
 
 const command: Command = {
@@ -39,6 +36,8 @@ const command: Command = {
       iters: { type: 'string' },
       config: { type: 'string', default: '3d_fullres' },
       'val-iters': { type: 'string', default: '10' },
+      'val-every': { type: 'string', default: '1' },
+      'val-engine': { type: 'string', default: 'auto' },
       tiny: { type: 'boolean' },
       'tiny-patch': { type: 'string' },
       encoding: { type: 'string', default: 'fp16' },
@@ -86,6 +85,18 @@ const command: Command = {
         '--backend: only cpu runs in Node (WebGPU training runs in the browser app)',
       );
     await useBackend('cpu');
+    const valEveryArg = values['val-every'];
+    const valEvery =
+      valEveryArg === 'final' || valEveryArg === 'none'
+        ? valEveryArg
+        : intOption('val-every', valEveryArg, 1);
+    const engine = await nodeValidationEngine(
+      choiceOption('val-engine', values['val-engine'], ['auto', 'ort-node', 'tfjs'] as const),
+    );
+    if (valEvery !== 'none')
+      console.log(
+        `validation: ${engine.name}, ${valEvery === 'final' ? 'after the last round only' : valEvery === 1 ? 'after every round' : `every ${valEvery} rounds and after the last`}${engine.note ? ` (${engine.note})` : ''}`,
+      );
 
     const sites: TrainerSite[] = [];
     const datasetJsons: Record<string, unknown>[] = [];
@@ -103,60 +114,66 @@ const command: Command = {
             : undefined,
           seed: intOption('seed', values.seed, 0),
           valIters: intOption('val-iters', values['val-iters'], 0),
+          evaluate: valEvery !== 'none',
+          valEvery: valEvery === 'none' ? undefined : valEvery,
+          validationEngine: engine,
           log: (l) => console.log(`[site] ${l}`),
         }),
       );
     }
 
-    const dataDir = mkdtempSync(join(tmpdir(), 'fednnunet-sim-'));
-    const relay = await startRelay({
-      dataDir,
-      config: { ...config, expectedSites: sites.length, token: 'simulation' },
-      aggregateFingerprints: mergeSiteFingerprints,
+    const results: SiteResult[] = await runLocalFederation(config, sites, {
+      hideCaseCount: !!privacy,
       log: (l) => console.log(`[relay] ${l}`),
       initialWeights,
     });
-    let results: SiteResult[];
-    try {
-      // Join in the order given, so FFE aggregates in that order (as FednnU-Net's client list).
-      // Each SiteClient signs with a key it makes and holds in memory (admission: trust on first use).
-      const runs: Promise<SiteResult>[] = [];
-      for (const [i, site] of sites.entries()) {
-        const run = new SiteClient({
-          connect: wsConnect(relay.wsUrl, WebSocket as never),
-          token: 'simulation',
-          siteName: `site${i + 1}`,
-          trainer: site,
-          hideCaseCount: !!privacy,
-        }).run();
-        runs.push(run);
-        // The next site starts once this one is admitted (or has failed).
-        let failed = false;
-        run.catch(() => (failed = true));
-        while (relay.coordinator.roster().length <= i && !failed)
-          await new Promise((r) => setTimeout(r, 10));
-      }
-      results = await Promise.all(runs);
-    } finally {
-      await relay.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    }
 
     // Report: Dice per round per site (before local training = after the previous aggregation).
     console.log(
       `\n${config.method}: ${config.rounds} rounds × ${config.itersPerRound} iterations, ${sites.length} sites`,
     );
-    console.log(['round', ...sites.map((_, i) => `site${i + 1} Dice`)].join('\t'));
+    // Per round: each site's Dice after that round's aggregation, and the time all sites spent
+    // training it and evaluating it (summed over sites; the sites share this process's CPU).
+    const sec = (ms: number) => (ms / 1000).toFixed(1);
+    console.log(
+      ['round', ...sites.map((_, i) => `site${i + 1} Dice`), 'train s', 'eval s'].join('\t'),
+    );
     // From a pretrained model, round 1 starts from it: its Dice is the row for round 0.
-    for (let r = config.initModel ? 1 : 2; r <= config.rounds; r++) {
+    if (config.initModel)
       console.log(
         [
-          r === 1 ? '0 (initial model)' : r - 1,
-          ...sites.map((s) => s.rounds.find((x) => x.round === r)?.diceBefore?.toFixed(4) ?? ''),
+          '0 (initial model)',
+          ...sites.map((s) => s.rounds.find((x) => x.round === 1)?.diceBefore?.toFixed(4) ?? ''),
+          '',
+          sec(sites.reduce((a, s) => a + (s.rounds.find((x) => x.round === 1)?.evalMs ?? 0), 0)),
+        ].join('\t'),
+      );
+    for (let r = 1; r <= config.rounds; r++) {
+      const next = (s: TrainerSite) => s.rounds.find((x) => x.round === r + 1);
+      const here = (s: TrainerSite) => s.rounds.find((x) => x.round === r);
+      const evalMs =
+        r < config.rounds
+          ? sites.reduce((a, s) => a + (next(s)?.evalMs ?? 0), 0)
+          : sites.reduce((a, s) => a + s.finalEvalMs, 0);
+      console.log(
+        [
+          r === config.rounds ? `${r} (final)` : r,
+          ...sites.map(
+            (s) => (r === config.rounds ? s.finalDice : next(s)?.diceBefore)?.toFixed(4) ?? '',
+          ),
+          sec(sites.reduce((a, s) => a + (here(s)?.trainMs ?? 0), 0)),
+          sec(evalMs),
         ].join('\t'),
       );
     }
-    console.log([`final`, ...sites.map((s) => s.finalDice?.toFixed(4) ?? '')].join('\t'));
+    const trainTotal = sites.reduce((a, s) => a + s.rounds.reduce((b, x) => b + x.trainMs, 0), 0);
+    const evalTotal = sites.reduce(
+      (a, s) => a + s.finalEvalMs + s.rounds.reduce((b, x) => b + x.evalMs, 0),
+      0,
+    );
+    console.log(
+      `time: training ${sec(trainTotal)} s, evaluation ${sec(evalTotal)} s (${engine.name}), summed over sites`,
+    );
     const spent = results[0].privacy.at(-1);
     if (spent)
       console.log(
@@ -164,6 +181,7 @@ const command: Command = {
       );
     const report = {
       config,
+      validation: { engine: engine.name, every: valEvery },
       sites: sites.map((s, i) => ({
         dataset: dirs[i],
         plans: {
@@ -178,8 +196,11 @@ const command: Command = {
           diceBefore: r.diceBefore ?? null,
           trainLoss: r.epoch.trainLoss,
           pseudoDice: r.epoch.pseudoDice,
+          trainSeconds: r.trainMs / 1000,
+          evalSeconds: r.evalMs / 1000,
         })),
         finalDice: s.finalDice,
+        finalEvalSeconds: s.finalEvalMs / 1000,
         traffic: results[i].traffic,
       })),
       ...(privacy ? { privacy: { ...privacy, spent: results[0].privacy } } : {}),
