@@ -99,7 +99,7 @@ const CASES: Array<[string, () => Files, RegExp]> = [
   [
     'a good file next to a corrupt one',
     () => ({ 'good.nii': anat(), 'bad.nii.gz': gz().subarray(0, 900) }),
-    /1 case\(s\) have problems.*bad: /,
+    /1 case\(s\) have problems[\s\S]*\nbad: /,
   ],
   // DICOM folders
   [
