@@ -579,7 +579,9 @@ export class Coordinator {
     if (init && methodSpec(this.s.config.method).keys === 'all') {
       const differ = this.s.sites.filter((x) => !sameSpec(x.spec!, specOf(init)));
       if (differ.length) {
-        const reason = `the initial model ${this.s.config.initModel!.name} has another network than ${differ.map((x) => x.siteName).join(', ')} (${this.s.config.method} trains the checkpoint's own network; use asym to share only the matching tensors)`;
+        // Sorted: sites join concurrently, and the message must not depend on who came first.
+        const names = differ.map((x) => x.siteName).sort();
+        const reason = `the initial model ${this.s.config.initModel!.name} has another network than ${names.join(', ')} (${this.s.config.method} trains the checkpoint's own network; use asym to share only the matching tensors)`;
         for (const x of this.s.sites)
           out.push({ to: x.siteId, message: { type: 'error', message: reason } });
         this.opts.log(reason);
