@@ -85,6 +85,8 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
         await host.fill('#ws-rounds', '2');
         await host.fill('#ws-iters', '1');
         if (secure) {
+          // Privacy settings are folded in the host card.
+          await host.$eval('#ws-advanced', (d) => ((d as HTMLDetailsElement).open = true));
           await host.check('#ws-secure');
           await host.fill('#ws-dp-epsilon', '100');
           await host.fill('#ws-clip', '1');
@@ -244,6 +246,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
       const host = await open(`${relay.url}?host-code=wk77#federation`, 'host');
       await host.fill('#ws-rounds', '3');
       await host.fill('#ws-iters', '1');
+      await host.$eval('#ws-advanced', (d) => ((d as HTMLDetailsElement).open = true));
       await host.check('#ws-secure');
       await host.click('#ws-host');
       const link = await (await host.waitForSelector('#ws-link')).getAttribute('href');
