@@ -196,7 +196,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
           expect(types.every((t) => SECURE_TYPES.includes(t!))).toBe(true);
           expect(types.filter((t) => t === 'secagg-masked').length).toBe(3); // FFE + 2 rounds
           const updateRounds = await p.$$eval(
-            '#egress-rows tr[data-type="update"] td:nth-child(2)',
+            '#egress-rows tr[data-type="update"] td:nth-child(3)',
             (td) => td.map((x) => x.textContent),
           );
           expect(updateRounds.every((r) => r === '0')).toBe(true);
@@ -323,7 +323,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
       for (const p of sites) {
         expect(await p.getAttribute('#fed-status', 'data-round')).toBe('3');
         const rows = await p.$$eval('#egress-rows tr', (rs) =>
-          rs.map((r) => [r.getAttribute('data-type'), r.children[1].textContent]),
+          rs.map((r) => [r.getAttribute('data-type'), r.children[2].textContent]),
         );
         expect(rows.filter(([t, r]) => t === 'update' && r !== '0')).toEqual([]);
         expect(rows.filter(([t]) => t === 'secagg-masked').length).toBeGreaterThanOrEqual(4); // FFE + 3 rounds (+ a retried round 2)
