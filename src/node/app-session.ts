@@ -21,7 +21,7 @@ export async function openApp(opts: { webgpu?: boolean; path?: string } = {}): P
   try {
     server = await serveStatic(join(process.cwd(), 'dist'));
     browser = await launchChromium({ webgpu: opts.webgpu ?? true });
-    const page = await browser.browser.newPage();
+    const page = await browser.newPage();
     const errors: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());

@@ -3,7 +3,13 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import {
+  chromium,
+  type Browser,
+  type BrowserContext,
+  type BrowserContextOptions,
+  type Page,
+} from 'playwright-core';
 
 const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
 
@@ -37,6 +43,14 @@ export function chromiumArgs(webgpu: boolean): string[] {
 
 export interface LaunchedBrowser {
   browser: Browser;
+  /**
+   * A new context (a fresh profile) with service workers blocked unless `opts.serviceWorkers`
+   * says 'allow': the production build registers one that precaches the whole app (~40 MB), which
+   * only the offline test wants; in every other tab it is load that slows the test under test.
+   */
+  newContext(opts?: BrowserContextOptions): Promise<BrowserContext>;
+  /** A page in a new context made by newContext. */
+  newPage(opts?: BrowserContextOptions): Promise<Page>;
   close(): Promise<void>;
 }
 
@@ -52,8 +66,14 @@ export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<L
     args: chromiumArgs(opts.webgpu ?? true),
     env: { ...process.env, TMPDIR: scratch },
   });
+  const newContext = (o: BrowserContextOptions = {}) =>
+    browser.newContext({ serviceWorkers: 'block', ...o });
   return {
     browser,
+    newContext,
+    async newPage(o) {
+      return (await newContext(o)).newPage();
+    },
     async close() {
       await browser.close().catch(() => undefined);
       rmSync(scratch, { recursive: true, force: true });

@@ -147,7 +147,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
 
   it('two sites: join link → stepper → demo data → join → live phase, progress and charts → finished → predict (Automatic picks WebAssembly on SwiftShader) → download', async () => {
     for (const i of [0, 1]) {
-      const ctx = await browser.browser.newContext({ acceptDownloads: true });
+      const ctx = await browser.newContext({ acceptDownloads: true });
       const page = await ctx.newPage();
       page.on('console', (m) => m.type() === 'error' && errors.push(`site ${i}: ${m.text()}`));
       page.on('pageerror', (e) => errors.push(`site ${i}: ${e}`));

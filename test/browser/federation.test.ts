@@ -47,7 +47,7 @@ describe('federation between two browser tabs through the relay', () => {
     const errors: string[] = [];
     const pages: Page[] = [];
     for (const [i, site] of ['hospital-a', 'hospital-b'].entries()) {
-      const ctx = await browser.browser.newContext();
+      const ctx = await browser.newContext();
       const page = await ctx.newPage();
       page.on('console', (m) => m.type() === 'error' && errors.push(`${site}: ${m.text()}`));
       page.on('pageerror', (e) => errors.push(`${site}: ${e}`));
@@ -165,7 +165,7 @@ describe('a site that reloads mid-federation rejoins and finishes', () => {
   it('reload after round 1: same site id, continues from its saved state, same final weights', async () => {
     const pages: Page[] = [];
     for (const [i, site] of ['site-a', 'site-b'].entries()) {
-      const page = await (await browser.browser.newContext()).newPage();
+      const page = await (await browser.newContext()).newPage();
       await page.goto(`${relay.url}?join=again&site=${site}`);
       await page.waitForSelector('body[data-ready="true"]');
       await page.evaluate((k) => {

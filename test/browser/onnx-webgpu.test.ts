@@ -83,7 +83,7 @@ describe('exported ONNX model on onnxruntime-web WebGPU', () => {
 
   for (const [i, c] of CASES.entries()) {
     it(`${c.name}: matches tfjs cpu (rel. L2 < 1e-4), float ops on WebGPU`, async () => {
-      const page = await browser.browser.newPage();
+      const page = await browser.newPage();
       const logs: string[] = [];
       page.on('console', (m) => logs.push(m.text()));
       await page.goto(`${server.url}/index.html`);

@@ -32,7 +32,7 @@ beforeAll(async () => {
   server = await serveStatic(root);
   port = Number(new URL(server.url).port);
   browser = await launchChromium({ webgpu: false });
-  ctx = await browser.browser.newContext();
+  ctx = await browser.newContext({ serviceWorkers: 'allow' });
   page = await ctx.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(m.text());

@@ -89,7 +89,7 @@ describe.skipIf(!existsSync(OPENSSL))('relay over TLS in the browser', () => {
   });
 
   it('over plain http the page is no secure context: no WebCrypto, no WebGPU', async () => {
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
     await page.goto(`http://relay.test:${http.port}/`);
     expect(await page.evaluate(probe)).toEqual({
       secure: false,
@@ -100,7 +100,9 @@ describe.skipIf(!existsSync(OPENSSL))('relay over TLS in the browser', () => {
   });
 
   it('over https it is a secure, cross-origin isolated context, and reaches the relay over wss', async () => {
-    const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+    const page = await (
+      await browser.newContext({ ignoreHTTPSErrors: true, serviceWorkers: 'block' })
+    ).newPage();
     await page.goto(`https://relay.test:${https.port}/`);
     expect(await page.evaluate(probe)).toEqual({
       secure: true,

@@ -38,7 +38,7 @@ describe('npm start', () => {
     expect(res.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
     const b = await launchChromium({ webgpu: true });
     try {
-      const page = await b.browser.newPage();
+      const page = await b.newPage();
       await page.goto(url);
       await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
       expect(await page.title()).toBe('FednnU-Net Web');

@@ -73,7 +73,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
         const shot = (page: Page, name: string) =>
           screenshot(page, secure ? name.replace('workshop-', 'workshop-secure-') : name);
         const open = async (url: string, name: string) => {
-          const page = await (await browser.newContext()).newPage();
+          const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
           page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
           page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
           await page.goto(url);
@@ -232,7 +232,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
     it('a secure host tab reloads after round 1, resumes from IndexedDB with its privacy settings and its key, and the same participants finish every round', async () => {
       const errors: string[] = [];
       const open = async (url: string, name: string) => {
-        const page = await (await browser.newContext()).newPage();
+        const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
         page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
         if (process.env.WSDEBUG)
           page.on('console', (m) =>
@@ -341,7 +341,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
     it('a host whose code is still in use waits and retries, and hosts once the other tab is gone', async () => {
       const pages: Page[] = [];
       for (let i = 0; i < 2; i++) {
-        const page = await (await browser.newContext()).newPage();
+        const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
         await page.goto(`${relay.url}?host-code=wk88#federation`);
         await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
         pages.push(page);

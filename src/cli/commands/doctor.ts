@@ -34,7 +34,7 @@ async function browserReport(): Promise<DoctorReport['chromium']> {
   const server = await serveStatic(dir);
   const b = await launchChromium({ webgpu: true });
   try {
-    const page = await b.browser.newPage();
+    const page = await b.newPage();
     await page.goto(server.url);
     const webgpu = await page.evaluate(probeWebGPU);
     return { path, version: b.browser.version(), webgpu };

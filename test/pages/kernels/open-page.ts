@@ -47,7 +47,7 @@ export async function openKernelsPage(): Promise<KernelsPage> {
     rmSync(out, { recursive: true, force: true });
   };
   try {
-    const page = await browser.browser.newPage();
+    const page = await browser.newPage();
     const errors: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
