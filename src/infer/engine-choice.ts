@@ -18,6 +18,8 @@ import { configurationInfo, tfjsTilePredictor, tileBatchForBudget } from './pred
 import type { PredictTiles } from './sliding-window.ts';
 import type { UNetArch } from '../model/arch.ts';
 import { isSoftwareAdapter, type AdapterFacts } from '../gpu/probe.ts';
+// Static: tfjs is in this bundle already (predictor.ts); tf-backend loads the WebGPU backend lazily.
+import { useBackend } from '../model/tf-backend.ts';
 
 export type InferBackend = 'auto' | 'onnx-webgpu' | 'onnx-wasm' | 'tfjs' | 'tfjs-stock';
 export const INFER_BACKENDS: readonly InferBackend[] = [
@@ -139,7 +141,6 @@ export async function createEngine(
   const arch: UNetArch = archFromFolder(md);
   const budgetTiles = tileBatchForBudget(arch, patch, budgetMB);
   if (choice.kind === 'tfjs') {
-    const { useBackend } = await import('../model/tf-backend.ts');
     await useBackend('webgpu', { fastKernels: choice.fastKernels });
     const model = modelFromFolder(md);
     return {
