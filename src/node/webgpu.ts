@@ -5,11 +5,9 @@
 // SwiftShader (a CPU implementation of Vulkan), which is how CI runs WebGPU code without a GPU.
 import { adapterFactsOf, isSoftwareAdapter, type AdapterFacts } from '../gpu/probe.ts';
 import { errorMessage } from '../util/errors.ts';
-
-// Where Debian's Chromium keeps its Vulkan loader and SwiftShader ICD (scripts/dawn-env.mjs
-// builds the environment that points Dawn at them).
-const CHROMIUM_VULKAN_DIR = '/usr/lib/chromium';
-const SWIFTSHADER_ICD = `${CHROMIUM_VULKAN_DIR}/vk_swiftshader_icd.json`;
+// Where Debian's Chromium keeps its Vulkan loader and SwiftShader ICD: one place, the script that
+// builds the environment pointing Dawn at them (vitest and the benchmarks load it before any TS).
+import { CHROMIUM_VULKAN_DIR, SWIFTSHADER_ICD } from '../../scripts/dawn-env.mjs';
 
 export interface NodeWebGPU {
   adapter: GPUAdapter;
