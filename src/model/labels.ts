@@ -20,36 +20,50 @@ export interface LabelInfo {
   ignoreLabel?: number;
 }
 
-export function labelInfo(
-  dj: Pick<LabelsDatasetJson, 'labels' | 'regions_class_order'>,
-): LabelInfo {
+/** nnU-Net's LabelManager sets: all label values, foreground labels or regions, the ignore label. */
+export interface LabelSets {
+  hasRegions: boolean;
+  /** Every label value (background included, ignore excluded), ascending. */
+  all: number[];
+  /** Foreground labels (no regions), or regions as label lists (background skipped). */
+  foreground: (number | number[])[];
+  ignoreLabel?: number;
+}
+
+export function labelSets(dj: Pick<LabelsDatasetJson, 'labels'>): LabelSets {
   const entries = Object.entries(dj.labels).filter(([k]) => k !== 'ignore');
-  const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
+  const ignoreLabel = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
   const hasRegions = entries.some(([, v]) => Array.isArray(v) && v.length > 1);
   const all = [...new Set(entries.flatMap(([, v]) => (Array.isArray(v) ? v : [v])))].sort(
     (a, b) => a - b,
   );
+  // LabelManager skips the background entry and any region that is only label 0.
+  const foreground = hasRegions
+    ? entries
+        .filter(([k]) => k !== 'background')
+        .map(([, v]) => (Array.isArray(v) ? v : [v]))
+        .filter((r) => !(r.length === 1 && r[0] === 0))
+    : all.filter((l) => l !== 0);
+  return { hasRegions, all, foreground, ignoreLabel };
+}
+
+export function labelInfo(
+  dj: Pick<LabelsDatasetJson, 'labels' | 'regions_class_order'>,
+): LabelInfo {
+  const { hasRegions, foreground, all, ignoreLabel } = labelSets(dj);
   if (hasRegions) {
-    const regions = entries
-      .filter(([k]) => k !== 'background')
-      .map(([, v]) => (Array.isArray(v) ? v : [v]));
-    if (!dj.regions_class_order || dj.regions_class_order.length !== regions.length) {
+    if (!dj.regions_class_order || dj.regions_class_order.length !== foreground.length) {
       throw new Error('dataset.json defines regions but no regions_class_order of matching length');
     }
     return {
-      numSegmentationHeads: regions.length,
+      numSegmentationHeads: foreground.length,
       hasRegions,
-      foreground: regions,
+      foreground,
       regionsClassOrder: dj.regions_class_order,
-      ignoreLabel: ignore,
+      ignoreLabel,
     };
   }
-  return {
-    numSegmentationHeads: all.length,
-    hasRegions,
-    foreground: all.filter((l) => l !== 0),
-    ignoreLabel: ignore,
-  };
+  return { numSegmentationHeads: all.length, hasRegions, foreground, ignoreLabel };
 }
 
 export function numInputChannels(dj: LabelsDatasetJson): number {

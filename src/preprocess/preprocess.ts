@@ -5,6 +5,7 @@ import { mulberry32 } from '../util/rng.ts';
 import { cropToNonzero, type BBox, type Shape3 } from './crop.ts';
 import { normalize, type IntensityProperties } from './normalize.ts';
 import { computeNewShape, resampleData, resampleSeg } from './resample.ts';
+import { labelSets } from '../model/labels.ts';
 
 /** The fields of nnUNetPlans.json that preprocessing reads (the full Plans type lives in src/plan/). */
 export interface PreprocessPlans {
@@ -79,27 +80,11 @@ export function resolveConfiguration(
   return merged as ReturnType<typeof resolveConfiguration>;
 }
 
-/** LabelManager's classes to collect: foreground labels, or regions when any label is a list; plus the ignore key. */
+/** The classes whose voxel locations preprocessing samples: foreground labels or regions, plus the ignore key. */
 export function foregroundClasses(dj: PreprocessDatasetJson): (number | number[])[] {
-  const entries = Object.entries(dj.labels);
-  const ignore = typeof dj.labels.ignore === 'number' ? dj.labels.ignore : undefined;
-  const hasRegions = entries.some(([k, v]) => k !== 'ignore' && Array.isArray(v) && v.length > 1);
-  const flat = new Set<number>();
-  for (const [k, v] of entries)
-    if (k !== 'ignore') for (const x of Array.isArray(v) ? v : [v]) flat.add(x);
-  const all = [...flat].sort((a, b) => a - b);
-  const out: (number | number[])[] = [];
-  if (hasRegions) {
-    for (const [k, v] of entries) {
-      if (k === 'background' || k === 'ignore') continue;
-      const r = Array.isArray(v) ? v : [v];
-      if (!(r.length === 1 && r[0] === 0)) out.push(r);
-    }
-  } else {
-    for (const l of all) if (l !== 0) out.push(l);
-  }
-  if (ignore !== undefined) out.push([-1, ...all]);
-  return out;
+  const { foreground, all, ignoreLabel } = labelSets(dj);
+  // nnU-Net collects [-1, ...all labels] for the ignore label (its class_locations key).
+  return ignoreLabel === undefined ? foreground : [...foreground, [-1, ...all]];
 }
 
 function classKey(c: number | number[]): string {
