@@ -29,7 +29,7 @@ import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import type { Volume } from '../../src/io/volume.ts';
-import { readNnUNetModel } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
 import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/infer/predictor.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { computeCaseMetrics } from '../../src/eval/metrics.ts';
@@ -107,7 +107,7 @@ class ProbedSite extends TrainerSite {
 
 /** The checkpoint's mean foreground Dice on a site's case, through the inference path. */
 async function checkpointDice(siteDir: string, c: string): Promise<number> {
-  const m = await readNnUNetModel(fsSource(MODEL), [0]);
+  const m = await readNnUNetModel(fsSource(MODEL), { folds: [0] });
   const net = new PlainConvUNet(m.arch);
   net.loadNamedWeights(m.folds[0].weights);
   try {
