@@ -5,7 +5,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { matchNetworkWeights } from '../src/infer/nnunet-model.ts';
 import type { PredictorDatasetJson, PredictorPlans } from '../src/infer/predictor.ts';
+import { readNifti } from '../src/io/nifti.ts';
 import { readNnUNetCheckpoint } from '../src/io/torch-checkpoint.ts';
+import type { Volume } from '../src/io/volume.ts';
 import type { UNetArch } from '../src/model/arch.ts';
 import { REFERENCE } from './paths.ts';
 
@@ -63,4 +65,24 @@ export function networkWeightsEditor(dir: string, arch: UNetArch) {
     f(m);
     return () => matchNetworkWeights(arch, m);
   };
+}
+
+/** A 28×28×20 block of the reference case mrA_000: one 32³ tile, so a prediction takes seconds. */
+export function smallNnUNetCase(): Volume {
+  const v = readNifti(
+    new Uint8Array(
+      readFileSync(
+        join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz'),
+      ),
+    ),
+  );
+  const [X, Y] = v.dims;
+  const d: [number, number, number] = [28, 28, 20];
+  const o = [20, 18, 16];
+  const data = new Float32Array(d[0] * d[1] * d[2]);
+  for (let z = 0; z < d[2]; z++)
+    for (let y = 0; y < d[1]; y++)
+      for (let x = 0; x < d[0]; x++)
+        data[(z * d[1] + y) * d[0] + x] = v.data[((z + o[2]) * Y + y + o[1]) * X + x + o[0]];
+  return { ...v, data, dims: d, datatype: 'float32' };
 }

@@ -70,7 +70,7 @@ export async function findNnUNetModels(src: FileSource): Promise<FoundNnUNetMode
         !hasPlans
           ? 'no plans.json'
           : !hasFold
-            ? 'no fold_K/ folder'
+            ? 'no fold_K/checkpoint_final.pth (no fold_K/ folder at all)'
             : 'no fold_K/checkpoint_final.pth (or another .pth) beside plans.json and dataset.json'
       }. Choose the <Trainer>__<Plans>__<configuration> folder (or its Dataset folder, or the zip nnUNetv2_export_model_to_zip writes)`,
     );

@@ -103,7 +103,14 @@ export async function importNnUNetModel(
     }
     const index = folds.indexOf(f.fold) + 1;
     const bytesDone = bytes.slice(0, index).reduce((a, b) => a + b, 0);
-    opts.onProgress?.({ fold: f.fold, index, count: folds.length, phase: 'stored', bytesDone, bytesTotal });
+    opts.onProgress?.({
+      fold: f.fold,
+      index,
+      count: folds.length,
+      phase: 'stored',
+      bytesDone,
+      bytesTotal,
+    });
   }
   return { configuration, folds, origin };
 }

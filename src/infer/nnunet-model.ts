@@ -10,7 +10,11 @@ import {
   type UNetArch,
 } from '../model/arch.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
-import { tensorToFloat32, type NnUNetCheckpoint, type TorchTensor } from '../io/torch-checkpoint.ts';
+import {
+  tensorToFloat32,
+  type NnUNetCheckpoint,
+  type TorchTensor,
+} from '../io/torch-checkpoint.ts';
 import type { PredictTiles } from './sliding-window.ts';
 import { labelInfo, numInputChannels } from '../model/labels.ts';
 import {

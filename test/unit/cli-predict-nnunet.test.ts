@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
-import { NNUNET_MODEL as MODEL } from '../nnunet-helpers.ts';
-import { REFERENCE } from '../paths.ts';
+import { NNUNET_MODEL as MODEL, smallNnUNetCase } from '../nnunet-helpers.ts';
 
 const bin = 'bin/fednnunet.js';
 const cli = (...args: string[]) =>
@@ -17,32 +16,9 @@ const cli = (...args: string[]) =>
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predict-nnunet-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-// A 28×28×20 block of a reference case: one 32³ tile, so each prediction takes seconds.
 function smallInput(): string {
-  const v = readNifti(
-    new Uint8Array(
-      readFileSync(
-        join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz'),
-      ),
-    ),
-  );
-  const [X, Y] = v.dims;
-  const d = [28, 28, 20];
-  const o = [20, 18, 16];
-  const data = new Float32Array(d[0] * d[1] * d[2]);
-  for (let z = 0; z < d[2]; z++)
-    for (let y = 0; y < d[1]; y++)
-      for (let x = 0; x < d[0]; x++) {
-        data[(z * d[1] + y) * d[0] + x] = v.data[((z + o[2]) * Y + y + o[1]) * X + x + o[0]];
-      }
   const p = join(tmp, 'small_0000.nii.gz');
-  writeFileSync(
-    p,
-    writeNifti(
-      { ...v, data, dims: d as [number, number, number], datatype: 'float32' },
-      { gzip: true },
-    ),
-  );
+  writeFileSync(p, writeNifti(smallNnUNetCase(), { gzip: true }));
   return p;
 }
 

@@ -7,12 +7,18 @@ import { join } from 'node:path';
 import { zipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { findNnUNetModels, readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
-import type { NnUNetImportProgress } from '../../src/infer/nnunet-import.ts';
+import { nnunetPredictionModel, type NnUNetImportProgress } from '../../src/infer/nnunet-import.ts';
 import { loadModel, saveNnUNetModel } from '../../src/infer/stored-models.ts';
 import { listModels } from '../../src/store/models.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
-import { givenFilesSource } from '../../src/io/zip-source.ts';
-import { filesUnder, NNUNET_DS as DS, NNUNET_MODEL as MODEL, NNUNET_TRAINER as TRAINER } from '../nnunet-helpers.ts';
+import { givenFilesSource, zipBytesSource } from '../../src/io/zip-source.ts';
+import { setReadLimits } from '../../src/io/read-limits.ts';
+import {
+  filesUnder,
+  NNUNET_DS as DS,
+  NNUNET_MODEL as MODEL,
+  NNUNET_TRAINER as TRAINER,
+} from '../nnunet-helpers.ts';
 import { freshStore } from './store-helpers.ts';
 
 type GivenFile = { path: string; file: Blob };
@@ -30,7 +36,9 @@ describe('nnU-Net results folder import (Predict tab, in Node)', () => {
       statSync(join(MODEL, 'fold_0/checkpoint_final.pth')).size,
     );
     // nnUNetv2_export_model_to_zip: Dataset folder / trainer folder / fold_K inside the zip.
-    const zfiles = Object.fromEntries(filesUnder(MODEL, join(DS, '..')).map((f) => [f.path, f.bytes]));
+    const zfiles = Object.fromEntries(
+      filesUnder(MODEL, join(DS, '..')).map((f) => [f.path, f.bytes]),
+    );
     const zip = zipSync(zfiles, { level: 1 });
     const zsrc = await givenFilesSource([{ path: 'model.zip', file: new Blob([zip]) }]);
     const [z] = await findNnUNetModels(zsrc);
@@ -83,6 +91,20 @@ describe('nnU-Net results folder import (Predict tab, in Node)', () => {
     // The two folds differ (the second is not the first stored twice).
     const k0 = [...md.weights.keys()][0];
     expect(md.ensemble[0].weights.get(k0)!.data).not.toEqual(md.weights.get(k0)!.data);
+
+    // The stored package is predicted through the CLI's path (predictNnUNetCase, nnU-Net's fp16
+    // numerics) with what the CLI gives it for the model read from disk: the same plans,
+    // configuration, dataset.json, mirroring axes and folds (whose weights are equal, above).
+    const nn = nnunetPredictionModel(md, [md, ...md.ensemble])!;
+    expect(nn.plans).toEqual(ref.plans);
+    expect(nn.datasetJson).toEqual(ref.datasetJson);
+    expect([nn.configuration, nn.mirrorAxes]).toEqual([ref.configuration, ref.mirrorAxes]);
+    expect(nn.folds).toHaveLength(ref.folds.length);
+    // A model trained in this app is not predicted with nnU-Net's numerics.
+    const { meta } = md;
+    expect(nnunetPredictionModel({ ...md, meta: { ...meta, nnunet: undefined } }, [md])).toBe(
+      undefined,
+    );
   });
 
   it('one fold, and a refused checkpoint leaves nothing stored', async () => {
@@ -125,6 +147,25 @@ describe('nnU-Net results folder import (Predict tab, in Node)', () => {
     await expect(saveNnUNetModel(db, bsrc, bf)).rejects.toThrow(
       /fold_1\/checkpoint_final\.pth: .*os/,
     );
+    expect((await listModels(db)).map((m) => m.id)).toEqual([one.id]);
+
+    // An export zip whose checkpoint entries declare more than the read limit: refused before
+    // anything is allocated for them (bounded memory); nothing is stored.
+    const zip = zipSync(
+      Object.fromEntries(filesUnder(MODEL, join(DS, '..')).map((f) => [f.path, f.bytes])),
+      { level: 0 },
+    );
+    const ck = statSync(join(MODEL, 'fold_0/checkpoint_final.pth')).size;
+    const zsrc = await givenFilesSource([{ path: 'm.zip', file: new Blob([zip]) }]);
+    const [zf] = await findNnUNetModels(zsrc);
+    const old = setReadLimits({ maxVolumeBytes: ck - 1 });
+    try {
+      await expect(saveNnUNetModel(db, zipBytesSource('m.zip', zip), zf)).rejects.toThrow(
+        /fold_0\/checkpoint_final\.pth declares .* more than the .* read limit/,
+      );
+    } finally {
+      setReadLimits(old);
+    }
     expect((await listModels(db)).map((m) => m.id)).toEqual([one.id]);
   });
 });
