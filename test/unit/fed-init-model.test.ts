@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NNUNET_MODEL as MODEL } from '../nnunet-helpers.ts';
 import { REFERENCE } from '../paths.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { startRelay } from '../../src/node/relay/server.ts';
@@ -35,8 +36,6 @@ import { PlainConvUNet } from '../../src/model/unet.ts';
 import { computeCaseMetrics } from '../../src/eval/metrics.ts';
 
 const RAW = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
-const DS = join(REFERENCE, 'nnunet-model', 'Dataset801_PhantomMR');
-const MODEL = join(DS, 'nnUNetTrainer__nnUNetPlans__3d_fullres');
 // Seed 1 puts mrA_000 (site A) and mrA_004 (site B) in validation: the cases nnU-Net predicted.
 const SEED = 1;
 const SITES = [

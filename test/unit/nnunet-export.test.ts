@@ -33,12 +33,9 @@ import {
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
-import { REFERENCE } from '../paths.ts';
+import { NNUNET_DS as DS, NNUNET_MODEL as MODEL } from '../nnunet-helpers.ts';
 
-const MODEL = `${REFERENCE}/nnunet-model/Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres`;
-const layout = JSON.parse(
-  readFileSync(`${REFERENCE}/nnunet-model/Dataset801_PhantomMR/checkpoint_layout.json`, 'utf8'),
-);
+const layout = JSON.parse(readFileSync(`${DS}/checkpoint_layout.json`, 'utf8'));
 const enc = (s: string) => new TextEncoder().encode(s);
 
 /** Fold 0 of the reference nnU-Net model as a model folder (the import under test). */
