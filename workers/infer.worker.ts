@@ -39,13 +39,15 @@ import {
   saveNnUNetModel,
   type StoredModel,
 } from '../src/infer/stored-models.ts';
+import { findNnUNetModels, type FoundNnUNetModel } from '../src/infer/nnunet-folds.ts';
+import { givenFilesSource } from '../src/io/zip-source.ts';
 import {
-  findNnUNetModels,
-  sourceOfGivenFiles,
-  type FoundNnUNetModel,
-  type NnUNetCheckpointName,
-} from '../src/infer/nnunet-source.ts';
-import { ensembleEngine, type NnUNetImportProgress } from '../src/infer/nnunet-import.ts';
+  foldEngines,
+  nnunetPredictionModel,
+  type FoldEngines,
+  type NnUNetImportProgress,
+} from '../src/infer/nnunet-import.ts';
+import { predictNnUNetCase } from '../src/infer/nnunet-model.ts';
 
 export type { InferBackend, LabelVolume, FoundNnUNetModel, NnUNetImportProgress };
 
@@ -57,7 +59,7 @@ export interface NnUNetImportRequest {
   /** The results folder inside what was given (FoundNnUNetModel.dir). */
   dir: string;
   folds?: number[];
-  checkpoint?: NnUNetCheckpointName;
+  checkpoint?: string;
   name?: string;
 }
 
@@ -117,7 +119,7 @@ const db = () => (dbPromise ??= openStore());
 let current: AbortController | undefined;
 
 // One cached network (the last model/backend used): a second prediction skips session creation.
-let cached: (Engine & { key: string }) | undefined;
+let cached: (FoldEngines & { key: string }) | undefined;
 
 async function dropCache(): Promise<void> {
   const c = cached;
@@ -162,7 +164,7 @@ async function engineFor(
   const key = `${modelId}|${backend}|${budgetMB}|${numThreads ?? ''}`;
   if (cached?.key === key) return cached;
   await dropCache();
-  // An nnU-Net fold ensemble: one engine per fold, logits averaged per tile (nnU-Net's way).
+  // An nnU-Net fold ensemble: one engine per fold (predictNnUNetCase averages their logits).
   const members: Engine[] = [];
   try {
     for (const m of [md, ...md.ensemble])
@@ -173,7 +175,7 @@ async function engineFor(
     await Promise.all(members.map((m) => m.release().catch(() => undefined)));
     throw e;
   }
-  cached = { key, ...ensembleEngine(members) };
+  cached = { key, ...foldEngines(members) };
   return cached;
 }
 
@@ -202,7 +204,7 @@ const api = {
 
   /** Whether dropped files are a model folder (or its zip) or nnU-Net results folder(s). */
   async inspectModelFiles(files: DroppedFile[]): Promise<ModelFilesKind> {
-    const src = await sourceOfGivenFiles(files);
+    const src = await givenFilesSource(files);
     const list = await src.list();
     if (list.some((p) => p.split('/').pop() === MODEL_FILES.model)) return { kind: 'model-folder' };
     return { kind: 'nnunet', name: src.name, models: await findNnUNetModels(src) };
@@ -214,7 +216,7 @@ const api = {
     req: NnUNetImportRequest,
     onProgress: (p: NnUNetImportProgress) => void,
   ): Promise<ModelRecord> {
-    const src = await sourceOfGivenFiles(files);
+    const src = await givenFilesSource(files);
     const found = (await findNnUNetModels(src)).find((m) => m.dir === req.dir);
     if (!found) throw new Error(`no nnU-Net results folder ${req.dir || '(root)'} in ${src.name}`);
     return saveNnUNetModel(await db(), src, found, {
@@ -320,21 +322,25 @@ const api = {
       ctrl.signal.throwIfAborted();
       onEvent({ phase: 'preprocessing', engine: eng.engine });
       let tiles = 0;
-      const res = await predictCase(
-        images,
-        { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson },
-        eng.predictTiles,
-        {
-          tta: req.tta ?? false,
-          mirrorAxes: md.meta.inference_allowed_mirroring_axes,
-          tileBatch: eng.tileBatch,
-          signal: ctrl.signal,
-          onProgress: (done, total) => {
-            tiles = total;
-            onEvent({ phase: 'predicting', done, total, engine: eng.engine });
-          },
+      const opts = {
+        tta: req.tta ?? false,
+        tileBatch: eng.tileBatch,
+        signal: ctrl.signal,
+        onProgress: (done: number, total: number) => {
+          tiles = total;
+          onEvent({ phase: 'predicting', done, total, engine: eng.engine });
         },
-      );
+      };
+      // An imported nnU-Net model is predicted as the CLI does (nnUNetPredictor's fp16 numerics).
+      const nn = nnunetPredictionModel(md, [md, ...md.ensemble]);
+      const res = nn
+        ? await predictNnUNetCase(images, nn, eng.predictors, opts)
+        : await predictCase(
+            images,
+            { plans: md.plans, configuration: md.configuration, datasetJson: md.datasetJson },
+            eng.predictors,
+            { ...opts, mirrorAxes: md.meta.inference_allowed_mirroring_axes },
+          );
       onEvent({ phase: 'exporting', engine: eng.engine });
       const te = performance.now();
       const seg = res.segmentation;

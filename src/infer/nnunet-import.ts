@@ -1,54 +1,40 @@
-// An nnU-Net v2 results folder (src/infer/nnunet-source.ts finds it in a folder or zip) turned into
-// this app's model folder (src/model/model-folder.ts), so the Predict tab stores and runs it like
-// any other model. One fold at a time: read the .pth (progress by bytes), decode it with the safe
-// reader, match its network_weights to the plans' network (src/infer/nnunet-model.ts), encode, and
-// hand the files to `onFold` before the next fold is read — memory holds one checkpoint at a time.
+// An nnU-Net v2 results folder (read by nnunet-folds.ts, the reader the CLI uses too) turned into
+// this app's model package, so the Predict tab stores it like any other model. One fold at a time:
+// the reader reads and checks a fold's .pth (progress by bytes), this module encodes it and hands
+// the files to `onFold` before the next fold is read — memory holds one checkpoint at a time.
 //
 // Several folds make one ensemble package: the first fold is the folder's weights.json/.bin, the
 // others `folds/<K>/weights.json` + `.bin`, and model.json's `nnunet.folds` lists them in order.
-// nnU-Net averages the folds' logits; `ensembleEngine` does the same over per-fold engines.
-import { encodeModelFolder, MODEL_FILES, type ModelFolder } from '../model/model-folder.ts';
-import type { NamedWeights } from '../model/named-weights.ts';
-import { readNnUNetCheckpoint } from '../io/torch-checkpoint.ts';
-import { errorMessage } from '../util/errors.ts';
+// Such a package is predicted as nnU-Net does, by predictNnUNetCase (nnunetPredictionModel).
+import { encodeModelFolder, MODEL_FILES, type DecodedModelFolder } from '../model/model-folder.ts';
 import {
-  ensembleTilePredictor,
-  matchNetworkWeights,
-  nnunetArch,
-  NnUNetImportError,
-} from './nnunet-model.ts';
-import type { PredictorDatasetJson, PredictorPlans } from './predictor.ts';
-import {
-  NNUNET_CHECKPOINTS,
+  planNnUNetRead,
+  readNnUNetFolds,
   type FoundNnUNetModel,
-  type NnUNetCheckpointName,
-  type SizedSource,
-} from './nnunet-source.ts';
+  type NnUNetReadProgress,
+} from './nnunet-folds.ts';
+import type { NnUNetPredictionModel } from './nnunet-model.ts';
+import type { FileSource } from '../io/file-source.ts';
 import type { Engine } from './engine-choice.ts';
+import type { PredictTiles } from './sliding-window.ts';
 
 export interface NnUNetImportOptions {
   /** Folds to import (default: every fold with the checkpoint). */
   folds?: readonly number[];
-  checkpoint?: NnUNetCheckpointName;
+  /** Default checkpoint_final.pth. */
+  checkpoint?: string;
   onProgress?: (p: NnUNetImportProgress) => void;
 }
 
-export interface NnUNetImportProgress {
-  fold: number;
-  /** 1-based position of this fold among those imported, and their count. */
-  index: number;
-  count: number;
-  phase: 'reading' | 'decoding' | 'stored';
-  /** Bytes of checkpoints read so far (all folds) and in all. */
-  bytesDone: number;
-  bytesTotal: number;
+export interface NnUNetImportProgress extends Omit<NnUNetReadProgress, 'phase'> {
+  phase: NnUNetReadProgress['phase'] | 'stored';
 }
 
 /** model.json's `nnunet` block: where an imported model came from. */
 export interface NnUNetOrigin {
   folder: string;
   trainer: string;
-  checkpoint: NnUNetCheckpointName;
+  checkpoint: string;
   /** Every fold in the package, in order; the first is weights.json/.bin. */
   folds: number[];
 }
@@ -85,104 +71,46 @@ export function nnunetModelName(found: FoundNnUNetModel, opts: NnUNetImportOptio
  * (first fold's weights), the next ones only their `folds/<K>/…` files.
  */
 export async function importNnUNetModel(
-  src: SizedSource,
+  src: FileSource,
   found: FoundNnUNetModel,
   onFold: (files: Record<string, Uint8Array>, fold: number, first: boolean) => Promise<void>,
   opts: NnUNetImportOptions = {},
 ): Promise<{ configuration: string; folds: number[]; origin: NnUNetOrigin }> {
-  const checkpoint = opts.checkpoint ?? 'checkpoint_final.pth';
-  if (!NNUNET_CHECKPOINTS.includes(checkpoint))
-    throw new NnUNetImportError(
-      `checkpoint must be one of ${NNUNET_CHECKPOINTS.join(', ')}, not '${checkpoint}'`,
-    );
-  const withCk = found.folds.filter((f) => f.checkpoints.some((c) => c.name === checkpoint));
-  const folds = chosenFolds(found, opts);
-  if (folds.length === 0) throw new NnUNetImportError(`${found.name}: no fold has a ${checkpoint}`);
-  if (new Set(folds).size !== folds.length) throw new NnUNetImportError('a fold is listed twice');
-  const at = (p: string) => (found.dir ? `${found.dir}/${p}` : p);
-  const sizes = folds.map((fold) => {
-    const f = withCk.find((x) => x.fold === fold);
-    if (!f)
-      throw new NnUNetImportError(
-        `fold ${fold} has no ${checkpoint} (folds with one: ${withCk.map((x) => x.fold).join(', ') || 'none'})`,
-      );
-    return f.checkpoints.find((c) => c.name === checkpoint)!.bytes;
-  });
-  const bytesTotal = sizes.reduce((a, b) => a + b, 0);
-  const json = async (name: string) => {
-    try {
-      return JSON.parse(new TextDecoder().decode(await src.read(at(name))));
-    } catch (e) {
-      throw new NnUNetImportError(`${name}: ${errorMessage(e)}`);
-    }
-  };
-  const plans = (await json('plans.json')) as PredictorPlans;
-  const datasetJson = (await json('dataset.json')) as PredictorDatasetJson &
-    ModelFolder['datasetJson'];
-  const origin: NnUNetOrigin = {
-    folder: found.name,
-    trainer: '',
-    checkpoint,
-    folds,
-  };
+  const read = { found, folds: opts.folds, checkpoint: opts.checkpoint };
+  const { checkpoint, folds, bytes } = await planNnUNetRead(src, read);
+  const origin: NnUNetOrigin = { folder: found.name, trainer: '', checkpoint, folds };
+  const bytesTotal = bytes.reduce((a, b) => a + b, 0);
   let configuration = '';
-  let bytesDone = 0;
-  let mirror: number[] | null = null;
-  for (const [i, fold] of folds.entries()) {
-    const name = `fold_${fold}/${checkpoint}`;
-    const progress = (phase: NnUNetImportProgress['phase']) =>
-      opts.onProgress?.({
-        fold,
-        index: i + 1,
-        count: folds.length,
-        phase,
-        bytesDone,
-        bytesTotal,
-      });
-    progress('reading');
-    const bytes = await src.read(at(name));
-    bytesDone += sizes[i];
-    progress('decoding');
-    let weights: NamedWeights;
-    try {
-      const ck = readNnUNetCheckpoint(bytes);
-      const cfg = ck.initArgs.get('configuration');
-      if (typeof cfg !== 'string') throw new NnUNetImportError('init_args has no configuration');
-      if (configuration && cfg !== configuration)
-        throw new NnUNetImportError(
-          `folds were trained with different configurations (${configuration}, ${cfg})`,
-        );
-      configuration = cfg;
-      origin.trainer ||= ck.trainerName;
-      if (i === 0) mirror = ck.inferenceAllowedMirroringAxes;
-      weights = matchNetworkWeights(nnunetArch(plans, cfg, datasetJson), ck.networkWeights);
-    } catch (e) {
-      throw new NnUNetImportError(`${name}: ${errorMessage(e)}`);
-    }
+  let mirror: unknown;
+  for await (const f of readNnUNetFolds(src, { ...read, onProgress: opts.onProgress })) {
+    const first = !configuration;
+    configuration = f.model.configuration;
+    origin.trainer ||= f.checkpoint.trainerName;
+    // The package's one model.json (the first fold's) carries the ensemble's mirroring axes.
+    if (first) mirror = f.model.meta?.inference_allowed_mirroring_axes;
     const files = encodeModelFolder({
-      plans,
-      datasetJson,
-      configuration,
-      weights,
-      provenance: {
-        trained_by: `nnU-Net v2 (${origin.trainer || 'unknown trainer'}), imported`,
-        method: 'local',
-      },
-      meta: {
-        ...(mirror ? { inference_allowed_mirroring_axes: mirror } : {}),
-        nnunet: origin,
-      },
+      ...f.model,
+      meta: { ...(mirror ? { inference_allowed_mirroring_axes: mirror } : {}), nnunet: origin },
     });
-    if (i === 0) await onFold(files, fold, true);
+    if (first) await onFold(files, f.fold, true);
     else {
-      const e = ensembleFiles(fold);
+      const e = ensembleFiles(f.fold);
       await onFold(
         { [e.index]: files[MODEL_FILES.index], [e.weights]: files[MODEL_FILES.weights] },
-        fold,
+        f.fold,
         false,
       );
     }
-    progress('stored');
+    const index = folds.indexOf(f.fold) + 1;
+    const bytesDone = bytes.slice(0, index).reduce((a, b) => a + b, 0);
+    opts.onProgress?.({
+      fold: f.fold,
+      index,
+      count: folds.length,
+      phase: 'stored',
+      bytesDone,
+      bytesTotal,
+    });
   }
   return { configuration, folds, origin };
 }
@@ -216,12 +144,38 @@ export function foldFiles(
   return out;
 }
 
-/** Engines of an ensemble's members as one: logits averaged per tile, as nnU-Net does. */
-export function ensembleEngine(members: Engine[]): Engine {
-  if (members.length === 1) return members[0];
+/**
+ * A stored package as predictNnUNetCase takes it, when it is an imported nnU-Net model (model.json
+ * has `nnunet`): its folds in order (`members`: the package's first fold, then `ensemble`) and the
+ * checkpoint's mirroring axes. Undefined for models trained in this app (predicted in float32).
+ */
+export function nnunetPredictionModel(
+  md: DecodedModelFolder,
+  members: readonly unknown[],
+): NnUNetPredictionModel | undefined {
+  if (!md.meta.nnunet) return undefined;
+  const axes = md.meta.inference_allowed_mirroring_axes;
   return {
-    predictTiles: ensembleTilePredictor(members.map((m) => m.predictTiles)),
-    engine: `${members[0].engine}, ${members.length}-fold ensemble`,
+    plans: md.plans as unknown as NnUNetPredictionModel['plans'],
+    datasetJson: md.datasetJson as NnUNetPredictionModel['datasetJson'],
+    configuration: md.configuration,
+    mirrorAxes: Array.isArray(axes) ? axes : null,
+    folds: members,
+  };
+}
+
+/** One engine per fold of a package, as predictNnUNetCase (or predictCase) takes them. */
+export interface FoldEngines extends Omit<Engine, 'predictTiles'> {
+  predictors: PredictTiles[];
+}
+
+export function foldEngines(members: Engine[]): FoldEngines {
+  return {
+    predictors: members.map((m) => m.predictTiles),
+    engine:
+      members.length > 1
+        ? `${members[0].engine}, ${members.length}-fold ensemble`
+        : members[0].engine,
     reason: members[0].reason,
     // Every member runs the same batch: the smallest one fits them all.
     tileBatch: Math.min(...members.map((m) => m.tileBatch)),

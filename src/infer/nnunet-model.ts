@@ -1,7 +1,7 @@
-// Imports a model trained by nnU-Net itself: its results folder (plans.json, dataset.json,
-// fold_K/checkpoint_final.pth). The network is built from the plans' `architecture` as nnU-Net's
-// get_network_from_plans does (PlainConvUNet or ResidualEncoderUNet; any other class is refused by
-// name), and `network_weights` are matched by name and shape.
+// A model trained by nnU-Net itself (read by nnunet-folds.ts): the network is built from the plans'
+// `architecture` as nnU-Net's get_network_from_plans does (PlainConvUNet or ResidualEncoderUNet;
+// any other class is refused by name), `network_weights` are matched by name and shape, and a case
+// is predicted with nnUNetPredictor's numerics (predictNnUNetCase; the CLI and the browser alike).
 import {
   archFromPlan,
   networkKind,
@@ -11,12 +11,10 @@ import {
 } from '../model/arch.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
 import {
-  readNnUNetCheckpoint,
   tensorToFloat32,
   type NnUNetCheckpoint,
   type TorchTensor,
 } from '../io/torch-checkpoint.ts';
-import type { FileSource } from '../io/file-source.ts';
 import type { PredictTiles } from './sliding-window.ts';
 import { labelInfo, numInputChannels } from '../model/labels.ts';
 import {
@@ -30,8 +28,6 @@ import type { Volume } from '../io/volume.ts';
 export class NnUNetImportError extends Error {
   override name = 'NnUNetImportError';
 }
-
-export const NNUNET_CHECKPOINT = 'checkpoint_final.pth';
 
 /** The network topology for one configuration of nnU-Net plans; refuses classes not built here. */
 export function nnunetArch(
@@ -142,94 +138,6 @@ export interface NnUNetModel {
   mirrorAxes: number[] | null;
 }
 
-/** True if the folder looks like an nnU-Net results folder (plans.json, dataset.json, fold_K/). */
-export async function isNnUNetModelDir(src: FileSource): Promise<boolean> {
-  let files: string[];
-  try {
-    files = await src.list();
-  } catch {
-    return false; // not a readable folder: the caller's own reader reports it
-  }
-  return (
-    files.includes('plans.json') &&
-    files.includes('dataset.json') &&
-    files.some((f) => /^fold_\d+\/checkpoint_final\.pth$/.test(f))
-  );
-}
-
-/** Reads an nnU-Net results folder; `folds` defaults to every fold_K with a checkpoint_final.pth. */
-export async function readNnUNetModel(
-  src: FileSource,
-  folds?: readonly number[],
-): Promise<NnUNetModel> {
-  const files = await src.list();
-  const json = async (name: string) => {
-    if (!files.includes(name))
-      throw new NnUNetImportError(`the nnU-Net model folder has no ${name}`);
-    return JSON.parse(new TextDecoder().decode(await src.read(name)));
-  };
-  const plans = (await json('plans.json')) as PredictorPlans;
-  const datasetJson = await json('dataset.json');
-  const available = files
-    .map((f) => /^fold_(\d+)\/checkpoint_final\.pth$/.exec(f))
-    .filter((m) => m)
-    .map((m) => Number(m![1]))
-    .sort((a, b) => a - b);
-  const use = folds ? [...folds] : available;
-  if (use.length === 0)
-    throw new NnUNetImportError('the nnU-Net model folder has no fold_K/checkpoint_final.pth');
-  let configuration: string | null = null;
-  let arch: UNetArch | null = null;
-  let mirrorAxes: number[] | null = null;
-  const out: NnUNetFold[] = [];
-  for (const fold of use) {
-    const name = `fold_${fold}/${NNUNET_CHECKPOINT}`;
-    if (!files.includes(name))
-      throw new NnUNetImportError(
-        `fold ${fold} has no ${NNUNET_CHECKPOINT} (available: ${available.join(', ') || 'none'})`,
-      );
-    const checkpoint = readNnUNetCheckpoint(await src.read(name));
-    const cfg = checkpoint.initArgs.get('configuration');
-    if (typeof cfg !== 'string')
-      throw new NnUNetImportError(`${name}: init_args has no configuration`);
-    if (configuration !== null && cfg !== configuration)
-      throw new NnUNetImportError(
-        `folds were trained with different configurations (${configuration}, ${cfg})`,
-      );
-    configuration = cfg;
-    arch ??= nnunetArch(plans, cfg, datasetJson);
-    mirrorAxes ??= checkpoint.inferenceAllowedMirroringAxes;
-    let weights: NamedWeights;
-    try {
-      weights = matchNetworkWeights(arch, checkpoint.networkWeights);
-    } catch (e) {
-      throw new NnUNetImportError(`${name}: ${(e as Error).message}`);
-    }
-    out.push({ fold, checkpoint, weights });
-  }
-  return { plans, datasetJson, configuration: configuration!, arch: arch!, folds: out, mirrorAxes };
-}
-
-/**
- * Per-tile fold average. Not nnU-Net's numerics: nnU-Net blends each fold's whole sliding window in
- * fp16 and then averages the folds' fp16 logits (predictNnUNetCase does that, through predictCase
- * with one tile predictor per fold); averaging tiles in float32 differs by fp16 rounding.
- */
-export function ensembleTilePredictor(members: readonly PredictTiles[]): PredictTiles {
-  if (members.length === 0) throw new NnUNetImportError('an ensemble needs at least one fold');
-  if (members.length === 1) return members[0];
-  return async (batch, n) => {
-    const sum = Float32Array.from(await members[0](batch, n));
-    for (let m = 1; m < members.length; m++) {
-      const y = await members[m](batch, n);
-      if (y.length !== sum.length) throw new NnUNetImportError('fold predictions differ in size');
-      for (let i = 0; i < sum.length; i++) sum[i] += y[i];
-    }
-    for (let i = 0; i < sum.length; i++) sum[i] /= members.length;
-    return sum;
-  };
-}
-
 /** What a fold's network must offer for prediction (PlainConvUNet, ResidualEncoderUNet, an ORT session). */
 export interface TileNetwork {
   /** (n, C, ...spatial) → (n, K, ...spatial) logits, channels-first (PlainConvUNet.predictLogits). */
@@ -248,6 +156,12 @@ export interface NnUNetPredictOptions {
   signal?: AbortSignal;
 }
 
+/** What predictNnUNetCase needs of a model: read here (NnUNetModel) or stored in a browser. */
+export type NnUNetPredictionModel = Pick<
+  NnUNetModel,
+  'plans' | 'datasetJson' | 'configuration' | 'mirrorAxes'
+> & { folds: readonly unknown[] };
+
 /**
  * Predicts one case with an imported nnU-Net model exactly as nnUNetPredictor does: one tile
  * predictor per fold (in model.folds order), fp16 blending buffers, folds averaged on fp16 logits,
@@ -256,7 +170,7 @@ export interface NnUNetPredictOptions {
  */
 export async function predictNnUNetCase(
   images: Volume | Volume[],
-  model: NnUNetModel,
+  model: NnUNetPredictionModel,
   foldPredictors: readonly PredictTiles[],
   opts: NnUNetPredictOptions = {},
 ): Promise<PredictionResult> {

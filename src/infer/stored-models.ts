@@ -3,7 +3,7 @@
 // and decodes a stored package.
 import { decodeModelFolder, MODEL_FILES, type DecodedModelFolder } from '../model/model-folder.ts';
 import { labelInfo } from '../model/labels.ts';
-import { memorySource } from '../io/file-source.ts';
+import { memorySource, type FileSource } from '../io/file-source.ts';
 import type { StoreDB } from '../store/db.ts';
 import {
   deleteModel,
@@ -23,7 +23,7 @@ import {
   nnunetModelName,
   type NnUNetImportOptions,
 } from './nnunet-import.ts';
-import type { FoundNnUNetModel, SizedSource } from './nnunet-source.ts';
+import type { FoundNnUNetModel } from './nnunet-folds.ts';
 
 /** Checks a model folder's files (decodes them fully) and returns the decoded model. */
 export async function checkModelFiles(
@@ -108,7 +108,7 @@ export async function loadModel(db: StoreDB, id: string): Promise<StoredModel | 
  */
 export async function saveNnUNetModel(
   db: StoreDB,
-  src: SizedSource,
+  src: FileSource,
   found: FoundNnUNetModel,
   opts: NnUNetImportOptions & { name?: string } = {},
 ): Promise<ModelRecord> {

@@ -9,12 +9,15 @@ export interface FileSource {
   list(): Promise<string[]>;
   /** Bytes of one listed path; rejects with a message naming the path when it is missing. */
   read(path: string): Promise<Uint8Array>;
+  /** A listed file's size in bytes, where known without reading it (for progress by bytes). */
+  size?(path: string): number | undefined;
 }
 
 export function memorySource(name: string, files: Record<string, Uint8Array>): FileSource {
   return {
     name,
     list: async () => Object.keys(files).sort(),
+    size: (path) => files[path]?.byteLength,
     read: async (path) => {
       const b = files[path];
       if (!b) throw new Error(`${name}: no file ${path}`);
@@ -85,6 +88,7 @@ export function pathFilesSource(
   return {
     name,
     list: async () => [...map.keys()].sort(),
+    size: (path) => map.get(path)?.size,
     read: async (path) => {
       const f = map.get(path);
       if (!f) throw new Error(`${name}: no file ${path}`);

@@ -3,7 +3,7 @@
 import { basename, resolve } from 'node:path';
 import { fsSource } from './fs-source.ts';
 import { readModelFolder } from './model-folder-fs.ts';
-import { isNnUNetModelDir, readNnUNetModel } from '../infer/nnunet-model.ts';
+import { findNnUNetModels, foldsWith, readNnUNetModel } from '../infer/nnunet-folds.ts';
 import { initModelInfo, InitModelError } from '../fed/init-model.ts';
 import type { FederationConfig, InitModelInfo } from '../fed/protocol.ts';
 import type { NamedWeights } from '../model/named-weights.ts';
@@ -23,14 +23,14 @@ export async function loadInitModel(
 ): Promise<LoadedInitModel> {
   const name = basename(resolve(dir));
   const src = fsSource(dir);
-  if (await isNnUNetModelDir(src)) {
+  const found = await findNnUNetModels(src).then(
+    (l) => l.find((m) => m.dir === '' && foldsWith(m, 'checkpoint_final.pth').length),
+    () => undefined, // not an nnU-Net results folder: read below as a model folder
+  );
+  if (found) {
     // One fold only (default: the lowest with a checkpoint_final.pth): a federation has one model.
-    const first = (await src.list())
-      .map((f) => /^fold_(\d+)\/checkpoint_final\.pth$/.exec(f)?.[1])
-      .filter((x) => x !== undefined)
-      .map(Number)
-      .sort((a, b) => a - b)[0];
-    const m = await readNnUNetModel(src, [fold ?? first]);
+    const first = foldsWith(found, 'checkpoint_final.pth')[0];
+    const m = await readNnUNetModel(src, { found, folds: [fold ?? first] });
     const f = m.folds[0];
     const info = initModelInfo(config, {
       name: `${name} fold ${f.fold}`,

@@ -1,5 +1,6 @@
-// An nnU-Net model on disk as a FileSource: a results folder, or the zip
-// nnUNetv2_export_model_to_zip writes (read entry by entry, never whole).
+// An nnU-Net model on disk as a FileSource (the Node adapter of infer/nnunet-folds.ts, the reader
+// the browser uses too): a results folder, or the zip nnUNetv2_export_model_to_zip writes (read
+// entry by entry, never whole).
 import { statSync } from 'node:fs';
 import type { FileSource } from '../io/file-source.ts';
 import { fsSource } from './fs-source.ts';

@@ -3,7 +3,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { FileSource } from '../io/file-source.ts';
-import { zipSource } from '../infer/nnunet-folds.ts';
+import { zipSource } from '../io/zip-source.ts';
 
 export function zipFileSource(path: string): FileSource {
   let size: number;

@@ -3,9 +3,13 @@
 // checkpoint_final.pth imported (parsed by the safe .pth reader in the infer worker, with the
 // progress bar), and mrA_000 segmented without mirroring twice: with the Automatic engine
 // (onnxruntime-web; WebAssembly on this software WebGPU adapter, SwiftShader) and with TensorFlow.js
-// on WebGPU (SwiftShader) with our kernels. The downloaded label map is compared with nnUNetPredictor's own
-// (predictions/fold0_nomirror/mrA_000.nii.gz): ≥ 99.9 % identical voxels. The tab does not expose
-// probabilities, so they are not compared here (the CLI's test does).
+// on WebGPU (SwiftShader) with our kernels. The worker predicts an imported model as the CLI does
+// (predictNnUNetCase: nnUNetPredictor's fp16 numerics). The downloaded label map is compared with
+// nnUNetPredictor's own (predictions/fold0_nomirror/mrA_000.nii.gz): ≥ 99.99 % identical voxels
+// (measured: 100 % on both engines; the margin is for an fp16 rounding step that an engine's other
+// summation order can flip, docs/nnunet-parity.md). The tab does not expose probabilities, so they
+// are not compared here (nnunet-parity.test.ts does; nnunet-import.test.ts checks that a stored
+// package predicts exactly as the model read from disk).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +46,7 @@ describe('Predict tab: an nnU-Net v2 results folder', () => {
     expect(await s.page.isHidden('#nnunet-import')).toBe(true);
   });
 
-  it('imports fold 0 with a progress bar and segments mrA_000 as nnU-Net does (≥ 99.9 % of voxels)', async () => {
+  it('imports fold 0 with a progress bar and segments mrA_000 as nnU-Net does (≥ 99.99 % of voxels)', async () => {
     const { page } = s;
     const t0 = Date.now();
     await page.setInputFiles('#model-import-folder', MODEL);
@@ -105,7 +109,7 @@ describe('Predict tab: an nnU-Net v2 results folder', () => {
         `nnU-Net fold 0 in the browser on ${used} (no mirroring): ${same} of ${ref.data.length} voxels equal nnU-Net's labels (${(100 * frac).toFixed(3)} %); foreground ${fg[1]} vs ${fg[0]}; import ${(tImport / 1000).toFixed(1)} s, prediction ${(tPredict / 1000).toFixed(1)} s`,
       );
       expect(fg[0]).toBeGreaterThan(1000); // the reference labels something
-      expect(frac).toBeGreaterThanOrEqual(0.999);
+      expect(frac).toBeGreaterThanOrEqual(0.9999);
       // The next run must not read this run's finished state.
       await page.evaluate(() =>
         document.querySelector('#predict-status')?.removeAttribute('data-phase'),

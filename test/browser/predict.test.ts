@@ -12,7 +12,8 @@ import { modelFromFolder } from '../../src/model/model-folder.ts';
 import { readModelFolder, writeModelFolder } from '../../src/node/model-folder-fs.ts';
 import { inspectOnnx } from '../../src/infer/onnx-export.ts';
 import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/infer/predictor.ts';
-import { readNnUNetFolds, zipSource } from '../../src/infer/nnunet-folds.ts';
+import { readNnUNetFolds } from '../../src/infer/nnunet-folds.ts';
+import { zipBytesSource } from '../../src/io/zip-source.ts';
 import { openZipBytes } from '../../src/io/zip-archive.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
@@ -217,9 +218,7 @@ describe('Predict tab', () => {
     ).toBe(true);
     const own = await readModelFolder(modelDir);
     let folds = 0;
-    for await (const f of readNnUNetFolds(
-      zipSource('e.zip', zip.length, (o, n) => zip.subarray(o, o + n)),
-    )) {
+    for await (const f of readNnUNetFolds(zipBytesSource('e.zip', zip))) {
       folds++;
       for (const [k, t] of own.weights)
         expect(Array.from(f.model.weights.get(k)!.data), k).toEqual(Array.from(t.data));

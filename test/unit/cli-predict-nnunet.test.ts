@@ -8,52 +8,26 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
-import { REFERENCE } from '../paths.ts';
+import { NNUNET_MODEL as MODEL, smallNnUNetCase } from '../nnunet-helpers.ts';
 
 const bin = 'bin/fednnunet.js';
 const cli = (...args: string[]) =>
   spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-const MODEL = join(
-  REFERENCE,
-  'nnunet-model',
-  'Dataset801_PhantomMR',
-  'nnUNetTrainer__nnUNetPlans__3d_fullres',
-);
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predict-nnunet-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-// A 28×28×20 block of a reference case: one 32³ tile, so each prediction takes seconds.
 function smallInput(): string {
-  const v = readNifti(
-    new Uint8Array(
-      readFileSync(
-        join(REFERENCE, 'raw', 'Dataset801_PhantomMR', 'imagesTr', 'mrA_000_0000.nii.gz'),
-      ),
-    ),
-  );
-  const [X, Y] = v.dims;
-  const d = [28, 28, 20];
-  const o = [20, 18, 16];
-  const data = new Float32Array(d[0] * d[1] * d[2]);
-  for (let z = 0; z < d[2]; z++)
-    for (let y = 0; y < d[1]; y++)
-      for (let x = 0; x < d[0]; x++) {
-        data[(z * d[1] + y) * d[0] + x] = v.data[((z + o[2]) * Y + y + o[1]) * X + x + o[0]];
-      }
   const p = join(tmp, 'small_0000.nii.gz');
-  writeFileSync(
-    p,
-    writeNifti(
-      { ...v, data, dims: d as [number, number, number], datatype: 'float32' },
-      { gzip: true },
-    ),
-  );
+  writeFileSync(p, writeNifti(smallNnUNetCase(), { gzip: true }));
   return p;
 }
 
 describe('fednnunet predict with an nnU-Net results folder', () => {
   const input = smallInput();
   const outs: Record<string, Uint8Array> = {};
+  /** `fednnunet predict --model <model> -i <the small input> -o <out> ...more`. */
+  const predict = (model: string, out: string, ...more: string[]) =>
+    cli('predict', '--model', model, '-i', input, '-o', out, ...more);
 
   it('predicts with one fold and with the ensemble of folds 0 1 (nnU-Net argument style)', () => {
     for (const [tag, folds] of [
@@ -61,7 +35,7 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
       ['f01', ['0', '1']],
     ] as const) {
       const out = join(tmp, `${tag}.nii.gz`);
-      const r = cli('predict', '--model', MODEL, '-i', input, '-o', out, '--folds', ...folds);
+      const r = predict(MODEL, out, '--folds', ...folds);
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
       expect(r.stdout).toContain(`folds ${folds.join(' ')}`);
@@ -74,41 +48,14 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     expect(outs.f0).not.toEqual(outs.f01);
     // onnxruntime-node: the same ensemble as tfjs-cpu; and with mirroring over the checkpoint's axes
     const ort = join(tmp, 'f01-ort.nii.gz');
-    let r = cli(
-      'predict',
-      '--model',
-      MODEL,
-      '-i',
-      input,
-      '-o',
-      ort,
-      '--folds',
-      '0',
-      '1',
-      '--backend',
-      'ort-node',
-    );
+    let r = predict(MODEL, ort, '--folds', '0', '1', '--backend', 'ort-node');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const o = readNifti(new Uint8Array(readFileSync(ort))).data as Uint8Array;
     let same = 0;
     for (let i = 0; i < o.length; i++) if (o[i] === outs.f01[i]) same++;
     expect(same / o.length).toBeGreaterThanOrEqual(0.999);
-    r = cli(
-      'predict',
-      '--model',
-      MODEL,
-      '-i',
-      input,
-      '-o',
-      ort,
-      '--folds',
-      '0',
-      '1',
-      '--tta',
-      '--backend',
-      'ort-node',
-    );
+    r = predict(MODEL, ort, '--folds', '0', '1', '--tta', '--backend', 'ort-node');
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('+tta (axes 0 1 2), ort-node');
@@ -123,64 +70,24 @@ describe('fednnunet predict with an nnU-Net results folder', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain('Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres/');
     const out = join(tmp, 'fromzip.nii.gz');
-    r = cli(
-      'predict',
-      '--model',
-      zip,
-      '-i',
-      input,
-      '-o',
-      out,
-      '--checkpoint',
-      'checkpoint_final.pth',
-    );
+    r = predict(zip, out, '--checkpoint', 'checkpoint_final.pth');
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain('folds 0 (checkpoint_final.pth)');
     expect(outs.f0).toBeDefined();
     expect(readNifti(new Uint8Array(readFileSync(out))).data).toEqual(outs.f0);
-    r = cli(
-      'predict',
-      '--model',
-      zip,
-      '-i',
-      input,
-      '-o',
-      out,
-      '--checkpoint',
-      'checkpoint_best.pth',
-    );
+    r = predict(zip, out, '--checkpoint', 'checkpoint_best.pth');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/no fold_K\/checkpoint_best.pth beside plans.json/);
   }, 180_000);
 
   it('reports a missing fold, an unknown backend and --folds on a non-nnU-Net folder', () => {
-    let r = cli(
-      'predict',
-      '--model',
-      MODEL,
-      '-i',
-      input,
-      '-o',
-      join(tmp, 'x.nii.gz'),
-      '--folds',
-      '3',
-    );
+    let r = predict(MODEL, join(tmp, 'x.nii.gz'), '--folds', '3');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/fold 3 has no checkpoint_final.pth \(available: 0, 1\)/);
-    r = cli(
-      'predict',
-      '--model',
-      MODEL,
-      '-i',
-      input,
-      '-o',
-      join(tmp, 'x.nii.gz'),
-      '--backend',
-      'webgl',
-    );
+    r = predict(MODEL, join(tmp, 'x.nii.gz'), '--backend', 'webgl');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--backend must be one of tfjs-cpu, ort-node, ort-wasm/);
-    r = cli('predict', '--model', tmp, '-i', input, '-o', join(tmp, 'x.nii.gz'), '--folds', '0');
+    r = predict(tmp, join(tmp, 'x.nii.gz'), '--folds', '0');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--folds applies to nnU-Net results folders/);
   }, 180_000);

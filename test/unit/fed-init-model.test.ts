@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NNUNET_MODEL as MODEL } from '../nnunet-helpers.ts';
 import { REFERENCE } from '../paths.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { startRelay } from '../../src/node/relay/server.ts';
@@ -29,14 +30,12 @@ import type { NamedWeights } from '../../src/model/named-weights.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import type { Volume } from '../../src/io/volume.ts';
-import { readNnUNetModel } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
 import { configurationInfo, predictCase, tfjsTilePredictor } from '../../src/infer/predictor.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { computeCaseMetrics } from '../../src/eval/metrics.ts';
 
 const RAW = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
-const DS = join(REFERENCE, 'nnunet-model', 'Dataset801_PhantomMR');
-const MODEL = join(DS, 'nnUNetTrainer__nnUNetPlans__3d_fullres');
 // Seed 1 puts mrA_000 (site A) and mrA_004 (site B) in validation: the cases nnU-Net predicted.
 const SEED = 1;
 const SITES = [
@@ -107,7 +106,7 @@ class ProbedSite extends TrainerSite {
 
 /** The checkpoint's mean foreground Dice on a site's case, through the inference path. */
 async function checkpointDice(siteDir: string, c: string): Promise<number> {
-  const m = await readNnUNetModel(fsSource(MODEL), [0]);
+  const m = await readNnUNetModel(fsSource(MODEL), { folds: [0] });
   const net = new PlainConvUNet(m.arch);
   net.loadNamedWeights(m.folds[0].weights);
   try {

@@ -21,7 +21,8 @@ import {
 } from '../../src/io/torch-save.ts';
 import { concatParts, openZipBytes, storedZip } from '../../src/io/zip-archive.ts';
 import { memorySource } from '../../src/io/file-source.ts';
-import { readNnUNetFolds, zipSource } from '../../src/infer/nnunet-folds.ts';
+import { readNnUNetFolds } from '../../src/infer/nnunet-folds.ts';
+import { zipBytesSource, zipSource } from '../../src/io/zip-source.ts';
 import { nnunetArch } from '../../src/infer/nnunet-model.ts';
 import type { ModelFolder } from '../../src/model/model-folder.ts';
 import {
@@ -32,12 +33,9 @@ import {
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
-import { REFERENCE } from '../paths.ts';
+import { NNUNET_DS as DS, NNUNET_MODEL as MODEL } from '../nnunet-helpers.ts';
 
-const MODEL = `${REFERENCE}/nnunet-model/Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres`;
-const layout = JSON.parse(
-  readFileSync(`${REFERENCE}/nnunet-model/Dataset801_PhantomMR/checkpoint_layout.json`, 'utf8'),
-);
+const layout = JSON.parse(readFileSync(`${DS}/checkpoint_layout.json`, 'utf8'));
 const enc = (s: string) => new TextEncoder().encode(s);
 
 /** Fold 0 of the reference nnU-Net model as a model folder (the import under test). */
@@ -244,7 +242,7 @@ describe('export to nnU-Net', () => {
     expect(names).toContain(
       'Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres/plans.json',
     );
-    const src = zipSource('export.zip', zip.length, (o, n) => zip.subarray(o, o + n));
+    const src = zipBytesSource('export.zip', zip);
     const got = [];
     for await (const f of readNnUNetFolds(src)) got.push(f);
     expect(got.map((f) => f.fold)).toEqual([1]);
@@ -288,7 +286,7 @@ describe('import of nnU-Net models', () => {
     const zip = concatParts(
       storedZip(Object.entries(files).map(([name, b]) => ({ name, parts: [b] }))),
     );
-    const src = zipSource('m.zip', zip.length, (o, n) => zip.subarray(o, o + n));
+    const src = zipBytesSource('m.zip', zip);
     const folds = [];
     for await (const f of readNnUNetFolds(src)) folds.push(f.fold);
     expect(folds).toEqual([0, 1]);
@@ -325,7 +323,7 @@ describe('import of nnU-Net models', () => {
       x.name.endsWith('fold_0/checkpoint_final.pth'),
     )!;
     flipped[e.localHeaderOffset + 200] ^= 0xff;
-    const src2 = zipSource('f.zip', flipped.length, (o, n) => flipped.subarray(o, o + n));
+    const src2 = zipBytesSource('f.zip', flipped);
     await expect(async () => {
       for await (const _ of readNnUNetFolds(src2, { folds: [0] })) void _;
     }).rejects.toThrow(/CRC-32 mismatch|checkpoint/);

@@ -1,19 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { memorySource } from '../../src/io/file-source.ts';
-import { readNnUNetCheckpoint } from '../../src/io/torch-checkpoint.ts';
-import { matchNetworkWeights, nnunetArch, readNnUNetModel } from '../../src/infer/nnunet-model.ts';
-import type { PredictorPlans } from '../../src/infer/predictor.ts';
+import { nnunetArch } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
-import { REFERENCE } from '../paths.ts';
+import { NNUNET_MODEL as MODEL, networkWeightsEditor, resultsJson } from '../nnunet-helpers.ts';
 
-const MODEL = `${REFERENCE}/nnunet-model/Dataset801_PhantomMR/nnUNetTrainer__nnUNetPlans__3d_fullres`;
-const plans = JSON.parse(readFileSync(`${MODEL}/plans.json`, 'utf8')) as PredictorPlans & {
-  configurations: Record<string, { architecture: { network_class_name: string } }>;
-};
-const datasetJson = JSON.parse(readFileSync(`${MODEL}/dataset.json`, 'utf8'));
+const { plans, datasetJson } = resultsJson(MODEL);
 
 describe('nnU-Net model import', () => {
   it('builds PlainConvUNet from the plans and loads both folds by name and shape', async () => {
@@ -43,15 +38,7 @@ describe('nnU-Net model import', () => {
   });
 
   it('fails clearly on a missing, extra, mis-shaped or non-alias parameter', () => {
-    const arch = nnunetArch(plans, '3d_fullres', datasetJson);
-    const ck = readNnUNetCheckpoint(
-      new Uint8Array(readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`)),
-    );
-    const edit = (f: (m: typeof ck.networkWeights) => void) => {
-      const m = new Map(ck.networkWeights);
-      f(m);
-      return () => matchNetworkWeights(arch, m);
-    };
+    const edit = networkWeightsEditor(MODEL, nnunetArch(plans, '3d_fullres', datasetJson));
     expect(edit(() => {})).not.toThrow();
     expect(edit((m) => m.delete('decoder.seg_layers.1.bias'))).toThrow(
       /lacks parameter 'decoder.seg_layers.1.bias'/,
@@ -96,7 +83,7 @@ describe('nnU-Net model import', () => {
       ...files,
       'fold_0/checkpoint_final.pth': readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`),
     };
-    await expect(readNnUNetModel(memorySource('m', one), [1])).rejects.toThrow(
+    await expect(readNnUNetModel(memorySource('m', one), { folds: [1] })).rejects.toThrow(
       /fold 1 has no checkpoint_final.pth \(available: 0\)/,
     );
   });

@@ -16,11 +16,8 @@
 import { readFileSync } from 'node:fs';
 import { unzipSync } from 'fflate';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  predictNnUNetCase,
-  readNnUNetModel,
-  type NnUNetModel,
-} from '../../src/infer/nnunet-model.ts';
+import { predictNnUNetCase, type NnUNetModel } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
 import {
   configurationInfo,
   tfjsTilePredictor,
@@ -124,7 +121,7 @@ describe('imported nnU-Net model predicts as nnU-Net (reference predictions)', (
   });
 
   it('onnxruntime-node: both cases, all three runs', async () => {
-    model = await readNnUNetModel(fsSource(MODEL), [0, 1]);
+    model = await readNnUNetModel(fsSource(MODEL), { folds: [0, 1] });
     expect(model.mirrorAxes).toEqual([0, 1, 2]);
     const { patch } = configurationInfo(model.plans, model.configuration);
     const fold: PredictTiles[] = [];
@@ -151,7 +148,7 @@ describe('imported nnU-Net model predicts as nnU-Net (reference predictions)', (
   }, 900_000);
 
   it('onnxruntime-web (wasm, its Node build): fold 0 without mirroring, mrA_000', async () => {
-    const m = await readNnUNetModel(fsSource(MODEL), [0]);
+    const m = await readNnUNetModel(fsSource(MODEL), { folds: [0] });
     const { patch } = configurationInfo(m.plans, m.configuration);
     const s = await createOrtSession(buildOnnxModel(m.arch, m.folds[0].weights), {
       backend: 'ort-wasm',
@@ -169,7 +166,7 @@ describe('imported nnU-Net model predicts as nnU-Net (reference predictions)', (
 
   it('tfjs-cpu: fold 0 without mirroring, mrA_000', async () => {
     await useBackend('cpu');
-    const m = await readNnUNetModel(fsSource(MODEL), [0]);
+    const m = await readNnUNetModel(fsSource(MODEL), { folds: [0] });
     const { patch } = configurationInfo(m.plans, m.configuration);
     const net = new PlainConvUNet(m.arch);
     try {

@@ -5,30 +5,22 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { archFromPlan, paramSpecs } from '../../src/model/arch.ts';
-import { matchNetworkWeights, nnunetArch, readNnUNetModel } from '../../src/infer/nnunet-model.ts';
+import { nnunetArch, predictNnUNetCase } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
 import { buildOnnxModel } from '../../src/infer/onnx-export.ts';
 import { createOrtSession } from '../../src/infer/ort.ts';
-import type { PredictorPlans } from '../../src/infer/predictor.ts';
 import { readNpy } from '../../src/io/npy.ts';
-import { readNnUNetCheckpoint } from '../../src/io/torch-checkpoint.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
 import { ellipsoidPhantom } from '../../src/demo/ellipsoid-phantom.ts';
 import { configurationInfo, tfjsTilePredictor } from '../../src/infer/predictor.ts';
 import { ortTilePredictor } from '../../src/infer/ort.ts';
-import { predictNnUNetCase } from '../../src/infer/nnunet-model.ts';
 import { fsSource } from '../../src/node/fs-source.ts';
+import { networkWeightsEditor, RESENC_MODEL as MODEL, resultsJson } from '../nnunet-helpers.ts';
 import { REFERENCE } from '../paths.ts';
 
 const DIR = `${REFERENCE}/resenc`;
-const MODEL = `${DIR}/nnUNetTrainer__nnUNetResEncUNetPlans__3d_fullres`;
-const plans = JSON.parse(readFileSync(`${MODEL}/plans.json`, 'utf8')) as PredictorPlans & {
-  configurations: Record<
-    string,
-    { architecture: { network_class_name: string; arch_kwargs: Record<string, unknown> } }
-  >;
-};
-const datasetJson = JSON.parse(readFileSync(`${MODEL}/dataset.json`, 'utf8'));
+const { plans, datasetJson } = resultsJson(MODEL);
 const meta = JSON.parse(readFileSync(`${DIR}/fixture_meta.json`, 'utf8')) as {
   unique_parameters: Array<[string, number[]]>;
 };
@@ -122,15 +114,7 @@ describe('ResidualEncoderUNet (nnU-Net ResEnc presets)', () => {
   }, 300_000);
 
   it('fails clearly on a missing, mis-shaped or unknown parameter, and on unsupported kwargs', () => {
-    const arch = nnunetArch(plans, '3d_fullres', datasetJson);
-    const ck = readNnUNetCheckpoint(
-      new Uint8Array(readFileSync(`${MODEL}/fold_0/checkpoint_final.pth`)),
-    );
-    const edit = (f: (m: typeof ck.networkWeights) => void) => {
-      const m = new Map(ck.networkWeights);
-      f(m);
-      return () => matchNetworkWeights(arch, m);
-    };
+    const edit = networkWeightsEditor(MODEL, nnunetArch(plans, '3d_fullres', datasetJson));
     expect(edit(() => {})).not.toThrow();
     expect(edit((m) => m.delete('encoder.stages.1.blocks.0.skip.1.conv.weight'))).toThrow(
       /lacks parameter 'encoder.stages.1.blocks.0.skip.1.conv.weight'/,

@@ -32,16 +32,14 @@ const command: Command = {
       return Number(f);
     });
     const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
-    const { checkpointName, findNnUNetResultsDir, nnunetFolds, readNnUNetFolds } =
-      await import('../../infer/nnunet-folds.ts');
+    const { planNnUNetRead, readNnUNetFolds } = await import('../../infer/nnunet-folds.ts');
     const { writeModelFolder } = await import('../../node/model-folder-fs.ts');
     const src = nnunetModelSource(positionals[0]);
-    const checkpoint = checkpointName(values.checkpoint);
-    const use =
-      folds ?? (await nnunetFolds(src, await findNnUNetResultsDir(src, checkpoint), checkpoint));
+    const plan = await planNnUNetRead(src, { folds, checkpoint: values.checkpoint });
+    const { checkpoint, folds: use } = plan;
     const t0 = performance.now();
     const written: string[] = [];
-    for await (const f of readNnUNetFolds(src, { folds: use, checkpoint })) {
+    for await (const f of readNnUNetFolds(src, plan)) {
       const out = use.length > 1 ? join(values.output, `fold_${f.fold}`) : values.output;
       await writeModelFolder(out, f.model);
       written.push(out);

@@ -162,7 +162,7 @@ async function predictNnUNet(
   },
 ): Promise<number> {
   const { predictNnUNetCase } = await import('../../infer/nnunet-model.ts');
-  const { readNnUNetModelFrom } = await import('../../infer/nnunet-folds.ts');
+  const { readNnUNetModel } = await import('../../infer/nnunet-folds.ts');
   const { configurationInfo, tfjsTilePredictor, tileBatchForBudget } =
     await import('../../infer/predictor.ts');
   const { readVolumeFile } = await import('../../io/formats.ts');
@@ -174,7 +174,7 @@ async function predictNnUNet(
   });
   const t0 = performance.now();
   const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
-  const m = await readNnUNetModelFrom(nnunetModelSource(model), {
+  const m = await readNnUNetModel(nnunetModelSource(model), {
     folds,
     checkpoint: o.checkpoint,
   });
