@@ -1,6 +1,15 @@
 // The one place that chooses and initialises a tfjs backend, in Node, the page or a worker.
 import * as tf from '@tensorflow/tfjs';
 import { useFastKernels } from './kernels/index.ts';
+import {
+  DEFAULT_CHOICE,
+  parseConvVariant,
+  setConvVariants,
+  type ConvChoice,
+  type ConvVariant,
+} from './kernels/conv-variants.ts';
+import { autotuneConv, type TuneResult } from './kernels/autotune.ts';
+import { adapterFactsOf, isSoftwareAdapter, type AdapterFacts } from '../gpu/probe.ts';
 
 export type BackendName = 'webgpu' | 'cpu';
 
@@ -23,6 +32,13 @@ export interface BackendOptions {
    * fallback switch (and the reference in tests and benchmarks).
    */
   fastKernels?: boolean;
+  /**
+   * webgpu only: which conv3d variant the fast kernels run ('regblock', 'tiled'), or 'auto': the
+   * per-adapter autotune (cached; see kernels/autotune.ts). Default: FEDNNUNET_CONV_VARIANT in
+   * Node, else 'auto' on a GPU and 'regblock' on a software adapter (SwiftShader, where the
+   * tiled variant measured several times slower: BENCHMARKS.md); an explicit 'auto' tunes there too.
+   */
+  convVariant?: ConvVariant | 'auto';
 }
 
 export async function useBackend(name: BackendName, opts: BackendOptions = {}): Promise<typeof tf> {
@@ -41,9 +57,66 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
   await tf.ready();
   if (name === 'webgpu') {
     useFastKernels(opts.fastKernels ?? true);
+    if (opts.fastKernels ?? true) await chooseConvVariants(opts.convVariant);
     watchGpuErrors();
   }
   return tf;
+}
+
+export type ConvTuning =
+  | (TuneResult & { adapter: string })
+  | { choice: ConvChoice; source: 'forced' | 'software adapter'; adapter?: string };
+let tuned: { device: unknown; result: ConvTuning } | undefined;
+let lastTuning: ConvTuning | undefined;
+
+/** How the conv3d variants in use were chosen (after a useBackend('webgpu')). */
+export function convTuning(): ConvTuning | undefined {
+  return lastTuning;
+}
+
+const envVariant = () =>
+  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+    ?.FEDNNUNET_CONV_VARIANT;
+
+async function adapterFacts(device: GPUDevice | undefined): Promise<AdapterFacts> {
+  const info = (device as (GPUDevice & { adapterInfo?: GPUAdapterInfo }) | undefined)?.adapterInfo;
+  if (info?.vendor !== undefined)
+    return {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+    };
+  const adapter = await navigator.gpu?.requestAdapter({ powerPreference: 'high-performance' });
+  return adapter
+    ? adapterFactsOf(adapter)
+    : { vendor: '', architecture: '', device: '', description: '' };
+}
+
+async function chooseConvVariants(opt: ConvVariant | 'auto' | undefined): Promise<void> {
+  const want = opt ?? parseConvVariant(envVariant());
+  if (want && want !== 'auto') {
+    setConvVariants(want);
+    lastTuning = { choice: { forward: want, dx: want, dw: want }, source: 'forced' };
+    return;
+  }
+  const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
+  let t = tuned;
+  // An explicit 'auto' measures even where the default skipped it (software adapter).
+  if (!t || t.device !== device || (want === 'auto' && t.result.source === 'software adapter')) {
+    const facts = await adapterFacts(device);
+    const adapter =
+      [facts.vendor, facts.architecture, facts.device, facts.description]
+        .filter(Boolean)
+        .join(' ') || 'unknown adapter';
+    const result: ConvTuning =
+      want !== 'auto' && isSoftwareAdapter(facts)
+        ? { choice: { ...DEFAULT_CHOICE }, source: 'software adapter', adapter }
+        : { ...(await autotuneConv(facts)), adapter };
+    tuned = t = { device, result };
+  }
+  setConvVariants(t.result.choice);
+  lastTuning = t.result;
 }
 
 // WebGPU reports an invalid shader or pipeline as an "uncaptured error" event and then drops

@@ -5,6 +5,8 @@
 // SwiftShader (a CPU implementation of Vulkan), which is how CI runs WebGPU code without a GPU.
 import { adapterFactsOf, isSoftwareAdapter, type AdapterFacts } from '../gpu/probe.ts';
 import { errorMessage } from '../util/errors.ts';
+import { setDefaultTuneStore } from '../gpu/tune-store.ts';
+import { fileTuneStore } from './tune-file.ts';
 // Where Debian's Chromium keeps its Vulkan loader and SwiftShader ICD: one place, the script that
 // builds the environment pointing Dawn at them (vitest and the benchmarks load it before any TS).
 import { CHROMIUM_VULKAN_DIR, SWIFTSHADER_ICD } from '../../scripts/dawn-env.mjs';
@@ -37,6 +39,8 @@ export function installNodeWebGPU(): Promise<NodeWebGPU> {
 }
 
 async function install(): Promise<NodeWebGPU> {
+  // The conv3d autotune's per-adapter cache (src/model/kernels/autotune.ts) lives in a file here.
+  setDefaultTuneStore(fileTuneStore());
   let dawn: { create(flags: string[]): GPU; globals: Record<string, unknown> };
   try {
     // A variable specifier: the package is a Node-only development dependency that bundlers

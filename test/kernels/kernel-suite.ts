@@ -5,11 +5,13 @@
 import type * as TF from '@tensorflow/tfjs';
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
 import {
-  conv3dBackpropFilter,
-  conv3dBackpropInput,
-  conv3dForward,
+  CONV_VARIANTS,
+  convVariants,
+  setConvVariants,
   useFastKernels,
+  type ConvVariant,
 } from '../../src/model/kernels/index.ts';
+import { DW, DX, FORWARD } from '../../src/model/kernels/conv-variants.ts';
 import { rawProgram, type WebGPUBackendLike } from '../../src/model/kernels/program.ts';
 import { SGDNesterov } from '../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../src/plan/vram.ts';
@@ -114,23 +116,27 @@ async function runAll(t: Tensors, c: ConvCase): Promise<Float32Array[]> {
   return out;
 }
 
-/** The fast kernels called directly, each writing into a NaN-filled output. */
-async function runPoisoned(t: Tensors, c: ConvCase): Promise<Float32Array[]> {
+/** The fast kernels (of one variant) called directly, each writing into a NaN-filled output. */
+async function runPoisoned(
+  t: Tensors,
+  c: ConvCase,
+  variant: ConvVariant = 'regblock',
+): Promise<Float32Array[]> {
   const backend = tf.backend() as unknown as WebGPUBackendLike;
   const x = tf.tensor(t.x, t.xShape);
   const w = tf.tensor(t.w, t.wShape);
   const dy = tf.tensor(t.dy, t.yShape);
   const outs = [tf.fill(t.yShape, NaN), tf.fill(t.xShape, NaN), tf.fill(t.wShape, NaN)];
   const ok = [
-    conv3dForward(backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
-    conv3dBackpropInput(
+    FORWARD[variant](backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
+    DX[variant](
       backend,
       dy,
       w,
       { strides: c.strides, pad: c.pad, inputShape: t.xShape },
       outs[1],
     ),
-    conv3dBackpropFilter(
+    DW[variant](
       backend,
       x,
       dy,
@@ -292,25 +298,36 @@ const api = {
     return gpuErrors.slice();
   },
 
-  async checkKernels(cases: ConvCase[]): Promise<KernelCheck[]> {
+  /**
+   * Each case's forward, dx and dw with the fast kernels of `opts.variant` (default regblock)
+   * against the cpu backend, through the engine and called directly into NaN-filled outputs;
+   * with `opts.stock` (default true) the stock webgpu kernels too (relL2.stock NaN otherwise).
+   */
+  async checkKernels(
+    cases: ConvCase[],
+    opts: { variant?: ConvVariant; stock?: boolean } = {},
+  ): Promise<KernelCheck[]> {
     const out: KernelCheck[] = [];
+    const variant = opts.variant ?? 'regblock';
+    const before = convVariants();
     for (const [i, c] of cases.entries()) {
       const t = makeData(c, 100 + 7 * i);
       await useBackend('cpu');
       const ref = await runAll(t, c);
-      await useBackend('webgpu');
+      await useBackend('webgpu', { convVariant: variant });
       useFastKernels(false);
-      const stock = await runAll(t, c);
+      const stock = opts.stock === false ? null : await runAll(t, c);
       useFastKernels(true);
       const fast = await runAll(t, c);
-      const poisoned = await runPoisoned(t, c);
+      const poisoned = await runPoisoned(t, c, variant);
       useFastKernels(false);
+      setConvVariants(before);
       ['y', 'dx', 'dw'].forEach((k, j) => {
         out.push({
           name: `${k} ${caseName(c)}`,
           relL2: {
             fast: Math.max(relL2(fast[j], ref[j]), relL2(poisoned[j], ref[j])),
-            stock: relL2(stock[j], ref[j]),
+            stock: stock ? relL2(stock[j], ref[j]) : NaN,
           },
           unwritten: poisoned[j].reduce((n, v) => n + (Number.isNaN(v) ? 1 : 0), 0),
           elements: ref[j].length,
@@ -429,14 +446,22 @@ const api = {
     const backend = tf.backend() as unknown as WebGPUBackendLike;
     const x = tf.tensor(randomArray(2 * 7 * 7 * 7 * 3, 9), [2, 7, 7, 7, 3]);
     const w = tf.tensor(randomArray(27 * 3 * 4, 10), [3, 3, 3, 3, 4]);
+    // Each entry: declined by every variant.
     const declined = [
-      conv3dForward(backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
-      conv3dForward(backend, x, w, { strides: 3, pad: 'valid' }) === null,
-      conv3dBackpropFilter(backend, x, x, {
-        strides: 3,
-        pad: 'valid',
-        filterShape: [3, 3, 3, 3, 4],
-      }) === null,
+      CONV_VARIANTS.every(
+        (v) => FORWARD[v](backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
+      ),
+      CONV_VARIANTS.every(
+        (v) => FORWARD[v](backend, x, w, { strides: 3, pad: 'valid' }) === null,
+      ),
+      CONV_VARIANTS.every(
+        (v) =>
+          DW[v](backend, x, x, {
+            strides: 3,
+            pad: 'valid',
+            filterShape: [3, 3, 3, 3, 4],
+          }) === null,
+      ),
     ];
     useFastKernels(true);
     const y = tf.conv3d(x as TF.Tensor5D, w as TF.Tensor5D, 3, 'valid', 'NDHWC', 1);

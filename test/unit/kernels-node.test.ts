@@ -35,6 +35,17 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
     }
   });
 
+  it('the tiled (workgroup-memory) conv3d variant: forward, dx and dw match the cpu backend and write every output element', async () => {
+    const r = await api('checkKernels', KERNEL_CASES, { variant: 'tiled', stock: false });
+    expect(r).toHaveLength(3 * KERNEL_CASES.length);
+    expect(await api('gpuErrors')).toEqual([]);
+    for (const c of r) {
+      expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+  });
+
   it('reductions, softmax and the fused bias+InstanceNorm+LeakyReLU match the cpu backend', async () => {
     const r = await api('checkOps');
     expect(await api('gpuErrors')).toEqual([]);

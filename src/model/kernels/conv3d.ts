@@ -24,9 +24,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { blockOf, comp, range, rawProgram, vt, zero, type WebGPUBackendLike } from './program.ts';
 
-type V3 = [number, number, number];
+export type V3 = [number, number, number];
 
-interface Geometry {
+export interface Geometry {
   batch: number;
   inS: V3;
   outS: V3;
@@ -39,7 +39,7 @@ interface Geometry {
 
 const asV3 = (v: number | number[]): V3 => (typeof v === 'number' ? [v, v, v] : [v[0], v[1], v[2]]);
 
-function geometry(
+export function geometry(
   inShape: number[],
   filterShape: number[],
   strides: number | number[],
@@ -73,7 +73,7 @@ function geometry(
   return g;
 }
 
-const key = (g: Geometry) =>
+export const key = (g: Geometry) =>
   [g.batch, ...g.inS, ...g.outS, ...g.k, ...g.s, ...g.pad, g.cin, g.cout].join('x');
 /** Components of vector loads along a channel axis of `c` channels read in blocks of `block`. */
 const vecOf = (c: number, block: number) => (c % 4 === 0 && block % 4 === 0 ? 4 : 1);

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward } from './conv3d.ts';
+import { convDw, convDx, convForward } from './conv-variants.ts';
 import { reduce, softmax } from './reduce.ts';
 import { normActBackward, normActForward } from './norm-act.ts';
 import type { WebGPUBackendLike } from './program.ts';
@@ -48,11 +49,11 @@ const attrs = <T>(a: Args) => a.attrs as unknown as T;
 
 const fastFuncs: Record<Name, (a: Args) => TensorInfo | null> = {
   Conv3D: (a) =>
-    conv3dForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
+    convForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
   Conv3DBackpropInputV2: (a) =>
-    conv3dBackpropInput(be(a), a.inputs.dy as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
+    convDx(be(a), a.inputs.dy as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
   Conv3DBackpropFilterV2: (a) =>
-    conv3dBackpropFilter(be(a), a.inputs.x as TensorInfo, a.inputs.dy as TensorInfo, attrs(a)),
+    convDw(be(a), a.inputs.x as TensorInfo, a.inputs.dy as TensorInfo, attrs(a)),
   Sum: (a) => reduce(be(a), a.inputs.x as TensorInfo, attrs(a), 'sum'),
   // tfjs names Max's axis attribute reductionIndices.
   Max: (a) => {
@@ -174,3 +175,10 @@ export function useFastKernels(on: boolean): void {
 }
 
 export { conv3dForward, conv3dBackpropInput, conv3dBackpropFilter };
+export {
+  CONV_VARIANTS,
+  convVariants,
+  setConvVariants,
+  type ConvChoice,
+  type ConvVariant,
+} from './conv-variants.ts';

@@ -1,0 +1,142 @@
+// Per-adapter choice of the conv3d variant for each pass (forward, dx, dw): on first use on an
+// adapter, time every variant on a few U-Net-like convolutions (median of a handful of runs
+// after a warm-up that compiles the shaders) and keep the fastest; the result is cached under
+// the adapter's identity and KERNEL_VERSION (src/gpu/tune-store.ts), so later sessions reuse it.
+import * as tf from '@tensorflow/tfjs';
+import type { TensorInfo } from '@tensorflow/tfjs';
+import type { AdapterFacts } from '../../gpu/probe.ts';
+import { defaultTuneStore, tuneKey, type TuneRecord, type TuneStore } from '../../gpu/tune-store.ts';
+import {
+  CONV_PASSES,
+  CONV_VARIANTS,
+  DEFAULT_CHOICE,
+  DW,
+  DX,
+  FORWARD,
+  type ConvChoice,
+  type ConvPass,
+  type ConvVariant,
+} from './conv-variants.ts';
+import type { WebGPUBackendLike } from './program.ts';
+
+/** Bump when a variant's kernels change, so cached choices are measured again. */
+export const KERNEL_VERSION = 1;
+
+export interface TuneShape {
+  batch: number;
+  spatial: [number, number, number];
+  cin: number;
+  cout: number;
+  kernel: [number, number, number];
+  strides: [number, number, number];
+  pad: 'same' | 'valid';
+}
+
+/** A full-resolution 32-channel conv, a deep 128-channel conv and a stride-2 downsampling. */
+export const TUNE_SHAPES: TuneShape[] = [
+  { batch: 2, spatial: [32, 32, 32], cin: 32, cout: 32, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 2, spatial: [16, 16, 16], cin: 128, cout: 128, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
+  { batch: 2, spatial: [33, 33, 33], cin: 32, cout: 64, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
+];
+
+export type PassTimes = Record<ConvPass, Record<ConvVariant, number>>;
+
+/** The fastest variant per pass (ties and missing times keep the default). */
+export function fastestChoice(ms: PassTimes): ConvChoice {
+  const c = { ...DEFAULT_CHOICE };
+  for (const p of CONV_PASSES) {
+    let best = ms[p][c[p]];
+    for (const v of CONV_VARIANTS)
+      if (Number.isFinite(ms[p][v]) && !(ms[p][v] >= best)) {
+        best = ms[p][v];
+        c[p] = v;
+      }
+  }
+  return c;
+}
+
+function validChoice(r: TuneRecord | undefined): ConvChoice | undefined {
+  if (!r?.choice) return undefined;
+  const ok = CONV_PASSES.every((p) => (CONV_VARIANTS as readonly string[]).includes(r.choice[p]));
+  return ok ? (r.choice as ConvChoice) : undefined;
+}
+
+async function median(fn: () => Promise<void>, reps: number): Promise<number> {
+  await fn(); // compiles the pipelines
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  return ts.sort((a, b) => a - b)[Math.floor(ts.length / 2)];
+}
+
+/** Times every variant of every pass on `shapes` on the current webgpu backend (ms, summed). */
+export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<PassTimes> {
+  if (tf.getBackend() !== 'webgpu') throw new Error('timeVariants needs the webgpu backend');
+  const backend = tf.backend() as unknown as WebGPUBackendLike;
+  const ms = Object.fromEntries(
+    CONV_PASSES.map((p) => [p, Object.fromEntries(CONV_VARIANTS.map((v) => [v, 0]))]),
+  ) as PassTimes;
+  for (const s of shapes) {
+    const xShape = [s.batch, ...s.spatial, s.cin];
+    const wShape = [...s.kernel, s.cin, s.cout];
+    const info = tf.backend_util.computeConv3DInfo(xShape as never, wShape as never, s.strides, 1, s.pad);
+    const yShape = [s.batch, info.outDepth, info.outHeight, info.outWidth, s.cout];
+    const x = tf.randomUniform(xShape);
+    const w = tf.randomUniform(wShape);
+    const dy = tf.randomUniform(yShape);
+    const a = { strides: s.strides, pad: s.pad };
+    try {
+      for (const v of CONV_VARIANTS) {
+        const runs: Record<ConvPass, () => TensorInfo | null> = {
+          forward: () => FORWARD[v](backend, x, w, a),
+          dx: () => DX[v](backend, dy, w, { ...a, inputShape: xShape }),
+          dw: () => DW[v](backend, x, dy, { ...a, filterShape: wShape }),
+        };
+        for (const p of CONV_PASSES) {
+          ms[p][v] += await median(async () => {
+            const o = runs[p]();
+            if (!o) throw new Error(`conv variant ${v} declined a tuning shape`);
+            const t = tf.engine().makeTensorFromTensorInfo(o);
+            await t.data();
+            t.dispose();
+          }, reps);
+        }
+      }
+    } finally {
+      tf.dispose([x, w, dy]);
+    }
+  }
+  return ms;
+}
+
+export interface TuneResult {
+  choice: ConvChoice;
+  source: 'cache' | 'measured';
+  key: string;
+  where: string;
+  ms?: PassTimes;
+}
+
+/**
+ * The cached choice for this adapter, or a fresh measurement (then cached). `retune` ignores
+ * the cache. Runs on the current webgpu backend.
+ */
+export async function autotuneConv(
+  adapter: Partial<AdapterFacts>,
+  opts: { store?: TuneStore; shapes?: TuneShape[]; reps?: number; retune?: boolean } = {},
+): Promise<TuneResult> {
+  const store = opts.store ?? defaultTuneStore();
+  const key = tuneKey(adapter, KERNEL_VERSION);
+  if (!opts.retune) {
+    const cached = validChoice(await store.get(key).catch(() => undefined));
+    if (cached) return { choice: cached, source: 'cache', key, where: store.where };
+  }
+  const ms = await timeVariants(opts.shapes, opts.reps);
+  const choice = fastestChoice(ms);
+  // A cache that cannot be written (private browsing, read-only home) only costs a re-tune.
+  await store.put(key, { choice, ms, at: new Date().toISOString() }).catch(() => undefined);
+  return { choice, source: 'measured', key, where: store.where, ms };
+}
