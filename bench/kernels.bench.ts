@@ -12,6 +12,9 @@ import { spawnSync } from 'node:child_process';
 import { openKernelsPage } from '../test/pages/kernels/open-page.ts';
 import { openKernelsNode } from '../test/kernels/open-node.ts';
 import type { BenchNet, ConvCase } from '../test/kernels/kernel-suite.ts';
+import { CONV_VARIANTS } from '../src/model/kernels/conv-variants.ts';
+
+const VARIANTS = [...CONV_VARIANTS];
 
 const [patch, batch, feats] = (process.env.FEDNNUNET_BENCH_NET ?? '16,2,8-16-32-64').split(',');
 const P = Number(patch);
@@ -104,21 +107,28 @@ try {
   console.log(
     `peak: tf.matMul 1024×1024×1024 ${peak.ms.toFixed(0)} ms = ${peak.gflops.toFixed(2)} GFLOP/s; register-blocked WGSL GEMM (8×8 per thread, vec4) ${own.ms.toFixed(0)} ms = ${own.gflops.toFixed(2)} GFLOP/s\n`,
   );
+  // fast = the register-blocked variant (the default); every conv3d variant gets its own column.
   console.log(
-    '| conv | shape | kernel | GFLOP | stock ms | fast ms | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup |',
+    `| conv | shape | kernel | GFLOP | stock ms | ${VARIANTS.map((v) => `${v} ms`).join(' | ')} | stock GFLOP/s | fast GFLOP/s | fast % of GEMM peak | speedup | fastest variant |`,
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`|---|---|---|---|---|${VARIANTS.map(() => '---|').join('')}---|---|---|---|---|`);
   for (const [label, c] of CASES) {
     const r = await call('benchKernel', c, REPS);
     for (const k of ['y', 'dx', 'dw'] as const) {
       const m = r.ms[k];
       const g = r.flops / 1e9;
       const fastG = g / (m.fast / 1e3);
+      const best = VARIANTS.reduce((a, v) => (m.variants[v] < m.variants[a] ? v : a));
       console.log(
-        `| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${m.fast.toFixed(0)} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× |`,
+        `| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${VARIANTS.map((v) => m.variants[v].toFixed(0)).join(' | ')} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× | ${best} |`,
       );
     }
   }
+  // The per-adapter autotune on the first two benchmark convolutions (a fresh in-memory cache).
+  const tune = await call('tuneConv', [CASES[0][1], CASES[1][1]], REPS);
+  console.log(
+    `\nautotune (stage 1 conv + stage 2 down, median of ${REPS}, ms summed): ${(['forward', 'dx', 'dw'] as const).map((p) => `${p} ${VARIANTS.map((v) => `${v} ${tune.first.ms![p][v].toFixed(0)}`).join(' / ')} → ${tune.first.choice[p]}`).join('; ')}`,
+  );
   // Where one step's GPU time goes (WebGPU timestamp queries through tf.profile), by kernel name.
   console.log('\nGPU time of one training step by kernel (tf.profile), stock vs fast:\n');
   const prof = {} as Record<

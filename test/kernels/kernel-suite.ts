@@ -12,6 +12,8 @@ import {
   type ConvVariant,
 } from '../../src/model/kernels/index.ts';
 import { DW, DX, FORWARD } from '../../src/model/kernels/conv-variants.ts';
+import { autotuneConv, type TuneResult, type TuneShape } from '../../src/model/kernels/autotune.ts';
+import { memoryTuneStore } from '../../src/gpu/tune-store.ts';
 import { rawProgram, type WebGPUBackendLike } from '../../src/model/kernels/program.ts';
 import { SGDNesterov } from '../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../src/plan/vram.ts';
@@ -40,6 +42,13 @@ export interface ConvCase {
   kernel: V3;
   strides: V3;
   pad: 'same' | 'valid';
+}
+
+/** Median ms of one conv pass: stock tfjs, our default (regblock) and every variant. */
+export interface KernelTimes {
+  stock: number;
+  fast: number;
+  variants: Record<ConvVariant, number>;
 }
 
 export interface KernelCheck {
@@ -338,6 +347,22 @@ const api = {
     return out;
   },
 
+  /**
+   * The autotune (src/model/kernels/autotune.ts) on this adapter with `shapes`, into a fresh
+   * in-memory cache: the first call measures, the second must come from the cache.
+   */
+  async tuneConv(
+    shapes: TuneShape[],
+    reps: number,
+  ): Promise<{ first: TuneResult; second: TuneResult }> {
+    await useBackend('webgpu');
+    const store = memoryTuneStore();
+    const adapter = { vendor: 'kernel-suite', architecture: tf.getBackend() };
+    const first = await autotuneConv(adapter, { store, shapes, reps });
+    const second = await autotuneConv(adapter, { store, shapes, reps });
+    return { first, second };
+  },
+
   async checkTrainingStep(): Promise<{
     fastVsCpu: StepComparison;
     fastVsStock: StepComparison;
@@ -578,7 +603,7 @@ const api = {
   ): Promise<{
     name: string;
     flops: number;
-    ms: Record<'y' | 'dx' | 'dw', { stock: number; fast: number }>;
+    ms: Record<'y' | 'dx' | 'dw', KernelTimes>;
   }> {
     await useBackend('webgpu');
     const t = makeData(c, 5);
@@ -606,19 +631,26 @@ const api = {
           { strides: c.strides, pad: c.pad, filterShape: t.wShape },
         ) as TF.Tensor,
     };
-    const ms = {} as Record<'y' | 'dx' | 'dw', { stock: number; fast: number }>;
+    const ms = {} as Record<'y' | 'dx' | 'dw', KernelTimes>;
+    const before = convVariants();
     for (const k of ['y', 'dx', 'dw'] as const) {
-      const r = { stock: 0, fast: 0 };
-      for (const mode of ['stock', 'fast'] as const) {
-        useFastKernels(mode === 'fast');
-        r[mode] = await timeIt(async () => {
+      const time = () =>
+        timeIt(async () => {
           const o = runs[k]();
           await o.data();
           o.dispose();
         }, reps);
+      useFastKernels(false);
+      const stock = await time();
+      const variants = {} as Record<ConvVariant, number>;
+      useFastKernels(true);
+      for (const v of CONV_VARIANTS) {
+        setConvVariants(v);
+        variants[v] = await time();
       }
-      ms[k] = r;
+      ms[k] = { stock, fast: variants.regblock, variants };
     }
+    setConvVariants(before);
     useFastKernels(false);
     tf.dispose([x, w, dy]);
     const flops = 2 * size(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;

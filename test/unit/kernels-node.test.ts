@@ -4,7 +4,7 @@
 // no Vulkan adapter (vitest.config.ts points Dawn at Chromium's SwiftShader when it is installed).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openKernelsNode, type KernelsNode } from '../kernels/open-node.ts';
-import { FULL_WIDTH_CASES, KERNEL_CASES } from '../kernels/cases.ts';
+import { FULL_WIDTH_CASES, KERNEL_CASES, TILED_CASES } from '../kernels/cases.ts';
 
 let k: KernelsNode | undefined;
 let why = '';
@@ -36,14 +36,29 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
   });
 
   it('the tiled (workgroup-memory) conv3d variant: forward, dx and dw match the cpu backend and write every output element', async () => {
-    const r = await api('checkKernels', KERNEL_CASES, { variant: 'tiled', stock: false });
-    expect(r).toHaveLength(3 * KERNEL_CASES.length);
+    const r = await api('checkKernels', TILED_CASES, { variant: 'tiled', stock: false });
+    expect(r).toHaveLength(3 * TILED_CASES.length);
     expect(await api('gpuErrors')).toEqual([]);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
       expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
       expect(c.unwritten, c.name).toBe(0);
     }
+  });
+
+  it('autotune: times every variant of every pass, picks the fastest, and reuses the cached choice', async () => {
+    const shape = TILED_CASES[0];
+    const { first, second } = await api('tuneConv', [shape], 1);
+    expect(first.source).toBe('measured');
+    for (const p of ['forward', 'dx', 'dw'] as const) {
+      const ms = first.ms![p];
+      expect(ms.regblock, p).toBeGreaterThan(0);
+      expect(ms.tiled, p).toBeGreaterThan(0);
+      expect(ms[first.choice[p]], p).toBe(Math.min(ms.regblock, ms.tiled));
+    }
+    expect(second.source).toBe('cache');
+    expect(second.choice).toEqual(first.choice);
+    expect(second.key).toBe(first.key);
   });
 
   it('reductions, softmax and the fused bias+InstanceNorm+LeakyReLU match the cpu backend', async () => {
