@@ -23,6 +23,9 @@ import { DEMO_SITES, demoDataset } from '../src/demo/phantoms.ts';
 import { IdbSiteStore } from '../src/pipeline/idb-site-store.ts';
 import { SitePipeline } from '../src/pipeline/site-pipeline.ts';
 import { listPlans, loadPlans } from '../src/store/plans.ts';
+import { defaultMemoryBudgetMB } from '../src/plan/budget.ts';
+import { chooseTrainFit, type TrainFit } from '../src/plan/train-fit.ts';
+import type { BindingLimits } from '../src/gpu/binding-limit.ts';
 import { listPreprocessed } from '../src/store/preprocessed.ts';
 
 export interface ImportInput {
@@ -244,6 +247,38 @@ const api = {
     } finally {
       current = undefined;
     }
+  },
+
+  /**
+   * Which network the Train tab offers on an adapter with these limits (plan/train-fit.ts):
+   * nnU-Net's full plan of `configuration`, or the plan for the memory budget the limits give,
+   * with the reason. Plans from the stored fingerprint (computed first if missing).
+   */
+  async trainFit(
+    datasetId: string,
+    configuration: '3d_fullres' | '2d',
+    limits: BindingLimits,
+  ): Promise<TrainFit & { budgetMB: number }> {
+    const pipeline = new SitePipeline(await IdbSiteStore.open(await db(), datasetId));
+    const dj = pipeline.store.datasetJson;
+    if (!dj) throw new Error(`${pipeline.store.datasetName} has no dataset.json`);
+    const fp = await pipeline.fingerprint({});
+    const budgetMB = defaultMemoryBudgetMB(limits);
+    const full = pipeline.makePlans(fp).configurations[configuration];
+    const reduced = pipeline.makePlans(fp, { memoryBudgetMB: budgetMB }).configurations[
+      configuration
+    ];
+    if (!full || !reduced)
+      throw new Error(`nnU-Net plans no '${configuration}' configuration for this dataset`);
+    const fit = chooseTrainFit({
+      full,
+      reduced,
+      budgetMB,
+      limits,
+      inChannels: Object.keys(dj.channel_names ?? dj.modality ?? {}).length,
+      numClasses: Object.keys(dj.labels).length,
+    });
+    return { ...fit, budgetMB };
   },
 
   /** What earlier preparation left in the store (plans and preprocessed case counts). */

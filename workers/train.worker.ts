@@ -56,13 +56,18 @@ export interface TrainRequest {
   restart?: boolean;
   /** Activation checkpointing in every stage (less GPU memory, more compute). */
   checkpointing?: boolean;
+  /**
+   * Train the plan for this memory budget (MB) instead of nnU-Net's full one: the Train tab's
+   * reduced offer where the full plan does not fit the adapter (plan/train-fit.ts).
+   */
+  memoryBudgetMB?: number;
 }
 
 export type TrainEventOut =
   TrainerEvent | { type: 'status'; message: string; resumedFromEpoch?: number; backend?: string };
 
-export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny'>) =>
-  `local:${r.configuration}${r.tiny ? ':tiny' : ''}`;
+export const runIdOf = (r: Pick<TrainRequest, 'configuration' | 'tiny' | 'memoryBudgetMB'>) =>
+  `local:${r.configuration}${r.tiny ? ':tiny' : r.memoryBudgetMB ? `:budget${r.memoryBudgetMB}` : ''}`;
 
 async function sitePipeline(d: StoreDB, datasetId: string): Promise<SitePipeline> {
   const store = await IdbSiteStore.open(d, datasetId);
@@ -441,7 +446,16 @@ const api = {
         backend,
       });
     } else {
+      // The reduced offer: the planner's plan for the budget (same preprocessing, so the stored
+      // arrays serve it).
+      const plans =
+        req.memoryBudgetMB && !req.tiny
+          ? pipeline.makePlans(await pipeline.fingerprint({}), {
+              memoryBudgetMB: req.memoryBudgetMB,
+            })
+          : undefined;
       const prep = await prepareTraining(pipeline, {
+        ...(plans ? { plans } : {}),
         configuration: req.configuration,
         tiny: req.tiny || false,
         onProgress: (stage, done, total) =>

@@ -125,7 +125,7 @@ async function main(): Promise<void> {
     type: 'module',
   });
   const trainApi = Comlink.wrap<TrainApi>(trainWorker);
-  const train = trainView(dataApi, trainApi, status.available);
+  const train = trainView(dataApi, trainApi, status.available, status.limits);
   const federation = federationView(dataApi, trainApi, status.available);
   const inferWorker = new Worker(new URL('../../workers/infer.worker.ts', import.meta.url), {
     type: 'module',

@@ -170,9 +170,9 @@ export const FULL_WIDTH_CASES: ConvCase[] = [
 ];
 
 /**
- * The cases the tiled conv3d variant is checked on in CI: one per code path (1 input channel and
- * split-K dw; stride (1,2,2) parity classes; the 2×2×2 transposed conv with 3 channels; 70 output
- * channels over a partial 32-wide tile). Each new shape costs the variant's shader compiles
- * (seconds each on SwiftShader), so not all of KERNEL_CASES; the regblock variant runs them all.
+ * The cases the tiled conv3d variant is checked on in CI, one per code path: 1 input channel,
+ * 16-wide tiles and split-K dw; stride (1,2,2) parity classes of dx; 70 output channels over a
+ * partial 32-wide tile. Each new shape costs the variant's shader compiles (seconds each on
+ * SwiftShader), so not all of KERNEL_CASES (all pass: checked by hand, see BENCHMARKS.md).
  */
-export const TILED_CASES: ConvCase[] = [0, 3, 5, 7].map((i) => KERNEL_CASES[i]);
+export const TILED_CASES: ConvCase[] = [0, 3, 7].map((i) => KERNEL_CASES[i]);

@@ -138,20 +138,8 @@ async function runPoisoned(
   const outs = [tf.fill(t.yShape, NaN), tf.fill(t.xShape, NaN), tf.fill(t.wShape, NaN)];
   const ok = [
     FORWARD[variant](backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
-    DX[variant](
-      backend,
-      dy,
-      w,
-      { strides: c.strides, pad: c.pad, inputShape: t.xShape },
-      outs[1],
-    ),
-    DW[variant](
-      backend,
-      x,
-      dy,
-      { strides: c.strides, pad: c.pad, filterShape: t.wShape },
-      outs[2],
-    ),
+    DX[variant](backend, dy, w, { strides: c.strides, pad: c.pad, inputShape: t.xShape }, outs[1]),
+    DW[variant](backend, x, dy, { strides: c.strides, pad: c.pad, filterShape: t.wShape }, outs[2]),
   ];
   if (ok.some((o) => o === null)) throw new Error(`fast kernels declined ${caseName(c)}`);
   const r = await Promise.all(outs.map(async (o) => (await o.data()) as Float32Array));
@@ -476,9 +464,7 @@ const api = {
       CONV_VARIANTS.every(
         (v) => FORWARD[v](backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
       ),
-      CONV_VARIANTS.every(
-        (v) => FORWARD[v](backend, x, w, { strides: 3, pad: 'valid' }) === null,
-      ),
+      CONV_VARIANTS.every((v) => FORWARD[v](backend, x, w, { strides: 3, pad: 'valid' }) === null),
       CONV_VARIANTS.every(
         (v) =>
           DW[v](backend, x, x, {

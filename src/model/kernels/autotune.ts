@@ -5,7 +5,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import type { AdapterFacts } from '../../gpu/probe.ts';
-import { defaultTuneStore, tuneKey, type TuneRecord, type TuneStore } from '../../gpu/tune-store.ts';
+import {
+  defaultTuneStore,
+  tuneKey,
+  type TuneRecord,
+  type TuneStore,
+} from '../../gpu/tune-store.ts';
 import {
   CONV_PASSES,
   CONV_VARIANTS,
@@ -34,9 +39,33 @@ export interface TuneShape {
 
 /** A full-resolution 32-channel conv, a deep 128-channel conv and a stride-2 downsampling. */
 export const TUNE_SHAPES: TuneShape[] = [
-  { batch: 2, spatial: [32, 32, 32], cin: 32, cout: 32, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 2, spatial: [16, 16, 16], cin: 128, cout: 128, kernel: [3, 3, 3], strides: [1, 1, 1], pad: 'same' },
-  { batch: 2, spatial: [33, 33, 33], cin: 32, cout: 64, kernel: [3, 3, 3], strides: [2, 2, 2], pad: 'valid' },
+  {
+    batch: 2,
+    spatial: [32, 32, 32],
+    cin: 32,
+    cout: 32,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [16, 16, 16],
+    cin: 128,
+    cout: 128,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [33, 33, 33],
+    cin: 32,
+    cout: 64,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
 ];
 
 export type PassTimes = Record<ConvPass, Record<ConvVariant, number>>;
@@ -82,7 +111,13 @@ export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<Pass
   for (const s of shapes) {
     const xShape = [s.batch, ...s.spatial, s.cin];
     const wShape = [...s.kernel, s.cin, s.cout];
-    const info = tf.backend_util.computeConv3DInfo(xShape as never, wShape as never, s.strides, 1, s.pad);
+    const info = tf.backend_util.computeConv3DInfo(
+      xShape as never,
+      wShape as never,
+      s.strides,
+      1,
+      s.pad,
+    );
     const yShape = [s.batch, info.outDepth, info.outHeight, info.outWidth, s.cout];
     const x = tf.randomUniform(xShape);
     const w = tf.randomUniform(wShape);

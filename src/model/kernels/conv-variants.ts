@@ -26,13 +26,17 @@ export function parseConvVariant(s: string | undefined): ConvVariant | 'auto' | 
   if (s === undefined || s === '') return undefined;
   if (s === 'auto' || (CONV_VARIANTS as readonly string[]).includes(s))
     return s as ConvVariant | 'auto';
-  throw new Error(`unknown conv kernel variant '${s}': use one of ${CONV_VARIANTS.join(', ')}, auto`);
+  throw new Error(
+    `unknown conv kernel variant '${s}': use one of ${CONV_VARIANTS.join(', ')}, auto`,
+  );
 }
 
 /** Sets the variant of every pass (one name) or of some passes. */
 export function setConvVariants(c: ConvVariant | Partial<ConvChoice>): void {
   choice =
-    typeof c === 'string' ? { forward: c, dx: c, dw: c } : { ...choice, ...(c as Partial<ConvChoice>) };
+    typeof c === 'string'
+      ? { forward: c, dx: c, dw: c }
+      : { ...choice, ...(c as Partial<ConvChoice>) };
 }
 
 export function convVariants(): ConvChoice {
@@ -57,6 +61,7 @@ export const DW: Record<ConvVariant, Dw> = {
 };
 
 /** The forward pass of the current choice (or of `v`). */
-export const convForward = (...a: Parameters<Fwd>): TensorInfo | null => FORWARD[choice.forward](...a);
+export const convForward = (...a: Parameters<Fwd>): TensorInfo | null =>
+  FORWARD[choice.forward](...a);
 export const convDx = (...a: Parameters<Dx>): TensorInfo | null => DX[choice.dx](...a);
 export const convDw = (...a: Parameters<Dw>): TensorInfo | null => DW[choice.dw](...a);

@@ -217,9 +217,7 @@ export function conv3dBackpropInputTiled(
         const ext = p.map((pa, a) => Math.ceil((g.inS[a] - pa) / g.s[a])) as V3;
         if (ext.some((e) => e <= 0)) continue;
         const r = p.map((pa, a) => (pa + g.pad[a]) % g.s[a]) as V3;
-        const taps = r.map((ra, a) =>
-          ra < g.k[a] ? Math.ceil((g.k[a] - ra) / g.s[a]) : 0,
-        ) as V3;
+        const taps = r.map((ra, a) => (ra < g.k[a] ? Math.ceil((g.k[a] - ra) / g.s[a]) : 0)) as V3;
         const [, TH, TW] = taps;
         const M = g.batch * ext[0] * ext[1] * ext[2];
         const K = taps[0] * taps[1] * taps[2] * g.cout;

@@ -10,6 +10,8 @@ export function trainView(
   data: Comlink.Remote<DataApi>,
   train: Comlink.Remote<TrainApi>,
   gpu: boolean,
+  /** The adapter's limits (probeWebGPU), for the full-or-reduced offer. */
+  limits?: Record<string, number>,
 ) {
   const dataset = el('select', { id: 'train-dataset', 'aria-label': 'Dataset' });
   const configuration = el(
@@ -62,6 +64,34 @@ export function trainView(
   );
   if (!gpu) check.disabled = true;
   const status = el('p', { id: 'train-status', role: 'status' });
+  // nnU-Net's full configuration where it fits this adapter, else the reduced plan, and why.
+  const fitLine = el('p', { id: 'train-fit', class: 'muted' });
+  let fit: Awaited<ReturnType<DataApi['trainFit']>> | undefined;
+  async function updateFit(): Promise<void> {
+    fit = undefined;
+    fitLine.textContent = '';
+    delete fitLine.dataset.offer;
+    const lim = limits;
+    if (!gpu || !lim?.maxStorageBufferBindingSize || !lim.maxBufferSize || !dataset.value) return;
+    try {
+      fit = await data.trainFit(dataset.value, configuration.value as '3d_fullres' | '2d', {
+        maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+        maxBufferSize: lim.maxBufferSize,
+      });
+      fitLine.dataset.offer = fit.offer;
+      const what =
+        fit.offer === 'full'
+          ? 'Network: the full nnU-Net configuration.'
+          : fit.offer === 'reduced'
+            ? `Network: reduced for this GPU (${fit.budgetMB} MB budget), unless the small network is ticked.`
+            : 'Network: neither the full nor a reduced configuration fits this GPU.';
+      fitLine.textContent = `${what} ${fit.reason}.`;
+    } catch (e) {
+      fitLine.textContent = `Could not check the configuration against this GPU: ${errorText(e)}`;
+    }
+  }
+  dataset.addEventListener('change', () => void updateFit());
+  configuration.addEventListener('change', () => void updateFit());
   const progress = el('p', { id: 'train-progress', class: 'muted' });
   const epochLine = el('p', { id: 'train-epoch' });
   const lossChart = lineChart(
@@ -98,6 +128,7 @@ export function trainView(
         'Training as a site of a federation is shown live on the Federation tab (phase, progress, loss and pseudo-Dice).',
       ),
       el('div', { class: 'row' }, dataset, configuration, backend),
+      fitLine,
       el('div', { class: 'row' }, epochs.wrap, iters.wrap, valIters.wrap),
       el(
         'div',
@@ -172,6 +203,8 @@ export function trainView(
       stockKernels: backend.value === 'webgpu-stock',
       restart: (restart as HTMLInputElement).checked,
     };
+    if (fit?.offer === 'reduced' && !req.tiny && req.backend === 'webgpu')
+      req.memoryBudgetMB = fit.budgetMB;
     if (!req.datasetId) {
       status.textContent =
         'No prepared dataset: import one and run "Fingerprint, plan and preprocess" on the Data tab.';
@@ -250,6 +283,7 @@ export function trainView(
     const keep = dataset.value;
     dataset.replaceChildren(...options);
     if (keep && options.some((o) => o.value === keep)) dataset.value = keep;
+    await updateFit();
   }
 
   return { root, refresh };
