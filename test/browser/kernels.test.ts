@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKernelsPage, type KernelsPage } from '../pages/kernels/open-page.ts';
 import { openKernelsNode, type KernelsNode } from '../kernels/open-node.ts';
-import { KERNEL_CASES } from '../kernels/cases.ts';
+import { KERNEL_CASES, TILED_CASES } from '../kernels/cases.ts';
 
 describe('fast WebGPU kernels in Chromium', () => {
   let s: KernelsPage;
@@ -32,6 +32,17 @@ describe('fast WebGPU kernels in Chromium', () => {
     expect(await s.call('gpuErrors')).toEqual([]);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+    expect(s.errors).toEqual([]);
+  });
+
+  it('the tiled (workgroup-memory) conv3d variant matches the cpu backend in Chromium too', async () => {
+    const r = await s.call('checkKernels', TILED_CASES, { variant: 'tiled', stock: false });
+    expect(r).toHaveLength(3 * TILED_CASES.length);
+    expect(await s.call('gpuErrors')).toEqual([]);
+    for (const c of r) {
       expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
       expect(c.unwritten, c.name).toBe(0);
     }
