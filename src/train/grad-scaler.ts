@@ -95,22 +95,22 @@ export class GradScaler {
 }
 
 /**
- * Gradients divided by the scale (new tensors; the caller disposes the inputs) and a scalar
- * that is 1 when every element of every gradient is finite, 0 otherwise (it counts non-finite
- * elements: max|g| would be cheaper, but tfjs' cpu Max drops a NaN that is not first).
+ * Gradients divided by the scale (new tensors; the caller disposes the inputs) and a probe
+ * scalar that is finite exactly when every element of every gradient is: Σ g·0 is 0 for finite
+ * g and NaN for ±Inf or NaN, and cannot overflow (no bool tensors: tfjs-backend-webgpu's cast
+ * from bool to float32 reuses the int buffer, which our float kernels then misread).
  */
 export function unscaleAndCheck(
   tf: typeof TF,
   grads: Map<string, TF.Tensor>,
   invScale: number,
-): { grads: Map<string, TF.Tensor>; finite: TF.Scalar } {
+): { grads: Map<string, TF.Tensor>; probe: TF.Scalar } {
   const out = new Map<string, TF.Tensor>();
   for (const [name, g] of grads) out.set(name, tf.tidy(() => tf.mul(g, tf.scalar(invScale))));
-  const finite = tf.tidy(() => {
-    let bad: TF.Tensor = tf.scalar(0);
-    for (const g of out.values())
-      bad = tf.add(bad, tf.sum(tf.cast(tf.logicalNot(tf.isFinite(g)), 'float32')));
-    return tf.cast(tf.equal(bad, 0), 'float32') as TF.Scalar;
+  const probe = tf.tidy(() => {
+    let acc: TF.Tensor = tf.scalar(0);
+    for (const g of out.values()) acc = tf.add(acc, tf.sum(tf.mul(g, 0)));
+    return acc as TF.Scalar;
   });
-  return { grads: out, finite };
+  return { grads: out, probe };
 }
