@@ -121,9 +121,9 @@ if (argv[0] === '--child') {
 const self = fileURLToPath(import.meta.url);
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 const median = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length / 2)];
-// --nets 0,1 picks nets by index (default all).
-const pick = argv.indexOf('--nets');
-const chosen = pick >= 0 ? argv[pick + 1].split(',').map(Number) : NETS.map((_, i) => i);
+// --nets=0,1 picks nets by index (default all).
+const pick = argv.find((a) => a.startsWith('--nets='));
+const chosen = pick ? pick.slice(7).split(',').map(Number) : NETS.map((_, i) => i);
 let adapter = '';
 console.log(
   '| net | patch, batch | precision | peak tensor MiB (vs fp32) | of which the step (vs fp32) | buffer pool MiB (vs fp32) | ms/step (median of 3) |',

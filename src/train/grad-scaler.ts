@@ -106,7 +106,11 @@ export function unscaleAndCheck(
   invScale: number,
 ): { grads: Map<string, TF.Tensor>; probe: TF.Scalar } {
   const out = new Map<string, TF.Tensor>();
-  for (const [name, g] of grads) out.set(name, tf.tidy(() => tf.mul(g, tf.scalar(invScale))));
+  for (const [name, g] of grads)
+    out.set(
+      name,
+      tf.tidy(() => tf.mul(g, tf.scalar(invScale))),
+    );
   const probe = tf.tidy(() => {
     let acc: TF.Tensor = tf.scalar(0);
     for (const g of out.values()) acc = tf.add(acc, tf.sum(tf.mul(g, 0)));
