@@ -5,7 +5,6 @@
 // its own process so tfjs' buffer pool starts empty. Printed per run:
 //   peak tensor MiB (tf.profile: every tensor alive during the step, weights and momentum
 //   included, kernel scratch buffers excluded), of which the step's own (peak − bytes before),
-//   pool MiB (tfjs-backend-webgpu's allocated GPU buffers after the steps: what the device holds),
 //   ms per step (median of 3 after a warm-up, without profiling).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +23,6 @@ const NETS: Net[] = [
 interface Result {
   peakBytes: number;
   stepBytes: number;
-  poolBytes: number;
   ms: number[];
   adapter: string;
 }
@@ -100,11 +98,9 @@ async function child(net: Net, precision: 'fp32' | 'mixed'): Promise<Result> {
     ms.push(performance.now() - t0);
   }
   assertNoGpuErrors();
-  const pool = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU ?? NaN;
   return {
     peakBytes: prof.peakBytes,
     stepBytes: prof.peakBytes - before,
-    poolBytes: pool,
     ms,
     adapter: gpu.name + (gpu.software ? ' (software)' : ''),
   };
@@ -126,9 +122,9 @@ const pick = argv.find((a) => a.startsWith('--nets='));
 const chosen = pick ? pick.slice(7).split(',').map(Number) : NETS.map((_, i) => i);
 let adapter = '';
 console.log(
-  '| net | patch, batch | precision | peak tensor MiB (vs fp32) | of which the step (vs fp32) | buffer pool MiB (vs fp32) | ms/step (median of 3) |',
+  '| net | patch, batch | precision | peak tensor MiB (vs fp32) | of which the step (vs fp32) | ms/step (median of 3) |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|');
 for (const i of chosen) {
   const net = NETS[i];
   const res: Record<string, Result> = {};
@@ -148,7 +144,7 @@ for (const i of chosen) {
     const r = res[precision];
     const f = res.fp32;
     console.log(
-      `| ${net.name} ${net.features.join('-')} | ${net.patch}³, ${net.batch} | ${precision} | ${MiB(r.peakBytes)} (${((100 * r.peakBytes) / f.peakBytes).toFixed(0)} %) | ${MiB(r.stepBytes)} (${((100 * r.stepBytes) / f.stepBytes).toFixed(0)} %) | ${MiB(r.poolBytes)} (${((100 * r.poolBytes) / f.poolBytes).toFixed(0)} %) | ${median(r.ms).toFixed(0)} |`,
+      `| ${net.name} ${net.features.join('-')} | ${net.patch}³, ${net.batch} | ${precision} | ${MiB(r.peakBytes)} (${((100 * r.peakBytes) / f.peakBytes).toFixed(0)} %) | ${MiB(r.stepBytes)} (${((100 * r.stepBytes) / f.stepBytes).toFixed(0)} %) | ${median(r.ms).toFixed(0)} |`,
     );
   }
 }

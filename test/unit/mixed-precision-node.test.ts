@@ -156,10 +156,12 @@ describe.skipIf(why !== '')(
         expect(t.precisionInUse).toBe(precision);
         const out: number[] = [];
         const skipped: boolean[] = [];
+        const tensors: number[] = [];
         await t.run({
           onEvent: (e) => {
             if (e.type !== 'iteration') return;
             out.push(e.loss);
+            tensors.push(tf.memory().numTensors);
             skipped.push(e.skipped ?? false);
             if (precision === 'mixed') expect(e.lossScale).toBe(65536);
           },
@@ -174,6 +176,8 @@ describe.skipIf(why !== '')(
           r.dispose();
         }
         t.dispose();
+        // No tensor leaks: the count is the same after every iteration from the second on.
+        expect(new Set(tensors.slice(1)).size, `${precision}: ${tensors.join(' ')}`).toBe(1);
         return { out, skipped };
       };
       const a = await losses('fp32');
