@@ -20,6 +20,7 @@ import { convNd, convTransposeNd } from './conv.ts';
 import { initParam, normalSampler } from './init.ts';
 import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
 import { biasAdd, biasNormAct, concatChannels, leakyRelu } from './ops5d.ts';
+import { mixedConvNormAct, mixedPrecisionProblem, type Precision } from './mixed-precision.ts';
 
 export interface UNetOptions {
   /** Seed of the He-normal init (default 0). */
@@ -30,6 +31,13 @@ export interface UNetOptions {
   checkpointEncoder?: boolean[];
   /** Per decoder level (PyTorch order, 0 = next to the bottleneck). */
   checkpointDecoder?: boolean[];
+  /**
+   * 'mixed': conv blocks keep their saved activations as fp16 and each stage frees its f32
+   * intermediates as soon as it ends (mixed-precision.ts). Runs where mixedPrecisionProblem()
+   * is null (webgpu with the fast kernels, 3-D); elsewhere the net runs in fp32 (see
+   * `precisionInUse`). Default 'fp32'.
+   */
+  precision?: Precision;
 }
 
 /** Axis permutation PyTorch [a, b, ...k] → tfjs [...k, b, a] (conv and ConvTranspose alike). */
@@ -46,6 +54,7 @@ export class PlainConvUNet {
   deepSupervision: boolean;
   checkpointEncoder: boolean[];
   checkpointDecoder: boolean[];
+  precision: Precision;
   private readonly vars = new Map<string, tf.Variable>();
 
   static fromPlan(
@@ -65,6 +74,7 @@ export class PlainConvUNet {
     this.checkpointEncoder = opts.checkpointEncoder ?? new Array<boolean>(arch.nStages).fill(false);
     this.checkpointDecoder =
       opts.checkpointDecoder ?? new Array<boolean>(arch.nStages - 1).fill(false);
+    this.precision = opts.precision ?? 'fp32';
     const next = normalSampler(opts.seed ?? 0);
     // tfjs variable names are global to the engine; a per-instance prefix keeps them unique.
     const prefix = `unet${instances++}/`;
@@ -194,14 +204,37 @@ export class PlainConvUNet {
     return names;
   }
 
+  /** The precision the next forward runs in: 'mixed' only where it is available. */
+  get precisionInUse(): Precision {
+    return this.precision === 'mixed' && mixedPrecisionProblem(this.arch.dims) === null
+      ? 'mixed'
+      : 'fp32';
+  }
+
+  /** Conv → (bias) → InstanceNorm → LeakyReLU(alpha); alpha 1 = norm only. */
+  private convNormAct(
+    x: tf.Tensor,
+    w: tf.Tensor,
+    bias: tf.Tensor | null,
+    gamma: tf.Tensor,
+    beta: tf.Tensor,
+    kernel: number[],
+    stride: number[],
+    alpha: number,
+  ): tf.Tensor {
+    const eps = this.arch.normEps;
+    if (this.precisionInUse === 'mixed')
+      return mixedConvNormAct(x, w, bias, gamma, beta, kernel, stride, eps, alpha);
+    return biasNormAct(convNd(x, w, kernel, stride), bias, gamma, beta, eps, alpha);
+  }
+
   /** Conv → (bias) → InstanceNorm → LeakyReLU, params in blockNames order. */
   private block(x: tf.Tensor, p: tf.Tensor[], kernel: number[], stride: number[]): tf.Tensor {
     const a = this.arch;
     const [w, ...rest] = p;
     const bias = a.convBias ? rest[0] : null;
     const [gamma, beta] = a.convBias ? rest.slice(1) : rest;
-    const y = convNd(x, w, kernel, stride);
-    return biasNormAct(y, bias, gamma, beta, a.normEps, a.negativeSlope);
+    return this.convNormAct(x, w, bias, gamma, beta, kernel, stride, a.negativeSlope);
   }
 
   private runStage(
@@ -209,7 +242,10 @@ export class PlainConvUNet {
     inputs: tf.Tensor[],
     ckpt: boolean,
   ): tf.Tensor {
-    return ckpt ? checkpoint(fn, inputs) : fn(inputs);
+    // Mixed: a stage's f32 intermediates (block outputs inside the stage) are freed when the
+    // stage ends; backward needs only the fp16 copies the blocks saved.
+    const f = this.precisionInUse === 'mixed' ? (xs: tf.Tensor[]) => tf.tidy(() => fn(xs)) : fn;
+    return ckpt ? checkpoint(f, inputs) : f(inputs);
   }
 
   /** BasicBlockD's skip: avg-pool (kernel = stride) when strided, 1×1 conv + norm when projecting. */
@@ -232,7 +268,7 @@ export class PlainConvUNet {
     if (project) {
       const ones = new Array<number>(a.dims).fill(1);
       // norm without activation: LeakyReLU with slope 1 is the identity
-      h = biasNormAct(convNd(h, p[0], ones, ones), null, p[1], p[2], a.normEps, 1);
+      h = this.convNormAct(h, p[0], null, p[1], p[2], ones, ones, 1);
     }
     return h;
   }
@@ -271,7 +307,7 @@ export class PlainConvUNet {
         const [w2, ...rest2] = p2;
         const bias2 = a.convBias ? rest2[0] : null;
         const [g2, be2] = a.convBias ? rest2.slice(1) : rest2;
-        const y2 = biasNormAct(convNd(y1, w2, k, ones), bias2, g2, be2, a.normEps, 1);
+        const y2 = this.convNormAct(y1, w2, bias2, g2, be2, k, ones, 1);
         // the sum on flat views (rank-safe on every backend), then the activation
         const sum = tf.reshape(tf.add(tf.reshape(y2, [-1]), tf.reshape(residual, [-1])), y2.shape);
         h = leakyRelu(sum, a.negativeSlope);

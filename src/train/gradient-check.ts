@@ -3,6 +3,7 @@
 // same weights, same batch, so the results must agree to float32 round-off.
 import type * as TF from '@tensorflow/tfjs';
 import { PlainConvUNet } from '../model/unet.ts';
+import type { Precision } from '../model/mixed-precision.ts';
 import { dcAndCeLoss, deepSupervisionLoss } from './loss.ts';
 import { deepSupervisionTargets } from './ds-targets.ts';
 import { randomArray, mulberry32 } from '../util/rng.ts';
@@ -54,9 +55,16 @@ export async function trainingStep(
   seed = 1,
   batch = 2,
   config: typeof CHECK_CONFIG = CHECK_CONFIG,
+  precision: Precision = 'fp32',
 ): Promise<StepResult> {
   const classes = 3;
-  const net = PlainConvUNet.fromPlan(config as never, 1, classes, { seed, deepSupervision: true });
+  const net = PlainConvUNet.fromPlan(config as never, 1, classes, {
+    seed,
+    deepSupervision: true,
+    precision,
+  });
+  if (net.precisionInUse !== precision)
+    throw new Error(`trainingStep: ${precision} precision is not available on this backend`);
   try {
     const [Z, Y, X] = config.patch_size;
     const vox = Z * Y * X;

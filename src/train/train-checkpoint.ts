@@ -58,6 +58,8 @@ export interface ResolvedTrainerOptions {
   momentum: number;
   clipNorm: number;
   oversampleForegroundPercent: number;
+  /** Absent in checkpoints written before mixed precision existed: fp32. */
+  precision?: 'fp32' | 'mixed';
 }
 
 export interface TrainerCheckpoint {
@@ -80,6 +82,8 @@ export interface TrainerCheckpoint {
   options: ResolvedTrainerOptions;
   split: { train: string[]; val: string[] };
   log: TrainingLog;
+  /** Dynamic loss scale and its growth count (mixed precision only). */
+  gradScaler?: { scale: number; growthTracker: number };
 }
 
 interface Header {

@@ -31,6 +31,8 @@ import {
   type DcCeOptions,
 } from './loss.ts';
 import { SGDNesterov } from './optimizer.ts';
+import { GradScaler, unscaleAndCheck } from './grad-scaler.ts';
+import type { Precision } from '../model/mixed-precision.ts';
 import { assertNoGpuErrors } from '../model/tf-backend.ts';
 import { bindingLimitProblem } from '../gpu/binding-limit.ts';
 import { configureAugmentationGeometry } from './rotation-config.ts';
@@ -96,6 +98,12 @@ export interface TrainerOptions {
    * the forward pass and after the step. Default: 'exact' on cpu, 'sampled' elsewhere.
    */
   peakMemory?: 'exact' | 'sampled';
+  /**
+   * 'mixed': activations saved for backward are stored as fp16 (f32 compute, f32 master weights)
+   * with dynamic loss scaling as nnU-Net's GradScaler; runs on webgpu (fast kernels), 3-D only,
+   * else the trainer runs fp32 (see `precisionInUse`). Default 'fp32'.
+   */
+  precision?: Precision;
 }
 
 export interface IterationEvent {
@@ -110,6 +118,9 @@ export interface IterationEvent {
   gradNorm: number;
   msPerIter: number;
   peakBytes: number;
+  /** Mixed precision: the loss scale used for this step, and whether the step was skipped (inf/NaN). */
+  lossScale?: number;
+  skipped?: boolean;
 }
 
 export interface EpochEvent {
@@ -198,6 +209,12 @@ export interface RunResult {
   stopped: boolean;
 }
 
+function resolvePrecision(p: unknown): Precision {
+  if (p === undefined) return 'fp32';
+  if (p !== 'fp32' && p !== 'mixed') throw new Error(`precision must be fp32 or mixed, got ${p}`);
+  return p;
+}
+
 function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOptions {
   if (!Number.isInteger(o.epochs) || o.epochs < 1)
     throw new Error(`epochs must be a positive integer, got ${o.epochs}`);
@@ -232,6 +249,7 @@ function resolveOptions(o: TrainerOptions, nStages: number): ResolvedTrainerOpti
     momentum: o.momentum ?? 0.99,
     clipNorm: o.clipNorm ?? 12,
     oversampleForegroundPercent: o.oversampleForegroundPercent ?? 0.33,
+    precision: resolvePrecision(o.precision),
   };
 }
 
@@ -285,6 +303,8 @@ export class Trainer {
   private readonly valSampler: SamplerOptions;
   private readonly lossOpts: DcCeOptions;
   private readonly peakMode: 'exact' | 'sampled';
+  /** Set when the net runs in mixed precision. */
+  private readonly scaler: GradScaler | null;
   private epochNow = 0;
   private iterInEpoch = 0;
   private partialLossSum = 0;
@@ -352,7 +372,9 @@ export class Trainer {
       deepSupervision: o.deepSupervision,
       checkpointEncoder: o.checkpointing.encoder,
       checkpointDecoder: o.checkpointing.decoder,
+      precision: o.precision,
     });
+    this.scaler = this.net.precisionInUse === 'mixed' ? new GradScaler() : null;
     const params = new Map(this.net.specs.map((s) => [s.name, this.net.variable(s.name)]));
     this.opt = new SGDNesterov(tf, params, {
       lr: o.initialLR,
@@ -427,6 +449,7 @@ export class Trainer {
     t.trainRng.state = ck.rng.train >>> 0;
     t.valRng.state = ck.rng.val >>> 0;
     t.log = structuredClone(ck.log);
+    if (t.scaler && ck.gradScaler) t.scaler.state = ck.gradScaler;
     t.tracker = new PseudoDiceTracker({ emas: t.log.ema_fg_dice, best: ck.bestEma });
     return t;
   }
@@ -446,6 +469,16 @@ export class Trainer {
   /** Axes training mirrors: nnU-Net's inference_allowed_mirroring_axes. */
   get mirrorAxes(): number[] {
     return [...this.aug.mirrorAxes];
+  }
+
+  /** 'mixed' only when asked for and available (webgpu with the fast kernels, 3-D). */
+  get precisionInUse(): Precision {
+    return this.scaler ? 'mixed' : 'fp32';
+  }
+
+  /** The dynamic loss scale (mixed precision), else null. */
+  get lossScale(): number | null {
+    return this.scaler?.scale ?? null;
   }
 
   get bestEma(): number | null {
@@ -476,6 +509,7 @@ export class Trainer {
       options: this.options,
       split: { train: [...this.trainIds], val: [...this.valIds] },
       log: structuredClone(this.log),
+      ...(this.scaler ? { gradScaler: this.scaler.state } : {}),
     };
   }
 
@@ -518,6 +552,7 @@ export class Trainer {
             gradNorm: r.gradNorm,
             msPerIter: r.ms,
             peakBytes: r.peakBytes,
+            ...(r.lossScale !== undefined ? { lossScale: r.lossScale, skipped: r.skipped } : {}),
           });
         }
         const ev = await this.validateEpoch(lr);
@@ -558,6 +593,8 @@ export class Trainer {
     gradNorm: number;
     ms: number;
     peakBytes: number;
+    lossScale?: number;
+    skipped?: boolean;
   }> {
     const t0 = performance.now();
     const raw = sampleBatch(this.trainCases, this.trainSampler, this.trainRng.next);
@@ -568,23 +605,41 @@ export class Trainer {
     const ys = this.targetTensors(batch);
     let sampledPeak = 0;
     let normT: tf.Scalar | undefined;
-    const step = (): tf.Scalar => {
+    const scaler = this.scaler;
+    const scale = scaler?.scale;
+    let skipped = false;
+    const step = async (): Promise<tf.Scalar> => {
       const { value, grads } = tf.variableGrads(() => {
         const l = this.lossOf(this.net.forward(x), ys);
         sampledPeak = Math.max(sampledPeak, tf.memory().numBytes);
-        return this.extraLoss ? (tf.add(l, this.extraLoss()) as tf.Scalar) : l;
+        const total = this.extraLoss ? (tf.add(l, this.extraLoss()) as tf.Scalar) : l;
+        // GradScaler.scale(loss): gradients come out multiplied by the scale.
+        return scale !== undefined ? tf.mul(total, scale) : total;
       }, this.net.variables);
       // A parameter the loss does not reach (the lowest-resolution seg head, whose deep-supervision
       // weight is 0) has no gradient: as in PyTorch (grad None), SGD leaves it and its momentum alone.
-      const byName = new Map<string, tf.Tensor>();
+      let byName = new Map<string, tf.Tensor>();
       for (const s of this.net.specs) {
         const g = grads[this.net.variable(s.name).name] as tf.Tensor | null | undefined;
         if (g) byName.set(s.name, g);
       }
       sampledPeak = Math.max(sampledPeak, tf.memory().numBytes);
-      normT = this.opt.step(byName);
+      let loss = value;
+      if (scaler) {
+        // nnU-Net: unscale_, then clip (inside the optimizer step), then step unless inf/NaN.
+        const inv = scaler.invScale;
+        const u = unscaleAndCheck(tf, byName, inv);
+        byName = u.grads;
+        const finite = Number.isFinite((await u.probe.data())[0]);
+        u.probe.dispose();
+        skipped = !scaler.update(!finite);
+        loss = tf.mul(value, inv);
+        value.dispose();
+      }
+      if (!skipped) normT = this.opt.step(byName);
       Object.values(grads).forEach((g) => g?.dispose());
-      return value;
+      if (scaler) byName.forEach((g) => g.dispose());
+      return loss;
     };
     let value: tf.Scalar;
     let peakBytes: number;
@@ -593,18 +648,22 @@ export class Trainer {
       value = prof.result as tf.Scalar;
       peakBytes = Math.max(prof.peakBytes, sampledPeak);
     } else {
-      value = step();
+      value = await step();
       peakBytes = sampledPeak;
     }
     const loss = (await value.data())[0];
     value.dispose();
     x.dispose();
     ys.forEach((y) => y.dispose());
-    const gradNorm = await SGDNesterov.checkNorm(normT!);
+    // A skipped step (inf/NaN gradients under loss scaling) is expected now and then: no norm.
+    const gradNorm = normT ? await SGDNesterov.checkNorm(normT) : NaN;
     // An invalid WebGPU pipeline drops its command buffer without throwing: stop instead of
     // training on silently wrong numbers.
     assertNoGpuErrors();
-    return { loss, gradNorm, ms: performance.now() - t0, peakBytes };
+    const ms = performance.now() - t0;
+    return scaler
+      ? { loss, gradNorm, ms, peakBytes, lossScale: scale, skipped }
+      : { loss, gradNorm, ms, peakBytes };
   }
 
   private async validateEpoch(lr: number): Promise<EpochEvent> {

@@ -111,4 +111,19 @@ describe('fednnunet train', () => {
     });
     expect(u.status).toBe(2);
   }, 240_000);
+
+  it('--precision: fp32 or mixed, and mixed needs --backend webgpu (exit 2 with the reason)', () => {
+    const run = (...extra: string[]) =>
+      spawnSync(
+        process.execPath,
+        [bin, 'train', DS, '--epochs', '1', '--iters', '1', '-o', join(tmp, 'p'), ...extra],
+        { encoding: 'utf8' },
+      );
+    const bad = run('--precision', 'fp8');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--precision must be fp32 or mixed/);
+    const cpu = run('--precision', 'mixed');
+    expect(cpu.status).toBe(2);
+    expect(cpu.stderr).toMatch(/--precision mixed needs --backend webgpu/);
+  }, 120_000);
 });

@@ -66,6 +66,17 @@ function expectSameWeights(a: NamedWeights, b: NamedWeights): void {
 }
 
 describe('Trainer (tiny 3d, cpu)', () => {
+  it("precision: a bad value is refused; 'mixed' on the cpu backend runs fp32 (no loss scaling)", () => {
+    expect(() => make(prep3d, '3d_fullres', { precision: 'fp8' as never })).toThrow(
+      /precision must be fp32 or mixed/,
+    );
+    const t = make(prep3d, '3d_fullres', { precision: 'mixed' });
+    expect(t.precisionInUse).toBe('fp32');
+    expect(t.lossScale).toBeNull();
+    expect(t.options.precision).toBe('mixed');
+    t.dispose();
+  });
+
   it('two runs with the same seed give identical weights; stop → checkpoint bytes → resume continues bit-identically', async () => {
     const a = make(prep3d, '3d_fullres');
     const eventsA: TrainerEvent[] = [];

@@ -20,7 +20,7 @@ import { Trainer } from '../../train/trainer.ts';
 const USAGE =
   'fednnunet train RAW_DATASET_DIR --epochs E --iters I -o MODEL_DIR [--plans plans.json] [--config 3d_fullres|2d|3d_lowres] ' +
   '[--val-iters V] [--tiny] [--tiny-patch N] [--seed S] [--fold all|random80] [--no-augmentation] [--no-deep-supervision] ' +
-  '[--checkpointing] [--backend cpu|webgpu]';
+  '[--checkpointing] [--backend cpu|webgpu] [--precision fp32|mixed]';
 
 const json = (x: unknown) =>
   `${JSON.stringify(x, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 4)}\n`;
@@ -42,6 +42,7 @@ const command: Command = {
       'no-deep-supervision': { type: 'boolean' },
       checkpointing: { type: 'boolean' },
       backend: { type: 'string' },
+      precision: { type: 'string' },
       output: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     });
@@ -73,6 +74,12 @@ const command: Command = {
     } else if (backend !== 'cpu') {
       throw new UsageError(`--backend must be cpu or webgpu, got '${backend}'`);
     }
+    const precision = values.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'mixed')
+      throw new UsageError(`--precision must be fp32 or mixed, got '${precision}'`);
+    // fp16 activation storage runs in our WebGPU kernels; the cpu backend has no use for it.
+    if (precision === 'mixed' && backend !== 'webgpu')
+      throw new UsageError('--precision mixed needs --backend webgpu');
     await useBackend(backend);
 
     const dir = resolve(positionals[0]);
@@ -108,12 +115,19 @@ const command: Command = {
         augmentation: !values['no-augmentation'],
         deepSupervision: !values['no-deep-supervision'],
         checkpointing: values.checkpointing ?? false,
+        precision,
       },
     });
+    if (trainer.precisionInUse !== precision) {
+      trainer.dispose();
+      throw new Error(
+        `--precision ${precision}: not available for this configuration (mixed covers 3-D networks only)`,
+      );
+    }
     const cfg = trainer.config;
     console.log(
       `${configuration}${values.tiny ? ' (tiny)' : ''}: patch ${cfg.patch_size.join('x')}, batch ${cfg.batch_size}, ` +
-        `${trainer.net.parameterCount()} parameters; train ${trainer.trainIds.length} / val ${trainer.valIds.length} cases; backend ${backend}`,
+        `${trainer.net.parameterCount()} parameters; train ${trainer.trainIds.length} / val ${trainer.valIds.length} cases; backend ${backend}, ${trainer.precisionInUse}`,
     );
 
     const out = resolve(values.output);

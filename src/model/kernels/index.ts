@@ -11,6 +11,7 @@ import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward } from './conv
 import { convDw, convDx, convForward } from './conv-variants.ts';
 import { reduce, softmax } from './reduce.ts';
 import { normActBackward, normActForward } from './norm-act.ts';
+import { packHalf, unpackHalf } from './half-pack.ts';
 import type { WebGPUBackendLike } from './program.ts';
 
 export const FAST_KERNEL_NAMES = [
@@ -68,8 +69,10 @@ const fastFuncs: Record<Name, (a: Args) => TensorInfo | null> = {
   Softmax: (a) => softmax(be(a), a.inputs.logits as TensorInfo, attrs(a)),
 };
 
-const NORM_ACT = 'FnnuNormAct';
-const NORM_ACT_GRAD = 'FnnuNormActGrad';
+export const NORM_ACT = 'FnnuNormAct';
+export const NORM_ACT_GRAD = 'FnnuNormActGrad';
+const PACK_HALF = 'FnnuPackHalf';
+const UNPACK_HALF = 'FnnuUnpackHalf';
 let fusedRegistered = false;
 
 function registerFused(): void {
@@ -105,7 +108,28 @@ function registerFused(): void {
       );
     },
   });
+  tf.registerKernel({
+    kernelName: PACK_HALF,
+    backendName: BACKEND,
+    kernelFunc: (a) => packHalf(be(a), a.inputs.x as TensorInfo),
+  });
+  tf.registerKernel({
+    kernelName: UNPACK_HALF,
+    backendName: BACKEND,
+    kernelFunc: (a) =>
+      unpackHalf(be(a), a.inputs.p as TensorInfo, attrs<{ shape: number[] }>(a).shape),
+  });
   fusedRegistered = true;
+}
+
+/** float32 tensor → int32 [ceil(n/2)] of binary16 pairs (half-pack.ts); needs fusedOpsActive(). */
+export function packHalfOp(x: tf.Tensor): tf.Tensor1D {
+  return tf.engine().runKernel(PACK_HALF, { x }, {}) as unknown as tf.Tensor1D;
+}
+
+/** packHalfOp's output → float32 tensor of `shape`. */
+export function unpackHalfOp(p: tf.Tensor, shape: number[]): tf.Tensor {
+  return tf.engine().runKernel(UNPACK_HALF, { p }, { shape } as never) as unknown as tf.Tensor;
 }
 
 /** True when the fused ops below run (webgpu backend with the fast kernels switched on). */

@@ -11,11 +11,11 @@ export interface WebGPUBackendLike {
   runWebGPUProgram(
     program: object,
     inputs: TensorInfo[],
-    dtype: 'float32',
+    dtype: 'float32' | 'int32',
     uniforms?: unknown[],
     output?: TensorInfo,
   ): TensorInfo;
-  makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
+  makeTensorInfo(shape: number[], dtype: 'float32' | 'int32'): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
 }
 
