@@ -76,14 +76,18 @@ function time(label: string, n: number, run: (n: number) => unknown): unknown {
   (globalThis as { gc?: () => void }).gc?.();
   const rss0 = process.memoryUsage().rss;
   const load0 = load();
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = run(n);
   const t = (performance.now() - t0) / 1000;
+  // CPU time of this process (all threads): less sensitive than wall time to other jobs' load.
+  const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / 1000 / n;
   // After the run, with the result still held: what the aggregation keeps (transients already freed or not).
   const peak = process.memoryUsage().rss;
   if (label.startsWith('memcpy')) baseline = t / n;
   console.log(
-    `| ${label} | ${n} | ${t.toFixed(2)} | ${((t * 1000) / n).toFixed(0)} | ${(t / n / baseline).toFixed(1)} | ${((peak - rss0) / 2 ** 20).toFixed(0)} | ${load0} → ${load()} |`,
+    `| ${label} | ${n} | ${t.toFixed(2)} | ${((t * 1000) / n).toFixed(0)} | ${cpu.toFixed(0)} | ${(t / n / baseline).toFixed(1)} | ${((peak - rss0) / 2 ** 20).toFixed(0)} | ${load0} → ${load()} |`,
   );
   return r;
 }
@@ -92,9 +96,9 @@ console.log(
   `model: ${(params / 1e6).toFixed(2)} M parameters, fp16 update ${(bytes / 2 ** 20).toFixed(1)} MiB; CRC-32: ${nativeCrc ? 'zlib (native)' : 'JS'}\n`,
 );
 console.log(
-  '| path | sites | time (s) | per site (ms) | per site ÷ memcpy per site (last memcpy row) | RSS growth after the run (MiB) | load average (1 min) before → after |',
+  '| path | sites | time (s) | per site (ms) | CPU per site (ms) | per site ÷ memcpy per site (last memcpy row) | RSS growth after the run (MiB) | load average (1 min) before → after |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|');
 const copy = new Uint8Array(bytes);
 for (const n of [10, 100]) {
   time('memcpy of the update bytes (baseline)', n, (m) => {
