@@ -1,8 +1,8 @@
 // Relay aggregation cost for a 31 M parameter model (nnU-Net 801-like 3d_fullres size): each
 // site's fp16 delta checked (CRC-32, sizes, finiteness, norm) and added to the streaming mean, the
 // way Coordinator.update does it, for 10 and 100 sites. Next to it, in the same run: a plain copy of
-// the same bytes (memcpy speed, so the ratio holds on a busy machine), the same path adding 4
-// updates per pass over the sums (StreamingMean's batch option), the JS CRC the page uses, and the earlier path
+// the same bytes (memcpy speed, so the ratio holds on a busy machine), the same path adding one
+// update per pass over the sums (StreamingMean batch 1; the default adds ADD_BATCH), the JS CRC the page uses, and the earlier path
 // (decode to float32 tensors, validate, norm, add) for comparison. Each row prints the 1-minute
 // load average before and after it (the machine may be shared). Memory is the process' RSS growth
 // over the run (one model in memory, not one per site).
@@ -56,7 +56,7 @@ const fusedBatch =
     return r;
   };
 const fused = fusedBatch();
-const batched = fusedBatch(4);
+const oneByOne = fusedBatch(1);
 // What Coordinator.update did before: decode, validate, l2Norm, then add (which validates again).
 const decoded: Path = (n) => {
   const mean = new StreamingMean(spec);
@@ -111,7 +111,7 @@ for (const n of [10, 100]) {
   ) as NamedWeights;
   if (r.size !== spec.length) throw new Error('bad result');
 }
-time('the same, 4 updates per pass over the sums (StreamingMean batch 4)', 100, batched);
+time('the same, one update per pass over the sums (StreamingMean batch 1)', 100, oneByOne);
 setCrc32Impl(undefined);
 time('check + fused, JS slice-by-8 CRC (page)', 10, fused);
 const a = time(
@@ -120,7 +120,7 @@ const a = time(
   decoded,
 ) as NamedWeights;
 const b = fused(10);
-const c = batched(10);
+const c = oneByOne(10);
 for (const [name, t] of a) {
   const u = b.get(name)!.data;
   for (let i = 0; i < t.data.length; i++)

