@@ -1,28 +1,16 @@
 // gzip detection and decompression with an integrity check. fflate's gunzipSync does not verify
 // the CRC-32/ISIZE trailer, so a corrupted (but still inflatable) file would pass silently.
 // `inflateBounded` inflates incrementally (fflate's streaming classes) so a reader can parse the
-// header first and then inflate at most the size the header declares.
+// header first and then inflate at most the size the header declares. The trailer's CRC-32 is
+// util/crc32.ts (zlib's native one in Node, slice-by-8 JS in the page; fflate keeps its own
+// byte-wise CRC internal).
 import { Gunzip, Inflate, Unzlib, gunzipSync } from 'fflate';
 import { ReadLimitError, mib } from './read-limits.ts';
+import { crc32 } from '../util/crc32.ts';
 import { errorMessage } from '../util/errors.ts';
 
 export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-}
-
-let crcTable: Uint32Array | undefined;
-export function crc32(data: Uint8Array, previous = 0): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = (previous ^ 0xffffffff) >>> 0;
-  for (let i = 0; i < data.length; i++) c = crcTable[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }
 
 /** Decompresses a single-member gzip stream; throws a readable error when it is truncated or corrupt. */

@@ -151,17 +151,27 @@ export function tensorView(e: TensorEntry, payload: Uint8Array): TensorView {
   return { encoding: 'int8', q: new Int8Array(buf, at, n), scale };
 }
 
-/** The encoded bytes a view holds (what the entry's CRC-32 covers). */
-export function viewBytes(v: TensorView): Uint8Array {
+/** The encoded bytes a view holds (what the entry's CRC-32 covers), or those of values [from, to). */
+export function viewBytes(v: TensorView, from = 0, to = viewLength(v)): Uint8Array {
   const a = v.encoding === 'fp32' ? v.values : v.encoding === 'fp16' ? v.bits : v.q;
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const size = a.BYTES_PER_ELEMENT;
+  return new Uint8Array(a.buffer, a.byteOffset + from * size, (to - from) * size);
+}
+
+/** Number of values a view holds. */
+export function viewLength(v: TensorView): number {
+  return v.encoding === 'fp32'
+    ? v.values.length
+    : v.encoding === 'fp16'
+      ? v.bits.length
+      : v.q.length;
 }
 
 // Decoding fused with what the relay does with the values (fed/encoded-update.ts, aggregate.ts):
 // each value is the float32 decodeWeights would store (int8: q·scale rounded to float32).
 
 // Squares of every half value in float64: exact (a float32 squared has at most 48 significant
-// bits), so the norm is bit-for-bit the one over decoded values, one lookup per value.
+// bits), one lookup per value.
 let squares: Float64Array | undefined;
 function halfSquares(): Float64Array {
   if (!squares) {
@@ -172,33 +182,76 @@ function halfSquares(): Float64Array {
   return squares;
 }
 
-/** s + Σ value² over a view (float64, in order). */
-export function sumSquares(v: TensorView, s: number): number {
-  if (v.encoding === 'fp32') {
-    const d = v.values;
-    for (let i = 0; i < d.length; i++) s += d[i] * d[i];
-  } else if (v.encoding === 'fp16') {
-    const t = halfSquares();
-    const b = v.bits;
-    for (let i = 0; i < b.length; i++) s += t[b[i]];
-  } else {
-    const { q, scale } = v;
-    for (let i = 0; i < q.length; i++) {
-      const x = Math.fround(q[i] * scale);
-      s += x * x;
-    }
-  }
-  return s;
+/** The 256 values an int8 tensor can hold (index q + 128), each rounded to float32 as decodeWeights stores it. */
+function int8Values(scale: number): Float64Array {
+  const t = new Float64Array(256);
+  for (let q = -128; q < 128; q++) t[q + 128] = Math.fround(q * scale);
+  return t;
 }
 
 /**
- * sum[i] += k · value[i] (the streaming mean's accumulation). Unrolled by four: every element gets
- * the same single multiply-add as before (bit-identical), with a quarter of the loop overhead.
+ * Σ value² over values [from, to) of a view, in float64. Four running sums, added as
+ * (s0 + s1) + (s2 + s3) at the end: a single running sum is a chain of dependent additions, bound
+ * by the adder's latency (it was the costliest part of the relay's check); four chains overlap.
+ * The order is fixed, so the result is deterministic; it may differ from a one-chain sum (l2Norm)
+ * in the last bits. A NaN or ±Inf value makes the result non-finite (squares are never negative,
+ * so nothing cancels).
  */
-export function addScaled(v: TensorView, sum: Float64Array, k: number): void {
-  const n = sum.length;
-  const m = n - (n % 4);
-  let i = 0;
+export function sumSquares(v: TensorView, from = 0, to = viewLength(v)): number {
+  let s0 = 0,
+    s1 = 0,
+    s2 = 0,
+    s3 = 0;
+  const m = to - ((to - from) % 4);
+  let i = from;
+  if (v.encoding === 'fp32') {
+    const d = v.values;
+    for (; i < m; i += 4) {
+      s0 += d[i] * d[i];
+      s1 += d[i + 1] * d[i + 1];
+      s2 += d[i + 2] * d[i + 2];
+      s3 += d[i + 3] * d[i + 3];
+    }
+    for (; i < to; i++) s0 += d[i] * d[i];
+  } else if (v.encoding === 'fp16') {
+    const t = halfSquares();
+    const b = v.bits;
+    for (; i < m; i += 4) {
+      s0 += t[b[i]];
+      s1 += t[b[i + 1]];
+      s2 += t[b[i + 2]];
+      s3 += t[b[i + 3]];
+    }
+    for (; i < to; i++) s0 += t[b[i]];
+  } else {
+    const x = int8Values(v.scale);
+    const t = x.map((y) => y * y);
+    const q = v.q;
+    for (; i < m; i += 4) {
+      s0 += t[q[i] + 128];
+      s1 += t[q[i + 1] + 128];
+      s2 += t[q[i + 2] + 128];
+      s3 += t[q[i + 3] + 128];
+    }
+    for (; i < to; i++) s0 += t[q[i] + 128];
+  }
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * sum[i] += k · value[i] for i in [from, to) (the streaming mean's accumulation; the whole view by
+ * default). Unrolled by four: every element gets the same single multiply-add (bit-identical to
+ * adding decoded values), with a quarter of the loop overhead.
+ */
+export function addScaled(
+  v: TensorView,
+  sum: Float64Array,
+  k: number,
+  from = 0,
+  to = sum.length,
+): void {
+  const m = to - ((to - from) % 4);
+  let i = from;
   if (v.encoding === 'fp32') {
     const d = v.values;
     for (; i < m; i += 4) {
@@ -207,7 +260,7 @@ export function addScaled(v: TensorView, sum: Float64Array, k: number): void {
       sum[i + 2] += k * d[i + 2];
       sum[i + 3] += k * d[i + 3];
     }
-    for (; i < n; i++) sum[i] += k * d[i];
+    for (; i < to; i++) sum[i] += k * d[i];
   } else if (v.encoding === 'fp16') {
     const t = halfTable();
     const b = v.bits;
@@ -217,16 +270,18 @@ export function addScaled(v: TensorView, sum: Float64Array, k: number): void {
       sum[i + 2] += k * t[b[i + 2]];
       sum[i + 3] += k * t[b[i + 3]];
     }
-    for (; i < n; i++) sum[i] += k * t[b[i]];
+    for (; i < to; i++) sum[i] += k * t[b[i]];
   } else {
-    const { q, scale } = v;
+    // A lookup of the 256 possible values instead of a multiply and a rounding per value.
+    const t = int8Values(v.scale);
+    const q = v.q;
     for (; i < m; i += 4) {
-      sum[i] += k * Math.fround(q[i] * scale);
-      sum[i + 1] += k * Math.fround(q[i + 1] * scale);
-      sum[i + 2] += k * Math.fround(q[i + 2] * scale);
-      sum[i + 3] += k * Math.fround(q[i + 3] * scale);
+      sum[i] += k * t[q[i] + 128];
+      sum[i + 1] += k * t[q[i + 1] + 128];
+      sum[i + 2] += k * t[q[i + 2] + 128];
+      sum[i + 3] += k * t[q[i + 3] + 128];
     }
-    for (; i < n; i++) sum[i] += k * Math.fround(q[i] * scale);
+    for (; i < to; i++) sum[i] += k * t[q[i] + 128];
   }
 }
 

@@ -27,6 +27,9 @@ const layout: Array<[string, number[]]> = [
   ['enc.b', [8]],
   ['seg.w', [3, 8]],
   ['odd', [7]],
+  // Longer than the check's and the batched add's block (16 Ki values): a bad value or byte past
+  // the first block must be caught too.
+  ['big', [20011]],
 ];
 function weights(seed: number, amp = 1): NamedWeights {
   return new Map(
@@ -84,7 +87,8 @@ describe('checkEncodedUpdate + addChecked', () => {
         const w = decodeWeights(u.entries, u.payload);
         validateUpdate(w, spec);
         const c = checkEncodedUpdate(u.entries, u.payload, spec);
-        expect(Object.is(c.norm, l2Norm(w))).toBe(true);
+        // Four running sums instead of one: the same norm up to float64 rounding.
+        expect(Math.abs(c.norm - l2Norm(w))).toBeLessThanOrEqual(1e-12 * l2Norm(w));
         const scale = c.norm > 2 ? 2 / c.norm : 1;
         fused.addChecked(c, s + 1, scale);
         decoded.add(w, s + 1, scale);
@@ -95,6 +99,75 @@ describe('checkEncodedUpdate + addChecked', () => {
       sameBits(robustD.result(), robustF.result());
     });
   }
+
+  it('batched adds (any batch size, mixed encodings, add() in between) give the bits of adding one at a time', () => {
+    const encs: Encoding[] = ['fp16', 'int8', 'fp32', 'fp16', 'int8', 'fp16', 'fp32'];
+    // Magnitudes 1e-3..1e3 and factors with full 53-bit mantissas, so the float64 sums round and a
+    // different order of adding would change their bits.
+    const us = encs.map((enc, s) => encodeWeights(weights(s + 7, 10 ** (s - 3)), enc));
+    const w = (s: number) => 1 + 0.37 * s;
+    const c = (s: number) => 0.3 + 0.1 * s;
+    const one = new StreamingMean(spec);
+    us.forEach((u, s) => one.add(decodeWeights(u.entries, u.payload), w(s), c(s)));
+    const want = one.result();
+    for (const batch of [1, 2, 3, 4, 5, 8]) {
+      const mean = new StreamingMean(spec, batch);
+      us.forEach((u, s) => {
+        // Every third update through add(): the held ones must reach the sums before it.
+        if (s % 3 === 2) mean.add(decodeWeights(u.entries, u.payload), w(s), c(s));
+        else mean.addChecked(checkEncodedUpdate(u.entries, u.payload, spec), w(s), c(s));
+      });
+      expect(mean.contributors).toBe(us.length);
+      sameBits(want, mean.result());
+      mean.release();
+    }
+    expect(() => new StreamingMean(spec, 0)).toThrow(/positive integer/);
+  });
+
+  it('keeps the order of adds within a batch (cancellation makes a different order visible)', () => {
+    // small, then +big and −big with a weight of 1e15: adding the small one first loses it in the
+    // float64 sum, adding it last keeps it, so the mean tells the order apart.
+    const big = weights(10);
+    const neg: NamedWeights = new Map(
+      [...big].map(([n, t]) => [n, { shape: t.shape, data: t.data.map((x) => -x) }]),
+    );
+    const seq: Array<[EncodedWeights, number]> = [
+      [encodeWeights(weights(9, 1e-3), 'fp32'), 1],
+      [encodeWeights(big, 'fp32'), 1e15],
+      [encodeWeights(neg, 'fp32'), 1e15],
+    ];
+    const inOrder = (list: Array<[EncodedWeights, number]>) => {
+      const m = new StreamingMean(spec);
+      for (const [u, w] of list) m.add(decodeWeights(u.entries, u.payload), w);
+      return m.result();
+    };
+    const want = inOrder(seq);
+    const reversed = inOrder([...seq].reverse());
+    expect([...want.get('big')!.data].some((x, i) => x !== reversed.get('big')!.data[i])).toBe(
+      true,
+    );
+    for (const batch of [1, 2, 3, 4]) {
+      const mean = new StreamingMean(spec, batch);
+      for (const [u, w] of seq) mean.addChecked(checkEncodedUpdate(u.entries, u.payload, spec), w);
+      sameBits(want, mean.result());
+      // ±big held, then the small one through add(): it must come after them, as given.
+      const mixed = new StreamingMean(spec, batch);
+      for (const [u, w] of seq.slice(1))
+        mixed.addChecked(checkEncodedUpdate(u.entries, u.payload, spec), w);
+      mixed.add(decodeWeights(seq[0][0].entries, seq[0][0].payload), 1);
+      sameBits(inOrder([seq[1], seq[2], seq[0]]), mixed.result());
+    }
+  });
+
+  it('refuses a weight or scale that is not a positive number, before holding anything', () => {
+    const u = encodeWeights(weights(2), 'fp16');
+    const c = checkEncodedUpdate(u.entries, u.payload, spec);
+    const mean = new StreamingMean(spec);
+    expect(() => mean.addChecked(c, 0)).toThrow(/weight must be a positive number/);
+    expect(() => mean.addChecked(c, 1, NaN)).toThrow(/scale must be a positive number/);
+    expect(mean.contributors).toBe(0);
+    expect(() => mean.result()).toThrow(/no update/);
+  });
 
   it('reads a payload that sits at an odd offset of a frame (unaligned views are copied)', () => {
     const u = encodeWeights(weights(3), 'fp32');
@@ -131,6 +204,25 @@ describe('a refused update leaves the running mean untouched', () => {
     ],
     ['NaN in fp16', poke(fp16, 'enc.b', 0, (v, at) => v.setUint16(at, 0x7e00, true)), /NaN or Inf/],
     [
+      'NaN in fp16 past the first check block',
+      poke(fp16, 'big', 17003, (v, at) => v.setUint16(at, 0x7e00, true)),
+      /'big' contains NaN or Inf/,
+    ],
+    [
+      '-Inf in fp32 at the last value of a long tensor',
+      poke(fp32, 'big', 20010, (v, at) => v.setFloat32(at, -Infinity, true)),
+      /'big' contains NaN or Inf/,
+    ],
+    [
+      'a corrupted byte past the first check block',
+      (() => {
+        const p = fp16.payload.slice();
+        p[fp16.entries[4].offset + 2 * 18000] ^= 0x01;
+        return { entries: fp16.entries, payload: p };
+      })(),
+      /'big': checksum mismatch/,
+    ],
+    [
       '-Inf in fp16',
       poke(fp16, 'enc.w', 100, (v, at) => v.setUint16(at, 0xfc00, true)),
       /NaN or Inf/,
@@ -163,7 +255,7 @@ describe('a refused update leaves the running mean untouched', () => {
     [
       'a missing tensor',
       { entries: fp16.entries.slice(1), payload: fp16.payload },
-      /expected 4 tensors/,
+      /expected 5 tensors/,
     ],
     [
       'a tensor twice',
@@ -174,8 +266,11 @@ describe('a refused update leaves the running mean untouched', () => {
   ];
   for (const [what, u, reason] of bad) {
     it(`${what}: refused, and the mean of the accepted updates is unchanged`, () => {
+      // batch 1: the first update is already in the sums when the bad one comes; batch 4: it is
+      // still held. Either way nothing accepted may be lost.
       for (const mean of [
-        new StreamingMean(spec),
+        new StreamingMean(spec, 1),
+        new StreamingMean(spec, 4),
         new RobustMean(spec, 'median', 3),
       ] as UpdateAggregator[]) {
         const offer = (x: EncodedWeights): void =>
