@@ -43,7 +43,12 @@ export interface SuperLink {
   /** The environment Flower's Python programs need (the kit's shims and package). */
   env: NodeJS.ProcessEnv;
   /** Submits a run of our ServerApp with these run-config overrides; resolves to its log at its end. */
-  submit(overrides: Record<string, string | number | boolean>): Promise<string>;
+  submit(
+    overrides: Record<string, string | number | boolean>,
+    onOutput?: (text: string) => void,
+  ): Promise<string>;
+  /** The SuperLink's latest output (the last 20 000 characters). */
+  log(): string;
   close(): void;
 }
 
@@ -91,20 +96,27 @@ export async function startSuperLink(): Promise<SuperLink> {
     close();
     throw e;
   }
-  const submit = (overrides: Record<string, string | number | boolean>) => {
+  const submit = (
+    overrides: Record<string, string | number | boolean>,
+    onOutput?: (text: string) => void,
+  ) => {
     const args = Object.entries(overrides).map(([k, v]) =>
       typeof v === 'string' ? `${k}='${v}'` : `${k}=${v}`,
     );
     return new Promise<string>((res, rej) => {
       const p = spawn(PY, [join(KIT, 'submit_run.py'), APP, 'local', ...args], { env, cwd: dir });
       let out = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (out += d));
+      const add = (d: Buffer) => {
+        out += d;
+        onOutput?.(String(d));
+      };
+      p.stdout.on('data', add);
+      p.stderr.on('data', add);
       p.on('error', rej);
       p.on('exit', () => res(out));
     });
   };
-  return { fleetUrl, dir, env, submit, close };
+  return { fleetUrl, dir, env, submit, log: () => log, close };
 }
 
 async function waitForFleet(url: string, link: ChildProcess, log: () => string): Promise<void> {

@@ -535,6 +535,9 @@ const api = {
         // Training shares this worker's event loop with the heartbeats: leave room for a slow step.
         heartbeatInterval: 60,
         log,
+        // Until the ServerApp's first message: waiting for the run (and the other nodes).
+        onJoined: (_id, resumed) =>
+          resumed || phase({ type: 'welcome', phase: 'join', round: 0, rounds: 0, iters: 0 }),
         persist: (f: FlowerMembership) => {
           membership.flower = f;
           return saveMembership(d, membership);

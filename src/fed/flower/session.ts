@@ -28,6 +28,8 @@ export interface FlowerSessionOptions extends Omit<FlowerNodeOptions, 'publicKey
   /** Called with the record after each change (join, plan, every round). */
   persist: (m: FlowerMembership) => Promise<void>;
   signal?: AbortSignal;
+  /** After the node joined the SuperLink (resumed: it continues a saved state). */
+  onJoined?: (nodeId: string, resumed: boolean) => void;
   /** How long to wait for the run to finish at the SuperLink after the final model (default 10 min). */
   maxWaitAfterDoneMs?: number;
 }
@@ -60,6 +62,7 @@ export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerS
     log(`the SuperLink gave node id ${nodeId} (was ${record.nodeId})`);
   record.nodeId = nodeId;
   await o.persist(record);
+  o.onJoined?.(nodeId, resumed);
   const handle: typeof site.handle = async (msg) => {
     const reply = await site.handle(msg);
     record.runId = msg.runId.toString();
