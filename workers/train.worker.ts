@@ -35,6 +35,8 @@ import { siteIdentity } from '../src/fed/identity/kept-key.ts';
 import { toBase64 } from '../src/fed/identity/site-key.ts';
 import type { SitePhaseEvent } from '../src/fed/site-phase.ts';
 import { appendEgress, listEgress, type EgressRecord } from '../src/store/egress-log.ts';
+import { runFlowerSession, type FlowerMembership } from '../src/fed/flower/session.ts';
+import type { FlowerSiteTrainer } from '../src/fed/flower/site.ts';
 
 let dbPromise: Promise<StoreDB> | undefined;
 const db = () => (dbPromise ??= openStore());
@@ -117,7 +119,29 @@ export type FederateEvent =
   /** One training iteration's loss (the live loss chart). */
   | { type: 'iteration'; round: number; iteration: number; loss: number };
 
+/** A Flower federation: the SuperLink's REST Fleet API, reached through the relay's gateway. */
+export interface FlowerFederateRequest {
+  /** The Fleet API's base URL (the page's own origin when the relay runs --flower-superlink). */
+  fleetUrl: string;
+  datasetId: string;
+  /** This browser's name for itself (the audit and the stored model; Flower knows only node ids). */
+  siteName: string;
+  tiny?: { patch?: number; batchSize?: number } | false;
+  backend?: BackendName;
+  stockKernels?: boolean;
+  seed?: number;
+}
+
+/** The name a Flower reply has in the phase line and the audit (our relay's message names). */
+const FLOWER_REPLY: Record<string, string> = {
+  'query.fingerprint': 'fingerprint',
+  'query.plan': 'spec',
+  train: 'update',
+  'query.final': 'final-metrics',
+};
+
 let fedClient: SiteClient | undefined;
+let flowerStop: AbortController | undefined;
 
 function bridgeConnect(link: Comlink.Remote<LinkBridge>): Connect {
   return async (h) => {
@@ -379,8 +403,216 @@ const api = {
     }
   },
 
+  /**
+   * Takes part in a Flower federation (our ServerApp, flower/fednnunet_app) as one node, with the
+   * same site pipeline and trainer as `federate`; the node's key, id and the rounds it answered are
+   * kept in IndexedDB, so a reloaded tab comes back as the same node and continues.
+   */
+  async federateFlower(
+    req: FlowerFederateRequest,
+    onEvent: (e: FederateEvent) => void,
+  ): Promise<void> {
+    if (fedClient || flowerStop || control) throw new Error('this tab is already training');
+    const d = await db();
+    const pipeline = await sitePipeline(d, req.datasetId);
+    const ds = { name: pipeline.store.datasetName };
+    const dj = pipeline.store.datasetJson!;
+    await useBackend(req.backend ?? 'webgpu', { fastKernels: !req.stockKernels });
+    const log = (message: string) => onEvent({ type: 'log', message });
+    const phase = (event: SitePhaseEvent) => onEvent({ type: 'phase', event });
+    const relayUrl = `flower:${req.fleetUrl}`;
+    const federationId = federationIdOf(relayUrl, '');
+    const previous = await loadMembership(d, req.datasetId, federationId);
+    const saved = previous?.status === 'running' ? previous.flower : undefined;
+    const membership: Omit<FedMembership, 'updatedAt'> = {
+      datasetId: req.datasetId,
+      federationId,
+      relayUrl,
+      token: '',
+      siteName: req.siteName,
+      tiny: req.tiny ?? false,
+      backend: req.backend ?? 'webgpu',
+      status: 'running',
+      round: saved?.rounds?.length ?? 0,
+      ...(saved ? { flower: saved } : {}),
+    };
+    const savedSession = saved as FlowerMembership | undefined;
+    const runId = `fed:${federationId}`;
+    phase({ type: 'connecting' });
+    const site: TrainerSite = new TrainerSite({
+      pipeline,
+      tiny: req.tiny || undefined,
+      seed: req.seed ?? 0,
+      valIters: 2,
+      evaluate: false,
+      log,
+      onStage: (stage, done, total) =>
+        phase(
+          stage === 'fingerprint'
+            ? { type: 'fingerprinting', done, total }
+            : { type: 'preprocessing', done, total },
+        ),
+      onIteration: (round, e) => {
+        const iterations = site.trainer?.options.itersPerEpoch ?? 0;
+        phase({ type: 'iteration', round, iteration: e.iteration + 1, iterations });
+        onEvent({ type: 'iteration', round, iteration: e.iteration + 1, loss: e.loss });
+      },
+      saveState: (bytes): Promise<void> =>
+        saveCheckpoint(
+          d,
+          {
+            datasetId: req.datasetId,
+            runId,
+            tag: 'latest',
+            epoch: site.trainer?.epoch ?? 0,
+            epochs: site.trainer?.options.epochs ?? 0,
+            configuration: site.trainer?.configurationName ?? '',
+          },
+          bytes,
+        ),
+      loadState: async () => (await loadCheckpoint(d, req.datasetId, runId))?.data,
+    });
+    // The FlowerSite drives this; the wrapper only tells the page where the site is.
+    const trainer: FlowerSiteTrainer = {
+      numCases: site.numCases,
+      get plans() {
+        return site.plans;
+      },
+      datasetJson: () => site.datasetJson(),
+      useTiny: (on) => site.useTiny(on),
+      localFingerprint: () => {
+        phase({ type: 'fingerprinting' });
+        return site.localFingerprint();
+      },
+      prepare: async (agg, cfg) => {
+        phase({
+          type: 'welcome',
+          phase: 'plan',
+          round: 0,
+          rounds: cfg.rounds,
+          iters: cfg.itersPerRound,
+        });
+        phase({ type: 'planning' });
+        await site.prepare(agg, cfg);
+      },
+      weights: () => site.weights(),
+      loadShared: (g) => site.loadShared(g),
+      train: async (round, iters) => {
+        log(`round ${round}: training ${iters} iteration(s)`);
+        phase({ type: 'iteration', round, iteration: 0, iterations: iters });
+        const t0 = performance.now();
+        const m = await site.train(round);
+        phase({ type: 'trained', round });
+        membership.round = round;
+        onEvent({
+          type: 'round',
+          round,
+          rounds: site.trainer?.options.epochs ?? round,
+          seconds: (performance.now() - t0) / 1000,
+          metrics: m,
+        });
+        return m;
+      },
+      finish: (g, sh) => {
+        phase({ type: 'final' });
+        return site.finish(g, sh);
+      },
+      restore: async (cfg) => {
+        const ok = await site.restore(cfg);
+        if (ok)
+          phase({
+            type: 'welcome',
+            phase: 'rounds',
+            round: membership.round,
+            rounds: cfg.rounds,
+            iters: cfg.itersPerRound,
+          });
+        return ok;
+      },
+    };
+    flowerStop = new AbortController();
+    try {
+      const r = await runFlowerSession({
+        superlink: req.fleetUrl,
+        trainer,
+        saved: savedSession,
+        signal: flowerStop.signal,
+        // Training shares this worker's event loop with the heartbeats: leave room for a slow step.
+        heartbeatInterval: 60,
+        log,
+        // Until the ServerApp's first message: waiting for the run (and the other nodes).
+        onJoined: (_id, resumed) =>
+          resumed || phase({ type: 'welcome', phase: 'join', round: 0, rounds: 0, iters: 0 }),
+        persist: (f: FlowerMembership) => {
+          membership.flower = f;
+          return saveMembership(d, membership);
+        },
+        onReplied: (m) => {
+          const message = FLOWER_REPLY[m.messageType] ?? m.messageType;
+          const round = m.messageType === 'train' ? membership.round : undefined;
+          onEvent({ type: 'sent', message, bytes: m.bytes, round });
+          if (!m.error) phase({ type: 'sent', message, round });
+          void appendEgress(d, {
+            federationId,
+            siteName: req.siteName,
+            message,
+            ...(round === undefined ? {} : { round }),
+            bytes: m.bytes,
+            at: Date.now(),
+          }).catch((e) => log(`privacy audit not saved: ${String(e)}`));
+        },
+      });
+      const shared = r.site.state.sharedKeys ?? [];
+      const rounds = r.site.state.rounds.length;
+      const t = site.trainer!;
+      const all = await site.weights();
+      const local = all.size - shared.length;
+      const cfg = r.site.state.config!;
+      const files = encodeModelFolder({
+        plans: site.plans!,
+        datasetJson: dj as never,
+        configuration: t.configurationName,
+        weights: all,
+        provenance: {
+          trained_by: 'browser site in a Flower federation',
+          method: cfg.method,
+          rounds,
+          iterations: rounds * cfg.itersPerRound,
+          ...(local ? { site: `flower node ${r.nodeId}` } : {}),
+          shared_tensors: shared.length,
+          local_tensors: local,
+          ...pseudoDiceProvenance(t.log),
+          training_cases: { dataset: ds.name, train: t.trainIds, val: t.valIds },
+        },
+      });
+      const model = await saveModel(d, files, {
+        name: `${ds.name} · Flower federation (${rounds} rounds)`,
+        source: local ? 'personalised' : 'federation-global',
+        origin: relayUrl,
+      });
+      await saveMembership(d, { ...membership, status: 'done' });
+      phase({ type: 'done' });
+      onEvent({
+        type: 'done',
+        rounds,
+        shared: shared.length,
+        local,
+        modelIds: [model.id],
+        globalDigest: await digest(new Map(shared.map((k) => [k, all.get(k)!]))),
+      });
+    } catch (e) {
+      await saveMembership(d, { ...membership, status: 'failed' }).catch(() => undefined);
+      phase({ type: 'failed', reason: e instanceof Error ? e.message : String(e) });
+      throw e;
+    } finally {
+      flowerStop = undefined;
+      site.trainer?.dispose();
+    }
+  },
+
   leaveFederation(): void {
     fedClient?.stop();
+    flowerStop?.abort();
   },
 
   /** The privacy audit kept in IndexedDB: every message this profile sent, oldest first. */

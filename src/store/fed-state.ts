@@ -3,6 +3,19 @@
 import type { StoreDB } from './db.ts';
 import { requireDataset } from './require-dataset.ts';
 
+/** A Flower federation's side of a membership: what a reloaded tab needs to be the same node. */
+export interface FlowerMembership {
+  /** The node's public key (base64): the SuperLink gives the same key the same node id back. */
+  publicKey: string;
+  nodeId?: string;
+  /** The run the node last answered (a decimal uint64). */
+  runId?: string;
+  /** The federation's settings (src/fed/protocol.ts FederationConfig) from the plan message. */
+  config?: object;
+  /** Rounds this site trained and replied (their metrics and the shared keys). */
+  rounds?: Array<{ round: number; metrics: Record<string, number>; keys: string[] }>;
+}
+
 export interface FedMembership {
   datasetId: string;
   /** `${relayUrl}|${token}`: one federation. */
@@ -17,6 +30,8 @@ export interface FedMembership {
   backend: 'webgpu' | 'cpu';
   status: 'running' | 'done' | 'failed';
   round: number;
+  /** Set for a Flower federation (relayUrl is then `flower:` + the Fleet API's URL). */
+  flower?: FlowerMembership;
   updatedAt: number;
 }
 

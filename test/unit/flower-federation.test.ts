@@ -3,14 +3,11 @@
 // and TypeScript sites (src/fed/flower) running the real pipeline and trainer on demo phantoms.
 // Skips, saying why, when the kit's Python dependencies (Debian packages) are missing; `.ci/run`
 // installs them with flower/kit/setup.sh.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
-import { flowerGateway } from '../../src/node/relay/flower-gateway.ts';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { flowerGateway } from '../../src/node/relay/flower-gateway.ts';
 import { FlowerNode } from '../../src/fed/flower/node.ts';
 import { FlowerSite } from '../../src/fed/flower/site.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
@@ -23,70 +20,24 @@ import { sharedSpec } from '../../src/fed/aggregate.ts';
 import { specOf } from '../../src/model/named-weights.ts';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
+import { runLocalFederation } from '../../src/node/local-federation.ts';
+import {
+  KIT,
+  PY,
+  flowerKitMissing,
+  freePort,
+  startSuperLink,
+  type SuperLink,
+} from '../flower-superlink.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const KIT = join(ROOT, 'flower/kit');
-const APP = join(ROOT, 'flower/fednnunet_app');
-const PY = '/usr/bin/python3';
-const PY_DEPS =
-  'grpc, google.protobuf, starlette, uvicorn, numpy, cryptography, sqlalchemy, typer, Cryptodome, tomli_w, pathspec, yaml, requests';
-
-function missingDeps(): string | undefined {
-  const r = spawnSync(PY, ['-c', `import ${PY_DEPS}`], { encoding: 'utf8' });
-  if (r.error) return `no ${PY}`;
-  if (r.status !== 0)
-    return `the Flower kit's Python dependencies are missing (${r.stderr.trim().split('\n').at(-1)}); run: sh flower/kit/setup.sh DIR`;
-  return undefined;
-}
-const missing = missingDeps();
+const missing = flowerKitMissing();
 if (missing) console.warn(`flower-federation tests skipped: ${missing}`);
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
-
+let link: SuperLink;
 let dir = '';
-let link: ChildProcess | undefined;
-let linkLog = '';
 let fleetUrl = '';
 let env: NodeJS.ProcessEnv = {};
-
-async function waitForFleet(): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (link?.exitCode !== null && link?.exitCode !== undefined)
-      throw new Error(`the SuperLink exited: ${linkLog.slice(-2000)}`);
-    // Any HTTP answer means the REST server is up (a GET on a POST route answers 405).
-    const up = await fetch(`${fleetUrl}/api/v0/fleet/pull-messages`).then(
-      () => true,
-      () => false,
-    );
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('the SuperLink REST API did not come up');
-}
-
-/** Submits a run of our ServerApp and waits for it to end; its streamed log. */
-function submit(overrides: Record<string, string | number | boolean>): Promise<string> {
-  const args = Object.entries(overrides).map(([k, v]) =>
-    typeof v === 'string' ? `${k}='${v}'` : `${k}=${v}`,
-  );
-  return new Promise((res, rej) => {
-    const p = spawn(PY, [join(KIT, 'submit_run.py'), APP, 'local', ...args], { env, cwd: dir });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('error', rej);
-    p.on('exit', () => res(out));
-  });
-}
+const submit = (o: Record<string, string | number | boolean>) => link.submit(o);
 
 function demoSite(i: number, patch: number) {
   const ds = demoDataset(DEMO_SITES[i], i, 3);
@@ -128,47 +79,12 @@ const noName = (p: object) => {
 describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)', () => {
   beforeAll(async () => {
     await useBackend('cpu');
-    dir = mkdtempSync(join(tmpdir(), 'flower-test-'));
-    execFileSync('tar', ['xzf', join(KIT, 'flwr-py.tgz'), '-C', dir]);
-    const [fleet, appio, control] = [await freePort(), await freePort(), await freePort()];
-    writeFileSync(
-      join(dir, 'config.toml'),
-      `[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:${control}"\ninsecure = true\n`,
-    );
-    env = {
-      ...process.env,
-      FLWR_HOME: dir,
-      FLWR_PY: dir,
-      PYTHONPATH: `${join(KIT, 'shims')}:${dir}`,
-      PATH: `${join(KIT, 'bin')}:${process.env.PATH}`,
-    };
-    link = spawn(
-      join(KIT, 'bin/flower-superlink'),
-      [
-        '--insecure',
-        '--fleet-api-type',
-        'rest',
-        '--fleet-api-address',
-        `127.0.0.1:${fleet}`,
-        '--serverappio-api-address',
-        `127.0.0.1:${appio}`,
-        '--control-api-address',
-        `127.0.0.1:${control}`,
-      ],
-      { env, cwd: dir },
-    );
-    link.stdout?.on('data', (d) => (linkLog = (linkLog + d).slice(-20_000)));
-    link.stderr?.on('data', (d) => (linkLog = (linkLog + d).slice(-20_000)));
-    fleetUrl = `http://127.0.0.1:${fleet}`;
-    await waitForFleet();
+    link = await startSuperLink();
+    ({ dir, fleetUrl, env } = link);
   }, 180_000);
+  afterAll(() => link?.close());
 
-  afterAll(() => {
-    link?.kill('SIGTERM');
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("FFE, 2 rounds, two TypeScript sites (one through the relay's gateway): one plan (our planner on the Python merge), one final model", async () => {
+  it("FFE, 2 rounds, two TypeScript sites (one through the relay's gateway): one plan (our planner on the Python merge), one final model, equal to our relay's on the same data", async () => {
     const a = demoSite(0, 8);
     const b = demoSite(1, 8);
     const model = join(dir, 'model-ffe');
@@ -218,6 +134,43 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     expect(saved.meta.provenance?.method).toBe('ffe');
     a.trainer.trainer!.dispose();
     b.trainer.trainer!.dispose();
+
+    // Issue 20 (a): our own relay, on the same data, seeds and settings, with the sites joining in
+    // the ServerApp's node-id order (FFE merges in join order), ends with the same model. Not
+    // bit-equal: the relay averages fp32 weight deltas and adds them to the global model, the
+    // ServerApp averages the weights themselves in float64; both are the same case-weighted mean.
+    const sites = order.map((i) => demoSite(i, 8));
+    const results = await runLocalFederation(
+      {
+        method: 'ffe',
+        configuration: '3d_fullres',
+        rounds: 2,
+        itersPerRound: 2,
+        minSites: 2,
+        roundDeadlineMs: 600_000,
+        weighting: 'cases',
+        encoding: 'fp32',
+      },
+      sites.map((s) => s.trainer),
+    );
+    expect(results.map((r) => r.rounds)).toEqual([2, 2]);
+    const relayModel = await sites[0].trainer.weights();
+    expect(noName(sites[0].trainer.plans!)).toEqual(noName(a.trainer.plans!));
+    let worst = 0;
+    let scale = 0;
+    for (const [name, t] of saved.weights) {
+      const r = relayModel.get(name)!.data;
+      for (let i = 0; i < r.length; i++) {
+        worst = Math.max(worst, Math.abs(r[i] - t.data[i]));
+        scale = Math.max(scale, Math.abs(t.data[i]));
+      }
+    }
+    console.log(
+      `Flower vs relay FFE: max |Δw| ${worst.toExponential(2)} (max |w| ${scale.toFixed(3)})`,
+    );
+    // Measured 3e-8 (float32 rounding of the two ways to the same mean).
+    expect(worst).toBeLessThan(1e-6);
+    for (const s of sites) s.trainer.trainer!.dispose();
   }, 900_000);
 
   it('AsymFedAvg with different plans exchanges exactly the name-and-shape intersection', async () => {

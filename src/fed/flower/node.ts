@@ -42,12 +42,19 @@ export interface FlowerNodeOptions extends FleetClientOptions {
    * as the same node after a restart (default: 32 random bytes).
    */
   publicKey?: Uint8Array;
+  /** The node id this key had before a restart (lets join() take a still-online node over). */
+  previousNodeId?: string;
   /** Seconds the SuperLink waits for a heartbeat (Flower's default 30). */
   heartbeatInterval?: number;
   /** Idle wait between pulls (default 1 s). */
   pollMs?: number;
   limits?: Partial<ObjectLimits>;
   log?: (line: string) => void;
+  /**
+   * After each reply reached the SuperLink: its message type and its size (every distinct object
+   * of the reply, whether or not the SuperLink already held it): a site's audit of what it sent.
+   */
+  onReplied?: (r: { messageType: string; bytes: number; error?: string }) => void;
 }
 
 // Flower's ErrorCode.CLIENT_APP_RAISED_EXCEPTION.
@@ -104,7 +111,19 @@ export class FlowerNode {
       if (!(e instanceof FleetError) || e.status === undefined) throw e;
       this.log(`register-node refused (${e.message}); activating the known key`);
     }
-    const res = await this.fleet.activateNode(this.publicKey, this.interval);
+    let res: Awaited<ReturnType<FleetClient['activateNode']>>;
+    try {
+      res = await this.fleet.activateNode(this.publicKey, this.interval);
+    } catch (e) {
+      // A SuperLink activates only a registered or offline node; a restarted site (a reloaded
+      // tab) finds its node still online until the heartbeats it no longer sends run out. It
+      // takes its node offline (it knows the id) and activates it again, now.
+      const known = this.o.previousNodeId;
+      if (!known || !(e instanceof FleetError) || e.status === undefined) throw e;
+      this.log(`activate-node refused (${e.message}); taking node ${known} offline first`);
+      await this.fleet.deactivateNode(Long.fromString(known, true));
+      res = await this.fleet.activateNode(this.publicKey, this.interval);
+    }
     this.node = { nodeId: res.nodeId };
     this.startHeartbeat();
     this.log(`joined as node ${this.nodeId}`);
@@ -189,7 +208,7 @@ export class FlowerNode {
     content: RecordDict | undefined,
     error?: { code: number; reason: string },
     runtimeSeconds = 0,
-  ): Promise<void> {
+  ): Promise<number> {
     const now = Date.now() / 1000;
     const md = to.metadata;
     // Flower's rule: a reply expires no later than the message it answers.
@@ -222,6 +241,9 @@ export class FlowerNode {
       if (!o) throw new FleetError(`push-messages: asked for unknown object ${id.slice(0, 12)}…`);
       await this.fleet.pushObject(this.n, to.runId, id, o.content);
     }
+    let bytes = 0;
+    for (const o of all.values()) bytes += o.content.length;
+    return bytes;
   }
 
   /** The run's status ('starting', 'running', 'finished') as the SuperLink reports it. */
@@ -299,7 +321,8 @@ export class FlowerNode {
       this.log(`${msg.messageType}: ${errorMessage(e)}`);
       error = { code: CLIENT_APP_RAISED_EXCEPTION, reason: errorMessage(e) };
     }
-    await this.reply(msg, content, error, (Date.now() - t0) / 1000);
+    const bytes = await this.reply(msg, content, error, (Date.now() - t0) / 1000);
+    this.o.onReplied?.({ messageType: msg.messageType, bytes, error: error?.reason });
   }
 
   /** Stops heartbeats, deactivates and unregisters (errors are logged: leaving is best effort). */

@@ -26,6 +26,8 @@ export interface FlowerSiteTrainer extends SiteTrainer {
   datasetJson(): object;
   /** The federation's `tiny` run-config key (the small CPU-sized network), before planning. */
   useTiny?(on: boolean): void;
+  /** Rebuilds the planned network and its training state from the site's saved state (a reload). */
+  restore?(config: FederationConfig): Promise<boolean>;
 }
 
 export interface FlowerSiteState {
@@ -100,6 +102,21 @@ export class FlowerSite {
   /** True once the final model arrived (the node may leave when the run has finished). */
   get done(): boolean {
     return this.state.phase === 'done';
+  }
+
+  /**
+   * Continues a federation this site had planned before it restarted (a reloaded tab): the
+   * network and training state come back from the trainer's saved state, so the next train
+   * message finds the site planned. False when nothing was saved (the site starts as new).
+   */
+  async resume(config: FederationConfig, rounds: FlowerSiteState['rounds'] = []): Promise<boolean> {
+    if (this.state.phase !== 'idle') throw new Error('resume: this site is already running');
+    if (!this.trainer.restore || !(await this.trainer.restore(config))) return false;
+    this.state.config = config;
+    this.state.rounds = [...rounds];
+    this.state.phase = rounds.length ? 'training' : 'planned';
+    this.log(`resumed after ${rounds.length} round(s)`);
+    return true;
   }
 
   readonly handle = async (msg: IncomingMessage): Promise<RecordDict> => {

@@ -21,7 +21,12 @@ import { perSiteSeries, rosterRows } from '../../fed/host-roster.ts';
 import { countOf } from '../../util/plural.ts';
 import { isLabelled } from '../join-steps.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
-import type { FederateEvent, FederateRequest, TrainApi } from '../../../workers/train.worker.ts';
+import type {
+  FederateEvent,
+  FederateRequest,
+  FlowerFederateRequest,
+  TrainApi,
+} from '../../../workers/train.worker.ts';
 import { METHOD_NAMES, methodSpec, type Method } from '../../fed/methods.ts';
 import type { WorkshopHosting } from '../../fed/workshop-host.ts';
 import type { Coordinator } from '../../fed/coordinator.ts';
@@ -80,6 +85,21 @@ export function federationView(
     size: '36',
   });
   const token = el('input', { id: 'fed-token', value: params.get('join') ?? '', size: '12' });
+  // A Flower federation: the SuperLink's Fleet API, by default through this page's own relay
+  // (`fednnunet relay --flower-superlink`): the SuperLink sends no CORS headers (docs/flower.md).
+  const connection = el(
+    'select',
+    { id: 'fed-connection' },
+    el('option', { value: 'relay' }, 'FednnU-Net relay (join code)'),
+    el('option', { value: 'flower' }, 'Flower federation (SuperLink)'),
+  );
+  const flowerParam = params.get('flower');
+  const fleet = el('input', {
+    id: 'fed-fleet',
+    value: flowerParam && flowerParam !== '1' ? flowerParam : location.origin,
+    size: '36',
+  });
+  if (flowerParam) connection.value = 'flower';
   const initialName =
     params.get('site') ?? storedSiteName() ?? `site-${Math.random().toString(36).slice(2, 6)}`;
   keepSiteName(initialName);
@@ -229,6 +249,18 @@ export function federationView(
   const codeField = viaWorkshop
     ? field('Workshop code', wsCode, 'from the link the host shared')
     : field('Join code', token, 'from the link or the host');
+  const fleetField = field(
+    'Flower Fleet API address',
+    fleet,
+    "the SuperLink's REST Fleet API; this page's own address when its relay forwards it",
+  );
+  const showConnection = () => {
+    const flower = connection.value === 'flower';
+    fleetField.hidden = !flower;
+    codeField.hidden = flower && !viaWorkshop;
+  };
+  connection.addEventListener('change', showConnection);
+  showConnection();
   const advanced = el(
     'details',
     { id: 'fed-advanced' },
@@ -266,7 +298,9 @@ export function federationView(
     el(
       'div',
       { class: 'fields' },
+      ...(viaWorkshop ? [] : [field('Connection', connection)]),
       codeField,
+      fleetField,
       field('Site name', siteName, 'how the other sites and the host see this browser'),
       field('Dataset', dataset, 'a labelled dataset of this browser (Data step)'),
     ),
@@ -479,6 +513,13 @@ export function federationView(
 
   let running = false;
   async function run(req: FederateRequest, link?: unknown): Promise<void> {
+    return runWith(() => train.federate(req, Comlink.proxy(onEvent), link as never), req.siteName);
+  }
+  /** A Flower federation, through the Fleet API at `req.fleetUrl` (the worker's federateFlower). */
+  async function runFlower(req: FlowerFederateRequest): Promise<void> {
+    return runWith(() => train.federateFlower(req, Comlink.proxy(onEvent)), req.siteName);
+  }
+  async function runWith(start: () => Promise<void>, name: string): Promise<void> {
     if (running) return;
     running = true;
     join.disabled = true;
@@ -491,10 +532,10 @@ export function federationView(
     stepsSeen.length = 0;
     chart.draw([]);
     lossChart.draw([]);
-    keepSiteName(req.siteName);
+    keepSiteName(name);
     ticker = setInterval(renderPhase, 1000);
     try {
-      await train.federate(req, Comlink.proxy(onEvent), link as never);
+      await start();
     } catch (e) {
       status.textContent = `Federation stopped: ${errorText(e)}`;
       // A refusal before the worker started (no phase event) still ends the phase line.
@@ -528,6 +569,21 @@ export function federationView(
       status.textContent =
         'Choose a labelled dataset (import one on the Data step, or use demo data).';
       return;
+    }
+    if (via === 'relay' && connection.value === 'flower') {
+      const url = fleet.value.trim();
+      if (!/^https?:\/\//.test(url)) {
+        status.textContent = 'Enter the Flower Fleet API address (http:// or https://).';
+        return;
+      }
+      status.textContent = '';
+      return runFlower({
+        fleetUrl: url.replace(/\/+$/, ''),
+        datasetId: dataset.value,
+        siteName: siteName.value.trim() || 'site',
+        tiny: tiny.checked ? { patch: Number(tinyPatch.value) } : false,
+        backend: backend.value as 'webgpu' | 'cpu',
+      });
     }
     const code = via === 'relay' ? token.value.trim() : wsCode.value.trim();
     if (!code) {
@@ -726,6 +782,18 @@ export function federationView(
     // The field shows the name this site rejoined as, not the fresh random one of the reload.
     siteName.value = m.siteName;
     log.append(el('li', {}, `rejoining ${m.relayUrl} as ${m.siteName}`));
+    if (m.flower && m.relayUrl.startsWith('flower:')) {
+      connection.value = 'flower';
+      fleet.value = m.relayUrl.slice('flower:'.length);
+      showConnection();
+      return runFlower({
+        fleetUrl: fleet.value,
+        datasetId: m.datasetId,
+        siteName: m.siteName,
+        tiny: m.tiny,
+        backend: m.backend,
+      });
+    }
     let hostKey: string | undefined;
     if (m.relayUrl.startsWith('workshop:')) {
       try {
