@@ -39,8 +39,11 @@ let fleetUrl = '';
 let env: NodeJS.ProcessEnv = {};
 const submit = (o: Record<string, string | number | boolean>) => link.submit(o);
 
+const CASES = [3, 5];
 function demoSite(i: number, patch: number) {
-  const ds = demoDataset(DEMO_SITES[i], i, 3);
+  // Sites of different sizes (3 and 5 cases): nnU-Net caps each site's batch size by its own case
+  // count, so their plans differ in batch_size only, which the ServerApp's one-plan check ignores.
+  const ds = demoDataset(DEMO_SITES[i], i, CASES[i]);
   const pipeline = new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases));
   return {
     pipeline,
@@ -75,6 +78,21 @@ const noName = (p: object) => {
   const { dataset_name: _d, plans_name: _p, ...rest } = p as Record<string, unknown>;
   return rest;
 };
+/** Plans without their names and per-site batch sizes: what every FFE site must share. */
+const shared = (p: object) => {
+  const rest = noName(p) as { configurations: Record<string, Record<string, unknown>> };
+  const configurations = Object.fromEntries(
+    Object.entries(rest.configurations).map(([k, c]) => {
+      const { batch_size: _b, ...cfg } = c;
+      return [k, cfg];
+    }),
+  );
+  return { ...rest, configurations };
+};
+const batchSizes = (p: object) =>
+  Object.values((p as { configurations: Record<string, { batch_size?: number }> }).configurations)
+    .map((c) => c.batch_size)
+    .join(',');
 
 describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)', () => {
   beforeAll(async () => {
@@ -117,11 +135,13 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     const fps = [a, b].map((s) => s.trainer.fingerprint as DatasetFingerprint);
     const merged = mergeSiteFingerprints(
       order.map((i) => fps[i] as unknown as Record<string, unknown>),
-      order.map(() => 3),
+      order.map((i) => CASES[i]),
     ) as unknown as DatasetFingerprint;
     const expected = withTiny(a.pipeline.makePlans(merged), '3d_fullres', { patch: 8 });
-    expect(noName(a.trainer.plans!)).toEqual(noName(b.trainer.plans!));
+    // One network and preprocessing; the batch sizes differ (each capped by its site's cases).
+    expect(shared(a.trainer.plans!)).toEqual(shared(b.trainer.plans!));
     expect(noName(a.trainer.plans!)).toEqual(noName(expected));
+    expect(batchSizes(a.trainer.plans!)).not.toBe(batchSizes(b.trainer.plans!));
     // Identical final weights at both sites, equal to the model folder the ServerApp wrote.
     const wa = await a.trainer.weights();
     const wb = await b.trainer.weights();

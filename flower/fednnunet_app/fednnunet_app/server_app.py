@@ -88,6 +88,11 @@ def _plans_hash(plans: str) -> str:
         raise ValueError("plans are not a JSON object")
     for k in ("dataset_name", "plans_name"):
         p.pop(k, None)
+    # nnU-Net caps the batch size by the site's own number of training cases (5 % of its voxels),
+    # so FFE sites of different sizes plan different batch sizes for one network: a local choice.
+    for c in (p.get("configurations") or {}).values():
+        if isinstance(c, dict):
+            c.pop("batch_size", None)
     return hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest()
 
 
