@@ -168,6 +168,57 @@ async function digest(w: Map<string, { data: Float32Array }>): Promise<string> {
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/**
+ * The site a federation runs in this tab (relay, workshop host or Flower): progress and phases go
+ * to the page, the trainer's state to IndexedDB under `runId` after every round, and it resumes
+ * from there when `resumable()` says the federation still knows this site.
+ */
+function federationSite(
+  d: StoreDB,
+  req: Pick<FederateRequest, 'datasetId' | 'tiny' | 'seed'>,
+  pipeline: SitePipeline,
+  runId: string,
+  onEvent: (e: FederateEvent) => void,
+  resumable: () => boolean,
+): TrainerSite {
+  const phase = (event: SitePhaseEvent) => onEvent({ type: 'phase', event });
+  const site: TrainerSite = new TrainerSite({
+    pipeline,
+    tiny: req.tiny || undefined,
+    seed: req.seed ?? 0,
+    valIters: 2,
+    evaluate: false,
+    log: (message) => onEvent({ type: 'log', message }),
+    onStage: (stage, done, total) =>
+      phase(
+        stage === 'fingerprint'
+          ? { type: 'fingerprinting', done, total }
+          : { type: 'preprocessing', done, total },
+      ),
+    onIteration: (round, e) => {
+      const iterations = site.trainer?.options.itersPerEpoch ?? 0;
+      phase({ type: 'iteration', round, iteration: e.iteration + 1, iterations });
+      onEvent({ type: 'iteration', round, iteration: e.iteration + 1, loss: e.loss });
+    },
+    saveState: (bytes): Promise<void> =>
+      saveCheckpoint(
+        d,
+        {
+          datasetId: req.datasetId,
+          runId,
+          tag: 'latest',
+          epoch: site.trainer?.epoch ?? 0,
+          epochs: site.trainer?.options.epochs ?? 0,
+          configuration: site.trainer?.configurationName ?? '',
+        },
+        bytes,
+      ),
+    loadState: async () =>
+      resumable() ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined,
+  });
+  return site;
+}
+
 const api = {
   /**
    * Takes part in a federation as one site: fingerprint (FFE) → plan → preprocess → one epoch per
@@ -211,40 +262,7 @@ const api = {
     const phase = (event: SitePhaseEvent) => onEvent({ type: 'phase', event });
     phase({ type: 'connecting' });
     let method: string | undefined; // the federation's, once it is known (prepare or restore)
-    const site: TrainerSite = new TrainerSite({
-      pipeline,
-      tiny: req.tiny || undefined,
-      seed: req.seed ?? 0,
-      valIters: 2,
-      evaluate: false,
-      log: (m) => onEvent({ type: 'log', message: m }),
-      onStage: (stage, done, total) =>
-        phase(
-          stage === 'fingerprint'
-            ? { type: 'fingerprinting', done, total }
-            : { type: 'preprocessing', done, total },
-        ),
-      onIteration: (round, e) => {
-        const iterations = site.trainer?.options.itersPerEpoch ?? 0;
-        phase({ type: 'iteration', round, iteration: e.iteration + 1, iterations });
-        onEvent({ type: 'iteration', round, iteration: e.iteration + 1, loss: e.loss });
-      },
-      saveState: (bytes): Promise<void> =>
-        saveCheckpoint(
-          d,
-          {
-            datasetId: req.datasetId,
-            runId,
-            tag: 'latest',
-            epoch: site.trainer?.epoch ?? 0,
-            epochs: site.trainer?.options.epochs ?? 0,
-            configuration: site.trainer?.configurationName ?? '',
-          },
-          bytes,
-        ),
-      loadState: async () =>
-        membership.siteId ? (await loadCheckpoint(d, req.datasetId, runId))?.data : undefined,
-    });
+    const site = federationSite(d, req, pipeline, runId, onEvent, () => !!membership.siteId);
     const client = new SiteClient({
       // Workshop mode: the page holds the WebRTC connection (none exists in workers) and bridges it.
       connect: link
@@ -439,39 +457,7 @@ const api = {
     const savedSession = saved as FlowerMembership | undefined;
     const runId = `fed:${federationId}`;
     phase({ type: 'connecting' });
-    const site: TrainerSite = new TrainerSite({
-      pipeline,
-      tiny: req.tiny || undefined,
-      seed: req.seed ?? 0,
-      valIters: 2,
-      evaluate: false,
-      log,
-      onStage: (stage, done, total) =>
-        phase(
-          stage === 'fingerprint'
-            ? { type: 'fingerprinting', done, total }
-            : { type: 'preprocessing', done, total },
-        ),
-      onIteration: (round, e) => {
-        const iterations = site.trainer?.options.itersPerEpoch ?? 0;
-        phase({ type: 'iteration', round, iteration: e.iteration + 1, iterations });
-        onEvent({ type: 'iteration', round, iteration: e.iteration + 1, loss: e.loss });
-      },
-      saveState: (bytes): Promise<void> =>
-        saveCheckpoint(
-          d,
-          {
-            datasetId: req.datasetId,
-            runId,
-            tag: 'latest',
-            epoch: site.trainer?.epoch ?? 0,
-            epochs: site.trainer?.options.epochs ?? 0,
-            configuration: site.trainer?.configurationName ?? '',
-          },
-          bytes,
-        ),
-      loadState: async () => (await loadCheckpoint(d, req.datasetId, runId))?.data,
-    });
+    const site = federationSite(d, req, pipeline, runId, onEvent, () => true);
     // The FlowerSite drives this; the wrapper only tells the page where the site is.
     const trainer: FlowerSiteTrainer = {
       numCases: site.numCases,
