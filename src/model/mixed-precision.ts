@@ -15,7 +15,7 @@ import {
   packHalfOp,
   unpackHalfOp,
 } from './kernels/index.ts';
-import { padSpatial, toBNC } from './ops5d.ts';
+import { cropSpatial, padSpatial, toBNC } from './ops5d.ts';
 
 export type Precision = 'fp32' | 'mixed';
 
@@ -25,25 +25,6 @@ export function mixedPrecisionProblem(dims: number): string | null {
     return `mixed precision needs the webgpu backend with the fast kernels (backend now: ${tf.getBackend()})`;
   if (dims !== 3) return `mixed precision covers 3-D networks only (this one is ${dims}-D)`;
   return null;
-}
-
-/** Undoes padSpatial: crops the spatial axes one at a time on a 3-D view (rank-safe on webgpu). */
-function cropSpatial(x: tf.Tensor, pads: ReadonlyArray<readonly [number, number]>): tf.Tensor {
-  let y = x;
-  for (let i = 0; i < pads.length; i++) {
-    const [before, after] = pads[i];
-    if (before === 0 && after === 0) continue;
-    const ax = i + 1;
-    const shape = y.shape;
-    const outer = shape.slice(0, ax).reduce((p, q) => p * q, 1);
-    const inner = shape.slice(ax + 1).reduce((p, q) => p * q, 1);
-    const n = shape[ax] - before - after;
-    const v = tf.slice(tf.reshape(y, [outer, shape[ax], inner]), [0, before, 0], [outer, n, inner]);
-    const next = [...shape];
-    next[ax] = n;
-    y = tf.reshape(v, next);
-  }
-  return y;
 }
 
 /**

@@ -113,3 +113,25 @@ export function padSpatial(x: T, pads: ReadonlyArray<readonly [number, number]>)
     return y;
   });
 }
+
+/** Undoes padSpatial: crops the spatial axes one at a time on a 3-D view (rank-safe on webgpu). */
+export function cropSpatial(
+  x: tf.Tensor,
+  pads: ReadonlyArray<readonly [number, number]>,
+): tf.Tensor {
+  let y = x;
+  for (let i = 0; i < pads.length; i++) {
+    const [before, after] = pads[i];
+    if (before === 0 && after === 0) continue;
+    const ax = i + 1;
+    const shape = y.shape;
+    const outer = shape.slice(0, ax).reduce((p, q) => p * q, 1);
+    const inner = shape.slice(ax + 1).reduce((p, q) => p * q, 1);
+    const n = shape[ax] - before - after;
+    const v = tf.slice(tf.reshape(y, [outer, shape[ax], inner]), [0, before, 0], [outer, n, inner]);
+    const next = [...shape];
+    next[ax] = n;
+    y = tf.reshape(v, next);
+  }
+  return y;
+}

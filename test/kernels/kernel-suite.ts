@@ -12,7 +12,12 @@ import {
   type ConvVariant,
 } from '../../src/model/kernels/index.ts';
 import { DW, DX, FORWARD } from '../../src/model/kernels/conv-variants.ts';
-import { autotuneConv, type TuneResult, type TuneShape } from '../../src/model/kernels/autotune.ts';
+import {
+  autotuneConv,
+  convShapes,
+  type TuneResult,
+  type TuneShape,
+} from '../../src/model/kernels/autotune.ts';
 import { memoryTuneStore } from '../../src/gpu/tune-store.ts';
 import { rawProgram, type WebGPUBackendLike } from '../../src/model/kernels/program.ts';
 import { SGDNesterov } from '../../src/train/optimizer.ts';
@@ -75,16 +80,7 @@ interface Tensors {
 }
 
 function makeData(c: ConvCase, seed: number): Tensors {
-  const xShape = [c.batch, ...c.spatial, c.cin];
-  const wShape = [...c.kernel, c.cin, c.cout];
-  const info = tf.backend_util.computeConv3DInfo(
-    xShape as never,
-    wShape as never,
-    c.strides,
-    1,
-    c.pad,
-  );
-  const yShape = [c.batch, info.outDepth, info.outHeight, info.outWidth, c.cout];
+  const { xShape, wShape, yShape } = convShapes(c);
   return {
     xShape,
     wShape,

@@ -37,6 +37,24 @@ export interface TuneShape {
   pad: 'same' | 'valid';
 }
 
+/** NDHWC input, DHWIO filter and output shapes of one convolution (tfjs' own shape rule). */
+export function convShapes(s: TuneShape): { xShape: number[]; wShape: number[]; yShape: number[] } {
+  const xShape = [s.batch, ...s.spatial, s.cin];
+  const wShape = [...s.kernel, s.cin, s.cout];
+  const info = tf.backend_util.computeConv3DInfo(
+    xShape as never,
+    wShape as never,
+    s.strides,
+    1,
+    s.pad,
+  );
+  return {
+    xShape,
+    wShape,
+    yShape: [s.batch, info.outDepth, info.outHeight, info.outWidth, s.cout],
+  };
+}
+
 /** A full-resolution 32-channel conv, a deep 128-channel conv and a stride-2 downsampling. */
 export const TUNE_SHAPES: TuneShape[] = [
   {
@@ -109,16 +127,7 @@ export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<Pass
     CONV_PASSES.map((p) => [p, Object.fromEntries(CONV_VARIANTS.map((v) => [v, 0]))]),
   ) as PassTimes;
   for (const s of shapes) {
-    const xShape = [s.batch, ...s.spatial, s.cin];
-    const wShape = [...s.kernel, s.cin, s.cout];
-    const info = tf.backend_util.computeConv3DInfo(
-      xShape as never,
-      wShape as never,
-      s.strides,
-      1,
-      s.pad,
-    );
-    const yShape = [s.batch, info.outDepth, info.outHeight, info.outWidth, s.cout];
+    const { xShape, wShape, yShape } = convShapes(s);
     const x = tf.randomUniform(xShape);
     const w = tf.randomUniform(wShape);
     const dy = tf.randomUniform(yShape);
