@@ -78,17 +78,22 @@ async function sitePipeline(d: StoreDB, datasetId: string): Promise<SitePipeline
   return new SitePipeline(store);
 }
 
-export interface FederateRequest {
-  /** ws(s)://host/fed of the relay (the page derives it from its own origin). */
-  relayUrl: string;
-  token: string;
+/** What any federation site in this tab trains on and with (relay, workshop or Flower). */
+export interface FederationSiteRequest {
   datasetId: string;
+  /** This browser's name for itself (the audit and the stored model). */
   siteName: string;
   tiny?: { patch?: number; batchSize?: number } | false;
   backend?: BackendName;
   /** webgpu: tfjs' stock kernels instead of ours (slower; the fallback switch). */
   stockKernels?: boolean;
   seed?: number;
+}
+
+export interface FederateRequest extends FederationSiteRequest {
+  /** ws(s)://host/fed of the relay (the page derives it from its own origin). */
+  relayUrl: string;
+  token: string;
   /** The join link says the federation is secure (…&secure=1): hello carries no case count. */
   hideCaseCount?: boolean;
   /** Workshop mode: the host key fingerprint of the join link, which the host must prove (required). */
@@ -120,16 +125,9 @@ export type FederateEvent =
   | { type: 'iteration'; round: number; iteration: number; loss: number };
 
 /** A Flower federation: the SuperLink's REST Fleet API, reached through the relay's gateway. */
-export interface FlowerFederateRequest {
+export interface FlowerFederateRequest extends FederationSiteRequest {
   /** The Fleet API's base URL (the page's own origin when the relay runs --flower-superlink). */
   fleetUrl: string;
-  datasetId: string;
-  /** This browser's name for itself (the audit and the stored model; Flower knows only node ids). */
-  siteName: string;
-  tiny?: { patch?: number; batchSize?: number } | false;
-  backend?: BackendName;
-  stockKernels?: boolean;
-  seed?: number;
 }
 
 /** The name a Flower reply has in the phase line and the audit (our relay's message names). */
@@ -175,7 +173,7 @@ async function digest(w: Map<string, { data: Float32Array }>): Promise<string> {
  */
 function federationSite(
   d: StoreDB,
-  req: Pick<FederateRequest, 'datasetId' | 'tiny' | 'seed'>,
+  req: FederationSiteRequest,
   pipeline: SitePipeline,
   runId: string,
   onEvent: (e: FederateEvent) => void,
