@@ -16,7 +16,17 @@
 // rows and columns load zeros (clamped indices + select, no branches) and only the final stores
 // are guarded.
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { geometry, key, type Geometry, type V3 } from './conv3d.ts';
+import {
+  backpropFilterGeometry,
+  backpropInputGeometry,
+  forwardGeometry,
+  key,
+  type BackpropFilterAttrs,
+  type BackpropInputAttrs,
+  type ForwardAttrs,
+  type Geometry,
+  type V3,
+} from './conv3d.ts';
 import { range, type RawProgram, type WebGPUBackendLike } from './program.ts';
 
 const THREADS = 64; // 8 × 8
@@ -161,17 +171,10 @@ export function conv3dForwardTiled(
   backend: WebGPUBackendLike,
   x: TensorInfo,
   w: TensorInfo,
-  attrs: {
-    strides: number | number[];
-    pad: unknown;
-    dilations?: number | number[];
-    dataFormat?: string;
-  },
+  attrs: ForwardAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (x.dtype !== 'float32' || w.dtype !== 'float32') return null;
-  if (attrs.dataFormat && attrs.dataFormat !== 'NDHWC') return null;
-  const g = geometry(x.shape, w.shape, attrs.strides, attrs.pad, attrs.dilations ?? 1);
+  const g = forwardGeometry(x, w, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const M = g.batch * g.outS[0] * g.outS[1] * g.outS[2];
@@ -197,11 +200,10 @@ export function conv3dBackpropInputTiled(
   backend: WebGPUBackendLike,
   dy: TensorInfo,
   w: TensorInfo,
-  attrs: { strides: number | number[]; pad: unknown; inputShape: number[] },
+  attrs: BackpropInputAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (dy.dtype !== 'float32' || w.dtype !== 'float32') return null;
-  const g = geometry(attrs.inputShape, w.shape, attrs.strides, attrs.pad);
+  const g = backpropInputGeometry(dy, w, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
@@ -255,11 +257,10 @@ export function conv3dBackpropFilterTiled(
   backend: WebGPUBackendLike,
   x: TensorInfo,
   dy: TensorInfo,
-  attrs: { strides: number | number[]; pad: unknown; filterShape: number[] },
+  attrs: BackpropFilterAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
-  const g = geometry(x.shape, attrs.filterShape, attrs.strides, attrs.pad);
+  const g = backpropFilterGeometry(x, dy, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const M = g.k[0] * g.k[1] * g.k[2] * g.cin;

@@ -73,6 +73,49 @@ export function geometry(
   return g;
 }
 
+// What each variant's entry point accepts (float32, NDHWC) and its geometry, in one place so the
+// register-blocked and tiled variants fall back to tfjs on exactly the same cases (null).
+export type ForwardAttrs = {
+  strides: number | number[];
+  pad: unknown;
+  dilations?: number | number[];
+  dataFormat?: string;
+};
+export type BackpropInputAttrs = { strides: number | number[]; pad: unknown; inputShape: number[] };
+export type BackpropFilterAttrs = {
+  strides: number | number[];
+  pad: unknown;
+  filterShape: number[];
+};
+
+export function forwardGeometry(
+  x: TensorInfo,
+  w: TensorInfo,
+  attrs: ForwardAttrs,
+): Geometry | null {
+  if (x.dtype !== 'float32' || w.dtype !== 'float32') return null;
+  if (attrs.dataFormat && attrs.dataFormat !== 'NDHWC') return null;
+  return geometry(x.shape, w.shape, attrs.strides, attrs.pad, attrs.dilations ?? 1);
+}
+
+export function backpropInputGeometry(
+  dy: TensorInfo,
+  w: TensorInfo,
+  attrs: BackpropInputAttrs,
+): Geometry | null {
+  if (dy.dtype !== 'float32' || w.dtype !== 'float32') return null;
+  return geometry(attrs.inputShape, w.shape, attrs.strides, attrs.pad);
+}
+
+export function backpropFilterGeometry(
+  x: TensorInfo,
+  dy: TensorInfo,
+  attrs: BackpropFilterAttrs,
+): Geometry | null {
+  if (x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
+  return geometry(x.shape, attrs.filterShape, attrs.strides, attrs.pad);
+}
+
 export const key = (g: Geometry) =>
   [g.batch, ...g.inS, ...g.outS, ...g.k, ...g.s, ...g.pad, g.cin, g.cout].join('x');
 /** Components of vector loads along a channel axis of `c` channels read in blocks of `block`. */
@@ -82,17 +125,10 @@ export function conv3dForward(
   backend: WebGPUBackendLike,
   x: TensorInfo,
   w: TensorInfo,
-  attrs: {
-    strides: number | number[];
-    pad: unknown;
-    dilations?: number | number[];
-    dataFormat?: string;
-  },
+  attrs: ForwardAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (x.dtype !== 'float32' || w.dtype !== 'float32') return null;
-  if (attrs.dataFormat && attrs.dataFormat !== 'NDHWC') return null;
-  const g = geometry(x.shape, w.shape, attrs.strides, attrs.pad, attrs.dilations ?? 1);
+  const g = forwardGeometry(x, w, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
@@ -247,11 +283,10 @@ export function conv3dBackpropInput(
   backend: WebGPUBackendLike,
   dy: TensorInfo,
   w: TensorInfo,
-  attrs: { strides: number | number[]; pad: unknown; inputShape: number[] },
+  attrs: BackpropInputAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (dy.dtype !== 'float32' || w.dtype !== 'float32') return null;
-  const g = geometry(attrs.inputShape, w.shape, attrs.strides, attrs.pad);
+  const g = backpropInputGeometry(dy, w, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
@@ -351,11 +386,10 @@ export function conv3dBackpropFilter(
   backend: WebGPUBackendLike,
   x: TensorInfo,
   dy: TensorInfo,
-  attrs: { strides: number | number[]; pad: unknown; filterShape: number[] },
+  attrs: BackpropFilterAttrs,
   output?: TensorInfo,
 ): TensorInfo | null {
-  if (x.dtype !== 'float32' || dy.dtype !== 'float32') return null;
-  const g = geometry(x.shape, attrs.filterShape, attrs.strides, attrs.pad);
+  const g = backpropFilterGeometry(x, dy, attrs);
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
