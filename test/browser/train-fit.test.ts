@@ -15,8 +15,14 @@ import { SitePipeline } from '../../src/pipeline/site-pipeline.ts';
 import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
 import type { ConfigurationPlan } from '../../src/plan/types.ts';
-import { openApp, screenshot, type AppSession } from './harness.ts';
-import type { HookedWindow } from '../../src/ui/main.ts';
+import {
+  exportModelZip,
+  openApp,
+  preparedDemo,
+  screenshot,
+  trainTabOn,
+  type AppSession,
+} from './harness.ts';
 
 type Limits = { maxStorageBufferBindingSize: number; maxBufferSize: number };
 
@@ -75,34 +81,13 @@ describe("the Train tab's full-or-reduced nnU-Net offer", () => {
   beforeAll(async () => {
     s = await openApp({ webgpu: true });
     // Demo site 0, prepared (fingerprint → plan → preprocess) through the data worker.
-    datasetId = await s.page.evaluate(async () => {
-      const f = (window as unknown as HookedWindow).__fednnunet;
-      const r = await f.data.importDemo(
-        0,
-        f.proxy(() => undefined),
-      );
-      await f.data.prepare(
-        r.datasetId,
-        { configuration: '3d_fullres' },
-        f.proxy(() => undefined),
-      );
-      return r.datasetId;
-    });
+    datasetId = await preparedDemo(s.page, 0);
   });
   afterAll(async () => s?.close());
 
   /** Opens the Train tab on the prepared dataset; the fit line once it is filled in. */
   async function fitLine() {
-    await s.page.goto(`${s.url}#train`);
-    await s.page.waitForSelector('body[data-ready="true"]');
-    await s.page.waitForFunction(
-      (i) =>
-        [...document.querySelectorAll('#train-dataset option')].some(
-          (o) => (o as HTMLOptionElement).value === i,
-        ),
-      datasetId,
-    );
-    await s.page.selectOption('#train-dataset', datasetId);
+    await trainTabOn(s.page, s.url, datasetId);
     await s.page.waitForSelector('#train-fit[data-offer]');
     return s.page.$eval('#train-fit', (p) => ({
       offer: (p as HTMLElement).dataset.offer,
@@ -159,13 +144,7 @@ describe("the Train tab's full-or-reduced nnU-Net offer", () => {
     // The model's plans are the reduced plan's: the budget reached the train worker.
     const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-train-fit-'));
     try {
-      await s.page.goto(`${s.url}#predict`);
-      const [dl] = await Promise.all([
-        s.page.waitForEvent('download'),
-        s.page.click(`[data-export-model="${model}"]`),
-      ]);
-      const zip = join(tmp, 'model.zip');
-      await dl.saveAs(zip);
+      const zip = await exportModelZip(s.page, s.url, model, tmp);
       const c = (await readModelFolder(zip)).plans.configurations[
         '3d_fullres'
       ] as unknown as ConfigurationPlan;
