@@ -2,25 +2,13 @@
 // through the app's train worker: tiny preset, batch 2, demo site A, with and without activation
 // checkpointing. Peak bytes are tfjs' numBytes sampled after the forward pass and after the step.
 import { build } from 'vite';
-import { openApp } from '../src/node/app-session.ts';
+import { openApp, preparedDemo } from '../src/node/app-session.ts';
 import type { HookedWindow } from '../src/ui/main.ts';
 
 await build({ logLevel: 'warn' });
 const s = await openApp({ webgpu: true });
 try {
-  const id = await s.page.evaluate(async () => {
-    const f = (window as unknown as HookedWindow).__fednnunet;
-    const r = await f.data.importDemo(
-      0,
-      f.proxy(() => undefined),
-    );
-    await f.data.prepare(
-      r.datasetId,
-      { configuration: '3d_fullres' },
-      f.proxy(() => undefined),
-    );
-    return r.datasetId;
-  });
+  const id = await preparedDemo(s.page, 0);
   console.log(
     '| patch (batch 2) | checkpointing | ms / iteration (median of 3 after 1 warm-up) | peak tf MiB |',
   );

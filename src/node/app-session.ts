@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { launchChromium, type LaunchedBrowser } from './chromium.ts';
 import { serveStatic, type RunningServer } from './static-server.ts';
+import type { HookedWindow } from '../ui/main.ts';
 
 export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
@@ -15,6 +16,21 @@ export interface AppSession {
   close(): Promise<void>;
 }
 
+/** Console errors and uncaught page errors of `page` go to `errors`, each prefixed with `name: ` if given. */
+export function recordErrors(page: Page, errors: string[], name?: string): void {
+  const push = (m: string) => errors.push(name ? `${name}: ${m}` : m);
+  page.on('console', (m) => {
+    if (m.type() === 'error') push(m.text());
+  });
+  page.on('pageerror', (e) => push(String(e)));
+}
+
+/** Loads `url` and waits until the app says it is ready (main() has wired every tab). */
+export async function gotoReady(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+}
+
 export async function openApp(opts: { webgpu?: boolean; path?: string } = {}): Promise<AppSession> {
   let server: RunningServer | undefined;
   let browser: LaunchedBrowser | undefined;
@@ -23,13 +39,9 @@ export async function openApp(opts: { webgpu?: boolean; path?: string } = {}): P
     browser = await launchChromium({ webgpu: opts.webgpu ?? true });
     const page = await browser.newPage();
     const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(String(e)));
+    recordErrors(page, errors);
     const url = server.url + (opts.path ?? '');
-    await page.goto(url);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    await gotoReady(page, url);
     const s = server;
     const b = browser;
     return {
@@ -46,6 +58,33 @@ export async function openApp(opts: { webgpu?: boolean; path?: string } = {}): P
     await server?.close();
     throw e;
   }
+}
+
+/** Demo site `k`'s dataset, imported through the page's data worker; its dataset id. */
+export function importDemo(page: Page, k: number): Promise<string> {
+  return page.evaluate(async (i) => {
+    const f = (window as unknown as HookedWindow).__fednnunet;
+    return (
+      await f.data.importDemo(
+        i,
+        f.proxy(() => undefined),
+      )
+    ).datasetId;
+  }, k);
+}
+
+/** importDemo, then prepared for 3d_fullres (fingerprint → plan → preprocess) as the Data tab does. */
+export async function preparedDemo(page: Page, k: number): Promise<string> {
+  const id = await importDemo(page, k);
+  await page.evaluate(async (i) => {
+    const f = (window as unknown as HookedWindow).__fednnunet;
+    await f.data.prepare(
+      i,
+      { configuration: '3d_fullres' },
+      f.proxy(() => undefined),
+    );
+  }, id);
+  return id;
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

@@ -54,7 +54,13 @@ export interface LaunchedBrowser {
   close(): Promise<void>;
 }
 
-export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<LaunchedBrowser> {
+export async function launchChromium(
+  opts: {
+    webgpu?: boolean;
+    /** Flags on top of chromiumArgs() (a test's own switch, e.g. for WebRTC). */
+    extraArgs?: string[];
+  } = {},
+): Promise<LaunchedBrowser> {
   const executablePath = findChromium();
   if (!executablePath) throw new Error(`No Chromium found. Install one: ${INSTALL_HINT}`);
   // A fresh profile per launch, as DEVELOPERS.md asks; playwright manages it in launchPersistentContext
@@ -63,7 +69,7 @@ export async function launchChromium(opts: { webgpu?: boolean } = {}): Promise<L
   const browser = await chromium.launch({
     executablePath,
     headless: true,
-    args: chromiumArgs(opts.webgpu ?? true),
+    args: [...chromiumArgs(opts.webgpu ?? true), ...(opts.extraArgs ?? [])],
     env: { ...process.env, TMPDIR: scratch },
   });
   const newContext = (o: BrowserContextOptions = {}) =>

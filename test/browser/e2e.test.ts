@@ -11,19 +11,14 @@
 // in any outgoing payload, and every WebSocket message decodes to hello/fingerprint/spec/update
 // and matches the tab's "What leaves this browser" panel.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { BrowserContext, CDPSession, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/node/relay/server.ts';
-import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
+import { describe, expect, it } from 'vitest';
 import { decodeMessage } from '../../src/fed/protocol.ts';
 import { parseSignedFrame } from '../../src/fed/identity/envelope.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { readNifti } from '../../src/io/nifti.ts';
-import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
-import { openAdvanced, screenshot } from './harness.ts';
+import { gotoReady, openAdvanced, screenshot, useRelaySession } from './harness.ts';
 import { VoxelIndex } from './voxel-index.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
@@ -109,52 +104,22 @@ async function recordEgress(ctx: BrowserContext, page: Page): Promise<Egress> {
 const TOKEN = 'e2e42';
 
 describe('a new user: demo data → federation → prediction, and nothing but weights leaves', () => {
-  let relay: Relay;
-  let browser: LaunchedBrowser;
-  let dir: string;
+  const s = useRelaySession({
+    config: { rounds: 2, itersPerRound: 2, token: TOKEN },
+    closeTimeout: 900_000,
+  });
   const pages: Page[] = [];
   const egress: Egress[] = [];
   const errors: string[] = [];
   let federated = false;
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'e2e-'));
-    relay = await startRelay({
-      dataDir: dir,
-      staticDir: join(process.cwd(), 'dist'),
-      log: () => undefined,
-      aggregateFingerprints: mergeSiteFingerprints,
-      config: {
-        method: 'ffe',
-        configuration: '3d_fullres',
-        rounds: 2,
-        itersPerRound: 2,
-        minSites: 2,
-        roundDeadlineMs: 600_000,
-        weighting: 'uniform',
-        encoding: 'fp16',
-        expectedSites: 2,
-        token: TOKEN,
-      },
-    });
-    browser = await launchChromium({ webgpu: true });
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await relay?.close();
-    rmSync(dir, { recursive: true, force: true });
-  }, 900_000);
-
   it('two sites: join link → stepper → demo data → join → live phase, progress and charts → finished → predict (Automatic picks WebAssembly on SwiftShader) → download', async () => {
+    const { relay } = s;
     for (const i of [0, 1]) {
-      const ctx = await browser.newContext({ acceptDownloads: true });
-      const page = await ctx.newPage();
-      page.on('console', (m) => m.type() === 'error' && errors.push(`site ${i}: ${m.text()}`));
-      page.on('pageerror', (e) => errors.push(`site ${i}: ${e}`));
-      egress.push(await recordEgress(ctx, page));
+      const page = await s.newPage(`site ${i}`, errors, { acceptDownloads: true });
+      egress.push(await recordEgress(page.context(), page));
       // The join link a host shares: it opens the stepper on the first missing step, Data.
-      await page.goto(`${relay.url}?join=${TOKEN}`);
-      await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+      await gotoReady(page, `${relay.url}?join=${TOKEN}`);
       expect(await page.getAttribute('#stepper', 'data-current')).toBe('data');
       expect(await page.isVisible('#panel-data')).toBe(true);
       expect(await page.inputValue('#fed-token')).toBe(TOKEN);
@@ -353,6 +318,7 @@ describe('a new user: demo data → federation → prediction, and nothing but w
   }, 900_000);
 
   it('egress: only hello/fingerprint/spec/update messages left each tab, no 64-byte window of any image, as the panel lists', async () => {
+    const { relay } = s;
     expect(federated, 'the federation in the previous test must have completed').toBe(true);
     for (const [i, eg] of egress.entries()) {
       // The demo volumes generated here are byte for byte those the tab stored.

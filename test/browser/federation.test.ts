@@ -1,75 +1,22 @@
 // Two Chromium pages (separate profiles: separate IndexedDB) join a relay and complete 2 rounds
 // of FFE training with tiny networks on WebGPU (SwiftShader here); only declared messages leave.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/node/relay/server.ts';
-import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
-import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
-import { openAdvanced, screenshot } from './harness.ts';
-import type { HookedWindow } from '../../src/ui/main.ts';
+import { describe, expect, it } from 'vitest';
+import { demoSiteReady, screenshot, useRelaySession } from './harness.ts';
 
 describe('federation between two browser tabs through the relay', () => {
-  let relay: Relay;
-  let browser: LaunchedBrowser;
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fed-browser-'));
-    relay = await startRelay({
-      dataDir: dir,
-      staticDir: join(process.cwd(), 'dist'),
-      log: () => undefined,
-      aggregateFingerprints: mergeSiteFingerprints,
-      config: {
-        method: 'ffe',
-        configuration: '3d_fullres',
-        rounds: 2,
-        itersPerRound: 1,
-        minSites: 2,
-        roundDeadlineMs: 600_000,
-        weighting: 'uniform',
-        encoding: 'fp16',
-        expectedSites: 2,
-        token: 'tok42',
-      },
-    });
-    browser = await launchChromium({ webgpu: true });
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await relay?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const s = useRelaySession({ config: { rounds: 2, token: 'tok42' } });
 
   it('2 rounds of FFE: both sites finish with the same global weights', async () => {
+    const { relay } = s;
     const errors: string[] = [];
     const pages: Page[] = [];
     for (const [i, site] of ['hospital-a', 'hospital-b'].entries()) {
-      const ctx = await browser.newContext();
-      const page = await ctx.newPage();
-      page.on('console', (m) => m.type() === 'error' && errors.push(`${site}: ${m.text()}`));
-      page.on('pageerror', (e) => errors.push(`${site}: ${e}`));
-      await page.goto(`${relay.url}?join=tok42&site=${site}`);
-      await page.waitForSelector('body[data-ready="true"]');
+      const page = await s.open(`${relay.url}?join=tok42&site=${site}`, site, errors);
       // The join link opens the stepper on its first missing step: data.
       expect(await page.isVisible('#panel-data')).toBe(true);
       expect(await page.getAttribute('#stepper', 'data-current')).toBe('data');
-      await page.evaluate((k) => {
-        const f = (window as unknown as HookedWindow).__fednnunet;
-        return f.data.importDemo(
-          k,
-          f.proxy(() => undefined),
-        );
-      }, i);
-      await page.click('#tab-data');
-      await page.click('#tab-federation'); // refreshes the dataset list
-      await page.waitForFunction(
-        () => document.querySelectorAll('#fed-dataset option').length === 1,
-      );
-      await openAdvanced(page);
-      await page.fill('#fed-tiny-patch', '8');
+      await demoSiteReady(page, i);
       pages.push(page);
     }
     await Promise.all(pages.map((p) => p.click('#fed-join')));
@@ -131,57 +78,15 @@ async function siteKeyOf(page: Page) {
 }
 
 describe('a site that reloads mid-federation rejoins and finishes', () => {
-  let relay: Relay;
-  let browser: LaunchedBrowser;
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'fed-reload-'));
-    relay = await startRelay({
-      dataDir: dir,
-      staticDir: join(process.cwd(), 'dist'),
-      log: () => undefined,
-      aggregateFingerprints: mergeSiteFingerprints,
-      config: {
-        method: 'ffe',
-        configuration: '3d_fullres',
-        rounds: 3,
-        itersPerRound: 1,
-        minSites: 2,
-        roundDeadlineMs: 600_000,
-        weighting: 'uniform',
-        encoding: 'fp16',
-        expectedSites: 2,
-        token: 'again',
-      },
-    });
-    browser = await launchChromium({ webgpu: true });
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await relay?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const s = useRelaySession({ config: { rounds: 3, token: 'again' } });
 
   it('reload after round 1: same site id, continues from its saved state, same final weights', async () => {
+    const { relay } = s;
     const pages: Page[] = [];
     for (const [i, site] of ['site-a', 'site-b'].entries()) {
-      const page = await (await browser.newContext()).newPage();
-      await page.goto(`${relay.url}?join=again&site=${site}`);
-      await page.waitForSelector('body[data-ready="true"]');
-      await page.evaluate((k) => {
-        const f = (window as unknown as HookedWindow).__fednnunet;
-        return f.data.importDemo(
-          k,
-          f.proxy(() => undefined),
-        );
-      }, i);
-      await page.click('#tab-data');
-      await page.click('#tab-federation');
-      await page.waitForFunction(
-        () => document.querySelectorAll('#fed-dataset option').length === 1,
-      );
-      await openAdvanced(page);
-      await page.fill('#fed-tiny-patch', '8');
+      // This test checks no page errors: they are recorded and dropped.
+      const page = await s.open(`${relay.url}?join=again&site=${site}`, site, []);
+      await demoSiteReady(page, i);
       pages.push(page);
     }
     await Promise.all(pages.map((p) => p.click('#fed-join')));

@@ -10,7 +10,14 @@ import { DEMO_SITES, demoCase } from '../../src/demo/phantoms.ts';
 import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
-import { openApp, screenshot, type AppSession } from './harness.ts';
+import {
+  exportModelZip,
+  openApp,
+  preparedDemo,
+  screenshot,
+  trainTabOn,
+  type AppSession,
+} from './harness.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe('training in the browser', () => {
@@ -38,30 +45,9 @@ describe('training in the browser', () => {
   it("a reload mid-training resumes from the last epoch's checkpoint", async () => {
     const EPOCHS = 20;
     // A demo site, prepared (fingerprint → plan → preprocess) through the data worker.
-    const id = await s.page.evaluate(async () => {
-      const f = (window as unknown as HookedWindow).__fednnunet;
-      const r = await f.data.importDemo(
-        0,
-        f.proxy(() => undefined),
-      );
-      await f.data.prepare(
-        r.datasetId,
-        { configuration: '3d_fullres' },
-        f.proxy(() => undefined),
-      );
-      return r.datasetId;
-    });
+    const id = await preparedDemo(s.page, 0);
     const configure = async () => {
-      await s.page.goto(`${s.url}#train`);
-      await s.page.waitForSelector('body[data-ready="true"]');
-      await s.page.waitForFunction(
-        (i) =>
-          [...document.querySelectorAll('#train-dataset option')].some(
-            (o) => (o as HTMLOptionElement).value === i,
-          ),
-        id,
-      );
-      await s.page.selectOption('#train-dataset', id);
+      await trainTabOn(s.page, s.url, id);
       await s.page.fill('#train-epochs', String(EPOCHS));
       await s.page.fill('#train-iters', '1');
       await s.page.fill('#train-val-iters', '1');
@@ -135,13 +121,7 @@ describe('training in the browser', () => {
     const EPOCHS = 20;
     const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-train-export-'));
     try {
-      await s.page.goto(`${s.url}#predict`);
-      const [dl] = await Promise.all([
-        s.page.waitForEvent('download'),
-        s.page.click(`[data-export-model="${model}"]`),
-      ]);
-      const zip = join(tmp, 'model.zip');
-      await dl.saveAs(zip);
+      const zip = await exportModelZip(s.page, s.url, model, tmp);
       const md = await readModelFolder(zip);
       expect(md.provenance).toMatchObject({
         trained_by: 'browser training',

@@ -7,53 +7,18 @@
 // when `lo` is the only one). So this file runs only inside the isolated network namespace that
 // workshop-netns.test.ts creates (loopback + a veth pair on 192.0.2.0/24, nothing routed out of
 // it): WebRTC traffic never touches the machine's real interfaces.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/node/relay/server.ts';
-import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
-import { chromiumArgs, findChromium } from '../../src/node/chromium.ts';
-import { openAdvanced, screenshot } from './harness.ts';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { demoSiteReady, gotoReady, screenshot, useRelaySession } from './harness.ts';
 import type { HookedWindow } from '../../src/ui/main.ts';
 
 describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
   'workshop: a host tab and two participants over PeerJS data channels',
   () => {
-    let relay: Relay;
-    let browser: Browser;
-    let dir: string;
-    beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'workshop-'));
-      relay = await startRelay({
-        dataDir: dir,
-        staticDir: join(process.cwd(), 'dist'),
-        log: () => undefined,
-        aggregateFingerprints: mergeSiteFingerprints,
-        config: {
-          method: 'ffe',
-          configuration: '3d_fullres',
-          rounds: 1,
-          itersPerRound: 1,
-          minSites: 2,
-          roundDeadlineMs: 600_000,
-          weighting: 'uniform',
-          encoding: 'fp16',
-          expectedSites: 2,
-          token: 'relay-only',
-        },
-      });
+    const s = useRelaySession({
+      config: { token: 'relay-only' },
       // Plain host candidates (no mDNS names) between the tabs of this one browser.
-      browser = await chromium.launch({
-        executablePath: findChromium()!,
-        args: [...chromiumArgs(true), '--disable-features=WebRtcHideLocalIpsWithMdns'],
-      });
-    });
-    afterAll(async () => {
-      await browser?.close();
-      await relay?.close();
-      rmSync(dir, { recursive: true, force: true });
+      chromiumArgs: ['--disable-features=WebRtcHideLocalIpsWithMdns'],
     });
 
     const SECURE_TYPES = [
@@ -69,17 +34,11 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
     it.each([false, true])(
       'FFE, 2 rounds (secure aggregation + DP: %s): both participants finish with the same global weights; the relay carried no federation message',
       async (secure) => {
+        const { relay } = s;
         const errors: string[] = [];
         const shot = (page: Page, name: string) =>
           screenshot(page, secure ? name.replace('workshop-', 'workshop-secure-') : name);
-        const open = async (url: string, name: string) => {
-          const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
-          page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
-          page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
-          await page.goto(url);
-          await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-          return page;
-        };
+        const open = (url: string, name: string) => s.open(url, name, errors);
         const code = secure ? 'wk43' : 'wk42';
         const host = await open(`${relay.url}?host-code=${code}#federation`, 'host');
         await host.fill('#ws-rounds', '2');
@@ -110,20 +69,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
         for (const i of [0, 1]) {
           const page = await open(`${link}&site=participant-${i}`, `site ${i}`);
           expect(await page.inputValue('#ws-code')).toBe(code);
-          await page.evaluate((k) => {
-            const f = (window as unknown as HookedWindow).__fednnunet;
-            return f.data.importDemo(
-              k,
-              f.proxy(() => undefined),
-            );
-          }, i);
-          await page.click('#tab-data');
-          await page.click('#tab-federation');
-          await page.waitForFunction(
-            () => document.querySelectorAll('#fed-dataset option').length === 1,
-          );
-          await openAdvanced(page);
-          await page.fill('#fed-tiny-patch', '8');
+          await demoSiteReady(page, i);
           if (i === 0 && !secure) {
             // A link without the host key (an older link): refused before anything is sent.
             expect(await page.inputValue('#ws-host-key')).toBe(hostKey.replaceAll(':', ''));
@@ -230,17 +176,15 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
 
     // WSDEBUG=1 prints every page's console with times.
     it('a secure host tab reloads after round 1, resumes from IndexedDB with its privacy settings and its key, and the same participants finish every round', async () => {
+      const { relay } = s;
       const errors: string[] = [];
       const open = async (url: string, name: string) => {
-        const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
-        page.on('console', (m) => m.type() === 'error' && errors.push(`${name}: ${m.text()}`));
+        const page = await s.newPage(name, errors);
         if (process.env.WSDEBUG)
           page.on('console', (m) =>
             console.log(`[${(Date.now() / 1000).toFixed(1)} ${name}] ${m.type()}: ${m.text()}`),
           );
-        page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
-        await page.goto(url);
-        await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+        await gotoReady(page, url);
         return page;
       };
       const host = await open(`${relay.url}?host-code=wk77#federation`, 'host');
@@ -258,20 +202,7 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
       const sites: Page[] = [];
       for (const i of [0, 1]) {
         const page = await open(`${link}&site=reload-${i}`, `site ${i}`);
-        await page.evaluate((k) => {
-          const f = (window as unknown as HookedWindow).__fednnunet;
-          return f.data.importDemo(
-            k,
-            f.proxy(() => undefined),
-          );
-        }, i);
-        await page.click('#tab-data');
-        await page.click('#tab-federation');
-        await page.waitForFunction(
-          () => document.querySelectorAll('#fed-dataset option').length === 1,
-        );
-        await openAdvanced(page);
-        await page.fill('#fed-tiny-patch', '8');
+        await demoSiteReady(page, i);
         await page.click('#ws-join');
         sites.push(page);
       }
@@ -340,12 +271,9 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
 
     it('a host whose code is still in use waits and retries, and hosts once the other tab is gone', async () => {
       const pages: Page[] = [];
-      for (let i = 0; i < 2; i++) {
-        const page = await (await browser.newContext({ serviceWorkers: 'block' })).newPage();
-        await page.goto(`${relay.url}?host-code=wk88#federation`);
-        await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
-        pages.push(page);
-      }
+      for (let i = 0; i < 2; i++)
+        // This test checks no page errors: they are recorded and dropped.
+        pages.push(await s.open(`${s.relay.url}?host-code=wk88#federation`, `tab ${i}`, []));
       const [old, next] = pages;
       await old.click('#ws-host');
       await old.waitForSelector('#ws-link');
