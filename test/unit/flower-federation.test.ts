@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowerGateway } from '../../src/node/relay/flower-gateway.ts';
 import { FlowerNode } from '../../src/fed/flower/node.ts';
 import { FlowerSite } from '../../src/fed/flower/site.ts';
+import { runFlowerSession, type FlowerMembership } from '../../src/fed/flower/session.ts';
+import { decodeInFlight, encodeInFlight } from '../../src/fed/flower/in-flight.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
 import { SitePipeline, withTiny } from '../../src/pipeline/site-pipeline.ts';
 import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
@@ -72,6 +74,15 @@ async function federate(
   const out = await submit(overrides);
   await Promise.all(serving);
   return { ids, handlers, out };
+}
+
+/** The same kept message, expired at the SuperLink (created long ago with a short TTL). */
+async function expired(bytes: Uint8Array): Promise<Uint8Array> {
+  const m = await decodeInFlight(bytes);
+  return encodeInFlight({
+    ...m,
+    metadata: { ...m.metadata, createdAt: Date.now() / 1000 - 60, ttl: 10 },
+  });
 }
 
 const noName = (p: object) => {
@@ -218,6 +229,148 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     }
     a.trainer.trainer!.dispose();
     b.trainer.trainer!.dispose();
+  }, 900_000);
+
+  it('a site restarted in the middle of a round answers the message it was training on: same node, the run completes with its reply', async () => {
+    // Site A runs a resumable session (session.ts) whose record, checkpoint and kept message live
+    // in `saved` (the browser keeps them in IndexedDB); its round 2 hangs, then it "crashes": the
+    // process is gone (every Fleet call fails, nothing leaves the SuperLink), and a new session
+    // starts from what was saved. Site B is a plain node.
+    const ds = demoDataset(DEMO_SITES[0], 0, CASES[0]);
+    const pipeline = new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases));
+    const saved: { record?: FlowerMembership; state?: Uint8Array; message?: Uint8Array } = {};
+    const keptTypes: string[] = [];
+    const trainerA = () =>
+      new TrainerSite({
+        pipeline,
+        tiny: { patch: 8 },
+        valIters: 0,
+        evaluate: false,
+        saveState: async (b) => void (saved.state = b.slice()),
+        loadState: async () => saved.state,
+      });
+    const persistence = {
+      persist: async (m: FlowerMembership) => void (saved.record = structuredClone(m)),
+      saveMessage: async (b: Uint8Array | undefined) => {
+        if (b) keptTypes.push((await decodeInFlight(b)).messageType);
+        saved.message = b?.slice();
+      },
+    };
+    const b = demoSite(1, 8);
+    const nodeB = new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 });
+    const siteB = new FlowerSite(b.trainer);
+    await nodeB.join();
+    const servingB = nodeB
+      .serve(siteB.handle, { done: () => siteB.done })
+      .finally(() => nodeB.leave());
+
+    const first = trainerA();
+    let crashed = false;
+    let started!: () => void;
+    const round2 = new Promise<void>((r) => (started = r));
+    let fail!: (e: Error) => void;
+    const train = first.train.bind(first);
+    first.train = async (round: number) => {
+      if (round < 2) return train(round);
+      started();
+      return new Promise((_, rej) => (fail = rej));
+    };
+    const stop = new AbortController();
+    const die: typeof fetch = (...a) =>
+      crashed ? Promise.reject(new TypeError('the tab is gone')) : fetch(...a);
+    let firstId = '';
+    const firstRun = runFlowerSession({
+      superlink: fleetUrl,
+      heartbeatInterval: 120,
+      pollMs: 300,
+      fetch: die,
+      trainer: first,
+      ...persistence,
+      signal: stop.signal,
+      onJoined: (id) => (firstId = id),
+    });
+    while (!firstId) await new Promise((r) => setTimeout(r, 50));
+    const model = join(dir, 'model-midround');
+    const run = submit({
+      method: 'ffe',
+      'num-server-rounds': 2,
+      iters: 1,
+      'min-nodes': 2,
+      tiny: true,
+      'out-dir': model,
+    });
+    await round2;
+    // The crash: the record says round 1 was answered; the round-2 message is kept.
+    crashed = true;
+    stop.abort();
+    fail(new Error('killed'));
+    await expect(firstRun).rejects.toThrow(/left the Flower federation/);
+    expect(saved.record?.rounds?.map((r) => r.round)).toEqual([1]);
+    expect(saved.message).toBeDefined();
+    const kept = saved.message!;
+    expect((await decodeInFlight(kept)).messageType).toBe('train');
+
+    const second = trainerA();
+    const log: string[] = [];
+    const res = await runFlowerSession({
+      superlink: fleetUrl,
+      heartbeatInterval: 120,
+      pollMs: 300,
+      trainer: second,
+      saved: saved.record,
+      savedMessage: saved.message,
+      ...persistence,
+      log: (l) => log.push(l),
+    });
+    const out = await run;
+    await servingB;
+    expect(out, `${out}\n--- site A ---\n${log.join('\n')}`).toContain('model saved to');
+    expect(res.nodeId).toBe(firstId);
+    expect(res.resumed).toBe(true);
+    expect(res.resumedMessage).toBe('train');
+    expect(log.join('\n')).toContain('resumed mid-round: answering the train (round 2) message');
+    expect(log.join('\n')).toContain('taking node');
+    expect(res.site.state.rounds.map((r) => r.round)).toEqual([1, 2]);
+    // Every message was kept while answered and dropped once its reply was in.
+    expect(keptTypes).toEqual([
+      'query.fingerprint',
+      'query.plan',
+      'train',
+      'train',
+      'train',
+      'query.final',
+    ]);
+    expect(saved.message).toBeUndefined();
+    // One federation result: the ServerApp's model is both sites' final model (FFE shares all).
+    const final = await readModelFolder(model);
+    for (const t of [second, b.trainer]) {
+      const w = await t.weights();
+      for (const [name, g] of final.weights) expect(w.get(name)!.data, name).toEqual(g.data);
+    }
+
+    // A kept message whose run has ended, or which expired, is dropped with a line, never fatal.
+    for (const [bytes, why] of [
+      [kept, /dropped the saved train message of run \d+: the run has finished/],
+      [await expired(kept), /dropped the saved train message of run \d+: it expired/],
+    ] as const) {
+      const lines: string[] = [];
+      const leave = new AbortController();
+      await expect(
+        runFlowerSession({
+          superlink: fleetUrl,
+          heartbeatInterval: 120,
+          pollMs: 300,
+          trainer: trainerA(),
+          savedMessage: bytes,
+          ...persistence,
+          signal: leave.signal,
+          log: (l) => lines.push(l),
+          onJoined: () => setTimeout(() => leave.abort(), 500),
+        }),
+      ).rejects.toThrow(/left the Flower federation before it ended/);
+      expect(lines.join('\n')).toMatch(why);
+    }
+    for (const t of [first, second, b.trainer]) t.trainer?.dispose();
   }, 900_000);
 
   it('FedAvg: a numpy-only Python ClientApp (Python SuperNode) beside a TypeScript site', async () => {
