@@ -4,6 +4,7 @@
 // Skips, saying why, when the kit's Python dependencies (Debian packages) are missing; `.ci/run`
 // installs them with flower/kit/setup.sh.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +24,9 @@ import { specOf } from '../../src/model/named-weights.ts';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
 import { runLocalFederation } from '../../src/node/local-federation.ts';
+import { rawFolderStore } from '../../src/pipeline/site-store.ts';
+import { fsSource } from '../../src/node/fs-source.ts';
+import { REFERENCE } from '../paths.ts';
 import {
   KIT,
   PY,
@@ -371,6 +375,99 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
       expect(lines.join('\n')).toMatch(why);
     }
     for (const t of [first, second, b.trainer]) t.trainer?.dispose();
+  }, 900_000);
+
+  it('fednnunet flower-site --state-dir: a process killed in the middle of round 2 restarts as the same node, restores its trainer and answers the round', async () => {
+    const raw = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
+    const state = join(dir, 'cli-state');
+    const model = join(dir, 'model-cli');
+    const mine = join(dir, 'model-cli-site');
+    const args = [
+      'bin/fednnunet.js',
+      'flower-site',
+      '--superlink',
+      fleetUrl,
+      '--dataset',
+      raw,
+      '--tiny',
+      '--tiny-patch',
+      '8',
+      '--val-iters',
+      '0',
+      '--no-eval',
+      '--state-dir',
+      state,
+    ];
+    const start = (extra: string[] = []) => {
+      const p = spawn(process.execPath, [...args, ...extra], { cwd: process.cwd() });
+      const out = { text: '' };
+      p.stdout.on('data', (d) => (out.text += d));
+      p.stderr.on('data', (d) => (out.text += d));
+      const exit = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+      return { p, out, exit };
+    };
+    const until = async (ok: () => boolean | Promise<boolean>, what: string, ms = 300_000) => {
+      const t0 = Date.now();
+      while (!(await ok())) {
+        if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    // The other site: the same dataset in this process (FFE: one plan).
+    const pipeline = new SitePipeline(await rawFolderStore(fsSource(raw)));
+    const other = new TrainerSite({ pipeline, tiny: { patch: 8 }, valIters: 0, evaluate: false });
+    const nodeB = new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 });
+    const siteB = new FlowerSite(other);
+    await nodeB.join();
+    const servingB = nodeB
+      .serve(siteB.handle, { done: () => siteB.done })
+      .finally(() => nodeB.leave());
+
+    const first = start();
+    await until(() => /joined as node (\d+)/.test(first.out.text), 'the CLI site to join', 120_000);
+    const nodeId = /joined as node (\d+)/.exec(first.out.text)![1];
+    const run = submit({
+      method: 'ffe',
+      'num-server-rounds': 2,
+      iters: 8,
+      'min-nodes': 2,
+      tiny: true,
+      'out-dir': model,
+    });
+    // Killed (no clean-up, as a crash or a power cut) once it holds round 2's message.
+    const round2 = async () => {
+      const f = join(state, 'message.bin');
+      if (!existsSync(f)) return false;
+      const m = await decodeInFlight(new Uint8Array(readFileSync(f))).catch(() => undefined);
+      const c = m?.content.get('config');
+      return c?.kind === 'config' && Number(c.items.get('server-round')) === 2;
+    };
+    await until(round2, 'the CLI site to receive round 2');
+    first.p.kill('SIGKILL');
+    await first.exit;
+    expect(first.out.text).toContain('round 1: loss');
+    expect(first.out.text).not.toContain('round 2: loss');
+
+    const second = start(['-o', mine]);
+    const code = await second.exit;
+    const out = await run;
+    await servingB;
+    expect(code, second.out.text).toBe(0);
+    expect(out, out).toContain('model saved to');
+    expect(second.out.text).toContain(`joined as node ${nodeId}`);
+    expect(second.out.text).toContain('resumed after 1 round');
+    expect(second.out.text).toContain('resumed mid-round: answering the train (round 2) message');
+    expect(existsSync(join(state, 'message.bin'))).toBe(false);
+    const [final, site, b] = [
+      await readModelFolder(model),
+      await readModelFolder(mine),
+      await other.weights(),
+    ];
+    for (const [name, g] of final.weights) {
+      expect(site.weights.get(name)!.data, name).toEqual(g.data);
+      expect(b.get(name)!.data, name).toEqual(g.data);
+    }
+    other.trainer?.dispose();
   }, 900_000);
 
   it('FedAvg: a numpy-only Python ClientApp (Python SuperNode) beside a TypeScript site', async () => {
