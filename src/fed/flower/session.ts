@@ -87,7 +87,11 @@ export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerS
     }
   };
   const handle: typeof site.handle = async (msg) => {
-    if (o.saveMessage) await keep(encodeInFlight(msg));
+    if (o.saveMessage) {
+      await keep(encodeInFlight(msg));
+      // The raw objects are kept now; the (long) handling needs only the decoded content.
+      msg.objects.clear();
+    }
     const reply = await site.handle(msg);
     record.runId = msg.runId.toString();
     record.config = site.state.config;
