@@ -1,11 +1,14 @@
 // The message a Flower site keeps while answering it (src/fed/flower/in-flight.ts): it comes back
-// whole after a restart (metadata, content, object ids) and is refused when damaged.
+// whole after a restart (metadata, content, object ids) and is refused when damaged. And a site
+// restarted after saving a trained round, before replying, replies with that round (site.ts).
 import Long from 'long';
 import { describe, expect, it } from 'vitest';
 import { allObjects, deflateMessage, type RecordDict } from '../../src/fed/flower/objects.ts';
-import { float32Array } from '../../src/fed/flower/arrays.ts';
+import { arraysToWeights, float32Array } from '../../src/fed/flower/arrays.ts';
 import { messageFromObjects, type IncomingMessage } from '../../src/fed/flower/node.ts';
 import { decodeInFlight, encodeInFlight, secondsLeft } from '../../src/fed/flower/in-flight.ts';
+import { FlowerSite, type FlowerSiteTrainer } from '../../src/fed/flower/site.ts';
+import type { NamedWeights } from '../../src/model/named-weights.ts';
 
 async function trainMessage(): Promise<IncomingMessage> {
   const content: RecordDict = new Map([
@@ -68,5 +71,55 @@ describe('a Flower message kept across a restart', () => {
     const msg = await trainMessage();
     expect(secondsLeft(msg, 1_700_000_000.25 + 43_000)).toBeCloseTo(200, 6);
     expect(secondsLeft(msg, 1_700_000_000.25 + 43_200)).toBe(0);
+  });
+});
+
+describe('a site restarted after saving a trained round, before its reply went out', () => {
+  it('replies with the saved round (its weights and metrics) instead of training it again', async () => {
+    const msg = await trainMessage();
+    // The restored network: round 2 already trained into it (not the global [0.5, -1, 2, 3]).
+    const restored: NamedWeights = new Map([
+      ['w', { data: Float32Array.from([9, 8, 7, 6]), shape: [2, 2] }],
+    ]);
+    const calls: string[] = [];
+    const trainer: FlowerSiteTrainer = {
+      numCases: 3,
+      datasetJson: () => ({}),
+      localFingerprint: async () => ({}),
+      prepare: async () => undefined,
+      weights: async () => restored,
+      loadShared: async () => void calls.push('loadShared'),
+      train: async () => (calls.push('train'), { loss: 1 }),
+      restore: async () => true,
+      savedRound: (round) => (round <= 2 ? { loss: 0.25 } : undefined),
+    };
+    const site = new FlowerSite(trainer);
+    const config = {
+      method: 'ffe',
+      configuration: '3d_fullres',
+      rounds: 2,
+      itersPerRound: 1,
+      minSites: 1,
+      roundDeadlineMs: 1,
+      weighting: 'cases',
+      encoding: 'fp32',
+    } as const;
+    expect(await site.resume(config, [{ round: 1, metrics: { loss: 0.5 }, keys: ['w'] }])).toBe(
+      true,
+    );
+    const reply = await site.handle(msg);
+    expect(calls).toEqual([]);
+    const arrays = reply.get('arrays');
+    if (arrays?.kind !== 'array') throw new Error('no arrays in the reply');
+    expect([...arraysToWeights(arrays.items).get('w')!.data]).toEqual([9, 8, 7, 6]);
+    const metrics = reply.get('metrics');
+    expect(metrics?.kind === 'metric' && metrics.items.get('loss')).toBe(0.25);
+    expect(site.state.rounds.map((r) => r.round)).toEqual([1, 2]);
+    // A round the saved state does not hold yet is trained as usual.
+    restored.get('w')!.data.set([0, 0, 0, 0]);
+    trainer.savedRound = () => undefined;
+    await site.handle(msg);
+    expect(calls).toEqual(['loadShared', 'train']);
+    expect(site.state.rounds.map((r) => r.round)).toEqual([1, 2]);
   });
 });
