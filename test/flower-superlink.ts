@@ -13,7 +13,7 @@ export const KIT = join(ROOT, 'flower/kit');
 export const APP = join(ROOT, 'flower/fednnunet_app');
 export const PY = '/usr/bin/python3';
 const PY_DEPS =
-  'grpc, google.protobuf, starlette, uvicorn, numpy, cryptography, sqlalchemy, typer, Cryptodome, tomli_w, pathspec, yaml, requests';
+  'grpc, google.protobuf, starlette, uvicorn, numpy, cryptography, sqlalchemy, typer, Cryptodome, tomli_w, pathspec, yaml, requests, typing_extensions';
 
 /** Why the Flower tests cannot run here, or undefined when they can. */
 export function flowerKitMissing(): string | undefined {

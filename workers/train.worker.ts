@@ -4,7 +4,7 @@
 // WebGPU-vs-CPU training-step check. Exposed with comlink.
 import * as Comlink from 'comlink';
 import { openStore, type StoreDB } from '../src/store/db.ts';
-import { loadCheckpoint, saveCheckpoint } from '../src/store/checkpoints.ts';
+import { deleteCheckpoint, loadCheckpoint, saveCheckpoint } from '../src/store/checkpoints.ts';
 import { useBackend, type BackendName } from '../src/model/tf-backend.ts';
 import { Trainer, TrainingControl, type TrainerEvent } from '../src/train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/train/train-checkpoint.ts';
@@ -454,6 +454,27 @@ const api = {
     };
     const savedSession = saved as FlowerMembership | undefined;
     const runId = `fed:${federationId}`;
+    // The message this site was answering when the tab went away (one per federation, beside the
+    // training checkpoint): a reload in the middle of a round answers it again (session.ts).
+    const MESSAGE_TAG = 'flower-message';
+    const savedMessage = saved
+      ? (await loadCheckpoint(d, req.datasetId, runId, MESSAGE_TAG))?.data
+      : undefined;
+    const saveMessage = (bytes: Uint8Array | undefined) =>
+      bytes
+        ? saveCheckpoint(
+            d,
+            {
+              datasetId: req.datasetId,
+              runId,
+              tag: MESSAGE_TAG,
+              epoch: 0,
+              epochs: 0,
+              configuration: '',
+            },
+            bytes,
+          )
+        : deleteCheckpoint(d, req.datasetId, runId, MESSAGE_TAG);
     phase({ type: 'connecting' });
     const site = federationSite(d, req, pipeline, runId, onEvent, () => true);
     // The FlowerSite drives this; the wrapper only tells the page where the site is.
@@ -501,6 +522,7 @@ const api = {
         phase({ type: 'final' });
         return site.finish(g, sh);
       },
+      savedRound: (round) => site.savedRound(round),
       restore: async (cfg) => {
         const ok = await site.restore(cfg);
         if (ok)
@@ -520,6 +542,8 @@ const api = {
         superlink: req.fleetUrl,
         trainer,
         saved: savedSession,
+        savedMessage,
+        saveMessage,
         signal: flowerStop.signal,
         // Training shares this worker's event loop with the heartbeats: leave room for a slow step.
         heartbeatInterval: 60,
@@ -591,6 +615,8 @@ const api = {
     } finally {
       flowerStop = undefined;
       site.trainer?.dispose();
+      // Ended or failed here (a reload never gets here): no message is left to answer.
+      await saveMessage(undefined).catch(() => undefined);
     }
   },
 

@@ -206,6 +206,27 @@ export class TrainerSite implements SiteTrainer {
     return true;
   }
 
+  /**
+   * The metrics of `round` when the training state already holds it (restored from a checkpoint
+   * saved after that round, before the site could reply), from the trainer's log; else undefined.
+   */
+  savedRound(round: number): Record<string, number> | undefined {
+    const t = this.trainer;
+    if (!t || t.epoch < round || round < 1) return undefined;
+    const L = t.log;
+    const i = round - 1;
+    const m: Record<string, number | undefined> = {
+      loss: L.train_losses[i],
+      valLoss: L.val_losses[i],
+      pseudoDice: L.mean_fg_dice[i],
+    };
+    return Object.fromEntries(
+      Object.entries(m).filter(
+        (e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]),
+      ),
+    );
+  }
+
   private get t(): Trainer {
     if (!this.trainer) throw new Error('site not prepared yet');
     return this.trainer;

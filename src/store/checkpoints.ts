@@ -45,3 +45,12 @@ export async function loadCheckpoint(
   const { data, ...info } = rec;
   return { info, data };
 }
+
+export async function deleteCheckpoint(
+  db: StoreDB,
+  datasetId: string,
+  runId: string,
+  tag: string,
+): Promise<void> {
+  await db.delete('checkpoints', [datasetId, runId, tag]);
+}

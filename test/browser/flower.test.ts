@@ -1,8 +1,10 @@
 // A browser tab as a site of a Flower federation (issue 20 b, e): a real SuperLink on loopback
 // (flower/kit), our ServerApp, our relay as the same-origin gateway to the Fleet API, one Chromium
 // tab (the Federation tab's "Flower federation" connection, training in its worker on the CPU
-// backend) and one Node site. The tab reloads after its round-1 reply: it must come back as the
-// same Flower node, continue from its saved state, and end with the ServerApp's final model.
+// backend) and one Node site. The tab reloads twice: after its round-1 reply (between rounds), and
+// in the middle of its round-2 training (Flower delivered that train message once: the tab kept
+// it and answers it after the reload). Each time it must come back as the same Flower node and
+// continue from its saved state; the run ends with one final model, the ServerApp's.
 // Skips, saying why, without the Flower kit's Python dependencies (as the unit test does).
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -82,7 +84,7 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('FFE, 2 rounds, a browser tab and a Node site; the tab reloads after round 1, rejoins as the same node and ends with the final model', async () => {
+  it('FFE, 2 rounds, a browser tab and a Node site; the tab reloads after round 1 and in the middle of round 2, rejoins as the same node each time and ends with the final model', async () => {
     const errors: string[] = [];
     const page = await browser.newPage();
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -143,7 +145,8 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
       {
         method: 'ffe',
         'num-server-rounds': 2,
-        iters: 1,
+        // Rounds of several iterations: the second reload lands inside the tab's round 2.
+        iters: 4,
         'min-nodes': 2,
         tiny: true,
         'out-dir': model,
@@ -175,6 +178,25 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
       expect(await page.textContent('#fed-log')).toContain('resumed after 1 round');
       release();
 
+      // Round 2 under way in the tab (its first of 4 iterations done, the reply far off): reload.
+      await page.waitForSelector(
+        '#fed-phase[data-step="training"][data-round="2"][data-iteration="1"]',
+        { state: 'attached', timeout: 240_000 },
+      );
+      await page.reload();
+      await page.waitForSelector('body[data-ready="true"]');
+      await page.waitForSelector('#fed-status[data-rejoined="true"]', { timeout: 60_000 });
+      await page.waitForFunction(
+        () =>
+          /resumed mid-round: answering the train \(round 2\) message/.test(
+            document.querySelector('#fed-log')?.textContent ?? '',
+          ),
+        undefined,
+        { timeout: 60_000 },
+      );
+      expect(await nodeIdsIn(page)).toEqual([nodeId]);
+      expect(await page.textContent('#fed-log')).toContain('resumed after 1 round');
+
       await page.waitForSelector('#fed-status[data-done="true"]', { timeout: 600_000 });
     } catch (e) {
       release();
@@ -190,7 +212,8 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
     expect(await page.getAttribute('#fed-status', 'data-digest')).toBe(digestOf(saved.weights));
     expect(digestOf(await nodeSite.weights())).toBe(digestOf(saved.weights));
     expect(await page.getAttribute('#fed-phase', 'data-step')).toBe('done');
-    // The audit survived the reload: both rounds' updates, the fingerprint and the plan reply.
+    // The audit survived both reloads: both rounds' updates (round 2's once: the reply to the
+    // message kept across the reload), the fingerprint and the plan reply.
     const types = await page.$$eval('#egress-rows tr', (rows) =>
       rows.map((r) => r.getAttribute('data-type')),
     );

@@ -4,12 +4,15 @@
 // Skips, saying why, when the kit's Python dependencies (Debian packages) are missing; `.ci/run`
 // installs them with flower/kit/setup.sh.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowerGateway } from '../../src/node/relay/flower-gateway.ts';
 import { FlowerNode } from '../../src/fed/flower/node.ts';
 import { FlowerSite } from '../../src/fed/flower/site.ts';
+import { runFlowerSession, type FlowerMembership } from '../../src/fed/flower/session.ts';
+import { decodeInFlight, encodeInFlight } from '../../src/fed/flower/in-flight.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
 import { SitePipeline, withTiny } from '../../src/pipeline/site-pipeline.ts';
 import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
@@ -21,6 +24,9 @@ import { specOf } from '../../src/model/named-weights.ts';
 import type { DatasetFingerprint } from '../../src/fingerprint/types.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
 import { runLocalFederation } from '../../src/node/local-federation.ts';
+import { rawFolderStore } from '../../src/pipeline/site-store.ts';
+import { fsSource } from '../../src/node/fs-source.ts';
+import { REFERENCE } from '../paths.ts';
 import {
   KIT,
   PY,
@@ -72,6 +78,15 @@ async function federate(
   const out = await submit(overrides);
   await Promise.all(serving);
   return { ids, handlers, out };
+}
+
+/** The same kept message, expired at the SuperLink (created long ago with a short TTL). */
+async function expired(bytes: Uint8Array): Promise<Uint8Array> {
+  const m = await decodeInFlight(bytes);
+  return encodeInFlight({
+    ...m,
+    metadata: { ...m.metadata, createdAt: Date.now() / 1000 - 60, ttl: 10 },
+  });
 }
 
 const noName = (p: object) => {
@@ -218,6 +233,241 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     }
     a.trainer.trainer!.dispose();
     b.trainer.trainer!.dispose();
+  }, 900_000);
+
+  it('a site restarted in the middle of a round answers the message it was training on: same node, the run completes with its reply', async () => {
+    // Site A runs a resumable session (session.ts) whose record, checkpoint and kept message live
+    // in `saved` (the browser keeps them in IndexedDB); its round 2 hangs, then it "crashes": the
+    // process is gone (every Fleet call fails, nothing leaves the SuperLink), and a new session
+    // starts from what was saved. Site B is a plain node.
+    const ds = demoDataset(DEMO_SITES[0], 0, CASES[0]);
+    const pipeline = new SitePipeline(memoryCasesStore(ds.name, ds.datasetJson, ds.cases));
+    const saved: { record?: FlowerMembership; state?: Uint8Array; message?: Uint8Array } = {};
+    const keptTypes: string[] = [];
+    const trainerA = () =>
+      new TrainerSite({
+        pipeline,
+        tiny: { patch: 8 },
+        valIters: 0,
+        evaluate: false,
+        saveState: async (b) => void (saved.state = b.slice()),
+        loadState: async () => saved.state,
+      });
+    const persistence = {
+      persist: async (m: FlowerMembership) => void (saved.record = structuredClone(m)),
+      saveMessage: async (b: Uint8Array | undefined) => {
+        if (b) keptTypes.push((await decodeInFlight(b)).messageType);
+        saved.message = b?.slice();
+      },
+    };
+    const b = demoSite(1, 8);
+    const nodeB = new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 });
+    const siteB = new FlowerSite(b.trainer);
+    await nodeB.join();
+    const servingB = nodeB
+      .serve(siteB.handle, { done: () => siteB.done })
+      .finally(() => nodeB.leave());
+
+    const first = trainerA();
+    let crashed = false;
+    let started!: () => void;
+    const round2 = new Promise<void>((r) => (started = r));
+    let fail!: (e: Error) => void;
+    const train = first.train.bind(first);
+    first.train = async (round: number) => {
+      if (round < 2) return train(round);
+      started();
+      return new Promise((_, rej) => (fail = rej));
+    };
+    const stop = new AbortController();
+    const die: typeof fetch = (...a) =>
+      crashed ? Promise.reject(new TypeError('the tab is gone')) : fetch(...a);
+    let firstId = '';
+    const firstRun = runFlowerSession({
+      superlink: fleetUrl,
+      heartbeatInterval: 120,
+      pollMs: 300,
+      fetch: die,
+      trainer: first,
+      ...persistence,
+      signal: stop.signal,
+      onJoined: (id) => (firstId = id),
+    });
+    while (!firstId) await new Promise((r) => setTimeout(r, 50));
+    const model = join(dir, 'model-midround');
+    const run = submit({
+      method: 'ffe',
+      'num-server-rounds': 2,
+      iters: 1,
+      'min-nodes': 2,
+      tiny: true,
+      'out-dir': model,
+    });
+    await round2;
+    // The crash: the record says round 1 was answered; the round-2 message is kept.
+    crashed = true;
+    stop.abort();
+    fail(new Error('killed'));
+    await expect(firstRun).rejects.toThrow(/left the Flower federation/);
+    expect(saved.record?.rounds?.map((r) => r.round)).toEqual([1]);
+    expect(saved.message).toBeDefined();
+    const kept = saved.message!;
+    expect((await decodeInFlight(kept)).messageType).toBe('train');
+
+    const second = trainerA();
+    const log: string[] = [];
+    const res = await runFlowerSession({
+      superlink: fleetUrl,
+      heartbeatInterval: 120,
+      pollMs: 300,
+      trainer: second,
+      saved: saved.record,
+      savedMessage: saved.message,
+      ...persistence,
+      log: (l) => log.push(l),
+    });
+    const out = await run;
+    await servingB;
+    expect(out, `${out}\n--- site A ---\n${log.join('\n')}`).toContain('model saved to');
+    expect(res.nodeId).toBe(firstId);
+    expect(res.resumed).toBe(true);
+    expect(res.resumedMessage).toBe('train');
+    expect(log.join('\n')).toContain('resumed mid-round: answering the train (round 2) message');
+    expect(log.join('\n')).toContain('taking node');
+    expect(res.site.state.rounds.map((r) => r.round)).toEqual([1, 2]);
+    // Every message was kept while answered and dropped once its reply was in.
+    expect(keptTypes).toEqual([
+      'query.fingerprint',
+      'query.plan',
+      'train',
+      'train',
+      'train',
+      'query.final',
+    ]);
+    expect(saved.message).toBeUndefined();
+    // One federation result: the ServerApp's model is both sites' final model (FFE shares all).
+    const final = await readModelFolder(model);
+    for (const t of [second, b.trainer]) {
+      const w = await t.weights();
+      for (const [name, g] of final.weights) expect(w.get(name)!.data, name).toEqual(g.data);
+    }
+
+    // A kept message whose run has ended, or which expired, is dropped with a line, never fatal.
+    for (const [bytes, why] of [
+      [kept, /dropped the saved train message of run \d+: the run has finished/],
+      [await expired(kept), /dropped the saved train message of run \d+: it expired/],
+    ] as const) {
+      const lines: string[] = [];
+      const leave = new AbortController();
+      await expect(
+        runFlowerSession({
+          superlink: fleetUrl,
+          heartbeatInterval: 120,
+          pollMs: 300,
+          trainer: trainerA(),
+          savedMessage: bytes,
+          ...persistence,
+          signal: leave.signal,
+          log: (l) => lines.push(l),
+          onJoined: () => setTimeout(() => leave.abort(), 500),
+        }),
+      ).rejects.toThrow(/left the Flower federation before it ended/);
+      expect(lines.join('\n')).toMatch(why);
+    }
+    for (const t of [first, second, b.trainer]) t.trainer?.dispose();
+  }, 900_000);
+
+  it('fednnunet flower-site --state-dir: a process killed in the middle of round 2 restarts as the same node, restores its trainer and answers the round', async () => {
+    const raw = join(REFERENCE, 'raw', 'Dataset801_PhantomMR');
+    const state = join(dir, 'cli-state');
+    const model = join(dir, 'model-cli');
+    const mine = join(dir, 'model-cli-site');
+    const args = [
+      'bin/fednnunet.js',
+      'flower-site',
+      '--superlink',
+      fleetUrl,
+      '--dataset',
+      raw,
+      '--tiny',
+      '--tiny-patch',
+      '8',
+      '--val-iters',
+      '0',
+      '--no-eval',
+      '--state-dir',
+      state,
+    ];
+    const start = (extra: string[] = []) => {
+      const p = spawn(process.execPath, [...args, ...extra], { cwd: process.cwd() });
+      const out = { text: '' };
+      p.stdout.on('data', (d) => (out.text += d));
+      p.stderr.on('data', (d) => (out.text += d));
+      const exit = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+      return { p, out, exit };
+    };
+    const until = async (ok: () => boolean | Promise<boolean>, what: string, ms = 300_000) => {
+      const t0 = Date.now();
+      while (!(await ok())) {
+        if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    // The other site: the same dataset in this process (FFE: one plan).
+    const pipeline = new SitePipeline(await rawFolderStore(fsSource(raw)));
+    const other = new TrainerSite({ pipeline, tiny: { patch: 8 }, valIters: 0, evaluate: false });
+    const nodeB = new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 });
+    const siteB = new FlowerSite(other);
+    await nodeB.join();
+    const servingB = nodeB
+      .serve(siteB.handle, { done: () => siteB.done })
+      .finally(() => nodeB.leave());
+
+    const first = start();
+    await until(() => /joined as node (\d+)/.test(first.out.text), 'the CLI site to join', 120_000);
+    const nodeId = /joined as node (\d+)/.exec(first.out.text)![1];
+    const run = submit({
+      method: 'ffe',
+      'num-server-rounds': 2,
+      iters: 8,
+      'min-nodes': 2,
+      tiny: true,
+      'out-dir': model,
+    });
+    // Killed (no clean-up, as a crash or a power cut) once it holds round 2's message.
+    const round2 = async () => {
+      const f = join(state, 'message.bin');
+      if (!existsSync(f)) return false;
+      const m = await decodeInFlight(new Uint8Array(readFileSync(f))).catch(() => undefined);
+      const c = m?.content.get('config');
+      return c?.kind === 'config' && Number(c.items.get('server-round')) === 2;
+    };
+    await until(round2, 'the CLI site to receive round 2');
+    first.p.kill('SIGKILL');
+    await first.exit;
+    expect(first.out.text).toContain('round 1: loss');
+    expect(first.out.text).not.toContain('round 2: loss');
+
+    const second = start(['-o', mine]);
+    const code = await second.exit;
+    const out = await run;
+    await servingB;
+    expect(code, second.out.text).toBe(0);
+    expect(out, out).toContain('model saved to');
+    expect(second.out.text).toContain(`joined as node ${nodeId}`);
+    expect(second.out.text).toContain('resumed after 1 round');
+    expect(second.out.text).toContain('resumed mid-round: answering the train (round 2) message');
+    expect(existsSync(join(state, 'message.bin'))).toBe(false);
+    const [final, site, b] = [
+      await readModelFolder(model),
+      await readModelFolder(mine),
+      await other.weights(),
+    ];
+    for (const [name, g] of final.weights) {
+      expect(site.weights.get(name)!.data, name).toEqual(g.data);
+      expect(b.get(name)!.data, name).toEqual(g.data);
+    }
+    other.trainer?.dispose();
   }, 900_000);
 
   it('FedAvg: a numpy-only Python ClientApp (Python SuperNode) beside a TypeScript site', async () => {

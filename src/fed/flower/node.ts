@@ -29,6 +29,32 @@ export interface IncomingMessage {
   groupId: string;
   content: RecordDict;
   metadata: flwr.proto.IMetadata;
+  /** The message's verified objects by id (what a site keeps to answer it after a restart). */
+  objects: Map<string, Uint8Array>;
+}
+
+/** A message from its metadata and its verified objects (the root Message object and its tree). */
+export function messageFromObjects(
+  md: flwr.proto.IMetadata,
+  objects: Map<string, Uint8Array>,
+): IncomingMessage {
+  const id = md.messageId ?? '';
+  const rootBytes = objects.get(id);
+  if (!rootBytes) throw new FleetError(`message ${id}: its root object is missing`);
+  const root = parseObject(rootBytes);
+  if (root.type !== 'Message' || root.childIds.length !== 1)
+    throw new FleetError(
+      `message ${id}: no content (a ${root.type} with ${root.childIds.length} children)`,
+    );
+  return {
+    messageType: md.messageType ?? '',
+    runId: Long.fromValue(md.runId ?? 0),
+    messageId: id,
+    groupId: md.groupId ?? '',
+    content: inflateRecordDict(root.childIds[0], objects),
+    metadata: md,
+    objects,
+  };
 }
 
 /** What a node does with a message: the reply's content (a thrown error is replied as an error). */
@@ -111,20 +137,26 @@ export class FlowerNode {
       if (!(e instanceof FleetError) || e.status === undefined) throw e;
       this.log(`register-node refused (${e.message}); activating the known key`);
     }
-    let res: Awaited<ReturnType<FleetClient['activateNode']>>;
+    let nodeId: flwr.proto.INode['nodeId'];
     try {
-      res = await this.fleet.activateNode(this.publicKey, this.interval);
+      nodeId = (await this.fleet.activateNode(this.publicKey, this.interval)).nodeId;
     } catch (e) {
       // A SuperLink activates only a registered or offline node; a restarted site (a reloaded
       // tab) finds its node still online until the heartbeats it no longer sends run out. It
-      // takes its node offline (it knows the id) and activates it again, now.
+      // takes the node back with a heartbeat under the id it kept (Flower's SuperLink accepts a
+      // heartbeat from any registered node, online or offline, and keeps it online). It does NOT
+      // deactivate and re-activate: while a node is offline, the SuperLink answers the ServerApp's
+      // wait for a reply from it with a NODE_UNAVAILABLE error, which fails a round whose train
+      // message the tab was answering when it reloaded (it answers it after the restart).
       const known = this.o.previousNodeId;
       if (!known || !(e instanceof FleetError) || e.status === undefined) throw e;
-      this.log(`activate-node refused (${e.message}); taking node ${known} offline first`);
-      await this.fleet.deactivateNode(Long.fromString(known, true));
-      res = await this.fleet.activateNode(this.publicKey, this.interval);
+      nodeId = Long.fromString(known, true);
+      this.log(`activate-node refused (${e.message}); taking node ${known} back by a heartbeat`);
+      const beat = await this.fleet.sendHeartbeat({ nodeId }, this.interval);
+      if (!beat.success)
+        throw new FleetError(`the SuperLink no longer knows node ${known} (unregistered)`);
     }
-    this.node = { nodeId: res.nodeId };
+    this.node = { nodeId };
     this.startHeartbeat();
     this.log(`joined as node ${this.nodeId}`);
     return this.nodeId!;
@@ -167,21 +199,9 @@ export class FlowerNode {
         );
       objects.set(id, content);
     }
-    const root = parseObject(objects.get(md.messageId)!);
-    if (root.type !== 'Message' || root.childIds.length !== 1)
-      throw new FleetError(
-        `message ${md.messageId}: no content (a ${root.type} with ${root.childIds.length} children)`,
-      );
-    const content = inflateRecordDict(root.childIds[0], objects);
+    const message = messageFromObjects(md, objects);
     await this.fleet.confirmMessageReceived(this.n, runId, md.messageId);
-    return {
-      messageType: md.messageType ?? '',
-      runId,
-      messageId: md.messageId,
-      groupId: md.groupId ?? '',
-      content,
-      metadata: md,
-    };
+    return message;
   }
 
   private async pullObject(runId: Long, id: string): Promise<Uint8Array> {
@@ -265,7 +285,13 @@ export class FlowerNode {
    */
   async serve(
     handler: MessageHandler,
-    o: { done?: () => boolean; signal?: AbortSignal; maxWaitAfterDoneMs?: number } = {},
+    o: {
+      done?: () => boolean;
+      signal?: AbortSignal;
+      maxWaitAfterDoneMs?: number;
+      /** After each reply reached the SuperLink (a site drops its saved copy of the message). */
+      afterReply?: (msg: IncomingMessage) => Promise<void>;
+    } = {},
   ): Promise<void> {
     const poll = this.o.pollMs ?? 1000;
     let lastRun: Long | undefined;
@@ -279,6 +305,7 @@ export class FlowerNode {
         if (msg) {
           lastRun = msg.runId;
           await this.answer(msg, handler);
+          await o.afterReply?.(msg);
           continue;
         }
         if (lastRun && !o.done?.() && ++idle % 10 === 0) {
@@ -311,7 +338,8 @@ export class FlowerNode {
     }
   }
 
-  private async answer(msg: IncomingMessage, handler: MessageHandler): Promise<void> {
+  /** Runs the handler on `msg` and pushes its reply (a thrown handler error is replied as an error). */
+  async answer(msg: IncomingMessage, handler: MessageHandler): Promise<void> {
     const t0 = Date.now();
     let content: RecordDict | undefined;
     let error: { code: number; reason: string } | undefined;

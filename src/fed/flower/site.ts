@@ -28,6 +28,11 @@ export interface FlowerSiteTrainer extends SiteTrainer {
   useTiny?(on: boolean): void;
   /** Rebuilds the planned network and its training state from the site's saved state (a reload). */
   restore?(config: FederationConfig): Promise<boolean>;
+  /**
+   * The metrics of `round` when the restored training state already holds that round (the site
+   * stopped after saving it, before its reply went out); undefined when it still has to train it.
+   */
+  savedRound?(round: number): Record<string, number> | undefined;
 }
 
 export interface FlowerSiteState {
@@ -221,13 +226,29 @@ export class FlowerSite {
     if (this.state.phase !== 'planned' && this.state.phase !== 'training')
       throw new Error('train before plan: this site has not planned yet');
     const round = int(config(rd), 'server-round', 1);
-    const keys = await this.loadGlobal(rd);
+    // A restart between saving the trained round and replying: training it again would add an
+    // epoch; the saved state is this round's result, so it is what goes back.
+    const saved = this.trainer.savedRound?.(round);
+    let metrics: Record<string, number>;
+    let keys: string[];
+    if (saved) {
+      keys = [...arrays(rd).keys()];
+      metrics = saved;
+      this.log(`round ${round} was trained and saved before the restart: replying with it`);
+    } else {
+      keys = await this.loadGlobal(rd);
+      this.state.phase = 'training';
+      metrics = await this.trainer.train(round, this.state.config!.itersPerRound);
+    }
     this.state.phase = 'training';
     this.state.sharedKeys = keys;
-    const metrics = await this.trainer.train(round, this.state.config!.itersPerRound);
     const after = await this.trainer.weights();
+    const missing = keys.find((k) => !after.has(k));
+    if (missing)
+      throw new Error(`the global model has '${missing}', which this site's network lacks`);
     // The reply carries exactly the keys the server sent: the shared set (all of them under FFE).
     const reply: NamedWeights = new Map(keys.map((k) => [k, after.get(k)!]));
+    this.state.rounds = this.state.rounds.filter((r) => r.round !== round);
     this.state.rounds.push({ round, metrics, keys });
     this.log(`round ${round}: loss ${metrics.loss?.toFixed(4)}, ${keys.length} tensors sent`);
     const m: Record<string, number | bigint> = { 'num-examples': BigInt(this.trainer.numCases) };

@@ -458,6 +458,14 @@ export function federationView(
     phaseLine.textContent = phaseText(phase);
     phaseLine.dataset.step = phase.step;
     phaseLine.dataset.seen = stepsSeen.join(' ');
+    // Where training is, for tests that act in the middle of a round (e.g. reload the tab).
+    if (phase.step === 'training') {
+      phaseLine.dataset.round = String(phase.round);
+      phaseLine.dataset.iteration = String(phase.iteration);
+    } else {
+      delete phaseLine.dataset.round;
+      delete phaseLine.dataset.iteration;
+    }
     progress.value = phaseProgress(phase);
     eta.textContent = phase.step === 'idle' ? '' : progressText(phase, performance.now());
   };
