@@ -12,9 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRelay, type Relay } from '../../src/node/relay/server.ts';
-import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
-import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
 import { FlowerNode } from '../../src/fed/flower/node.ts';
 import { FlowerSite } from '../../src/fed/flower/site.ts';
 import { TrainerSite } from '../../src/pipeline/trainer-site.ts';
@@ -23,9 +20,8 @@ import { memoryCasesStore } from '../../src/pipeline/site-store.ts';
 import { DEMO_SITES, demoDataset } from '../../src/demo/phantoms.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 import { readModelFolder } from '../../src/node/model-folder-fs.ts';
-import type { HookedWindow } from '../../src/ui/main.ts';
 import { flowerKitMissing, startSuperLink, type SuperLink } from '../flower-superlink.ts';
-import { openAdvanced } from './harness.ts';
+import { importDemo, openAdvanced, useRelaySession } from './harness.ts';
 
 const missing = flowerKitMissing();
 if (missing) console.warn(`Flower browser test skipped: ${missing}`);
@@ -47,57 +43,31 @@ const nodeIdsIn = async (page: Page) =>
 
 describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gateway)', () => {
   let link: SuperLink;
-  let relay: Relay;
-  let browser: LaunchedBrowser;
   let dir: string;
+  // Declared before the relay session's hooks, so the SuperLink is up when the relay starts (it
+  // proxies the Fleet API to it) and is closed after the relay.
   beforeAll(async () => {
     await useBackend('cpu');
     dir = mkdtempSync(join(tmpdir(), 'flower-browser-'));
     link = await startSuperLink();
-    relay = await startRelay({
-      dataDir: dir,
-      staticDir: join(process.cwd(), 'dist'),
-      log: () => undefined,
-      aggregateFingerprints: mergeSiteFingerprints,
-      // The relay's own federation is unused here; it serves the app and the Fleet API gateway.
-      config: {
-        method: 'ffe',
-        configuration: '3d_fullres',
-        rounds: 1,
-        itersPerRound: 1,
-        minSites: 2,
-        roundDeadlineMs: 600_000,
-        weighting: 'cases',
-        encoding: 'fp32',
-        expectedSites: 2,
-        token: 'unused',
-      },
-      flowerSuperlink: link.fleetUrl,
-    });
-    // No WebGPU: the tab trains on tfjs' CPU backend (the small network), as exactly as Node does.
-    browser = await launchChromium({ webgpu: false });
   });
-  afterAll(async () => {
-    await browser?.close();
-    await relay?.close();
+  afterAll(() => {
     link?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  // The relay's own federation is unused here; it serves the app and the Fleet API gateway. No
+  // WebGPU: the tab trains on tfjs' CPU backend (the small network), as exactly as Node does.
+  const s = useRelaySession({
+    config: { weighting: 'cases', encoding: 'fp32', token: 'unused' },
+    webgpu: false,
+    relay: () => ({ flowerSuperlink: link.fleetUrl }),
   });
 
   it('FFE, 2 rounds, a browser tab and a Node site; the tab reloads after round 1 and in the middle of round 2, rejoins as the same node each time and ends with the final model', async () => {
     const errors: string[] = [];
-    const page = await browser.newPage();
-    page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    await page.goto(`${relay.url}?flower=1&site=browser-a`);
-    await page.waitForSelector('body[data-ready="true"]');
-    await page.evaluate(() => {
-      const f = (window as unknown as HookedWindow).__fednnunet;
-      return f.data.importDemo(
-        0,
-        f.proxy(() => undefined),
-      );
-    });
+    const relay = s.relay;
+    const page = await s.open(`${relay.url}?flower=1&site=browser-a`, 'browser-a', errors);
+    await importDemo(page, 0);
     await page.click('#tab-data');
     await page.click('#tab-federation');
     await page.waitForFunction(() => document.querySelectorAll('#fed-dataset option').length === 1);
