@@ -361,6 +361,8 @@ export class SiteClient {
         return;
       }
       case 'final': {
+        // Sent again after a reconnect while this site's report awaits its answer: done already.
+        if (this.reporting) return;
         await this.aggregation?.idle();
         const global = this.resolveModel(m, payload);
         if (!global) return; // asked for the whole model; the relay sends the final again

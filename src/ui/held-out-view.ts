@@ -57,7 +57,7 @@ export function showHeldOutTable(box: HTMLElement, t: HeldOutTable | undefined):
     el(
       'p',
       { class: 'muted' },
-      'Each site scored the final model, and the model it trained alone on the Train tab (if any), on cases neither trained on; only these numbers were sent. "—": no local run at that site. Tiny demo runs: the numbers show the method, not a clinical result.',
+      'Each site scored the final model, and the model it trained alone on the Train tab (if any), on cases neither trained on; only these numbers were sent. "—": no local run at that site. A short workshop run shows how the methods compare on these data, not clinical accuracy.',
     ),
     table,
     el('figure', { class: 'compare-figure' }, document.importNode(svg, true)),
