@@ -17,8 +17,10 @@ export interface DiceBars {
   groups: string[];
   /** Column keys (data-method) and legend labels. */
   columns: { key: string; label: string }[];
-  /** Dice per group and column; null is drawn as "n/a". */
+  /** Dice per group and column; null is drawn as `missing`. */
   values: (number | null)[][];
+  /** What a null value reads (default "n/a"; data-dice stays "n/a"). */
+  missing?: string;
 }
 
 export function comparisonSvg(s: ComparisonSummary): string {
@@ -36,12 +38,21 @@ export function diceBarsSvg(o: DiceBars): string {
   const methods = o.columns;
   const bar = 18;
   const gap = 24;
-  const groupW = methods.length * bar + gap;
+  // Wide enough for its label under it (11 px sans-serif: ~6.5 px a character).
+  const groupW = Math.max(
+    methods.length * bar + gap,
+    Math.max(...groups.map((g) => g.length)) * 6.5 + 8,
+  );
   const left = 48;
   const top = 40;
   const plotH = 220;
   const legendW = methods.reduce((a, m) => a + 28 + m.label.length * 7, 0);
-  const width = Math.max(left + groups.length * groupW + 16, left + legendW);
+  // ...and for the title (13 px: ~7 px a character).
+  const width = Math.max(
+    left + groups.length * groupW + 16,
+    left + legendW,
+    left + o.title.length * 7,
+  );
   const legendY = top + plotH + 40;
   const height = legendY + 24;
   const y = (d: number) => top + plotH - d * plotH;
@@ -67,7 +78,7 @@ export function diceBarsSvg(o: DiceBars): string {
       const x = x0 + mi * bar;
       if (d === null) {
         out.push(
-          `<text x="${x + bar / 2}" y="${y(0) - 4}" text-anchor="middle" font-size="9" data-site="${esc(g)}" data-method="${esc(m.key)}" data-dice="n/a">n/a</text>`,
+          `<text x="${x + bar / 2}" y="${y(0) - 4}" text-anchor="middle" font-size="9" data-site="${esc(g)}" data-method="${esc(m.key)}" data-dice="n/a">${esc(o.missing ?? 'n/a')}</text>`,
         );
         return;
       }

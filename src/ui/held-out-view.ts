@@ -49,6 +49,7 @@ export function showHeldOutTable(box: HTMLElement, t: HeldOutTable | undefined):
       groups: [...t.rows.map((r) => r.siteName), 'mean'],
       columns: t.columns,
       values: [...t.rows.map((r) => r.dice), t.mean],
+      missing: '—',
     }),
     'image/svg+xml',
   ).documentElement;

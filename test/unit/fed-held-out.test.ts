@@ -13,6 +13,7 @@ import {
   ProtocolError,
 } from '../../src/fed/protocol.ts';
 import { formatHeldOutTable, heldOutTable } from '../../src/fed/held-out-table.ts';
+import { diceBarsSvg } from '../../src/eval/comparison-svg.ts';
 import { workshopConfig, workshopStatus } from '../../src/fed/workshop-host.ts';
 import { heldOutReport, reportCases, type ScoredModel } from '../../src/eval/held-out-report.ts';
 import type { Volume } from '../../src/io/volume.ts';
@@ -171,6 +172,30 @@ describe('the host table', () => {
         'mean                   —  0.7500',
       ].join('\n'),
     );
+  });
+
+  it('the figure: a bar per value with its number, "—" where none, wide enough for its title and labels', () => {
+    const t = heldOutTable(done(sites))!;
+    const title = 'Held-out Dice per site: local run vs the federation';
+    const svg = diceBarsSvg({
+      title,
+      groups: [...t.rows.map((r) => r.siteName), 'mean'],
+      columns: t.columns,
+      values: [...t.rows.map((r) => r.dice), t.mean],
+      missing: '—',
+    });
+    const bars = [
+      ...svg.matchAll(/<rect [^>]*data-site="([^"]+)" data-method="([^"]+)" data-dice="([^"]+)"/g),
+    ];
+    expect(bars.map((m) => m.slice(1))).toEqual([
+      ['Amsterdam', 'local', '0.6000'],
+      ['Amsterdam', 'ffe', '0.8000'],
+      ['Bern', 'ffe', '0.7000'],
+      ['mean', 'ffe', '0.7500'],
+    ]);
+    expect(svg.match(/data-dice="n\/a">—</g)).toHaveLength(2); // Bern's and the mean's local
+    const width = Number(/width="(\d+(?:\.\d+)?)"/.exec(svg)![1]);
+    expect(width).toBeGreaterThanOrEqual(48 + title.length * 7);
   });
 
   it('the local mean once every reporting site has one; nothing before a report or the end', () => {
