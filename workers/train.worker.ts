@@ -348,38 +348,41 @@ const api = {
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),
-        heldOutReport: async () => {
-          const t = site.trainer!;
-          onEvent({
-            type: 'log',
-            message: `scoring the final model on ${t.valIds.length} held-out case(s) (and the Train tab's model of ${ds.name}, if any)`,
-          });
-          const t0 = performance.now();
-          const report = await heldOutReport({
-            datasetName: ds.name,
-            heldOutIds: t.valIds,
-            readCase: (id) => pipeline.store.readCase(id),
-            federated: await checkModelFiles(
-              encodeModelFolder({
-                plans: site.plans!,
-                datasetJson: dj as never,
-                configuration: t.configurationName,
-                weights: await site.weights(),
-              }),
-              'federation',
-            ),
-            local: await localModelOf(d, ds.name),
-            open: (md) => createEngine(md, 'auto', HELD_OUT_BUDGET_MB, engineEnv),
-            log: (message) => onEvent({ type: 'log', message }),
-          });
-          onEvent({
-            type: 'log',
-            message: report
-              ? `held-out Dice on ${report.cases} case(s): federation ${report.federated.toFixed(4)}, local ${report.local?.toFixed(4) ?? '— (no local run)'} (${((performance.now() - t0) / 1000).toFixed(1)} s); sending these numbers to the host`
-              : 'no held-out Dice to report',
-          });
-          return report;
-        },
+        // Only a workshop host shows the held-out table; a relay has no use for the numbers.
+        ...(link && {
+          heldOutReport: async () => {
+            const t = site.trainer!;
+            onEvent({
+              type: 'log',
+              message: `scoring the final model on ${t.valIds.length} held-out case(s) (and the Train tab's model of ${ds.name}, if any)`,
+            });
+            const t0 = performance.now();
+            const report = await heldOutReport({
+              datasetName: ds.name,
+              heldOutIds: t.valIds,
+              readCase: (id) => pipeline.store.readCase(id),
+              federated: await checkModelFiles(
+                encodeModelFolder({
+                  plans: site.plans!,
+                  datasetJson: dj as never,
+                  configuration: t.configurationName,
+                  weights: await site.weights(),
+                }),
+                'federation',
+              ),
+              local: await localModelOf(d, ds.name),
+              open: (md) => createEngine(md, 'auto', HELD_OUT_BUDGET_MB, engineEnv),
+              log: (message) => onEvent({ type: 'log', message }),
+            });
+            onEvent({
+              type: 'log',
+              message: report
+                ? `held-out Dice on ${report.cases} case(s): federation ${report.federated.toFixed(4)}, local ${report.local?.toFixed(4) ?? '— (no local run)'} (${((performance.now() - t0) / 1000).toFixed(1)} s); sending these numbers to the host`
+                : 'no held-out Dice to report',
+            });
+            return report;
+          },
+        }),
         restore: (cfg) => {
           method = cfg.method;
           return site.restore(cfg);
