@@ -65,28 +65,33 @@ export function reportCases(
   return { ids, useLocal: true };
 }
 
-/** nnU-Net's foreground-mean Dice of `model` over `cases` (NaN when no case has foreground). */
+/**
+ * nnU-Net's foreground-mean Dice of `model` over `cases` (NaN when no case has foreground); also
+ * `fednnunet compare`'s evaluation. `site` and `name` label the cases and the model in errors.
+ */
 export async function meanDice(
-  model: ScoredModel,
+  model: PredictionContext,
   cases: readonly SiteCase[],
-  engine: ModelEngine,
+  engine: Pick<ModelEngine, 'predictTiles' | 'tileBatch'>,
+  o: { stepSize?: number; site?: string; name?: string } = {},
 ): Promise<number> {
   const info = labelInfo(model.datasetJson);
   const results = [];
   for (const c of cases) {
-    if (!c.label) throw new Error(`held-out case ${c.id} has no label`);
+    const ref = o.site ? `${o.site}/${c.id}` : c.id;
+    if (!c.label) throw new Error(`${ref}: held-out case has no label`);
     const res = await predictCase(
       c.image,
       { plans: model.plans, configuration: model.configuration, datasetJson: model.datasetJson },
       engine.predictTiles,
-      { tileBatch: engine.tileBatch },
+      { stepSize: o.stepSize, tileBatch: engine.tileBatch },
     );
     results.push(
       evaluateCase(
         c.label.data,
         res.segmentation.data,
         info.foreground,
-        { reference_file: c.id, prediction_file: 'held-out' },
+        { reference_file: ref, prediction_file: o.name ?? 'held-out' },
         info.ignoreLabel,
       ),
     );
