@@ -3,9 +3,6 @@
 // onnxruntime-web (WebGPU, WebAssembly fallback) or tfjs on WebGPU. Exposed with comlink. Thin:
 // the engine choice, scan reading, package unpacking and label statistics live in src/infer/.
 import * as Comlink from 'comlink';
-// The wasm binary onnxruntime-web's bundle loads (its WebGPU+wasm build). Importing it with ?url
-// makes Vite emit it into dist/assets; the path is given to ort.env.wasm.wasmPaths below.
-import ortWasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.jsep.wasm?url';
 import { archFromFolder, MODEL_FILES, zipModelFolder } from '../src/model/model-folder.ts';
 import { buildOnnxModel } from '../src/infer/onnx-export.ts';
 import { exportNnUNetModel, nnunetExportZip } from '../src/model/nnunet-export.ts';
@@ -21,7 +18,7 @@ import { filesOfPackage, safeName } from '../src/infer/model-package.ts';
 import { labelNamesOf, labelVolumes, type LabelVolume } from '../src/infer/label-stats.ts';
 import { writeNifti } from '../src/io/nifti-write.ts';
 import type { Volume } from '../src/io/volume.ts';
-import { adapterFactsOf, type AdapterFacts } from '../src/gpu/probe.ts';
+import { engineEnv } from './engine-env.ts';
 import { openStore, type StoreDB } from '../src/store/db.ts';
 import { loadCaseVolumes } from '../src/store/datasets.ts';
 import {
@@ -127,33 +124,6 @@ async function dropCache(): Promise<void> {
   await c?.release().catch(() => undefined);
 }
 
-let ortConfigured = false;
-async function configureOrt(): Promise<void> {
-  if (ortConfigured) return;
-  // Same module instance as src/infer/ort.ts's dynamic import (one chunk in the build).
-  const ort = await import('onnxruntime-web');
-  ort.env.wasm.wasmPaths = { wasm: new URL(ortWasmUrl, self.location.href).href };
-  // onnxruntime prints warnings (e.g. "shape ops assigned to CPU", expected for the exported
-  // depth-to-space) with console.error; sessions log errors only (logSeverityLevel 3).
-  ort.env.logLevel = 'error';
-  ortConfigured = true;
-}
-
-// navigator.gpu may exist without an adapter (GPU blocklisted, or Chromium without WebGPU
-// enabled); onnxruntime-web then drops to its next EP silently, so ask for an adapter first.
-let adapterProbe: Promise<AdapterFacts | null> | undefined;
-const webgpuAdapter = (): Promise<AdapterFacts | null> =>
-  (adapterProbe ??= (async () => {
-    const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
-    if (!gpu) return null;
-    try {
-      const adapter = await gpu.requestAdapter();
-      return adapter ? adapterFactsOf(adapter) : null;
-    } catch {
-      return null;
-    }
-  })());
-
 async function engineFor(
   modelId: string,
   md: StoredModel,
@@ -168,9 +138,7 @@ async function engineFor(
   const members: Engine[] = [];
   try {
     for (const m of [md, ...md.ensemble])
-      members.push(
-        await createEngine(m, backend, budgetMB, { webgpuAdapter, configureOrt }, numThreads),
-      );
+      members.push(await createEngine(m, backend, budgetMB, engineEnv, numThreads));
   } catch (e) {
     await Promise.all(members.map((m) => m.release().catch(() => undefined)));
     throw e;

@@ -21,7 +21,12 @@ import {
   pseudoDiceProvenance,
   type ModelProvenance,
 } from '../src/model/model-folder.ts';
-import { saveModel } from '../src/infer/stored-models.ts';
+import { checkModelFiles, loadModel, saveModel } from '../src/infer/stored-models.ts';
+import { listModels } from '../src/store/models.ts';
+import { createEngine } from '../src/infer/engine-choice.ts';
+import { heldOutReport } from '../src/eval/held-out-report.ts';
+import type { DecodedModelFolder } from '../src/model/model-folder.ts';
+import { engineEnv } from './engine-env.ts';
 import { pick } from '../src/fed/aggregate.ts';
 import {
   federationIdOf,
@@ -217,6 +222,28 @@ function federationSite(
   return site;
 }
 
+/** GPU memory budget of the held-out evaluation's tile batches (tiny demo networks fit easily). */
+const HELD_OUT_BUDGET_MB = 512;
+
+/**
+ * The newest model the Train tab trained on `datasetName` (its provenance names the dataset and
+ * the cases it trained on): the "local" column of the host's held-out table.
+ */
+async function localModelOf(
+  d: StoreDB,
+  datasetName: string,
+): Promise<DecodedModelFolder | undefined> {
+  const rec = (await listModels(d))
+    .filter(
+      (m) =>
+        m.source === 'local' &&
+        (m.provenance?.training_cases as { dataset?: unknown } | undefined)?.dataset ===
+          datasetName,
+    )
+    .sort((a, b) => b.createdAt - a.createdAt)[0];
+  return rec && (await loadModel(d, rec.id));
+}
+
 const api = {
   /**
    * Takes part in a federation as one site: fingerprint (FFE) → plan → preprocess → one epoch per
@@ -321,6 +348,41 @@ const api = {
           return m;
         },
         finish: (g, sh) => site.finish(g, sh),
+        // Only a workshop host shows the held-out table; a relay has no use for the numbers.
+        ...(link && {
+          heldOutReport: async () => {
+            const t = site.trainer!;
+            onEvent({
+              type: 'log',
+              message: `scoring the final model on ${t.valIds.length} held-out case(s) (and the Train tab's model of ${ds.name}, if any)`,
+            });
+            const t0 = performance.now();
+            const report = await heldOutReport({
+              datasetName: ds.name,
+              heldOutIds: t.valIds,
+              readCase: (id) => pipeline.store.readCase(id),
+              federated: await checkModelFiles(
+                encodeModelFolder({
+                  plans: site.plans!,
+                  datasetJson: dj as never,
+                  configuration: t.configurationName,
+                  weights: await site.weights(),
+                }),
+                'federation',
+              ),
+              local: await localModelOf(d, ds.name),
+              open: (md) => createEngine(md, 'auto', HELD_OUT_BUDGET_MB, engineEnv),
+              log: (message) => onEvent({ type: 'log', message }),
+            });
+            onEvent({
+              type: 'log',
+              message: report
+                ? `held-out Dice on ${report.cases} case(s): federation ${report.federated.toFixed(4)}, local ${report.local?.toFixed(4) ?? '— (no local run)'} (${((performance.now() - t0) / 1000).toFixed(1)} s); sending these numbers to the host`
+                : 'no held-out Dice to report',
+            });
+            return report;
+          },
+        }),
         restore: (cfg) => {
           method = cfg.method;
           return site.restore(cfg);

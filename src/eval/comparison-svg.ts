@@ -10,25 +10,56 @@ const COLOURS = ['#E69F00', '#56B4E9', '#009E73', '#CC79A7', '#0072B2', '#D55E00
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+/** What the figure draws: a group of bars per row (sites, then the mean), a bar per column. */
+export interface DiceBars {
+  /** The figure's heading (also its <title>). */
+  title: string;
+  groups: string[];
+  /** Column keys (data-method) and legend labels. */
+  columns: { key: string; label: string }[];
+  /** Dice per group and column; null is drawn as `missing`. */
+  values: (number | null)[][];
+  /** What a null value reads (default "n/a"; data-dice stays "n/a"). */
+  missing?: string;
+}
+
 export function comparisonSvg(s: ComparisonSummary): string {
-  const groups = [...s.table.sites, 'mean'];
-  const values = [...s.table.dice, s.table.mean];
-  const methods = s.table.methods;
+  return diceBarsSvg({
+    title: `Held-out Dice per site and method (${s.settings.rounds} × ${s.settings.iters} iterations, ${s.settings.holdout} case(s) per site)`,
+    groups: [...s.table.sites, 'mean'],
+    columns: s.table.methods.map((m) => ({ key: m, label: COMPARE_LABELS[m] })),
+    values: [...s.table.dice, s.table.mean],
+  });
+}
+
+/** Grouped bars of Dice (the workshop host's table draws with it too, fed/held-out-table.ts). */
+export function diceBarsSvg(o: DiceBars): string {
+  const { groups, values } = o;
+  const methods = o.columns;
   const bar = 18;
   const gap = 24;
-  const groupW = methods.length * bar + gap;
+  // Wide enough for its label under it (11 px sans-serif: ~6.5 px a character).
+  const groupW = Math.max(
+    methods.length * bar + gap,
+    Math.max(...groups.map((g) => g.length)) * 6.5 + 8,
+  );
   const left = 48;
   const top = 40;
   const plotH = 220;
-  const legendW = methods.reduce((a, m) => a + 28 + COMPARE_LABELS[m].length * 7, 0);
-  const width = Math.max(left + groups.length * groupW + 16, left + legendW);
+  const legendW = methods.reduce((a, m) => a + 28 + m.label.length * 7, 0);
+  // ...and for the title (13 px: ~7 px a character).
+  const width = Math.max(
+    left + groups.length * groupW + 16,
+    left + legendW,
+    left + o.title.length * 7,
+  );
   const legendY = top + plotH + 40;
   const height = legendY + 24;
   const y = (d: number) => top + plotH - d * plotH;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-    `<title>Held-out Dice per site and method (${s.settings.rounds} rounds × ${s.settings.iters} iterations)</title>`,
-    `<text x="${left}" y="20" font-size="13">Held-out Dice per site and method (${s.settings.rounds} × ${s.settings.iters} iterations, ${s.settings.holdout} case(s) per site)</text>`,
+    `<title>${esc(o.title)}</title>`,
+    `<text x="${left}" y="20" font-size="13">${esc(o.title)}</text>`,
   ];
   for (let t = 0; t <= 10; t += 2) {
     const v = t / 10;
@@ -47,12 +78,12 @@ export function comparisonSvg(s: ComparisonSummary): string {
       const x = x0 + mi * bar;
       if (d === null) {
         out.push(
-          `<text x="${x + bar / 2}" y="${y(0) - 4}" text-anchor="middle" font-size="9" data-site="${esc(g)}" data-method="${m}" data-dice="n/a">n/a</text>`,
+          `<text x="${x + bar / 2}" y="${y(0) - 4}" text-anchor="middle" font-size="9" data-site="${esc(g)}" data-method="${esc(m.key)}" data-dice="n/a">${esc(o.missing ?? 'n/a')}</text>`,
         );
         return;
       }
       out.push(
-        `<rect x="${x}" y="${y(d).toFixed(2)}" width="${bar - 2}" height="${(d * plotH).toFixed(2)}" fill="${COLOURS[mi % COLOURS.length]}" data-site="${esc(g)}" data-method="${m}" data-dice="${d.toFixed(4)}"><title>${esc(g)} · ${COMPARE_LABELS[m]}: ${d.toFixed(4)}</title></rect>`,
+        `<rect x="${x}" y="${y(d).toFixed(2)}" width="${bar - 2}" height="${(d * plotH).toFixed(2)}" fill="${COLOURS[mi % COLOURS.length]}" data-site="${esc(g)}" data-method="${esc(m.key)}" data-dice="${d.toFixed(4)}"><title>${esc(g)} · ${esc(m.label)}: ${d.toFixed(4)}</title></rect>`,
       );
     });
     out.push(
@@ -64,9 +95,9 @@ export function comparisonSvg(s: ComparisonSummary): string {
   methods.forEach((m, mi) => {
     out.push(
       `<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${COLOURS[mi % COLOURS.length]}"/>`,
-      `<text x="${lx + 16}" y="${legendY}">${esc(COMPARE_LABELS[m])}</text>`,
+      `<text x="${lx + 16}" y="${legendY}">${esc(m.label)}</text>`,
     );
-    lx += 28 + COMPARE_LABELS[m].length * 7;
+    lx += 28 + m.label.length * 7;
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;

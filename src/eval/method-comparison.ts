@@ -9,16 +9,16 @@
 import type { SiteResult, SiteTrainer } from '../fed/client.ts';
 import { methodDefaults, methodSpec, type Method } from '../fed/methods.ts';
 import type { FederationConfig } from '../fed/protocol.ts';
-import { predictCase, type PredictorPlans } from '../infer/predictor.ts';
+import type { PredictorPlans } from '../infer/predictor.ts';
 import type { EvaluatedNetwork, ValidationEngine } from '../infer/validation-engine.ts';
-import { labelInfo, numInputChannels } from '../model/labels.ts';
+import { numInputChannels } from '../model/labels.ts';
 import { prepareTraining, SitePipeline, withTiny } from '../pipeline/site-pipeline.ts';
 import { MemorySiteStore, type SiteCase, type SiteStore } from '../pipeline/site-store.ts';
 import { TrainerSite } from '../pipeline/trainer-site.ts';
 import type { ConfigurationPlan, DatasetJson, Plans } from '../plan/types.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { TinyOptions } from '../train/tiny.ts';
-import { evaluateCase, summarize } from './metrics.ts';
+import { meanDice } from './held-out-report.ts';
 import { mulberry32 } from '../util/rng.ts';
 
 /** The paper's columns, in its order. */
@@ -221,37 +221,19 @@ export async function compareMethods(
   };
 
   const evaluate = async (m: TrainedModel): Promise<number[]> => {
-    const info = labelInfo(m.datasetJson);
     const patch = configurationOf(m.plans, configuration).patch_size;
     const engine = await o.engine.open(m.net, patch);
+    const ctx = {
+      plans: m.plans as unknown as PredictorPlans,
+      configuration,
+      datasetJson: m.datasetJson,
+    };
     try {
       const out: number[] = [];
-      for (const [t, cases] of holdoutCases.entries()) {
-        const results = [];
-        for (const c of cases) {
-          if (!c.label) throw new Error(`${sites[t].name}/${c.id}: held-out case has no label`);
-          const res = await predictCase(
-            c.image,
-            {
-              plans: m.plans as unknown as PredictorPlans,
-              configuration,
-              datasetJson: m.datasetJson,
-            },
-            engine.predictTiles,
-            { stepSize, tileBatch: engine.tileBatch },
-          );
-          results.push(
-            evaluateCase(
-              c.label.data,
-              res.segmentation.data,
-              info.foreground,
-              { reference_file: `${sites[t].name}/${c.id}`, prediction_file: m.name },
-              info.ignoreLabel,
-            ),
-          );
-        }
-        out.push(summarize(results, info.foreground).foreground_mean.Dice);
-      }
+      for (const [t, cases] of holdoutCases.entries())
+        out.push(
+          await meanDice(ctx, cases, engine, { stepSize, site: sites[t].name, name: m.name }),
+        );
       return out;
     } finally {
       await engine.release();

@@ -19,7 +19,13 @@ import {
   type TensorEntry,
 } from '../model/weights-codec.ts';
 import { applyGlobalDelta, modelChecksum } from './global-delta.ts';
-import { decodeMessage, encodeMessage, type FederationConfig, type Message } from './protocol.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  type FederationConfig,
+  type HeldOutReport,
+  type Message,
+} from './protocol.ts';
 import { methodSpec } from './methods.ts';
 import { specOf, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
 import { ephemeralIdentity, IdentityError, type SiteIdentity } from './identity/site-key.ts';
@@ -92,6 +98,8 @@ export interface SiteClientOptions {
   hideCaseCount?: boolean;
   /** The relay's DP accounting after each round. */
   onPrivacy?: (p: PrivacySpent) => void;
+  /** How long to wait for the host's answer to the held-out report before finishing (default 10 s). */
+  reportAckMs?: number;
   /** Every message from the relay/host, decoded, before it is handled (the page's phase line). */
   onReceived?: (m: Message) => void;
 }
@@ -114,6 +122,8 @@ export class SiteClient {
   /** The global model this site holds and its checksum: what the relay's deltas apply to. */
   private held?: { model: NamedWeights; sum: string };
   private done = false;
+  /** The held-out report is sent; the run ends at the host's answer or the timer. */
+  private reporting?: { result: SiteResult; timer: ReturnType<typeof setTimeout> };
   private stopped = false;
   private queue: Promise<void> = Promise.resolve();
   private readonly traffic = new Map<number, ClientTraffic>();
@@ -202,6 +212,8 @@ export class SiteClient {
       },
       onClose: () => {
         this.transport = undefined;
+        // The report's answer will not come over a closed connection: the federation is over.
+        if (this.reporting) return this.complete(this.reporting.result);
         if (this.done || this.stopped) return;
         this.log('connection lost; reconnecting');
         setTimeout(() => void this.connect(), rc.initialMs);
@@ -239,6 +251,19 @@ export class SiteClient {
       numCases: this.o.hideCaseCount ? 0 : this.o.trainer.numCases,
       ...(this.siteId ? { siteId: this.siteId } : {}),
       ...(this.held ? { holds: this.held.sum } : {}),
+    });
+  }
+
+  /** The federation is over for this site: close and resolve run(). */
+  private complete(result: SiteResult): void {
+    if (this.done) return;
+    if (this.reporting) clearTimeout(this.reporting.timer);
+    this.reporting = undefined;
+    this.done = true;
+    this.transport?.close();
+    this.resolve({
+      ...result,
+      traffic: [...this.traffic.values()].sort((a, b) => a.round - b.round),
     });
   }
 
@@ -336,25 +361,53 @@ export class SiteClient {
         return;
       }
       case 'final': {
+        // Sent again after a reconnect while this site's report awaits its answer: done already.
+        if (this.reporting) return;
         await this.aggregation?.idle();
         const global = this.resolveModel(m, payload);
         if (!global) return; // asked for the whole model; the relay sends the final again
         await this.o.trainer.loadShared(global);
         await this.o.trainer.finish?.(global, this.shared ?? []);
-        this.done = true;
-        this.transport?.close();
-        this.resolve({
+        const result: SiteResult = {
           siteId: this.siteId!,
           rounds: m.round,
           shared: this.shared ?? [],
           global,
-          traffic: [...this.traffic.values()].sort((a, b) => a.round - b.round),
+          traffic: [],
           metrics: this.metrics,
           sentLog: this.sentLog,
           privacy: this.privacy,
-        });
+        };
+        // A site that holds out cases scores the final model once (not every round: a sliding
+        // window over whole cases costs more than a round's training) and tells the host.
+        // Not under secure aggregation: its host sees only sums, and a site's own Dice is not one.
+        let report: Omit<HeldOutReport, 'round'> | undefined;
+        if (this.o.trainer.heldOutReport && this.config?.privacy)
+          this.log('secure federation: no held-out Dice is reported to the host');
+        else
+          try {
+            report = await this.o.trainer.heldOutReport?.(m.round);
+          } catch (e) {
+            this.log(`held-out Dice not computed: ${errorMessage(e)}`);
+          }
+        if (!report) return this.complete(result);
+        this.send({ type: 'held-out-dice', round: m.round, ...report });
+        // Wait for the host's answer before closing: a data channel closed at once may drop what
+        // is still queued. Without an answer the site finishes anyway; the report is a courtesy.
+        this.reporting = {
+          result,
+          timer: setTimeout(() => this.complete(result), this.o.reportAckMs ?? 10_000),
+        };
         return;
       }
+      case 'held-out-result':
+        this.log(
+          m.accepted
+            ? 'held-out Dice reported to the host'
+            : `the host did not take the held-out report: ${m.reason ?? 'no reason given'}`,
+        );
+        if (this.reporting) this.complete(this.reporting.result);
+        return;
       default:
         throw new FederationError(`unexpected message '${m.type}' from the relay`);
     }

@@ -40,7 +40,7 @@ import {
 } from './update-guard.ts';
 import { decodeWeights, encodeWeights, type EncodedWeights } from '../model/weights-codec.ts';
 import { encodeGlobalDelta, modelChecksum, type EncodedDelta } from './global-delta.ts';
-import type { FederationConfig, Message } from './protocol.ts';
+import type { FederationConfig, HeldOutReport, Message } from './protocol.ts';
 import { METHOD_NAMES, methodSpec } from './methods.ts';
 import { checkPrivacyOptions, privacyConfig, type PrivacyOptions } from './secagg/config.ts';
 import { SecureAggregator, type SecureStatus } from './secagg/aggregator.ts';
@@ -69,6 +69,8 @@ export interface SiteRecord {
   fingerprint?: Record<string, unknown>;
   /** The site's key, bound at its first admitted hello; only this key speaks for the site after. */
   key?: SiteKeyBinding;
+  /** Its held-out Dice report after the final model (the host's comparison table). */
+  heldOut?: HeldOutReport;
 }
 
 /** What survives a restart (written after every phase change and every closed round). */
@@ -335,6 +337,8 @@ export class Coordinator {
         return { siteId, out: this.update(siteId, message, payload) };
       case 'resync':
         return { siteId, out: this.resync(siteId, message.reason) };
+      case 'held-out-dice':
+        return { siteId, out: this.heldOut(siteId, message) };
       case 'secagg-advert':
       case 'secagg-shares':
       case 'secagg-masked':
@@ -351,6 +355,30 @@ export class Coordinator {
           ],
         };
     }
+  }
+
+  /**
+   * A site's held-out Dice, accepted once the federation is done and only for its final round
+   * (a report of another model would sit in the wrong table); a later report replaces it (a site
+   * that rejoined and scored the final model again).
+   */
+  private heldOut(id: string, m: Extract<Message, { type: 'held-out-dice' }>): Outgoing[] {
+    const refuse = (reason: string): Outgoing[] => {
+      this.opts.log(`held-out report from ${this.site(id).siteName} refused: ${reason}`);
+      return [{ to: id, message: { type: 'held-out-result', accepted: false, reason } }];
+    };
+    if (this.s.phase !== 'done')
+      return refuse(`the federation is not finished (phase ${this.s.phase})`);
+    if (m.round !== this.s.round)
+      return refuse(`it scores round ${m.round}, the final model is round ${this.s.round}'s`);
+    this.site(id).heldOut = {
+      round: m.round,
+      cases: m.cases,
+      federated: m.federated,
+      ...(m.local === undefined ? {} : { local: m.local }),
+    };
+    this.persist();
+    return [{ to: id, message: { type: 'held-out-result', accepted: true } }];
   }
 
   private site(id: string): SiteRecord {

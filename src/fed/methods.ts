@@ -22,6 +22,8 @@ export interface MethodSpec {
   name: string;
   /** Shown in the UI's method choice. */
   label: string;
+  /** A table column's heading (the host's held-out comparison, fed/held-out-table.ts). */
+  short: string;
   /** One line of CLI help. */
   help: string;
   /** pooled: every site plans on the FFE-merged fingerprint; local: each site plans on its own data. */
@@ -42,6 +44,7 @@ export interface MethodSpec {
 export const METHODS = {
   ffe: {
     name: 'ffe',
+    short: 'FFE',
     label: 'FFE (one shared plan)',
     help: 'FednnU-Net federated fingerprint extraction: one plan from the pooled fingerprint, all weights averaged',
     planning: 'pooled',
@@ -50,6 +53,7 @@ export const METHODS = {
   },
   asym: {
     name: 'asym',
+    short: 'AsymFedAvg',
     label: 'AsymFedAvg (local plans)',
     help: 'FednnU-Net AsymFedAvg: each site plans locally, the parameters every site has are averaged',
     planning: 'local',
@@ -58,6 +62,7 @@ export const METHODS = {
   },
   fedavg: {
     name: 'fedavg',
+    short: 'FedAvg',
     label: 'FedAvg',
     help: 'plain FedAvg: local plans that must agree, all weights averaged',
     planning: 'local',
@@ -68,6 +73,7 @@ export const METHODS = {
     // Pooled planning: the proximal term needs every site on the same network, which local
     // plans of heterogeneous sites rarely give.
     name: 'fedprox',
+    short: 'FedProx',
     label: 'FedProx (one shared plan, proximal term)',
     help: 'FFE planning; each site adds μ/2·‖w − w_global‖² to its training loss',
     planning: 'pooled',

@@ -183,7 +183,29 @@ export type Message =
       epsilon: number;
       delta: number;
       noiseMultiplier: number;
-    };
+    }
+  /** After the final model: the site's held-out Dice (numbers only; see HeldOutReport). */
+  | ({ type: 'held-out-dice' } & HeldOutReport)
+  | { type: 'held-out-result'; accepted: boolean; reason?: string };
+
+/**
+ * What a site reports once the federation finished: the mean foreground Dice (nnU-Net's, on the
+ * raw geometry) of the final model it holds and, when it has one, of a model it trained alone on
+ * the same dataset, both on the same `cases` held-out cases (never trained on by either model).
+ * Only these numbers leave the site: no case ids, no images, no per-case values.
+ */
+export interface HeldOutReport {
+  /** The federation round whose final model was scored. */
+  round: number;
+  /** Held-out cases both Dice values are means over. */
+  cases: number;
+  federated: number;
+  /** Absent: no locally trained model of this dataset (the table shows "—"). */
+  local?: number;
+}
+
+/** Most held-out cases a report may claim (a site's whole dataset is far smaller in practice). */
+export const MAX_REPORT_CASES = 100_000;
 
 export type MessageType = Message['type'];
 
@@ -217,6 +239,8 @@ const tensors: Check = (v) =>
       int(e.crc32) &&
       (e.scale === undefined || num(e.scale)),
   );
+/** A Dice coefficient: a finite number in [0, 1] (NaN cannot travel in JSON; null is refused). */
+const dice: Check = (v) => num(v) && (v as number) >= 0 && (v as number) <= 1;
 const hash: Check = (v) => typeof v === 'string' && /^[0-9a-f]{8}$/.test(v);
 const metrics: Check = (v) =>
   obj(v) && Object.values(v as object).every((x) => typeof x === 'number');
@@ -366,7 +390,30 @@ const SCHEMA: Record<MessageType, Record<string, Check>> = {
   },
   'round-failed': { round: int, attempt: int, reason: str, retry: (v) => typeof v === 'boolean' },
   'privacy-spent': { round: int, epsilon: num, delta: num, noiseMultiplier: num },
+  'held-out-dice': {
+    round: int,
+    cases: (v) => int(v) && (v as number) >= 1 && (v as number) <= MAX_REPORT_CASES,
+    federated: dice,
+    local: optional(dice),
+  },
+  'held-out-result': { accepted: (v) => typeof v === 'boolean', reason: optional(str) },
 };
+
+/** What a field must be, for error messages where the check is not obvious. */
+const EXPECTED: Partial<Record<MessageType, Record<string, string>>> = {
+  'held-out-dice': {
+    round: 'a round number',
+    cases: `a whole number of held-out cases, 1 to ${MAX_REPORT_CASES}`,
+    federated: 'a Dice in [0, 1]',
+    local: 'a Dice in [0, 1], or absent',
+  },
+};
+
+/**
+ * Messages whose every field is listed in SCHEMA, and nothing else: a site's report of numbers
+ * must not be able to carry anything more (case ids, file names) past the audit's description.
+ */
+const CLOSED: ReadonlySet<MessageType> = new Set(['held-out-dice']);
 
 export interface Frame {
   message: Message;
@@ -435,7 +482,21 @@ function validate(m: unknown): asserts m is Message {
     throw new ProtocolError(`unknown message type '${String(type)}'`);
   const schema = SCHEMA[type as MessageType];
   for (const [field, check] of Object.entries(schema)) {
-    if (!check((m as Record<string, unknown>)[field]))
-      throw new ProtocolError(`'${type}' message has an invalid '${field}'`);
+    if (!check((m as Record<string, unknown>)[field])) {
+      const expected = EXPECTED[type as MessageType]?.[field];
+      throw new ProtocolError(
+        `'${type}' message has an invalid '${field}'${expected ? ` (expected ${expected})` : ''}`,
+      );
+    }
+  }
+  if (CLOSED.has(type as MessageType)) {
+    const extra = Object.keys(m as object).filter((k) => k !== 'type' && !Object.hasOwn(schema, k));
+    if (extra.length)
+      throw new ProtocolError(
+        `'${type}' message has unexpected field(s) ${extra
+          .slice(0, 5)
+          .map((k) => `'${k.slice(0, 40)}'`)
+          .join(', ')}: it may carry only ${Object.keys(schema).join(', ')}`,
+      );
   }
 }

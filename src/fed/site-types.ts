@@ -1,6 +1,6 @@
 // What a site plugs into the SiteClient, as types (with the client's error class): kept apart so
 // that the client's parts (site-aggregation.ts, secagg/) need not import the client.
-import type { FederationConfig } from './protocol.ts';
+import type { FederationConfig, HeldOutReport } from './protocol.ts';
 import type { NamedWeights, WeightSpec } from '../model/named-weights.ts';
 
 /** The relay refused or failed this site (not a transport hiccup: no reconnect helps). */
@@ -21,6 +21,11 @@ export interface SiteTrainer {
   loadShared(shared: NamedWeights): Promise<void>;
   train(round: number, iters: number): Promise<Record<string, number>>;
   finish?(global: NamedWeights, shared: WeightSpec): Promise<void>;
+  /**
+   * After finish(): the held-out Dice of the final model (and of a locally trained one) to
+   * report to the host, or undefined for none (no held-out case). Numbers only leave the site.
+   */
+  heldOutReport?(finalRound: number): Promise<Omit<HeldOutReport, 'round'> | undefined>;
   /**
    * A site that rejoins after a reload, past planning: rebuild the prepared state (plans,
    * network, optimiser) from what it saved locally. False when nothing was saved.

@@ -11,6 +11,7 @@ import { methodDefaults, type Method } from './methods.ts';
 import type { SiteIdentity } from './identity/site-key.ts';
 import type { PrivacyOptions } from './secagg/config.ts';
 import { privacyText, secureStatusText } from './secagg/host-status.ts';
+import { heldOutTable, type HeldOutTable } from './held-out-table.ts';
 
 /** What the host chooses on the Federation tab. */
 export interface WorkshopSettings {
@@ -47,6 +48,8 @@ export interface WorkshopStatus {
   privacy: string;
   /** ε spent after the last round, '' when none. */
   epsilon: string;
+  /** Held-out Dice per site, local vs the federation, once sites report after the final model. */
+  heldOut?: HeldOutTable;
 }
 
 export function workshopStatus(c: Coordinator): WorkshopStatus {
@@ -73,6 +76,7 @@ export function workshopStatus(c: Coordinator): WorkshopStatus {
     securePhase: sec ? `${sec.kind}:${sec.round}:${sec.phase}` : '',
     privacy: privacyText(c.snapshot),
     epsilon: String(c.snapshot.history.at(-1)?.privacy?.epsilon ?? ''),
+    heldOut: heldOutTable(c.snapshot),
   };
 }
 

@@ -134,7 +134,11 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
             rows.map((r) => r.getAttribute('data-type')),
           );
           if (!secure) {
-            expect(new Set(types)).toEqual(new Set(['hello', 'fingerprint', 'spec', 'update']));
+            // After the final model, one report of numbers (held-out Dice) to the host.
+            expect(new Set(types)).toEqual(
+              new Set(['hello', 'fingerprint', 'spec', 'update', 'held-out-dice']),
+            );
+            expect(types.filter((t) => t === 'held-out-dice').length).toBe(1);
             continue;
           }
           // No fingerprint and no trained weights in the clear: the one plain update is the first
@@ -165,6 +169,29 @@ describe.skipIf(process.env.FEDNNUNET_NETNS !== '1')(
           for (const tag of ['fingerprint:0', 'model:1', 'model:2'])
             for (const ph of ['advert', 'shares', 'masked', 'unmask'])
               expect(seen, `${tag}:${ph} in ${phases.join(' ')}`).toContain(`${tag}:${ph}`);
+        }
+        if (secure) expect(await host.$$('#ws-compare-table')).toEqual([]);
+        else {
+          // The host's table (`fednnunet compare`'s layout): a row per participant, its held-out
+          // Dice of the final model; no participant trained a local model, so that column is "—".
+          await host.waitForSelector('#ws-compare-table tr.mean');
+          expect(
+            await host.$$eval('#ws-compare-table thead th', (th) => th.map((x) => x.textContent)),
+          ).toEqual(['site', 'held-out cases', 'local', 'FFE']);
+          const rows = await host.$$eval('#ws-compare-table tbody tr', (tr) =>
+            tr.map((r) => [...r.children].map((c) => c.textContent ?? '')),
+          );
+          expect(rows.map((r) => r[0]).sort()).toEqual(['mean', 'participant-0', 'participant-1']);
+          for (const r of rows.filter((x) => x[0] !== 'mean')) {
+            expect(Number(r[1])).toBeGreaterThanOrEqual(1);
+            expect(r[2]).toBe('—');
+            expect(Number(r[3])).toBeGreaterThanOrEqual(0);
+            expect(Number(r[3])).toBeLessThanOrEqual(1);
+          }
+          // The figure's bars carry the same numbers (two sites and the mean, one method).
+          expect(
+            (await host.$$eval('#ws-compare svg rect[data-dice]', (rs) => rs.length)) as number,
+          ).toBe(3);
         }
         // The relay's own federation never saw a site: everything went over the data channels.
         expect(relay.coordinator.snapshot.sites).toEqual([]);

@@ -18,6 +18,7 @@ import {
   type SiteStep,
 } from '../../fed/site-phase.ts';
 import { perSiteSeries, rosterRows } from '../../fed/host-roster.ts';
+import { showHeldOutTable } from '../held-out-view.ts';
 import { countOf } from '../../util/plural.ts';
 import { isLabelled } from '../join-steps.ts';
 import type { DataApi } from '../../../workers/data.worker.ts';
@@ -213,6 +214,8 @@ export function federationView(
     'No round closed yet: a line per site appears here.',
   );
   wsDiceChart.el.id = 'ws-dice-chart';
+  // Filled once sites report their held-out Dice after the final model (fed/held-out-table.ts).
+  const wsCompare = el('section', { id: 'ws-compare', hidden: '' });
   const wsCode = el('input', { id: 'ws-code', value: params.get('workshop') ?? '', size: '10' });
   // The host tab's key fingerprint, from the join link: the host must prove it (fed/workshop-link.ts).
   const wsHostKey = el('input', {
@@ -373,6 +376,7 @@ export function federationView(
       titledChart('Loss per round, every site', wsChart),
       titledChart('Pseudo-Dice per round, every site', wsDiceChart),
     ),
+    wsCompare,
   );
 
   const auditCard = el(
@@ -705,6 +709,7 @@ export function federationView(
           }));
         wsChart.draw(series('loss'));
         wsDiceChart.draw(series('pseudoDice'));
+        showHeldOutTable(wsCompare, v.heldOut);
       };
       hosted = await workshop.hostWorkshop({
         code,
