@@ -1,11 +1,12 @@
 // `npm run bench mixed-precision`: peak memory and time of one training step (forward with deep
 // supervision, DC+CE, gradients, SGD-Nesterov with clipping) in fp32 vs mixed precision (fp16
 // storage of the saved activations, src/model/mixed-precision.ts, with GradScaler unscale and
-// finite check) on WebGPU in Node through Dawn (SwiftShader here). Each (net, precision) runs in
-// its own process so tfjs' buffer pool starts empty. Printed per run:
+// finite check), and mixed precision with activation checkpointing of every stage, on WebGPU in
+// Node through Dawn (SwiftShader here). Each (net, variant) runs in its own process so tfjs'
+// buffer pool starts empty. Printed per run:
 //   peak tensor MiB (tf.profile: every tensor alive during the step, weights and momentum
 //   included, kernel scratch buffers excluded), of which the step's own (peak − bytes before),
-//   ms per step (median of 3 after a warm-up, without profiling).
+//   ms per step (median of 3 after a warm-up, without profiling; --timed=N times N steps instead).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -27,7 +28,12 @@ interface Result {
   adapter: string;
 }
 
-async function child(net: Net, precision: 'fp32' | 'mixed'): Promise<Result> {
+type Variant = 'fp32' | 'mixed' | 'mixed+checkpointing';
+const VARIANTS: Variant[] = ['fp32', 'mixed', 'mixed+checkpointing'];
+
+async function child(net: Net, variant: Variant, timed: number): Promise<Result> {
+  const precision = variant === 'fp32' ? 'fp32' : 'mixed';
+  const ckpt = variant === 'mixed+checkpointing';
   const { installNodeWebGPU } = await import('../src/node/webgpu.ts');
   const gpu = await installNodeWebGPU();
   const { useBackend, tf, assertNoGpuErrors } = await import('../src/model/tf-backend.ts');
@@ -48,7 +54,12 @@ async function child(net: Net, precision: 'fp32' | 'mixed'): Promise<Result> {
   a.strides = net.features.map((_, i) => (i === 0 ? [1, 1, 1] : [2, 2, 2]));
   a.n_conv_per_stage = net.features.map(() => 2);
   a.n_conv_per_stage_decoder = net.features.slice(1).map(() => 2);
-  const m = PlainConvUNet.fromPlan(cfg as never, 1, 3, { seed: 1, precision });
+  const m = PlainConvUNet.fromPlan(cfg as never, 1, 3, {
+    seed: 1,
+    precision,
+    checkpointEncoder: net.features.map(() => ckpt),
+    checkpointDecoder: net.features.slice(1).map(() => ckpt),
+  });
   if (m.precisionInUse !== precision) throw new Error(`${precision} is not available here`);
   const opt = new SGDNesterov(tf, new Map(m.specs.map((p) => [p.name, m.variable(p.name)])), {
     lr: 1e-2,
@@ -92,7 +103,7 @@ async function child(net: Net, precision: 'fp32' | 'mixed'): Promise<Result> {
   const prof = await tf.profile(async () => tf.scalar(await step()));
   (prof.result as import('@tensorflow/tfjs').Tensor).dispose();
   const ms: number[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < timed; i++) {
     const t0 = performance.now();
     await step();
     ms.push(performance.now() - t0);
@@ -109,7 +120,7 @@ async function child(net: Net, precision: 'fp32' | 'mixed'): Promise<Result> {
 const argv = process.argv.slice(2);
 if (argv[0] === '--child') {
   const net = NETS[Number(argv[1])];
-  const r = await child(net, argv[2] as 'fp32' | 'mixed');
+  const r = await child(net, argv[2] as Variant, Number(argv[3]));
   console.log(`RESULT ${JSON.stringify(r)}`);
   process.exit(0);
 }
@@ -120,31 +131,38 @@ const median = (v: number[]) => [...v].sort((p, q) => p - q)[Math.floor(v.length
 // --nets=0,1 picks nets by index (default all).
 const pick = argv.find((a) => a.startsWith('--nets='));
 const chosen = pick ? pick.slice(7).split(',').map(Number) : NETS.map((_, i) => i);
+// --variants=fp32,mixed picks variants (default all three).
+const pickV = argv.find((a) => a.startsWith('--variants='));
+const variants = pickV ? (pickV.slice(11).split(',') as Variant[]) : VARIANTS;
+if (!variants.includes('fp32')) throw new Error('--variants: fp32 is the reference, keep it');
+const timedArg = argv.find((a) => a.startsWith('--timed='));
+const timed = timedArg ? Number(timedArg.slice(8)) : 3;
+if (!(Number.isInteger(timed) && timed >= 1)) throw new Error(`--timed=N: N ≥ 1, got ${timedArg}`);
 let adapter = '';
 console.log(
-  '| net | patch, batch | precision | peak tensor MiB (vs fp32) | of which the step (vs fp32) | ms/step (median of 3) |',
+  `| net | patch, batch | variant | peak tensor MiB (vs fp32) | of which the step (vs fp32) | ms/step (median of ${timed}) |`,
 );
 console.log('|---|---|---|---|---|---|');
 for (const i of chosen) {
   const net = NETS[i];
   const res: Record<string, Result> = {};
-  for (const precision of ['fp32', 'mixed'] as const) {
+  for (const variant of variants) {
     const p = spawnSync(
       process.execPath,
-      ['--import', 'tsx', self, '--child', String(i), precision],
+      ['--import', 'tsx', self, '--child', String(i), variant, String(timed)],
       { encoding: 'utf8', env: process.env, maxBuffer: 1 << 26 },
     );
     const line = p.stdout.split('\n').find((l) => l.startsWith('RESULT '));
     if (p.status !== 0 || !line)
-      throw new Error(`${net.name} ${precision} failed:\n${p.stdout}\n${p.stderr}`);
-    res[precision] = JSON.parse(line.slice(7)) as Result;
-    adapter = res[precision].adapter;
+      throw new Error(`${net.name} ${variant} failed:\n${p.stdout}\n${p.stderr}`);
+    res[variant] = JSON.parse(line.slice(7)) as Result;
+    adapter = res[variant].adapter;
   }
-  for (const precision of ['fp32', 'mixed'] as const) {
-    const r = res[precision];
+  for (const variant of variants) {
+    const r = res[variant];
     const f = res.fp32;
     console.log(
-      `| ${net.name} ${net.features.join('-')} | ${net.patch}³, ${net.batch} | ${precision} | ${MiB(r.peakBytes)} (${((100 * r.peakBytes) / f.peakBytes).toFixed(0)} %) | ${MiB(r.stepBytes)} (${((100 * r.stepBytes) / f.stepBytes).toFixed(0)} %) | ${median(r.ms).toFixed(0)} |`,
+      `| ${net.name} ${net.features.join('-')} | ${net.patch}³, ${net.batch} | ${variant} | ${MiB(r.peakBytes)} (${((100 * r.peakBytes) / f.peakBytes).toFixed(0)} %) | ${MiB(r.stepBytes)} (${((100 * r.stepBytes) / f.stepBytes).toFixed(0)} %) | ${median(r.ms).toFixed(0)} |`,
     );
   }
 }

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
  * back afterwards. The inner call still frees its own saved tensors at its end, which is what
  * keeps the recomputed activations of one stage from outliving that stage's backward.
  */
-function gradsInBackward(
+export function gradsInBackward(
   f: (...ys: tf.Tensor[]) => tf.Tensor,
   xs: tf.Tensor[],
   dy: tf.Tensor,

@@ -3,10 +3,20 @@
 // kernel) but keeps what the backward pass needs — the conv's input and output — as packed
 // binary16 (kernels/half-pack.ts) instead of f32: half the bytes of the activations saved for
 // backward. The backward unpacks them to f32 temporaries that live only for this block's
-// gradient (its own tidy), then runs the fused norm gradient and the two conv gradient kernels.
+// gradient (each freed once used), then runs the fused norm gradient and the two conv gradient
+// kernels.
+// Every op here also frees, in its backward, the gradient it received and what it saved: tfjs
+// 4.22's backprop (tape.ts) keeps every gradient of every intermediate, and engine.gradients
+// every saved tensor, until the whole backward ends — f32 gradients of all activations at once,
+// which outweigh the fp16 activations themselves. A freed gradient is never read again: nodes run
+// in reverse order, and these ops' outputs are never the variables asked for. (The engine's own
+// final dispose of a saved tensor is then a no-op.)
+// The decoder's other ops — transposed conv, seg heads, the concat — and activation
+// checkpointing use the same pattern (mixedRecompute, mixedConcat).
 // Works on every WebGPU adapter (WGSL core has pack2x16float); f16 *compute* (the `shader-f16`
 // feature) is not used: SwiftShader, where this is tested, has no shader-f16.
 import * as tf from '@tensorflow/tfjs';
+import { gradsInBackward } from './checkpoint.ts';
 import { convNd, torchPads } from './conv.ts';
 import {
   fusedOpsActive,
@@ -15,7 +25,7 @@ import {
   packHalfOp,
   unpackHalfOp,
 } from './kernels/index.ts';
-import { cropSpatial, padSpatial, toBNC } from './ops5d.ts';
+import { concatChannels, cropSpatial, padSpatial, toBNC } from './ops5d.ts';
 
 export type Precision = 'fp32' | 'mixed';
 
@@ -25,6 +35,94 @@ export function mixedPrecisionProblem(dims: number): string | null {
     return `mixed precision needs the webgpu backend with the fast kernels (backend now: ${tf.getBackend()})`;
   if (dims !== 3) return `mixed precision covers 3-D networks only (this one is ${dims}-D)`;
   return null;
+}
+
+const release = (...ts: tf.Tensor[]): void => tf.dispose(ts);
+
+/**
+ * Pads or crops (ops5d's padSpatial / cropSpatial) one spatial axis at a time, freeing each
+ * step's result as the next exists: those helpers keep every axis' temporaries until their end.
+ * Consumes `x` (frees it unless nothing was to do).
+ */
+function axisByAxis(
+  x: tf.Tensor,
+  pads: ReadonlyArray<readonly [number, number]>,
+  f: (t: tf.Tensor, p: ReadonlyArray<readonly [number, number]>) => tf.Tensor,
+): tf.Tensor {
+  let y = x;
+  pads.forEach(([before, after], i) => {
+    if (before === 0 && after === 0) return;
+    const one = pads.map((p, j) => (j === i ? p : ([0, 0] as const)));
+    const next = tf.tidy(() => f(y, one));
+    y.dispose();
+    y = next;
+  });
+  return y;
+}
+
+/**
+ * y = fn(inputs) as one op that saves fp16 copies of its first `nActs` inputs and the rest as
+ * they are; the backward unpacks the copies, re-runs fn on them in f32 and differentiates that
+ * (checkpoint.ts' gradsInBackward), then frees what it saved. Nothing fn computes is kept, so this
+ * serves both the cheap decoder ops (transposed conv, seg head: recomputing costs one forward
+ * kernel; their gradients are those at the rounded input, within fp16's storage error) and
+ * activation checkpointing of whole stages with nActs 0 (see unet.ts' runStage).
+ */
+export function mixedRecompute(
+  fn: (xs: tf.Tensor[]) => tf.Tensor,
+  inputs: tf.Tensor[],
+  nActs: number,
+): tf.Tensor {
+  const shapes = inputs.slice(0, nActs).map((t) => [...t.shape]);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const xs = args.slice(0, -1) as tf.Tensor[];
+    save([...xs.slice(0, nActs).map((t) => packHalfOp(t)), ...xs.slice(nActs)]);
+    return {
+      value: fn(xs),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const packed = saved.slice(0, nActs);
+        const acts = packed.map((p, i) => unpackHalfOp(p, shapes[i]));
+        release(...packed);
+        const rest = saved.slice(nActs);
+        const grads = gradsInBackward((...ys) => fn(ys), [...acts, ...rest], dy);
+        release(dy, ...acts, ...rest);
+        return grads;
+      },
+    };
+  });
+  return op(...inputs);
+}
+
+/**
+ * concatChannels(a, b) as an op that saves nothing (its gradient is a split of dy, which only
+ * needs the shapes) and frees dy after the split; as plain tf ops, the reshapes around the
+ * concat would keep f32 references to both inputs until the backward ends.
+ */
+export function mixedConcat(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const ca = a.shape[a.rank - 1];
+  const cb = b.shape[b.rank - 1];
+  const rows = a.size / ca;
+  const aShape = [...a.shape];
+  const bShape = [...b.shape];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [aa, bb] = args as tf.Tensor[];
+    return {
+      value: concatChannels(aa, bb),
+      gradFunc: (dy: tf.Tensor) => {
+        const grads = tf.tidy(() => {
+          const d = tf.reshape(dy, [rows, ca + cb]);
+          return [
+            tf.reshape(tf.slice(d, [0, 0], [rows, ca]), aShape),
+            tf.reshape(tf.slice(d, [0, ca], [rows, cb]), bShape),
+          ];
+        });
+        release(dy);
+        return grads;
+      },
+    };
+  });
+  return op(a, b);
 }
 
 /**
@@ -58,13 +156,15 @@ export function mixedConvNormAct(
     } as never) as unknown as tf.Tensor[];
     save([packHalfOp(xx), packHalfOp(v), stats, ww, g, b]);
     const yShape = [...y.shape];
+    const vShape = [...v.shape];
     return {
       value: tf.reshape(z, yShape),
-      gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.tidy(() => {
-          const [px, py, st, sw, sg, sb] = saved;
-          const vShape = [...v.shape];
-          const [dv, dgamma, dbeta] = e.runKernel(
+      gradFunc: (dz: tf.Tensor, saved: tf.Tensor[]) => {
+        const [px, py, st, sw, sg, sb] = saved;
+        // Each f32 temporary is freed as soon as the next one exists, so a block's backward
+        // holds at most about three activation-sized f32 tensors at a time.
+        const [dv, dgamma, dbeta] = tf.tidy(() =>
+          e.runKernel(
             NORM_ACT_GRAD,
             {
               dz: tf.reshape(dz, vShape),
@@ -74,26 +174,33 @@ export function mixedConvNormAct(
               beta: sb,
             },
             { alpha } as never,
-          ) as unknown as tf.Tensor[];
-          const dy = tf.reshape(dv, yShape);
-          const xf = unpackHalfOp(px, xShape);
-          const xin = pads ? padSpatial(xf, pads) : xf;
-          const pad = pads ? 'valid' : 'same';
-          const dw = e.runKernel('Conv3DBackpropFilterV2', { x: xin, dy }, {
-            strides: stride,
-            pad,
-            filterShape: [...sw.shape],
-          } as never) as unknown as tf.Tensor;
-          const dxin = e.runKernel('Conv3DBackpropInputV2', { dy, filter: sw }, {
-            strides: stride,
-            pad,
-            inputShape: [...xin.shape],
-          } as never) as unknown as tf.Tensor;
-          const dx = pads ? cropSpatial(dxin, pads) : dxin;
-          const grads = [dx, dw, dgamma, dbeta];
-          if (bias) grads.push(tf.zerosLike(bias));
-          return grads;
-        }),
+          ),
+        ) as unknown as tf.Tensor[];
+        release(dz, py, st);
+        const dy = tf.reshape(dv, yShape);
+        const pad = pads ? 'valid' : 'same';
+        const xin = pads
+          ? axisByAxis(unpackHalfOp(px, xShape), pads, padSpatial)
+          : unpackHalfOp(px, xShape);
+        release(px);
+        const dw = e.runKernel('Conv3DBackpropFilterV2', { x: xin, dy }, {
+          strides: stride,
+          pad,
+          filterShape: [...sw.shape],
+        } as never) as unknown as tf.Tensor;
+        const xinShape = [...xin.shape];
+        release(xin);
+        const dxin = e.runKernel('Conv3DBackpropInputV2', { dy, filter: sw }, {
+          strides: stride,
+          pad,
+          inputShape: xinShape,
+        } as never) as unknown as tf.Tensor;
+        release(dv, dy);
+        const dx = pads ? axisByAxis(dxin, pads, cropSpatial) : dxin;
+        const grads = [dx, dw, dgamma, dbeta];
+        if (bias) grads.push(tf.zerosLike(bias));
+        return grads;
+      },
     };
   });
   const inputs = [x, w, gamma, beta];

@@ -20,7 +20,13 @@ import { convNd, convTransposeNd } from './conv.ts';
 import { initParam, normalSampler } from './init.ts';
 import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
 import { biasAdd, biasNormAct, concatChannels, leakyRelu } from './ops5d.ts';
-import { mixedConvNormAct, mixedPrecisionProblem, type Precision } from './mixed-precision.ts';
+import {
+  mixedConcat,
+  mixedConvNormAct,
+  mixedPrecisionProblem,
+  mixedRecompute,
+  type Precision,
+} from './mixed-precision.ts';
 
 export interface UNetOptions {
   /** Seed of the He-normal init (default 0). */
@@ -242,10 +248,16 @@ export class PlainConvUNet {
     inputs: tf.Tensor[],
     ckpt: boolean,
   ): tf.Tensor {
+    if (this.precisionInUse !== 'mixed') return ckpt ? checkpoint(fn, inputs) : fn(inputs);
     // Mixed: a stage's f32 intermediates (block outputs inside the stage) are freed when the
-    // stage ends; backward needs only the fp16 copies the blocks saved.
-    const f = this.precisionInUse === 'mixed' ? (xs: tf.Tensor[]) => tf.tidy(() => fn(xs)) : fn;
-    return ckpt ? checkpoint(f, inputs) : f(inputs);
+    // stage ends; backward needs only the fp16 copies the blocks saved. Checkpointed, not even
+    // those: the stage's inputs, kept in f32 and freed by its backward, from which the stage
+    // re-runs. fp16 inputs were measured too: re-running a stage from rounded inputs perturbs
+    // every activation in it (InstanceNorm's statistics, LeakyReLU's sides), and the gradients
+    // moved ~100× further from fp32 (rel. L2 3e-2 vs 2.4e-4 on the gradient-check net) for a
+    // few MiB — the skips, which the forward keeps in f32 anyway.
+    const f = (xs: tf.Tensor[]) => tf.tidy(() => fn(xs));
+    return ckpt ? mixedRecompute(f, inputs, 0) : f(inputs);
   }
 
   /** BasicBlockD's skip: avg-pool (kernel = stride) when strided, 1×1 conv + norm when projecting. */
@@ -355,12 +367,21 @@ export class PlainConvUNet {
     const params = [...tNames, ...names.flat()].map((nm) => this.vars.get(nm)! as tf.Tensor);
     const ones = new Array<number>(a.dims).fill(1);
     const kernel = a.kernelSizes[n - 2 - j];
+    const stride = a.strides[n - 1 - j];
+    const upsample = (ts: tf.Tensor[]): tf.Tensor => {
+      const up = convTransposeNd(ts[0], ts[1], stride);
+      return a.convBias ? biasAdd(up, ts[2]) : up;
+    };
+    const nT = tNames.length;
     const fn = (xs: tf.Tensor[]): tf.Tensor => {
       const [low, sk] = xs;
-      let off = 2;
-      let up = convTransposeNd(low, xs[off++], a.strides[n - 1 - j]);
-      if (a.convBias) up = biasAdd(up, xs[off++]);
-      let h = concatChannels(up, sk); // upsampled first, then the skip (as torch.cat)
+      const tp = xs.slice(2, 2 + nT);
+      let off = 2 + nT;
+      // upsampled first, then the skip (as torch.cat)
+      let h =
+        this.precisionInUse === 'mixed'
+          ? mixedConcat(mixedRecompute(upsample, [low, ...tp], 1), sk)
+          : concatChannels(upsample([low, ...tp]), sk);
       for (let c = 0; c < names.length; c++) {
         const p = xs.slice(off, off + names[c].length);
         off += names[c].length;
@@ -375,10 +396,17 @@ export class PlainConvUNet {
   private segHead(j: number, h: tf.Tensor): tf.Tensor {
     const f = h.shape[h.rank - 1];
     const k = this.arch.numClasses;
-    const w = tf.reshape(this.vars.get(`decoder.seg_layers.${j}.weight`)!, [f, k]);
-    const b = this.vars.get(`decoder.seg_layers.${j}.bias`)!;
-    const y = tf.add(tf.matMul(tf.reshape(h, [h.size / f, f]), w), b);
-    return tf.reshape(y, [...h.shape.slice(0, -1), k]);
+    const head = ([hh, ww, b]: tf.Tensor[]): tf.Tensor => {
+      const y = tf.add(tf.matMul(tf.reshape(hh, [hh.size / f, f]), tf.reshape(ww, [f, k])), b);
+      return tf.reshape(y, [...hh.shape.slice(0, -1), k]);
+    };
+    const inputs = [
+      h,
+      this.vars.get(`decoder.seg_layers.${j}.weight`)!,
+      this.vars.get(`decoder.seg_layers.${j}.bias`)!,
+    ];
+    // Mixed: the head keeps an fp16 copy of its input for the weight gradient, not the f32 one.
+    return this.precisionInUse === 'mixed' ? mixedRecompute(head, inputs, 1) : head(inputs);
   }
 
   /** Spatial sizes must be divisible by the cumulative strides, or the skips do not line up. */

@@ -56,12 +56,16 @@ export async function trainingStep(
   batch = 2,
   config: typeof CHECK_CONFIG = CHECK_CONFIG,
   precision: Precision = 'fp32',
+  checkpointing = false,
 ): Promise<StepResult> {
   const classes = 3;
+  const stages = config.architecture.arch_kwargs.n_stages;
   const net = PlainConvUNet.fromPlan(config as never, 1, classes, {
     seed,
     deepSupervision: true,
     precision,
+    checkpointEncoder: new Array<boolean>(stages).fill(checkpointing),
+    checkpointDecoder: new Array<boolean>(stages - 1).fill(checkpointing),
   });
   if (net.precisionInUse !== precision)
     throw new Error(`trainingStep: ${precision} precision is not available on this backend`);
