@@ -2,7 +2,8 @@
 // through the app's train worker: tiny preset, batch 2, demo site A, with and without activation
 // checkpointing. Peak bytes are tfjs' numBytes sampled after the forward pass and after the step.
 import { build } from 'vite';
-import { openApp, preparedDemo } from '../src/node/app-session.ts';
+import { openApp } from '../src/node/app-session.ts';
+import { preparedDemo } from '../test/browser/demo-pages.ts';
 import type { HookedWindow } from '../src/ui/main.ts';
 
 await build({ logLevel: 'warn' });

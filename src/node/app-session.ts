@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { launchChromium, type LaunchedBrowser } from './chromium.ts';
 import { serveStatic, type RunningServer } from './static-server.ts';
-import type { HookedWindow } from '../ui/main.ts';
 
 export const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 
@@ -58,33 +57,6 @@ export async function openApp(opts: { webgpu?: boolean; path?: string } = {}): P
     await server?.close();
     throw e;
   }
-}
-
-/** Demo site `k`'s dataset, imported through the page's data worker; its dataset id. */
-export function importDemo(page: Page, k: number): Promise<string> {
-  return page.evaluate(async (i) => {
-    const f = (window as unknown as HookedWindow).__fednnunet;
-    return (
-      await f.data.importDemo(
-        i,
-        f.proxy(() => undefined),
-      )
-    ).datasetId;
-  }, k);
-}
-
-/** importDemo, then prepared for 3d_fullres (fingerprint → plan → preprocess) as the Data tab does. */
-export async function preparedDemo(page: Page, k: number): Promise<string> {
-  const id = await importDemo(page, k);
-  await page.evaluate(async (i) => {
-    const f = (window as unknown as HookedWindow).__fednnunet;
-    await f.data.prepare(
-      i,
-      { configuration: '3d_fullres' },
-      f.proxy(() => undefined),
-    );
-  }, id);
-  return id;
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

@@ -10,9 +10,11 @@ import { afterAll, beforeAll } from 'vitest';
 import { startRelay, type Relay, type RelayOptions } from '../../src/node/relay/server.ts';
 import { mergeSiteFingerprints } from '../../src/fed/ffe-merge.ts';
 import { launchChromium, type LaunchedBrowser } from '../../src/node/chromium.ts';
-import { gotoReady, importDemo, recordErrors } from '../../src/node/app-session.ts';
+import { gotoReady, recordErrors } from '../../src/node/app-session.ts';
+import { importDemo } from './demo-pages.ts';
 
 export * from '../../src/node/app-session.ts';
+export * from './demo-pages.ts';
 
 /** Unfolds the Federation tab's advanced settings (tiny patch, relay, host key) so tests can fill them. */
 export async function openAdvanced(page: Page): Promise<void> {
