@@ -9,6 +9,8 @@ import {
   type ConvVariant,
 } from './kernels/conv-variants.ts';
 import { autotuneConv, type TuneResult } from './kernels/autotune.ts';
+import { parseReduceVariant, setReduceVariant, type ReduceVariant } from './kernels/reduce.ts';
+import { registerWebGPUWithSubgroups } from './kernels/subgroups.ts';
 import { adapterFactsOf, isSoftwareAdapter, type AdapterFacts } from '../gpu/probe.ts';
 
 export type BackendName = 'webgpu' | 'cpu';
@@ -39,11 +41,23 @@ export interface BackendOptions {
    * tiled variant measured several times slower: BENCHMARKS.md); an explicit 'auto' tunes there too.
    */
   convVariant?: ConvVariant | 'auto';
+  /**
+   * webgpu only: how long sums and means compute their partial sums ('serial', or 'subgroup'
+   * where the device has the `subgroups` feature; see kernels/reduce.ts). Default:
+   * FEDNNUNET_REDUCE_VARIANT in Node, else the autotune's choice (with convVariant 'auto' or
+   * its GPU default; 'serial' where the conv variant is forced or the adapter is software).
+   */
+  reduceVariant?: ReduceVariant;
 }
 
 export async function useBackend(name: BackendName, opts: BackendOptions = {}): Promise<typeof tf> {
   if (name === 'webgpu' && !webgpuRegistered) {
-    await import('@tensorflow/tfjs-backend-webgpu');
+    const m = await import('@tensorflow/tfjs-backend-webgpu');
+    // Same device as tfjs' own factory, plus the `subgroups` feature where the adapter has it.
+    // Not once it is initialised: re-registering would dispose a backend in use.
+    const live = (tf.engine() as unknown as { registry: Record<string, unknown> }).registry;
+    if (tf.findBackendFactory('webgpu') && !live.webgpu)
+      registerWebGPUWithSubgroups(m.WebGPUBackend);
     webgpuRegistered = true;
   }
   // The webgpu module registers its backend only if navigator.gpu existed when it was imported.
@@ -58,6 +72,15 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
   if (name === 'webgpu') {
     useFastKernels(opts.fastKernels ?? true);
     if (opts.fastKernels ?? true) await chooseConvVariants(opts.convVariant);
+    setReduceVariant(
+      opts.reduceVariant ??
+        parseReduceVariant(
+          (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
+            ?.FEDNNUNET_REDUCE_VARIANT,
+        ) ??
+        lastTuning?.reduce ??
+        'serial',
+    );
     watchGpuErrors();
   }
   return tf;
@@ -65,7 +88,12 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
 
 export type ConvTuning =
   | (TuneResult & { adapter: string })
-  | { choice: ConvChoice; source: 'forced' | 'software adapter'; adapter?: string };
+  | {
+      choice: ConvChoice;
+      reduce: ReduceVariant;
+      source: 'forced' | 'software adapter';
+      adapter?: string;
+    };
 let tuned: { device: unknown; result: ConvTuning } | undefined;
 let lastTuning: ConvTuning | undefined;
 
@@ -97,7 +125,11 @@ async function chooseConvVariants(opt: ConvVariant | 'auto' | undefined): Promis
   const want = opt ?? parseConvVariant(envVariant());
   if (want && want !== 'auto') {
     setConvVariants(want);
-    lastTuning = { choice: { forward: want, dx: want, dw: want }, source: 'forced' };
+    lastTuning = {
+      choice: { forward: want, dx: want, dw: want },
+      reduce: 'serial',
+      source: 'forced',
+    };
     return;
   }
   const device = (tf.backend() as unknown as { device?: GPUDevice }).device;
@@ -111,7 +143,7 @@ async function chooseConvVariants(opt: ConvVariant | 'auto' | undefined): Promis
         .join(' ') || 'unknown adapter';
     const result: ConvTuning =
       want !== 'auto' && isSoftwareAdapter(facts)
-        ? { choice: { ...DEFAULT_CHOICE }, source: 'software adapter', adapter }
+        ? { choice: { ...DEFAULT_CHOICE }, reduce: 'serial', source: 'software adapter', adapter }
         : { ...(await autotuneConv(facts)), adapter };
     tuned = t = { device, result };
   }

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fastestChoice, KERNEL_VERSION } from '../../src/model/kernels/autotune.ts';
+import { fastestChoice, fastestReduce, KERNEL_VERSION } from '../../src/model/kernels/autotune.ts';
 import { parseConvVariant } from '../../src/model/kernels/conv-variants.ts';
 import { tuneKey } from '../../src/gpu/tune-store.ts';
 import { defaultTuneFile, fileTuneStore } from '../../src/node/tune-file.ts';
@@ -19,6 +19,14 @@ describe('conv3d autotune', () => {
         dw: { regblock: 5, tiled: 5 },
       }),
     ).toEqual({ forward: 'tiled', dx: 'regblock', dw: 'regblock' });
+  });
+
+  it('picks the subgroup long sum only when it measured faster', () => {
+    expect(fastestReduce({ serial: 5, subgroup: 2 })).toBe('subgroup');
+    expect(fastestReduce({ serial: 2, subgroup: 5 })).toBe('serial');
+    expect(fastestReduce({ serial: 3, subgroup: 3 })).toBe('serial');
+    expect(fastestReduce({ serial: 3, subgroup: NaN })).toBe('serial');
+    expect(fastestReduce(undefined)).toBe('serial');
   });
 
   it('keys the cache by every adapter field and the kernel version', () => {

@@ -46,7 +46,7 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
     }
   });
 
-  it('autotune: times every variant of every pass, picks the fastest, and reuses the cached choice', async () => {
+  it('autotune: times every variant of every pass (and of the long sum), picks the fastest, and reuses the cached choice', async () => {
     const shape = TILED_CASES[0];
     const { first, second } = await api('tuneConv', [shape], 1);
     expect(first.source).toBe('measured');
@@ -56,8 +56,16 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
       expect(ms.tiled, p).toBeGreaterThan(0);
       expect(ms[first.choice[p]], p).toBe(Math.min(ms.regblock, ms.tiled));
     }
+    // The long-sum variant is timed only where the device has `subgroups` (SwiftShader does).
+    if (k!.gpu.adapter.features.has('subgroups')) {
+      const rm = first.reduceMs!;
+      expect(rm.serial).toBeGreaterThan(0);
+      expect(rm.subgroup).toBeGreaterThan(0);
+      expect(first.reduce).toBe(rm.subgroup < rm.serial ? 'subgroup' : 'serial');
+    } else expect(first.reduce).toBe('serial');
     expect(second.source).toBe('cache');
     expect(second.choice).toEqual(first.choice);
+    expect(second.reduce).toBe(first.reduce);
     expect(second.key).toBe(first.key);
   });
 

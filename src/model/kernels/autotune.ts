@@ -1,7 +1,9 @@
-// Per-adapter choice of the conv3d variant for each pass (forward, dx, dw): on first use on an
-// adapter, time every variant on a few U-Net-like convolutions (median of a handful of runs
-// after a warm-up that compiles the shaders) and keep the fastest; the result is cached under
-// the adapter's identity and KERNEL_VERSION (src/gpu/tune-store.ts), so later sessions reuse it.
+// Per-adapter choice of the conv3d variant for each pass (forward, dx, dw), and of the long-sum
+// variant (reduce.ts: serial, or subgroup where the device has `subgroups`): on first use on an
+// adapter, time every variant on a few U-Net-like convolutions and sums (median of a handful of
+// runs after a warm-up that compiles the shaders) and keep the fastest; the result is cached
+// under the adapter's identity and KERNEL_VERSION (src/gpu/tune-store.ts), so later sessions
+// reuse it.
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import type { AdapterFacts } from '../../gpu/probe.ts';
@@ -23,9 +25,17 @@ import {
   type ConvVariant,
 } from './conv-variants.ts';
 import type { WebGPUBackendLike } from './program.ts';
+import {
+  REDUCE_VARIANTS,
+  reduce,
+  reduceVariant,
+  setReduceVariant,
+  type ReduceVariant,
+} from './reduce.ts';
+import { hasSubgroups } from './subgroups.ts';
 
 /** Bump when a variant's kernels change, so cached choices are measured again. */
-export const KERNEL_VERSION = 1;
+export const KERNEL_VERSION = 2;
 
 export interface TuneShape {
   batch: number;
@@ -86,7 +96,19 @@ export const TUNE_SHAPES: TuneShape[] = [
   },
 ];
 
+/** Sums a step has: a bias gradient (2 × 32³ voxels, 32 channels) and a loss over 4 classes. */
+export const REDUCE_TUNE_SHAPES: Array<{ shape: number[]; axis: number }> = [
+  { shape: [65536, 32], axis: 0 },
+  { shape: [262144], axis: 0 },
+];
+
 export type PassTimes = Record<ConvPass, Record<ConvVariant, number>>;
+export type ReduceTimes = Record<ReduceVariant, number>;
+
+/** The faster long-sum variant (a tie or a missing time keeps 'serial'). */
+export function fastestReduce(ms: ReduceTimes | undefined): ReduceVariant {
+  return ms && Number.isFinite(ms.subgroup) && ms.subgroup < ms.serial ? 'subgroup' : 'serial';
+}
 
 /** The fastest variant per pass (ties and missing times keep the default). */
 export function fastestChoice(ms: PassTimes): ConvChoice {
@@ -105,7 +127,15 @@ export function fastestChoice(ms: PassTimes): ConvChoice {
 function validChoice(r: TuneRecord | undefined): ConvChoice | undefined {
   if (!r?.choice) return undefined;
   const ok = CONV_PASSES.every((p) => (CONV_VARIANTS as readonly string[]).includes(r.choice[p]));
-  return ok ? (r.choice as ConvChoice) : undefined;
+  // Only the conv passes: the record's choice also holds the reduce variant.
+  return ok
+    ? (Object.fromEntries(CONV_PASSES.map((p) => [p, r.choice[p]])) as ConvChoice)
+    : undefined;
+}
+
+function validReduce(r: TuneRecord | undefined): ReduceVariant {
+  const v = r?.choice?.reduce;
+  return (REDUCE_VARIANTS as readonly string[]).includes(v ?? '') ? (v as ReduceVariant) : 'serial';
 }
 
 async function median(fn: () => Promise<void>, reps: number): Promise<number> {
@@ -156,8 +186,41 @@ export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<Pass
   return ms;
 }
 
+/** Times both long-sum variants (ms, summed); needs a device with `subgroups`. */
+export async function timeReduce(shapes = REDUCE_TUNE_SHAPES, reps = 3): Promise<ReduceTimes> {
+  const backend = tf.backend() as unknown as WebGPUBackendLike;
+  if (!hasSubgroups(backend)) throw new Error('timeReduce needs a device with subgroups');
+  const before = reduceVariant();
+  const ms: ReduceTimes = { serial: 0, subgroup: 0 };
+  try {
+    for (const s of shapes) {
+      const x = tf.randomUniform(s.shape);
+      try {
+        for (const v of REDUCE_VARIANTS) {
+          setReduceVariant(v);
+          ms[v] += await median(async () => {
+            const o = reduce(backend, x, { axis: s.axis, keepDims: false }, 'sum');
+            if (!o) throw new Error('reduce declined a tuning shape');
+            const t = tf.engine().makeTensorFromTensorInfo(o);
+            await t.data();
+            t.dispose();
+          }, reps);
+        }
+      } finally {
+        x.dispose();
+      }
+    }
+  } finally {
+    setReduceVariant(before);
+  }
+  return ms;
+}
+
 export interface TuneResult {
   choice: ConvChoice;
+  /** The long-sum variant ('serial' where the device has no `subgroups`). */
+  reduce: ReduceVariant;
+  reduceMs?: ReduceTimes;
   source: 'cache' | 'measured';
   key: string;
   where: string;
@@ -170,17 +233,42 @@ export interface TuneResult {
  */
 export async function autotuneConv(
   adapter: Partial<AdapterFacts>,
-  opts: { store?: TuneStore; shapes?: TuneShape[]; reps?: number; retune?: boolean } = {},
+  opts: {
+    store?: TuneStore;
+    shapes?: TuneShape[];
+    reduceShapes?: typeof REDUCE_TUNE_SHAPES;
+    reps?: number;
+    retune?: boolean;
+  } = {},
 ): Promise<TuneResult> {
   const store = opts.store ?? defaultTuneStore();
   const key = tuneKey(adapter, KERNEL_VERSION);
   if (!opts.retune) {
-    const cached = validChoice(await store.get(key).catch(() => undefined));
-    if (cached) return { choice: cached, source: 'cache', key, where: store.where };
+    const rec = await store.get(key).catch(() => undefined);
+    const cached = validChoice(rec);
+    if (cached)
+      return { choice: cached, reduce: validReduce(rec), source: 'cache', key, where: store.where };
   }
   const ms = await timeVariants(opts.shapes, opts.reps);
   const choice = fastestChoice(ms);
+  const reduceMs = hasSubgroups(tf.backend())
+    ? await timeReduce(opts.reduceShapes, opts.reps)
+    : undefined;
+  const reduceChoice = fastestReduce(reduceMs);
+  const record = {
+    choice: { ...choice, reduce: reduceChoice },
+    ms: reduceMs ? { ...ms, reduce: reduceMs } : ms,
+    at: new Date().toISOString(),
+  };
   // A cache that cannot be written (private browsing, read-only home) only costs a re-tune.
-  await store.put(key, { choice, ms, at: new Date().toISOString() }).catch(() => undefined);
-  return { choice, source: 'measured', key, where: store.where, ms };
+  await store.put(key, record).catch(() => undefined);
+  return {
+    choice,
+    reduce: reduceChoice,
+    reduceMs,
+    source: 'measured',
+    key,
+    where: store.where,
+    ms,
+  };
 }

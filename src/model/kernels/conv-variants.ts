@@ -2,8 +2,8 @@
 // register-blocked implicit GEMM, no workgroup memory) is best on SwiftShader; 'tiled'
 // (conv3d-tiled.ts: workgroup-memory tiles) is the textbook layout for real GPUs. The choice is
 // per pass and per adapter (autotune.ts picks it by timing; FEDNNUNET_CONV_VARIANT or
-// useBackend's convVariant force one). No subgroup variant: SwiftShader, the only adapter CI and
-// this project's machines have, lacks the `subgroups` feature, so it could not be tested here.
+// useBackend's convVariant force one). Subgroups are used by the long-sum variant of reduce.ts
+// (chosen by the same autotune), not by a conv variant.
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { conv3dBackpropFilter, conv3dBackpropInput, conv3dForward } from './conv3d.ts';
 import {

@@ -7,10 +7,88 @@
 // rows. Reduced axes must be one contiguous block (tfjs' usual case); otherwise null → stock.
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { rawProgram, type WebGPUBackendLike } from './program.ts';
+import { rawProgram, type RawProgram, type WebGPUBackendLike } from './program.ts';
+import { ENABLE_SUBGROUPS, hasSubgroups } from './subgroups.ts';
 import { prod } from '../../util/numeric.ts';
 
 export type ReduceOp = 'sum' | 'max' | 'mean';
+
+/**
+ * How the split pass of a long sum/mean computes its partial sums: 'serial' (one thread per
+ * partial, a loop) or 'subgroup' (64 threads per partial, combined with subgroupAdd; only on a
+ * device with the `subgroups` feature, else 'serial' runs). Max always runs serially: WGSL
+ * leaves subgroupMax's NaN handling open, and the stock kernel propagates NaN.
+ */
+export const REDUCE_VARIANTS = ['serial', 'subgroup'] as const;
+export type ReduceVariant = (typeof REDUCE_VARIANTS)[number];
+let variant: ReduceVariant = 'serial';
+
+export function setReduceVariant(v: ReduceVariant): void {
+  variant = v;
+}
+
+export function reduceVariant(): ReduceVariant {
+  return variant;
+}
+
+/** Parses a variant name (env or option); undefined for empty, a clear error for unknown. */
+export function parseReduceVariant(s: string | undefined): ReduceVariant | undefined {
+  if (s === undefined || s === '') return undefined;
+  if ((REDUCE_VARIANTS as readonly string[]).includes(s)) return s as ReduceVariant;
+  throw new Error(`unknown reduce kernel variant '${s}': use one of ${REDUCE_VARIANTS.join(', ')}`);
+}
+
+const SG_THREADS = 64;
+const MAX_GROUPS = 65535;
+
+/**
+ * The split pass with subgroups: one workgroup of 64 threads per partial (o, s, i); each thread
+ * sums a strided part of the chunk, subgroupAdd combines a subgroup, and thread 0 adds the
+ * subgroup leaders' sums from workgroup memory (every thread writes its slot, non-leaders 0), so
+ * nothing depends on the subgroup size or on how subgroups map to local indices. The leader is
+ * the lane whose subgroupExclusiveAdd(1) is 0: tfjs writes the entry point, so the
+ * subgroup_invocation_id builtin cannot be declared.
+ */
+function subgroupPartial(l: Layout, S: number, chunk: number, op: ReduceOp): RawProgram {
+  const groups = l.outer * S * l.inner;
+  const gx = Math.min(groups, MAX_GROUPS);
+  const gy = Math.ceil(groups / gx);
+  return {
+    variableNames: ['x'],
+    variableComponents: [1],
+    outputShape: [l.outer, S, l.inner],
+    shaderKey: `fnk_sgred1_${op}_${l.outer}_${l.r}_${l.inner}_${S}`,
+    dispatchLayout: { x: [0, 1, 2] },
+    dispatch: [gx, gy, 1],
+    workgroupSize: [SG_THREADS, 1, 1],
+    size: false,
+    getUserCode: () => `${ENABLE_SUBGROUPS}
+var<workgroup> lead : array<f32, ${SG_THREADS}>;
+fn main(index : i32) {
+  _ = uniforms.NAN;
+  let g = i32(workgroupId.x + workgroupId.y * numWorkgroups.x);
+  let lx = i32(localIndex);
+  let valid = g < ${groups};
+  let i = g % ${l.inner};
+  let s = (g / ${l.inner}) % ${S};
+  let o = g / ${l.inner * S};
+  let end = select(0, min(${l.r}, (s + 1) * ${chunk}), valid);
+  var acc = 0.0;
+  for (var r = s * ${chunk} + lx; r < end; r += ${SG_THREADS}) {
+    acc += x[(o * ${l.r} + r) * ${l.inner} + i];
+  }
+  let sum = subgroupAdd(acc);
+  lead[lx] = select(0.0, sum, subgroupExclusiveAdd(1u) == 0u);
+  workgroupBarrier();
+  if (lx == 0 && valid) {
+    var total = 0.0;
+    for (var k = 0; k < ${SG_THREADS}; k++) { total += lead[k]; }
+    result[g] = total;
+  }
+}
+`,
+  };
+}
 
 interface Layout {
   outer: number;
@@ -62,13 +140,16 @@ function runReduce(
   if (outputs < 256 && l.r > 2048) {
     const S = Math.min(Math.ceil(l.r / 256), Math.ceil(4096 / outputs));
     const chunk = Math.ceil(l.r / S);
-    const partial = rawProgram({
-      key: `red1_${op}_${l.outer}_${l.r}_${l.inner}_${S}`,
-      inputs: ['x'],
-      components: [1],
-      outputShape: [l.outer, S, l.inner],
-      threads: outputs * S,
-      body: `
+    const partial =
+      variant === 'subgroup' && op !== 'max' && hasSubgroups(backend)
+        ? subgroupPartial(l, S, chunk, op)
+        : rawProgram({
+            key: `red1_${op}_${l.outer}_${l.r}_${l.inner}_${S}`,
+            inputs: ['x'],
+            components: [1],
+            outputShape: [l.outer, S, l.inner],
+            threads: outputs * S,
+            body: `
   let i = t % ${l.inner};
   let s = (t / ${l.inner}) % ${S};
   let o = t / ${l.inner * S};
@@ -79,7 +160,7 @@ function runReduce(
     ${STEP[op]('acc', 'v')}
   }
   result[t] = acc;`,
-    });
+          });
     const tmp = backend.runWebGPUProgram(partial, [x], 'float32');
     const out = runReduce(
       backend,
