@@ -1,7 +1,8 @@
 // `npm run bench gpu -- --pack DIR`: one folder that runs `npm run bench gpu` on a machine with no
 // Node and no network (e.g. a lent GPU machine with only Python + PyTorch): the benchmark bundled
 // into one ES module (esbuild), Dawn's dawn.node (the `webgpu` package), this Node binary, the
-// Vulkan loader Debian's Chromium ships (a GPU machine often has the driver's ICD but no loader),
+// Vulkan loader Debian's Chromium ships (a GPU machine often has the driver's ICD but no loader)
+// and libglvnd's dispatch libraries (NVIDIA's Vulkan driver links them),
 // the 801 plan and the PyTorch script. Binaries are xz-compressed (the folder stays ≤ 60 MiB);
 // run.sh unpacks them with Python's lzma, so xz need not exist there.
 import { execFileSync } from 'node:child_process';
@@ -60,6 +61,15 @@ else
   console.warn(
     `note: ${loader} missing (install Debian chromium); the target must have its own Vulkan loader`,
   );
+// NVIDIA's Vulkan driver library (libGLX_nvidia) links against libglvnd's dispatch libraries,
+// which a compute-only GPU container may lack; carried too, used only where the system has none.
+mkdirSync(join(out, 'glvnd'), { recursive: true });
+for (const lib of ['libGLdispatch.so.0', 'libGLX.so.0']) {
+  const src = join(`/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, lib);
+  // copyFileSync follows the symlink: the real library lands under its soname.
+  if (existsSync(src)) copyFileSync(src, join(out, 'glvnd', lib));
+  else console.warn(`note: ${src} missing (Debian libglvnd0/libglx0); not carried`);
+}
 
 writeFileSync(
   join(out, 'run.sh'),
@@ -73,8 +83,18 @@ unxz() { python3 -c 'import lzma,sys; open(sys.argv[2],"wb").write(lzma.open(sys
 [ -x node ] || { unxz node.xz node; chmod +x node; }
 d=node_modules/webgpu/dist/${platform}
 [ -f $d/dawn.node ] || unxz $d/dawn.node.xz $d/dawn.node
-export LD_LIBRARY_PATH="\${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$PWD/vulkan"
-echo "vulkan ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\\n' ' ')"
+# Carried libraries only where the system has none (LD_LIBRARY_PATH would win over its own).
+has() { { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "$1"; }
+has libvulkan.so.1 || export LD_LIBRARY_PATH="\${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$PWD/vulkan"
+has libGLdispatch.so.0 || export LD_LIBRARY_PATH="\${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$PWD/glvnd"
+# GPU containers often mount the driver's manifest outside the loader's search path.
+if [ -z "\${VK_ICD_FILENAMES:-}\${VK_DRIVER_FILES:-}" ] && [ -z "$(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null)" ]; then
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/local/share/vulkan/icd.d/*.json; do
+    if [ -f "$f" ]; then export VK_DRIVER_FILES="$f" VK_ICD_FILENAMES="$f"; break; fi
+  done
+fi
+echo "vulkan ICDs: $(ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>/dev/null | tr '\\n' ' ')\${VK_DRIVER_FILES:+ (using $VK_DRIVER_FILES)}"
+echo "LD_LIBRARY_PATH=\${LD_LIBRARY_PATH:-}"
 exec ./node --expose-gc --max-old-space-size=16384 gpu-bench.mjs "$@"
 `,
   { mode: 0o755 },
