@@ -32,7 +32,7 @@
 import { unzipSync, zipSync } from 'fflate';
 import type { FileSource } from '../io/file-source.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
-import { archFromPlan, type PlanConfigurationLike, type UNetArch } from './arch.ts';
+import { archFromPlan, networkKind, type PlanConfigurationLike, type UNetArch } from './arch.ts';
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from './labels.ts';
 import { numel, type NamedWeights } from './named-weights.ts';
 import { PlainConvUNet } from './unet.ts';
@@ -313,10 +313,9 @@ function archFromMeta(
   dj: LabelsDatasetJson,
 ): UNetArch {
   const a = meta.architecture!;
-  const name = a.network_class_name.split('.').pop()!;
-  if (name !== 'PlainConvUNet')
+  if (!networkKind(a.network_class_name))
     throw new Error(
-      `network '${a.network_class_name}' is not supported by this build (PlainConvUNet only)`,
+      `network '${a.network_class_name}' is not supported by this build (PlainConvUNet and ResidualEncoderUNet only)`,
     );
   return archFromPlan(
     { architecture: a } as unknown as PlanConfigurationLike,

@@ -9,7 +9,8 @@
 // checkpoint_final.pth is nnUNetTrainer.save_checkpoint's dict with the same keys, written as
 // torch.save writes it (src/io/torch-save.ts). nnU-Net loads `network_weights` with a strict
 // load_state_dict, so every state_dict name is written, aliases included (`…all_modules.{0,1}.*`
-// and `decoder.encoder.*` share the storage of the parameter they alias, as in torch).
+// and `decoder.encoder.*` share the storage of the parameter they alias, as in torch), for
+// PlainConvUNet and ResidualEncoderUNet alike.
 // Pure: bytes out as parts (Node writes them, the browser makes a Blob of them).
 import { PyFloat, PyGlobal, PyReduce, type PyValueOut } from '../io/pickle-write.ts';
 import {
@@ -70,9 +71,14 @@ const CONFIG_KEYS = [
 
 /**
  * The state_dict names of the network, in PyTorch's order, each with the unique parameter it
- * holds: every ConvDropoutNormReLU lists conv.*, norm.*, then the same tensors again as
- * all_modules.0.* / all_modules.1.*; the decoder lists the whole encoder again (decoder.encoder.*)
- * before its own stages, transpconvs and seg_layers.
+ * holds. dynamic-network-architectures registers every ConvDropoutNormReLU's conv and norm twice
+ * (as `conv`/`norm`, then as items 0 and 1 of its `all_modules` Sequential; no dropout here, which
+ * archFromPlan refuses), so each block lists conv.*, norm.*, then the same tensors as
+ * all_modules.0.* / all_modules.1.*. That holds for PlainConvUNet's `convs.N` and for
+ * ResidualEncoderUNet's stem (`encoder.stem.convs.0`) and BasicBlockD `conv1`, `conv2` and skip
+ * projection (`skip.0`, or `skip.1` behind the parameterless AvgPool). The decoder keeps a reference
+ * to the encoder, registered before its own modules, so it lists the whole encoder again
+ * (decoder.encoder.*) before its stages, transpconvs and seg_layers.
  */
 export function nnunetStateDictKeys(arch: UNetArch): Array<[key: string, param: string]> {
   const withAliases = (names: string[]): Array<[string, string]> => {
@@ -84,7 +90,8 @@ export function nnunetStateDictKeys(arch: UNetArch): Array<[key: string, param: 
       pending = [];
     };
     for (const n of names) {
-      const m = /^(.*\.convs\.\d+)\.(conv|norm)\.(weight|bias)$/.exec(n);
+      // conv/norm of a ConvDropoutNormReLU (transpconvs and seg_layers are bare convs)
+      const m = /^(.*)\.(conv|norm)\.(weight|bias)$/.exec(n);
       if (!m || m[1] !== block) flush();
       block = m ? m[1] : null;
       out.push([n, n]);
@@ -250,10 +257,6 @@ export function exportNnUNetModel(
   const cfg = plans.configurations?.[m.configuration];
   if (!cfg) throw new NnUNetExportError(`plans.json has no configuration '${m.configuration}'`);
   const arch = archFromFolder(m); // refuses architectures this build cannot check
-  if (arch.residual)
-    throw new NnUNetExportError(
-      'export of a ResidualEncoderUNet to nnU-Net is not done yet (its state_dict aliases are not written); PlainConvUNet only',
-    );
   const a: ModelArchitecture = structuredClone(
     m.architecture ?? (cfg.architecture as ModelArchitecture),
   );

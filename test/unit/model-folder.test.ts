@@ -119,14 +119,14 @@ describe('model folder format', () => {
         ),
       ),
     ).rejects.toThrow(/format 'other', expected 'fednnunet-model'/);
-    const resenc = withModelJson(
+    const resunet = withModelJson(
       files,
       (m) =>
         ((m.architecture as { network_class_name: string }).network_class_name =
-          'dynamic_network_architectures.architectures.unet.ResidualEncoderUNet'),
+          'dynamic_network_architectures.architectures.unet.ResidualUNet'),
     );
-    await expect(decodeModelFolder(memorySource('m', resenc))).rejects.toThrow(
-      /network '.*ResidualEncoderUNet' is not supported by this build/,
+    await expect(decodeModelFolder(memorySource('m', resunet))).rejects.toThrow(
+      /network '.*\.ResidualUNet' is not supported by this build/,
     );
     await expect(
       decodeModelFolder(

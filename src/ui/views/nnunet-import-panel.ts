@@ -16,7 +16,7 @@ import type { DroppedFile } from '../../infer/scan-files.ts';
 export function nnunetImportError(e: unknown): string {
   const m = errorText(e);
   if (/network class .* not supported|not supported by this build/.test(m))
-    return `${m}. This app builds PlainConvUNet networks only; nothing was stored.`;
+    return `${m}. This app builds PlainConvUNet and ResidualEncoderUNet (BasicBlockD) networks only; nothing was stored.`;
   if (/pickle|opcode|global|persistent id/i.test(m))
     return `The checkpoint was refused by the safe reader (${m}). Only checkpoints as nnU-Net's trainer saves them are read; nothing was stored.`;
   return `The nnU-Net model could not be imported: ${m}. Nothing was stored.`;
