@@ -27,7 +27,7 @@ const t0 = performance.now();
 const folds: Array<
   { fold: number; seconds: number; checkpointBytes: number } & ReturnType<typeof mem>
 > = [];
-for await (const f of readNnUNetFolds(nnunetModelSource(src), {
+for await (const f of readNnUNetFolds(await nnunetModelSource(src), {
   folds: only === undefined ? undefined : [Number(only)],
 })) {
   await writeModelFolder(`${out}/fold_${f.fold}`, f.model);

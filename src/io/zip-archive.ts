@@ -1,7 +1,9 @@
 // Plain zip archives without holding them whole: a writer of STORED entries whose data starts at
 // 64-byte aligned offsets (what `torch.save` writes, so storages can be memory-mapped), and a
-// central-directory reader that reads one entry at a time through a random-access callback
-// (bytes in memory, or a file read by ranges in Node).
+// central-directory reader that reads one entry at a time through an async random-access callback
+// (a file on disk by ranges in Node, a picked/dropped Blob by slices in the browser), so only the
+// directory and the entry being read are in memory; and its synchronous twin for bytes already in
+// memory (a .pth checkpoint, whose tensors are views of it).
 //
 // Written by hand: fflate (the zip library used elsewhere here) builds a zip only as one buffer
 // from whole inputs and cannot pad the local header's extra field to align entry data, and its
@@ -134,21 +136,98 @@ export interface ZipEntry {
   localHeaderOffset: number;
 }
 
-/** Reads `length` bytes at `offset` (must return exactly that many, or throw). */
-export type ReadAt = (offset: number, length: number) => Uint8Array;
+/** Reads `length` bytes at `offset`: resolves to exactly that many bytes, or rejects. */
+export type ReadAt = (offset: number, length: number) => Promise<Uint8Array>;
 
-/** A zip opened by its central directory; entries are read one at a time. */
-export interface ZipReader {
-  entries: ZipEntry[];
-  /** The entry's bytes: a view for STORED data in memory, inflated for DEFLATE. */
-  read(e: ZipEntry, opts?: { maxBytes?: number; checkCrc?: boolean }): Uint8Array;
+export interface ZipReadOptions {
+  /** Refuse an entry that declares more bytes than this (before anything is read or allocated). */
+  maxBytes?: number;
+  /** Check the CRC-32 of what was read (default true). */
+  checkCrc?: boolean;
 }
 
-/** Opens a zip of `size` bytes through `readAt`. Reads only its end records and directory. */
-export function openZip(size: number, readAt: ReadAt, what = 'zip'): ZipReader {
+/** A zip opened by its central directory; each entry is read by range when asked for. */
+export interface ZipReader {
+  entries: ZipEntry[];
+  /** The entry's bytes: its data range for STORED, inflated into its declared size for DEFLATE. */
+  read(e: ZipEntry, opts?: ZipReadOptions): Promise<Uint8Array>;
+}
+
+/** A zip held in memory: entries read synchronously (STORED ones as views of the bytes). */
+export interface ZipBytesReader {
+  entries: ZipEntry[];
+  read(e: ZipEntry, opts?: ZipReadOptions): Uint8Array;
+}
+
+/**
+ * Opens a zip of `size` bytes through `readAt`. Reads only its end records (at most the last
+ * 64 KiB + 22 bytes) and its central directory; `read` then reads one entry's local header
+ * (30 bytes) and its data range, nothing else.
+ */
+export async function openZip(size: number, readAt: ReadAt, what = 'zip'): Promise<ZipReader> {
+  const get = async (o: number, n: number) => {
+    const b = await readAt(o, n);
+    if (b.byteLength !== n)
+      throw new ZipError(
+        `${what}: read ${b.byteLength} bytes at ${o}, expected ${n} (file changed?)`,
+      );
+    return b;
+  };
+  const [tailAt, tailLen] = tailRange(size, what);
+  let dir = endRecord(await get(tailAt, tailLen), size, what);
+  if ('zip64At' in dir) dir = zip64EndRecord(await get(dir.zip64At, 56), what);
+  checkDirectory(dir, size, what);
+  const entries = centralDirectory(await get(dir.cdOffset, dir.cdSize), dir.count, size, what);
+  return {
+    entries,
+    async read(e, opts = {}) {
+      checkDeclared(e, opts, what);
+      const start = dataStart(e, await get(e.localHeaderOffset, 30), size, what);
+      return entryData(e, await get(start, e.compressedSize), opts, what);
+    },
+  };
+}
+
+/** A zip held in memory (STORED entries come back as views, no copy). */
+export function openZipBytes(bytes: Uint8Array, what = 'zip'): ZipBytesReader {
+  const size = bytes.length;
+  const get = (o: number, n: number) => {
+    if (o < 0 || o + n > size) throw new ZipError(`${what}: read past the end`);
+    return bytes.subarray(o, o + n);
+  };
+  const [tailAt, tailLen] = tailRange(size, what);
+  let dir = endRecord(get(tailAt, tailLen), size, what);
+  if ('zip64At' in dir) dir = zip64EndRecord(get(dir.zip64At, 56), what);
+  checkDirectory(dir, size, what);
+  const entries = centralDirectory(get(dir.cdOffset, dir.cdSize), dir.count, size, what);
+  return {
+    entries,
+    read(e, opts = {}) {
+      checkDeclared(e, opts, what);
+      const start = dataStart(e, get(e.localHeaderOffset, 30), size, what);
+      return entryData(e, get(start, e.compressedSize), opts, what);
+    },
+  };
+}
+
+// The steps both readers share: each checks what it was given and says what to read next, so
+// the in-memory and the by-range reader refuse exactly the same archives.
+
+interface Directory {
+  count: number;
+  cdSize: number;
+  cdOffset: number;
+}
+
+/** Where the end record can be: the last 22 bytes plus a comment of up to 65535. */
+function tailRange(size: number, what: string): [number, number] {
   if (size < 22) throw new ZipError(`${what}: too short to be a zip`);
   const tailLen = Math.min(size, 22 + 0xffff);
-  const tail = readAt(size - tailLen, tailLen);
+  return [size - tailLen, tailLen];
+}
+
+/** The end of central directory record in the tail, or where its ZIP64 record is. */
+function endRecord(tail: Uint8Array, size: number, what: string): Directory | { zip64At: number } {
   const tv = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
   let eocd = -1;
   for (let i = tail.length - 22; i >= 0; i--) {
@@ -158,9 +237,9 @@ export function openZip(size: number, readAt: ReadAt, what = 'zip'): ZipReader {
     }
   }
   if (eocd < 0) throw new ZipError(`${what}: no end of central directory (not a zip, or cut off)`);
-  let count = tv.getUint16(eocd + 10, true);
-  let cdSize = tv.getUint32(eocd + 12, true);
-  let cdOffset = tv.getUint32(eocd + 16, true);
+  const count = tv.getUint16(eocd + 10, true);
+  const cdSize = tv.getUint32(eocd + 12, true);
+  const cdOffset = tv.getUint32(eocd + 16, true);
   if (count === 0xffff || cdSize === MAX32 || cdOffset === MAX32) {
     // ZIP64: the locator sits right before the end record and points at the ZIP64 end record.
     const loc = eocd - 20;
@@ -168,16 +247,28 @@ export function openZip(size: number, readAt: ReadAt, what = 'zip'): ZipReader {
       throw new ZipError(`${what}: ZIP64 end record locator missing`);
     const at = u64(tv, loc + 8, what);
     if (at + 56 > size) throw new ZipError(`${what}: ZIP64 end record outside the file`);
-    const r = readAt(at, 56);
-    const rv = new DataView(r.buffer, r.byteOffset, 56);
-    if (rv.getUint32(0, true) !== END64) throw new ZipError(`${what}: ZIP64 end record malformed`);
-    count = u64(rv, 32, what);
-    cdSize = u64(rv, 40, what);
-    cdOffset = u64(rv, 48, what);
+    return { zip64At: at };
   }
+  return { count, cdSize, cdOffset };
+}
+
+function zip64EndRecord(r: Uint8Array, what: string): Directory {
+  const rv = new DataView(r.buffer, r.byteOffset, 56);
+  if (rv.getUint32(0, true) !== END64) throw new ZipError(`${what}: ZIP64 end record malformed`);
+  return { count: u64(rv, 32, what), cdSize: u64(rv, 40, what), cdOffset: u64(rv, 48, what) };
+}
+
+function checkDirectory({ count, cdSize, cdOffset }: Directory, size: number, what: string) {
   if (cdOffset + cdSize > size || count * 46 > cdSize)
     throw new ZipError(`${what}: central directory lies outside the file`);
-  const cd = readAt(cdOffset, cdSize);
+  // Each entry is 46 bytes plus a name, an extra field and a comment of at most 65535 bytes each
+  // (and a digital signature record may follow): a larger directory is not one, and reading it
+  // would read (and hold) much of the file.
+  if (cdSize > count * (46 + 3 * 0xffff) + 6 + 0xffff)
+    throw new ZipError(`${what}: central directory declares more bytes than its entries can hold`);
+}
+
+function centralDirectory(cd: Uint8Array, count: number, size: number, what: string): ZipEntry[] {
   const cv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
   const dec = new TextDecoder('utf-8', { fatal: true });
   const entries: ZipEntry[] = [];
@@ -228,57 +319,62 @@ export function openZip(size: number, readAt: ReadAt, what = 'zip'): ZipReader {
     entries.push({ name, method, compressedSize, size: size_, crc, localHeaderOffset });
     p += 46 + nameLen + extraLen + commentLen;
   }
-  return {
-    entries,
-    read(e, opts = {}) {
-      const max = opts.maxBytes ?? Infinity;
-      if (e.size > max)
-        throw new ZipError(`${what}: ${e.name} declares ${e.size} bytes, more than ${max}`);
-      // The data starts after the LOCAL header, whose extra field may differ from the central one.
-      const h = readAt(e.localHeaderOffset, 30);
-      const hv = new DataView(h.buffer, h.byteOffset, 30);
-      if (hv.getUint32(0, true) !== LOCAL)
-        throw new ZipError(`${what}: ${e.name}: local header malformed`);
-      const start = e.localHeaderOffset + 30 + hv.getUint16(26, true) + hv.getUint16(28, true);
-      if (start + e.compressedSize > size)
-        throw new ZipError(`${what}: ${e.name}: data lies outside the file`);
-      let data: Uint8Array;
-      if (e.method === 0) {
-        if (e.compressedSize !== e.size)
-          throw new ZipError(`${what}: ${e.name}: stored entry with two different sizes`);
-        data = readAt(start, e.size);
-      } else if (e.method === 8) {
-        // Inflate into a buffer of the declared size: a bomb cannot grow past it.
-        const out = new Uint8Array(e.size);
-        let got: Uint8Array;
-        try {
-          got = inflateSync(readAt(start, e.compressedSize), { out });
-        } catch (err) {
-          throw new ZipError(`${what}: ${e.name}: cannot inflate (${(err as Error).message})`);
-        }
-        if (got.length !== e.size || got.buffer !== out.buffer)
-          throw new ZipError(`${what}: ${e.name}: inflates to a different size than declared`);
-        data = out;
-      } else {
-        throw new ZipError(`${what}: ${e.name}: compression method ${e.method} is not supported`);
-      }
-      if (opts.checkCrc !== false && crc32(data) !== e.crc)
-        throw new ZipError(`${what}: ${e.name}: CRC-32 mismatch (damaged file)`);
-      return data;
-    },
-  };
+  return entries;
 }
 
-/** A zip held in memory (STORED entries come back as views, no copy). */
-export function openZipBytes(bytes: Uint8Array, what = 'zip'): ZipReader {
-  return openZip(
-    bytes.length,
-    (o, n) => {
-      if (o < 0 || o + n > bytes.length) throw new ZipError(`${what}: read past the end`);
-      return bytes.subarray(o, o + n);
-    },
-    what,
-  );
+/** What the directory says about an entry, checked before any of its bytes are read. */
+function checkDeclared(e: ZipEntry, opts: ZipReadOptions, what: string) {
+  const max = opts.maxBytes ?? Infinity;
+  if (e.size > max)
+    throw new ZipError(`${what}: ${e.name} declares ${e.size} bytes, more than ${max}`);
+  if (e.method === 0) {
+    if (e.compressedSize !== e.size)
+      throw new ZipError(`${what}: ${e.name}: stored entry with two different sizes`);
+  } else if (e.method === 8) {
+    // Deflate never needs much more than the data itself (stored blocks add 5 bytes per block,
+    // fixed-Huffman literals 9 bits a byte): a much larger compressed size is no real entry, and
+    // its compressed range is read whole, so it stays bounded by the declared (limited) size.
+    if (e.compressedSize > e.size + Math.ceil(e.size / 4) + 1024)
+      throw new ZipError(
+        `${what}: ${e.name}: ${e.compressedSize} compressed bytes for ${e.size} bytes of data`,
+      );
+  } else {
+    throw new ZipError(`${what}: ${e.name}: compression method ${e.method} is not supported`);
+  }
+}
+
+/** Where the entry's data starts: after the LOCAL header, whose extra field may differ. */
+function dataStart(e: ZipEntry, h: Uint8Array, size: number, what: string): number {
+  const hv = new DataView(h.buffer, h.byteOffset, 30);
+  if (hv.getUint32(0, true) !== LOCAL)
+    throw new ZipError(`${what}: ${e.name}: local header malformed`);
+  const start = e.localHeaderOffset + 30 + hv.getUint16(26, true) + hv.getUint16(28, true);
+  if (start + e.compressedSize > size)
+    throw new ZipError(`${what}: ${e.name}: data lies outside the file`);
+  return start;
+}
+
+/** The entry's bytes from its raw data range (checked by checkDeclared), CRC-checked. */
+function entryData(e: ZipEntry, raw: Uint8Array, opts: ZipReadOptions, what: string): Uint8Array {
+  let data: Uint8Array;
+  if (e.method === 0) {
+    data = raw;
+  } else {
+    // Inflate into a buffer of the declared size: a bomb cannot grow past it.
+    const out = new Uint8Array(e.size);
+    let got: Uint8Array;
+    try {
+      got = inflateSync(raw, { out });
+    } catch (err) {
+      throw new ZipError(`${what}: ${e.name}: cannot inflate (${(err as Error).message})`);
+    }
+    if (got.length !== e.size || got.buffer !== out.buffer)
+      throw new ZipError(`${what}: ${e.name}: inflates to a different size than declared`);
+    data = out;
+  }
+  if (opts.checkCrc !== false && crc32(data) !== e.crc)
+    throw new ZipError(`${what}: ${e.name}: CRC-32 mismatch (damaged file)`);
+  return data;
 }
 
 function u64(v: DataView, at: number, what: string): number {

@@ -1,14 +1,60 @@
 // A zip as a FileSource, read entry by entry through its central directory (zip-archive.ts): only
-// the directory is read up front, each entry is read (and inflated, into a buffer of its declared
-// size, CRC-checked) when asked for, and an entry that declares more than the read limit is
-// refused before any memory is allocated. Per-platform adapters give the bytes: a zip file on disk
-// by range (src/node/zip-file-source.ts) or a picked/dropped Blob (blobZipSource, givenFilesSource).
+// the directory is read up front, each entry is read by range (and inflated, into a buffer of its
+// declared size, CRC-checked) when asked for, and an entry that declares more than the read limit
+// is refused before any of it is read. Per-platform adapters give the bytes by range: a zip file on
+// disk (src/node/zip-file-source.ts) or a picked/dropped Blob (blobZipSource, givenFilesSource).
 import { pathFilesSource, type FileSource } from './file-source.ts';
 import { mib, readLimits, ReadLimitError } from './read-limits.ts';
-import { openZip, type ReadAt } from './zip-archive.ts';
+import {
+  openZip,
+  openZipBytes,
+  type ReadAt,
+  type ZipEntry,
+  type ZipReadOptions,
+} from './zip-archive.ts';
 
-export function zipSource(name: string, size: number, readAt: ReadAt): FileSource {
-  const zip = openZip(size, readAt, name);
+/** A zip of `size` bytes read through `readAt`; rejects when its directory is malformed. */
+export async function zipSource(name: string, size: number, readAt: ReadAt): Promise<FileSource> {
+  return readerSource(name, await openZip(size, readAt, name));
+}
+
+/**
+ * A picked or dropped .zip, read by slices of the Blob: the directory when opened, then one entry
+ * (30-byte local header + its data) per read — the archive is never held whole, so a zip larger
+ * than the read limit imports as long as each of its files is within it.
+ */
+export function blobZipSource(name: string, zip: Blob): Promise<FileSource> {
+  return zipSource(name, zip.size, blobReadAt(name, zip));
+}
+
+/** Reads a Blob by range (a File is read from disk, a slice at a time). */
+export function blobReadAt(name: string, blob: Blob): ReadAt {
+  return async (o, n) => {
+    if (o < 0 || n < 0 || o + n > blob.size) throw new Error(`${name}: read past the end`);
+    let b: ArrayBuffer;
+    try {
+      b = await blob.slice(o, o + n).arrayBuffer();
+    } catch (e) {
+      throw new Error(
+        `${name}: cannot read bytes ${o}–${o + n} (${(e as Error)?.message ?? String(e)}; was the file changed or removed?)`,
+      );
+    }
+    return new Uint8Array(b);
+  };
+}
+
+/** A zip held in memory (STORED entries come back as views, no copy). */
+export function zipBytesSource(name: string, bytes: Uint8Array): FileSource {
+  return readerSource(name, openZipBytes(bytes, name));
+}
+
+function readerSource(
+  name: string,
+  zip: {
+    entries: ZipEntry[];
+    read(e: ZipEntry, opts: ZipReadOptions): Uint8Array | Promise<Uint8Array>;
+  },
+): FileSource {
   const byPath = new Map(
     zip.entries.filter((e) => !e.name.endsWith('/')).map((e) => [e.name.replace(/^\/+/, ''), e]),
   );
@@ -27,26 +73,6 @@ export function zipSource(name: string, size: number, readAt: ReadAt): FileSourc
       return zip.read(e, { maxBytes: max });
     },
   };
-}
-
-/**
- * A picked or dropped .zip. Its compressed bytes are held (bounded by the read limit) and entries
- * are views of them (STORED, as nnU-Net's export writes) or inflated one at a time: a Blob cannot
- * be read by range synchronously outside a worker, and zip-archive's reader is synchronous.
- */
-export async function blobZipSource(name: string, zip: Blob): Promise<FileSource> {
-  const max = readLimits().maxVolumeBytes;
-  if (zip.size > max)
-    throw new ReadLimitError(`${name}: ${mib(zip.size)} is more than the ${mib(max)} read limit`);
-  return zipBytesSource(name, new Uint8Array(await zip.arrayBuffer()));
-}
-
-/** A zip held in memory (STORED entries come back as views, no copy). */
-export function zipBytesSource(name: string, bytes: Uint8Array): FileSource {
-  return zipSource(name, bytes.length, (o, n) => {
-    if (o < 0 || o + n > bytes.length) throw new Error(`${name}: read past the end`);
-    return bytes.subarray(o, o + n);
-  });
 }
 
 /**

@@ -6,7 +6,7 @@ import type { FileSource } from '../io/file-source.ts';
 import { fsSource } from './fs-source.ts';
 import { zipFileSource } from './zip-file-source.ts';
 
-export function nnunetModelSource(path: string): FileSource {
+export async function nnunetModelSource(path: string): Promise<FileSource> {
   let isFile: boolean;
   try {
     isFile = statSync(path).isFile();
@@ -21,7 +21,7 @@ export async function isNnUNetModel(path: string, checkpoint?: string): Promise<
   const { findNnUNetResultsDir, checkpointName } = await import('../infer/nnunet-folds.ts');
   let src: FileSource;
   try {
-    src = nnunetModelSource(path);
+    src = await nnunetModelSource(path);
     const files = await src.list();
     if (files.some((f) => f.split('/').pop() === 'model.json')) return false;
   } catch {

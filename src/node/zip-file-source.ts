@@ -1,34 +1,28 @@
 // A zip on disk as a FileSource (Node): only its directory is read up front; each entry is read
 // by range when asked for, so a multi-GiB nnU-Net export zip is never held whole.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { FileSource } from '../io/file-source.ts';
+import type { ReadAt } from '../io/zip-archive.ts';
 import { zipSource } from '../io/zip-source.ts';
 
-export function zipFileSource(path: string): FileSource {
-  let size: number;
-  const fd = openSync(path, 'r');
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error(`${path}: not a regular file`);
-    size = st.size;
-  } finally {
-    closeSync(fd);
-  }
-  const readAt = (offset: number, length: number): Uint8Array => {
+export async function zipFileSource(path: string): Promise<FileSource> {
+  const st = await stat(path);
+  if (!st.isFile()) throw new Error(`${path}: not a regular file`);
+  const readAt: ReadAt = async (offset, length) => {
     const out = new Uint8Array(length);
-    const f = openSync(path, 'r');
+    const f = await open(path, 'r');
     try {
       let at = 0;
       while (at < length) {
-        const n = readSync(f, out, at, length - at, offset + at);
-        if (n === 0) throw new Error(`${path}: file ended early (changed while read?)`);
-        at += n;
+        const { bytesRead } = await f.read(out, at, length - at, offset + at);
+        if (bytesRead === 0) throw new Error(`${path}: file ended early (changed while read?)`);
+        at += bytesRead;
       }
     } finally {
-      closeSync(f);
+      await f.close();
     }
     return out;
   };
-  return zipSource(basename(path), size, readAt);
+  return zipSource(basename(path), st.size, readAt);
 }

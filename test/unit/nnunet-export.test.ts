@@ -327,7 +327,7 @@ describe('import of nnU-Net models', () => {
     await expect(async () => {
       for await (const _ of readNnUNetFolds(src2, { folds: [0] })) void _;
     }).rejects.toThrow(/CRC-32 mismatch|checkpoint/);
-    expect(() => zipSource('t.zip', 1000, (o, n) => zip.subarray(o, o + n))).toThrow(
+    await expect(zipSource('t.zip', 1000, async (o, n) => zip.subarray(o, o + n))).rejects.toThrow(
       /no end of central directory|central directory/,
     );
   });

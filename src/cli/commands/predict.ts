@@ -174,7 +174,7 @@ async function predictNnUNet(
   });
   const t0 = performance.now();
   const { nnunetModelSource } = await import('../../node/nnunet-source-fs.ts');
-  const m = await readNnUNetModel(nnunetModelSource(model), {
+  const m = await readNnUNetModel(await nnunetModelSource(model), {
     folds,
     checkpoint: o.checkpoint,
   });
