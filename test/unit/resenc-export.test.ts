@@ -6,8 +6,9 @@
 //  - the real ResEnc checkpoint (test/reference/resenc): its import exported again is byte-equal;
 // and a ResEnc model of ours (model folder) exported and imported again gives identical weights
 // and identical predictions, through the library and through the CLI.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -275,3 +276,62 @@ describe('fednnunet import-nnunet → export-nnunet with a ResidualEncoderUNet',
       expect(bytesOf(nw.get(k)!).equals(bytesOf(t))).toBe(true);
   }, 120_000);
 });
+
+// torch.load of the exported ResEnc checkpoint with Debian's python3-torch, when it is installed
+// (as nnunet-export.test.ts does for PlainConvUNet): torch itself must read the aliases as views
+// of one storage and the optimizer state as loadable for the unique parameters.
+const PY = '/usr/bin/python3';
+const torchProbe = spawnSync(PY, ['-c', 'import torch; print(torch.__version__)'], {
+  encoding: 'utf8',
+});
+const torchVersion = torchProbe.status === 0 ? torchProbe.stdout.trim() : null;
+if (!torchVersion)
+  console.log(
+    `resenc-export: skipping the torch.load check: ${PY} cannot import torch (apt-get install python3-torch)`,
+  );
+
+describe.skipIf(!torchVersion)(
+  `torch.load of a ResEnc export (${torchVersion ?? 'absent'})`,
+  () => {
+    it('reads the real checkpoint’s tensors, aliases sharing storage, and a loadable optimizer state', async () => {
+      let m: ModelFolder | undefined;
+      for await (const f of readNnUNetFolds(fsSource(RESENC_MODEL))) m = f.model;
+      const ex = exportNnUNetModel(m!);
+      const dir = mkdtempSync(join(tmpdir(), 'resenc-torch-'));
+      try {
+        const pth = join(dir, 'checkpoint_final.pth');
+        writeFileSync(pth, concatParts(ex.files.find((f) => f.path === CK)!.parts));
+        const script = `
+import hashlib, json, sys, torch
+ck = torch.load(sys.argv[1], map_location='cpu')
+sd = ck['network_weights']
+params = [torch.nn.Parameter(sd[k].clone()) for k in json.loads(sys.argv[2])]
+opt = torch.optim.SGD(params, lr=0.01, momentum=0.99, nesterov=True, weight_decay=3e-5)
+opt.load_state_dict(ck['optimizer_state'])
+ptr = lambda k: sd[k].data_ptr()
+print(json.dumps({
+  'tensors': {k: [list(v.shape), str(v.dtype), hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest()] for k, v in sd.items()},
+  'stem_alias': ptr('encoder.stem.convs.0.conv.weight') == ptr('encoder.stem.convs.0.all_modules.0.weight'),
+  'decoder_alias': ptr('encoder.stages.2.blocks.0.skip.1.conv.weight') == ptr('decoder.encoder.stages.2.blocks.0.skip.1.all_modules.0.weight'),
+  'groups': len(opt.param_groups[0]['params']),
+}))
+`;
+        const out = JSON.parse(
+          execFileSync(PY, ['-c', script, pth, JSON.stringify([...m!.weights.keys()])], {
+            encoding: 'utf8',
+          }),
+        );
+        expect(out.stem_alias).toBe(true);
+        expect(out.decoder_alias).toBe(true);
+        expect(out.groups).toBe(m!.weights.size);
+        expect(Object.keys(out.tensors)).toEqual([...realResEnc.networkWeights.keys()]);
+        for (const [k, t] of realResEnc.networkWeights) {
+          const sha = createHash('sha256').update(bytesOf(t)).digest('hex');
+          expect(out.tensors[k]).toEqual([t.shape, 'torch.float32', sha]);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+  },
+);
