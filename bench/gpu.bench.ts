@@ -3,7 +3,7 @@
 // on the same network, patch and batch (CUDA where present, else CPU; through /usr/bin/python3 or
 // python3, skipped with the reason when torch is missing). Per size it prints
 //   train step <name>: webgpu X ms, pytorch Y ms (<device>), ratio R
-// with the peak memory of each, then a forward-only sliding-window inference of a 128³ volume.
+// with the peak memory of each, then a forward-only sliding-window inference of a 128³ volume (64³ with --quick).
 // Sizes: the kernels benchmark net, the tiny preset, nnU-Net's unmodified 3d_fullres plan of 801
 // at its patch (--quick: on a small patch, as a CPU adapter needs minutes per step).
 // --pack DIR writes a folder that runs all this on a machine with no Node and no network
@@ -134,36 +134,37 @@ for (const s of sizes) {
   console.log(line);
 }
 
-// Forward-only sliding window over 128³: the tiny preset's net on its 32³ patch (--quick) or the
-// 801 plan's net on its patch.
+// Forward-only sliding window: the 801 plan's net on its patch over 128³, or (--quick) the tiny
+// preset's net on its 32³ patch over 64³ (27 tiles): on SwiftShader one 32³ tile takes seconds,
+// so 128³'s 343 tiles alone would take 20+ minutes.
 const inf = quick
-  ? { name: 'tiny preset net, patch 32³', features: [8, 16, 32], patch: V([32, 32, 32]) }
+  ? { name: 'tiny preset net, patch 32³', features: [8, 16, 32], patch: V([32, 32, 32]), side: 64 }
   : {
       name: `801 3d_fullres net, patch ${plan801.patch_size.join('×')}`,
       features: k801.features_per_stage,
       patch: V(plan801.patch_size),
+      side: 128,
     };
 try {
-  const w = await k.call('gpuSlidingWindow', inf.features, inf.patch, [128, 128, 128]);
+  const vol = V([inf.side, inf.side, inf.side]);
+  const w = await k.call('gpuSlidingWindow', inf.features, inf.patch, vol);
   // torch_reference.py's sliding window takes a cubic patch: the largest side.
   const t = torch([
     'predict',
     inf.features.join('-'),
     String(Math.max(...inf.patch)),
-    '128',
-    '128',
-    '128',
+    ...vol.map(String),
   ]);
   const py = t.ok ? (t.r as { seconds: number; device: string }) : undefined;
   console.log(
-    `\ninference 128³ (${inf.name}, ${w.tiles} tiles, step 0.5): webgpu ${w.seconds.toFixed(2)} s, ` +
+    `\ninference ${inf.side}³ (${inf.name}, ${w.tiles} tiles, step 0.5): webgpu ${w.seconds.toFixed(2)} s, ` +
       (py
         ? `pytorch ${py.seconds.toFixed(2)} s (${py.device}, cubic ${Math.max(...inf.patch)}³ tiles)`
         : `pytorch skipped (${t.ok ? '' : t.why})`),
   );
 } catch (e) {
   failures.push(`inference: ${String(e).slice(0, 300)}`);
-  console.log(`inference 128³: failed: ${String(e).slice(0, 300)}`);
+  console.log(`inference ${inf.side}³: failed: ${String(e).slice(0, 300)}`);
 }
 const gpuErrors = await k.call('gpuErrors');
 if (gpuErrors.length) failures.push(`WebGPU errors: ${gpuErrors.join('; ').slice(0, 500)}`);
