@@ -21,6 +21,7 @@ import { Trainer, TrainingControl, type IterationEvent } from '../../src/train/t
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/train/train-checkpoint.ts';
 import { mulberry32, randomArray } from '../../src/util/rng.ts';
 import { PlainConvUNet } from '../../src/model/unet.ts';
+import { dcAndCeLoss, dcAndCeLossAutodiff } from '../../src/train/loss.ts';
 import { ellipsoidPhantom, PHANTOM_DATASET_JSON } from './helpers/phantom.ts';
 
 let why = '';
@@ -273,6 +274,49 @@ describe.skipIf(why !== '')(
       tf.dispose([a, b, probe]);
       expect(Array.from(mixed[0])).toEqual(Array.from(plain[0]));
       expect(Array.from(mixed[1])).toEqual(Array.from(plain[1]));
+    });
+
+    it('the DC+CE custom-gradient op: the value and gradients of autodiff and of cpu (rel. L2 ≤ 1e-5), all freed', async () => {
+      const shape = [2, 8, 8, 8];
+      const n = 2 * 8 ** 3;
+      const xs = randomArray(n * 3, 21, -3, 3);
+      const r = mulberry32(22);
+      for (const opts of [
+        { batchDice: false },
+        { batchDice: true, ignoreLabel: 3 },
+        { batchDice: false, ignoreLabel: 3, doBg: true },
+      ]) {
+        const hi = opts.ignoreLabel === undefined ? 3 : 4;
+        const labels = Int32Array.from({ length: n }, () => Math.floor(r() * hi));
+        const run = async (f: typeof dcAndCeLoss) => {
+          const x = tf.tensor(xs, [...shape, 3]);
+          const t = tf.tensor(labels, shape, 'int32');
+          const before = tf.memory().numTensors;
+          const { value, grads } = tf.valueAndGrads((l: tf.Tensor) => tf.mul(f(l, t, opts), 0.75))([
+            x,
+          ]);
+          const out = { v: (await value.data())[0], g: (await grads[0].data()) as Float32Array };
+          tf.dispose([value, ...grads]);
+          expect(tf.memory().numTensors).toBe(before);
+          tf.dispose([x, t]);
+          return out;
+        };
+        const got = await run(dcAndCeLoss);
+        const ref = await run(dcAndCeLossAutodiff);
+        await useBackend('cpu');
+        const cpu = await run(dcAndCeLoss);
+        await useBackend('webgpu');
+        const e = relL2(got.g, ref.g);
+        const eCpu = relL2(got.g, cpu.g);
+        console.log(
+          `DC+CE ${JSON.stringify(opts)}: grad rel. L2 vs autodiff ${e.toExponential(2)}, vs cpu ${eCpu.toExponential(2)}`,
+        );
+        expect(got.v).toBe(ref.v);
+        expect(Math.abs(got.v - cpu.v) / Math.abs(cpu.v)).toBeLessThan(1e-5);
+        expect(e).toBeLessThanOrEqual(1e-5);
+        // With the ignore label this catches tfjs-webgpu's bool → float32 cast (see loss.ts).
+        expect(eCpu).toBeLessThanOrEqual(1e-5);
+      }
     });
 
     const DJ = { ...PHANTOM_DATASET_JSON, numTraining: 4 };
