@@ -7,7 +7,9 @@ import { installNodeWebGPU } from '../../src/node/webgpu.ts';
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
 import { packHalfOp, unpackHalfOp } from '../../src/model/kernels/index.ts';
 import {
+  mixedAddAct,
   mixedConcat,
+  mixedLinear,
   mixedPrecisionProblem,
   mixedRecompute,
 } from '../../src/model/mixed-precision.ts';
@@ -295,6 +297,42 @@ describe.skipIf(why !== '')(
       console.log(`transposed conv dw: mixed vs fp32 at x ${err.toExponential(2)}`);
       expect(err).toBeGreaterThan(1e-5); // a silent f32 save would give ~0 here
       expect(err).toBeLessThan(4 * U16);
+    });
+
+    it("mixedAddAct and mixedLinear (ResEnc): the plain ops' gradients, nothing kept", async () => {
+      const a = tf.tensor(randomArray(2 * 4 ** 3 * 6, 17), [2, 4, 4, 4, 6]);
+      const b = tf.tensor(randomArray(2 * 4 ** 3 * 6, 18), [2, 4, 4, 4, 6]);
+      const probe = tf.tensor(randomArray(2 * 4 ** 3 * 6, 19), [2, 4, 4, 4, 6]);
+      const probe2 = tf.tensor(randomArray(2 * 2 ** 3 * 6, 20), [2, 2, 2, 2, 6]);
+      const pool = (t: tf.Tensor): tf.Tensor => tf.avgPool3d(t as tf.Tensor5D, 2, 2, 'valid');
+      const grads = async (f: (p: tf.Tensor, q: tf.Tensor) => tf.Scalar) => {
+        const before = tf.memory().numTensors;
+        const g = tf.grads(f)([a, b]);
+        const out = await Promise.all(g.map(async (t) => (await t.data()) as Float32Array));
+        tf.dispose(g);
+        expect(tf.memory().numTensors).toBe(before);
+        return out;
+      };
+      const plainSum = (p: tf.Tensor, q: tf.Tensor) =>
+        tf.reshape(tf.leakyRelu(tf.add(tf.reshape(p, [-1]), tf.reshape(q, [-1])), 0.01), p.shape);
+      const loss =
+        (sum: (p: tf.Tensor, q: tf.Tensor) => tf.Tensor, pl: typeof pool) =>
+        (p: tf.Tensor, q: tf.Tensor) =>
+          tf.add(
+            tf.sum(tf.mul(sum(p, q), probe)),
+            tf.sum(tf.mul(pl(tf.mul(q, q)), probe2)),
+          ) as tf.Scalar;
+      const mixed = await grads(
+        loss(
+          (p, q) => mixedAddAct(p, q, 0.01),
+          (t) => mixedLinear(pool, t),
+        ),
+      );
+      const plain = await grads(loss(plainSum, pool));
+      tf.dispose([a, b, probe, probe2]);
+      // random sums are far from 0 next to fp16's subnormals: the same sides, the same values
+      expect(relL2(mixed[0], plain[0])).toBeLessThan(1e-7);
+      expect(relL2(mixed[1], plain[1])).toBeLessThan(1e-7);
     });
 
     it('mixedConcat: the same gradients as concatChannels, saving nothing', async () => {
