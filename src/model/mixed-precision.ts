@@ -12,7 +12,9 @@
 // in reverse order, and these ops' outputs are never the variables asked for. (The engine's own
 // final dispose of a saved tensor is then a no-op.)
 // The decoder's other ops — transposed conv, seg heads, the concat — and activation
-// checkpointing use the same pattern (mixedRecompute, mixedConcat).
+// checkpointing use the same pattern (mixedRecompute, mixedConcat), as do ResidualEncoderUNet's
+// residual sum + activation and skip pooling (mixedAddAct, mixedLinear) and, in every precision,
+// the DC+CE loss (train/loss.ts).
 // Works on every WebGPU adapter (WGSL core has pack2x16float); f16 *compute* (the `shader-f16`
 // feature) is not used: SwiftShader, where this is tested, has no shader-f16.
 import * as tf from '@tensorflow/tfjs';
