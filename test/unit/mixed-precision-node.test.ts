@@ -485,11 +485,17 @@ describe.skipIf(why !== '')(
       });
       const ck = await t.checkpoint();
       t.dispose();
-      // A scale of 2^127 makes the scaled gradients overflow fp32.
+      // The largest fp32 scale, 2^127, plus a loss term of value 0 whose gradient is 4 on one
+      // weight: 4·2^127 overflows fp32. (The net's own scaled gradients stay finite at 2^127 since
+      // the DC+CE loss computes its gradient analytically (max |∂/∂logit| 1.8e35 on an 8³ batch);
+      // the autodiff loss overflowed inside its own backward: every logit gradient non-finite.)
       const r = Trainer.fromCheckpoint(
         { ...ck, gradScaler: { scale: 2 ** 127, growthTracker: 5 } },
         prep.cases,
       );
+      const v = r.net.variables[0];
+      const frozen = tf.add(v, 0);
+      r.extraLoss = () => tf.mul(tf.sum(tf.sub(v, frozen)), 4) as tf.Scalar;
       const control = new TrainingControl();
       const events: IterationEvent[] = [];
       await r.run({
@@ -501,6 +507,7 @@ describe.skipIf(why !== '')(
       });
       const after = await r.checkpoint();
       r.dispose();
+      frozen.dispose();
       expect(events).toHaveLength(1);
       expect(events[0].skipped).toBe(true);
       expect(events[0].lossScale).toBe(2 ** 127);
