@@ -254,6 +254,12 @@ describe.skipIf(why !== '')(
       expect(c.gradRelL2).toBeLessThan(8 * U16);
       expect(c.worstTensor.relL2).toBeLessThan(32 * U16);
       expect(c.gradRelL2).toBeGreaterThan(0);
+      // with activation checkpointing of every stage: the same gradients (stages re-run from f32)
+      const ck = compareSteps(await trainingStep(tf, 1, 2, RESENC(8), 'mixed', true), mixed);
+      console.log(
+        `ResEnc mixed+checkpointing vs mixed: grad rel. L2 ${ck.gradRelL2.toExponential(2)}`,
+      );
+      expect(ck.gradRelL2).toBeLessThan(1e-6);
       const peak = async (precision: 'fp32' | 'mixed') =>
         (
           await tf.profile(async () => {
