@@ -12,7 +12,9 @@
 // in reverse order, and these ops' outputs are never the variables asked for. (The engine's own
 // final dispose of a saved tensor is then a no-op.)
 // The decoder's other ops — transposed conv, seg heads, the concat — and activation
-// checkpointing use the same pattern (mixedRecompute, mixedConcat).
+// checkpointing use the same pattern (mixedRecompute, mixedConcat), as do ResidualEncoderUNet's
+// residual sum + activation and skip pooling (mixedAddAct, mixedLinear) and, in every precision,
+// the DC+CE loss (train/loss.ts).
 // Works on every WebGPU adapter (WGSL core has pack2x16float); f16 *compute* (the `shader-f16`
 // feature) is not used: SwiftShader, where this is tested, has no shader-f16.
 import * as tf from '@tensorflow/tfjs';
@@ -206,4 +208,63 @@ export function mixedConvNormAct(
   const inputs = [x, w, gamma, beta];
   if (bias) inputs.push(bias);
   return op(...inputs);
+}
+
+/**
+ * LeakyReLU(a + b) (ResidualEncoderUNet's BasicBlockD tail: the residual sum, then the
+ * activation) on flat views, as one op that saves an fp16 copy of its output and nothing else.
+ * The gradient is dy·1 where the output is > 0 and dy·α elsewhere (tfjs' LeakyRelu gradient, with
+ * sum > 0 ⇔ output > 0 for α ≥ 0), to both inputs; the fp16 copy keeps the sign, and only sums
+ * below fp16's smallest subnormal (|s| < 2^-25) can land on the other side. As plain ops, the
+ * reshapes, the add and the activation would keep a, b and the sum in f32 until the backward ends.
+ */
+export function mixedAddAct(a: tf.Tensor, b: tf.Tensor, alpha: number): tf.Tensor {
+  if (!(alpha >= 0))
+    throw new Error(`mixedAddAct: slope ${alpha} (the sign of the output is used)`);
+  const shape = [...a.shape];
+  const size = a.size;
+  if (b.size !== size) throw new Error(`mixedAddAct: ${a.shape} vs ${b.shape}`);
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const [aa, bb] = args as tf.Tensor[];
+    const z = tf.reshape(
+      tf.leakyRelu(tf.add(tf.reshape(aa, [size]), tf.reshape(bb, [size])), alpha),
+      shape,
+    );
+    save([packHalfOp(z)]);
+    return {
+      value: z,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const zf = unpackHalfOp(saved[0], [size]);
+        release(...saved);
+        const da = tf.tidy(() => {
+          const d = tf.reshape(dy, [size]);
+          return tf.reshape(tf.where(tf.greater(zf, 0), d, tf.mul(d, alpha)), shape);
+        });
+        release(dy, zf);
+        return [da, tf.clone(da)];
+      },
+    };
+  });
+  return op(a, b);
+}
+
+/**
+ * fn(x) for an fn linear in x whose gradient does not depend on x's values (average pooling), as
+ * an op that saves nothing: the backward differentiates fn at zeros of x's shape (a temporary
+ * that lives only for this op's backward) and frees dy. As a plain op, avgPool3d keeps its f32
+ * input until the backward ends.
+ */
+export function mixedLinear(fn: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor): tf.Tensor {
+  const xShape = [...x.shape];
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: fn(args[0] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => {
+      const zeros = tf.zeros(xShape);
+      const grads = gradsInBackward((y) => fn(y), [zeros], dy);
+      release(dy, zeros);
+      return grads;
+    },
+  }));
+  return op(x);
 }

@@ -21,7 +21,9 @@ import { initParam, normalSampler } from './init.ts';
 import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
 import { biasAdd, biasNormAct, concatChannels, leakyRelu } from './ops5d.ts';
 import {
+  mixedAddAct,
   mixedConcat,
+  mixedLinear,
   mixedConvNormAct,
   mixedPrecisionProblem,
   mixedRecompute,
@@ -267,15 +269,17 @@ export class PlainConvUNet {
     let h = x;
     if (pool) {
       const st = a.strides[s];
-      h =
+      const avg = (t: tf.Tensor) =>
         a.dims === 3
           ? tf.avgPool3d(
-              h as tf.Tensor5D,
+              t as tf.Tensor5D,
               st as [number, number, number],
               st as [number, number, number],
               'valid',
             )
-          : tf.avgPool(h as tf.Tensor4D, st as [number, number], st as [number, number], 'valid');
+          : tf.avgPool(t as tf.Tensor4D, st as [number, number], st as [number, number], 'valid');
+      // Mixed: the pool's gradient needs only x's shape, so nothing of x is kept for it.
+      h = this.precisionInUse === 'mixed' ? mixedLinear(avg, h) : avg(h);
     }
     if (project) {
       const ones = new Array<number>(a.dims).fill(1);
@@ -320,6 +324,11 @@ export class PlainConvUNet {
         const bias2 = a.convBias ? rest2[0] : null;
         const [g2, be2] = a.convBias ? rest2.slice(1) : rest2;
         const y2 = this.convNormAct(y1, w2, bias2, g2, be2, k, ones, 1);
+        if (this.precisionInUse === 'mixed') {
+          // one op that keeps only an fp16 copy of its output (mixed-precision.ts)
+          h = mixedAddAct(y2, residual, a.negativeSlope);
+          continue;
+        }
         // the sum on flat views (rank-safe on every backend), then the activation
         const sum = tf.reshape(tf.add(tf.reshape(y2, [-1]), tf.reshape(residual, [-1])), y2.shape);
         h = leakyRelu(sum, a.negativeSlope);

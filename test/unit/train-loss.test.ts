@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
-import { dcAndCeLoss, deepSupervisionLoss, deepSupervisionWeights } from '../../src/train/loss.ts';
+import {
+  dcAndCeLoss,
+  dcAndCeLossAutodiff,
+  deepSupervisionLoss,
+  deepSupervisionWeights,
+} from '../../src/train/loss.ts';
 import { deepSupervisionTargets, dsTargetShapes } from '../../src/train/ds-targets.ts';
 import { resizeNearestExact } from '../../src/train/resize.ts';
 import { randomArray, mulberry32 } from '../../src/util/rng.ts';
@@ -134,6 +139,81 @@ describe('DC_and_CE loss', () => {
         2e-6;
       expect(Math.abs(g[i] - fd)).toBeLessThan(1e-4);
     }
+  });
+});
+
+/** rel. L2 distance ‖a − b‖ / ‖b‖. */
+const relL2 = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] ** 2;
+  }
+  return Math.sqrt(d / n);
+};
+
+describe('DC_and_CE loss: the custom-gradient op vs autodiff of the plain ops', () => {
+  // Every option the loss has (regions are not supported by the loss: the trainer refuses them).
+  const cases = [
+    { batchDice: false },
+    { batchDice: true },
+    { batchDice: false, ignoreLabel: 4 },
+    { batchDice: true, ignoreLabel: 4 },
+    { batchDice: false, doBg: true },
+    { batchDice: true, doBg: true, ignoreLabel: 4, weightCe: 0.3, weightDice: 2, smooth: 1e-3 },
+  ];
+  for (const opts of cases) {
+    it(`same value, same gradient (rel. L2 ≤ 1e-5), nothing left behind: ${JSON.stringify(opts)}`, async () => {
+      const B = 2,
+        C = 4,
+        shape = [B, 3, 4, 5];
+      const N = 60;
+      const x = tf.tensor(randomArray(B * N * C, 7, -3, 3), [...shape, C]);
+      const r = mulberry32(8);
+      const labels = Array.from({ length: B * N }, () =>
+        Math.floor(r() * (opts.ignoreLabel === undefined ? 4 : 5)),
+      );
+      const t = tf.tensor(labels, shape, 'int32');
+      // ×3: the received gradient is not 1 (deep-supervision weight, loss scale)
+      const run = async (f: typeof dcAndCeLoss) => {
+        const before = tf.memory().numTensors;
+        const { value, grads } = tf.valueAndGrads((l: tf.Tensor) => tf.mul(f(l, t, opts), 3))([x]);
+        const out = { v: (await value.data())[0], g: (await grads[0].data()) as Float32Array };
+        tf.dispose([value, ...grads]);
+        expect(tf.memory().numTensors).toBe(before);
+        return out;
+      };
+      const got = await run(dcAndCeLoss);
+      const ref = await run(dcAndCeLossAutodiff);
+      tf.dispose([x, t]);
+      expect(got.v).toBe(ref.v);
+      const e = relL2(got.g, ref.g);
+      expect(e).toBeLessThanOrEqual(1e-5);
+      // the gradient is not trivially small: a wrong formula would show
+      expect(Math.max(...ref.g.map(Math.abs))).toBeGreaterThan(1e-3);
+    });
+  }
+
+  it('a wrong gradient is caught: dropping the Dice or the CE part moves it far beyond 1e-5', async () => {
+    const x = tf.tensor(randomArray(2 * 6 * 3, 9, -2, 2), [2, 6, 3]);
+    const t = tf.tensor([0, 1, 2, 1, 1, 0, 2, 2, 0, 1, 0, 2], [2, 6], 'int32');
+    const g = async (o: object) =>
+      (await tf
+        .grad((l: tf.Tensor) => dcAndCeLoss(l, t, { batchDice: false, ...o }))(x)
+        .data()) as Float32Array;
+    const both = await g({});
+    const ceOnly = await g({ weightDice: 0 });
+    const diceOnly = await g({ weightCe: 0 });
+    tf.dispose([x, t]);
+    expect(relL2(ceOnly, both)).toBeGreaterThan(1e-2);
+    expect(relL2(diceOnly, both)).toBeGreaterThan(1e-2);
+    expect(
+      relL2(
+        Float32Array.from(ceOnly, (v, i) => v + diceOnly[i]),
+        both,
+      ),
+    ).toBeLessThan(1e-6);
   });
 });
 
