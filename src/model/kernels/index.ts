@@ -49,6 +49,19 @@ type Args = Parameters<KernelFunc>[0];
 const be = (a: Args) => a.backend as unknown as WebGPUBackendLike;
 const attrs = <T>(a: Args) => a.attrs as unknown as T;
 
+/**
+ * Whether every input's buffer holds f32. tfjs' Cast of a bool or int32 tensor to float32 only
+ * relabels it (no encoding loss, so no copy): the buffer keeps its i32 values and tfjs declares it
+ * as array<i32> by the stored dtype. The stock kernels convert on read; ours read f32 (a sum of
+ * such a mask failed to compile and came back as 0), so those inputs go to the stock kernel.
+ */
+function storedAsFloat32(a: Args): boolean {
+  const map = (a.backend as unknown as { tensorMap: Map<object, { dtype: string }> }).tensorMap;
+  return Object.values(a.inputs).every(
+    (t) => !t || (map.get((t as TensorInfo).dataId)?.dtype ?? 'float32') === 'float32',
+  );
+}
+
 const fastFuncs: Record<Name, (a: Args) => TensorInfo | null> = {
   Conv3D: (a) =>
     convForward(be(a), a.inputs.x as TensorInfo, a.inputs.filter as TensorInfo, attrs(a)),
@@ -190,7 +203,8 @@ export function useFastKernels(on: boolean): void {
       const stockFunc = orig.kernelFunc;
       tf.registerKernel({
         ...orig,
-        kernelFunc: (args) => (fastFuncs[name](args) ?? stockFunc(args)) as TensorInfo,
+        kernelFunc: (args) =>
+          ((storedAsFloat32(args) ? fastFuncs[name](args) : null) ?? stockFunc(args)) as TensorInfo,
       });
     } else {
       tf.registerKernel(orig);
