@@ -24,7 +24,7 @@ import { SGDNesterov } from '../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../src/plan/vram.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { relL2 } from '../../src/util/compare.ts';
-import { prod as size } from '../../src/util/numeric.ts';
+import { prod } from '../../src/util/numeric.ts';
 import {
   compareSteps,
   trainingStep,
@@ -85,9 +85,9 @@ function makeData(c: ConvCase, seed: number): Tensors {
     xShape,
     wShape,
     yShape,
-    x: randomArray(size(xShape), seed),
-    w: randomArray(size(wShape), seed + 1),
-    dy: randomArray(size(yShape), seed + 2),
+    x: randomArray(prod(xShape), seed),
+    w: randomArray(prod(wShape), seed + 1),
+    dy: randomArray(prod(yShape), seed + 2),
   };
 }
 
@@ -202,7 +202,7 @@ function trainRig(
         lr: 1e-2,
       })
     : undefined;
-  const vox = size(n.patch);
+  const vox = prod(n.patch);
   const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
   const label = opts.label ?? ((i: number) => (i * 7919) % 3);
   const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => label(i));
@@ -398,7 +398,7 @@ const api = {
     try {
       const predict = tfjsTilePredictor(net, patch);
       const vol = {
-        data: randomArray(size(volume), 5),
+        data: randomArray(prod(volume), 5),
         shape: [1, ...volume] as [number, number, number, number],
       };
       let tiles = 0;
@@ -544,7 +544,7 @@ const api = {
     cases.push(['normAct [2,300,16]', [2, 300, 16], normCase([2, 300, 16], 0)]);
     const out: Array<{ name: string; relL2: number; refNorm: number }> = [];
     for (const [i, [name, shape, make]] of cases.entries()) {
-      const data = randomArray(size(shape), 500 + i);
+      const data = randomArray(prod(shape), 500 + i);
       const run = async (backend: 'cpu' | 'webgpu') => {
         await useBackend(backend);
         useFastKernels(backend === 'webgpu');
@@ -635,7 +635,7 @@ const api = {
     setConvVariants(before);
     useFastKernels(false);
     tf.dispose([x, w, dy]);
-    const flops = 2 * size(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
+    const flops = 2 * prod(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
     return { name: caseName(c), flops, ms };
   },
 
@@ -700,7 +700,7 @@ const api = {
     let cin = 1;
     for (const [i, f] of n.features.entries()) {
       if (i > 0) sp = sp.map((v) => Math.ceil(v / 2));
-      const v = n.batch * size(sp);
+      const v = n.batch * prod(sp);
       convFlops += 2 * v * 27 * (cin * f + f * f); // encoder
       if (i < n.features.length - 1) convFlops += 2 * v * 27 * (2 * f * f + f * f); // decoder (concat 2f → f, f → f)
       cin = f;
