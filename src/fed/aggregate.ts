@@ -5,7 +5,8 @@
 // with a running weighted sum (one model in memory, not one per site) over the key set derived
 // from the (name, shape) lists sites declare at join. With `uniform` weighting and all sites
 // present the result equals FednnU-Net's mean (up to float rounding: we accumulate in float64).
-import { numel, sameShape, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
+import { sameShape, type NamedWeights, type WeightSpec } from '../model/named-weights.ts';
+import { prod } from '../util/numeric.ts';
 import { addScaled, storeScaled, viewLength, type TensorView } from '../model/weights-codec.ts';
 
 /** Keys present at every site with an identical shape (AsymFedAvg); FedAvg when plans are equal. */
@@ -41,7 +42,7 @@ export function validateUpdate(update: NamedWeights, spec: WeightSpec): void {
     if (!t) throw new UpdateRejected(`missing tensor '${name}'`);
     if (!sameShape(t.shape, shape))
       throw new UpdateRejected(`'${name}' has shape [${t.shape}], expected [${shape}]`);
-    if (t.data.length !== numel(shape))
+    if (t.data.length !== prod(shape))
       throw new UpdateRejected(`'${name}' holds ${t.data.length} values for shape [${shape}]`);
     for (let i = 0; i < t.data.length; i++) {
       if (!Number.isFinite(t.data[i])) throw new UpdateRejected(`'${name}' contains NaN or Inf`);
@@ -111,7 +112,7 @@ export class StreamingMean implements UpdateAggregator {
   ) {
     if (!(Number.isInteger(batch) && batch >= 1))
       throw new Error(`batch must be a positive integer, got ${batch}`);
-    for (const { name, shape } of spec) this.sums.set(name, takeSum(numel(shape)));
+    for (const { name, shape } of spec) this.sums.set(name, takeSum(prod(shape)));
   }
 
   /** Hands the sums to the next round's mean (after result(); this mean cannot be used again). */
@@ -224,7 +225,7 @@ export function trimCount(n: number): number {
 
 /** Bytes a robust aggregator holds for `sites` updates of `spec` (every update is kept until the round closes). */
 export function robustBytes(spec: WeightSpec, sites: number): number {
-  return sites * spec.reduce((a, e) => a + numel(e.shape), 0) * 4;
+  return sites * spec.reduce((a, e) => a + prod(e.shape), 0) * 4;
 }
 
 /** Default ceiling on robustBytes: 2 GiB, about 17 sites of a 30M-parameter nnU-Net. */
@@ -274,7 +275,7 @@ export class RobustMean implements UpdateAggregator {
     for (const { name, shape } of this.spec) {
       const v = update.tensors.get(name);
       if (!v) throw new UpdateRejected(`missing tensor '${name}'`);
-      const c = new Float32Array(numel(shape));
+      const c = new Float32Array(prod(shape));
       storeScaled(v, c, scale);
       kept.set(name, c);
     }
@@ -293,7 +294,7 @@ export class RobustMean implements UpdateAggregator {
     const out: NamedWeights = new Map();
     for (const { name, shape } of this.spec) {
       const cols = this.updates.map((u) => u.get(name)!);
-      const data = new Float32Array(numel(shape));
+      const data = new Float32Array(prod(shape));
       for (let i = 0; i < data.length; i++) {
         // Insertion sort: n (sites) is small, and a call to sort() per coordinate costs more.
         for (let k = 0; k < n; k++) {

@@ -15,7 +15,8 @@
 // bytes are [scales: float32 × blocks][q: int8 × n]. fp16 is IEEE half per value.
 import { crc32 } from '../util/crc32.ts';
 import { encodeHalf, halfTable } from '../util/float16.ts';
-import { numel, sameShape, type NamedWeights } from '../model/named-weights.ts';
+import { sameShape, type NamedWeights } from '../model/named-weights.ts';
+import { prod } from '../util/numeric.ts';
 import { DecodeError, type TensorEntry } from '../model/weights-codec.ts';
 
 export type DeltaEncoding = 'fp16' | 'int8';
@@ -142,7 +143,7 @@ export function applyGlobalDelta(
       throw new DecodeError(`'${e.name}': delta shape [${e.shape}] differs from [${r.shape}]`);
     if (e.encoding !== 'fp16' && e.encoding !== 'int8')
       throw new DecodeError(`'${e.name}': '${e.encoding}' is not a delta encoding`);
-    const n = numel(e.shape);
+    const n = prod(e.shape);
     if (e.byteLength !== byteLength(e.encoding, n))
       throw new DecodeError(
         `'${e.name}': ${e.byteLength} bytes do not fit ${n} ${e.encoding} values`,

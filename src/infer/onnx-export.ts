@@ -27,7 +27,8 @@
 // rearrangement.
 import onnxProto from 'onnx-proto';
 import { residualSkip, type UNetArch } from '../model/arch.ts';
-import { numel, permute, type NamedWeights } from '../model/named-weights.ts';
+import { permute, type NamedWeights } from '../model/named-weights.ts';
+import { prod } from '../util/numeric.ts';
 import type { PlainConvUNet } from '../model/unet.ts';
 import { errorMessage } from '../util/errors.ts';
 
@@ -66,7 +67,7 @@ export function transposedToPointwise(
   const [cin, cout, ...s] = shape;
   const perm = [1, ...s.map((_, i) => i + 2), 0]; // [O, ...s, I]
   const p = permute(w, shape, perm);
-  return { data: p.data, shape: [cout * numel(s), cin, ...s.map(() => 1)] };
+  return { data: p.data, shape: [cout * prod(s), cin, ...s.map(() => 1)] };
 }
 
 /** Inverse of transposedToPointwise, given the stride. */
@@ -76,14 +77,14 @@ export function pointwiseToTransposed(
   stride: readonly number[],
 ): { data: Float32Array; shape: number[] } {
   const [cs, cin] = shape;
-  const cout = cs / numel(stride);
+  const cout = cs / prod(stride);
   const mid = [cout, ...stride, cin];
   const perm = [mid.length - 1, 0, ...stride.map((_, i) => i + 1)]; // [I, O, ...s]
   return permute(w, mid, perm);
 }
 
 function floatTensor(name: string, shape: readonly number[], data: Float32Array): ITensorProto {
-  if (numel(shape) !== data.length)
+  if (prod(shape) !== data.length)
     throw new Error(`tensor ${name}: ${data.length} values for shape ${shape}`);
   // Raw data is little-endian by the ONNX spec; every platform we run on is little-endian.
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
@@ -153,7 +154,7 @@ export function buildOnnxModel(
   const param = (name: string, shape?: readonly number[]): string => {
     const w = weights.get(name);
     if (!w) throw new Error(`onnx export: missing weight '${name}'`);
-    if (numel(w.shape) !== w.data.length)
+    if (prod(w.shape) !== w.data.length)
       throw new Error(`onnx export: '${name}' has ${w.data.length} values for shape ${w.shape}`);
     if (!used.has(name)) {
       used.add(name);

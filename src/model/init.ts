@@ -1,7 +1,7 @@
 // nnU-Net's weight init (InitWeights_He(1e-2)), reproducible with a seeded RNG.
 import { mulberry32 } from '../util/rng.ts';
 import type { ParamSpec } from './arch.ts';
-import { numel } from './named-weights.ts';
+import { prod } from '../util/numeric.ts';
 
 /** Standard normal samples (Box–Muller) from a mulberry32 stream. */
 export function normalSampler(seed: number): () => number {
@@ -28,13 +28,13 @@ export function normalSampler(seed: number): () => number {
  * `out` for ConvTranspose [in, out, ...k].
  */
 export function kaimingStd(ptShape: readonly number[], a = 1e-2): number {
-  const fanIn = numel(ptShape.slice(1));
+  const fanIn = prod(ptShape.slice(1));
   return Math.sqrt(2 / (1 + a * a)) / Math.sqrt(fanIn);
 }
 
 /** Initial value of one parameter in PyTorch layout: convs He-normal, biases 0, norm weight 1. */
 export function initParam(spec: ParamSpec, next: () => number, a = 1e-2): Float32Array {
-  const out = new Float32Array(numel(spec.shape));
+  const out = new Float32Array(prod(spec.shape));
   switch (spec.kind) {
     case 'conv':
     case 'convTranspose': {

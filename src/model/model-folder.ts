@@ -34,7 +34,8 @@ import type { FileSource } from '../io/file-source.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
 import { archFromPlan, networkKind, type PlanConfigurationLike, type UNetArch } from './arch.ts';
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from './labels.ts';
-import { numel, type NamedWeights } from './named-weights.ts';
+import { type NamedWeights } from './named-weights.ts';
+import { prod } from '../util/numeric.ts';
 import { PlainConvUNet } from './unet.ts';
 import { errorMessage } from '../util/errors.ts';
 
@@ -184,7 +185,7 @@ export function encodeModelFolder(m: ModelFolder<object>): Record<string, Uint8A
   const tensors: WeightsIndex['tensors'] = [];
   let offset = 0;
   for (const [name, t] of m.weights) {
-    if (t.data.length !== numel(t.shape))
+    if (t.data.length !== prod(t.shape))
       throw new Error(`weight '${name}': ${t.data.length} values for shape ${t.shape}`);
     tensors.push({ name, shape: [...t.shape], offset });
     offset += 4 * t.data.length;
@@ -282,7 +283,7 @@ export async function decodeModelFolder(src: FileSource): Promise<DecodedModelFo
   for (const t of index.tensors) {
     const bytes =
       Array.isArray(t.shape) && t.shape.every((d) => Number.isInteger(d) && d >= 0)
-        ? 4 * numel(t.shape)
+        ? 4 * prod(t.shape)
         : NaN;
     if (!(t.offset >= 0) || t.offset % 4 !== 0 || !(t.offset + bytes <= bin.byteLength)) {
       throw new Error(

@@ -1,7 +1,7 @@
 // The weights type the model exports, the relay aggregates and the ONNX exporter writes.
 // Names are nnU-Net's PyTorch state_dict names (unique tensors only), shapes and memory
 // layout PyTorch's (row-major, conv [out, in, ...k], ConvTranspose [in, out, ...k]).
-import { prod as numel } from '../util/numeric.ts';
+import { prod } from '../util/numeric.ts';
 
 export interface NamedTensor {
   shape: number[];
@@ -17,9 +17,6 @@ export function specOf(w: NamedWeights): WeightSpec {
   return [...w].map(([name, t]) => ({ name, shape: [...t.shape] }));
 }
 
-/** The element count of a shape (one copy: util/numeric.ts). */
-export { numel };
-
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
@@ -27,7 +24,7 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 /** Total number of scalars. */
 export function paramCount(w: NamedWeights): number {
   let n = 0;
-  for (const t of w.values()) n += numel(t.shape);
+  for (const t of w.values()) n += prod(t.shape);
   return n;
 }
 

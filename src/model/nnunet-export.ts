@@ -23,7 +23,8 @@ import {
 import { storedZip } from '../io/zip-archive.ts';
 import { paramSpecs, type UNetArch } from './arch.ts';
 import { archFromFolder, type ModelArchitecture, type ModelFolder } from './model-folder.ts';
-import { numel, sameShape, type NamedWeights } from './named-weights.ts';
+import { sameShape, type NamedWeights } from './named-weights.ts';
+import { prod } from '../util/numeric.ts';
 
 export class NnUNetExportError extends Error {
   override name = 'NnUNetExportError';
@@ -127,7 +128,7 @@ export function nnunetCheckpoint(c: NnUNetCheckpointInput): PyValueOut {
   for (const s of specs) {
     const w = c.weights.get(s.name);
     if (!w) throw new NnUNetExportError(`weights lack '${s.name}' [${s.shape}]`);
-    if (!sameShape(w.shape, s.shape) || w.data.length !== numel(s.shape))
+    if (!sameShape(w.shape, s.shape) || w.data.length !== prod(s.shape))
       throw new NnUNetExportError(
         `weight '${s.name}' has shape [${w.shape}], the network needs [${s.shape}]`,
       );

@@ -3,7 +3,7 @@
 import type * as TF from '@tensorflow/tfjs';
 import { randomArray } from '../util/rng.ts';
 import { relL2 } from '../util/compare.ts';
-import { prod as size } from '../util/numeric.ts';
+import { prod } from '../util/numeric.ts';
 
 export interface Conv3dRun {
   y: Float32Array;
@@ -16,10 +16,10 @@ const X_SHAPE: [number, number, number, number, number] = [1, 7, 6, 5, 2];
 const W_SHAPE: [number, number, number, number, number] = [3, 3, 3, 2, 4];
 
 export async function runConv3d(tf: typeof TF): Promise<Conv3dRun> {
-  const x = tf.tensor5d(randomArray(size(X_SHAPE), 1), X_SHAPE);
-  const w = tf.tensor5d(randomArray(size(W_SHAPE), 2), W_SHAPE);
+  const x = tf.tensor5d(randomArray(prod(X_SHAPE), 1), X_SHAPE);
+  const w = tf.tensor5d(randomArray(prod(W_SHAPE), 2), W_SHAPE);
   const y = tf.conv3d(x, w, 1, 'same');
-  const r = tf.tensor(randomArray(size(y.shape), 3), y.shape);
+  const r = tf.tensor(randomArray(prod(y.shape), 3), y.shape);
   // Loss = sum(conv3d(x, w) * r): its gradients exercise Conv3DBackpropInputV2 and
   // Conv3DBackpropFilterV2 with a non-trivial upstream gradient.
   const grads = tf.grads((a: TF.Tensor, b: TF.Tensor) =>

@@ -74,10 +74,7 @@ export async function useBackend(name: BackendName, opts: BackendOptions = {}): 
     if (opts.fastKernels ?? true) await chooseConvVariants(opts.convVariant);
     setReduceVariant(
       opts.reduceVariant ??
-        parseReduceVariant(
-          (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-            ?.FEDNNUNET_REDUCE_VARIANT,
-        ) ??
+        parseReduceVariant(nodeEnv('FEDNNUNET_REDUCE_VARIANT')) ??
         lastTuning?.reduce ??
         'serial',
     );
@@ -102,9 +99,11 @@ export function convTuning(): ConvTuning | undefined {
   return lastTuning;
 }
 
-const envVariant = () =>
-  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
-    ?.FEDNNUNET_CONV_VARIANT;
+/** A Node environment variable; undefined in a browser or worker, where there is no `process`. */
+function nodeEnv(name: string): string | undefined {
+  const g = globalThis as { process?: { env?: Record<string, string | undefined> } };
+  return g.process?.env?.[name];
+}
 
 async function adapterFacts(device: GPUDevice | undefined): Promise<AdapterFacts> {
   const info = (device as (GPUDevice & { adapterInfo?: GPUAdapterInfo }) | undefined)?.adapterInfo;
@@ -122,7 +121,7 @@ async function adapterFacts(device: GPUDevice | undefined): Promise<AdapterFacts
 }
 
 async function chooseConvVariants(opt: ConvVariant | 'auto' | undefined): Promise<void> {
-  const want = opt ?? parseConvVariant(envVariant());
+  const want = opt ?? parseConvVariant(nodeEnv('FEDNNUNET_CONV_VARIANT'));
   if (want && want !== 'auto') {
     setConvVariants(want);
     lastTuning = {

@@ -18,7 +18,8 @@ import {
 import { checkpoint } from './checkpoint.ts';
 import { convNd, convTransposeNd } from './conv.ts';
 import { initParam, normalSampler } from './init.ts';
-import { invertPerm, numel, permute, sameShape, type NamedWeights } from './named-weights.ts';
+import { invertPerm, permute, sameShape, type NamedWeights } from './named-weights.ts';
+import { prod } from '../util/numeric.ts';
 import { biasAdd, biasNormAct, concatChannels, leakyRelu } from './ops5d.ts';
 import {
   mixedAddAct,
@@ -106,7 +107,7 @@ export class PlainConvUNet {
   }
 
   parameterCount(): number {
-    return this.specs.reduce((n, s) => n + numel(s.shape), 0);
+    return this.specs.reduce((n, s) => n + prod(s.shape), 0);
   }
 
   private toTf(spec: ParamSpec, data: Float32Array): tf.Tensor {
@@ -143,7 +144,7 @@ export class PlainConvUNet {
     for (const spec of this.specs) {
       const w = weights.get(spec.name);
       const ok =
-        w !== undefined && sameShape(w.shape, spec.shape) && w.data.length === numel(spec.shape);
+        w !== undefined && sameShape(w.shape, spec.shape) && w.data.length === prod(spec.shape);
       if (!ok) {
         if (strict) {
           throw new Error(

@@ -2,7 +2,8 @@
 // Each tensor carries a CRC-32 of its encoded bytes. No floats ever go through JSON.
 import { crc32 } from '../util/crc32.ts';
 import { decodeHalf, encodeHalf, halfTable } from '../util/float16.ts';
-import { numel, type NamedWeights } from './named-weights.ts';
+import { type NamedWeights } from './named-weights.ts';
+import { prod } from '../util/numeric.ts';
 
 export type Encoding = 'fp32' | 'fp16' | 'int8';
 
@@ -86,7 +87,7 @@ export class DecodeError extends Error {}
 export function decodeWeights(entries: TensorEntry[], payload: Uint8Array): NamedWeights {
   const out: NamedWeights = new Map();
   for (const e of entries) {
-    const n = numel(e.shape);
+    const n = prod(e.shape);
     if (!(e.encoding in BYTES))
       throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
     if (e.byteLength !== n * BYTES[e.encoding])
@@ -128,7 +129,7 @@ export type TensorView =
  * relay's running sum, fed/encoded-update.ts). The CRC is the caller's to check (`viewBytes`).
  */
 export function tensorView(e: TensorEntry, payload: Uint8Array): TensorView {
-  const n = numel(e.shape);
+  const n = prod(e.shape);
   if (!(e.encoding in BYTES))
     throw new DecodeError(`'${e.name}': unknown encoding '${e.encoding}'`);
   if (e.byteLength !== n * BYTES[e.encoding])

@@ -24,7 +24,8 @@ import { SGDNesterov } from '../../src/train/optimizer.ts';
 import { estimateFeatureMapSize } from '../../src/plan/vram.ts';
 import { randomArray } from '../../src/util/rng.ts';
 import { relL2 } from '../../src/util/compare.ts';
-import { prod as size } from '../../src/util/numeric.ts';
+import { referenceAt, sampleIndices, type ConvPassName } from './conv-reference.ts';
+import { prod } from '../../src/util/numeric.ts';
 import {
   compareSteps,
   trainingStep,
@@ -63,10 +64,17 @@ export interface KernelCheck {
   /** Elements of a NaN-filled output buffer the fast kernel left NaN (must be 0). */
   unwritten: number;
   elements: number;
+  /** Elements compared with the reference (all, or a sample: checkKernels' `sample`). */
+  checked: number;
   refNorm: number;
 }
 
-const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
+function norm(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return Math.sqrt(s);
+}
+const PASS_NAMES: ConvPassName[] = ['y', 'dx', 'dw'];
 const caseName = (c: ConvCase) =>
   `b${c.batch} ${c.spatial.join('×')} ${c.cin}→${c.cout} k${c.kernel.join('×')} s${c.strides.join('')} ${c.pad}`;
 
@@ -85,9 +93,9 @@ function makeData(c: ConvCase, seed: number): Tensors {
     xShape,
     wShape,
     yShape,
-    x: randomArray(size(xShape), seed),
-    w: randomArray(size(wShape), seed + 1),
-    dy: randomArray(size(yShape), seed + 2),
+    x: randomArray(prod(xShape), seed),
+    w: randomArray(prod(wShape), seed + 1),
+    dy: randomArray(prod(yShape), seed + 2),
   };
 }
 
@@ -202,7 +210,7 @@ function trainRig(
         lr: 1e-2,
       })
     : undefined;
-  const vox = size(n.patch);
+  const vox = prod(n.patch);
   const x = tf.tensor(randomArray(n.batch * vox, 2), [n.batch, ...n.patch, 1]);
   const label = opts.label ?? ((i: number) => (i * 7919) % 3);
   const seg = Int8Array.from({ length: n.batch * vox }, (_, i) => label(i));
@@ -292,39 +300,54 @@ const api = {
   },
 
   /**
-   * Each case's forward, dx and dw with the fast kernels of `opts.variant` (default regblock)
-   * against the cpu backend, through the engine and called directly into NaN-filled outputs;
-   * with `opts.stock` (default true) the stock webgpu kernels too (relL2.stock NaN otherwise).
+   * Each case's forward, dx and dw with the fast kernels of `opts.variant` (default regblock),
+   * called directly into NaN-filled outputs and, with `opts.engine` (default true), through the
+   * engine too; with `opts.stock` (default true) the stock webgpu kernels as well (relL2.stock
+   * NaN otherwise). The reference is the cpu backend, or with `opts.sample` the exact float64
+   * sums (conv-reference.ts) at that many random elements of each output plus every channel of
+   * its first and last row: how nnU-Net's full channel widths stay cheap on a CPU adapter, where
+   * the cpu backend (and the stock webgpu kernels) take minutes per case.
    */
   async checkKernels(
     cases: ConvCase[],
-    opts: { variant?: ConvVariant; stock?: boolean } = {},
+    opts: { variant?: ConvVariant; stock?: boolean; engine?: boolean; sample?: number } = {},
   ): Promise<KernelCheck[]> {
     const out: KernelCheck[] = [];
     const variant = opts.variant ?? 'regblock';
     const before = convVariants();
     for (const [i, c] of cases.entries()) {
       const t = makeData(c, 100 + 7 * i);
-      await useBackend('cpu');
-      const ref = await runAll(t, c);
+      let cpu: Float32Array[] | undefined;
+      if (opts.sample === undefined) {
+        await useBackend('cpu');
+        cpu = await runAll(t, c);
+      }
       await useBackend('webgpu', { convVariant: variant });
       useFastKernels(false);
       const stock = opts.stock === false ? null : await runAll(t, c);
       useFastKernels(true);
-      const fast = await runAll(t, c);
+      const fast = opts.engine === false ? null : await runAll(t, c);
       const poisoned = await runPoisoned(t, c, variant);
       useFastKernels(false);
       setConvVariants(before);
-      ['y', 'dx', 'dw'].forEach((k, j) => {
+      const shapes = [t.yShape, t.xShape, t.wShape];
+      PASS_NAMES.forEach((k, j) => {
+        const n = poisoned[j].length;
+        const idx = cpu
+          ? undefined
+          : sampleIndices(n, shapes[j].at(-1)!, opts.sample!, 1000 + 7 * i + j);
+        const ref = cpu ? cpu[j] : referenceAt(c, k, idx!, t);
+        const at = (a: Float32Array) => (idx ? Float64Array.from(idx, (e) => a[e]) : a);
         out.push({
           name: `${k} ${caseName(c)}`,
           relL2: {
-            fast: Math.max(relL2(fast[j], ref[j]), relL2(poisoned[j], ref[j])),
-            stock: stock ? relL2(stock[j], ref[j]) : NaN,
+            fast: Math.max(fast ? relL2(at(fast[j]), ref) : 0, relL2(at(poisoned[j]), ref)),
+            stock: stock ? relL2(at(stock[j]), ref) : NaN,
           },
           unwritten: poisoned[j].reduce((n, v) => n + (Number.isNaN(v) ? 1 : 0), 0),
-          elements: ref[j].length,
-          refNorm: norm(ref[j]),
+          elements: n,
+          checked: ref.length,
+          refNorm: norm(ref),
         });
       });
     }
@@ -398,7 +421,7 @@ const api = {
     try {
       const predict = tfjsTilePredictor(net, patch);
       const vol = {
-        data: randomArray(size(volume), 5),
+        data: randomArray(prod(volume), 5),
         shape: [1, ...volume] as [number, number, number, number],
       };
       let tiles = 0;
@@ -544,7 +567,7 @@ const api = {
     cases.push(['normAct [2,300,16]', [2, 300, 16], normCase([2, 300, 16], 0)]);
     const out: Array<{ name: string; relL2: number; refNorm: number }> = [];
     for (const [i, [name, shape, make]] of cases.entries()) {
-      const data = randomArray(size(shape), 500 + i);
+      const data = randomArray(prod(shape), 500 + i);
       const run = async (backend: 'cpu' | 'webgpu') => {
         await useBackend(backend);
         useFastKernels(backend === 'webgpu');
@@ -635,7 +658,7 @@ const api = {
     setConvVariants(before);
     useFastKernels(false);
     tf.dispose([x, w, dy]);
-    const flops = 2 * size(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
+    const flops = 2 * prod(t.yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
     return { name: caseName(c), flops, ms };
   },
 
@@ -700,7 +723,7 @@ const api = {
     let cin = 1;
     for (const [i, f] of n.features.entries()) {
       if (i > 0) sp = sp.map((v) => Math.ceil(v / 2));
-      const v = n.batch * size(sp);
+      const v = n.batch * prod(sp);
       convFlops += 2 * v * 27 * (cin * f + f * f); // encoder
       if (i < n.features.length - 1) convFlops += 2 * v * 27 * (2 * f * f + f * f); // decoder (concat 2f → f, f → f)
       cin = f;

@@ -21,7 +21,8 @@ import type { SiteCase } from '../../src/pipeline/site-store.ts';
 import type { WeightSpec } from '../../src/model/named-weights.ts';
 import { MockTrainer } from './helpers/mock-site.ts';
 import { chunkedConnection } from './helpers/fake-channel.ts';
-import { DATASET_JSON, tinyPlans } from './infer-helpers.ts';
+import { DATASET_JSON } from './infer-helpers.ts';
+import { twoStagePlans } from './helpers/tiny-model.ts';
 
 /** The report header as JSON text, framed (to send what encodeMessage's types would not allow). */
 function frameOf(header: Record<string, unknown>): Uint8Array {
@@ -334,14 +335,7 @@ function caseOf(id: string): SiteCase {
 type Fake = ScoredModel & { cls: number };
 
 describe("a site's held-out report", () => {
-  const { plans, configuration } = tinyPlans({
-    patch: [8, 8, 8],
-    spacing: [1, 1, 1],
-    strides: [
-      [1, 1, 1],
-      [2, 2, 2],
-    ],
-  });
+  const { plans, configuration } = twoStagePlans();
   const dj = { ...DATASET_JSON, labels: { background: 0, organ: 1 } };
   /** A "model" that predicts `cls` everywhere (its engine makes that class's logit the largest). */
   const model = (cls: number, train?: string[]): Fake => ({

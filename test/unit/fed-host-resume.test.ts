@@ -21,6 +21,13 @@ const layout: WeightSpec = [
   { name: 'decoder.seg_layers.0.weight', shape: [3, 8, 1, 1, 1] },
 ];
 const CODE = 'wk42';
+/**
+ * A secure-aggregation phase's deadline: never reached here (every site answers at once; the
+ * whole file runs in about a second). A short one is the only wall-clock budget in these tests a
+ * starved test process could overrun: the phase would then fail and be retried, and the
+ * 'at-start' case asserts one attempt per round.
+ */
+const PHASE_MS = 60_000;
 /** FFE in the clear, or FedAvg under secure aggregation (no DP noise, so runs are comparable bit for bit). */
 type Mode = false | true | 'at-start';
 function config(secure: Mode = false): HostOptions['config'] {
@@ -37,12 +44,12 @@ function config(secure: Mode = false): HostOptions['config'] {
   };
   if (secure === 'at-start') return { ...base, method: 'fedavg' };
   return secure
-    ? { ...base, method: 'fedavg', privacy: privacyConfig(2, base, { phaseDeadlineMs: 5000 }) }
+    ? { ...base, method: 'fedavg', privacy: privacyConfig(2, base, { phaseDeadlineMs: PHASE_MS }) }
     : { ...base, method: 'ffe' };
 }
 /** The workshop host's way: secure aggregation asked for, its config made at start for the sites present. */
 const atStart = (secure: Mode): Partial<HostOptions> =>
-  secure === 'at-start' ? { privacyAtStart: { phaseDeadlineMs: 5000 } } : {};
+  secure === 'at-start' ? { privacyAtStart: { phaseDeadlineMs: PHASE_MS } } : {};
 const merge = (fps: Record<string, unknown>[], w: number[]) => ({
   merged: fps.length,
   cases: w.reduce((a, b) => a + b, 0),
@@ -285,7 +292,7 @@ describe('workshop host tab reload: resume from IndexedDB', () => {
     );
     expect(r.savedAtReload.phase).toBe('join');
     expect(r.savedAtReload.config.privacy).toBeUndefined();
-    expect(r.savedAtReload.privacyAtStart).toEqual({ phaseDeadlineMs: 5000 });
+    expect(r.savedAtReload.privacyAtStart).toEqual({ phaseDeadlineMs: PHASE_MS });
     // The reloaded host was given no privacy option: the saved state asked for it.
     expect(r.second.coordinator.snapshot.config.privacy).toMatchObject({
       secureAggregation: true,

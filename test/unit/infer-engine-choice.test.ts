@@ -14,25 +14,10 @@ import {
   type ModelFolder as ModelDir,
 } from '../../src/model/model-folder.ts';
 import { buildOnnxModel } from '../../src/infer/onnx-export.ts';
-import { PlainConvUNet } from '../../src/model/unet.ts';
-import { useBackend } from '../../src/model/tf-backend.ts';
-import { DATASET_JSON, tinyPlans } from './infer-helpers.ts';
+import { twoStageModel } from './helpers/tiny-model.ts';
 
 async function tinyModel(features: number[]): Promise<ModelDir> {
-  await useBackend('cpu');
-  const { plans, configuration } = tinyPlans({
-    patch: [8, 8, 8],
-    spacing: [1, 1, 1],
-    strides: [
-      [1, 1, 1],
-      [2, 2, 2],
-    ],
-    features,
-  });
-  const m = PlainConvUNet.fromPlan(plans.configurations[configuration] as never, 1, 3, { seed: 1 });
-  const weights = await m.namedWeights();
-  m.dispose();
-  return { plans, datasetJson: DATASET_JSON as never, configuration, weights };
+  return (await twoStageModel(features)) as never;
 }
 
 describe('engine choice', () => {

@@ -27,6 +27,7 @@ import { PlainConvUNet } from '../../src/model/unet.ts';
 import { runCase } from '../../src/preprocess/preprocess.ts';
 import { mulberry32 } from '../../src/util/rng.ts';
 import { DATASET_JSON, randomizeWeights, relL2, tfForwardNC, tinyPlans } from './infer-helpers.ts';
+import { twoStagePlans } from './helpers/tiny-model.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'fednnunet-predictor-'));
 const models: PlainConvUNet[] = [];
@@ -309,14 +310,7 @@ describe('predictCase', () => {
   });
 
   it('rejects an image with the wrong number of channels', async () => {
-    const { plans, configuration } = tinyPlans({
-      patch: [8, 8, 8],
-      spacing: [1, 1, 1],
-      strides: [
-        [1, 1, 1],
-        [2, 2, 2],
-      ],
-    });
+    const { plans, configuration } = twoStagePlans();
     const two = [phantom([8, 8, 8], [1, 1, 1], 1), phantom([8, 8, 8], [1, 1, 1], 2)];
     await expect(
       predictCase(

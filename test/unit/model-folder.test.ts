@@ -14,9 +14,7 @@ import {
   zipModelFolder,
   type PackageEntry,
 } from '../../src/model/model-folder.ts';
-import { useBackend } from '../../src/model/tf-backend.ts';
-import { PlainConvUNet } from '../../src/model/unet.ts';
-import { DATASET_JSON, tinyPlans } from './infer-helpers.ts';
+import { twoStageModel } from './helpers/tiny-model.ts';
 
 let files: Record<string, Uint8Array>;
 const enc = new TextEncoder();
@@ -34,23 +32,8 @@ const entries = (f: Record<string, Uint8Array>, prefix = ''): PackageEntry[] =>
   Object.entries(f).map(([p, b]) => ({ path: prefix + p, bytes: async () => b }));
 
 beforeAll(async () => {
-  await useBackend('cpu');
-  const { plans, configuration } = tinyPlans({
-    patch: [8, 8, 8],
-    spacing: [1, 1, 1],
-    strides: [
-      [1, 1, 1],
-      [2, 2, 2],
-    ],
-  });
-  const m = PlainConvUNet.fromPlan(plans.configurations[configuration] as never, 1, 3, { seed: 1 });
-  const weights = await m.namedWeights();
-  m.dispose();
   files = encodeModelFolder({
-    plans,
-    datasetJson: DATASET_JSON,
-    configuration,
-    weights,
+    ...(await twoStageModel()),
     provenance: { trained_by: 'test', method: 'local', epochs: 2, validation_dice: 0.5 },
   });
 });

@@ -5,25 +5,12 @@ import { encodeModelFolder } from '../../src/model/model-folder.ts';
 import { deleteDataset } from '../../src/store/datasets.ts';
 import { deleteModel, listModels, loadModelFiles } from '../../src/store/models.ts';
 import { loadModel, putModelFile, saveModel } from '../../src/infer/stored-models.ts';
-import { PlainConvUNet } from '../../src/model/unet.ts';
-import { useBackend } from '../../src/model/tf-backend.ts';
-import { DATASET_JSON, tinyPlans } from './infer-helpers.ts';
+import { DATASET_JSON } from './infer-helpers.ts';
+import { twoStageModel } from './helpers/tiny-model.ts';
 import { freshStore } from './store-helpers.ts';
 
 async function tinyPackage(): Promise<Record<string, Uint8Array>> {
-  await useBackend('cpu');
-  const { plans, configuration } = tinyPlans({
-    patch: [8, 8, 8],
-    spacing: [1, 1, 1],
-    strides: [
-      [1, 1, 1],
-      [2, 2, 2],
-    ],
-  });
-  const m = PlainConvUNet.fromPlan(plans.configurations[configuration] as never, 1, 3, { seed: 1 });
-  const weights = await m.namedWeights();
-  m.dispose();
-  return encodeModelFolder({ plans, datasetJson: DATASET_JSON, configuration, weights });
+  return encodeModelFolder(await twoStageModel());
 }
 
 describe('model store', () => {

@@ -4,7 +4,8 @@
 // read (into float32) as numpy apps may send them.
 import { readNpyHeader, writeNpy, writeNpyBytes } from '../../io/npy.ts';
 import { decodeHalf, encodeHalf } from '../../util/float16.ts';
-import { numel, type NamedWeights } from '../../model/named-weights.ts';
+import { type NamedWeights } from '../../model/named-weights.ts';
+import { prod } from '../../util/numeric.ts';
 import type { FlowerArray } from './objects.ts';
 
 export const NUMPY_STYPE = 'numpy.ndarray';
@@ -63,7 +64,7 @@ export function toFloat32(a: FlowerArray, name = 'array'): Float32Array {
     throw new Error(
       `${name}: .npy header (${dtype} ${h.shape}) disagrees with ${a.dtype} ${a.shape}`,
     );
-  const n = numel(h.shape);
+  const n = prod(h.shape);
   const size = { float32: 4, float16: 2, float64: 8, int32: 4, int64: 8 }[dtype]!;
   if (a.data.length - h.dataOffset !== n * size)
     throw new Error(`${name}: ${a.data.length - h.dataOffset} data bytes for ${n} × ${dtype}`);
@@ -87,7 +88,7 @@ export function toFloat32(a: FlowerArray, name = 'array'): Float32Array {
 export function toInt64(a: FlowerArray, name = 'array'): number[] {
   const h = readNpyHeader(a.data);
   if (h.descr !== '<i8') throw new Error(`${name}: dtype '${h.descr}' is not int64`);
-  const n = numel(h.shape);
+  const n = prod(h.shape);
   if (a.data.length - h.dataOffset !== 8 * n) throw new Error(`${name}: truncated int64 data`);
   return Array.from(new BigInt64Array(a.data.slice(h.dataOffset).buffer), (v) => {
     if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER))

@@ -10,7 +10,8 @@
 // Gaussian noise of std σC/√m is clamped to ±C(1 + 8σ/√m): a clamp beyond 8 standard deviations
 // (probability < 1.3e-15 per element) that keeps the fixed-point sum from wrapping.
 import type { FederationConfig, PrivacyConfig } from '../protocol.ts';
-import { numel, type NamedWeights, type WeightSpec } from '../../model/named-weights.ts';
+import { type NamedWeights, type WeightSpec } from '../../model/named-weights.ts';
+import { prod } from '../../util/numeric.ts';
 import { checkHeadroom } from './quantize.ts';
 
 /** Sites whose noise shares make up σ·C: the fewest masked vectors a round may close with. */
@@ -41,7 +42,7 @@ export function chooseFracBits(n: number, bound: number): number {
 }
 
 export function vectorLength(spec: WeightSpec): number {
-  return spec.reduce((a, e) => a + numel(e.shape), 0) + 1;
+  return spec.reduce((a, e) => a + prod(e.shape), 0) + 1;
 }
 
 export interface SiteVectorOptions {
@@ -69,7 +70,7 @@ export function encodeSiteVector(
   let s = 0;
   for (const { name, shape } of spec) {
     const t = delta.get(name);
-    if (!t || t.data.length !== numel(shape))
+    if (!t || t.data.length !== prod(shape))
       throw new Error(`delta lacks '${name}' of shape [${shape}]`);
     for (let i = 0; i < t.data.length; i++) {
       const v = t.data[i];
@@ -121,7 +122,7 @@ export function decodeSum(
   const mean: NamedWeights = new Map();
   let at = 0;
   for (const { name, shape } of spec) {
-    const data = new Float32Array(numel(shape));
+    const data = new Float32Array(prod(shape));
     for (let i = 0; i < data.length; i++) data[i] = (sum[at++] | 0) / k / totalWeight;
     mean.set(name, { shape: [...shape], data });
   }
