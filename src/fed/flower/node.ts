@@ -81,12 +81,6 @@ export interface FlowerNodeOptions extends FleetClientOptions {
    * of the reply, whether or not the SuperLink already held it): a site's audit of what it sent.
    */
   onReplied?: (r: { messageType: string; bytes: number; error?: string }) => void;
-  /**
-   * Awaited after each reply the SuperLink accepted (an error reply too), whether the message
-   * came from serve() or was passed to answer() directly: a site drops its kept copy of the
-   * message here (session.ts).
-   */
-  afterReply?: (msg: IncomingMessage) => Promise<void>;
 }
 
 // Flower's ErrorCode.CLIENT_APP_RAISED_EXCEPTION.
@@ -295,6 +289,8 @@ export class FlowerNode {
       done?: () => boolean;
       signal?: AbortSignal;
       maxWaitAfterDoneMs?: number;
+      /** After each reply reached the SuperLink (a site drops its saved copy of the message). */
+      afterReply?: (msg: IncomingMessage) => Promise<void>;
     } = {},
   ): Promise<void> {
     const poll = this.o.pollMs ?? 1000;
@@ -309,6 +305,7 @@ export class FlowerNode {
         if (msg) {
           lastRun = msg.runId;
           await this.answer(msg, handler);
+          await o.afterReply?.(msg);
           continue;
         }
         if (lastRun && !o.done?.() && ++idle % 10 === 0) {
@@ -341,10 +338,7 @@ export class FlowerNode {
     }
   }
 
-  /**
-   * Runs the handler on `msg` and pushes its reply (a thrown handler error is replied as an
-   * error); resolves once the SuperLink accepted the reply, after `afterReply`.
-   */
+  /** Runs the handler on `msg` and pushes its reply (a thrown handler error is replied as an error). */
   async answer(msg: IncomingMessage, handler: MessageHandler): Promise<void> {
     const t0 = Date.now();
     let content: RecordDict | undefined;
@@ -357,7 +351,6 @@ export class FlowerNode {
     }
     const bytes = await this.reply(msg, content, error, (Date.now() - t0) / 1000);
     this.o.onReplied?.({ messageType: msg.messageType, bytes, error: error?.reason });
-    await this.o.afterReply?.(msg);
   }
 
   /** Stops heartbeats, deactivates and unregisters (errors are logged: leaving is best effort). */

@@ -27,7 +27,7 @@ export interface FlowerMembership {
   rounds?: Array<{ round: number; metrics: Record<string, number>; keys: string[] }>;
 }
 
-export interface FlowerSessionOptions extends Omit<FlowerNodeOptions, 'publicKey' | 'afterReply'> {
+export interface FlowerSessionOptions extends Omit<FlowerNodeOptions, 'publicKey'> {
   trainer: FlowerSiteTrainer;
   /** What an earlier run of this site persisted (undefined: a new node). */
   saved?: FlowerMembership;
@@ -62,23 +62,7 @@ const unb64 = (s: string) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerSessionResult> {
   const log = o.log ?? (() => {});
   const publicKey = o.saved ? unb64(o.saved.publicKey) : undefined;
-  const keep = async (bytes: Uint8Array | undefined) => {
-    try {
-      await o.saveMessage?.(bytes);
-    } catch (e) {
-      // Not fatal: only a restart in the middle of this message would need it.
-      log(`the message was not kept for a restart: ${errorMessage(e)}`);
-    }
-  };
-  const node = new FlowerNode({
-    ...o,
-    publicKey,
-    previousNodeId: o.saved?.nodeId,
-    // The one rule for the kept message: once the SuperLink accepted its reply there is nothing
-    // left to answer after a restart, so it goes. Every answer passes here: the saved message
-    // answered after a restart and each message the serve loop answers.
-    afterReply: () => keep(undefined),
-  });
+  const node = new FlowerNode({ ...o, publicKey, previousNodeId: o.saved?.nodeId });
   const site = new FlowerSite(o.trainer, log);
   const record: FlowerMembership = { ...o.saved, publicKey: b64(node.publicKey) };
   let resumed = false;
@@ -94,6 +78,14 @@ export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerS
   record.nodeId = nodeId;
   await o.persist(record);
   o.onJoined?.(nodeId, resumed);
+  const keep = async (bytes: Uint8Array | undefined) => {
+    try {
+      await o.saveMessage?.(bytes);
+    } catch (e) {
+      // Not fatal: only a restart in the middle of this message would need it.
+      log(`the message was not kept for a restart: ${errorMessage(e)}`);
+    }
+  };
   const handle: typeof site.handle = async (msg) => {
     if (o.saveMessage) {
       await keep(encodeInFlight(msg));
@@ -124,8 +116,7 @@ export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerS
           log(`dropped the saved ${msg.messageType} message: ${errorMessage(e)}`);
         }
       }
-      // Answered, its reply dropped it (afterReply); else it can no longer be answered: drop it.
-      if (!resumedMessage) await keep(undefined);
+      await keep(undefined);
     }
   } catch (e) {
     await node.leave();
@@ -136,6 +127,7 @@ export async function runFlowerSession(o: FlowerSessionOptions): Promise<FlowerS
       done: () => site.done,
       signal: o.signal,
       maxWaitAfterDoneMs: o.maxWaitAfterDoneMs,
+      afterReply: () => keep(undefined),
     });
   } finally {
     // A stopped tab (signal) leaves for good; a reload never gets here (the worker is gone).
