@@ -118,16 +118,27 @@ try {
       const m = r.ms[k];
       const g = r.flops / 1e9;
       const fastG = g / (m.fast / 1e3);
-      const best = VARIANTS.reduce((a, v) => (m.variants[v] < m.variants[a] ? v : a));
+      const best = VARIANTS.reduce((a, v) =>
+        (m.variants[v] ?? Infinity) < (m.variants[a] ?? Infinity) ? v : a,
+      );
       console.log(
-        `| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${VARIANTS.map((v) => m.variants[v].toFixed(0)).join(' | ')} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× | ${best} |`,
+        `| ${label} | ${r.name} | ${k} | ${g.toFixed(3)} | ${m.stock.toFixed(0)} | ${VARIANTS.map((v) => m.variants[v]?.toFixed(0) ?? '—').join(' | ')} | ${(g / (m.stock / 1e3)).toFixed(2)} | ${fastG.toFixed(2)} | ${((100 * fastG) / own.gflops).toFixed(0)}% | ${(m.stock / m.fast).toFixed(1)}× | ${best} |`,
       );
     }
   }
   // The per-adapter autotune on the first two benchmark convolutions (a fresh in-memory cache).
   const tune = await call('tuneConv', [CASES[0][1], CASES[1][1]], REPS);
   console.log(
-    `\nautotune (stage 1 conv + stage 2 down, median of ${REPS}, ms summed): ${(['forward', 'dx', 'dw'] as const).map((p) => `${p} ${VARIANTS.map((v) => `${v} ${tune.first.ms![p][v].toFixed(0)}`).join(' / ')} → ${tune.first.choice[p]}`).join('; ')}`,
+    `\nautotune (stage 1 conv + stage 2 down, median of ${REPS}, ms summed): ${(
+      ['forward', 'dx', 'dw'] as const
+    )
+      .map(
+        (p) =>
+          `${p} ${VARIANTS.filter((v) => tune.first.ms![p][v] !== undefined)
+            .map((v) => `${v} ${tune.first.ms![p][v]!.toFixed(0)}`)
+            .join(' / ')} → ${tune.first.choice[p]}`,
+      )
+      .join('; ')}`,
   );
   // Where one step's GPU time goes (WebGPU timestamp queries through tf.profile), by kernel name.
   console.log('\nGPU time of one training step by kernel (tf.profile), stock vs fast:\n');

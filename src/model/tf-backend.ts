@@ -5,6 +5,7 @@ import {
   DEFAULT_CHOICE,
   parseConvVariant,
   setConvVariants,
+  convVariants,
   type ConvChoice,
   type ConvVariant,
 } from './kernels/conv-variants.ts';
@@ -125,7 +126,7 @@ async function chooseConvVariants(opt: ConvVariant | 'auto' | undefined): Promis
   if (want && want !== 'auto') {
     setConvVariants(want);
     lastTuning = {
-      choice: { forward: want, dx: want, dw: want },
+      choice: convVariants(),
       reduce: 'serial',
       source: 'forced',
     };

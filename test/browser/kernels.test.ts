@@ -49,6 +49,21 @@ describe('fast WebGPU kernels in Chromium', () => {
     expect(s.errors).toEqual([]);
   });
 
+  it("the filter gradient's subgroup variant matches the cpu backend in Chromium too (where the page's adapter has `subgroups`)", async (ctx) => {
+    if (!(await s.call('hasSubgroups'))) {
+      console.warn("skipped: this Chromium's WebGPU adapter has no `subgroups`");
+      ctx.skip();
+    }
+    const r = await s.call('checkKernels', TILED_CASES, { variant: 'subgroup', stock: false });
+    expect(r).toHaveLength(3 * TILED_CASES.length);
+    expect(await s.call('gpuErrors')).toEqual([]);
+    for (const c of r) {
+      expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+      expect(c.unwritten, c.name).toBe(0);
+    }
+    expect(s.errors).toEqual([]);
+  });
+
   it('a training step gives the same loss and gradients in Chromium as in Node through Dawn (≤ 1e-5 relative)', async (ctx) => {
     if (!node) {
       console.warn(`skipped: no WebGPU in Node here: ${noNode}`);

@@ -185,3 +185,10 @@ export const TILED_CASES: ConvCase[] = [0, 3, 7].map((i) => KERNEL_CASES[i]);
  * code path as 320→320 (its cost is mostly shader compiles, seconds each on SwiftShader).
  */
 export const FULL_WIDTH_TILED_CASES: ConvCase[] = [0, 1, 2, 4].map((i) => FULL_WIDTH_CASES[i]);
+
+/**
+ * The full-width cases the filter gradient's subgroup variant is checked on: its code path
+ * depends on the channel blocks (8 wide, vec4), which every full-width case shares, so one
+ * stride-2 case with 34 560 workgroups (256→320) and the full-resolution 32-channel one.
+ */
+export const FULL_WIDTH_SUBGROUP_CASES: ConvCase[] = [1, 4].map((i) => FULL_WIDTH_CASES[i]);

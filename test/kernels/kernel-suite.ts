@@ -5,13 +5,20 @@
 import type * as TF from '@tensorflow/tfjs';
 import { useBackend, tf } from '../../src/model/tf-backend.ts';
 import {
-  CONV_VARIANTS,
   convVariants,
   setConvVariants,
   useFastKernels,
   type ConvVariant,
 } from '../../src/model/kernels/index.ts';
-import { DW, DX, FORWARD } from '../../src/model/kernels/conv-variants.ts';
+import {
+  DW,
+  FORWARD,
+  PASS_VARIANTS,
+  dwOf,
+  dxOf,
+  forwardOf,
+} from '../../src/model/kernels/conv-variants.ts';
+import { hasSubgroups } from '../../src/model/kernels/subgroups.ts';
 import {
   autotuneConv,
   convShapes,
@@ -50,11 +57,11 @@ export interface ConvCase {
   pad: 'same' | 'valid';
 }
 
-/** Median ms of one conv pass: stock tfjs, our default (regblock) and every variant. */
+/** Median ms of one conv pass: stock tfjs, our default (regblock) and every variant it has. */
 export interface KernelTimes {
   stock: number;
   fast: number;
-  variants: Record<ConvVariant, number>;
+  variants: Partial<Record<ConvVariant, number>>;
 }
 
 export interface KernelCheck {
@@ -129,7 +136,10 @@ async function runAll(t: Tensors, c: ConvCase): Promise<Float32Array[]> {
   return out;
 }
 
-/** The fast kernels (of one variant) called directly, each writing into a NaN-filled output. */
+/**
+ * The fast kernels (of one variant; a pass without it runs regblock) called directly, each
+ * writing into a NaN-filled output.
+ */
 async function runPoisoned(
   t: Tensors,
   c: ConvCase,
@@ -141,9 +151,21 @@ async function runPoisoned(
   const dy = tf.tensor(t.dy, t.yShape);
   const outs = [tf.fill(t.yShape, NaN), tf.fill(t.xShape, NaN), tf.fill(t.wShape, NaN)];
   const ok = [
-    FORWARD[variant](backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
-    DX[variant](backend, dy, w, { strides: c.strides, pad: c.pad, inputShape: t.xShape }, outs[1]),
-    DW[variant](backend, x, dy, { strides: c.strides, pad: c.pad, filterShape: t.wShape }, outs[2]),
+    forwardOf(variant)(backend, x, w, { strides: c.strides, pad: c.pad }, outs[0]),
+    dxOf(variant)(
+      backend,
+      dy,
+      w,
+      { strides: c.strides, pad: c.pad, inputShape: t.xShape },
+      outs[1],
+    ),
+    dwOf(variant)(
+      backend,
+      x,
+      dy,
+      { strides: c.strides, pad: c.pad, filterShape: t.wShape },
+      outs[2],
+    ),
   ];
   if (ok.some((o) => o === null)) throw new Error(`fast kernels declined ${caseName(c)}`);
   const r = await Promise.all(outs.map(async (o) => (await o.data()) as Float32Array));
@@ -292,6 +314,12 @@ const api = {
     );
     useFastKernels(false);
     return tf.getBackend();
+  },
+
+  /** Whether the webgpu backend's device has the `subgroups` feature. */
+  async hasSubgroups(): Promise<boolean> {
+    await useBackend('webgpu');
+    return hasSubgroups(tf.backend());
   },
 
   /** WebGPU errors (shader compilation, validation) seen since init. */
@@ -480,13 +508,15 @@ const api = {
     const w = tf.tensor(randomArray(27 * 3 * 4, 10), [3, 3, 3, 3, 4]);
     // Each entry: declined by every variant.
     const declined = [
-      CONV_VARIANTS.every(
-        (v) => FORWARD[v](backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
+      PASS_VARIANTS.forward.every(
+        (v) => FORWARD[v]!(backend, x, w, { strides: 1, pad: 'valid', dilations: 2 }) === null,
       ),
-      CONV_VARIANTS.every((v) => FORWARD[v](backend, x, w, { strides: 3, pad: 'valid' }) === null),
-      CONV_VARIANTS.every(
+      PASS_VARIANTS.forward.every(
+        (v) => FORWARD[v]!(backend, x, w, { strides: 3, pad: 'valid' }) === null,
+      ),
+      PASS_VARIANTS.dw.every(
         (v) =>
-          DW[v](backend, x, x, {
+          DW[v]!(backend, x, x, {
             strides: 3,
             pad: 'valid',
             filterShape: [3, 3, 3, 3, 4],
@@ -647,13 +677,15 @@ const api = {
         }, reps);
       useFastKernels(false);
       const stock = await time();
-      const variants = {} as Record<ConvVariant, number>;
+      const variants: Partial<Record<ConvVariant, number>> = {};
       useFastKernels(true);
-      for (const v of CONV_VARIANTS) {
-        setConvVariants(v);
+      const pass = k === 'y' ? 'forward' : k;
+      for (const v of PASS_VARIANTS[pass]) {
+        if (v === 'subgroup' && !hasSubgroups(tf.backend())) continue;
+        setConvVariants({ [pass]: v });
         variants[v] = await time();
       }
-      ms[k] = { stock, fast: variants.regblock, variants };
+      ms[k] = { stock, fast: variants.regblock!, variants };
     }
     setConvVariants(before);
     useFastKernels(false);

@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fastestChoice, fastestReduce, KERNEL_VERSION } from '../../src/model/kernels/autotune.ts';
-import { parseConvVariant } from '../../src/model/kernels/conv-variants.ts';
+import {
+  PASS_VARIANTS,
+  convVariants,
+  parseConvVariant,
+  setConvVariants,
+} from '../../src/model/kernels/conv-variants.ts';
 import { tuneKey } from '../../src/gpu/tune-store.ts';
 import { defaultTuneFile, fileTuneStore } from '../../src/node/tune-file.ts';
 
@@ -19,6 +24,36 @@ describe('conv3d autotune', () => {
         dw: { regblock: 5, tiled: 5 },
       }),
     ).toEqual({ forward: 'tiled', dx: 'regblock', dw: 'regblock' });
+  });
+
+  it("dw's subgroup variant wins where it measured fastest; a pass without a timing keeps the default", () => {
+    expect(
+      fastestChoice({
+        forward: { regblock: 10, tiled: 4 },
+        dx: { regblock: 3, tiled: 9 },
+        dw: { regblock: 5, tiled: 4, subgroup: 2 },
+      }),
+    ).toEqual({ forward: 'tiled', dx: 'regblock', dw: 'subgroup' });
+    // No `subgroups` on the device: the variant is not timed at all.
+    expect(fastestChoice({ forward: {}, dx: { tiled: 1 }, dw: { regblock: 5, tiled: 6 } })).toEqual(
+      { forward: 'regblock', dx: 'tiled', dw: 'regblock' },
+    );
+  });
+
+  it('a variant name sets the passes that have it; a pass given one it lacks is refused', () => {
+    const before = convVariants();
+    try {
+      expect(PASS_VARIANTS.dw).toContain('subgroup');
+      expect(PASS_VARIANTS.forward).not.toContain('subgroup');
+      setConvVariants('subgroup');
+      expect(convVariants()).toEqual({ forward: 'regblock', dx: 'regblock', dw: 'subgroup' });
+      setConvVariants('tiled');
+      expect(convVariants()).toEqual({ forward: 'tiled', dx: 'tiled', dw: 'tiled' });
+      expect(() => setConvVariants({ forward: 'subgroup' })).toThrow(/forward has no 'subgroup'/);
+      expect(convVariants()).toEqual({ forward: 'tiled', dx: 'tiled', dw: 'tiled' });
+    } finally {
+      setConvVariants(before);
+    }
   });
 
   it('picks the subgroup long sum only when it measured faster', () => {
@@ -40,7 +75,8 @@ describe('conv3d autotune', () => {
   it('refuses an unknown forced variant with the valid names', () => {
     expect(parseConvVariant('tiled')).toBe('tiled');
     expect(parseConvVariant('')).toBeUndefined();
-    expect(() => parseConvVariant('subgroup')).toThrow(/regblock, tiled, auto/);
+    expect(parseConvVariant('subgroup')).toBe('subgroup');
+    expect(() => parseConvVariant('warp')).toThrow(/regblock, tiled, subgroup, auto/);
   });
 
   it('Node cache file: missing or corrupt reads as empty, put then get round-trips, env overrides the path', async () => {

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openKernelsNode, type KernelsNode } from '../kernels/open-node.ts';
 import {
   FULL_WIDTH_CASES,
+  FULL_WIDTH_SUBGROUP_CASES,
   FULL_WIDTH_TILED_CASES,
   KERNEL_CASES,
   TILED_CASES,
@@ -19,6 +20,8 @@ try {
   why = String(e);
   console.warn(`skipped: ${why}`);
 }
+
+const subgroups = !!k?.gpu.adapter.features.has('subgroups');
 
 // SwiftShader on 2 cores: the whole-step checks take minutes.
 describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, () => {
@@ -51,18 +54,38 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
     }
   });
 
+  // The filter gradient's subgroup variant (the other passes run regblock under that name), on
+  // every case: rows fewer and more than the 64 threads of a workgroup, vec4 and scalar loads.
+  it.skipIf(!subgroups)(
+    'the subgroup dw variant matches the cpu backend and writes every element',
+    async () => {
+      const r = await api('checkKernels', KERNEL_CASES, { variant: 'subgroup', stock: false });
+      expect(r).toHaveLength(3 * KERNEL_CASES.length);
+      expect(await api('gpuErrors')).toEqual([]);
+      for (const c of r) {
+        expect(c.refNorm, c.name).toBeGreaterThan(0);
+        expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
+        expect(c.unwritten, c.name).toBe(0);
+      }
+    },
+  );
+
   it('autotune: times every variant of every pass (and of the long sum), picks the fastest, and reuses the cached choice', async () => {
     const shape = TILED_CASES[0];
     const { first, second } = await api('tuneConv', [shape], 1);
     expect(first.source).toBe('measured');
     for (const p of ['forward', 'dx', 'dw'] as const) {
       const ms = first.ms![p];
+      const timed = Object.values(ms) as number[];
       expect(ms.regblock, p).toBeGreaterThan(0);
       expect(ms.tiled, p).toBeGreaterThan(0);
-      expect(ms[first.choice[p]], p).toBe(Math.min(ms.regblock, ms.tiled));
+      // dw's subgroup variant is timed exactly where the device has `subgroups`.
+      expect('subgroup' in ms, p).toBe(p === 'dw' && subgroups);
+      if ('subgroup' in ms) expect(ms.subgroup, p).toBeGreaterThan(0);
+      expect(ms[first.choice[p]], p).toBe(Math.min(...timed));
     }
     // The long-sum variant is timed only where the device has `subgroups` (SwiftShader does).
-    if (k!.gpu.adapter.features.has('subgroups')) {
+    if (subgroups) {
       const rm = first.reduceMs!;
       expect(rm.serial).toBeGreaterThan(0);
       expect(rm.subgroup).toBeGreaterThan(0);
@@ -111,6 +134,7 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
   it.each([
     ['regblock', FULL_WIDTH_CASES],
     ['tiled', FULL_WIDTH_TILED_CASES],
+    ...(subgroups ? ([['subgroup', FULL_WIDTH_SUBGROUP_CASES]] as const) : []),
   ] as const)(
     "nnU-Net's full channel widths (801's 3d_fullres: 256→320, 320→320, transposed 320→256, 32 at full resolution), %s variant, match an exact reference",
     async (variant, cases) => {

@@ -1,4 +1,5 @@
-// Per-adapter choice of the conv3d variant for each pass (forward, dx, dw), and of the long-sum
+// Per-adapter choice of the conv3d variant for each pass (forward, dx, dw; dw's 'subgroup' variant
+// only where the device has `subgroups`), and of the long-sum
 // variant (reduce.ts: serial, or subgroup where the device has `subgroups`): on first use on an
 // adapter, time every variant on a few U-Net-like convolutions and sums (median of a handful of
 // runs after a warm-up that compiles the shaders) and keep the fastest; the result is cached
@@ -20,6 +21,7 @@ import {
   DW,
   DX,
   FORWARD,
+  PASS_VARIANTS,
   type ConvChoice,
   type ConvPass,
   type ConvVariant,
@@ -35,7 +37,7 @@ import {
 import { hasSubgroups } from './subgroups.ts';
 
 /** Bump when a variant's kernels change, so cached choices are measured again. */
-export const KERNEL_VERSION = 2;
+export const KERNEL_VERSION = 3;
 
 export interface TuneShape {
   batch: number;
@@ -102,7 +104,8 @@ export const REDUCE_TUNE_SHAPES: Array<{ shape: number[]; axis: number }> = [
   { shape: [262144], axis: 0 },
 ];
 
-export type PassTimes = Record<ConvPass, Record<ConvVariant, number>>;
+/** ms per pass and variant; a variant not timed (absent from the pass, no `subgroups`) is missing. */
+export type PassTimes = Record<ConvPass, Partial<Record<ConvVariant, number>>>;
 export type ReduceTimes = Record<ReduceVariant, number>;
 
 /** The faster long-sum variant (a tie or a missing time keeps 'serial'). */
@@ -114,19 +117,23 @@ export function fastestReduce(ms: ReduceTimes | undefined): ReduceVariant {
 export function fastestChoice(ms: PassTimes): ConvChoice {
   const c = { ...DEFAULT_CHOICE };
   for (const p of CONV_PASSES) {
-    let best = ms[p][c[p]];
-    for (const v of CONV_VARIANTS)
-      if (Number.isFinite(ms[p][v]) && !(ms[p][v] >= best)) {
-        best = ms[p][v];
+    let best = ms[p][c[p]] ?? Infinity;
+    for (const v of PASS_VARIANTS[p]) {
+      const t = ms[p][v];
+      if (t !== undefined && Number.isFinite(t) && !(t >= best)) {
+        best = t;
         c[p] = v;
       }
+    }
   }
   return c;
 }
 
 function validChoice(r: TuneRecord | undefined): ConvChoice | undefined {
   if (!r?.choice) return undefined;
-  const ok = CONV_PASSES.every((p) => (CONV_VARIANTS as readonly string[]).includes(r.choice[p]));
+  const ok = CONV_PASSES.every((p) =>
+    (PASS_VARIANTS[p] as readonly string[]).includes(r.choice[p]),
+  );
   // Only the conv passes: the record's choice also holds the reduce variant.
   return ok
     ? (Object.fromEntries(CONV_PASSES.map((p) => [p, r.choice[p]])) as ConvChoice)
@@ -153,8 +160,12 @@ async function median(fn: () => Promise<void>, reps: number): Promise<number> {
 export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<PassTimes> {
   if (tf.getBackend() !== 'webgpu') throw new Error('timeVariants needs the webgpu backend');
   const backend = tf.backend() as unknown as WebGPUBackendLike;
+  const offered = (v: ConvVariant) => v !== 'subgroup' || hasSubgroups(backend);
   const ms = Object.fromEntries(
-    CONV_PASSES.map((p) => [p, Object.fromEntries(CONV_VARIANTS.map((v) => [v, 0]))]),
+    CONV_PASSES.map((p) => [
+      p,
+      Object.fromEntries(PASS_VARIANTS[p].filter(offered).map((v) => [v, 0])),
+    ]),
   ) as PassTimes;
   for (const s of shapes) {
     const { xShape, wShape, yShape } = convShapes(s);
@@ -165,18 +176,22 @@ export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<Pass
     try {
       for (const v of CONV_VARIANTS) {
         const runs: Record<ConvPass, () => TensorInfo | null> = {
-          forward: () => FORWARD[v](backend, x, w, a),
-          dx: () => DX[v](backend, dy, w, { ...a, inputShape: xShape }),
-          dw: () => DW[v](backend, x, dy, { ...a, filterShape: wShape }),
+          forward: () => FORWARD[v]!(backend, x, w, a),
+          dx: () => DX[v]!(backend, dy, w, { ...a, inputShape: xShape }),
+          dw: () => DW[v]!(backend, x, dy, { ...a, filterShape: wShape }),
         };
         for (const p of CONV_PASSES) {
-          ms[p][v] += await median(async () => {
-            const o = runs[p]();
-            if (!o) throw new Error(`conv variant ${v} declined a tuning shape`);
-            const t = tf.engine().makeTensorFromTensorInfo(o);
-            await t.data();
-            t.dispose();
-          }, reps);
+          const sum = ms[p][v];
+          if (sum === undefined) continue;
+          ms[p][v] =
+            sum +
+            (await median(async () => {
+              const o = runs[p]();
+              if (!o) throw new Error(`conv variant ${v} declined a tuning shape`);
+              const t = tf.engine().makeTensorFromTensorInfo(o);
+              await t.data();
+              t.dispose();
+            }, reps));
         }
       }
     } finally {

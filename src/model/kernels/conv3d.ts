@@ -119,7 +119,7 @@ export function backpropFilterGeometry(
 export const key = (g: Geometry) =>
   [g.batch, ...g.inS, ...g.outS, ...g.k, ...g.s, ...g.pad, g.cin, g.cout].join('x');
 /** Components of vector loads along a channel axis of `c` channels read in blocks of `block`. */
-const vecOf = (c: number, block: number) => (c % 4 === 0 && block % 4 === 0 ? 4 : 1);
+export const vecOf = (c: number, block: number) => (c % 4 === 0 && block % 4 === 0 ? 4 : 1);
 
 export function conv3dForward(
   backend: WebGPUBackendLike,

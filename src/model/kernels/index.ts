@@ -1,5 +1,6 @@
-// Fast WebGPU 3-D convolution kernels (implicit GEMMs in two variants, register-blocked conv3d.ts
-// and workgroup-memory tiled conv3d-tiled.ts, chosen per pass in conv-variants.ts) as replacements for
+// Fast WebGPU 3-D convolution kernels (implicit GEMMs: register-blocked conv3d.ts, workgroup-memory
+// tiled conv3d-tiled.ts, and for the filter gradient a subgroup reduction conv3d-subgroup.ts; chosen
+// per pass in conv-variants.ts) as replacements for
 // tfjs-backend-webgpu's stock Conv3D / Conv3DBackpropInputV2 / Conv3DBackpropFilterV2, which
 // compute one output per thread with uniform-driven index arithmetic. useFastKernels(true)
 // re-registers the three kernels for the 'webgpu' backend; useFastKernels(false) restores the
