@@ -51,16 +51,21 @@ interface TiledGemm {
   outIndex: string;
 }
 
+/** The K range per split (whole BK steps) and the number of splits that leaves. */
+function splitPlan(K: number, want: number): { kPer: number; splits: number } {
+  const steps = Math.ceil(K / BK);
+  const S = Math.max(1, Math.min(want, steps));
+  const kPer = Math.ceil(steps / S) * BK;
+  return { kPer, splits: K === 0 ? 1 : Math.ceil(K / kPer) };
+}
+
 function tiledGemm(o: TiledGemm): RawProgram {
   const BN = o.N <= 16 ? 16 : 32;
   const TM = BM / 8;
   const TN = BN / 8;
   const tilesM = Math.ceil(o.M / BM);
   const tilesN = Math.ceil(o.N / BN);
-  const steps = Math.ceil(o.K / BK);
-  const S = Math.max(1, Math.min(o.splits ?? 1, steps));
-  const kPer = Math.ceil(steps / S) * BK;
-  const splits = o.K === 0 ? 1 : Math.ceil(o.K / kPer);
+  const { kPer, splits } = splitPlan(o.K, o.splits ?? 1);
   const groups = tilesM * tilesN * splits;
   const gx = Math.min(groups, MAX_GROUPS);
   const gy = Math.ceil(groups / gx);
@@ -142,10 +147,76 @@ fn main(index : i32) {
   };
 }
 
-/** Number of splits along K so that a small M × N grid still fills the device. */
+/**
+ * Number of splits along K so that a small M × N grid still fills the device: the deep stages of
+ * an nnU-Net plan (e.g. 4×4×4 voxels × 320 channels, K = 27 · 320) have only a few dozen tiles,
+ * each with a long K loop, which would leave most of a GPU idle. Each split keeps ≥ 4 BK steps.
+ */
 function splitsFor(o: { M: number; N: number; K: number }, target = 256): number {
   const tiles = Math.ceil(o.M / BM) * Math.ceil(o.N / (o.N <= 16 ? 16 : 32));
   return Math.max(1, Math.min(Math.ceil(o.K / (4 * BK)), Math.ceil(target / tiles)));
+}
+
+/**
+ * Runs `gemm` with split-K where splitsFor asks for it: the splits store partial M × N results
+ * ([S, M·N] temporary, at most `target` tiles' worth), and a second pass sums them into the
+ * output at `outIndex(m, n)` (WGSL body; the same mapping the unsplit GEMM stores with).
+ */
+function runSplitK(
+  backend: WebGPUBackendLike,
+  o: Omit<TiledGemm, 'splits' | 'outIndex' | 'outputShape'> & { outIndex: string },
+  outputShape: number[],
+  inputs: TensorInfo[],
+  output?: TensorInfo,
+): TensorInfo {
+  const { splits: S } = splitPlan(o.K, splitsFor(o));
+  if (S === 1)
+    return backend.runWebGPUProgram(
+      tiledGemm({ ...o, outputShape }),
+      inputs,
+      'float32',
+      undefined,
+      output,
+    );
+  const elems = o.M * o.N;
+  const tmp = backend.runWebGPUProgram(
+    tiledGemm({
+      ...o,
+      key: `${o.key}_sk`,
+      splits: S,
+      outputShape: [S, elems],
+      outIndex: `  return split * ${elems} + m * ${o.N} + n;`,
+    }),
+    inputs,
+    'float32',
+  );
+  const gx = Math.min(Math.ceil(elems / THREADS), MAX_GROUPS);
+  const sum: RawProgram = {
+    variableNames: ['partials'],
+    variableComponents: [1],
+    outputShape,
+    shaderKey: `fnk_tiled_sksum_${o.key}_${S}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [gx, 1, 1],
+    workgroupSize: [THREADS, 1, 1],
+    size: false,
+    getUserCode: () => `
+fn outIndex(m : i32, n : i32) -> i32 {
+${o.outIndex}
+}
+fn main(index : i32) {
+  _ = uniforms.NAN;
+  for (var t = i32(workgroupId.x * ${THREADS}u + localIndex); t < ${elems}; t += ${gx * THREADS}) {
+    var s = 0.0;
+    for (var p = 0; p < ${S}; p++) { s += partials[p * ${elems} + t]; }
+    result[outIndex(t / ${o.N}, t % ${o.N})] = s;
+  }
+}
+`,
+  };
+  const out = backend.runWebGPUProgram(sum, [tmp], 'float32', undefined, output);
+  backend.disposeData(tmp.dataId);
+  return out;
 }
 
 /** WGSL: decompose `v` (an i32 expression name) into d, h, w of extents [, H, W] and batch. */
@@ -178,22 +249,26 @@ export function conv3dForwardTiled(
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const M = g.batch * g.outS[0] * g.outS[1] * g.outS[2];
-  const program = tiledGemm({
-    key: `c3f_${key(g)}`,
-    inputs: ['x', 'w'],
-    outputShape: [g.batch, ...g.outS, g.cout],
-    M,
-    N: g.cout,
-    K: g.k[0] * g.k[1] * g.k[2] * g.cin,
-    loadA: `${voxel('m', g.outS, 'o')}
+  return runSplitK(
+    backend,
+    {
+      key: `c3f_${key(g)}`,
+      inputs: ['x', 'w'],
+      M,
+      N: g.cout,
+      K: g.k[0] * g.k[1] * g.k[2] * g.cin,
+      loadA: `${voxel('m', g.outS, 'o')}
   let ci = k % ${g.cin};
   ${tap(`(k / ${g.cin})`, g.k)}
   ${inputAt(g)}
   return select(0.0, x[select(0, (((ob * ${ID} + id) * ${IH} + ih) * ${IW} + iw) * ${g.cin} + ci, ok)], ok);`,
-    loadB: `  return w[k * ${g.cout} + n];`,
-    outIndex: `  return m * ${g.cout} + n;`,
-  });
-  return backend.runWebGPUProgram(program, [x, w], 'float32', undefined, output);
+      loadB: `  return w[k * ${g.cout} + n];`,
+      outIndex: `  return m * ${g.cout} + n;`,
+    },
+    [g.batch, ...g.outS, g.cout],
+    [x, w],
+    output,
+  );
 }
 
 export function conv3dBackpropInputTiled(
@@ -231,24 +306,28 @@ export function conv3dBackpropInputTiled(
   let fw = ${r[2]} + ${sw} * (ct % ${TW || 1});
   let fh = ${r[1]} + ${sh} * ((ct / ${TW || 1}) % ${TH || 1});
   let fd = ${r[0]} + ${sd} * (ct / ${(TW || 1) * (TH || 1)});`;
-        const program = tiledGemm({
-          key: `c3x_${key(g)}_${p.join('')}`,
-          inputs: ['dy', 'w'],
-          outputShape: [...attrs.inputShape],
-          M,
-          N: g.cin,
-          K,
-          loadA: `${classVoxel}
+        runSplitK(
+          backend,
+          {
+            key: `c3x_${key(g)}_${p.join('')}`,
+            inputs: ['dy', 'w'],
+            M,
+            N: g.cin,
+            K,
+            loadA: `${classVoxel}
   ${classTap}
   let nd = id + ${g.pad[0]} - fd; let nh = ih + ${g.pad[1]} - fh; let nw = iw + ${g.pad[2]} - fw;
   let ok = nd >= 0 && nh >= 0 && nw >= 0 && nd < ${OD * sd} && nh < ${OH * sh} && nw < ${OW * sw};
   return select(0.0, dy[select(0, (((jb * ${OD} + nd / ${sd}) * ${OH} + nh / ${sh}) * ${OW} + nw / ${sw}) * ${g.cout} + co, ok)], ok);`,
-          loadB: `${classTap}
+            loadB: `${classTap}
   return w[(((fd * ${KH} + fh) * ${KW} + fw) * ${g.cin} + n) * ${g.cout} + co];`,
-          outIndex: `${classVoxel}
+            outIndex: `${classVoxel}
   return (((jb * ${ID} + id) * ${IH} + ih) * ${IW} + iw) * ${g.cin} + n;`,
-        });
-        backend.runWebGPUProgram(program, [dy, w], 'float32', undefined, out);
+          },
+          [...attrs.inputShape],
+          [dy, w],
+          out,
+        );
       }
   return out;
 }
@@ -266,58 +345,24 @@ export function conv3dBackpropFilterTiled(
   const M = g.k[0] * g.k[1] * g.k[2] * g.cin;
   const N = g.cout;
   const K = g.batch * g.outS[0] * g.outS[1] * g.outS[2];
-  const elems = M * N;
-  const want = splitsFor({ M, N, K });
-  const gemm = (splits: number, outputShape: number[]) =>
-    tiledGemm({
+  return runSplitK(
+    backend,
+    {
       key: `c3w_${key(g)}`,
       inputs: ['x', 'dy'],
-      outputShape,
       M,
       N,
       K,
-      splits,
       loadA: `${voxel('k', g.outS, 'o')}
   let ci = m % ${g.cin};
   ${tap(`(m / ${g.cin})`, g.k)}
   ${inputAt(g)}
   return select(0.0, x[select(0, (((ob * ${ID} + id) * ${IH} + ih) * ${IW} + iw) * ${g.cin} + ci, ok)], ok);`,
       loadB: `  return dy[k * ${N} + n];`,
-      outIndex: `  return split * ${elems} + m * ${N} + n;`,
-    });
-  // The split count the GEMM really uses (it rounds K per split up to whole BK steps).
-  const steps = Math.ceil(K / BK);
-  const S = Math.ceil(K / (Math.ceil(steps / Math.min(want, steps)) * BK));
-  if (S === 1)
-    return backend.runWebGPUProgram(
-      gemm(1, [...attrs.filterShape]),
-      [x, dy],
-      'float32',
-      undefined,
-      output,
-    );
-  const tmp = backend.runWebGPUProgram(gemm(want, [S, 1, 1, 1, elems]), [x, dy], 'float32');
-  const sum: RawProgram = {
-    variableNames: ['partials'],
-    variableComponents: [1],
-    outputShape: [...attrs.filterShape],
-    shaderKey: `fnk_tiled_c3wsum_${elems}_${S}`,
-    dispatchLayout: { x: attrs.filterShape.map((_, i) => i) },
-    dispatch: [Math.min(Math.ceil(elems / THREADS), MAX_GROUPS), 1, 1],
-    workgroupSize: [THREADS, 1, 1],
-    size: false,
-    getUserCode: () => `
-fn main(index : i32) {
-  _ = uniforms.NAN;
-  for (var t = i32(workgroupId.x * ${THREADS}u + localIndex); t < ${elems}; t += ${Math.min(Math.ceil(elems / THREADS), MAX_GROUPS) * THREADS}) {
-    var s = 0.0;
-    for (var p = 0; p < ${S}; p++) { s += partials[p * ${elems} + t]; }
-    result[t] = s;
-  }
-}
-`,
-  };
-  const out = backend.runWebGPUProgram(sum, [tmp], 'float32', undefined, output);
-  backend.disposeData(tmp.dataId);
-  return out;
+      outIndex: `  return m * ${N} + n;`,
+    },
+    [...attrs.filterShape],
+    [x, dy],
+    output,
+  );
 }
