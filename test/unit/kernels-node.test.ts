@@ -43,15 +43,20 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
     }
   });
 
-  it('the tiled (workgroup-memory) conv3d variant: forward, dx and dw match the cpu backend and write every output element', async () => {
-    const r = await api('checkKernels', TILED_CASES, { variant: 'tiled', stock: false });
-    expect(r).toHaveLength(3 * TILED_CASES.length);
+  /** One variant on `cases` against the cpu backend, every output element written. */
+  async function expectVariantMatches(variant: 'tiled' | 'subgroup', cases: typeof KERNEL_CASES) {
+    const r = await api('checkKernels', cases, { variant, stock: false });
+    expect(r).toHaveLength(3 * cases.length);
     expect(await api('gpuErrors')).toEqual([]);
     for (const c of r) {
       expect(c.refNorm, c.name).toBeGreaterThan(0);
       expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
       expect(c.unwritten, c.name).toBe(0);
     }
+  }
+
+  it('the tiled (workgroup-memory) conv3d variant: forward, dx and dw match the cpu backend and write every output element', async () => {
+    await expectVariantMatches('tiled', TILED_CASES);
   });
 
   // The filter gradient's subgroup variant (the other passes run regblock under that name), on
@@ -59,14 +64,7 @@ describe.skipIf(!k)('fast WebGPU kernels in Node (Dawn)', { timeout: 900_000 }, 
   it.skipIf(!subgroups)(
     'the subgroup dw variant matches the cpu backend and writes every element',
     async () => {
-      const r = await api('checkKernels', KERNEL_CASES, { variant: 'subgroup', stock: false });
-      expect(r).toHaveLength(3 * KERNEL_CASES.length);
-      expect(await api('gpuErrors')).toEqual([]);
-      for (const c of r) {
-        expect(c.refNorm, c.name).toBeGreaterThan(0);
-        expect(c.relL2.fast, c.name).toBeLessThan(1e-4);
-        expect(c.unwritten, c.name).toBe(0);
-      }
+      await expectVariantMatches('subgroup', KERNEL_CASES);
     },
   );
 

@@ -14,16 +14,14 @@
 // atomic counter (WGSL guarantees a subgroup size of at least 4, so 64 threads form at most 16
 // subgroups). Nothing depends on the subgroup size or on how lanes map to local indices.
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { backpropFilterGeometry, key, vecOf, type BackpropFilterAttrs } from './conv3d.ts';
 import {
-  blockOf,
-  comp,
-  range,
-  vt,
-  zero,
-  type RawProgram,
-  type WebGPUBackendLike,
-} from './program.ts';
+  backpropFilterGeometry,
+  dwAccumulate,
+  dwBlocks,
+  key,
+  type BackpropFilterAttrs,
+} from './conv3d.ts';
+import { comp, range, vt, zero, type RawProgram, type WebGPUBackendLike } from './program.ts';
 import { ENABLE_SUBGROUPS, hasSubgroups } from './subgroups.ts';
 
 const THREADS = 64;
@@ -44,16 +42,9 @@ export function conv3dBackpropFilterSubgroup(
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
-  const [KD, KH, KW] = g.k;
-  const taps = KD * KH * KW;
-  const RM = blockOf(g.cin);
-  const CV = vecOf(g.cin, RM);
-  const RN = blockOf(g.cout);
-  const NV = vecOf(g.cout, RN);
-  const RQ = RN / NV;
+  const [, KH, KW] = g.k;
+  const { taps, RM, CV, RN, NV, RQ, MB, NB } = dwBlocks(g);
   const ACC = RM * RQ;
-  const MB = g.cin / RM;
-  const NB = g.cout / RN;
   const blocks = taps * MB * NB;
   const rows = g.batch * OD * OH;
   const gx = Math.min(blocks, MAX_GROUPS);
@@ -90,23 +81,7 @@ fn main(index : i32) {
     let xrow = ((b * ${ID} + id) * ${IH} + ih) * ${IW};
     let drow = ((b * ${OD} + od) * ${OH} + oh) * ${OW};
     for (var ow = owLo; ow < owHi; ow++) {
-      let xi = ((xrow + ow * ${g.s[2]} - ${g.pad[2]} + fw) * ${g.cin} + c0) / ${CV};
-      let di = ((drow + ow) * ${g.cout} + n0) / ${NV};
-      ${range(RM / CV)
-        .map((v) => `let a${v} = x[xi + ${v}];`)
-        .join(' ')}
-      ${range(RQ)
-        .map((q) => `let d${q} = dy[di + ${q}];`)
-        .join(' ')}
-      ${range(RM)
-        .map((m) =>
-          range(RQ)
-            .map(
-              (q) => `acc${m * RQ + q} += ${comp(`a${Math.floor(m / CV)}`, CV, m % CV)} * d${q};`,
-            )
-            .join(' '),
-        )
-        .join('\n      ')}
+      ${dwAccumulate(g, (i) => `acc${i}`)}
     }
   }
   let lead = subgroupExclusiveAdd(1u) == 0u;

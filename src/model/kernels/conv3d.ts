@@ -382,6 +382,51 @@ export function conv3dBackpropInput(
   return out;
 }
 
+/**
+ * The filter gradient's register blocks: RM in × RN out channels of one tap per thread (RQ vectors
+ * of NV out channels), loaded as vectors of CV / NV along the channel axes; MB × NB blocks per tap.
+ */
+export function dwBlocks(g: Geometry) {
+  const RM = blockOf(g.cin);
+  const RN = blockOf(g.cout);
+  const NV = vecOf(g.cout, RN);
+  return {
+    taps: g.k[0] * g.k[1] * g.k[2],
+    RM,
+    CV: vecOf(g.cin, RM),
+    RN,
+    NV,
+    RQ: RN / NV,
+    MB: g.cin / RM,
+    NB: g.cout / RN,
+  };
+}
+
+/**
+ * WGSL for one output voxel of the filter gradient's inner loop (in scope: xrow, drow, ow, fw, c0,
+ * n0): load the x and dy blocks and add their RM × RQ products into `acc(i)`.
+ */
+export function dwAccumulate(g: Geometry, acc: (i: number) => string): string {
+  const { RM, CV, NV, RQ } = dwBlocks(g);
+  return `let xi = ((xrow + ow * ${g.s[2]} - ${g.pad[2]} + fw) * ${g.cin} + c0) / ${CV};
+      let di = ((drow + ow) * ${g.cout} + n0) / ${NV};
+      ${range(RM / CV)
+        .map((v) => `let a${v} = x[xi + ${v}];`)
+        .join(' ')}
+      ${range(RQ)
+        .map((q) => `let d${q} = dy[di + ${q}];`)
+        .join(' ')}
+      ${range(RM)
+        .map((m) =>
+          range(RQ)
+            .map(
+              (q) => `${acc(m * RQ + q)} += ${comp(`a${Math.floor(m / CV)}`, CV, m % CV)} * d${q};`,
+            )
+            .join(' '),
+        )
+        .join('\n      ')}`;
+}
+
 export function conv3dBackpropFilter(
   backend: WebGPUBackendLike,
   x: TensorInfo,
@@ -393,16 +438,8 @@ export function conv3dBackpropFilter(
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
-  const [KD, KH, KW] = g.k;
-  const taps = KD * KH * KW;
-  const RM = blockOf(g.cin);
-  const CV = vecOf(g.cin, RM);
-  const RN = blockOf(g.cout);
-  const NV = vecOf(g.cout, RN);
-  const RMV = RM / CV;
-  const RQ = RN / NV;
-  const MB = g.cin / RM;
-  const NB = g.cout / RN;
+  const [, KH, KW] = g.k;
+  const { taps, RM, CV, RN, NV, RQ, MB, NB } = dwBlocks(g);
   const base = taps * MB * NB;
   // Split the (b, od) slices so that there are enough threads to keep the device busy.
   const slices = g.batch * OD;
@@ -410,7 +447,6 @@ export function conv3dBackpropFilter(
   const per = Math.ceil(slices / splits);
   const S = Math.ceil(slices / per);
   const elems = taps * g.cin * g.cout;
-  const R = range(RMV);
   const body = `
   let nb = t % ${NB};
   let mb = (t / ${NB}) % ${MB};
@@ -438,22 +474,7 @@ export function conv3dBackpropFilter(
       let xrow = ((b * ${ID} + id) * ${IH} + ih) * ${IW};
       let drow = ((b * ${OD} + od) * ${OH} + oh) * ${OW};
       for (var ow = owLo; ow < owHi; ow++) {
-        let xi = ((xrow + ow * ${g.s[2]} - ${g.pad[2]} + fw) * ${g.cin} + c0) / ${CV};
-        let di = ((drow + ow) * ${g.cout} + n0) / ${NV};
-        ${R.map((v) => `let a${v} = x[xi + ${v}];`).join(' ')}
-        ${range(RQ)
-          .map((q) => `let d${q} = dy[di + ${q}];`)
-          .join(' ')}
-        ${range(RM)
-          .map((m) =>
-            range(RQ)
-              .map(
-                (q) =>
-                  `acc[${m * RQ + q}] += ${comp(`a${Math.floor(m / CV)}`, CV, m % CV)} * d${q};`,
-              )
-              .join(' '),
-          )
-          .join('\n        ')}
+        ${dwAccumulate(g, (i) => `acc[${i}]`)}
       }
     }
   }
