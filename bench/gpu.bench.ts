@@ -3,7 +3,10 @@
 // on the same network, patch and batch (CUDA where present, else CPU; through /usr/bin/python3 or
 // python3, skipped with the reason when torch is missing). Per size it prints
 //   train step <name>: webgpu X ms, pytorch Y ms (<device>), ratio R
-// with the peak memory of each, then a forward-only sliding-window inference of a 128³ volume (64³ with --quick).
+// with the peak memory of each; then per kernel (each pass of the 801 net's encoder convolutions,
+// every variant we have on this device)
+//   kernel <stage> <shape> <pass>: webgpu X ms (<fastest variant>; …), G GFLOP/s, pytorch Y ms (<device>), ratio R
+// and a forward-only sliding-window inference of a 128³ volume (64³ with --quick).
 // Sizes: the kernels benchmark net, the tiny preset, nnU-Net's unmodified 3d_fullres plan of 801
 // at its patch (--quick: on a small patch, as a CPU adapter needs minutes per step).
 // --pack DIR writes a folder that runs all this on a machine with no Node and no network
@@ -14,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { openKernelsNode } from '../test/kernels/open-node.ts';
-import type { BenchNet } from '../test/kernels/kernel-suite.ts';
+import type { BenchNet, ConvCase } from '../test/kernels/kernel-suite.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -132,6 +135,78 @@ for (const s of sizes) {
     failures.push(line);
   }
   console.log(line);
+}
+
+// Per kernel: each pass of the 801 net's encoder convolutions (every stage's stride-1 conv and
+// stride-2 downsampling, at the training step's sizes: its patch, or --quick's), every variant we
+// have on this device, beside PyTorch's same convolution (cuDNN on CUDA). The stride-2 convs run
+// as the U-Net runs them: 'valid' on an input padded by one (conv.ts), PyTorch on the same input.
+const kNet = sizes[2].net;
+const spatialAt = (i: number) => kNet.patch.map((p) => p / 2 ** i) as [number, number, number];
+const convCases: Array<[string, ConvCase]> = [];
+k801.features_per_stage.forEach((f, i) => {
+  const k3: [number, number, number] = [3, 3, 3];
+  if (i > 0)
+    convCases.push([
+      `stage ${i} down`,
+      {
+        batch: kNet.batch,
+        spatial: spatialAt(i - 1).map((v) => v + 1) as [number, number, number],
+        cin: k801.features_per_stage[i - 1],
+        cout: f,
+        kernel: k3,
+        strides: [2, 2, 2],
+        pad: 'valid',
+      },
+    ]);
+  convCases.push([
+    `stage ${i} conv`,
+    {
+      batch: kNet.batch,
+      spatial: spatialAt(i),
+      cin: f,
+      cout: f,
+      kernel: k3,
+      strides: [1, 1, 1],
+      pad: 'same',
+    },
+  ]);
+});
+const tuning = await k.call('convTuning');
+console.log(
+  `\nconv variants on this adapter: ${tuning ? `${JSON.stringify(tuning.choice)}, reduce ${tuning.reduce} (${tuning.source})` : 'unknown'}` +
+    (tuning && 'ms' in tuning && tuning.ms ? `; autotune ms ${JSON.stringify(tuning.ms)}` : ''),
+);
+for (const [label, c] of convCases) {
+  try {
+    const r = await k.call('gpuConvPasses', c, quick ? 3 : 5);
+    const t = torch([
+      'conv',
+      `${c.cin}-${c.cout}`,
+      String(c.batch),
+      ...c.spatial.map(String),
+      ...c.kernel.map(String),
+      ...c.strides.map(String),
+      c.pad === 'same' ? '1' : '0',
+      quick ? '3' : '5',
+    ]);
+    const py = t.ok ? (t.r as { ms: Record<string, number>; device: string }) : undefined;
+    for (const p of ['forward', 'dx', 'dw'] as const) {
+      const vs = Object.entries(r.ms[p]) as Array<[string, number]>;
+      const [bestV, best] = vs.reduce((a, b) => (b[1] < a[1] ? b : a));
+      const pm = py?.ms[p];
+      console.log(
+        `kernel ${label} ${r.name} ${p}: webgpu ${best.toFixed(2)} ms (${bestV}; ${vs.map(([v, m]) => `${v} ${m.toFixed(2)}`).join(', ')}), ${(r.flops / 1e9 / (best / 1e3)).toFixed(1)} GFLOP/s, ` +
+          (pm !== undefined
+            ? `pytorch ${pm.toFixed(2)} ms (${py!.device}), ratio ${(pm / best).toFixed(2)}`
+            : `pytorch skipped (${t.ok ? '' : t.why})`),
+      );
+    }
+  } catch (e) {
+    const line = `kernel ${label}: failed: ${String(e).slice(0, 300)}`;
+    failures.push(line);
+    console.log(line);
+  }
 }
 
 // Forward-only sliding window: the 801 plan's net on its patch over 128³, or (--quick) the tiny

@@ -86,11 +86,47 @@ def predict_s(features, volume, patch, device=torch.device('cpu')):
     return time.perf_counter() - t, len(pos[0]) * len(pos[1]) * len(pos[2])
 
 
+def conv_ms(cin, cout, batch, spatial, kernel, stride, same, reps, device):
+    """Median ms of one Conv3d's forward, input gradient and weight gradient (no bias).
+
+    The gradients through aten.convolution_backward, the call autograd makes (cuDNN on CUDA).
+    'same' pads k // 2 (stride 1, odd kernels); 'valid' pads nothing, as the TypeScript case.
+    """
+    x = torch.randn(batch, cin, *spatial, device=device)
+    w = torch.randn(cout, cin, *kernel, device=device) * 0.1
+    pad = [k // 2 for k in kernel] if same else [0, 0, 0]
+    y = nn.functional.conv3d(x, w, None, stride, pad)
+    dy = torch.randn_like(y)
+
+    def backward(mask):
+        return torch.ops.aten.convolution_backward(dy, x, w, None, stride, pad, [1, 1, 1], False, [0, 0, 0], 1, mask)
+
+    runs = {
+        'forward': lambda: nn.functional.conv3d(x, w, None, stride, pad),
+        'dx': lambda: backward([True, False, False]),
+        'dw': lambda: backward([False, True, False]),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, fn in runs.items():
+            fn()
+            times = []
+            for _ in range(reps):
+                sync(device)
+                t = time.perf_counter()
+                fn()
+                sync(device)
+                times.append((time.perf_counter() - t) * 1000)
+            out[name] = sorted(times)[len(times) // 2]
+    return out
+
+
 if __name__ == '__main__':
     torch.manual_seed(0)
     if len(sys.argv) >= 2 and sys.argv[1] == '--gpu-bench':
         # gpu.bench.ts: one JSON line per request, CUDA where present, else CPU.
         #   --gpu-bench train F1-F2-... PZ PY PX BATCH STEPS | predict F1-... PATCH VZ VY VX
+        #             | conv CIN-COUT BATCH DZ DY DX KZ KY KX SZ SY SX SAME(0|1) REPS
         import json
         device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
         name = torch.cuda.get_device_name(0) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
@@ -100,6 +136,8 @@ if __name__ == '__main__':
         if kind == 'train':
             ms = train_ms(feats, nums[0:3], nums[3], max(2, nums[4]), device)
             out = {'ms': ms}
+        elif kind == 'conv':
+            out = {'ms': conv_ms(feats[0], feats[1], nums[0], nums[1:4], nums[4:7], nums[7:10], nums[10] == 1, max(1, nums[11]), device)}
         else:
             s_, tiles = predict_s(feats, tuple(nums[1:4]), nums[0], device)
             out = {'seconds': s_, 'tiles': tiles}

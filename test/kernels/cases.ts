@@ -187,8 +187,74 @@ export const TILED_CASES: ConvCase[] = [0, 3, 7].map((i) => KERNEL_CASES[i]);
 export const FULL_WIDTH_TILED_CASES: ConvCase[] = [0, 1, 2, 4].map((i) => FULL_WIDTH_CASES[i]);
 
 /**
- * The full-width cases the filter gradient's subgroup variant is checked on: its code path
- * depends on the channel blocks (8 wide, vec4), which every full-width case shares, so one
- * stride-2 case with 34 560 workgroups (256→320) and the full-resolution 32-channel one.
+ * The cases the filter gradient's subgroup variant is checked on. It takes only shapes with at
+ * least 64 (b, od, oh) rows (one per thread of its workgroup; fewer go to regblock), which few of
+ * KERNEL_CASES have, so these are its own, one per code path: scalar loads (1, 3, 5 channels), vec4
+ * loads, 70 output channels (2-wide blocks), 1×3×3 kernels, stride 2 with 3³ and 2³ kernels,
+ * batch 2, rows not a multiple of 64.
  */
-export const FULL_WIDTH_SUBGROUP_CASES: ConvCase[] = [1, 4].map((i) => FULL_WIDTH_CASES[i]);
+export const SUBGROUP_CASES: ConvCase[] = [
+  {
+    batch: 1,
+    spatial: [9, 8, 5],
+    cin: 1,
+    cout: 4,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [7, 9, 6],
+    cin: 3,
+    cout: 5,
+    kernel: [1, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  {
+    batch: 2,
+    spatial: [17, 13, 5],
+    cin: 8,
+    cout: 16,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 2,
+    spatial: [16, 12, 6],
+    cin: 5,
+    cout: 3,
+    kernel: [2, 2, 2],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  {
+    batch: 1,
+    spatial: [12, 11, 4],
+    cin: 16,
+    cout: 70,
+    kernel: [3, 3, 3],
+    strides: [1, 1, 1],
+    pad: 'same',
+  },
+  KERNEL_CASES[9],
+];
+
+/**
+ * The full-width cases of the subgroup variant: a stride-2 256→320 with 64 rows (34 560
+ * workgroups) and the full-resolution 32-channel conv.
+ */
+export const FULL_WIDTH_SUBGROUP_CASES: ConvCase[] = [
+  {
+    batch: 2,
+    spatial: [9, 17, 5],
+    cin: 256,
+    cout: 320,
+    kernel: [3, 3, 3],
+    strides: [2, 2, 2],
+    pad: 'valid',
+  },
+  FULL_WIDTH_CASES[4],
+];

@@ -3,7 +3,7 @@
 // suite, run in two places: a module worker of the test-only Chromium page
 // (test/pages/kernels/kernels.worker.ts) and Node through Dawn (open-node.ts). Not part of the app.
 import type * as TF from '@tensorflow/tfjs';
-import { useBackend, tf } from '../../src/model/tf-backend.ts';
+import { convTuning, useBackend, tf, type ConvTuning } from '../../src/model/tf-backend.ts';
 import {
   convVariants,
   setConvVariants,
@@ -11,12 +11,15 @@ import {
   type ConvVariant,
 } from '../../src/model/kernels/index.ts';
 import {
+  CONV_PASSES,
   DW,
+  DX,
   FORWARD,
   PASS_VARIANTS,
-  dwOf,
+  type ConvPass,
   dxOf,
   forwardOf,
+  variantFor,
 } from '../../src/model/kernels/conv-variants.ts';
 import { hasSubgroups } from '../../src/model/kernels/subgroups.ts';
 import {
@@ -159,7 +162,8 @@ async function runPoisoned(
       { strides: c.strides, pad: c.pad, inputShape: t.xShape },
       outs[1],
     ),
-    dwOf(variant)(
+    // Without dwOf's fallback to regblock, so a case the variant declines fails here.
+    DW[variantFor('dw', variant)]!(
       backend,
       x,
       dy,
@@ -431,6 +435,70 @@ const api = {
     const peak = await api.stepPeak(n, 'webgpu', true, false);
     useFastKernels(false);
     return { ms: r.ms, losses: r.losses, params: r.count, peakBytes: peak.peakBytes };
+  },
+
+  /**
+   * `npm run bench gpu`, per kernel: median ms of each pass of one convolution with every variant
+   * it has on this device (data made on the device; each run waits for the GPU by reading back one
+   * element, so a large output is not copied), called directly as the registered kernels call
+   * them; a variant that declines the shape is left out. `reps` runs after a warm-up run that
+   * compiles the shaders.
+   */
+  async gpuConvPasses(
+    c: ConvCase,
+    reps: number,
+  ): Promise<{
+    name: string;
+    flops: number;
+    ms: Record<ConvPass, Partial<Record<ConvVariant, number>>>;
+  }> {
+    await useBackend('webgpu');
+    const backend = tf.backend() as unknown as WebGPUBackendLike;
+    const { xShape, wShape, yShape } = convShapes(c);
+    const x = tf.randomUniform(xShape, -1, 1);
+    const w = tf.randomUniform(wShape, -0.1, 0.1);
+    const dy = tf.randomUniform(yShape, -1, 1);
+    const a = { strides: c.strides, pad: c.pad };
+    const runs: Record<ConvPass, (v: ConvVariant) => TF.TensorInfo | null> = {
+      forward: (v) => FORWARD[v]!(backend, x, w, a),
+      dx: (v) => DX[v]!(backend, dy, w, { ...a, inputShape: xShape }),
+      dw: (v) => DW[v]!(backend, x, dy, { ...a, filterShape: wShape }),
+    };
+    const ms = { forward: {}, dx: {}, dw: {} } as Record<
+      ConvPass,
+      Partial<Record<ConvVariant, number>>
+    >;
+    try {
+      for (const p of CONV_PASSES)
+        for (const v of PASS_VARIANTS[p]) {
+          if (v === 'subgroup' && !hasSubgroups(backend)) continue;
+          // A variant that declines this shape (subgroup: too few rows) is not timed.
+          const probe = runs[p](v);
+          if (!probe) continue;
+          backend.disposeData(probe.dataId);
+          ms[p][v] = await timeIt(async () => {
+            const o = runs[p](v);
+            if (!o) throw new Error(`conv variant ${v} declined ${caseName(c)} (${p})`);
+            const t = tf.engine().makeTensorFromTensorInfo(o);
+            const one = tf.slice(
+              t,
+              t.shape.map(() => 0),
+              t.shape.map(() => 1),
+            );
+            await one.data();
+            tf.dispose([t, one]);
+          }, reps);
+        }
+    } finally {
+      tf.dispose([x, w, dy]);
+    }
+    const flops = 2 * prod(yShape) * c.kernel[0] * c.kernel[1] * c.kernel[2] * c.cin;
+    return { name: caseName(c), flops, ms };
+  },
+
+  /** How this adapter's conv variants were chosen (autotune timings where it ran). */
+  convTuning(): ConvTuning | undefined {
+    return convTuning();
   },
 
   /**

@@ -18,10 +18,10 @@ import {
   CONV_PASSES,
   CONV_VARIANTS,
   DEFAULT_CHOICE,
-  DW,
-  DX,
-  FORWARD,
   PASS_VARIANTS,
+  dwOf,
+  dxOf,
+  forwardOf,
   type ConvChoice,
   type ConvPass,
   type ConvVariant,
@@ -175,10 +175,12 @@ export async function timeVariants(shapes = TUNE_SHAPES, reps = 3): Promise<Pass
     const a = { strides: s.strides, pad: s.pad };
     try {
       for (const v of CONV_VARIANTS) {
+        // As the registered kernels would run the variant (dw's subgroup hands the shapes it
+        // declines to regblock), so a choice is timed for what it means.
         const runs: Record<ConvPass, () => TensorInfo | null> = {
-          forward: () => FORWARD[v]!(backend, x, w, a),
-          dx: () => DX[v]!(backend, dy, w, { ...a, inputShape: xShape }),
-          dw: () => DW[v]!(backend, x, dy, { ...a, filterShape: wShape }),
+          forward: () => forwardOf(v)(backend, x, w, a),
+          dx: () => dxOf(v)(backend, dy, w, { ...a, inputShape: xShape }),
+          dw: () => dwOf(v)(backend, x, dy, { ...a, filterShape: wShape }),
         };
         for (const p of CONV_PASSES) {
           const sum = ms[p][v];

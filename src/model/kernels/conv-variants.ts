@@ -83,18 +83,23 @@ export const DX: Partial<Record<ConvVariant, Dx>> = {
 export const DW: Partial<Record<ConvVariant, Dw>> = {
   regblock: conv3dBackpropFilter,
   tiled: conv3dBackpropFilterTiled,
-  // Null without `subgroups`: convDw then runs regblock.
+  // Null without `subgroups` or for a short reduction: convDw then runs regblock.
   subgroup: conv3dBackpropFilterSubgroup,
 };
 
-/** Each pass's function of variant `v` (the default's where the pass has no `v`). */
+/**
+ * Each pass's function when variant `v` is chosen, as the registered kernels run it: the
+ * default's where the pass has no `v`, and regblock where the subgroup dw declines a shape.
+ */
 export const forwardOf = (v: ConvVariant): Fwd => FORWARD[variantFor('forward', v)]!;
 export const dxOf = (v: ConvVariant): Dx => DX[variantFor('dx', v)]!;
-export const dwOf = (v: ConvVariant): Dw => DW[variantFor('dw', v)]!;
+export const dwOf = (v: ConvVariant): Dw => {
+  const f = DW[variantFor('dw', v)]!;
+  return v === 'subgroup' ? (...a) => f(...a) ?? conv3dBackpropFilter(...a) : f;
+};
 
 /** Each pass with the current choice. */
 export const convForward = (...a: Parameters<Fwd>): TensorInfo | null =>
   forwardOf(choice.forward)(...a);
 export const convDx = (...a: Parameters<Dx>): TensorInfo | null => dxOf(choice.dx)(...a);
-export const convDw = (...a: Parameters<Dw>): TensorInfo | null =>
-  dwOf(choice.dw)(...a) ?? (choice.dw === 'subgroup' ? conv3dBackpropFilter(...a) : null);
+export const convDw = (...a: Parameters<Dw>): TensorInfo | null => dwOf(choice.dw)(...a);

@@ -29,7 +29,13 @@ const THREADS = 64;
 const SLOTS = THREADS / 4;
 const MAX_GROUPS = 65535;
 
-/** The filter gradient with subgroups; null where the device has no `subgroups` or the shape is not covered. */
+/**
+ * The filter gradient with subgroups; null where the device has no `subgroups`, the shape is not
+ * covered, or there are fewer (b, od, oh) rows than threads: then most of each workgroup would
+ * idle while the grid has taps × in/8 × out/8 workgroups (43 200 for 320→320), so the deep
+ * stages' small volumes go to the register-blocked kernel (measured 17 s vs 41 ms on SwiftShader
+ * at 1×1×2 voxels, 320→320).
+ */
 export function conv3dBackpropFilterSubgroup(
   backend: WebGPUBackendLike,
   x: TensorInfo,
@@ -47,6 +53,7 @@ export function conv3dBackpropFilterSubgroup(
   const ACC = RM * RQ;
   const blocks = taps * MB * NB;
   const rows = g.batch * OD * OH;
+  if (rows < THREADS) return null;
   const gx = Math.min(blocks, MAX_GROUPS);
   const gy = Math.ceil(blocks / gx);
   const A = range(ACC);
