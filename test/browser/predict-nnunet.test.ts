@@ -9,12 +9,24 @@
 // (measured: 100 % on both engines; the margin is for an fp16 rounding step that an engine's other
 // summation order can flip, docs/nnunet-parity.md). The tab does not expose probabilities, so they
 // are not compared here (nnunet-parity.test.ts does; nnunet-import.test.ts checks that a stored
-// package predicts exactly as the model read from disk).
+// package predicts exactly as the model read from disk). Then a ResidualEncoderUNet results folder
+// (test/reference/resenc: random weights, nnU-Net's ResEnc plans layout) is imported the same way
+// and its labels for a phantom case must equal the Node pipeline's (onnxruntime-node), whose
+// network resenc.test.ts checks against torch's logits.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readNifti } from '../../src/io/nifti.ts';
+import { writeNifti } from '../../src/io/nifti-write.ts';
+import { ellipsoidPhantom } from '../../src/demo/ellipsoid-phantom.ts';
+import { predictNnUNetCase } from '../../src/infer/nnunet-model.ts';
+import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
+import { buildOnnxModel } from '../../src/infer/onnx-export.ts';
+import { createOrtSession, ortTilePredictor } from '../../src/infer/ort.ts';
+import { configurationInfo } from '../../src/infer/predictor.ts';
+import { fsSource } from '../../src/node/fs-source.ts';
+import { RESENC_MODEL } from '../nnunet-helpers.ts';
 import { REFERENCE } from '../paths.ts';
 import { openApp, type AppSession } from './harness.ts';
 
@@ -117,4 +129,54 @@ describe('Predict tab: an nnU-Net v2 results folder', () => {
     }
     expect(s.errors).toEqual([]);
   }, 900_000);
+
+  it('imports a ResidualEncoderUNet model (nnU-Net ResEnc plans) and segments as the Node pipeline does', async () => {
+    const { page } = s;
+    // A 24³ phantom at 1 mm (the model's spacing: no resampling), as a NIfTI file.
+    const { image } = ellipsoidPhantom(7, 24);
+    const scan = join(tmp, 'resenc_case_0000.nii.gz');
+    writeFileSync(scan, writeNifti(image));
+    await page.setInputFiles('#model-import-folder', RESENC_MODEL);
+    await page.waitForSelector('#nnunet-import:not([hidden])');
+    expect(await page.locator('#nnunet-folds input[data-fold]').count()).toBe(1);
+    await page.click('#nnunet-import-run');
+    await page.waitForSelector('#nnunet-import-status.ok');
+    const name = 'nnUNetTrainer__nnUNetResEncUNetPlans__3d_fullres, fold 0';
+    expect(await page.textContent('#predict-model option:checked')).toContain(name);
+
+    await page.setInputFiles('#scan-files', scan);
+    await page.selectOption('#predict-backend', 'auto');
+    await page.click('#predict-run');
+    await page.waitForSelector('#predict-status[data-phase="done"]', { timeout: 300_000 });
+    expect(await page.textContent('#predict-error')).toBe('');
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-seg')]);
+    const ours = readNifti(new Uint8Array(readFileSync((await dl.path())!)), 'downloaded');
+
+    // The same case through the same pipeline in Node (onnxruntime-node; resenc.test.ts checks
+    // that network against torch's logits).
+    const m = await readNnUNetModel(fsSource(RESENC_MODEL));
+    const { patch } = configurationInfo(m.plans, m.configuration);
+    const session = await createOrtSession(buildOnnxModel(m.arch, m.folds[0].weights), {
+      backend: 'ort-node',
+    });
+    let ref;
+    try {
+      ref = await predictNnUNetCase(image, m, [
+        ortTilePredictor(session, patch, m.arch.inputChannels),
+      ]);
+    } finally {
+      await session.release();
+    }
+    expect(ours.dims).toEqual(ref.segmentation.dims);
+    let same = 0;
+    for (let i = 0; i < ours.data.length; i++)
+      if (ours.data[i] === ref.segmentation.data[i]) same++;
+    const frac = same / ours.data.length;
+    console.log(
+      `ResEnc in the browser (${await page.getAttribute('#predict-result', 'data-engine')}): ${same} of ${ours.data.length} voxels equal the Node pipeline's labels`,
+    );
+    expect(new Set(ref.segmentation.data).size).toBeGreaterThan(1); // random weights, not all one label
+    expect(frac).toBeGreaterThanOrEqual(0.999); // an fp16 rounding step may flip a voxel (see above)
+    expect(s.errors).toEqual([]);
+  }, 600_000);
 });
