@@ -12,7 +12,8 @@
 // package predicts exactly as the model read from disk). Then a ResidualEncoderUNet results folder
 // (test/reference/resenc: random weights, nnU-Net's ResEnc plans layout) is imported the same way
 // and its labels for a phantom case must equal the Node pipeline's (onnxruntime-node), whose
-// network resenc.test.ts checks against torch's logits.
+// network resenc.test.ts checks against torch's logits; its "Export for nnU-Net" zip must hold the
+// checkpoint's weights exactly.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,8 @@ import { readNifti } from '../../src/io/nifti.ts';
 import { writeNifti } from '../../src/io/nifti-write.ts';
 import { ellipsoidPhantom } from '../../src/demo/ellipsoid-phantom.ts';
 import { predictNnUNetCase } from '../../src/infer/nnunet-model.ts';
-import { readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
+import { readNnUNetFolds, readNnUNetModel } from '../../src/infer/nnunet-folds.ts';
+import { zipBytesSource } from '../../src/io/zip-source.ts';
 import { buildOnnxModel } from '../../src/infer/onnx-export.ts';
 import { createOrtSession, ortTilePredictor } from '../../src/infer/ort.ts';
 import { configurationInfo } from '../../src/infer/predictor.ts';
@@ -130,7 +132,7 @@ describe('Predict tab: an nnU-Net v2 results folder', () => {
     expect(s.errors).toEqual([]);
   }, 900_000);
 
-  it('imports a ResidualEncoderUNet model (nnU-Net ResEnc plans) and segments as the Node pipeline does', async () => {
+  it('imports a ResidualEncoderUNet model (nnU-Net ResEnc plans), segments as the Node pipeline does, and exports it back for nnU-Net', async () => {
     const { page } = s;
     // A 24³ phantom at 1 mm (the model's spacing: no resampling), as a NIfTI file.
     const { image } = ellipsoidPhantom(7, 24);
@@ -177,6 +179,23 @@ describe('Predict tab: an nnU-Net v2 results folder', () => {
     );
     expect(new Set(ref.segmentation.data).size).toBeGreaterThan(1); // random weights, not all one label
     expect(frac).toBeGreaterThanOrEqual(0.999); // an fp16 rounding step may flip a voxel (see above)
+
+    // Exported back for nnU-Net from the tab: fold 0's checkpoint holds the imported weights exactly.
+    const row = page.locator('#model-list > *', { hasText: name });
+    const [nnDl] = await Promise.all([
+      page.waitForEvent('download'),
+      row.locator('[data-export-nnunet]').click(),
+    ]);
+    const zip = new Uint8Array(readFileSync((await nnDl.path())!));
+    let folds = 0;
+    for await (const f of readNnUNetFolds(zipBytesSource('resenc.zip', zip))) {
+      folds++;
+      expect(f.model.architecture?.network_class_name).toMatch(/ResidualEncoderUNet$/);
+      expect(f.model.weights.size).toBe(m.folds[0].weights.size);
+      for (const [k, t] of m.folds[0].weights)
+        expect(Array.from(f.model.weights.get(k)!.data), k).toEqual(Array.from(t.data));
+    }
+    expect(folds).toBe(1);
     expect(s.errors).toEqual([]);
   }, 600_000);
 });
