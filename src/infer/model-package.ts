@@ -2,6 +2,7 @@
 // one .zip of it; unpacking is model/model-folder.ts's), and a file name for exporting one.
 import { unpackModelFolder } from '../model/model-folder.ts';
 import type { DroppedFile } from './scan-files.ts';
+import { blobReadAt } from '../io/zip-source.ts';
 
 /** The model-folder files of a dropped folder or zip, and the folder's name. */
 export function filesOfPackage(
@@ -11,6 +12,7 @@ export function filesOfPackage(
     given.map((f) => ({
       path: f.path,
       bytes: async () => new Uint8Array(await f.file.arrayBuffer()),
+      zip: { size: f.file.size, readAt: blobReadAt(f.path, f.file) },
     })),
   );
 }

@@ -29,8 +29,9 @@
 //
 // Pure: bytes in, bytes out (a file map, a FileSource, or a .zip); src/node/model-folder-fs.ts reads
 // and writes folders on disk.
-import { unzipSync, zipSync } from 'fflate';
+import { zipSync } from 'fflate';
 import type { FileSource } from '../io/file-source.ts';
+import { openZip, openZipBytes, type ReadAt, type ZipEntry } from '../io/zip-archive.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
 import { archFromPlan, networkKind, type PlanConfigurationLike, type UNetArch } from './arch.ts';
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from './labels.ts';
@@ -361,6 +362,11 @@ export function zipModelFolder(files: Record<string, Uint8Array>): Uint8Array {
 export interface PackageEntry {
   path: string;
   bytes: () => Promise<Uint8Array>;
+  /**
+   * For a .zip: its size and a reader by range, so that only its directory and the model files
+   * are read (not checkpoints packed beside them); without it the whole zip is read.
+   */
+  zip?: { size: number; readAt: ReadAt };
 }
 
 /** Largest total of the model files unpacked from one .zip (a zip bomb stops here, not at memory's end). */
@@ -379,27 +385,34 @@ export async function unpackModelFolder(
   let entries: PackageEntry[];
   let folder: string;
   if (list.length === 1 && list[0].path.toLowerCase().endsWith('.zip')) {
-    let total = 0;
-    let unz: Record<string, Uint8Array>;
+    const z = list[0];
+    const bad = (e: unknown) => new Error(`${z.path}: not a readable .zip (${errorMessage(e)})`);
+    let reader: { entries: ZipEntry[]; read(e: ZipEntry): Uint8Array | Promise<Uint8Array> };
     try {
-      unz = unzipSync(await list[0].bytes(), {
-        filter: (f) => {
-          if (!names.has(f.name.split('/').pop()!)) return false;
-          total += f.originalSize;
-          if (total > MAX_UNZIPPED_BYTES)
-            throw new Error(
-              `its model files unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 30} GiB`,
-            );
-          return true;
-        },
-      });
+      reader = z.zip
+        ? await openZip(z.zip.size, z.zip.readAt, z.path)
+        : openZipBytes(await z.bytes(), z.path);
     } catch (e) {
-      throw new Error(`${list[0].path}: not a readable .zip (${errorMessage(e)})`);
+      throw bad(e);
     }
-    entries = Object.entries(unz)
-      .filter(([p]) => !p.endsWith('/'))
-      .map(([path, b]) => ({ path, bytes: async () => b }));
-    folder = list[0].path
+    const wanted = reader.entries.filter(
+      (e) => !e.name.endsWith('/') && names.has(e.name.split('/').pop()!),
+    );
+    // Declared sizes, before anything is inflated: a zip bomb stops here, not at memory's end.
+    const total = wanted.reduce((n, e) => n + e.size, 0);
+    if (total > MAX_UNZIPPED_BYTES)
+      throw bad(`its model files unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 30} GiB`);
+    entries = wanted.map((e) => ({
+      path: e.name,
+      bytes: async () => {
+        try {
+          return await reader.read(e);
+        } catch (err) {
+          throw bad(err);
+        }
+      },
+    }));
+    folder = z.path
       .split('/')
       .pop()!
       .replace(/\.zip$/i, '');

@@ -2,6 +2,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { memorySource, type FileSource } from '../io/file-source.ts';
+import { fileReadAt } from './zip-file-source.ts';
 import {
   decodeModelFolder,
   encodeModelFolder,
@@ -13,14 +14,14 @@ import {
 /** Reads and checks the model folder at `dir` (its top-level files only), or a .zip of one. */
 export async function readModelFolder(dir: string): Promise<DecodedModelFolder> {
   if (dir.toLowerCase().endsWith('.zip')) {
-    const bytes = async () => {
-      try {
-        return new Uint8Array(await readFile(dir));
-      } catch (e) {
-        throw new Error(`cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-      }
-    };
-    const { files } = await unpackModelFolder([{ path: basename(dir), bytes }]);
+    let zip;
+    try {
+      zip = await fileReadAt(dir);
+    } catch (e) {
+      throw new Error(`cannot read ${dir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    const bytes = async () => new Uint8Array(await readFile(dir));
+    const { files } = await unpackModelFolder([{ path: basename(dir), bytes, zip }]);
     return decodeModelFolder(memorySource(dir, files));
   }
   const root = resolve(dir);

@@ -7,6 +7,12 @@ import type { ReadAt } from '../io/zip-archive.ts';
 import { zipSource } from '../io/zip-source.ts';
 
 export async function zipFileSource(path: string): Promise<FileSource> {
+  const { size, readAt } = await fileReadAt(path);
+  return zipSource(basename(path), size, readAt);
+}
+
+/** A regular file's size and a reader of byte ranges of it (each read opens and closes it). */
+export async function fileReadAt(path: string): Promise<{ size: number; readAt: ReadAt }> {
   const st = await stat(path);
   if (!st.isFile()) throw new Error(`${path}: not a regular file`);
   const readAt: ReadAt = async (offset, length) => {
@@ -24,5 +30,5 @@ export async function zipFileSource(path: string): Promise<FileSource> {
     }
     return out;
   };
-  return zipSource(basename(path), st.size, readAt);
+  return { size: st.size, readAt };
 }

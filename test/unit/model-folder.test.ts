@@ -147,6 +147,42 @@ describe("model folder .zip (the Predict tab's export and import)", () => {
     await decodeModelFolder(memorySource(c.folder, c.files));
   });
 
+  it('a zip given with a reader by range: only its directory and the model files are read', async () => {
+    // A 2 MiB checkpoint (random, so stored as big as it is) packed beside the model.
+    const ckpt = new Uint8Array(2 ** 21).map((_, i) => (i * 2654435761) >>> 24);
+    const zip = zipSync({ ...files, 'checkpoint_final.ckpt': [ckpt, { level: 0 }] } as never);
+    let read = 0;
+    const readAt = async (o: number, n: number) => {
+      read += n;
+      return zip.slice(o, o + n);
+    };
+    const never = async (): Promise<Uint8Array> => {
+      throw new Error('the whole zip was read');
+    };
+    const a = await unpackModelFolder([
+      { path: 'm.zip', bytes: never, zip: { size: zip.length, readAt } },
+    ]);
+    expect(Object.keys(a.files).sort()).toEqual(Object.keys(files).sort());
+    for (const [k, b] of Object.entries(files))
+      expect(Buffer.from(a.files[k]).equals(Buffer.from(b)), k).toBe(true);
+    expect(zip.length).toBeGreaterThan(2 ** 21);
+    // The model files (~20 KiB deflated), the directory and the end records' 64 KiB search window.
+    expect(read).toBeLessThan(128 * 1024);
+    // A damaged entry is refused with the zip's name (CRC checked on the range read).
+    const bad = zip.slice();
+    const at = Buffer.from(bad).indexOf('weights.bin') + 'weights.bin'.length;
+    bad[at + 10] ^= 0xff;
+    await expect(
+      unpackModelFolder([
+        {
+          path: 'm.zip',
+          bytes: never,
+          zip: { size: bad.length, readAt: async (o, n) => bad.slice(o, o + n) },
+        },
+      ]),
+    ).rejects.toThrow(/m.zip: not a readable .zip/);
+  });
+
   it('refuses a zip without model.json and a corrupt zip, with a message', async () => {
     const { [MODEL_FILES.model]: _m, ...rest } = files;
     await expect(
