@@ -419,55 +419,80 @@ describe.skipIf(!!missing)('FednnU-Net over a Flower SuperLink (REST Fleet API)'
     const nodeB = new FlowerNode({ superlink: fleetUrl, heartbeatInterval: 120, pollMs: 300 });
     const siteB = new FlowerSite(other);
     await nodeB.join();
+    const stopB = new AbortController();
     const servingB = nodeB
-      .serve(siteB.handle, { done: () => siteB.done })
+      .serve(siteB.handle, { done: () => siteB.done, signal: stopB.signal })
       .finally(() => nodeB.leave());
 
     const first = start();
-    await until(() => /joined as node (\d+)/.test(first.out.text), 'the CLI site to join', 120_000);
-    const nodeId = /joined as node (\d+)/.exec(first.out.text)![1];
-    const run = submit({
-      method: 'ffe',
-      'num-server-rounds': 2,
-      iters: 8,
-      'min-nodes': 2,
-      tiny: true,
-      'out-dir': model,
-    });
-    // Killed (no clean-up, as a crash or a power cut) once it holds round 2's message.
-    const round2 = async () => {
-      const f = join(state, 'message.bin');
-      if (!existsSync(f)) return false;
-      const m = await decodeInFlight(new Uint8Array(readFileSync(f))).catch(() => undefined);
-      const c = m?.content.get('config');
-      return c?.kind === 'config' && Number(c.items.get('server-round')) === 2;
-    };
-    await until(round2, 'the CLI site to receive round 2');
-    first.p.kill('SIGKILL');
-    await first.exit;
-    expect(first.out.text).toContain('round 1: loss');
-    expect(first.out.text).not.toContain('round 2: loss');
+    let second: ReturnType<typeof start> | undefined;
+    try {
+      await until(
+        () => /joined as node (\d+)/.test(first.out.text),
+        'the CLI site to join',
+        120_000,
+      );
+      const nodeId = /joined as node (\d+)/.exec(first.out.text)![1];
+      // Rounds of 32 iterations: round 2's message is held for its whole training (seconds here),
+      // a wide window for the poll below even on a loaded machine.
+      const run = submit({
+        method: 'ffe',
+        'num-server-rounds': 2,
+        iters: 32,
+        'min-nodes': 2,
+        tiny: true,
+        'out-dir': model,
+      });
+      // Killed (no clean-up, as a crash or a power cut) once it holds round 2's message.
+      const round2 = async () => {
+        const f = join(state, 'message.bin');
+        if (!existsSync(f)) return false;
+        const m = await decodeInFlight(new Uint8Array(readFileSync(f))).catch(() => undefined);
+        const c = m?.content.get('config');
+        return c?.kind === 'config' && Number(c.items.get('server-round')) === 2;
+      };
+      await until(round2, 'the CLI site to receive round 2');
+      first.p.kill('SIGKILL');
+      await first.exit;
+      expect(first.out.text).toContain('round 1: loss');
+      // Normally killed while training round 2. If the poll came late (a loaded machine), round 2
+      // may have been trained, and even saved, before the kill: the restart then replies with the
+      // saved round instead of training it again. Both are correct; the reply and the final models
+      // are checked the same way.
+      const trainedBeforeKill = first.out.text.includes('round 2: loss');
+      if (trainedBeforeKill) console.warn('killed after round 2 was trained (late poll)');
 
-    const second = start(['-o', mine]);
-    const code = await second.exit;
-    const out = await run;
-    await servingB;
-    expect(code, second.out.text).toBe(0);
-    expect(out, out).toContain('model saved to');
-    expect(second.out.text).toContain(`joined as node ${nodeId}`);
-    expect(second.out.text).toContain('resumed after 1 round');
-    expect(second.out.text).toContain('resumed mid-round: answering the train (round 2) message');
-    expect(existsSync(join(state, 'message.bin'))).toBe(false);
-    const [final, site, b] = [
-      await readModelFolder(model),
-      await readModelFolder(mine),
-      await other.weights(),
-    ];
-    for (const [name, g] of final.weights) {
-      expect(site.weights.get(name)!.data, name).toEqual(g.data);
-      expect(b.get(name)!.data, name).toEqual(g.data);
+      second = start(['-o', mine]);
+      const code = await second.exit;
+      const out = await run;
+      await servingB;
+      expect(code, second.out.text).toBe(0);
+      expect(out, out).toContain('model saved to');
+      expect(second.out.text).toContain(`joined as node ${nodeId}`);
+      expect(second.out.text).toContain('resumed mid-round: answering the train (round 2) message');
+      expect(second.out.text).toContain('round 2: loss');
+      if (!trainedBeforeKill) {
+        expect(second.out.text).toContain('resumed after 1 round');
+        expect(second.out.text).not.toContain('was trained and saved before the restart');
+      }
+      expect(existsSync(join(state, 'message.bin'))).toBe(false);
+      const [final, site, b] = [
+        await readModelFolder(model),
+        await readModelFolder(mine),
+        await other.weights(),
+      ];
+      for (const [name, g] of final.weights) {
+        expect(site.weights.get(name)!.data, name).toEqual(g.data);
+        expect(b.get(name)!.data, name).toEqual(g.data);
+      }
+    } finally {
+      // On a failure, nothing of this test may keep serving into the next one.
+      first.p.kill('SIGKILL');
+      second?.p.kill('SIGKILL');
+      stopB.abort();
+      await servingB.catch(() => undefined);
+      other.trainer?.dispose();
     }
-    other.trainer?.dispose();
   }, 900_000);
 
   it('FedAvg: a numpy-only Python ClientApp (Python SuperNode) beside a TypeScript site', async () => {
