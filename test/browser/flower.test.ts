@@ -115,8 +115,9 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
       {
         method: 'ffe',
         'num-server-rounds': 2,
-        // Rounds of several iterations: the second reload lands inside the tab's round 2.
-        iters: 4,
+        // Rounds of many iterations: the second reload lands inside the tab's round 2 (with 4, a
+        // loaded machine once ran the whole round between two checks of the page).
+        iters: 24,
         'min-nodes': 2,
         tiny: true,
         'out-dir': model,
@@ -148,10 +149,15 @@ describe.skipIf(!!missing)('a browser site in a Flower federation (relay as gate
       expect(await page.textContent('#fed-log')).toContain('resumed after 1 round');
       release();
 
-      // Round 2 under way in the tab (its first of 4 iterations done, the reply far off): reload.
-      await page.waitForSelector(
-        '#fed-phase[data-step="training"][data-round="2"][data-iteration="1"]',
-        { state: 'attached', timeout: 240_000 },
+      // Round 2 under way in the tab (at least one of its 24 iterations done, the reply far off):
+      // reload. Polled on a timer, not on animation frames, which a loaded headless page delays.
+      await page.waitForFunction(
+        () => {
+          const p = document.querySelector<HTMLElement>('#fed-phase')?.dataset;
+          return p?.step === 'training' && p.round === '2' && Number(p.iteration) >= 1;
+        },
+        undefined,
+        { polling: 50, timeout: 240_000 },
       );
       await page.reload();
       await page.waitForSelector('body[data-ready="true"]');
