@@ -8,26 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reduce, setReduceVariant } from '../../src/model/kernels/reduce.ts';
 import { hasSubgroups, hoistEnable } from '../../src/model/kernels/subgroups.ts';
 import type { RawProgram } from '../../src/model/kernels/program.ts';
+import { fakeWebGPUBackend, type FakeWebGPUBackend } from './helpers/fake-webgpu-backend.ts';
 import { installNodeWebGPU, type NodeWebGPU } from '../../src/node/webgpu.ts';
 import { useBackend } from '../../src/model/tf-backend.ts';
 
-/** A backend stand-in that records the programs a reduce builds. */
-function fakeBackend(features: string[]) {
-  const programs: RawProgram[] = [];
-  return {
-    programs,
-    device: { features: new Set(features) },
-    runWebGPUProgram(p: object, _i: TensorInfo[], dtype: 'float32' | 'int32'): TensorInfo {
-      programs.push(p as RawProgram);
-      return { dataId: {}, shape: (p as RawProgram).outputShape, dtype };
-    },
-    makeTensorInfo: (shape: number[], dtype: 'float32' | 'int32') => ({ dataId: {}, shape, dtype }),
-    disposeData: () => true,
-  };
-}
-
 const x = { dataId: {}, shape: [2, 4099, 3], dtype: 'float32' } as TensorInfo;
-const sum = (b: ReturnType<typeof fakeBackend>, op: 'sum' | 'max' = 'sum') =>
+const sum = (b: FakeWebGPUBackend, op: 'sum' | 'max' = 'sum') =>
   reduce(b, x, { axis: 1, keepDims: false }, op);
 
 describe('subgroup reduce variant: when it is offered', () => {
@@ -35,7 +21,7 @@ describe('subgroup reduce variant: when it is offered', () => {
 
   it('runs only where the device has `subgroups` and the variant is chosen; max stays serial', () => {
     const keys = (features: string[], op: 'sum' | 'max' = 'sum') => {
-      const b = fakeBackend(features);
+      const b = fakeWebGPUBackend(features);
       sum(b, op);
       return b.programs.map((p) => p.shaderKey);
     };

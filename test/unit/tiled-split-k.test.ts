@@ -2,45 +2,27 @@
 // builds for a deep-stage shape with few tiles and a long K (split, then a sum) and for a
 // full-resolution shape with many tiles (one GEMM). The values are checked on WebGPU in
 // kernels-node.test.ts, whose tiled cases include both kinds.
-import type { TensorInfo } from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import {
   conv3dBackpropFilterTiled,
   conv3dBackpropInputTiled,
   conv3dForwardTiled,
 } from '../../src/model/kernels/conv3d-tiled.ts';
-import type { RawProgram } from '../../src/model/kernels/program.ts';
+import {
+  fakeTensor,
+  fakeWebGPUBackend,
+  type FakeWebGPUBackend,
+} from './helpers/fake-webgpu-backend.ts';
 
-function fakeBackend() {
-  const programs: RawProgram[] = [];
-  const disposed: object[] = [];
-  return {
-    programs,
-    disposed,
-    runWebGPUProgram(
-      p: object,
-      _i: TensorInfo[],
-      dtype: 'float32' | 'int32',
-      _u?: unknown,
-      o?: TensorInfo,
-    ): TensorInfo {
-      programs.push(p as RawProgram);
-      return o ?? { dataId: {}, shape: (p as RawProgram).outputShape, dtype };
-    },
-    makeTensorInfo: (shape: number[], dtype: 'float32' | 'int32') => ({ dataId: {}, shape, dtype }),
-    disposeData: (id: object) => (disposed.push(id), true),
-  };
-}
-
-const t = (shape: number[]) => ({ dataId: {}, shape, dtype: 'float32' }) as TensorInfo;
+const t = fakeTensor;
 
 function passes(spatial: number[], cin: number, cout: number) {
   const x = t([1, ...spatial, cin]);
   const w = t([3, 3, 3, cin, cout]);
   const dy = t([1, ...spatial, cout]);
   const a = { strides: [1, 1, 1], pad: 'same' as const };
-  const run = (f: (b: ReturnType<typeof fakeBackend>) => unknown) => {
-    const b = fakeBackend();
+  const run = (f: (b: FakeWebGPUBackend) => unknown) => {
+    const b = fakeWebGPUBackend();
     f(b);
     return b;
   };
