@@ -18,6 +18,7 @@ import {
   backpropFilterGeometry,
   dwAccumulate,
   dwBlocks,
+  dwTapRange,
   key,
   type BackpropFilterAttrs,
 } from './conv3d.ts';
@@ -48,7 +49,6 @@ export function conv3dBackpropFilterSubgroup(
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
-  const [, KH, KW] = g.k;
   const { taps, RM, CV, RN, NV, RQ, MB, NB } = dwBlocks(g);
   const ACC = RM * RQ;
   const blocks = taps * MB * NB;
@@ -70,12 +70,7 @@ fn main(index : i32) {
   let n0 = (blk % ${NB}) * ${RN};
   let c0 = ((blk / ${NB}) % ${MB}) * ${RM};
   let tap = blk / ${NB * MB};
-  let fw = tap % ${KW};
-  let fh = (tap / ${KW}) % ${KH};
-  let fd = tap / ${KW * KH};
-  // ow range whose input column iw = ow·s − pad + fw lies inside [0, IW).
-  let owLo = max(0, (${g.pad[2]} - fw + ${g.s[2] - 1}) / ${g.s[2]});
-  let owHi = min(${OW}, (${IW - 1 + g.pad[2]} - fw) / ${g.s[2]} + 1);
+  ${dwTapRange(g)}
   ${A.map((i) => `var acc${i} = ${zero(NV)};`).join(' ')}
   let rEnd = select(0, ${rows}, valid);
   for (var r = lx; r < rEnd; r += ${THREADS}) {

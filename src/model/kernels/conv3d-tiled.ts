@@ -27,7 +27,7 @@ import {
   type Geometry,
   type V3,
 } from './conv3d.ts';
-import { range, type RawProgram, type WebGPUBackendLike } from './program.ts';
+import { range, sumSplits, type RawProgram, type WebGPUBackendLike } from './program.ts';
 
 const THREADS = 64; // 8 × 8
 const BM = 32;
@@ -190,33 +190,19 @@ function runSplitK(
     inputs,
     'float32',
   );
-  const gx = Math.min(Math.ceil(elems / THREADS), MAX_GROUPS);
-  const sum: RawProgram = {
-    variableNames: ['partials'],
-    variableComponents: [1],
-    outputShape,
-    shaderKey: `fnk_tiled_sksum_${o.key}_${S}`,
-    dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [gx, 1, 1],
-    workgroupSize: [THREADS, 1, 1],
-    size: false,
-    getUserCode: () => `
-fn outIndex(m : i32, n : i32) -> i32 {
-${o.outIndex}
-}
-fn main(index : i32) {
-  _ = uniforms.NAN;
-  for (var t = i32(workgroupId.x * ${THREADS}u + localIndex); t < ${elems}; t += ${gx * THREADS}) {
-    var s = 0.0;
-    for (var p = 0; p < ${S}; p++) { s += partials[p * ${elems} + t]; }
-    result[outIndex(t / ${o.N}, t % ${o.N})] = s;
-  }
-}
-`,
-  };
-  const out = backend.runWebGPUProgram(sum, [tmp], 'float32', undefined, output);
-  backend.disposeData(tmp.dataId);
-  return out;
+  return sumSplits(
+    backend,
+    tmp,
+    {
+      key: `tiled_sksum_${o.key}_${S}`,
+      S,
+      elems,
+      outputShape,
+      prelude: `fn outIndex(m : i32, n : i32) -> i32 {\n${o.outIndex}\n}`,
+      index: `outIndex(t / ${o.N}, t % ${o.N})`,
+    },
+    output,
+  );
 }
 
 /** WGSL: decompose `v` (an i32 expression name) into d, h, w of extents [, H, W] and batch. */

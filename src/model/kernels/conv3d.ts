@@ -22,7 +22,16 @@
 //             (split-K); a second pass sums the splits.
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { blockOf, comp, range, rawProgram, vt, zero, type WebGPUBackendLike } from './program.ts';
+import {
+  blockOf,
+  comp,
+  range,
+  rawProgram,
+  sumSplits,
+  vt,
+  zero,
+  type WebGPUBackendLike,
+} from './program.ts';
 
 export type V3 = [number, number, number];
 
@@ -403,6 +412,19 @@ export function dwBlocks(g: Geometry) {
 }
 
 /**
+ * WGSL (in scope: `tap`): the tap's offsets fd, fh, fw and the ow range [owLo, owHi) whose input
+ * column iw = ow·s − pad + fw lies inside [0, IW).
+ */
+export function dwTapRange(g: Geometry): string {
+  const [, KH, KW] = g.k;
+  return `let fw = tap % ${KW};
+  let fh = (tap / ${KW}) % ${KH};
+  let fd = tap / ${KW * KH};
+  let owLo = max(0, (${g.pad[2]} - fw + ${g.s[2] - 1}) / ${g.s[2]});
+  let owHi = min(${g.outS[2]}, (${g.inS[2] - 1 + g.pad[2]} - fw) / ${g.s[2]} + 1);`;
+}
+
+/**
  * WGSL for one output voxel of the filter gradient's inner loop (in scope: xrow, drow, ow, fw, c0,
  * n0): load the x and dy blocks and add their RM × RQ products into `acc(i)`.
  */
@@ -438,7 +460,6 @@ export function conv3dBackpropFilter(
   if (!g) return null;
   const [ID, IH, IW] = g.inS;
   const [OD, OH, OW] = g.outS;
-  const [, KH, KW] = g.k;
   const { taps, RM, CV, RN, NV, RQ, MB, NB } = dwBlocks(g);
   const base = taps * MB * NB;
   // Split the (b, od) slices so that there are enough threads to keep the device busy.
@@ -454,12 +475,7 @@ export function conv3dBackpropFilter(
   let split = t / ${NB * MB * taps};
   let n0 = nb * ${RN};
   let c0 = mb * ${RM};
-  let fw = tap % ${KW};
-  let fh = (tap / ${KW}) % ${KH};
-  let fd = tap / ${KW * KH};
-  // ow range whose input column iw = ow·s − pad + fw lies inside [0, IW).
-  let owLo = max(0, (${g.pad[2]} - fw + ${g.s[2] - 1}) / ${g.s[2]});
-  let owHi = min(${OW}, (${IW - 1 + g.pad[2]} - fw) / ${g.s[2]} + 1);
+  ${dwTapRange(g)}
   var acc : array<${vt(NV)}, ${RM * RQ}>;
   for (var i = 0; i < ${RM * RQ}; i++) { acc[i] = ${zero(NV)}; }
   let sEnd = min(${slices}, (split + 1) * ${per});
@@ -515,18 +531,10 @@ export function conv3dBackpropFilter(
     body,
   });
   const tmp = backend.runWebGPUProgram(partial, [x, dy], 'float32');
-  const sum = rawProgram({
-    key: `c3wsum_${elems}_${S}`,
-    inputs: ['partials'],
-    components: [1],
-    outputShape: [...attrs.filterShape],
-    threads: elems,
-    body: `
-  var s = 0.0;
-  for (var p = 0; p < ${S}; p++) { s += partials[p * ${elems} + t]; }
-  result[t] = s;`,
-  });
-  const out = backend.runWebGPUProgram(sum, [tmp], 'float32', undefined, output);
-  backend.disposeData(tmp.dataId);
-  return out;
+  return sumSplits(
+    backend,
+    tmp,
+    { key: `c3wsum_${elems}_${S}`, S, elems, outputShape: [...attrs.filterShape] },
+    output,
+  );
 }

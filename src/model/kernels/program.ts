@@ -72,6 +72,41 @@ ${opts.body}
   };
 }
 
+/**
+ * The second pass of a split-K GEMM: sums S partial results laid out [S, elems] into an output of
+ * `outputShape` and frees the partials. Element t goes to `result[index]`, where `index` is a WGSL
+ * expression over `t` (default t itself) that may call functions defined in `prelude`.
+ */
+export function sumSplits(
+  backend: WebGPUBackendLike,
+  partials: TensorInfo,
+  o: {
+    key: string;
+    S: number;
+    elems: number;
+    outputShape: number[];
+    index?: string;
+    prelude?: string;
+  },
+  output?: TensorInfo,
+): TensorInfo {
+  const program = rawProgram({
+    key: o.key,
+    inputs: ['partials'],
+    components: [1],
+    outputShape: o.outputShape,
+    threads: o.elems,
+    prelude: o.prelude,
+    body: `
+  var s = 0.0;
+  for (var p = 0; p < ${o.S}; p++) { s += partials[p * ${o.elems} + t]; }
+  result[${o.index ?? 't'}] = s;`,
+  });
+  const out = backend.runWebGPUProgram(program, [partials], 'float32', undefined, output);
+  backend.disposeData(partials.dataId);
+  return out;
+}
+
 /** Largest block size ≤ cap that divides n (n itself when n ≤ cap). */
 export function blockOf(n: number, cap = 8): number {
   if (n <= cap) return n;
