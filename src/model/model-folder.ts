@@ -31,7 +31,8 @@
 // and writes folders on disk.
 import { zipSync } from 'fflate';
 import type { FileSource } from '../io/file-source.ts';
-import { openZip, openZipBytes, type ReadAt, type ZipEntry } from '../io/zip-archive.ts';
+import type { ReadAt } from '../io/zip-archive.ts';
+import { zipBytesSource, zipSource } from '../io/zip-source.ts';
 import { resolveConfiguration, type PreprocessPlans } from '../preprocess/preprocess.ts';
 import { archFromPlan, networkKind, type PlanConfigurationLike, type UNetArch } from './arch.ts';
 import { labelInfo, numInputChannels, type LabelsDatasetJson } from './labels.ts';
@@ -387,26 +388,24 @@ export async function unpackModelFolder(
   if (list.length === 1 && list[0].path.toLowerCase().endsWith('.zip')) {
     const z = list[0];
     const bad = (e: unknown) => new Error(`${z.path}: not a readable .zip (${errorMessage(e)})`);
-    let reader: { entries: ZipEntry[]; read(e: ZipEntry): Uint8Array | Promise<Uint8Array> };
+    let zip: FileSource;
     try {
-      reader = z.zip
-        ? await openZip(z.zip.size, z.zip.readAt, z.path)
-        : openZipBytes(await z.bytes(), z.path);
+      zip = z.zip
+        ? await zipSource(z.path, z.zip.size, z.zip.readAt)
+        : zipBytesSource(z.path, await z.bytes());
     } catch (e) {
       throw bad(e);
     }
-    const wanted = reader.entries.filter(
-      (e) => !e.name.endsWith('/') && names.has(e.name.split('/').pop()!),
-    );
+    const wanted = (await zip.list()).filter((p) => names.has(p.split('/').pop()!));
     // Declared sizes, before anything is inflated: a zip bomb stops here, not at memory's end.
-    const total = wanted.reduce((n, e) => n + e.size, 0);
+    const total = wanted.reduce((n, p) => n + (zip.size?.(p) ?? 0), 0);
     if (total > MAX_UNZIPPED_BYTES)
       throw bad(`its model files unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 30} GiB`);
-    entries = wanted.map((e) => ({
-      path: e.name,
+    entries = wanted.map((path) => ({
+      path,
       bytes: async () => {
         try {
-          return await reader.read(e);
+          return await zip.read(path);
         } catch (err) {
           throw bad(err);
         }
